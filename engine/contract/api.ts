@@ -1,0 +1,162 @@
+/**
+ * The calls (renderer → host) and events (host → renderer) of Hearth. Both hosts, Electron's
+ * IPC and the browser host's HTTP + WebSocket, are generated from these tables; nobody writes
+ * a channel list by hand. Inputs are validated with these schemas where they enter a process.
+ */
+import { z } from 'zod';
+import type {
+  AppState,
+  Chat,
+  ChatDetail,
+  ChatSummary,
+  DownloadProgress,
+  EngineStatus,
+  LocalModel,
+  Message,
+  ModelInfo,
+  ModelStatus,
+  RecommendedModel,
+  Settings,
+} from './types.ts';
+import type { Result } from './errors.ts';
+
+/** Largest message a user may send, in characters. */
+export const maxMessageChars = 200_000;
+/** Largest system prompt, in characters. */
+export const maxSystemPromptChars = 50_000;
+/** Largest request body the browser host accepts, in bytes (above it: 413). */
+export const maxBodyBytes = 1024 * 1024;
+
+/** Ids are opaque, URL- and path-safe: they may not carry `/`, `.` or anything else. */
+export const idSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not a valid id');
+
+export const samplingSchema = z.strictObject({
+  temperature: z.number().min(0).max(2),
+  topP: z.number().gt(0).max(1),
+  maxTokens: z.number().int().min(1).max(32_768),
+});
+
+const messageTextSchema = z
+  .string()
+  .max(maxMessageChars, `a message may have at most ${maxMessageChars} characters`)
+  .refine((s) => s.trim().length > 0, 'the message is empty');
+
+const pathSchema = z.string().min(1, 'the path is empty').max(4096);
+
+export const settingsPatchSchema = z.strictObject({
+  threads: z.number().int().min(0).max(256).optional(),
+  contextSize: z.number().int().min(0).max(1_048_576).optional(),
+  theme: z.enum(['system', 'light', 'dark']).optional(),
+  defaultSystemPrompt: z.string().max(maxSystemPromptChars).optional(),
+  defaultSampling: samplingSchema.partial().optional(),
+});
+
+const empty = z.strictObject({});
+const chatRef = z.strictObject({ chatId: idSchema });
+
+/** Input schema of every call. The key is the call's name. */
+export const callInputs = {
+  /** Everything the UI needs at start. */
+  'app.state': empty,
+  /** Changes settings; threads and context size apply at the next model load. */
+  'settings.update': settingsPatchSchema,
+
+  /** GGUF files in the models directory. */
+  'models.list': empty,
+  /** Small instruct models that are known to work, for first run. */
+  'models.recommended': empty,
+  /** Validates and loads a GGUF; progress arrives as `model.status` events. */
+  'models.load': z.strictObject({ path: pathSchema }),
+  'models.unload': empty,
+  /** Electron only: the native file dialog. Other hosts answer NOT_SUPPORTED. */
+  'models.pick': empty,
+  /** Starts a download into the models directory; progress arrives as `download.progress`. */
+  'models.download': z.strictObject({ uri: z.string().min(1).max(2048) }),
+  'models.cancelDownload': z.strictObject({ downloadId: idSchema }),
+
+  'chats.list': empty,
+  'chats.create': z.strictObject({
+    title: z.string().max(200).optional(),
+    systemPrompt: z.string().max(maxSystemPromptChars).optional(),
+  }),
+  'chats.get': chatRef,
+  'chats.rename': z.strictObject({ chatId: idSchema, title: z.string().trim().min(1).max(200) }),
+  'chats.delete': chatRef,
+  /** Per-chat system prompt and sampling. */
+  'chats.configure': z.strictObject({
+    chatId: idSchema,
+    systemPrompt: z.string().max(maxSystemPromptChars).optional(),
+    sampling: samplingSchema.partial().optional(),
+  }),
+  /**
+   * Appends a user message and starts the reply. The user message is durable before
+   * generation starts. `parentId` defaults to the chat's active leaf.
+   */
+  'chats.send': z.strictObject({
+    chatId: idSchema,
+    text: messageTextSchema,
+    parentId: idSchema.nullable().optional(),
+  }),
+  /** A new user message beside `messageId` (a branch) and its reply. */
+  'chats.edit': z.strictObject({ chatId: idSchema, messageId: idSchema, text: messageTextSchema }),
+  /** A new reply beside the assistant message `messageId` (a branch). */
+  'chats.regenerate': z.strictObject({ chatId: idSchema, messageId: idSchema }),
+  /** Shows the branch that contains `messageId` (its most recent leaf). */
+  'chats.switchBranch': z.strictObject({ chatId: idSchema, messageId: idSchema }),
+  /** Stops the chat's reply in progress; the text so far is kept. */
+  'chats.stop': chatRef,
+} as const;
+
+export type CallName = keyof typeof callInputs;
+export type CallInput<N extends CallName> = z.input<(typeof callInputs)[N]>;
+
+/** What each call returns on success. */
+export interface CallOutputs {
+  'app.state': AppState;
+  'settings.update': Settings;
+  'models.list': { readonly models: readonly LocalModel[] };
+  'models.recommended': { readonly models: readonly RecommendedModel[] };
+  'models.load': ModelInfo;
+  'models.unload': ModelStatus;
+  'models.pick': { readonly path: string | null };
+  'models.download': { readonly downloadId: string };
+  'models.cancelDownload': { readonly cancelled: boolean };
+  'chats.list': { readonly chats: readonly ChatSummary[] };
+  'chats.create': Chat;
+  'chats.get': ChatDetail;
+  'chats.rename': Chat;
+  'chats.delete': { readonly deleted: boolean };
+  'chats.configure': Chat;
+  'chats.send': { readonly userMessage: Message; readonly assistantMessage: Message };
+  'chats.edit': { readonly userMessage: Message; readonly assistantMessage: Message };
+  'chats.regenerate': { readonly assistantMessage: Message };
+  'chats.switchBranch': Chat;
+  'chats.stop': { readonly stopped: boolean };
+}
+
+/** Everything the host pushes to the renderer. */
+export interface EventPayloads {
+  'engine.status': EngineStatus;
+  'model.status': ModelStatus;
+  /** Text appended to a streaming message. */
+  'message.delta': { readonly chatId: string; readonly messageId: string; readonly delta: string };
+  /** A message changed state (finished, stopped, failed, marked incomplete). */
+  'message.updated': { readonly message: Message };
+  /** A chat was created, renamed, reconfigured or deleted (then `chat` is null). */
+  'chats.changed': { readonly chatId: string; readonly chat: ChatSummary | null };
+  'download.progress': DownloadProgress;
+}
+
+export type EventName = keyof EventPayloads;
+export type HearthEvent = { [K in EventName]: { readonly type: K; readonly payload: EventPayloads[K] } }[EventName];
+
+/** The API as the renderer sees it, whichever host serves it. */
+export type HearthApi = {
+  readonly [N in CallName]: (input: CallInput<N>) => Promise<Result<CallOutputs[N]>>;
+};
+
+export const callNames = Object.keys(callInputs) as CallName[];
+
+export function isCallName(name: unknown): name is CallName {
+  return typeof name === 'string' && Object.hasOwn(callInputs, name);
+}

@@ -1,0 +1,8 @@
+/**
+ * Hearth's one typed contract: calls, events, payload types and error codes. Pure TypeScript;
+ * it imports nothing of the app (only zod), and everything else may import it.
+ */
+export * from './errors.ts';
+export * from './types.ts';
+export * from './api.ts';
+export * from './validate.ts';

@@ -1,0 +1,100 @@
+/**
+ * The private protocol between the host (Electron's main process, or the browser host) and the
+ * engine process. The host side lives in `service/`, the engine side in `worker/`. Nothing
+ * outside `engine/` sees it: the renderer talks to the host through `contract/` only.
+ *
+ * Every request is answered with exactly one `result` message carrying a `Result`: the engine
+ * process never answers with a thrown error. A request left unanswered when the process dies
+ * is failed by the host with ENGINE_CRASHED.
+ */
+import type { DownloadProgress, MessageStats, ModelInfo, Result, Sampling } from './contract/index.ts';
+
+/** A chat turn as the engine sees it: the history on the active branch, oldest first. */
+export interface PromptMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly text: string;
+}
+
+export interface GenerateInput {
+  /** Chosen by the host; used by `abort` and by `token` events. */
+  readonly requestId: string;
+  /** The chat this reply belongs to (for slot bookkeeping). */
+  readonly chatId: string;
+  /** The whole active branch up to and including the new user message. */
+  readonly messages: readonly PromptMessage[];
+  readonly sampling: Sampling;
+}
+
+export interface GenerateOutput {
+  /** The whole reply text (the `token` events carried it piecewise). */
+  readonly text: string;
+  /** `eos`: the model ended its turn; `maxTokens`: hit the limit; `aborted`: `abort` was called. */
+  readonly stopReason: 'eos' | 'maxTokens' | 'aborted';
+  readonly stats: MessageStats;
+}
+
+/** A snapshot of the engine's counters, sampled by the host. */
+export interface EngineMetrics {
+  readonly kvCellsUsed: number;
+  readonly kvCellsCapacity: number;
+}
+
+/** Requests the host makes of the engine process: input and output of each. */
+export interface WorkerMethods {
+  /** Loads llama.cpp's bindings. Sent once, first. */
+  init: { input: { readonly logLevel: 'error' | 'warn' | 'info' | 'debug' }; output: { readonly build: string } };
+  /**
+   * Loads a model (unloading any previous one) and creates its context. The host has already
+   * validated the file with `gguf/` before asking: nothing unchecked reaches llama.cpp.
+   */
+  loadModel: {
+    input: { readonly path: string; readonly contextSize: number; readonly threads: number };
+    output: ModelInfo;
+  };
+  unloadModel: { input: Record<string, never>; output: Record<string, never> };
+  /** Streams `token` events, then answers. One generation at a time; others wait their turn. */
+  generate: { input: GenerateInput; output: GenerateOutput };
+  /** Stops a generation; its `generate` then answers with stopReason `aborted`. */
+  abort: { input: { readonly requestId: string }; output: { readonly aborted: boolean } };
+  /** Downloads a model file into `dirPath`, resuming a partial download of the same file. */
+  download: {
+    input: { readonly downloadId: string; readonly uri: string; readonly dirPath: string };
+    output: { readonly path: string };
+  };
+  cancelDownload: { input: { readonly downloadId: string }; output: { readonly cancelled: boolean } };
+  metrics: { input: Record<string, never>; output: EngineMetrics };
+}
+
+export type WorkerMethod = keyof WorkerMethods;
+
+/** Pushed by the engine process at any time. */
+export type WorkerEvent =
+  | { readonly type: 'loadProgress'; readonly progress: number }
+  | { readonly type: 'token'; readonly requestId: string; readonly delta: string }
+  | { readonly type: 'downloadProgress'; readonly progress: DownloadProgress }
+  | { readonly type: 'log'; readonly level: 'error' | 'warn' | 'info' | 'debug'; readonly message: string };
+
+export type HostToWorker = {
+  [M in WorkerMethod]: { readonly kind: 'call'; readonly id: number; readonly method: M; readonly input: WorkerMethods[M]['input'] };
+}[WorkerMethod];
+
+export type WorkerToHost =
+  | { readonly kind: 'ready' }
+  | { readonly kind: 'result'; readonly id: number; readonly result: Result<unknown> }
+  | { readonly kind: 'event'; readonly event: WorkerEvent };
+
+/**
+ * One running engine process, whatever started it: Electron's utilityProcess in the app, or
+ * `child_process.fork` under the browser host and in tests.
+ */
+export interface EnginePort {
+  readonly pid: number | undefined;
+  send(message: HostToWorker): void;
+  onMessage(listener: (message: WorkerToHost) => void): void;
+  /** Called once when the process is gone, however it went. */
+  onExit(listener: (code: number | null, signal: string | null) => void): void;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Starts a fresh engine process. */
+export type SpawnEngine = () => EnginePort;
