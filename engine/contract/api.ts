@@ -145,6 +145,8 @@ export interface EventPayloads {
   /** A chat was created, renamed, reconfigured or deleted (then `chat` is null). */
   'chats.changed': { readonly chatId: string; readonly chat: ChatSummary | null };
   'download.progress': DownloadProgress;
+  /** A menu command from the desktop shell (Electron's app menu); the browser host never sends it. */
+  'app.command': { readonly command: 'newChat' | 'openSettings' | 'openModels' };
 }
 
 export type EventName = keyof EventPayloads;

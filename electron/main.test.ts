@@ -1,0 +1,143 @@
+// Electron cannot run on the build machine (facts.md), so main.ts is exercised against a mock
+// of the `electron` module that records what main asks of it.
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+
+type Listener = (...args: any[]) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const state = vi.hoisted(() => ({
+  gotLock: true,
+  appHandlers: new Map<string, Listener>(),
+  ipcHandlers: new Map<string, Listener>(),
+  windows: [] as Array<{ options: Record<string, unknown>; sent: unknown[]; loaded: string[] }>,
+  opened: [] as string[],
+  hearth: {
+    call: vi.fn(async () => ({ ok: true, value: 'ok' })),
+    dispose: vi.fn(async () => undefined),
+    listeners: [] as Listener[],
+  },
+  createHearth: vi.fn(),
+}));
+
+vi.mock('electron', () => {
+  class BrowserWindow {
+    webContents = { send: (...args: unknown[]) => this.record.sent.push(args) };
+    record: { options: Record<string, unknown>; sent: unknown[]; loaded: string[] };
+    constructor(options: Record<string, unknown>) {
+      this.record = { options, sent: [], loaded: [] };
+      state.windows.push(this.record);
+    }
+    once() {}
+    on() {}
+    maximize() {}
+    isDestroyed() { return false; }
+    loadFile(path: string) { this.record.loaded.push(path); return Promise.resolve(); }
+    loadURL(url: string) { this.record.loaded.push(url); return Promise.resolve(); }
+  }
+  const app = {
+    requestSingleInstanceLock: () => state.gotLock,
+    quit: vi.fn(),
+    exit: vi.fn(),
+    enableSandbox: vi.fn(),
+    on: (name: string, fn: Listener) => state.appHandlers.set(name, fn),
+    whenReady: () => Promise.resolve(),
+    getPath: () => '/tmp/hearth-electron-test',
+    getVersion: () => '0.0.0-test',
+    getName: () => 'Hearth',
+  };
+  return {
+    app,
+    BrowserWindow,
+    dialog: { showErrorBox: vi.fn(), showOpenDialog: vi.fn(async () => ({ canceled: true, filePaths: [] })) },
+    ipcMain: { handle: (channel: string, fn: Listener) => state.ipcHandlers.set(channel, fn) },
+    Menu: { setApplicationMenu: vi.fn(), buildFromTemplate: (t: unknown) => t },
+    screen: { getAllDisplays: () => [{ workArea: { x: 0, y: 0, width: 1920, height: 1080 } }] },
+    session: { defaultSession: { setPermissionRequestHandler: vi.fn(), webRequest: { onHeadersReceived: vi.fn() } } },
+    shell: { openExternal: vi.fn(async (url: string) => void state.opened.push(url)) },
+    utilityProcess: { fork: vi.fn() },
+  };
+});
+
+vi.mock('../engine/index.ts', () => ({
+  createHearth: state.createHearth,
+}));
+
+async function loadMain() {
+  vi.resetModules();
+  state.appHandlers.clear();
+  state.ipcHandlers.clear();
+  state.windows.length = 0;
+  state.opened.length = 0;
+  state.hearth.listeners = [];
+  state.createHearth.mockImplementation(async () => ({
+    call: state.hearth.call,
+    dispose: state.hearth.dispose,
+    onEvent: (fn: Listener) => { state.hearth.listeners.push(fn); return () => undefined; },
+  }));
+  await import('./main.ts');
+  await vi.waitFor(() => expect(state.windows.length).toBe(1));
+}
+
+describe('electron main', () => {
+  beforeEach(() => {
+    state.gotLock = true;
+    vi.clearAllMocks();
+  });
+
+  it('quits at once when another instance holds the lock', async () => {
+    state.gotLock = false;
+    vi.resetModules();
+    state.windows.length = 0;
+    const electron = await import('electron');
+    await import('./main.ts');
+    expect(electron.app.quit).toHaveBeenCalled();
+    expect(state.windows).toHaveLength(0);
+  });
+
+  it('creates a sandboxed, isolated window and starts the service in the electron host', async () => {
+    await loadMain();
+    const electron = await import('electron');
+    expect(electron.app.enableSandbox).toHaveBeenCalled();
+    expect(state.createHearth).toHaveBeenCalledWith(expect.objectContaining({ host: 'electron', dataDir: '/tmp/hearth-electron-test' }));
+    const prefs = state.windows[0]?.options['webPreferences'] as Record<string, unknown>;
+    expect(prefs).toMatchObject({ contextIsolation: true, sandbox: true, nodeIntegration: false });
+    expect(String(prefs['preload'])).toMatch(/preload\.cjs$/);
+    expect(state.windows[0]?.loaded[0]).toMatch(/renderer[/\\]index\.html$/);
+  });
+
+  it('validates IPC payloads and refuses foreign senders', async () => {
+    await loadMain();
+    const handler = state.ipcHandlers.get('hearth:call');
+    expect(handler).toBeDefined();
+    const appUrl = `file://${state.windows[0]?.loaded[0]}`;
+    const fromApp = { senderFrame: { url: appUrl } };
+    expect(await handler?.(fromApp, 'chats.get', { chatId: '../x' })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
+    expect(await handler?.({ senderFrame: { url: 'https://evil.example/' } }, 'chats.list', {})).toMatchObject({ ok: false, error: { code: 'FORBIDDEN' } });
+    expect(state.hearth.call).not.toHaveBeenCalled();
+    expect(await handler?.(fromApp, 'chats.list', {})).toEqual({ ok: true, value: 'ok' });
+    expect(state.hearth.call).toHaveBeenCalledWith('chats.list', {});
+  });
+
+  it('blocks navigation and new windows; opens only safe links outside', async () => {
+    await loadMain();
+    const created = state.appHandlers.get('web-contents-created');
+    const handlers = new Map<string, Listener>();
+    let openHandler: Listener | undefined;
+    created?.({}, { on: (n: string, fn: Listener) => handlers.set(n, fn), setWindowOpenHandler: (fn: Listener) => (openHandler = fn) });
+    const prevent = vi.fn();
+    handlers.get('will-navigate')?.({ preventDefault: prevent }, 'https://evil.example/');
+    expect(prevent).toHaveBeenCalled();
+    expect(openHandler?.({ url: 'javascript:alert(1)' })).toEqual({ action: 'deny' });
+    expect(openHandler?.({ url: 'https://example.com/doc' })).toEqual({ action: 'deny' });
+    await vi.waitFor(() => expect(state.opened).toEqual(['https://example.com/doc']));
+  });
+
+  it('forwards service events to the window and disposes the service before quitting', async () => {
+    await loadMain();
+    state.hearth.listeners[0]?.({ type: 'engine.status', payload: { state: 'running', restarts: 0 } });
+    expect(state.windows[0]?.sent).toEqual([['hearth:event', { type: 'engine.status', payload: { state: 'running', restarts: 0 } }]]);
+    const preventDefault = vi.fn();
+    state.appHandlers.get('before-quit')?.({ preventDefault });
+    expect(preventDefault).toHaveBeenCalled();
+    expect(state.hearth.dispose).toHaveBeenCalled();
+  });
+});
