@@ -1,0 +1,113 @@
+/**
+ * The SQLite file `<dataDir>/hearth.db`: opening it, its pragmas and its migrations.
+ *
+ * Durability: the database runs in WAL mode with `synchronous=NORMAL`, which survives a killed
+ * process (a commit is in the WAL, in the OS page cache, before COMMIT returns) but may lose the
+ * last commits on power loss or an OS crash. That is fine for the ~250 ms flushes of streaming
+ * text, not for a user message, which must be durable before generation starts (issue 2). So the
+ * commits that must survive a power cut run through `durably()`, which switches the connection to
+ * `synchronous=FULL` for that one commit: SQLite then fsyncs the WAL at COMMIT (and with it every
+ * earlier frame). One fsync per sent message costs a few milliseconds; one per streamed flush
+ * would block the host's event loop 4× a second for nothing.
+ */
+import { DatabaseSync } from 'node:sqlite';
+
+/** Each entry moves the schema from `user_version = index` to `index + 1`. Append only. */
+const migrations: readonly string[] = [
+  `
+  CREATE TABLE chats (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    -- 1 while the title is the placeholder: the first user message then names the chat
+    title_pending INTEGER NOT NULL DEFAULT 1,
+    system_prompt TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    active_leaf_id TEXT REFERENCES messages(id) ON DELETE SET NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    chat_id TEXT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+    parent_id TEXT REFERENCES messages(id) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('streaming', 'complete', 'stopped', 'incomplete', 'error')),
+    error TEXT,
+    stats TEXT,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX messages_by_chat ON messages(chat_id, created_at);
+  CREATE INDEX messages_by_parent ON messages(parent_id);
+  CREATE INDEX messages_by_status ON messages(status);
+  CREATE INDEX chats_by_updated ON chats(updated_at);
+  CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  `,
+];
+
+/** The schema version this build writes. */
+export const schemaVersion = migrations.length;
+
+/**
+ * Opens (creating if needed) the database and brings its schema up to date. Throws on an
+ * unusable file; the caller turns that into a clear startup error.
+ */
+export function openDatabase(file: string): DatabaseSync {
+  const db = new DatabaseSync(file, { enableForeignKeyConstraints: true, timeout: 5000 });
+  try {
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec('PRAGMA foreign_keys = ON');
+    migrate(db, migrations);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/** Applies the migrations the file has not seen yet, each in its own transaction. */
+export function migrate(db: DatabaseSync, list: readonly string[]): void {
+  const current = userVersion(db);
+  if (current > list.length) {
+    throw new Error(`The database was written by a newer Hearth (schema ${current}; this build knows ${list.length}).`);
+  }
+  for (let version = current; version < list.length; version++) {
+    transaction(db, () => {
+      db.exec(list[version] as string);
+      // PRAGMA does not take bound parameters; `version` is a number we control.
+      db.exec(`PRAGMA user_version = ${version + 1}`);
+    });
+  }
+}
+
+export function userVersion(db: DatabaseSync): number {
+  const row = db.prepare('PRAGMA user_version').get() as { user_version: number } | undefined;
+  return row?.user_version ?? 0;
+}
+
+/** Runs `fn` in one IMMEDIATE transaction (so a writer never upgrades a read lock and deadlocks). */
+export function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const result = fn();
+    db.exec('COMMIT');
+    return result;
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+/** Like `transaction`, but the COMMIT is fsynced: it survives power loss, not only a killed process. */
+export function durably<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec('PRAGMA synchronous = FULL');
+  try {
+    return transaction(db, fn);
+  } finally {
+    db.exec('PRAGMA synchronous = NORMAL');
+  }
+}

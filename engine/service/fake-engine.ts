@@ -1,0 +1,207 @@
+/**
+ * An in-memory engine process for unit tests: it speaks protocol.ts, streams scripted tokens,
+ * fails on request, and "crashes". Not used by the app.
+ */
+import { err, ok, type HearthError, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
+import type { EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../protocol.ts';
+
+export interface FakeBehaviour {
+  /** The reply, token by token. */
+  tokens: string[];
+  tokenDelayMs: number;
+  /** Emit this many tokens, then wait for `release()` (or an abort or crash). */
+  pauseAfter: number | null;
+  /** Each generate answers this error after its tokens. */
+  generateError: HearthError | null;
+  loadError: HearthError | null;
+  /** init answers this error (the process then gets killed by the supervisor). */
+  initError: HearthError | null;
+  /** Never send `ready`. */
+  silent: boolean;
+  metrics: { kvCellsUsed: number; kvCellsCapacity: number };
+}
+
+let nextPid = 40_000;
+
+export class FakeEngine {
+  behaviour: FakeBehaviour = {
+    tokens: ['Hello', ',', ' world', '!'],
+    tokenDelayMs: 2,
+    pauseAfter: null,
+    generateError: null,
+    loadError: null,
+    initError: null,
+    silent: false,
+    metrics: { kvCellsUsed: 17, kvCellsCapacity: 4096 },
+  };
+  readonly ports: FakePort[] = [];
+  /** Every call any port received, in order. */
+  readonly calls: HostToWorker[] = [];
+  /** Runs synchronously when a call arrives, before it is handled. */
+  onCall: ((call: HostToWorker) => void) | null = null;
+  readonly spawn: SpawnEngine = () => {
+    const port = new FakePort(this);
+    this.ports.push(port);
+    return port;
+  };
+
+  get current(): FakePort | undefined {
+    const last = this.ports.at(-1);
+    return last && !last.dead ? last : undefined;
+  }
+
+  /** Kills the running process as a segfault or SIGKILL would. */
+  crash(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.current?.die(null, signal);
+  }
+
+  /** Lets paused generations go on. */
+  release(): void {
+    for (const port of this.ports) port.wakeAll();
+  }
+
+  callsOf<M extends keyof WorkerMethods>(method: M): WorkerMethods[M]['input'][] {
+    return this.calls.filter((c) => c.method === method).map((c) => c.input as WorkerMethods[M]['input']);
+  }
+}
+
+export class FakePort implements EnginePort {
+  readonly pid = nextPid++;
+  dead = false;
+  readonly #engine: FakeEngine;
+  readonly #messageListeners: ((message: WorkerToHost) => void)[] = [];
+  readonly #exitListeners: ((code: number | null, signal: string | null) => void)[] = [];
+  readonly #aborted = new Set<string>();
+  #wakers: (() => void)[] = [];
+  #queue: Promise<unknown> = Promise.resolve();
+  #model: ModelInfo | null = null;
+
+  constructor(engine: FakeEngine) {
+    this.#engine = engine;
+    setTimeout(() => {
+      if (!engine.behaviour.silent) this.#post({ kind: 'ready' });
+    }, 1);
+  }
+
+  send(message: HostToWorker): void {
+    if (this.dead) return;
+    this.#engine.calls.push(message);
+    this.#engine.onCall?.(message);
+    void this.#handle(message).then((result) => this.#post({ kind: 'result', id: message.id, result }));
+  }
+
+  onMessage(listener: (message: WorkerToHost) => void): void {
+    this.#messageListeners.push(listener);
+  }
+
+  onExit(listener: (code: number | null, signal: string | null) => void): void {
+    this.#exitListeners.push(listener);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    setTimeout(() => this.die(null, signal), 1);
+  }
+
+  die(code: number | null, signal: string | null): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.wakeAll();
+    setTimeout(() => {
+      for (const listener of this.#exitListeners) listener(code, signal);
+    }, 1);
+  }
+
+  wakeAll(): void {
+    for (const wake of this.#wakers.splice(0)) wake();
+  }
+
+  #post(message: WorkerToHost): void {
+    if (this.dead) return;
+    for (const listener of this.#messageListeners) listener(message);
+  }
+
+  #event(event: WorkerEvent): void {
+    this.#post({ kind: 'event', event });
+  }
+
+  async #handle(message: HostToWorker): Promise<Result<unknown>> {
+    const b = this.#engine.behaviour;
+    await delay(1);
+    switch (message.method) {
+      case 'init':
+        return b.initError ? { ok: false, error: b.initError } : ok({ build: 'fake' });
+      case 'loadModel': {
+        this.#event({ type: 'loadProgress', progress: 0.5 });
+        await delay(2);
+        this.#event({ type: 'loadProgress', progress: 1 });
+        if (b.loadError) return { ok: false, error: b.loadError };
+        this.#model = {
+          path: message.input.path,
+          name: 'fake model',
+          sizeBytes: 1000,
+          architecture: 'llama',
+          trainedContextLength: 8192,
+          contextSize: message.input.contextSize || 4096,
+          layerCount: 4,
+        };
+        return ok(this.#model);
+      }
+      case 'unloadModel':
+        this.#model = null;
+        return ok({});
+      case 'generate': {
+        const turn = this.#queue.then(() => this.#generate(message.input));
+        this.#queue = turn.catch(() => undefined);
+        return turn;
+      }
+      case 'abort': {
+        this.#aborted.add(message.input.requestId);
+        this.wakeAll();
+        return ok({ aborted: true });
+      }
+      case 'download': {
+        const { downloadId, uri, dirPath } = message.input;
+        this.#event({ type: 'downloadProgress', progress: { downloadId, uri, status: 'downloading', downloadedBytes: 5, totalBytes: 10 } });
+        await delay(2);
+        return ok({ path: `${dirPath}/fake.gguf` });
+      }
+      case 'cancelDownload':
+        return ok({ cancelled: true });
+      case 'metrics':
+        return ok(b.metrics);
+    }
+  }
+
+  async #generate(input: GenerateInput): Promise<Result<WorkerMethods['generate']['output']>> {
+    const b = this.#engine.behaviour;
+    if (!this.#model) return err('MODEL_NOT_LOADED', 'No model is loaded.');
+    let text = '';
+    let count = 0;
+    for (const token of b.tokens) {
+      if (this.dead || this.#aborted.has(input.requestId)) break;
+      if (b.pauseAfter !== null && count === b.pauseAfter) {
+        await new Promise<void>((resolve) => this.#wakers.push(resolve));
+        if (this.dead || this.#aborted.has(input.requestId)) break;
+      }
+      await delay(b.tokenDelayMs);
+      if (this.dead) break;
+      this.#event({ type: 'token', requestId: input.requestId, delta: token });
+      text += token;
+      count++;
+    }
+    if (b.generateError) return { ok: false, error: b.generateError };
+    const stats: MessageStats = {
+      tokensReused: 3,
+      tokensRestored: 0,
+      tokensPrefilled: input.messages.reduce((n, m) => n + m.text.length, 0),
+      tokensGenerated: count,
+      ttftMs: 40,
+      cacheSource: 'memory',
+    };
+    return ok({ text, stopReason: this.#aborted.has(input.requestId) ? 'aborted' : 'eos', stats });
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,231 @@
+/**
+ * Assembles the host side of the engine: the store, the supervised engine process, the model,
+ * replies, downloads and metrics, behind the contract's `HearthApi`.
+ */
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import {
+  err,
+  ok,
+  validateCall,
+  type CallName,
+  type HearthApi,
+  type HearthEvent,
+  type Result,
+} from '../contract/index.ts';
+import type { SpawnEngine } from '../protocol.ts';
+import { Conversations } from './conversations.ts';
+import { openDatabase } from './db.ts';
+import { Downloads } from './downloads.ts';
+import { Emitter } from './emitter.ts';
+import { Generations } from './generations.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { Metrics } from './metrics.ts';
+import { ModelManager, type InspectGguf } from './model-manager.ts';
+import { listModels, recommendedModels } from './models.ts';
+import { readSettings, updateSettings } from './settings.ts';
+import { ChatStore } from './store.ts';
+import { Supervisor, type LogLevel } from './supervisor.ts';
+
+export interface HearthOptions {
+  /** Where hearth.db, models/ and logs/ live; created if missing. */
+  readonly dataDir: string;
+  readonly host: 'electron' | 'browser';
+  /** The app's version, reported by app.state. */
+  readonly version: string;
+  /** Starts the engine process; default: `forkEngine` (engine/spawn.ts). */
+  readonly spawnEngine?: SpawnEngine;
+  /** Overrides settings.threads (CLI --threads). */
+  readonly threads?: number;
+  /**
+   * A model to load at start (CLI --model): `createHearth` then resolves once it is loaded or
+   * has failed (status 'error', the app runs). Without it the remembered model
+   * (settings.lastModelPath) loads in the background and `createHearth` does not wait.
+   */
+  readonly modelPath?: string;
+  readonly logLevel?: LogLevel;
+}
+
+export interface Hearth {
+  /** Validates name+payload against the contract, then runs the call. Never throws. */
+  call(name: unknown, payload: unknown): Promise<Result<unknown>>;
+  /** Typed access for in-process callers (inputs are trusted: not validated). Never throws. */
+  readonly api: HearthApi;
+  onEvent(listener: (event: HearthEvent) => void): () => void;
+  /** Prometheus text for GET /metrics. */
+  metricsText(): Promise<string>;
+  /** The engine process's pid (tests kill it to inject a crash), or null while none runs. */
+  readonly enginePid: number | null;
+  /** Stops replies (saved as stopped, or incomplete), the engine process, and closes the database. */
+  dispose(): Promise<void>;
+}
+
+/** A data directory Hearth cannot use: `message` and `hint` are for the user, not a stack trace. */
+export class HearthStartError extends Error {
+  readonly hint: string;
+
+  constructor(message: string, hint: string) {
+    super(message);
+    this.name = 'HearthStartError';
+    this.hint = hint;
+  }
+}
+
+/** What engine/index.ts wires in, plus test seams that hosts never pass. */
+export interface HearthWiring {
+  readonly spawnEngine: SpawnEngine;
+  /** The GGUF check before any load (engine/gguf/reader.ts `inspectGguf`). */
+  readonly inspect: InspectGguf;
+  readonly log?: Logger;
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number; readonly stableMs: number };
+  readonly flushIntervalMs?: number;
+  /** How long dispose waits for the engine to stop replies before marking them incomplete. */
+  readonly stopGraceMs?: number;
+}
+
+interface DataDirs {
+  readonly root: string;
+  readonly models: string;
+  readonly logs: string;
+  readonly db: string;
+}
+
+function prepareDataDir(dataDir: string): DataDirs {
+  const root = path.resolve(dataDir);
+  const dirs = { root, models: path.join(root, 'models'), logs: path.join(root, 'logs'), db: path.join(root, 'hearth.db') };
+  try {
+    for (const dir of [dirs.root, dirs.models, dirs.logs]) mkdirSync(dir, { recursive: true });
+    accessSync(root, constants.W_OK);
+  } catch (error) {
+    throw new HearthStartError(
+      `Hearth cannot write to its data directory ${root} (${describe(error)}).`,
+      'Choose a writable directory (the browser host takes --data-dir DIR).',
+    );
+  }
+  return dirs;
+}
+
+function describe(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return code ? `${code}: ${message}` : message;
+}
+
+/** Starts Hearth: see `createHearth` in engine/index.ts. */
+export async function startHearth(options: HearthOptions, wiring: HearthWiring): Promise<Hearth> {
+  const dirs = prepareDataDir(options.dataDir);
+  const log = wiring.log ?? createLogger(dirs.logs, options.logLevel ?? 'info');
+  let db;
+  try {
+    db = openDatabase(dirs.db);
+  } catch (error) {
+    await log.close();
+    throw new HearthStartError(`Hearth cannot open its database ${dirs.db} (${describe(error)}).`, 'Check that the data directory is writable and not full.');
+  }
+  const store = new ChatStore(db);
+  const interrupted = store.markInterrupted();
+  if (interrupted > 0) log('warn', `${interrupted} reply(s) were cut off when Hearth last stopped: marked incomplete`);
+
+  const events = new Emitter<HearthEvent>((error) => log('error', `an event listener threw: ${describe(error)}`));
+  const emit = (event: HearthEvent): void => events.emit(event);
+  const supervisor = new Supervisor({ spawn: wiring.spawnEngine, logLevel: options.logLevel ?? 'info', log, ...(wiring.backoff ? { backoff: wiring.backoff } : {}) });
+  supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status }));
+  const metrics = new Metrics();
+  const generations = new Generations({ store, engine: supervisor, emit, metrics, log, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) });
+  const settings = () => readSettings(db);
+  const model = new ModelManager({
+    engine: supervisor,
+    inspect: wiring.inspect,
+    settings,
+    rememberModel: (file) => void updateSettings(db, { lastModelPath: file }),
+    stopReplies: async () => void (await Promise.all(generations.activeChatIds.map((id) => generations.stop(id)))),
+    emit,
+    threadsOverride: options.threads,
+    log,
+  });
+  const downloads = new Downloads({ engine: supervisor, modelsDir: dirs.models, emit });
+  const chats = new Conversations({ store, generations, model, settings, emit });
+
+  let disposed: Promise<void> | null = null;
+  const guard = <I, O>(name: CallName, fn: (input: I) => Promise<Result<O>>) =>
+    async (input: I): Promise<Result<O>> => {
+      if (disposed) return err('ENGINE_UNAVAILABLE', 'Hearth is shutting down.');
+      try {
+        return await fn(input);
+      } catch (error) {
+        log('error', `${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        return err('INTERNAL', `${name} failed unexpectedly: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    };
+
+  const api: HearthApi = {
+    'app.state': guard('app.state', async () =>
+      ok({
+        version: options.version,
+        host: options.host,
+        dataDir: dirs.root,
+        modelsDir: dirs.models,
+        engine: supervisor.status,
+        model: model.status,
+        settings: settings(),
+      }),
+    ),
+    /** Threads and context size apply at the next model load, not to the loaded model. */
+    'settings.update': guard('settings.update', async (patch) => ok(updateSettings(db, patch))),
+    'models.list': guard('models.list', async () => ok({ models: await listModels(dirs.models) })),
+    'models.recommended': guard('models.recommended', async () => ok({ models: recommendedModels })),
+    'models.load': guard('models.load', async ({ path: file }) => model.load(file)),
+    'models.unload': guard('models.unload', async () => model.unload()),
+    // Electron's host answers this with its native dialog; no other host can.
+    'models.pick': guard('models.pick', async () => err('NOT_SUPPORTED', 'This host has no file dialog.', 'Type the path of a .gguf file instead.')),
+    'models.download': guard('models.download', async ({ uri }) => downloads.start(uri)),
+    'models.cancelDownload': guard('models.cancelDownload', async ({ downloadId }) => downloads.cancel(downloadId)),
+    'chats.list': guard('chats.list', () => chats.list()),
+    'chats.create': guard('chats.create', (input) => chats.create(input)),
+    'chats.get': guard('chats.get', (input) => chats.get(input)),
+    'chats.rename': guard('chats.rename', (input) => chats.rename(input)),
+    'chats.delete': guard('chats.delete', (input) => chats.delete(input)),
+    'chats.configure': guard('chats.configure', (input) => chats.configure(input)),
+    'chats.send': guard('chats.send', (input) => chats.send(input)),
+    'chats.edit': guard('chats.edit', (input) => chats.edit(input)),
+    'chats.regenerate': guard('chats.regenerate', (input) => chats.regenerate(input)),
+    'chats.switchBranch': guard('chats.switchBranch', (input) => chats.switchBranch(input)),
+    'chats.stop': guard('chats.stop', (input) => chats.stop(input)),
+  };
+
+  await supervisor.start();
+  if (options.modelPath !== undefined) await model.loadAtStart(options.modelPath);
+  else void model.loadAtStart(undefined).catch((error: unknown) => log('error', `loading the remembered model failed: ${describe(error)}`));
+
+  return {
+    api,
+    async call(name, payload) {
+      const checked = validateCall(name, payload);
+      if (!checked.ok) return { ok: false, error: checked.error };
+      const run = api[checked.name] as (input: unknown) => Promise<Result<unknown>>;
+      return run(checked.input);
+    },
+    onEvent: (listener) => events.on(listener),
+    async metricsText() {
+      let kv = { kvCellsUsed: 0, kvCellsCapacity: 0 };
+      if (!disposed && model.ready && supervisor.status.state === 'running') {
+        const sampled = await supervisor.request('metrics', {}, { timeoutMs: 1000 });
+        if (sampled.ok) kv = sampled.value;
+      }
+      return metrics.render({ ...kv, engineRestarts: supervisor.status.restarts, modelLoaded: model.ready });
+    },
+    get enginePid() {
+      return supervisor.pid;
+    },
+    dispose() {
+      disposed ??= (async () => {
+        await generations.stopAll(wiring.stopGraceMs ?? 2000);
+        await supervisor.dispose();
+        db.close();
+        events.clear();
+        await log.close();
+      })();
+      return disposed;
+    },
+  };
+}

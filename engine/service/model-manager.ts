@@ -1,0 +1,209 @@
+/**
+ * The model's lifecycle on the host side: validate, load, unload, reload after an engine
+ * restart, and the `{status, progress?, error?}` the UI mirrors (style.md §6). Loads and unloads
+ * run one at a time under a lock.
+ */
+import { stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { err, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelStatus, type Result, type Settings } from '../contract/index.ts';
+import type { GgufSummary } from '../gguf/reader.ts';
+import { physicalCoreCount } from './models.ts';
+import type { LogLevel, Supervisor } from './supervisor.ts';
+
+/** The GGUF reader's check (engine/gguf/reader.ts `inspectGguf`). */
+export type InspectGguf = (path: string) => Promise<Result<GgufSummary>>;
+
+/** What the file's header says, shown while the model loads (contextSize stays 0 until loaded). */
+export function previewOf(summary: GgufSummary): ModelInfo {
+  return {
+    path: summary.path,
+    name: summary.name,
+    sizeBytes: summary.fileSize,
+    architecture: summary.architecture,
+    trainedContextLength: summary.contextLength ?? 0,
+    contextSize: 0,
+    layerCount: summary.blockCount ?? 0,
+  };
+}
+
+export interface ModelManagerDeps {
+  readonly engine: Pick<Supervisor, 'request' | 'onEvent' | 'onStatus' | 'onRestart'>;
+  readonly inspect: InspectGguf;
+  readonly settings: () => Settings;
+  readonly rememberModel: (path: string | null) => void;
+  /** Stops every reply in progress (before the model under them goes away). */
+  readonly stopReplies: () => Promise<void>;
+  readonly emit: (event: HearthEvent) => void;
+  /** HearthOptions.threads: overrides the setting (CLI --threads). */
+  readonly threadsOverride?: number | undefined;
+  readonly log: (level: LogLevel, message: string) => void;
+}
+
+/** Resolves `~` and relative paths, then checks that a regular file is there. */
+export async function resolveModelFile(input: string): Promise<Result<string>> {
+  const expanded = input === '~' || input.startsWith('~/') ? path.join(os.homedir(), input.slice(1)) : input;
+  const full = path.resolve(expanded);
+  try {
+    const info = await stat(full);
+    if (info.isDirectory()) return err('MODEL_INVALID', `${full} is a folder, not a GGUF file.`, 'Choose a .gguf file.');
+    if (!info.isFile()) return err('MODEL_INVALID', `${full} is not a regular file.`, 'Choose a .gguf file.');
+    return ok(full);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return err('NOT_FOUND', `There is no file at ${full}.`, 'Check the path.');
+    return err('MODEL_INVALID', `${full} cannot be read (${code ?? String(error)}).`);
+  }
+}
+
+export class ModelManager {
+  readonly #deps: ModelManagerDeps;
+  #status: ModelStatus = { status: 'idle' };
+  #lock: Promise<unknown> = Promise.resolve();
+  /** The model the user wants loaded: reloaded after an engine restart. */
+  #wanted: string | null = null;
+  #reloadAfterRestart = false;
+  #lastProgress = -1;
+
+  constructor(deps: ModelManagerDeps) {
+    this.#deps = deps;
+    deps.engine.onEvent((event) => {
+      if (event.type === 'loadProgress' && this.#status.status === 'loading') this.#progress(event.progress);
+    });
+    deps.engine.onStatus((engine) => {
+      if (engine.state === 'restarting') this.#onEngineDown();
+    });
+    deps.engine.onRestart(() => this.#onEngineBack());
+  }
+
+  get status(): ModelStatus {
+    return this.#status;
+  }
+
+  get ready(): boolean {
+    return this.#status.status === 'ready';
+  }
+
+  /**
+   * Validates the file with the GGUF reader (nothing unchecked reaches llama.cpp), then loads it
+   * with the thread count and context size in force now. Replies in progress are stopped first.
+   * A file that fails validation leaves a loaded model loaded.
+   */
+  async load(input: string): Promise<Result<ModelInfo>> {
+    const file = await resolveModelFile(input);
+    if (!file.ok) return this.#rejected(file.error);
+    const checked = await this.#deps.inspect(file.value);
+    if (!checked.ok) return this.#rejected(checked.error);
+    return this.#exclusive(async () => {
+      await this.#deps.stopReplies();
+      this.#wanted = file.value;
+      this.#reloadAfterRestart = false;
+      this.#lastProgress = -1;
+      this.#set({ status: 'loading', progress: 0, model: { ...previewOf(checked.value), path: file.value } });
+      const settings = this.#deps.settings();
+      const result = await this.#deps.engine.request('loadModel', {
+        path: file.value,
+        contextSize: settings.contextSize,
+        threads: this.threads(),
+      });
+      if (!result.ok) {
+        // A model whose load kills the engine must not be reloaded in a loop.
+        if (result.error.code === 'ENGINE_CRASHED') this.#wanted = null;
+        this.#deps.log('warn', `model load failed: ${result.error.message}`);
+        this.#set({ status: 'error', error: result.error });
+        return result;
+      }
+      this.#set({ status: 'ready', model: result.value });
+      this.#deps.rememberModel(file.value);
+      return result;
+    });
+  }
+
+  /** Unloads the model; the app then starts without one too. */
+  async unload(): Promise<Result<ModelStatus>> {
+    return this.#exclusive(async () => {
+      await this.#deps.stopReplies();
+      this.#wanted = null;
+      this.#reloadAfterRestart = false;
+      if (this.#status.status === 'ready') {
+        const result = await this.#deps.engine.request('unloadModel', {});
+        if (!result.ok && result.error.code !== 'ENGINE_CRASHED') return result;
+      }
+      this.#set({ status: 'idle' });
+      this.#deps.rememberModel(null);
+      return ok(this.#status);
+    });
+  }
+
+  /** The llama.cpp thread count for the next load: the override, else the setting, 0 = physical cores. */
+  threads(): number {
+    const chosen = this.#deps.threadsOverride ?? this.#deps.settings().threads;
+    return chosen > 0 ? chosen : physicalCoreCount();
+  }
+
+  #rejected(error: HearthError): Result<never> {
+    if (this.#status.status !== 'ready' && this.#status.status !== 'loading') this.#set({ status: 'error', error });
+    return { ok: false, error };
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn, fn);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  #set(status: ModelStatus): void {
+    this.#status = status;
+    this.#deps.emit({ type: 'model.status', payload: status });
+  }
+
+  #progress(progress: number): void {
+    const clamped = Math.min(1, Math.max(0, progress));
+    // llama.cpp reports per tensor; the UI needs percent steps, not thousands of events.
+    if (clamped < 1 && clamped - this.#lastProgress < 0.01) return;
+    this.#lastProgress = clamped;
+    this.#set({ ...this.#status, progress: clamped });
+  }
+
+  #onEngineDown(): void {
+    if (this.#status.status !== 'ready') return;
+    // The model died with the process: show it as loading again rather than as missing.
+    this.#reloadAfterRestart = this.#wanted !== null;
+    this.#lastProgress = -1;
+    const model = this.#status.model;
+    this.#set(model ? { status: 'loading', progress: 0, model } : { status: 'loading', progress: 0 });
+  }
+
+  #onEngineBack(): void {
+    const wanted = this.#wanted;
+    if (!this.#reloadAfterRestart || wanted === null) return;
+    this.#reloadAfterRestart = false;
+    this.#deps.log('info', `engine restarted: reloading ${wanted}`);
+    void this.load(wanted).then(
+      (result) => {
+        if (!result.ok) this.#deps.log('error', `reload after restart failed: ${result.error.message}`);
+      },
+      (error: unknown) => this.#deps.log('error', `reload after restart failed: ${String(error)}`),
+    );
+  }
+
+  /** For app start: a failed load leaves status 'error' and the app running. */
+  async loadAtStart(explicitPath: string | undefined): Promise<void> {
+    const candidate = explicitPath ?? this.#deps.settings().lastModelPath;
+    if (!candidate) return;
+    if (explicitPath === undefined) {
+      // A remembered model that was moved or deleted since is simply forgotten, not an error.
+      const exists = await stat(candidate).then((s) => s.isFile(), () => false);
+      if (!exists) return;
+    }
+    const result = await this.load(candidate);
+    if (!result.ok) this.#deps.log('warn', `could not load ${candidate} at start: ${result.error.message}`);
+  }
+
+  /** An error for calls that need a model. */
+  notReadyError(): HearthError {
+    return this.#status.status === 'loading'
+      ? hearthError('MODEL_NOT_LOADED', 'The model is still loading.', 'Wait until it is ready, then send again.')
+      : hearthError('MODEL_NOT_LOADED', 'No model is loaded.', 'Load or download a model first.');
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * Chats and their message trees in SQLite. Synchronous (node:sqlite's DatabaseSync): every
+ * statement is short, and a synchronous store cannot interleave two writers of one chat.
+ */
+import { randomUUID } from 'node:crypto';
+import type { DatabaseSync } from 'node:sqlite';
+import type { Chat, ChatSummary, HearthError, Message, MessageStats, MessageStatus, Role, Sampling } from '../contract/index.ts';
+import { durably, transaction } from './db.ts';
+
+/** The title of a chat until its first user message names it. */
+export const placeholderTitle = 'New chat';
+const autoTitleChars = 40;
+
+interface ChatRow {
+  id: string;
+  title: string;
+  title_pending: number;
+  system_prompt: string;
+  sampling: string;
+  active_leaf_id: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+interface MessageRow {
+  id: string;
+  chat_id: string;
+  parent_id: string | null;
+  role: Role;
+  content: string;
+  status: MessageStatus;
+  error: string | null;
+  stats: string | null;
+  created_at: number;
+}
+
+/** A new id, valid for the contract's idSchema. */
+export function newId(): string {
+  return randomUUID();
+}
+
+/** "Hello there, how do…" from the first user message: one line, at most ~40 characters. */
+export function titleFrom(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  if (line.length <= autoTitleChars) return line || placeholderTitle;
+  const cut = line.slice(0, autoTitleChars);
+  const atWord = cut.lastIndexOf(' ');
+  return `${(atWord > autoTitleChars / 2 ? cut.slice(0, atWord) : cut).trimEnd()}…`;
+}
+
+function toChat(row: ChatRow): Chat {
+  return {
+    id: row.id,
+    title: row.title,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    systemPrompt: row.system_prompt,
+    sampling: JSON.parse(row.sampling) as Sampling,
+    activeLeafId: row.active_leaf_id,
+  };
+}
+
+function toMessage(row: MessageRow): Message {
+  const message: Message = {
+    id: row.id,
+    chatId: row.chat_id,
+    parentId: row.parent_id,
+    role: row.role,
+    content: row.content,
+    status: row.status,
+    createdAt: row.created_at,
+  };
+  const extra: { error?: HearthError; stats?: MessageStats } = {};
+  if (row.error !== null) extra.error = JSON.parse(row.error) as HearthError;
+  if (row.stats !== null) extra.stats = JSON.parse(row.stats) as MessageStats;
+  return { ...message, ...extra };
+}
+
+/** What a turn inserts: an optional user message, then the assistant placeholder under it. */
+export interface TurnInput {
+  readonly chatId: string;
+  /** The new user message (send, edit); absent for regenerate. */
+  readonly user?: { readonly parentId: string | null; readonly text: string };
+  /** The assistant's parent when there is no new user message (regenerate). */
+  readonly assistantParentId?: string | null;
+}
+
+export interface Turn {
+  readonly chat: Chat;
+  readonly userMessage?: Message;
+  readonly assistantMessage: Message;
+}
+
+/** How a streaming message ended. */
+export interface Finish {
+  readonly status: Exclude<MessageStatus, 'streaming'>;
+  readonly content: string;
+  readonly error?: HearthError;
+  readonly stats?: MessageStats;
+}
+
+export class ChatStore {
+  readonly #db: DatabaseSync;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  createChat(input: { title?: string | undefined; systemPrompt: string; sampling: Sampling }): Chat {
+    const now = Date.now();
+    const title = input.title?.trim() ?? '';
+    const row: ChatRow = {
+      id: newId(),
+      title: title || placeholderTitle,
+      title_pending: title ? 0 : 1,
+      system_prompt: input.systemPrompt,
+      sampling: JSON.stringify(input.sampling),
+      active_leaf_id: null,
+      created_at: now,
+      updated_at: now,
+    };
+    this.#db
+      .prepare(
+        `INSERT INTO chats (id, title, title_pending, system_prompt, sampling, active_leaf_id, created_at, updated_at)
+         VALUES (:id, :title, :title_pending, :system_prompt, :sampling, :active_leaf_id, :created_at, :updated_at)`,
+      )
+      .run({ ...row });
+    return toChat(row);
+  }
+
+  /** Most recently updated first. */
+  listChats(): ChatSummary[] {
+    const rows = this.#db
+      .prepare('SELECT id, title, created_at, updated_at FROM chats ORDER BY updated_at DESC, rowid DESC')
+      .all() as unknown as Pick<ChatRow, 'id' | 'title' | 'created_at' | 'updated_at'>[];
+    return rows.map((r) => ({ id: r.id, title: r.title, createdAt: r.created_at, updatedAt: r.updated_at }));
+  }
+
+  getChat(chatId: string): Chat | undefined {
+    const row = this.#db.prepare('SELECT * FROM chats WHERE id = ?').get(chatId) as ChatRow | undefined;
+    return row && toChat(row);
+  }
+
+  renameChat(chatId: string, title: string): Chat | undefined {
+    this.#db.prepare('UPDATE chats SET title = ?, title_pending = 0, updated_at = ? WHERE id = ?').run(title, Date.now(), chatId);
+    return this.getChat(chatId);
+  }
+
+  configureChat(chatId: string, patch: { systemPrompt?: string | undefined; sampling?: Partial<Sampling> | undefined }): Chat | undefined {
+    return transaction(this.#db, () => {
+      const chat = this.getChat(chatId);
+      if (!chat) return undefined;
+      const systemPrompt = patch.systemPrompt ?? chat.systemPrompt;
+      const sampling: Sampling = { ...chat.sampling, ...definedOnly(patch.sampling ?? {}) };
+      this.#db
+        .prepare('UPDATE chats SET system_prompt = ?, sampling = ?, updated_at = ? WHERE id = ?')
+        .run(systemPrompt, JSON.stringify(sampling), Date.now(), chatId);
+      return this.getChat(chatId);
+    });
+  }
+
+  /** Deletes the chat and, by cascade, all its messages. */
+  deleteChat(chatId: string): boolean {
+    return Number(this.#db.prepare('DELETE FROM chats WHERE id = ?').run(chatId).changes) > 0;
+  }
+
+  /** Every message of every branch, oldest first. */
+  getMessages(chatId: string): Message[] {
+    const rows = this.#db
+      .prepare('SELECT * FROM messages WHERE chat_id = ? ORDER BY created_at, rowid')
+      .all(chatId) as unknown as MessageRow[];
+    return rows.map(toMessage);
+  }
+
+  getMessage(messageId: string): Message | undefined {
+    const row = this.#db.prepare('SELECT * FROM messages WHERE id = ?').get(messageId) as MessageRow | undefined;
+    return row && toMessage(row);
+  }
+
+  /**
+   * Inserts a turn (user message if any, plus the streaming assistant placeholder), makes the
+   * placeholder the active leaf and names a chat on its first user message, in one durable
+   * transaction: when this returns, the user message survives a kill or a power cut.
+   */
+  insertTurn(input: TurnInput): Turn {
+    return durably(this.#db, () => {
+      const now = Date.now();
+      const insert = this.#db.prepare(
+        `INSERT INTO messages (id, chat_id, parent_id, role, content, status, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      );
+      let userMessage: Message | undefined;
+      let assistantParent = input.assistantParentId ?? null;
+      if (input.user) {
+        const id = newId();
+        insert.run(id, input.chatId, input.user.parentId, 'user', input.user.text, 'complete', now);
+        userMessage = this.getMessage(id);
+        assistantParent = id;
+        this.#db
+          .prepare('UPDATE chats SET title = ?, title_pending = 0 WHERE id = ? AND title_pending = 1')
+          .run(titleFrom(input.user.text), input.chatId);
+      }
+      const assistantId = newId();
+      insert.run(assistantId, input.chatId, assistantParent, 'assistant', '', 'streaming', now);
+      this.#db.prepare('UPDATE chats SET active_leaf_id = ?, updated_at = ? WHERE id = ?').run(assistantId, now, input.chatId);
+      const assistantMessage = this.getMessage(assistantId) as Message;
+      const chat = this.getChat(input.chatId) as Chat;
+      return userMessage ? { chat, userMessage, assistantMessage } : { chat, assistantMessage };
+    });
+  }
+
+  /** Saves the text streamed so far (not fsynced: see db.ts). */
+  saveContent(messageId: string, content: string): void {
+    this.#db.prepare("UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'").run(content, messageId);
+  }
+
+  /** Ends a streaming message, durably. Returns the message, or undefined if it is gone (chat deleted). */
+  finishMessage(messageId: string, finish: Finish): Message | undefined {
+    return durably(this.#db, () => {
+      const result = this.#db
+        .prepare('UPDATE messages SET status = ?, content = ?, error = ?, stats = ? WHERE id = ?')
+        .run(
+          finish.status,
+          finish.content,
+          finish.error ? JSON.stringify(finish.error) : null,
+          finish.stats ? JSON.stringify(finish.stats) : null,
+          messageId,
+        );
+      if (Number(result.changes) === 0) return undefined;
+      this.#db
+        .prepare('UPDATE chats SET updated_at = ? WHERE id = (SELECT chat_id FROM messages WHERE id = ?)')
+        .run(Date.now(), messageId);
+      return this.getMessage(messageId);
+    });
+  }
+
+  /** Marks replies the previous host left streaming (it died mid-reply) as incomplete. */
+  markInterrupted(): number {
+    return Number(this.#db.prepare("UPDATE messages SET status = 'incomplete' WHERE status = 'streaming'").run().changes);
+  }
+
+  /** The messages from the root to `leafId`, oldest first; empty for a null leaf. */
+  pathTo(leafId: string | null): Message[] {
+    if (leafId === null) return [];
+    const rows = this.#db
+      .prepare(
+        `WITH RECURSIVE up(id, depth) AS (
+           SELECT id, 0 FROM messages WHERE id = ?
+           UNION ALL
+           SELECT m.parent_id, up.depth + 1 FROM messages m JOIN up ON m.id = up.id WHERE m.parent_id IS NOT NULL
+         )
+         SELECT messages.* FROM up JOIN messages ON messages.id = up.id ORDER BY up.depth DESC`,
+      )
+      .all(leafId) as unknown as MessageRow[];
+    return rows.map(toMessage);
+  }
+
+  /** The chat's active branch, root first. */
+  activePath(chatId: string): Message[] {
+    return this.pathTo(this.getChat(chatId)?.activeLeafId ?? null);
+  }
+
+  /** The most recently created leaf in the subtree of `messageId` (itself if it has no children). */
+  latestLeafUnder(messageId: string): string | undefined {
+    const row = this.#db
+      .prepare(
+        `WITH RECURSIVE down(id) AS (
+           SELECT id FROM messages WHERE id = ?
+           UNION ALL
+           SELECT m.id FROM messages m JOIN down ON m.parent_id = down.id
+         )
+         SELECT m.id FROM down JOIN messages m ON m.id = down.id
+         WHERE NOT EXISTS (SELECT 1 FROM messages c WHERE c.parent_id = m.id)
+         ORDER BY m.created_at DESC, m.rowid DESC LIMIT 1`,
+      )
+      .get(messageId) as { id: string } | undefined;
+    return row?.id;
+  }
+
+  /** Shows the branch through `messageId`: its most recent leaf becomes the active leaf. */
+  switchBranch(chatId: string, messageId: string): Chat | undefined {
+    const leaf = this.latestLeafUnder(messageId);
+    if (leaf === undefined) return undefined;
+    this.#db.prepare('UPDATE chats SET active_leaf_id = ? WHERE id = ?').run(leaf, chatId);
+    return this.getChat(chatId);
+  }
+}
+
+/** Drops keys whose value is undefined, so a partial patch never overwrites with undefined. */
+export function definedOnly<T extends object>(patch: T): Partial<T> {
+  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,151 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { EngineStatus } from '../contract/index.ts';
+import { FakeEngine } from './fake-engine.ts';
+import { describeExit, Supervisor } from './supervisor.ts';
+
+const supervisors: Supervisor[] = [];
+
+function makeSupervisor(engine: FakeEngine, extra: Partial<ConstructorParameters<typeof Supervisor>[0]> = {}) {
+  const statuses: EngineStatus[] = [];
+  const supervisor = new Supervisor({
+    spawn: engine.spawn,
+    logLevel: 'warn',
+    backoff: { initialMs: 10, maxMs: 40, stableMs: 60_000 },
+    ...extra,
+  });
+  supervisor.onStatus((s) => statuses.push(s));
+  supervisors.push(supervisor);
+  return { supervisor, statuses };
+}
+
+function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (check()) resolve();
+      else if (Date.now() - start > timeoutMs) reject(new Error('condition not met in time'));
+      else setTimeout(tick, 2);
+    };
+    tick();
+  });
+}
+
+afterEach(async () => {
+  await Promise.all(supervisors.splice(0).map((s) => s.dispose()));
+});
+
+describe('Supervisor', () => {
+  it('waits for ready, sends init first, then serves typed requests', async () => {
+    const engine = new FakeEngine();
+    const { supervisor, statuses } = makeSupervisor(engine);
+    expect(supervisor.status.state).toBe('starting');
+    await supervisor.start();
+    expect(supervisor.status).toEqual({ state: 'running', restarts: 0 });
+    expect(statuses.map((s) => s.state)).toEqual(['running']);
+    expect(engine.calls[0]).toMatchObject({ method: 'init', input: { logLevel: 'warn' } });
+    expect(supervisor.pid).toBe(engine.current?.pid);
+    const metrics = await supervisor.request('metrics', {});
+    expect(metrics).toEqual({ ok: true, value: engine.behaviour.metrics });
+  });
+
+  it('on a crash: fails pending requests with ENGINE_CRASHED, restarts, re-inits and notifies', async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.pauseAfter = 1;
+    const { supervisor, statuses } = makeSupervisor(engine);
+    let restarted = 0;
+    supervisor.onRestart(() => restarted++);
+    await supervisor.start();
+    await supervisor.request('loadModel', { path: '/m.gguf', contextSize: 0, threads: 1 });
+    const tokens: string[] = [];
+    supervisor.onEvent((e) => e.type === 'token' && tokens.push(e.delta));
+    const pending = supervisor.request('generate', {
+      requestId: 'r1',
+      chatId: 'c1',
+      messages: [{ role: 'user', text: 'hi' }],
+      sampling: { temperature: 0, topP: 1, maxTokens: 8 },
+    });
+    await until(() => tokens.length === 1);
+    const firstPid = supervisor.pid;
+    engine.crash('SIGSEGV');
+    const result = await pending;
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.error.code).toBe('ENGINE_CRASHED');
+      expect(result.error.message).toContain('SIGSEGV');
+    }
+    expect(supervisor.status).toMatchObject({ state: 'restarting', restarts: 1, lastCrash: { reason: 'signal SIGSEGV' } });
+    // While restarting, requests are refused rather than queued.
+    expect((await supervisor.request('metrics', {})).ok).toBe(false);
+    await until(() => supervisor.status.state === 'running');
+    expect(restarted).toBe(1);
+    expect(supervisor.pid).not.toBe(firstPid);
+    expect(engine.ports).toHaveLength(2);
+    expect(engine.callsOf('init')).toHaveLength(2);
+    expect(statuses.map((s) => s.state)).toEqual(['running', 'restarting', 'running']);
+    expect(statuses.at(-1)?.restarts).toBe(1);
+  });
+
+  it('backs off between restarts of an engine that keeps failing', async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.initError = { code: 'INTERNAL', message: 'bindings failed' };
+    const spawnedAt: number[] = [];
+    const { supervisor } = makeSupervisor(engine, {
+      spawn: () => {
+        spawnedAt.push(Date.now());
+        return engine.spawn();
+      },
+    });
+    await supervisor.start(); // resolves after the first failed try
+    expect(supervisor.status.state).toBe('restarting');
+    expect(supervisor.status.lastCrash?.reason).toContain('init failed: bindings failed');
+    await until(() => spawnedAt.length >= 5, 3000);
+    const gaps = spawnedAt.slice(1).map((t, i) => t - (spawnedAt[i] ?? 0));
+    // 10, 20, 40, 40 ms of backoff (plus the fake's start-up), capped at maxMs.
+    expect(gaps[1]).toBeGreaterThanOrEqual(18);
+    expect(gaps[2]).toBeGreaterThanOrEqual(38);
+    expect(gaps[3]).toBeLessThan(200);
+    engine.behaviour.initError = null;
+    await until(() => supervisor.status.state === 'running', 3000);
+  });
+
+  it('kills and restarts an engine that never says ready', async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.silent = true;
+    const { supervisor } = makeSupervisor(engine, { startTimeoutMs: 30 });
+    void supervisor.start();
+    await until(() => supervisor.status.state === 'restarting');
+    expect(supervisor.status.lastCrash?.reason).toMatch(/did not start within 30 ms/);
+    engine.behaviour.silent = false;
+    await until(() => supervisor.status.state === 'running');
+  });
+
+  it('dispose is not a crash: no restart, pending requests fail, status stopped', async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.pauseAfter = 0;
+    const { supervisor, statuses } = makeSupervisor(engine);
+    await supervisor.start();
+    await supervisor.request('loadModel', { path: '/m.gguf', contextSize: 0, threads: 1 });
+    const pending = supervisor.request('generate', {
+      requestId: 'r1',
+      chatId: 'c1',
+      messages: [],
+      sampling: { temperature: 0, topP: 1, maxTokens: 8 },
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    await supervisor.dispose();
+    const result = await pending;
+    expect(result.ok || result.error.code).toBe('ENGINE_UNAVAILABLE');
+    expect(supervisor.status.state).toBe('stopped');
+    expect(supervisor.status.restarts).toBe(0);
+    expect(statuses.map((s) => s.state)).toEqual(['running', 'stopped']);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(engine.ports).toHaveLength(1);
+    expect(engine.ports[0]?.dead).toBe(true);
+    expect((await supervisor.request('metrics', {})).ok).toBe(false);
+  });
+
+  it('describes exits', () => {
+    expect(describeExit(139, null)).toBe('exit code 139');
+    expect(describeExit(null, 'SIGKILL')).toBe('signal SIGKILL');
+  });
+});

@@ -1,0 +1,280 @@
+/**
+ * Owns the engine process: starts it, talks to it through protocol.ts, and restarts it when it
+ * dies (llama.cpp can segfault: facts.md). A death fails every request in flight with
+ * ENGINE_CRASHED; the service then marks the reply incomplete and reloads the model, so a crash
+ * costs a restart, never a lost chat (style.md §3).
+ */
+import { err, hearthError, type EngineStatus, type HearthError, type Result } from '../contract/index.ts';
+import type { EnginePort, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
+import { Emitter } from './emitter.ts';
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+export interface SupervisorOptions {
+  readonly spawn: SpawnEngine;
+  readonly logLevel: LogLevel;
+  /** Restart delays: `initialMs` doubling up to `maxMs`; back to `initialMs` once an engine ran `stableMs`. */
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number; readonly stableMs: number };
+  /** How long a fresh process may take to say `ready` and finish `init` before it is killed. */
+  readonly startTimeoutMs?: number;
+  /** How long `dispose` waits after SIGTERM before SIGKILL. */
+  readonly killGraceMs?: number;
+  readonly log?: (level: LogLevel, message: string) => void;
+}
+
+interface Pending {
+  readonly method: WorkerMethod;
+  readonly resolve: (result: Result<unknown>) => void;
+  timer?: NodeJS.Timeout;
+}
+
+const defaultBackoff = { initialMs: 200, maxMs: 5000, stableMs: 60_000 };
+
+/** "signal SIGKILL" / "exit code 139". */
+export function describeExit(code: number | null, signal: string | null): string {
+  if (signal) return `signal ${signal}`;
+  return code === null ? 'unknown cause' : `exit code ${code}`;
+}
+
+export class Supervisor {
+  readonly #options: SupervisorOptions;
+  readonly #backoff: { initialMs: number; maxMs: number; stableMs: number };
+  readonly #events = new Emitter<WorkerEvent>();
+  readonly #statuses = new Emitter<EngineStatus>();
+  readonly #restarted = new Emitter<void>();
+  readonly #pending = new Map<number, Pending>();
+  #port: EnginePort | null = null;
+  /** Increments per spawned process, so that late messages of a dead one are ignored. */
+  #epoch = 0;
+  #nextId = 1;
+  #status: EngineStatus = { state: 'starting', restarts: 0 };
+  #delayMs: number;
+  #runningSince: number | null = null;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #startTimer: NodeJS.Timeout | null = null;
+  /** Why we killed the current process ourselves (start timeout, failed init): the crash reason. */
+  #killReason: string | null = null;
+  #disposed = false;
+  #exitWaiters: (() => void)[] = [];
+  #firstStartWaiters: (() => void)[] | null = [];
+
+  constructor(options: SupervisorOptions) {
+    this.#options = options;
+    this.#backoff = options.backoff ?? defaultBackoff;
+    this.#delayMs = this.#backoff.initialMs;
+  }
+
+  /** Starts the first engine process. Resolves once it runs, or once that first try failed (it then keeps retrying). */
+  start(): Promise<void> {
+    const waiters = this.#firstStartWaiters;
+    if (waiters === null) return Promise.resolve();
+    const settled = new Promise<void>((resolve) => waiters.push(resolve));
+    if (this.#port === null && this.#retryTimer === null && !this.#disposed) this.#launch();
+    return settled;
+  }
+
+  get status(): EngineStatus {
+    return this.#status;
+  }
+
+  get pid(): number | null {
+    return this.#port?.pid ?? null;
+  }
+
+  onEvent(listener: (event: WorkerEvent) => void): () => void {
+    return this.#events.on(listener);
+  }
+
+  onStatus(listener: (status: EngineStatus) => void): () => void {
+    return this.#statuses.on(listener);
+  }
+
+  /** Called after a restarted engine finished `init`: the service reloads its model here. */
+  onRestart(listener: () => void): () => void {
+    return this.#restarted.on(listener);
+  }
+
+  /**
+   * Sends one request to the engine. Never throws: an engine that is not running answers
+   * ENGINE_UNAVAILABLE, one that dies first ENGINE_CRASHED, a timeout ENGINE_UNAVAILABLE.
+   */
+  request<M extends WorkerMethod>(
+    method: M,
+    input: WorkerMethods[M]['input'],
+    options: { timeoutMs?: number } = {},
+  ): Promise<Result<WorkerMethods[M]['output']>> {
+    if (this.#status.state !== 'running' || this.#port === null) {
+      const state = this.#status.state === 'running' ? 'starting' : this.#status.state;
+      return Promise.resolve(err('ENGINE_UNAVAILABLE', `The engine is ${state === 'stopped' ? 'stopped' : `${state}; try again in a moment`}.`));
+    }
+    return this.#send(method, input, options.timeoutMs);
+  }
+
+  #send<M extends WorkerMethod>(method: M, input: WorkerMethods[M]['input'], timeoutMs?: number): Promise<Result<WorkerMethods[M]['output']>> {
+    const port = this.#port;
+    if (port === null) return Promise.resolve(err('ENGINE_UNAVAILABLE', 'The engine is not running.'));
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      const pending: Pending = { method, resolve: resolve as (result: Result<unknown>) => void };
+      if (timeoutMs !== undefined) {
+        pending.timer = setTimeout(() => {
+          this.#pending.delete(id);
+          resolve(err('ENGINE_UNAVAILABLE', `The engine did not answer ${method} within ${timeoutMs} ms.`));
+        }, timeoutMs);
+      }
+      this.#pending.set(id, pending);
+      try {
+        port.send({ kind: 'call', id, method, input } as Parameters<EnginePort['send']>[0]);
+      } catch (error) {
+        this.#settle(id, err('ENGINE_UNAVAILABLE', `The engine could not be reached: ${String(error)}.`));
+      }
+    });
+  }
+
+  #settle(id: number, result: Result<unknown>): void {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    this.#pending.delete(id);
+    if (pending.timer) clearTimeout(pending.timer);
+    pending.resolve(result);
+  }
+
+  #failAll(error: HearthError): void {
+    for (const id of [...this.#pending.keys()]) this.#settle(id, { ok: false, error });
+  }
+
+  #setStatus(status: EngineStatus): void {
+    this.#status = status;
+    this.#statuses.emit(status);
+  }
+
+  #log(level: LogLevel, message: string): void {
+    this.#options.log?.(level, message);
+  }
+
+  #launch(): void {
+    this.#retryTimer = null;
+    if (this.#disposed) return;
+    const epoch = ++this.#epoch;
+    this.#killReason = null;
+    let port: EnginePort;
+    try {
+      port = this.#options.spawn();
+    } catch (error) {
+      this.#onExit(epoch, `could not start: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
+    this.#port = port;
+    port.onMessage((message) => {
+      if (epoch === this.#epoch) this.#onMessage(epoch, message);
+    });
+    port.onExit((code, signal) => {
+      if (epoch === this.#epoch) this.#onExit(epoch, this.#killReason ?? describeExit(code, signal));
+    });
+    const timeoutMs = this.#options.startTimeoutMs ?? 60_000;
+    this.#startTimer = setTimeout(() => {
+      if (epoch !== this.#epoch || this.#status.state === 'running') return;
+      this.#killReason = `did not start within ${timeoutMs} ms`;
+      port.kill('SIGKILL');
+    }, timeoutMs);
+    this.#log('info', `engine process started (pid ${port.pid ?? '?'})`);
+  }
+
+  #onMessage(epoch: number, message: WorkerToHost): void {
+    switch (message.kind) {
+      case 'ready':
+        void this.#init(epoch);
+        return;
+      case 'result':
+        this.#settle(message.id, message.result);
+        return;
+      case 'event':
+        if (message.event.type === 'log') this.#log(message.event.level, `engine: ${message.event.message}`);
+        this.#events.emit(message.event);
+        return;
+    }
+  }
+
+  async #init(epoch: number): Promise<void> {
+    const result = await this.#send('init', { logLevel: this.#options.logLevel });
+    if (epoch !== this.#epoch || this.#disposed) return;
+    if (!result.ok) {
+      this.#killReason = `init failed: ${result.error.message}`;
+      this.#port?.kill('SIGKILL');
+      return;
+    }
+    if (this.#startTimer) clearTimeout(this.#startTimer);
+    this.#startTimer = null;
+    const wasRestart = this.#status.state === 'restarting';
+    this.#runningSince = Date.now();
+    this.#setStatus({ ...this.#status, state: 'running' });
+    this.#log('info', `engine running (${result.value.build})`);
+    this.#resolveFirstStart();
+    if (wasRestart) this.#restarted.emit();
+  }
+
+  #resolveFirstStart(): void {
+    const waiters = this.#firstStartWaiters;
+    this.#firstStartWaiters = null;
+    for (const resolve of waiters ?? []) resolve();
+  }
+
+  #onExit(epoch: number, reason: string): void {
+    if (epoch !== this.#epoch) return;
+    this.#epoch++; // nothing more from this process counts
+    this.#port = null;
+    if (this.#startTimer) clearTimeout(this.#startTimer);
+    this.#startTimer = null;
+    for (const resolve of this.#exitWaiters.splice(0)) resolve();
+    if (this.#disposed) {
+      this.#failAll(hearthError('ENGINE_UNAVAILABLE', 'The engine was stopped.'));
+      return;
+    }
+    this.#failAll(hearthError('ENGINE_CRASHED', `The engine process died (${reason}).`, 'It restarts by itself; try again in a moment.'));
+    const now = Date.now();
+    if (this.#runningSince !== null && now - this.#runningSince >= this.#backoff.stableMs) this.#delayMs = this.#backoff.initialMs;
+    this.#runningSince = null;
+    const delay = this.#delayMs;
+    this.#delayMs = Math.min(this.#delayMs * 2, this.#backoff.maxMs);
+    this.#log('error', `engine process died (${reason}); restarting in ${delay} ms`);
+    this.#setStatus({ state: 'restarting', restarts: this.#status.restarts + 1, lastCrash: { at: now, reason } });
+    this.#resolveFirstStart();
+    this.#retryTimer = setTimeout(() => this.#launch(), delay);
+  }
+
+  /** Stops the engine for good (not a crash): pending requests fail with ENGINE_UNAVAILABLE. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#failAll(hearthError('ENGINE_UNAVAILABLE', 'The engine was stopped.'));
+    const port = this.#port;
+    if (port) {
+      const grace = this.#options.killGraceMs ?? 3000;
+      const exited = new Promise<void>((resolve) => this.#exitWaiters.push(resolve));
+      port.kill('SIGTERM');
+      if (!(await settlesWithin(exited, grace))) {
+        port.kill('SIGKILL');
+        await settlesWithin(exited, grace);
+      }
+    }
+    this.#port = null;
+    if (this.#startTimer) clearTimeout(this.#startTimer);
+    this.#resolveFirstStart();
+    this.#setStatus({ ...this.#status, state: 'stopped' });
+    this.#events.clear();
+    this.#restarted.clear();
+    this.#statuses.clear();
+  }
+}
+
+async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const done = await Promise.race([promise.then(() => true), timeout]);
+  clearTimeout(timer);
+  return done;
+}

@@ -1,0 +1,127 @@
+/**
+ * Test helpers for the service's unit tests: a Hearth on a temporary data directory with the
+ * fake engine. Not used by the app.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ok, type HearthEvent, type Result } from '../contract/index.ts';
+import type { GgufSummary } from '../gguf/reader.ts';
+import { FakeEngine } from './fake-engine.ts';
+import { startHearth, type Hearth, type HearthOptions, type HearthWiring } from './hearth.ts';
+import type { Logger } from './logger.ts';
+
+export function tempDir(prefix = 'hearth-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A logger that keeps lines in memory (and off the console). */
+export function memoryLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const log = (level: string, message: string): void => void lines.push(`${level} ${message}`);
+  return Object.assign(log, { lines, close: async () => undefined });
+}
+
+/** What the real reader would say about a small valid llama GGUF at `file`. */
+export function fakeSummary(file: string): GgufSummary {
+  return {
+    path: file,
+    fileSize: 9,
+    version: 3,
+    architecture: 'llama',
+    name: path.basename(file, '.gguf'),
+    contextLength: 8192,
+    blockCount: 4,
+    embeddingLength: 128,
+    headCount: 4,
+    headCountKv: 2,
+    tensorCount: 0,
+    hasChatTemplate: false,
+    alignment: 32,
+    dataOffset: 0,
+    metadata: {},
+  };
+}
+
+/** An inspect that accepts every file. */
+export async function acceptAll(file: string): Promise<Result<GgufSummary>> {
+  return ok(fakeSummary(file));
+}
+
+export interface TestHearth {
+  readonly hearth: Hearth;
+  readonly engine: FakeEngine;
+  readonly dataDir: string;
+  /** A file the fake inspect accepts, in the models directory. */
+  readonly modelFile: string;
+  readonly events: HearthEvent[];
+  readonly log: Logger & { lines: string[] };
+  /** Resolves with the first event (already seen or future) that matches. */
+  waitFor<T extends HearthEvent>(match: (event: HearthEvent) => event is T, timeoutMs?: number): Promise<T>;
+  waitFor(match: (event: HearthEvent) => boolean, timeoutMs?: number): Promise<HearthEvent>;
+  cleanup(): Promise<void>;
+}
+
+export async function startTestHearth(
+  options: Partial<HearthOptions> & { engine?: FakeEngine; wiring?: Partial<HearthWiring>; loadModel?: boolean } = {},
+): Promise<TestHearth> {
+  const dataDir = options.dataDir ?? tempDir();
+  const engine = options.engine ?? new FakeEngine();
+  const modelFile = path.join(dataDir, 'models', 'fake.gguf');
+  const log = memoryLogger();
+  const hearth = await startHearth(
+    { dataDir, host: 'browser', version: '0.0.0-test', ...options },
+    {
+      spawnEngine: engine.spawn,
+      inspect: acceptAll,
+      log,
+      backoff: { initialMs: 5, maxMs: 40, stableMs: 60_000 },
+      flushIntervalMs: 20,
+      stopGraceMs: 500,
+      ...options.wiring,
+    },
+  );
+  writeFileSync(modelFile, 'GGUF fake');
+  const events: HearthEvent[] = [];
+  const waiters: { match: (e: HearthEvent) => boolean; resolve: (e: HearthEvent) => void }[] = [];
+  hearth.onEvent((event) => {
+    events.push(event);
+    for (const waiter of [...waiters]) {
+      if (waiter.match(event)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(event);
+      }
+    }
+  });
+  if (options.loadModel !== false) {
+    const loaded = await hearth.api['models.load']({ path: modelFile });
+    if (!loaded.ok) throw new Error(`fake load failed: ${loaded.error.message}`);
+  }
+  const waitFor = (match: (event: HearthEvent) => boolean, timeoutMs = 3000): Promise<HearthEvent> => {
+    const seen = events.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timed out waiting for an event')), timeoutMs);
+      waiters.push({ match, resolve: (e) => (clearTimeout(timer), resolve(e)) });
+    });
+  };
+  return {
+    hearth,
+    engine,
+    dataDir,
+    modelFile,
+    events,
+    log,
+    waitFor: waitFor as TestHearth['waitFor'],
+    async cleanup() {
+      await hearth.dispose();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Matches the final `message.updated` of a message (not 'streaming'). */
+export function finished(messageId: string) {
+  return (event: HearthEvent): event is Extract<HearthEvent, { type: 'message.updated' }> =>
+    event.type === 'message.updated' && event.payload.message.id === messageId && event.payload.message.status !== 'streaming';
+}
