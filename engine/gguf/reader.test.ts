@@ -1,0 +1,189 @@
+import { mkdtemp, mkdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inspectGguf, metaBool, metaNumber, metaString, type GgufSummary } from './reader.ts';
+import { encodeGguf, tinyLlamaGguf, type GgufInput } from './writer.ts';
+
+let dir: string;
+let model: Buffer;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'hearth-gguf-'));
+  model = tinyLlamaGguf({ layers: 2, nEmbd: 64, nHead: 2, nHeadKv: 1, nFf: 128, contextLength: 4096, chatTemplate: '{{ messages }}' });
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+let counter = 0;
+async function file(bytes: Uint8Array | string): Promise<string> {
+  const path = join(dir, `f${counter++}.gguf`);
+  await writeFile(path, bytes);
+  return path;
+}
+
+async function invalid(bytes: Uint8Array | string): Promise<string> {
+  const result = await inspectGguf(await file(bytes));
+  if (result.ok) throw new Error('expected MODEL_INVALID, got ok');
+  expect(result.error.code).toBe('MODEL_INVALID');
+  return result.error.message;
+}
+
+function patched(edit: (b: Buffer) => void): Buffer {
+  const copy = Buffer.from(model);
+  edit(copy);
+  return copy;
+}
+
+/** Offset just after the length-prefixed string `s` as it appears in the file. */
+function after(buffer: Buffer, s: string): number {
+  const at = buffer.indexOf(Buffer.from(s, 'utf8'));
+  if (at < 0) throw new Error(`${s} not in file`);
+  return at + Buffer.byteLength(s);
+}
+
+describe('inspectGguf on a valid file', () => {
+  it('summarizes the header', async () => {
+    const result = await inspectGguf(await file(model));
+    expect(result.ok).toBe(true);
+    const s = (result as { ok: true; value: GgufSummary }).value;
+    expect(s).toMatchObject({
+      version: 3,
+      architecture: 'llama',
+      name: 'Hearth tiny llama',
+      contextLength: 4096,
+      blockCount: 2,
+      embeddingLength: 64,
+      headCount: 2,
+      headCountKv: 1,
+      fileSize: model.length,
+      tensorCount: 1 + 2 * 9 + 2,
+      hasChatTemplate: true,
+      alignment: 32,
+    });
+    expect(s.dataOffset % 32).toBe(0);
+    expect(metaString(s, 'tokenizer.ggml.model')).toBe('llama');
+    expect(metaNumber(s, 'tokenizer.ggml.eos_token_id')).toBe(2);
+    expect(metaBool(s, 'tokenizer.ggml.add_bos_token')).toBe(true);
+    expect(metaString(s, 'no.such.key')).toBeUndefined();
+    expect(metaNumber(s, 'general.name')).toBeUndefined();
+    // Token lists are long in real models: only their length is kept past 1024 entries.
+    expect(s.metadata['tokenizer.ggml.tokens']).toMatchObject({ type: 'array', itemType: 'string', length: 260 });
+    expect(JSON.parse(JSON.stringify(s))).toEqual(s);
+  });
+
+  it('accepts version 2 and other architectures (llama.cpp judges those)', async () => {
+    const v2 = patched((b) => b.writeUInt32LE(2, 4));
+    expect((await inspectGguf(await file(v2))).ok).toBe(true);
+    const other = await inspectGguf(await file(tinyLlamaGguf({ layers: 1, nEmbd: 32, nHead: 2, nHeadKv: 2, nFf: 32, architecture: 'hearthnotreal' })));
+    expect(other.ok && other.value.architecture).toBe('hearthnotreal');
+    expect(other.ok && other.value.contextLength).toBe(8192);
+  });
+
+  it('reads only the header of a large file', async () => {
+    const path = await file(model);
+    // 8 GiB of sparse zeros after the model: reading them would take seconds.
+    await truncate(path, model.length + 8 * 1024 ** 3);
+    const started = performance.now();
+    const result = await inspectGguf(path);
+    expect(result.ok).toBe(true);
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe('inspectGguf on broken files', () => {
+  it('reports a missing file as NOT_FOUND', async () => {
+    const result = await inspectGguf(join(dir, 'missing.gguf'));
+    expect(!result.ok && result.error.code).toBe('NOT_FOUND');
+  });
+
+  it('rejects a directory', async () => {
+    const path = join(dir, 'folder.gguf');
+    await mkdir(path);
+    const result = await inspectGguf(path);
+    expect(!result.ok && result.error.code).toBe('MODEL_INVALID');
+    expect(!result.ok && result.error.message).toMatch(/directory/);
+  });
+
+  it('rejects empty, tiny and non-GGUF files', async () => {
+    expect(await invalid('')).toMatch(/empty/);
+    expect(await invalid('GGUF')).toMatch(/only 4 bytes/);
+    expect(await invalid('This is not a GGUF file, just some text.\n'.repeat(10))).toMatch(/not a GGUF model: it starts with "This"/);
+    expect(await invalid(Buffer.alloc(100, 0xff))).toMatch(/binary data/);
+  });
+
+  it('rejects unsupported versions', async () => {
+    expect(await invalid(patched((b) => b.writeUInt32LE(1, 4)))).toMatch(/version 1/);
+    expect(await invalid(patched((b) => b.writeUInt32LE(4, 4)))).toMatch(/version 4/);
+    expect(await invalid(patched((b) => b.writeUInt32LE(0x03000000, 4)))).toMatch(/version/);
+  });
+
+  it('rejects truncation at every stage, naming the tensor when it is in the data', async () => {
+    const infoStart = after(model, 'token_embd.weight');
+    const cuts = [30, 200, infoStart + 4, Math.floor(model.length * 0.3), Math.floor(model.length * 0.6), model.length - 1];
+    for (const cut of cuts) {
+      const message = await invalid(model.subarray(0, cut));
+      expect(message).toMatch(/truncated/);
+    }
+    const last = await invalid(model.subarray(0, model.length - 100));
+    expect(last).toMatch(new RegExp(`The file ends at ${(model.length - 100).toLocaleString('en-US')} bytes but tensor output\\.weight needs bytes up to [0-9,]+: the file is truncated, probably an incomplete download\\.`));
+    const middle = await invalid(model.subarray(0, Math.floor(model.length * 0.5)));
+    expect(middle).toMatch(/tensor blk\.\d\.\w+\.weight needs bytes up to/);
+  });
+
+  it('rejects absurd counts and lengths without allocating them', async () => {
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(1n << 62n, 8)))).toMatch(/tensors/);
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(1n << 40n, 16)))).toMatch(/metadata entries/);
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(1000n, 8)))).toMatch(/do not fit|truncated|corrupt/);
+    // The first key's length.
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(1n << 60n, 24)))).toMatch(/bytes long/);
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(70_000n, 24)))).toMatch(/bytes long, more than/);
+    // The length of general.architecture's value: within the string cap, beyond the file.
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(50_000_000n, after(b, 'general.architecture') + 4)))).toMatch(/file ends/);
+    // The element count of tokenizer.ggml.tokens (after its key, the array type and the element type).
+    const tokens = after(model, 'tokenizer.ggml.tokens');
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(1n << 50n, tokens + 8)))).toMatch(/tokenizer\.ggml\.tokens/);
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(10_000_000n, tokens + 8)))).toMatch(/do not fit/);
+  });
+
+  it('rejects bad tensor infos', async () => {
+    const info = after(model, 'token_embd.weight');
+    // n_dims, then 2 dims, then the type, then the offset.
+    expect(await invalid(patched((b) => b.writeUInt32LE(9, info)))).toMatch(/dimensions/);
+    expect(await invalid(patched((b) => b.writeUInt32LE(4, info + 4 + 16)))).toMatch(/ggml type 4/);
+    expect(await invalid(patched((b) => b.writeUInt32LE(99, info + 4 + 16)))).toMatch(/ggml type 99/);
+    // Q8_0 needs rows that are a multiple of 32 elements: 64 is, so make the row 48 long.
+    expect(await invalid(patched((b) => { b.writeUInt32LE(8, info + 4 + 16); b.writeBigUInt64LE(48n, info + 4); }))).toMatch(/block size/);
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(64n, info + 4 + 16 + 4)))).toMatch(/offset/);
+    expect(await invalid(patched((b) => b.writeBigUInt64LE(1n << 63n, info + 4)))).toMatch(/negative/);
+  });
+
+  it('rejects bad metadata', async () => {
+    const base: GgufInput = {
+      metadata: [['general.architecture', { type: 'string', value: 'llama' }]],
+      tensors: [{ name: 'a', dims: [4], type: 'F32', data: new Float32Array(4) }],
+    };
+    expect((await inspectGguf(await file(encodeGguf(base)))).ok).toBe(true);
+    const withMeta = (extra: GgufInput['metadata']) => encodeGguf({ ...base, metadata: [...base.metadata, ...extra] });
+    expect(await invalid(withMeta([['general.alignment', { type: 'uint32', value: 48 }]]))).toMatch(/power of two/);
+    expect(await invalid(withMeta([['general.alignment', { type: 'uint64', value: 32n }]]))).toMatch(/uint32/);
+    expect(await invalid(withMeta([['general.architecture', { type: 'string', value: 'again' }]]))).toMatch(/appears twice/);
+    expect(await invalid(encodeGguf({ ...base, metadata: [] }))).toMatch(/general\.architecture/);
+    expect(await invalid(encodeGguf({ ...base, tensors: [] }))).toMatch(/no tensors/);
+    expect(await invalid(encodeGguf({ ...base, tensors: [base.tensors[0]!, base.tensors[0]!] }))).toMatch(/appears twice/);
+    expect(await invalid(encodeGguf({ ...base, tensors: [{ ...base.tensors[0]!, name: 'x'.repeat(64) }] }))).toMatch(/name is 64 bytes/);
+    // An unknown value type, written over the architecture's type field.
+    const bad = encodeGguf(base);
+    bad.writeUInt32LE(13, after(bad, 'general.architecture'));
+    expect(await invalid(bad)).toMatch(/unknown value type 13/);
+    // Untrusted text in messages is escaped and cut short.
+    const hostileKey = '\u0007\u202e'.repeat(100);
+    const hostile = encodeGguf({ ...base, metadata: [...base.metadata, [hostileKey, { type: 'uint32', value: 1 }]] });
+    hostile.writeUInt32LE(77, after(hostile, hostileKey));
+    const message = await invalid(hostile);
+    expect(message.length).toBeLessThan(400);
+    expect(message.includes('\u0007') || message.includes('\u202e')).toBe(false);
+  });
+});

@@ -1,0 +1,485 @@
+/**
+ * A validating GGUF reader for the host: it checks a file before anything reaches llama.cpp
+ * (engine/protocol.ts, `loadModel`). It reads only the header, the metadata and the tensor
+ * infos, through a small window (real models are gigabytes), and treats the file as hostile:
+ * every count and length is checked against the bytes that are really there before anything is
+ * allocated from it.
+ *
+ * The checks mirror llama.cpp v0.4.0's own loader (ggml/src/gguf.cpp and llama-model-loader),
+ * so a file that passes here is not rejected there for its layout; it may still be rejected for
+ * its content (an unknown architecture, missing tensors), which the engine reports as
+ * MODEL_UNSUPPORTED.
+ */
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { err, ok, type HearthError, type Result } from '../contract/index.ts';
+import {
+  GGML_MAX_DIMS,
+  GGML_MAX_NAME,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  ggmlTypes,
+  scalarSize,
+  valueTypeName,
+  type GgufScalarTypeName,
+} from './format.ts';
+
+/** Arrays longer than this keep only their length in the summary (token lists have 100k+ entries). */
+export const MAX_KEPT_ARRAY_LENGTH = 1024;
+/** Caps that bound what a hostile header can make the reader do. */
+export const limits = {
+  /** Bytes of header (metadata + tensor infos) read at most. Real files: a few MiB to ~40 MiB. */
+  headerBytes: 512 * 1024 * 1024,
+  /** One metadata string (chat templates are the longest real ones, ~100 KiB). */
+  stringBytes: 64 * 1024 * 1024,
+  keyBytes: 64 * 1024,
+  kvCount: 1_000_000,
+  tensorCount: 10_000_000,
+  arrayLength: 1024 * 1024 * 1024,
+} as const;
+
+/** One metadata value. 64-bit integers become numbers (exact up to 2^53). */
+export type GgufMetaEntry =
+  | { readonly type: Exclude<GgufScalarTypeName, 'string' | 'bool'>; readonly value: number }
+  | { readonly type: 'bool'; readonly value: boolean }
+  | { readonly type: 'string'; readonly value: string }
+  | {
+      readonly type: 'array';
+      readonly itemType: GgufScalarTypeName | 'array';
+      readonly length: number;
+      /** The elements, when there are at most MAX_KEPT_ARRAY_LENGTH of them. */
+      readonly values?: readonly (number | boolean | string)[];
+    };
+
+/** What the host knows of a model file without loading it. Plain JSON. */
+export interface GgufSummary {
+  readonly path: string;
+  readonly fileSize: number;
+  /** GGUF format version (2 or 3). */
+  readonly version: number;
+  /** `general.architecture`, e.g. "llama". */
+  readonly architecture: string;
+  /** `general.name`, or the file name without `.gguf`. */
+  readonly name: string;
+  /** `<arch>.context_length`: the trained context length; null when the file does not say. */
+  readonly contextLength: number | null;
+  readonly blockCount: number | null;
+  readonly embeddingLength: number | null;
+  readonly headCount: number | null;
+  /** `<arch>.attention.head_count_kv`; defaults to headCount as in llama.cpp. */
+  readonly headCountKv: number | null;
+  readonly tensorCount: number;
+  readonly hasChatTemplate: boolean;
+  readonly alignment: number;
+  /** Where the tensor data section starts. */
+  readonly dataOffset: number;
+  /** Every metadata key (arrays longer than MAX_KEPT_ARRAY_LENGTH without their values). Read with `metaString` etc. */
+  readonly metadata: Readonly<Record<string, GgufMetaEntry>>;
+}
+
+/** A string metadata value, or undefined when absent or of another type. */
+export function metaString(summary: Pick<GgufSummary, 'metadata'>, key: string): string | undefined {
+  const entry = Object.hasOwn(summary.metadata, key) ? summary.metadata[key] : undefined;
+  return entry?.type === 'string' ? entry.value : undefined;
+}
+
+/** A numeric metadata value (any integer or float type), or undefined. */
+export function metaNumber(summary: Pick<GgufSummary, 'metadata'>, key: string): number | undefined {
+  const entry = Object.hasOwn(summary.metadata, key) ? summary.metadata[key] : undefined;
+  return entry && entry.type !== 'string' && entry.type !== 'bool' && entry.type !== 'array' ? entry.value : undefined;
+}
+
+export function metaBool(summary: Pick<GgufSummary, 'metadata'>, key: string): boolean | undefined {
+  const entry = Object.hasOwn(summary.metadata, key) ? summary.metadata[key] : undefined;
+  return entry?.type === 'bool' ? entry.value : undefined;
+}
+
+/** Raised inside the reader; `inspectGguf` turns it into a MODEL_INVALID result. */
+class Invalid extends Error {
+  readonly hint: string | undefined;
+  constructor(message: string, hint?: string) {
+    super(message);
+    this.hint = hint;
+  }
+}
+
+const TRUNCATED_HINT = 'Download the model again.';
+const WINDOW = 1024 * 1024;
+
+/**
+ * An untrusted string (a key or tensor name from the file) as it may appear in a message:
+ * quoted, escaped and cut short, so a hostile file cannot fill the UI with garbage.
+ */
+function shown(text: string): string {
+  const escaped = JSON.stringify(text).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > 82 ? `${escaped.slice(0, 80)}…"` : escaped;
+}
+
+/** A tensor name for a message: as is when it is plain ASCII (names are < 64 bytes), else escaped. */
+function tensorName(name: string): string {
+  return /^[\x21-\x7e]+$/.test(name) ? name : shown(name);
+}
+
+/** A count or byte offset with thousands separators, for messages. */
+function num(n: number | bigint): string {
+  return `${n.toLocaleString('en-US')}`;
+}
+
+/**
+ * Reads a file sequentially through a window. Every read checks the file's real size first, so
+ * a length field can never make it read (or allocate) past the end.
+ */
+class Reader {
+  private readonly handle: FileHandle;
+  readonly fileSize: number;
+  private window = Buffer.alloc(0);
+  private windowStart = 0;
+  position = 0;
+  /** What is being read, for the truncation message. */
+  context = 'the header';
+
+  constructor(handle: FileHandle, fileSize: number) {
+    this.handle = handle;
+    this.fileSize = fileSize;
+  }
+
+  get remaining(): number {
+    return this.fileSize - this.position;
+  }
+
+  private async need(n: number): Promise<void> {
+    if (n > this.remaining) {
+      throw new Invalid(
+        `The file ends at ${num(this.fileSize)} bytes, inside its header (while reading ${this.context}): the file is truncated, probably an incomplete download.`,
+        TRUNCATED_HINT,
+      );
+    }
+    if (this.position + n > limits.headerBytes) {
+      throw new Invalid(`The GGUF header is larger than ${num(limits.headerBytes)} bytes (while reading ${this.context}); the file is not a usable model.`);
+    }
+    const offset = this.position - this.windowStart;
+    if (offset >= 0 && offset + n <= this.window.length) return;
+    const size = Math.min(Math.max(n, WINDOW), this.remaining);
+    const buffer = Buffer.alloc(size);
+    let read = 0;
+    while (read < size) {
+      const { bytesRead } = await this.handle.read(buffer, read, size - read, this.position + read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+    }
+    if (read < n) throw new Invalid(`The file could not be read past ${num(this.position + read)} bytes (while reading ${this.context}).`);
+    this.window = buffer.subarray(0, read);
+    this.windowStart = this.position;
+  }
+
+  private at(): number {
+    return this.position - this.windowStart;
+  }
+
+  async bytes(n: number): Promise<Buffer> {
+    await this.need(n);
+    const b = this.window.subarray(this.at(), this.at() + n);
+    this.position += n;
+    return b;
+  }
+
+  async skip(n: number): Promise<void> {
+    if (n > this.remaining) await this.need(n);
+    this.position += n;
+  }
+
+  async u32(): Promise<number> {
+    await this.need(4);
+    const v = this.window.readUInt32LE(this.at());
+    this.position += 4;
+    return v;
+  }
+
+  async i32(): Promise<number> {
+    await this.need(4);
+    const v = this.window.readInt32LE(this.at());
+    this.position += 4;
+    return v;
+  }
+
+  async u64(): Promise<bigint> {
+    await this.need(8);
+    const v = this.window.readBigUInt64LE(this.at());
+    this.position += 8;
+    return v;
+  }
+
+  /** A u64 that must be a count or size: at most `max`. */
+  async count(what: string, max: number): Promise<number> {
+    const v = await this.u64();
+    if (v > BigInt(max)) throw new Invalid(`The file claims ${num(v)} ${what}, more than the ${num(max)} a usable model can have: the file is corrupt.`);
+    return Number(v);
+  }
+
+  async string(what: string, maxBytes: number): Promise<string> {
+    const length = await this.u64();
+    if (length > BigInt(maxBytes)) {
+      throw new Invalid(`The ${what} is ${num(length)} bytes long, more than the ${num(maxBytes)} allowed: the file is corrupt.`);
+    }
+    if (length > BigInt(this.remaining)) {
+      throw new Invalid(
+        `The ${what} is ${num(length)} bytes long but the file ends ${num(this.remaining)} bytes later: the file is truncated or corrupt.`,
+        TRUNCATED_HINT,
+      );
+    }
+    const bytes = await this.bytes(Number(length));
+    return bytes.toString('utf8');
+  }
+
+  async scalar(type: GgufScalarTypeName, what: string): Promise<number | boolean | string> {
+    if (type === 'string') return this.string(what, limits.stringBytes);
+    const size = scalarSize[type];
+    await this.need(size);
+    const at = this.at();
+    const w = this.window;
+    let v: number | boolean;
+    switch (type) {
+      case 'uint8': v = w.readUInt8(at); break;
+      case 'int8': v = w.readInt8(at); break;
+      case 'uint16': v = w.readUInt16LE(at); break;
+      case 'int16': v = w.readInt16LE(at); break;
+      case 'uint32': v = w.readUInt32LE(at); break;
+      case 'int32': v = w.readInt32LE(at); break;
+      case 'float32': v = w.readFloatLE(at); break;
+      case 'float64': v = w.readDoubleLE(at); break;
+      case 'uint64': v = Number(w.readBigUInt64LE(at)); break;
+      case 'int64': v = Number(w.readBigInt64LE(at)); break;
+      // Any non-zero byte is true, as in llama.cpp.
+      case 'bool': v = w.readUInt8(at) !== 0; break;
+    }
+    this.position += size;
+    return v;
+  }
+}
+
+async function readValue(r: Reader, key: string): Promise<GgufMetaEntry> {
+  const typeCode = await r.u32();
+  const type = valueTypeName.get(typeCode);
+  if (type === undefined) throw new Invalid(`The metadata key ${shown(key)} has an unknown value type ${typeCode}: the file is corrupt.`);
+  if (type !== 'array') {
+    const value = await r.scalar(type, `value of ${shown(key)}`);
+    return { type, value } as GgufMetaEntry;
+  }
+  const itemCode = await r.u32();
+  const itemType = valueTypeName.get(itemCode);
+  if (itemType === undefined) throw new Invalid(`The array ${shown(key)} has an unknown element type ${itemCode}: the file is corrupt.`);
+  const length = await r.count(`elements in the array ${shown(key)}`, limits.arrayLength);
+  if (itemType === 'array') {
+    // llama.cpp does not read nested arrays either (gguf.cpp rejects them).
+    throw new Invalid(`The metadata key ${shown(key)} is an array of arrays, which GGUF models do not use: the file is corrupt.`);
+  }
+  // Each element takes at least this many bytes, so a length the file cannot hold is caught
+  // before anything is allocated for it.
+  const minSize = itemType === 'string' ? 8 : scalarSize[itemType];
+  if (length * minSize > r.remaining) {
+    throw new Invalid(
+      `The array ${shown(key)} claims ${num(length)} elements, which do not fit in the ${num(r.remaining)} bytes left in the file: the file is truncated or corrupt.`,
+      TRUNCATED_HINT,
+    );
+  }
+  const keep = length <= MAX_KEPT_ARRAY_LENGTH;
+  const values: (number | boolean | string)[] = [];
+  if (itemType === 'string') {
+    for (let i = 0; i < length; i++) {
+      const s = await r.string(`element ${i} of ${shown(key)}`, limits.stringBytes);
+      if (keep) values.push(s);
+    }
+  } else if (keep) {
+    for (let i = 0; i < length; i++) values.push(await r.scalar(itemType, `element ${i} of ${shown(key)}`));
+  } else {
+    await r.skip(length * minSize);
+  }
+  return keep ? { type: 'array', itemType, length, values } : { type: 'array', itemType, length };
+}
+
+interface TensorInfo {
+  readonly name: string;
+  readonly dims: readonly bigint[];
+  readonly typeCode: number;
+  readonly offset: bigint;
+  readonly bytes: bigint;
+}
+
+async function readTensorInfo(r: Reader, index: number): Promise<TensorInfo> {
+  r.context = `tensor info ${index}`;
+  const name = await r.string(`name of tensor ${index}`, GGML_MAX_NAME * 4);
+  if (Buffer.byteLength(name) >= GGML_MAX_NAME) {
+    throw new Invalid(`Tensor ${index}'s name is ${Buffer.byteLength(name)} bytes long; llama.cpp allows at most ${GGML_MAX_NAME - 1}: the file is corrupt.`);
+  }
+  const nDims = await r.u32();
+  if (nDims > GGML_MAX_DIMS) throw new Invalid(`Tensor ${tensorName(name)} has ${nDims} dimensions; ggml allows at most ${GGML_MAX_DIMS}: the file is corrupt.`);
+  const dims: bigint[] = [];
+  let elements = 1n;
+  for (let d = 0; d < nDims; d++) {
+    const ne = await r.u64();
+    // ggml stores dimensions as int64: anything at or above 2^63 is negative there.
+    if (ne >= 1n << 63n) throw new Invalid(`Tensor ${tensorName(name)} has a negative dimension: the file is corrupt.`);
+    dims.push(ne);
+    elements *= ne;
+  }
+  if (elements >= 1n << 63n) throw new Invalid(`Tensor ${tensorName(name)} has ${num(elements)} elements, more than ggml can address: the file is corrupt.`);
+  const typeCode = await r.u32();
+  const type = ggmlTypes.get(typeCode);
+  if (!type) {
+    throw new Invalid(
+      `Tensor ${tensorName(name)} has the ggml type ${typeCode}, which this version of llama.cpp does not know.`,
+      'The file may need a newer Hearth, or it was written with a type that was removed from the GGUF format.',
+    );
+  }
+  const ne0 = dims[0] ?? 1n;
+  if (ne0 % BigInt(type.blockSize) !== 0n) {
+    throw new Invalid(`Tensor ${tensorName(name)} has rows of ${ne0} elements, not a multiple of ${type.name}'s block size ${type.blockSize}: the file is corrupt.`);
+  }
+  const offset = await r.u64();
+  return { name, dims, typeCode, offset, bytes: (elements / BigInt(type.blockSize)) * BigInt(type.typeSize) };
+}
+
+const pad = (n: bigint, alignment: bigint): bigint => ((n + alignment - 1n) / alignment) * alignment;
+
+async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
+  r.context = 'the magic number';
+  const magicBytes = await r.bytes(4);
+  if (magicBytes.readUInt32LE(0) !== GGUF_MAGIC) {
+    const head = magicBytes.toString('latin1');
+    const printable = /^[\x20-\x7e]*$/.test(head) ? `"${head}"` : 'binary data';
+    throw new Invalid(`The file is not a GGUF model: it starts with ${printable} instead of "GGUF".`, 'Choose a .gguf model file.');
+  }
+  r.context = 'the version';
+  const version = await r.u32();
+  if (version === 1) throw new Invalid('The file is a GGUF version 1 model, which llama.cpp no longer reads.', 'Download a current version of the model.');
+  if (version !== 2 && version !== 3) {
+    throw new Invalid(`The file says it is GGUF version ${version}; Hearth reads versions 2 and 3.`, version > 3 ? 'The model may need a newer Hearth.' : undefined);
+  }
+  r.context = 'the tensor count';
+  const tensorCount = await r.count('tensors', limits.tensorCount);
+  r.context = 'the metadata count';
+  const kvCount = await r.count('metadata entries', limits.kvCount);
+  // Each metadata entry takes at least 13 bytes (key length, type, a 1-byte value) and each
+  // tensor info at least 24, so counts the file cannot hold are rejected up front.
+  if (kvCount * 13 + tensorCount * 24 > r.remaining) {
+    throw new Invalid(
+      `The file claims ${num(kvCount)} metadata entries and ${num(tensorCount)} tensors, which do not fit in its ${num(r.fileSize)} bytes: the file is truncated or corrupt.`,
+      TRUNCATED_HINT,
+    );
+  }
+
+  const metadata: Record<string, GgufMetaEntry> = Object.create(null) as Record<string, GgufMetaEntry>;
+  for (let i = 0; i < kvCount; i++) {
+    r.context = `metadata entry ${i}`;
+    const key = await r.string(`key of metadata entry ${i}`, limits.keyBytes);
+    if (key === '') throw new Invalid(`Metadata entry ${i} has an empty key: the file is corrupt.`);
+    if (Object.hasOwn(metadata, key)) throw new Invalid(`The metadata key ${shown(key)} appears twice: the file is corrupt.`);
+    r.context = `the value of metadata key ${shown(key)}`;
+    metadata[key] = await readValue(r, key);
+  }
+  const summaryBase = { metadata };
+
+  let alignment = GGUF_DEFAULT_ALIGNMENT;
+  const alignmentEntry = metadata['general.alignment'];
+  if (alignmentEntry) {
+    if (alignmentEntry.type !== 'uint32') throw new Invalid(`general.alignment must be a uint32, not ${alignmentEntry.type}: the file is corrupt.`);
+    alignment = alignmentEntry.value;
+    if (alignment === 0 || (alignment & (alignment - 1)) !== 0) throw new Invalid(`general.alignment is ${alignment}, not a power of two: the file is corrupt.`);
+  }
+
+  const tensors: TensorInfo[] = [];
+  const names = new Set<string>();
+  for (let i = 0; i < tensorCount; i++) {
+    const info = await readTensorInfo(r, i);
+    if (names.has(info.name)) throw new Invalid(`The tensor name ${tensorName(info.name)} appears twice: the file is corrupt.`);
+    names.add(info.name);
+    tensors.push(info);
+  }
+
+  const align = BigInt(alignment);
+  const dataOffset = pad(BigInt(r.position), align);
+  const fileSize = BigInt(r.fileSize);
+  // llama.cpp (gguf.cpp) requires the tensors to be laid out back to back in the order of
+  // their infos, each padded to the alignment.
+  let expected = 0n;
+  for (const t of tensors) {
+    if (t.offset !== expected) {
+      throw new Invalid(`Tensor ${tensorName(t.name)} starts at data offset ${num(t.offset)}, but ${num(expected)} was expected: the file is corrupt.`);
+    }
+    const end = dataOffset + t.offset + t.bytes;
+    if (end > fileSize) {
+      throw new Invalid(
+        `The file ends at ${num(fileSize)} bytes but tensor ${tensorName(t.name)} needs bytes up to ${num(end)}: the file is truncated, probably an incomplete download.`,
+        TRUNCATED_HINT,
+      );
+    }
+    expected += pad(t.bytes, align);
+  }
+  if (tensorCount === 0) throw new Invalid('The file has no tensors: it is not a model.');
+
+  const architecture = metaString(summaryBase, 'general.architecture');
+  if (architecture === undefined || architecture === '') throw new Invalid('The file has no general.architecture: it is not a usable model.');
+  const arch = (key: string): number | null => {
+    const v = metaNumber(summaryBase, `${architecture}.${key}`);
+    return v === undefined ? null : v;
+  };
+  const headCount = arch('attention.head_count');
+  const generalName = metaString(summaryBase, 'general.name');
+  return {
+    path,
+    fileSize: r.fileSize,
+    version,
+    architecture,
+    name: generalName !== undefined && generalName.trim() !== '' ? generalName : basename(path).replace(/\.gguf$/i, ''),
+    contextLength: arch('context_length'),
+    blockCount: arch('block_count'),
+    embeddingLength: arch('embedding_length'),
+    headCount,
+    headCountKv: arch('attention.head_count_kv') ?? headCount,
+    tensorCount,
+    hasChatTemplate: metaString(summaryBase, 'tokenizer.chat_template') !== undefined,
+    alignment,
+    dataOffset: Number(dataOffset),
+    metadata,
+  };
+}
+
+/**
+ * Checks that `path` is a GGUF model llama.cpp can read, and summarizes it. Never throws:
+ * NOT_FOUND when there is no such file, MODEL_INVALID (with a message saying what is wrong)
+ * for anything else that is not a well-formed, complete GGUF file.
+ */
+export async function inspectGguf(path: string): Promise<Result<GgufSummary>> {
+  let size: number;
+  try {
+    const info = await stat(path);
+    if (info.isDirectory()) return err('MODEL_INVALID', `${path} is a directory, not a model file.`, 'Choose a .gguf file.');
+    if (!info.isFile()) return err('MODEL_INVALID', `${path} is not a regular file.`, 'Choose a .gguf file.');
+    size = info.size;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return err('NOT_FOUND', `There is no file at ${path}.`);
+    return err('MODEL_INVALID', `${path} cannot be read: ${(error as Error).message}`);
+  }
+  if (size === 0) return err('MODEL_INVALID', `${path} is empty (0 bytes): it is not a GGUF model.`, 'If it was being downloaded, download it again.');
+  if (size < 24) return err('MODEL_INVALID', `${path} is only ${size} bytes long: it is not a GGUF model.`);
+
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    return err('MODEL_INVALID', `${path} cannot be opened: ${(error as Error).message}`);
+  }
+  try {
+    return ok(await readSummary(path, new Reader(handle, size)));
+  } catch (error) {
+    if (error instanceof Invalid) return { ok: false, error: invalid(error) };
+    return err('MODEL_INVALID', `${path} cannot be read as a GGUF model: ${(error as Error).message}`);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+function invalid(error: Invalid): HearthError {
+  return error.hint === undefined ? { code: 'MODEL_INVALID', message: error.message } : { code: 'MODEL_INVALID', message: error.message, hint: error.hint };
+}

@@ -1,0 +1,106 @@
+/**
+ * Test models, generated on first use into `.cache/test-models/` by the project's own GGUF
+ * writer (issue 2: "Generate it at test time into a cache directory; never commit it").
+ *
+ * File names carry a hash of the options and the generator version, so a change to either
+ * makes a new file. Generation writes a temporary file and renames it, so test processes that
+ * race on the same file are safe.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GENERATOR_VERSION, writeTinyLlama, type TinyLlamaOptions } from '../../engine/gguf/writer.ts';
+
+/** The repository root. */
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Where generated test models are cached (git-ignored). */
+export const testModelsDir = join(repoRoot, '.cache', 'test-models');
+
+/**
+ * - `default`: 4 layers, n_embd 128, 4 heads, 2 KV heads, n_ff 256, context length 8192 (F16, ~1.3 MB).
+ * - `hd64`: head_dim 64 (n_embd 128, 2 heads, 1 KV head), for llama.cpp's rotation of quantized caches.
+ * - `otherWeights`: the default's shapes with a different seed: same KV layout, different model.
+ * - `unsupportedArch`: a well-formed file whose architecture is "hearthnotreal", which llama.cpp rejects.
+ */
+export type TestModelVariant = 'default' | 'hd64' | 'otherWeights' | 'unsupportedArch';
+
+export const testModelVariants: Readonly<Record<TestModelVariant, TinyLlamaOptions>> = {
+  default: {},
+  hd64: { nEmbd: 128, nHead: 2, nHeadKv: 1, seed: 2, name: 'Hearth tiny llama hd64' },
+  otherWeights: { seed: 3, name: 'Hearth tiny llama other weights' },
+  unsupportedArch: { architecture: 'hearthnotreal', name: 'Hearth unsupported architecture' },
+};
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Generates (once) a tiny llama GGUF with the given options and returns its absolute path. */
+export async function tinyModelPath(options: TinyLlamaOptions, label = 'custom'): Promise<string> {
+  const hash = createHash('sha256')
+    .update(JSON.stringify({ generator: GENERATOR_VERSION, options: Object.entries(options).sort(([a], [b]) => a.localeCompare(b)) }))
+    .digest('hex')
+    .slice(0, 12);
+  const path = join(testModelsDir, `${label}-${hash}.gguf`);
+  if (!(await exists(path))) await writeTinyLlama(path, options);
+  return path;
+}
+
+/** The path of a generated test model (see `TestModelVariant`), generating it on first use. */
+export async function testModelPath(variant: TestModelVariant = 'default'): Promise<string> {
+  return tinyModelPath(testModelVariants[variant], variant);
+}
+
+/**
+ * - `truncated`: the default model cut to 60% of its size (an incomplete download).
+ * - `notGguf`: a text file named `.gguf`.
+ * - `empty`: a zero-byte `.gguf` file.
+ * - `directory`: a directory named `.gguf`.
+ */
+export type BrokenModelKind = 'truncated' | 'notGguf' | 'empty' | 'directory';
+
+/** The path of a broken "model" of the given kind, created on first use. */
+export async function brokenModelPath(kind: BrokenModelKind): Promise<string> {
+  const dir = join(testModelsDir, 'broken');
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, `${kind}-v${GENERATOR_VERSION}.gguf`);
+  if (await exists(path)) return path;
+  const temp = `${path}.${process.pid}.tmp`;
+  switch (kind) {
+    case 'truncated': {
+      const full = await readFile(await testModelPath('default'));
+      await writeFile(temp, full.subarray(0, Math.floor(full.length * 0.6)));
+      break;
+    }
+    case 'notGguf':
+      await writeFile(temp, 'This is not a GGUF file. It is plain text with a .gguf name.\n'.repeat(20));
+      break;
+    case 'empty':
+      await writeFile(temp, '');
+      break;
+    case 'directory':
+      // mkdir is already atomic, and `recursive` makes a racing second creation a no-op.
+      await mkdir(path, { recursive: true });
+      return path;
+  }
+  await rename(temp, path);
+  return path;
+}
+
+/** Writes a copy of `source` cut to `length` bytes at `target` (for truncation tests). */
+export async function writeTruncatedCopy(source: string, target: string, length: number): Promise<void> {
+  const bytes = await readFile(source);
+  const handle = await open(target, 'w');
+  try {
+    await handle.write(bytes.subarray(0, length));
+  } finally {
+    await handle.close();
+  }
+}
