@@ -59,6 +59,9 @@ vi.mock('electron', () => {
 
 vi.mock('../engine/index.ts', () => ({
   createHearth: state.createHearth,
+  HearthStartError: class HearthStartError extends Error {
+    hint = 'Choose another folder.';
+  },
 }));
 
 async function loadMain() {
@@ -102,6 +105,20 @@ describe('electron main', () => {
     expect(prefs).toMatchObject({ contextIsolation: true, sandbox: true, nodeIntegration: false });
     expect(String(prefs['preload'])).toMatch(/preload\.cjs$/);
     expect(state.windows[0]?.loaded[0]).toMatch(/renderer[/\\]index\.html$/);
+  });
+
+  it('explains a start failure with its hint, and exits', async () => {
+    vi.resetModules();
+    state.windows.length = 0;
+    const { HearthStartError } = (await import('../engine/index.ts')) as unknown as { HearthStartError: new (m: string) => Error };
+    state.createHearth.mockImplementationOnce(async () => {
+      throw new HearthStartError('The data directory /x is not writable.');
+    });
+    const electron = await import('electron');
+    await import('./main.ts');
+    await vi.waitFor(() => expect(electron.app.exit).toHaveBeenCalledWith(1));
+    expect(electron.dialog.showErrorBox).toHaveBeenCalledWith('Hearth could not start', 'The data directory /x is not writable.\n\nChoose another folder.');
+    expect(state.windows).toHaveLength(0);
   });
 
   it('validates IPC payloads and refuses foreign senders', async () => {

@@ -5,7 +5,7 @@
  */
 import { app, BrowserWindow, dialog, ipcMain, Menu, screen, session, shell } from 'electron';
 import { join } from 'node:path';
-import { createHearth, type Hearth, type HearthEvent } from '../engine/index.ts';
+import { createHearth, HearthStartError, type Hearth, type HearthEvent } from '../engine/index.ts';
 import { utilityProcessSpawner } from './engine-process.ts';
 import { createCallHandler } from './ipc.ts';
 import { menuTemplate } from './menu.ts';
@@ -69,7 +69,9 @@ async function start(): Promise<void> {
       spawnEngine: utilityProcessSpawner(join(here, 'engine-worker.js')),
     });
   } catch (e) {
-    dialog.showErrorBox('Hearth could not start', e instanceof Error ? e.message : String(e));
+    // A HearthStartError (unwritable data directory, damaged database) carries a hint.
+    const hint = e instanceof HearthStartError ? `\n\n${e.hint}` : '';
+    dialog.showErrorBox('Hearth could not start', `${e instanceof Error ? e.message : String(e)}${hint}`);
     app.exit(1);
     return;
   }

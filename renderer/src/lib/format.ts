@@ -1,0 +1,48 @@
+import type { DownloadProgress, MessageStats } from '../contract.ts';
+
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) return '?';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  return `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+/** 0..1 → "42%"; clamped, never NaN. */
+export function formatPercent(fraction: number): string {
+  const clamped = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
+  return `${Math.floor(clamped * 100)}%`;
+}
+
+/** 0..1, or null when the total is unknown. */
+export function downloadFraction(progress: Pick<DownloadProgress, 'downloadedBytes' | 'totalBytes'>): number | null {
+  if (!(progress.totalBytes > 0)) return null;
+  return Math.min(1, Math.max(0, progress.downloadedBytes / progress.totalBytes));
+}
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** The small readout under a reply, e.g. "reused 120 · prefilled 14 tokens · first token 35 ms". */
+export function formatStats(stats: MessageStats): string {
+  const parts = [`reused ${count(stats.tokensReused)}`];
+  if (stats.tokensRestored > 0) parts.push(`restored ${count(stats.tokensRestored)}`);
+  parts.push(`prefilled ${count(stats.tokensPrefilled)} tokens`);
+  parts.push(`first token ${count(Math.round(stats.ttftMs))} ms`);
+  if (stats.tokensGenerated > 0) parts.push(`${count(stats.tokensGenerated)} generated`);
+  return parts.join(' · ');
+}
+
+export function formatTime(epochMs: number, now = Date.now()): string {
+  const date = new Date(epochMs);
+  const sameDay = new Date(now).toDateString() === date.toDateString();
+  return sameDay
+    ? date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
+    : date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+}

@@ -1,0 +1,242 @@
+/**
+ * Everything the UI asks of Hearth, as functions over the transport and the store. Components
+ * call these and read the store; they never touch the transport. Every action returns the call's
+ * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
+ * when an action fails.
+ */
+import type { Chat, HearthError, Result, Sampling, Settings } from '../contract.ts';
+import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
+import type { Route } from '../lib/route.ts';
+import type { Transport } from '../transport/types.ts';
+import type { HearthStore } from './store.ts';
+
+export interface Actions {
+  /** Fetches app state, the chat list and the open chat; run at start and after every reconnect. */
+  resync(): Promise<void>;
+  navigate(route: Route): void;
+  openChat(chatId: string, options?: { force?: boolean }): Promise<void>;
+  newChat(): Promise<Result<Chat>>;
+  send(chatId: string, text: string): Promise<Result<unknown>>;
+  stop(chatId: string): Promise<Result<unknown>>;
+  regenerate(chatId: string, messageId: string): Promise<Result<unknown>>;
+  edit(chatId: string, messageId: string, text: string): Promise<Result<unknown>>;
+  switchBranch(chatId: string, messageId: string): Promise<Result<unknown>>;
+  rename(chatId: string, title: string): Promise<Result<unknown>>;
+  remove(chatId: string): Promise<Result<unknown>>;
+  configure(chatId: string, config: { systemPrompt?: string; sampling?: Partial<Sampling> }): Promise<Result<unknown>>;
+  refreshModels(): Promise<void>;
+  loadModel(path: string): Promise<Result<unknown>>;
+  pickAndLoadModel(): Promise<Result<unknown>>;
+  unloadModel(): Promise<Result<unknown>>;
+  download(uri: string): Promise<Result<unknown>>;
+  cancelDownload(downloadId: string): Promise<Result<unknown>>;
+  updateSettings(patch: Partial<Omit<Settings, 'lastModelPath' | 'defaultSampling'>> & { defaultSampling?: Partial<Sampling> }): Promise<Result<Settings>>;
+}
+
+export interface ActionsOptions {
+  /** Changes the address (hash routing); the store follows via `hashchange`. */
+  readonly navigate: (route: Route) => void;
+}
+
+export function createActions(transport: Transport, store: HearthStore, options: ActionsOptions): Actions {
+  const state = () => store.getState();
+  let resyncs = 0;
+
+  /** A chat from a call: full detail when we hold the chat, else just its summary. */
+  const applyChat = (chat: Chat) => {
+    if (state().messages[chat.id]) state().setChat(chat);
+    else state().upsertChatSummary(chat);
+  };
+
+  /** A chat action failed: tell the user in that chat, and pass the result on. */
+  const noticeOnError = <T>(chatId: string, result: Result<T>): Result<T> => {
+    if (!result.ok) state().setNotice({ chatId, error: result.error });
+    else if (state().notice?.chatId === chatId) state().setNotice(null);
+    return result;
+  };
+
+  const actions: Actions = {
+    navigate: options.navigate,
+
+    async resync() {
+      const first = resyncs === 0;
+      resyncs += 1;
+      const [app, list] = await Promise.all([transport.call('app.state', {}), transport.call('chats.list', {})]);
+      if (!app.ok) {
+        state().setBootError(app.error);
+        return;
+      }
+      state().setAppState(app.value);
+      if (list.ok) state().setChatList(list.value.chats);
+      const route = state().route;
+      if (route.name === 'chat') await actions.openChat(route.chatId, { force: true });
+      if (route.name === 'models') await actions.refreshModels();
+      // First run, or nothing loaded: the model screen is where the user has to start.
+      if (first && route.name === 'home' && (app.value.model.status === 'idle' || app.value.model.status === 'error')) {
+        actions.navigate({ name: 'models' });
+      }
+      // Chats opened earlier may have changed while we were disconnected; refetch when next shown.
+      if (!first) {
+        for (const chatId of Object.keys(state().messages)) {
+          if (route.name !== 'chat' || route.chatId !== chatId) state().removeChatDetail(chatId);
+        }
+      }
+    },
+
+    async openChat(chatId, { force = false } = {}) {
+      const load = state().chatLoad[chatId];
+      if (!force && (load === 'loaded' || load === 'loading')) return;
+      if (load !== 'loaded') state().setChatLoad(chatId, 'loading');
+      const result = await transport.call('chats.get', { chatId });
+      if (!result.ok) {
+        state().setChatLoad(chatId, { error: result.error });
+        return;
+      }
+      state().setChatMessages(chatId, result.value.messages);
+      state().setChat(result.value.chat);
+      state().setChatLoad(chatId, 'loaded');
+    },
+
+    async newChat() {
+      const result = await transport.call('chats.create', {});
+      if (result.ok) {
+        const chat = result.value;
+        state().setChatMessages(chat.id, []);
+        state().setChat(chat);
+        state().setChatLoad(chat.id, 'loaded');
+        actions.navigate({ name: 'chat', chatId: chat.id });
+        state().requestComposerFocus();
+      }
+      return result;
+    },
+
+    async send(chatId, text) {
+      const chat = state().chats[chatId];
+      const messages = state().messages[chatId];
+      // Explicit, so the reply continues the branch the user is looking at.
+      const parentId = chat && messages ? resolveLeaf(messages, chat.activeLeafId) : undefined;
+      const result = await transport.call('chats.send', parentId === undefined ? { chatId, text } : { chatId, text, parentId });
+      if (result.ok) {
+        state().upsertMessages([result.value.userMessage, result.value.assistantMessage]);
+        state().setActiveLeaf(chatId, result.value.assistantMessage.id);
+      }
+      return noticeOnError(chatId, result);
+    },
+
+    async stop(chatId) {
+      return noticeOnError(chatId, await transport.call('chats.stop', { chatId }));
+    },
+
+    async regenerate(chatId, messageId) {
+      const result = await transport.call('chats.regenerate', { chatId, messageId });
+      if (result.ok) {
+        state().upsertMessages([result.value.assistantMessage]);
+        state().setActiveLeaf(chatId, result.value.assistantMessage.id);
+      }
+      return noticeOnError(chatId, result);
+    },
+
+    async edit(chatId, messageId, text) {
+      const result = await transport.call('chats.edit', { chatId, messageId, text });
+      if (result.ok) {
+        state().upsertMessages([result.value.userMessage, result.value.assistantMessage]);
+        state().setActiveLeaf(chatId, result.value.assistantMessage.id);
+      }
+      return noticeOnError(chatId, result);
+    },
+
+    async switchBranch(chatId, messageId) {
+      const messages = state().messages[chatId];
+      const before = state().chats[chatId]?.activeLeafId ?? null;
+      // Show the branch at once; the server's answer (same rule: newest leaf) confirms it.
+      if (messages?.[messageId]) state().setActiveLeaf(chatId, latestLeafUnder(messages, messageId));
+      const result = await transport.call('chats.switchBranch', { chatId, messageId });
+      if (result.ok) applyChat(result.value);
+      else state().setActiveLeaf(chatId, before);
+      return noticeOnError(chatId, result);
+    },
+
+    async rename(chatId, title) {
+      const result = await transport.call('chats.rename', { chatId, title });
+      if (result.ok) applyChat(result.value);
+      return result;
+    },
+
+    async remove(chatId) {
+      const result = await transport.call('chats.delete', { chatId });
+      if (result.ok) {
+        state().removeChat(chatId);
+        const route = state().route;
+        if (route.name === 'chat' && route.chatId === chatId) actions.navigate({ name: 'home' });
+      }
+      return result;
+    },
+
+    async configure(chatId, config) {
+      const input: { chatId: string; systemPrompt?: string; sampling?: Partial<Sampling> } = { chatId };
+      if (config.systemPrompt !== undefined) input.systemPrompt = config.systemPrompt;
+      if (config.sampling !== undefined) input.sampling = config.sampling;
+      const result = await transport.call('chats.configure', input);
+      if (result.ok) applyChat(result.value);
+      return result;
+    },
+
+    async refreshModels() {
+      const [list, recommended] = await Promise.all([
+        transport.call('models.list', {}),
+        transport.call('models.recommended', {}),
+      ]);
+      if (list.ok) state().setLocalModels(list.value.models);
+      else state().setLocalModels(state().localModels, list.error);
+      if (recommended.ok) state().setRecommended(recommended.value.models);
+    },
+
+    async loadModel(path) {
+      state().setLoadState(true, null);
+      const result = await transport.call('models.load', { path });
+      state().setLoadState(false, result.ok ? null : result.error);
+      if (result.ok) void actions.refreshModels();
+      return result;
+    },
+
+    async pickAndLoadModel() {
+      const picked = await transport.call('models.pick', {});
+      if (!picked.ok) {
+        state().setLoadState(false, picked.error);
+        return picked;
+      }
+      if (picked.value.path === null) return picked;
+      return actions.loadModel(picked.value.path);
+    },
+
+    async unloadModel() {
+      const result = await transport.call('models.unload', {});
+      if (result.ok) state().setModel(result.value);
+      return result;
+    },
+
+    async download(uri) {
+      const result = await transport.call('models.download', { uri });
+      if (result.ok && !state().downloads[result.value.downloadId]) {
+        state().setDownload({ downloadId: result.value.downloadId, uri, status: 'downloading', downloadedBytes: 0, totalBytes: 0 });
+      }
+      return result;
+    },
+
+    async cancelDownload(downloadId) {
+      return transport.call('models.cancelDownload', { downloadId });
+    },
+
+    async updateSettings(patch) {
+      const result = await transport.call('settings.update', patch);
+      if (result.ok) state().setSettings(result.value);
+      return result;
+    },
+  };
+  return actions;
+}
+
+/** True when the error means "load a model first": the UI then links to the model screen. */
+export function needsModel(error: HearthError): boolean {
+  return error.code === 'MODEL_NOT_LOADED' || error.code === 'MODEL_INVALID' || error.code === 'MODEL_UNSUPPORTED';
+}

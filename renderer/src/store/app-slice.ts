@@ -1,0 +1,82 @@
+import type { AppState, EngineStatus, HearthError, ModelStatus, Settings } from '../contract.ts';
+import type { ConnectionState } from '../transport/types.ts';
+import type { SliceCreator } from './types.ts';
+
+export interface EngineBanner {
+  readonly restarting: boolean;
+  readonly restarts: number;
+  readonly reason?: string;
+}
+
+export interface AppSlice {
+  readonly connection: ConnectionState;
+  /** `app.state` failed (e.g. the browser host's token is gone): nothing else can work. */
+  readonly bootError: HearthError | null;
+  readonly booted: boolean;
+  readonly app: Pick<AppState, 'version' | 'host' | 'dataDir' | 'modelsDir'> | null;
+  readonly engine: EngineStatus | null;
+  readonly engineBanner: EngineBanner | null;
+  readonly model: ModelStatus;
+  /** A model error the user dismissed (by identity), so the banner stays away until the next one. */
+  readonly dismissedModelError: ModelStatus['error'] | null;
+  readonly settings: Settings | null;
+
+  setConnection(state: ConnectionState): void;
+  setBootError(error: HearthError | null): void;
+  setAppState(state: AppState): void;
+  setEngine(status: EngineStatus): void;
+  dismissEngineBanner(): void;
+  setModel(status: ModelStatus): void;
+  dismissModelError(): void;
+  setSettings(settings: Settings): void;
+}
+
+/**
+ * The banner after an `engine.status` update: shown while the engine restarts or when its
+ * restart count went up since we last looked (a crash can come and go between two events).
+ */
+export function nextEngineBanner(
+  banner: EngineBanner | null,
+  previous: EngineStatus | null,
+  next: EngineStatus,
+): EngineBanner | null {
+  const restarted = previous !== null && next.restarts > previous.restarts;
+  if (next.state === 'restarting' || restarted) {
+    return next.lastCrash
+      ? { restarting: next.state === 'restarting', restarts: next.restarts, reason: next.lastCrash.reason }
+      : { restarting: next.state === 'restarting', restarts: next.restarts };
+  }
+  if (banner && banner.restarting && next.state === 'running') return { ...banner, restarting: false };
+  return banner;
+}
+
+export const createAppSlice: SliceCreator<AppSlice> = (set) => ({
+  connection: 'connecting',
+  bootError: null,
+  booted: false,
+  app: null,
+  engine: null,
+  engineBanner: null,
+  model: { status: 'idle' },
+  dismissedModelError: null,
+  settings: null,
+
+  setConnection: (connection) => set({ connection }),
+  setBootError: (bootError) => set({ bootError }),
+  setAppState: (state) =>
+    set((s) => ({
+      booted: true,
+      bootError: null,
+      app: { version: state.version, host: state.host, dataDir: state.dataDir, modelsDir: state.modelsDir },
+      // A resync after a host restart may reveal restarts that happened while we were away.
+      engineBanner: nextEngineBanner(s.engineBanner, s.engine, state.engine),
+      engine: state.engine,
+      model: state.model,
+      settings: state.settings,
+    })),
+  setEngine: (status) => set((s) => ({ engine: status, engineBanner: nextEngineBanner(s.engineBanner, s.engine, status) })),
+  dismissEngineBanner: () => set({ engineBanner: null }),
+  setModel: (model) => set({ model }),
+  dismissModelError: () => set((s) => ({ dismissedModelError: s.model.error ?? null })),
+  setSettings: (settings) => set({ settings }),
+});

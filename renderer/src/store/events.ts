@@ -1,0 +1,71 @@
+/**
+ * The one place that listens to the transport: events become store updates here, and nowhere
+ * else. Deltas are batched to one store update per animation frame; any other event first
+ * flushes pending deltas so the store sees everything in the order the host sent it.
+ */
+import type { HearthEvent } from '../contract.ts';
+import { createDeltaBatcher, frameScheduler } from '../lib/delta-batcher.ts';
+import type { Transport } from '../transport/types.ts';
+import type { Actions } from './actions.ts';
+import type { HearthStore } from './store.ts';
+
+export function bindEvents(
+  transport: Transport,
+  store: HearthStore,
+  actions: Actions,
+  schedule: (callback: () => void) => void = frameScheduler,
+): () => void {
+  const state = () => store.getState();
+  const batcher = createDeltaBatcher((batch) => state().applyDeltas(batch), schedule);
+
+  const handle = (event: HearthEvent) => {
+    if (event.type === 'message.delta') {
+      batcher.push(event.payload.chatId, event.payload.messageId, event.payload.delta);
+      return;
+    }
+    batcher.flush();
+    switch (event.type) {
+      case 'engine.status':
+        state().setEngine(event.payload);
+        break;
+      case 'model.status':
+        state().setModel(event.payload);
+        break;
+      case 'message.updated':
+        state().upsertMessages([event.payload.message]);
+        break;
+      case 'chats.changed': {
+        const { chatId, chat } = event.payload;
+        if (chat) {
+          state().upsertChatSummary(chat);
+        } else {
+          state().removeChat(chatId);
+          const route = state().route;
+          if (route.name === 'chat' && route.chatId === chatId) actions.navigate({ name: 'home' });
+        }
+        break;
+      }
+      case 'download.progress':
+        state().setDownload(event.payload);
+        if (event.payload.status === 'done') void actions.refreshModels();
+        break;
+      case 'app.command':
+        if (event.payload.command === 'newChat') void actions.newChat();
+        else if (event.payload.command === 'openSettings') actions.navigate({ name: 'settings' });
+        else if (event.payload.command === 'openModels') actions.navigate({ name: 'models' });
+        break;
+    }
+  };
+
+  const offEvent = transport.onEvent(handle);
+  const offConnection = transport.onConnection((connection) => {
+    state().setConnection(connection);
+    // After a reconnect (e.g. the host restarted) nothing we hold can be trusted: refetch.
+    if (connection === 'open') void actions.resync();
+  });
+  return () => {
+    offEvent();
+    offConnection();
+    batcher.flush();
+  };
+}

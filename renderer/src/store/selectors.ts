@@ -1,0 +1,71 @@
+/**
+ * Named selectors. Those that build a new array or object (active path, branch info) must be
+ * read with `useHearthShallow`, so that an unchanged result does not re-render.
+ */
+import type { DownloadProgress, HearthError, Message } from '../contract.ts';
+import { activePathIds, branchInfo, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
+import type { HearthState } from './types.ts';
+
+type Selector<T> = (s: HearthState) => T;
+
+const noIds: readonly string[] = [];
+const single: BranchInfo = { position: 1, count: 1, previousId: null, nextId: null };
+
+export const selectRoute: Selector<HearthState['route']> = (s) => s.route;
+export const selectConnection: Selector<HearthState['connection']> = (s) => s.connection;
+export const selectBooted: Selector<boolean> = (s) => s.booted;
+export const selectBootError: Selector<HearthError | null> = (s) => s.bootError;
+export const selectHost: Selector<'electron' | 'browser' | null> = (s) => s.app?.host ?? null;
+export const selectModelsDir: Selector<string | null> = (s) => s.app?.modelsDir ?? null;
+export const selectModel: Selector<HearthState['model']> = (s) => s.model;
+export const selectSettings: Selector<HearthState['settings']> = (s) => s.settings;
+export const selectTheme: Selector<'system' | 'light' | 'dark'> = (s) => s.settings?.theme ?? 'system';
+export const selectEngineBanner: Selector<HearthState['engineBanner']> = (s) => s.engineBanner;
+export const selectComposerFocus: Selector<number> = (s) => s.composerFocus;
+
+/** The model error to show as a banner, unless the user dismissed that very error. */
+export const selectVisibleModelError: Selector<HearthError | null> = (s) =>
+  s.model.status === 'error' && s.model.error && s.model.error !== s.dismissedModelError ? s.model.error : null;
+
+export const selectChatList: Selector<HearthState['chatList']> = (s) => s.chatList;
+export const selectChatListLoaded: Selector<boolean> = (s) => s.chatListLoaded;
+export const selectChat = (chatId: string) => (s: HearthState) => s.chats[chatId];
+export const selectChatTitle = (chatId: string) => (s: HearthState) =>
+  s.chats[chatId]?.title ?? s.chatList.find((c) => c.id === chatId)?.title;
+export const selectChatLoad = (chatId: string) => (s: HearthState) => s.chatLoad[chatId];
+
+/** Ids on the branch the user sees, root first. Read with `useHearthShallow`. */
+export const selectActivePathIds = (chatId: string) => (s: HearthState): readonly string[] => {
+  const messages = s.messages[chatId];
+  const chat = s.chats[chatId];
+  return messages && chat ? activePathIds(messages, chat.activeLeafId) : noIds;
+};
+
+export const selectMessage = (chatId: string, messageId: string) => (s: HearthState): Message | undefined =>
+  s.messages[chatId]?.[messageId];
+
+/** Read with `useHearthShallow`. */
+export const selectBranchInfo = (chatId: string, messageId: string) => (s: HearthState): BranchInfo => {
+  const messages = s.messages[chatId];
+  return messages ? branchInfo(messages, messageId) : single;
+};
+
+export const selectStreamingId = (chatId: string) => (s: HearthState): string | null => {
+  const messages = s.messages[chatId];
+  return messages ? streamingMessageId(messages) : null;
+};
+
+export const selectLocalModels: Selector<HearthState['localModels']> = (s) => s.localModels;
+export const selectLocalModelsError: Selector<HearthError | null> = (s) => s.localModelsError;
+export const selectRecommended: Selector<HearthState['recommended']> = (s) => s.recommended;
+export const selectLoadPending: Selector<boolean> = (s) => s.loadPending;
+export const selectLoadError: Selector<HearthError | null> = (s) => s.loadError;
+
+/** The newest download of a URI (a resume starts a new one). */
+export const selectDownloadFor = (uri: string) => (s: HearthState): DownloadProgress | undefined => {
+  let found: DownloadProgress | undefined;
+  for (const progress of Object.values(s.downloads)) if (progress.uri === uri) found = progress;
+  return found;
+};
+
+export const selectNotice = (chatId: string) => (s: HearthState) => (s.notice?.chatId === chatId ? s.notice.error : null);

@@ -1,0 +1,22 @@
+import { createStore } from 'zustand/vanilla';
+import { createAppSlice } from './app-slice.ts';
+import { createChatsSlice } from './chats-slice.ts';
+import { createMessagesSlice } from './messages-slice.ts';
+import { createModelsSlice } from './models-slice.ts';
+import type { HearthState } from './types.ts';
+import { createUiSlice } from './ui-slice.ts';
+
+export type { HearthState } from './types.ts';
+
+/** The one store, made of typed slices. A factory, so that tests get a fresh one each. */
+export function createHearthStore() {
+  return createStore<HearthState>()((...a) => ({
+    ...createAppSlice(...a),
+    ...createChatsSlice(...a),
+    ...createMessagesSlice(...a),
+    ...createModelsSlice(...a),
+    ...createUiSlice(...a),
+  }));
+}
+
+export type HearthStore = ReturnType<typeof createHearthStore>;
