@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { err } from '../contract/index.ts';
 import { openDatabase } from './db.ts';
 import { FakeEngine } from './fake-engine.ts';
@@ -8,24 +8,9 @@ import { HearthStartError, startHearth } from './hearth.ts';
 import { checkDownloadUri, physicalCoreCount } from './models.ts';
 import { updateSettings } from './settings.ts';
 import { ChatStore } from './store.ts';
-import { acceptAll, memoryLogger, startTestHearth, tempDir, type TestHearth } from './testing.ts';
+import { acceptAll, memoryLogger, tempDir, useTestHearths, value } from './testing.ts';
 
-const open: TestHearth[] = [];
-
-async function start(...args: Parameters<typeof startTestHearth>): Promise<TestHearth> {
-  const t = await startTestHearth(...args);
-  open.push(t);
-  return t;
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((t) => t.cleanup()));
-});
-
-function value<T>(result: { ok: true; value: T } | { ok: false; error: { code: string; message: string } }): T {
-  if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
-  return result.value;
-}
+const start = useTestHearths();
 
 describe('startup', () => {
   it('marks replies left streaming by a dead host as incomplete', async () => {

@@ -1,26 +1,11 @@
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HearthEvent } from '../contract/index.ts';
 import { FakeEngine } from './fake-engine.ts';
-import { finished, startTestHearth, type TestHearth } from './testing.ts';
+import { finished, useTestHearths, value, type TestHearth } from './testing.ts';
 
-const open: TestHearth[] = [];
-
-async function start(...args: Parameters<typeof startTestHearth>): Promise<TestHearth> {
-  const t = await startTestHearth(...args);
-  open.push(t);
-  return t;
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((t) => t.cleanup()));
-});
-
-function value<T>(result: { ok: true; value: T } | { ok: false; error: { code: string; message: string } }): T {
-  if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
-  return result.value;
-}
+const start = useTestHearths();
 
 async function newChat(t: TestHearth, systemPrompt = 'Be brief.') {
   return value(await t.hearth.api['chats.create']({ systemPrompt }));

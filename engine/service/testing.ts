@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterEach } from 'vitest';
 import { ok, type HearthEvent, type Result } from '../contract/index.ts';
 import type { GgufSummary } from '../gguf/reader.ts';
 import { FakeEngine } from './fake-engine.ts';
@@ -124,4 +125,26 @@ export async function startTestHearth(
 export function finished(messageId: string) {
   return (event: HearthEvent): event is Extract<HearthEvent, { type: 'message.updated' }> =>
     event.type === 'message.updated' && event.payload.message.id === messageId && event.payload.message.status !== 'streaming';
+}
+
+/** The value of a successful Result; a failed one fails the test with its code and message. */
+export function value<T>(result: Result<T>): T {
+  if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
+  return result.value;
+}
+
+/**
+ * Returns a `start` that works like `startTestHearth` and cleans up every Hearth it started
+ * after each test of the calling file.
+ */
+export function useTestHearths(): typeof startTestHearth {
+  const open: TestHearth[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((t) => t.cleanup()));
+  });
+  return async (...args) => {
+    const t = await startTestHearth(...args);
+    open.push(t);
+    return t;
+  };
 }
