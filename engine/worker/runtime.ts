@@ -200,6 +200,9 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       } catch (error) {
         await context?.dispose().catch(() => undefined);
         await model?.dispose().catch(() => undefined);
+        // llama.cpp's log reaches JS through a thread-safe callback, so the line that explains
+        // the failure can arrive after the rejection; give it a moment before reading the ring.
+        await new Promise((resolve) => setTimeout(resolve, 100));
         const failure = classifyLoadFailure(error, logRing.since(mark), build);
         return { ok: false, error: failure };
       }
