@@ -14,7 +14,8 @@ export interface ForkEngineOptions {
   readonly env?: NodeJS.ProcessEnv;
   /**
    * What becomes of the child's stdout and stderr (llama.cpp may write to them directly, and a
-   * native crash prints there). Default `inherit`.
+   * native crash prints there). Default `inherit`: both go to this process's stderr, because
+   * the browser host's stdout is reserved for its one "listening" line.
    */
   readonly stdio?: 'inherit' | 'ignore';
 }
@@ -31,7 +32,7 @@ export function forkEngine(options: ForkEngineOptions = {}): EnginePort {
     // Not the parent's: test runners and debuggers put loaders and inspector flags there.
     execArgv: [],
     env: options.env ?? process.env,
-    stdio: ['ignore', stdio, stdio, 'ipc'],
+    stdio: stdio === 'inherit' ? ['ignore', 2, 2, 'ipc'] : ['ignore', 'ignore', 'ignore', 'ipc'],
     serialization: 'json',
   });
 
