@@ -1,0 +1,92 @@
+import { readdirSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { chunkDir, chunkFileBytes, chunkHeaderBytes, chunkPath, readChunkFile, verifyChunk, writeChunkFile } from './chunk-file.ts';
+import { chainKey } from './fingerprint.ts';
+import { nodeFs } from './store-fs.ts';
+import { errno, faultyFs, payloadFor, range, sampleFingerprint, tempRoot } from './store-testing.ts';
+
+let root = '';
+let cleanup = (): void => undefined;
+beforeEach(() => {
+  ({ root, cleanup } = tempRoot());
+});
+afterEach(() => cleanup());
+
+const fp = sampleFingerprint();
+const tokens = range(10, 4);
+const key = chainKey(fp, tokens);
+const payload = payloadFor(tokens, 64);
+
+async function writeSample(): Promise<string> {
+  await writeChunkFile(nodeFs, root, { key, parent: fp, tokens, payload });
+  return chunkPath(root, key);
+}
+
+describe('chunk files', () => {
+  it('round-trip under a fan-out directory, with nothing else left there', async () => {
+    const path = await writeSample();
+    expect(path).toBe(`${root}/chunks/${key.slice(0, 2)}/${key}.kvc`);
+    expect(statSync(path).size).toBe(chunkFileBytes(4, payload.length));
+    expect(readdirSync(chunkDir(root, key))).toEqual([`${key}.kvc`]);
+    const read = await readChunkFile(nodeFs, root, key);
+    expect(read.ok).toBe(true);
+    if (!read.ok) return;
+    expect(read.value.parent).toBe(fp);
+    expect(Array.from(read.value.tokens)).toEqual(tokens);
+    expect(Buffer.from(read.value.payload).equals(Buffer.from(payload))).toBe(true);
+  });
+
+  it('name each kind of damage', async () => {
+    const path = await writeSample();
+    const good = readFileSync(path);
+    const faultOf = (bytes: Buffer, asKey = key): string => {
+      const verdict = verifyChunk(bytes, asKey);
+      return verdict.ok ? 'ok' : verdict.fault;
+    };
+    const flipped = (offset: number): Buffer => {
+      const copy = Buffer.from(good);
+      copy[offset] = (copy[offset] as number) ^ 0x10;
+      return copy;
+    };
+    expect(faultOf(good)).toBe('ok');
+    expect(faultOf(flipped(good.length - 1))).toBe('checksum'); // payload bit flip
+    expect(faultOf(flipped(chunkHeaderBytes))).toBe('checksum'); // a token
+    expect(faultOf(flipped(0))).toBe('magic');
+    expect(faultOf(flipped(4))).toBe('version');
+    expect(faultOf(flipped(17))).toBe('header'); // payload length
+    expect(faultOf(good.subarray(0, good.length - 3))).toBe('truncated');
+    expect(faultOf(good.subarray(0, 40))).toBe('truncated');
+    expect(faultOf(Buffer.concat([good, Buffer.alloc(1)]))).toBe('length');
+    expect(faultOf(good, chainKey(fp, range(0, 4)))).toBe('key');
+  });
+
+  it('are verified when read from disk: truncated, missing, misplaced', async () => {
+    const path = await writeSample();
+    truncateSync(path, statSync(path).size - 10);
+    expect(await readChunkFile(nodeFs, root, key)).toMatchObject({ ok: false, fault: 'truncated' });
+    const otherTokens = range(0, 4);
+    const other = chainKey(fp, otherTokens);
+    await writeChunkFile(nodeFs, root, { key: other, parent: fp, tokens: otherTokens, payload });
+    expect(await readChunkFile(nodeFs, root, chainKey(fp, range(50, 4)))).toMatchObject({ ok: false, fault: 'missing' });
+    // a valid chunk file under another key's name
+    writeFileSync(path, readFileSync(chunkPath(root, other)));
+    expect(await readChunkFile(nodeFs, root, key)).toMatchObject({ ok: false, fault: 'key' });
+    renameSync(path, `${path}.x`);
+    expect(await readChunkFile(nodeFs, root, key)).toMatchObject({ ok: false, fault: 'missing' });
+  });
+
+  it('never leave a partial file visible when a write fails', async () => {
+    for (const fault of ['ENOSPC', 'EIO'] as const) {
+      const { fs, faults } = faultyFs();
+      faults.writeBudget = chunkHeaderBytes + 8; // header and half the tokens fit
+      faults.writeError = fault;
+      await expect(writeChunkFile(fs, root, { key, parent: fp, tokens, payload })).rejects.toMatchObject({ code: fault });
+      expect(readdirSync(chunkDir(root, key))).toEqual([]);
+    }
+    const { fs, faults } = faultyFs();
+    faults.syncError = 'EIO';
+    await expect(writeChunkFile(fs, root, { key, parent: fp, tokens, payload })).rejects.toMatchObject({ code: 'EIO' });
+    expect(readdirSync(chunkDir(root, key))).toEqual([]);
+    expect(errno('ENOSPC').code).toBe('ENOSPC');
+  });
+});

@@ -1,0 +1,104 @@
+/**
+ * The KV store's index, `<root>/index.db` (node:sqlite, WAL). It is separate from hearth.db: the
+ * engine process owns it (the host owns hearth.db), and losing it costs re-reads, never chats.
+ *
+ * Durability: WAL with synchronous=NORMAL. A commit lost to power loss only loses cache entries;
+ * chunk files are fsynced before the commit that references them, so the index never points to a
+ * file that was not durable, and files whose commit was lost are swept by `gc()` as orphans.
+ */
+import { DatabaseSync } from 'node:sqlite';
+
+/** Each entry moves the schema from `user_version = index` to `index + 1`. Append only. */
+const migrations: readonly string[] = [
+  `
+  -- One row per chunk file. refcount = the number of manifests listing the key (kept exact in
+  -- the same transactions that change manifest_chunks). corrupt = the fault found when it was
+  -- read, until the chunk is rewritten or collected.
+  CREATE TABLE chunks (
+    key TEXT PRIMARY KEY,
+    parent TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    refcount INTEGER NOT NULL DEFAULT 0,
+    last_used INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    corrupt TEXT
+  ) WITHOUT ROWID;
+  CREATE INDEX chunks_by_refcount ON chunks(refcount);
+
+  -- One row per chat branch. head = the key of its last chunk, or the fingerprint when it has
+  -- none: the chain value its tail continues, indexed so a prefix lookup finds tails without
+  -- scanning manifests. The tail (tokens after the last full chunk, and optionally their partial
+  -- KV payload) lives in the row: it is rewritten every turn and belongs to this branch only.
+  CREATE TABLE manifests (
+    id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    chunk_tokens INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    tail_tokens BLOB NOT NULL,
+    tail_payload BLOB,
+    tail_crc INTEGER,
+    total_tokens INTEGER NOT NULL,
+    last_used INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX manifests_by_head ON manifests(head);
+  CREATE INDEX manifests_by_last_used ON manifests(last_used);
+
+  CREATE TABLE manifest_chunks (
+    manifest_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (manifest_id, idx)
+  ) WITHOUT ROWID;
+  CREATE INDEX manifest_chunks_by_key ON manifest_chunks(key);
+
+  -- Model content hashes, so a multi-GB model file is hashed once per (path, size, mtime).
+  CREATE TABLE model_hashes (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ms REAL NOT NULL,
+    hash TEXT NOT NULL,
+    computed_at INTEGER NOT NULL
+  );
+  `,
+];
+
+/** Opens (creating if needed) the index and brings its schema up to date. Throws on an unusable file. */
+export function openIndex(file: string): DatabaseSync {
+  const db = new DatabaseSync(file, { timeout: 5000 });
+  try {
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = NORMAL');
+    const row = db.prepare('PRAGMA user_version').get() as { user_version: number } | undefined;
+    const current = row?.user_version ?? 0;
+    if (current > migrations.length) {
+      throw new Error(`the KV index was written by a newer Hearth (schema ${current}; this build knows ${migrations.length})`);
+    }
+    for (let version = current; version < migrations.length; version++) {
+      transaction(db, () => {
+        db.exec(migrations[version] as string);
+        // PRAGMA takes no bound parameters; `version` is a number we control.
+        db.exec(`PRAGMA user_version = ${version + 1}`);
+      });
+    }
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/** Runs `fn` in one IMMEDIATE transaction (a writer never upgrades a read lock and deadlocks). */
+export function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const result = fn();
+    db.exec('COMMIT');
+    return result;
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+}

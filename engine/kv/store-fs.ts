@@ -1,0 +1,87 @@
+/**
+ * The file-system calls the KV store makes, behind one small interface so that tests can inject
+ * failures (ENOSPC in the middle of a chunk write, EIO on fsync) without filling a real disk.
+ */
+import * as fsp from 'node:fs/promises';
+import { err } from '../contract/index.ts';
+import type { HearthError, Result } from '../contract/index.ts';
+import { hearthError } from '../contract/index.ts';
+
+/** The subset of `FileHandle` the store uses. */
+export interface StoreFileHandle {
+  write(buffer: Uint8Array, offset: number, length: number, position: number | null): Promise<{ bytesWritten: number }>;
+  read(buffer: Uint8Array, offset: number, length: number, position: number | null): Promise<{ bytesRead: number }>;
+  stat(): Promise<{ size: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The subset of `node:fs/promises` the store uses. */
+export interface StoreFs {
+  open(path: string, flags: string, mode?: number): Promise<StoreFileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdir(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  stat(path: string): Promise<{ size: number; mtimeMs: number; isFile(): boolean; isDirectory(): boolean }>;
+  statfs(path: string): Promise<{ bavail: number; bsize: number }>;
+}
+
+/** The real file system. */
+export const nodeFs: StoreFs = {
+  open: (path, flags, mode) => fsp.open(path, flags, mode),
+  rename: (from, to) => fsp.rename(from, to),
+  unlink: (path) => fsp.unlink(path),
+  mkdir: async (path) => {
+    await fsp.mkdir(path, { recursive: true });
+  },
+  readdir: (path) => fsp.readdir(path),
+  stat: (path) => fsp.stat(path),
+  statfs: (path) => fsp.statfs(path),
+};
+
+/** The errno code of a thrown fs error (`ENOSPC`), or undefined. */
+export function errnoOf(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
+
+/** SQLite's "database or disk is full" (SQLITE_FULL) as thrown by node:sqlite. */
+function isSqliteFull(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null || !('errcode' in error)) return false;
+  const code = (error as { errcode: unknown }).errcode;
+  // Extended result codes keep the primary code in the low byte.
+  return typeof code === 'number' && (code & 0xff) === 13;
+}
+
+/** True when the failure means "no space" (a full disk or an exhausted quota). */
+export function isDiskFull(error: unknown): boolean {
+  const code = errnoOf(error);
+  return code === 'ENOSPC' || code === 'EDQUOT' || isSqliteFull(error);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A thrown fs/SQLite error as a HearthError: DISK_FULL for no space, NOT_FOUND for ENOENT, else INTERNAL. */
+export function toHearthError(error: unknown, context: string): HearthError {
+  if (isDiskFull(error)) {
+    return hearthError('DISK_FULL', `${context}: the disk is full (${describe(error)}).`, 'Free some disk space, or lower the KV store budget in Settings.');
+  }
+  const code = errnoOf(error);
+  if (code === 'ENOENT') return hearthError('NOT_FOUND', `${context}: ${describe(error)}.`);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return hearthError('INTERNAL', `${context}: permission denied (${describe(error)}).`, 'Check that Hearth may write to its data directory.');
+  }
+  return hearthError('INTERNAL', `${context}: ${describe(error)}.`);
+}
+
+/** `toHearthError` as a failed Result. */
+export function fsError<T = never>(error: unknown, context: string): Result<T> {
+  const e = toHearthError(error, context);
+  return e.hint === undefined ? err(e.code, e.message) : err(e.code, e.message, e.hint);
+}

@@ -1,0 +1,531 @@
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Result } from '../contract/index.ts';
+import { chunkPath, chunksDir, writeChunkFile } from './chunk-file.ts';
+import { chainKey, chunkKeys } from './fingerprint.ts';
+import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
+import { openKvStore } from './store.ts';
+import { nodeFs } from './store-fs.ts';
+import type { Faults } from './store-testing.ts';
+import { faultyFs, payloadFor, payloadsFor, range, sampleFingerprint, tempRoot } from './store-testing.ts';
+
+const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
+const fp = sampleFingerprint();
+
+let root = '';
+let cleanup = (): void => undefined;
+const open: KvStore[] = [];
+
+beforeEach(() => {
+  ({ root, cleanup } = tempRoot());
+});
+afterEach(async () => {
+  for (const store of open.splice(0)) await store.close();
+  cleanup();
+});
+
+function value<T>(result: Result<T>): T {
+  if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
+  return result.value;
+}
+
+async function openStore(options: Partial<KvStoreOptions> = {}): Promise<KvStore> {
+  let clock = 1_000;
+  const store = value(await openKvStore({ root, budgetBytes: 1 << 30, chunkTokens: C, now: () => clock++, ...options }));
+  open.push(store);
+  return store;
+}
+
+async function faultyStore(options: Partial<KvStoreOptions> = {}): Promise<{ store: KvStore; faults: Faults }> {
+  const { fs, faults } = faultyFs();
+  return { store: await openStore({ fs, ...options }), faults };
+}
+
+/** Saves `tokens` with every payload given. */
+async function save(store: KvStore, id: string, tokens: number[], tail = true) {
+  const tailTokens = tokens.slice(Math.floor(tokens.length / C) * C);
+  return value(
+    await store.putManifest(id, {
+      fingerprint: fp,
+      tokens,
+      chunks: payloadsFor(tokens, C),
+      ...(tail && tailTokens.length > 0 ? { tailPayload: payloadFor(tailTokens) } : {}),
+    }),
+  );
+}
+
+function chunkFiles(): string[] {
+  const top = chunksDir(root);
+  return readdirSync(top)
+    .filter((d) => /^[0-9a-f]{2}$/.test(d))
+    .flatMap((d) => readdirSync(join(top, d)).map((f) => join(top, d, f)));
+}
+
+/** Refcounts as stored, read behind the store's back. */
+function refcounts(): Map<string, number> {
+  const db = new DatabaseSync(join(root, 'index.db'), { readOnly: true });
+  try {
+    const rows = db.prepare('SELECT key, refcount FROM chunks').all() as { key: string; refcount: number }[];
+    return new Map(rows.map((r) => [r.key, r.refcount]));
+  } finally {
+    db.close();
+  }
+}
+
+function flipByte(path: string, fromEnd = 1): void {
+  const bytes = readFileSync(path);
+  const at = bytes.length - fromEnd;
+  bytes[at] = (bytes[at] as number) ^ 0x01;
+  writeFileSync(path, bytes);
+}
+
+describe('KV store: manifests and chunks', () => {
+  it('round-trips a manifest, its chunks and its tail', async () => {
+    const store = await openStore();
+    const tokens = range(0, 10); // two chunks and a 2-token tail
+    const put = await save(store, 'chat/leaf', tokens);
+    expect(put).toMatchObject({ chunksWritten: 2, chunksReused: 0, tailBytes: 2 * 16, totalTokens: 10 });
+    const manifest = value(store.getManifest('chat/leaf'));
+    expect(manifest.chunks).toEqual(chunkKeys(fp, tokens, C));
+    expect(manifest).toMatchObject({ fingerprint: fp, chunkTokens: C, totalTokens: 10, tail: { bytes: 32 } });
+    expect(Array.from(manifest.tail.tokens)).toEqual([8, 9]);
+
+    const { chunks, error } = await store.readChunks(manifest.chunks);
+    expect(error).toBeNull();
+    expect(chunks.map((c) => Array.from(c.tokens))).toEqual([range(0, 4), range(4, 4)]);
+    expect(chunks.map((c) => Buffer.from(c.payload))).toEqual(payloadsFor(tokens, C).map((p) => Buffer.from(p)));
+    const tail = value(store.readTail('chat/leaf'));
+    expect(Array.from(tail.tokens)).toEqual([8, 9]);
+    expect(Buffer.from(tail.payload as Uint8Array).equals(Buffer.from(payloadFor([8, 9])))).toBe(true);
+
+    expect(store.getManifest('nope')).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    expect(await store.putManifest('', { fingerprint: fp, tokens })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
+    expect(await store.putManifest('x', { fingerprint: fp, tokens: [1.5] })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
+    expect(await store.putManifest('x', { fingerprint: 'f', tokens })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
+  });
+
+  it('stores a shared prefix once, with a refcount per manifest', async () => {
+    const store = await openStore();
+    const system = range(1000, 8); // a "system prompt" of two chunks
+    const a = [...system, ...range(0, 8)];
+    const b = [...system, ...range(500, 8)];
+    expect(await save(store, 'a', a)).toMatchObject({ chunksWritten: 4, chunksReused: 0 });
+    expect(await save(store, 'b', b)).toMatchObject({ chunksWritten: 2, chunksReused: 2 });
+    expect(chunkFiles()).toHaveLength(6);
+    const shared = chunkKeys(fp, system, C);
+    const counts = refcounts();
+    expect(shared.map((k) => counts.get(k))).toEqual([2, 2]);
+    expect([...counts.values()].filter((n) => n === 1)).toHaveLength(4);
+
+    const stats = value(await store.stats());
+    expect(stats.chunkCount).toBe(6);
+    expect(stats.manifests).toBe(2);
+    expect(stats.logicalBytes).toBeGreaterThan(stats.storedBytes); // shared chunks count per user
+    expect(stats.bytesOnDisk).toBeGreaterThan(stats.storedBytes); // plus index.db
+    expect(stats.freeBytes).toBeGreaterThan(0);
+
+    // Replacing a manifest moves refcounts; deleting releases only what nobody else needs.
+    await save(store, 'b', [...system, ...range(600, 4)]);
+    expect(chunkFiles()).toHaveLength(5);
+    expect(value(await store.deleteManifest('a'))).toMatchObject({ deleted: true, chunksRemoved: 2 });
+    expect(refcounts().get(shared[0] as string)).toBe(1);
+    expect(chunkFiles()).toHaveLength(3);
+    expect(value(await store.deleteManifest('a')).deleted).toBe(false);
+    expect(value(await store.checkIntegrity()).ok).toBe(true);
+  });
+
+  it('only asks for the chunks it lacks, and fails cleanly when one is withheld', async () => {
+    const store = await openStore();
+    const tokens = range(0, 12);
+    await save(store, 'a', tokens.slice(0, 8));
+    expect(value(store.missingChunks(fp, tokens))).toEqual([2]);
+    const asked: number[] = [];
+    const put = value(
+      await store.putManifest('b', {
+        fingerprint: fp,
+        tokens,
+        chunks: (index) => {
+          asked.push(index);
+          return payloadsFor(tokens, C)[index];
+        },
+      }),
+    );
+    expect(asked).toEqual([2]);
+    expect(put).toMatchObject({ chunksWritten: 1, chunksReused: 2, tailBytes: 0 });
+
+    const before = chunkFiles().length;
+    const withheld = await store.putManifest('c', { fingerprint: fp, tokens: range(100, 8), chunks: [payloadFor(range(100, 4))] });
+    expect(withheld).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    expect(chunkFiles()).toHaveLength(before); // the first chunk it did write is removed again
+    expect(store.getManifest('c').ok).toBe(false);
+  });
+});
+
+describe('KV store: longest stored prefix', () => {
+  it('finds a prefix stored by another chat, and the best tail after it', async () => {
+    const store = await openStore();
+    const system = range(1000, 8);
+    await save(store, 'chat-1/m5', [...system, ...range(0, 6)]); // chunks: system ×2, [0..3]; tail [4, 5]
+    const other = [...system, ...range(200, 9)];
+    const found = value(store.findLongestPrefix(fp, other));
+    expect(found).toMatchObject({ chunks: chunkKeys(fp, system, C), chunkedTokens: 8, stop: 'absent', tail: null, tokens: 8 });
+
+    // The same chat continued: all three chunks, and its stored tail.
+    const more = [...system, ...range(0, 6), 77];
+    const resumed = value(store.findLongestPrefix(fp, more));
+    expect(resumed).toMatchObject({ chunkedTokens: 12, stop: 'end', tail: { manifestId: 'chat-1/m5', tokens: 2, storedTokens: 2 }, tokens: 14 });
+    // One more full chunk than stored: the walk stops at it, and the tail still continues the run.
+    expect(value(store.findLongestPrefix(fp, [...more, 78]))).toMatchObject({ chunkedTokens: 12, stop: 'absent', tail: { tokens: 2 } });
+
+    // A regenerate: the request diverges inside the stored tail.
+    const regen = value(store.findLongestPrefix(fp, [...system, ...range(0, 5), 99]));
+    expect(regen.tail).toMatchObject({ manifestId: 'chat-1/m5', tokens: 1, storedTokens: 2 });
+
+    // Another fingerprint (other model, KV type, llama.cpp) shares nothing.
+    expect(value(store.findLongestPrefix(sampleFingerprint({ flashAttention: true }), more))).toMatchObject({ chunks: [], tokens: 0, tail: null });
+    expect(value(store.findLongestPrefix(fp, []))).toMatchObject({ chunks: [], tokens: 0, stop: 'end' });
+  });
+});
+
+describe('KV store: damaged chunks', () => {
+  const tokens = range(0, 16); // four chunks
+  const setup = async () => {
+    const store = await openStore();
+    await save(store, 'a', tokens);
+    await save(store, 'b', [...tokens.slice(0, 12), 90, 91, 92, 93, 94]);
+    return { store, keys: chunkKeys(fp, tokens, C) };
+  };
+
+  for (const [name, damage, reason] of [
+    ['a bit flip', (path: string) => flipByte(path), 'checksum'],
+    ['a truncation', (path: string) => writeFileSync(path, readFileSync(path).subarray(0, 50)), 'truncated'],
+    ['a deleted file', (path: string) => unlinkSync(path), 'missing'],
+  ] as const) {
+    it(`reports ${name} as '${reason}' and stops matching before it`, async () => {
+      const { store, keys } = await setup();
+      const bad = keys[1] as string;
+      damage(chunkPath(root, bad));
+      const read = await store.readChunk(bad);
+      expect(read.ok).toBe(false);
+      if (read.ok) return;
+      expect(read.error).toMatchObject({ reason, key: bad, code: reason === 'missing' ? 'NOT_FOUND' : 'INTERNAL' });
+      expect(read.error.message).toContain(bad.slice(0, 12));
+
+      // Both chats are cut before the bad chunk (its later chunks were computed on top of it).
+      expect(value(store.findLongestPrefix(fp, tokens))).toMatchObject({ chunks: [keys[0]], chunkedTokens: 4, tail: null });
+      expect(value(store.getManifest('a')).chunks).toEqual([keys[0]]);
+      expect(value(store.getManifest('b'))).toMatchObject({ chunks: [keys[0]], tail: { bytes: 0 } });
+      expect(existsSync(chunkPath(root, keys[2] as string))).toBe(false);
+      expect(value(await store.checkIntegrity())).toMatchObject({ ok: true });
+
+      // Re-reading from the bad chunk and saving again repairs the chain.
+      expect(value(store.missingChunks(fp, tokens))).toEqual([1, 2, 3]);
+      await save(store, 'a', tokens);
+      expect(value(store.findLongestPrefix(fp, tokens)).chunkedTokens).toBe(16);
+      expect((await store.readChunk(bad)).ok).toBe(true);
+    });
+  }
+
+  it('stops a lookup at a chunk recorded as corrupt, and returns nothing unverified', async () => {
+    const { store, keys } = await setup();
+    flipByte(chunkPath(root, keys[2] as string));
+    const { chunks, error } = await store.readChunks(keys);
+    expect(chunks.map((c) => c.key)).toEqual(keys.slice(0, 2));
+    expect(error).toMatchObject({ reason: 'checksum', key: keys[2] });
+    expect(value(store.findLongestPrefix(fp, tokens))).toMatchObject({ chunkedTokens: 8, stop: 'absent' });
+
+    // The record itself, seen before the invalidation: a chunk marked corrupt stops the walk.
+    const db = new DatabaseSync(join(root, 'index.db'));
+    db.prepare('UPDATE chunks SET corrupt = ? WHERE key = ?').run('checksum', keys[1] as string);
+    db.close();
+    expect(value(store.findLongestPrefix(fp, tokens))).toMatchObject({ chunkedTokens: 4, stop: 'corrupt' });
+    expect(value(store.missingChunks(fp, tokens))).toEqual([1, 2, 3]);
+  });
+
+  it("reports a file longer than its header says as 'length'", async () => {
+    const { store, keys } = await setup();
+    const path = chunkPath(root, keys[3] as string);
+    writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.from([0])]));
+    expect(await store.readChunk(keys[3] as string)).toMatchObject({ ok: false, error: { reason: 'length' } });
+    expect(value(store.findLongestPrefix(fp, tokens)).chunkedTokens).toBe(12);
+  });
+
+  it('drops a damaged tail instead of returning it', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 6));
+    const db = new DatabaseSync(join(root, 'index.db'));
+    db.prepare('UPDATE manifests SET tail_crc = tail_crc + 1').run();
+    db.close();
+    expect(store.readTail('a')).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
+    expect(value(store.readTail('a')).payload).toBeNull();
+  });
+});
+
+describe('KV store: failing writes', () => {
+  it('on ENOSPC mid-chunk: no partial file, DISK_FULL, persistence paused until a write succeeds', async () => {
+    const { store, faults } = await faultyStore();
+    await save(store, 'a', range(0, 8));
+    const filesBefore = chunkFiles().sort();
+    const events: (PersistencePause | null)[] = [];
+    store.onDidChangePersistence((p) => events.push(p));
+
+    faults.written = 0;
+    faults.writeBudget = 200; // the first new chunk fits, the second fails halfway
+    const failed = await store.putManifest('a', { fingerprint: fp, tokens: range(0, 16), chunks: payloadsFor(range(0, 16), C) });
+    expect(failed).toMatchObject({ ok: false, error: { code: 'DISK_FULL' } });
+    expect(chunkFiles().sort()).toEqual(filesBefore); // no temp file, no partial chunk, no half-saved new chunk
+    expect(value(store.getManifest('a')).totalTokens).toBe(8); // the old manifest stands
+    expect(store.persistencePaused?.reason.code).toBe('DISK_FULL');
+    expect(value(await store.stats()).persistencePaused?.reason.code).toBe('DISK_FULL');
+    expect(events).toHaveLength(1);
+    // Restores keep working while paused.
+    expect((await store.readChunks(value(store.getManifest('a')).chunks)).error).toBeNull();
+
+    faults.writeBudget = null;
+    await save(store, 'a', range(0, 16));
+    expect(store.persistencePaused).toBeNull();
+    expect(events.at(-1)).toBeNull();
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 4 });
+  });
+
+  it('maps EDQUOT to DISK_FULL, and EACCES or an fsync EIO to INTERNAL', async () => {
+    const { store, faults } = await faultyStore();
+    faults.written = 0;
+    faults.writeBudget = 10;
+    faults.writeError = 'EDQUOT';
+    expect(await store.putManifest('a', { fingerprint: fp, tokens: range(0, 4), chunks: payloadsFor(range(0, 4), C) })).toMatchObject({
+      ok: false,
+      error: { code: 'DISK_FULL' },
+    });
+    faults.writeBudget = null;
+    faults.openError = 'EACCES';
+    const denied = await store.putManifest('a', { fingerprint: fp, tokens: range(0, 4), chunks: payloadsFor(range(0, 4), C) });
+    expect(denied).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
+    expect(store.persistencePaused?.reason.message).toMatch(/permission/);
+    faults.openError = null;
+    faults.syncError = 'EIO';
+    expect(await store.putManifest('a', { fingerprint: fp, tokens: range(0, 4), chunks: payloadsFor(range(0, 4), C) })).toMatchObject({
+      ok: false,
+      error: { code: 'INTERNAL' },
+    });
+    expect(chunkFiles()).toEqual([]);
+    faults.syncError = null;
+    await save(store, 'a', range(0, 4));
+    expect(store.persistencePaused).toBeNull();
+  });
+});
+
+describe('KV store: budget and eviction', () => {
+  it('evicts the least recently used chat first, its unshared suffix first, never a chunk another chat needs', async () => {
+    const store = await openStore();
+    const system = range(1000, 8);
+    const a = [...system, ...range(0, 8)];
+    const b = [...system, ...range(100, 8)];
+    const c = [...system, ...range(200, 8)];
+    await save(store, 'a', a, false);
+    await save(store, 'b', b, false);
+    await save(store, 'c', c, false);
+    await store.touch('a'); // a is now the most recent; b the least
+    const chunkBytes = statSync(chunkPath(root, chunkKeys(fp, a, C)[0] as string)).size;
+    expect(value(await store.stats()).storedBytes).toBe(8 * chunkBytes);
+
+    // Over budget by one chunk: b loses its last chunk only.
+    value(store.setBudget(7 * chunkBytes));
+    const first = value(await store.enforceBudget());
+    expect(first).toMatchObject({ chunksRemoved: 1, truncated: ['b'], deleted: [], storedBytes: 7 * chunkBytes });
+    expect(value(store.getManifest('b')).chunks).toEqual(chunkKeys(fp, b, C).slice(0, 3));
+    // b restores what is left and re-reads the rest.
+    expect(value(store.findLongestPrefix(fp, b)).chunkedTokens).toBe(12);
+
+    // Budget of the shared prefix plus one chat: b goes whole, then c loses its own chunks,
+    // the shared chunks stay (a needs them), a is untouched.
+    value(store.setBudget(4 * chunkBytes));
+    const second = value(await store.enforceBudget());
+    expect(second.deleted).toEqual(['b']);
+    expect(second.truncated).toEqual(['c']);
+    expect(value(store.getManifest('a')).chunks).toEqual(chunkKeys(fp, a, C));
+    expect(value(store.getManifest('c')).chunks).toEqual(chunkKeys(fp, system, C));
+    const counts = refcounts();
+    expect(chunkKeys(fp, system, C).map((k) => counts.get(k))).toEqual([2, 2]);
+    expect((await store.readChunks(chunkKeys(fp, a, C))).error).toBeNull();
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true });
+
+    // A budget of zero empties the store.
+    value(store.setBudget(0));
+    const third = value(await store.enforceBudget());
+    expect(third.storedBytes).toBe(0);
+    expect(chunkFiles()).toEqual([]);
+    expect(value(await store.stats())).toMatchObject({ manifests: 0, chunkCount: 0 });
+    expect(store.setBudget(-1).ok).toBe(false);
+  });
+
+  it('drops the tail payload of the oldest chat before its chunks', async () => {
+    const store = await openStore();
+    await save(store, 'old', range(0, 10)); // tail of 2 tokens, 32 bytes
+    await save(store, 'new', range(100, 10));
+    const stored = value(await store.stats()).storedBytes;
+    value(store.setBudget(stored - 1));
+    const report = value(await store.enforceBudget());
+    expect(report).toMatchObject({ chunksRemoved: 0, bytesFreed: 32, truncated: ['old'] });
+    expect(value(store.getManifest('old'))).toMatchObject({ totalTokens: 8, tail: { bytes: 0 } });
+    expect(value(store.getManifest('new')).tail.bytes).toBe(32);
+  });
+});
+
+describe('KV store: GC and integrity', () => {
+  it('sweeps orphan chunk files and temp files, and keeps everything referenced', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 8));
+    // A crash between rename and commit: a complete chunk file the index never learnt of.
+    const orphanTokens = range(500, 4);
+    const orphan = chainKey(fp, orphanTokens);
+    await writeChunkFile(nodeFs, root, { key: orphan, parent: fp, tokens: orphanTokens, payload: payloadFor(orphanTokens) });
+    const dir = join(chunksDir(root), orphan.slice(0, 2));
+    writeFileSync(join(dir, `.${orphan}.123-abcd.tmp`), 'partial');
+    writeFileSync(join(dir, 'README'), 'not ours');
+
+    const report = value(await store.checkIntegrity());
+    expect(report).toMatchObject({ ok: false, chunksVerified: 2, orphanFiles: [chunkPath(root, orphan)] });
+    expect(report.tempFiles).toHaveLength(1);
+
+    expect(value(await store.gc())).toMatchObject({ orphanFiles: 1, tempFiles: 1, unreferencedChunks: 0 });
+    expect(existsSync(chunkPath(root, orphan))).toBe(false);
+    expect(existsSync(join(dir, 'README'))).toBe(true);
+    expect((await store.readChunks(value(store.getManifest('a')).chunks)).error).toBeNull();
+    expect(value(await store.checkIntegrity()).ok).toBe(true);
+  });
+
+  it('never collects a chunk a manifest lists, even when its refcount is wrong', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 8));
+    const keys = value(store.getManifest('a')).chunks;
+    const db = new DatabaseSync(join(root, 'index.db'));
+    db.prepare('UPDATE chunks SET refcount = 0').run();
+    db.close();
+    expect(value(await store.gc()).unreferencedChunks).toBe(0);
+    value(store.setBudget(1 << 30));
+    await store.enforceBudget();
+    expect((await store.readChunks(keys)).error).toBeNull();
+    expect(value(await store.checkIntegrity()).refcountMismatches).toHaveLength(2);
+    await store.checkIntegrity({ repair: true });
+    expect([...refcounts().values()]).toEqual([1, 1]);
+  });
+
+  it('reports missing, corrupt, refcount and tail problems, and repairs them', async () => {
+    const store = await openStore();
+    const tokens = range(0, 14);
+    await save(store, 'a', tokens);
+    await save(store, 'b', tokens.slice(0, 8));
+    const keys = chunkKeys(fp, tokens, C);
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 3, repaired: false });
+
+    flipByte(chunkPath(root, keys[2] as string));
+    unlinkSync(chunkPath(root, keys[1] as string));
+    const db = new DatabaseSync(join(root, 'index.db'));
+    db.prepare('UPDATE chunks SET refcount = 7 WHERE key = ?').run(keys[0] as string);
+    db.prepare("UPDATE manifests SET tail_crc = 0 WHERE id = 'a'").run();
+    db.close();
+
+    const report = value(await store.checkIntegrity());
+    expect(report).toMatchObject({
+      ok: false,
+      chunksVerified: 1,
+      missing: [keys[1]],
+      corrupt: [{ key: keys[2], reason: 'checksum' }],
+      refcountMismatches: [{ key: keys[0], stored: 7, actual: 2 }],
+      corruptTails: ['a'],
+    });
+    expect(value(await store.checkIntegrity({ verify: false }))).toMatchObject({ missing: [keys[1]], chunksVerified: 2 });
+
+    expect(value(await store.checkIntegrity({ repair: true })).repaired).toBe(true);
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 1 });
+    expect(value(store.getManifest('a'))).toMatchObject({ chunks: [keys[0]], tail: { bytes: 0 } });
+    expect(value(store.findLongestPrefix(fp, tokens)).chunkedTokens).toBe(4);
+  });
+});
+
+describe('KV store: model hash', () => {
+  it('hashes a model once per path, size and mtime', async () => {
+    const { store, faults } = await faultyStore();
+    const model = join(root, 'model.gguf');
+    writeFileSync(model, Buffer.alloc(3 * 1024 * 1024, 1));
+    const progress: [number, number][] = [];
+    const first = value(await store.modelContentHash(model, { onProgress: (d, t) => progress.push([d, t]) }));
+    expect(first).toBe(createHash('sha256').update(readFileSync(model)).digest('hex'));
+    expect(progress.at(-1)).toEqual([3 * 1024 * 1024, 3 * 1024 * 1024]);
+    expect(faults.reads.get(model)).toBe(1);
+
+    // Cached: no read, also after reopening the store; concurrent callers share one hash.
+    expect(value(await store.modelContentHash(model))).toBe(first);
+    await store.close();
+    const again = await faultyStore();
+    expect(value(await again.store.modelContentHash(model))).toBe(first);
+    expect(again.faults.reads.get(model)).toBeUndefined();
+
+    // A new mtime (same bytes) recomputes once.
+    utimesSync(model, new Date(), new Date(Date.now() + 60_000));
+    const [x, y] = await Promise.all([again.store.modelContentHash(model), again.store.modelContentHash(model)]);
+    expect(value(x)).toBe(first);
+    expect(value(y)).toBe(first);
+    expect(again.faults.reads.get(model)).toBe(1);
+    writeFileSync(model, Buffer.alloc(10, 2));
+    expect(value(await again.store.modelContentHash(model))).toBe(createHash('sha256').update(Buffer.alloc(10, 2)).digest('hex'));
+    expect(await again.store.modelContentHash(join(root, 'missing.gguf'))).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+  });
+});
+
+describe('KV store: lifecycle', () => {
+  it('fails clearly at open when the directory cannot be written', async () => {
+    writeFileSync(join(root, 'file'), 'x');
+    const underFile = await openKvStore({ root: join(root, 'file', 'kv'), budgetBytes: 1 });
+    expect(underFile).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
+    if (!underFile.ok) expect(underFile.error.message).toContain(join(root, 'file', 'kv'));
+
+    const { fs, faults } = faultyFs();
+    faults.openError = 'EACCES';
+    const denied = await openKvStore({ root: join(root, 'denied'), budgetBytes: 1, fs });
+    expect(denied).toMatchObject({ ok: false, error: { code: 'INTERNAL', hint: expect.stringContaining('write') } });
+
+    if (process.getuid?.() !== 0) {
+      const readOnly = join(root, 'ro');
+      await value(await openKvStore({ root: readOnly, budgetBytes: 1 })).close();
+      chmodSync(readOnly, 0o500);
+      chmodSync(chunksDir(readOnly), 0o500);
+      expect((await openKvStore({ root: readOnly, budgetBytes: 1 })).ok).toBe(false);
+      chmodSync(chunksDir(readOnly), 0o700);
+      chmodSync(readOnly, 0o700);
+    }
+
+    // A full disk is not an error at open (restores still work), but persistence starts paused.
+    faults.openError = null;
+    faults.written = 0;
+    faults.writeBudget = 0;
+    const full = value(await openKvStore({ root: join(root, 'full'), budgetBytes: 1, fs }));
+    open.push(full);
+    expect(full.persistencePaused?.reason.code).toBe('DISK_FULL');
+  });
+
+  it('serialises mutations: a GC during a slow save never sweeps its temp files', async () => {
+    const { store, faults } = await faultyStore();
+    faults.writeDelayMs = 5;
+    const tokens = range(0, 20);
+    const put = store.putManifest('a', { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C) });
+    const gc = store.gc();
+    const evict = store.enforceBudget();
+    await new Promise((r) => setTimeout(r, 12));
+    const closing = store.close();
+    expect(value(await put).chunksWritten).toBe(5);
+    expect(value(await gc)).toMatchObject({ orphanFiles: 0, tempFiles: 0 });
+    expect(value(await evict).chunksRemoved).toBe(0);
+    await closing;
+    expect(await store.touch('a')).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
+    expect(store.getManifest('a').ok).toBe(false);
+
+    const reopened = await openStore();
+    expect(value(reopened.findLongestPrefix(fp, tokens)).chunkedTokens).toBe(20);
+    expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 5 });
+  });
+});

@@ -1,0 +1,1092 @@
+/**
+ * The KV store (issue 3): content-addressed, deduplicated KV chunks on disk, with one manifest per
+ * chat branch in SQLite. It runs in the engine process and knows nothing of llama.cpp: a chunk is
+ * opaque payload bytes plus its tokens (the codec, codec.ts, makes and reads the payloads).
+ *
+ * Layout under `root`:
+ *   index.db (+ -wal, -shm)          manifests, chunk refcounts, model hashes (store-db.ts)
+ *   chunks/<key[0..2]>/<key>.kvc     one file per chunk key (chunk-file.ts)
+ *   chunks/<key[0..2]>/.<key>.*.tmp  a chunk being written; stale ones are swept by gc()
+ *
+ * Invariants:
+ * - A chunk file is visible under its name only when complete and fsynced (temp + rename), and it
+ *   is verified (magic, version, key, lengths, crc32, key = sha256(parent ‖ tokens)) before any
+ *   byte is returned.
+ * - Files are written before the commit that references them and removed after the commit that
+ *   drops them, so the index never references a file that was not written; a crash in between
+ *   leaves orphan files, which gc() removes.
+ * - chunks.refcount = the number of manifests listing the key, maintained in the same transaction
+ *   as every change to manifest_chunks. A chunk is deleted only at refcount 0, so no eviction or
+ *   GC removes a chunk that a live manifest needs. Along a hash chain refcounts never increase (a
+ *   manifest holding chunk i holds chunks 0..i-1), so a chat's unshared chunks are its suffix.
+ * - Every mutation runs under one FIFO lock (store-lock.ts): a save, an eviction and a GC never
+ *   interleave. Reads (findLongestPrefix, readChunk) take no lock: renames are atomic, and a file
+ *   evicted under a reader is a verified `missing`, i.e. a cache miss.
+ */
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { crc32 } from 'node:zlib';
+import { err, hearthError, ok } from '../contract/index.ts';
+import type { HearthError, Result } from '../contract/index.ts';
+import type { ChunkData, ChunkFault } from './chunk-file.ts';
+import { chunkPath, chunkSuffix, chunksDir, readChunkFile, tempSuffix, writeChunkFile } from './chunk-file.ts';
+import type { HashProgress } from './fingerprint.ts';
+import { chainKey, chunkKeys, firstBadToken, hashFile, isDigest, tokenBytes, tokensFromBytes } from './fingerprint.ts';
+import type { Manifest, ManifestInput, ManifestRow, PrefixMatch, TailData, TailMatch } from './manifest.ts';
+import { commonPrefix, toManifest } from './manifest.ts';
+import { openIndex, transaction } from './store-db.ts';
+import type { StoreFs } from './store-fs.ts';
+import { errnoOf, isDiskFull, nodeFs, toHearthError } from './store-fs.ts';
+import { StoreLock } from './store-lock.ts';
+
+export type { ChunkData, ChunkFault } from './chunk-file.ts';
+export type { Manifest, ManifestInput, PrefixMatch, TailData, TailMatch } from './manifest.ts';
+export type { StoreFs, StoreFileHandle } from './store-fs.ts';
+
+/** The default chunk size in tokens (issue 3; LMCache uses 256 too). */
+export const defaultChunkTokens = 256;
+
+export interface KvStoreOptions {
+  /** The store's directory (the engine uses `<dataDir>/kv`). Created if missing; must be writable. */
+  readonly root: string;
+  /** The byte budget `enforceBudget()` keeps chunk files and tail payloads within. */
+  readonly budgetBytes: number;
+  /** Tokens per chunk. Changing it makes old chunks a cache miss (their keys cover other token runs). */
+  readonly chunkTokens?: number;
+  /** The file system, injectable so tests can fail writes (ENOSPC) without filling a disk. */
+  readonly fs?: StoreFs;
+  /** The clock for last-used times. */
+  readonly now?: () => number;
+  /** Chunk files read in parallel by `readChunks` (default 8: keeps libuv's 4 threads busy while the main thread verifies). */
+  readonly readConcurrency?: number;
+}
+
+/** A chunk read failure: a HearthError that names the fault and the key. */
+export interface ChunkError extends HearthError {
+  readonly reason: ChunkFault;
+  readonly key: string;
+}
+
+/** A Result whose error is a ChunkError (assignable to Result<T>). */
+export type ChunkResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ChunkError };
+
+/** Set when a write failed (full disk, permissions, I/O); cleared by the next successful save. */
+export interface PersistencePause {
+  readonly reason: HearthError;
+  readonly since: number;
+}
+
+export interface PutManifestResult {
+  /** Chunk files written by this call (new keys, or damaged ones rewritten). */
+  readonly chunksWritten: number;
+  /** Bytes of those files. */
+  readonly bytesWritten: number;
+  /** Full chunks already stored and shared. */
+  readonly chunksReused: number;
+  /** The tail payload's bytes (stored in index.db). */
+  readonly tailBytes: number;
+  readonly totalTokens: number;
+}
+
+export interface DeleteResult {
+  readonly deleted: boolean;
+  /** Chunks no other manifest referenced, now removed. */
+  readonly chunksRemoved: number;
+  readonly bytesFreed: number;
+}
+
+export interface EvictionReport {
+  readonly chunksRemoved: number;
+  /** Chunk and tail bytes freed. */
+  readonly bytesFreed: number;
+  /** Manifests cut short (they keep their prefix: a restore re-reads the rest). */
+  readonly truncated: readonly string[];
+  /** Manifests evicted whole. */
+  readonly deleted: readonly string[];
+  /** Bytes under budget after eviction (chunk files + tail payloads). */
+  readonly storedBytes: number;
+  readonly budget: number;
+}
+
+export interface GcReport {
+  /** Chunk rows no manifest referenced (normally none: they are removed when dropped). */
+  readonly unreferencedChunks: number;
+  /** Chunk files on disk that the index does not know (a crash between rename and commit). */
+  readonly orphanFiles: number;
+  /** Temp files of interrupted writes. */
+  readonly tempFiles: number;
+  readonly bytesFreed: number;
+}
+
+export interface IntegrityReport {
+  /** Chunks whose file was read and verified (or, with `verify: false`, had the right size). */
+  readonly chunksVerified: number;
+  /** Chunk keys in the index whose file is missing. */
+  readonly missing: readonly string[];
+  /** Chunk files that failed verification. */
+  readonly corrupt: readonly { readonly key: string; readonly reason: ChunkFault }[];
+  /** Chunks the index records as corrupt (found at read time) that are still referenced. */
+  readonly knownCorrupt: readonly { readonly key: string; readonly reason: string }[];
+  /** Chunk files (`.kvc`) the index does not know, as paths. */
+  readonly orphanFiles: readonly string[];
+  /** Leftover temp files, as paths. */
+  readonly tempFiles: readonly string[];
+  readonly refcountMismatches: readonly { readonly key: string; readonly stored: number; readonly actual: number }[];
+  /** Manifest entries whose chunk is not in the index at all. */
+  readonly danglingReferences: readonly { readonly manifestId: string; readonly index: number; readonly key: string }[];
+  /** Manifests whose row disagrees with their chunk list (count, head, or a gap in indices). */
+  readonly inconsistentManifests: readonly string[];
+  /** Manifests whose tail payload fails its checksum. */
+  readonly corruptTails: readonly string[];
+  /** True when nothing above was found. */
+  readonly ok: boolean;
+  /** True when `repair` was asked for and applied. */
+  readonly repaired: boolean;
+}
+
+export interface KvStoreStats {
+  /** Physical bytes: chunk files plus index.db and its WAL (tail payloads live in index.db). */
+  readonly bytesOnDisk: number;
+  /** Bytes counted against the budget: chunk files plus tail payloads. */
+  readonly storedBytes: number;
+  /** What the manifests reference, a shared chunk counted once per manifest that uses it. */
+  readonly logicalBytes: number;
+  readonly chunkCount: number;
+  readonly manifests: number;
+  readonly budget: number;
+  /** storedBytes / budget (may exceed 1 until `enforceBudget()` runs). */
+  readonly usage: number;
+  /** Free bytes for an unprivileged user on the store's file system; null if unknown. */
+  readonly freeBytes: number | null;
+  readonly persistencePaused: PersistencePause | null;
+}
+
+/** The store. Every method returns data, never throws (except on programmer misuse of types). */
+export interface KvStore {
+  readonly root: string;
+  readonly chunkTokens: number;
+  readonly budget: number;
+  /** Non-null while writes fail; the UI shows "persistence paused" with its reason. */
+  readonly persistencePaused: PersistencePause | null;
+  /** Called whenever `persistencePaused` changes. Returns the unsubscribe function. */
+  onDidChangePersistence(listener: (pause: PersistencePause | null) => void): () => void;
+  setBudget(bytes: number): Result<void>;
+
+  /** The sha256 of a model file, computed once per (path, size, mtime) and cached in index.db. */
+  modelContentHash(path: string, options?: { onProgress?: HashProgress; signal?: AbortSignal }): Promise<Result<string>>;
+
+  /** The longest stored prefix of `tokens` over all manifests. Pass tokens without the last one to leave a token to evaluate. */
+  findLongestPrefix(fingerprint: string, tokens: ArrayLike<number>): Result<PrefixMatch>;
+  /** Indices of the full chunks of `tokens` the store lacks (absent or known corrupt). */
+  missingChunks(fingerprint: string, tokens: ArrayLike<number>): Result<number[]>;
+  /** Reads and verifies one chunk. A fault is recorded (the chunk and what follows it stop matching). */
+  readChunk(key: string): Promise<ChunkResult<ChunkData>>;
+  /** Reads chunks in order (a few in parallel) and stops at the first fault: the verified prefix and that fault. */
+  readChunks(keys: readonly string[]): Promise<{ chunks: ChunkData[]; error: ChunkError | null }>;
+
+  /** Creates or replaces a manifest, writing only the chunks the store lacks. Call enforceBudget() after. */
+  putManifest(id: string, input: ManifestInput): Promise<Result<PutManifestResult>>;
+  getManifest(id: string): Result<Manifest>;
+  /** The manifest's tail tokens and verified payload. */
+  readTail(id: string): Result<TailData>;
+  deleteManifest(id: string): Promise<Result<DeleteResult>>;
+  /** Marks a manifest (and its chunks) used now, for LRU eviction. */
+  touch(id: string): Promise<Result<void>>;
+
+  /** Evicts least-recently-used chats (their unshared suffix first) until within the budget. */
+  enforceBudget(): Promise<Result<EvictionReport>>;
+  /** Removes unreferenced chunks, orphan chunk files and stale temp files. */
+  gc(): Promise<Result<GcReport>>;
+  /** Verifies the store. `verify: false` checks sizes instead of reading files; `repair: true` also fixes what it finds. */
+  checkIntegrity(options?: { verify?: boolean; repair?: boolean }): Promise<Result<IntegrityReport>>;
+  stats(): Promise<Result<KvStoreStats>>;
+
+  /** Waits for running mutations, then closes the index. Later calls fail with INTERNAL. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const maxIdLength = 1024;
+const faultText: Readonly<Record<ChunkFault, string>> = {
+  missing: 'missing',
+  truncated: 'truncated',
+  magic: 'not a chunk file',
+  version: 'from another format version',
+  header: 'damaged (header checksum)',
+  key: 'misplaced (key mismatch)',
+  length: 'longer than its header says',
+  checksum: 'damaged (checksum)',
+  io: 'unreadable',
+};
+
+function chunkError(key: string, reason: ChunkFault, detail: string): ChunkError {
+  const base = hearthError(
+    reason === 'missing' ? 'NOT_FOUND' : 'INTERNAL',
+    `KV chunk ${key.slice(0, 12)}… is ${faultText[reason]}: ${detail}.`,
+    reason === 'io' ? undefined : 'The chat re-reads its history from this point.',
+  );
+  return { ...base, reason, key };
+}
+
+/** A write failure as data: DISK_FULL for no space (ENOSPC, EDQUOT, SQLITE_FULL), else INTERNAL. */
+function writeError(error: unknown, context: string): HearthError {
+  const e = toHearthError(error, context);
+  if (e.code === 'DISK_FULL' || e.code === 'INTERNAL') return e;
+  return hearthError('INTERNAL', e.message, e.hint);
+}
+
+function checkId(id: unknown): string | null {
+  if (typeof id !== 'string' || id.length === 0 || id.length > maxIdLength) return `a manifest id is a string of 1 to ${maxIdLength} characters`;
+  return null;
+}
+
+function checkTokens(tokens: ArrayLike<number>): string | null {
+  if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') return 'tokens is not an array';
+  const bad = firstBadToken(tokens);
+  return bad === -1 ? null : `token ${bad} is not an int32 token id`;
+}
+
+interface ChunkRow {
+  key: string;
+  parent: string;
+  tokens: number;
+  bytes: number;
+  refcount: number;
+  corrupt: string | null;
+}
+
+/**
+ * Opens (creating if needed) the store at `options.root`. An unwritable directory is a clear
+ * INTERNAL error here, at start; a full disk is not an error (restores still work) but starts with
+ * persistence paused.
+ */
+export async function openKvStore(options: KvStoreOptions): Promise<Result<KvStore>> {
+  const fs = options.fs ?? nodeFs;
+  const chunkTokens = options.chunkTokens ?? defaultChunkTokens;
+  if (!Number.isInteger(chunkTokens) || chunkTokens < 1) return err('INVALID_INPUT', 'The KV chunk size must be a positive whole number of tokens.');
+  if (!(Number.isFinite(options.budgetBytes) && options.budgetBytes >= 0)) return err('INVALID_INPUT', 'The KV store budget must be a non-negative number of bytes.');
+  const root = resolve(options.root);
+  const unwritable = (error: unknown): Result<KvStore> =>
+    err(
+      'INTERNAL',
+      `The KV store directory ${root} is not usable: ${error instanceof Error ? error.message : String(error)}.`,
+      'Choose a data directory Hearth can write to, or fix its permissions.',
+    );
+  let pause: PersistencePause | null = null;
+  try {
+    await fs.mkdir(root);
+    await fs.mkdir(chunksDir(root));
+    const probe = join(chunksDir(root), `.probe-${process.pid}-${randomBytes(4).toString('hex')}${tempSuffix}`);
+    const handle = await fs.open(probe, 'wx', 0o644);
+    try {
+      await handle.write(new Uint8Array([0]), 0, 1, 0);
+      await handle.sync();
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      pause = { reason: writeError(error, 'The KV store cannot write'), since: (options.now ?? Date.now)() };
+    } finally {
+      await handle.close().catch(() => undefined);
+      await fs.unlink(probe).catch(() => undefined);
+    }
+  } catch (error) {
+    if (isDiskFull(error)) {
+      pause = { reason: writeError(error, 'The KV store cannot write'), since: (options.now ?? Date.now)() };
+    } else {
+      return unwritable(error);
+    }
+  }
+  let db: DatabaseSync;
+  try {
+    db = openIndex(join(root, 'index.db'));
+  } catch (error) {
+    return unwritable(error);
+  }
+  return ok(new DiskKvStore(root, db, fs, chunkTokens, options.budgetBytes, options.now ?? Date.now, options.readConcurrency ?? 8, pause));
+}
+
+class DiskKvStore implements KvStore {
+  readonly root: string;
+  readonly chunkTokens: number;
+  readonly #db: DatabaseSync;
+  readonly #fs: StoreFs;
+  readonly #now: () => number;
+  readonly #readConcurrency: number;
+  readonly #lock = new StoreLock('kv-store');
+  readonly #statements = new Map<string, StatementSync>();
+  readonly #listeners = new Set<(pause: PersistencePause | null) => void>();
+  /** Model hashes in progress, so two callers never hash the same file at once. */
+  readonly #hashing = new Map<string, Promise<Result<string>>>();
+  #budget: number;
+  #pause: PersistencePause | null;
+  #closed = false;
+
+  constructor(root: string, db: DatabaseSync, fs: StoreFs, chunkTokens: number, budget: number, now: () => number, readConcurrency: number, pause: PersistencePause | null) {
+    this.root = root;
+    this.#db = db;
+    this.#fs = fs;
+    this.chunkTokens = chunkTokens;
+    this.#budget = budget;
+    this.#now = now;
+    this.#readConcurrency = Math.max(1, Math.floor(readConcurrency));
+    this.#pause = pause;
+  }
+
+  get budget(): number {
+    return this.#budget;
+  }
+
+  get persistencePaused(): PersistencePause | null {
+    return this.#pause;
+  }
+
+  onDidChangePersistence(listener: (pause: PersistencePause | null) => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  setBudget(bytes: number): Result<void> {
+    if (!(Number.isFinite(bytes) && bytes >= 0)) return err('INVALID_INPUT', 'The KV store budget must be a non-negative number of bytes.');
+    this.#budget = bytes;
+    return ok(undefined);
+  }
+
+  // ---- plumbing -------------------------------------------------------------------------------
+
+  #sql(text: string): StatementSync {
+    let statement = this.#statements.get(text);
+    if (!statement) {
+      statement = this.#db.prepare(text);
+      this.#statements.set(text, statement);
+    }
+    return statement;
+  }
+
+  #closedError<T>(): Result<T> {
+    return err('INTERNAL', 'The KV store is closed.');
+  }
+
+  /** Runs a mutation under the lock; a throw becomes INTERNAL (a bug or an I/O failure). */
+  #locked<T>(context: string, task: () => Promise<Result<T>> | Result<T>): Promise<Result<T>> {
+    return this.#lock.run(async () => {
+      if (this.#closed) return this.#closedError<T>();
+      try {
+        return await task();
+      } catch (error) {
+        const e = toHearthError(error, context);
+        return { ok: false, error: e } as const;
+      }
+    });
+  }
+
+  /** A sync read; a throw becomes INTERNAL. */
+  #read<T>(context: string, task: () => Result<T>): Result<T> {
+    if (this.#closed) return this.#closedError<T>();
+    try {
+      return task();
+    } catch (error) {
+      return { ok: false, error: toHearthError(error, context) };
+    }
+  }
+
+  #setPause(pause: PersistencePause | null): void {
+    if (pause === null && this.#pause === null) return;
+    this.#pause = pause;
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(pause);
+      } catch (error) {
+        console.error('Hearth: a KV store listener threw:', error);
+      }
+    }
+  }
+
+  #paused<T>(error: unknown, context: string): Result<T> {
+    const reason = writeError(error, context);
+    this.#setPause({ reason, since: this.#now() });
+    return { ok: false, error: reason };
+  }
+
+  #chunkRow(key: string): ChunkRow | undefined {
+    return this.#sql('SELECT key, parent, tokens, bytes, refcount, corrupt FROM chunks WHERE key = ?').get(key) as ChunkRow | undefined;
+  }
+
+  async #fileSize(path: string): Promise<number | null> {
+    try {
+      return (await this.#fs.stat(path)).size;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Removes chunk files after the commit that dropped them; a failure leaves an orphan for gc(). */
+  async #unlinkChunks(keys: Iterable<string>): Promise<void> {
+    for (const key of keys) await this.#fs.unlink(chunkPath(this.root, key)).catch(() => undefined);
+  }
+
+  /**
+   * In a transaction: deletes chunk rows nobody references and returns them (files go after
+   * commit). The NOT EXISTS re-checks the refcount against manifest_chunks itself, so even a wrong
+   * refcount could never make GC remove a chunk that a manifest lists.
+   */
+  #collectUnreferenced(): { key: string; bytes: number }[] {
+    const unreferenced = 'refcount <= 0 AND NOT EXISTS (SELECT 1 FROM manifest_chunks mc WHERE mc.key = chunks.key)';
+    const rows = this.#sql(`SELECT key, bytes FROM chunks WHERE ${unreferenced}`).all() as unknown as { key: string; bytes: number }[];
+    if (rows.length > 0) this.#sql(`DELETE FROM chunks WHERE ${unreferenced}`).run();
+    return rows;
+  }
+
+  /** In a transaction: cuts manifest `id` to its first `index` chunks and drops its tail (it continued the cut chain). */
+  #truncate(id: string, index: number): 'truncated' | 'deleted' | 'absent' {
+    const manifest = this.#sql('SELECT chunk_tokens FROM manifests WHERE id = ?').get(id) as { chunk_tokens: number } | undefined;
+    if (!manifest) return 'absent';
+    const dropped = this.#sql('SELECT key FROM manifest_chunks WHERE manifest_id = ? AND idx >= ?').all(id, index) as unknown as { key: string }[];
+    for (const { key } of dropped) this.#sql('UPDATE chunks SET refcount = refcount - 1 WHERE key = ?').run(key);
+    this.#sql('DELETE FROM manifest_chunks WHERE manifest_id = ? AND idx >= ?').run(id, index);
+    if (index === 0) {
+      // Nothing left to restore from: a manifest with neither chunks nor a tail payload is noise.
+      this.#sql('DELETE FROM manifests WHERE id = ?').run(id);
+      return 'deleted';
+    }
+    const head = this.#sql('SELECT key FROM manifest_chunks WHERE manifest_id = ? AND idx = ?').get(id, index - 1) as { key: string };
+    this.#sql(
+      `UPDATE manifests SET chunk_count = ?, head = ?, tail_tokens = x'', tail_payload = NULL, tail_crc = NULL, total_tokens = ?
+       WHERE id = ?`,
+    ).run(index, head.key, index * manifest.chunk_tokens, id);
+    return 'truncated';
+  }
+
+  /**
+   * Under the lock: a chunk found damaged at read time stops being used. Every manifest that
+   * lists it is cut just before it (its later chunks were computed on top of it, and its tail
+   * too), and chunks that nobody references any more are removed with their files.
+   */
+  async #invalidate(key: string): Promise<void> {
+    const row = this.#chunkRow(key);
+    if (!row || row.corrupt === null) return; // rewritten (repaired) or collected meanwhile
+    const freed = transaction(this.#db, () => {
+      const users = this.#sql('SELECT manifest_id, idx FROM manifest_chunks WHERE key = ?').all(key) as unknown as { manifest_id: string; idx: number }[];
+      for (const user of users) this.#truncate(user.manifest_id, user.idx);
+      return this.#collectUnreferenced();
+    });
+    await this.#unlinkChunks(freed.map((r) => r.key));
+  }
+
+  /** Records a fault seen at read time: at once (so lookups stop matching), then invalidates under the lock. */
+  async #recordFault(key: string, reason: ChunkFault): Promise<void> {
+    if (this.#closed) return;
+    this.#sql('UPDATE chunks SET corrupt = ? WHERE key = ?').run(reason, key);
+    await this.#lock
+      .run(async () => {
+        if (!this.#closed) await this.#invalidate(key);
+      })
+      .catch((error: unknown) => console.error('Hearth: could not invalidate a damaged KV chunk:', error));
+  }
+
+  // ---- model hash -----------------------------------------------------------------------------
+
+  async modelContentHash(path: string, options: { onProgress?: HashProgress; signal?: AbortSignal } = {}): Promise<Result<string>> {
+    if (this.#closed) return this.#closedError();
+    const file = resolve(path);
+    let stat;
+    try {
+      stat = await this.#fs.stat(file);
+    } catch (error) {
+      return { ok: false, error: toHearthError(error, `Could not read the model file ${file}`) };
+    }
+    if (!stat.isFile()) return err('NOT_FOUND', `${file} is not a file.`);
+    const cached = this.#read('Could not read the model hash cache', () => {
+      const row = this.#sql('SELECT hash FROM model_hashes WHERE path = ? AND size = ? AND mtime_ms = ?').get(file, stat.size, stat.mtimeMs) as
+        | { hash: string }
+        | undefined;
+      return ok(row?.hash ?? null);
+    });
+    if (!cached.ok) return cached;
+    if (cached.value !== null) return ok(cached.value);
+    const id = `${file}\0${stat.size}\0${stat.mtimeMs}`;
+    let running = this.#hashing.get(id);
+    if (!running) {
+      running = this.#hashModel(file, stat.size, stat.mtimeMs, options).finally(() => this.#hashing.delete(id));
+      this.#hashing.set(id, running);
+    }
+    return running;
+  }
+
+  async #hashModel(file: string, size: number, mtimeMs: number, options: { onProgress?: HashProgress; signal?: AbortSignal }): Promise<Result<string>> {
+    const hashed = await hashFile(this.#fs, file, options);
+    if (!hashed.ok) return hashed;
+    let after;
+    try {
+      after = await this.#fs.stat(file);
+    } catch (error) {
+      return { ok: false, error: toHearthError(error, `Could not read the model file ${file}`) };
+    }
+    if (after.size !== size || after.mtimeMs !== mtimeMs || hashed.value.size !== size) {
+      return err('INTERNAL', `The model file ${file} changed while it was being hashed.`, 'Wait for the file to finish copying, then load it again.');
+    }
+    return this.#read('Could not store the model hash', () => {
+      // A cache row per path: a changed file replaces its old hash instead of piling up.
+      this.#sql(
+        `INSERT INTO model_hashes (path, size, mtime_ms, hash, computed_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, hash = excluded.hash, computed_at = excluded.computed_at`,
+      ).run(file, size, mtimeMs, hashed.value.hash, this.#now());
+      return ok(hashed.value.hash);
+    });
+  }
+
+  // ---- lookups --------------------------------------------------------------------------------
+
+  findLongestPrefix(fingerprint: string, tokens: ArrayLike<number>): Result<PrefixMatch> {
+    return this.#read('Could not look up the KV store', () => {
+      if (!isDigest(fingerprint)) return err('INVALID_INPUT', 'The fingerprint is not a sha256 hex digest.');
+      const bad = checkTokens(tokens);
+      if (bad) return err('INVALID_INPUT', `Invalid tokens: ${bad}.`);
+      const size = this.chunkTokens;
+      const chunks: string[] = [];
+      let head = fingerprint;
+      let stop: PrefixMatch['stop'] = 'end';
+      for (let start = 0; start + size <= tokens.length; start += size) {
+        const key = chainKey(head, tokens, start, start + size);
+        const row = this.#sql('SELECT corrupt FROM chunks WHERE key = ?').get(key) as { corrupt: string | null } | undefined;
+        if (!row) {
+          stop = 'absent';
+          break;
+        }
+        if (row.corrupt !== null) {
+          stop = 'corrupt';
+          break;
+        }
+        chunks.push(key);
+        head = key;
+      }
+      const chunkedTokens = chunks.length * size;
+      const tail = this.#bestTail(fingerprint, head, tokens, chunkedTokens);
+      return ok({ chunks, chunkedTokens, stop, tail, tokens: chunkedTokens + (tail?.tokens ?? 0) });
+    });
+  }
+
+  /** Among the tails that continue `head` (any manifest), the one sharing the most next tokens. */
+  #bestTail(fingerprint: string, head: string, tokens: ArrayLike<number>, start: number): TailMatch | null {
+    if (start >= tokens.length) return null;
+    const rows = this.#sql(
+      `SELECT id, tail_tokens, length(tail_payload) AS bytes FROM manifests
+       WHERE head = ? AND fingerprint = ? AND tail_payload IS NOT NULL
+       ORDER BY last_used DESC`,
+    ).all(head, fingerprint) as unknown as { id: string; tail_tokens: Uint8Array; bytes: number }[];
+    let best: TailMatch | null = null;
+    for (const row of rows) {
+      const stored = tokensFromBytes(row.tail_tokens);
+      const matched = commonPrefix(stored, tokens, start);
+      if (matched > 0 && (best === null || matched > best.tokens)) {
+        best = { manifestId: row.id, tokens: matched, storedTokens: stored.length, bytes: row.bytes };
+      }
+    }
+    return best;
+  }
+
+  missingChunks(fingerprint: string, tokens: ArrayLike<number>): Result<number[]> {
+    return this.#read('Could not look up the KV store', () => {
+      if (!isDigest(fingerprint)) return err('INVALID_INPUT', 'The fingerprint is not a sha256 hex digest.');
+      const bad = checkTokens(tokens);
+      if (bad) return err('INVALID_INPUT', `Invalid tokens: ${bad}.`);
+      const missing: number[] = [];
+      chunkKeys(fingerprint, tokens, this.chunkTokens).forEach((key, index) => {
+        const row = this.#sql('SELECT corrupt FROM chunks WHERE key = ?').get(key) as { corrupt: string | null } | undefined;
+        if (!row || row.corrupt !== null) missing.push(index);
+      });
+      return ok(missing);
+    });
+  }
+
+  async readChunk(key: string): Promise<ChunkResult<ChunkData>> {
+    if (this.#closed) return { ok: false, error: { ...hearthError('INTERNAL', 'The KV store is closed.'), reason: 'io', key } };
+    if (!isDigest(key)) return { ok: false, error: chunkError(String(key), 'missing', 'not a chunk key') };
+    let expected: number | undefined;
+    try {
+      expected = this.#chunkRow(key)?.bytes;
+    } catch {
+      // the index is unreadable: verify by the file alone
+    }
+    const verdict = await readChunkFile(this.#fs, this.root, key, expected);
+    if (verdict.ok) return verdict;
+    // An I/O error says nothing about the bytes (it may be transient); any other fault is recorded
+    // so that lookups stop before this chunk and the manifests using it are cut there.
+    if (verdict.fault !== 'io') {
+      try {
+        if (!this.#closed && this.#chunkRow(key)) await this.#recordFault(key, verdict.fault);
+      } catch (error) {
+        console.error('Hearth: could not record a damaged KV chunk:', error);
+      }
+    }
+    return { ok: false, error: chunkError(key, verdict.fault, verdict.detail) };
+  }
+
+  async readChunks(keys: readonly string[]): Promise<{ chunks: ChunkData[]; error: ChunkError | null }> {
+    const chunks: ChunkData[] = [];
+    const inFlight: Promise<ChunkResult<ChunkData>>[] = [];
+    let next = 0;
+    const launch = (): void => {
+      while (next < keys.length && inFlight.length < this.#readConcurrency) inFlight.push(this.readChunk(keys[next++] as string));
+    };
+    launch();
+    while (inFlight.length > 0) {
+      const result = await (inFlight.shift() as Promise<ChunkResult<ChunkData>>);
+      if (!result.ok) {
+        await Promise.allSettled(inFlight);
+        return { chunks, error: result.error };
+      }
+      chunks.push(result.value);
+      launch();
+    }
+    return { chunks, error: null };
+  }
+
+  // ---- manifests ------------------------------------------------------------------------------
+
+  putManifest(id: string, input: ManifestInput): Promise<Result<PutManifestResult>> {
+    return this.#locked('Could not save the KV manifest', async () => {
+      const invalid = checkId(id) ?? (isDigest(input.fingerprint) ? null : 'the fingerprint is not a sha256 hex digest') ?? checkTokens(input.tokens);
+      if (invalid) return err('INVALID_INPUT', `Invalid manifest: ${invalid}.`);
+      const size = this.chunkTokens;
+      const { fingerprint, tokens } = input;
+      const keys = chunkKeys(fingerprint, tokens, size);
+      const tailStart = keys.length * size;
+      if (input.tailPayload !== undefined && tailStart === tokens.length) {
+        return err('INVALID_INPUT', 'Invalid manifest: a tail payload was given, but the tokens end on a chunk boundary.');
+      }
+      const source = input.chunks;
+      const payloadOf = async (index: number, key: string): Promise<Uint8Array | undefined> =>
+        typeof source === 'function' ? await source(index, key) : source?.[index];
+
+      // 1. Chunk files, outside any transaction: only those the store lacks or holds damaged.
+      const fresh: string[] = []; // written with no row yet: removed again if the commit fails
+      const written: { key: string; parent: string; bytes: number }[] = [];
+      let bytesWritten = 0;
+      let reused = 0;
+      for (let index = 0; index < keys.length; index++) {
+        const key = keys[index] as string;
+        const row = this.#chunkRow(key);
+        // The index is trusted here (no stat per chunk per turn): a file damaged behind the
+        // store's back is caught when it is read, recorded, and rewritten by the next save.
+        if (row && row.corrupt === null) {
+          reused++;
+          continue;
+        }
+        const payload = await payloadOf(index, key);
+        if (payload === undefined) {
+          await this.#unlinkChunks(fresh);
+          return err('NOT_FOUND', `KV chunk ${index} (${key.slice(0, 12)}…) is not stored, and no payload was given for it.`);
+        }
+        const parent = index === 0 ? fingerprint : (keys[index - 1] as string);
+        try {
+          const bytes = await writeChunkFile(this.#fs, this.root, { key, parent, tokens: Array.prototype.slice.call(tokens, index * size, (index + 1) * size) as number[], payload });
+          written.push({ key, parent, bytes });
+          if (!row) fresh.push(key);
+          bytesWritten += bytes;
+        } catch (error) {
+          await this.#unlinkChunks(fresh);
+          return this.#paused(error, 'Could not write a KV chunk');
+        }
+      }
+
+      // 2. One transaction: chunk rows, refcounts, the manifest row.
+      const tailTokens = tokenBytes(tokens, tailStart);
+      const tailPayload = input.tailPayload ?? null;
+      const totalTokens = tokens.length;
+      let freed: { key: string; bytes: number }[];
+      try {
+        freed = transaction(this.#db, () => {
+          const now = this.#now();
+          for (const w of written) {
+            this.#sql(
+              `INSERT INTO chunks (key, parent, tokens, bytes, refcount, last_used, created_at, corrupt) VALUES (?, ?, ?, ?, 0, ?, ?, NULL)
+               ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes, corrupt = NULL, last_used = excluded.last_used`,
+            ).run(w.key, w.parent, size, w.bytes, now, now);
+          }
+          const old = this.#sql('SELECT key FROM manifest_chunks WHERE manifest_id = ?').all(id) as unknown as { key: string }[];
+          for (const { key } of old) this.#sql('UPDATE chunks SET refcount = refcount - 1 WHERE key = ?').run(key);
+          this.#sql('DELETE FROM manifest_chunks WHERE manifest_id = ?').run(id);
+          keys.forEach((key, index) => {
+            const changed = this.#sql('UPDATE chunks SET refcount = refcount + 1, last_used = ? WHERE key = ?').run(now, key);
+            if (Number(changed.changes) !== 1) throw new Error(`chunk ${key} vanished during a save`);
+            this.#sql('INSERT INTO manifest_chunks (manifest_id, idx, key) VALUES (?, ?, ?)').run(id, index, key);
+          });
+          this.#sql(
+            `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_payload, tail_crc, total_tokens, last_used, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET fingerprint = excluded.fingerprint, chunk_tokens = excluded.chunk_tokens,
+               chunk_count = excluded.chunk_count, head = excluded.head, tail_tokens = excluded.tail_tokens,
+               tail_payload = excluded.tail_payload, tail_crc = excluded.tail_crc, total_tokens = excluded.total_tokens,
+               last_used = excluded.last_used`,
+          ).run(
+            id,
+            fingerprint,
+            size,
+            keys.length,
+            keys.at(-1) ?? fingerprint,
+            tailTokens,
+            tailPayload,
+            tailPayload === null ? null : crc32(tailPayload),
+            totalTokens,
+            now,
+            now,
+          );
+          return this.#collectUnreferenced();
+        });
+      } catch (error) {
+        await this.#unlinkChunks(fresh);
+        return this.#paused(error, 'Could not save the KV manifest');
+      }
+      await this.#unlinkChunks(freed.map((r) => r.key));
+      this.#setPause(null);
+      return ok({ chunksWritten: written.length, bytesWritten, chunksReused: reused, tailBytes: tailPayload?.length ?? 0, totalTokens });
+    });
+  }
+
+  getManifest(id: string): Result<Manifest> {
+    return this.#read('Could not read the KV manifest', () => {
+      const row = this.#sql(
+        `SELECT id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, length(tail_payload) AS tail_bytes, total_tokens, last_used, created_at
+         FROM manifests WHERE id = ?`,
+      ).get(id) as ManifestRow | undefined;
+      if (!row) return err('NOT_FOUND', `No KV manifest ${id}.`);
+      const keys = this.#sql('SELECT key FROM manifest_chunks WHERE manifest_id = ? ORDER BY idx').all(id) as unknown as { key: string }[];
+      return ok(toManifest(row, keys.map((k) => k.key)));
+    });
+  }
+
+  readTail(id: string): Result<TailData> {
+    return this.#read('Could not read the KV tail', () => {
+      const row = this.#sql('SELECT tail_tokens, tail_payload, tail_crc FROM manifests WHERE id = ?').get(id) as
+        | { tail_tokens: Uint8Array; tail_payload: Uint8Array | null; tail_crc: number | null }
+        | undefined;
+      if (!row) return err('NOT_FOUND', `No KV manifest ${id}.`);
+      const tokens = tokensFromBytes(row.tail_tokens);
+      if (row.tail_payload === null) return ok({ tokens, payload: null });
+      if (crc32(row.tail_payload) !== row.tail_crc) {
+        // Drop exactly this damaged tail (a newer save may have replaced it meanwhile): the chat
+        // then re-reads its last partial chunk. A single statement, so it needs no lock.
+        this.#sql('UPDATE manifests SET tail_payload = NULL, tail_crc = NULL WHERE id = ? AND tail_crc IS ?').run(id, row.tail_crc);
+        return err('INTERNAL', `The KV tail of ${id} is damaged (checksum).`, 'The chat re-reads its last partial chunk.');
+      }
+      return ok({ tokens, payload: row.tail_payload });
+    });
+  }
+
+  deleteManifest(id: string): Promise<Result<DeleteResult>> {
+    return this.#locked<DeleteResult>('Could not delete the KV manifest', async () => {
+      const freed = transaction(this.#db, () => (this.#truncate(id, 0) === 'absent' ? null : this.#collectUnreferenced()));
+      if (freed === null) return ok({ deleted: false, chunksRemoved: 0, bytesFreed: 0 });
+      await this.#unlinkChunks(freed.map((r) => r.key));
+      return ok({ deleted: true, chunksRemoved: freed.length, bytesFreed: freed.reduce((sum, r) => sum + r.bytes, 0) });
+    });
+  }
+
+  touch(id: string): Promise<Result<void>> {
+    return this.#locked('Could not update the KV manifest', () =>
+      transaction(this.#db, () => {
+        const now = this.#now();
+        const changed = this.#sql('UPDATE manifests SET last_used = ? WHERE id = ?').run(now, id);
+        if (Number(changed.changes) === 0) return err('NOT_FOUND', `No KV manifest ${id}.`);
+        this.#sql('UPDATE chunks SET last_used = ? WHERE key IN (SELECT key FROM manifest_chunks WHERE manifest_id = ?)').run(now, id);
+        return ok(undefined);
+      }),
+    );
+  }
+
+  // ---- budget and GC --------------------------------------------------------------------------
+
+  #storedBytes(): number {
+    const row = this.#sql(
+      `SELECT (SELECT coalesce(sum(bytes), 0) FROM chunks) + (SELECT coalesce(sum(length(tail_payload)), 0) FROM manifests) AS bytes`,
+    ).get() as { bytes: number };
+    return row.bytes;
+  }
+
+  enforceBudget(): Promise<Result<EvictionReport>> {
+    return this.#locked('Could not evict from the KV store', async () => {
+      const budget = this.#budget;
+      const truncated = new Set<string>();
+      const deleted: string[] = [];
+      const plan = transaction(this.#db, () => {
+        const freed = this.#collectUnreferenced();
+        let stored = this.#storedBytes();
+        let tailBytes = 0;
+        const lru = this.#sql('SELECT id FROM manifests ORDER BY last_used ASC, created_at ASC, id ASC').all() as unknown as { id: string }[];
+        for (const { id } of lru) {
+          if (stored <= budget) break;
+          const tail = this.#sql('SELECT length(tail_payload) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number | null };
+          if (tail.bytes !== null) {
+            this.#sql("UPDATE manifests SET tail_payload = NULL, tail_crc = NULL, tail_tokens = x'', total_tokens = chunk_count * chunk_tokens WHERE id = ?").run(id);
+            stored -= tail.bytes;
+            tailBytes += tail.bytes;
+            truncated.add(id);
+          }
+          // The chat's unshared chunks are its suffix (refcounts never increase along a chain), so
+          // cutting from the end frees bytes first and never leaves a later chunk without the
+          // chunks before it. A shared chunk only loses this chat's reference.
+          const keys = this.#sql('SELECT idx, key FROM manifest_chunks WHERE manifest_id = ? ORDER BY idx DESC').all(id) as unknown as { idx: number; key: string }[];
+          let cut: number | null = null;
+          for (const { idx, key } of keys) {
+            if (stored <= budget) break;
+            const row = this.#sql('SELECT refcount, bytes FROM chunks WHERE key = ?').get(key) as { refcount: number; bytes: number } | undefined;
+            if (row && row.refcount <= 1) stored -= row.bytes;
+            cut = idx;
+          }
+          if (cut !== null) {
+            if (this.#truncate(id, cut) === 'deleted') deleted.push(id);
+            else truncated.add(id);
+            freed.push(...this.#collectUnreferenced());
+          } else if (keys.length === 0 && tail.bytes !== null) {
+            this.#truncate(id, 0);
+            deleted.push(id);
+          }
+        }
+        return { freed, tailBytes, stored };
+      });
+      await this.#unlinkChunks(plan.freed.map((r) => r.key));
+      for (const id of deleted) truncated.delete(id);
+      return ok({
+        chunksRemoved: plan.freed.length,
+        bytesFreed: plan.freed.reduce((sum, r) => sum + r.bytes, 0) + plan.tailBytes,
+        truncated: [...truncated],
+        deleted,
+        storedBytes: this.#storedBytes(),
+        budget,
+      });
+    });
+  }
+
+  /** Chunk files and temp files on disk, walking the fan-out directories. */
+  async #scanFiles(): Promise<{ chunks: { key: string; path: string }[]; temps: string[] }> {
+    const chunks: { key: string; path: string }[] = [];
+    const temps: string[] = [];
+    const top = chunksDir(this.root);
+    let names: string[];
+    try {
+      names = await this.#fs.readdir(top);
+    } catch (error) {
+      if (errnoOf(error) === 'ENOENT') return { chunks, temps };
+      throw error;
+    }
+    for (const name of names) {
+      const path = join(top, name);
+      if (name.endsWith(tempSuffix)) {
+        temps.push(path);
+        continue;
+      }
+      if (!/^[0-9a-f]{2}$/.test(name)) continue;
+      let files: string[];
+      try {
+        files = await this.#fs.readdir(path);
+      } catch {
+        continue; // not a directory, or gone
+      }
+      for (const file of files) {
+        if (file.endsWith(tempSuffix)) temps.push(join(path, file));
+        else if (file.endsWith(chunkSuffix)) {
+          const key = file.slice(0, -chunkSuffix.length);
+          if (isDigest(key) && key.startsWith(name)) chunks.push({ key, path: join(path, file) });
+        }
+      }
+    }
+    return { chunks, temps };
+  }
+
+  #orphans(files: { key: string; path: string }[]): { key: string; path: string }[] {
+    return files.filter((f) => !this.#sql('SELECT 1 FROM chunks WHERE key = ?').get(f.key));
+  }
+
+  async #removeFiles(paths: string[]): Promise<number> {
+    let bytes = 0;
+    for (const path of paths) {
+      const size = await this.#fileSize(path);
+      try {
+        await this.#fs.unlink(path);
+        bytes += size ?? 0;
+      } catch {
+        // gone already, or not removable now: the next gc() tries again
+      }
+    }
+    return bytes;
+  }
+
+  gc(): Promise<Result<GcReport>> {
+    // Under the lock, so every temp file seen here is stale: no write is in progress.
+    return this.#locked('Could not clean the KV store', async () => {
+      const unreferenced = transaction(this.#db, () => this.#collectUnreferenced());
+      await this.#unlinkChunks(unreferenced.map((r) => r.key));
+      const files = await this.#scanFiles();
+      const orphans = this.#orphans(files.chunks);
+      const bytesFreed = unreferenced.reduce((sum, r) => sum + r.bytes, 0) + (await this.#removeFiles([...orphans.map((o) => o.path), ...files.temps]));
+      return ok({ unreferencedChunks: unreferenced.length, orphanFiles: orphans.length, tempFiles: files.temps.length, bytesFreed });
+    });
+  }
+
+  checkIntegrity(options: { verify?: boolean; repair?: boolean } = {}): Promise<Result<IntegrityReport>> {
+    const verify = options.verify ?? true;
+    const repair = options.repair ?? false;
+    return this.#locked('Could not check the KV store', async () => {
+      const rows = this.#sql('SELECT key, parent, tokens, bytes, refcount, corrupt FROM chunks ORDER BY key').all() as unknown as ChunkRow[];
+      let chunksVerified = 0;
+      const missing: string[] = [];
+      const corrupt: { key: string; reason: ChunkFault }[] = [];
+      const knownCorrupt: { key: string; reason: string }[] = [];
+      for (const row of rows) {
+        if (row.corrupt !== null) knownCorrupt.push({ key: row.key, reason: row.corrupt });
+        if (verify) {
+          const verdict = await readChunkFile(this.#fs, this.root, row.key);
+          if (verdict.ok && verdict.value.bytes === row.bytes) chunksVerified++;
+          else if (verdict.ok) corrupt.push({ key: row.key, reason: 'length' });
+          else if (verdict.fault === 'missing') missing.push(row.key);
+          else corrupt.push({ key: row.key, reason: verdict.fault });
+        } else {
+          const size = await this.#fileSize(chunkPath(this.root, row.key));
+          if (size === null) missing.push(row.key);
+          else if (size !== row.bytes) corrupt.push({ key: row.key, reason: size < row.bytes ? 'truncated' : 'length' });
+          else chunksVerified++;
+        }
+      }
+      const refcountMismatches = this.#sql(
+        `SELECT c.key AS key, c.refcount AS stored, count(mc.key) AS actual
+         FROM chunks c LEFT JOIN manifest_chunks mc ON mc.key = c.key
+         GROUP BY c.key HAVING c.refcount != count(mc.key)`,
+      ).all() as unknown as { key: string; stored: number; actual: number }[];
+      const danglingReferences = (
+        this.#sql(
+          `SELECT manifest_id, idx, key FROM manifest_chunks WHERE key NOT IN (SELECT key FROM chunks) ORDER BY manifest_id, idx`,
+        ).all() as unknown as { manifest_id: string; idx: number; key: string }[]
+      ).map((r) => ({ manifestId: r.manifest_id, index: r.idx, key: r.key }));
+      const inconsistentManifests = (
+        this.#sql(
+          `SELECT m.id FROM manifests m LEFT JOIN (
+             SELECT manifest_id, count(*) AS n, max(idx) AS top FROM manifest_chunks GROUP BY manifest_id
+           ) s ON s.manifest_id = m.id
+           WHERE coalesce(s.n, 0) != m.chunk_count
+              OR (m.chunk_count > 0 AND (s.top != m.chunk_count - 1
+                  OR m.head != (SELECT key FROM manifest_chunks WHERE manifest_id = m.id AND idx = m.chunk_count - 1)))
+              OR (m.chunk_count = 0 AND m.head != m.fingerprint)`,
+        ).all() as unknown as { id: string }[]
+      ).map((r) => r.id);
+      const corruptTails: string[] = [];
+      for (const tail of this.#sql('SELECT id, tail_payload, tail_crc FROM manifests WHERE tail_payload IS NOT NULL').iterate() as Iterable<{
+        id: string;
+        tail_payload: Uint8Array;
+        tail_crc: number | null;
+      }>) {
+        if (crc32(tail.tail_payload) !== tail.tail_crc) corruptTails.push(tail.id);
+      }
+      const files = await this.#scanFiles();
+      const orphanFiles = this.#orphans(files.chunks).map((o) => o.path);
+      const tempFiles = files.temps;
+      const clean =
+        missing.length + corrupt.length + knownCorrupt.length + orphanFiles.length + tempFiles.length + refcountMismatches.length + danglingReferences.length + inconsistentManifests.length + corruptTails.length === 0;
+      if (repair && !clean) await this.#repair({ missing, corrupt, refcountMismatches, danglingReferences, inconsistentManifests, corruptTails }, [...orphanFiles, ...tempFiles]);
+      return ok({
+        chunksVerified,
+        missing,
+        corrupt,
+        knownCorrupt,
+        orphanFiles,
+        tempFiles,
+        refcountMismatches,
+        danglingReferences,
+        inconsistentManifests,
+        corruptTails,
+        ok: clean,
+        repaired: repair && !clean,
+      });
+    });
+  }
+
+  /** Under the lock: makes the index match the files again, losing only cache, never a needed chunk. */
+  async #repair(
+    found: Pick<IntegrityReport, 'missing' | 'corrupt' | 'refcountMismatches' | 'danglingReferences' | 'inconsistentManifests' | 'corruptTails'>,
+    strayFiles: string[],
+  ): Promise<void> {
+    const bad = new Set([...found.missing, ...found.corrupt.map((c) => c.key), ...found.danglingReferences.map((d) => d.key)]);
+    const freed = transaction(this.#db, () => {
+      // Manifests whose row and chunk list disagree are rebuilt from the list up to its first gap.
+      for (const id of found.inconsistentManifests) {
+        const keys = this.#sql('SELECT idx, key FROM manifest_chunks WHERE manifest_id = ? ORDER BY idx').all(id) as unknown as { idx: number; key: string }[];
+        let run = 0;
+        while (run < keys.length && (keys[run] as { idx: number }).idx === run) run++;
+        this.#sql('DELETE FROM manifest_chunks WHERE manifest_id = ? AND idx >= ?').run(id, run);
+        const fp = (this.#sql('SELECT fingerprint FROM manifests WHERE id = ?').get(id) as { fingerprint: string }).fingerprint;
+        if (run === 0) this.#sql('DELETE FROM manifests WHERE id = ?').run(id);
+        else {
+          this.#sql(
+            `UPDATE manifests SET chunk_count = ?, head = ?, tail_tokens = x'', tail_payload = NULL, tail_crc = NULL, total_tokens = ? * chunk_tokens WHERE id = ?`,
+          ).run(run, run > 0 ? (keys[run - 1] as { key: string }).key : fp, run, id);
+        }
+      }
+      // Refcounts first, from the truth (manifest_chunks), so the cuts below count correctly.
+      this.#sql('UPDATE chunks SET refcount = (SELECT count(*) FROM manifest_chunks mc WHERE mc.key = chunks.key)').run();
+      for (const key of bad) {
+        this.#sql("UPDATE chunks SET corrupt = coalesce(corrupt, 'missing') WHERE key = ?").run(key);
+        const users = this.#sql('SELECT manifest_id, idx FROM manifest_chunks WHERE key = ?').all(key) as unknown as { manifest_id: string; idx: number }[];
+        for (const user of users) this.#truncate(user.manifest_id, user.idx);
+      }
+      for (const id of found.corruptTails) this.#sql("UPDATE manifests SET tail_payload = NULL, tail_crc = NULL, tail_tokens = x'', total_tokens = chunk_count * chunk_tokens WHERE id = ?").run(id);
+      // Known-corrupt chunks nobody references go with the unreferenced ones.
+      return this.#collectUnreferenced();
+    });
+    await this.#unlinkChunks(freed.map((r) => r.key));
+    await this.#removeFiles(strayFiles);
+  }
+
+  async stats(): Promise<Result<KvStoreStats>> {
+    const counts = this.#read('Could not read KV store stats', () =>
+      ok(
+        this.#sql(
+          `SELECT (SELECT coalesce(sum(bytes), 0) FROM chunks) AS chunk_bytes,
+                  (SELECT count(*) FROM chunks) AS chunk_count,
+                  (SELECT count(*) FROM manifests) AS manifests,
+                  (SELECT coalesce(sum(length(tail_payload)), 0) FROM manifests) AS tail_bytes,
+                  (SELECT coalesce(sum(c.bytes), 0) FROM manifest_chunks mc JOIN chunks c ON c.key = mc.key) AS referenced_bytes`,
+        ).get() as { chunk_bytes: number; chunk_count: number; manifests: number; tail_bytes: number; referenced_bytes: number },
+      ),
+    );
+    if (!counts.ok) return counts;
+    const c = counts.value;
+    let indexBytes = 0;
+    for (const suffix of ['', '-wal', '-shm']) indexBytes += (await this.#fileSize(join(this.root, `index.db${suffix}`))) ?? 0;
+    let freeBytes: number | null = null;
+    try {
+      const fsStats = await this.#fs.statfs(this.root);
+      freeBytes = Number(fsStats.bavail) * Number(fsStats.bsize);
+    } catch {
+      // unknown on this file system
+    }
+    const storedBytes = c.chunk_bytes + c.tail_bytes;
+    const budget = this.#budget;
+    return ok({
+      bytesOnDisk: c.chunk_bytes + indexBytes,
+      storedBytes,
+      logicalBytes: c.referenced_bytes + c.tail_bytes,
+      chunkCount: c.chunk_count,
+      manifests: c.manifests,
+      budget,
+      usage: budget > 0 ? storedBytes / budget : storedBytes > 0 ? 1 : 0,
+      freeBytes,
+      persistencePaused: this.#pause,
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#lock.run(() => {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.#statements.clear();
+      this.#listeners.clear();
+      this.#db.close();
+    });
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
