@@ -20,6 +20,11 @@ export interface GenerateInput {
   readonly requestId: string;
   /** The chat this reply belongs to (for slot bookkeeping). */
   readonly chatId: string;
+  /**
+   * The branch's leaf: the assistant message this reply goes into. With `chatId` it names the
+   * branch's KV manifest (`<chatId>/<branchId>`). Optional: without it nothing is saved.
+   */
+  readonly branchId?: string;
   /** The whole active branch up to and including the new user message. */
   readonly messages: readonly PromptMessage[];
   readonly sampling: Sampling;
@@ -37,12 +42,23 @@ export interface GenerateOutput {
 export interface EngineMetrics {
   readonly kvCellsUsed: number;
   readonly kvCellsCapacity: number;
+  /** The disk KV store, when persistence is on. */
+  readonly kvStore?: { readonly bytesOnDisk: number; readonly chunkCount: number; readonly logicalBytes: number };
+}
+
+/** `init`'s input. */
+export interface InitInput {
+  readonly logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** The KV store's directory (`<dataDir>/kv`); null or absent turns disk KV persistence off. */
+  readonly kvDir?: string | null;
+  readonly kvBudgetBytes?: number;
+  readonly kvChunkTokens?: number;
 }
 
 /** Requests the host makes of the engine process: input and output of each. */
 export interface WorkerMethods {
   /** Loads llama.cpp's bindings. Sent once, first. */
-  init: { input: { readonly logLevel: 'error' | 'warn' | 'info' | 'debug' }; output: { readonly build: string } };
+  init: { input: InitInput; output: { readonly build: string } };
   /**
    * Loads a model (unloading any previous one) and creates its context. The host has already
    * validated the file with `gguf/` before asking: nothing unchecked reaches llama.cpp.
@@ -63,6 +79,8 @@ export interface WorkerMethods {
   };
   cancelDownload: { input: { readonly downloadId: string }; output: { readonly cancelled: boolean } };
   metrics: { input: Record<string, never>; output: EngineMetrics };
+  /** Deletes a chat's stored KV manifests (every branch); shared chunks stay while others use them. */
+  forgetChat: { input: { readonly chatId: string }; output: Record<string, never> };
 }
 
 export type WorkerMethod = keyof WorkerMethods;

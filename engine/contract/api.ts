@@ -49,6 +49,9 @@ export const settingsPatchSchema = z.strictObject({
   theme: z.enum(['system', 'light', 'dark']).optional(),
   defaultSystemPrompt: z.string().max(maxSystemPromptChars).optional(),
   defaultSampling: samplingSchema.partial().optional(),
+  kvPersistence: z.boolean().optional(),
+  kvBudgetBytes: z.number().int().min(0).max(2 ** 50).optional(),
+  kvChunkTokens: z.number().int().min(16).max(4096).optional(),
 });
 
 const empty = z.strictObject({});

@@ -61,6 +61,12 @@ export interface Settings {
   readonly defaultSampling: Sampling;
   /** The last model loaded, loaded again at start. */
   readonly lastModelPath: string | null;
+  /** Keep each chat's KV cache on disk and restore it (issue 3). Applied when the engine next starts. */
+  readonly kvPersistence: boolean;
+  /** Disk budget of the KV store in bytes. Applied when the engine next starts. */
+  readonly kvBudgetBytes: number;
+  /** Tokens per stored KV chunk; changing it makes stored KV a cache miss. Applied when the engine next starts. */
+  readonly kvChunkTokens: number;
 }
 
 export interface ChatSummary {

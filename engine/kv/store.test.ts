@@ -107,6 +107,14 @@ describe('KV store: manifests and chunks', () => {
     expect(await store.putManifest('x', { fingerprint: 'f', tokens })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
   });
 
+  it('lists manifest ids by prefix, literally (no LIKE wildcards)', async () => {
+    const store = await openStore();
+    for (const id of ['a/1', 'a/2', 'ab/1', 'a%/1', 'b/1']) await save(store, id, range(0, 5));
+    expect(value(store.manifestIds('a/'))).toEqual(['a/1', 'a/2']);
+    expect(value(store.manifestIds('a%'))).toEqual(['a%/1']);
+    expect(value(store.manifestIds('zzz'))).toEqual([]);
+  });
+
   it('stores a shared prefix once, with a refcount per manifest', async () => {
     const store = await openStore();
     const system = range(1000, 8); // a "system prompt" of two chunks

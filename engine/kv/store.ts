@@ -188,6 +188,8 @@ export interface KvStore {
   /** Creates or replaces a manifest, writing only the chunks the store lacks. Call enforceBudget() after. */
   putManifest(id: string, input: ManifestInput): Promise<Result<PutManifestResult>>;
   getManifest(id: string): Result<Manifest>;
+  /** Ids of the manifests whose id starts with `prefix` (a chat's branches), sorted. */
+  manifestIds(prefix: string): Result<string[]>;
   /** The manifest's tail tokens and verified payload. */
   readTail(id: string): Result<TailData>;
   deleteManifest(id: string): Promise<Result<DeleteResult>>;
@@ -754,6 +756,14 @@ class DiskKvStore implements KvStore {
       if (!row) return err('NOT_FOUND', `No KV manifest ${id}.`);
       const keys = this.#sql('SELECT key FROM manifest_chunks WHERE manifest_id = ? ORDER BY idx').all(id) as unknown as { key: string }[];
       return ok(toManifest(row, keys.map((k) => k.key)));
+    });
+  }
+
+  manifestIds(prefix: string): Result<string[]> {
+    return this.#read('Could not list KV manifests', () => {
+      // substr instead of LIKE: ids may contain % and _.
+      const rows = this.#sql('SELECT id FROM manifests WHERE substr(id, 1, ?) = ? ORDER BY id').all(prefix.length, prefix) as unknown as { id: string }[];
+      return ok(rows.map((r) => r.id));
     });
   }
 

@@ -169,6 +169,8 @@ export class FakePort implements EnginePort {
         return ok({ cancelled: true });
       case 'metrics':
         return ok(b.metrics);
+      case 'forgetChat':
+        return ok({});
     }
   }
 

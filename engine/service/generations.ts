@@ -97,7 +97,7 @@ export class Generations {
     this.#byChat.set(run.chatId, run);
     this.#byRequest.set(run.requestId, run);
     run.done = this.#deps.engine
-      .request('generate', { requestId: run.requestId, chatId: chat.id, messages, sampling: chat.sampling })
+      .request('generate', { requestId: run.requestId, chatId: chat.id, branchId: assistant.id, messages, sampling: chat.sampling })
       .then((result) => this.#finish(run, finishFor(result, run.text)))
       .catch((error: unknown) => this.#failed('finishing a reply', error));
   }

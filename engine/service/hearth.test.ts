@@ -52,6 +52,16 @@ describe('sending', () => {
       { role: 'user', text: 'Hi there' },
     ]);
     expect(prompt?.sampling).toEqual({ temperature: 0.7, topP: 0.9, maxTokens: 1024 });
+    // The reply's message id names the branch's KV manifest in the engine.
+    expect(prompt?.branchId).toBe(sent.assistantMessage.id);
+  });
+
+  it('passes the disk KV settings to the engine at start, and none when persistence is off', async () => {
+    const t = await start();
+    const [init] = t.engine.callsOf('init');
+    expect(init).toMatchObject({ kvDir: expect.stringMatching(/[/\\]kv$/), kvBudgetBytes: 10 * 1024 ** 3, kvChunkTokens: 256 });
+    const updated = value(await t.hearth.api['settings.update']({ kvPersistence: false, kvChunkTokens: 128 }));
+    expect(updated).toMatchObject({ kvPersistence: false, kvChunkTokens: 128, kvBudgetBytes: 10 * 1024 ** 3 });
   });
 
   it('commits the user message durably before the engine sees generate', async () => {
@@ -218,6 +228,8 @@ describe('sending', () => {
     expect(value(await t.hearth.api['chats.list']({})).chats).toEqual([]);
     expect(t.events.some((e) => e.type === 'chats.changed' && e.payload.chat === null)).toBe(true);
     expect(value(await t.hearth.api['chats.delete']({ chatId: chat.id }))).toEqual({ deleted: false });
+    // The engine is told to forget the chat's stored KV, once.
+    await expect.poll(() => t.engine.callsOf('forgetChat')).toEqual([{ chatId: chat.id }]);
   });
 
   it('dispose stops replies (saved as stopped), the engine, and the database', async () => {

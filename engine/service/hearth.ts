@@ -13,7 +13,7 @@ import {
   type HearthEvent,
   type Result,
 } from '../contract/index.ts';
-import type { SpawnEngine } from '../protocol.ts';
+import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
 import { Conversations } from './conversations.ts';
 import { openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
@@ -128,7 +128,17 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
 
   const events = new Emitter<HearthEvent>((error) => log('error', `an event listener threw: ${describe(error)}`));
   const emit = (event: HearthEvent): void => events.emit(event);
-  const supervisor = new Supervisor({ spawn: wiring.spawnEngine, logLevel: options.logLevel ?? 'info', log, ...(wiring.backoff ? { backoff: wiring.backoff } : {}) });
+  const supervisor = new Supervisor({
+    spawn: wiring.spawnEngine,
+    logLevel: options.logLevel ?? 'info',
+    log,
+    ...(wiring.backoff ? { backoff: wiring.backoff } : {}),
+    // Read at each engine start, so changed KV settings apply from the next start.
+    initInput: () => {
+      const s = readSettings(db);
+      return s.kvPersistence ? { kvDir: path.join(dirs.root, 'kv'), kvBudgetBytes: s.kvBudgetBytes, kvChunkTokens: s.kvChunkTokens } : { kvDir: null };
+    },
+  });
   supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status }));
   const metrics = new Metrics();
   const generations = new Generations({ store, engine: supervisor, emit, metrics, log, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) });
@@ -184,7 +194,16 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     'chats.create': guard('chats.create', (input) => chats.create(input)),
     'chats.get': guard('chats.get', (input) => chats.get(input)),
     'chats.rename': guard('chats.rename', (input) => chats.rename(input)),
-    'chats.delete': guard('chats.delete', (input) => chats.delete(input)),
+    'chats.delete': guard('chats.delete', async (input) => {
+      const result = await chats.delete(input);
+      // Best effort: the chat's stored KV is only a cache, and LRU eviction reclaims it anyway.
+      if (result.ok && result.value.deleted && supervisor.status.state === 'running') {
+        void supervisor.request('forgetChat', { chatId: input.chatId }).then((forgot) => {
+          if (!forgot.ok) log('warn', `could not forget the KV of chat ${input.chatId}: ${forgot.error.message}`);
+        });
+      }
+      return result;
+    }),
     'chats.configure': guard('chats.configure', (input) => chats.configure(input)),
     'chats.send': guard('chats.send', (input) => chats.send(input)),
     'chats.edit': guard('chats.edit', (input) => chats.edit(input)),
@@ -207,7 +226,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     },
     onEvent: (listener) => events.on(listener),
     async metricsText() {
-      let kv = { kvCellsUsed: 0, kvCellsCapacity: 0 };
+      let kv: EngineMetrics = { kvCellsUsed: 0, kvCellsCapacity: 0 };
       if (!disposed && model.ready && supervisor.status.state === 'running') {
         const sampled = await supervisor.request('metrics', {}, { timeoutMs: 1000 });
         if (sampled.ok) kv = sampled.value;

@@ -7,6 +7,8 @@ import type { MessageStats } from '../contract/index.ts';
 
 /** TTFT bucket bounds in seconds: from a warm cache hit (tens of ms) to a long CPU prefill. */
 const ttftBuckets = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Restore bucket bounds in seconds: a few chunks from the page cache up to a long chat from a slow disk. */
+const restoreBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** Sampled from the engine when scraped. */
 export interface MetricsSnapshot {
@@ -14,6 +16,8 @@ export interface MetricsSnapshot {
   readonly kvCellsCapacity: number;
   readonly engineRestarts: number;
   readonly modelLoaded: boolean;
+  /** The engine's disk KV store; absent when persistence is off or unknown. */
+  readonly kvStore?: { readonly bytesOnDisk: number; readonly chunkCount: number; readonly logicalBytes: number } | undefined;
 }
 
 export class Metrics {
@@ -25,6 +29,9 @@ export class Metrics {
   readonly #ttftCounts = ttftBuckets.map(() => 0);
   #ttftSum = 0;
   #ttftCount = 0;
+  readonly #restoreCounts = restoreBuckets.map(() => 0);
+  #restoreSum = 0;
+  #restoreCount = 0;
 
   /** Counts one finished reply. */
   record(stats: MessageStats): void {
@@ -39,6 +46,14 @@ export class Metrics {
     });
     this.#ttftSum += seconds;
     this.#ttftCount++;
+    if (nonNegative(stats.tokensRestored) > 0 && stats.restoreMs !== undefined) {
+      const restore = nonNegative(stats.restoreMs) / 1000;
+      restoreBuckets.forEach((bound, i) => {
+        if (restore <= bound) this.#restoreCounts[i] = (this.#restoreCounts[i] ?? 0) + 1;
+      });
+      this.#restoreSum += restore;
+      this.#restoreCount++;
+    }
   }
 
   render(snapshot: MetricsSnapshot): string {
@@ -63,6 +78,18 @@ export class Metrics {
     family('hearth_kv_cells_used', 'gauge', 'KV cache cells in use in the loaded context (0 without a model).', [['hearth_kv_cells_used', snapshot.kvCellsUsed]]);
     family('hearth_kv_cells_capacity', 'gauge', 'KV cache cells allocated for the loaded context (0 without a model).', [
       ['hearth_kv_cells_capacity', snapshot.kvCellsCapacity],
+    ]);
+    family('hearth_restore_seconds', 'histogram', 'Time to load a chat\'s stored KV from disk, per reply that restored any.', [
+      ...restoreBuckets.map((bound, i): [string, number] => [`hearth_restore_seconds_bucket{le="${bound}"}`, this.#restoreCounts[i] ?? 0]),
+      ['hearth_restore_seconds_bucket{le="+Inf"}', this.#restoreCount],
+      ['hearth_restore_seconds_sum', this.#restoreSum],
+      ['hearth_restore_seconds_count', this.#restoreCount],
+    ]);
+    const store = snapshot.kvStore;
+    family('hearth_kv_store_bytes', 'gauge', 'Bytes the disk KV store takes (chunk files and index).', [['hearth_kv_store_bytes', store?.bytesOnDisk ?? 0]]);
+    family('hearth_kv_store_chunks', 'gauge', 'Chunk files in the disk KV store.', [['hearth_kv_store_chunks', store?.chunkCount ?? 0]]);
+    family('hearth_kv_store_logical_bytes', 'gauge', 'KV bytes the chats reference, a shared chunk counted once per chat branch using it.', [
+      ['hearth_kv_store_logical_bytes', store?.logicalBytes ?? 0],
     ]);
     family('hearth_engine_restarts_total', 'counter', 'Times the engine process was restarted after dying.', [
       ['hearth_engine_restarts_total', snapshot.engineRestarts],

@@ -16,6 +16,9 @@ export const defaultSettings: Settings = {
   defaultSystemPrompt: 'You are a helpful assistant.',
   defaultSampling,
   lastModelPath: null,
+  kvPersistence: true,
+  kvBudgetBytes: 10 * 1024 ** 3,
+  kvChunkTokens: 256,
 };
 
 /** What `settings.update` may change (the contract's settingsPatchSchema, plus the host's own keys). */
@@ -26,6 +29,9 @@ export interface SettingsPatch {
   readonly defaultSystemPrompt?: string | undefined;
   readonly defaultSampling?: Partial<Sampling> | undefined;
   readonly lastModelPath?: string | null | undefined;
+  readonly kvPersistence?: boolean | undefined;
+  readonly kvBudgetBytes?: number | undefined;
+  readonly kvChunkTokens?: number | undefined;
 }
 
 export function readSettings(db: DatabaseSync): Settings {
@@ -48,6 +54,9 @@ export function readSettings(db: DatabaseSync): Settings {
     defaultSystemPrompt: pick('defaultSystemPrompt', (v) => typeof v === 'string'),
     defaultSampling: { ...defaultSampling, ...pickNumbers(sampling as Record<string, unknown>) },
     lastModelPath: pick('lastModelPath', (v) => v === null || typeof v === 'string'),
+    kvPersistence: pick('kvPersistence', (v) => typeof v === 'boolean'),
+    kvBudgetBytes: pick('kvBudgetBytes', (v) => Number.isInteger(v) && (v as number) >= 0),
+    kvChunkTokens: pick('kvChunkTokens', (v) => Number.isInteger(v) && (v as number) >= 1),
   };
 }
 

@@ -5,7 +5,7 @@
  * costs a restart, never a lost chat (style.md §3).
  */
 import { err, hearthError, type EngineStatus, type HearthError, type Result } from '../contract/index.ts';
-import type { EnginePort, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
+import type { EnginePort, InitInput, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
 import { Emitter } from './emitter.ts';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -20,6 +20,8 @@ export interface SupervisorOptions {
   /** How long `dispose` waits after SIGTERM before SIGKILL. */
   readonly killGraceMs?: number;
   readonly log?: (level: LogLevel, message: string) => void;
+  /** Extra `init` input, read at each process start (the disk KV settings). */
+  readonly initInput?: () => Omit<InitInput, 'logLevel'>;
 }
 
 interface Pending {
@@ -196,7 +198,7 @@ export class Supervisor {
   }
 
   async #init(epoch: number): Promise<void> {
-    const result = await this.#send('init', { logLevel: this.#options.logLevel });
+    const result = await this.#send('init', { ...this.#options.initInput?.(), logLevel: this.#options.logLevel });
     if (epoch !== this.#epoch || this.#disposed) return;
     if (!result.ok) {
       this.#killReason = `init failed: ${result.error.message}`;

@@ -23,10 +23,24 @@ const log = (level: 'error' | 'warn', message: string): void => send({ kind: 'ev
 process.on('uncaughtException', (error) => log('error', `Uncaught exception in the engine: ${describeError(error)}\n${error instanceof Error ? (error.stack ?? '') : ''}`));
 process.on('unhandledRejection', (reason) => log('error', `Unhandled rejection in the engine: ${describeError(reason)}`));
 
-// The engine must not outlive its host: an orphan would hold the model's memory forever.
-channel.onDisconnect(() => process.exit(0));
-
 const runtime = createRuntime((event) => send({ kind: 'event', event }));
+
+/**
+ * At quit the last turn's KV save may still be running: give it a bounded time (the host's
+ * SIGKILL grace is 3 s), then exit. An interrupted save is harmless (chunk files are renamed
+ * into place and the manifest is one transaction), it only loses that turn's new chunks.
+ */
+const QUIT_FLUSH_MS = 2000;
+let quitting = false;
+const quit = (): void => {
+  if (quitting) return;
+  quitting = true;
+  void runtime.flush(QUIT_FLUSH_MS).finally(() => process.exit(0));
+};
+process.on('SIGTERM', quit);
+// The engine must not outlive its host: an orphan would hold the model's memory forever.
+channel.onDisconnect(quit);
+
 const serve = createServer({ send, handlers: runtime.handlers });
 channel.onMessage((message) => void serve(message));
 send({ kind: 'ready' });

@@ -13,6 +13,11 @@
  *   `maxTokens` before it would fill the context. node-llama-cpp's silent context shift would
  *   drop messages without telling the user, and a shift with a quantized K cache crashes
  *   llama.cpp (facts.md). Later issues add explicit overflow policies.
+ * - Disk KV (issue 3, kv-cache.ts): before LlamaChat evaluates, the longest stored prefix of the
+ *   prompt is loaded when the store holds more than memory does; LlamaChat then finds those
+ *   tokens in the sequence and evaluates only the rest. After each finished or stopped turn the
+ *   new chunks are saved under the same lock, but the reply is answered first: the next
+ *   generation (one sequence today) waits for the save, the user does not.
  */
 import { basename, extname } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -28,13 +33,17 @@ import {
   type LlamaModel,
   type Token,
 } from 'node-llama-cpp';
+import { KvCache, type KvProfile } from './kv-cache.ts';
 import { err, ok, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
-import type { GenerateInput, GenerateOutput, PromptMessage, WorkerEvent, WorkerMethods } from '../protocol.ts';
+import type { EngineMetrics, GenerateInput, GenerateOutput, PromptMessage, WorkerEvent, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE, MIN_REPLY_TOKENS, RAM_CAP_ENV, TOKEN_FLUSH_MS } from './constants.ts';
 import { Downloads } from './download.ts';
 import { FifoLock } from './lock.ts';
 import { classifyLoadFailure, LogRing, type LogLevel } from './logs.ts';
 import { describeError, type WorkerHandlers } from './serve.ts';
+
+/** How long a generation waits for the model's KV profile (its file hash) before going without. */
+const KV_PROFILE_WAIT_MS = 1000;
 
 const levelRank: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
@@ -86,6 +95,8 @@ interface Loaded {
   readonly sequence: LlamaContextSequence;
   readonly chat: LlamaChat;
   readonly info: ModelInfo;
+  /** The KV store's profile of this model+context; null when persistence is off. */
+  readonly kvProfile: Promise<KvProfile> | null;
 }
 
 /** Thrown by the context-shift strategy: the prompt is never shifted (see the module comment). */
@@ -95,6 +106,8 @@ export interface Runtime {
   readonly handlers: WorkerHandlers;
   /** Frees llama.cpp's resources (tests; the process normally just exits). */
   dispose(): Promise<void>;
+  /** Resolves once the work queued so far (a turn's KV save included) is done, or after `timeoutMs`. */
+  flush(timeoutMs: number): Promise<void>;
 }
 
 export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
@@ -109,6 +122,9 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   const generations = new Map<string, AbortController>();
   let runningRequestId: string | null = null;
   const downloads = new Downloads(emit);
+  let kvCache: KvCache | null = null;
+  /** Why disk KV is off for this process (the store could not be opened), shown in the readout. */
+  let kvOffReason: string | null = null;
 
   const log = (level: LogLevel, message: string): void => {
     if (levelRank[level] <= levelRank[logLevel]) emit({ type: 'log', level, message });
@@ -181,6 +197,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           contextSize: size,
           sequences: 1,
           threads: threads === 0 ? llamaInstance.cpuMathCores : threads,
+          // Explicit, never "auto": the stored KV layout depends on it (kv-cache.ts).
+          flashAttention: model.defaultContextFlashAttention === true,
         });
         const sequence = context.getSequence();
         const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
@@ -194,7 +212,10 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           contextSize: context.contextSize,
           layerCount: Number(model.fileInfo.architectureMetadata.block_count ?? model.fileInsights.totalLayers - 1),
         };
-        loaded = { model, context, sequence, chat, info };
+        // Hashing a large model file takes a while the first time (cached after): it runs in
+        // the background and the first generation waits for it.
+        const kvProfile = kvCache ? kvCache.prepare({ model, context, modelPath: path, flashAttention: context.flashAttention === true }) : null;
+        loaded = { model, context, sequence, chat, info, kvProfile };
         emit({ type: 'loadProgress', progress: 1 });
         return ok(info);
       } catch (error) {
@@ -219,9 +240,44 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     const controller = new AbortController();
     generations.set(requestId, controller);
     try {
-      return await lock.run(() => runGeneration(input, controller, requestedAt));
+      return await new Promise<Result<GenerateOutput>>((resolve, reject) => {
+        void lock.run(async () => {
+          let result: Result<GenerateOutput>;
+          try {
+            result = await runGeneration(input, controller, requestedAt);
+          } catch (error) {
+            reject(error);
+            return;
+          }
+          resolve(result);
+          // Still under the lock: the sequence holds exactly this turn's tokens.
+          if (result.ok) await saveTurn(input);
+        });
+      });
     } finally {
       generations.delete(requestId);
+    }
+  }
+
+  async function saveTurn(input: GenerateInput): Promise<void> {
+    const current = loaded;
+    if (!kvCache || !current?.kvProfile || typeof input.branchId !== 'string' || input.branchId === '') return;
+    const profile = await current.kvProfile;
+    if (profile.fingerprint === null) return;
+    const manifestId = `${input.chatId}/${input.branchId}`;
+    // The chat's other manifests that the new one extends (its previous turns, also those saved
+    // before a restart) are dropped; other branches stay.
+    const siblings = kvCache.store.manifestIds(`${input.chatId}/`);
+    try {
+      const saved = await kvCache.save(profile, current.sequence, manifestId, siblings.ok ? { replaces: siblings.value } : {});
+      if (!saved.ok) {
+        log('warn', `KV save of ${manifestId} failed: ${saved.error.message}`);
+        return;
+      }
+      const r = saved.value;
+      log('debug', `KV saved ${manifestId}: ${r.tokens} tokens, ${r.chunksWritten} new chunks, ${r.bytesWritten} bytes written of a ${r.stateBytes}-byte state, ${r.ms} ms`);
+    } catch (error) {
+      log('warn', `KV save of ${manifestId} failed: ${describeError(error)}`);
     }
   }
 
@@ -257,7 +313,30 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       const roomLeft = contextSize - promptTokens.length - 2;
       const effectiveMaxTokens = Math.max(1, Math.min(maxTokens, roomLeft));
 
-      const { reused, prefilled } = measureReuse(sequence, promptTokens);
+      let restored = 0;
+      let restoreMs: number | undefined;
+      let fallbackReason: string | undefined = kvOffReason ?? undefined;
+      const kvProfile = loaded.kvProfile;
+      if (kvCache && kvProfile) {
+        // A model seen before has its hash cached (milliseconds). A first hash of a large file
+        // takes seconds, and nothing can be stored for an unhashed model yet: do not wait.
+        let timer: NodeJS.Timeout | undefined;
+        const profile = await Promise.race([kvProfile, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), KV_PROFILE_WAIT_MS)))]);
+        clearTimeout(timer);
+        if (profile === null) {
+          fallbackReason = 'the model file is still being hashed, so its stored KV cannot be checked yet';
+        } else if (profile.fingerprint !== null) {
+          const report = await kvCache.restore(profile, sequence, promptTokens);
+          restored = report.tokensRestored;
+          if (restored > 0) restoreMs = report.restoreMs;
+          fallbackReason = report.fallbackReason;
+        } else {
+          fallbackReason = profile.fallbackReason;
+        }
+      }
+      const { reused: inMemory, prefilled } = measureReuse(sequence, promptTokens);
+      const reused = restored > 0 ? 0 : inMemory;
+      const inputTokensBefore = sequence.tokenMeter.usedInputTokens;
       const evaluationStart = performance.now();
       let firstTokenAt: number | null = null;
       let tokensGenerated = 0;
@@ -331,15 +410,23 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         }
       }
       if (controller.signal.aborted) stopReason = 'aborted';
+      // Each generated token but the last is fed back as input: anything beyond that and the
+      // prefill means LlamaChat did not reuse what was in the sequence (the stats would lie).
+      const evaluated = sequence.tokenMeter.usedInputTokens - inputTokensBefore;
+      if (evaluated > prefilled + tokensGenerated) {
+        log('warn', `The prompt needed ${evaluated - tokensGenerated} evaluated tokens where ${prefilled} were expected (${restored} restored, ${reused} reused).`);
+      }
       const ttftMs = firstTokenAt === null ? performance.now() - requestedAt : firstTokenAt - requestedAt;
       const stats: MessageStats = {
         tokensReused: reused,
-        tokensRestored: 0,
+        tokensRestored: restored,
         tokensPrefilled: prefilled,
         tokensGenerated,
         ttftMs: Math.round(ttftMs * 10) / 10,
         prefillMs: Math.round(((firstTokenAt ?? performance.now()) - evaluationStart) * 10) / 10,
-        cacheSource: reused > 0 ? 'memory' : 'none',
+        cacheSource: restored > 0 ? 'disk' : reused > 0 ? 'memory' : 'none',
+        ...(restoreMs !== undefined ? { restoreMs } : {}),
+        ...(fallbackReason !== undefined ? { fallbackReason } : {}),
       };
       return ok({ text, stopReason, stats });
     } finally {
@@ -347,9 +434,35 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     }
   }
 
-  const handlers: WorkerHandlers = {
-    async init({ logLevel: level }) {
+  /** Loads the bindings once; opens the KV store when the host names its directory. */
+  async function initHandler(input: WorkerMethods['init']['input']): Promise<Result<{ readonly build: string }>> {
+    {
+      const level = input.logLevel;
       if (level in levelRank) logLevel = level;
+      const opened = await initLlama();
+      if (!opened.ok) return opened;
+      if (typeof input.kvDir === 'string' && input.kvDir !== '' && !kvCache && llama) {
+        const cache = await KvCache.open({
+          root: input.kvDir,
+          budgetBytes: typeof input.kvBudgetBytes === 'number' && input.kvBudgetBytes >= 0 ? input.kvBudgetBytes : 10 * 1024 ** 3,
+          ...(typeof input.kvChunkTokens === 'number' && input.kvChunkTokens > 0 ? { chunkTokens: input.kvChunkTokens } : {}),
+          // The backend is part of it: GPU kernels may compute other K/V bytes than the CPU's.
+          llamaRelease: `${llama.llamaCppRelease.release}/${llama.gpu === false ? 'cpu' : llama.gpu}`,
+        });
+        if (cache.ok) {
+          kvCache = cache.value;
+          kvOffReason = null;
+        } else {
+          kvOffReason = `KV persistence is off: ${cache.error.message}`;
+          log('error', kvOffReason);
+        }
+      }
+      return opened;
+    }
+  }
+
+  async function initLlama(): Promise<Result<{ readonly build: string }>> {
+    {
       if (llama) {
         llama.logLevel = toLlamaLogLevel(levelRank[logLevel] > levelRank.warn ? logLevel : 'warn');
         return ok({ build });
@@ -384,7 +497,11 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         }
       })();
       return initializing;
-    },
+    }
+  }
+
+  const handlers: WorkerHandlers = {
+    init: (input) => initHandler(input),
 
     loadModel,
 
@@ -407,21 +524,40 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
 
     cancelDownload: ({ downloadId }) => downloads.cancel(downloadId),
 
+    async forgetChat({ chatId }) {
+      if (typeof chatId !== 'string' || chatId === '') return err('INVALID_INPUT', 'forgetChat needs a chatId.');
+      if (!kvCache) return ok({});
+      const forgotten = await kvCache.forget(`${chatId}/`);
+      return forgotten.ok ? ok({}) : forgotten;
+    },
+
     async metrics() {
-      if (!loaded) return ok({ kvCellsUsed: 0, kvCellsCapacity: 0 });
+      let kvStore: EngineMetrics['kvStore'];
+      if (kvCache) {
+        const stats = await kvCache.stats();
+        if (stats.ok) kvStore = { bytesOnDisk: stats.value.bytesOnDisk, chunkCount: stats.value.chunkCount, logicalBytes: stats.value.logicalBytes };
+      }
       return ok({
-        kvCellsUsed: loaded.sequence.nextTokenIndex,
-        kvCellsCapacity: loaded.context.getAllocatedContextSize(),
+        kvCellsUsed: loaded ? loaded.sequence.nextTokenIndex : 0,
+        kvCellsCapacity: loaded ? loaded.context.getAllocatedContextSize() : 0,
+        ...(kvStore ? { kvStore } : {}),
       });
     },
   };
 
   return {
     handlers,
+    async flush(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([lock.run(async () => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
+    },
     async dispose() {
       abortRunning();
       await downloads.cancelAll();
       await lock.run(disposeLoaded);
+      await kvCache?.close();
+      kvCache = null;
       await llama?.dispose();
       llama = null;
     },

@@ -29,13 +29,22 @@ function count(n: number): string {
   return n.toLocaleString('en-US');
 }
 
-/** The small readout under a reply, e.g. "reused 120 · prefilled 14 tokens · first token 35 ms". */
+/**
+ * The small readout under a reply, e.g. "reused 120 · prefilled 14 tokens · first token 35 ms",
+ * or after a disk restore "restored 3,840 tokens from disk in 41 ms · prefilled 12 · …", then
+ * why the cache could not be used, when it could not.
+ */
 export function formatStats(stats: MessageStats): string {
-  const parts = [`reused ${count(stats.tokensReused)}`];
-  if (stats.tokensRestored > 0) parts.push(`restored ${count(stats.tokensRestored)}`);
-  parts.push(`prefilled ${count(stats.tokensPrefilled)} tokens`);
+  const parts: string[] = [];
+  if (stats.tokensRestored > 0) {
+    const took = stats.restoreMs !== undefined ? ` in ${count(Math.round(stats.restoreMs))} ms` : '';
+    parts.push(`restored ${count(stats.tokensRestored)} tokens from disk${took}`, `prefilled ${count(stats.tokensPrefilled)}`);
+  } else {
+    parts.push(`reused ${count(stats.tokensReused)}`, `prefilled ${count(stats.tokensPrefilled)} tokens`);
+  }
   parts.push(`first token ${count(Math.round(stats.ttftMs))} ms`);
   if (stats.tokensGenerated > 0) parts.push(`${count(stats.tokensGenerated)} generated`);
+  if (stats.fallbackReason) parts.push(stats.fallbackReason);
   return parts.join(' · ');
 }
 

@@ -61,8 +61,19 @@ describe('format', () => {
       formatStats({ tokensReused: 120, tokensRestored: 0, tokensPrefilled: 14, tokensGenerated: 0, ttftMs: 35.4, cacheSource: 'memory' }),
     ).toBe('reused 120 · prefilled 14 tokens · first token 35 ms');
     expect(
-      formatStats({ tokensReused: 0, tokensRestored: 2048, tokensPrefilled: 3, tokensGenerated: 52, ttftMs: 120, cacheSource: 'disk' }),
-    ).toBe('reused 0 · restored 2,048 · prefilled 3 tokens · first token 120 ms · 52 generated');
+      formatStats({ tokensReused: 0, tokensRestored: 2048, tokensPrefilled: 3, tokensGenerated: 52, ttftMs: 120, cacheSource: 'disk', restoreMs: 40.6 }),
+    ).toBe('restored 2,048 tokens from disk in 41 ms · prefilled 3 · first token 120 ms · 52 generated');
+    expect(
+      formatStats({
+        tokensReused: 0,
+        tokensRestored: 256,
+        tokensPrefilled: 40,
+        tokensGenerated: 0,
+        ttftMs: 9,
+        cacheSource: 'disk',
+        fallbackReason: 'chunk 1 failed verification (checksum); re-read from token 256',
+      }),
+    ).toBe('restored 256 tokens from disk · prefilled 40 · first token 9 ms · chunk 1 failed verification (checksum); re-read from token 256');
   });
 });
 

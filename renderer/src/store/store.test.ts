@@ -24,6 +24,9 @@ const appState = (extra: Partial<AppState> = {}): AppState => ({
     defaultSystemPrompt: '',
     defaultSampling: { temperature: 0.7, topP: 0.95, maxTokens: 512 },
     lastModelPath: null,
+    kvPersistence: true,
+    kvBudgetBytes: 10 * 1024 ** 3,
+    kvChunkTokens: 256,
   },
   ...extra,
 });

@@ -1,0 +1,443 @@
+/**
+ * The engine-process glue between node-llama-cpp sequences and the KV store (engine/kv/store.ts)
+ * plus codec (engine/kv/codec.ts): issue 3's "When it runs" and "Restoring".
+ *
+ * Decisions:
+ * - The state shape (layers, K/V types and row sizes, V transposition, stream count) is computed
+ *   from the model's metadata and the context's options, not from a saved file, so a restore in a
+ *   fresh process (a restart) works before anything was saved. Every save checks the computed
+ *   shape against the parsed file; a mismatch (a memory layout this code does not model) turns
+ *   persistence off for that profile with a reason, so wrong bytes are never stored or loaded.
+ * - node-llama-cpp can only save a whole sequence state to a file. It goes to a scratch file,
+ *   on a RAM-backed directory (/dev/shm) when there is one, so the full state never reaches the
+ *   disk; only chunks the store lacks (and the small tail) are written to the store.
+ * - A restore replaces the sequence's whole state (a sequence state cannot be appended to), so
+ *   it only happens when the store holds more of the prompt than memory does.
+ */
+import { access, mkdir, readdir, rm } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { join } from 'node:path';
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+import { err, ok, type Result } from '../contract/index.ts';
+import {
+  STATE_VERSION,
+  cutChunks,
+  readStateFile,
+  sameShape,
+  shapeKey,
+  truncateChunk,
+  writeStateFile,
+  type StateLayerShape,
+  type StateShape,
+} from '../kv/codec.ts';
+import { fingerprint } from '../kv/fingerprint.ts';
+import { openKvStore, type KvStore, type KvStoreStats } from '../kv/store.ts';
+
+export type { KvStoreStats } from '../kv/store.ts';
+
+export interface KvCacheOptions {
+  /** The store's directory (`<dataDir>/kv`). */
+  readonly root: string;
+  /** Disk budget in bytes. */
+  readonly budgetBytes: number;
+  /** Tokens per chunk (default 256). */
+  readonly chunkTokens?: number;
+  /** llama.cpp release string, part of the fingerprint. */
+  readonly llamaRelease: string;
+  /** Where state files are saved/assembled (default: /dev/shm/hearth-kv-<uid> when usable, else <root>/scratch). */
+  readonly scratchDir?: string;
+}
+
+/** What decides whether stored KV fits a context: computed once per loaded model+context. */
+export interface KvProfile {
+  /** null until known (see `fallbackReason`). */
+  readonly fingerprint: string | null;
+  /** Why persistence is off for this context (unsupported layout, hashing failed…). */
+  readonly fallbackReason?: string;
+}
+
+export interface SaveReport {
+  readonly tokens: number;
+  readonly chunksWritten: number;
+  readonly bytesWritten: number;
+  readonly stateBytes: number;
+  readonly ms: number;
+}
+
+export interface RestoreReport {
+  readonly tokensRestored: number;
+  readonly restoreMs: number;
+  readonly bytesRead: number;
+  readonly fallbackReason?: string;
+}
+
+/** GGML type id → [bytes per block, elements per block], for the K/V cache types llama.cpp allows. */
+const ggmlBlocks: Readonly<Record<number, readonly [number, number]>> = {
+  0: [4, 1], // F32
+  1: [2, 1], // F16
+  2: [18, 32], // Q4_0
+  3: [20, 32], // Q4_1
+  6: [22, 32], // Q5_0
+  7: [24, 32], // Q5_1
+  8: [34, 32], // Q8_0
+  20: [18, 32], // IQ4_NL
+  30: [2, 1], // BF16
+};
+
+function rowBytes(type: number, width: number): number | null {
+  const block = ggmlBlocks[type];
+  if (!block || width % block[1] !== 0) return null;
+  return (width / block[1]) * block[0];
+}
+
+/** Internal profile state, keyed by the profile object handed out. */
+interface ProfileState {
+  readonly shape: StateShape;
+  /** Set when a save found the real layout differs from the computed one. */
+  disabled?: string;
+}
+
+function perLayer(value: unknown, layers: number): number[] | null {
+  if (typeof value === 'number') return Array.from({ length: layers }, () => value);
+  if (Array.isArray(value) && value.length === layers && value.every((v) => typeof v === 'number')) return value as number[];
+  return null;
+}
+
+/**
+ * The state shape llama.cpp v0.4.0 writes for a plain (non-SWA, non-recurrent) KV cache of this
+ * model and context, or the reason it cannot be computed.
+ */
+export function expectedShape(model: LlamaModel, context: LlamaContext, flashAttention: boolean): Result<StateShape> {
+  const arch = model.fileInfo.architectureMetadata as Record<string, unknown>;
+  const attention = (arch.attention ?? {}) as Record<string, unknown>;
+  const unsupported = (why: string): Result<StateShape> => err('NOT_SUPPORTED', why);
+  if (arch.ssm !== undefined || attention.sliding_window !== undefined || (arch.rope as Record<string, unknown> | undefined)?.dimension_sections !== undefined) {
+    return unsupported('this model uses a sliding-window, recurrent or M-RoPE memory that the KV store does not handle yet');
+  }
+  const layers = Number(arch.block_count);
+  const embd = Number(arch.embedding_length);
+  if (!Number.isInteger(layers) || layers < 1 || !Number.isInteger(embd) || embd < 1) return unsupported('the model metadata lacks its layer count or width');
+  const heads = perLayer(attention.head_count, layers);
+  const kvHeads = perLayer(attention.head_count_kv ?? attention.head_count, layers);
+  if (!heads || !kvHeads || heads.some((h) => h < 1)) return unsupported('the model metadata lacks its head counts');
+  const kType = Number(context.kvCacheKeyType ?? 1);
+  const vType = Number(context.kvCacheValueType ?? 1);
+  const shapeLayers: StateLayerShape[] = [];
+  for (let i = 0; i < layers; i++) {
+    const headDimK = typeof attention.key_length === 'number' ? attention.key_length : embd / heads[i]!;
+    const headDimV = typeof attention.value_length === 'number' ? attention.value_length : embd / heads[i]!;
+    const kWidth = kvHeads[i]! * headDimK;
+    const vWidth = kvHeads[i]! * headDimV;
+    const kRow = rowBytes(kType, kWidth);
+    const vRow = rowBytes(vType, vWidth);
+    if (kRow === null || vRow === null) return unsupported(`KV cache type ${kType}/${vType} is not one the KV store knows`);
+    if (flashAttention) {
+      shapeLayers.push({ kType, kRowBytes: kRow, vType, vRowBytes: vRow, vElementBytes: 0, vEmbd: 0 });
+    } else {
+      const block = ggmlBlocks[vType]!;
+      if (block[1] !== 1) return unsupported('a quantized V cache needs flash attention');
+      shapeLayers.push({ kType, kRowBytes: kRow, vType, vRowBytes: block[0] * vWidth, vElementBytes: block[0], vEmbd: vWidth });
+    }
+  }
+  return ok({ stateVersion: STATE_VERSION, nStream: context.totalSequences, vTrans: !flashAttention, layers: shapeLayers });
+}
+
+function widths(shape: StateShape, which: 'k' | 'v'): number[] {
+  return shape.layers.map((l) => {
+    const type = which === 'k' ? l.kType : l.vType;
+    const bytes = which === 'k' ? l.kRowBytes : shape.vTrans ? l.vRowBytes : l.vRowBytes;
+    const block = ggmlBlocks[type]!;
+    return (bytes / block[0]) * block[1];
+  });
+}
+
+async function ramScratch(): Promise<string | null> {
+  if (process.platform !== 'linux') return null;
+  try {
+    await access('/dev/shm', fsConstants.W_OK);
+    // One directory per user, shared by that user's engine processes (files carry the pid).
+    return `/dev/shm/hearth-kv-${process.getuid?.() ?? 'user'}`;
+  } catch {
+    return null;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes scratch files of engine processes that are gone: one killed mid-save (a SIGKILL at
+ * quit, a crash) leaves its state file behind, and in /dev/shm that holds RAM.
+ */
+async function removeStaleScratch(scratchDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(scratchDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^state-(\d+)-\d+\.bin$/.exec(name);
+    if (m && Number(m[1]) !== process.pid && !isAlive(Number(m[1]))) await rm(join(scratchDir, name), { force: true }).catch(() => undefined);
+  }
+}
+
+export class KvCache {
+  readonly store: KvStore;
+  readonly #llamaRelease: string;
+  readonly #scratchDir: string;
+  readonly #profiles = new WeakMap<KvProfile, ProfileState>();
+  /** Per sequence: tokens before this index are known clean (after a middle erase or shift). */
+  readonly #cleanLimit = new WeakMap<LlamaContextSequence, number>();
+  #scratchCounter = 0;
+
+  private constructor(store: KvStore, llamaRelease: string, scratchDir: string) {
+    this.store = store;
+    this.#llamaRelease = llamaRelease;
+    this.#scratchDir = scratchDir;
+  }
+
+  static async open(options: KvCacheOptions): Promise<Result<KvCache>> {
+    const store = await openKvStore({ root: options.root, budgetBytes: options.budgetBytes, ...(options.chunkTokens !== undefined ? { chunkTokens: options.chunkTokens } : {}) });
+    if (!store.ok) return store;
+    const scratchDir = options.scratchDir ?? (await ramScratch()) ?? join(options.root, 'scratch');
+    try {
+      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+      await removeStaleScratch(scratchDir);
+    } catch (error) {
+      await store.value.close();
+      return err('INTERNAL', `The KV scratch directory ${scratchDir} cannot be created: ${error instanceof Error ? error.message : String(error)}.`);
+    }
+    return ok(new KvCache(store.value, options.llamaRelease, scratchDir));
+  }
+
+  #scratch(): string {
+    return join(this.#scratchDir, `state-${process.pid}-${this.#scratchCounter++}.bin`);
+  }
+
+  /** Call after a model+context load. Hashes the model file (cached by path/size/mtime). */
+  async prepare(input: { model: LlamaModel; context: LlamaContext; modelPath: string; flashAttention: boolean }): Promise<KvProfile> {
+    const shape = expectedShape(input.model, input.context, input.flashAttention);
+    if (!shape.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${shape.error.message}.` };
+    const hash = await this.store.modelContentHash(input.modelPath);
+    if (!hash.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: the model file could not be hashed (${hash.error.message}).` };
+    const s = shape.value;
+    const fp = fingerprint({
+      llamaCppRelease: this.#llamaRelease,
+      stateFormatVersion: STATE_VERSION,
+      modelHash: hash.value,
+      kType: s.layers[0]!.kType,
+      vType: s.layers[0]!.vType,
+      flashAttention: input.flashAttention,
+      nStream: s.nStream,
+      layers: s.layers.length,
+      kWidths: widths(s, 'k'),
+      vWidths: widths(s, 'v'),
+      extra: { shape: shapeKey(s) },
+    });
+    if (!fp.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${fp.error.message}` };
+    const profile: KvProfile = { fingerprint: fp.value };
+    this.#profiles.set(profile, { shape: s });
+    return profile;
+  }
+
+  /**
+   * Tells the cache that the sequence's cells from `index` on no longer form a clean prefix (a
+   * middle erase or a context shift): later saves store at most `index` tokens until
+   * `markClean` (after the sequence was cleared or reloaded).
+   */
+  markFragmented(sequence: LlamaContextSequence, index: number): void {
+    const current = this.#cleanLimit.get(sequence);
+    this.#cleanLimit.set(sequence, current === undefined ? index : Math.min(current, index));
+  }
+
+  markClean(sequence: LlamaContextSequence): void {
+    this.#cleanLimit.delete(sequence);
+  }
+
+  #usable(profile: KvProfile): { fp: string; state: ProfileState } | { reason: string } {
+    const state = this.#profiles.get(profile);
+    if (profile.fingerprint === null || !state) return { reason: profile.fallbackReason ?? 'KV persistence is off for this model.' };
+    if (state.disabled) return { reason: state.disabled };
+    return { fp: profile.fingerprint, state };
+  }
+
+  /**
+   * Writes the new chunks of the sequence's clean prefix (only what is new) and the manifest.
+   * `replaces` names manifests (e.g. the chat's other branches) to delete when the new one extends
+   * them: older leaves of a growing branch would otherwise pile up. Others are kept.
+   */
+  async save(
+    profile: KvProfile,
+    sequence: LlamaContextSequence,
+    manifestId: string,
+    options: { replaces?: string | readonly string[] } = {},
+  ): Promise<Result<SaveReport>> {
+    const started = performance.now();
+    const usable = this.#usable(profile);
+    if ('reason' in usable) return err('NOT_SUPPORTED', usable.reason);
+    const { fp, state } = usable;
+    const scratch = this.#scratch();
+    try {
+      let stateBytes: number;
+      try {
+        stateBytes = (await sequence.saveStateToFile(scratch)).fileSize;
+      } catch (error) {
+        return err('INTERNAL', `The sequence state could not be saved: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      const parsed = await readStateFile(scratch);
+      if (!parsed.ok) return parsed;
+      if (!sameShape(parsed.value.shape, state.shape)) {
+        state.disabled = 'KV persistence is off: this model\'s memory layout differs from what the KV store expects.';
+        return err('NOT_SUPPORTED', state.disabled);
+      }
+      const size = this.store.chunkTokens;
+      const limit = this.#cleanLimit.get(sequence);
+      const probe = cutChunks(parsed.value, size, 0, limit === undefined ? {} : { limit });
+      if (!probe.ok) return probe;
+      const cleanLength = probe.value.cleanLength;
+      const tokens = parsed.value.tokens.subarray(0, cleanLength);
+      const fullChunks = Math.floor(cleanLength / size);
+      const tail = probe.value.tail;
+      const put = await this.store.putManifest(manifestId, {
+        fingerprint: fp,
+        tokens,
+        chunks: (index) => probe.value.chunks[index]?.payload,
+        ...(tail !== null && cleanLength > fullChunks * size ? { tailPayload: tail.payload } : {}),
+      });
+      if (!put.ok) return put;
+      const replaces = typeof options.replaces === 'string' ? [options.replaces] : (options.replaces ?? []);
+      if (replaces.length > 0) {
+        const mine = this.store.getManifest(manifestId);
+        if (mine.ok) for (const id of replaces) if (id !== manifestId) await this.#dropIfPrefix(id, mine.value.chunks, tokens);
+      }
+      await this.store.enforceBudget();
+      return ok({
+        tokens: cleanLength,
+        chunksWritten: put.value.chunksWritten,
+        bytesWritten: put.value.bytesWritten + put.value.tailBytes,
+        stateBytes,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+      });
+    } finally {
+      await rm(scratch, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Deletes manifest `id` when it is a prefix of the manifest just saved (`keys`, `tokens`): it
+   * adds nothing. Chunk keys are a hash chain, so equal keys mean equal tokens before them.
+   */
+  async #dropIfPrefix(id: string, keys: readonly string[], tokens: Int32Array): Promise<void> {
+    const old = this.store.getManifest(id);
+    if (!old.ok) return;
+    const m = old.value;
+    if (m.totalTokens > tokens.length || m.chunkTokens !== this.store.chunkTokens || m.chunks.length > keys.length) return;
+    if (m.chunks.some((key, i) => key !== keys[i])) return;
+    const start = m.chunks.length * m.chunkTokens;
+    for (let i = 0; i < m.tail.tokens.length; i++) if (m.tail.tokens[i] !== tokens[start + i]) return;
+    await this.store.deleteManifest(id);
+  }
+
+  /**
+   * If the store holds a longer prefix of `tokens` than the sequence already has in memory,
+   * loads it into the sequence (always leaving ≥ 1 token to evaluate). Never loads unverified
+   * bytes or a mismatched fingerprint. tokensRestored 0 + fallbackReason when nothing was loaded
+   * for a reason the user should see (corrupt chunk, other model, …).
+   */
+  async restore(profile: KvProfile, sequence: LlamaContextSequence, tokens: readonly Token[]): Promise<RestoreReport> {
+    const started = performance.now();
+    const elapsed = (): number => Math.round((performance.now() - started) * 10) / 10;
+    const usable = this.#usable(profile);
+    if ('reason' in usable) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, fallbackReason: usable.reason };
+    const { fp, state } = usable;
+    if (tokens.length < 2) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0 };
+    const inMemory = Math.min(sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1);
+    const wanted = tokens.slice(0, tokens.length - 1);
+    const match = this.store.findLongestPrefix(fp, wanted);
+    if (!match.ok) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, fallbackReason: `The KV store could not be searched: ${match.error.message}` };
+    const size = this.store.chunkTokens;
+    let fallbackReason: string | undefined;
+    if (match.value.stop === 'corrupt') {
+      fallbackReason = `chunk ${match.value.chunks.length} is damaged; re-read from token ${match.value.chunkedTokens}`;
+    }
+    if (match.value.tokens <= inMemory) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, ...(fallbackReason ? { fallbackReason } : {}) };
+
+    const read = await this.store.readChunks(match.value.chunks);
+    const payloads = read.chunks.map((c) => c.payload);
+    let bytesRead = read.chunks.reduce((sum, c) => sum + c.bytes, 0);
+    let total = payloads.length * size;
+    let tailPayload: Uint8Array | null = null;
+    if (read.error) {
+      fallbackReason = `chunk ${payloads.length} failed verification (${read.error.reason}); re-read from token ${total}`;
+    } else if (match.value.tail) {
+      const t = match.value.tail;
+      const tail = this.store.readTail(t.manifestId);
+      if (tail.ok && tail.value.payload) {
+        const cut = t.tokens === t.storedTokens ? ok(Buffer.from(tail.value.payload)) : truncateChunk(state.shape, tail.value.payload, t.tokens);
+        if (cut.ok) {
+          tailPayload = cut.value;
+          total += t.tokens;
+          bytesRead += tail.value.payload.length;
+        }
+      } else if (!tail.ok) {
+        fallbackReason = `the last partial chunk failed verification; re-read from token ${total}`;
+      }
+    }
+    if (total <= inMemory) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, ...(fallbackReason ? { fallbackReason } : {}) };
+
+    const scratch = this.#scratch();
+    try {
+      const written = await writeStateFile(scratch, state.shape, payloads, tailPayload);
+      if (!written.ok) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, fallbackReason: `The stored KV could not be assembled: ${written.error.message}` };
+      try {
+        await sequence.clearHistory();
+        this.markClean(sequence);
+        await sequence.loadStateFromFile(scratch, { acceptRisk: true });
+      } catch (error) {
+        // A failed load can leave partial cells behind: start from an empty sequence instead.
+        await sequence.clearHistory().catch(() => undefined);
+        return {
+          tokensRestored: 0,
+          restoreMs: elapsed(),
+          bytesRead,
+          fallbackReason: `llama.cpp refused the stored KV (${error instanceof Error ? error.message : String(error)}); re-read from the start`,
+        };
+      }
+      const loaded = sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
+      if (loaded < total) {
+        await sequence.clearHistory().catch(() => undefined);
+        return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, fallbackReason: 'the restored tokens did not match the chat; re-read from the start' };
+      }
+      for (const id of new Set([match.value.tail?.manifestId].filter((x): x is string => x !== undefined))) await this.store.touch(id);
+      return { tokensRestored: total, restoreMs: elapsed(), bytesRead, ...(fallbackReason ? { fallbackReason } : {}) };
+    } finally {
+      await rm(scratch, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Deletes every manifest whose id starts with `manifestIdPrefix` (a chat's branches). */
+  async forget(manifestIdPrefix: string): Promise<Result<void>> {
+    const ids = this.store.manifestIds(manifestIdPrefix);
+    if (!ids.ok) return ids;
+    for (const id of ids.value) {
+      const deleted = await this.store.deleteManifest(id);
+      if (!deleted.ok) return deleted;
+    }
+    return ok(undefined);
+  }
+
+  stats(): Promise<Result<KvStoreStats>> {
+    return this.store.stats();
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}
