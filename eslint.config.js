@@ -69,6 +69,11 @@ export default tseslint.config(
     },
   },
   {
+    // Benchmarks measure the engine from outside, through node-llama-cpp and the engine's internals.
+    files: ['bench/**/*.ts'],
+    rules: { 'no-restricted-imports': 'off' },
+  },
+  {
     files: ['server/**/*.ts'],
     rules: {
       'no-restricted-imports': restrict(

@@ -1,0 +1,103 @@
+/**
+ * `npm run bench -- <benchmark> [options]`: dispatches to the benchmarks in bench/.
+ * Benchmarks report ratios measured in one run; nothing here is a pass/fail test of speed.
+ */
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { kvConfigs, formatReport, runResume, type KvConfigName } from '../bench/resume.ts';
+import { repoRoot } from '../test/support/models.ts';
+
+const usage = `Usage: npm run bench -- <benchmark> [options]
+
+Benchmarks:
+  resume   restore a chat from the KV store vs re-reading it vs a whole-file state load (issue 3)
+  kv       (not yet: issue 4)
+  codec    (not yet: issue 6)
+
+resume options:
+  --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
+  --model FILE.gguf    also measure this model (repeatable); the generated test model always runs
+  --threads N          llama.cpp threads (default 1; set it to the physical core count)
+  --sizes A,B,C        conversation sizes in tokens (default 1000,4000,16000)
+  --kv LIST            KV configurations: ${Object.keys(kvConfigs).join(', ')} (default f16,q8_0;
+                       q8_0 runs at the largest size only unless --all-sizes)
+  --all-sizes          run every configuration at every size
+  --reps N             restores and floor reads per row; the median is reported (default 5)
+  --dir DIR            where stores and state files go (default .cache/bench; must be on the disk you want to measure)
+  --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-bench-<pid> when it exists)
+  --cold               drop the page cache before each timed read (Linux, root; machine-wide)
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n\n${usage}`);
+  process.exit(2);
+}
+
+function positiveInt(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) fail(`--${name} must be a positive integer, got "${value}".`);
+  return n;
+}
+
+async function resume(args: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        json: { type: 'string' },
+        model: { type: 'string', multiple: true },
+        threads: { type: 'string', default: '1' },
+        sizes: { type: 'string', default: '1000,4000,16000' },
+        kv: { type: 'string', default: 'f16,q8_0' },
+        'all-sizes': { type: 'boolean', default: false },
+        reps: { type: 'string', default: '5' },
+        dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
+        scratch: { type: 'string' },
+        cold: { type: 'boolean', default: false },
+      },
+    });
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+  const v = parsed.values;
+  if (v.json === undefined || v.json === '') fail('resume needs --json FILE.');
+  const sizes = v.sizes.split(',').map((s) => positiveInt('sizes', s.trim()));
+  const kv = v.kv.split(',').map((s) => s.trim());
+  for (const name of kv) if (!(name in kvConfigs)) fail(`--kv: unknown configuration "${name}".`);
+  const report = await runResume({
+    jsonPath: v.json,
+    models: v.model ?? [],
+    threads: positiveInt('threads', v.threads),
+    sizes,
+    kv: kv as KvConfigName[],
+    reps: positiveInt('reps', v.reps),
+    dir: v.dir,
+    ...(v.scratch !== undefined ? { scratchDir: v.scratch } : {}),
+    cold: v.cold,
+    allSizes: v['all-sizes'],
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatReport(report)}\n`);
+}
+
+const [command, ...rest] = process.argv.slice(2);
+switch (command) {
+  case 'resume':
+    await resume(rest);
+    break;
+  case 'kv':
+  case 'codec':
+    fail(`The "${command}" benchmark is not implemented yet.`);
+    break;
+  case undefined:
+  case '-h':
+  case '--help':
+    process.stdout.write(usage);
+    if (command === undefined) process.exit(2);
+    break;
+  default:
+    fail(`Unknown benchmark "${command}".`);
+}
