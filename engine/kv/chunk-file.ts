@@ -199,9 +199,11 @@ export async function writeChunkFile(fs: StoreFs, root: string, chunk: ChunkWrit
  * With `expectedBytes` (the size the index recorded) it skips the fstat and reads once into a
  * buffer one byte larger: a full buffer means the file is too long, a short read is continued
  * until EOF. This is the restore path, so each saved thread-pool round trip counts; the close is
- * not awaited for the same reason.
+ * not awaited for the same reason. With `reuse` (and a synchronous reader) the file is read into
+ * that buffer, and the verdict's views point into it.
  */
-export async function readChunkFile(fs: StoreFs, root: string, key: string, expectedBytes?: number): Promise<ChunkVerdict> {
+export async function readChunkFile(fs: StoreFs, root: string, key: string, expectedBytes?: number, reuse?: Buffer): Promise<ChunkVerdict> {
+  if (expectedBytes !== undefined && fs.readIntoSync) return readChunkFileSync(fs.readIntoSync, root, key, expectedBytes, reuse);
   let handle: StoreFileHandle;
   try {
     handle = await fs.open(chunkPath(root, key), 'r');
@@ -229,4 +231,22 @@ export async function readChunkFile(fs: StoreFs, root: string, key: string, expe
   } finally {
     void handle.close().catch(() => undefined);
   }
+}
+
+/**
+ * `readChunkFile` with a known size through a synchronous reader (see `StoreFs.readIntoSync`):
+ * the same checks. The buffer is one byte larger than the indexed size, so a file that grew is
+ * reported as such ('length').
+ */
+function readChunkFileSync(read: (path: string, buffer: Uint8Array) => number, root: string, key: string, expectedBytes: number, reuse?: Buffer): ChunkVerdict {
+  // allocUnsafeSlow: see readChunkFile. `reuse` (big enough, at offset 0) spares the allocation.
+  const buffer = reuse !== undefined && reuse.byteOffset === 0 && reuse.length >= expectedBytes + 1 ? reuse.subarray(0, expectedBytes + 1) : Buffer.allocUnsafeSlow(expectedBytes + 1);
+  let done: number;
+  try {
+    done = read(chunkPath(root, key), buffer);
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT') return { ok: false, fault: 'missing', detail: 'the file does not exist' };
+    return { ok: false, fault: 'io', detail: error instanceof Error ? error.message : String(error) };
+  }
+  return verifyChunk(buffer.subarray(0, done), key);
 }

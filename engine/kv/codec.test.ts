@@ -24,6 +24,7 @@ import {
   stateFileSize,
   truncateChunk,
   writeStateFile,
+  StateFileWriter,
   type ParsedState,
 } from './codec.ts';
 
@@ -369,6 +370,25 @@ describe('cutChunks and assembleStateFile', () => {
     const read = await readStateFile(path);
     expect(read.ok && shapeKey(read.value.shape)).toBe(shapeKey(parsed.shape));
     expect(read.ok && Buffer.from(read.value.bytes).equals(file)).toBe(true);
+
+    // Chunk by chunk to their final offsets (rows only): the same bytes again.
+    const opened = StateFileWriter.open(path, parsed.shape, parsed.tokens.length);
+    if (vTrans) {
+      expect(opened).toMatchObject({ ok: false, error: { code: 'NOT_SUPPORTED' } });
+    } else {
+      if (!opened.ok) throw new Error(opened.error.message);
+      for (const payload of [...cut.value.chunks.map((c) => c.payload), ...(cut.value.tail ? [cut.value.tail.payload] : [])]) expect(opened.value.put(payload)).toEqual({ ok: true, value: undefined });
+      expect(opened.value.finish()).toEqual({ ok: true, value: { bytes: file.length } });
+      expect((await readFile(path)).equals(file)).toBe(true);
+      // Out of order or short: refused.
+      const again = StateFileWriter.open(path, parsed.shape, parsed.tokens.length);
+      if (!again.ok) throw new Error(again.error.message);
+      expect(again.value.put(cut.value.chunks[1]!.payload).ok).toBe(false);
+      const short = StateFileWriter.open(path, parsed.shape, parsed.tokens.length);
+      if (!short.ok) throw new Error(short.error.message);
+      expect(short.value.put(cut.value.chunks[0]!.payload).ok).toBe(true);
+      expect(short.value.finish().ok).toBe(false);
+    }
   });
 
   it('reports unreadable files and unwritable paths as errors', async () => {

@@ -2,6 +2,7 @@
  * The file-system calls the KV store makes, behind one small interface so that tests can inject
  * failures (ENOSPC in the middle of a chunk write, EIO on fsync) without filling a real disk.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { err } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
@@ -25,6 +26,32 @@ export interface StoreFs {
   readdir(path: string): Promise<string[]>;
   stat(path: string): Promise<{ size: number; mtimeMs: number; isFile(): boolean; isDirectory(): boolean }>;
   statfs(path: string): Promise<{ bavail: number; bsize: number }>;
+  /**
+   * Reads the file's first bytes into `buffer` without leaving the thread, until the buffer is
+   * full or the file ends; returns the count. Optional: without it, reads go through `open`.
+   */
+  readIntoSync?(path: string, buffer: Uint8Array): number;
+}
+
+/**
+ * `readIntoSync` on the real file system. Why synchronous: on the restore path a cached chunk file
+ * reads in well under a millisecond, while each thread-pool round trip of an async read (open,
+ * read, close) costs more than that on a loaded machine — measured here, 62 chunk files (16 MB)
+ * read in ~3 ms synchronously against 17–60 ms through the pool. The caller time-slices.
+ */
+function readIntoSync(path: string, buffer: Uint8Array): number {
+  const fd = openSync(path, 'r');
+  try {
+    let done = 0;
+    while (done < buffer.byteLength) {
+      const n = readSync(fd, buffer, done, buffer.byteLength - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The real file system. */
@@ -38,6 +65,7 @@ export const nodeFs: StoreFs = {
   readdir: (path) => fsp.readdir(path),
   stat: (path) => fsp.stat(path),
   statfs: (path) => fsp.statfs(path),
+  readIntoSync,
 };
 
 /** The errno code of a thrown fs error (`ENOSPC`), or undefined. */

@@ -97,6 +97,16 @@ describe('KV store: manifests and chunks', () => {
     expect(error).toBeNull();
     expect(chunks.map((c) => Array.from(c.tokens))).toEqual([range(0, 4), range(4, 4)]);
     expect(chunks.map((c) => Buffer.from(c.payload))).toEqual(payloadsFor(tokens, C).map((p) => Buffer.from(p)));
+    // One chunk at a time, in one reused buffer: the same bytes, copied out during each visit.
+    const seen: Buffer[] = [];
+    const each = await store.forEachChunk(manifest.chunks, (chunk, index) => {
+      expect(chunk.key).toBe(manifest.chunks[index]);
+      seen.push(Buffer.from(chunk.payload));
+      return true;
+    });
+    expect(each).toEqual({ count: 2, bytes: chunks[0]!.bytes + chunks[1]!.bytes, error: null });
+    expect(seen).toEqual(payloadsFor(tokens, C).map((p) => Buffer.from(p)));
+    expect(await store.forEachChunk(manifest.chunks, () => false)).toMatchObject({ count: 0, error: null });
     const tail = value(store.readTail('chat/leaf'));
     expect(Array.from(tail.tokens)).toEqual([8, 9]);
     expect(Buffer.from(tail.payload as Uint8Array).equals(Buffer.from(payloadFor([8, 9])))).toBe(true);
@@ -243,6 +253,11 @@ describe('KV store: damaged chunks', () => {
     const { chunks, error } = await store.readChunks(keys);
     expect(chunks.map((c) => c.key)).toEqual(keys.slice(0, 2));
     expect(error).toMatchObject({ reason: 'checksum', key: keys[2] });
+    const visited: string[] = [];
+    const each = await store.forEachChunk(keys, (chunk) => visited.push(chunk.key) > 0);
+    expect(visited).toEqual(keys.slice(0, 2));
+    // Recorded and invalidated by the read above: now a cache miss at the same place.
+    expect(each).toMatchObject({ count: 2, error: { key: keys[2] } });
     expect(value(store.findLongestPrefix(fp, tokens))).toMatchObject({ chunkedTokens: 8, stop: 'absent' });
 
     // The record itself, seen before the invalidation: a chunk marked corrupt stops the walk.

@@ -58,7 +58,10 @@ export interface KvStoreOptions {
   readonly fs?: StoreFs;
   /** The clock for last-used times. */
   readonly now?: () => number;
-  /** Chunk files read in parallel by `readChunks` (default 8: keeps libuv's 4 threads busy while the main thread verifies). */
+  /**
+   * Chunk files read in parallel by `readChunks` (default 8) when a read goes through the thread
+   * pool; reads of indexed chunks on a file system with `readIntoSync` are synchronous and one at a time.
+   */
   readonly readConcurrency?: number;
 }
 
@@ -184,6 +187,12 @@ export interface KvStore {
   readChunk(key: string): Promise<ChunkResult<ChunkData>>;
   /** Reads chunks in order (a few in parallel) and stops at the first fault: the verified prefix and that fault. */
   readChunks(keys: readonly string[]): Promise<{ chunks: ChunkData[]; error: ChunkError | null }>;
+  /**
+   * Reads and verifies `keys` in order and hands each chunk to `visit` before reading the next:
+   * one buffer is reused for all of them, so a chunk's views are valid only during its call.
+   * Stops at the first fault (recorded as `readChunk` records it) or when `visit` returns false.
+   */
+  forEachChunk(keys: readonly string[], visit: (chunk: ChunkData, index: number) => boolean): Promise<{ count: number; bytes: number; error: ChunkError | null }>;
 
   /** Creates or replaces a manifest, writing only the chunks the store lacks. Call enforceBudget() after. */
   putManifest(id: string, input: ManifestInput): Promise<Result<PutManifestResult>>;
@@ -210,6 +219,8 @@ export interface KvStore {
 }
 
 const maxIdLength = 1024;
+/** The longest stretch `readChunks` and `forEachChunk` keep the event loop busy before yielding once. */
+const readSliceMs = 20;
 const faultText: Readonly<Record<ChunkFault, string>> = {
   missing: 'missing',
   truncated: 'truncated',
@@ -602,7 +613,31 @@ class DiskKvStore implements KvStore {
     });
   }
 
-  async readChunk(key: string): Promise<ChunkResult<ChunkData>> {
+  readChunk(key: string): Promise<ChunkResult<ChunkData>> {
+    return this.#readChunk(key);
+  }
+
+  async forEachChunk(keys: readonly string[], visit: (chunk: ChunkData, index: number) => boolean): Promise<{ count: number; bytes: number; error: ChunkError | null }> {
+    let reuse: Buffer | undefined;
+    let bytes = 0;
+    let sliceStart = performance.now();
+    for (const [index, key] of keys.entries()) {
+      const result = await this.#readChunk(key, reuse);
+      if (!result.ok) return { count: index, bytes, error: result.error };
+      bytes += result.value.bytes;
+      if (!visit(result.value, index)) return { count: index, bytes, error: null };
+      // Chunks of one store have one size (bar the tail, which is not a file): after the first
+      // read, keep its buffer.
+      if (reuse === undefined) reuse = Buffer.from(result.value.payload.buffer);
+      if (performance.now() - sliceStart > readSliceMs) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+    }
+    return { count: keys.length, bytes, error: null };
+  }
+
+  async #readChunk(key: string, reuse?: Buffer): Promise<ChunkResult<ChunkData>> {
     if (this.#closed) return { ok: false, error: { ...hearthError('INTERNAL', 'The KV store is closed.'), reason: 'io', key } };
     if (!isDigest(key)) return { ok: false, error: chunkError(String(key), 'missing', 'not a chunk key') };
     let expected: number | undefined;
@@ -611,7 +646,7 @@ class DiskKvStore implements KvStore {
     } catch {
       // the index is unreadable: verify by the file alone
     }
-    const verdict = await readChunkFile(this.#fs, this.root, key, expected);
+    const verdict = await readChunkFile(this.#fs, this.root, key, expected, reuse);
     if (verdict.ok) return verdict;
     // An I/O error says nothing about the bytes (it may be transient); any other fault is recorded
     // so that lookups stop before this chunk and the manifests using it are cut there.
@@ -632,6 +667,9 @@ class DiskKvStore implements KvStore {
     const launch = (): void => {
       while (next < keys.length && inFlight.length < this.#readConcurrency) inFlight.push(this.readChunk(keys[next++] as string));
     };
+    // Reads of known-size chunks are synchronous (store-fs.ts `readIntoSync`): give the event
+    // loop a turn every few milliseconds so that a long read from a slow disk does not stall it.
+    let sliceStart = performance.now();
     launch();
     while (inFlight.length > 0) {
       const result = await (inFlight.shift() as Promise<ChunkResult<ChunkData>>);
@@ -640,6 +678,10 @@ class DiskKvStore implements KvStore {
         return { chunks, error: result.error };
       }
       chunks.push(result.value);
+      if (performance.now() - sliceStart > readSliceMs) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
       launch();
     }
     return { chunks, error: null };

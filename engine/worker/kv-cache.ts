@@ -15,7 +15,7 @@
  *   it only happens when the store holds more of the prompt than memory does.
  */
 import { access, mkdir, readdir, rm } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 import { err, ok, type Result } from '../contract/index.ts';
@@ -25,13 +25,15 @@ import {
   readStateFile,
   sameShape,
   shapeKey,
+  StateFileWriter,
   truncateChunk,
   writeStateFile,
   type StateLayerShape,
   type StateShape,
 } from '../kv/codec.ts';
 import { fingerprint } from '../kv/fingerprint.ts';
-import { openKvStore, type KvStore, type KvStoreStats } from '../kv/store.ts';
+import type { TailMatch } from '../kv/manifest.ts';
+import { openKvStore, type ChunkError, type KvStore, type KvStoreStats } from '../kv/store.ts';
 
 export type { KvStoreStats } from '../kv/store.ts';
 
@@ -185,6 +187,18 @@ async function removeStaleScratch(scratchDir: string): Promise<void> {
   for (const name of names) {
     const m = /^state-(\d+)-\d+\.bin$/.exec(name);
     if (m && Number(m[1]) !== process.pid && !isAlive(Number(m[1]))) await rm(join(scratchDir, name), { force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * Removes a scratch state file without a thread-pool round trip: on the restore path it is one
+ * unlink in RAM (/dev/shm), and the restore's time budget is a few milliseconds (issue 3).
+ */
+function removeScratchSync(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone; else removeStaleScratch sweeps it once this process is gone
   }
 }
 
@@ -369,13 +383,46 @@ export class KvCache {
     }
     if (match.value.tokens <= inMemory) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, ...(fallbackReason ? { fallbackReason } : {}) };
 
-    const read = await this.store.readChunks(match.value.chunks);
+    // Flash attention on (V by rows): each chunk is verified and written to its place in the
+    // state file as it is read, in one reused buffer; nothing else is held or copied.
+    let keys = match.value.chunks;
+    let chunkFault: ChunkError | null = null;
+    if (!state.shape.vTrans) {
+      const tail = this.#verifiedTail(state.shape, match.value.tail);
+      const total = tail === 'failed' ? 0 : keys.length * size + (tail?.tokens ?? 0);
+      if (tail !== 'failed' && total > inMemory) {
+        const scratch = this.#scratch();
+        try {
+          const writer = StateFileWriter.open(scratch, state.shape, total);
+          if (writer.ok) {
+            let placed = true;
+            const read = await this.store.forEachChunk(keys, (chunk) => (placed = writer.value.put(chunk.payload).ok));
+            if (read.error === null && placed && read.count === keys.length) {
+              const finished = tail === null ? writer.value.finish() : writer.value.put(tail.payload).ok ? writer.value.finish() : null;
+              if (finished?.ok) return await this.#load(sequence, scratch, tokens, total, read.bytes + (tail?.bytes ?? 0), fallbackReason, match.value.tail?.manifestId, elapsed);
+            }
+            writer.value.close();
+            if (read.error !== null) {
+              // The chunks before the damaged one still hold: the general path below restores them.
+              chunkFault = read.error;
+              keys = keys.slice(0, read.count);
+            }
+          }
+        } finally {
+          removeScratchSync(scratch);
+        }
+      }
+    }
+
+    const read = await this.store.readChunks(keys);
+    // read.error, when set, is the earliest fault (it stops before chunkFault's chunk).
+    const readError = read.error ?? chunkFault;
     const payloads = read.chunks.map((c) => c.payload);
     let bytesRead = read.chunks.reduce((sum, c) => sum + c.bytes, 0);
     let total = payloads.length * size;
     let tailPayload: Uint8Array | null = null;
-    if (read.error) {
-      fallbackReason = `chunk ${payloads.length} failed verification (${read.error.reason}); re-read from token ${total}`;
+    if (readError) {
+      fallbackReason = `chunk ${payloads.length} failed verification (${readError.reason}); re-read from token ${total}`;
     } else if (match.value.tail) {
       const t = match.value.tail;
       const tail = this.store.readTail(t.manifestId);
@@ -396,30 +443,56 @@ export class KvCache {
     try {
       const written = await writeStateFile(scratch, state.shape, payloads, tailPayload);
       if (!written.ok) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, fallbackReason: `The stored KV could not be assembled: ${written.error.message}` };
-      try {
-        await sequence.clearHistory();
-        this.markClean(sequence);
-        await sequence.loadStateFromFile(scratch, { acceptRisk: true });
-      } catch (error) {
-        // A failed load can leave partial cells behind: start from an empty sequence instead.
-        await sequence.clearHistory().catch(() => undefined);
-        return {
-          tokensRestored: 0,
-          restoreMs: elapsed(),
-          bytesRead,
-          fallbackReason: `llama.cpp refused the stored KV (${error instanceof Error ? error.message : String(error)}); re-read from the start`,
-        };
-      }
-      const loaded = sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
-      if (loaded < total) {
-        await sequence.clearHistory().catch(() => undefined);
-        return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, fallbackReason: 'the restored tokens did not match the chat; re-read from the start' };
-      }
-      for (const id of new Set([match.value.tail?.manifestId].filter((x): x is string => x !== undefined))) await this.store.touch(id);
-      return { tokensRestored: total, restoreMs: elapsed(), bytesRead, ...(fallbackReason ? { fallbackReason } : {}) };
+      return await this.#load(sequence, scratch, tokens, total, bytesRead, fallbackReason, match.value.tail?.manifestId, elapsed);
     } finally {
-      await rm(scratch, { force: true }).catch(() => undefined);
+      removeScratchSync(scratch);
     }
+  }
+
+  /**
+   * The matched tail's verified payload, cut to the tokens that match (null without a tail), or
+   * 'failed' when it cannot be used: the general restore path then reports why.
+   */
+  #verifiedTail(shape: StateShape, match: TailMatch | null): { payload: Uint8Array; tokens: number; bytes: number } | null | 'failed' {
+    if (match === null) return null;
+    const tail = this.store.readTail(match.manifestId);
+    if (!tail.ok || !tail.value.payload) return 'failed';
+    const cut = match.tokens === match.storedTokens ? ok(tail.value.payload) : truncateChunk(shape, tail.value.payload, match.tokens);
+    return cut.ok ? { payload: cut.value, tokens: match.tokens, bytes: tail.value.payload.length } : 'failed';
+  }
+
+  /** Loads the assembled state file into the sequence and checks that it holds the expected tokens. */
+  async #load(
+    sequence: LlamaContextSequence,
+    scratch: string,
+    tokens: readonly Token[],
+    total: number,
+    bytesRead: number,
+    fallbackReason: string | undefined,
+    tailManifest: string | undefined,
+    elapsed: () => number,
+  ): Promise<RestoreReport> {
+    try {
+      await sequence.clearHistory();
+      this.markClean(sequence);
+      await sequence.loadStateFromFile(scratch, { acceptRisk: true });
+    } catch (error) {
+      // A failed load can leave partial cells behind: start from an empty sequence instead.
+      await sequence.clearHistory().catch(() => undefined);
+      return {
+        tokensRestored: 0,
+        restoreMs: elapsed(),
+        bytesRead,
+        fallbackReason: `llama.cpp refused the stored KV (${error instanceof Error ? error.message : String(error)}); re-read from the start`,
+      };
+    }
+    const loaded = sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;
+    if (loaded < total) {
+      await sequence.clearHistory().catch(() => undefined);
+      return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, fallbackReason: 'the restored tokens did not match the chat; re-read from the start' };
+    }
+    if (tailManifest !== undefined) await this.store.touch(tailManifest);
+    return { tokensRestored: total, restoreMs: elapsed(), bytesRead, ...(fallbackReason ? { fallbackReason } : {}) };
   }
 
   /** Deletes every manifest whose id starts with `manifestIdPrefix` (a chat's branches). */
