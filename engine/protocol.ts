@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { DownloadProgress, MessageStats, ModelInfo, Result, Sampling } from './contract/index.ts';
+import type { DownloadProgress, HearthError, MessageStats, ModelInfo, Result, Sampling } from './contract/index.ts';
 
 /** A chat turn as the engine sees it: the history on the active branch, oldest first. */
 export interface PromptMessage {
@@ -90,7 +90,13 @@ export type WorkerEvent =
   | { readonly type: 'loadProgress'; readonly progress: number }
   | { readonly type: 'token'; readonly requestId: string; readonly delta: string }
   | { readonly type: 'downloadProgress'; readonly progress: DownloadProgress }
-  | { readonly type: 'log'; readonly level: 'error' | 'warn' | 'info' | 'debug'; readonly message: string };
+  | { readonly type: 'log'; readonly level: 'error' | 'warn' | 'info' | 'debug'; readonly message: string }
+  /**
+   * Disk KV persistence paused (writes fail: full disk, permissions, I/O) or resumed. Also sent
+   * with `paused: true` during `init` when the KV store could not be opened at all, and once
+   * after it opened, with its initial state.
+   */
+  | { readonly type: 'kvPersistence'; readonly paused: boolean; readonly reason?: HearthError };
 
 export type HostToWorker = {
   [M in WorkerMethod]: { readonly kind: 'call'; readonly id: number; readonly method: M; readonly input: WorkerMethods[M]['input'] };

@@ -11,6 +11,7 @@ import type {
   ChatSummary,
   DownloadProgress,
   EngineStatus,
+  KvStatus,
   LocalModel,
   Message,
   ModelInfo,
@@ -150,6 +151,8 @@ export interface EventPayloads {
   'download.progress': DownloadProgress;
   /** A menu command from the desktop shell (Electron's app menu); the browser host never sends it. */
   'app.command': { readonly command: 'newChat' | 'openSettings' | 'openModels' };
+  /** Disk KV persistence changed: paused (with its reason), resumed, or turned off. */
+  'kv.status': KvStatus;
 }
 
 export type EventName = keyof EventPayloads;

@@ -160,6 +160,17 @@ export interface DownloadProgress {
   readonly error?: HearthError;
 }
 
+/**
+ * Whether chats' KV caches are being saved to disk. `paused`: writes fail (a full disk, a
+ * permission or I/O error, or a store that could not be opened); chats keep working and re-read
+ * their history when reopened. `off`: disk KV persistence is turned off in Settings.
+ */
+export interface KvStatus {
+  readonly persistence: 'on' | 'paused' | 'off';
+  /** Why persistence is paused. */
+  readonly reason?: HearthError;
+}
+
 export interface AppState {
   readonly version: string;
   readonly host: 'electron' | 'browser';
@@ -168,4 +179,6 @@ export interface AppState {
   readonly engine: EngineStatus;
   readonly model: ModelStatus;
   readonly settings: Settings;
+  /** Disk KV persistence; absent from hosts that predate it. */
+  readonly kv?: KvStatus;
 }

@@ -18,6 +18,8 @@ export interface FakeBehaviour {
   initError: HearthError | null;
   /** Never send `ready`. */
   silent: boolean;
+  /** Events each process sends while handling `init`, before answering it (e.g. `kvPersistence`). */
+  initEvents: WorkerEvent[];
   metrics: { kvCellsUsed: number; kvCellsCapacity: number };
 }
 
@@ -32,6 +34,7 @@ export class FakeEngine {
     loadError: null,
     initError: null,
     silent: false,
+    initEvents: [],
     metrics: { kvCellsUsed: 17, kvCellsCapacity: 4096 },
   };
   readonly ports: FakePort[] = [];
@@ -53,6 +56,11 @@ export class FakeEngine {
   /** Kills the running process as a segfault or SIGKILL would. */
   crash(signal: NodeJS.Signals = 'SIGKILL'): void {
     this.current?.die(null, signal);
+  }
+
+  /** Sends an event from the running process, as the real engine does at any time. */
+  event(event: WorkerEvent): void {
+    this.current?.event(event);
   }
 
   /** Lets paused generations go on. */
@@ -120,7 +128,7 @@ export class FakePort implements EnginePort {
     for (const listener of this.#messageListeners) listener(message);
   }
 
-  #event(event: WorkerEvent): void {
+  event(event: WorkerEvent): void {
     this.#post({ kind: 'event', event });
   }
 
@@ -129,11 +137,12 @@ export class FakePort implements EnginePort {
     await delay(1);
     switch (message.method) {
       case 'init':
+        for (const event of b.initEvents) this.event(event);
         return b.initError ? { ok: false, error: b.initError } : ok({ build: 'fake' });
       case 'loadModel': {
-        this.#event({ type: 'loadProgress', progress: 0.5 });
+        this.event({ type: 'loadProgress', progress: 0.5 });
         await delay(2);
-        this.#event({ type: 'loadProgress', progress: 1 });
+        this.event({ type: 'loadProgress', progress: 1 });
         if (b.loadError) return { ok: false, error: b.loadError };
         this.#model = {
           path: message.input.path,
@@ -161,7 +170,7 @@ export class FakePort implements EnginePort {
       }
       case 'download': {
         const { downloadId, uri, dirPath } = message.input;
-        this.#event({ type: 'downloadProgress', progress: { downloadId, uri, status: 'downloading', downloadedBytes: 5, totalBytes: 10 } });
+        this.event({ type: 'downloadProgress', progress: { downloadId, uri, status: 'downloading', downloadedBytes: 5, totalBytes: 10 } });
         await delay(2);
         return ok({ path: `${dirPath}/fake.gguf` });
       }
@@ -187,7 +196,7 @@ export class FakePort implements EnginePort {
       }
       await delay(b.tokenDelayMs);
       if (this.dead) break;
-      this.#event({ type: 'token', requestId: input.requestId, delta: token });
+      this.event({ type: 'token', requestId: input.requestId, delta: token });
       text += token;
       count++;
     }

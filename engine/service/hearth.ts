@@ -19,6 +19,7 @@ import { openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
 import { Emitter } from './emitter.ts';
 import { Generations } from './generations.ts';
+import { KvStatusTracker } from './kv-status.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { ModelManager, type InspectGguf } from './model-manager.ts';
@@ -136,10 +137,13 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     // Read at each engine start, so changed KV settings apply from the next start.
     initInput: () => {
       const s = readSettings(db);
+      // initInput first runs at supervisor.start() below, once kvStatus exists.
+      kvStatus.engineStarting(s.kvPersistence);
       return s.kvPersistence ? { kvDir: path.join(dirs.root, 'kv'), kvBudgetBytes: s.kvBudgetBytes, kvChunkTokens: s.kvChunkTokens } : { kvDir: null };
     },
   });
   supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status }));
+  const kvStatus = new KvStatusTracker({ engine: supervisor, emit, log, enabled: readSettings(db).kvPersistence });
   const metrics = new Metrics();
   const generations = new Generations({ store, engine: supervisor, emit, metrics, log, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) });
   const settings = () => readSettings(db);
@@ -178,6 +182,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
         engine: supervisor.status,
         model: model.status,
         settings: settings(),
+        kv: kvStatus.status,
       }),
     ),
     /** Threads and context size apply at the next model load, not to the loaded model. */

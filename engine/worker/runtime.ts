@@ -34,6 +34,7 @@ import {
   type Token,
 } from 'node-llama-cpp';
 import { KvCache, type KvProfile } from './kv-cache.ts';
+import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
 import { err, ok, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
 import type { EngineMetrics, GenerateInput, GenerateOutput, PromptMessage, WorkerEvent, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE, MIN_REPLY_TOKENS, RAM_CAP_ENV, TOKEN_FLUSH_MS } from './constants.ts';
@@ -125,6 +126,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   let kvCache: KvCache | null = null;
   /** Why disk KV is off for this process (the store could not be opened), shown in the readout. */
   let kvOffReason: string | null = null;
+  /** Stops forwarding the store's persistence changes as `kvPersistence` events. */
+  let unwatchKv: (() => void) | null = null;
 
   const log = (level: LogLevel, message: string): void => {
     if (levelRank[level] <= levelRank[logLevel]) emit({ type: 'log', level, message });
@@ -452,9 +455,11 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         if (cache.ok) {
           kvCache = cache.value;
           kvOffReason = null;
+          unwatchKv = watchKvPersistence(kvCache.store, emit);
         } else {
           kvOffReason = `KV persistence is off: ${cache.error.message}`;
           log('error', kvOffReason);
+          emit(kvUnavailableEvent(cache.error));
         }
       }
       return opened;
@@ -556,6 +561,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       abortRunning();
       await downloads.cancelAll();
       await lock.run(disposeLoaded);
+      unwatchKv?.();
+      unwatchKv = null;
       await kvCache?.close();
       kvCache = null;
       await llama?.dispose();

@@ -1,14 +1,18 @@
 import { useHearth, useStoreActions } from '../store/react.tsx';
-import { selectBooted, selectConnection, selectEngineBanner, selectRoute, selectVisibleModelError } from '../store/selectors.ts';
+import { selectBooted, selectConnection, selectEngineBanner, selectKvPauseBanner, selectRoute, selectVisibleModelError } from '../store/selectors.ts';
 import { buttonStyles } from './ui.tsx';
 
-/** What the user must know whatever screen they are on: the engine, the model, the connection. */
+/**
+ * What the user must know whatever screen they are on: the engine, the model, the connection,
+ * and whether chats are still saved to disk.
+ */
 export function Banners() {
   return (
     <div className="space-y-px">
       <ConnectionBanner />
       <EngineBanner />
       <ModelErrorBanner />
+      <KvPauseBanner />
     </div>
   );
 }
@@ -62,6 +66,24 @@ function ModelErrorBanner() {
         </a>
       </p>
       <button type="button" onClick={dismissModelError} className={buttonStyles.ghost}>
+        Dismiss
+      </button>
+    </div>
+  );
+}
+
+function KvPauseBanner() {
+  const text = useHearth(selectKvPauseBanner);
+  const { dismissKvBanner } = useStoreActions();
+  return text ? <KvPauseAlert text={text} onDismiss={dismissKvBanner} /> : null;
+}
+
+/** The "persistence paused" banner itself (its text comes from `selectKvPauseBanner`). */
+export function KvPauseAlert(props: { text: string; onDismiss: () => void }) {
+  return (
+    <div role="alert" className={`${bar} bg-amber-100 text-amber-950 dark:bg-amber-950 dark:text-amber-100`}>
+      <p className="flex-1">{props.text}</p>
+      <button type="button" onClick={props.onDismiss} className={buttonStyles.ghost}>
         Dismiss
       </button>
     </div>

@@ -1,4 +1,4 @@
-import type { AppState, EngineStatus, HearthError, ModelStatus, Settings } from '../contract.ts';
+import type { AppState, EngineStatus, HearthError, KvStatus, ModelStatus, Settings } from '../contract.ts';
 import type { ConnectionState } from '../transport/types.ts';
 import type { SliceCreator } from './types.ts';
 
@@ -20,6 +20,10 @@ export interface AppSlice {
   /** A model error the user dismissed (by identity), so the banner stays away until the next one. */
   readonly dismissedModelError: ModelStatus['error'] | null;
   readonly settings: Settings | null;
+  /** Disk KV persistence as the host last reported it (null: not reported). */
+  readonly kv: KvStatus | null;
+  /** The user dismissed the current pause's banner; a new pause (after a resume) shows it again. */
+  readonly kvBannerDismissed: boolean;
 
   setConnection(state: ConnectionState): void;
   setBootError(error: HearthError | null): void;
@@ -29,6 +33,13 @@ export interface AppSlice {
   setModel(status: ModelStatus): void;
   dismissModelError(): void;
   setSettings(settings: Settings): void;
+  setKv(status: KvStatus | null): void;
+  dismissKvBanner(): void;
+}
+
+/** The dismissal after a KV status update: kept while the same pause goes on, reset otherwise. */
+export function nextKvBannerDismissed(dismissed: boolean, previous: KvStatus | null, next: KvStatus | null): boolean {
+  return dismissed && previous?.persistence === 'paused' && next?.persistence === 'paused';
 }
 
 /**
@@ -60,6 +71,8 @@ export const createAppSlice: SliceCreator<AppSlice> = (set) => ({
   model: { status: 'idle' },
   dismissedModelError: null,
   settings: null,
+  kv: null,
+  kvBannerDismissed: false,
 
   setConnection: (connection) => set({ connection }),
   setBootError: (bootError) => set({ bootError }),
@@ -73,10 +86,14 @@ export const createAppSlice: SliceCreator<AppSlice> = (set) => ({
       engine: state.engine,
       model: state.model,
       settings: state.settings,
+      kv: state.kv ?? null,
+      kvBannerDismissed: nextKvBannerDismissed(s.kvBannerDismissed, s.kv, state.kv ?? null),
     })),
   setEngine: (status) => set((s) => ({ engine: status, engineBanner: nextEngineBanner(s.engineBanner, s.engine, status) })),
   dismissEngineBanner: () => set({ engineBanner: null }),
   setModel: (model) => set({ model }),
   dismissModelError: () => set((s) => ({ dismissedModelError: s.model.error ?? null })),
   setSettings: (settings) => set({ settings }),
+  setKv: (kv) => set((s) => ({ kv, kvBannerDismissed: nextKvBannerDismissed(s.kvBannerDismissed, s.kv, kv) })),
+  dismissKvBanner: () => set({ kvBannerDismissed: true }),
 });

@@ -49,6 +49,9 @@ export function bindEvents(
         state().setDownload(event.payload);
         if (event.payload.status === 'done') void actions.refreshModels();
         break;
+      case 'kv.status':
+        state().setKv(event.payload);
+        break;
       case 'app.command':
         if (event.payload.command === 'newChat') void actions.newChat();
         else if (event.payload.command === 'openSettings') actions.navigate({ name: 'settings' });

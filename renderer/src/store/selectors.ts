@@ -27,6 +27,17 @@ export const selectComposerFocus: Selector<number> = (s) => s.composerFocus;
 export const selectVisibleModelError: Selector<HearthError | null> = (s) =>
   s.model.status === 'error' && s.model.error && s.model.error !== s.dismissedModelError ? s.model.error : null;
 
+/**
+ * The text of the "persistence paused" banner, or null when persistence runs, is off, or the
+ * user dismissed this pause.
+ */
+export const selectKvPauseBanner: Selector<string | null> = (s) => {
+  if (s.kv?.persistence !== 'paused' || s.kvBannerDismissed) return null;
+  // Host messages end with a period; the sentence goes on after the reason.
+  const reason = (s.kv.reason?.message ?? 'the disk cannot be written to').trim().replace(/\.+$/, '');
+  return `Saving chat memory to disk is paused: ${reason}. Chats keep working; they will re-read their history when reopened.`;
+};
+
 export const selectChatList: Selector<HearthState['chatList']> = (s) => s.chatList;
 export const selectChatListLoaded: Selector<boolean> = (s) => s.chatListLoaded;
 export const selectChat = (chatId: string) => (s: HearthState) => s.chats[chatId];
