@@ -16,8 +16,8 @@
  *   from the same start through evaluating that message to the first greedy token, which is
  *   checked against the uninterrupted context (`firstTokenMatches`). `liveTtftMs` times that same
  *   step in the uninterrupted context: ttftMs − liveTtftMs is what resuming from disk costs.
- * - `readFloorMs` reads the manifest's chunk files, in chain order, with plain `readFile` calls one
- *   after another. The tail payload lives in index.db and is not in the floor (the store reads
+ * - `readFloorMs` reads the manifest's chunk files, in chain order, with plain synchronous
+ *   `readFileSync` calls one after another. The tail payload lives in index.db and is not in the floor (the store reads
  *   it in addition, so the floor is slightly generous to the comparison).
  * - Page cache: by default everything is warm: each file was just written, and native load,
  *   store restore and floor read all read from the page cache. `--cold` instead drops the
@@ -31,7 +31,7 @@
  *   RAM file system, so it is not counted there; `turnScratchBytes` shows it either way).
  *   `fullStateBytes` is that whole state file's size.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextOptions, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
@@ -312,12 +312,15 @@ async function measureSize(
           await ctx.dispose();
         }
       }
-      // The floor: the same chunk files, read plainly one after another.
+      // The floor: the same chunk files, read plainly one after another with synchronous reads.
+      // Async readFile pays a thread-pool round trip per open/read/close (milliseconds each on a
+      // busy 2-core machine), which the store's restore path does not: the floor must be the
+      // cheapest plain read, or the comparison flatters the store.
       if (chunkFiles.length > 0) {
         if (options.cold) await dropPageCache();
         const read = await timed(async () => {
           let total = 0;
-          for (const file of chunkFiles) total += (await readFile(file)).length;
+          for (const file of chunkFiles) total += readFileSync(file).length;
           return total;
         });
         if (keep) m.floor.push(read.ms);
