@@ -15,6 +15,7 @@ import { testModelPath, type TestModelVariant } from '../../test/support/models.
 import { expectedShape, KvCache, type KvProfile } from './kv-cache.ts';
 import type { GenerateInput, PromptMessage } from '../protocol.ts';
 import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
+import { seededText } from '../../test/support/text.ts';
 
 const CONTINUATION = 24;
 let llama: Llama;
@@ -30,19 +31,7 @@ async function model(variant: TestModelVariant): Promise<LlamaModel> {
   return loaded;
 }
 
-function text(seed: number, length: number): string {
-  const words = ['the', 'sea', 'was', 'calm', 'and', 'grey', 'under', 'a', 'low', 'sky', 'while', 'boats', 'drifted', 'home'];
-  let s = seed;
-  const out: string[] = [];
-  let size = 0;
-  while (size < length * 2) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    const word = words[s % words.length]!;
-    out.push(word);
-    size += word.length + 1;
-  }
-  return out.join(' ');
-}
+const text = seededText;
 
 function tokens(m: LlamaModel, seed: number, count: number): Token[] {
   const all = m.tokenize(text(seed, count));

@@ -11,6 +11,7 @@ import { getLlama, LlamaLogLevel, type Llama, type LlamaContextOptions, type Lla
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assembleStateFile, cleanPrefixLength, cutChunks, parseStateFile, truncateChunk, writeStateFile, type ParsedState } from '../kv/codec.ts';
 import { testModelPath, type TestModelVariant } from '../../test/support/models.ts';
+import { seededText } from '../../test/support/text.ts';
 
 const CHUNK = 256;
 const CONTINUATION = 32;
@@ -30,20 +31,7 @@ async function model(variant: TestModelVariant): Promise<LlamaModel> {
   return loaded;
 }
 
-/** Deterministic varied text: the tiny model's vocabulary is bytes, so ~1 token per character. */
-function text(seed: number, length: number): string {
-  const words = ['the', 'sea', 'was', 'calm', 'and', 'grey', 'under', 'a', 'low', 'sky', 'while', 'boats', 'drifted', 'home'];
-  let s = seed;
-  const out: string[] = [];
-  let size = 0;
-  while (size < length * 2) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    const word = words[s % words.length]!;
-    out.push(word);
-    size += word.length + 1;
-  }
-  return out.join(' ');
-}
+const text = seededText;
 
 async function tokens(m: LlamaModel, seed: number, count: number): Promise<Token[]> {
   const all = m.tokenize(text(seed, count));
