@@ -3,24 +3,12 @@ import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import type { HearthEvent } from '../contract/index.ts';
 import { FakeEngine } from './fake-engine.ts';
-import { finished, useTestHearths, value, type TestHearth } from './testing.ts';
+import { finished, until, useTestHearths, value, type TestHearth } from './testing.ts';
 
 const start = useTestHearths();
 
 async function newChat(t: TestHearth, systemPrompt = 'Be brief.') {
   return value(await t.hearth.api['chats.create']({ systemPrompt }));
-}
-
-function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (check()) resolve();
-      else if (Date.now() - started > timeoutMs) reject(new Error('condition not met in time'));
-      else setTimeout(tick, 2);
-    };
-    tick();
-  });
 }
 
 describe('sending', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { hearthError, type HearthEvent, type KvStatus } from '../contract/index.ts';
 import type { WorkerEvent } from '../protocol.ts';
 import { FakeEngine } from './fake-engine.ts';
-import { finished, useTestHearths, value, type TestHearth } from './testing.ts';
+import { finished, until, useTestHearths, value, type TestHearth } from './testing.ts';
 
 const start = useTestHearths();
 
@@ -16,18 +16,6 @@ function kvEvents(t: TestHearth): KvStatus[] {
 
 async function kvState(t: TestHearth): Promise<KvStatus | undefined> {
   return value(await t.hearth.api['app.state']({})).kv;
-}
-
-function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (check()) resolve();
-      else if (Date.now() - started > timeoutMs) reject(new Error('condition not met in time'));
-      else setTimeout(tick, 2);
-    };
-    tick();
-  });
 }
 
 describe('kv.status', () => {

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineStatus } from '../contract/index.ts';
 import { FakeEngine } from './fake-engine.ts';
 import { describeExit, Supervisor } from './supervisor.ts';
+import { until } from './testing.ts';
 
 const supervisors: Supervisor[] = [];
 
@@ -16,18 +17,6 @@ function makeSupervisor(engine: FakeEngine, extra: Partial<ConstructorParameters
   supervisor.onStatus((s) => statuses.push(s));
   supervisors.push(supervisor);
   return { supervisor, statuses };
-}
-
-function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (check()) resolve();
-      else if (Date.now() - start > timeoutMs) reject(new Error('condition not met in time'));
-      else setTimeout(tick, 2);
-    };
-    tick();
-  });
 }
 
 afterEach(async () => {

@@ -148,3 +148,16 @@ export function useTestHearths(): typeof startTestHearth {
     return t;
   };
 }
+
+/** Resolves once `check()` holds; rejects after `timeoutMs`. */
+export function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (check()) resolve();
+      else if (Date.now() - started > timeoutMs) reject(new Error('condition not met in time'));
+      else setTimeout(tick, 2);
+    };
+    tick();
+  });
+}
