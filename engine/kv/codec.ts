@@ -36,6 +36,7 @@ import {
   cleanPrefixLength,
   type CleanPrefixOptions,
   type ParsedState,
+  type StateLayerShape,
   type StateShape,
 } from './state-file.ts';
 
@@ -599,24 +600,19 @@ export class StateFileWriter {
     let off = 12 + 4 * tokens;
     fixed.push({ at: off, bytes: meta });
     off += meta.length;
-    const k: number[] = [];
-    const v: number[] = [];
-    for (const layer of shape.layers) {
-      const header = Buffer.allocUnsafe(12);
-      header.writeInt32LE(layer.kType, 0);
-      header.writeBigUInt64LE(BigInt(layer.kRowBytes), 4);
-      fixed.push({ at: off, bytes: header });
-      k.push(off + 12);
-      off += 12 + tokens * layer.kRowBytes;
-    }
-    for (const layer of shape.layers) {
-      const header = Buffer.allocUnsafe(12);
-      header.writeInt32LE(layer.vType, 0);
-      header.writeBigUInt64LE(BigInt(layer.vRowBytes), 4);
-      fixed.push({ at: off, bytes: header });
-      v.push(off + 12);
-      off += 12 + tokens * layer.vRowBytes;
-    }
+    // Per layer: type i32, row size u64, then the rows; all K sections come before all V sections.
+    const rowSections = (type: (l: StateLayerShape) => number, rowBytes: (l: StateLayerShape) => number): number[] =>
+      shape.layers.map((layer) => {
+        const header = Buffer.allocUnsafe(12);
+        header.writeInt32LE(type(layer), 0);
+        header.writeBigUInt64LE(BigInt(rowBytes(layer)), 4);
+        fixed.push({ at: off, bytes: header });
+        const rows = off + 12;
+        off += 12 + tokens * rowBytes(layer);
+        return rows;
+      });
+    const k = rowSections((l) => l.kType, (l) => l.kRowBytes);
+    const v = rowSections((l) => l.vType, (l) => l.vRowBytes);
     const rest = shape.nStream - 1 - stream;
     if (rest > 0) {
       fixed.push({ at: off, bytes: Buffer.alloc(4 * rest) });

@@ -6,7 +6,10 @@
  * chunk files are fsynced before the commit that references them, so the index never points to a
  * file that was not durable, and files whose commit was lost are swept by `gc()` as orphans.
  */
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
+import { openSqlite } from '../sqlite.ts';
+
+export { transaction } from '../sqlite.ts';
 
 /** Each entry moves the schema from `user_version = index` to `index + 1`. Append only. */
 const migrations: readonly string[] = [
@@ -67,38 +70,5 @@ const migrations: readonly string[] = [
 
 /** Opens (creating if needed) the index and brings its schema up to date. Throws on an unusable file. */
 export function openIndex(file: string): DatabaseSync {
-  const db = new DatabaseSync(file, { timeout: 5000 });
-  try {
-    db.exec('PRAGMA journal_mode = WAL');
-    db.exec('PRAGMA synchronous = NORMAL');
-    const row = db.prepare('PRAGMA user_version').get() as { user_version: number } | undefined;
-    const current = row?.user_version ?? 0;
-    if (current > migrations.length) {
-      throw new Error(`the KV index was written by a newer Hearth (schema ${current}; this build knows ${migrations.length})`);
-    }
-    for (let version = current; version < migrations.length; version++) {
-      transaction(db, () => {
-        db.exec(migrations[version] as string);
-        // PRAGMA takes no bound parameters; `version` is a number we control.
-        db.exec(`PRAGMA user_version = ${version + 1}`);
-      });
-    }
-    return db;
-  } catch (error) {
-    db.close();
-    throw error;
-  }
-}
-
-/** Runs `fn` in one IMMEDIATE transaction (a writer never upgrades a read lock and deadlocks). */
-export function transaction<T>(db: DatabaseSync, fn: () => T): T {
-  db.exec('BEGIN IMMEDIATE');
-  try {
-    const result = fn();
-    db.exec('COMMIT');
-    return result;
-  } catch (error) {
-    if (db.isTransaction) db.exec('ROLLBACK');
-    throw error;
-  }
+  return openSqlite(file, { migrations, what: 'The KV index' });
 }

@@ -10,7 +10,10 @@
  * earlier frame). One fsync per sent message costs a few milliseconds; one per streamed flush
  * would block the host's event loop 4× a second for nothing.
  */
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
+import { openSqlite } from '../sqlite.ts';
+
+export { durably, migrate, transaction, userVersion } from '../sqlite.ts';
 
 /** Each entry moves the schema from `user_version = index` to `index + 1`. Append only. */
 const migrations: readonly string[] = [
@@ -56,58 +59,5 @@ export const schemaVersion = migrations.length;
  * unusable file; the caller turns that into a clear startup error.
  */
 export function openDatabase(file: string): DatabaseSync {
-  const db = new DatabaseSync(file, { enableForeignKeyConstraints: true, timeout: 5000 });
-  try {
-    db.exec('PRAGMA journal_mode = WAL');
-    db.exec('PRAGMA synchronous = NORMAL');
-    db.exec('PRAGMA foreign_keys = ON');
-    migrate(db, migrations);
-    return db;
-  } catch (error) {
-    db.close();
-    throw error;
-  }
-}
-
-/** Applies the migrations the file has not seen yet, each in its own transaction. */
-export function migrate(db: DatabaseSync, list: readonly string[]): void {
-  const current = userVersion(db);
-  if (current > list.length) {
-    throw new Error(`The database was written by a newer Hearth (schema ${current}; this build knows ${list.length}).`);
-  }
-  for (let version = current; version < list.length; version++) {
-    transaction(db, () => {
-      db.exec(list[version] as string);
-      // PRAGMA does not take bound parameters; `version` is a number we control.
-      db.exec(`PRAGMA user_version = ${version + 1}`);
-    });
-  }
-}
-
-export function userVersion(db: DatabaseSync): number {
-  const row = db.prepare('PRAGMA user_version').get() as { user_version: number } | undefined;
-  return row?.user_version ?? 0;
-}
-
-/** Runs `fn` in one IMMEDIATE transaction (so a writer never upgrades a read lock and deadlocks). */
-export function transaction<T>(db: DatabaseSync, fn: () => T): T {
-  db.exec('BEGIN IMMEDIATE');
-  try {
-    const result = fn();
-    db.exec('COMMIT');
-    return result;
-  } catch (error) {
-    if (db.isTransaction) db.exec('ROLLBACK');
-    throw error;
-  }
-}
-
-/** Like `transaction`, but the COMMIT is fsynced: it survives power loss, not only a killed process. */
-export function durably<T>(db: DatabaseSync, fn: () => T): T {
-  db.exec('PRAGMA synchronous = FULL');
-  try {
-    return transaction(db, fn);
-  } finally {
-    db.exec('PRAGMA synchronous = NORMAL');
-  }
+  return openSqlite(file, { migrations, what: 'The database' });
 }
