@@ -3,12 +3,15 @@
  * system whose calls can be made to fail (ENOSPC halfway through a chunk, EIO on fsync) or wait.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { afterEach, beforeEach } from 'vitest';
+import type { Result } from '../contract/index.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fingerprint } from './fingerprint.ts';
 import type { FingerprintParts } from './fingerprint.ts';
 import type { StoreFileHandle, StoreFs } from './store-fs.ts';
 import { nodeFs } from './store-fs.ts';
+import { openKvStore, type KvStore, type KvStoreOptions } from './store.ts';
 
 export function tempRoot(): { root: string; cleanup: () => void } {
   const root = mkdtempSync(join(tmpdir(), 'hearth-kv-'));
@@ -108,4 +111,40 @@ export function faultyFs(base: StoreFs = nodeFs): { fs: StoreFs; faults: Faults 
     },
   };
   return { fs, faults };
+}
+
+/** The value of a successful Result; a failed one fails the test with its code and message. */
+export function value<T>(result: Result<T>): T {
+  if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
+  return result.value;
+}
+
+/**
+ * A fresh temp root per test of the calling file, and `open()` for stores in it (a 1 GiB budget
+ * and a deterministic clock unless overridden); every store is closed and the root removed after
+ * each test.
+ */
+export function useTestStores(chunkTokens: number): { readonly root: string; open(options?: Partial<KvStoreOptions>): Promise<KvStore> } {
+  let current: { root: string; cleanup: () => void } | null = null;
+  const opened: KvStore[] = [];
+  beforeEach(() => {
+    current = tempRoot();
+  });
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close();
+    current?.cleanup();
+    current = null;
+  });
+  return {
+    get root(): string {
+      if (!current) throw new Error('useTestStores: root is only available inside a test');
+      return current.root;
+    },
+    async open(options = {}) {
+      let clock = 1_000;
+      const store = value(await openKvStore({ root: this.root, budgetBytes: 1 << 30, chunkTokens, now: () => clock++, ...options }));
+      opened.push(store);
+      return store;
+    },
+  };
 }

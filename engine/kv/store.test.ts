@@ -2,42 +2,20 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Result } from '../contract/index.ts';
+import { describe, expect, it } from 'vitest';
 import { chunkPath, chunksDir, writeChunkFile } from './chunk-file.ts';
 import { chainKey, chunkKeys } from './fingerprint.ts';
 import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
 import { nodeFs } from './store-fs.ts';
 import type { Faults } from './store-testing.ts';
-import { faultyFs, payloadFor, payloadsFor, range, sampleFingerprint, tempRoot } from './store-testing.ts';
+import { faultyFs, payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from './store-testing.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
 const fp = sampleFingerprint();
 
-let root = '';
-let cleanup = (): void => undefined;
-const open: KvStore[] = [];
-
-beforeEach(() => {
-  ({ root, cleanup } = tempRoot());
-});
-afterEach(async () => {
-  for (const store of open.splice(0)) await store.close();
-  cleanup();
-});
-
-function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
-  return result.value;
-}
-
-async function openStore(options: Partial<KvStoreOptions> = {}): Promise<KvStore> {
-  let clock = 1_000;
-  const store = value(await openKvStore({ root, budgetBytes: 1 << 30, chunkTokens: C, now: () => clock++, ...options }));
-  open.push(store);
-  return store;
-}
+const stores = useTestStores(C);
+const openStore = stores.open.bind(stores);
 
 async function faultyStore(options: Partial<KvStoreOptions> = {}): Promise<{ store: KvStore; faults: Faults }> {
   const { fs, faults } = faultyFs();
@@ -58,7 +36,7 @@ async function save(store: KvStore, id: string, tokens: number[], tail = true) {
 }
 
 function chunkFiles(): string[] {
-  const top = chunksDir(root);
+  const top = chunksDir(stores.root);
   return readdirSync(top)
     .filter((d) => /^[0-9a-f]{2}$/.test(d))
     .flatMap((d) => readdirSync(join(top, d)).map((f) => join(top, d, f)));
@@ -66,7 +44,7 @@ function chunkFiles(): string[] {
 
 /** Refcounts as stored, read behind the store's back. */
 function refcounts(): Map<string, number> {
-  const db = new DatabaseSync(join(root, 'index.db'), { readOnly: true });
+  const db = new DatabaseSync(join(stores.root, 'index.db'), { readOnly: true });
   try {
     const rows = db.prepare('SELECT key, refcount FROM chunks').all() as { key: string; refcount: number }[];
     return new Map(rows.map((r) => [r.key, r.refcount]));
@@ -225,7 +203,7 @@ describe('KV store: damaged chunks', () => {
     it(`reports ${name} as '${reason}' and stops matching before it`, async () => {
       const { store, keys } = await setup();
       const bad = keys[1] as string;
-      damage(chunkPath(root, bad));
+      damage(chunkPath(stores.root, bad));
       const read = await store.readChunk(bad);
       expect(read.ok).toBe(false);
       if (read.ok) return;
@@ -236,7 +214,7 @@ describe('KV store: damaged chunks', () => {
       expect(value(store.findLongestPrefix(fp, tokens))).toMatchObject({ chunks: [keys[0]], chunkedTokens: 4, tail: null });
       expect(value(store.getManifest('a')).chunks).toEqual([keys[0]]);
       expect(value(store.getManifest('b'))).toMatchObject({ chunks: [keys[0]], tail: { bytes: 0 } });
-      expect(existsSync(chunkPath(root, keys[2] as string))).toBe(false);
+      expect(existsSync(chunkPath(stores.root, keys[2] as string))).toBe(false);
       expect(value(await store.checkIntegrity())).toMatchObject({ ok: true });
 
       // Re-reading from the bad chunk and saving again repairs the chain.
@@ -249,7 +227,7 @@ describe('KV store: damaged chunks', () => {
 
   it('stops a lookup at a chunk recorded as corrupt, and returns nothing unverified', async () => {
     const { store, keys } = await setup();
-    flipByte(chunkPath(root, keys[2] as string));
+    flipByte(chunkPath(stores.root, keys[2] as string));
     const { chunks, error } = await store.readChunks(keys);
     expect(chunks.map((c) => c.key)).toEqual(keys.slice(0, 2));
     expect(error).toMatchObject({ reason: 'checksum', key: keys[2] });
@@ -261,7 +239,7 @@ describe('KV store: damaged chunks', () => {
     expect(value(store.findLongestPrefix(fp, tokens))).toMatchObject({ chunkedTokens: 8, stop: 'absent' });
 
     // The record itself, seen before the invalidation: a chunk marked corrupt stops the walk.
-    const db = new DatabaseSync(join(root, 'index.db'));
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
     db.prepare('UPDATE chunks SET corrupt = ? WHERE key = ?').run('checksum', keys[1] as string);
     db.close();
     expect(value(store.findLongestPrefix(fp, tokens))).toMatchObject({ chunkedTokens: 4, stop: 'corrupt' });
@@ -270,7 +248,7 @@ describe('KV store: damaged chunks', () => {
 
   it("reports a file longer than its header says as 'length'", async () => {
     const { store, keys } = await setup();
-    const path = chunkPath(root, keys[3] as string);
+    const path = chunkPath(stores.root, keys[3] as string);
     writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.from([0])]));
     expect(await store.readChunk(keys[3] as string)).toMatchObject({ ok: false, error: { reason: 'length' } });
     expect(value(store.findLongestPrefix(fp, tokens)).chunkedTokens).toBe(12);
@@ -279,7 +257,7 @@ describe('KV store: damaged chunks', () => {
   it('drops a damaged tail instead of returning it', async () => {
     const store = await openStore();
     await save(store, 'a', range(0, 6));
-    const db = new DatabaseSync(join(root, 'index.db'));
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
     db.prepare('UPDATE manifests SET tail_crc = tail_crc + 1').run();
     db.close();
     expect(store.readTail('a')).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
@@ -352,7 +330,7 @@ describe('KV store: budget and eviction', () => {
     await save(store, 'b', b, false);
     await save(store, 'c', c, false);
     await store.touch('a'); // a is now the most recent; b the least
-    const chunkBytes = statSync(chunkPath(root, chunkKeys(fp, a, C)[0] as string)).size;
+    const chunkBytes = statSync(chunkPath(stores.root, chunkKeys(fp, a, C)[0] as string)).size;
     expect(value(await store.stats()).storedBytes).toBe(8 * chunkBytes);
 
     // Over budget by one chunk: b loses its last chunk only.
@@ -405,17 +383,17 @@ describe('KV store: GC and integrity', () => {
     // A crash between rename and commit: a complete chunk file the index never learnt of.
     const orphanTokens = range(500, 4);
     const orphan = chainKey(fp, orphanTokens);
-    await writeChunkFile(nodeFs, root, { key: orphan, parent: fp, tokens: orphanTokens, payload: payloadFor(orphanTokens) });
-    const dir = join(chunksDir(root), orphan.slice(0, 2));
+    await writeChunkFile(nodeFs, stores.root, { key: orphan, parent: fp, tokens: orphanTokens, payload: payloadFor(orphanTokens) });
+    const dir = join(chunksDir(stores.root), orphan.slice(0, 2));
     writeFileSync(join(dir, `.${orphan}.123-abcd.tmp`), 'partial');
     writeFileSync(join(dir, 'README'), 'not ours');
 
     const report = value(await store.checkIntegrity());
-    expect(report).toMatchObject({ ok: false, chunksVerified: 2, orphanFiles: [chunkPath(root, orphan)] });
+    expect(report).toMatchObject({ ok: false, chunksVerified: 2, orphanFiles: [chunkPath(stores.root, orphan)] });
     expect(report.tempFiles).toHaveLength(1);
 
     expect(value(await store.gc())).toMatchObject({ orphanFiles: 1, tempFiles: 1, unreferencedChunks: 0 });
-    expect(existsSync(chunkPath(root, orphan))).toBe(false);
+    expect(existsSync(chunkPath(stores.root, orphan))).toBe(false);
     expect(existsSync(join(dir, 'README'))).toBe(true);
     expect((await store.readChunks(value(store.getManifest('a')).chunks)).error).toBeNull();
     expect(value(await store.checkIntegrity()).ok).toBe(true);
@@ -425,7 +403,7 @@ describe('KV store: GC and integrity', () => {
     const store = await openStore();
     await save(store, 'a', range(0, 8));
     const keys = value(store.getManifest('a')).chunks;
-    const db = new DatabaseSync(join(root, 'index.db'));
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
     db.prepare('UPDATE chunks SET refcount = 0').run();
     db.close();
     expect(value(await store.gc()).unreferencedChunks).toBe(0);
@@ -445,9 +423,9 @@ describe('KV store: GC and integrity', () => {
     const keys = chunkKeys(fp, tokens, C);
     expect(value(await store.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 3, repaired: false });
 
-    flipByte(chunkPath(root, keys[2] as string));
-    unlinkSync(chunkPath(root, keys[1] as string));
-    const db = new DatabaseSync(join(root, 'index.db'));
+    flipByte(chunkPath(stores.root, keys[2] as string));
+    unlinkSync(chunkPath(stores.root, keys[1] as string));
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
     db.prepare('UPDATE chunks SET refcount = 7 WHERE key = ?').run(keys[0] as string);
     db.prepare("UPDATE manifests SET tail_crc = 0 WHERE id = 'a'").run();
     db.close();
@@ -473,7 +451,7 @@ describe('KV store: GC and integrity', () => {
 describe('KV store: model hash', () => {
   it('hashes a model once per path, size and mtime', async () => {
     const { store, faults } = await faultyStore();
-    const model = join(root, 'model.gguf');
+    const model = join(stores.root, 'model.gguf');
     writeFileSync(model, Buffer.alloc(3 * 1024 * 1024, 1));
     const progress: [number, number][] = [];
     const first = value(await store.modelContentHash(model, { onProgress: (d, t) => progress.push([d, t]) }));
@@ -496,24 +474,24 @@ describe('KV store: model hash', () => {
     expect(again.faults.reads.get(model)).toBe(1);
     writeFileSync(model, Buffer.alloc(10, 2));
     expect(value(await again.store.modelContentHash(model))).toBe(createHash('sha256').update(Buffer.alloc(10, 2)).digest('hex'));
-    expect(await again.store.modelContentHash(join(root, 'missing.gguf'))).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    expect(await again.store.modelContentHash(join(stores.root, 'missing.gguf'))).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
   });
 });
 
 describe('KV store: lifecycle', () => {
   it('fails clearly at open when the directory cannot be written', async () => {
-    writeFileSync(join(root, 'file'), 'x');
-    const underFile = await openKvStore({ root: join(root, 'file', 'kv'), budgetBytes: 1 });
+    writeFileSync(join(stores.root, 'file'), 'x');
+    const underFile = await openKvStore({ root: join(stores.root, 'file', 'kv'), budgetBytes: 1 });
     expect(underFile).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
-    if (!underFile.ok) expect(underFile.error.message).toContain(join(root, 'file', 'kv'));
+    if (!underFile.ok) expect(underFile.error.message).toContain(join(stores.root, 'file', 'kv'));
 
     const { fs, faults } = faultyFs();
     faults.openError = 'EACCES';
-    const denied = await openKvStore({ root: join(root, 'denied'), budgetBytes: 1, fs });
+    const denied = await openKvStore({ root: join(stores.root, 'denied'), budgetBytes: 1, fs });
     expect(denied).toMatchObject({ ok: false, error: { code: 'INTERNAL', hint: expect.stringContaining('write') } });
 
     if (process.getuid?.() !== 0) {
-      const readOnly = join(root, 'ro');
+      const readOnly = join(stores.root, 'ro');
       await value(await openKvStore({ root: readOnly, budgetBytes: 1 })).close();
       chmodSync(readOnly, 0o500);
       chmodSync(chunksDir(readOnly), 0o500);
@@ -526,8 +504,7 @@ describe('KV store: lifecycle', () => {
     faults.openError = null;
     faults.written = 0;
     faults.writeBudget = 0;
-    const full = value(await openKvStore({ root: join(root, 'full'), budgetBytes: 1, fs }));
-    open.push(full);
+    const full = await openStore({ root: join(stores.root, 'full'), budgetBytes: 1, fs });
     expect(full.persistencePaused?.reason.code).toBe('DISK_FULL');
   });
 

@@ -1,29 +1,14 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { hearthError, type Result } from '../contract/index.ts';
-import { openKvStore, type KvStore } from '../kv/store.ts';
-import { faultyFs, payloadsFor, range, sampleFingerprint, tempRoot } from '../kv/store-testing.ts';
+import { describe, expect, it } from 'vitest';
+import { hearthError } from '../contract/index.ts';
+import type { KvStore } from '../kv/store.ts';
+import { faultyFs, payloadsFor, range, sampleFingerprint, useTestStores, value } from '../kv/store-testing.ts';
 import type { WorkerEvent } from '../protocol.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
 
 const C = 4;
 const fp = sampleFingerprint();
 
-let root = '';
-let cleanup = (): void => undefined;
-const open: KvStore[] = [];
-
-beforeEach(() => {
-  ({ root, cleanup } = tempRoot());
-});
-afterEach(async () => {
-  for (const store of open.splice(0)) await store.close();
-  cleanup();
-});
-
-function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
-  return result.value;
-}
+const stores = useTestStores(C);
 
 function put(store: KvStore, id: string, tokens: number[]) {
   return store.putManifest(id, { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C) });
@@ -32,8 +17,7 @@ function put(store: KvStore, id: string, tokens: number[]) {
 describe('kvPersistence worker events', () => {
   it('reports the initial state, one pause on ENOSPC (however many writes fail), and the resume', async () => {
     const { fs, faults } = faultyFs();
-    const store = value(await openKvStore({ root, budgetBytes: 1 << 30, chunkTokens: C, fs }));
-    open.push(store);
+    const store = await stores.open({ fs });
     const events: WorkerEvent[] = [];
     const unwatch = watchKvPersistence(store, (e) => events.push(e));
     expect(events).toEqual([{ type: 'kvPersistence', paused: false }]);
@@ -60,8 +44,7 @@ describe('kvPersistence worker events', () => {
   it('reports a store that opens on a full disk as paused at once', async () => {
     const { fs, faults } = faultyFs();
     faults.writeBudget = 0;
-    const store = value(await openKvStore({ root, budgetBytes: 1 << 30, chunkTokens: C, fs }));
-    open.push(store);
+    const store = await stores.open({ fs });
     const events: WorkerEvent[] = [];
     watchKvPersistence(store, (e) => events.push(e));
     expect(events).toEqual([expect.objectContaining({ type: 'kvPersistence', paused: true, reason: expect.objectContaining({ code: 'DISK_FULL' }) })]);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AppState, HearthError, KvStatus } from '../contract.ts';
+import { appState } from '../test-support/fixtures.ts';
 import { fakeTransport } from '../test-support/fake-transport.ts';
 import { createActions } from './actions.ts';
 import { nextKvBannerDismissed } from './app-slice.ts';
@@ -12,26 +13,7 @@ const paused: KvStatus = { persistence: 'paused', reason: diskFull };
 const expected =
   'Saving chat memory to disk is paused: The KV store cannot write: ENOSPC: no space left on device. Chats keep working; they will re-read their history when reopened.';
 
-const appState = (kv?: KvStatus): AppState => ({
-  version: '0.1.0',
-  host: 'browser',
-  dataDir: '/d',
-  modelsDir: '/d/models',
-  engine: { state: 'running', restarts: 0 },
-  model: { status: 'ready' },
-  settings: {
-    threads: 0,
-    contextSize: 0,
-    theme: 'system',
-    defaultSystemPrompt: '',
-    defaultSampling: { temperature: 0.7, topP: 0.95, maxTokens: 512 },
-    lastModelPath: null,
-    kvPersistence: true,
-    kvBudgetBytes: 10 * 1024 ** 3,
-    kvChunkTokens: 256,
-  },
-  ...(kv ? { kv } : {}),
-});
+const appStateWith = (kv?: KvStatus): AppState => appState(kv ? { kv } : {});
 
 function setup() {
   const transport = fakeTransport();
@@ -46,7 +28,7 @@ function setup() {
 describe('the KV persistence banner', () => {
   it('shows on a pause with its reason, and goes away when persistence resumes', () => {
     const t = setup();
-    t.store.getState().setAppState(appState({ persistence: 'on' }));
+    t.store.getState().setAppState(appStateWith({ persistence: 'on' }));
     expect(t.banner()).toBeNull();
     t.kv(paused);
     expect(t.banner()).toBe(expected);
@@ -62,7 +44,7 @@ describe('the KV persistence banner', () => {
     expect(t.banner()).toBeNull();
     // The host reports the pause again (a new reason, or a resync): still the same pause.
     t.kv({ persistence: 'paused', reason: { code: 'INTERNAL', message: 'EIO on fsync' } });
-    t.store.getState().setAppState(appState(paused));
+    t.store.getState().setAppState(appStateWith(paused));
     expect(t.banner()).toBeNull();
     t.kv({ persistence: 'on' });
     t.kv(paused);
@@ -71,11 +53,11 @@ describe('the KV persistence banner', () => {
 
   it('shows a pause learnt from app.state (at boot or after a reconnect), never for "off"', () => {
     const t = setup();
-    t.store.getState().setAppState(appState(paused));
+    t.store.getState().setAppState(appStateWith(paused));
     expect(t.banner()).toBe(expected);
-    t.store.getState().setAppState(appState({ persistence: 'off' }));
+    t.store.getState().setAppState(appStateWith({ persistence: 'off' }));
     expect(t.banner()).toBeNull();
-    t.store.getState().setAppState(appState());
+    t.store.getState().setAppState(appStateWith());
     expect(t.store.getState().kv).toBeNull();
     t.kv({ persistence: 'paused' });
     expect(t.banner()).toBe(

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { AppState, EngineStatus, Message } from '../contract.ts';
+import type { EngineStatus, Message } from '../contract.ts';
 import type { Route } from '../lib/route.ts';
-import { chat, msg } from '../test-support/fixtures.ts';
+import { appState, chat, msg } from '../test-support/fixtures.ts';
 import { fakeTransport, ok, type FakeTransport } from '../test-support/fake-transport.ts';
 import { createActions } from './actions.ts';
 import { nextEngineBanner } from './app-slice.ts';
@@ -10,26 +10,6 @@ import { joinOrphan } from './messages-slice.ts';
 import { selectActivePathIds, selectBranchInfo, selectStreamingId, selectVisibleModelError } from './selectors.ts';
 import { createHearthStore } from './store.ts';
 
-const appState = (extra: Partial<AppState> = {}): AppState => ({
-  version: '0.1.0',
-  host: 'browser',
-  dataDir: '/d',
-  modelsDir: '/d/models',
-  engine: { state: 'running', restarts: 0 },
-  model: { status: 'ready' },
-  settings: {
-    threads: 0,
-    contextSize: 0,
-    theme: 'system',
-    defaultSystemPrompt: '',
-    defaultSampling: { temperature: 0.7, topP: 0.95, maxTokens: 512 },
-    lastModelPath: null,
-    kvPersistence: true,
-    kvBudgetBytes: 10 * 1024 ** 3,
-    kvChunkTokens: 256,
-  },
-  ...extra,
-});
 
 function setup(transport: FakeTransport = fakeTransport()) {
   const store = createHearthStore();

@@ -1,5 +1,5 @@
 /** Test data builders shared by the renderer's unit tests. */
-import type { Chat, Message } from '../contract.ts';
+import type { AppState, Chat, Message } from '../contract.ts';
 
 let clock = 1_000;
 
@@ -24,3 +24,25 @@ export function chat(id = 'c1', extra: Partial<Chat> = {}): Chat {
     ...extra,
   };
 }
+
+/** An app state as the host reports it at start, with a ready model. */
+export const appState = (extra: Partial<AppState> = {}): AppState => ({
+  version: '0.1.0',
+  host: 'browser',
+  dataDir: '/d',
+  modelsDir: '/d/models',
+  engine: { state: 'running', restarts: 0 },
+  model: { status: 'ready' },
+  settings: {
+    threads: 0,
+    contextSize: 0,
+    theme: 'system',
+    defaultSystemPrompt: '',
+    defaultSampling: { temperature: 0.7, topP: 0.95, maxTokens: 512 },
+    lastModelPath: null,
+    kvPersistence: true,
+    kvBudgetBytes: 10 * 1024 ** 3,
+    kvChunkTokens: 256,
+  },
+  ...extra,
+});
