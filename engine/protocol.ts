@@ -38,10 +38,28 @@ export interface GenerateOutput {
   readonly stats: MessageStats;
 }
 
+/** What a slot is doing: generations and saves run one at a time (worker/slots.ts). */
+export type SlotState = 'idle' | 'generating' | 'saving' | 'restoring';
+
+/** One resident sequence (slot) of the loaded context. */
+export interface SlotMetrics {
+  readonly index: number;
+  /** The chat whose KV it holds; null when free. */
+  readonly chatId: string | null;
+  readonly cellsUsed: number;
+  /** The slot's context size (`ModelInfo.contextSize`). */
+  readonly cellsCapacity: number;
+  readonly state: SlotState;
+}
+
 /** A snapshot of the engine's counters, sampled by the host. */
 export interface EngineMetrics {
+  /** Cells in use, summed over the slots. */
   readonly kvCellsUsed: number;
+  /** Cells allocated for the whole context (every slot's). */
   readonly kvCellsCapacity: number;
+  /** One row per slot, by index; empty without a model. */
+  readonly slots: readonly SlotMetrics[];
   /** The disk KV store, when persistence is on. */
   readonly kvStore?: { readonly bytesOnDisk: number; readonly chunkCount: number; readonly logicalBytes: number };
 }
@@ -62,9 +80,11 @@ export interface WorkerMethods {
   /**
    * Loads a model (unloading any previous one) and creates its context. The host has already
    * validated the file with `gguf/` before asking: nothing unchecked reaches llama.cpp.
+   * `contextSize` is per slot (0 = automatic); `slots` (1..8, default 1) is the number of resident
+   * sequences, so the context holds contextSize × slots cells.
    */
   loadModel: {
-    input: { readonly path: string; readonly contextSize: number; readonly threads: number };
+    input: { readonly path: string; readonly contextSize: number; readonly threads: number; readonly slots?: number };
     output: ModelInfo;
   };
   unloadModel: { input: Record<string, never>; output: Record<string, never> };

@@ -12,6 +12,7 @@ import type {
   DownloadProgress,
   EngineStatus,
   KvStatus,
+  KvStoreInfo,
   LocalModel,
   Message,
   ModelInfo,
@@ -53,6 +54,7 @@ export const settingsPatchSchema = z.strictObject({
   kvPersistence: z.boolean().optional(),
   kvBudgetBytes: z.number().int().min(0).max(2 ** 50).optional(),
   kvChunkTokens: z.number().int().min(16).max(4096).optional(),
+  kvSlots: z.number().int().min(1).max(8).optional(),
 });
 
 const empty = z.strictObject({});
@@ -62,7 +64,10 @@ const chatRef = z.strictObject({ chatId: idSchema });
 export const callInputs = {
   /** Everything the UI needs at start. */
   'app.state': empty,
-  /** Changes settings; threads and context size apply at the next model load. */
+  /**
+   * Changes settings. Threads, context size and slots apply at the next model load (a slots change
+   * reloads the loaded model); KV persistence, budget and chunk size restart the engine to apply.
+   */
   'settings.update': settingsPatchSchema,
 
   /** GGUF files in the models directory. */
@@ -109,6 +114,9 @@ export const callInputs = {
   'chats.switchBranch': z.strictObject({ chatId: idSchema, messageId: idSchema }),
   /** Stops the chat's reply in progress; the text so far is kept. */
   'chats.stop': chatRef,
+
+  /** The disk KV store's size, budget and the free disk beside it. */
+  'kv.stats': empty,
 } as const;
 
 export type CallName = keyof typeof callInputs;
@@ -136,6 +144,7 @@ export interface CallOutputs {
   'chats.regenerate': { readonly assistantMessage: Message };
   'chats.switchBranch': Chat;
   'chats.stop': { readonly stopped: boolean };
+  'kv.stats': KvStoreInfo;
 }
 
 /** Everything the host pushes to the renderer. */

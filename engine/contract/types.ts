@@ -35,7 +35,10 @@ export interface ModelStatus {
 /** The engine process, as the host supervising it sees it. */
 export interface EngineStatus {
   readonly state: 'starting' | 'running' | 'restarting' | 'stopped';
-  /** How many times the engine process was restarted after dying. */
+  /**
+   * How many times the engine process was restarted after dying. A deliberate restart (the host
+   * applying changed disk KV settings) also passes through 'restarting' but does not count here.
+   */
   readonly restarts: number;
   /** The last time the engine died unexpectedly, and how. */
   readonly lastCrash?: { readonly at: number; readonly reason: string };
@@ -61,12 +64,22 @@ export interface Settings {
   readonly defaultSampling: Sampling;
   /** The last model loaded, loaded again at start. */
   readonly lastModelPath: string | null;
-  /** Keep each chat's KV cache on disk and restore it (issue 3). Applied when the engine next starts. */
+  /**
+   * Keep each chat's KV cache on disk and restore it (issue 3). Applied on save: the host restarts
+   * the engine process gracefully (pending KV saves are flushed, the model reloads; not a crash).
+   * While a reply streams, a model loads or a download runs, the restart waits until it ends.
+   */
   readonly kvPersistence: boolean;
-  /** Disk budget of the KV store in bytes. Applied when the engine next starts. */
+  /** Disk budget of the KV store in bytes. Applied on save, as `kvPersistence` is. */
   readonly kvBudgetBytes: number;
-  /** Tokens per stored KV chunk; changing it makes stored KV a cache miss. Applied when the engine next starts. */
+  /** Tokens per stored KV chunk; changing it makes stored KV a cache miss. Applied on save, as `kvPersistence` is. */
   readonly kvChunkTokens: number;
+  /**
+   * Resident sequences (slots): chats whose KV stays in memory at once. A chat that needs a slot
+   * when all are taken swaps through the disk store. Applied at the next model load; on save the
+   * host reloads the loaded model for it (once the engine is idle, as for `kvPersistence`).
+   */
+  readonly kvSlots: number;
 }
 
 export interface ChatSummary {
@@ -169,6 +182,20 @@ export interface KvStatus {
   readonly persistence: 'on' | 'paused' | 'off';
   /** Why persistence is paused. */
   readonly reason?: HearthError;
+}
+
+/** The disk KV store at a glance, for Settings (the budget is shown beside the free disk). */
+export interface KvStoreInfo {
+  readonly persistence: KvStatus['persistence'];
+  /** Chunk files and tails on disk. */
+  readonly bytesOnDisk: number;
+  readonly chunkCount: number;
+  /** What the chats' manifests reference, a shared chunk counted once per chat. */
+  readonly logicalBytes: number;
+  readonly budgetBytes: number;
+  /** Free space on the disk that holds the store; null when it cannot be read. */
+  readonly freeDiskBytes: number | null;
+  readonly chunkTokens: number;
 }
 
 export interface AppState {

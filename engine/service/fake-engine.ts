@@ -3,7 +3,7 @@
  * fails on request, and "crashes". Not used by the app.
  */
 import { err, ok, type HearthError, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
-import type { EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../protocol.ts';
+import type { EngineMetrics, EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../protocol.ts';
 
 export interface FakeBehaviour {
   /** The reply, token by token. */
@@ -20,7 +20,7 @@ export interface FakeBehaviour {
   silent: boolean;
   /** Events each process sends while handling `init`, before answering it (e.g. `kvPersistence`). */
   initEvents: WorkerEvent[];
-  metrics: { kvCellsUsed: number; kvCellsCapacity: number };
+  metrics: EngineMetrics;
 }
 
 let nextPid = 40_000;
@@ -35,7 +35,7 @@ export class FakeEngine {
     initError: null,
     silent: false,
     initEvents: [],
-    metrics: { kvCellsUsed: 17, kvCellsCapacity: 4096 },
+    metrics: { kvCellsUsed: 17, kvCellsCapacity: 4096, slots: [] },
   };
   readonly ports: FakePort[] = [];
   /** Every call any port received, in order. */

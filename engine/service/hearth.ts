@@ -19,6 +19,8 @@ import { openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
 import { Emitter } from './emitter.ts';
 import { Generations } from './generations.ts';
+import { KvSettingsApplier, planKvApply } from './kv-apply.ts';
+import { readKvStats } from './kv-stats.ts';
 import { KvStatusTracker } from './kv-status.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
@@ -134,7 +136,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     logLevel: options.logLevel ?? 'info',
     log,
     ...(wiring.backoff ? { backoff: wiring.backoff } : {}),
-    // Read at each engine start, so changed KV settings apply from the next start.
+    // Read at each engine start; `settings.update` restarts the engine when they change.
     initInput: () => {
       const s = readSettings(db);
       // initInput first runs at supervisor.start() below, once kvStatus exists.
@@ -159,6 +161,16 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
   });
   const downloads = new Downloads({ engine: supervisor, modelsDir: dirs.models, emit });
   const chats = new Conversations({ store, generations, model, settings, emit });
+  const kvApplier = new KvSettingsApplier({
+    busy: () => generations.activeChatIds.length > 0 || model.status.status === 'loading' || downloads.active.length > 0,
+    restartEngine: () => supervisor.restart(),
+    loadedModel: () => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null),
+    loadModel: (file) => model.load(file),
+    log,
+  });
+  // Every reply end, load end and download end is an event: a queued KV change runs after it.
+  events.on(() => kvApplier.poke());
+  const kvDir = path.join(dirs.root, 'kv');
 
   let disposed: Promise<void> | null = null;
   const guard = <I, O>(name: CallName, fn: (input: I) => Promise<Result<O>>) =>
@@ -185,8 +197,19 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
         kv: kvStatus.status,
       }),
     ),
-    /** Threads and context size apply at the next model load, not to the loaded model. */
-    'settings.update': guard('settings.update', async (patch) => ok(updateSettings(db, patch))),
+    /**
+     * Threads and context size apply at the next model load, not to the loaded model. The disk
+     * KV settings apply now (kv-apply.ts): a changed persistence, budget or chunk size restarts
+     * the engine gracefully and this answers once it runs again; a changed slot count reloads
+     * the loaded model. While the engine is busy (a reply streams, a model loads, a download
+     * runs) the change is saved, this answers at once, and it applies when the engine is idle.
+     */
+    'settings.update': guard('settings.update', async (patch) => {
+      const before = settings();
+      const after = updateSettings(db, patch);
+      await kvApplier.apply(planKvApply(before, after));
+      return ok(after);
+    }),
     'models.list': guard('models.list', async () => ok({ models: await listModels(dirs.models) })),
     'models.recommended': guard('models.recommended', async () => ok({ models: recommendedModels })),
     'models.load': guard('models.load', async ({ path: file }) => model.load(file)),
@@ -215,6 +238,16 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     'chats.regenerate': guard('chats.regenerate', (input) => chats.regenerate(input)),
     'chats.switchBranch': guard('chats.switchBranch', (input) => chats.switchBranch(input)),
     'chats.stop': guard('chats.stop', (input) => chats.stop(input)),
+    'kv.stats': guard('kv.stats', async () =>
+      ok(
+        await readKvStats({
+          metrics: () => supervisor.request('metrics', {}, { timeoutMs: 2000 }),
+          settings,
+          kvStatus: () => kvStatus.status,
+          diskPaths: [kvDir, dirs.root],
+        }),
+      ),
+    ),
   };
 
   await supervisor.start();
@@ -231,7 +264,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     },
     onEvent: (listener) => events.on(listener),
     async metricsText() {
-      let kv: EngineMetrics = { kvCellsUsed: 0, kvCellsCapacity: 0 };
+      let kv: EngineMetrics = { kvCellsUsed: 0, kvCellsCapacity: 0, slots: [] };
       if (!disposed && model.ready && supervisor.status.state === 'running') {
         const sampled = await supervisor.request('metrics', {}, { timeoutMs: 1000 });
         if (sampled.ok) kv = sampled.value;
@@ -243,6 +276,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     },
     dispose() {
       disposed ??= (async () => {
+        kvApplier.dispose();
         await generations.stopAll(wiring.stopGraceMs ?? 2000);
         await supervisor.dispose();
         db.close();

@@ -76,17 +76,18 @@ describe('kv.status', () => {
     expect(kvEvents(t).at(-1)).toEqual({ persistence: 'on' });
   });
 
-  it('is "off" when the settings turn persistence off, from the next engine start', async () => {
+  it('is "off" as soon as the settings turn persistence off (the engine restarts to apply it)', async () => {
     const engine = new FakeEngine();
     const t = await start({ engine });
     value(await t.hearth.api['settings.update']({ kvPersistence: false }));
-    expect(await kvState(t)).toEqual({ persistence: 'on' });
-    engine.crash();
-    await t.waitFor((e) => e.type === 'kv.status');
+    // settings.update answers once the restarted engine runs: its init said "no store".
+    expect(await kvState(t)).toEqual({ persistence: 'off' });
     expect(kvEvents(t)).toEqual([{ persistence: 'off' }]);
+    expect(engine.callsOf('init').at(-1)).toMatchObject({ kvDir: null });
     engine.event(paused); // nothing is persisted, so nothing can pause
+    engine.crash();
     await t.waitFor((e) => e.type === 'engine.status' && e.payload.state === 'running' && e.payload.restarts === 1);
     expect(await kvState(t)).toEqual({ persistence: 'off' });
-    expect(engine.callsOf('init').at(-1)).toMatchObject({ kvDir: null });
+    expect(kvEvents(t)).toEqual([{ persistence: 'off' }]);
   });
 });

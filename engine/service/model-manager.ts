@@ -86,7 +86,7 @@ export class ModelManager {
 
   /**
    * Validates the file with the GGUF reader (nothing unchecked reaches llama.cpp), then loads it
-   * with the thread count and context size in force now. Replies in progress are stopped first.
+   * with the thread count, context size (per slot) and slot count in force now. Replies in progress are stopped first.
    * A file that fails validation leaves a loaded model loaded.
    */
   async load(input: string): Promise<Result<ModelInfo>> {
@@ -105,6 +105,7 @@ export class ModelManager {
         path: file.value,
         contextSize: settings.contextSize,
         threads: this.threads(),
+        slots: settings.kvSlots,
       });
       if (!result.ok) {
         // A model whose load kills the engine must not be reloaded in a loop.

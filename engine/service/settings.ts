@@ -19,6 +19,7 @@ export const defaultSettings: Settings = {
   kvPersistence: true,
   kvBudgetBytes: 10 * 1024 ** 3,
   kvChunkTokens: 256,
+  kvSlots: 1,
 };
 
 /** What `settings.update` may change (the contract's settingsPatchSchema, plus the host's own keys). */
@@ -32,6 +33,7 @@ export interface SettingsPatch {
   readonly kvPersistence?: boolean | undefined;
   readonly kvBudgetBytes?: number | undefined;
   readonly kvChunkTokens?: number | undefined;
+  readonly kvSlots?: number | undefined;
 }
 
 export function readSettings(db: DatabaseSync): Settings {
@@ -57,6 +59,7 @@ export function readSettings(db: DatabaseSync): Settings {
     kvPersistence: pick('kvPersistence', (v) => typeof v === 'boolean'),
     kvBudgetBytes: pick('kvBudgetBytes', (v) => Number.isInteger(v) && (v as number) >= 0),
     kvChunkTokens: pick('kvChunkTokens', (v) => Number.isInteger(v) && (v as number) >= 1),
+    kvSlots: pick('kvSlots', (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 8),
   };
 }
 

@@ -133,6 +133,86 @@ describe('Supervisor', () => {
     expect((await supervisor.request('metrics', {})).ok).toBe(false);
   });
 
+  it('restart is graceful and not a crash: SIGTERM, a fresh process with fresh init input, onRestart, no crash counted', async () => {
+    const engine = new FakeEngine();
+    const signals: (NodeJS.Signals | undefined)[] = [];
+    let budget = 100;
+    const { supervisor, statuses } = makeSupervisor(engine, {
+      spawn: () => {
+        const port = engine.spawn();
+        const kill = port.kill.bind(port);
+        port.kill = (signal) => {
+          signals.push(signal);
+          kill(signal);
+        };
+        return port;
+      },
+      initInput: () => ({ kvDir: '/kv', kvBudgetBytes: budget }),
+    });
+    let restarted = 0;
+    supervisor.onRestart(() => restarted++);
+    await supervisor.start();
+    engine.behaviour.pauseAfter = 0;
+    await supervisor.request('loadModel', { path: '/m.gguf', contextSize: 0, threads: 1 });
+    const pending = supervisor.request('generate', { requestId: 'r1', chatId: 'c1', messages: [], sampling: { temperature: 0, topP: 1, maxTokens: 8 } });
+    const firstPid = supervisor.pid;
+    budget = 200;
+    const result = await supervisor.restart();
+    expect(result).toEqual({ ok: true, value: undefined });
+    expect(signals).toEqual(['SIGTERM']);
+    const cut = await pending;
+    expect(cut.ok || cut.error.code).toBe('ENGINE_UNAVAILABLE');
+    expect(supervisor.status).toEqual({ state: 'running', restarts: 0 });
+    expect(statuses.map((s) => s.state)).toEqual(['running', 'restarting', 'running']);
+    expect(statuses.every((s) => s.restarts === 0 && s.lastCrash === undefined)).toBe(true);
+    expect(restarted).toBe(1);
+    expect(supervisor.pid).not.toBe(firstPid);
+    expect(engine.callsOf('init').map((i) => i.kvBudgetBytes)).toEqual([100, 200]);
+    expect((await supervisor.request('metrics', {})).ok).toBe(true);
+  });
+
+  it('restart kills an engine that ignores SIGTERM after the grace period; restarts run one after another', async () => {
+    const engine = new FakeEngine();
+    const signals: (NodeJS.Signals | undefined)[] = [];
+    const { supervisor } = makeSupervisor(engine, {
+      killGraceMs: 30,
+      spawn: () => {
+        const port = engine.spawn();
+        const kill = port.kill.bind(port);
+        port.kill = (signal) => {
+          signals.push(signal);
+          if (signal !== 'SIGTERM') kill(signal);
+        };
+        return port;
+      },
+    });
+    await supervisor.start();
+    const [a, b] = await Promise.all([supervisor.restart(), supervisor.restart()]);
+    expect(a.ok && b.ok).toBe(true);
+    expect(signals).toEqual(['SIGTERM', 'SIGKILL', 'SIGTERM', 'SIGKILL']);
+    expect(engine.ports).toHaveLength(3);
+    expect(supervisor.status).toEqual({ state: 'running', restarts: 0 });
+  });
+
+  it('restart of an engine that then fails to start is a crash, retried with backoff', async () => {
+    const engine = new FakeEngine();
+    const { supervisor } = makeSupervisor(engine);
+    await supervisor.start();
+    engine.behaviour.initError = { code: 'INTERNAL', message: 'bindings failed' };
+    const result = await supervisor.restart();
+    expect(result.ok || result.error.code).toBe('ENGINE_CRASHED');
+    expect(supervisor.status).toMatchObject({ state: 'restarting', restarts: 1 });
+    engine.behaviour.initError = null;
+    await until(() => supervisor.status.state === 'running');
+    // Nothing is up to stop while a crash restart waits: the next start reads the settings anyway.
+    engine.crash();
+    await until(() => supervisor.status.state === 'restarting');
+    expect(await supervisor.restart()).toEqual({ ok: true, value: undefined });
+    await until(() => supervisor.status.state === 'running');
+    await supervisor.dispose();
+    expect((await supervisor.restart()).ok).toBe(false);
+  });
+
   it('describes exits', () => {
     expect(describeExit(139, null)).toBe('exit code 139');
     expect(describeExit(null, 'SIGKILL')).toBe('signal SIGKILL');

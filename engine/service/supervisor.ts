@@ -3,6 +3,11 @@
  * dies (llama.cpp can segfault: facts.md). A death fails every request in flight with
  * ENGINE_CRASHED; the service then marks the reply incomplete and reloads the model, so a crash
  * costs a restart, never a lost chat (style.md §3).
+ *
+ * `restart()` is the deliberate kind (settings that the engine reads at `init` changed): the
+ * same stop as `dispose`, then a fresh process at once. It goes through the same 'restarting'
+ * state, so the model reloads as after a crash, but it is not a crash: `restarts` and
+ * `lastCrash` stay as they were, and the renderer shows no crash banner for it.
  */
 import { err, hearthError, type EngineStatus, type HearthError, type Result } from '../contract/index.ts';
 import type { EnginePort, InitInput, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
@@ -17,7 +22,7 @@ export interface SupervisorOptions {
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number; readonly stableMs: number };
   /** How long a fresh process may take to say `ready` and finish `init` before it is killed. */
   readonly startTimeoutMs?: number;
-  /** How long `dispose` waits after SIGTERM before SIGKILL. */
+  /** How long `dispose` and `restart` wait after SIGTERM before SIGKILL. */
   readonly killGraceMs?: number;
   readonly log?: (level: LogLevel, message: string) => void;
   /** Extra `init` input, read at each process start (the disk KV settings). */
@@ -59,6 +64,12 @@ export class Supervisor {
   #disposed = false;
   #exitWaiters: (() => void)[] = [];
   #firstStartWaiters: (() => void)[] | null = [];
+  /** The current process is being stopped by `restart()`: its exit is not a crash. */
+  #stopping = false;
+  /** Resolved when a process finished `init`, or when one died (the crash path took over). */
+  #settleWaiters: (() => void)[] = [];
+  /** The restarts asked for, one after another. */
+  #restartChain: Promise<unknown> = Promise.resolve();
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -212,6 +223,7 @@ export class Supervisor {
     this.#setStatus({ ...this.#status, state: 'running' });
     this.#log('info', `engine running (${result.value.build})`);
     this.#resolveFirstStart();
+    for (const resolve of this.#settleWaiters.splice(0)) resolve();
     if (wasRestart) this.#restarted.emit();
   }
 
@@ -232,6 +244,15 @@ export class Supervisor {
       this.#failAll(hearthError('ENGINE_UNAVAILABLE', 'The engine was stopped.'));
       return;
     }
+    if (this.#stopping) {
+      this.#stopping = false;
+      this.#failAll(hearthError('ENGINE_UNAVAILABLE', 'The engine restarted to apply new settings.', 'Try again in a moment.'));
+      this.#runningSince = null;
+      this.#log('info', `engine process stopped (${reason}) to apply new settings; starting a fresh one`);
+      this.#launch();
+      return;
+    }
+    for (const resolve of this.#settleWaiters.splice(0)) resolve();
     this.#failAll(hearthError('ENGINE_CRASHED', `The engine process died (${reason}).`, 'It restarts by itself; try again in a moment.'));
     const now = Date.now();
     if (this.#runningSince !== null && now - this.#runningSince >= this.#backoff.stableMs) this.#delayMs = this.#backoff.initialMs;
@@ -242,6 +263,49 @@ export class Supervisor {
     this.#setStatus({ state: 'restarting', restarts: this.#status.restarts + 1, lastCrash: { at: now, reason } });
     this.#resolveFirstStart();
     this.#retryTimer = setTimeout(() => this.#launch(), delay);
+  }
+
+  /**
+   * Stops the running engine process gracefully and starts a fresh one, which reads `initInput`
+   * anew. The old process gets SIGTERM, so it flushes its pending KV saves within its bound
+   * (engine/worker/main.ts), and SIGKILL after `killGraceMs`. Requests still in flight fail with
+   * ENGINE_UNAVAILABLE, and new ones are refused until the fresh process runs. Not a crash: the
+   * status goes 'restarting' then 'running' with `restarts` and `lastCrash` unchanged, and
+   * `onRestart` listeners run as after a crash (the model reloads).
+   *
+   * Resolves once the fresh process runs (ok), or once it failed to start (ENGINE_CRASHED: the
+   * crash path then retries it with backoff, counted as a crash). With no process up (a crash
+   * restart is pending, or `start` was never called) there is nothing to stop: the next start
+   * reads `initInput` anyway. Calls made while one runs are done one after another. Never throws.
+   */
+  restart(): Promise<Result<void>> {
+    const run = this.#restartChain.then(() => this.#restartOnce());
+    this.#restartChain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #restartOnce(): Promise<Result<void>> {
+    if (this.#disposed) return err('ENGINE_UNAVAILABLE', 'The engine was stopped.');
+    const port = this.#port;
+    if (port === null) return { ok: true, value: undefined };
+    this.#stopping = true;
+    if (this.#status.state === 'running') this.#setStatus({ ...this.#status, state: 'restarting' });
+    const settled = new Promise<void>((resolve) => this.#settleWaiters.push(resolve));
+    const exited = new Promise<void>((resolve) => this.#exitWaiters.push(resolve));
+    const grace = this.#options.killGraceMs ?? 3000;
+    const epoch = this.#epoch;
+    port.kill('SIGTERM');
+    if (!(await settlesWithin(exited, grace))) {
+      this.#log('warn', `the engine did not stop within ${grace} ms of SIGTERM; killing it`);
+      port.kill('SIGKILL');
+      // A process that outlives SIGKILL is left behind rather than blocking the restart forever:
+      // its epoch ends here, so nothing it still says counts.
+      if (!(await settlesWithin(exited, grace))) this.#onExit(epoch, 'did not exit after SIGKILL');
+    }
+    await settled;
+    if (this.#disposed) return err('ENGINE_UNAVAILABLE', 'The engine was stopped.');
+    if (this.#status.state === 'running') return { ok: true, value: undefined };
+    return err('ENGINE_CRASHED', `The engine did not start again: ${this.#status.lastCrash?.reason ?? 'unknown cause'}.`, 'It keeps retrying by itself.');
   }
 
   /** Stops the engine for good (not a crash): pending requests fail with ENGINE_UNAVAILABLE. */
@@ -264,6 +328,7 @@ export class Supervisor {
     this.#port = null;
     if (this.#startTimer) clearTimeout(this.#startTimer);
     this.#resolveFirstStart();
+    for (const resolve of this.#settleWaiters.splice(0)) resolve();
     this.#setStatus({ ...this.#status, state: 'stopped' });
     this.#events.clear();
     this.#restarted.clear();

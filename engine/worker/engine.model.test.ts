@@ -212,7 +212,7 @@ describe('an engine process with the test model', () => {
 
   it('unloads the model', async () => {
     await engine.must('unloadModel', {});
-    expect(await engine.must('metrics', {})).toEqual({ kvCellsUsed: 0, kvCellsCapacity: 0 });
+    expect(await engine.must('metrics', {})).toEqual({ kvCellsUsed: 0, kvCellsCapacity: 0, slots: [] });
     const result = await engine.call('generate', request(firstTurn));
     expect(!result.ok && result.error.code).toBe('MODEL_NOT_LOADED');
   });

@@ -1,13 +1,20 @@
 /**
  * The engine's runtime: the only code that drives node-llama-cpp. It owns llama.cpp's bindings,
- * the loaded model, its context and the one context sequence (the slot) that chats share.
+ * the loaded model, its context and the context's N sequences, the slots (slots.ts: which chat
+ * holds which, and the swaps between them).
  *
  * Decisions:
- * - One lock, `engine`, orders model changes and generations (FIFO). A model change first aborts
- *   the running generation, so a load never waits for a long reply.
- * - Prompt reuse: one `LlamaChat` on the slot. node-llama-cpp compares the new prompt's tokens
- *   with the tokens already in the sequence and evaluates only the rest, across turns and across
- *   chats. The stats measure this the same way (see `measureReuse`).
+ * - One lock, `engine`, orders model changes, generations and KV saves (FIFO): decoding is
+ *   serial, one slot at a time, even with several slots (concurrency across slots is a later
+ *   issue). A model change first aborts the running generation, so a load never waits for a long
+ *   reply.
+ * - Slots: `contextSize` is per slot (node-llama-cpp allocates contextSize × sequences cells and
+ *   llama.cpp gives each sequence its own stream of contextSize cells), so Settings' "context
+ *   size per slot" holds. A chat keeps its slot until another chat needs it (slots.ts).
+ * - Prompt reuse: one `LlamaChat` per slot. node-llama-cpp compares the new prompt's tokens
+ *   with the tokens already in the sequence and evaluates only the rest, across turns, and across
+ *   chats when a swapped-in chat shares a prefix (a system prompt) with the slot's previous one.
+ *   The stats measure this the same way (see `measureReuse`).
  * - Context overflow is refused, never shifted: a conversation whose prompt (plus a few reply
  *   tokens) does not fit in the context gets CONTEXT_OVERFLOW, and a reply stops with
  *   `maxTokens` before it would fill the context. node-llama-cpp's silent context shift would
@@ -17,7 +24,8 @@
  *   prompt is loaded when the store holds more than memory does; LlamaChat then finds those
  *   tokens in the sequence and evaluates only the rest. After each finished or stopped turn the
  *   new chunks are saved under the same lock, but the reply is answered first: the next
- *   generation (one sequence today) waits for the save, the user does not.
+ *   generation waits for the save, the user does not. A slot whose save failed stays dirty and is
+ *   saved again before a swap, a model change, or quit (`flush`).
  */
 import { basename, extname } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -42,9 +50,16 @@ import { Downloads } from './download.ts';
 import { FifoLock } from './lock.ts';
 import { classifyLoadFailure, LogRing, type LogLevel } from './logs.ts';
 import { describeError, type WorkerHandlers } from './serve.ts';
+import { SlotTable, type Slot } from './slots.ts';
 
 /** How long a generation waits for the model's KV profile (its file hash) before going without. */
 const KV_PROFILE_WAIT_MS = 1000;
+
+/** The most slots a context gets (Settings.kvSlots). */
+const MAX_SLOTS = 8;
+
+/** How long an unload or model change may spend saving dirty slots first. */
+const UNLOAD_SAVE_MS = 2000;
 
 const levelRank: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
@@ -90,11 +105,16 @@ export function measureReuse(sequence: LlamaContextSequence, promptTokens: reado
   return { reused, prefilled: promptTokens.length - reused };
 }
 
+/** What lives in a slot: its sequence and the LlamaChat that drives it. */
+interface Resident {
+  readonly sequence: LlamaContextSequence;
+  readonly chat: LlamaChat;
+}
+
 interface Loaded {
   readonly model: LlamaModel;
   readonly context: LlamaContext;
-  readonly sequence: LlamaContextSequence;
-  readonly chat: LlamaChat;
+  readonly slots: SlotTable<Resident>;
   readonly info: ModelInfo;
   /** The KV store's profile of this model+context; null when persistence is off. */
   readonly kvProfile: Promise<KvProfile> | null;
@@ -105,9 +125,15 @@ class ContextShiftRefused extends Error {}
 
 export interface Runtime {
   readonly handlers: WorkerHandlers;
-  /** Frees llama.cpp's resources (tests; the process normally just exits). */
-  dispose(): Promise<void>;
-  /** Resolves once the work queued so far (a turn's KV save included) is done, or after `timeoutMs`. */
+  /**
+   * Saves dirty slots (none is started after `saveTimeoutMs`, default 2 s), then frees llama.cpp's
+   * resources (tests; the process normally just exits, after `flush`).
+   */
+  dispose(saveTimeoutMs?: number): Promise<void>;
+  /**
+   * Resolves once the work queued so far (a turn's KV save included) and a save of every dirty
+   * slot are done, or after `timeoutMs`, whichever comes first (quit).
+   */
   flush(timeoutMs: number): Promise<void>;
 }
 
@@ -140,13 +166,41 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     return llama ? ok(llama) : err('INTERNAL', 'llama.cpp did not initialize.');
   }
 
-  async function disposeLoaded(): Promise<void> {
+  /** Call under the lock. Dirty slots are saved first (the chats then restore with the next model load). */
+  async function disposeLoaded(saveTimeoutMs: number): Promise<void> {
     const current = loaded;
-    loaded = null;
     if (!current) return;
-    current.chat.dispose({ disposeSequence: true });
+    await current.slots.saveDirty(performance.now() + saveTimeoutMs);
+    loaded = null;
+    for (const slot of current.slots.slots) slot.resident.chat.dispose({ disposeSequence: true });
     await current.context.dispose();
     await current.model.dispose();
+  }
+
+  /**
+   * The slot table's save: the resident's clean prefix under `manifestId`, replacing the chat's
+   * manifests that it extends (its previous turns, also those saved before a restart; other
+   * branches stay). Resolves to the tokens stored, or null.
+   */
+  async function saveResident(kvProfile: Promise<KvProfile> | null, resident: Resident, manifestId: string, chatId: string): Promise<number | null> {
+    const cache = kvCache;
+    if (!cache || !kvProfile) return null;
+    try {
+      const profile = await kvProfile;
+      if (profile.fingerprint === null) return null;
+      const siblings = cache.store.manifestIds(`${chatId}/`);
+      const saved = await cache.save(profile, resident.sequence, manifestId, siblings.ok ? { replaces: siblings.value } : {});
+      if (!saved.ok) {
+        log('warn', `KV save of ${manifestId} failed: ${saved.error.message}`);
+        return null;
+      }
+      const r = saved.value;
+      log('debug', `KV saved ${manifestId}: ${r.tokens} tokens, ${r.chunksWritten} new chunks, ${r.bytesWritten} bytes written of a ${r.stateBytes}-byte state, ${r.ms} ms`);
+      return r.tokens;
+    } catch (error) {
+      log('warn', `KV save of ${manifestId} failed: ${describeError(error)}`);
+      return null;
+    }
   }
 
   function abortRunning(): void {
@@ -155,18 +209,26 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
 
   async function loadModel(input: WorkerMethods['loadModel']['input']): Promise<Result<ModelInfo>> {
     const { path, contextSize, threads } = input;
+    const slotCount = input.slots ?? 1;
     if (typeof path !== 'string' || !Number.isInteger(contextSize) || contextSize < 0 || !Number.isInteger(threads) || threads < 0) {
       return err('INVALID_INPUT', 'loadModel needs a path, a contextSize ≥ 0 and threads ≥ 0.');
     }
-    if (contextSize > MAX_CONTEXT_SIZE) {
-      return err('INVALID_INPUT', `A context of ${contextSize} tokens is more than the ${MAX_CONTEXT_SIZE} Hearth supports.`, 'Lower the context size in Settings.');
+    if (!Number.isInteger(slotCount) || slotCount < 1 || slotCount > MAX_SLOTS) {
+      return err('INVALID_INPUT', `loadModel needs 1 to ${MAX_SLOTS} slots, not ${String(slotCount)}.`);
+    }
+    if (contextSize * slotCount > MAX_CONTEXT_SIZE) {
+      return err(
+        'INVALID_INPUT',
+        `A context of ${contextSize} tokens${slotCount > 1 ? ` for each of ${slotCount} slots` : ''} is more than the ${MAX_CONTEXT_SIZE} Hearth supports.`,
+        slotCount > 1 ? 'Lower the context size or the number of slots in Settings.' : 'Lower the context size in Settings.',
+      );
     }
     const bindings = await ensureLlama();
     if (!bindings.ok) return bindings;
     const llamaInstance = bindings.value;
     abortRunning();
     return lock.run(async () => {
-      await disposeLoaded();
+      await disposeLoaded(UNLOAD_SAVE_MS);
       let fileSize: number;
       try {
         const info = await stat(path);
@@ -197,14 +259,20 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         // A file without a trained length (0) gets the cap: llama.cpp would read 0 as "the trained length".
         const size = contextSize !== 0 ? contextSize : trained > 0 ? Math.min(trained, AUTO_CONTEXT_CAP) : AUTO_CONTEXT_CAP;
         context = await model.createContext({
+          // Per sequence: node-llama-cpp allocates contextSize × sequences cells (its KV cache is
+          // not unified: each sequence is its own llama.cpp stream of contextSize cells), so
+          // every slot holds a whole conversation of `size` tokens (Settings: "per slot").
           contextSize: size,
-          sequences: 1,
+          sequences: slotCount,
           threads: threads === 0 ? llamaInstance.cpuMathCores : threads,
           // Explicit, never "auto": the stored KV layout depends on it (kv-cache.ts).
           flashAttention: model.defaultContextFlashAttention === true,
         });
-        const sequence = context.getSequence();
-        const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
+        const residents: Resident[] = [];
+        for (let i = 0; i < slotCount; i++) {
+          const sequence = context.getSequence();
+          residents.push({ sequence, chat: new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false }) });
+        }
         const metadataName = model.fileInfo.metadata.general?.name;
         const info: ModelInfo = {
           path,
@@ -218,7 +286,12 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         // Hashing a large model file takes a while the first time (cached after): it runs in
         // the background and the first generation waits for it.
         const kvProfile = kvCache ? kvCache.prepare({ model, context, modelPath: path, flashAttention: context.flashAttention === true }) : null;
-        loaded = { model, context, sequence, chat, info, kvProfile };
+        const slots = new SlotTable<Resident>({
+          residents,
+          tokens: (resident) => resident.sequence.nextTokenIndex,
+          save: (resident, manifestId, chatId) => saveResident(kvProfile, resident, manifestId, chatId),
+        });
+        loaded = { model, context, slots, info, kvProfile };
         emit({ type: 'loadProgress', progress: 1 });
         return ok(info);
       } catch (error) {
@@ -245,16 +318,19 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     try {
       return await new Promise<Result<GenerateOutput>>((resolve, reject) => {
         void lock.run(async () => {
+          const taken: { slot: Slot<Resident> | null } = { slot: null };
           let result: Result<GenerateOutput>;
           try {
-            result = await runGeneration(input, controller, requestedAt);
+            result = await runGeneration(input, controller, requestedAt, taken);
           } catch (error) {
+            // The slot holds part of a turn that never finished: nothing to save under a name.
+            if (taken.slot) await saveTurn(input, taken.slot, false);
             reject(error);
             return;
           }
           resolve(result);
-          // Still under the lock: the sequence holds exactly this turn's tokens.
-          if (result.ok) await saveTurn(input);
+          // Still under the lock: the slot holds exactly this turn's tokens.
+          if (taken.slot) await saveTurn(input, taken.slot, result.ok);
         });
       });
     } finally {
@@ -262,29 +338,26 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     }
   }
 
-  async function saveTurn(input: GenerateInput): Promise<void> {
+  /**
+   * After a turn, under the lock: binds the slot's tokens to the turn's manifest and saves them.
+   * A failed turn (or one without a branch) leaves nothing to save: its tokens are not a turn.
+   */
+  async function saveTurn(input: GenerateInput, slot: Slot<Resident>, succeeded: boolean): Promise<void> {
     const current = loaded;
-    if (!kvCache || !current?.kvProfile || typeof input.branchId !== 'string' || input.branchId === '') return;
-    const profile = await current.kvProfile;
-    if (profile.fingerprint === null) return;
-    const manifestId = `${input.chatId}/${input.branchId}`;
-    // The chat's other manifests that the new one extends (its previous turns, also those saved
-    // before a restart) are dropped; other branches stay.
-    const siblings = kvCache.store.manifestIds(`${input.chatId}/`);
-    try {
-      const saved = await kvCache.save(profile, current.sequence, manifestId, siblings.ok ? { replaces: siblings.value } : {});
-      if (!saved.ok) {
-        log('warn', `KV save of ${manifestId} failed: ${saved.error.message}`);
-        return;
-      }
-      const r = saved.value;
-      log('debug', `KV saved ${manifestId}: ${r.tokens} tokens, ${r.chunksWritten} new chunks, ${r.bytesWritten} bytes written of a ${r.stateBytes}-byte state, ${r.ms} ms`);
-    } catch (error) {
-      log('warn', `KV save of ${manifestId} failed: ${describeError(error)}`);
-    }
+    // The model changed, or the chat was deleted while it generated: nothing to keep.
+    if (!current || !current.slots.slots.includes(slot) || slot.chatId !== input.chatId) return;
+    const named = succeeded && typeof input.branchId === 'string' && input.branchId !== '';
+    current.slots.turnDone(slot, named ? `${input.chatId}/${input.branchId}` : null);
+    if (named) await current.slots.save(slot);
   }
 
-  async function runGeneration(input: GenerateInput, controller: AbortController, requestedAt: number): Promise<Result<GenerateOutput>> {
+  /** Runs one turn under the lock; `taken.slot` is the slot it ran in (left null when it took none). */
+  async function runGeneration(
+    input: GenerateInput,
+    controller: AbortController,
+    requestedAt: number,
+    taken: { slot: Slot<Resident> | null },
+  ): Promise<Result<GenerateOutput>> {
     const { requestId, messages, sampling } = input;
     const emptyStats = (): MessageStats => ({
       tokensReused: 0,
@@ -296,12 +369,14 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     });
     if (controller.signal.aborted) return ok({ text: '', stopReason: 'aborted', stats: emptyStats() });
     if (!loaded) return err('MODEL_NOT_LOADED', 'No model is loaded.', 'Open or download a model first.');
-    const { chat, sequence, model } = loaded;
+    const { model, context, slots } = loaded;
     runningRequestId = requestId;
     try {
       const history = toChatHistory(messages);
-      const promptTokens = chat.chatWrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer);
-      const contextSize = sequence.contextSize;
+      // Every slot's LlamaChat resolved the same wrapper for this model: any renders the prompt.
+      const wrapper = slots.slots[0]!.resident.chat.chatWrapper;
+      const promptTokens = wrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer);
+      const contextSize = context.contextSize;
       const maxTokens = Math.max(1, Math.floor(sampling.maxTokens));
       const reserve = Math.min(MIN_REPLY_TOKENS, maxTokens);
       if (promptTokens.length + reserve > contextSize) {
@@ -316,6 +391,19 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       const roomLeft = contextSize - promptTokens.length - 2;
       const effectiveMaxTokens = Math.max(1, Math.min(maxTokens, roomLeft));
 
+      // Only a prompt that fits takes a slot: a refused one must not swap another chat out.
+      const { slot, took, lost } = await slots.acquire(input.chatId);
+      taken.slot = slot;
+      const { sequence, chat } = slot.resident;
+      if (took !== null) log('debug', `slot ${slot.index}: ${input.chatId} takes it from ${took}`);
+      if (sequence.nextTokenIndex > 0 && sequence.compareContextTokens(promptTokens).firstDifferentIndex === 0) {
+        // Nothing in it is this prompt's (another chat's tokens, an edited first message): start
+        // empty. A shared prefix (a system prompt) is kept instead, and LlamaChat erases only the
+        // tail after it. A cleared sequence is a clean prefix again for the KV store.
+        await sequence.clearHistory();
+        kvCache?.markClean(sequence);
+      }
+
       let restored = 0;
       let restoreMs: number | undefined;
       let fallbackReason: string | undefined = kvOffReason ?? undefined;
@@ -329,7 +417,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         if (profile === null) {
           fallbackReason = 'the model file is still being hashed, so its stored KV cannot be checked yet';
         } else if (profile.fingerprint !== null) {
-          const report = await kvCache.restore(profile, sequence, promptTokens);
+          const cache = kvCache;
+          const report = await slots.during(slot, 'restoring', () => cache.restore(profile, sequence, promptTokens));
           restored = report.tokensRestored;
           if (restored > 0) restoreMs = report.restoreMs;
           fallbackReason = report.fallbackReason;
@@ -339,6 +428,23 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       }
       const { reused: inMemory, prefilled } = measureReuse(sequence, promptTokens);
       const reused = restored > 0 ? 0 : inMemory;
+      // What the store holds of the sequence from now on: a restore replaced it; else LlamaChat
+      // keeps the first `inMemory` tokens and evaluates the rest anew.
+      if (restored > 0) slots.restored(slot, restored);
+      else slots.kept(slot, inMemory);
+      // A chat that lost its slot and got back less than it had (and this prompt still shares)
+      // re-read the rest: say why, unless the store already said.
+      const reread = Math.min(lost, promptTokens.length - 1) - reused - restored;
+      if (reread > 0 && (fallbackReason === undefined || !kvCache)) {
+        const paused = kvCache?.store.persistencePaused;
+        const why = !kvCache
+          ? 'KV persistence is off'
+          : paused
+            ? `KV persistence was paused (${paused.reason.message})`
+            : 'the store did not hold all of it';
+        const swap = `this chat's slot went to another chat and ${why}, so ${reread} tokens of its history were read again`;
+        fallbackReason = fallbackReason === undefined ? swap : `${fallbackReason}; ${swap}`;
+      }
       const inputTokensBefore = sequence.tokenMeter.usedInputTokens;
       const evaluationStart = performance.now();
       let firstTokenAt: number | null = null;
@@ -362,7 +468,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       let stopReason: GenerateOutput['stopReason'];
       let text: string;
       try {
-        const response = await chat.generateResponse(history, {
+        const response = await slots.during(slot, 'generating', () => chat.generateResponse(history, {
           signal: controller.signal,
           stopOnAbortSignal: true,
           maxTokens: effectiveMaxTokens,
@@ -386,7 +492,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
             if (now - lastFlush >= TOKEN_FLUSH_MS) flush();
             else flushTimer ??= setTimeout(flush, TOKEN_FLUSH_MS - (now - lastFlush));
           },
-        });
+        }));
         flush();
         text = response.response;
         // Text the wrapper held back (a possible stop trigger) and released at the end is
@@ -512,7 +618,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
 
     async unloadModel() {
       abortRunning();
-      await lock.run(disposeLoaded);
+      await lock.run(() => disposeLoaded(UNLOAD_SAVE_MS));
       return ok({});
     },
 
@@ -531,8 +637,14 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
 
     async forgetChat({ chatId }) {
       if (typeof chatId !== 'string' || chatId === '') return err('INVALID_INPUT', 'forgetChat needs a chatId.');
-      if (!kvCache) return ok({});
-      const forgotten = await kvCache.forget(`${chatId}/`);
+      // Not under the lock: a queued swap or quit must not save the deleted chat back.
+      loaded?.slots.release(chatId);
+      const cache = kvCache;
+      if (!cache) return ok({});
+      const forgotten = await cache.forget(`${chatId}/`);
+      // A save of it already running or queued (its last turn's) would write it back: forget
+      // again once that is done.
+      void lock.run(() => cache.forget(`${chatId}/`)).catch(() => undefined);
       return forgotten.ok ? ok({}) : forgotten;
     },
 
@@ -542,9 +654,20 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         const stats = await kvCache.stats();
         if (stats.ok) kvStore = { bytesOnDisk: stats.value.bytesOnDisk, chunkCount: stats.value.chunkCount, logicalBytes: stats.value.logicalBytes };
       }
+      const current = loaded;
+      const slots: EngineMetrics['slots'] = current
+        ? current.slots.slots.map((slot) => ({
+            index: slot.index,
+            chatId: slot.chatId,
+            cellsUsed: slot.resident.sequence.nextTokenIndex,
+            cellsCapacity: current.context.contextSize,
+            state: slot.state,
+          }))
+        : [];
       return ok({
-        kvCellsUsed: loaded ? loaded.sequence.nextTokenIndex : 0,
-        kvCellsCapacity: loaded ? loaded.context.getAllocatedContextSize() : 0,
+        kvCellsUsed: slots.reduce((sum, slot) => sum + slot.cellsUsed, 0),
+        kvCellsCapacity: current ? current.context.getAllocatedContextSize() : 0,
+        slots,
         ...(kvStore ? { kvStore } : {}),
       });
     },
@@ -553,14 +676,18 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   return {
     handlers,
     async flush(timeoutMs) {
+      const deadline = performance.now() + timeoutMs;
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([lock.run(async () => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      await Promise.race([
+        lock.run(async () => loaded?.slots.saveDirty(deadline)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      ]);
       clearTimeout(timer);
     },
-    async dispose() {
+    async dispose(saveTimeoutMs = UNLOAD_SAVE_MS) {
       abortRunning();
       await downloads.cancelAll();
-      await lock.run(disposeLoaded);
+      await lock.run(() => disposeLoaded(saveTimeoutMs));
       unwatchKv?.();
       unwatchKv = null;
       await kvCache?.close();

@@ -14,9 +14,9 @@ function setup(overrides: Partial<WorkerHandlers>) {
 
 describe('the engine server', () => {
   it('answers each call exactly once with its result', async () => {
-    const { sent, serve } = setup({ metrics: async () => ok({ kvCellsUsed: 1, kvCellsCapacity: 2 }) });
+    const { sent, serve } = setup({ metrics: async () => ok({ kvCellsUsed: 1, kvCellsCapacity: 2, slots: [] }) });
     await serve({ kind: 'call', id: 7, method: 'metrics', input: {} });
-    expect(sent).toEqual([{ kind: 'result', id: 7, result: { ok: true, value: { kvCellsUsed: 1, kvCellsCapacity: 2 } } }]);
+    expect(sent).toEqual([{ kind: 'result', id: 7, result: { ok: true, value: { kvCellsUsed: 1, kvCellsCapacity: 2, slots: [] } } }]);
   });
 
   it('turns a throwing or rejecting handler into INTERNAL', async () => {

@@ -43,6 +43,7 @@ export const appState = (extra: Partial<AppState> = {}): AppState => ({
     kvPersistence: true,
     kvBudgetBytes: 10 * 1024 ** 3,
     kvChunkTokens: 256,
+    kvSlots: 1,
   },
   ...extra,
 });

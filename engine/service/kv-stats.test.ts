@@ -1,0 +1,69 @@
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { err, ok, type KvStatus } from '../contract/index.ts';
+import type { EngineMetrics } from '../protocol.ts';
+import { freeDiskBytes, readKvStats, type KvStatsDeps } from './kv-stats.ts';
+import { defaultSettings } from './settings.ts';
+
+const store = { bytesOnDisk: 1_200_000, chunkCount: 7, logicalBytes: 2_000_000 };
+
+function deps(extra: Partial<KvStatsDeps> & { kv?: KvStatus; metrics?: KvStatsDeps['metrics'] } = {}): KvStatsDeps {
+  return {
+    metrics: async () => ok<EngineMetrics>({ kvCellsUsed: 0, kvCellsCapacity: 0, slots: [], kvStore: store }),
+    settings: () => ({ ...defaultSettings, kvBudgetBytes: 5 * 1024 ** 3, kvChunkTokens: 128 }),
+    kvStatus: () => extra.kv ?? { persistence: 'on' },
+    diskPaths: ['/store/kv', '/store'],
+    statfs: async () => ({ bavail: 1000n, bsize: 4096n }),
+    ...extra,
+  };
+}
+
+describe('readKvStats', () => {
+  it('takes the store from the engine, the budget and chunk size from the settings, and the free disk from statfs', async () => {
+    expect(await readKvStats(deps())).toEqual({
+      persistence: 'on',
+      bytesOnDisk: 1_200_000,
+      chunkCount: 7,
+      logicalBytes: 2_000_000,
+      budgetBytes: 5 * 1024 ** 3,
+      freeDiskBytes: 4_096_000,
+      chunkTokens: 128,
+    });
+  });
+
+  it('an engine that is down shows zeros, and says it is not persisting now', async () => {
+    const down = await readKvStats(deps({ metrics: async () => err('ENGINE_UNAVAILABLE', 'The engine is restarting.') }));
+    expect(down).toMatchObject({ persistence: 'paused', bytesOnDisk: 0, chunkCount: 0, logicalBytes: 0, budgetBytes: 5 * 1024 ** 3 });
+    const threw = await readKvStats(deps({ metrics: () => Promise.reject(new Error('boom')) }));
+    expect(threw).toMatchObject({ persistence: 'paused', bytesOnDisk: 0 });
+  });
+
+  it('persistence off or paused is passed on as it is, with zeros when the engine has no store', async () => {
+    const noStore = async () => ok<EngineMetrics>({ kvCellsUsed: 1, kvCellsCapacity: 2, slots: [] });
+    expect(await readKvStats(deps({ kv: { persistence: 'off' }, metrics: noStore }))).toMatchObject({ persistence: 'off', bytesOnDisk: 0, chunkCount: 0 });
+    const paused: KvStatus = { persistence: 'paused', reason: { code: 'DISK_FULL', message: 'full' } };
+    // A paused store still has its files: their size is shown.
+    expect(await readKvStats(deps({ kv: paused }))).toMatchObject({ persistence: 'paused', bytesOnDisk: 1_200_000 });
+  });
+});
+
+describe('freeDiskBytes', () => {
+  it('falls back to the next path, then to null', async () => {
+    const seen: string[] = [];
+    const stat = async (dir: string) => {
+      seen.push(dir);
+      if (dir === '/store/kv') throw Object.assign(new Error('no such dir'), { code: 'ENOENT' });
+      return { bavail: 10, bsize: 512 };
+    };
+    expect(await freeDiskBytes(['/store/kv', '/store'], stat)).toBe(5120);
+    expect(seen).toEqual(['/store/kv', '/store']);
+    expect(await freeDiskBytes(['/a', '/b'], async () => Promise.reject(new Error('ENOSYS')))).toBeNull();
+  });
+
+  it('reads a real disk', async () => {
+    const free = await freeDiskBytes([path.join(os.tmpdir(), 'no-such-folder-for-hearth'), os.tmpdir()]);
+    expect(free).toBeTypeOf('number');
+    expect(free).toBeGreaterThan(0);
+  });
+});

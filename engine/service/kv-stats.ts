@@ -1,0 +1,68 @@
+/**
+ * `kv.stats`: the disk KV store's size next to its budget and the free disk (issue 3, "A disk
+ * budget is a setting, shown with the free disk"). The store's figures come from the engine
+ * process, which owns the store; the budget and chunk size from the settings; the free disk from
+ * the file system the store lives on.
+ */
+import { statfs } from 'node:fs/promises';
+import type { KvStatus, KvStoreInfo, Result, Settings } from '../contract/index.ts';
+import type { EngineMetrics } from '../protocol.ts';
+
+export interface KvStatsDeps {
+  /** The engine's `metrics` request; an engine that is down answers an error. */
+  readonly metrics: () => Promise<Result<EngineMetrics>>;
+  readonly settings: () => Settings;
+  /** The host's view of persistence (KvStatusTracker). */
+  readonly kvStatus: () => KvStatus;
+  /** `<dataDir>/kv`, then the data dir: the store's folder exists only once the engine made it. */
+  readonly diskPaths: readonly string[];
+  /** Test seam: `fs.promises.statfs`. */
+  readonly statfs?: (path: string) => Promise<{ readonly bavail: number | bigint; readonly bsize: number | bigint }>;
+}
+
+/**
+ * Free bytes for an unprivileged writer on the disk of the first path that can be read, or null
+ * when none can (no statfs on this platform, or the paths are gone). Never throws.
+ */
+export async function freeDiskBytes(
+  paths: readonly string[],
+  stat: NonNullable<KvStatsDeps['statfs']> = statfs,
+): Promise<number | null> {
+  for (const dir of paths) {
+    try {
+      const info = await stat(dir);
+      // bavail, not bfree: blocks reserved for root are not space the store can use.
+      const free = Number(info.bavail) * Number(info.bsize);
+      if (Number.isFinite(free) && free >= 0) return free;
+    } catch {
+      // Try the next path.
+    }
+  }
+  return null;
+}
+
+/**
+ * The store at a glance. The store's figures are zeros when the engine has no store (persistence
+ * off, or a store that could not be opened) or cannot answer (it is restarting); `persistence`
+ * then says why: it is 'on' only when the engine answered with its store's figures, so that
+ * zeros are never shown as an empty store that is being written to. Never throws.
+ */
+export async function readKvStats(deps: KvStatsDeps): Promise<KvStoreInfo> {
+  const settings = deps.settings();
+  const [sampled, free] = await Promise.all([
+    deps.metrics().catch(() => null),
+    freeDiskBytes(deps.diskPaths, deps.statfs),
+  ]);
+  const store = sampled?.ok ? sampled.value.kvStore : undefined;
+  const tracked = deps.kvStatus().persistence;
+  const persistence: KvStoreInfo['persistence'] = tracked === 'on' && !store ? 'paused' : tracked;
+  return {
+    persistence,
+    bytesOnDisk: store?.bytesOnDisk ?? 0,
+    chunkCount: store?.chunkCount ?? 0,
+    logicalBytes: store?.logicalBytes ?? 0,
+    budgetBytes: settings.kvBudgetBytes,
+    freeDiskBytes: free,
+    chunkTokens: settings.kvChunkTokens,
+  };
+}
