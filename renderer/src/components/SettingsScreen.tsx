@@ -1,7 +1,16 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import type { HearthError, Settings, Theme } from '../contract.ts';
 import { useActions, useHearth } from '../store/react.tsx';
-import { selectSettings } from '../store/selectors.ts';
+import {
+  selectEngineBanner,
+  selectEngineBusy,
+  selectEngineState,
+  selectKv,
+  selectKvStats,
+  selectKvStatsError,
+  selectSettings,
+} from '../store/selectors.ts';
+import { applyNote, CacheFields, cacheChanged, cacheFormFrom, cacheFromForm, type CacheForm } from './CacheSettings.tsx';
 import { SamplingFields, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, ErrorBox, inputStyles } from './ui.tsx';
 
@@ -42,7 +51,25 @@ function SettingsForm({ settings }: { settings: Settings }) {
   const [error, setError] = useState<HearthError | null>(null);
   const [saved, setSaved] = useState(false);
 
+  const kvStats = useHearth(selectKvStats);
+  const kvStatsError = useHearth(selectKvStatsError);
+  const kv = useHearth(selectKv);
+  const engineState = useHearth(selectEngineState);
+  const crashBanner = useHearth(selectEngineBanner);
+  const busy = useHearth(selectEngineBusy);
+  const [cache, setCache] = useState<CacheForm>(() => cacheFormFrom(settings));
+  const [saving, setSaving] = useState(false);
+  const [savedNote, setSavedNote] = useState('');
+
+  // Measured when the screen opens, and again whenever the engine is back (a restart that
+  // applied the cache settings may have been queued behind a reply).
+  useEffect(() => {
+    if (engineState === 'running') void actions.refreshKvStats();
+  }, [actions, engineState]);
+
   const save = async () => {
+    // Enter in a field submits too; a cache change can keep the host busy for a restart.
+    if (saving) return;
     setSaved(false);
     const threadCount = wholeNumber(threads, 256);
     const context = wholeNumber(contextSize, 1_048_576);
@@ -50,15 +77,25 @@ function SettingsForm({ settings }: { settings: Settings }) {
     if (threadCount === null) return setError({ code: 'INVALID_INPUT', message: 'Threads must be a whole number from 0 to 256.' });
     if (context === null) return setError({ code: 'INVALID_INPUT', message: 'Context size must be a whole number (0 = automatic).' });
     if (!parsed.ok) return setError(parsed.error);
+    const kvPatch = cacheFromForm(cache, settings);
+    if (!kvPatch.ok) return setError(kvPatch.error);
+    const kvChanged = cacheChanged(kvPatch.value, settings);
+    // Read before saving: the host answers at once while busy, and applies the change later.
+    const busyNow = busy;
+    setSaving(true);
     const result = await actions.updateSettings({
       threads: threadCount,
       contextSize: context,
       theme,
       defaultSystemPrompt: systemPrompt,
       defaultSampling: parsed.value,
+      ...kvPatch.value,
     });
+    setSaving(false);
     setError(result.ok ? null : result.error);
     setSaved(result.ok);
+    setSavedNote(result.ok && kvChanged ? applyNote(busyNow) : '');
+    if (result.ok) void actions.refreshKvStats();
   };
 
   return (
@@ -118,13 +155,24 @@ function SettingsForm({ settings }: { settings: Settings }) {
         <SamplingFields idPrefix="settings" value={sampling} onChange={setSampling} />
       </fieldset>
 
+      <CacheFields
+        value={cache}
+        onChange={setCache}
+        settings={settings}
+        stats={kvStats}
+        statsError={kvStatsError}
+        kv={kv}
+        engineRestarting={engineState === 'restarting' && !crashBanner?.restarting}
+        onRefresh={() => void actions.refreshKvStats()}
+      />
+
       {error && <ErrorBox error={error} alert />}
       <div className="flex items-center gap-3">
-        <button type="submit" className={buttonStyles.primary}>
+        <button type="submit" disabled={saving} className={buttonStyles.primary}>
           Save settings
         </button>
         <p role="status" className="text-sm text-green-700 dark:text-green-400">
-          {saved ? 'Settings saved.' : ''}
+          {saving ? 'Saving…' : saved ? `Settings saved.${savedNote ? ` ${savedNote}` : ''}` : ''}
         </p>
       </div>
     </form>

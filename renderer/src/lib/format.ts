@@ -13,6 +13,27 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(digits)} ${units[unit]}`;
 }
 
+/** Bytes in a gigabyte as the cache settings count them (see `formatBinaryBytes`). */
+export const GB = 1024 ** 3;
+
+/**
+ * Like `formatBytes`, in steps of 1024: the disk budget is typed in GB of 1024³ bytes (so the
+ * default 10 × 1024³ shows as "10"), and the figures beside it must use the same unit.
+ */
+export function formatBinaryBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) return '?';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  // "10 GB", not "10.0 GB": trailing zeros say nothing.
+  return `${Number(value.toFixed(digits))} ${units[unit]}`;
+}
+
 /** 0..1 → "42%"; clamped, never NaN. */
 export function formatPercent(fraction: number): string {
   const clamped = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;

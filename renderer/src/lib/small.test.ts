@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffDelay } from '../transport/backoff.ts';
-import { downloadFraction, formatBytes, formatPercent, formatStats } from './format.ts';
+import { downloadFraction, formatBinaryBytes, formatBytes, formatPercent, formatStats, GB } from './format.ts';
 import { mergeMessage } from './messages.ts';
 import { parseHash, routeHash, type Route } from './route.ts';
 import { safeHref } from './url.ts';
@@ -43,6 +43,13 @@ describe('format', () => {
     expect(formatBytes(1500)).toBe('1.50 KB');
     expect(formatBytes(734_003_200)).toBe('734 MB');
     expect(formatBytes(-1)).toBe('?');
+    // The cache settings count in 1024s, so the default budget (10 × 1024³) reads "10 GB".
+    expect(formatBinaryBytes(10 * GB)).toBe('10 GB');
+    expect(formatBinaryBytes(1.2 * GB)).toBe('1.2 GB');
+    expect(formatBinaryBytes(0)).toBe('0 B');
+    expect(formatBinaryBytes(1536)).toBe('1.5 KB');
+    expect(formatBinaryBytes(84.4 * GB)).toBe('84.4 GB');
+    expect(formatBinaryBytes(Number.NaN)).toBe('?');
   });
 
   it('formats percent, clamped', () => {

@@ -4,7 +4,7 @@
  * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
  * when an action fails.
  */
-import type { Chat, HearthError, Result, Sampling, Settings } from '../contract.ts';
+import type { Chat, HearthError, KvStoreInfo, Result, Sampling, Settings } from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
@@ -31,6 +31,8 @@ export interface Actions {
   download(uri: string): Promise<Result<unknown>>;
   cancelDownload(downloadId: string): Promise<Result<unknown>>;
   updateSettings(patch: Partial<Omit<Settings, 'lastModelPath' | 'defaultSampling'>> & { defaultSampling?: Partial<Sampling> }): Promise<Result<Settings>>;
+  /** Measures the disk KV store (size, budget, free disk) into the store. */
+  refreshKvStats(): Promise<Result<KvStoreInfo>>;
 }
 
 export interface ActionsOptions {
@@ -230,6 +232,13 @@ export function createActions(transport: Transport, store: HearthStore, options:
     async updateSettings(patch) {
       const result = await transport.call('settings.update', patch);
       if (result.ok) state().setSettings(result.value);
+      return result;
+    },
+
+    async refreshKvStats() {
+      const result = await transport.call('kv.stats', {});
+      if (result.ok) state().setKvStats(result.value);
+      else state().setKvStats(null, result.error);
       return result;
     },
   };

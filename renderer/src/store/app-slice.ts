@@ -43,8 +43,10 @@ export function nextKvBannerDismissed(dismissed: boolean, previous: KvStatus | n
 }
 
 /**
- * The banner after an `engine.status` update: shown while the engine restarts or when its
- * restart count went up since we last looked (a crash can come and go between two events).
+ * The banner after an `engine.status` update: shown when the restart count went up since we
+ * last looked (a crash can come and go between two events), and while that restart runs. A
+ * deliberate restart (the host applying cache settings) also passes through 'restarting', but
+ * it leaves the count alone (engine/service/supervisor.ts): it is no crash, so no banner.
  */
 export function nextEngineBanner(
   banner: EngineBanner | null,
@@ -52,7 +54,9 @@ export function nextEngineBanner(
   next: EngineStatus,
 ): EngineBanner | null {
   const restarted = previous !== null && next.restarts > previous.restarts;
-  if (next.state === 'restarting' || restarted) {
+  // At boot there is no earlier count to compare: a restart after crashes is taken for a crash.
+  const bootedIntoCrash = previous === null && next.state === 'restarting' && next.restarts > 0;
+  if (restarted || bootedIntoCrash) {
     return next.lastCrash
       ? { restarting: next.state === 'restarting', restarts: next.restarts, reason: next.lastCrash.reason }
       : { restarting: next.state === 'restarting', restarts: next.restarts };

@@ -38,6 +38,25 @@ export const selectKvPauseBanner: Selector<string | null> = (s) => {
   return `Saving chat memory to disk is paused: ${reason}. Chats keep working; they will re-read their history when reopened.`;
 };
 
+export const selectKv: Selector<HearthState['kv']> = (s) => s.kv;
+export const selectKvStats: Selector<HearthState['kvStats']> = (s) => s.kvStats;
+export const selectKvStatsError: Selector<HearthError | null> = (s) => s.kvStatsError;
+export const selectEngineState: Selector<'starting' | 'running' | 'restarting' | 'stopped' | null> = (s) => s.engine?.state ?? null;
+
+/**
+ * While the engine does something a restart would cut off, what it is: the host then applies
+ * changed cache settings only once it ends (engine/service/kv-apply.ts). Null when idle, as far
+ * as this window knows (a chat streaming in another window is not seen here).
+ */
+export const selectEngineBusy: Selector<'reply' | 'model' | 'download' | null> = (s) => {
+  for (const messages of Object.values(s.messages)) {
+    for (const message of Object.values(messages)) if (message.status === 'streaming') return 'reply';
+  }
+  if (s.model.status === 'loading') return 'model';
+  for (const download of Object.values(s.downloads)) if (download.status === 'downloading') return 'download';
+  return null;
+};
+
 export const selectChatList: Selector<HearthState['chatList']> = (s) => s.chatList;
 export const selectChatListLoaded: Selector<boolean> = (s) => s.chatListLoaded;
 export const selectChat = (chatId: string) => (s: HearthState) => s.chats[chatId];

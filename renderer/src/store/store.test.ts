@@ -39,8 +39,13 @@ function loaded(messages: Message[], transport?: FakeTransport) {
 describe('nextEngineBanner', () => {
   const running = (restarts: number): EngineStatus => ({ state: 'running', restarts });
 
-  it('shows while restarting and after the restart count went up', () => {
-    expect(nextEngineBanner(null, running(0), { state: 'restarting', restarts: 0 })).toEqual({ restarting: true, restarts: 0 });
+  it('shows while a crash restart runs and after the restart count went up', () => {
+    expect(nextEngineBanner(null, running(0), { state: 'restarting', restarts: 1, lastCrash: { at: 1, reason: 'SIGSEGV' } })).toEqual({
+      restarting: true,
+      restarts: 1,
+      reason: 'SIGSEGV',
+    });
+    expect(nextEngineBanner(null, null, { state: 'restarting', restarts: 2 })).toEqual({ restarting: true, restarts: 2 });
     expect(nextEngineBanner(null, running(0), { ...running(1), lastCrash: { at: 1, reason: 'SIGSEGV' } })).toEqual({
       restarting: false,
       restarts: 1,
@@ -51,6 +56,15 @@ describe('nextEngineBanner', () => {
   it('stays away at start and when nothing changed', () => {
     expect(nextEngineBanner(null, null, running(3))).toBeNull();
     expect(nextEngineBanner(null, running(3), running(3))).toBeNull();
+  });
+
+  it('a deliberate restart (settings applied: the count stays) is no crash and shows none', () => {
+    const restarting: EngineStatus = { state: 'restarting', restarts: 0 };
+    expect(nextEngineBanner(null, running(0), restarting)).toBeNull();
+    expect(nextEngineBanner(null, restarting, running(0))).toBeNull();
+    // After an earlier crash whose banner was dismissed, the same holds.
+    const crashed = { lastCrash: { at: 1, reason: 'SIGSEGV' } };
+    expect(nextEngineBanner(null, { ...running(2), ...crashed }, { state: 'restarting', restarts: 2, ...crashed })).toBeNull();
   });
 
   it('turns "restarting" into "restarted" once running', () => {

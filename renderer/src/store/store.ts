@@ -1,5 +1,6 @@
 import { createStore } from 'zustand/vanilla';
 import { createAppSlice } from './app-slice.ts';
+import { createCacheSlice } from './cache-slice.ts';
 import { createChatsSlice } from './chats-slice.ts';
 import { createMessagesSlice } from './messages-slice.ts';
 import { createModelsSlice } from './models-slice.ts';
@@ -12,6 +13,7 @@ export type { HearthState } from './types.ts';
 export function createHearthStore() {
   return createStore<HearthState>()((...a) => ({
     ...createAppSlice(...a),
+    ...createCacheSlice(...a),
     ...createChatsSlice(...a),
     ...createMessagesSlice(...a),
     ...createModelsSlice(...a),

@@ -1,11 +1,12 @@
 import type { StateCreator } from 'zustand/vanilla';
 import type { AppSlice } from './app-slice.ts';
+import type { CacheSlice } from './cache-slice.ts';
 import type { ChatsSlice } from './chats-slice.ts';
 import type { MessagesSlice } from './messages-slice.ts';
 import type { ModelsSlice } from './models-slice.ts';
 import type { UiSlice } from './ui-slice.ts';
 
-export type HearthState = AppSlice & ChatsSlice & MessagesSlice & ModelsSlice & UiSlice;
+export type HearthState = AppSlice & CacheSlice & ChatsSlice & MessagesSlice & ModelsSlice & UiSlice;
 
 /** A slice sees (and may set) the whole store, so cross-slice updates stay one `set`. */
 export type SliceCreator<T> = StateCreator<HearthState, [], [], T>;
