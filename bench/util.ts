@@ -3,7 +3,8 @@
  * land, and the machine description that goes into every JSON report.
  */
 import { execFileSync } from 'node:child_process';
-import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -79,14 +80,34 @@ export async function totalSize(paths: readonly string[]): Promise<number> {
 }
 
 /**
- * Drops the kernel's clean page cache (Linux, root only) so the next read comes from the device.
- * Returns false where that is not allowed; it is machine-wide, so only `--cold` asks for it.
+ * Bytes this process has sent (or will send) to storage devices, from Linux's /proc/self/io:
+ * `write_bytes` counts pages as they are dirtied, `cancelled_write_bytes` those dirtied pages that
+ * never reached a device because their file was truncated or deleted first. Null elsewhere.
  */
-export async function dropPageCache(): Promise<boolean> {
+export function deviceWriteBytes(): number | null {
   try {
-    // Dirty pages are not dropped: write them back first, or just-written files stay warm.
-    execFileSync('sync');
-    await writeFile('/proc/sys/vm/drop_caches', '1');
+    const io = readFileSync('/proc/self/io', 'utf8');
+    const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
+    const net = field('write_bytes') - field('cancelled_write_bytes');
+    return Number.isFinite(net) ? net : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Evicts these files from the kernel's page cache, so that their next read comes from the device:
+ * `sync` writes back their dirty pages (those cannot be dropped), then GNU dd's `iflag=nocache`
+ * asks the kernel to drop each file's cached pages (posix_fadvise DONTNEED). Unlike writing
+ * /proc/sys/vm/drop_caches it needs no root and touches nothing else: a machine-wide drop also
+ * evicts the code pages of node and llama.cpp, which a running app has resident, and charged their
+ * page-ins to the measured restore. Returns false where this is not available (not Linux).
+ */
+export function evictFromPageCache(paths: readonly string[]): boolean {
+  if (process.platform !== 'linux' || paths.length === 0) return paths.length === 0;
+  try {
+    execFileSync('sync', [...paths]);
+    for (const path of paths) execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
     return true;
   } catch {
     return false;

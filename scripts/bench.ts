@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { kvConfigs, formatReport, runResume, type KvConfigName } from '../bench/resume.ts';
+import { kvConfigs, formatReport, runResume, type KvConfigName, type PageCache } from '../bench/resume.ts';
 import { repoRoot } from '../test/support/models.ts';
 
 const usage = `Usage: npm run bench -- <benchmark> [options]
@@ -25,7 +25,8 @@ resume options:
   --reps N             restores and floor reads per row; the median is reported (default 5)
   --dir DIR            where stores and state files go (default .cache/bench; must be on the disk you want to measure)
   --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-bench-<pid> when it exists)
-  --cold               drop the page cache before each timed read (Linux, root; machine-wide)
+  --cache MODES        page-cache states to measure restores in: warm, cold or warm,cold (default);
+                       cold evicts the measured files before each timed read (Linux, GNU dd)
 `;
 
 function fail(message: string): never {
@@ -56,7 +57,7 @@ async function resume(args: string[]): Promise<void> {
         reps: { type: 'string', default: '5' },
         dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
         scratch: { type: 'string' },
-        cold: { type: 'boolean', default: false },
+        cache: { type: 'string', default: 'warm,cold' },
       },
     });
   } catch (error) {
@@ -67,6 +68,8 @@ async function resume(args: string[]): Promise<void> {
   const sizes = v.sizes.split(',').map((s) => positiveInt('sizes', s.trim()));
   const kv = v.kv.split(',').map((s) => s.trim());
   for (const name of kv) if (!(name in kvConfigs)) fail(`--kv: unknown configuration "${name}".`);
+  const pageCache = [...new Set(v.cache.split(',').map((s) => s.trim()))];
+  for (const mode of pageCache) if (mode !== 'warm' && mode !== 'cold') fail(`--cache: "${mode}" is neither warm nor cold.`);
   const report = await runResume({
     jsonPath: v.json,
     models: v.model ?? [],
@@ -76,7 +79,7 @@ async function resume(args: string[]): Promise<void> {
     reps: positiveInt('reps', v.reps),
     dir: v.dir,
     ...(v.scratch !== undefined ? { scratchDir: v.scratch } : {}),
-    cold: v.cold,
+    pageCache: pageCache as PageCache[],
     allSizes: v['all-sizes'],
     log: (line) => process.stderr.write(`${line}\n`),
   });
