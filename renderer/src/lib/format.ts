@@ -1,37 +1,31 @@
 import type { DownloadProgress, MessageStats } from '../contract.ts';
 
-export function formatBytes(bytes: number): string {
+/** Bytes in steps of 1000 ("1.50 MB"), or of 1024 with `binary` (see `formatBinaryBytes`). */
+export function formatBytes(bytes: number, binary = false): string {
   if (!Number.isFinite(bytes) || bytes < 0) return '?';
+  const step = binary ? 1024 : 1000;
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
+  while (value >= step && unit < units.length - 1) {
+    value /= step;
     unit += 1;
   }
   const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  return `${value.toFixed(digits)} ${units[unit]}`;
+  const text = value.toFixed(digits);
+  // Binary figures sit beside a budget typed in whole GB: "10 GB", not "10.0 GB".
+  return `${binary ? Number(text) : text} ${units[unit]}`;
 }
 
 /** Bytes in a gigabyte as the cache settings count them (see `formatBinaryBytes`). */
 export const GB = 1024 ** 3;
 
 /**
- * Like `formatBytes`, in steps of 1024: the disk budget is typed in GB of 1024³ bytes (so the
- * default 10 × 1024³ shows as "10"), and the figures beside it must use the same unit.
+ * `formatBytes` in steps of 1024: the disk budget is typed in GB of 1024³ bytes (so the default
+ * 10 × 1024³ shows as "10"), and the figures beside it must use the same unit.
  */
 export function formatBinaryBytes(bytes: number): string {
-  if (!Number.isFinite(bytes) || bytes < 0) return '?';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  // "10 GB", not "10.0 GB": trailing zeros say nothing.
-  return `${Number(value.toFixed(digits))} ${units[unit]}`;
+  return formatBytes(bytes, true);
 }
 
 /** 0..1 → "42%"; clamped, never NaN. */
