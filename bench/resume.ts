@@ -469,11 +469,18 @@ function acceptanceFor(row: ResumeRow, withTurn: boolean): AcceptanceLine[] {
   const base = { model: row.model, pageCache: row.pageCache, kvType: row.kvType, flashAttention: row.flashAttention, tokens: row.tokens };
   const lines: AcceptanceLine[] = [];
   const ms = (v: number): string => `${v.toFixed(2)} ms`;
-  const { storeRestoreMs: s, readFloorMs: f, prefillMs: p, turnWriteBytes: w, turnLimitBytes: l } = row;
+  const { storeRestoreMs: s, readFloorMs: f, prefillMs: p, nativeRestoreMs: n, turnWriteBytes: w, turnLimitBytes: l } = row;
   lines.push(
     s === null || f === null
       ? { ...base, check: 'storeRestoreMs ≤ 2 × readFloorMs + 10 ms', pass: null, detail: 'not measured' }
-      : { ...base, check: 'storeRestoreMs ≤ 2 × readFloorMs + 10 ms', pass: s <= 2 * f + 10, detail: `${ms(s)} vs limit ${ms(2 * f + 10)} (floor ${ms(f)})` },
+      : {
+          ...base,
+          check: 'storeRestoreMs ≤ 2 × readFloorMs + 10 ms',
+          pass: s <= 2 * f + 10,
+          // The lower bound of any store that must hand llama.cpp a file (node-llama-cpp 3.21.1
+          // loads sequence state from files only): read the bytes once, then llama.cpp's load.
+          detail: `${ms(s)} vs limit ${ms(2 * f + 10)} (floor ${ms(f)}${n === null ? '' : `; reading once plus llama.cpp's own file load, floor + native restore, is ${ms(f + n)}`})`,
+        },
   );
   lines.push(
     s === null || p === null
