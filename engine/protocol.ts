@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { DownloadProgress, HearthError, MessageStats, ModelInfo, Result, Sampling } from './contract/index.ts';
+import type { DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
 
 /** A chat turn as the engine sees it: the history on the active branch, oldest first. */
 export interface PromptMessage {
@@ -64,6 +64,19 @@ export interface EngineMetrics {
   readonly kvStore?: { readonly bytesOnDisk: number; readonly chunkCount: number; readonly logicalBytes: number };
 }
 
+/** A profile with every `auto` decided for this model on this machine (worker/planner.ts). */
+export interface ResolvedProfile {
+  readonly kType: KvCacheType;
+  readonly vType: KvCacheType;
+  readonly flashAttention: boolean;
+  /** Tokens per slot; 0 = automatic. */
+  readonly contextSize: number;
+  /** Layers on the GPU; 'auto' stays node-llama-cpp's own fitting. */
+  readonly gpuLayers: number | 'auto';
+  readonly slots: number;
+  readonly overflowPolicy: ModelProfile['overflowPolicy'];
+}
+
 /** `init`'s input. */
 export interface InitInput {
   readonly logLevel: 'error' | 'warn' | 'info' | 'debug';
@@ -84,9 +97,33 @@ export interface WorkerMethods {
    * sequences, so the context holds contextSize × slots cells.
    */
   loadModel: {
-    input: { readonly path: string; readonly contextSize: number; readonly threads: number; readonly slots?: number };
+    input: {
+      readonly path: string;
+      readonly contextSize: number;
+      readonly threads: number;
+      readonly slots?: number;
+      /** The model's profile as `checkProfile` resolved it (issue 4); without it, F16 K/V and the defaults. */
+      readonly profile?: ResolvedProfile;
+    };
     output: ModelInfo;
   };
+  /**
+   * Validates a model's profile on this machine before anything is loaded (issue 4): a quantized
+   * V needs flash attention, the head size must suit the quantized block size, the backend must
+   * support the pair, and the planner must say it fits. Resolves every `auto`. Errors in
+   * `issues` mean the profile must not be loaded; `resolved` is then null.
+   */
+  checkProfile: {
+    input: { readonly path: string; readonly profile: ModelProfile };
+    output: { readonly issues: readonly ProfileIssue[]; readonly resolved: ResolvedProfile | null };
+  };
+  /** The planner (issue 4): from GGUF metadata alone, a local file or a remote model's address. */
+  plan: {
+    input: { readonly path?: string; readonly uri?: string; readonly contextSize: number; readonly slots: number };
+    output: KvPlan;
+  };
+  /** The quality meter (issue 4): the loaded model's KV pair against F16 over `calibrationPath`'s text. */
+  measureQuality: { input: { readonly calibrationPath: string }; output: KvQuality };
   unloadModel: { input: Record<string, never>; output: Record<string, never> };
   /** Streams `token` events, then answers. One generation at a time; others wait their turn. */
   generate: { input: GenerateInput; output: GenerateOutput };

@@ -12,10 +12,14 @@ import type {
   DownloadProgress,
   EngineStatus,
   KvStatus,
+  KvPlan,
+  KvQuality,
   KvStoreInfo,
+  ModelProfileView,
   LocalModel,
   Message,
   ModelInfo,
+  ModelProfile,
   ModelStatus,
   RecommendedModel,
   Settings,
@@ -57,6 +61,28 @@ export const settingsPatchSchema = z.strictObject({
   kvSlots: z.number().int().min(1).max(8).optional(),
 });
 
+/** KV cache types (types.ts KvCacheType). */
+export const kvCacheTypes = ['f16', 'q8_0', 'q5_1', 'q5_0', 'q4_1', 'q4_0', 'iq4_nl'] as const;
+export const overflowPolicies = ['refuse', 'rebuild', 'streaming', 'shift'] as const;
+
+export const modelProfilePatchSchema = z.strictObject({
+  kType: z.enum([...kvCacheTypes, 'auto']).optional(),
+  vType: z.enum([...kvCacheTypes, 'auto']).optional(),
+  flashAttention: z.enum(['auto', 'on', 'off']).optional(),
+  contextSize: z.number().int().min(0).max(1_048_576).optional(),
+  gpuLayers: z.union([z.literal('auto'), z.number().int().min(0).max(4096)]).optional(),
+  slots: z.number().int().min(1).max(8).optional(),
+  overflowPolicy: z.enum(overflowPolicies).optional(),
+});
+
+/**
+ * The profile of a model that has none: F16 K/V, automatic flash attention and GPU layers,
+ * Settings' context size and slots, refuse on overflow.
+ */
+export function defaultModelProfile(settings: Pick<Settings, 'contextSize' | 'kvSlots'>): ModelProfile {
+  return { kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: settings.contextSize, gpuLayers: 'auto', slots: settings.kvSlots, overflowPolicy: 'refuse' };
+}
+
 const empty = z.strictObject({});
 const chatRef = z.strictObject({ chatId: idSchema });
 
@@ -82,6 +108,28 @@ export const callInputs = {
   /** Starts a download into the models directory; progress arrives as `download.progress`. */
   'models.download': z.strictObject({ uri: z.string().min(1).max(2048) }),
   'models.cancelDownload': z.strictObject({ downloadId: idSchema }),
+  /** A model's per-model settings (defaults where it has none) and what validation says of them. */
+  'models.getProfile': z.strictObject({ path: pathSchema }),
+  /**
+   * Changes a model's profile. A profile with validation errors is refused (INVALID_INPUT, the
+   * issues in the message) and nothing is saved; a valid one is saved and, when it is the loaded
+   * model's, applied by reloading it (no chat is lost).
+   */
+  'models.setProfile': z.strictObject({ path: pathSchema, profile: modelProfilePatchSchema }),
+  /**
+   * The planner: every K/V pair's memory and longest fitting context on this machine, from GGUF
+   * metadata alone (a local file, or a model's download address before downloading it).
+   */
+  'models.plan': z
+    .strictObject({
+      path: pathSchema.optional(),
+      uri: z.string().min(1).max(2048).optional(),
+      contextSize: z.number().int().min(1).max(1_048_576).optional(),
+      slots: z.number().int().min(1).max(8).optional(),
+    })
+    .refine((v) => (v.path === undefined) !== (v.uri === undefined), 'give either a path or a uri'),
+  /** The quality meter: the loaded model's KV pair against F16 (cached per model and pair unless `fresh`). */
+  'models.measureQuality': z.strictObject({ fresh: z.boolean().optional() }),
 
   'chats.list': empty,
   'chats.create': z.strictObject({
@@ -133,6 +181,10 @@ export interface CallOutputs {
   'models.pick': { readonly path: string | null };
   'models.download': { readonly downloadId: string };
   'models.cancelDownload': { readonly cancelled: boolean };
+  'models.getProfile': ModelProfileView;
+  'models.setProfile': ModelProfileView;
+  'models.plan': KvPlan;
+  'models.measureQuality': KvQuality;
   'chats.list': { readonly chats: readonly ChatSummary[] };
   'chats.create': Chat;
   'chats.get': ChatDetail;

@@ -20,6 +20,113 @@ export interface ModelInfo {
   /** The context size actually allocated for each slot; 0 until loaded. */
   readonly contextSize: number;
   readonly layerCount: number;
+  /** The K and V cache types the context was created with (issue 4); absent from older hosts. */
+  readonly kvType?: { readonly k: KvCacheType; readonly v: KvCacheType };
+  readonly flashAttention?: boolean;
+  /** Layers offloaded to the GPU (0 on CPU). */
+  readonly gpuLayers?: number;
+  /** The planner's estimate of the context's memory beside what llama.cpp really allocated. */
+  readonly memory?: { readonly plannedBytes: number; readonly measuredBytes: number };
+}
+
+/** KV cache element types Hearth offers, by llama.cpp's names (issue 4). */
+export type KvCacheType = 'f16' | 'q8_0' | 'q5_1' | 'q5_0' | 'q4_1' | 'q4_0' | 'iq4_nl';
+
+/**
+ * What a chat does when its conversation outgrows the context (issue 4):
+ * - `refuse`: the turn fails with CONTEXT_OVERFLOW and says what to do;
+ * - `rebuild`: the oldest messages are dropped (the system prompt stays) and the kept window is
+ *   read again from a clean sequence (or restored from the store when it holds it): safe with
+ *   every K type;
+ * - `streaming`: StreamingLLM, keep 4 sink tokens plus a recent window by erasing the middle:
+ *   F16 K only (a middle erase with a quantized K crashes llama.cpp 0.4.0, facts.md);
+ * - `shift`: node-llama-cpp's chat-level context shift: F16 K only, for the same reason.
+ */
+export type OverflowPolicy = 'refuse' | 'rebuild' | 'streaming' | 'shift';
+
+/** Per-model settings, stored with the model's profile (issue 4). `auto` lets the planner choose. */
+export interface ModelProfile {
+  readonly kType: KvCacheType | 'auto';
+  readonly vType: KvCacheType | 'auto';
+  readonly flashAttention: 'auto' | 'on' | 'off';
+  /** Tokens per slot; 0 = automatic (the smaller of the trained length and 8192). */
+  readonly contextSize: number;
+  /** Layers offloaded to the GPU; `auto` = as many as fit. */
+  readonly gpuLayers: number | 'auto';
+  /** Resident sequences (see Settings.kvSlots, the default for models without a profile). */
+  readonly slots: number;
+  readonly overflowPolicy: OverflowPolicy;
+}
+
+/** A validation message about a profile, shown beside its field. Errors refuse the profile. */
+export interface ProfileIssue {
+  readonly field: keyof ModelProfile | 'model';
+  readonly severity: 'error' | 'warning';
+  readonly message: string;
+}
+
+/** A model's profile as stored, with what validation says of it on this machine. */
+export interface ModelProfileView {
+  readonly path: string;
+  readonly profile: ModelProfile;
+  readonly issues: readonly ProfileIssue[];
+}
+
+/** The memory the planner plans against (issue 4). */
+export interface DeviceMemory {
+  readonly backend: 'cuda' | 'vulkan' | 'metal' | 'cpu';
+  readonly gpuName?: string;
+  /** VRAM; on Apple silicon, what Metal lets this process use. null without a GPU. */
+  readonly vramTotalBytes: number | null;
+  readonly vramFreeBytes: number | null;
+  /** GPU and CPU share one memory (Apple silicon). */
+  readonly unifiedMemory: boolean;
+  readonly ramTotalBytes: number;
+  readonly ramFreeBytes: number;
+}
+
+/** One K/V pair in the planner's table. */
+export interface KvPlanRow {
+  readonly kType: KvCacheType;
+  readonly vType: KvCacheType;
+  /** Why validation refuses this pair here (flash attention, head size, backend); absent when allowed. */
+  readonly refused?: string;
+  readonly kvBytesPerToken: number;
+  /** KV bytes at the plan's context size (all slots). */
+  readonly kvBytes: number;
+  /** Weights + KV + compute buffers at the plan's context size. */
+  readonly totalBytes: number;
+  /** Longest context per slot with every layer on the GPU; null without a GPU; 0 when the weights alone do not fit. */
+  readonly maxContextFullGpu: number | null;
+  /** Longest context per slot with the layers that fit on the GPU and the rest in RAM. */
+  readonly maxContextPartial: number;
+  /** The plan's context size fits (fully on the GPU where there is one, else in RAM). */
+  readonly fits: boolean;
+}
+
+export interface KvPlan {
+  readonly device: DeviceMemory;
+  /** The context size per slot the rows were computed for. */
+  readonly contextSize: number;
+  readonly slots: number;
+  readonly weightsBytes: number;
+  readonly rows: readonly KvPlanRow[];
+  /** The pair `auto` picks: the best quality that fits (V quantized before K); null when none fits. */
+  readonly auto: { readonly kType: KvCacheType; readonly vType: KvCacheType } | null;
+}
+
+/** The quality meter's result: the loaded model's KV pair against F16 over the calibration text. */
+export interface KvQuality {
+  readonly kType: KvCacheType;
+  readonly vType: KvCacheType;
+  /** Mean KL divergence (nats) of the next-token distributions, F16 as the reference. */
+  readonly klDivergence: number;
+  /** Share of positions whose most likely next token is the same as with F16. */
+  readonly top1Agreement: number;
+  readonly verdict: 'near-lossless' | 'small' | 'noticeable';
+  /** Positions compared. */
+  readonly positions: number;
+  readonly measuredAt: number;
 }
 
 /** The model's status: `{status, progress?, error?}` (issue 2). */

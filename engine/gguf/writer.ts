@@ -8,7 +8,7 @@
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufValueType, type GgufScalarTypeName } from './format.ts';
+import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, ggmlTypes, GgufValueType, type GgufScalarTypeName } from './format.ts';
 
 /**
  * Bump when the bytes `writeTinyLlama` produces for the same options change, so that cached
@@ -120,15 +120,13 @@ export function toFloat16Bits(value: number): number {
   return sign | half;
 }
 
-/** Encodes a whole GGUF file in memory. Tensors are laid out in the given order, each aligned. */
-export function encodeGguf(input: GgufInput): Buffer {
+/** Starts a GGUF file: magic, version, counts and the metadata. Returns the alignment in force. */
+function writeHeader(sink: ByteSink, input: Pick<GgufInput, 'version' | 'metadata'>, tensorCount: number): number {
   const alignmentEntry = input.metadata.find(([key]) => key === 'general.alignment');
   const alignment = alignmentEntry && alignmentEntry[1].type === 'uint32' ? alignmentEntry[1].value : GGUF_DEFAULT_ALIGNMENT;
-
-  const sink = new ByteSink();
   sink.u32(GGUF_MAGIC);
   sink.u32(input.version ?? 3);
-  sink.u64(input.tensors.length);
+  sink.u64(tensorCount);
   sink.u64(input.metadata.length);
 
   for (const [key, value] of input.metadata) {
@@ -142,6 +140,48 @@ export function encodeGguf(input: GgufInput): Buffer {
       writeScalar(sink, value.type, value.value);
     }
   }
+  return alignment;
+}
+
+/** A tensor by its header entry alone: any ggml type code of format.ts `ggmlTypes`. */
+export interface GgufTensorInfoInput {
+  readonly name: string;
+  /** ggml order: ne0 (the row length) first. */
+  readonly dims: readonly number[];
+  readonly typeCode: number;
+}
+
+/**
+ * Encodes only what precedes a GGUF file's tensor data: the header, the metadata and the tensor
+ * infos (offsets laid out as the data would be), padded to the alignment. Readers and
+ * llama.cpp's no-allocation estimates need nothing more, so a model's published shape can be
+ * planned without its weights (issue 4, bench/kv.ts); llama.cpp cannot run such a file.
+ */
+export function encodeGgufHeader(input: { readonly metadata: GgufInput['metadata']; readonly tensors: readonly GgufTensorInfoInput[] }): Buffer {
+  const sink = new ByteSink();
+  const alignment = writeHeader(sink, input, input.tensors.length);
+  let offset = 0;
+  for (const tensor of input.tensors) {
+    const type = ggmlTypes.get(tensor.typeCode);
+    if (!type) throw new Error(`tensor ${tensor.name}: unknown ggml type ${tensor.typeCode}`);
+    const count = tensor.dims.reduce((a, b) => a * b, 1);
+    if ((tensor.dims[0] ?? 0) % type.blockSize !== 0) throw new Error(`tensor ${tensor.name}: a row of ${tensor.dims[0]} is not whole ${type.name} blocks`);
+    sink.string(tensor.name);
+    sink.u32(tensor.dims.length);
+    for (const d of tensor.dims) sink.u64(d);
+    sink.u32(tensor.typeCode);
+    sink.u64(offset);
+    offset += (count / type.blockSize) * type.typeSize;
+    offset += (alignment - (offset % alignment)) % alignment;
+  }
+  sink.padTo(alignment);
+  return sink.result();
+}
+
+/** Encodes a whole GGUF file in memory. Tensors are laid out in the given order, each aligned. */
+export function encodeGguf(input: GgufInput): Buffer {
+  const sink = new ByteSink();
+  const alignment = writeHeader(sink, input, input.tensors.length);
 
   let offset = 0;
   const offsets: number[] = [];

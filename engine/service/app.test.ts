@@ -89,7 +89,13 @@ describe('models', () => {
     expect(statuses[0]).toMatchObject({ status: 'loading', progress: 0, model: { name: 'fake', contextSize: 0, trainedContextLength: 8192 } });
     expect(statuses).toContainEqual(expect.objectContaining({ status: 'loading', progress: 0.5 }));
     expect(statuses.at(-1)).toMatchObject({ status: 'ready', model: { path: t.modelFile } });
-    expect(t.engine.callsOf('loadModel')[0]).toEqual({ path: t.modelFile, contextSize: 0, threads: 1, slots: 1 });
+    expect(t.engine.callsOf('loadModel')[0]).toEqual({
+      path: t.modelFile,
+      contextSize: 0,
+      threads: 1,
+      slots: 1,
+      profile: { kType: 'f16', vType: 'f16', flashAttention: true, contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' },
+    });
     expect(value(await t.hearth.api['app.state']({})).settings.lastModelPath).toBe(t.modelFile);
 
     expect(value(await t.hearth.api['models.unload']({}))).toEqual({ status: 'idle' });

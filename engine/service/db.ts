@@ -49,6 +49,30 @@ const migrations: readonly string[] = [
     value TEXT NOT NULL
   );
   `,
+  // The quality meter's cache (issue 4, quality-cache.ts): one row per model file and KV pair;
+  // the file's size and mtime and the calibration text's hash are checked on read.
+  `
+  CREATE TABLE kv_quality (
+    model_path TEXT NOT NULL,
+    k_type TEXT NOT NULL,
+    v_type TEXT NOT NULL,
+    flash_attention INTEGER NOT NULL,
+    model_size INTEGER NOT NULL,
+    model_mtime_ms INTEGER NOT NULL,
+    calibration TEXT NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (model_path, k_type, v_type, flash_attention)
+  );
+  `,
+  // Per-model settings (issue 4, model-profiles.ts): only the fields the user set, as JSON, keyed
+  // by the model file's absolute path.
+  `
+  CREATE TABLE model_profiles (
+    path TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 /** The schema version this build writes. */

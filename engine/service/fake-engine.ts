@@ -2,7 +2,7 @@
  * An in-memory engine process for unit tests: it speaks protocol.ts, streams scripted tokens,
  * fails on request, and "crashes". Not used by the app.
  */
-import { err, ok, type HearthError, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
+import { err, ok, type HearthError, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../contract/index.ts';
 import type { EngineMetrics, EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../protocol.ts';
 
 export interface FakeBehaviour {
@@ -21,7 +21,23 @@ export interface FakeBehaviour {
   /** Events each process sends while handling `init`, before answering it (e.g. `kvPersistence`). */
   initEvents: WorkerEvent[];
   metrics: EngineMetrics;
+  /** What `checkProfile` says of every profile (errors make `resolved` null). */
+  profileIssues: ProfileIssue[];
+  plan: KvPlan;
+  quality: KvQuality;
 }
+
+const fakePlan: KvPlan = {
+  device: { backend: 'cpu', vramTotalBytes: null, vramFreeBytes: null, unifiedMemory: false, ramTotalBytes: 16 * 1024 ** 3, ramFreeBytes: 8 * 1024 ** 3 },
+  contextSize: 4096,
+  slots: 1,
+  weightsBytes: 1_000_000,
+  rows: [
+    { kType: 'f16', vType: 'f16', kvBytesPerToken: 1024, kvBytes: 4096 * 1024, totalBytes: 6_000_000, maxContextFullGpu: null, maxContextPartial: 131_072, fits: true },
+    { kType: 'q8_0', vType: 'q8_0', kvBytesPerToken: 544, kvBytes: 4096 * 544, totalBytes: 4_000_000, maxContextFullGpu: null, maxContextPartial: 131_072, fits: true },
+  ],
+  auto: { kType: 'f16', vType: 'f16' },
+};
 
 let nextPid = 40_000;
 
@@ -36,6 +52,9 @@ export class FakeEngine {
     silent: false,
     initEvents: [],
     metrics: { kvCellsUsed: 17, kvCellsCapacity: 4096, slots: [] },
+    profileIssues: [],
+    plan: fakePlan,
+    quality: { kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: 64, measuredAt: 0 },
   };
   readonly ports: FakePort[] = [];
   /** Every call any port received, in order. */
@@ -180,6 +199,28 @@ export class FakePort implements EnginePort {
         return ok(b.metrics);
       case 'forgetChat':
         return ok({});
+      case 'checkProfile': {
+        const { profile } = message.input;
+        const issues = b.profileIssues;
+        if (issues.some((i) => i.severity === 'error')) return ok({ issues, resolved: null });
+        const type = (t: typeof profile.kType) => (t === 'auto' ? 'f16' : t);
+        return ok({
+          issues,
+          resolved: {
+            kType: type(profile.kType),
+            vType: type(profile.vType),
+            flashAttention: profile.flashAttention !== 'off',
+            contextSize: profile.contextSize,
+            gpuLayers: profile.gpuLayers,
+            slots: profile.slots,
+            overflowPolicy: profile.overflowPolicy,
+          },
+        });
+      }
+      case 'plan':
+        return ok({ ...b.plan, contextSize: message.input.contextSize, slots: message.input.slots });
+      case 'measureQuality':
+        return this.#model ? ok(b.quality) : err('MODEL_NOT_LOADED', 'No model is loaded.');
     }
   }
 

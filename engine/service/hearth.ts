@@ -11,6 +11,7 @@ import {
   type CallName,
   type HearthApi,
   type HearthEvent,
+  type ModelProfile,
   type Result,
 } from '../contract/index.ts';
 import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
@@ -25,7 +26,9 @@ import { KvStatusTracker } from './kv-status.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { ModelManager, type InspectGguf } from './model-manager.ts';
+import { ModelProfiles, profileKey } from './model-profiles.ts';
 import { listModels, recommendedModels } from './models.ts';
+import { QualityCache, QualityMeter } from './quality-cache.ts';
 import { readSettings, updateSettings } from './settings.ts';
 import { ChatStore } from './store.ts';
 import { Supervisor, type LogLevel } from './supervisor.ts';
@@ -73,6 +76,11 @@ export class HearthStartError extends Error {
     this.hint = hint;
   }
 }
+
+/** The context 'models.plan' plans for when neither the call nor the profile names one. */
+const PLAN_DEFAULT_CONTEXT = 4096;
+/** A remote model's header comes over the network, and a large model's table takes a few seconds. */
+const PLAN_TIMEOUT_MS = 60_000;
 
 /** What engine/index.ts wires in, plus test seams that hosts never pass. */
 export interface HearthWiring {
@@ -149,10 +157,19 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
   const metrics = new Metrics();
   const generations = new Generations({ store, engine: supervisor, emit, metrics, log, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) });
   const settings = () => readSettings(db);
-  const model = new ModelManager({
+  const profiles: ModelProfiles = new ModelProfiles({
+    db,
+    settings,
+    engine: supervisor,
+    loadedModel: (): string | null => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null),
+    reload: (file) => model.load(file),
+    log,
+  });
+  const model: ModelManager = new ModelManager({
     engine: supervisor,
     inspect: wiring.inspect,
     settings,
+    profileOf: (file): ModelProfile => profiles.profileOf(file),
     rememberModel: (file) => void updateSettings(db, { lastModelPath: file }),
     stopReplies: async () => void (await Promise.all(generations.activeChatIds.map((id) => generations.stop(id)))),
     emit,
@@ -171,6 +188,11 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
   // Every reply end, load end and download end is an event: a queued KV change runs after it.
   events.on(() => kvApplier.poke());
   const kvDir = path.join(dirs.root, 'kv');
+  const quality = new QualityMeter({
+    engine: supervisor,
+    loadedModel: () => (model.status.status === 'ready' ? (model.status.model ?? null) : null),
+    cache: new QualityCache(db),
+  });
 
   let disposed: Promise<void> | null = null;
   const guard = <I, O>(name: CallName, fn: (input: I) => Promise<Result<O>>) =>
@@ -218,6 +240,26 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     'models.pick': guard('models.pick', async () => err('NOT_SUPPORTED', 'This host has no file dialog.', 'Type the path of a .gguf file instead.')),
     'models.download': guard('models.download', async ({ uri }) => downloads.start(uri)),
     'models.cancelDownload': guard('models.cancelDownload', async ({ downloadId }) => downloads.cancel(downloadId)),
+    'models.getProfile': guard('models.getProfile', ({ path: file }) => profiles.get(file)),
+    'models.setProfile': guard('models.setProfile', ({ path: file, profile }) => profiles.set(file, profile)),
+    /**
+     * The contract validated the input. A local model defaults to its profile's context size and
+     * slots; a remote one (no profile yet) to Settings'. An automatic context (0) is planned at
+     * 4,096 tokens: the host does not read the trained length, and the table shows the longest fit anyway.
+     */
+    'models.plan': guard('models.plan', async ({ path: file, uri, contextSize, slots }) => {
+      const defaults = file !== undefined ? profiles.profileOf(file) : { contextSize: settings().contextSize, slots: settings().kvSlots };
+      return supervisor.request(
+        'plan',
+        {
+          ...(file !== undefined ? { path: profileKey(file) } : { uri: uri! }),
+          contextSize: contextSize ?? (defaults.contextSize > 0 ? defaults.contextSize : PLAN_DEFAULT_CONTEXT),
+          slots: slots ?? defaults.slots,
+        },
+        { timeoutMs: PLAN_TIMEOUT_MS },
+      );
+    }),
+    'models.measureQuality': guard('models.measureQuality', (input) => quality.measure(input)),
     'chats.list': guard('chats.list', () => chats.list()),
     'chats.create': guard('chats.create', (input) => chats.create(input)),
     'chats.get': guard('chats.get', (input) => chats.get(input)),

@@ -6,8 +6,10 @@
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { err, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelStatus, type Result, type Settings } from '../contract/index.ts';
+import { err, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelProfile, type ModelStatus, type Result, type Settings } from '../contract/index.ts';
+import type { ResolvedProfile } from '../protocol.ts';
 import type { GgufSummary } from '../gguf/reader.ts';
+import { describeIssues } from './model-profiles.ts';
 import { physicalCoreCount } from './models.ts';
 import type { LogLevel, Supervisor } from './supervisor.ts';
 
@@ -31,6 +33,8 @@ export interface ModelManagerDeps {
   readonly engine: Pick<Supervisor, 'request' | 'onEvent' | 'onStatus' | 'onRestart'>;
   readonly inspect: InspectGguf;
   readonly settings: () => Settings;
+  /** The model's profile, stored or default (model-profiles.ts `ModelProfiles.profileOf`). */
+  readonly profileOf: (path: string) => ModelProfile;
   readonly rememberModel: (path: string | null) => void;
   /** Stops every reply in progress (before the model under them goes away). */
   readonly stopReplies: () => Promise<void>;
@@ -85,9 +89,11 @@ export class ModelManager {
   }
 
   /**
-   * Validates the file with the GGUF reader (nothing unchecked reaches llama.cpp), then loads it
-   * with the thread count, context size (per slot) and slot count in force now. Replies in progress are stopped first.
-   * A file that fails validation leaves a loaded model loaded.
+   * Validates the file with the GGUF reader (nothing unchecked reaches llama.cpp) and the model's
+   * profile with the engine (`checkProfile`: types, flash attention, head size, fit), then loads
+   * it with the thread count in force now and the profile as the engine resolved it (context size
+   * per slot, slots, K/V types…). Replies in progress are stopped first. A file or profile that
+   * fails validation leaves a loaded model loaded.
    */
   async load(input: string): Promise<Result<ModelInfo>> {
     const file = await resolveModelFile(input);
@@ -95,17 +101,25 @@ export class ModelManager {
     const checked = await this.#deps.inspect(file.value);
     if (!checked.ok) return this.#rejected(checked.error);
     return this.#exclusive(async () => {
+      // Checked here, in turn with other loads, so it sees the profile as it is when this load runs.
+      const profile = await this.#resolveProfile(file.value, checked.value.name);
+      if (!profile.ok) {
+        // 'loading' here is the placeholder of a reload after an engine restart: show why it failed.
+        if (this.#status.status === 'loading') this.#set({ status: 'error', error: profile.error });
+        return this.#rejected(profile.error);
+      }
       await this.#deps.stopReplies();
       this.#wanted = file.value;
       this.#reloadAfterRestart = false;
       this.#lastProgress = -1;
       this.#set({ status: 'loading', progress: 0, model: { ...previewOf(checked.value), path: file.value } });
-      const settings = this.#deps.settings();
+      const resolved = profile.value;
       const result = await this.#deps.engine.request('loadModel', {
         path: file.value,
-        contextSize: settings.contextSize,
+        contextSize: resolved.contextSize,
         threads: this.threads(),
-        slots: settings.kvSlots,
+        slots: resolved.slots,
+        profile: resolved,
       });
       if (!result.ok) {
         // A model whose load kills the engine must not be reloaded in a loop.
@@ -140,6 +154,18 @@ export class ModelManager {
   threads(): number {
     const chosen = this.#deps.threadsOverride ?? this.#deps.settings().threads;
     return chosen > 0 ? chosen : physicalCoreCount();
+  }
+
+  /** The model's profile as the engine resolved it, or why it must not be loaded. */
+  async #resolveProfile(file: string, name: string): Promise<Result<ResolvedProfile>> {
+    const checked = await this.#deps.engine.request('checkProfile', { path: file, profile: this.#deps.profileOf(file) }, { timeoutMs: 15_000 });
+    if (!checked.ok) return checked;
+    const { issues, resolved } = checked.value;
+    if (resolved === null || issues.some((issue) => issue.severity === 'error')) {
+      const why = describeIssues(issues) || 'the engine could not resolve its settings';
+      return err('INVALID_INPUT', `${name} cannot be loaded with its settings: ${why}.`, "Change the model's KV settings and load it again.");
+    }
+    return ok(resolved);
   }
 
   #rejected(error: HearthError): Result<never> {

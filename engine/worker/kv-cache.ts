@@ -31,8 +31,8 @@ import {
   type StateLayerShape,
   type StateShape,
 } from '../kv/codec.ts';
-import { fingerprint } from '../kv/fingerprint.ts';
-import type { TailMatch } from '../kv/manifest.ts';
+import { chunkKeys, fingerprint } from '../kv/fingerprint.ts';
+import { commonPrefix, type Manifest, type TailMatch } from '../kv/manifest.ts';
 import { openKvStore, type ChunkError, type KvStore, type KvStoreStats } from '../kv/store.ts';
 
 export type { KvStoreStats } from '../kv/store.ts';
@@ -95,8 +95,27 @@ function rowBytes(type: number, width: number): number | null {
 /** Internal profile state, keyed by the profile object handed out. */
 interface ProfileState {
   readonly shape: StateShape;
+  /** What the fingerprint was computed from, to name other cache settings (`#otherSettings`). */
+  readonly model: LlamaModel;
+  readonly modelHash: string;
   /** Set when a save found the real layout differs from the computed one. */
   disabled?: string;
+}
+
+/** The cache settings a fingerprint depends on besides the model and llama.cpp (issue 4). */
+interface CacheSettings {
+  readonly kType: number;
+  readonly vType: number;
+  readonly flashAttention: boolean;
+  readonly nStream: number;
+}
+
+/** GGML type ids of the KV cache types Hearth offers, with their names. */
+const offeredTypes: readonly (readonly [number, string])[] = [[1, 'f16'], [8, 'q8_0'], [7, 'q5_1'], [6, 'q5_0'], [3, 'q4_1'], [2, 'q4_0'], [20, 'iq4_nl']];
+
+function describeSettings(s: CacheSettings): string {
+  const name = (type: number) => offeredTypes.find(([id]) => id === type)?.[1] ?? `type ${type}`;
+  return `K/V ${name(s.kType)}/${name(s.vType)}, flash attention ${s.flashAttention ? 'on' : 'off'}, ${s.nStream} slot${s.nStream === 1 ? '' : 's'}`;
 }
 
 function perLayer(value: unknown, layers: number): number[] | null {
@@ -110,6 +129,12 @@ function perLayer(value: unknown, layers: number): number[] | null {
  * model and context, or the reason it cannot be computed.
  */
 export function expectedShape(model: LlamaModel, context: LlamaContext, flashAttention: boolean): Result<StateShape> {
+  return shapeFor(model, { kType: Number(context.kvCacheKeyType ?? 1), vType: Number(context.kvCacheValueType ?? 1), flashAttention, nStream: context.totalSequences });
+}
+
+/** `expectedShape` for given cache settings, without a context. */
+function shapeFor(model: LlamaModel, settings: CacheSettings): Result<StateShape> {
+  const { kType, vType, flashAttention } = settings;
   const arch = model.fileInfo.architectureMetadata as Record<string, unknown>;
   const attention = (arch.attention ?? {}) as Record<string, unknown>;
   const unsupported = (why: string): Result<StateShape> => err('NOT_SUPPORTED', why);
@@ -122,8 +147,6 @@ export function expectedShape(model: LlamaModel, context: LlamaContext, flashAtt
   const heads = perLayer(attention.head_count, layers);
   const kvHeads = perLayer(attention.head_count_kv ?? attention.head_count, layers);
   if (!heads || !kvHeads || heads.some((h) => h < 1)) return unsupported('the model metadata lacks its head counts');
-  const kType = Number(context.kvCacheKeyType ?? 1);
-  const vType = Number(context.kvCacheValueType ?? 1);
   const shapeLayers: StateLayerShape[] = [];
   for (let i = 0; i < layers; i++) {
     const headDimK = typeof attention.key_length === 'number' ? attention.key_length : embd / heads[i]!;
@@ -141,7 +164,16 @@ export function expectedShape(model: LlamaModel, context: LlamaContext, flashAtt
       shapeLayers.push({ kType, kRowBytes: kRow, vType, vRowBytes: block[0] * vWidth, vElementBytes: block[0], vEmbd: vWidth });
     }
   }
-  return ok({ stateVersion: STATE_VERSION, nStream: context.totalSequences, vTrans: !flashAttention, layers: shapeLayers });
+  return ok({ stateVersion: STATE_VERSION, nStream: settings.nStream, vTrans: !flashAttention, layers: shapeLayers });
+}
+
+/** How many of `tokens` manifest `m` holds KV for: its chunks' hash chain, then its tail. */
+function coverage(m: Manifest, tokens: readonly Token[]): number {
+  const keys = chunkKeys(m.fingerprint, tokens.slice(0, m.chunks.length * m.chunkTokens), m.chunkTokens);
+  let chunks = 0;
+  while (chunks < keys.length && keys[chunks] === m.chunks[chunks]) chunks++;
+  const covered = chunks * m.chunkTokens;
+  return chunks === m.chunks.length ? covered + commonPrefix(m.tail.tokens, tokens, covered) : covered;
 }
 
 function widths(shape: StateShape, which: 'k' | 'v'): number[] {
@@ -241,24 +273,74 @@ export class KvCache {
     if (!shape.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${shape.error.message}.` };
     const hash = await this.store.modelContentHash(input.modelPath);
     if (!hash.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: the model file could not be hashed (${hash.error.message}).` };
-    const s = shape.value;
-    const fp = fingerprint({
+    const fp = this.#fingerprintOf(shape.value, hash.value);
+    if (!fp.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${fp.error.message}` };
+    const profile: KvProfile = { fingerprint: fp.value };
+    this.#profiles.set(profile, { shape: shape.value, model: input.model, modelHash: hash.value });
+    return profile;
+  }
+
+  #fingerprintOf(s: StateShape, modelHash: string): Result<string> {
+    return fingerprint({
       llamaCppRelease: this.#llamaRelease,
       stateFormatVersion: STATE_VERSION,
-      modelHash: hash.value,
+      modelHash,
       kType: s.layers[0]!.kType,
       vType: s.layers[0]!.vType,
-      flashAttention: input.flashAttention,
+      flashAttention: !s.vTrans,
       nStream: s.nStream,
       layers: s.layers.length,
       kWidths: widths(s, 'k'),
       vWidths: widths(s, 'v'),
       extra: { shape: shapeKey(s) },
     });
-    if (!fp.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${fp.error.message}` };
-    const profile: KvProfile = { fingerprint: fp.value };
-    this.#profiles.set(profile, { shape: s });
-    return profile;
+  }
+
+  /**
+   * The cache settings (K/V types, flash attention, slots) under which this model would have
+   * fingerprint `other`, or null when none does (another model file or llama.cpp build). Tries
+   * every combination Hearth offers: under 800 hashes, and only when a chat's stored KV has
+   * another fingerprint.
+   */
+  #settingsOf(state: ProfileState, other: string): CacheSettings | null {
+    for (const [kType] of offeredTypes) {
+      for (const [vType] of offeredTypes) {
+        for (const flashAttention of [true, false]) {
+          for (let nStream = 1; nStream <= 8; nStream++) {
+            const settings = { kType, vType, flashAttention, nStream };
+            const shape = shapeFor(state.model, settings);
+            if (!shape.ok) continue;
+            const fp = this.#fingerprintOf(shape.value, state.modelHash);
+            if (fp.ok && fp.value === other) return settings;
+          }
+        }
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Why a chat re-reads what the store holds of it under another fingerprint (issue 4: "Chats
+   * whose saved KV has another fingerprint re-read on their next turn, and the readout says
+   * why"): among the manifests named `manifestPrefix…`, the one that covers the most of `tokens`
+   * beyond `have` tokens. undefined when none does.
+   */
+  #otherSettings(state: ProfileState, fp: string, manifestPrefix: string, tokens: readonly Token[], have: number): string | undefined {
+    const ids = this.store.manifestIds(manifestPrefix);
+    if (!ids.ok) return undefined;
+    let best: { manifest: Manifest; covered: number } | null = null;
+    for (const id of ids.value) {
+      const m = this.store.getManifest(id);
+      if (!m.ok || m.value.fingerprint === fp || m.value.totalTokens <= have) continue;
+      const covered = Math.min(coverage(m.value, tokens), tokens.length - 1);
+      if (covered > have && (best === null || covered > best.covered)) best = { manifest: m.value, covered };
+    }
+    if (best === null) return undefined;
+    const then = this.#settingsOf(state, best.manifest.fingerprint);
+    if (then === null) return `the stored KV (${best.covered} tokens) was saved for another model file or llama.cpp build; re-read`;
+    const layer = state.shape.layers[0]!;
+    const now = describeSettings({ kType: layer.kType, vType: layer.vType, flashAttention: !state.shape.vTrans, nStream: state.shape.nStream });
+    return `the stored KV (${best.covered} tokens) was saved with other cache settings (then ${describeSettings(then)}; now ${now}); re-read`;
   }
 
   /**
@@ -365,7 +447,7 @@ export class KvCache {
    * bytes or a mismatched fingerprint. tokensRestored 0 + fallbackReason when nothing was loaded
    * for a reason the user should see (corrupt chunk, other model, …).
    */
-  async restore(profile: KvProfile, sequence: LlamaContextSequence, tokens: readonly Token[]): Promise<RestoreReport> {
+  async restore(profile: KvProfile, sequence: LlamaContextSequence, tokens: readonly Token[], options: { manifestPrefix?: string } = {}): Promise<RestoreReport> {
     const started = performance.now();
     const elapsed = (): number => Math.round((performance.now() - started) * 10) / 10;
     const usable = this.#usable(profile);
@@ -381,7 +463,12 @@ export class KvCache {
     if (match.value.stop === 'corrupt') {
       fallbackReason = `chunk ${match.value.chunks.length} is damaged; re-read from token ${match.value.chunkedTokens}`;
     }
-    if (match.value.tokens <= inMemory) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, ...(fallbackReason ? { fallbackReason } : {}) };
+    if (match.value.tokens <= inMemory) {
+      // The chat's own KV may be stored under another fingerprint (its cache settings changed): say so.
+      const other = options.manifestPrefix === undefined ? undefined : this.#otherSettings(state, fp, options.manifestPrefix, tokens, inMemory);
+      if (other !== undefined) fallbackReason = fallbackReason === undefined ? other : `${fallbackReason}; ${other}`;
+      return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, ...(fallbackReason ? { fallbackReason } : {}) };
+    }
 
     // Flash attention on (V by rows): each chunk is verified and written to its place in the
     // state file as it is read, in one reused buffer; nothing else is held or copied.

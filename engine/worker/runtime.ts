@@ -15,11 +15,14 @@
  *   with the tokens already in the sequence and evaluates only the rest, across turns, and across
  *   chats when a swapped-in chat shares a prefix (a system prompt) with the slot's previous one.
  *   The stats measure this the same way (see `measureReuse`).
- * - Context overflow is refused, never shifted: a conversation whose prompt (plus a few reply
- *   tokens) does not fit in the context gets CONTEXT_OVERFLOW, and a reply stops with
- *   `maxTokens` before it would fill the context. node-llama-cpp's silent context shift would
- *   drop messages without telling the user, and a shift with a quantized K cache crashes
- *   llama.cpp (facts.md). Later issues add explicit overflow policies.
+ * - Context overflow follows the model profile's policy (issue 4, overflow.ts), and the readout
+ *   says what was left out. `refuse` (the default): a conversation whose prompt (plus a few reply
+ *   tokens) does not fit gets CONTEXT_OVERFLOW. `rebuild`: the oldest messages are left out and
+ *   the kept window is read from a clean point, or restored. With both, a reply stops with
+ *   `maxTokens` before it would fill the context. `streaming` (streaming.ts) and `shift`
+ *   (node-llama-cpp's chat-level shift) may let a reply run on. node-llama-cpp's silent shift
+ *   never runs unasked, and every erase or shift goes through the guard (overflow.ts): a shift
+ *   with a quantized K cache crashes llama.cpp (facts.md).
  * - Disk KV (issue 3, kv-cache.ts): before LlamaChat evaluates, the longest stored prefix of the
  *   prompt is loaded when the store holds more than memory does; LlamaChat then finds those
  *   tokens in the sequence and evaluates only the rest. After each finished or stopped turn the
@@ -44,10 +47,15 @@ import {
 import { KvCache, type KvProfile } from './kv-cache.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
 import { err, ok, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
-import type { EngineMetrics, GenerateInput, GenerateOutput, PromptMessage, WorkerEvent, WorkerMethods } from '../protocol.ts';
+import type { EngineMetrics, GenerateInput, GenerateOutput, PromptMessage, ResolvedProfile, WorkerEvent, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE, MIN_REPLY_TOKENS, RAM_CAP_ENV, TOKEN_FLUSH_MS } from './constants.ts';
 import { Downloads } from './download.ts';
 import { FifoLock } from './lock.ts';
+import { checkResolvedProfile, ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
+import { KvEditRefused, KvGuard, rebuildWindow, replyReserve, SINK_TOKENS, streamShiftSize, type StreamWindow } from './overflow.ts';
+import { streamTurn } from './streaming.ts';
+import { contextMemory, createPlanHandlers } from './planner.ts';
+import { measureLoadedQuality } from './quality.ts';
 import { classifyLoadFailure, LogRing, type LogLevel } from './logs.ts';
 import { describeError, type WorkerHandlers } from './serve.ts';
 import { SlotTable, type Slot } from './slots.ts';
@@ -116,6 +124,12 @@ interface Loaded {
   readonly context: LlamaContext;
   readonly slots: SlotTable<Resident>;
   readonly info: ModelInfo;
+  /** The profile the context was created with (defaults when the host sent none). */
+  readonly profile: ResolvedProfile;
+  /** Every erase and shift on this context's sequences goes through it (overflow.ts). */
+  readonly guard: KvGuard;
+  /** `streaming`: the window each rolled sequence holds (streaming.ts). */
+  readonly streams: Map<LlamaContextSequence, StreamWindow>;
   /** The KV store's profile of this model+context; null when persistence is off. */
   readonly kvProfile: Promise<KvProfile> | null;
 }
@@ -208,8 +222,15 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   }
 
   async function loadModel(input: WorkerMethods['loadModel']['input']): Promise<Result<ModelInfo>> {
-    const { path, contextSize, threads } = input;
-    const slotCount = input.slots ?? 1;
+    const { path, threads } = input;
+    const requested = input.profile;
+    if (requested !== undefined) {
+      const problem = checkResolvedProfile(requested);
+      if (problem !== null) return err('INVALID_INPUT', `loadModel's profile is invalid: ${problem}.`);
+    }
+    // The profile, when there is one, decides the context size and slots (the host sends both the same).
+    const contextSize = requested?.contextSize ?? input.contextSize;
+    const slotCount = requested?.slots ?? input.slots ?? 1;
     if (typeof path !== 'string' || !Number.isInteger(contextSize) || contextSize < 0 || !Number.isInteger(threads) || threads < 0) {
       return err('INVALID_INPUT', 'loadModel needs a path, a contextSize ≥ 0 and threads ≥ 0.');
     }
@@ -246,6 +267,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         emit({ type: 'loadProgress', progress: 0 });
         model = await llamaInstance.loadModel({
           modelPath: path,
+          // A model option, not a context one: the layers are placed when the weights load.
+          ...(typeof requested?.gpuLayers === 'number' ? { gpuLayers: requested.gpuLayers } : {}),
           onLoadProgress: (progress) => {
             // Whole percents are plenty for a progress bar, and keep IPC quiet on big files.
             const rounded = Math.floor(progress * 100) / 100;
@@ -266,14 +289,41 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           sequences: slotCount,
           threads: threads === 0 ? llamaInstance.cpuMathCores : threads,
           // Explicit, never "auto": the stored KV layout depends on it (kv-cache.ts).
-          flashAttention: model.defaultContextFlashAttention === true,
+          flashAttention: requested ? requested.flashAttention : model.defaultContextFlashAttention === true,
+          experimentalKvCacheKeyType: ggmlKvTypeName(requested?.kType ?? 'f16'),
+          experimentalKvCacheValueType: ggmlKvTypeName(requested?.vType ?? 'f16'),
         });
+        const kType = kvTypeFromGgml(context.kvCacheKeyType);
+        const vType = kvTypeFromGgml(context.kvCacheValueType);
+        const profile: ResolvedProfile = {
+          kType: kType ?? requested?.kType ?? 'f16',
+          vType: vType ?? requested?.vType ?? 'f16',
+          flashAttention: context.flashAttention === true,
+          contextSize,
+          gpuLayers: requested?.gpuLayers ?? 'auto',
+          slots: slotCount,
+          overflowPolicy: requested?.overflowPolicy ?? 'refuse',
+        };
+        // The K type the context really has decides; one Hearth does not know counts as quantized.
+        const guard = new KvGuard({
+          kType: kType ?? 'q8_0',
+          onFragmented: (sequence, from) => kvCache?.markFragmented(sequence as LlamaContextSequence, from),
+        });
+        const streams = new Map<LlamaContextSequence, StreamWindow>();
         const residents: Resident[] = [];
         for (let i = 0; i < slotCount; i++) {
-          const sequence = context.getSequence();
+          // node-llama-cpp's own context shift goes through the guard too: refused unless the
+          // policy shifts (and K is F16); streaming.ts passes its own per turn.
+          const sequence = context.getSequence({
+            contextShift: {
+              size: streamShiftSize(context.contextSize),
+              strategy: guard.shiftStrategy({ keep: SINK_TOKENS, allowed: profile.overflowPolicy === 'streaming' || profile.overflowPolicy === 'shift' }),
+            },
+          });
           residents.push({ sequence, chat: new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false }) });
         }
         const metadataName = model.fileInfo.metadata.general?.name;
+        const memory = await contextMemory(model, context);
         const info: ModelInfo = {
           path,
           name: typeof metadataName === 'string' && metadataName.trim() !== '' ? metadataName : basename(path, extname(path)),
@@ -282,6 +332,10 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           trainedContextLength: trained,
           contextSize: context.contextSize,
           layerCount: Number(model.fileInfo.architectureMetadata.block_count ?? model.fileInsights.totalLayers - 1),
+          ...(kType && vType ? { kvType: { k: kType, v: vType } } : {}),
+          flashAttention: context.flashAttention === true,
+          gpuLayers: model.gpuLayers,
+          ...(memory ? { memory } : {}),
         };
         // Hashing a large model file takes a while the first time (cached after): it runs in
         // the background and the first generation waits for it.
@@ -291,7 +345,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           tokens: (resident) => resident.sequence.nextTokenIndex,
           save: (resident, manifestId, chatId) => saveResident(kvProfile, resident, manifestId, chatId),
         });
-        loaded = { model, context, slots, info, kvProfile };
+        loaded = { model, context, slots, info, kvProfile, profile, guard, streams };
         emit({ type: 'loadProgress', progress: 1 });
         return ok(info);
       } catch (error) {
@@ -301,6 +355,14 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         // the failure can arrive after the rejection; give it a moment before reading the ring.
         await new Promise((resolve) => setTimeout(resolve, 100));
         const failure = classifyLoadFailure(error, logRing.since(mark), build);
+        // A context llama.cpp refused for the profile's settings (a K/V pair it cannot run): say which.
+        if (requested && model !== null && context === null && failure.code !== 'OUT_OF_MEMORY') {
+          return err(
+            'INVALID_INPUT',
+            `llama.cpp could not create a context with K ${requested.kType}, V ${requested.vType} and flash attention ${requested.flashAttention ? 'on' : 'off'}: ${failure.message.replace(/^llama\.cpp could not load the model: /, '')}`,
+            "Choose another K/V pair in the model's settings (a quantized V needs flash attention on), or go back to F16.",
+          );
+        }
         return { ok: false, error: failure };
       }
     });
@@ -318,7 +380,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     try {
       return await new Promise<Result<GenerateOutput>>((resolve, reject) => {
         void lock.run(async () => {
-          const taken: { slot: Slot<Resident> | null } = { slot: null };
+          const taken: { slot: Slot<Resident> | null; unsaved: boolean } = { slot: null, unsaved: false };
           let result: Result<GenerateOutput>;
           try {
             result = await runGeneration(input, controller, requestedAt, taken);
@@ -330,7 +392,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           }
           resolve(result);
           // Still under the lock: the slot holds exactly this turn's tokens.
-          if (taken.slot) await saveTurn(input, taken.slot, result.ok);
+          if (taken.slot) await saveTurn(input, taken.slot, result.ok && !taken.unsaved);
         });
       });
     } finally {
@@ -351,14 +413,19 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     if (named) await current.slots.save(slot);
   }
 
-  /** Runs one turn under the lock; `taken.slot` is the slot it ran in (left null when it took none). */
+  /**
+   * Runs one turn under the lock; `taken.slot` is the slot it ran in (left null when it took none).
+   * `taken.unsaved` is set when what the slot holds now must not be saved as the chat's prefix (a
+   * sequence rolled by `streaming`).
+   */
   async function runGeneration(
     input: GenerateInput,
     controller: AbortController,
     requestedAt: number,
-    taken: { slot: Slot<Resident> | null },
+    taken: { slot: Slot<Resident> | null; unsaved: boolean },
   ): Promise<Result<GenerateOutput>> {
-    const { requestId, messages, sampling } = input;
+    const { requestId, sampling } = input;
+    let messages = input.messages;
     const emptyStats = (): MessageStats => ({
       tokensReused: 0,
       tokensRestored: 0,
@@ -369,33 +436,68 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     });
     if (controller.signal.aborted) return ok({ text: '', stopReason: 'aborted', stats: emptyStats() });
     if (!loaded) return err('MODEL_NOT_LOADED', 'No model is loaded.', 'Open or download a model first.');
-    const { model, context, slots } = loaded;
+    const current = loaded;
+    const { model, context, slots } = current;
+    const policy = current.profile.overflowPolicy;
     runningRequestId = requestId;
     try {
-      const history = toChatHistory(messages);
       // Every slot's LlamaChat resolved the same wrapper for this model: any renders the prompt.
       const wrapper = slots.slots[0]!.resident.chat.chatWrapper;
-      const promptTokens = wrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer);
+      const render = (list: readonly PromptMessage[]): Token[] =>
+        wrapper.generateContextState({ chatHistory: toChatHistory(list) }).contextText.tokenize(model.tokenizer);
+      let history = toChatHistory(messages);
+      let promptTokens = wrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer);
       const contextSize = context.contextSize;
       const maxTokens = Math.max(1, Math.floor(sampling.maxTokens));
       const reserve = Math.min(MIN_REPLY_TOKENS, maxTokens);
-      if (promptTokens.length + reserve > contextSize) {
-        return err(
+      // What the overflow policies keep free for the reply (overflow.ts `replyReserve`).
+      const roomy = replyReserve(contextSize, maxTokens, MIN_REPLY_TOKENS);
+      const overflow = (length: number) =>
+        err<GenerateOutput>(
           'CONTEXT_OVERFLOW',
-          `The conversation is ${promptTokens.length} tokens long, but the context holds ${contextSize} tokens (and the reply needs room too).`,
+          `The conversation is ${length} tokens long, but the context holds ${contextSize} tokens (and the reply needs room too).`,
           'Start a new chat, shorten the message, or raise the context size in Settings.',
         );
+      /** Why older messages are not in this turn's prompt (the readout). */
+      let overflowNote: string | undefined;
+      if (policy === 'refuse' && promptTokens.length + reserve > contextSize) return overflow(promptTokens.length);
+      if (policy === 'rebuild' && promptTokens.length + roomy > contextSize) {
+        // Drop the oldest messages until the rest plus the reply's room fits; the kept window is
+        // then read from a clean point (LlamaChat erases only the tail after what the sequence
+        // shares with it), or restored from the store when it holds it. Nothing is shifted.
+        const fits = (room: number) => (list: readonly PromptMessage[]) => render(list).length + room <= contextSize;
+        const window = rebuildWindow(messages, fits(roomy)) ?? rebuildWindow(messages, fits(reserve));
+        if (!window) return overflow(promptTokens.length);
+        if (window.dropped > 0) {
+          overflowNote = `the conversation (${promptTokens.length} tokens) outgrew the context (${contextSize} tokens), so its oldest ${window.dropped} messages were left out (the system prompt kept)`;
+          messages = window.messages;
+          history = toChatHistory(messages);
+          promptTokens = render(messages);
+        }
       }
+      const fitsContext = promptTokens.length + reserve <= contextSize;
       // LlamaChat shifts the context once the sequence reaches contextSize − 1 tokens; stop
-      // the reply just before that instead (see the module comment).
+      // the reply just before that instead (see the module comment). `shift` lets it shift.
       const roomLeft = contextSize - promptTokens.length - 2;
-      const effectiveMaxTokens = Math.max(1, Math.min(maxTokens, roomLeft));
+      const effectiveMaxTokens = policy === 'shift' ? maxTokens : Math.max(1, Math.min(maxTokens, roomLeft));
 
-      // Only a prompt that fits takes a slot: a refused one must not swap another chat out.
+      // Only a prompt that fits (or that a policy makes fit) takes a slot: a refused one must not
+      // swap another chat out.
       const { slot, took, lost } = await slots.acquire(input.chatId);
       taken.slot = slot;
       const { sequence, chat } = slot.resident;
       if (took !== null) log('debug', `slot ${slot.index}: ${input.chatId} takes it from ${took}`);
+      const rolled = current.streams.get(sequence);
+      // `streaming` rolls the window whenever the prompt or the reply may reach the end of the context.
+      if (policy === 'streaming' && (promptTokens.length + Math.max(roomy, maxTokens + 1) > contextSize || rolled?.chatId === input.chatId)) {
+        return await runStreamTurn(input, controller, requestedAt, taken, slot, promptTokens, history, roomy);
+      }
+      if (rolled) {
+        // A sequence rolled by `streaming` is no prefix of any prompt LlamaChat renders: start empty.
+        current.streams.delete(sequence);
+        await sequence.clearHistory();
+        kvCache?.markClean(sequence);
+      }
       if (sequence.nextTokenIndex > 0 && sequence.compareContextTokens(promptTokens).firstDifferentIndex === 0) {
         // Nothing in it is this prompt's (another chat's tokens, an edited first message): start
         // empty. A shared prefix (a system prompt) is kept instead, and LlamaChat erases only the
@@ -404,28 +506,11 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         kvCache?.markClean(sequence);
       }
 
-      let restored = 0;
-      let restoreMs: number | undefined;
-      let fallbackReason: string | undefined = kvOffReason ?? undefined;
-      const kvProfile = loaded.kvProfile;
-      if (kvCache && kvProfile) {
-        // A model seen before has its hash cached (milliseconds). A first hash of a large file
-        // takes seconds, and nothing can be stored for an unhashed model yet: do not wait.
-        let timer: NodeJS.Timeout | undefined;
-        const profile = await Promise.race([kvProfile, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), KV_PROFILE_WAIT_MS)))]);
-        clearTimeout(timer);
-        if (profile === null) {
-          fallbackReason = 'the model file is still being hashed, so its stored KV cannot be checked yet';
-        } else if (profile.fingerprint !== null) {
-          const cache = kvCache;
-          const report = await slots.during(slot, 'restoring', () => cache.restore(profile, sequence, promptTokens));
-          restored = report.tokensRestored;
-          if (restored > 0) restoreMs = report.restoreMs;
-          fallbackReason = report.fallbackReason;
-        } else {
-          fallbackReason = profile.fallbackReason;
-        }
-      }
+      // A prompt longer than the context (`shift` compresses it inside LlamaChat) cannot be restored.
+      const fromStore = fitsContext ? await restoreFromStore(current, slot, input.chatId, promptTokens) : { restored: 0, restoreMs: undefined, fallbackReason: kvOffReason ?? undefined };
+      const restored = fromStore.restored;
+      const restoreMs = fromStore.restoreMs;
+      let fallbackReason = fromStore.fallbackReason;
       const { reused: inMemory, prefilled } = measureReuse(sequence, promptTokens);
       const reused = restored > 0 ? 0 : inMemory;
       // What the store holds of the sequence from now on: a restore replaced it; else LlamaChat
@@ -445,28 +530,19 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         const swap = `this chat's slot went to another chat and ${why}, so ${reread} tokens of its history were read again`;
         fallbackReason = fallbackReason === undefined ? swap : `${fallbackReason}; ${swap}`;
       }
+      if (overflowNote !== undefined) {
+        const how = restored > 0 ? `; the kept ${restored} tokens were restored from disk` : prefilled > 1 ? `; ${prefilled} tokens of the kept messages were read` : '';
+        fallbackReason = fallbackReason === undefined ? `${overflowNote}${how}` : `${overflowNote}${how}; ${fallbackReason}`;
+      }
       const inputTokensBefore = sequence.tokenMeter.usedInputTokens;
       const evaluationStart = performance.now();
       let firstTokenAt: number | null = null;
       let tokensGenerated = 0;
-      let streamed = '';
-      let pending = '';
-      let lastFlush = 0;
-      let flushTimer: NodeJS.Timeout | null = null;
-      const flush = (): void => {
-        if (flushTimer) {
-          clearTimeout(flushTimer);
-          flushTimer = null;
-        }
-        if (pending === '') return;
-        emit({ type: 'token', requestId, delta: pending });
-        streamed += pending;
-        pending = '';
-        lastFlush = performance.now();
-      };
+      const stream = tokenStream(requestId);
 
       let stopReason: GenerateOutput['stopReason'];
       let text: string;
+      let shifted = false;
       try {
         const response = await slots.during(slot, 'generating', () => chat.generateResponse(history, {
           signal: controller.signal,
@@ -477,43 +553,40 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           // node-llama-cpp's default seed is the time in whole seconds, so replies sampled
           // within one second would repeat each other.
           ...(sampling.temperature > 0 ? { seed: randomInt(2 ** 31) } : {}),
-          contextShift: {
-            strategy: () => {
-              throw new ContextShiftRefused('The reply reached the end of the context.');
-            },
-          },
+          // `shift`: node-llama-cpp's chat-level shift (drop the first messages, keep the system
+          // prompt, re-read the rest: tail erases only). The others never get there.
+          ...(policy === 'shift'
+            ? {}
+            : {
+                contextShift: {
+                  strategy: () => {
+                    throw new ContextShiftRefused('The reply reached the end of the context.');
+                  },
+                },
+              }),
           onToken: (tokens) => {
             if (firstTokenAt === null) firstTokenAt = performance.now();
             tokensGenerated += tokens.length;
           },
-          onTextChunk: (chunk) => {
-            pending += chunk;
-            const now = performance.now();
-            if (now - lastFlush >= TOKEN_FLUSH_MS) flush();
-            else flushTimer ??= setTimeout(flush, TOKEN_FLUSH_MS - (now - lastFlush));
-          },
+          onTextChunk: (chunk) => stream.push(chunk),
         }));
-        flush();
-        text = response.response;
-        // Text the wrapper held back (a possible stop trigger) and released at the end is
-        // streamed too, so the deltas always add up to the reply.
-        if (text.startsWith(streamed) && text.length > streamed.length) {
-          emit({ type: 'token', requestId, delta: text.slice(streamed.length) });
-          streamed = text;
-        } else if (!text.startsWith(streamed)) {
-          log('warn', `The reply differs from the streamed text (${text.length} vs ${streamed.length} characters); keeping the streamed text.`);
-          text = streamed;
-        }
+        stream.flush();
+        shifted = response.lastEvaluation.contextShiftMetadata != null;
+        text = stream.settle(response.response);
         const reason = response.metadata.stopReason;
         stopReason = reason === 'abort' ? 'aborted' : reason === 'maxTokens' ? 'maxTokens' : 'eos';
       } catch (error) {
-        flush();
+        stream.flush();
         if (controller.signal.aborted) {
           // Aborted before any text: LlamaChat throws the signal's reason instead of returning.
-          text = streamed;
+          text = stream.text;
           stopReason = 'aborted';
         } else if (error instanceof ContextShiftRefused) {
           return err('CONTEXT_OVERFLOW', `The reply reached the end of the context (${contextSize} tokens).`, 'Start a new chat, or raise the context size in Settings.');
+        } else if (error instanceof KvEditRefused) {
+          return err('CONTEXT_OVERFLOW', error.message, error.hint);
+        } else if (policy === 'shift' && error instanceof Error && /context shift strategy|context size is too small/i.test(error.message)) {
+          return overflow(promptTokens.length);
         } else {
           throw error;
         }
@@ -522,18 +595,26 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       // Each generated token but the last is fed back as input: anything beyond that and the
       // prefill means LlamaChat did not reuse what was in the sequence (the stats would lie).
       const evaluated = sequence.tokenMeter.usedInputTokens - inputTokensBefore;
-      if (evaluated > prefilled + tokensGenerated) {
+      let statsReused = reused;
+      let statsPrefilled = prefilled;
+      if (shifted || !fitsContext) {
+        // node-llama-cpp's shift rendered a shorter history than `promptTokens`: count what it evaluated.
+        statsReused = 0;
+        statsPrefilled = Math.max(0, evaluated - Math.max(0, tokensGenerated - 1));
+        const note = 'the conversation outgrew the context, so node-llama-cpp\'s context shift left out its oldest messages (the system prompt kept) and read the rest again';
+        fallbackReason = fallbackReason === undefined ? note : `${note}; ${fallbackReason}`;
+      } else if (evaluated > prefilled + tokensGenerated) {
         log('warn', `The prompt needed ${evaluated - tokensGenerated} evaluated tokens where ${prefilled} were expected (${restored} restored, ${reused} reused).`);
       }
       const ttftMs = firstTokenAt === null ? performance.now() - requestedAt : firstTokenAt - requestedAt;
       const stats: MessageStats = {
-        tokensReused: reused,
+        tokensReused: statsReused,
         tokensRestored: restored,
-        tokensPrefilled: prefilled,
+        tokensPrefilled: statsPrefilled,
         tokensGenerated,
         ttftMs: Math.round(ttftMs * 10) / 10,
         prefillMs: Math.round(((firstTokenAt ?? performance.now()) - evaluationStart) * 10) / 10,
-        cacheSource: restored > 0 ? 'disk' : reused > 0 ? 'memory' : 'none',
+        cacheSource: restored > 0 ? 'disk' : statsReused > 0 ? 'memory' : 'none',
         ...(restoreMs !== undefined ? { restoreMs } : {}),
         ...(fallbackReason !== undefined ? { fallbackReason } : {}),
       };
@@ -541,6 +622,194 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     } finally {
       runningRequestId = null;
     }
+  }
+
+  /**
+   * Loads the longest prefix of `promptTokens` the KV store holds beyond what the slot's sequence
+   * already has (KvCache.restore), and says why not when it cannot.
+   */
+  async function restoreFromStore(
+    current: Loaded,
+    slot: Slot<Resident>,
+    chatId: string,
+    promptTokens: Token[],
+  ): Promise<{ restored: number; restoreMs: number | undefined; fallbackReason: string | undefined }> {
+    let restored = 0;
+    let restoreMs: number | undefined;
+    let fallbackReason: string | undefined = kvOffReason ?? undefined;
+    const kvProfile = current.kvProfile;
+    if (kvCache && kvProfile) {
+      // A model seen before has its hash cached (milliseconds). A first hash of a large file
+      // takes seconds, and nothing can be stored for an unhashed model yet: do not wait.
+      let timer: NodeJS.Timeout | undefined;
+      const profile = await Promise.race([kvProfile, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), KV_PROFILE_WAIT_MS)))]);
+      clearTimeout(timer);
+      if (profile === null) {
+        fallbackReason = 'the model file is still being hashed, so its stored KV cannot be checked yet';
+      } else if (profile.fingerprint !== null) {
+        const cache = kvCache;
+        const sequence = slot.resident.sequence;
+        const report = await current.slots.during(slot, 'restoring', () => cache.restore(profile, sequence, promptTokens, { manifestPrefix: `${chatId}/` }));
+        restored = report.tokensRestored;
+        if (restored > 0) restoreMs = report.restoreMs;
+        fallbackReason = report.fallbackReason;
+      } else {
+        fallbackReason = profile.fallbackReason;
+      }
+    }
+    return { restored, restoreMs, fallbackReason };
+  }
+
+  /**
+   * `token` events for one reply, batched (at most one per TOKEN_FLUSH_MS; the first at once).
+   * `settle` reconciles the final text with what was streamed, so the deltas add up to the reply.
+   */
+  function tokenStream(requestId: string) {
+    let streamed = '';
+    let pending = '';
+    let lastFlush = 0;
+    let flushTimer: NodeJS.Timeout | null = null;
+    const flush = (): void => {
+      if (flushTimer) {
+        clearTimeout(flushTimer);
+        flushTimer = null;
+      }
+      if (pending === '') return;
+      emit({ type: 'token', requestId, delta: pending });
+      streamed += pending;
+      pending = '';
+      lastFlush = performance.now();
+    };
+    return {
+      get text(): string {
+        return streamed;
+      },
+      flush,
+      push(chunk: string): void {
+        pending += chunk;
+        const now = performance.now();
+        if (now - lastFlush >= TOKEN_FLUSH_MS) flush();
+        else flushTimer ??= setTimeout(flush, TOKEN_FLUSH_MS - (now - lastFlush));
+      },
+      /** The reply's final text: text the wrapper held back (a possible stop trigger) is streamed too. */
+      settle(final: string): string {
+        flush();
+        if (final.startsWith(streamed) && final.length > streamed.length) {
+          emit({ type: 'token', requestId, delta: final.slice(streamed.length) });
+          streamed = final;
+          return final;
+        }
+        if (!final.startsWith(streamed)) {
+          log('warn', `The reply differs from the streamed text (${final.length} vs ${streamed.length} characters); keeping the streamed text.`);
+          return streamed;
+        }
+        return final;
+      },
+    };
+  }
+
+  /**
+   * A `streaming` turn (streaming.ts): the slot's sequence keeps 4 sink tokens plus a recent
+   * window, evicting older cells through the guard instead of reading the history again. What a
+   * rolled sequence holds is not a prefix of the chat, so it is never saved as one.
+   */
+  async function runStreamTurn(
+    input: GenerateInput,
+    controller: AbortController,
+    requestedAt: number,
+    taken: { unsaved: boolean },
+    slot: Slot<Resident>,
+    promptTokens: Token[],
+    history: ChatHistoryItem[],
+    roomy: number,
+  ): Promise<Result<GenerateOutput>> {
+    const current = loaded!;
+    const { sequence, chat } = slot.resident;
+    const { sampling, requestId } = input;
+    const contextSize = current.context.contextSize;
+    const rolled = current.streams.get(sequence);
+    const window = rolled?.chatId === input.chatId ? rolled : null;
+    if (rolled && window === null) {
+      // Another chat's window: nothing of it is this chat's (its sinks included, as far as the store knows).
+      current.streams.delete(sequence);
+      await current.guard.truncate(sequence, 0);
+      kvCache?.markClean(sequence);
+    }
+    // A sequence that is not rolled is a plain prefix: the store may hold more of the prompt.
+    const fromStore =
+      window === null && promptTokens.length + MIN_REPLY_TOKENS <= contextSize
+        ? await restoreFromStore(current, slot, input.chatId, promptTokens)
+        : { restored: 0, restoreMs: undefined, fallbackReason: kvOffReason ?? undefined };
+    const stream = tokenStream(requestId);
+    const evaluationStart = performance.now();
+    let firstTokenAt: number | null = null;
+    let out;
+    try {
+      out = await current.slots.during(slot, 'generating', () =>
+        streamTurn({
+          chatId: input.chatId,
+          sequence,
+          model: current.model,
+          guard: current.guard,
+          window,
+          prompt: promptTokens,
+          budget: contextSize - roomy,
+          shiftSize: streamShiftSize(contextSize),
+          maxTokens: Math.max(1, Math.floor(sampling.maxTokens)),
+          temperature: sampling.temperature > 0 ? sampling.temperature : 0,
+          ...(sampling.temperature > 0 && sampling.topP > 0 && sampling.topP < 1 ? { topP: sampling.topP } : {}),
+          ...(sampling.temperature > 0 ? { seed: randomInt(2 ** 31) } : {}),
+          signal: controller.signal,
+          stopTriggers: chat.chatWrapper.generateContextState({ chatHistory: history }).stopGenerationTriggers,
+          onClear: () => kvCache?.markClean(sequence),
+          onToken: () => {
+            firstTokenAt ??= performance.now();
+          },
+          onText: (delta) => stream.push(delta),
+        }),
+      );
+    } catch (error) {
+      stream.flush();
+      current.streams.delete(sequence);
+      if (error instanceof KvEditRefused) return err('CONTEXT_OVERFLOW', error.message, error.hint);
+      throw error;
+    }
+    const text = stream.settle(out.text);
+    if (out.outside > 0 && out.window) {
+      current.streams.set(sequence, out.window);
+      taken.unsaved = true;
+    } else {
+      current.streams.delete(sequence);
+      if (out.outside > 0) {
+        // What the sequence holds is not known exactly: start the next turn from empty.
+        await current.guard.truncate(sequence, 0);
+        kvCache?.markClean(sequence);
+        taken.unsaved = true;
+      }
+    }
+    // Restored cells are the store's; kept ones (from a restore or an earlier turn) are in memory.
+    const restored = Math.min(fromStore.restored, out.reused);
+    if (restored > 0) current.slots.restored(slot, restored);
+    else current.slots.kept(slot, out.reused);
+    let fallbackReason = fromStore.fallbackReason;
+    if (out.outside > 0) {
+      const how = out.skipped > 0 ? `; ${out.skipped} of them were not read this turn` : out.evicted > 0 ? `; ${out.evicted} were evicted this turn without reading anything again` : '';
+      const note = `the conversation outgrew the context (${contextSize} tokens): StreamingLLM keeps its first ${SINK_TOKENS} tokens and the most recent ones, so ${out.outside} older tokens are no longer seen${how}`;
+      fallbackReason = fallbackReason === undefined ? note : `${note}; ${fallbackReason}`;
+    }
+    const ttftMs = firstTokenAt === null ? performance.now() - requestedAt : firstTokenAt - requestedAt;
+    const stats: MessageStats = {
+      tokensReused: out.reused - restored,
+      tokensRestored: restored,
+      tokensPrefilled: out.prefilled,
+      tokensGenerated: out.tokensGenerated,
+      ttftMs: Math.round(ttftMs * 10) / 10,
+      prefillMs: Math.round(((firstTokenAt ?? performance.now()) - evaluationStart) * 10) / 10,
+      cacheSource: restored > 0 ? 'disk' : out.reused > 0 ? 'memory' : 'none',
+      ...(fromStore.restoreMs !== undefined && restored > 0 ? { restoreMs: fromStore.restoreMs } : {}),
+      ...(fallbackReason !== undefined ? { fallbackReason } : {}),
+    };
+    return ok({ text, stopReason: controller.signal.aborted ? 'aborted' : out.stopReason, stats });
   }
 
   /** Loads the bindings once; opens the KV store when the host names its directory. */
@@ -614,6 +883,10 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   const handlers: WorkerHandlers = {
     init: (input) => initHandler(input),
 
+    // Not under the lock: the planner reads metadata and simulates contexts without allocating,
+    // so the settings screen answers while a reply streams.
+    ...createPlanHandlers({ llama: ensureLlama, loadedContext: () => loaded?.context ?? null }),
+
     loadModel,
 
     async unloadModel() {
@@ -623,6 +896,10 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     },
 
     generate,
+
+    // Under the lock: it queues behind a running reply instead of sharing the CPU with it.
+    measureQuality: (input) =>
+      lock.run(async () => (loaded ? measureLoadedQuality(loaded.model, loaded.context, input) : err('MODEL_NOT_LOADED', 'No model is loaded.', 'Load a model to measure its KV cache quality.'))),
 
     async abort({ requestId }) {
       const controller = generations.get(requestId);

@@ -23,14 +23,17 @@ export const testModelsDir = join(repoRoot, '.cache', 'test-models');
  * - `hd64`: head_dim 64 (n_embd 128, 2 heads, 1 KV head), for llama.cpp's rotation of quantized caches.
  * - `otherWeights`: the default's shapes with a different seed: same KV layout, different model.
  * - `unsupportedArch`: a well-formed file whose architecture is "hearthnotreal", which llama.cpp rejects.
+ * - `hd16`: head_dim 16 (n_embd 64, 4 heads, 2 KV heads): no quantized KV type's 32-value block
+ *   divides it, so the planner must refuse every quantized K or V (issue 4).
  */
-export type TestModelVariant = 'default' | 'hd64' | 'otherWeights' | 'unsupportedArch';
+export type TestModelVariant = 'default' | 'hd64' | 'otherWeights' | 'unsupportedArch' | 'hd16';
 
 export const testModelVariants: Readonly<Record<TestModelVariant, TinyLlamaOptions>> = {
   default: {},
   hd64: { nEmbd: 128, nHead: 2, nHeadKv: 1, seed: 2, name: 'Hearth tiny llama hd64' },
   otherWeights: { seed: 3, name: 'Hearth tiny llama other weights' },
   unsupportedArch: { architecture: 'hearthnotreal', name: 'Hearth unsupported architecture' },
+  hd16: { nEmbd: 64, nHead: 4, nHeadKv: 2, seed: 4, name: 'Hearth tiny llama hd16' },
 };
 
 async function exists(path: string): Promise<boolean> {

@@ -1,0 +1,190 @@
+/**
+ * The quality meter (issue 4): how far a KV cache pair moves a model's next-token distributions
+ * from an F16 cache, over a short calibration text.
+ *
+ * Method: the text's first `maxTokens` tokens are evaluated twice from an empty sequence, once in
+ * a context with F16/F16 KV (the reference P) and once with the pair (Q), with the same model,
+ * flash attention, threads and batch size. node-llama-cpp's `controlledEvaluate` with
+ * `generateNext: {probabilities: true}` gives the next-token distribution after every input
+ * token, as a Map sorted by probability (AddonContext.cpp SampleToken: the softmax of the raw
+ * logits of the candidates the sampler chain leaves).
+ *
+ * Approximation: the sampler runs with temperature 1, top-p 1, min-p 0 (no change to the logits)
+ * and top-k TOP_K, so each distribution lists its TOP_K most likely tokens, renormalized over
+ * them. Asking for the whole vocabulary (temperature 0 leaves every candidate) is exact but
+ * costs ~165 ms per position at a 152k vocabulary on this project's CPU (the N-API array and the
+ * Map dominate), ~3 minutes for the meter; top-4096 costs ~11 ms. So:
+ * - with a vocabulary of at most TOP_K tokens (the test models, byte-level models) every token
+ *   is listed and the KL is exact;
+ * - with a larger one, the KL is that of the two distributions restricted to their top TOP_K
+ *   tokens (renormalized), over the tokens both list, with the tokens only one side lists lumped
+ *   into one "rest" outcome (quality-math.ts). What it leaves out is the tail beyond the
+ *   4096th token, a tiny share of a trained model's mass, so the figure is close to the full
+ *   KL (KL(P‖Q) = the lumped top-k/tail split + P(top-k)·KL within the top-k + the tail's own
+ *   term; the first and last are the tail's share).
+ * Top-1 agreement is exact either way (the top token is always listed).
+ *
+ * Memory: the two contexts are sized for the tokens only and disposed at the end. The tokens are
+ * evaluated in chunks that alternate between the two contexts; each distribution's Map is turned
+ * into a vocabulary-sized Float32Array as it arrives and dropped, so only one chunk's reference
+ * distributions are held at a time (64 × 4 bytes × vocabulary, ~39 MB at a 152k vocabulary).
+ */
+import { readFile } from 'node:fs/promises';
+import { GgmlType, InsufficientMemoryError, type ControlledEvaluateIndexOutput, type ControlledEvaluateInputItem, type LlamaContext, type LlamaModel, type Token } from 'node-llama-cpp';
+import { err, kvCacheTypes, ok, type KvCacheType, type KvQuality, type Result } from '../contract/index.ts';
+import type { WorkerMethods } from '../protocol.ts';
+import { ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
+import { denseDistribution, QualityTally, qualityVerdict } from './quality-math.ts';
+import { describeError } from './serve.ts';
+
+/** Positions compared by default: a few seconds on a 1B-class model on a laptop CPU. */
+export const DEFAULT_QUALITY_TOKENS = 512;
+
+/** Tokens per evaluation (and the contexts' batch size): bounds the logits and Maps held at once. */
+const CHUNK_TOKENS = 64;
+
+/** Tokens listed per distribution; see the module comment. */
+export const TOP_K = 4096;
+
+/**
+ * Sampling options that leave the logits as they are and keep the TOP_K best candidates. The
+ * seed only picks the sampled token, which the meter ignores.
+ */
+const listing = { probabilities: true, options: { temperature: 1, topK: TOP_K, topP: 1, minP: 0, seed: 0 } } as const;
+
+/** The tokens the meter evaluates: BOS where the model wants one, then the text, capped. */
+export function calibrationTokens(model: LlamaModel, text: string, maxTokens = DEFAULT_QUALITY_TOKENS): Token[] {
+  const bos = model.tokens.bos;
+  const tokens = model.tokenize(text, false);
+  const all = bos !== null && model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
+  return all.slice(0, Math.max(0, Math.floor(maxTokens)));
+}
+
+/**
+ * Measures the K/V pair `options.kType`/`options.vType` against F16/F16 on `model`: mean
+ * KL(P_f16 ‖ Q_pair) in nats and top-1 agreement over the calibration text's first tokens, and
+ * the verdict (quality-math.ts). `text` is the calibration text (assets/calibration.txt);
+ * `maxTokens` the positions to compare, its first tokens (default DEFAULT_QUALITY_TOKENS).
+ * Creates and disposes two small contexts beside any the model already has (llama.cpp allows
+ * several per model); keep other work off the model meanwhile only for stable timings. Failures are data: INVALID_INPUT for an empty text or a
+ * quantized V without flash attention, OUT_OF_MEMORY when a context does not fit, INTERNAL else.
+ */
+export async function measureKvQuality(
+  model: LlamaModel,
+  options: { kType: KvCacheType; vType: KvCacheType; flashAttention: boolean; threads: number; text: string; maxTokens?: number },
+): Promise<Result<KvQuality>> {
+  const { kType, vType, flashAttention, threads } = options;
+  if (!kvCacheTypes.includes(kType) || !kvCacheTypes.includes(vType)) return err('INVALID_INPUT', `Unknown KV cache type pair ${String(kType)}/${String(vType)}.`);
+  if (vType !== 'f16' && !flashAttention) {
+    // llama.cpp refuses the context ("quantized V cache requires flash_attn", facts.md).
+    return err('INVALID_INPUT', `A ${vType} V cache needs flash attention.`, 'Turn flash attention on, or keep V at f16.');
+  }
+  const tokens = calibrationTokens(model, options.text, options.maxTokens);
+  if (tokens.length < 2) return err('INVALID_INPUT', 'The calibration text has too few tokens to measure.');
+
+  const contexts: LlamaContext[] = [];
+  try {
+    const create = async (k: KvCacheType, v: KvCacheType): Promise<LlamaContext> => {
+      const context = await model.createContext({
+        contextSize: tokens.length + 1,
+        sequences: 1,
+        batchSize: CHUNK_TOKENS,
+        threads,
+        flashAttention,
+        experimentalKvCacheKeyType: ggmlKvTypeName(k),
+        experimentalKvCacheValueType: ggmlKvTypeName(v),
+      });
+      contexts.push(context);
+      return context;
+    };
+    let reference: LlamaContext;
+    let candidate: LlamaContext;
+    try {
+      reference = await create('f16', 'f16');
+      candidate = await create(kType, vType);
+    } catch (error) {
+      if (error instanceof InsufficientMemoryError) {
+        return err('OUT_OF_MEMORY', `There is not enough memory for the quality meter's two ${tokens.length}-token contexts.`, 'Unload other programs, or lower the context size.');
+      }
+      return err('INTERNAL', `The quality meter could not create a ${kType}/${vType} context: ${describeError(error)}`);
+    }
+    const referenceSequence = reference.getSequence();
+    const candidateSequence = candidate.getSequence();
+    const tally = new QualityTally();
+    for (let start = 0; start < tokens.length; start += CHUNK_TOKENS) {
+      const input: ControlledEvaluateInputItem[] = tokens
+        .slice(start, start + CHUNK_TOKENS)
+        .map((token) => [token, { generateNext: listing }]);
+      const referenceDistributions: Float32Array[] = [];
+      await referenceSequence.controlledEvaluate(input, {
+        onTokenResult: (index, result) => {
+          const dense = takeDistribution(result);
+          if (dense) referenceDistributions[index] = dense;
+        },
+      });
+      let missing = 0;
+      await candidateSequence.controlledEvaluate(input, {
+        onTokenResult: (index, result) => {
+          const dense = takeDistribution(result);
+          const p = referenceDistributions[index];
+          if (dense && p) tally.add(p, dense);
+          else missing++;
+        },
+      });
+      if (missing > 0) return err('INTERNAL', `The quality meter got no distribution for ${missing} positions.`);
+    }
+    const klDivergence = tally.meanKl;
+    const top1Agreement = tally.top1Agreement;
+    return ok({
+      kType,
+      vType,
+      klDivergence,
+      top1Agreement,
+      verdict: qualityVerdict(klDivergence, top1Agreement),
+      positions: tally.positions,
+      measuredAt: Date.now(),
+    });
+  } catch (error) {
+    return err('INTERNAL', `The quality meter failed: ${describeError(error)}`);
+  } finally {
+    for (const context of contexts) await context.dispose().catch(() => undefined);
+  }
+}
+
+/**
+ * Converts a result's Map to a dense array and removes it from the result: `controlledEvaluate`
+ * also returns every result in an array, which would otherwise keep a chunk's Maps alive.
+ */
+function takeDistribution(result: ControlledEvaluateIndexOutput): Float32Array | null {
+  const map = result.next.probabilities;
+  delete result.next.probabilities;
+  return map ? denseDistribution(map) : null;
+}
+
+/**
+ * The `measureQuality` worker handler's work (runtime.ts calls it under the engine lock, so it
+ * never overlaps a generation): the loaded context's own pair, flash attention and threads.
+ * With F16/F16 loaded it answers at once: the pair is the reference itself, so KL 0 and
+ * agreement 1 hold by definition (on CPU a measurement gives exactly that, test-checked), and
+ * two contexts and a few seconds would buy nothing; `positions` is what a measurement would
+ * have compared.
+ */
+export async function measureLoadedQuality(model: LlamaModel, context: LlamaContext, input: WorkerMethods['measureQuality']['input']): Promise<Result<KvQuality>> {
+  const path = input?.calibrationPath;
+  if (typeof path !== 'string' || path === '') return err('INVALID_INPUT', 'measureQuality needs a calibrationPath.');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    return err('NOT_FOUND', `The calibration text ${path} cannot be read: ${describeError(error)}`, 'Reinstall Hearth: the file ships with it.');
+  }
+  const kType = kvTypeFromGgml(context.kvCacheKeyType);
+  const vType = kvTypeFromGgml(context.kvCacheValueType);
+  if (kType === null || vType === null) {
+    return err('NOT_SUPPORTED', `The loaded context's KV cache types (${GgmlType[context.kvCacheKeyType]}/${GgmlType[context.kvCacheValueType]}) are not ones the quality meter compares.`);
+  }
+  if (kType === 'f16' && vType === 'f16') {
+    return ok({ kType, vType, klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: calibrationTokens(model, text).length, measuredAt: Date.now() });
+  }
+  return measureKvQuality(model, { kType, vType, flashAttention: context.flashAttention === true, threads: context.currentThreads, text });
+}
