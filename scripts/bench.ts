@@ -5,13 +5,15 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { kvConfigs, formatReport, runResume, type KvConfigName, type PageCache } from '../bench/resume.ts';
+import { formatKvReport, runKvBench } from '../bench/kv.ts';
 import { repoRoot } from '../test/support/models.ts';
 
 const usage = `Usage: npm run bench -- <benchmark> [options]
 
 Benchmarks:
   resume   restore a chat from the KV store vs re-reading it vs a whole-file state load (issue 3)
-  kv       (not yet: issue 4)
+  kv       every accepted K/V pair: size, speed, quality vs f16, planned vs measured memory;
+           and the planner's fit table for three reference models (issue 4)
   codec    (not yet: issue 6)
 
 resume options:
@@ -27,6 +29,16 @@ resume options:
   --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-bench-<pid> when it exists)
   --cache MODES        page-cache states to measure restores in: warm, cold or warm,cold (default);
                        cold evicts the measured files before each timed read (Linux, GNU dd)
+
+kv options:
+  --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
+  --model FILE.gguf    also measure this model (repeatable); the generated test model and each
+                       GGUF in ../shared/models/ (when it exists) always run
+  --threads N          llama.cpp threads (default 1; set it to the physical core count)
+  --prefill N          tokens prefilled per pair (default 512)
+  --decode N           tokens decoded per pair after the prefill (default 64)
+  --quality N          positions the quality meter compares per pair (default 256; 0 skips it)
+  --pairs LIST         only these K/V pairs, e.g. f16/f16,q8_0/q8_0 (default: every accepted pair)
 `;
 
 function fail(message: string): never {
@@ -86,12 +98,53 @@ async function resume(args: string[]): Promise<void> {
   process.stdout.write(`${formatReport(report)}\n`);
 }
 
+async function kv(args: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        json: { type: 'string' },
+        model: { type: 'string', multiple: true },
+        threads: { type: 'string', default: '1' },
+        prefill: { type: 'string', default: '512' },
+        decode: { type: 'string', default: '64' },
+        quality: { type: 'string', default: '256' },
+        pairs: { type: 'string' },
+      },
+    });
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+  const v = parsed.values;
+  if (v.json === undefined || v.json === '') fail('kv needs --json FILE.');
+  const quality = Number(v.quality);
+  if (!Number.isInteger(quality) || quality < 0) fail(`--quality must be a whole number ≥ 0, got "${v.quality}".`);
+  const pairs = v.pairs?.split(',').map((s) => s.trim());
+  for (const pair of pairs ?? []) if (!/^[a-z0-9_]+\/[a-z0-9_]+$/.test(pair)) fail(`--pairs: "${pair}" is not K/V, e.g. q8_0/q4_0.`);
+  const report = await runKvBench({
+    jsonPath: v.json,
+    models: v.model ?? [],
+    threads: positiveInt('threads', v.threads),
+    prefillTokens: positiveInt('prefill', v.prefill),
+    decodeTokens: positiveInt('decode', v.decode),
+    qualityTokens: quality,
+    ...(pairs ? { pairs } : {}),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatKvReport(report)}\n`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'resume':
     await resume(rest);
     break;
   case 'kv':
+    await kv(rest);
+    break;
   case 'codec':
     fail(`The "${command}" benchmark is not implemented yet.`);
     break;
