@@ -1,6 +1,7 @@
 import { useEffect, useState, type ReactNode } from 'react';
 import type { HearthError, LocalModel, ModelStatus, RecommendedModel } from '../contract.ts';
 import { downloadFraction, formatBytes, formatPercent } from '../lib/format.ts';
+import { loadedKvText, memoryText } from '../lib/kv.ts';
 import { useActions, useHearth } from '../store/react.tsx';
 import {
   selectDownloadFor,
@@ -85,6 +86,18 @@ function CurrentModelBody({ model, showError, onUnload }: { model: ModelStatus; 
               <dd>
                 {info.contextSize.toLocaleString('en-US')} tokens (trained {info.trainedContextLength.toLocaleString('en-US')})
               </dd>
+              {loadedKvText(info) !== null && (
+                <>
+                  <dt className="text-stone-500">KV cache</dt>
+                  <dd>{loadedKvText(info)}</dd>
+                </>
+              )}
+              {info.memory && (
+                <>
+                  <dt className="text-stone-500">Context memory</dt>
+                  <dd>{memoryText(info.memory)}</dd>
+                </>
+              )}
               <dt className="text-stone-500">Size</dt>
               <dd>
                 {formatBytes(info.sizeBytes)}, {info.layerCount} layers

@@ -11,6 +11,7 @@ import {
   selectSettings,
 } from '../store/selectors.ts';
 import { applyNote, CacheFields, cacheChanged, cacheFormFrom, cacheFromForm, type CacheForm } from './CacheSettings.tsx';
+import { ModelSection } from './ModelSection.tsx';
 import { SamplingFields, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, ErrorBox, inputStyles } from './ui.tsx';
 
@@ -20,7 +21,14 @@ export function SettingsScreen() {
     <div className="min-h-0 flex-1 overflow-y-auto">
       <div className="mx-auto max-w-2xl px-4 py-6">
         <h1 className="mb-5 text-xl font-semibold">Settings</h1>
-        {settings ? <SettingsForm settings={settings} /> : <p className="text-sm text-stone-500">Loading…</p>}
+        {settings ? (
+          <div className="space-y-8">
+            <SettingsForm settings={settings} />
+            <ModelSection />
+          </div>
+        ) : (
+          <p className="text-sm text-stone-500">Loading…</p>
+        )}
       </div>
     </div>
   );
@@ -109,7 +117,7 @@ function SettingsForm({ settings }: { settings: Settings }) {
     >
       <fieldset className="space-y-3">
         <legend className="mb-2 text-base font-semibold">Model runtime</legend>
-        <p className="text-xs text-stone-500 dark:text-stone-400">Threads and context size apply the next time a model is loaded.</p>
+        <p className="text-xs text-stone-500 dark:text-stone-400">Threads and context size apply the next time a model is loaded. The context size is the default for models without their own (see Model below).</p>
         <div className="grid grid-cols-2 gap-3">
           <div>
             <label htmlFor="settings-threads" className="mb-1 block text-sm font-medium">

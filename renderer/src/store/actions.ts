@@ -4,7 +4,7 @@
  * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
  * when an action fails.
  */
-import type { Chat, HearthError, KvStoreInfo, Result, Sampling, Settings } from '../contract.ts';
+import type { CallInput, Chat, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, Result, Sampling, Settings } from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
@@ -33,6 +33,17 @@ export interface Actions {
   updateSettings(patch: Partial<Omit<Settings, 'lastModelPath' | 'defaultSampling'>> & { defaultSampling?: Partial<Sampling> }): Promise<Result<Settings>>;
   /** Measures the disk KV store (size, budget, free disk) into the store. */
   refreshKvStats(): Promise<Result<KvStoreInfo>>;
+  /** Reads a model's per-model settings and what validation says of them (issue 4). */
+  loadProfile(path: string): Promise<Result<ModelProfileView>>;
+  /** Saves a model's profile; the host refuses one with errors (INVALID_INPUT) and reloads the loaded model for a valid one. */
+  saveProfile(path: string, profile: CallInput<'models.setProfile'>['profile']): Promise<Result<ModelProfileView>>;
+  /**
+   * The planner's table for a model and context. Calls may overlap (the user types): only the
+   * answer to the latest call reaches the store; an older one returns without touching it.
+   */
+  planKv(input: CallInput<'models.plan'>): Promise<Result<KvPlan>>;
+  /** The quality meter on the loaded model; `fresh` measures again instead of the cached result. */
+  measureQuality(fresh?: boolean): Promise<Result<KvQuality>>;
 }
 
 export interface ActionsOptions {
@@ -43,6 +54,7 @@ export interface ActionsOptions {
 export function createActions(transport: Transport, store: HearthStore, options: ActionsOptions): Actions {
   const state = () => store.getState();
   let resyncs = 0;
+  let plans = 0;
 
   /** A chat from a call: full detail when we hold the chat, else just its summary. */
   const applyChat = (chat: Chat) => {
@@ -239,6 +251,41 @@ export function createActions(transport: Transport, store: HearthStore, options:
       const result = await transport.call('kv.stats', {});
       if (result.ok) state().setKvStats(result.value);
       else state().setKvStats(null, result.error);
+      return result;
+    },
+
+    async loadProfile(path) {
+      const result = await transport.call('models.getProfile', { path });
+      if (result.ok) state().setProfile(result.value);
+      else state().setProfile(null, result.error);
+      return result;
+    },
+
+    async saveProfile(path, profile) {
+      const result = await transport.call('models.setProfile', { path, profile });
+      // A refusal is the form's business (its issues go beside the fields): the stored
+      // profile, and so the store's copy, did not change.
+      if (result.ok) state().setProfile(result.value);
+      return result;
+    },
+
+    async planKv(input) {
+      plans += 1;
+      const mine = plans;
+      state().setKvPlanPending();
+      const result = await transport.call('models.plan', input);
+      if (mine !== plans) return result;
+      if (result.ok) state().setKvPlan({ plan: result.value, input });
+      else state().setKvPlan(null, result.error);
+      return result;
+    },
+
+    async measureQuality(fresh = false) {
+      const path = state().model.status === 'ready' ? (state().model.model?.path ?? null) : null;
+      state().setKvQualityPending();
+      const result = await transport.call('models.measureQuality', fresh ? { fresh: true } : {});
+      if (result.ok) state().setKvQuality({ quality: result.value, path });
+      else state().setKvQuality(null, result.error);
       return result;
     },
   };

@@ -99,3 +99,20 @@ export const selectDownloadFor = (uri: string) => (s: HearthState): DownloadProg
 };
 
 export const selectNotice = (chatId: string) => (s: HearthState) => (s.notice?.chatId === chatId ? s.notice.error : null);
+
+export const selectProfile: Selector<HearthState['profile']> = (s) => s.profile;
+export const selectProfileError: Selector<HearthError | null> = (s) => s.profileError;
+export const selectKvPlan: Selector<HearthState['kvPlan']> = (s) => s.kvPlan;
+export const selectKvPlanInput: Selector<HearthState['kvPlanInput']> = (s) => s.kvPlanInput;
+export const selectKvPlanError: Selector<HearthError | null> = (s) => s.kvPlanError;
+export const selectKvPlanPending: Selector<boolean> = (s) => s.kvPlanPending;
+export const selectKvQuality: Selector<HearthState['kvQuality']> = (s) => s.kvQuality;
+export const selectKvQualityPath: Selector<string | null> = (s) => s.kvQualityPath;
+export const selectKvQualityError: Selector<HearthError | null> = (s) => s.kvQualityError;
+export const selectKvQualityPending: Selector<boolean> = (s) => s.kvQualityPending;
+
+/**
+ * The model the Settings screen's Model section is about: the loaded (or loading) one, else the
+ * last one loaded; null when there has never been one.
+ */
+export const selectProfilePath: Selector<string | null> = (s) => s.model.model?.path ?? s.settings?.lastModelPath ?? null;

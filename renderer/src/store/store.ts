@@ -4,6 +4,7 @@ import { createCacheSlice } from './cache-slice.ts';
 import { createChatsSlice } from './chats-slice.ts';
 import { createMessagesSlice } from './messages-slice.ts';
 import { createModelsSlice } from './models-slice.ts';
+import { createProfileSlice } from './profile-slice.ts';
 import type { HearthState } from './types.ts';
 import { createUiSlice } from './ui-slice.ts';
 
@@ -17,6 +18,7 @@ export function createHearthStore() {
     ...createChatsSlice(...a),
     ...createMessagesSlice(...a),
     ...createModelsSlice(...a),
+    ...createProfileSlice(...a),
     ...createUiSlice(...a),
   }));
 }

@@ -1,5 +1,5 @@
 /** Test data builders shared by the renderer's unit tests. */
-import type { AppState, Chat, Message } from '../contract.ts';
+import type { AppState, Chat, KvPlan, KvPlanRow, Message } from '../contract.ts';
 
 let clock = 1_000;
 
@@ -45,5 +45,34 @@ export const appState = (extra: Partial<AppState> = {}): AppState => ({
     kvChunkTokens: 256,
     kvSlots: 1,
   },
+  ...extra,
+});
+
+/** A planner row: f16-sized figures unless told. */
+export const planRow = (kType: KvPlanRow['kType'], vType: KvPlanRow['vType'], extra: Partial<KvPlanRow> = {}): KvPlanRow => ({
+  kType,
+  vType,
+  kvBytesPerToken: 1024,
+  kvBytes: 4096 * 1024,
+  totalBytes: 6_000_000,
+  maxContextFullGpu: null,
+  maxContextPartial: 131_072,
+  fits: true,
+  ...extra,
+});
+
+/** A plan on a CPU-only machine (no VRAM), with one pair refused by validation. */
+export const cpuPlan = (extra: Partial<KvPlan> = {}): KvPlan => ({
+  device: { backend: 'cpu', vramTotalBytes: null, vramFreeBytes: null, unifiedMemory: false, ramTotalBytes: 16e9, ramFreeBytes: 8e9 },
+  contextSize: 4096,
+  slots: 1,
+  weightsBytes: 1_300_000,
+  rows: [
+    planRow('f16', 'f16'),
+    planRow('f16', 'q8_0', { kvBytesPerToken: 784, kvBytes: 4096 * 784, totalBytes: 5_000_000 }),
+    planRow('q8_0', 'q8_0', { kvBytesPerToken: 544, kvBytes: 4096 * 544, totalBytes: 4_000_000 }),
+    planRow('q4_0', 'q4_0', { kvBytesPerToken: 288, kvBytes: 4096 * 288, totalBytes: 3_000_000, refused: 'the head size 48 is not a multiple of 32' }),
+  ],
+  auto: { kType: 'f16', vType: 'f16' },
   ...extra,
 });

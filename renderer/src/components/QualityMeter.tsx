@@ -1,0 +1,88 @@
+/**
+ * The quality meter (issue 4): on demand, the loaded model's K/V pair against f16 over the
+ * calibration text shipped with the app: KL divergence, top-1 agreement and a verdict. The host
+ * caches a result per model and pair; "Measure again" asks for a fresh one.
+ */
+import type { HearthError, KvCacheType, KvQuality } from '../contract.ts';
+import { formatTime } from '../lib/format.ts';
+import { agreementText, klText, pairText, verdictText } from '../lib/kv.ts';
+import { buttonStyles, ErrorBox } from './ui.tsx';
+
+export interface QualityMeterProps {
+  readonly quality: KvQuality | null;
+  /** The model `quality` was measured on. */
+  readonly qualityPath: string | null;
+  readonly pending: boolean;
+  readonly error: HearthError | null;
+  /** The loaded model, or null when none is ready (the meter needs one). */
+  readonly loadedPath: string | null;
+  /** The loaded context's pair, when the host reports it. */
+  readonly loadedPair: { readonly k: KvCacheType; readonly v: KvCacheType } | null;
+  readonly onMeasure: (fresh: boolean) => void;
+  /** For tests: "now" for the measured-at time. */
+  readonly now?: number;
+}
+
+/** "Near-lossless: q8_0 / q8_0 against f16" and the figures, as one sentence for the tests and screen readers. */
+export function qualitySummary(q: KvQuality): string {
+  return `${verdictText[q.verdict]}: ${pairText(q.kType, q.vType)} against f16, KL divergence ${klText(q.klDivergence)}, top-1 agreement ${agreementText(q.top1Agreement)}.`;
+}
+
+const verdictTone: Readonly<Record<KvQuality['verdict'], string>> = {
+  'near-lossless': 'text-green-700 dark:text-green-400',
+  small: 'text-amber-800 dark:text-amber-300',
+  noticeable: 'text-red-700 dark:text-red-400',
+};
+
+export function QualityMeter(props: QualityMeterProps) {
+  const { loadedPath, loadedPair, pending } = props;
+  const quality = props.quality && props.qualityPath !== null && props.qualityPath === loadedPath ? props.quality : null;
+  const stale = quality !== null && loadedPair !== null && (quality.kType !== loadedPair.k || quality.vType !== loadedPair.v);
+
+  return (
+    <section aria-labelledby="kv-quality-heading" aria-busy={pending || undefined} className="space-y-2">
+      <h3 id="kv-quality-heading" className="text-sm font-semibold">
+        Quality meter
+      </h3>
+      <p className="text-xs text-stone-500 dark:text-stone-400">
+        How far the loaded K/V pair moves the model&apos;s next-token predictions from f16, over a short calibration text. It takes a few seconds.
+      </p>
+      {loadedPath === null && <p className="text-sm text-stone-600 dark:text-stone-300">Load the model to measure its quality.</p>}
+      {quality && (
+        <dl className="grid grid-cols-[auto_1fr] gap-x-4 gap-y-0.5 text-sm">
+          <dt className="text-stone-500">Pair</dt>
+          <dd className="font-mono">{pairText(quality.kType, quality.vType)} against f16</dd>
+          <dt className="text-stone-500">KL divergence</dt>
+          <dd className="tabular-nums">{klText(quality.klDivergence)}</dd>
+          <dt className="text-stone-500">Top-1 agreement</dt>
+          <dd className="tabular-nums">{agreementText(quality.top1Agreement)}</dd>
+          <dt className="text-stone-500">Verdict</dt>
+          <dd className={`font-medium ${verdictTone[quality.verdict]}`}>{verdictText[quality.verdict]}</dd>
+          <dt className="text-stone-500">Measured</dt>
+          <dd>
+            {formatTime(quality.measuredAt, props.now)}, over {quality.positions.toLocaleString('en-US')} positions
+          </dd>
+        </dl>
+      )}
+      {stale && loadedPair && (
+        <p className="text-xs text-amber-800 dark:text-amber-300">
+          The model now uses {pairText(loadedPair.k, loadedPair.v)}: measure to see that pair.
+        </p>
+      )}
+      <div className="flex flex-wrap items-center gap-2">
+        <button type="button" disabled={pending || loadedPath === null} onClick={() => props.onMeasure(false)} className={buttonStyles.secondary}>
+          Measure quality
+        </button>
+        {quality && !stale && (
+          <button type="button" disabled={pending} onClick={() => props.onMeasure(true)} className={buttonStyles.ghost}>
+            Measure again
+          </button>
+        )}
+        <p role="status" className="text-sm">
+          {pending ? 'Measuring quality… this takes a few seconds.' : quality ? <span className="sr-only">{qualitySummary(quality)}</span> : ''}
+        </p>
+      </div>
+      {props.error && !pending && <ErrorBox error={props.error} alert title="The quality could not be measured." />}
+    </section>
+  );
+}

@@ -1,0 +1,59 @@
+import type { CallInput, HearthError, KvPlan, KvQuality, ModelProfileView } from '../contract.ts';
+import type { SliceCreator } from './types.ts';
+
+/**
+ * The per-model settings of issue 4 as the host last reported them: one model's profile (the
+ * loaded one, or the last one), the planner's table for the context being typed, and the
+ * quality meter's last result. Fetched on demand by the Settings screen; the form being edited
+ * stays in the component, as the Cache section's does.
+ */
+export interface ProfileSlice {
+  readonly profile: ModelProfileView | null;
+  readonly profileError: HearthError | null;
+  readonly kvPlan: KvPlan | null;
+  /** What `kvPlan` answers (the model and the context it was computed for). */
+  readonly kvPlanInput: CallInput<'models.plan'> | null;
+  /** The last `models.plan` failed; the table above (if any) is older. */
+  readonly kvPlanError: HearthError | null;
+  /** A plan is being computed (the table shown may be for the previous inputs). */
+  readonly kvPlanPending: boolean;
+  readonly kvQuality: KvQuality | null;
+  /** The model the quality was measured on (the call names none: it is the loaded one). */
+  readonly kvQualityPath: string | null;
+  readonly kvQualityError: HearthError | null;
+  /** A measurement runs (it takes seconds: two passes over the calibration text). */
+  readonly kvQualityPending: boolean;
+
+  setProfile(view: ModelProfileView | null, error?: HearthError | null): void;
+  setKvPlanPending(): void;
+  /** A plan (with the input it answers), or on a failure null and the error beside the last plan. */
+  setKvPlan(plan: { plan: KvPlan; input: CallInput<'models.plan'> } | null, error?: HearthError | null): void;
+  setKvQualityPending(): void;
+  setKvQuality(quality: { quality: KvQuality; path: string | null } | null, error?: HearthError | null): void;
+}
+
+export const createProfileSlice: SliceCreator<ProfileSlice> = (set) => ({
+  profile: null,
+  profileError: null,
+  kvPlan: null,
+  kvPlanInput: null,
+  kvPlanError: null,
+  kvPlanPending: false,
+  kvQuality: null,
+  kvQualityPath: null,
+  kvQualityError: null,
+  kvQualityPending: false,
+
+  setProfile: (view, error = null) => set((s) => ({ profile: view ?? s.profile, profileError: error })),
+  setKvPlanPending: () => set({ kvPlanPending: true }),
+  setKvPlan: (plan, error = null) =>
+    set((s) => ({ kvPlan: plan?.plan ?? s.kvPlan, kvPlanInput: plan?.input ?? s.kvPlanInput, kvPlanError: error, kvPlanPending: false })),
+  setKvQualityPending: () => set({ kvQualityPending: true, kvQualityError: null }),
+  setKvQuality: (quality, error = null) =>
+    set((s) => ({
+      kvQuality: quality?.quality ?? s.kvQuality,
+      kvQualityPath: quality ? quality.path : s.kvQualityPath,
+      kvQualityError: error,
+      kvQualityPending: false,
+    })),
+});
