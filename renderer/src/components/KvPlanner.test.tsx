@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { KvCacheType, KvPlan } from '../contract.ts';
 import { kvTypes } from '../lib/kv.ts';
 import { cpuPlan, planRow } from '../test-support/fixtures.ts';
-import { KvPlanner, shownRows, type KvPlannerProps } from './KvPlanner.tsx';
+import { KvPlanner, KvPlanSummary, shownRows, summaryRows, type KvPlannerProps } from './KvPlanner.tsx';
 
 function render(extra: Partial<KvPlannerProps> = {}): string {
   return renderToStaticMarkup(<KvPlanner plan={cpuPlan()} pending={false} error={null} chosen={{ kType: 'q8_0', vType: 'q8_0' }} auto={false} {...extra} />);
@@ -101,5 +101,44 @@ describe('KvPlanner', () => {
     expect(failed).toContain('The planner could not run.');
     expect(failed).toContain('Not a GGUF file.');
     expect(failed).toContain('<table');
+  });
+});
+
+describe('the compact plan (Models screen)', () => {
+  const pairs = (plan: KvPlan) => summaryRows(plan).map((r) => `${r.kType}/${r.vType}`);
+
+  it('shows f16, q8_0 and q4_0 for both, then the auto pick when it is none of them; each once', () => {
+    expect(pairs(fullPlan())).toEqual(['f16/f16', 'q8_0/q8_0', 'q4_0/q4_0', 'f16/q8_0']);
+    expect(pairs({ ...fullPlan(), auto: { kType: 'q8_0', vType: 'q8_0' } })).toEqual(['f16/f16', 'q8_0/q8_0', 'q4_0/q4_0']);
+    expect(pairs({ ...fullPlan(), auto: null })).toEqual(['f16/f16', 'q8_0/q8_0', 'q4_0/q4_0']);
+    // Pairs the plan lacks are left out.
+    expect(pairs(cpuPlan())).toEqual(['f16/f16', 'q8_0/q8_0', 'q4_0/q4_0']);
+  });
+
+  it('the device, the auto pick at the default context, and a small table without ids of its own', () => {
+    const html = renderToStaticMarkup(<KvPlanSummary plan={fullPlan()} />);
+    expect(html).toContain('Device: CPU · RAM 8.00 GB free of 16.0 GB');
+    expect(html).toContain('Auto picks f16 / q8_0 at 4,096 tokens: KV 4.19 MB, total 6.00 MB. Fits.');
+    expect(html).toContain('Memory at 4,096 tokens (weights 1.30 MB)</caption>');
+    for (const header of ['K / V', 'Bytes per token', 'KV memory', 'Total memory', 'Longest context in RAM']) {
+      expect(html).toMatch(new RegExp(`<th scope="col"[^>]*>${header}</th>`));
+    }
+    expect(rowOf(html, 'f16 / q8_0')).toContain('(auto pick)');
+    expect(rowOf(html, 'f16 / f16')).toMatch(/>1,024<\/td><td[^>]*>4.19 MB<\/td><td[^>]*>6.00 MB<\/td><td[^>]*>in RAM 131,072<\/td>/);
+    // It appears once per row on the Models screen, so it must not repeat the full planner's ids.
+    expect(html).not.toContain(' id="');
+  });
+
+  it('with a GPU: full and partial offload in one column; a refused pair says why', () => {
+    const plan: KvPlan = {
+      ...cpuPlan(),
+      device: { backend: 'cuda', gpuName: 'RTX 4070', vramTotalBytes: 8e9, vramFreeBytes: 7e9, unifiedMemory: false, ramTotalBytes: 16e9, ramFreeBytes: 8e9 },
+      rows: cpuPlan().rows.map((r) => ({ ...r, maxContextFullGpu: 32_768 })),
+    };
+    const html = renderToStaticMarkup(<KvPlanSummary plan={plan} />);
+    expect(html).toMatch(/<th scope="col"[^>]*>Longest context<\/th>/);
+    expect(rowOf(html, 'f16 / f16')).toContain('full GPU 32,768 · partial 131,072');
+    expect(rowOf(html, 'q4_0 / q4_0')).toContain('refused: the head size 48 is not a multiple of 32');
+    expect(rowOf(html, 'q4_0 / q4_0')).toContain('text-red-700');
   });
 });

@@ -6,7 +6,7 @@
 import { useState } from 'react';
 import type { HearthError, KvCacheType, KvPlan, KvPlanRow } from '../contract.ts';
 import { formatBytes } from '../lib/format.ts';
-import { chosenLine, deviceLine, findRow, fitText, maxContextText, pairText, planContextText } from '../lib/kv.ts';
+import { chosenLine, deviceLine, findRow, fitText, longestText, maxContextText, pairText, planContextText } from '../lib/kv.ts';
 import { buttonStyles, ErrorBox } from './ui.tsx';
 
 type Pair = { readonly kType: KvCacheType; readonly vType: KvCacheType };
@@ -21,6 +21,23 @@ const same = (a: Pair | null, r: KvPlanRow) => a !== null && a.kType === r.kType
 export function shownRows(plan: KvPlan, chosen: Pair | null, all: boolean): KvPlanRow[] {
   if (all) return [...plan.rows];
   return plan.rows.filter((r) => r.kType === 'f16' || r.kType === r.vType || same(chosen, r) || same(plan.auto, r));
+}
+
+const summaryPairs: readonly Pair[] = [
+  { kType: 'f16', vType: 'f16' },
+  { kType: 'q8_0', vType: 'q8_0' },
+  { kType: 'q4_0', vType: 'q4_0' },
+];
+
+/**
+ * The rows of the compact plan (the Models screen): full precision, the two common quantized
+ * pairs, and the auto pick when it is none of them; each once, in that order.
+ */
+export function summaryRows(plan: KvPlan): KvPlanRow[] {
+  const rows = summaryPairs.map((p) => findRow(plan, p)).filter((r) => r !== undefined);
+  const auto = findRow(plan, plan.auto);
+  if (auto && !rows.includes(auto)) rows.push(auto);
+  return rows;
 }
 
 export interface KvPlannerProps {
@@ -115,5 +132,63 @@ export function KvPlanner(props: KvPlannerProps) {
         </div>
       )}
     </section>
+  );
+}
+
+/**
+ * The planner at a glance, for a model not loaded yet (the Models screen): the device, what auto
+ * picks at the default context, and a few pairs' figures. The full table is in Settings.
+ */
+export function KvPlanSummary({ plan }: { readonly plan: KvPlan }) {
+  const rows = summaryRows(plan);
+  const gpu = plan.device.vramTotalBytes !== null;
+  return (
+    <div className="space-y-1 text-xs">
+      <p>Device: {deviceLine(plan.device)}</p>
+      <p className="text-sm font-medium">{chosenLine(plan, findRow(plan, plan.auto), true)}</p>
+      <div className="overflow-x-auto">
+        <table className="w-full border-collapse">
+          <caption className="mb-1 text-left text-stone-600 dark:text-stone-300">
+            Memory at {planContextText(plan)} (weights {formatBytes(plan.weightsBytes)})
+          </caption>
+          <thead>
+            <tr className="border-b border-stone-300 dark:border-stone-600">
+              <th scope="col" className="px-2 py-1 text-left">
+                K / V
+              </th>
+              <th scope="col" className="px-2 py-1 text-right">
+                Bytes per token
+              </th>
+              <th scope="col" className="px-2 py-1 text-right">
+                KV memory
+              </th>
+              <th scope="col" className="px-2 py-1 text-right">
+                Total memory
+              </th>
+              <th scope="col" className="px-2 py-1 text-right">
+                {gpu ? 'Longest context' : 'Longest context in RAM'}
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((row) => {
+              const isAuto = same(plan.auto, row);
+              return (
+                <tr key={`${row.kType}/${row.vType}`} className={`border-b border-stone-200 dark:border-stone-800 ${isAuto ? 'bg-stone-100 dark:bg-stone-800' : ''}`}>
+                  <th scope="row" className="whitespace-nowrap px-2 py-1 text-left font-mono font-normal">
+                    {pairText(row.kType, row.vType)}
+                    {isAuto && <span className="ml-1 font-sans text-stone-600 dark:text-stone-300">(auto pick)</span>}
+                  </th>
+                  <td className={cell}>{row.kvBytesPerToken.toLocaleString('en-US')}</td>
+                  <td className={cell}>{formatBytes(row.kvBytes)}</td>
+                  <td className={cell}>{formatBytes(row.totalBytes)}</td>
+                  <td className={`${cell} ${row.refused ? 'text-red-700 dark:text-red-400' : ''}`}>{longestText(row, plan.device)}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+    </div>
   );
 }

@@ -1,4 +1,4 @@
-import { useEffect, useState, type ReactNode } from 'react';
+import { useEffect, useId, useState, type ReactNode } from 'react';
 import type { HearthError, LocalModel, ModelStatus, RecommendedModel } from '../contract.ts';
 import { downloadFraction, formatBytes, formatPercent } from '../lib/format.ts';
 import { loadedKvText, memoryText } from '../lib/kv.ts';
@@ -15,6 +15,7 @@ import {
   selectRecommended,
 } from '../store/selectors.ts';
 import { RefreshIcon } from './icons.tsx';
+import { MemoryPlanButton, MemoryPlanPanel } from './MemoryPlan.tsx';
 import { buttonStyles, ErrorBox, inputStyles, ProgressBar } from './ui.tsx';
 
 const section = 'rounded-lg border border-stone-200 p-4 dark:border-stone-800';
@@ -218,25 +219,33 @@ function LocalModelRow({ model }: { model: LocalModel }) {
   const current = useHearth(selectModel);
   const pending = useHearth(selectLoadPending);
   const loaded = current.status === 'ready' && current.model?.path === model.path;
+  const [planOpen, setPlanOpen] = useState(false);
+  const panelId = useId();
   return (
-    <li className="flex items-center justify-between gap-3 py-2 text-sm">
-      <div className="min-w-0">
-        <p className="truncate font-medium">{model.fileName}</p>
-        <p className="text-xs text-stone-500 dark:text-stone-400">{formatBytes(model.sizeBytes)}</p>
+    <li className="py-2 text-sm">
+      <div className="flex items-center justify-between gap-3">
+        <div className="min-w-0">
+          <p className="truncate font-medium">{model.fileName}</p>
+          <p className="text-xs text-stone-500 dark:text-stone-400">{formatBytes(model.sizeBytes)}</p>
+        </div>
+        <div className="flex shrink-0 items-center gap-2">
+          <MemoryPlanButton name={model.fileName} open={planOpen} panelId={panelId} onToggle={() => setPlanOpen(!planOpen)} />
+          {loaded ? (
+            <span className="text-xs font-semibold text-green-700 dark:text-green-400">Loaded</span>
+          ) : (
+            <button
+              type="button"
+              aria-label={`Load ${model.fileName}`}
+              disabled={pending}
+              onClick={() => void actions.loadModel(model.path)}
+              className={buttonStyles.secondary}
+            >
+              Load
+            </button>
+          )}
+        </div>
       </div>
-      {loaded ? (
-        <span className="text-xs font-semibold text-green-700 dark:text-green-400">Loaded</span>
-      ) : (
-        <button
-          type="button"
-          aria-label={`Load ${model.fileName}`}
-          disabled={pending}
-          onClick={() => void actions.loadModel(model.path)}
-          className={buttonStyles.secondary}
-        >
-          Load
-        </button>
-      )}
+      {planOpen && <MemoryPlanPanel id={panelId} name={model.fileName} target={{ path: model.path }} />}
     </li>
   );
 }
@@ -267,6 +276,8 @@ function RecommendedRow({ model }: { model: RecommendedModel }) {
     setError(result.ok ? null : result.error);
   };
   const fraction = download ? downloadFraction(download) : null;
+  const [planOpen, setPlanOpen] = useState(false);
+  const panelId = useId();
 
   let controls: ReactNode;
   if (download?.status === 'downloading') {
@@ -309,8 +320,12 @@ function RecommendedRow({ model }: { model: RecommendedModel }) {
           <p className="text-stone-600 dark:text-stone-300">{model.description}</p>
           <p className="text-xs text-stone-500 dark:text-stone-400">About {formatBytes(model.approxSizeBytes)}</p>
         </div>
-        {controls}
+        <div className="flex shrink-0 items-center gap-2">
+          <MemoryPlanButton name={model.name} open={planOpen} panelId={panelId} onToggle={() => setPlanOpen(!planOpen)} />
+          {controls}
+        </div>
       </div>
+      {planOpen && <MemoryPlanPanel id={panelId} name={model.name} target={{ uri: model.uri }} />}
       {download && download.status !== 'done' && download.downloadedBytes > 0 && (
         <div className="mt-2 space-y-1">
           <ProgressBar label={`Downloading ${model.name}`} value={fraction} />

@@ -11,6 +11,7 @@ import {
   isQuantized,
   klText,
   loadedKvText,
+  longestText,
   maxContextText,
   memoryText,
   planContextText,
@@ -91,5 +92,14 @@ describe('KV words and figures', () => {
     expect(agreementText(1)).toBe('100%');
     expect(agreementText(0.9871)).toBe('98.7%');
     expect(agreementText(0)).toBe('0.0%');
+  });
+
+  it('says the longest context in one cell: in RAM without a GPU, full and partial with one, or why refused', () => {
+    const cpu = cpuPlan().device;
+    const gpu = { ...cpu, backend: 'cuda' as const, vramTotalBytes: 8e9, vramFreeBytes: 7e9 };
+    expect(longestText(row('f16', 'f16', { maxContextPartial: 131_072 }), cpu)).toBe('in RAM 131,072');
+    expect(longestText(row('f16', 'f16', { maxContextFullGpu: 32_768, maxContextPartial: 65_536 }), gpu)).toBe('full GPU 32,768 · partial 65,536');
+    expect(longestText(row('f16', 'f16', { maxContextFullGpu: 0, maxContextPartial: 4096 }), gpu)).toBe('full GPU weights do not fit · partial 4,096');
+    expect(longestText(row('q4_0', 'q4_0', { refused: 'the head size 48 is not a multiple of 32' }), cpu)).toBe('refused: the head size 48 is not a multiple of 32');
   });
 });

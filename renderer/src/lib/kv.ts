@@ -63,6 +63,16 @@ export function maxContextText(n: number | null): string {
   return tokens(n);
 }
 
+/**
+ * A row's longest context in one cell, as the compact plan shows it: "full GPU 32,768 ·
+ * partial 65,536" with a GPU, "in RAM 131,072" without one, or why validation refuses the pair.
+ */
+export function longestText(row: KvPlanRow, device: DeviceMemory): string {
+  if (row.refused) return `refused: ${row.refused}`;
+  if (device.vramTotalBytes === null) return `in RAM ${maxContextText(row.maxContextPartial)}`;
+  return `full GPU ${maxContextText(row.maxContextFullGpu)} · partial ${maxContextText(row.maxContextPartial)}`;
+}
+
 /** Whether a row fits, in words: "fits", "does not fit", or why validation refuses the pair. */
 export function fitText(row: KvPlanRow): string {
   if (row.refused) return `refused: ${row.refused}`;

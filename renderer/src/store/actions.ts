@@ -8,6 +8,7 @@ import type { CallInput, Chat, HearthError, KvPlan, KvQuality, KvStoreInfo, Mode
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
+import { planKey, type PlanTarget } from './profile-slice.ts';
 import type { HearthStore } from './store.ts';
 
 export interface Actions {
@@ -42,6 +43,13 @@ export interface Actions {
    * answer to the latest call reaches the store; an older one returns without touching it.
    */
   planKv(input: CallInput<'models.plan'>): Promise<Result<KvPlan>>;
+  /**
+   * A model's plan for the Models screen, at the context it would load with (its profile's, else
+   * the settings'). Answered from the store when it holds one (unless `fresh`); a call already
+   * running is joined, not repeated. A failure is kept as the entry's error, and the next call
+   * tries again.
+   */
+  planModel(target: PlanTarget, options?: { fresh?: boolean }): Promise<Result<KvPlan>>;
   /** The quality meter on the loaded model; `fresh` measures again instead of the cached result. */
   measureQuality(fresh?: boolean): Promise<Result<KvQuality>>;
 }
@@ -55,6 +63,12 @@ export function createActions(transport: Transport, store: HearthStore, options:
   const state = () => store.getState();
   let resyncs = 0;
   let plans = 0;
+  /** The Models screen's plan calls in flight, by planKey; a forgotten key's answer is dropped. */
+  const modelPlansInFlight = new Map<string, Promise<Result<KvPlan>>>();
+  const forgetModelPlans = (which?: (key: string) => boolean) => {
+    for (const key of [...modelPlansInFlight.keys()]) if (!which || which(key)) modelPlansInFlight.delete(key);
+    state().forgetModelPlans(which);
+  };
 
   /** A chat from a call: full detail when we hold the chat, else just its summary. */
   const applyChat = (chat: Chat) => {
@@ -244,6 +258,8 @@ export function createActions(transport: Transport, store: HearthStore, options:
     async updateSettings(patch) {
       const result = await transport.call('settings.update', patch);
       if (result.ok) state().setSettings(result.value);
+      // Models without a profile, and every download address, are planned at these defaults.
+      if (result.ok && (patch.contextSize !== undefined || patch.kvSlots !== undefined)) forgetModelPlans();
       return result;
     },
 
@@ -266,7 +282,28 @@ export function createActions(transport: Transport, store: HearthStore, options:
       // A refusal is the form's business (its issues go beside the fields): the stored
       // profile, and so the store's copy, did not change.
       if (result.ok) state().setProfile(result.value);
+      // The model is planned at its profile's context from now on.
+      if (result.ok) forgetModelPlans((key) => key === planKey({ path }));
       return result;
+    },
+
+    planModel(target, options = {}) {
+      const key = planKey(target);
+      const cached = state().modelPlans[key];
+      if (cached?.plan && !cached.pending && !options.fresh) return Promise.resolve({ ok: true, value: cached.plan });
+      const running = modelPlansInFlight.get(key);
+      if (running) return running;
+      state().setModelPlan(key, { plan: cached?.plan ?? null, error: null, pending: true });
+      const call = transport.call('models.plan', 'path' in target ? { path: target.path } : { uri: target.uri }).then((result) => {
+        // Forgotten while it ran (its inputs changed): the answer is for the old ones.
+        if (modelPlansInFlight.get(key) !== call) return result;
+        modelPlansInFlight.delete(key);
+        const before = state().modelPlans[key]?.plan ?? null;
+        state().setModelPlan(key, result.ok ? { plan: result.value, error: null, pending: false } : { plan: before, error: result.error, pending: false });
+        return result;
+      });
+      modelPlansInFlight.set(key, call);
+      return call;
     },
 
     async planKv(input) {

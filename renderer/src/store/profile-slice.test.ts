@@ -12,6 +12,7 @@ import {
   selectKvQualityError,
   selectKvQualityPath,
   selectKvQualityPending,
+  selectModelPlan,
   selectProfile,
   selectProfileError,
   selectProfilePath,
@@ -122,5 +123,79 @@ describe('the model profile in the store', () => {
     const again = t.actions.measureQuality(true);
     expect(selectKvQualityError(t.s())).toBeNull();
     await again;
+  });
+});
+
+describe("the Models screen's plans in the store", () => {
+  const local = { path: '/m/a.gguf' };
+  const remote = { uri: 'hf:org/repo/model.gguf' };
+
+  it('planModel: pending while it runs, then kept per path or address; opening again asks nothing', async () => {
+    const t = setup();
+    const header = deferred<Result<KvPlan>>();
+    t.transport.handlers['models.plan'] = (input) => (input.uri ? header.promise : ok(cpuPlan()));
+    const running = t.actions.planModel(remote);
+    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: null, error: null, pending: true });
+    // A second opening while the header is fetched joins the same call.
+    const joined = t.actions.planModel(remote);
+    expect(t.transport.calls).toEqual([{ name: 'models.plan', input: { uri: 'hf:org/repo/model.gguf' } }]);
+    header.resolve(ok(cpuPlan({ contextSize: 8192 })));
+    expect(await running).toEqual(await joined);
+    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: cpuPlan({ contextSize: 8192 }), error: null, pending: false });
+
+    expect((await t.actions.planModel(local)).ok).toBe(true);
+    expect(selectModelPlan(local)(t.s())?.plan).toEqual(cpuPlan());
+    // The path and the address are cached apart; asking again answers from the store.
+    expect(await t.actions.planModel(remote)).toEqual({ ok: true, value: cpuPlan({ contextSize: 8192 }) });
+    expect(await t.actions.planModel(local)).toEqual({ ok: true, value: cpuPlan() });
+    expect(t.transport.calls).toHaveLength(2);
+    // Nor does it touch the Settings planner's state.
+    expect(selectKvPlan(t.s())).toBeNull();
+    expect(selectKvPlanPending(t.s())).toBe(false);
+  });
+
+  it('a failure is kept as a message, and the next opening (or Try again) asks again', async () => {
+    const t = setup();
+    const offline = { code: 'DOWNLOAD_FAILED' as const, message: 'Could not reach huggingface.co.' };
+    t.transport.handlers['models.plan'] = () => ({ ok: false, error: offline });
+    expect(await t.actions.planModel(remote)).toEqual({ ok: false, error: offline });
+    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: null, error: offline, pending: false });
+    t.transport.handlers['models.plan'] = () => ok(cpuPlan());
+    const retry = t.actions.planModel(remote);
+    // The old message goes as the new try starts.
+    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: null, error: null, pending: true });
+    await retry;
+    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: cpuPlan(), error: null, pending: false });
+    // A fresh plan that fails keeps the last plan beside the error.
+    t.transport.handlers['models.plan'] = () => ({ ok: false, error: offline });
+    await t.actions.planModel(remote, { fresh: true });
+    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: cpuPlan(), error: offline, pending: false });
+    expect(t.transport.calls).toHaveLength(3);
+  });
+
+  it("a saved profile drops that model's plan; new default context or slots drop them all; a late answer for a dropped plan is ignored", async () => {
+    const t = setup();
+    t.transport.handlers['models.plan'] = () => ok(cpuPlan());
+    await t.actions.planModel(local);
+    await t.actions.planModel({ path: '/m/b.gguf' });
+    await t.actions.planModel(remote);
+    t.transport.handlers['models.setProfile'] = () => ok(view);
+    await t.actions.saveProfile('/m/a.gguf', profile);
+    expect(selectModelPlan(local)(t.s())).toBeUndefined();
+    expect(selectModelPlan({ path: '/m/b.gguf' })(t.s())).toBeDefined();
+    expect(selectModelPlan(remote)(t.s())).toBeDefined();
+
+    t.transport.handlers['settings.update'] = () => ok(appState().settings);
+    await t.actions.updateSettings({ theme: 'dark' });
+    expect(selectModelPlan(remote)(t.s())).toBeDefined();
+
+    const late = deferred<Result<KvPlan>>();
+    t.transport.handlers['models.plan'] = () => late.promise;
+    const running = t.actions.planModel(local);
+    await t.actions.updateSettings({ contextSize: 8192 });
+    expect(t.s().modelPlans).toEqual({});
+    late.resolve(ok(cpuPlan({ contextSize: 2048 })));
+    await running;
+    expect(selectModelPlan(local)(t.s())).toBeUndefined();
   });
 });

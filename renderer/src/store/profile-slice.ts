@@ -30,6 +30,30 @@ export interface ProfileSlice {
   setKvPlan(plan: { plan: KvPlan; input: CallInput<'models.plan'> } | null, error?: HearthError | null): void;
   setKvQualityPending(): void;
   setKvQuality(quality: { quality: KvQuality; path: string | null } | null, error?: HearthError | null): void;
+
+  /**
+   * The Models screen's plans, by `planKey`: each asked for when the user opens a row's memory
+   * plan, and kept for the session so that opening it again is instant.
+   */
+  readonly modelPlans: Readonly<Record<string, ModelPlanEntry>>;
+  setModelPlan(key: string, entry: ModelPlanEntry): void;
+  /** Drops the cached plans whose key passes `which` (all without it): their inputs changed. */
+  forgetModelPlans(which?: (key: string) => boolean): void;
+}
+
+/** What the Models screen plans: a local file, or a recommended model's download address. */
+export type PlanTarget = { readonly path: string } | { readonly uri: string };
+
+/** One model's plan on the Models screen; `plan` stays beside a later failure to refresh it. */
+export interface ModelPlanEntry {
+  readonly plan: KvPlan | null;
+  readonly error: HearthError | null;
+  readonly pending: boolean;
+}
+
+/** The cache key of a target: a path and an address never collide. */
+export function planKey(target: PlanTarget): string {
+  return 'path' in target ? `path:${target.path}` : `uri:${target.uri}`;
 }
 
 export const createProfileSlice: SliceCreator<ProfileSlice> = (set) => ({
@@ -43,6 +67,7 @@ export const createProfileSlice: SliceCreator<ProfileSlice> = (set) => ({
   kvQualityPath: null,
   kvQualityError: null,
   kvQualityPending: false,
+  modelPlans: {},
 
   setProfile: (view, error = null) => set((s) => ({ profile: view ?? s.profile, profileError: error })),
   setKvPlanPending: () => set({ kvPlanPending: true }),
@@ -56,4 +81,7 @@ export const createProfileSlice: SliceCreator<ProfileSlice> = (set) => ({
       kvQualityError: error,
       kvQualityPending: false,
     })),
+  setModelPlan: (key, entry) => set((s) => ({ modelPlans: { ...s.modelPlans, [key]: entry } })),
+  forgetModelPlans: (which) =>
+    set((s) => ({ modelPlans: which ? Object.fromEntries(Object.entries(s.modelPlans).filter(([key]) => !which(key))) : {} })),
 });

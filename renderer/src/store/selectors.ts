@@ -4,6 +4,7 @@
  */
 import type { DownloadProgress, HearthError, Message } from '../contract.ts';
 import { activePathIds, branchInfo, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
+import { planKey, type ModelPlanEntry, type PlanTarget } from './profile-slice.ts';
 import type { HearthState } from './types.ts';
 
 type Selector<T> = (s: HearthState) => T;
@@ -110,6 +111,8 @@ export const selectKvQuality: Selector<HearthState['kvQuality']> = (s) => s.kvQu
 export const selectKvQualityPath: Selector<string | null> = (s) => s.kvQualityPath;
 export const selectKvQualityError: Selector<HearthError | null> = (s) => s.kvQualityError;
 export const selectKvQualityPending: Selector<boolean> = (s) => s.kvQualityPending;
+/** A model's cached plan on the Models screen; undefined before it is first asked for. */
+export const selectModelPlan = (target: PlanTarget) => (s: HearthState): ModelPlanEntry | undefined => s.modelPlans[planKey(target)];
 
 /**
  * The model the Settings screen's Model section is about: the loaded (or loading) one, else the

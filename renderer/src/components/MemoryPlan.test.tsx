@@ -1,0 +1,85 @@
+import type { ReactNode } from 'react';
+import { renderToStaticMarkup } from 'react-dom/server';
+import { describe, expect, it } from 'vitest';
+import { createActions } from '../store/actions.ts';
+import { planKey, type ModelPlanEntry, type PlanTarget } from '../store/profile-slice.ts';
+import { HearthProvider } from '../store/react.tsx';
+import { createHearthStore } from '../store/store.ts';
+import { fakeTransport } from '../test-support/fake-transport.ts';
+import { cpuPlan } from '../test-support/fixtures.ts';
+import { MemoryPlanButton, MemoryPlanPanel, MemoryPlanView } from './MemoryPlan.tsx';
+import { ModelScreen } from './ModelScreen.tsx';
+
+const local: PlanTarget = { path: '/m/tiny.gguf' };
+const remote: PlanTarget = { uri: 'hf:org/repo/model.gguf' };
+
+function view(target: PlanTarget, entry: ModelPlanEntry | undefined): string {
+  return renderToStaticMarkup(<MemoryPlanView id="p1" name="tiny.gguf" target={target} entry={entry} onRetry={() => {}} />);
+}
+
+function withStore(seed: (store: ReturnType<typeof createHearthStore>) => void, node: ReactNode): string {
+  const store = createHearthStore();
+  seed(store);
+  const actions = createActions(fakeTransport(), store, { navigate: () => {} });
+  // Static rendering reads the store's initial state (zustand's server snapshot): start it from the seeded one.
+  const seeded = { ...store, getInitialState: store.getState };
+  return renderToStaticMarkup(
+    <HearthProvider store={seeded} actions={actions}>
+      {node}
+    </HearthProvider>,
+  );
+}
+
+describe('the memory plan disclosure', () => {
+  it('a named toggle that says whether it is open, and points at its panel only when there is one', () => {
+    const closed = renderToStaticMarkup(<MemoryPlanButton name="tiny.gguf" open={false} panelId="p1" onToggle={() => {}} />);
+    expect(closed).toMatch(/^<button type="button" aria-expanded="false" aria-label="Memory plan for tiny.gguf"[^>]*>Memory plan<\/button>$/);
+    const open = renderToStaticMarkup(<MemoryPlanButton name="tiny.gguf" open panelId="p1" onToggle={() => {}} />);
+    expect(open).toContain('aria-expanded="true" aria-controls="p1"');
+  });
+
+  it('busy while the plan runs; a download address says it fetches the header and takes seconds', () => {
+    const pending = { plan: null, error: null, pending: true };
+    const remoteHtml = view(remote, pending);
+    expect(remoteHtml).toMatch(/^<section id="p1" aria-label="Memory plan for tiny.gguf" aria-busy="true"/);
+    expect(remoteHtml).toContain('<p role="status"');
+    expect(remoteHtml).toContain("Reading the model&#x27;s header from its download address… This can take a few seconds.");
+    expect(view(local, pending)).toContain('Reading the model file…');
+    // Before the store has an entry (the first render after opening) it is busy too.
+    expect(view(local, undefined)).toContain('aria-busy="true"');
+  });
+
+  it('a plan shows its summary; an error shows its message with Try again', () => {
+    const done = view(local, { plan: cpuPlan(), error: null, pending: false });
+    expect(done).not.toContain('aria-busy');
+    expect(done).toContain('Device: CPU · RAM 8.00 GB free of 16.0 GB');
+    expect(done).toContain('Auto picks f16 / f16 at 4,096 tokens');
+    expect(done).toContain('in RAM 131,072');
+
+    const offline = view(remote, { plan: null, error: { code: 'DOWNLOAD_FAILED', message: 'Could not reach huggingface.co.', hint: 'Check the connection.' }, pending: false });
+    expect(offline).toContain('The memory plan could not be made.');
+    expect(offline).toContain('Could not reach huggingface.co.');
+    expect(offline).toContain('Check the connection.');
+    expect(offline).toMatch(/<button type="button"[^>]*>Try again<\/button>/);
+    expect(offline).not.toContain('<table');
+  });
+
+  it('the panel reads the cached plan from the store, so it shows at once when opened again', () => {
+    const html = withStore(
+      (store) => store.getState().setModelPlan(planKey(local), { plan: cpuPlan({ contextSize: 2048 }), error: null, pending: false }),
+      <MemoryPlanPanel id="p1" name="tiny.gguf" target={local} />,
+    );
+    expect(html).toContain('Memory at 2,048 tokens');
+    expect(html).not.toContain('aria-busy');
+  });
+
+  it('the Models screen has a closed Memory plan toggle on each local file and each recommended download', () => {
+    const html = withStore((store) => {
+      store.getState().setLocalModels([{ path: '/m/tiny.gguf', fileName: 'tiny.gguf', sizeBytes: 1_000_000, modifiedAt: 1 }]);
+      store.getState().setRecommended([{ id: 'r1', name: 'Small Model', description: 'A small one.', uri: 'hf:org/repo/model.gguf', approxSizeBytes: 2e9 }]);
+    }, <ModelScreen />);
+    expect(html).toMatch(/<button type="button" aria-expanded="false" aria-label="Memory plan for tiny.gguf"/);
+    expect(html).toMatch(/<button type="button" aria-expanded="false" aria-label="Memory plan for Small Model"/);
+    expect(html).not.toContain('<section id=');
+  });
+});
