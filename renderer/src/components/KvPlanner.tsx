@@ -18,6 +18,21 @@ const same = (a: Pair | null, r: KvPlanRow) => a !== null && a.kType === r.kType
  * people pick: quantize V first, then both), plus the chosen pair and the auto pick wherever
  * they are. All of the plan's rows when `all`.
  */
+/** The planner tables' header row: the pair and "Fits" read left, figures right. */
+function PlanTableHead({ columns }: { columns: readonly string[] }) {
+  return (
+    <thead>
+      <tr className="border-b border-stone-300 dark:border-stone-600">
+        {columns.map((title, i) => (
+          <th key={title} scope="col" className={i === 0 || title === 'Fits' ? 'px-2 py-1 text-left' : 'px-2 py-1 text-right'}>
+            {title}
+          </th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
+
 export function shownRows(plan: KvPlan, chosen: Pair | null, all: boolean): KvPlanRow[] {
   if (all) return [...plan.rows];
   return plan.rows.filter((r) => r.kType === 'f16' || r.kType === r.vType || same(chosen, r) || same(plan.auto, r));
@@ -76,31 +91,7 @@ export function KvPlanner(props: KvPlannerProps) {
             <caption className="mb-1 text-left text-xs text-stone-600 dark:text-stone-300">
               Memory per K/V pair at {planContextText(plan)} (weights {formatBytes(plan.weightsBytes)})
             </caption>
-            <thead>
-              <tr className="border-b border-stone-300 dark:border-stone-600">
-                <th scope="col" className="px-2 py-1 text-left">
-                  K / V
-                </th>
-                <th scope="col" className="px-2 py-1 text-right">
-                  Bytes per token
-                </th>
-                <th scope="col" className="px-2 py-1 text-right">
-                  KV memory
-                </th>
-                <th scope="col" className="px-2 py-1 text-right">
-                  Total memory
-                </th>
-                <th scope="col" className="px-2 py-1 text-right">
-                  Longest context, full GPU
-                </th>
-                <th scope="col" className="px-2 py-1 text-right">
-                  {gpu ? 'Longest context, partial offload' : 'Longest context in RAM'}
-                </th>
-                <th scope="col" className="px-2 py-1 text-left">
-                  Fits
-                </th>
-              </tr>
-            </thead>
+            <PlanTableHead columns={['K / V', 'Bytes per token', 'KV memory', 'Total memory', 'Longest context, full GPU', gpu ? 'Longest context, partial offload' : 'Longest context in RAM', 'Fits']} />
             <tbody>
               {rows.map((row) => {
                 const isChosen = same(chosen, row);
@@ -151,25 +142,7 @@ export function KvPlanSummary({ plan }: { readonly plan: KvPlan }) {
           <caption className="mb-1 text-left text-stone-600 dark:text-stone-300">
             Memory at {planContextText(plan)} (weights {formatBytes(plan.weightsBytes)})
           </caption>
-          <thead>
-            <tr className="border-b border-stone-300 dark:border-stone-600">
-              <th scope="col" className="px-2 py-1 text-left">
-                K / V
-              </th>
-              <th scope="col" className="px-2 py-1 text-right">
-                Bytes per token
-              </th>
-              <th scope="col" className="px-2 py-1 text-right">
-                KV memory
-              </th>
-              <th scope="col" className="px-2 py-1 text-right">
-                Total memory
-              </th>
-              <th scope="col" className="px-2 py-1 text-right">
-                {gpu ? 'Longest context' : 'Longest context in RAM'}
-              </th>
-            </tr>
-          </thead>
+          <PlanTableHead columns={['K / V', 'Bytes per token', 'KV memory', 'Total memory', gpu ? 'Longest context' : 'Longest context in RAM']} />
           <tbody>
             {rows.map((row) => {
               const isAuto = same(plan.auto, row);
