@@ -2,7 +2,7 @@
  * `npm run bench -- <benchmark> [options]`: dispatches to the benchmarks in bench/.
  * Benchmarks report ratios measured in one run; nothing here is a pass/fail test of speed.
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { join } from 'node:path';
 import { kvConfigs, formatReport, runResume, type KvConfigName, type PageCache } from '../bench/resume.ts';
 import { formatKvReport, runKvBench } from '../bench/kv.ts';
@@ -52,30 +52,28 @@ function positiveInt(name: string, value: string): number {
   return n;
 }
 
-async function resume(args: string[]): Promise<void> {
-  let parsed;
+/** node:util's parseArgs, strict and without positionals; a bad argument prints the usage and exits. */
+function parse<O extends ParseArgsOptionsConfig>(args: string[], options: O) {
   try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        json: { type: 'string' },
-        model: { type: 'string', multiple: true },
-        threads: { type: 'string', default: '1' },
-        sizes: { type: 'string', default: '1000,4000,16000' },
-        kv: { type: 'string', default: 'f16,q8_0' },
-        'all-sizes': { type: 'boolean', default: false },
-        reps: { type: 'string', default: '5' },
-        dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
-        scratch: { type: 'string' },
-        cache: { type: 'string', default: 'warm,cold' },
-      },
-    });
+    return parseArgs({ args, strict: true, allowPositionals: false, options });
   } catch (error) {
     fail(error instanceof Error ? error.message : String(error));
   }
-  const v = parsed.values;
+}
+
+async function resume(args: string[]): Promise<void> {
+  const v = parse(args, {
+    json: { type: 'string' },
+    model: { type: 'string', multiple: true },
+    threads: { type: 'string', default: '1' },
+    sizes: { type: 'string', default: '1000,4000,16000' },
+    kv: { type: 'string', default: 'f16,q8_0' },
+    'all-sizes': { type: 'boolean', default: false },
+    reps: { type: 'string', default: '5' },
+    dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
+    scratch: { type: 'string' },
+    cache: { type: 'string', default: 'warm,cold' },
+  }).values;
   if (v.json === undefined || v.json === '') fail('resume needs --json FILE.');
   const sizes = v.sizes.split(',').map((s) => positiveInt('sizes', s.trim()));
   const kv = v.kv.split(',').map((s) => s.trim());
@@ -99,26 +97,15 @@ async function resume(args: string[]): Promise<void> {
 }
 
 async function kv(args: string[]): Promise<void> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        json: { type: 'string' },
-        model: { type: 'string', multiple: true },
-        threads: { type: 'string', default: '1' },
-        prefill: { type: 'string', default: '512' },
-        decode: { type: 'string', default: '64' },
-        quality: { type: 'string', default: '256' },
-        pairs: { type: 'string' },
-      },
-    });
-  } catch (error) {
-    fail(error instanceof Error ? error.message : String(error));
-  }
-  const v = parsed.values;
+  const v = parse(args, {
+    json: { type: 'string' },
+    model: { type: 'string', multiple: true },
+    threads: { type: 'string', default: '1' },
+    prefill: { type: 'string', default: '512' },
+    decode: { type: 'string', default: '64' },
+    quality: { type: 'string', default: '256' },
+    pairs: { type: 'string' },
+  }).values;
   if (v.json === undefined || v.json === '') fail('kv needs --json FILE.');
   const quality = Number(v.quality);
   if (!Number.isInteger(quality) || quality < 0) fail(`--quality must be a whole number ≥ 0, got "${v.quality}".`);

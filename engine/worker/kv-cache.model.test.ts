@@ -4,32 +4,22 @@
  * are stored once; another model's weights are refused by fingerprint; a damaged chunk falls
  * back from the first bad chunk with a reason.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextOptions, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LlamaContext, LlamaContextOptions, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+import { describe, expect, it } from 'vitest';
 import { readStateFile } from '../kv/codec.ts';
 import { openKvStore } from '../kv/store.ts';
 import { testModelPath, type TestModelVariant } from '../../test/support/models.ts';
+import { useTestLlama } from './testing.ts';
 import { expectedShape, KvCache, type KvProfile } from './kv-cache.ts';
 import type { GenerateInput, PromptMessage } from '../protocol.ts';
 import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
 import { seededText } from '../../test/support/text.ts';
 
 const CONTINUATION = 24;
-let llama: Llama;
-let dir: string;
-const models = new Map<TestModelVariant, LlamaModel>();
-
-async function model(variant: TestModelVariant): Promise<LlamaModel> {
-  let loaded = models.get(variant);
-  if (!loaded) {
-    loaded = await llama.loadModel({ modelPath: await testModelPath(variant) });
-    models.set(variant, loaded);
-  }
-  return loaded;
-}
+const fixture = useTestLlama('kv-cache');
+const model = (variant: TestModelVariant): Promise<LlamaModel> => fixture.model(variant);
 
 const text = seededText;
 
@@ -70,7 +60,7 @@ async function withContext<T>(setup: Setup, cache: KvCache, task: (context: Llam
 }
 
 async function openCache(name: string, chunkTokens = 256, budgetBytes = 1 << 30): Promise<KvCache> {
-  const opened = await KvCache.open({ root: join(dir, name), budgetBytes, chunkTokens, llamaRelease: 'test-release', scratchDir: join(dir, `${name}-scratch`) });
+  const opened = await KvCache.open({ root: join(fixture.dir(), name), budgetBytes, chunkTokens, llamaRelease: 'test-release', scratchDir: join(fixture.dir(), `${name}-scratch`) });
   if (!opened.ok) throw new Error(opened.error.message);
   return opened.value;
 }
@@ -85,17 +75,6 @@ async function reference(setup: Setup, prompt: Token[]): Promise<Token[]> {
   }
 }
 
-beforeAll(async () => {
-  llama = await getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: LlamaLogLevel.error });
-  dir = await mkdtemp(join(tmpdir(), 'hearth-kv-cache-'));
-});
-
-afterAll(async () => {
-  for (const m of models.values()) await m.dispose();
-  await llama?.dispose();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
-
 describe('KvCache', () => {
   const setups: (Setup & { name: string })[] = [
     { name: 'F16, flash attention on', variant: 'default', flashAttention: true, kv: 'F16' },
@@ -109,7 +88,7 @@ describe('KvCache', () => {
     try {
       await withContext(setup, cache, async (context, sequence) => {
         await sequence.evaluateWithoutGeneratingNewTokens(tokens(context.model, 1, 10));
-        const path = join(dir, `shape-${setup.kv}-${setup.flashAttention}.bin`);
+        const path = join(fixture.dir(), `shape-${setup.kv}-${setup.flashAttention}.bin`);
         await sequence.saveStateToFile(path);
         const parsed = await readStateFile(path);
         if (!parsed.ok) throw new Error(parsed.error.message);
@@ -152,12 +131,12 @@ describe('KvCache', () => {
   const f16: Setup = { variant: 'default', flashAttention: true, kv: 'F16' };
 
   it('removes scratch state files of engine processes that are gone', async () => {
-    const scratch = join(dir, 'stale-scratch');
+    const scratch = join(fixture.dir(), 'stale-scratch');
     await mkdir(scratch, { recursive: true });
     // Above Linux's largest pid (2^22): never a live process.
     await writeFile(join(scratch, 'state-4194305-0.bin'), 'x');
     await writeFile(join(scratch, `state-${process.pid}-0.bin`), 'x');
-    const opened = await KvCache.open({ root: join(dir, 'stale'), budgetBytes: 1 << 20, llamaRelease: 't', scratchDir: scratch });
+    const opened = await KvCache.open({ root: join(fixture.dir(), 'stale'), budgetBytes: 1 << 20, llamaRelease: 't', scratchDir: scratch });
     if (!opened.ok) throw new Error(opened.error.message);
     await opened.value.close();
     expect((await readdir(scratch)).sort()).toEqual([`state-${process.pid}-0.bin`]);
@@ -318,7 +297,7 @@ describe('KvCache', () => {
       });
       expect(keys).toHaveLength(3);
       // Flip one bit in the second chunk's file.
-      const files = await findFiles(join(dir, 'corrupt'), keys[1]!);
+      const files = await findFiles(join(fixture.dir(), 'corrupt'), keys[1]!);
       expect(files).toHaveLength(1);
       const bytes = await readFile(files[0]!);
       bytes[bytes.length - 100]! ^= 0x10;
@@ -351,7 +330,7 @@ describe('disk KV through the engine process', () => {
   const warnings = (engine: EngineClient): string[] => engine.events.flatMap((e) => (e.type === 'log' && e.level !== 'debug' && e.level !== 'info' ? [e.message] : []));
 
   it('restores a chat in a new engine process and continues token-identically', async () => {
-    const kvDir = join(dir, 'engine-kv');
+    const kvDir = join(fixture.dir(), 'engine-kv');
     const modelPath = await testModelPath();
     const system = `You are a helpful assistant. ${text(51, 600)}`;
     const history: PromptMessage[] = [{ role: 'system', text: system }, { role: 'user', text: 'Tell me about the sea.' }];

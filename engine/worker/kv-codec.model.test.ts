@@ -4,13 +4,13 @@
  * context, and after evaluating the rest of the tokens the greedy continuation is token-identical
  * to a context that evaluated the whole sequence from scratch (issue 3, "Correctness").
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { getLlama, LlamaLogLevel, type Llama, type LlamaContextOptions, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LlamaContextOptions, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+import { describe, expect, it } from 'vitest';
 import { assembleStateFile, cleanPrefixLength, cutChunks, parseStateFile, truncateChunk, writeStateFile, type ParsedState } from '../kv/codec.ts';
-import { testModelPath, type TestModelVariant } from '../../test/support/models.ts';
+import type { TestModelVariant } from '../../test/support/models.ts';
+import { useTestLlama } from './testing.ts';
 import { seededText } from '../../test/support/text.ts';
 
 const CHUNK = 256;
@@ -18,18 +18,8 @@ const CONTINUATION = 32;
 const GGML_F16 = 1;
 const GGML_Q8_0 = 8;
 
-let llama: Llama;
-let dir: string;
-const models = new Map<TestModelVariant, LlamaModel>();
-
-async function model(variant: TestModelVariant): Promise<LlamaModel> {
-  let loaded = models.get(variant);
-  if (!loaded) {
-    loaded = await llama.loadModel({ modelPath: await testModelPath(variant) });
-    models.set(variant, loaded);
-  }
-  return loaded;
-}
+const fixture = useTestLlama('kv-codec');
+const model = (variant: TestModelVariant): Promise<LlamaModel> => fixture.model(variant);
 
 const text = seededText;
 
@@ -49,7 +39,7 @@ async function greedy(sequence: LlamaContextSequence, input: Token[], count = CO
 }
 
 async function saveAndParse(sequence: LlamaContextSequence, name: string): Promise<{ bytes: Buffer; parsed: ParsedState }> {
-  const path = join(dir, name);
+  const path = join(fixture.dir(), name);
   const { fileSize } = await sequence.saveStateToFile(path);
   const bytes = await readFile(path);
   expect(bytes.length).toBe(fileSize);
@@ -57,17 +47,6 @@ async function saveAndParse(sequence: LlamaContextSequence, name: string): Promi
   if (!parsed.ok) throw new Error(parsed.error.message);
   return { bytes, parsed: parsed.value };
 }
-
-beforeAll(async () => {
-  llama = await getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: LlamaLogLevel.error });
-  dir = await mkdtemp(join(tmpdir(), 'hearth-kv-codec-'));
-});
-
-afterAll(async () => {
-  for (const m of models.values()) await m.dispose();
-  await llama?.dispose();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
 
 describe('the KV codec on real llama.cpp state files', () => {
   const cases: {
@@ -127,7 +106,7 @@ describe('the KV codec on real llama.cpp state files', () => {
     const whole = assembleStateFile(parsed.shape, cut.value.chunks.map((c) => c.payload), cut.value.tail?.payload, { seqId: parsed.seqId, stream: parsed.stream });
     expect(whole.ok && whole.value.equals(bytes)).toBe(true);
 
-    const prefixPath = join(dir, `${variant}-${kv}-${flashAttention}-prefix.state`);
+    const prefixPath = join(fixture.dir(), `${variant}-${kv}-${flashAttention}-prefix.state`);
     const written = await writeStateFile(prefixPath, parsed.shape, cut.value.chunks.map((c) => c.payload));
     expect(written.ok).toBe(true);
 
@@ -143,7 +122,7 @@ describe('the KV codec on real llama.cpp state files', () => {
       // The stored tail cut to its first 100 tokens continues the two chunks just as well.
       const tail = truncateChunk(parsed.shape, cut.value.tail!.payload, 100);
       if (!tail.ok) throw new Error(tail.error.message);
-      const longerPath = join(dir, `${variant}-${kv}-${flashAttention}-612.state`);
+      const longerPath = join(fixture.dir(), `${variant}-${kv}-${flashAttention}-612.state`);
       expect((await writeStateFile(longerPath, parsed.shape, cut.value.chunks.map((c) => c.payload), tail.value)).ok).toBe(true);
       await sequence.loadStateFromFile(longerPath, { acceptRisk: true });
       expect(sequence.contextTokens).toEqual(sequenceTokens.slice(0, 612));
@@ -154,7 +133,7 @@ describe('the KV codec on real llama.cpp state files', () => {
       // (Subtler damage, such as swapping two chunks' bytes, does not always change the tiny
       // hd64 model's greedy output.)
       const zeroed = cut.value.chunks.map((c) => Buffer.from(c.payload).fill(0, 32 + 4 * CHUNK));
-      const damagedPath = join(dir, `${variant}-${kv}-${flashAttention}-damaged.state`);
+      const damagedPath = join(fixture.dir(), `${variant}-${kv}-${flashAttention}-damaged.state`);
       expect((await writeStateFile(damagedPath, parsed.shape, zeroed)).ok).toBe(true);
       await sequence.loadStateFromFile(damagedPath, { acceptRisk: true });
       expect(await greedy(sequence, sequenceTokens.slice(2 * CHUNK))).not.toEqual(reference);
@@ -233,7 +212,7 @@ describe('the KV codec on real llama.cpp state files', () => {
     // A's first chunk (stream 0 in the file) loads into sequence 1 of a fresh context, and B continues from it.
     const prefix = assembleStateFile(fileA.shape, [cutA.value.chunks[0]!.payload]);
     if (!prefix.ok) throw new Error(prefix.error.message);
-    const prefixPath = join(dir, 'shared-prefix.state');
+    const prefixPath = join(fixture.dir(), 'shared-prefix.state');
     const written = await writeStateFile(prefixPath, fileA.shape, [cutA.value.chunks[0]!.payload]);
     expect(written).toEqual({ ok: true, value: { bytes: prefix.value.length } });
     const fresh = await m.createContext(options);

@@ -446,7 +446,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       const render = (list: readonly PromptMessage[]): Token[] =>
         wrapper.generateContextState({ chatHistory: toChatHistory(list) }).contextText.tokenize(model.tokenizer);
       let history = toChatHistory(messages);
-      let promptTokens = wrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer);
+      let promptTokens = render(messages);
       const contextSize = context.contextSize;
       const maxTokens = Math.max(1, Math.floor(sampling.maxTokens));
       const reserve = Math.min(MIN_REPLY_TOKENS, maxTokens);

@@ -57,6 +57,19 @@ export async function waitIdle(page: Page, timeout = 30_000): Promise<void> {
 }
 
 /**
+ * Opens the chat titled `title` (one reply so far), sends another message and checks that it is
+ * answered: the chat goes on after whatever the test changed (settings, a reload).
+ */
+export async function expectChatGoesOn(page: Page, title: string): Promise<void> {
+  await conversations(page).getByRole('link', { name: title }).click();
+  await expect(assistantMessages(page)).toHaveCount(1);
+  await sendMessage(page, 'And then?');
+  await waitIdle(page);
+  await expect(assistantMessages(page)).toHaveCount(2);
+  await expect(assistantMessages(page).last()).toContainText(/first token \d+ ms/);
+}
+
+/**
  * The text of a message article as a reader sees it, without the names of its controls and
  * the branch position ("1 / 2"), which change when branches are added.
  */

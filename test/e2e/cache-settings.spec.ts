@@ -4,7 +4,7 @@
  * a reload of the page, is applied at once (the engine restarts gracefully, no crash banner),
  * and the chat keeps answering.
  */
-import { assistantMessages, call, conversations, sendMessage, setDefaultSampling, startChat, waitIdle } from './app.ts';
+import { assistantMessages, call, conversations, expectChatGoesOn, setDefaultSampling, startChat, waitIdle } from './app.ts';
 import { expect, openApp, test } from './fixtures.ts';
 
 const usage = /^Using (\d[\d.]*) (B|KB|MB|GB) of ([\d.]+ GB) · [\d.]+ (B|KB|MB|GB|TB) free on disk$/;
@@ -60,10 +60,5 @@ test('Settings shows the cache size and free disk; a new disk budget is saved, a
   await page.reload();
   await expect(page.getByRole('group', { name: 'Cache' }).getByRole('spinbutton', { name: 'Disk budget (GB)' })).toHaveValue('2.5');
 
-  await conversations(page).getByRole('link', { name: title }).click();
-  await expect(assistantMessages(page)).toHaveCount(1);
-  await sendMessage(page, 'And then?');
-  await waitIdle(page);
-  await expect(assistantMessages(page)).toHaveCount(2);
-  await expect(assistantMessages(page).last()).toContainText(/first token \d+ ms/);
+  await expectChatGoesOn(page, title);
 });

@@ -5,7 +5,7 @@
  * before anything is applied; Apply reloads the model with it, and the chat keeps answering.
  */
 import type { Page } from '@playwright/test';
-import { assistantMessages, call, conversations, sendMessage, setDefaultSampling, startChat, waitIdle } from './app.ts';
+import { assistantMessages, call, conversations, expectChatGoesOn, setDefaultSampling, startChat, waitIdle } from './app.ts';
 import { expect, openApp, test, type Host } from './fixtures.ts';
 
 /** "q8_0 / q8_0 at 4,096 tokens: KV 2.23 MB, total 4.00 MB. Fits." */
@@ -85,12 +85,7 @@ test('Settings: the planner shows each pair; q8_0/q8_0 changes its figure before
     await expect(section.getByText(/^Loaded with q8_0 \/ q8_0, flash attention on/)).toBeVisible();
   }
 
-  await conversations(page).getByRole('link', { name: title }).click();
-  await expect(assistantMessages(page)).toHaveCount(1);
-  await sendMessage(page, 'And then?');
-  await waitIdle(page);
-  await expect(assistantMessages(page)).toHaveCount(2);
-  await expect(assistantMessages(page).last()).toContainText(/first token \d+ ms/);
+  await expectChatGoesOn(page, title);
   await expect(page.getByRole('alert').filter({ hasText: 'stopped unexpectedly' })).toHaveCount(0);
 });
 
