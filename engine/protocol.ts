@@ -7,7 +7,9 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
+import type { CachedChat, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling, SlotState } from './contract/index.ts';
+
+export type { SlotState } from './contract/index.ts';
 
 /** A chat turn as the engine sees it: the history on the active branch, oldest first. */
 export interface PromptMessage {
@@ -38,9 +40,6 @@ export interface GenerateOutput {
   readonly stats: MessageStats;
 }
 
-/** What a slot is doing: generations and saves run one at a time (worker/slots.ts). */
-export type SlotState = 'idle' | 'generating' | 'saving' | 'restoring';
-
 /** One resident sequence (slot) of the loaded context. */
 export interface SlotMetrics {
   readonly index: number;
@@ -50,6 +49,52 @@ export interface SlotMetrics {
   /** The slot's context size (`ModelInfo.contextSize`). */
   readonly cellsCapacity: number;
   readonly state: SlotState;
+  /** The context's K and V types, and the KV bytes of the cells in use. */
+  readonly kType: KvCacheType;
+  readonly vType: KvCacheType;
+  readonly bytes: number;
+}
+
+/**
+ * The loaded model's memory as llama.cpp allocated it (the model's and the context's buffer
+ * breakdowns), split by where it lives, and the device it plans against (issue 5's Cache view).
+ */
+export interface MemoryMetrics {
+  readonly device: DeviceMemory;
+  /** Layers on the GPU (0 on CPU). */
+  readonly gpuLayers: number;
+  readonly weights: { readonly ramBytes: number; readonly vramBytes: number };
+  /** The whole context: KV for every slot plus compute buffers. */
+  readonly context: { readonly ramBytes: number; readonly vramBytes: number };
+  /** KV bytes per cell (K + V, every layer) for the context's types. */
+  readonly kvBytesPerCell: number;
+}
+
+/** The disk store's figures in a metrics sample. */
+export interface StoreMetrics {
+  readonly bytesOnDisk: number;
+  readonly storedBytes: number;
+  /** KV payload bytes in chunk files and tails (no headers or token lists). */
+  readonly rawBytes: number;
+  readonly chunkCount: number;
+  readonly manifests: number;
+  readonly logicalBytes: number;
+  readonly budgetBytes: number;
+  readonly freeBytes: number | null;
+}
+
+/**
+ * Something the disk KV cache did, pushed as it happens, for the Cache view's event log. Restores
+ * and fallbacks are not here: the host reads them from each turn's stats.
+ */
+export interface KvActivity {
+  readonly kind: 'save' | 'evict' | 'forget';
+  readonly chatId?: string;
+  /** One line, e.g. "saved 512 tokens (2 new chunks, 1.1 MB written) in 14 ms". */
+  readonly text: string;
+  readonly tokens?: number;
+  readonly bytes?: number;
+  readonly ms?: number;
 }
 
 /** A snapshot of the engine's counters, sampled by the host. */
@@ -61,7 +106,9 @@ export interface EngineMetrics {
   /** One row per slot, by index; empty without a model. */
   readonly slots: readonly SlotMetrics[];
   /** The disk KV store, when persistence is on. */
-  readonly kvStore?: { readonly bytesOnDisk: number; readonly chunkCount: number; readonly logicalBytes: number };
+  readonly kvStore?: StoreMetrics;
+  /** The loaded model's memory; absent without a model. */
+  readonly memory?: MemoryMetrics;
 }
 
 /** A profile with every `auto` decided for this model on this machine (worker/planner.ts). */
@@ -136,8 +183,19 @@ export interface WorkerMethods {
   };
   cancelDownload: { input: { readonly downloadId: string }; output: { readonly cancelled: boolean } };
   metrics: { input: Record<string, never>; output: EngineMetrics };
-  /** Deletes a chat's stored KV manifests (every branch); shared chunks stay while others use them. */
-  forgetChat: { input: { readonly chatId: string }; output: Record<string, never> };
+  /**
+   * Deletes a chat's stored KV manifests (every branch); shared chunks stay while others use them.
+   * The chat also leaves its slot. With `reread`, its next turn does not reuse what the slot still
+   * holds either, and its readout says the cache was forgotten (the Cache view's "Forget cache").
+   */
+  forgetChat: { input: { readonly chatId: string; readonly reread?: boolean }; output: { readonly bytesFreed: number } };
+  /** The chats with the most stored KV, largest first. */
+  kvChats: { input: { readonly limit: number }; output: { readonly chats: readonly CachedChat[] } };
+  /** One chat's KV: the slot holding it (and its tokens) and what the store holds of it. */
+  chatCache: {
+    input: { readonly chatId: string };
+    output: { readonly slot: number | null; readonly tokensInMemory: number; readonly tokensOnDisk: number; readonly bytesOnDisk: number };
+  };
 }
 
 export type WorkerMethod = keyof WorkerMethods;
@@ -153,7 +211,9 @@ export type WorkerEvent =
    * with `paused: true` during `init` when the KV store could not be opened at all, and once
    * after it opened, with its initial state.
    */
-  | { readonly type: 'kvPersistence'; readonly paused: boolean; readonly reason?: HearthError };
+  | { readonly type: 'kvPersistence'; readonly paused: boolean; readonly reason?: HearthError }
+  /** A KV save, a budget eviction or a forgotten chat (issue 5's event log). */
+  | { readonly type: 'kvActivity'; readonly activity: KvActivity };
 
 export type HostToWorker = {
   [M in WorkerMethod]: { readonly kind: 'call'; readonly id: number; readonly method: M; readonly input: WorkerMethods[M]['input'] };

@@ -6,7 +6,12 @@
 import { z } from 'zod';
 import type {
   AppState,
+  CachedChat,
+  CacheEvent,
+  CacheSnapshot,
+  CacheTurn,
   Chat,
+  ChatCache,
   ChatDetail,
   ChatSummary,
   DownloadProgress,
@@ -165,6 +170,22 @@ export const callInputs = {
 
   /** The disk KV store's size, budget and the free disk beside it. */
   'kv.stats': empty,
+
+  /**
+   * Keeps `cache.tick` events coming (about 4 Hz) for `leaseMs`: a visible Cache view calls it
+   * again before the lease runs out, and a hidden or closed one simply stops, so nothing samples
+   * for a view nobody sees.
+   */
+  'cache.watch': empty,
+  /** The Cache view's history: recent turns, the event log, and the chats with the most KV on disk. */
+  'cache.overview': empty,
+  /** One chat's cache: in a slot, on disk, or neither (the chat header's badge). */
+  'cache.chat': chatRef,
+  /**
+   * Deletes a chat's stored KV (shared chunks stay while other chats use them) and drops it from
+   * its slot: its next turn reads its history again, and its readout says why.
+   */
+  'cache.forget': chatRef,
 } as const;
 
 export type CallName = keyof typeof callInputs;
@@ -197,6 +218,10 @@ export interface CallOutputs {
   'chats.switchBranch': Chat;
   'chats.stop': { readonly stopped: boolean };
   'kv.stats': KvStoreInfo;
+  'cache.watch': { readonly intervalMs: number; readonly leaseMs: number };
+  'cache.overview': { readonly turns: readonly CacheTurn[]; readonly events: readonly CacheEvent[]; readonly chats: readonly CachedChat[] };
+  'cache.chat': ChatCache;
+  'cache.forget': { readonly bytesFreed: number };
 }
 
 /** Everything the host pushes to the renderer. */
@@ -214,6 +239,12 @@ export interface EventPayloads {
   'app.command': { readonly command: 'newChat' | 'openSettings' | 'openModels' };
   /** Disk KV persistence changed: paused (with its reason), resumed, or turned off. */
   'kv.status': KvStatus;
+  /** One Cache view sample, while a view watches (`cache.watch`). */
+  'cache.tick': CacheSnapshot;
+  /** A reply finished with stats: a row for the timeline. */
+  'cache.turn': CacheTurn;
+  /** A line for the Cache view's event log. */
+  'cache.event': CacheEvent;
 }
 
 export type EventName = keyof EventPayloads;

@@ -305,6 +305,125 @@ export interface KvStoreInfo {
   readonly chunkTokens: number;
 }
 
+/** What a slot is doing: generations, saves and restores run one at a time. */
+export type SlotState = 'idle' | 'generating' | 'saving' | 'restoring';
+
+/**
+ * The device memory the Cache view draws (issue 5), as llama.cpp allocated it. The device is the
+ * one the model's layers live on: a discrete GPU's VRAM, Apple silicon's unified memory, or RAM.
+ */
+export interface CacheMemory {
+  readonly kind: 'vram' | 'unified' | 'ram';
+  /** The GPU's name, or "RAM". */
+  readonly deviceName: string;
+  /** VRAM, the unified memory's size, or RAM. */
+  readonly capacityBytes: number;
+  /** Free on the device now (other processes' use counts as used); null when unknown. */
+  readonly freeBytes: number | null;
+  /** Apple silicon: what Metal lets this process use of the unified memory (its working-set limit). */
+  readonly workingSetLimitBytes?: number;
+  /** The loaded model's weights on this device. */
+  readonly weightsBytes: number;
+  /** KV allocated for every slot's whole context. */
+  readonly kvAllocatedBytes: number;
+  /** KV of the cells in use (part of `kvAllocatedBytes`). */
+  readonly kvUsedBytes: number;
+  /** The context's other buffers: compute graph and outputs. */
+  readonly computeBytes: number;
+}
+
+/** One resident sequence (slot), as the Cache view lists it. */
+export interface CacheSlot {
+  readonly index: number;
+  /** The chat whose KV it holds; null when free. */
+  readonly chatId: string | null;
+  readonly cellsUsed: number;
+  /** The slot's context size in cells (tokens). */
+  readonly cellsCapacity: number;
+  readonly kType: KvCacheType;
+  readonly vType: KvCacheType;
+  /** KV bytes of the cells in use. */
+  readonly bytes: number;
+  readonly state: SlotState;
+}
+
+/** The disk KV store in a Cache view tick: `kv.stats`' figures and the ratios derived from them. */
+export interface CacheStoreStats extends KvStoreInfo {
+  /** Bytes counted against the budget: chunk files plus partial-chunk tails. */
+  readonly storedBytes: number;
+  /** KV payload bytes those hold, before any compression (chunk headers and token lists excluded). */
+  readonly rawBytes: number;
+  /** Chat branches with stored KV. */
+  readonly manifests: number;
+  /** `logicalBytes / storedBytes`: above 1 when chats share chunks (a common prefix stored once). 1 when empty. */
+  readonly dedupRatio: number;
+  /** `rawBytes / storedBytes`: above 1 only with on-disk compression (issue 6). 1 when empty. */
+  readonly compressionRatio: number;
+}
+
+/** One sample of the Cache view, taken by the engine at a fixed rate while a view watches. */
+export interface CacheSnapshot {
+  /** Epoch ms of the sample. */
+  readonly at: number;
+  /** +1 per tick since the host started: a gap means a dropped sample. */
+  readonly seq: number;
+  /** null without a loaded model. */
+  readonly memory: CacheMemory | null;
+  readonly slots: readonly CacheSlot[];
+  /** null when persistence is off or the store cannot be read. */
+  readonly store: CacheStoreStats | null;
+}
+
+/** A finished reply in the Cache view's timeline. */
+export interface CacheTurn {
+  readonly at: number;
+  readonly chatId: string;
+  readonly messageId: string;
+  readonly stats: MessageStats;
+}
+
+/**
+ * What the Cache view's event log records: KV saves, restores from disk, fallbacks (a re-read,
+ * with its reason), budget evictions, forgotten caches, settings changes, engine restarts and
+ * model loads.
+ */
+export type CacheEventKind = 'save' | 'restore' | 'fallback' | 'evict' | 'forget' | 'settings' | 'restart' | 'model';
+
+export interface CacheEvent {
+  /** Increases by one per event since the host started. */
+  readonly id: number;
+  readonly at: number;
+  readonly kind: CacheEventKind;
+  readonly chatId?: string;
+  /** One line for the log, e.g. "saved 512 tokens (2 new chunks, 1.1 MB) in 14 ms". */
+  readonly text: string;
+  readonly tokens?: number;
+  readonly bytes?: number;
+  readonly ms?: number;
+}
+
+/** A chat's KV on disk, for the Cache view's largest chats. */
+export interface CachedChat {
+  readonly chatId: string;
+  /** The longest branch's stored tokens. */
+  readonly tokens: number;
+  /** Chunk and tail bytes its branches reference (a chunk shared with another chat counted here too). */
+  readonly bytes: number;
+  readonly lastUsed: number;
+}
+
+/** A chat's cache at a glance (the chat header's badge). */
+export interface ChatCache {
+  readonly chatId: string;
+  /** memory: a slot holds its KV; disk: only the store does; none: neither. */
+  readonly where: CacheSource;
+  /** The slot holding it, or null. */
+  readonly slot: number | null;
+  readonly tokensInMemory: number;
+  readonly tokensOnDisk: number;
+  readonly bytesOnDisk: number;
+}
+
 export interface AppState {
   readonly version: string;
   readonly host: 'electron' | 'browser';

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, statSync, unlinkSync,
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
-import { chunkPath, chunksDir, writeChunkFile } from './chunk-file.ts';
+import { chunkFileBytes, chunkPath, chunksDir, writeChunkFile } from './chunk-file.ts';
 import { chainKey, chunkKeys } from './fingerprint.ts';
 import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
@@ -126,11 +126,56 @@ describe('KV store: manifests and chunks', () => {
     // Replacing a manifest moves refcounts; deleting releases only what nobody else needs.
     await save(store, 'b', [...system, ...range(600, 4)]);
     expect(chunkFiles()).toHaveLength(5);
-    expect(value(await store.deleteManifest('a'))).toMatchObject({ deleted: true, chunksRemoved: 2 });
+    expect(value(await store.deleteManifest('a'))).toMatchObject({ deleted: true, chunksRemoved: 2, bytesFreed: 2 * chunkFileBytes(C, 16 * C) });
     expect(refcounts().get(shared[0] as string)).toBe(1);
     expect(chunkFiles()).toHaveLength(3);
     expect(value(await store.deleteManifest('a')).deleted).toBe(false);
     expect(value(await store.checkIntegrity()).ok).toBe(true);
+  });
+
+  it('counts the raw KV payload: chunk files without header and tokens, plus tails', async () => {
+    const store = await openStore();
+    await save(store, 'x/1', range(0, 10)); // two chunks and a 2-token tail
+    const stats = value(await store.stats());
+    const payload = 16 * C; // payloadFor: 16 bytes per token
+    expect(stats.storedBytes).toBe(2 * chunkFileBytes(C, payload) + 2 * 16);
+    expect(stats.rawBytes).toBe(2 * payload + 2 * 16);
+    const empty = value(await (await openStore({ root: join(stores.root, 'empty') })).stats());
+    expect(empty).toMatchObject({ rawBytes: 0, storedBytes: 0 });
+  });
+
+  it('sums stored KV per chat: its longest branch, chunks its branches share counted once, largest first', async () => {
+    const store = await openStore();
+    const chunk = chunkFileBytes(C, 16 * C);
+    const system = range(1000, 8);
+    await save(store, 'A/1', [...system, ...range(0, 8)]); // 4 chunks
+    await save(store, 'A/2', [...system, ...range(0, 4), ...range(700, 6)]); // 3 of A/1's, 1 new chunk, a 2-token tail
+    await save(store, 'B/1', [...system, ...range(500, 8)]); // the system prompt's 2 chunks shared with A
+    await save(store, 'AB/1', range(300, 4)); // not chat A's, though its id starts with A
+    await save(store, 'solo', range(900, 5)); // an id without a branch is its own chat
+    const a = { chatId: 'A', tokens: 18, bytes: 5 * chunk + 2 * 16 };
+    const all = value(store.chatUsage({ limit: 10 }));
+    expect(all.map(({ chatId, tokens, bytes }) => ({ chatId, tokens, bytes }))).toEqual([
+      a,
+      { chatId: 'B', tokens: 16, bytes: 4 * chunk },
+      { chatId: 'solo', tokens: 5, bytes: chunk + 16 },
+      { chatId: 'AB', tokens: 4, bytes: chunk },
+    ]);
+    expect(value(store.chatUsage({ limit: 2 })).map((c) => c.chatId)).toEqual(['A', 'B']);
+    const one = value(store.chatUsage({ chatId: 'A' }));
+    expect(one).toMatchObject([a]);
+    // The latest of its branches' last use.
+    await store.touch('A/1');
+    const touched = value(store.chatUsage({ chatId: 'A' }))[0]!;
+    expect(touched.lastUsed).toBeGreaterThan(one[0]!.lastUsed);
+    expect(touched.lastUsed).toBe(Math.max(...all.map((c) => c.lastUsed), touched.lastUsed));
+    expect(value(store.chatUsage({ chatId: 'Z' }))).toEqual([]);
+    expect(value(store.chatUsage({ limit: 0 }))).toEqual([]);
+    // A deleted branch frees its unshared chunk and its tail: chat A's usage drops by that much.
+    expect(value(await store.deleteManifest('A/2'))).toMatchObject({ chunksRemoved: 1, bytesFreed: chunk + 2 * 16 });
+    expect(value(store.chatUsage({ chatId: 'A' }))).toMatchObject([{ tokens: 16, bytes: 4 * chunk }]);
+    const bad = store.chatUsage({ limit: -1 });
+    expect(bad.ok || bad.error.code).toBe('INVALID_INPUT');
   });
 
   it('only asks for the chunks it lacks, and fails cleanly when one is withheld', async () => {

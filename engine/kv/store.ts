@@ -30,7 +30,7 @@ import { crc32 } from 'node:zlib';
 import { err, hearthError, ok } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
 import type { ChunkData, ChunkFault } from './chunk-file.ts';
-import { chunkPath, chunkSuffix, chunksDir, readChunkFile, tempSuffix, writeChunkFile } from './chunk-file.ts';
+import { chunkHeaderBytes, chunkPath, chunkSuffix, chunksDir, readChunkFile, tempSuffix, writeChunkFile } from './chunk-file.ts';
 import type { HashProgress } from './fingerprint.ts';
 import { chainKey, chunkKeys, firstBadToken, hashFile, isDigest, tokenBytes, tokensFromBytes } from './fingerprint.ts';
 import type { Manifest, ManifestInput, ManifestRow, PrefixMatch, TailData, TailMatch } from './manifest.ts';
@@ -96,6 +96,7 @@ export interface DeleteResult {
   readonly deleted: boolean;
   /** Chunks no other manifest referenced, now removed. */
   readonly chunksRemoved: number;
+  /** Those chunks' bytes plus the manifest's tail payload: what left `storedBytes`. */
   readonly bytesFreed: number;
 }
 
@@ -155,6 +156,12 @@ export interface KvStoreStats {
   readonly storedBytes: number;
   /** What the manifests reference, a shared chunk counted once per manifest that uses it. */
   readonly logicalBytes: number;
+  /**
+   * The KV payload inside `storedBytes`: chunk files without their header and token list, plus
+   * tail payloads. Until on-disk compression (issue 6) the payload is the raw KV, so
+   * rawBytes / storedBytes is the compression ratio (just under 1 now: the headers and tokens).
+   */
+  readonly rawBytes: number;
   readonly chunkCount: number;
   readonly manifests: number;
   readonly budget: number;
@@ -163,6 +170,17 @@ export interface KvStoreStats {
   /** Free bytes for an unprivileged user on the store's file system; null if unknown. */
   readonly freeBytes: number | null;
   readonly persistencePaused: PersistencePause | null;
+}
+
+/** One chat's stored KV (`chatUsage`): its manifests are `<chatId>/<branchId>`. */
+export interface ChatUsage {
+  readonly chatId: string;
+  /** The longest branch's tokens. */
+  readonly tokens: number;
+  /** Chunk files its branches reference (each once, shared with other chats or not) plus its tail payloads. */
+  readonly bytes: number;
+  /** The latest last-used time of its branches. */
+  readonly lastUsed: number;
 }
 
 /** The store. Every method returns data, never throws (except on programmer misuse of types). */
@@ -204,6 +222,12 @@ export interface KvStore {
   deleteManifest(id: string): Promise<Result<DeleteResult>>;
   /** Marks a manifest (and its chunks) used now, for LRU eviction. */
   touch(id: string): Promise<Result<void>>;
+  /**
+   * Stored KV per chat (manifest ids `<chatId>/<branchId>`; an id without a slash is its own
+   * chat): the `limit` largest chats, or the one chat `chatId` (empty when it has nothing stored).
+   * Largest first.
+   */
+  chatUsage(options: { readonly limit: number } | { readonly chatId: string }): Result<ChatUsage[]>;
 
   /** Evicts least-recently-used chats (their unshared suffix first) until within the budget. */
   enforceBudget(): Promise<Result<EvictionReport>>;
@@ -809,6 +833,28 @@ class DiskKvStore implements KvStore {
     });
   }
 
+  chatUsage(options: { readonly limit: number } | { readonly chatId: string }): Result<ChatUsage[]> {
+    return this.#read('Could not read the KV store\'s chats', () => {
+      const one = 'chatId' in options;
+      if (one ? typeof options.chatId !== 'string' || options.chatId === '' : !(Number.isInteger(options.limit) && options.limit >= 0)) {
+        return err('INVALID_INPUT', 'chatUsage needs a chatId or a whole-number limit.');
+      }
+      // A chunk two branches of one chat share (their common history) counts once for the chat.
+      const chat = "CASE WHEN instr(id, '/') > 0 THEN substr(id, 1, instr(id, '/') - 1) ELSE id END";
+      const where = one ? 'WHERE substr(id, 1, ?) = ?' : '';
+      const rows = this.#sql(
+        `WITH m AS (SELECT id, ${chat} AS chat, total_tokens, last_used, coalesce(length(tail_payload), 0) AS tail FROM manifests ${where}),
+              per AS (SELECT chat, max(total_tokens) AS tokens, max(last_used) AS last_used, sum(tail) AS tail_bytes FROM m GROUP BY chat),
+              used AS (SELECT DISTINCT m.chat AS chat, mc.key AS key FROM m JOIN manifest_chunks mc ON mc.manifest_id = m.id),
+              chunk_bytes AS (SELECT used.chat AS chat, sum(c.bytes) AS bytes FROM used JOIN chunks c ON c.key = used.key GROUP BY used.chat)
+         SELECT per.chat AS chat, per.tokens AS tokens, per.last_used AS last_used, per.tail_bytes + coalesce(chunk_bytes.bytes, 0) AS bytes
+         FROM per LEFT JOIN chunk_bytes ON chunk_bytes.chat = per.chat
+         ORDER BY bytes DESC, last_used DESC, chat ASC LIMIT ?`,
+      ).all(...(one ? [options.chatId.length + 1, `${options.chatId}/`, 1] : [options.limit])) as unknown as { chat: string; tokens: number; last_used: number; bytes: number }[];
+      return ok(rows.map((r) => ({ chatId: r.chat, tokens: r.tokens, bytes: r.bytes, lastUsed: r.last_used })));
+    });
+  }
+
   readTail(id: string): Result<TailData> {
     return this.#read('Could not read the KV tail', () => {
       const row = this.#sql('SELECT tail_tokens, tail_payload, tail_crc FROM manifests WHERE id = ?').get(id) as
@@ -829,10 +875,13 @@ class DiskKvStore implements KvStore {
 
   deleteManifest(id: string): Promise<Result<DeleteResult>> {
     return this.#locked<DeleteResult>('Could not delete the KV manifest', async () => {
-      const freed = transaction(this.#db, () => (this.#truncate(id, 0) === 'absent' ? null : this.#collectUnreferenced()));
-      if (freed === null) return ok({ deleted: false, chunksRemoved: 0, bytesFreed: 0 });
-      await this.#unlinkChunks(freed.map((r) => r.key));
-      return ok({ deleted: true, chunksRemoved: freed.length, bytesFreed: freed.reduce((sum, r) => sum + r.bytes, 0) });
+      const plan = transaction(this.#db, () => {
+        const tail = this.#sql('SELECT coalesce(length(tail_payload), 0) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number } | undefined;
+        return tail === undefined || this.#truncate(id, 0) === 'absent' ? null : { freed: this.#collectUnreferenced(), tailBytes: tail.bytes };
+      });
+      if (plan === null) return ok({ deleted: false, chunksRemoved: 0, bytesFreed: 0 });
+      await this.#unlinkChunks(plan.freed.map((r) => r.key));
+      return ok({ deleted: true, chunksRemoved: plan.freed.length, bytesFreed: plan.freed.reduce((sum, r) => sum + r.bytes, 0) + plan.tailBytes });
     });
   }
 
@@ -1097,8 +1146,9 @@ class DiskKvStore implements KvStore {
                   (SELECT count(*) FROM chunks) AS chunk_count,
                   (SELECT count(*) FROM manifests) AS manifests,
                   (SELECT coalesce(sum(length(tail_payload)), 0) FROM manifests) AS tail_bytes,
+                  (SELECT coalesce(sum(bytes - ? - 4 * tokens), 0) FROM chunks) AS chunk_payload_bytes,
                   (SELECT coalesce(sum(c.bytes), 0) FROM manifest_chunks mc JOIN chunks c ON c.key = mc.key) AS referenced_bytes`,
-        ).get() as { chunk_bytes: number; chunk_count: number; manifests: number; tail_bytes: number; referenced_bytes: number },
+        ).get(chunkHeaderBytes) as { chunk_bytes: number; chunk_count: number; manifests: number; tail_bytes: number; chunk_payload_bytes: number; referenced_bytes: number },
       ),
     );
     if (!counts.ok) return counts;
@@ -1118,6 +1168,7 @@ class DiskKvStore implements KvStore {
       bytesOnDisk: c.chunk_bytes + indexBytes,
       storedBytes,
       logicalBytes: c.referenced_bytes + c.tail_bytes,
+      rawBytes: c.chunk_payload_bytes + c.tail_bytes,
       chunkCount: c.chunk_count,
       manifests: c.manifests,
       budget,

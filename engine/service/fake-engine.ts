@@ -2,7 +2,7 @@
  * An in-memory engine process for unit tests: it speaks protocol.ts, streams scripted tokens,
  * fails on request, and "crashes". Not used by the app.
  */
-import { err, ok, type HearthError, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../contract/index.ts';
+import { err, ok, type CachedChat, type HearthError, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../contract/index.ts';
 import type { EngineMetrics, EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../protocol.ts';
 
 export interface FakeBehaviour {
@@ -25,6 +25,39 @@ export interface FakeBehaviour {
   profileIssues: ProfileIssue[];
   plan: KvPlan;
   quality: KvQuality;
+  /**
+   * The disk store's chats, largest first (`kvChats`). `chatCache` answers from them and from
+   * `metrics.slots`; `forgetChat` removes the chat from both and reports its bytes freed.
+   */
+  cachedChats: CachedChat[];
+  /** Merged into each reply's stats (e.g. a restore, or a fallbackReason). */
+  stats: Partial<MessageStats>;
+}
+
+/** The fake's default sample: one slot on a CPU, a small store. */
+export function fakeMetrics(): EngineMetrics {
+  return {
+    kvCellsUsed: 17,
+    kvCellsCapacity: 4096,
+    slots: [{ index: 0, chatId: null, cellsUsed: 17, cellsCapacity: 4096, state: 'idle', kType: 'f16', vType: 'f16', bytes: 17 * 1024 }],
+    memory: {
+      device: { backend: 'cpu', vramTotalBytes: null, vramFreeBytes: null, unifiedMemory: false, ramTotalBytes: 16 * 1024 ** 3, ramFreeBytes: 8 * 1024 ** 3 },
+      gpuLayers: 0,
+      weights: { ramBytes: 1_000_000, vramBytes: 0 },
+      context: { ramBytes: 4096 * 1024 + 300_000, vramBytes: 0 },
+      kvBytesPerCell: 1024,
+    },
+    kvStore: {
+      bytesOnDisk: 40_960,
+      storedBytes: 36_864,
+      rawBytes: 32_768,
+      chunkCount: 2,
+      manifests: 1,
+      logicalBytes: 36_864,
+      budgetBytes: 10 * 1024 ** 3,
+      freeBytes: 50 * 1024 ** 3,
+    },
+  };
 }
 
 const fakePlan: KvPlan = {
@@ -51,10 +84,12 @@ export class FakeEngine {
     initError: null,
     silent: false,
     initEvents: [],
-    metrics: { kvCellsUsed: 17, kvCellsCapacity: 4096, slots: [] },
+    metrics: fakeMetrics(),
     profileIssues: [],
     plan: fakePlan,
     quality: { kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: 64, measuredAt: 0 },
+    cachedChats: [],
+    stats: {},
   };
   readonly ports: FakePort[] = [];
   /** Every call any port received, in order. */
@@ -102,6 +137,8 @@ export class FakePort implements EnginePort {
   #wakers: (() => void)[] = [];
   #queue: Promise<unknown> = Promise.resolve();
   #model: ModelInfo | null = null;
+  /** Whether `init` turned the disk store on: without one, metrics carry no `kvStore`. */
+  #persisting = false;
 
   constructor(engine: FakeEngine) {
     this.#engine = engine;
@@ -156,6 +193,7 @@ export class FakePort implements EnginePort {
     await delay(1);
     switch (message.method) {
       case 'init':
+        this.#persisting = typeof message.input.kvDir === 'string';
         for (const event of b.initEvents) this.event(event);
         return b.initError ? { ok: false, error: b.initError } : ok({ build: 'fake' });
       case 'loadModel': {
@@ -195,10 +233,32 @@ export class FakePort implements EnginePort {
       }
       case 'cancelDownload':
         return ok({ cancelled: true });
-      case 'metrics':
-        return ok(b.metrics);
-      case 'forgetChat':
-        return ok({});
+      case 'metrics': {
+        if (this.#persisting) return ok(b.metrics);
+        const { kvStore: _none, ...withoutStore } = b.metrics;
+        return ok(withoutStore);
+      }
+      case 'forgetChat': {
+        const { chatId } = message.input;
+        const stored = b.cachedChats.find((c) => c.chatId === chatId);
+        b.cachedChats = b.cachedChats.filter((c) => c.chatId !== chatId);
+        // The chat leaves its slot too, as the real engine's forget does.
+        b.metrics = {
+          ...b.metrics,
+          slots: b.metrics.slots.map((slot) => (slot.chatId === chatId ? { ...slot, chatId: null, cellsUsed: 0, bytes: 0 } : slot)),
+        };
+        const bytesFreed = stored?.bytes ?? 0;
+        this.event({ type: 'kvActivity', activity: { kind: 'forget', chatId, text: `forgot ${bytesFreed} bytes of KV`, bytes: bytesFreed } });
+        return ok({ bytesFreed });
+      }
+      case 'kvChats':
+        return ok({ chats: b.cachedChats.slice(0, message.input.limit) });
+      case 'chatCache': {
+        const { chatId } = message.input;
+        const slot = b.metrics.slots.find((s) => s.chatId === chatId);
+        const stored = b.cachedChats.find((c) => c.chatId === chatId);
+        return ok({ slot: slot?.index ?? null, tokensInMemory: slot?.cellsUsed ?? 0, tokensOnDisk: stored?.tokens ?? 0, bytesOnDisk: stored?.bytes ?? 0 });
+      }
       case 'checkProfile': {
         const { profile } = message.input;
         const issues = b.profileIssues;
@@ -249,6 +309,7 @@ export class FakePort implements EnginePort {
       tokensGenerated: count,
       ttftMs: 40,
       cacheSource: 'memory',
+      ...b.stats,
     };
     return ok({ text, stopReason: this.#aborted.has(input.requestId) ? 'aborted' : 'eos', stats });
   }

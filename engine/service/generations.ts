@@ -3,7 +3,7 @@
  * bounded rate, and writes each reply's final state. One reply per chat; replies of different
  * chats queue in the engine (one generation at a time) but all show as streaming.
  */
-import { hearthError, type Chat, type HearthError, type HearthEvent, type Message, type Result } from '../contract/index.ts';
+import { hearthError, type Chat, type HearthError, type HearthEvent, type Message, type MessageStats, type Result } from '../contract/index.ts';
 import type { GenerateOutput, PromptMessage, WorkerEvent } from '../protocol.ts';
 import type { Metrics } from './metrics.ts';
 import { newId, type ChatStore, type Finish } from './store.ts';
@@ -29,6 +29,8 @@ export interface GenerationsDeps {
   readonly engine: Pick<Supervisor, 'request' | 'onEvent'>;
   readonly emit: (event: HearthEvent) => void;
   readonly metrics: Metrics;
+  /** A reply finished with stats (the Cache view's timeline: cache-journal.ts). */
+  readonly onTurn?: (chatId: string, messageId: string, stats: MessageStats) => void;
   readonly flushIntervalMs?: number;
   readonly log?: (level: 'error', message: string) => void;
 }
@@ -180,7 +182,11 @@ export class Generations {
     this.#forget(run);
     const message = this.#deps.store.finishMessage(run.messageId, finish);
     if (!message) return;
-    if (finish.stats) this.#deps.metrics.record(finish.stats);
+    if (finish.stats) {
+      this.#deps.metrics.record(finish.stats);
+      // Before message.updated: a view that refreshes on the final message finds its turn there.
+      this.#deps.onTurn?.(run.chatId, run.messageId, finish.stats);
+    }
     this.#deps.emit({ type: 'message.updated', payload: { message } });
   }
 }

@@ -15,6 +15,8 @@ import {
   type Result,
 } from '../contract/index.ts';
 import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
+import { CacheJournal, describeKvSettings, describeModelLoaded, describeProfileSaved, describeRestart, journalTurnLimit } from './cache-journal.ts';
+import { CacheMonitor } from './cache-monitor.ts';
 import { Conversations } from './conversations.ts';
 import { openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
@@ -81,6 +83,13 @@ export class HearthStartError extends Error {
 const PLAN_DEFAULT_CONTEXT = 4096;
 /** A remote model's header comes over the network, and a large model's table takes a few seconds. */
 const PLAN_TIMEOUT_MS = 60_000;
+
+/** The Cache view's largest chats. */
+const OVERVIEW_CHATS = 10;
+/** The Cache view's reads: a badge or a list must not hang on a busy engine. */
+const CACHE_CALL_TIMEOUT_MS = 2000;
+/** Deleting manifests touches the store's index and files. */
+const FORGET_TIMEOUT_MS = 10_000;
 
 /** What engine/index.ts wires in, plus test seams that hosts never pass. */
 export interface HearthWiring {
@@ -153,9 +162,32 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     },
   });
   supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status }));
+  const journal = new CacheJournal({ emit });
+  try {
+    journal.seed(store.recentTurns(journalTurnLimit));
+  } catch (error) {
+    log('warn', `could not read the recent turns for the Cache view: ${describe(error)}`);
+  }
+  let engineBefore = supervisor.status;
+  supervisor.onStatus((status) => {
+    const restart = describeRestart(engineBefore, status);
+    engineBefore = status;
+    if (restart !== null) journal.record('restart', restart);
+  });
+  supervisor.onEvent((event) => {
+    if (event.type === 'kvActivity') journal.recordActivity(event.activity);
+  });
   const kvStatus = new KvStatusTracker({ engine: supervisor, emit, log, enabled: readSettings(db).kvPersistence });
   const metrics = new Metrics();
-  const generations = new Generations({ store, engine: supervisor, emit, metrics, log, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) });
+  const generations = new Generations({
+    store,
+    engine: supervisor,
+    emit,
+    metrics,
+    log,
+    onTurn: (chatId, messageId, stats) => void journal.recordTurn(chatId, messageId, stats),
+    ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}),
+  });
   const settings = () => readSettings(db);
   const profiles: ModelProfiles = new ModelProfiles({
     db,
@@ -164,6 +196,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     loadedModel: (): string | null => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null),
     reload: (file) => model.load(file),
     log,
+    onSaved: (key, before, after) => void journal.record('settings', describeProfileSaved(key, before, after)),
   });
   const model: ModelManager = new ModelManager({
     engine: supervisor,
@@ -187,6 +220,18 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
   });
   // Every reply end, load end and download end is an event: a queued KV change runs after it.
   events.on(() => kvApplier.poke());
+  events.on((event) => {
+    if (event.type !== 'model.status' || event.payload.status !== 'ready' || !event.payload.model) return;
+    const loaded = event.payload.model;
+    journal.record('model', describeModelLoaded(loaded, profiles.profileOf(loaded.path).slots));
+  });
+  const monitor = new CacheMonitor({
+    metrics: (timeoutMs) => supervisor.request('metrics', {}, { timeoutMs }),
+    settings,
+    kvStatus: () => kvStatus.status,
+    emit,
+    log,
+  });
   const kvDir = path.join(dirs.root, 'kv');
   const quality = new QualityMeter({
     engine: supervisor,
@@ -229,6 +274,8 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     'settings.update': guard('settings.update', async (patch) => {
       const before = settings();
       const after = updateSettings(db, patch);
+      const changed = describeKvSettings(before, after);
+      if (changed !== null) journal.record('settings', changed);
       await kvApplier.apply(planKvApply(before, after));
       return ok(after);
     }),
@@ -290,6 +337,27 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
         }),
       ),
     ),
+    'cache.watch': guard('cache.watch', async () => ok(monitor.watch())),
+    /** Chats whose records are gone (nothing left to forget them by) are left out of the largest chats. */
+    'cache.overview': guard('cache.overview', async () => {
+      // An engine that is down or slow leaves the list empty: the history is the host's and still shows.
+      const listed = await supervisor.request('kvChats', { limit: OVERVIEW_CHATS }, { timeoutMs: CACHE_CALL_TIMEOUT_MS });
+      const chats = listed.ok ? listed.value.chats.filter((chat) => store.getChat(chat.chatId) !== undefined) : [];
+      return ok({ turns: journal.turns, events: journal.events, chats });
+    }),
+    'cache.chat': guard('cache.chat', async ({ chatId }) => {
+      if (!store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
+      const answered = await supervisor.request('chatCache', { chatId }, { timeoutMs: CACHE_CALL_TIMEOUT_MS });
+      // Without an engine nothing is known to be cached: "none", not an error, for a badge.
+      const known = answered.ok ? answered.value : { slot: null, tokensInMemory: 0, tokensOnDisk: 0, bytesOnDisk: 0 };
+      const where = known.tokensInMemory > 0 ? 'memory' : known.tokensOnDisk > 0 ? 'disk' : 'none';
+      return ok({ chatId, where, slot: known.slot, tokensInMemory: known.tokensInMemory, tokensOnDisk: known.tokensOnDisk, bytesOnDisk: known.bytesOnDisk });
+    }),
+    /** The chat's next turn reads its history again (`reread`), unlike a deleted chat's forget. */
+    'cache.forget': guard('cache.forget', async ({ chatId }) => {
+      if (!store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
+      return supervisor.request('forgetChat', { chatId, reread: true }, { timeoutMs: FORGET_TIMEOUT_MS });
+    }),
   };
 
   await supervisor.start();
@@ -318,6 +386,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     },
     dispose() {
       disposed ??= (async () => {
+        monitor.dispose();
         kvApplier.dispose();
         await generations.stopAll(wiring.stopGraceMs ?? 2000);
         await supervisor.dispose();

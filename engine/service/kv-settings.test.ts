@@ -20,7 +20,12 @@ const modelReady = (t: TestHearth) => () =>
 describe('kv.stats', () => {
   it("reports the engine's store, the budget and chunk size in force, and the free disk", async () => {
     const engine = new FakeEngine();
-    engine.behaviour.metrics = { kvCellsUsed: 5, kvCellsCapacity: 100, slots: [], kvStore: { bytesOnDisk: 4096, chunkCount: 2, logicalBytes: 8192 } };
+    engine.behaviour.metrics = {
+      kvCellsUsed: 5,
+      kvCellsCapacity: 100,
+      slots: [],
+      kvStore: { bytesOnDisk: 4096, storedBytes: 4000, rawBytes: 3900, chunkCount: 2, manifests: 1, logicalBytes: 8192, budgetBytes: 10 * 1024 ** 3, freeBytes: 1 },
+    };
     const t = await start({ engine });
     const stats = value(await t.hearth.call('kv.stats', {}));
     expect(stats).toEqual({

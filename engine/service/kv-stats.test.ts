@@ -2,11 +2,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { err, ok, type KvStatus } from '../contract/index.ts';
-import type { EngineMetrics } from '../protocol.ts';
+import type { EngineMetrics, StoreMetrics } from '../protocol.ts';
 import { freeDiskBytes, readKvStats, type KvStatsDeps } from './kv-stats.ts';
 import { defaultSettings } from './settings.ts';
 
-const store = { bytesOnDisk: 1_200_000, chunkCount: 7, logicalBytes: 2_000_000 };
+const store: StoreMetrics = {
+  bytesOnDisk: 1_200_000,
+  storedBytes: 1_150_000,
+  rawBytes: 1_100_000,
+  chunkCount: 7,
+  manifests: 3,
+  logicalBytes: 2_000_000,
+  budgetBytes: 5 * 1024 ** 3,
+  freeBytes: 123,
+};
 
 function deps(extra: Partial<KvStatsDeps> & { kv?: KvStatus; metrics?: KvStatsDeps['metrics'] } = {}): KvStatsDeps {
   return {
@@ -45,6 +54,15 @@ describe('readKvStats', () => {
     const paused: KvStatus = { persistence: 'paused', reason: { code: 'DISK_FULL', message: 'full' } };
     // A paused store still has its files: their size is shown.
     expect(await readKvStats(deps({ kv: paused }))).toMatchObject({ persistence: 'paused', bytesOnDisk: 1_200_000 });
+  });
+});
+
+describe('readKvStats free disk', () => {
+  it("falls back to the engine's figure when statfs fails here", async () => {
+    const stats = await readKvStats(deps({ statfs: async () => Promise.reject(new Error('ENOSYS')) }));
+    expect(stats.freeDiskBytes).toBe(123);
+    const none = await readKvStats(deps({ statfs: async () => Promise.reject(new Error('ENOSYS')), metrics: async () => err('ENGINE_UNAVAILABLE', 'down') }));
+    expect(none.freeDiskBytes).toBeNull();
   });
 });
 

@@ -62,7 +62,8 @@ export async function readKvStats(deps: KvStatsDeps): Promise<KvStoreInfo> {
     chunkCount: store?.chunkCount ?? 0,
     logicalBytes: store?.logicalBytes ?? 0,
     budgetBytes: settings.kvBudgetBytes,
-    freeDiskBytes: free,
+    // The engine measures the same disk (StoreMetrics.freeBytes): its figure stands in where statfs fails here.
+    freeDiskBytes: free ?? store?.freeBytes ?? null,
     chunkTokens: settings.kvChunkTokens,
   };
 }

@@ -123,6 +123,8 @@ export interface ModelProfilesDeps {
   /** `ModelManager.load`: it checks the profile again and loads with it. */
   readonly reload: (path: string) => Promise<Result<ModelInfo>>;
   readonly log: (level: LogLevel, message: string) => void;
+  /** A profile was saved (the Cache view's event log), before any reload that applies it. */
+  readonly onSaved?: (key: string, before: ModelProfile, after: ModelProfile) => void;
 }
 
 /** 'models.getProfile' and 'models.setProfile'. Never throws. */
@@ -182,6 +184,7 @@ export class ModelProfiles {
     }
     writeProfilePatch(this.#deps.db, key, patch);
     const saved = this.profileOf(key);
+    this.#deps.onSaved?.(key, before, saved);
     if (!sameProfile(before, saved) && this.#deps.loadedModel() === key) {
       this.#deps.log('info', `reloading ${key} to apply its new settings`);
       const reloaded = await this.#deps.reload(key);

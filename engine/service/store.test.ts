@@ -152,6 +152,31 @@ describe('chats and the message tree', () => {
   });
 });
 
+describe('recentTurns', () => {
+  it('the last N replies with stats, oldest first, from every chat', () => {
+    const stats = (n: number) => ({ tokensReused: n, tokensRestored: 0, tokensPrefilled: 1, tokensGenerated: 2, ttftMs: 3, cacheSource: 'memory' as const });
+    const a = store.createChat({ systemPrompt: '', sampling });
+    const b = store.createChat({ systemPrompt: '', sampling });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const chat = i % 2 === 0 ? a : b;
+      const turn = store.insertTurn({ chatId: chat.id, user: { parentId: null, text: `q${i}` } });
+      store.finishMessage(turn.assistantMessage.id, { status: i === 3 ? 'stopped' : 'complete', content: `a${i}`, stats: stats(i) });
+      ids.push(turn.assistantMessage.id);
+    }
+    // Without stats (a failed reply, one still streaming) a reply is no turn.
+    const failed = store.insertTurn({ chatId: a.id, user: { parentId: null, text: 'fails' } });
+    store.finishMessage(failed.assistantMessage.id, { status: 'error', content: '', error: { code: 'INTERNAL', message: 'x' } });
+    store.insertTurn({ chatId: b.id, user: { parentId: null, text: 'streams' } });
+
+    const turns = store.recentTurns(3);
+    expect(turns.map((t) => t.messageId)).toEqual(ids.slice(1));
+    expect(turns.map((t) => t.stats.tokensReused)).toEqual([1, 2, 3]);
+    expect(turns[0]).toMatchObject({ chatId: b.id, at: expect.any(Number) });
+    expect(store.recentTurns(100)).toHaveLength(4);
+  });
+});
+
 describe('settings', () => {
   it('reads defaults and merges updates', () => {
     expect(readSettings(db)).toEqual(defaultSettings);

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
-import type { Chat, ChatSummary, HearthError, Message, MessageStats, MessageStatus, Role, Sampling } from '../contract/index.ts';
+import type { CacheTurn, Chat, ChatSummary, HearthError, Message, MessageStats, MessageStatus, Role, Sampling } from '../contract/index.ts';
 import { durably, transaction } from './db.ts';
 
 /** The title of a chat until its first user message names it. */
@@ -237,6 +237,30 @@ export class ChatStore {
   /** Marks replies the previous host left streaming (it died mid-reply) as incomplete. */
   markInterrupted(): number {
     return Number(this.#db.prepare("UPDATE messages SET status = 'incomplete' WHERE status = 'streaming'").run().changes);
+  }
+
+  /**
+   * The last `limit` replies that finished with stats, oldest first: the Cache view's timeline
+   * at start (issue 5), so it survives an app restart. A turn's `at` is its message's creation
+   * time, the closest the database keeps to when it ran.
+   */
+  recentTurns(limit: number): CacheTurn[] {
+    const rows = this.#db
+      .prepare(
+        `SELECT id, chat_id, stats, created_at FROM messages
+         WHERE role = 'assistant' AND stats IS NOT NULL
+         ORDER BY created_at DESC, rowid DESC LIMIT ?`,
+      )
+      .all(limit) as unknown as Pick<MessageRow, 'id' | 'chat_id' | 'stats' | 'created_at'>[];
+    const turns: CacheTurn[] = [];
+    for (const row of rows.reverse()) {
+      try {
+        turns.push({ at: row.created_at, chatId: row.chat_id, messageId: row.id, stats: JSON.parse(row.stats ?? 'null') as MessageStats });
+      } catch {
+        // A hand-edited row is left out of the timeline rather than breaking start.
+      }
+    }
+    return turns.filter((turn) => turn.stats !== null && typeof turn.stats === 'object');
   }
 
   /** The messages from the root to `leafId`, oldest first; empty for a null leaf. */

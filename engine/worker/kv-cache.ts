@@ -33,7 +33,7 @@ import {
 } from '../kv/codec.ts';
 import { chunkKeys, fingerprint } from '../kv/fingerprint.ts';
 import { commonPrefix, type Manifest, type TailMatch } from '../kv/manifest.ts';
-import { openKvStore, type ChunkError, type KvStore, type KvStoreStats } from '../kv/store.ts';
+import { openKvStore, type ChunkError, type EvictionReport, type KvStore, type KvStoreStats } from '../kv/store.ts';
 
 export type { KvStoreStats } from '../kv/store.ts';
 
@@ -64,6 +64,16 @@ export interface SaveReport {
   readonly bytesWritten: number;
   readonly stateBytes: number;
   readonly ms: number;
+  /** What the budget evicted after this save (absent when nothing was). */
+  readonly evicted?: EvictionReport;
+}
+
+/** What `forget` deleted. */
+export interface ForgetReport {
+  /** Manifests (branches) deleted. */
+  readonly manifests: number;
+  /** Chunk files no other chat used, plus the branches' tails. */
+  readonly bytesFreed: number;
 }
 
 export interface RestoreReport {
@@ -413,13 +423,15 @@ export class KvCache {
         const mine = this.store.getManifest(manifestId);
         if (mine.ok) for (const id of replaces) if (id !== manifestId) await this.#dropIfPrefix(id, mine.value.chunks, tokens);
       }
-      await this.store.enforceBudget();
+      const budget = await this.store.enforceBudget();
+      const evicted = budget.ok && (budget.value.chunksRemoved > 0 || budget.value.bytesFreed > 0 || budget.value.deleted.length > 0 || budget.value.truncated.length > 0) ? budget.value : null;
       return ok({
         tokens: cleanLength,
         chunksWritten: put.value.chunksWritten,
         bytesWritten: put.value.bytesWritten + put.value.tailBytes,
         stateBytes,
         ms: Math.round((performance.now() - started) * 10) / 10,
+        ...(evicted ? { evicted } : {}),
       });
     } finally {
       await rm(scratch, { force: true }).catch(() => undefined);
@@ -585,14 +597,18 @@ export class KvCache {
   }
 
   /** Deletes every manifest whose id starts with `manifestIdPrefix` (a chat's branches). */
-  async forget(manifestIdPrefix: string): Promise<Result<void>> {
+  async forget(manifestIdPrefix: string): Promise<Result<ForgetReport>> {
     const ids = this.store.manifestIds(manifestIdPrefix);
     if (!ids.ok) return ids;
+    let manifests = 0;
+    let bytesFreed = 0;
     for (const id of ids.value) {
       const deleted = await this.store.deleteManifest(id);
       if (!deleted.ok) return deleted;
+      if (deleted.value.deleted) manifests++;
+      bytesFreed += deleted.value.bytesFreed;
     }
-    return ok(undefined);
+    return ok({ manifests, bytesFreed });
   }
 
   stats(): Promise<Result<KvStoreStats>> {

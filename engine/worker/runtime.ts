@@ -29,6 +29,10 @@
  *   new chunks are saved under the same lock, but the reply is answered first: the next
  *   generation waits for the save, the user does not. A slot whose save failed stays dirty and is
  *   saved again before a swap, a model change, or quit (`flush`).
+ * - The Cache view (issue 5): `metrics` never takes the lock (it is sampled at 4 Hz, also while
+ *   a reply streams) and reads only counters, except the device's memory and the store's totals,
+ *   read at most once a second. "Forget cache" (`forgetChat` with `reread`) also makes the chat's
+ *   next turn start from an empty sequence without a restore, so its readout shows a full re-read.
  */
 import { basename, extname } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -45,16 +49,19 @@ import {
   type Token,
 } from 'node-llama-cpp';
 import { KvCache, type KvProfile } from './kv-cache.ts';
+import { cachedFor, evictActivity, forgetActivity, saveActivity } from './kv-activity.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
-import { err, ok, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
-import type { EngineMetrics, GenerateInput, GenerateOutput, PromptMessage, ResolvedProfile, WorkerEvent, WorkerMethods } from '../protocol.ts';
+import { err, ok, type DeviceMemory, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
+import type { KvStoreStats } from '../kv/store.ts';
+import type { EngineMetrics, GenerateInput, KvActivity, GenerateOutput, PromptMessage, ResolvedProfile, WorkerEvent, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE, MIN_REPLY_TOKENS, RAM_CAP_ENV, TOKEN_FLUSH_MS } from './constants.ts';
 import { Downloads } from './download.ts';
 import { FifoLock } from './lock.ts';
 import { checkResolvedProfile, ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
 import { KvEditRefused, KvGuard, rebuildWindow, replyReserve, SINK_TOKENS, streamShiftSize, type StreamWindow } from './overflow.ts';
 import { streamTurn } from './streaming.ts';
-import { contextMemory, createPlanHandlers } from './planner.ts';
+import { contextMemory, createPlanHandlers, readDevice, readModelShape } from './planner.ts';
+import { kvBytesPerToken } from './planner-core.ts';
 import { measureLoadedQuality } from './quality.ts';
 import { classifyLoadFailure, LogRing, type LogLevel } from './logs.ts';
 import { describeError, type WorkerHandlers } from './serve.ts';
@@ -68,6 +75,19 @@ const MAX_SLOTS = 8;
 
 /** How long an unload or model change may spend saving dirty slots first. */
 const UNLOAD_SAVE_MS = 2000;
+
+/**
+ * How long `metrics` reuses the device's memory reading and the store's totals: the Cache view
+ * asks 4 times a second, and neither needs to be fresher than that (a KV save, eviction or
+ * forget reads the store again at once).
+ */
+const METRICS_CACHE_MS = 1000;
+
+/** Chats whose cache was forgotten with `reread`, remembered until their next turn (oldest dropped first). */
+const FORGOTTEN_MEMORY = 256;
+
+/** The readout's reason for a turn after "Forget cache" (the e2e test matches /cache was forgotten/). */
+export const FORGOTTEN_REASON = 'its cache was forgotten, so its history was read again';
 
 const levelRank: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
@@ -132,6 +152,15 @@ interface Loaded {
   readonly streams: Map<LlamaContextSequence, StreamWindow>;
   /** The KV store's profile of this model+context; null when persistence is off. */
   readonly kvProfile: Promise<KvProfile> | null;
+  /** K + V bytes of one cell (every layer) for the context's types, from the model's metadata. */
+  readonly kvBytesPerCell: number;
+  /** The weights' buffers as llama.cpp allocated them at load. */
+  readonly weights: { readonly ramBytes: number; readonly vramBytes: number };
+}
+
+/** Reasons for the readout, in order, joined with "; ". */
+function joinReasons(first: string, rest: string | undefined): string {
+  return rest === undefined ? first : `${first}; ${rest}`;
 }
 
 /** Thrown by the context-shift strategy: the prompt is never shifted (see the module comment). */
@@ -168,6 +197,15 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   let kvOffReason: string | null = null;
   /** Stops forwarding the store's persistence changes as `kvPersistence` events. */
   let unwatchKv: (() => void) | null = null;
+  /** Chats forgotten with `reread`: their next turn starts from an empty sequence (see forgetChat). */
+  const forgotten = new Set<string>();
+  const device = cachedFor<DeviceMemory | null>(METRICS_CACHE_MS, async () => (llama ? (await readDevice(llama)).device : null));
+  const storeStats = cachedFor<Result<KvStoreStats> | null>(METRICS_CACHE_MS, async () => (kvCache ? kvCache.stats() : null));
+  /** A KV save, eviction or forget: the store's totals changed. */
+  const kvActivity = (activity: KvActivity): void => {
+    storeStats.invalidate();
+    emit({ type: 'kvActivity', activity });
+  };
 
   const log = (level: LogLevel, message: string): void => {
     if (levelRank[level] <= levelRank[logLevel]) emit({ type: 'log', level, message });
@@ -210,6 +248,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       }
       const r = saved.value;
       log('debug', `KV saved ${manifestId}: ${r.tokens} tokens, ${r.chunksWritten} new chunks, ${r.bytesWritten} bytes written of a ${r.stateBytes}-byte state, ${r.ms} ms`);
+      kvActivity(saveActivity(chatId, r));
+      if (r.evicted) kvActivity(evictActivity(r.evicted));
       return r.tokens;
     } catch (error) {
       log('warn', `KV save of ${manifestId} failed: ${describeError(error)}`);
@@ -345,7 +385,10 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           tokens: (resident) => resident.sequence.nextTokenIndex,
           save: (resident, manifestId, chatId) => saveResident(kvProfile, resident, manifestId, chatId),
         });
-        loaded = { model, context, slots, info, kvProfile, profile, guard, streams };
+        // Once per load: metrics multiplies it by the cells in use four times a second.
+        const kvBytesPerCell = kvBytesPerToken(readModelShape(model.fileInsights), { kType: profile.kType, vType: profile.vType });
+        const weights = { ramBytes: model.memoryUsage.ram, vramBytes: model.memoryUsage.vram };
+        loaded = { model, context, slots, info, kvProfile, profile, guard, streams, kvBytesPerCell, weights };
         emit({ type: 'loadProgress', progress: 1 });
         return ok(info);
       } catch (error) {
@@ -487,10 +530,18 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       taken.slot = slot;
       const { sequence, chat } = slot.resident;
       if (took !== null) log('debug', `slot ${slot.index}: ${input.chatId} takes it from ${took}`);
+      // The user forgot this chat's cache (forgetChat with reread): nothing the sequence still
+      // holds is reused, and nothing is restored, so the turn reads its whole history again.
+      const wasForgotten = forgotten.delete(input.chatId);
+      if (wasForgotten) {
+        current.streams.delete(sequence);
+        if (sequence.nextTokenIndex > 0) await sequence.clearHistory();
+        kvCache?.markClean(sequence);
+      }
       const rolled = current.streams.get(sequence);
       // `streaming` rolls the window whenever the prompt or the reply may reach the end of the context.
       if (policy === 'streaming' && (promptTokens.length + Math.max(roomy, maxTokens + 1) > contextSize || rolled?.chatId === input.chatId)) {
-        return await runStreamTurn(input, controller, requestedAt, taken, slot, promptTokens, history, roomy);
+        return await runStreamTurn(input, controller, requestedAt, taken, slot, promptTokens, history, roomy, wasForgotten);
       }
       if (rolled) {
         // A sequence rolled by `streaming` is no prefix of any prompt LlamaChat renders: start empty.
@@ -507,10 +558,11 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       }
 
       // A prompt longer than the context (`shift` compresses it inside LlamaChat) cannot be restored.
-      const fromStore = fitsContext ? await restoreFromStore(current, slot, input.chatId, promptTokens) : { restored: 0, restoreMs: undefined, fallbackReason: kvOffReason ?? undefined };
+      const fromStore =
+        fitsContext && !wasForgotten ? await restoreFromStore(current, slot, input.chatId, promptTokens) : { restored: 0, restoreMs: undefined, fallbackReason: kvOffReason ?? undefined };
       const restored = fromStore.restored;
       const restoreMs = fromStore.restoreMs;
-      let fallbackReason = fromStore.fallbackReason;
+      let fallbackReason = wasForgotten ? joinReasons(FORGOTTEN_REASON, fromStore.fallbackReason) : fromStore.fallbackReason;
       const { reused: inMemory, prefilled } = measureReuse(sequence, promptTokens);
       const reused = restored > 0 ? 0 : inMemory;
       // What the store holds of the sequence from now on: a restore replaced it; else LlamaChat
@@ -722,6 +774,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     promptTokens: Token[],
     history: ChatHistoryItem[],
     roomy: number,
+    wasForgotten: boolean,
   ): Promise<Result<GenerateOutput>> {
     const current = loaded!;
     const { sequence, chat } = slot.resident;
@@ -737,9 +790,9 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     }
     // A sequence that is not rolled is a plain prefix: the store may hold more of the prompt.
     const fromStore =
-      window === null && promptTokens.length + MIN_REPLY_TOKENS <= contextSize
+      window === null && !wasForgotten && promptTokens.length + MIN_REPLY_TOKENS <= contextSize
         ? await restoreFromStore(current, slot, input.chatId, promptTokens)
-        : { restored: 0, restoreMs: undefined, fallbackReason: kvOffReason ?? undefined };
+        : { restored: 0, restoreMs: undefined, fallbackReason: wasForgotten ? joinReasons(FORGOTTEN_REASON, kvOffReason ?? undefined) : (kvOffReason ?? undefined) };
     const stream = tokenStream(requestId);
     const evaluationStart = performance.now();
     let firstTokenAt: number | null = null;
@@ -912,40 +965,104 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
 
     cancelDownload: ({ downloadId }) => downloads.cancel(downloadId),
 
-    async forgetChat({ chatId }) {
+    async forgetChat({ chatId, reread }) {
       if (typeof chatId !== 'string' || chatId === '') return err('INVALID_INPUT', 'forgetChat needs a chatId.');
-      // Not under the lock: a queued swap or quit must not save the deleted chat back.
+      // Not under the lock: a queued swap or quit must not save the forgotten chat back.
       loaded?.slots.release(chatId);
+      if (reread === true) {
+        // The slot may still hold the chat's tokens (release only unbinds it): the next turn
+        // clears them instead of reusing them (runGeneration).
+        forgotten.delete(chatId);
+        forgotten.add(chatId);
+        if (forgotten.size > FORGOTTEN_MEMORY) forgotten.delete(forgotten.values().next().value!);
+      } else {
+        forgotten.delete(chatId);
+      }
       const cache = kvCache;
-      if (!cache) return ok({});
-      const forgotten = await cache.forget(`${chatId}/`);
+      if (!cache) return ok({ bytesFreed: 0 });
+      const result = await cache.forget(`${chatId}/`);
       // A save of it already running or queued (its last turn's) would write it back: forget
       // again once that is done.
       void lock.run(() => cache.forget(`${chatId}/`)).catch(() => undefined);
-      return forgotten.ok ? ok({}) : forgotten;
+      if (!result.ok) return result;
+      if (result.value.manifests > 0 || reread === true) kvActivity(forgetActivity(chatId, result.value));
+      return ok({ bytesFreed: result.value.bytesFreed });
     },
 
-    async metrics() {
-      let kvStore: EngineMetrics['kvStore'];
+    async kvChats({ limit }) {
+      if (!Number.isInteger(limit) || limit < 0) return err('INVALID_INPUT', 'kvChats needs a whole-number limit ≥ 0.');
+      if (!kvCache) return ok({ chats: [] });
+      const usage = kvCache.store.chatUsage({ limit });
+      return usage.ok ? ok({ chats: usage.value }) : usage;
+    },
+
+    async chatCache({ chatId }) {
+      if (typeof chatId !== 'string' || chatId === '') return err('INVALID_INPUT', 'chatCache needs a chatId.');
+      const slot = loaded?.slots.slots.find((s) => s.chatId === chatId) ?? null;
+      let tokensOnDisk = 0;
+      let bytesOnDisk = 0;
       if (kvCache) {
-        const stats = await kvCache.stats();
-        if (stats.ok) kvStore = { bytesOnDisk: stats.value.bytesOnDisk, chunkCount: stats.value.chunkCount, logicalBytes: stats.value.logicalBytes };
+        const usage = kvCache.store.chatUsage({ chatId });
+        if (!usage.ok) return usage;
+        tokensOnDisk = usage.value[0]?.tokens ?? 0;
+        bytesOnDisk = usage.value[0]?.bytes ?? 0;
       }
+      return ok({ slot: slot?.index ?? null, tokensInMemory: slot?.resident.sequence.nextTokenIndex ?? 0, tokensOnDisk, bytesOnDisk });
+    },
+
+    // Never under the lock, and cheap: the Cache view asks four times a second, also while a
+    // reply streams. Only the device reading and the store's totals take I/O, at most once a second.
+    async metrics() {
       const current = loaded;
-      const slots: EngineMetrics['slots'] = current
-        ? current.slots.slots.map((slot) => ({
-            index: slot.index,
-            chatId: slot.chatId,
-            cellsUsed: slot.resident.sequence.nextTokenIndex,
-            cellsCapacity: current.context.contextSize,
-            state: slot.state,
-          }))
+      const [deviceNow, stats] = await Promise.all([current ? device.get().catch(() => null) : null, storeStats.get().catch(() => null)]);
+      let kvStore: EngineMetrics['kvStore'];
+      if (stats?.ok) {
+        const v = stats.value;
+        kvStore = {
+          bytesOnDisk: v.bytesOnDisk,
+          storedBytes: v.storedBytes,
+          rawBytes: v.rawBytes,
+          chunkCount: v.chunkCount,
+          manifests: v.manifests,
+          logicalBytes: v.logicalBytes,
+          budgetBytes: v.budget,
+          freeBytes: v.freeBytes,
+        };
+      }
+      // The model may have changed while the device was read: describe the one loaded now.
+      const now = loaded === current ? current : null;
+      const slots: EngineMetrics['slots'] = now
+        ? now.slots.slots.map((slot) => {
+            const cellsUsed = slot.resident.sequence.nextTokenIndex;
+            return {
+              index: slot.index,
+              chatId: slot.chatId,
+              cellsUsed,
+              cellsCapacity: now.context.contextSize,
+              state: slot.state,
+              kType: now.profile.kType,
+              vType: now.profile.vType,
+              bytes: cellsUsed * now.kvBytesPerCell,
+            };
+          })
         : [];
+      let memory: EngineMetrics['memory'];
+      if (now && deviceNow) {
+        const usage = now.context.memoryUsage;
+        memory = {
+          device: deviceNow,
+          gpuLayers: now.model.gpuLayers,
+          weights: now.weights,
+          context: { ramBytes: usage.ram, vramBytes: usage.vram },
+          kvBytesPerCell: now.kvBytesPerCell,
+        };
+      }
       return ok({
         kvCellsUsed: slots.reduce((sum, slot) => sum + slot.cellsUsed, 0),
-        kvCellsCapacity: current ? current.context.getAllocatedContextSize() : 0,
+        kvCellsCapacity: now ? now.context.getAllocatedContextSize() : 0,
         slots,
         ...(kvStore ? { kvStore } : {}),
+        ...(memory ? { memory } : {}),
       });
     },
   };

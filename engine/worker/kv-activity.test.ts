@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { cachedFor, evictActivity, forgetActivity, manifestChat, saveActivity } from './kv-activity.ts';
+
+describe('KV activity for the event log', () => {
+  it('names the chat of a manifest', () => {
+    expect(manifestChat('chat-1/branch-2')).toBe('chat-1');
+    expect(manifestChat('solo')).toBe('solo');
+  });
+
+  it('describes a save', () => {
+    expect(saveActivity('c1', { tokens: 512, chunksWritten: 2, bytesWritten: 1_153_434, ms: 13.6 })).toEqual({
+      kind: 'save',
+      chatId: 'c1',
+      text: 'saved 512 tokens (2 new chunks, 1.1 MiB written) in 14 ms',
+      tokens: 512,
+      bytes: 1_153_434,
+      ms: 14,
+    });
+    expect(saveActivity('c1', { tokens: 1, chunksWritten: 1, bytesWritten: 100, ms: 0.2 }).text).toBe('saved 1 token (1 new chunk, 100 B written) in 0 ms');
+  });
+
+  it('describes an eviction, naming the chat when it touched one', () => {
+    const one = evictActivity({ chunksRemoved: 3, bytesFreed: 3 * 1024 * 1024, truncated: ['a/1'], deleted: ['a/2'], budget: 10 * 1024 ** 3 });
+    expect(one).toEqual({ kind: 'evict', chatId: 'a', text: 'evicted 3 chunks (3.0 MiB) to stay within the 10.0 GiB budget: 1 chat cut short', bytes: 3 * 1024 * 1024 });
+    const two = evictActivity({ chunksRemoved: 1, bytesFreed: 2048, truncated: ['a/1'], deleted: ['b/1', 'c/1'], budget: 4096 });
+    expect(two.chatId).toBeUndefined();
+    expect(two.text).toBe('evicted 1 chunk (2.0 KiB) to stay within the 4.0 KiB budget: 1 chat cut short, 2 chats removed');
+  });
+
+  it('describes a forgotten chat', () => {
+    expect(forgetActivity('c2', { manifests: 2, bytesFreed: 5 * 1024 })).toEqual({ kind: 'forget', chatId: 'c2', text: 'forgot its cache: 2 branches, 5.0 KiB freed', bytes: 5 * 1024 });
+    expect(forgetActivity('c2', { manifests: 1, bytesFreed: 0 }).text).toBe('forgot its cache: 1 branch, 0 B freed');
+  });
+});
+
+describe('cachedFor', () => {
+  it('reads at most once per period, shares a read in flight, and re-reads after invalidate or a failure', async () => {
+    let t = 0;
+    let reads = 0;
+    let fail = false;
+    const value = cachedFor(
+      1000,
+      async () => {
+        reads++;
+        if (fail) throw new Error('no');
+        return reads;
+      },
+      () => t,
+    );
+    const [a, b] = await Promise.all([value.get(), value.get()]);
+    expect([a, b, reads]).toEqual([1, 1, 1]);
+    t = 999;
+    expect(await value.get()).toBe(1);
+    t = 1000;
+    expect(await value.get()).toBe(2);
+    value.invalidate();
+    expect(await value.get()).toBe(3);
+    value.invalidate();
+    fail = true;
+    await expect(value.get()).rejects.toThrow('no');
+    fail = false;
+    expect(await value.get()).toBe(5);
+  });
+});
