@@ -3,6 +3,7 @@ import { useTheme } from '../hooks/browser.ts';
 import { useActions, useHearth } from '../store/react.tsx';
 import { selectBootError, selectBooted, selectChatTitle, selectRoute, selectTheme } from '../store/selectors.ts';
 import { Banners } from './Banners.tsx';
+import { CacheView } from './CacheView.tsx';
 import { ChatView } from './ChatView.tsx';
 import { HomeView } from './HomeView.tsx';
 import { ModelScreen } from './ModelScreen.tsx';
@@ -29,7 +30,7 @@ export function App() {
 function Screen() {
   const route = useHearth(selectRoute);
   const chatTitle = useHearth(selectChatTitle(route.name === 'chat' ? route.chatId : ''));
-  const title = route.name === 'chat' ? chatTitle : route.name === 'models' ? 'Models' : route.name === 'settings' ? 'Settings' : undefined;
+  const title = route.name === 'chat' ? chatTitle : route.name === 'models' ? 'Models' : route.name === 'settings' ? 'Settings' : route.name === 'cache' ? 'Cache' : undefined;
   useEffect(() => {
     document.title = title ? `${title} — Hearth` : 'Hearth';
   }, [title]);
@@ -40,6 +41,8 @@ function Screen() {
       return <ModelScreen />;
     case 'settings':
       return <SettingsScreen />;
+    case 'cache':
+      return <CacheView />;
     case 'home':
       return <HomeView />;
   }

@@ -1,6 +1,7 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { useActions, useHearth, useHearthShallow } from '../store/react.tsx';
 import { selectActivePathIds, selectChatLoad, selectChatTitle } from '../store/selectors.ts';
+import { ChatCacheBadge } from './ChatCacheBadge.tsx';
 import { ChatSettingsDialog } from './ChatSettingsDialog.tsx';
 import { Composer } from './Composer.tsx';
 import { SlidersIcon } from './icons.tsx';
@@ -39,6 +40,7 @@ export function ChatView({ chatId }: { chatId: string }) {
         <h1 id="chat-title" className="min-w-0 flex-1 truncate text-base font-semibold">
           {title ?? 'Conversation'}
         </h1>
+        <ChatCacheBadge chatId={chatId} />
         <button type="button" className={buttonStyles.ghost} onClick={() => setSettingsOpen(true)}>
           <SlidersIcon />
           Chat settings

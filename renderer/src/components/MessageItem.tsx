@@ -1,5 +1,6 @@
 import { memo, useState } from 'react';
-import type { Message } from '../contract.ts';
+import type { Message, MessageStats } from '../contract.ts';
+import { statsRows } from '../lib/cache.ts';
 import { formatStats } from '../lib/format.ts';
 import { useActions, useHearth, useHearthShallow } from '../store/react.tsx';
 import { selectBranchInfo, selectMessage, selectStreamingId } from '../store/selectors.ts';
@@ -29,11 +30,30 @@ export const MessageItem = memo(function MessageItem({ chatId, messageId }: { ch
         <AssistantBody message={message} />
       )}
       <MessageStatus message={message} />
-      {!user && message.stats && <p className="mt-1 text-[11px] text-stone-500 dark:text-stone-400">{formatStats(message.stats)}</p>}
+      {!user && message.stats && <StatsReadout stats={message.stats} />}
       {!editing && <MessageActions chatId={chatId} message={message} onEdit={() => setEditing(true)} />}
     </article>
   );
 });
+
+/** The one-line readout (kept as the summary: tests and users know it), expanding to every figure. */
+export function StatsReadout({ stats }: { stats: MessageStats }) {
+  return (
+    <details className="mt-1 text-[11px] text-stone-500 dark:text-stone-400">
+      <summary className="cursor-pointer hover:text-stone-700 dark:hover:text-stone-200">
+        {formatStats(stats)}
+      </summary>
+      <dl className="mt-1 grid w-fit grid-cols-[auto_auto] gap-x-4 gap-y-0.5 rounded-md border border-stone-200 px-2 py-1.5 dark:border-stone-700">
+        {statsRows(stats).map(([label, value]) => (
+          <div key={label} className="contents">
+            <dt>{label}</dt>
+            <dd className="tabular-nums text-stone-700 dark:text-stone-200">{value}</dd>
+          </div>
+        ))}
+      </dl>
+    </details>
+  );
+}
 
 function AssistantBody({ message }: { message: Message }) {
   if (message.status === 'streaming') return message.content === '' ? null : <StreamingMarkdown text={message.content} />;

@@ -3,7 +3,8 @@ export type Route =
   | { readonly name: 'home' }
   | { readonly name: 'chat'; readonly chatId: string }
   | { readonly name: 'models' }
-  | { readonly name: 'settings' };
+  | { readonly name: 'settings' }
+  | { readonly name: 'cache' };
 
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -11,6 +12,7 @@ export function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '').replace(/^\/+/, '').replace(/\/+$/, '');
   if (path === 'models') return { name: 'models' };
   if (path === 'settings') return { name: 'settings' };
+  if (path === 'cache') return { name: 'cache' };
   const chat = /^chat\/([^/]+)$/.exec(path);
   if (chat) {
     let id: string;
@@ -32,6 +34,8 @@ export function routeHash(route: Route): string {
       return '#/models';
     case 'settings':
       return '#/settings';
+    case 'cache':
+      return '#/cache';
     case 'home':
       return '#/';
   }

@@ -8,7 +8,7 @@ import { msg } from '../test-support/fixtures.ts';
 
 describe('routes', () => {
   it('parses and formats every route', () => {
-    const routes: Route[] = [{ name: 'home' }, { name: 'models' }, { name: 'settings' }, { name: 'chat', chatId: 'abc_DEF-1' }];
+    const routes: Route[] = [{ name: 'home' }, { name: 'models' }, { name: 'settings' }, { name: 'cache' }, { name: 'chat', chatId: 'abc_DEF-1' }];
     for (const route of routes) expect(parseHash(routeHash(route))).toEqual(route);
   });
 
@@ -20,6 +20,8 @@ describe('routes', () => {
 
   it('tolerates slashes', () => {
     expect(parseHash('#models/')).toEqual({ name: 'models' });
+    expect(parseHash('#/cache/')).toEqual({ name: 'cache' });
+    expect(routeHash({ name: 'cache' })).toBe('#/cache');
   });
 });
 

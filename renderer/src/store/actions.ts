@@ -4,7 +4,7 @@
  * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
  * when an action fails.
  */
-import type { CallInput, Chat, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, Result, Sampling, Settings } from '../contract.ts';
+import type { CallInput, CallOutputs, Chat, ChatCache, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, Result, Sampling, Settings } from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
@@ -52,6 +52,16 @@ export interface Actions {
   planModel(target: PlanTarget, options?: { fresh?: boolean }): Promise<Result<KvPlan>>;
   /** The quality meter on the loaded model; `fresh` measures again instead of the cached result. */
   measureQuality(fresh?: boolean): Promise<Result<KvQuality>>;
+  /** Asks the host for Cache view ticks for its lease (`cache.watch`); the view renews it while visible. */
+  watchCache(): Promise<Result<CallOutputs['cache.watch']>>;
+  /** The Cache view's history (turns, events, largest chats) into the store. */
+  loadCacheOverview(): Promise<Result<CallOutputs['cache.overview']>>;
+  /** Only the largest chats (their sizes change with every save), leaving the history as it is. */
+  refreshCachedChats(): Promise<Result<CallOutputs['cache.overview']>>;
+  /** One chat's cache, for its header's badge. */
+  refreshChatCache(chatId: string): Promise<Result<ChatCache>>;
+  /** Forgets a chat's KV (its next turn re-reads its history), then refreshes the list and its badge. */
+  forgetCache(chatId: string): Promise<Result<CallOutputs['cache.forget']>>;
 }
 
 export interface ActionsOptions {
@@ -99,6 +109,7 @@ export function createActions(transport: Transport, store: HearthStore, options:
       const route = state().route;
       if (route.name === 'chat') await actions.openChat(route.chatId, { force: true });
       if (route.name === 'models') await actions.refreshModels();
+      if (route.name === 'cache') await actions.loadCacheOverview();
       // First run, or nothing loaded: the model screen is where the user has to start.
       if (first && route.name === 'home' && (app.value.model.status === 'idle' || app.value.model.status === 'error')) {
         actions.navigate({ name: 'models' });
@@ -323,6 +334,35 @@ export function createActions(transport: Transport, store: HearthStore, options:
       const result = await transport.call('models.measureQuality', fresh ? { fresh: true } : {});
       if (result.ok) state().setKvQuality({ quality: result.value, path });
       else state().setKvQuality(null, result.error);
+      return result;
+    },
+
+    watchCache() {
+      return transport.call('cache.watch', {});
+    },
+
+    async loadCacheOverview() {
+      const result = await transport.call('cache.overview', {});
+      if (result.ok) state().setCacheOverview(result.value);
+      else state().setCacheOverview(null, result.error);
+      return result;
+    },
+
+    async refreshCachedChats() {
+      const result = await transport.call('cache.overview', {});
+      if (result.ok) state().setCachedChats(result.value.chats);
+      return result;
+    },
+
+    async refreshChatCache(chatId) {
+      const result = await transport.call('cache.chat', { chatId });
+      if (result.ok) state().setChatCache(result.value);
+      return result;
+    },
+
+    async forgetCache(chatId) {
+      const result = await transport.call('cache.forget', { chatId });
+      if (result.ok) await Promise.all([actions.loadCacheOverview(), actions.refreshChatCache(chatId)]);
       return result;
     },
   };

@@ -5,6 +5,7 @@
  */
 import type { HearthEvent } from '../contract.ts';
 import { createDeltaBatcher, frameScheduler } from '../lib/delta-batcher.ts';
+import { measureSince } from '../lib/measure.ts';
 import type { Transport } from '../transport/types.ts';
 import type { Actions } from './actions.ts';
 import type { HearthStore } from './store.ts';
@@ -17,6 +18,11 @@ export function bindEvents(
 ): () => void {
   const state = () => store.getState();
   const batcher = createDeltaBatcher((batch) => state().applyDeltas(batch), schedule);
+
+  const onScreen = (chatId: string) => {
+    const route = state().route;
+    return route.name === 'chat' && route.chatId === chatId;
+  };
 
   const handle = (event: HearthEvent) => {
     if (event.type === 'message.delta') {
@@ -31,9 +37,13 @@ export function bindEvents(
       case 'model.status':
         state().setModel(event.payload);
         break;
-      case 'message.updated':
-        state().upsertMessages([event.payload.message]);
+      case 'message.updated': {
+        const { message } = event.payload;
+        state().upsertMessages([message]);
+        // A reply ended: its chat's badge shows what the turn left in the cache.
+        if (message.role === 'assistant' && message.status !== 'streaming' && onScreen(message.chatId)) void actions.refreshChatCache(message.chatId);
         break;
+      }
       case 'chats.changed': {
         const { chatId, chat } = event.payload;
         if (chat) {
@@ -52,6 +62,27 @@ export function bindEvents(
       case 'kv.status':
         state().setKv(event.payload);
         break;
+      case 'cache.tick': {
+        const start = performance.now();
+        state().applyCacheTick(event.payload);
+        // React renders the change in a microtask that the update above queued: end after it.
+        queueMicrotask(() => measureSince('hearth:cache:tick', start));
+        break;
+      }
+      case 'cache.turn':
+        state().addCacheTurn(event.payload);
+        break;
+      case 'cache.event': {
+        const { kind, chatId } = event.payload;
+        state().addCacheEvent(event.payload);
+        // The save usually lands after the reply ended; an eviction may cut any chat.
+        const route = state().route;
+        const touches = kind === 'save' || kind === 'evict' || kind === 'forget';
+        if (touches && route.name === 'chat' && (chatId === undefined || chatId === route.chatId)) void actions.refreshChatCache(route.chatId);
+        // The largest chats change with each save: once per turn, not per tick.
+        if (touches && route.name === 'cache') void actions.refreshCachedChats();
+        break;
+      }
       case 'app.command':
         if (event.payload.command === 'newChat') void actions.newChat();
         else if (event.payload.command === 'openSettings') actions.navigate({ name: 'settings' });

@@ -2,7 +2,8 @@
  * Named selectors. Those that build a new array or object (active path, branch info) must be
  * read with `useHearthShallow`, so that an unchanged result does not re-render.
  */
-import type { DownloadProgress, HearthError, Message } from '../contract.ts';
+import type { CacheMemory, CacheSlot, CacheStoreStats, ChatCache, DownloadProgress, HearthError, Message } from '../contract.ts';
+import { hitRatioText } from '../lib/cache.ts';
 import { activePathIds, branchInfo, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
 import { planKey, type ModelPlanEntry, type PlanTarget } from './profile-slice.ts';
 import type { HearthState } from './types.ts';
@@ -119,3 +120,22 @@ export const selectModelPlan = (target: PlanTarget) => (s: HearthState): ModelPl
  * last one loaded; null when there has never been one.
  */
 export const selectProfilePath: Selector<string | null> = (s) => s.model.model?.path ?? s.settings?.lastModelPath ?? null;
+
+// The Cache view (issue 5). A tick replaces the whole snapshot; these read its parts, and the
+// object ones (memory, a slot, the store) hold primitives only, so `useHearthShallow` re-renders
+// a section only when one of its figures changed.
+export const selectCacheRing: Selector<HearthState['cacheRing']> = (s) => s.cacheRing;
+export const selectHasSnapshot: Selector<boolean> = (s) => s.snapshot !== null;
+/** Read with `useHearthShallow`. */
+export const selectCacheMemory: Selector<CacheMemory | null> = (s) => s.snapshot?.memory ?? null;
+export const selectSlotCount: Selector<number> = (s) => s.snapshot?.slots.length ?? 0;
+/** Read with `useHearthShallow`. */
+export const selectCacheSlot = (index: number) => (s: HearthState): CacheSlot | null => s.snapshot?.slots[index] ?? null;
+/** Read with `useHearthShallow`. */
+export const selectCacheStore: Selector<CacheStoreStats | null> = (s) => s.snapshot?.store ?? null;
+export const selectTurns: Selector<HearthState['turns']> = (s) => s.turns;
+export const selectCacheEvents: Selector<HearthState['events']> = (s) => s.events;
+export const selectCachedChats: Selector<HearthState['cachedChats']> = (s) => s.cachedChats;
+export const selectCacheOverviewError: Selector<HearthError | null> = (s) => s.cacheOverviewError;
+export const selectHitRatioText: Selector<string> = (s) => hitRatioText(s.turns);
+export const selectChatCache = (chatId: string) => (s: HearthState): ChatCache | undefined => s.chatCache[chatId];

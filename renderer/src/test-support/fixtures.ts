@@ -1,5 +1,5 @@
 /** Test data builders shared by the renderer's unit tests. */
-import type { AppState, Chat, KvPlan, KvPlanRow, Message } from '../contract.ts';
+import type { AppState, CacheSnapshot, CacheTurn, Chat, KvPlan, KvPlanRow, Message, MessageStats } from '../contract.ts';
 
 let clock = 1_000;
 
@@ -75,4 +75,53 @@ export const cpuPlan = (extra: Partial<KvPlan> = {}): KvPlan => ({
   ],
   auto: { kType: 'f16', vType: 'f16' },
   ...extra,
+});
+
+/** A Cache view tick on a CPU machine: one slot holding c1, the store on. */
+export const cacheSnapshot = (extra: Partial<CacheSnapshot> = {}): CacheSnapshot => ({
+  at: 1_700_000_000_000,
+  seq: 1,
+  memory: {
+    kind: 'ram',
+    deviceName: 'RAM',
+    capacityBytes: 16e9,
+    freeBytes: 8e9,
+    weightsBytes: 1e9,
+    kvAllocatedBytes: 400e6,
+    kvUsedBytes: 100e6,
+    computeBytes: 100e6,
+  },
+  slots: [{ index: 0, chatId: 'c1', cellsUsed: 123, cellsCapacity: 4096, kType: 'f16', vType: 'f16', bytes: 100e6, state: 'idle' }],
+  store: {
+    persistence: 'on',
+    bytesOnDisk: 2 * 1024 ** 2,
+    storedBytes: 2 * 1024 ** 2,
+    rawBytes: 1.9 * 1024 ** 2,
+    chunkCount: 3,
+    manifests: 2,
+    logicalBytes: 3 * 1024 ** 2,
+    budgetBytes: 10 * 1024 ** 3,
+    freeDiskBytes: 50 * 1024 ** 3,
+    chunkTokens: 256,
+    dedupRatio: 1.5,
+    compressionRatio: 0.95,
+  },
+  ...extra,
+});
+
+export const messageStats = (extra: Partial<MessageStats> = {}): MessageStats => ({
+  tokensReused: 0,
+  tokensRestored: 0,
+  tokensPrefilled: 10,
+  tokensGenerated: 5,
+  ttftMs: 35,
+  cacheSource: 'none',
+  ...extra,
+});
+
+export const cacheTurn = (messageId: string, stats: Partial<MessageStats> = {}, at = 1_700_000_000_000): CacheTurn => ({
+  at,
+  chatId: 'c1',
+  messageId,
+  stats: messageStats(stats),
 });

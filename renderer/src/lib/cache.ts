@@ -1,0 +1,203 @@
+/**
+ * Words, figures and chart series for the Cache view (issue 5) and the chat's cache readouts.
+ * Pure, so the components, the charts and their tests share one way of saying each thing.
+ */
+import type { CacheMemory, CacheSnapshot, CacheSource, CacheStoreStats, CacheTurn, ChatCache, MessageStats, SlotState } from '../contract.ts';
+import { formatBytes } from './format.ts';
+import type { Ring } from './ring.ts';
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** The issue asks for the hit ratio "over the last N turns": 20 is a few minutes of chatting. */
+export const hitRatioTurns = 20;
+
+/**
+ * Prompt tokens served from a cache (in a slot, or restored from disk) over all prompt tokens,
+ * for the newest `last` turns (`turns` oldest first). `ratio` is null when they had no prompt.
+ */
+export function hitRatio(turns: readonly CacheTurn[], last = hitRatioTurns): { readonly turns: number; readonly ratio: number | null } {
+  const recent = turns.slice(Math.max(0, turns.length - last));
+  let hit = 0;
+  let all = 0;
+  for (const { stats } of recent) {
+    hit += stats.tokensReused + stats.tokensRestored;
+    all += stats.tokensReused + stats.tokensRestored + stats.tokensPrefilled;
+  }
+  return { turns: recent.length, ratio: all > 0 ? hit / all : null };
+}
+
+/** "Hit ratio (last 3 turns): 67%". */
+export function hitRatioText(turns: readonly CacheTurn[], last = hitRatioTurns): string {
+  const { turns: n, ratio } = hitRatio(turns, last);
+  if (n === 0) return 'Hit ratio: no turns yet.';
+  const head = `Hit ratio (last ${n} ${n === 1 ? 'turn' : 'turns'})`;
+  return ratio === null ? `${head}: no prompt tokens` : `${head}: ${Math.round(ratio * 100)}%`;
+}
+
+export type MemoryPartKey = 'weights' | 'kvUsed' | 'kvUnused' | 'compute' | 'other' | 'free';
+
+export interface MemoryPart {
+  readonly key: MemoryPartKey;
+  readonly label: string;
+  readonly bytes: number;
+}
+
+/**
+ * The device memory bar's parts, in drawing order. "Other processes" is implied (capacity −
+ * free − ours) and left out when free is unknown or the figures do not add up (ours then counts
+ * memory the OS has not handed out yet, e.g. mmapped weights on RAM).
+ */
+export function memoryParts(m: CacheMemory): MemoryPart[] {
+  const kvUsed = Math.min(m.kvUsedBytes, m.kvAllocatedBytes);
+  const parts: MemoryPart[] = [
+    { key: 'weights', label: 'Weights', bytes: m.weightsBytes },
+    { key: 'kvUsed', label: 'KV in use', bytes: kvUsed },
+    { key: 'kvUnused', label: 'KV allocated (unused)', bytes: Math.max(0, m.kvAllocatedBytes - kvUsed) },
+    { key: 'compute', label: 'Compute', bytes: m.computeBytes },
+  ];
+  if (m.freeBytes !== null) {
+    const ours = m.weightsBytes + m.kvAllocatedBytes + m.computeBytes;
+    const other = m.capacityBytes - m.freeBytes - ours;
+    if (other >= 0) parts.push({ key: 'other', label: 'Other processes', bytes: other });
+    parts.push({ key: 'free', label: 'Free', bytes: m.freeBytes });
+  }
+  return parts;
+}
+
+/** "RAM", "VRAM", "Unified memory". */
+export function memoryKindText(kind: CacheMemory['kind']): string {
+  return kind === 'vram' ? 'VRAM' : kind === 'unified' ? 'Unified memory' : 'RAM';
+}
+
+/** The line under the heading: "VRAM · RTX 4070 · 8.59 GB", "Unified memory · Apple M2 · 17.2 GB · Metal limit 11.5 GB". */
+export function memoryDeviceText(m: CacheMemory): string {
+  const parts = [memoryKindText(m.kind)];
+  if (m.deviceName && m.deviceName !== 'RAM') parts.push(m.deviceName);
+  parts.push(formatBytes(m.capacityBytes));
+  if (m.kind === 'unified' && m.workingSetLimitBytes !== undefined) parts.push(`Metal limit ${formatBytes(m.workingSetLimitBytes)}`);
+  return parts.join(' · ');
+}
+
+/** The bar's accessible name: every part with its bytes, then the capacity. */
+export function memoryLabel(m: CacheMemory): string {
+  const parts = memoryParts(m).map((p) => `${p.label} ${formatBytes(p.bytes)}`);
+  return `${parts.join(', ')}, of ${formatBytes(m.capacityBytes)} ${memoryKindText(m.kind)}`;
+}
+
+/**
+ * Each part's place on the bar (0–1: where it starts, and its share). The bar's whole is the
+ * capacity, or the parts' sum when that is larger (free unknown, or allocations the OS has not
+ * committed), so it never overflows.
+ */
+export function memoryShares(m: CacheMemory): { readonly key: MemoryPartKey; readonly start: number; readonly share: number }[] {
+  const parts = memoryParts(m);
+  const whole = Math.max(m.capacityBytes, parts.reduce((sum, p) => sum + p.bytes, 0));
+  let start = 0;
+  return parts.map((p) => {
+    const share = whole > 0 ? p.bytes / whole : 0;
+    const placed = { key: p.key, start, share };
+    start += share;
+    return placed;
+  });
+}
+
+/** A slot's meter text: "123 / 4,096". */
+export function cellsText(used: number, capacity: number): string {
+  return `${count(used)} / ${count(capacity)}`;
+}
+
+export const slotStateText: Readonly<Record<SlotState, string>> = {
+  idle: 'idle',
+  generating: 'generating',
+  saving: 'saving',
+  restoring: 'restoring',
+};
+
+/** "1.00×". */
+export function ratioText(ratio: number): string {
+  return Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '—';
+}
+
+/** The compression ratio; the store writes raw KV until issue 6 adds on-disk compression. */
+export function compressionText(store: Pick<CacheStoreStats, 'compressionRatio'>): string {
+  return `${ratioText(store.compressionRatio)} (compression off)`;
+}
+
+export const sourceText: Readonly<Record<CacheSource, string>> = { memory: 'memory', disk: 'disk', none: 'none' };
+
+/** The chat header's badge: "412 tokens cached · memory · 1.20 MB on disk", or "No cache". */
+export function chatCacheText(cache: ChatCache | undefined): string {
+  if (!cache) return 'Cache: checking…';
+  const tokens = Math.max(cache.tokensInMemory, cache.tokensOnDisk);
+  if (cache.where === 'none' || tokens === 0) return 'No cache';
+  const disk = cache.bytesOnDisk > 0 ? `${formatBytes(cache.bytesOnDisk)} on disk` : 'not on disk';
+  return `${count(tokens)} ${tokens === 1 ? 'token' : 'tokens'} cached · ${sourceText[cache.where]} · ${disk}`;
+}
+
+/** Milliseconds for a table cell: "35", or "—" when not measured. */
+export function msText(ms: number | undefined): string {
+  return ms === undefined || !Number.isFinite(ms) ? '—' : count(Math.round(ms));
+}
+
+/** Every figure of a reply's readout, for its expanded view. */
+export function statsRows(stats: MessageStats): [label: string, value: string][] {
+  const ms = (value: number | undefined) => (value === undefined ? '—' : `${msText(value)} ms`);
+  const rows: [string, string][] = [
+    ['Reused', `${count(stats.tokensReused)} tokens`],
+    ['Restored', `${count(stats.tokensRestored)} tokens`],
+    ['Prefilled', `${count(stats.tokensPrefilled)} tokens`],
+    ['Generated', `${count(stats.tokensGenerated)} tokens`],
+    ['Time to first token', ms(stats.ttftMs)],
+    ['Prefill', ms(stats.prefillMs)],
+    ['Restore', ms(stats.restoreMs)],
+    ['Cache source', sourceText[stats.cacheSource]],
+  ];
+  if (stats.fallbackReason) rows.push(['Fallback reason', stats.fallbackReason]);
+  return rows;
+}
+
+/** A log or table time with seconds: ticks and turns come seconds apart. */
+export function clockText(epochMs: number): string {
+  return new Date(epochMs).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/**
+ * The memory chart's columns from the ring (uPlot's aligned data): time in seconds, then KV in
+ * use, KV allocated and weights in bytes; null where a tick had no model (a gap in the line).
+ */
+export function memorySeries(ring: Pick<Ring<CacheSnapshot>, 'forEach' | 'size'>): [number[], (number | null)[], (number | null)[], (number | null)[]] {
+  const xs = new Array<number>(ring.size);
+  const used = new Array<number | null>(ring.size);
+  const allocated = new Array<number | null>(ring.size);
+  const weights = new Array<number | null>(ring.size);
+  ring.forEach((snapshot, i) => {
+    xs[i] = snapshot.at / 1000;
+    used[i] = snapshot.memory?.kvUsedBytes ?? null;
+    allocated[i] = snapshot.memory?.kvAllocatedBytes ?? null;
+    weights[i] = snapshot.memory?.weightsBytes ?? null;
+  });
+  return [xs, used, allocated, weights];
+}
+
+/**
+ * The turns chart's columns (turns oldest first): turn number, then the stacked tops (all
+ * prompt tokens, reused + restored, reused: drawn in that order, each bar over the last, they
+ * read as one stacked bar), then TTFT in ms.
+ */
+export function turnSeries(turns: readonly CacheTurn[]): [number[], number[], number[], number[], number[]] {
+  const xs: number[] = [];
+  const total: number[] = [];
+  const cached: number[] = [];
+  const reused: number[] = [];
+  const ttft: number[] = [];
+  turns.forEach(({ stats }, i) => {
+    xs.push(i + 1);
+    reused.push(stats.tokensReused);
+    cached.push(stats.tokensReused + stats.tokensRestored);
+    total.push(stats.tokensReused + stats.tokensRestored + stats.tokensPrefilled);
+    ttft.push(Math.round(stats.ttftMs));
+  });
+  return [xs, total, cached, reused, ttft];
+}
