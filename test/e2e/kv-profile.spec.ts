@@ -3,6 +3,8 @@
  * the quality meter, and an end-to-end test changes the KV type and chats on): Settings shows
  * the planner's table for the loaded model; choosing q8_0/q8_0 changes the planner's figure
  * before anything is applied; Apply reloads the model with it, and the chat keeps answering.
+ * Issue 5 ("changing the KV pair in Settings shows the planner's new figure before Apply, and the
+ * chat works after it") is this test too, and it ends in the Cache view with the new pair.
  */
 import type { Page } from '@playwright/test';
 import { assistantMessages, call, conversations, expectChatGoesOn, setDefaultSampling, startChat, waitIdle } from './app.ts';
@@ -87,6 +89,12 @@ test('Settings: the planner shows each pair; q8_0/q8_0 changes its figure before
 
   await expectChatGoesOn(page, title);
   await expect(page.getByRole('alert').filter({ hasText: 'stopped unexpectedly' })).toHaveCount(0);
+
+  // Issue 5: the Cache view's slot row shows the pair the context now runs with, and its bytes.
+  await page.getByRole('navigation', { name: 'App' }).getByRole('link', { name: 'Cache' }).click();
+  const slots = page.getByRole('region', { name: 'Slots', exact: true });
+  await expect(slots.getByRole('meter', { name: 'Slot 0 cells' })).toBeVisible();
+  await expect(slots.getByRole('row').nth(1)).toContainText('q8_0 / q8_0');
 });
 
 test('Settings: the quality meter measures the loaded pair against f16, and again on request', async ({ page, host }) => {
