@@ -6,7 +6,6 @@ import {
   describeModelLoaded,
   describeProfileSaved,
   describeRestart,
-  formatBytes,
 } from './cache-journal.ts';
 import { defaultSettings } from './settings.ts';
 
@@ -108,11 +107,5 @@ describe('describing host events', () => {
     expect(describeRestart(running, { state: 'restarting', restarts: 0 })).toBe('Engine restarting to apply the Cache settings');
     expect(describeRestart({ state: 'restarting', restarts: 0 }, running)).toBeNull();
     expect(describeRestart({ state: 'starting', restarts: 0 }, running)).toBeNull();
-  });
-
-  it('formats bytes', () => {
-    expect(formatBytes(1_100_000)).toBe('1.1 MB');
-    expect(formatBytes(512)).toBe('512 B');
-    expect(formatBytes(10 * 1024 ** 3, true)).toBe('10 GB');
   });
 });

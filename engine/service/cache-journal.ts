@@ -9,7 +9,7 @@
  * - settings changes, engine restarts and model loads: the host's own, worded by the
  *   `describe…` functions below.
  */
-import type { CacheEvent, CacheEventKind, CacheTurn, EngineStatus, HearthEvent, MessageStats, ModelInfo, ModelProfile, Settings } from '../contract/index.ts';
+import { formatBytes, type CacheEvent, type CacheEventKind, type CacheTurn, type EngineStatus, type HearthEvent, type MessageStats, type ModelInfo, type ModelProfile, type Settings } from '../contract/index.ts';
 import type { KvActivity } from '../protocol.ts';
 
 /** The timeline's length: enough for a hit ratio over the last N turns and a useful chart. */
@@ -112,24 +112,6 @@ export class CacheJournal {
 /** 4096 → "4,096": the same digits the renderer shows. */
 export function count(n: number): string {
   return Math.round(n).toLocaleString('en-US');
-}
-
-/**
- * Bytes in steps of 1000 ("1.10 MB"), or of 1024 with `binary` (the disk budget is typed in GB of
- * 1024³ bytes, so the default shows as "10 GB").
- */
-export function formatBytes(bytes: number, binary = false): string {
-  if (!Number.isFinite(bytes) || bytes < 0) return '?';
-  const step = binary ? 1024 : 1000;
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= step && unit < units.length - 1) {
-    value /= step;
-    unit++;
-  }
-  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  return `${Number(value.toFixed(digits))} ${units[unit]}`;
 }
 
 const onOff = (on: boolean): string => (on ? 'on' : 'off');

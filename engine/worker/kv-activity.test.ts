@@ -11,7 +11,7 @@ describe('KV activity for the event log', () => {
     expect(saveActivity('c1', { tokens: 512, chunksWritten: 2, bytesWritten: 1_153_434, ms: 13.6 })).toEqual({
       kind: 'save',
       chatId: 'c1',
-      text: 'saved 512 tokens (2 new chunks, 1.1 MiB written) in 14 ms',
+      text: 'saved 512 tokens (2 new chunks, 1.15 MB written) in 14 ms',
       tokens: 512,
       bytes: 1_153_434,
       ms: 14,
@@ -21,14 +21,14 @@ describe('KV activity for the event log', () => {
 
   it('describes an eviction, naming the chat when it touched one', () => {
     const one = evictActivity({ chunksRemoved: 3, bytesFreed: 3 * 1024 * 1024, truncated: ['a/1'], deleted: ['a/2'], budget: 10 * 1024 ** 3 });
-    expect(one).toEqual({ kind: 'evict', chatId: 'a', text: 'evicted 3 chunks (3.0 MiB) to stay within the 10.0 GiB budget: 1 chat cut short', bytes: 3 * 1024 * 1024 });
+    expect(one).toEqual({ kind: 'evict', chatId: 'a', text: 'evicted 3 chunks (3.15 MB) to stay within the 10 GB budget: 1 chat cut short', bytes: 3 * 1024 * 1024 });
     const two = evictActivity({ chunksRemoved: 1, bytesFreed: 2048, truncated: ['a/1'], deleted: ['b/1', 'c/1'], budget: 4096 });
     expect(two.chatId).toBeUndefined();
-    expect(two.text).toBe('evicted 1 chunk (2.0 KiB) to stay within the 4.0 KiB budget: 1 chat cut short, 2 chats removed');
+    expect(two.text).toBe('evicted 1 chunk (2.05 KB) to stay within the 4 KB budget: 1 chat cut short, 2 chats removed');
   });
 
   it('describes a forgotten chat', () => {
-    expect(forgetActivity('c2', { manifests: 2, bytesFreed: 5 * 1024 })).toEqual({ kind: 'forget', chatId: 'c2', text: 'forgot its cache: 2 branches, 5.0 KiB freed', bytes: 5 * 1024 });
+    expect(forgetActivity('c2', { manifests: 2, bytesFreed: 5 * 1024 })).toEqual({ kind: 'forget', chatId: 'c2', text: 'forgot its cache: 2 branches, 5.12 KB freed', bytes: 5 * 1024 });
     expect(forgetActivity('c2', { manifests: 1, bytesFreed: 0 }).text).toBe('forgot its cache: 1 branch, 0 B freed');
   });
 });

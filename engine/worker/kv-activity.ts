@@ -6,7 +6,7 @@
 import type { EvictionReport } from '../kv/store.ts';
 import type { KvActivity } from '../protocol.ts';
 import type { ForgetReport, SaveReport } from './kv-cache.ts';
-import { formatBytes } from './planner-core.ts';
+import { formatBytes } from '../contract/index.ts';
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
@@ -30,7 +30,7 @@ export function saveActivity(chatId: string, report: Pick<SaveReport, 'tokens' |
 }
 
 /**
- * "evicted 3 chunks (1.2 MiB) to stay within the 10 GiB budget: 1 chat cut short, 1 removed".
+ * "evicted 3 chunks (1.20 MB) to stay within the 10 GB budget: 1 chat cut short, 1 removed".
  * `chatId` is set when every manifest it touched is one chat's.
  */
 export function evictActivity(report: Pick<EvictionReport, 'chunksRemoved' | 'bytesFreed' | 'truncated' | 'deleted' | 'budget'>): KvActivity {
@@ -44,7 +44,7 @@ export function evictActivity(report: Pick<EvictionReport, 'chunksRemoved' | 'by
   return {
     kind: 'evict',
     ...(only !== null ? { chatId: only } : {}),
-    text: `evicted ${plural(report.chunksRemoved, 'chunk')} (${formatBytes(report.bytesFreed)}) to stay within the ${formatBytes(report.budget)} budget${parts.length > 0 ? `: ${parts.join(', ')}` : ''}`,
+    text: `evicted ${plural(report.chunksRemoved, 'chunk')} (${formatBytes(report.bytesFreed)}) to stay within the ${formatBytes(report.budget, true)} budget${parts.length > 0 ? `: ${parts.join(', ')}` : ''}`,
     bytes: report.bytesFreed,
   };
 }

@@ -1,21 +1,6 @@
-import type { DownloadProgress, MessageStats } from '../contract.ts';
+import { formatBytes, type DownloadProgress, type MessageStats } from '../contract.ts';
 
-/** Bytes in steps of 1000 ("1.50 MB"), or of 1024 with `binary` (see `formatBinaryBytes`). */
-export function formatBytes(bytes: number, binary = false): string {
-  if (!Number.isFinite(bytes) || bytes < 0) return '?';
-  const step = binary ? 1024 : 1000;
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= step && unit < units.length - 1) {
-    value /= step;
-    unit += 1;
-  }
-  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  const text = value.toFixed(digits);
-  // Binary figures sit beside a budget typed in whole GB: "10 GB", not "10.0 GB".
-  return `${binary ? Number(text) : text} ${units[unit]}`;
-}
+export { formatBytes };
 
 /** Bytes in a gigabyte as the cache settings count them (see `formatBinaryBytes`). */
 export const GB = 1024 ** 3;
