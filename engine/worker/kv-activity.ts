@@ -16,7 +16,7 @@ export function manifestChat(manifestId: string): string {
   return slash < 0 ? manifestId : manifestId.slice(0, slash);
 }
 
-/** "saved 512 tokens (2 new chunks, 1.1 MiB written) in 14 ms". */
+/** "saved 512 tokens (2 new chunks, 1.15 MB written) in 14 ms". */
 export function saveActivity(chatId: string, report: Pick<SaveReport, 'tokens' | 'chunksWritten' | 'bytesWritten' | 'ms'>): KvActivity {
   const ms = Math.round(report.ms);
   return {
@@ -49,7 +49,7 @@ export function evictActivity(report: Pick<EvictionReport, 'chunksRemoved' | 'by
   };
 }
 
-/** "forgot its cache: 2 branches, 1.2 MiB freed". */
+/** "forgot its cache: 2 branches, 1.20 MB freed". */
 export function forgetActivity(chatId: string, report: ForgetReport): KvActivity {
   return {
     kind: 'forget',
