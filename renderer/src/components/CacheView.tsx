@@ -155,16 +155,7 @@ function SlotsSection() {
       ) : (
         <div className="overflow-x-auto">
           <table className={table}>
-            <thead className="text-stone-600 dark:text-stone-300">
-              <tr>
-                <th className={th}>Slot</th>
-                <th className={th}>Chat</th>
-                <th className={th}>Cells</th>
-                <th className={th}>K / V</th>
-                <th className={th}>Bytes</th>
-                <th className={th}>State</th>
-              </tr>
-            </thead>
+            <HeadRow columns={['Slot', 'Chat', 'Cells', 'K / V', 'Bytes', 'State']} />
             <tbody>
               {Array.from({ length: count }, (_, i) => (
                 <SlotRowLive key={i} index={i} />
@@ -338,17 +329,7 @@ export function LargestChats(props: {
   return (
     <div className="overflow-x-auto">
       <table className={table}>
-        <thead className="text-stone-600 dark:text-stone-300">
-          <tr>
-            <th className={th}>Chat</th>
-            <th className={th}>Tokens</th>
-            <th className={th}>On disk</th>
-            <th className={th}>Last used</th>
-            <th className={th}>
-              <span className="sr-only">Action</span>
-            </th>
-          </tr>
-        </thead>
+        <HeadRow columns={['Chat', 'Tokens', 'On disk', 'Last used']} action />
         <tbody>
           {chats.map((chat) => {
             const title = props.titleOf(chat.chatId);
@@ -394,18 +375,7 @@ export function TurnsTable({ turns, titleOf }: { turns: readonly CacheTurn[]; ti
   return (
     <div className="max-h-96 overflow-auto">
       <table className={table}>
-        <thead className="sticky top-0 bg-white text-stone-600 dark:bg-stone-950 dark:text-stone-300">
-          <tr>
-            <th className={th}>Time</th>
-            <th className={th}>Chat</th>
-            <th className={th}>Reused</th>
-            <th className={th}>Restored</th>
-            <th className={th}>Prefilled</th>
-            <th className={th}>TTFT ms</th>
-            <th className={th}>Restore ms</th>
-            <th className={th}>Source</th>
-          </tr>
-        </thead>
+        <HeadRow sticky columns={['Time', 'Chat', 'Reused', 'Restored', 'Prefilled', 'TTFT ms', 'Restore ms', 'Source']} />
         <tbody>
           {turns
             .slice()
@@ -473,5 +443,25 @@ export function EventLog({ events }: { events: readonly CacheEvent[] }) {
         </ol>
       )}
     </div>
+  );
+}
+
+/** A table's header row; `action` adds a last column for row buttons (named for screen readers only). */
+function HeadRow({ columns, sticky = false, action = false }: { columns: readonly string[]; sticky?: boolean; action?: boolean }) {
+  return (
+    <thead className={sticky ? 'sticky top-0 bg-white text-stone-600 dark:bg-stone-950 dark:text-stone-300' : 'text-stone-600 dark:text-stone-300'}>
+      <tr>
+        {columns.map((column) => (
+          <th key={column} className={th}>
+            {column}
+          </th>
+        ))}
+        {action && (
+          <th className={th}>
+            <span className="sr-only">Action</span>
+          </th>
+        )}
+      </tr>
+    </thead>
   );
 }

@@ -19,16 +19,7 @@ import {
 } from './cache.ts';
 import { createRing } from './ring.ts';
 
-const ram: CacheMemory = {
-  kind: 'ram',
-  deviceName: 'RAM',
-  capacityBytes: 16e9,
-  freeBytes: 8e9,
-  weightsBytes: 1e9,
-  kvAllocatedBytes: 400e6,
-  kvUsedBytes: 100e6,
-  computeBytes: 100e6,
-};
+const ram: CacheMemory = cacheSnapshot().memory!;
 
 describe('hit ratio', () => {
   it('counts reused and restored tokens over all prompt tokens of the last 20 turns', () => {
