@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { CachedChat, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling, SlotState } from './contract/index.ts';
+import type { CachedChat, CacheSlot, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
 
 export type { SlotState } from './contract/index.ts';
 
@@ -40,20 +40,8 @@ export interface GenerateOutput {
   readonly stats: MessageStats;
 }
 
-/** One resident sequence (slot) of the loaded context. */
-export interface SlotMetrics {
-  readonly index: number;
-  /** The chat whose KV it holds; null when free. */
-  readonly chatId: string | null;
-  readonly cellsUsed: number;
-  /** The slot's context size (`ModelInfo.contextSize`). */
-  readonly cellsCapacity: number;
-  readonly state: SlotState;
-  /** The context's K and V types, and the KV bytes of the cells in use. */
-  readonly kType: KvCacheType;
-  readonly vType: KvCacheType;
-  readonly bytes: number;
-}
+/** One resident sequence (slot) of the loaded context: what the Cache view lists, as the engine reports it. */
+export type SlotMetrics = CacheSlot;
 
 /**
  * The loaded model's memory as llama.cpp allocated it (the model's and the context's buffer

@@ -7,8 +7,9 @@
  * The turning of a sample into a `CacheSnapshot` is pure (`toCacheSnapshot` and the functions
  * under it) so that the memory mapping for each kind of device is tested without an engine.
  */
-import type { CacheMemory, CacheSlot, CacheSnapshot, CacheStoreStats, HearthEvent, KvStatus, Result, Settings } from '../contract/index.ts';
+import type { CacheMemory, CacheSnapshot, CacheStoreStats, HearthEvent, KvStatus, Result, Settings } from '../contract/index.ts';
 import type { EngineMetrics, MemoryMetrics, SlotMetrics, StoreMetrics } from '../protocol.ts';
+import { storeInfo } from './kv-stats.ts';
 
 /** 4 Hz: smooth enough for cells rising while a reply streams, cheap for the engine (issue 5). */
 export const cacheTickMs = 250;
@@ -74,19 +75,6 @@ export function cacheMemory(memory: MemoryMetrics | undefined, slots: readonly S
   }
 }
 
-export function cacheSlots(slots: readonly SlotMetrics[]): CacheSlot[] {
-  return slots.map((slot) => ({
-    index: slot.index,
-    chatId: slot.chatId,
-    cellsUsed: slot.cellsUsed,
-    cellsCapacity: slot.cellsCapacity,
-    kType: slot.kType,
-    vType: slot.vType,
-    bytes: slot.bytes,
-    state: slot.state,
-  }));
-}
-
 /** `a / b`, 1 when there is nothing to compare (an empty store). */
 function ratio(a: number, b: number): number {
   return b > 0 && Number.isFinite(a / b) ? a / b : 1;
@@ -99,14 +87,7 @@ function ratio(a: number, b: number): number {
 export function cacheStore(store: StoreMetrics | undefined, settings: Settings, kv: KvStatus): CacheStoreStats | null {
   if (!store) return null;
   return {
-    persistence: kv.persistence,
-    bytesOnDisk: store.bytesOnDisk,
-    chunkCount: store.chunkCount,
-    logicalBytes: store.logicalBytes,
-    // The budget in force is the settings' (a change applies at the engine's restart, which a queued change waits for).
-    budgetBytes: settings.kvBudgetBytes,
-    freeDiskBytes: store.freeBytes,
-    chunkTokens: settings.kvChunkTokens,
+    ...storeInfo(store, settings, kv.persistence, store.freeBytes),
     storedBytes: store.storedBytes,
     rawBytes: store.rawBytes,
     manifests: store.manifests,
@@ -132,7 +113,7 @@ export function toCacheSnapshot(input: SnapshotInput): CacheSnapshot {
     seq: input.seq,
     memory: metrics ? cacheMemory(metrics.memory, metrics.slots) : null,
     // The engine lists no slot without a model.
-    slots: metrics ? cacheSlots(metrics.slots) : [],
+    slots: metrics ? metrics.slots : [],
     store: metrics ? cacheStore(metrics.kvStore, input.settings, input.kv) : null,
   };
 }

@@ -6,7 +6,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import type { KvStatus, KvStoreInfo, Result, Settings } from '../contract/index.ts';
-import type { EngineMetrics } from '../protocol.ts';
+import type { EngineMetrics, StoreMetrics } from '../protocol.ts';
 
 export interface KvStatsDeps {
   /** The engine's `metrics` request; an engine that is down answers an error. */
@@ -56,14 +56,28 @@ export async function readKvStats(deps: KvStatsDeps): Promise<KvStoreInfo> {
   const store = sampled?.ok ? sampled.value.kvStore : undefined;
   const tracked = deps.kvStatus().persistence;
   const persistence: KvStoreInfo['persistence'] = tracked === 'on' && !store ? 'paused' : tracked;
+  // The engine measures the same disk (StoreMetrics.freeBytes): its figure stands in where statfs fails here.
+  return storeInfo(store, settings, persistence, free ?? store?.freeBytes ?? null);
+}
+
+/**
+ * The store's figures as `kv.stats` and the Cache view's ticks show them: the engine's counts
+ * (zeros without a store) beside the budget and chunk size in force, from the settings (a change
+ * applies at the engine's restart, which a queued change waits for).
+ */
+export function storeInfo(
+  store: StoreMetrics | undefined,
+  settings: Settings,
+  persistence: KvStoreInfo['persistence'],
+  freeDiskBytes: number | null,
+): KvStoreInfo {
   return {
     persistence,
     bytesOnDisk: store?.bytesOnDisk ?? 0,
     chunkCount: store?.chunkCount ?? 0,
     logicalBytes: store?.logicalBytes ?? 0,
     budgetBytes: settings.kvBudgetBytes,
-    // The engine measures the same disk (StoreMetrics.freeBytes): its figure stands in where statfs fails here.
-    freeDiskBytes: free ?? store?.freeBytes ?? null,
+    freeDiskBytes,
     chunkTokens: settings.kvChunkTokens,
   };
 }

@@ -21,6 +21,7 @@ import {
 } from '../lib/cache.ts';
 import { watchWhileVisible } from '../lib/cache-watch.ts';
 import { formatBinaryBytes, formatBytes, formatTime } from '../lib/format.ts';
+import { pairText } from '../lib/kv.ts';
 import { useActions, useHearth, useHearthShallow } from '../store/react.tsx';
 import {
   selectCachedChats,
@@ -196,7 +197,7 @@ export function SlotRow({ slot, title }: { slot: CacheSlot; title: string | unde
         </div>
       </td>
       <td className={`${td} font-mono text-xs`}>
-        {slot.kType} / {slot.vType}
+        {pairText(slot.kType, slot.vType)}
       </td>
       <td className={`${td} tabular-nums`}>{formatBytes(slot.bytes)}</td>
       <td className={td}>{slotStateText[slot.state]}</td>

@@ -3,12 +3,8 @@
  * Pure, so the components, the charts and their tests share one way of saying each thing.
  */
 import type { CacheMemory, CacheSnapshot, CacheSource, CacheStoreStats, CacheTurn, ChatCache, MessageStats, SlotState } from '../contract.ts';
-import { formatBytes } from './format.ts';
+import { formatBytes, formatCount as count } from './format.ts';
 import type { Ring } from './ring.ts';
-
-function count(n: number): string {
-  return n.toLocaleString('en-US');
-}
 
 /** The issue asks for the hit ratio "over the last N turns": 20 is a few minutes of chatting. */
 export const hitRatioTurns = 20;

@@ -25,9 +25,12 @@ export function downloadFraction(progress: Pick<DownloadProgress, 'downloadedByt
   return Math.min(1, Math.max(0, progress.downloadedBytes / progress.totalBytes));
 }
 
-function count(n: number): string {
+/** "12,345": counts of tokens and chunks, the same in every locale (tests and screenshots read them). */
+export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
+
+const count = formatCount;
 
 /**
  * The small readout under a reply, e.g. "reused 120 · prefilled 14 tokens · first token 35 ms",

@@ -3,7 +3,7 @@
  * the Settings screen, the model screen and their tests share one way of saying each thing.
  */
 import type { DeviceMemory, KvCacheType, KvPlan, KvPlanRow, KvQuality, ModelInfo, OverflowPolicy } from '../contract.ts';
-import { formatBytes } from './format.ts';
+import { formatBytes, formatCount } from './format.ts';
 
 /**
  * The contract's `kvCacheTypes`, best quality first. Repeated here because the renderer takes
@@ -35,9 +35,7 @@ export function pairText(k: KvCacheType, v: KvCacheType): string {
   return `${k} / ${v}`;
 }
 
-function tokens(n: number): string {
-  return n.toLocaleString('en-US');
-}
+const tokens = formatCount;
 
 /**
  * The device the plan was made for: "CPU · RAM 8.59 GB free of 17.2 GB",

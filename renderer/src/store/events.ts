@@ -78,7 +78,7 @@ export function bindEvents(
         // The save usually lands after the reply ended; an eviction may cut any chat.
         const route = state().route;
         const touches = kind === 'save' || kind === 'evict' || kind === 'forget';
-        if (touches && route.name === 'chat' && (chatId === undefined || chatId === route.chatId)) void actions.refreshChatCache(route.chatId);
+        if (touches && route.name === 'chat' && (chatId === undefined || onScreen(chatId))) void actions.refreshChatCache(route.chatId);
         // The largest chats change with each save: once per turn, not per tick.
         if (touches && route.name === 'cache') void actions.refreshCachedChats();
         break;
