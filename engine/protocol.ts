@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { CachedChat, CacheSlot, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
+import type { CachedChat, CacheSlot, KvCodecInfo, KvCompression, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
 
 export type { SlotState } from './contract/index.ts';
 
@@ -119,12 +119,14 @@ export interface InitInput {
   readonly kvDir?: string | null;
   readonly kvBudgetBytes?: number;
   readonly kvChunkTokens?: number;
+  /** How new chunks are encoded (issue 6); absent = `lossless`. */
+  readonly kvCompression?: KvCompression;
 }
 
 /** Requests the host makes of the engine process: input and output of each. */
 export interface WorkerMethods {
   /** Loads llama.cpp's bindings. Sent once, first. */
-  init: { input: InitInput; output: { readonly build: string } };
+  init: { input: InitInput; output: { readonly build: string; readonly codec: KvCodecInfo } };
   /**
    * Loads a model (unloading any previous one) and creates its context. The host has already
    * validated the file with `gguf/` before asking: nothing unchecked reaches llama.cpp.

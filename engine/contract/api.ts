@@ -54,6 +54,9 @@ const messageTextSchema = z
 
 const pathSchema = z.string().min(1, 'the path is empty').max(4096);
 
+/** Disk encodings of stored KV (types.ts KvCompression). */
+export const kvCompressions = ['off', 'lossless', 'lossy'] as const;
+
 export const settingsPatchSchema = z.strictObject({
   threads: z.number().int().min(0).max(256).optional(),
   contextSize: z.number().int().min(0).max(1_048_576).optional(),
@@ -64,6 +67,7 @@ export const settingsPatchSchema = z.strictObject({
   kvBudgetBytes: z.number().int().min(0).max(2 ** 50).optional(),
   kvChunkTokens: z.number().int().min(16).max(4096).optional(),
   kvSlots: z.number().int().min(1).max(8).optional(),
+  kvCompression: z.enum(kvCompressions).optional(),
 });
 
 /** KV cache types (types.ts KvCacheType). */

@@ -127,6 +127,20 @@ export interface KvQuality {
   /** Positions compared. */
   readonly positions: number;
   readonly measuredAt: number;
+  /**
+   * The lossy disk encoding (Settings.kvCompression `lossy`, issue 6) against a bit-exact restore:
+   * the same context restored from the lossless and from the lossy encoding of the calibration
+   * text's first half, its second half's next-token distributions compared. Absent when the pair
+   * has no F16 side (lossy does not apply) or the measurement failed.
+   */
+  readonly lossy?: KvLossyQuality;
+}
+
+export interface KvLossyQuality {
+  /** Mean KL divergence (nats), the lossless restore as the reference. */
+  readonly klVsLossless: number;
+  readonly top1Agreement: number;
+  readonly positions: number;
 }
 
 /** The model's status: `{status, progress?, error?}` (issue 2). */
@@ -187,6 +201,30 @@ export interface Settings {
    * host reloads the loaded model for it (once the engine is idle, as for `kvPersistence`).
    */
   readonly kvSlots: number;
+  /**
+   * How stored KV chunks are encoded on disk (issue 6). Applied on save, as `kvPersistence` is.
+   * Chunks already stored keep their encoding and stay readable whatever this says; only `lossy`
+   * changes which chunks a chat can reuse (its KV is no longer bit-exact).
+   */
+  readonly kvCompression: KvCompression;
+}
+
+/**
+ * - `off`: chunks hold the KV bytes as llama.cpp wrote them;
+ * - `lossless`: F16 values byte-shuffled (their high bytes compressed with zstd, the low bytes
+ *   stored as they are), quantized K/V compressed with zstd; restores are bit-exact;
+ * - `lossy`: F16 K/V stored as q8_0 and expanded back to F16 on load (~0.5× the bytes, a small
+ *   quality cost the quality meter reports). Never applied to quantized K/V (llama.cpp rotates
+ *   those, facts.md), which stay lossless.
+ */
+export type KvCompression = 'off' | 'lossless' | 'lossy';
+
+/** Which implementation of the KV codec's byte transforms the engine runs. */
+export interface KvCodecInfo {
+  /** `native`: the Node-API addon in native/; `fallback`: the TypeScript version (same output, slower). */
+  readonly kernels: 'native' | 'fallback';
+  /** Why the addon is not used (absent when it is). */
+  readonly reason?: string;
 }
 
 export interface ChatSummary {
@@ -303,6 +341,10 @@ export interface KvStoreInfo {
   /** Free space on the disk that holds the store; null when it cannot be read. */
   readonly freeDiskBytes: number | null;
   readonly chunkTokens: number;
+  /** The encoding new chunks are written with (Settings.kvCompression as the engine applies it). */
+  readonly compression: KvCompression;
+  /** The codec's implementation; null while the engine has not started. */
+  readonly codec: KvCodecInfo | null;
 }
 
 /** What a slot is doing: generations, saves and restores run one at a time. */

@@ -1,0 +1,101 @@
+/**
+ * Picks the codec kernels for this process: the Node-API addon (native/) when it loads, else the
+ * TypeScript fallback, with the reason, so the app can say which one it runs.
+ *
+ * The addon lives at native/build/Release/hearth_kv.node under the project root. This module is
+ * two directories below the root both in source (engine/kv/) and in the Electron build
+ * (out/main/); a bundler may move it one level deeper (out/main/chunks/), so the search walks up
+ * a few levels. In a packaged app the root is inside app.asar, which the OS loader cannot read:
+ * electron-builder unpacks the addon to app.asar.unpacked (electron-builder.yml).
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { KvCodecInfo } from '../contract/index.ts';
+import { fallbackKernels } from './kernels-fallback.ts';
+import type { CodecKernels } from './kernels.ts';
+
+const ADDON = join('native', 'build', 'Release', 'hearth_kv.node');
+export const NOT_BUILT = 'the native addon is not built (npm run build:native)';
+
+/** What the addon exports (native/src/hearth_kv.cc); it validates its arguments itself. */
+interface Addon {
+  shuffle16(src: Uint8Array, lo: Uint8Array, hi: Uint8Array): void;
+  unshuffle16(lo: Uint8Array, hi: Uint8Array, dst: Uint8Array): void;
+  f16ToQ8_0(src: Uint8Array, dst: Uint8Array): boolean;
+  q8_0ToF16(src: Uint8Array, dst: Uint8Array): void;
+  crc32c(data: Uint8Array, seed?: number): number;
+  /** The instruction sets the addon picked at load, e.g. "avx2 f16c sse4.2" (diagnostics only). */
+  readonly features: string;
+}
+
+type NativeResult = { readonly kernels: CodecKernels; readonly features: string } | { readonly reason: string };
+
+let native: NativeResult | undefined;
+let chosen: { kernels: CodecKernels; info: KvCodecInfo } | undefined;
+
+/** Where the addon would be, inside app.asar's unpacked twin when the root is an asar archive. */
+export function addonCandidates(moduleUrl: string = import.meta.url): string[] {
+  const out: string[] = [];
+  let dir = dirname(fileURLToPath(moduleUrl));
+  for (let up = 0; up < 4; up++) {
+    dir = dirname(dir);
+    const file = join(dir, ADDON).replace(`${sep}app.asar${sep}`, `${sep}app.asar.unpacked${sep}`);
+    out.push(file);
+  }
+  // Two levels up is the layout both the source tree and out/main/ have: try it first.
+  return [out[1]!, out[0]!, out[2]!, out[3]!];
+}
+
+function loadNative(): NativeResult {
+  const file = addonCandidates().find((candidate) => existsSync(candidate));
+  if (!file) return { reason: NOT_BUILT };
+  try {
+    const addon = createRequire(import.meta.url)(file) as Addon;
+    for (const name of ['shuffle16', 'unshuffle16', 'f16ToQ8_0', 'q8_0ToF16', 'crc32c'] as const) {
+      if (typeof addon[name] !== 'function') return { reason: `the native addon at ${file} lacks ${name}` };
+    }
+    const kernels: CodecKernels = {
+      kind: 'native',
+      shuffle16: addon.shuffle16,
+      unshuffle16: addon.unshuffle16,
+      f16ToQ8_0: addon.f16ToQ8_0,
+      q8_0ToF16: addon.q8_0ToF16,
+      crc32c: addon.crc32c,
+    };
+    return { kernels, features: String(addon.features) };
+  } catch (error) {
+    return { reason: `the native addon failed to load: ${error instanceof Error ? error.message : String(error)}` };
+  }
+}
+
+/** The addon's kernels whatever HEARTH_CODEC says (tests and benchmarks), or null with no addon. */
+export function nativeKernels(): CodecKernels | null {
+  native ??= loadNative();
+  return 'kernels' in native ? native.kernels : null;
+}
+
+/** Why the addon is unavailable, or null when it loaded; plus the instruction sets it chose. */
+export function nativeStatus(): { readonly reason: string } | { readonly features: string } {
+  native ??= loadNative();
+  return 'kernels' in native ? { features: native.features } : { reason: native.reason };
+}
+
+/**
+ * The kernels this process uses, chosen once: `HEARTH_CODEC=fallback` forces the TypeScript
+ * fallback; otherwise the addon, or the fallback with the reason it could not load.
+ */
+export function loadKernels(): { kernels: CodecKernels; info: KvCodecInfo } {
+  if (chosen) return chosen;
+  if (process.env.HEARTH_CODEC === 'fallback') {
+    chosen = { kernels: fallbackKernels, info: { kernels: 'fallback', reason: 'HEARTH_CODEC=fallback is set' } };
+    return chosen;
+  }
+  const kernels = nativeKernels();
+  const status = nativeStatus();
+  chosen = kernels
+    ? { kernels, info: { kernels: 'native' } }
+    : { kernels: fallbackKernels, info: { kernels: 'fallback', reason: 'reason' in status ? status.reason : NOT_BUILT } };
+  return chosen;
+}
