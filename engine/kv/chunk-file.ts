@@ -5,19 +5,24 @@
  * Layout (all little-endian; 96-byte header, then the body):
  *
  *   0  magic "HKVF"                      4 bytes   (the codec's payloads start with "HKVC")
- *   4  format version (1)                u16
+ *   4  format version (2; 1 is read)     u16
  *   6  header length (96)                u16   so a later version can grow the header
  *   8  token count                       u32
- *  12  crc32 of the body                 u32   body = tokens ‖ payload
+ *  12  checksum of the body              u32   body = tokens ‖ payload
  *  16  payload length                    u64
  *  24  key                               32 bytes (raw sha256)
  *  56  parent (previous key or the fingerprint)  32 bytes
- *  88  crc32 of bytes 0..88              u32   a flipped length/count is reported as such, not misparsed
+ *  88  checksum of bytes 0..88           u32   a flipped length/count is reported as such, not misparsed
  *  92  reserved (0)                      u32
  *  96  tokens                            int32 × token count
- *   …  payload                           the codec's bytes, opaque here
+ *   …  payload                           the stored payload, opaque here (frame.ts: raw or compressed)
  *
- * Why crc32 and not sha256: the checksum guards against accidental damage (bit rot, torn or
+ * The checksum is CRC-32C (Castagnoli) in version 2, computed by the codec kernels (kernels.ts:
+ * the native addon, or its TypeScript fallback), and zlib's CRC-32 in version 1 (issue 3). Both are read: "the reader accepts every version it ever
+ * wrote". Since the body checksum covers the stored (compressed) bytes, a damaged compressed
+ * chunk is caught before zstd ever sees it.
+ *
+ * Why a CRC and not sha256: the checksum guards against accidental damage (bit rot, torn or
  * truncated writes, a stray editor), not an adversary: anyone who can write the data directory can
  * also rewrite the index. crc32 catches every single-bit flip and every burst up to 32 bits, and a
  * random corruption with probability 1 − 2⁻³²; the length and key checks catch truncation and
@@ -31,11 +36,14 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { chainKey, tokenBytes, tokensFromBytes } from './fingerprint.ts';
+import type { CodecKernels } from './kernels.ts';
 import type { StoreFileHandle, StoreFs } from './store-fs.ts';
 import { errnoOf } from './store-fs.ts';
 
 export const chunkMagic = Buffer.from('HKVF', 'latin1');
-export const chunkFormatVersion = 1;
+/** The version written; every version listed in `readableVersions` is read. */
+export const chunkFormatVersion = 2;
+const readableVersions = new Set([1, 2]);
 export const chunkHeaderBytes = 96;
 /** Chunk file name suffix. */
 export const chunkSuffix = '.kvc';
@@ -44,9 +52,10 @@ export const tempSuffix = '.tmp';
 
 /**
  * Why a chunk could not be returned. `io` is a read error that says nothing about the bytes
- * (EACCES, EIO); every other fault means the file is gone or damaged.
+ * (EACCES, EIO); every other fault means the file is gone or damaged. `payload`: the file
+ * verified, but its payload does not decode (reported by the reader, `KvStore.recordDamage`).
  */
-export type ChunkFault = 'missing' | 'truncated' | 'magic' | 'version' | 'header' | 'key' | 'length' | 'checksum' | 'io';
+export type ChunkFault = 'missing' | 'truncated' | 'magic' | 'version' | 'header' | 'key' | 'length' | 'checksum' | 'payload' | 'io';
 
 /** A verified chunk. `payload` is a view into one buffer holding the file. */
 export interface ChunkData {
@@ -88,7 +97,12 @@ export function chunkPath(root: string, key: string): string {
   return join(chunkDir(root, key), `${key}${chunkSuffix}`);
 }
 
-function encodeHeader(key: string, parent: string, tokenCount: number, payloadLength: number, bodyCrc: number): Buffer {
+/** The checksum a file of format `version` uses: zlib's CRC-32 (1) or CRC-32C (2). */
+function checksumOf(version: number, kernels: CodecKernels): (data: Uint8Array, seed?: number) => number {
+  return version === 1 ? crc32 : (data, seed) => kernels.crc32c(data, seed);
+}
+
+function encodeHeader(key: string, parent: string, tokenCount: number, payloadLength: number, bodyCrc: number, kernels: CodecKernels): Buffer {
   const header = Buffer.alloc(chunkHeaderBytes);
   chunkMagic.copy(header, 0);
   header.writeUInt16LE(chunkFormatVersion, 4);
@@ -98,19 +112,20 @@ function encodeHeader(key: string, parent: string, tokenCount: number, payloadLe
   header.writeBigUInt64LE(BigInt(payloadLength), 16);
   Buffer.from(key, 'hex').copy(header, 24);
   Buffer.from(parent, 'hex').copy(header, 56);
-  header.writeUInt32LE(crc32(header.subarray(0, 88)), 88);
+  header.writeUInt32LE(kernels.crc32c(header.subarray(0, 88)), 88);
   return header;
 }
 
-/** Checks a whole chunk file's bytes against the key it was asked for. Never throws. */
-export function verifyChunk(file: Uint8Array, key: string): ChunkVerdict {
+/** Checks a whole chunk file's bytes (any readable version) against the key it was asked for. Never throws. */
+export function verifyChunk(file: Uint8Array, key: string, kernels: CodecKernels): ChunkVerdict {
   const fail = (fault: ChunkFault, detail: string): ChunkVerdict => ({ ok: false, fault, detail });
   const bytes = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
   if (bytes.length < chunkHeaderBytes) return fail('truncated', `the file has ${bytes.length} bytes, less than its header`);
   if (!bytes.subarray(0, 4).equals(chunkMagic)) return fail('magic', 'the file does not start with HKVF');
   const version = bytes.readUInt16LE(4);
-  if (version !== chunkFormatVersion) return fail('version', `format version ${version}, this build reads ${chunkFormatVersion}`);
-  if (bytes.readUInt32LE(88) !== crc32(bytes.subarray(0, 88))) return fail('header', 'the header checksum does not match');
+  if (!readableVersions.has(version)) return fail('version', `format version ${version}, this build reads ${[...readableVersions].join(' and ')}`);
+  const checksum = checksumOf(version, kernels);
+  if (bytes.readUInt32LE(88) !== checksum(bytes.subarray(0, 88))) return fail('header', 'the header checksum does not match');
   if (bytes.readUInt16LE(6) !== chunkHeaderBytes) return fail('header', 'unexpected header length');
   const stored = bytes.toString('hex', 24, 56);
   if (stored !== key) return fail('key', `the file holds chunk ${stored.slice(0, 12)}…`);
@@ -121,7 +136,7 @@ export function verifyChunk(file: Uint8Array, key: string): ChunkVerdict {
   if (bytes.length < expected) return fail('truncated', `the file has ${bytes.length} of ${expected} bytes`);
   if (bytes.length > expected) return fail('length', `the file has ${bytes.length} bytes, ${expected} expected`);
   const body = bytes.subarray(chunkHeaderBytes);
-  if (crc32(body) !== bytes.readUInt32LE(12)) return fail('checksum', 'the payload checksum does not match');
+  if (checksum(body) !== bytes.readUInt32LE(12)) return fail('checksum', 'the payload checksum does not match');
   const parent = bytes.toString('hex', 56, 88);
   const tokens = tokensFromBytes(body.subarray(0, 4 * tokenCount));
   // The crc says the bytes are as written; this says they belong to this place in the chain.
@@ -166,12 +181,12 @@ export async function syncDir(fs: StoreFs, dir: string): Promise<void> {
  * the error is rethrown, so no partial file is ever visible under a chunk's name. Returns the
  * file's size.
  */
-export async function writeChunkFile(fs: StoreFs, root: string, chunk: ChunkWrite): Promise<number> {
+export async function writeChunkFile(fs: StoreFs, root: string, chunk: ChunkWrite, kernels: CodecKernels): Promise<number> {
   const dir = chunkDir(root, chunk.key);
   const final = chunkPath(root, chunk.key);
   const temp = join(dir, `.${chunk.key}.${process.pid}-${randomBytes(4).toString('hex')}${tempSuffix}`);
   const tokens = tokenBytes(chunk.tokens);
-  const header = encodeHeader(chunk.key, chunk.parent, chunk.tokens.length, chunk.payload.length, crc32(chunk.payload, crc32(tokens)));
+  const header = encodeHeader(chunk.key, chunk.parent, chunk.tokens.length, chunk.payload.length, kernels.crc32c(chunk.payload, kernels.crc32c(tokens)), kernels);
   await fs.mkdir(dir);
   const handle = await fs.open(temp, 'wx', 0o644);
   let renamed = false;
@@ -202,8 +217,8 @@ export async function writeChunkFile(fs: StoreFs, root: string, chunk: ChunkWrit
  * not awaited for the same reason. With `reuse` (and a synchronous reader) the file is read into
  * that buffer, and the verdict's views point into it.
  */
-export async function readChunkFile(fs: StoreFs, root: string, key: string, expectedBytes?: number, reuse?: Buffer): Promise<ChunkVerdict> {
-  if (expectedBytes !== undefined && fs.readIntoSync) return readChunkFileSync(fs.readIntoSync, root, key, expectedBytes, reuse);
+export async function readChunkFile(fs: StoreFs, root: string, key: string, kernels: CodecKernels, expectedBytes?: number, reuse?: Buffer): Promise<ChunkVerdict> {
+  if (expectedBytes !== undefined && fs.readIntoSync) return readChunkFileSync(fs.readIntoSync, root, key, kernels, expectedBytes, reuse);
   let handle: StoreFileHandle;
   try {
     handle = await fs.open(chunkPath(root, key), 'r');
@@ -225,7 +240,7 @@ export async function readChunkFile(fs: StoreFs, root: string, key: string, expe
       // after all, its first bytes still pass or fail verification on their own merits.
       if (expectedBytes !== undefined && done === expectedBytes) break;
     }
-    return verifyChunk(buffer.subarray(0, done), key);
+    return verifyChunk(buffer.subarray(0, done), key, kernels);
   } catch (error) {
     return { ok: false, fault: 'io', detail: error instanceof Error ? error.message : String(error) };
   } finally {
@@ -238,7 +253,7 @@ export async function readChunkFile(fs: StoreFs, root: string, key: string, expe
  * the same checks. The buffer is one byte larger than the indexed size, so a file that grew is
  * reported as such ('length').
  */
-function readChunkFileSync(read: (path: string, buffer: Uint8Array) => number, root: string, key: string, expectedBytes: number, reuse?: Buffer): ChunkVerdict {
+function readChunkFileSync(read: (path: string, buffer: Uint8Array) => number, root: string, key: string, kernels: CodecKernels, expectedBytes: number, reuse?: Buffer): ChunkVerdict {
   // allocUnsafeSlow: see readChunkFile. `reuse` (big enough, at offset 0) spares the allocation.
   const buffer = reuse !== undefined && reuse.byteOffset === 0 && reuse.length >= expectedBytes + 1 ? reuse.subarray(0, expectedBytes + 1) : Buffer.allocUnsafeSlow(expectedBytes + 1);
   let done: number;
@@ -248,5 +263,5 @@ function readChunkFileSync(read: (path: string, buffer: Uint8Array) => number, r
     if (errnoOf(error) === 'ENOENT') return { ok: false, fault: 'missing', detail: 'the file does not exist' };
     return { ok: false, fault: 'io', detail: error instanceof Error ? error.message : String(error) };
   }
-  return verifyChunk(buffer.subarray(0, done), key);
+  return verifyChunk(buffer.subarray(0, done), key, kernels);
 }

@@ -234,9 +234,19 @@ export interface ChunkInfo {
  * of that shape). Never throws. It does not verify the bytes: the KV store's checksum does.
  */
 export function readChunkHeader(payload: Uint8Array, shape?: StateShape): Result<ChunkInfo> {
+  return checkChunkHeader(payload, payload.byteLength, shape);
+}
+
+/**
+ * `readChunkHeader` for a payload not yet at hand: `header` holds (at least) its first
+ * `CHUNK_HEADER_BYTES` bytes and `byteLength` is the size the whole payload will have. The frame
+ * decoder (frame.ts) checks a compressed chunk's header this way before writing any byte of it.
+ * Never throws.
+ */
+export function checkChunkHeader(header: Uint8Array, byteLength: number, shape?: StateShape): Result<ChunkInfo> {
   const bad = (why: string): Result<ChunkInfo> => err('INVALID_INPUT', `Invalid KV chunk: ${why}.`);
-  if (payload.byteLength < CHUNK_HEADER_BYTES) return bad(`${payload.byteLength} bytes is shorter than its header`);
-  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (byteLength < CHUNK_HEADER_BYTES || header.byteLength < CHUNK_HEADER_BYTES) return bad(`${byteLength} bytes is shorter than its header`);
+  const view = new DataView(header.buffer, header.byteOffset, CHUNK_HEADER_BYTES);
   if (view.getUint32(0, true) !== CHUNK_MAGIC) return bad('wrong magic');
   const version = view.getUint16(4, true);
   if (version !== CHUNK_LAYOUT_VERSION) return err('NOT_SUPPORTED', `KV chunk layout version ${version} is not ${CHUNK_LAYOUT_VERSION}.`);
@@ -251,7 +261,7 @@ export function readChunkHeader(payload: Uint8Array, shape?: StateShape): Result
     vTrans: (flags & FLAG_V_TRANS) !== 0,
   };
   const expected = CHUNK_HEADER_BYTES + info.length * (4 + info.bytesPerToken);
-  if (expected !== payload.byteLength) return bad(`${payload.byteLength} bytes where its header implies ${expected}`);
+  if (expected !== byteLength) return bad(`${byteLength} bytes where its header implies ${expected}`);
   if (shape !== undefined) {
     if (info.shapeTag !== shapeTag(shape) || info.vTrans !== shape.vTrans || info.nLayer !== shape.layers.length || info.bytesPerToken !== bytesPerToken(shape)) {
       return err('INVALID_INPUT', 'KV chunk was cut from a state of another shape (layers, K/V types, flash attention or stream count differ).');

@@ -66,6 +66,16 @@ const migrations: readonly string[] = [
     computed_at INTEGER NOT NULL
   );
   `,
+  `
+  -- Issue 6: stored payloads may be compressed (frame.ts), so a chunk file's size no longer says
+  -- how much KV it holds. raw_bytes = the decoded payload's size, recorded at write; rows written
+  -- before were raw payloads: their file size less the header and the tokens.
+  ALTER TABLE chunks ADD COLUMN raw_bytes INTEGER;
+  UPDATE chunks SET raw_bytes = bytes - 96 - 4 * tokens;
+  -- The same for the tail payload (meaningful only while tail_payload is not NULL).
+  ALTER TABLE manifests ADD COLUMN tail_raw_bytes INTEGER;
+  UPDATE manifests SET tail_raw_bytes = length(tail_payload);
+  `,
 ];
 
 /** Opens (creating if needed) the index and brings its schema up to date. Throws on an unusable file. */

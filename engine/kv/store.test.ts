@@ -7,6 +7,7 @@ import { chunkFileBytes, chunkPath, chunksDir, writeChunkFile } from './chunk-fi
 import { chainKey, chunkKeys } from './fingerprint.ts';
 import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
+import { fallbackKernels } from './kernels-fallback.ts';
 import { nodeFs } from './store-fs.ts';
 import type { Faults } from './store-testing.ts';
 import { faultyFs, payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from './store-testing.ts';
@@ -428,7 +429,7 @@ describe('KV store: GC and integrity', () => {
     // A crash between rename and commit: a complete chunk file the index never learnt of.
     const orphanTokens = range(500, 4);
     const orphan = chainKey(fp, orphanTokens);
-    await writeChunkFile(nodeFs, stores.root, { key: orphan, parent: fp, tokens: orphanTokens, payload: payloadFor(orphanTokens) });
+    await writeChunkFile(nodeFs, stores.root, { key: orphan, parent: fp, tokens: orphanTokens, payload: payloadFor(orphanTokens) }, fallbackKernels);
     const dir = join(chunksDir(stores.root), orphan.slice(0, 2));
     writeFileSync(join(dir, `.${orphan}.123-abcd.tmp`), 'partial');
     writeFileSync(join(dir, 'README'), 'not ours');

@@ -10,8 +10,10 @@
  *
  * Invariants:
  * - A chunk file is visible under its name only when complete and fsynced (temp + rename), and it
- *   is verified (magic, version, key, lengths, crc32, key = sha256(parent ‖ tokens)) before any
+ *   is verified (magic, version, key, lengths, checksum, key = sha256(parent ‖ tokens)) before any
  *   byte is returned.
+ * - Payloads are opaque bytes here, stored as given; only their decoded size is read (frame.ts
+ *   `decodedSize`, for `rawBytes`), never their contents.
  * - Files are written before the commit that references them and removed after the commit that
  *   drops them, so the index never references a file that was not written; a crash in between
  *   leaves orphan files, which gc() removes.
@@ -33,6 +35,9 @@ import type { ChunkData, ChunkFault } from './chunk-file.ts';
 import { chunkHeaderBytes, chunkPath, chunkSuffix, chunksDir, readChunkFile, tempSuffix, writeChunkFile } from './chunk-file.ts';
 import type { HashProgress } from './fingerprint.ts';
 import { chainKey, chunkKeys, firstBadToken, hashFile, isDigest, tokenBytes, tokensFromBytes } from './fingerprint.ts';
+import { decodedSize } from './frame.ts';
+import type { CodecKernels } from './kernels.ts';
+import { loadKernels } from './kernels-load.ts';
 import type { Manifest, ManifestInput, ManifestRow, PrefixMatch, TailData, TailMatch } from './manifest.ts';
 import { commonPrefix, toManifest } from './manifest.ts';
 import { openIndex, transaction } from './store-db.ts';
@@ -63,6 +68,11 @@ export interface KvStoreOptions {
    * pool; reads of indexed chunks on a file system with `readIntoSync` are synchronous and one at a time.
    */
   readonly readConcurrency?: number;
+  /**
+   * The codec kernels, for the chunk files' CRC-32C (chunk-file.ts). Default: the native addon
+   * when it loads (kernels-load.ts `loadKernels`), else the TypeScript fallback.
+   */
+  readonly kernels?: CodecKernels;
 }
 
 /** A chunk read failure: a HearthError that names the fault and the key. */
@@ -157,9 +167,9 @@ export interface KvStoreStats {
   /** What the manifests reference, a shared chunk counted once per manifest that uses it. */
   readonly logicalBytes: number;
   /**
-   * The KV payload inside `storedBytes`: chunk files without their header and token list, plus
-   * tail payloads. Until on-disk compression (issue 6) the payload is the raw KV, so
-   * rawBytes / storedBytes is the compression ratio (just under 1 now: the headers and tokens).
+   * The KV the stored payloads decode to (chunk and tail payloads at their decoded size, frame.ts),
+   * so rawBytes / storedBytes is the on-disk compression ratio (issue 6): just under 1 with
+   * compression off (the files' headers and tokens), above it with compression on.
    */
   readonly rawBytes: number;
   readonly chunkCount: number;
@@ -203,6 +213,12 @@ export interface KvStore {
   missingChunks(fingerprint: string, tokens: ArrayLike<number>): Result<number[]>;
   /** Reads and verifies one chunk. A fault is recorded (the chunk and what follows it stop matching). */
   readChunk(key: string): Promise<ChunkResult<ChunkData>>;
+  /**
+   * Records that a chunk which passed verification is unusable all the same (its payload does not
+   * decode: a bug, or a file forged with a valid checksum): it is handled like a damaged file, so
+   * lookups stop before it and the next save rewrites it.
+   */
+  recordDamage(key: string, detail: string): Promise<ChunkError>;
   /** Reads chunks in order (a few in parallel) and stops at the first fault: the verified prefix and that fault. */
   readChunks(keys: readonly string[]): Promise<{ chunks: ChunkData[]; error: ChunkError | null }>;
   /**
@@ -254,6 +270,7 @@ const faultText: Readonly<Record<ChunkFault, string>> = {
   key: 'misplaced (key mismatch)',
   length: 'longer than its header says',
   checksum: 'damaged (checksum)',
+  payload: 'undecodable',
   io: 'unreadable',
 };
 
@@ -339,7 +356,19 @@ export async function openKvStore(options: KvStoreOptions): Promise<Result<KvSto
   } catch (error) {
     return unwritable(error);
   }
-  return ok(new DiskKvStore(root, db, fs, chunkTokens, options.budgetBytes, options.now ?? Date.now, options.readConcurrency ?? 8, pause));
+  const kernels = options.kernels ?? defaultKernels();
+  return ok(new DiskKvStore(root, db, fs, chunkTokens, options.budgetBytes, options.now ?? Date.now, options.readConcurrency ?? 8, pause, kernels));
+}
+
+/** The kernels a store uses unless told otherwise: the process's choice (loaded once). */
+function defaultKernels(): CodecKernels {
+  return loadKernels().kernels;
+}
+
+/** A payload's decoded size (frame.ts), or its own size for bytes that are not a KV payload. */
+function rawSize(payload: Uint8Array): number {
+  const size = decodedSize(payload);
+  return size.ok ? size.value : payload.byteLength;
 }
 
 class DiskKvStore implements KvStore {
@@ -349,6 +378,7 @@ class DiskKvStore implements KvStore {
   readonly #fs: StoreFs;
   readonly #now: () => number;
   readonly #readConcurrency: number;
+  readonly #kernels: CodecKernels;
   readonly #lock = new StoreLock('kv-store');
   readonly #statements = new Map<string, StatementSync>();
   readonly #listeners = new Set<(pause: PersistencePause | null) => void>();
@@ -358,7 +388,17 @@ class DiskKvStore implements KvStore {
   #pause: PersistencePause | null;
   #closed = false;
 
-  constructor(root: string, db: DatabaseSync, fs: StoreFs, chunkTokens: number, budget: number, now: () => number, readConcurrency: number, pause: PersistencePause | null) {
+  constructor(
+    root: string,
+    db: DatabaseSync,
+    fs: StoreFs,
+    chunkTokens: number,
+    budget: number,
+    now: () => number,
+    readConcurrency: number,
+    pause: PersistencePause | null,
+    kernels: CodecKernels,
+  ) {
     this.root = root;
     this.#db = db;
     this.#fs = fs;
@@ -367,6 +407,7 @@ class DiskKvStore implements KvStore {
     this.#now = now;
     this.#readConcurrency = Math.max(1, Math.floor(readConcurrency));
     this.#pause = pause;
+    this.#kernels = kernels;
   }
 
   get budget(): number {
@@ -670,7 +711,7 @@ class DiskKvStore implements KvStore {
     } catch {
       // the index is unreadable: verify by the file alone
     }
-    const verdict = await readChunkFile(this.#fs, this.root, key, expected, reuse);
+    const verdict = await readChunkFile(this.#fs, this.root, key, this.#kernels, expected, reuse);
     if (verdict.ok) return verdict;
     // An I/O error says nothing about the bytes (it may be transient); any other fault is recorded
     // so that lookups stop before this chunk and the manifests using it are cut there.
@@ -682,6 +723,15 @@ class DiskKvStore implements KvStore {
       }
     }
     return { ok: false, error: chunkError(key, verdict.fault, verdict.detail) };
+  }
+
+  async recordDamage(key: string, detail: string): Promise<ChunkError> {
+    try {
+      if (!this.#closed && isDigest(key) && this.#chunkRow(key)) await this.#recordFault(key, 'payload');
+    } catch (error) {
+      console.error('Hearth: could not record a damaged KV chunk:', error);
+    }
+    return chunkError(key, 'payload', detail);
   }
 
   async readChunks(keys: readonly string[]): Promise<{ chunks: ChunkData[]; error: ChunkError | null }> {
@@ -730,7 +780,7 @@ class DiskKvStore implements KvStore {
 
       // 1. Chunk files, outside any transaction: only those the store lacks or holds damaged.
       const fresh: string[] = []; // written with no row yet: removed again if the commit fails
-      const written: { key: string; parent: string; bytes: number }[] = [];
+      const written: { key: string; parent: string; bytes: number; raw: number }[] = [];
       let bytesWritten = 0;
       let reused = 0;
       for (let index = 0; index < keys.length; index++) {
@@ -749,8 +799,13 @@ class DiskKvStore implements KvStore {
         }
         const parent = index === 0 ? fingerprint : (keys[index - 1] as string);
         try {
-          const bytes = await writeChunkFile(this.#fs, this.root, { key, parent, tokens: Array.prototype.slice.call(tokens, index * size, (index + 1) * size) as number[], payload });
-          written.push({ key, parent, bytes });
+          const bytes = await writeChunkFile(
+            this.#fs,
+            this.root,
+            { key, parent, tokens: Array.prototype.slice.call(tokens, index * size, (index + 1) * size) as number[], payload },
+            this.#kernels,
+          );
+          written.push({ key, parent, bytes, raw: rawSize(payload) });
           if (!row) fresh.push(key);
           bytesWritten += bytes;
         } catch (error) {
@@ -769,9 +824,9 @@ class DiskKvStore implements KvStore {
           const now = this.#now();
           for (const w of written) {
             this.#sql(
-              `INSERT INTO chunks (key, parent, tokens, bytes, refcount, last_used, created_at, corrupt) VALUES (?, ?, ?, ?, 0, ?, ?, NULL)
-               ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes, corrupt = NULL, last_used = excluded.last_used`,
-            ).run(w.key, w.parent, size, w.bytes, now, now);
+              `INSERT INTO chunks (key, parent, tokens, bytes, raw_bytes, refcount, last_used, created_at, corrupt) VALUES (?, ?, ?, ?, ?, 0, ?, ?, NULL)
+               ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes, raw_bytes = excluded.raw_bytes, corrupt = NULL, last_used = excluded.last_used`,
+            ).run(w.key, w.parent, size, w.bytes, w.raw, now, now);
           }
           const old = this.#sql('SELECT key FROM manifest_chunks WHERE manifest_id = ?').all(id) as unknown as { key: string }[];
           for (const { key } of old) this.#sql('UPDATE chunks SET refcount = refcount - 1 WHERE key = ?').run(key);
@@ -782,12 +837,12 @@ class DiskKvStore implements KvStore {
             this.#sql('INSERT INTO manifest_chunks (manifest_id, idx, key) VALUES (?, ?, ?)').run(id, index, key);
           });
           this.#sql(
-            `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_payload, tail_crc, total_tokens, last_used, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_payload, tail_crc, tail_raw_bytes, total_tokens, last_used, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(id) DO UPDATE SET fingerprint = excluded.fingerprint, chunk_tokens = excluded.chunk_tokens,
                chunk_count = excluded.chunk_count, head = excluded.head, tail_tokens = excluded.tail_tokens,
-               tail_payload = excluded.tail_payload, tail_crc = excluded.tail_crc, total_tokens = excluded.total_tokens,
-               last_used = excluded.last_used`,
+               tail_payload = excluded.tail_payload, tail_crc = excluded.tail_crc, tail_raw_bytes = excluded.tail_raw_bytes,
+               total_tokens = excluded.total_tokens, last_used = excluded.last_used`,
           ).run(
             id,
             fingerprint,
@@ -797,6 +852,7 @@ class DiskKvStore implements KvStore {
             tailTokens,
             tailPayload,
             tailPayload === null ? null : crc32(tailPayload),
+            tailPayload === null ? null : rawSize(tailPayload),
             totalTokens,
             now,
             now,
@@ -1038,7 +1094,7 @@ class DiskKvStore implements KvStore {
       for (const row of rows) {
         if (row.corrupt !== null) knownCorrupt.push({ key: row.key, reason: row.corrupt });
         if (verify) {
-          const verdict = await readChunkFile(this.#fs, this.root, row.key);
+          const verdict = await readChunkFile(this.#fs, this.root, row.key, this.#kernels);
           if (verdict.ok && verdict.value.bytes === row.bytes) chunksVerified++;
           else if (verdict.ok) corrupt.push({ key: row.key, reason: 'length' });
           else if (verdict.fault === 'missing') missing.push(row.key);
@@ -1146,9 +1202,18 @@ class DiskKvStore implements KvStore {
                   (SELECT count(*) FROM chunks) AS chunk_count,
                   (SELECT count(*) FROM manifests) AS manifests,
                   (SELECT coalesce(sum(length(tail_payload)), 0) FROM manifests) AS tail_bytes,
-                  (SELECT coalesce(sum(bytes - ? - 4 * tokens), 0) FROM chunks) AS chunk_payload_bytes,
+                  (SELECT coalesce(sum(coalesce(raw_bytes, bytes - ? - 4 * tokens)), 0) FROM chunks) AS chunk_raw_bytes,
+                  (SELECT coalesce(sum(coalesce(tail_raw_bytes, length(tail_payload))), 0) FROM manifests WHERE tail_payload IS NOT NULL) AS tail_raw_bytes,
                   (SELECT coalesce(sum(c.bytes), 0) FROM manifest_chunks mc JOIN chunks c ON c.key = mc.key) AS referenced_bytes`,
-        ).get(chunkHeaderBytes) as { chunk_bytes: number; chunk_count: number; manifests: number; tail_bytes: number; chunk_payload_bytes: number; referenced_bytes: number },
+        ).get(chunkHeaderBytes) as {
+          chunk_bytes: number;
+          chunk_count: number;
+          manifests: number;
+          tail_bytes: number;
+          chunk_raw_bytes: number;
+          tail_raw_bytes: number;
+          referenced_bytes: number;
+        },
       ),
     );
     if (!counts.ok) return counts;
@@ -1168,7 +1233,7 @@ class DiskKvStore implements KvStore {
       bytesOnDisk: c.chunk_bytes + indexBytes,
       storedBytes,
       logicalBytes: c.referenced_bytes + c.tail_bytes,
-      rawBytes: c.chunk_payload_bytes + c.tail_bytes,
+      rawBytes: c.chunk_raw_bytes + c.tail_raw_bytes,
       chunkCount: c.chunk_count,
       manifests: c.manifests,
       budget,

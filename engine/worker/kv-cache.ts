@@ -13,14 +13,20 @@
  *   disk; only chunks the store lacks (and the small tail) are written to the store.
  * - A restore replaces the sequence's whole state (a sequence state cannot be appended to), so
  *   it only happens when the store holds more of the prompt than memory does.
+ * - Chunks are stored encoded (issue 6, engine/kv/frame.ts) in the mode this cache was opened
+ *   with; a restore decodes whatever mode each chunk was written in. `off` and `lossless` give
+ *   bit-identical restores and share a fingerprint, so switching between them keeps every stored
+ *   chat; `lossy` (when it changes anything: some K/V section is F16) adds `storage:
+ *   'lossy-q8_0'` to the fingerprint, so lossy KV is never mixed into an exact chat or vice versa.
  */
 import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { constants as fsConstants, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
-import { err, ok, type Result } from '../contract/index.ts';
+import { err, ok, type KvCompression, type Result } from '../contract/index.ts';
 import {
   STATE_VERSION,
+  chunkPayloadSize,
   cutChunks,
   readStateFile,
   sameShape,
@@ -32,8 +38,11 @@ import {
   type StateShape,
 } from '../kv/codec.ts';
 import { chunkKeys, fingerprint } from '../kv/fingerprint.ts';
+import { decodeChunk, encodeChunk, lossyApplies } from '../kv/frame.ts';
+import type { CodecKernels } from '../kv/kernels.ts';
+import { loadKernels } from '../kv/kernels-load.ts';
 import { commonPrefix, type Manifest, type TailMatch } from '../kv/manifest.ts';
-import { openKvStore, type ChunkError, type EvictionReport, type KvStore, type KvStoreStats } from '../kv/store.ts';
+import { openKvStore, type EvictionReport, type KvStore, type KvStoreStats } from '../kv/store.ts';
 
 export type { KvStoreStats } from '../kv/store.ts';
 
@@ -48,6 +57,10 @@ export interface KvCacheOptions {
   readonly llamaRelease: string;
   /** Where state files are saved/assembled (default: /dev/shm/hearth-kv-<uid> when usable, else <root>/scratch). */
   readonly scratchDir?: string;
+  /** How new chunks and tails are encoded (default `lossless`); stored chunks of every mode are read. */
+  readonly compression?: KvCompression;
+  /** The codec kernels (default: `loadKernels()`, the native addon when it loads). */
+  readonly kernels?: CodecKernels;
 }
 
 /** What decides whether stored KV fits a context: computed once per loaded model+context. */
@@ -63,6 +76,8 @@ export interface SaveReport {
   readonly chunksWritten: number;
   readonly bytesWritten: number;
   readonly stateBytes: number;
+  /** The raw (decoded) KV payload bytes of what was written: bytesWritten / rawBytes is this save's ratio. */
+  readonly rawBytes: number;
   readonly ms: number;
   /** What the budget evicted after this save (absent when nothing was). */
   readonly evicted?: EvictionReport;
@@ -81,6 +96,30 @@ export interface RestoreReport {
   readonly restoreMs: number;
   readonly bytesRead: number;
   readonly fallbackReason?: string;
+}
+
+/**
+ * A state file assembled from the store (`assembleState`): what llama.cpp's loader would read.
+ * Disposing it removes the scratch file.
+ */
+export interface AssembledState extends Disposable {
+  /** The scratch state file. */
+  readonly path: string;
+  /** The tokens it holds: a prefix of the request. */
+  readonly tokens: number;
+  /** Chunk file and tail bytes read. */
+  readonly bytesRead: number;
+  /** Why it holds less than the store first offered (a damaged chunk or tail), when it does. */
+  readonly fallbackReason?: string;
+  /** The manifest whose tail it includes (marked used after a load). */
+  readonly tailManifestId?: string;
+}
+
+/** `assembleState` found nothing to load: the store holds no more than `have`, or cannot be used (`reason`). */
+export interface NotAssembled {
+  readonly path: null;
+  readonly bytesRead: number;
+  readonly reason?: string;
 }
 
 /** GGML type id → [bytes per block, elements per block], for the K/V cache types llama.cpp allows. */
@@ -105,6 +144,8 @@ function rowBytes(type: number, width: number): number | null {
 /** Internal profile state, keyed by the profile object handed out. */
 interface ProfileState {
   readonly shape: StateShape;
+  /** New chunks are stored lossy (q8_0) and the fingerprint says so. */
+  readonly lossy: boolean;
   /** What the fingerprint was computed from, to name other cache settings (`#otherSettings`). */
   readonly model: LlamaModel;
   readonly modelHash: string;
@@ -118,6 +159,8 @@ interface CacheSettings {
   readonly vType: number;
   readonly flashAttention: boolean;
   readonly nStream: number;
+  /** Stored with the lossy encoding (fingerprint `storage: 'lossy-q8_0'`). */
+  readonly lossy: boolean;
 }
 
 /** GGML type ids of the KV cache types Hearth offers, with their names. */
@@ -125,7 +168,8 @@ const offeredTypes: readonly (readonly [number, string])[] = [[1, 'f16'], [8, 'q
 
 function describeSettings(s: CacheSettings): string {
   const name = (type: number) => offeredTypes.find(([id]) => id === type)?.[1] ?? `type ${type}`;
-  return `K/V ${name(s.kType)}/${name(s.vType)}, flash attention ${s.flashAttention ? 'on' : 'off'}, ${s.nStream} slot${s.nStream === 1 ? '' : 's'}`;
+  const storage = s.lossy ? ', stored lossy' : '';
+  return `K/V ${name(s.kType)}/${name(s.vType)}, flash attention ${s.flashAttention ? 'on' : 'off'}, ${s.nStream} slot${s.nStream === 1 ? '' : 's'}${storage}`;
 }
 
 function perLayer(value: unknown, layers: number): number[] | null {
@@ -143,7 +187,7 @@ export function expectedShape(model: LlamaModel, context: LlamaContext, flashAtt
 }
 
 /** `expectedShape` for given cache settings, without a context. */
-function shapeFor(model: LlamaModel, settings: CacheSettings): Result<StateShape> {
+function shapeFor(model: LlamaModel, settings: Omit<CacheSettings, 'lossy'>): Result<StateShape> {
   const { kType, vType, flashAttention } = settings;
   const arch = model.fileInfo.architectureMetadata as Record<string, unknown>;
   const attention = (arch.attention ?? {}) as Record<string, unknown>;
@@ -246,6 +290,9 @@ function removeScratchSync(path: string): void {
 
 export class KvCache {
   readonly store: KvStore;
+  /** The encoding of new chunks. */
+  readonly compression: KvCompression;
+  readonly kernels: CodecKernels;
   readonly #llamaRelease: string;
   readonly #scratchDir: string;
   readonly #profiles = new WeakMap<KvProfile, ProfileState>();
@@ -253,14 +300,24 @@ export class KvCache {
   readonly #cleanLimit = new WeakMap<LlamaContextSequence, number>();
   #scratchCounter = 0;
 
-  private constructor(store: KvStore, llamaRelease: string, scratchDir: string) {
+  private constructor(store: KvStore, llamaRelease: string, scratchDir: string, compression: KvCompression, kernels: CodecKernels) {
     this.store = store;
     this.#llamaRelease = llamaRelease;
     this.#scratchDir = scratchDir;
+    this.compression = compression;
+    this.kernels = kernels;
   }
 
   static async open(options: KvCacheOptions): Promise<Result<KvCache>> {
-    const store = await openKvStore({ root: options.root, budgetBytes: options.budgetBytes, ...(options.chunkTokens !== undefined ? { chunkTokens: options.chunkTokens } : {}) });
+    const compression = options.compression ?? 'lossless';
+    if (compression !== 'off' && compression !== 'lossless' && compression !== 'lossy') return err('INVALID_INPUT', `Unknown KV compression ${String(compression)}.`);
+    const kernels = options.kernels ?? loadKernels().kernels;
+    const store = await openKvStore({
+      root: options.root,
+      budgetBytes: options.budgetBytes,
+      kernels,
+      ...(options.chunkTokens !== undefined ? { chunkTokens: options.chunkTokens } : {}),
+    });
     if (!store.ok) return store;
     const scratchDir = options.scratchDir ?? (await ramScratch()) ?? join(options.root, 'scratch');
     try {
@@ -270,7 +327,7 @@ export class KvCache {
       await store.value.close();
       return err('INTERNAL', `The KV scratch directory ${scratchDir} cannot be created: ${error instanceof Error ? error.message : String(error)}.`);
     }
-    return ok(new KvCache(store.value, options.llamaRelease, scratchDir));
+    return ok(new KvCache(store.value, options.llamaRelease, scratchDir, compression, kernels));
   }
 
   #scratch(): string {
@@ -283,14 +340,19 @@ export class KvCache {
     if (!shape.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${shape.error.message}.` };
     const hash = await this.store.modelContentHash(input.modelPath);
     if (!hash.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: the model file could not be hashed (${hash.error.message}).` };
-    const fp = this.#fingerprintOf(shape.value, hash.value);
+    const lossy = this.compression === 'lossy' && lossyApplies(shape.value);
+    const fp = this.#fingerprintOf(shape.value, hash.value, lossy);
     if (!fp.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${fp.error.message}` };
     const profile: KvProfile = { fingerprint: fp.value };
-    this.#profiles.set(profile, { shape: shape.value, model: input.model, modelHash: hash.value });
+    this.#profiles.set(profile, { shape: shape.value, lossy, model: input.model, modelHash: hash.value });
     return profile;
   }
 
-  #fingerprintOf(s: StateShape, modelHash: string): Result<string> {
+  /**
+   * `lossy`: the chunks are stored lossy, so a restore does not give llama.cpp's bytes back. Only
+   * then does the fingerprint change: `off` and `lossless` restore the same bytes.
+   */
+  #fingerprintOf(s: StateShape, modelHash: string, lossy: boolean): Result<string> {
     return fingerprint({
       llamaCppRelease: this.#llamaRelease,
       stateFormatVersion: STATE_VERSION,
@@ -302,26 +364,27 @@ export class KvCache {
       layers: s.layers.length,
       kWidths: widths(s, 'k'),
       vWidths: widths(s, 'v'),
-      extra: { shape: shapeKey(s) },
+      extra: { shape: shapeKey(s), ...(lossy ? { storage: 'lossy-q8_0' } : {}) },
     });
   }
 
   /**
-   * The cache settings (K/V types, flash attention, slots) under which this model would have
-   * fingerprint `other`, or null when none does (another model file or llama.cpp build). Tries
-   * every combination Hearth offers: under 800 hashes, and only when a chat's stored KV has
-   * another fingerprint.
+   * The cache settings (K/V types, flash attention, slots, lossy storage) under which this model
+   * would have fingerprint `other`, or null when none does (another model file or llama.cpp
+   * build). Tries every combination Hearth offers: under 1,600 hashes, and only when a chat's
+   * stored KV has another fingerprint.
    */
   #settingsOf(state: ProfileState, other: string): CacheSettings | null {
     for (const [kType] of offeredTypes) {
       for (const [vType] of offeredTypes) {
         for (const flashAttention of [true, false]) {
           for (let nStream = 1; nStream <= 8; nStream++) {
-            const settings = { kType, vType, flashAttention, nStream };
-            const shape = shapeFor(state.model, settings);
+            const shape = shapeFor(state.model, { kType, vType, flashAttention, nStream });
             if (!shape.ok) continue;
-            const fp = this.#fingerprintOf(shape.value, state.modelHash);
-            if (fp.ok && fp.value === other) return settings;
+            for (const lossy of lossyApplies(shape.value) ? [false, true] : [false]) {
+              const fp = this.#fingerprintOf(shape.value, state.modelHash, lossy);
+              if (fp.ok && fp.value === other) return { kType, vType, flashAttention, nStream, lossy };
+            }
           }
         }
       }
@@ -349,8 +412,13 @@ export class KvCache {
     const then = this.#settingsOf(state, best.manifest.fingerprint);
     if (then === null) return `the stored KV (${best.covered} tokens) was saved for another model file or llama.cpp build; re-read`;
     const layer = state.shape.layers[0]!;
-    const now = describeSettings({ kType: layer.kType, vType: layer.vType, flashAttention: !state.shape.vTrans, nStream: state.shape.nStream });
-    return `the stored KV (${best.covered} tokens) was saved with other cache settings (then ${describeSettings(then)}; now ${now}); re-read`;
+    const current: CacheSettings = { kType: layer.kType, vType: layer.vType, flashAttention: !state.shape.vTrans, nStream: state.shape.nStream, lossy: state.lossy };
+    if (then.kType === current.kType && then.vType === current.vType && then.flashAttention === current.flashAttention && then.nStream === current.nStream) {
+      // Only the storage differs: say that, in the Compression setting's words.
+      const was = then.lossy ? 'lossy compression (F16 K/V stored as q8_0)' : 'exact storage (compression off or lossless)';
+      return `the stored KV (${best.covered} tokens) was saved with ${was}, and compression is now ${this.compression}; re-read`;
+    }
+    return `the stored KV (${best.covered} tokens) was saved with other cache settings (then ${describeSettings(then)}; now ${describeSettings(current)}); re-read`;
   }
 
   /**
@@ -411,11 +479,22 @@ export class KvCache {
       const tokens = parsed.value.tokens.subarray(0, cleanLength);
       const fullChunks = Math.floor(cleanLength / size);
       const tail = probe.value.tail;
+      // Only what the store lacks is encoded: the callback runs for those chunks alone.
+      let rawBytes = 0;
+      const encode = (payload: Uint8Array): Uint8Array => {
+        rawBytes += payload.byteLength;
+        const stored = encodeChunk(state.shape, payload, this.compression, this.kernels);
+        // Cannot happen for a payload cutChunks made; the raw payload is a valid stored form anyway.
+        return stored.ok ? stored.value : payload;
+      };
       const put = await this.store.putManifest(manifestId, {
         fingerprint: fp,
         tokens,
-        chunks: (index) => probe.value.chunks[index]?.payload,
-        ...(tail !== null && cleanLength > fullChunks * size ? { tailPayload: tail.payload } : {}),
+        chunks: (index) => {
+          const chunk = probe.value.chunks[index];
+          return chunk && encode(chunk.payload);
+        },
+        ...(tail !== null && cleanLength > fullChunks * size ? { tailPayload: encode(tail.payload) } : {}),
       });
       if (!put.ok) return put;
       const replaces = typeof options.replaces === 'string' ? [options.replaces] : (options.replaces ?? []);
@@ -430,6 +509,7 @@ export class KvCache {
         chunksWritten: put.value.chunksWritten,
         bytesWritten: put.value.bytesWritten + put.value.tailBytes,
         stateBytes,
+        rawBytes,
         ms: Math.round((performance.now() - started) * 10) / 10,
         ...(evicted ? { evicted } : {}),
       });
@@ -462,102 +542,160 @@ export class KvCache {
   async restore(profile: KvProfile, sequence: LlamaContextSequence, tokens: readonly Token[], options: { manifestPrefix?: string } = {}): Promise<RestoreReport> {
     const started = performance.now();
     const elapsed = (): number => Math.round((performance.now() - started) * 10) / 10;
+    const inMemory = tokens.length < 2 ? 0 : Math.min(sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1);
+    const state = await this.assembleState(profile, tokens, inMemory, options);
+    if (state.path === null) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: state.bytesRead, ...(state.reason !== undefined ? { fallbackReason: state.reason } : {}) };
+    try {
+      return await this.#load(sequence, state.path, tokens, state.tokens, state.bytesRead, state.fallbackReason, state.tailManifestId, elapsed);
+    } finally {
+      state[Symbol.dispose]();
+    }
+  }
+
+  /**
+   * Everything a restore does before llama.cpp's load: finds the longest stored prefix of
+   * `tokens` (less the last token, which a restore always leaves to evaluate), reads and verifies
+   * its chunks and tail, decodes them, and writes the state file `loadStateFromFile` would read.
+   * Only when the store holds more than `have` tokens (what the sequence already has); otherwise
+   * `path: null`, with a reason when the user should see one (a damaged chunk, KV stored under
+   * other settings). Dispose the result to remove the file. Never throws.
+   *
+   * With flash attention on, each chunk is decoded into one reused buffer and written to its
+   * place in the file before the next is read: one chunk is in memory at a time. With it off (V
+   * transposed), every chunk is decoded into its own buffer and the file is written from all of
+   * them (a transposed V dimension interleaves every chunk).
+   */
+  async assembleState(profile: KvProfile, tokens: readonly Token[], have: number, options: { manifestPrefix?: string } = {}): Promise<AssembledState | NotAssembled> {
     const usable = this.#usable(profile);
-    if ('reason' in usable) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, fallbackReason: usable.reason };
+    if ('reason' in usable) return { path: null, bytesRead: 0, reason: usable.reason };
     const { fp, state } = usable;
-    if (tokens.length < 2) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0 };
-    const inMemory = Math.min(sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1);
+    if (tokens.length < 2) return { path: null, bytesRead: 0 };
     const wanted = tokens.slice(0, tokens.length - 1);
     const match = this.store.findLongestPrefix(fp, wanted);
-    if (!match.ok) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, fallbackReason: `The KV store could not be searched: ${match.error.message}` };
+    if (!match.ok) return { path: null, bytesRead: 0, reason: `The KV store could not be searched: ${match.error.message}` };
+    const { shape } = state;
     const size = this.store.chunkTokens;
-    let fallbackReason: string | undefined;
-    if (match.value.stop === 'corrupt') {
-      fallbackReason = `chunk ${match.value.chunks.length} is damaged; re-read from token ${match.value.chunkedTokens}`;
-    }
-    if (match.value.tokens <= inMemory) {
+    const reasons: string[] = [];
+    if (match.value.stop === 'corrupt') reasons.push(`chunk ${match.value.chunks.length} is damaged; re-read from token ${match.value.chunkedTokens}`);
+    const reason = (): string | undefined => (reasons.length > 0 ? reasons.join('; ') : undefined);
+    if (match.value.tokens <= have) {
       // The chat's own KV may be stored under another fingerprint (its cache settings changed): say so.
-      const other = options.manifestPrefix === undefined ? undefined : this.#otherSettings(state, fp, options.manifestPrefix, tokens, inMemory);
-      if (other !== undefined) fallbackReason = fallbackReason === undefined ? other : `${fallbackReason}; ${other}`;
-      return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: 0, ...(fallbackReason ? { fallbackReason } : {}) };
+      const other = options.manifestPrefix === undefined ? undefined : this.#otherSettings(state, fp, options.manifestPrefix, tokens, have);
+      if (other !== undefined) reasons.push(other);
+      return { path: null, bytesRead: 0, ...(reason() !== undefined ? { reason: reason()! } : {}) };
     }
-
-    // Flash attention on (V by rows): each chunk is verified and written to its place in the
-    // state file as it is read, in one reused buffer; nothing else is held or copied.
+    const tail = this.#decodedTail(shape, match.value.tail);
+    const tailManifestId = match.value.tail?.manifestId;
     let keys = match.value.chunks;
-    let chunkFault: ChunkError | null = null;
-    if (!state.shape.vTrans) {
-      const tail = this.#verifiedTail(state.shape, match.value.tail);
-      const total = tail === 'failed' ? 0 : keys.length * size + (tail?.tokens ?? 0);
-      if (tail !== 'failed' && total > inMemory) {
+    /** Set when a chunk failed: the chunks before it still hold, and the general path restores them. */
+    let fault: string | null = null;
+
+    if (!shape.vTrans) {
+      const usableTail = 'payload' in tail ? tail : null;
+      const total = keys.length * size + (usableTail?.tokens ?? 0);
+      if (total > have) {
         const scratch = this.#scratch();
+        let keep = false;
         try {
-          const writer = StateFileWriter.open(scratch, state.shape, total);
+          const writer = StateFileWriter.open(scratch, shape, total);
           if (writer.ok) {
             let placed = true;
-            const read = await this.store.forEachChunk(keys, (chunk) => (placed = writer.value.put(chunk.payload).ok));
-            if (read.error === null && placed && read.count === keys.length) {
-              const finished = tail === null ? writer.value.finish() : writer.value.put(tail.payload).ok ? writer.value.finish() : null;
-              if (finished?.ok) return await this.#load(sequence, scratch, tokens, total, read.bytes + (tail?.bytes ?? 0), fallbackReason, match.value.tail?.manifestId, elapsed);
+            let undecodable: { index: number; key: string; message: string } | null = null;
+            const buffer = Buffer.allocUnsafeSlow(chunkPayloadSize(shape, size));
+            const read = await this.store.forEachChunk(keys, (chunk, index) => {
+              const raw = decodeChunk(shape, chunk.payload, this.kernels, buffer);
+              if (!raw.ok) {
+                undecodable = { index, key: chunk.key, message: raw.error.message };
+                return false;
+              }
+              return (placed = writer.value.put(raw.value).ok);
+            });
+            const failed = undecodable as { index: number; key: string; message: string } | null;
+            if (read.error === null && failed === null && placed && read.count === keys.length) {
+              const finished = usableTail === null ? writer.value.finish() : writer.value.put(usableTail.payload).ok ? writer.value.finish() : null;
+              if (finished?.ok) {
+                if ('failed' in tail) reasons.push(`${tail.failed}; re-read from token ${keys.length * size}`);
+                keep = true;
+                return this.#assembled(scratch, total, read.bytes + (usableTail?.bytes ?? 0), reason(), usableTail ? tailManifestId : undefined);
+              }
             }
             writer.value.close();
             if (read.error !== null) {
-              // The chunks before the damaged one still hold: the general path below restores them.
-              chunkFault = read.error;
+              fault = `chunk ${read.count} failed verification (${read.error.reason})`;
               keys = keys.slice(0, read.count);
+            } else if (failed !== null) {
+              await this.store.recordDamage(failed.key, failed.message);
+              fault = `chunk ${failed.index} could not be decoded (${failed.message})`;
+              keys = keys.slice(0, failed.index);
             }
           }
         } finally {
-          removeScratchSync(scratch);
+          if (!keep) removeScratchSync(scratch);
         }
       }
     }
 
     const read = await this.store.readChunks(keys);
-    // read.error, when set, is the earliest fault (it stops before chunkFault's chunk).
-    const readError = read.error ?? chunkFault;
-    const payloads = read.chunks.map((c) => c.payload);
     let bytesRead = read.chunks.reduce((sum, c) => sum + c.bytes, 0);
+    // read.error, when set, is the earliest fault (it stops before `fault`'s chunk).
+    if (read.error !== null) fault = `chunk ${read.chunks.length} failed verification (${read.error.reason})`;
+    const payloads: Uint8Array[] = [];
+    for (const chunk of read.chunks) {
+      const raw = decodeChunk(shape, chunk.payload, this.kernels);
+      if (!raw.ok) {
+        await this.store.recordDamage(chunk.key, raw.error.message);
+        fault = `chunk ${payloads.length} could not be decoded (${raw.error.message})`;
+        break;
+      }
+      payloads.push(raw.value);
+    }
     let total = payloads.length * size;
     let tailPayload: Uint8Array | null = null;
-    if (readError) {
-      fallbackReason = `chunk ${payloads.length} failed verification (${readError.reason}); re-read from token ${total}`;
-    } else if (match.value.tail) {
-      const t = match.value.tail;
-      const tail = this.store.readTail(t.manifestId);
-      if (tail.ok && tail.value.payload) {
-        const cut = t.tokens === t.storedTokens ? ok(Buffer.from(tail.value.payload)) : truncateChunk(state.shape, tail.value.payload, t.tokens);
-        if (cut.ok) {
-          tailPayload = cut.value;
-          total += t.tokens;
-          bytesRead += tail.value.payload.length;
-        }
-      } else if (!tail.ok) {
-        fallbackReason = `the last partial chunk failed verification; re-read from token ${total}`;
-      }
+    if (fault !== null) {
+      reasons.push(`${fault}; re-read from token ${total}`);
+    } else if ('payload' in tail) {
+      tailPayload = tail.payload;
+      total += tail.tokens;
+      bytesRead += tail.bytes;
+    } else if ('failed' in tail) {
+      reasons.push(`${tail.failed}; re-read from token ${total}`);
     }
-    if (total <= inMemory) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, ...(fallbackReason ? { fallbackReason } : {}) };
+    if (total <= have) return { path: null, bytesRead, ...(reason() !== undefined ? { reason: reason()! } : {}) };
 
     const scratch = this.#scratch();
-    try {
-      const written = await writeStateFile(scratch, state.shape, payloads, tailPayload);
-      if (!written.ok) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, fallbackReason: `The stored KV could not be assembled: ${written.error.message}` };
-      return await this.#load(sequence, scratch, tokens, total, bytesRead, fallbackReason, match.value.tail?.manifestId, elapsed);
-    } finally {
+    const written = await writeStateFile(scratch, shape, payloads, tailPayload);
+    if (!written.ok) {
       removeScratchSync(scratch);
+      return { path: null, bytesRead, reason: `The stored KV could not be assembled: ${written.error.message}` };
     }
+    return this.#assembled(scratch, total, bytesRead, reason(), tailPayload ? tailManifestId : undefined);
+  }
+
+  #assembled(path: string, tokens: number, bytesRead: number, fallbackReason: string | undefined, tailManifestId: string | undefined): AssembledState {
+    return {
+      path,
+      tokens,
+      bytesRead,
+      ...(fallbackReason !== undefined ? { fallbackReason } : {}),
+      ...(tailManifestId !== undefined ? { tailManifestId } : {}),
+      [Symbol.dispose]: () => removeScratchSync(path),
+    };
   }
 
   /**
-   * The matched tail's verified payload, cut to the tokens that match (null without a tail), or
-   * 'failed' when it cannot be used: the general restore path then reports why.
+   * The matched tail's verified, decoded payload, cut to the tokens that match; `{}` without a
+   * tail; `failed` (the restore says why) when it cannot be used.
    */
-  #verifiedTail(shape: StateShape, match: TailMatch | null): { payload: Uint8Array; tokens: number; bytes: number } | null | 'failed' {
-    if (match === null) return null;
+  #decodedTail(shape: StateShape, match: TailMatch | null): { payload: Uint8Array; tokens: number; bytes: number } | { failed: string } | Record<string, never> {
+    if (match === null) return {};
     const tail = this.store.readTail(match.manifestId);
-    if (!tail.ok || !tail.value.payload) return 'failed';
-    const cut = match.tokens === match.storedTokens ? ok(tail.value.payload) : truncateChunk(shape, tail.value.payload, match.tokens);
-    return cut.ok ? { payload: cut.value, tokens: match.tokens, bytes: tail.value.payload.length } : 'failed';
+    if (!tail.ok) return { failed: 'the last partial chunk failed verification' };
+    if (!tail.value.payload) return {};
+    const raw = decodeChunk(shape, tail.value.payload, this.kernels);
+    if (!raw.ok) return { failed: `the last partial chunk could not be decoded (${raw.error.message})` };
+    const cut = match.tokens === match.storedTokens ? ok(raw.value) : truncateChunk(shape, raw.value, match.tokens);
+    if (!cut.ok) return { failed: `the last partial chunk could not be cut (${cut.error.message})` };
+    return { payload: cut.value, tokens: match.tokens, bytes: tail.value.payload.byteLength };
   }
 
   /** Loads the assembled state file into the sequence and checks that it holds the expected tokens. */

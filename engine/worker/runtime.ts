@@ -49,6 +49,7 @@ import {
   type Token,
 } from 'node-llama-cpp';
 import { KvCache, type KvProfile } from './kv-cache.ts';
+import { loadKernels } from '../kv/kernels-load.ts';
 import { cachedFor, evictActivity, forgetActivity, saveActivity } from './kv-activity.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
 import { err, ok, type DeviceMemory, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
@@ -193,6 +194,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   let runningRequestId: string | null = null;
   const downloads = new Downloads(emit);
   let kvCache: KvCache | null = null;
+  let codec: ReturnType<typeof loadKernels> | null = null;
   /** Why disk KV is off for this process (the store could not be opened), shown in the readout. */
   let kvOffReason: string | null = null;
   /** Stops forwarding the store's persistence changes as `kvPersistence` events. */
@@ -865,13 +867,25 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     return ok({ text, stopReason: controller.signal.aborted ? 'aborted' : out.stopReason, stats });
   }
 
+  /**
+   * The KV codec's kernels, chosen once per process (the native addon, else the TypeScript
+   * fallback with the reason, which is logged once as a warning).
+   */
+  function codecKernels(): ReturnType<typeof loadKernels> {
+    if (codec) return codec;
+    codec = loadKernels();
+    if (codec.info.kernels === 'fallback') log('warn', `The KV codec uses its TypeScript fallback (slower, same output): ${codec.info.reason ?? 'the native addon did not load'}.`);
+    return codec;
+  }
+
   /** Loads the bindings once; opens the KV store when the host names its directory. */
-  async function initHandler(input: WorkerMethods['init']['input']): Promise<Result<{ readonly build: string }>> {
+  async function initHandler(input: WorkerMethods['init']['input']): Promise<Result<WorkerMethods['init']['output']>> {
     {
       const level = input.logLevel;
       if (level in levelRank) logLevel = level;
       const opened = await initLlama();
       if (!opened.ok) return opened;
+      const { kernels, info } = codecKernels();
       if (typeof input.kvDir === 'string' && input.kvDir !== '' && !kvCache && llama) {
         const cache = await KvCache.open({
           root: input.kvDir,
@@ -879,6 +893,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           ...(typeof input.kvChunkTokens === 'number' && input.kvChunkTokens > 0 ? { chunkTokens: input.kvChunkTokens } : {}),
           // The backend is part of it: GPU kernels may compute other K/V bytes than the CPU's.
           llamaRelease: `${llama.llamaCppRelease.release}/${llama.gpu === false ? 'cpu' : llama.gpu}`,
+          compression: input.kvCompression === 'off' || input.kvCompression === 'lossy' ? input.kvCompression : 'lossless',
+          kernels,
         });
         if (cache.ok) {
           kvCache = cache.value;
@@ -890,7 +906,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           emit(kvUnavailableEvent(cache.error));
         }
       }
-      return opened;
+      return ok({ build: opened.value.build, codec: info });
     }
   }
 
@@ -952,7 +968,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
 
     // Under the lock: it queues behind a running reply instead of sharing the CPU with it.
     measureQuality: (input) =>
-      lock.run(async () => (loaded ? measureLoadedQuality(loaded.model, loaded.context, input) : err('MODEL_NOT_LOADED', 'No model is loaded.', 'Load a model to measure its KV cache quality.'))),
+      lock.run(async () => (loaded ? measureLoadedQuality(loaded.model, loaded.context, input, { kernels: codecKernels().kernels, log: (message) => log('warn', message) }) : err('MODEL_NOT_LOADED', 'No model is loaded.', 'Load a model to measure its KV cache quality.'))),
 
     async abort({ requestId }) {
       const controller = generations.get(requestId);

@@ -15,6 +15,12 @@ import { GENERATOR_VERSION, writeTinyLlama, type TinyLlamaOptions } from '../../
 /** The repository root. */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
+/**
+ * Small trained models with evaluation text, beside the repository when present (never committed,
+ * never required by a test: tests that use them skip without them).
+ */
+export const sharedModelsDir = join(repoRoot, '..', 'shared', 'models');
+
 /** Where generated test models are cached (git-ignored). */
 export const testModelsDir = join(repoRoot, '.cache', 'test-models');
 
