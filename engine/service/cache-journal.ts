@@ -118,7 +118,7 @@ const onOff = (on: boolean): string => (on ? 'on' : 'off');
 
 /**
  * "Cache settings: budget 10 GB → 2 GB, chunk 256 → 128 tokens", or null when no disk KV
- * setting (persistence, budget, chunk size, slots) changed.
+ * setting (persistence, budget, chunk size, slots, compression) changed.
  */
 export function describeKvSettings(before: Settings, after: Settings): string | null {
   const changes: string[] = [];
@@ -126,6 +126,7 @@ export function describeKvSettings(before: Settings, after: Settings): string | 
   if (before.kvBudgetBytes !== after.kvBudgetBytes) changes.push(`budget ${formatBytes(before.kvBudgetBytes, true)} → ${formatBytes(after.kvBudgetBytes, true)}`);
   if (before.kvChunkTokens !== after.kvChunkTokens) changes.push(`chunk ${count(before.kvChunkTokens)} → ${count(after.kvChunkTokens)} tokens`);
   if (before.kvSlots !== after.kvSlots) changes.push(`slots ${before.kvSlots} → ${after.kvSlots}`);
+  if (before.kvCompression !== after.kvCompression) changes.push(`compression ${before.kvCompression} → ${after.kvCompression}`);
   return changes.length > 0 ? `Cache settings: ${changes.join(', ')}` : null;
 }
 

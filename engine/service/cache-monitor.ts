@@ -9,7 +9,7 @@
  */
 import type { CacheMemory, CacheSnapshot, CacheStoreStats, HearthEvent, KvStatus, Result, Settings } from '../contract/index.ts';
 import type { EngineMetrics, MemoryMetrics, SlotMetrics, StoreMetrics } from '../protocol.ts';
-import { storeInfo } from './kv-stats.ts';
+import { storeInfo, type AppliedKvCodec } from './kv-stats.ts';
 
 /** 4 Hz: smooth enough for cells rising while a reply streams, cheap for the engine (issue 5). */
 export const cacheTickMs = 250;
@@ -84,10 +84,15 @@ function ratio(a: number, b: number): number {
  * The disk store's figures beside the settings in force. null when the engine has no store
  * (persistence off, a store that could not be opened) or did not answer.
  */
-export function cacheStore(store: StoreMetrics | undefined, settings: Settings, kv: KvStatus): CacheStoreStats | null {
+export function cacheStore(
+  store: StoreMetrics | undefined,
+  settings: Settings,
+  kv: KvStatus,
+  applied: AppliedKvCodec | null = null,
+): CacheStoreStats | null {
   if (!store) return null;
   return {
-    ...storeInfo(store, settings, kv.persistence, store.freeBytes),
+    ...storeInfo(store, settings, kv.persistence, store.freeBytes, applied),
     storedBytes: store.storedBytes,
     rawBytes: store.rawBytes,
     manifests: store.manifests,
@@ -101,6 +106,8 @@ export interface SnapshotInput {
   readonly metrics: EngineMetrics | null;
   readonly settings: Settings;
   readonly kv: KvStatus;
+  /** The running engine's disk encoding (kv-stats.ts); null or absent before an engine answered `init`. */
+  readonly applied?: AppliedKvCodec | null;
   readonly seq: number;
   readonly at: number;
 }
@@ -114,7 +121,7 @@ export function toCacheSnapshot(input: SnapshotInput): CacheSnapshot {
     memory: metrics ? cacheMemory(metrics.memory, metrics.slots) : null,
     // The engine lists no slot without a model.
     slots: metrics ? metrics.slots : [],
-    store: metrics ? cacheStore(metrics.kvStore, input.settings, input.kv) : null,
+    store: metrics ? cacheStore(metrics.kvStore, input.settings, input.kv, input.applied ?? null) : null,
   };
 }
 
@@ -126,6 +133,8 @@ export interface CacheMonitorDeps {
   readonly metrics: (timeoutMs: number) => Promise<Result<EngineMetrics>>;
   readonly settings: () => Settings;
   readonly kvStatus: () => KvStatus;
+  /** The running engine's disk encoding (kv-stats.ts). */
+  readonly applied?: () => AppliedKvCodec | null;
   readonly emit: (event: HearthEvent) => void;
   readonly log?: (level: 'warn', message: string) => void;
   /** Test seams. */
@@ -208,7 +217,7 @@ export class CacheMonitor {
       this.#deps.log?.('warn', `a cache sample failed: ${error instanceof Error ? error.message : String(error)}`);
     }
     if (this.#disposed) return;
-    const snapshot = toCacheSnapshot({ metrics, settings: this.#deps.settings(), kv: this.#deps.kvStatus(), seq: ++this.#seq, at: this.#now() });
+    const snapshot = toCacheSnapshot({ metrics, settings: this.#deps.settings(), kv: this.#deps.kvStatus(), applied: this.#deps.applied?.() ?? null, seq: ++this.#seq, at: this.#now() });
     this.#deps.emit({ type: 'cache.tick', payload: snapshot });
   }
 }

@@ -2,7 +2,7 @@
  * An in-memory engine process for unit tests: it speaks protocol.ts, streams scripted tokens,
  * fails on request, and "crashes". Not used by the app.
  */
-import { err, ok, type CachedChat, type HearthError, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../contract/index.ts';
+import { err, ok, type CachedChat, type HearthError, type KvCodecInfo, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../contract/index.ts';
 import type { EngineMetrics, EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../protocol.ts';
 
 export interface FakeBehaviour {
@@ -18,6 +18,8 @@ export interface FakeBehaviour {
   initError: HearthError | null;
   /** Never send `ready`. */
   silent: boolean;
+  /** What `init` answers as the KV codec in use (e.g. `{ kernels: 'fallback', reason }`). */
+  codec: KvCodecInfo;
   /** Events each process sends while handling `init`, before answering it (e.g. `kvPersistence`). */
   initEvents: WorkerEvent[];
   metrics: EngineMetrics;
@@ -83,6 +85,7 @@ export class FakeEngine {
     loadError: null,
     initError: null,
     silent: false,
+    codec: { kernels: 'native' },
     initEvents: [],
     metrics: fakeMetrics(),
     profileIssues: [],
@@ -195,7 +198,7 @@ export class FakePort implements EnginePort {
       case 'init':
         this.#persisting = typeof message.input.kvDir === 'string';
         for (const event of b.initEvents) this.event(event);
-        return b.initError ? { ok: false, error: b.initError } : ok({ build: 'fake' });
+        return b.initError ? { ok: false, error: b.initError } : ok<WorkerMethods['init']['output']>({ build: 'fake', codec: b.codec });
       case 'loadModel': {
         this.event({ type: 'loadProgress', progress: 0.5 });
         await delay(2);

@@ -47,9 +47,32 @@ describe('sending', () => {
   it('passes the disk KV settings to the engine at start, and none when persistence is off', async () => {
     const t = await start();
     const [init] = t.engine.callsOf('init');
-    expect(init).toMatchObject({ kvDir: expect.stringMatching(/[/\\]kv$/), kvBudgetBytes: 10 * 1024 ** 3, kvChunkTokens: 256 });
+    expect(init).toMatchObject({ kvDir: expect.stringMatching(/[/\\]kv$/), kvBudgetBytes: 10 * 1024 ** 3, kvChunkTokens: 256, kvCompression: 'lossless' });
     const updated = value(await t.hearth.api['settings.update']({ kvPersistence: false, kvChunkTokens: 128 }));
     expect(updated).toMatchObject({ kvPersistence: false, kvChunkTokens: 128, kvBudgetBytes: 10 * 1024 ** 3 });
+    expect(t.engine.callsOf('init').at(-1)).toEqual({ kvDir: null, kvCompression: 'lossless', logLevel: 'info' });
+  });
+
+  it('keeps the codec the engine names at init, and warns once when it is the TypeScript fallback', async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.codec = { kernels: 'fallback', reason: 'the native addon is not built (npm run build:native)' };
+    const t = await start({ engine });
+    expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({
+      compression: 'lossless',
+      codec: { kernels: 'fallback', reason: 'the native addon is not built (npm run build:native)' },
+    });
+    const warning = 'warn the KV codec runs its TypeScript fallback (same bytes, slower): the native addon is not built (npm run build:native)';
+    expect(t.log.lines.filter((line) => line.includes('TypeScript fallback'))).toEqual([warning]);
+    // A restart (here: a crash) answers init again: no second warning.
+    t.engine.crash();
+    await until(() => t.events.some((e) => e.type === 'engine.status' && e.payload.state === 'running' && e.payload.restarts === 1));
+    expect(t.log.lines.filter((line) => line.includes('TypeScript fallback'))).toEqual([warning]);
+  });
+
+  it('the native codec: no warning', async () => {
+    const t = await start();
+    expect(value(await t.hearth.api['kv.stats']({})).codec).toEqual({ kernels: 'native' });
+    expect(t.log.lines.some((line) => line.includes('fallback'))).toBe(false);
   });
 
   it('commits the user message durably before the engine sees generate', async () => {

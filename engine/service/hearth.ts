@@ -23,7 +23,7 @@ import { Downloads } from './downloads.ts';
 import { Emitter } from './emitter.ts';
 import { Generations } from './generations.ts';
 import { KvSettingsApplier, planKvApply } from './kv-apply.ts';
-import { readKvStats } from './kv-stats.ts';
+import { readKvStats, type AppliedKvCodec } from './kv-stats.ts';
 import { KvStatusTracker } from './kv-status.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
@@ -148,6 +148,9 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
 
   const events = new Emitter<HearthEvent>((error) => log('error', `an event listener threw: ${describe(error)}`));
   const emit = (event: HearthEvent): void => events.emit(event);
+  /** The running engine's disk encoding (kv.stats, the Cache view): kept across restarts until the next init answers. */
+  let appliedCodec: AppliedKvCodec | null = null;
+  let warnedFallback = false;
   const supervisor = new Supervisor({
     spawn: wiring.spawnEngine,
     logLevel: options.logLevel ?? 'info',
@@ -158,7 +161,17 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
       const s = readSettings(db);
       // initInput first runs at supervisor.start() below, once kvStatus exists.
       kvStatus.engineStarting(s.kvPersistence);
-      return s.kvPersistence ? { kvDir: path.join(dirs.root, 'kv'), kvBudgetBytes: s.kvBudgetBytes, kvChunkTokens: s.kvChunkTokens } : { kvDir: null };
+      return s.kvPersistence
+        ? { kvDir: path.join(dirs.root, 'kv'), kvBudgetBytes: s.kvBudgetBytes, kvChunkTokens: s.kvChunkTokens, kvCompression: s.kvCompression }
+        : { kvDir: null, kvCompression: s.kvCompression };
+    },
+    onInit: (input, output) => {
+      appliedCodec = { compression: input.kvCompression ?? 'lossless', codec: output.codec };
+      // Every restart answers the same: one line says it, not one per restart.
+      if (output.codec.kernels === 'fallback' && !warnedFallback) {
+        warnedFallback = true;
+        log('warn', `the KV codec runs its TypeScript fallback (same bytes, slower): ${output.codec.reason ?? 'no reason given'}`);
+      }
     },
   });
   supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status }));
@@ -229,6 +242,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     metrics: (timeoutMs) => supervisor.request('metrics', {}, { timeoutMs }),
     settings,
     kvStatus: () => kvStatus.status,
+    applied: () => appliedCodec,
     emit,
     log,
   });
@@ -266,9 +280,9 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     ),
     /**
      * Threads and context size apply at the next model load, not to the loaded model. The disk
-     * KV settings apply now (kv-apply.ts): a changed persistence, budget or chunk size restarts
-     * the engine gracefully and this answers once it runs again; a changed slot count reloads
-     * the loaded model. While the engine is busy (a reply streams, a model loads, a download
+     * KV settings apply now (kv-apply.ts): a changed persistence, budget, chunk size or
+     * compression restarts the engine gracefully and this answers once it runs again; a changed
+     * slot count reloads the loaded model. While the engine is busy (a reply streams, a model loads, a download
      * runs) the change is saved, this answers at once, and it applies when the engine is idle.
      */
     'settings.update': guard('settings.update', async (patch) => {
@@ -333,6 +347,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
           metrics: () => supervisor.request('metrics', {}, { timeoutMs: 2000 }),
           settings,
           kvStatus: () => kvStatus.status,
+          applied: () => appliedCodec,
           diskPaths: [kvDir, dirs.root],
         }),
       ),

@@ -10,6 +10,8 @@ describe('planKvApply', () => {
     expect(planKvApply(s, { ...s, kvBudgetBytes: 1 })).toEqual({ restartEngine: true, reloadModel: false });
     expect(planKvApply(s, { ...s, kvPersistence: !s.kvPersistence })).toEqual({ restartEngine: true, reloadModel: false });
     expect(planKvApply(s, { ...s, kvChunkTokens: 64 })).toEqual({ restartEngine: true, reloadModel: false });
+    expect(planKvApply(s, { ...s, kvCompression: 'lossy' })).toEqual({ restartEngine: true, reloadModel: false });
+    expect(planKvApply(s, { ...s, kvCompression: 'off' })).toEqual({ restartEngine: true, reloadModel: false });
     expect(planKvApply(s, { ...s, kvSlots: 3 })).toEqual({ restartEngine: false, reloadModel: true });
     // A restart reloads the model anyway.
     expect(planKvApply(s, { ...s, kvSlots: 3, kvChunkTokens: 64 })).toEqual({ restartEngine: true, reloadModel: false });

@@ -2,8 +2,8 @@
  * Makes saved disk-KV settings take effect now rather than "at the next start": a user who
  * presses Save expects the new budget to hold from then on.
  *
- * - `kvPersistence`, `kvBudgetBytes` and `kvChunkTokens` travel with the engine's `init`, so
- *   they need a fresh engine process: a graceful restart (`Supervisor.restart`: the old process
+ * - `kvPersistence`, `kvBudgetBytes`, `kvChunkTokens` and `kvCompression` travel with the
+ *   engine's `init`, so they need a fresh engine process: a graceful restart (`Supervisor.restart`: the old process
  *   flushes its pending KV saves, the model reloads; not a crash).
  * - `kvSlots` applies when a model loads: the loaded model is reloaded.
  *
@@ -27,7 +27,10 @@ const nothing: KvApplyPlan = { restartEngine: false, reloadModel: false };
 /** What a settings change needs to take effect. A restart reloads the model too, so it covers slots. */
 export function planKvApply(before: Settings, after: Settings): KvApplyPlan {
   const restartEngine =
-    before.kvPersistence !== after.kvPersistence || before.kvBudgetBytes !== after.kvBudgetBytes || before.kvChunkTokens !== after.kvChunkTokens;
+    before.kvPersistence !== after.kvPersistence ||
+    before.kvBudgetBytes !== after.kvBudgetBytes ||
+    before.kvChunkTokens !== after.kvChunkTokens ||
+    before.kvCompression !== after.kvCompression;
   return { restartEngine, reloadModel: !restartEngine && before.kvSlots !== after.kvSlots };
 }
 

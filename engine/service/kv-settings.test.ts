@@ -36,6 +36,8 @@ describe('kv.stats', () => {
       budgetBytes: 10 * 1024 ** 3,
       freeDiskBytes: expect.any(Number),
       chunkTokens: 256,
+      compression: 'lossless',
+      codec: { kernels: 'native' },
     });
     expect((await t.hearth.call('kv.stats', { extra: 1 })).ok).toBe(false);
   });
@@ -99,6 +101,38 @@ describe('settings.update applies the disk KV settings now', () => {
     expect(t.engine.callsOf('init').at(-1)).toMatchObject({ kvChunkTokens: 128 });
     await until(modelReady(t));
     expect(value(await t.hearth.api['app.state']({})).engine).toEqual({ state: 'running', restarts: 0 });
+  });
+
+  it('a new compression restarts the engine with it; kv.stats shows it once the fresh engine runs', async () => {
+    const t = await start();
+    const mark = t.events.length;
+    expect(value(await t.hearth.api['settings.update']({ kvCompression: 'lossy' })).kvCompression).toBe('lossy');
+    expect(t.engine.callsOf('init')).toHaveLength(2);
+    expect(t.engine.callsOf('init').at(-1)).toMatchObject({ kvCompression: 'lossy', kvChunkTokens: 256 });
+    expect(engineStates(t, mark)).toEqual([
+      { state: 'restarting', restarts: 0 },
+      { state: 'running', restarts: 0 },
+    ]);
+    expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({ compression: 'lossy', codec: { kernels: 'native' } });
+    expect((await t.hearth.call('settings.update', { kvCompression: 'zstd' })).ok).toBe(false);
+  });
+
+  it('a compression change while a reply streams waits for it; kv.stats shows the compression in force meanwhile', async () => {
+    const t = await start();
+    t.engine.behaviour.pauseAfter = 1;
+    const chat = value(await t.hearth.api['chats.create']({}));
+    const sent = value(await t.hearth.api['chats.send']({ chatId: chat.id, text: 'long reply' }));
+    await until(() => t.events.some((e) => e.type === 'message.delta'));
+    expect(value(await t.hearth.api['settings.update']({ kvCompression: 'off' })).kvCompression).toBe('off');
+    expect(t.engine.callsOf('init')).toHaveLength(1);
+    expect(value(await t.hearth.api['kv.stats']({})).compression).toBe('lossless');
+    t.engine.behaviour.pauseAfter = null;
+    t.engine.release();
+    await t.waitFor(finished(sent.assistantMessage.id));
+    await until(() => t.engine.callsOf('init').length === 2);
+    expect(t.engine.callsOf('init').at(-1)).toMatchObject({ kvCompression: 'off' });
+    await until(modelReady(t));
+    expect(value(await t.hearth.api['kv.stats']({})).compression).toBe('off');
   });
 
   it('a new slot count reloads the loaded model without restarting the engine', async () => {

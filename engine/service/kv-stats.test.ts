@@ -38,7 +38,20 @@ describe('readKvStats', () => {
       budgetBytes: 5 * 1024 ** 3,
       freeDiskBytes: 4_096_000,
       chunkTokens: 128,
+      compression: 'lossless',
+      codec: null,
     });
+  });
+
+  it("shows the running engine's compression and codec once one answered init, the setting's compression before", async () => {
+    const settings = () => ({ ...defaultSettings, kvCompression: 'off' as const });
+    expect(await readKvStats(deps({ settings }))).toMatchObject({ compression: 'off', codec: null });
+    expect(await readKvStats(deps({ settings, applied: () => null }))).toMatchObject({ compression: 'off', codec: null });
+    const applied = () => ({ compression: 'lossy' as const, codec: { kernels: 'fallback' as const, reason: 'not built' } });
+    expect(await readKvStats(deps({ settings, applied }))).toMatchObject({ compression: 'lossy', codec: { kernels: 'fallback', reason: 'not built' } });
+    // An engine that is down still shows the codec it last named.
+    const down = await readKvStats(deps({ applied, metrics: async () => err('ENGINE_UNAVAILABLE', 'down') }));
+    expect(down).toMatchObject({ persistence: 'paused', compression: 'lossy', codec: { kernels: 'fallback' } });
   });
 
   it('an engine that is down shows zeros, and says it is not persisting now', async () => {

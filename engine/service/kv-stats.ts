@@ -5,8 +5,17 @@
  * the file system the store lives on.
  */
 import { statfs } from 'node:fs/promises';
-import type { KvStatus, KvStoreInfo, Result, Settings } from '../contract/index.ts';
+import type { KvCodecInfo, KvCompression, KvStatus, KvStoreInfo, Result, Settings } from '../contract/index.ts';
 import type { EngineMetrics, StoreMetrics } from '../protocol.ts';
+
+/**
+ * The running engine's disk encoding: the compression its `init` carried and the codec its
+ * answer named. A queued settings change does not show here until the engine restarts with it.
+ */
+export interface AppliedKvCodec {
+  readonly compression: KvCompression;
+  readonly codec: KvCodecInfo;
+}
 
 export interface KvStatsDeps {
   /** The engine's `metrics` request; an engine that is down answers an error. */
@@ -16,6 +25,8 @@ export interface KvStatsDeps {
   readonly kvStatus: () => KvStatus;
   /** `<dataDir>/kv`, then the data dir: the store's folder exists only once the engine made it. */
   readonly diskPaths: readonly string[];
+  /** What the engine last answered `init` with; null before any engine did. */
+  readonly applied?: () => AppliedKvCodec | null;
   /** Test seam: `fs.promises.statfs`. */
   readonly statfs?: (path: string) => Promise<{ readonly bavail: number | bigint; readonly bsize: number | bigint }>;
 }
@@ -57,19 +68,22 @@ export async function readKvStats(deps: KvStatsDeps): Promise<KvStoreInfo> {
   const tracked = deps.kvStatus().persistence;
   const persistence: KvStoreInfo['persistence'] = tracked === 'on' && !store ? 'paused' : tracked;
   // The engine measures the same disk (StoreMetrics.freeBytes): its figure stands in where statfs fails here.
-  return storeInfo(store, settings, persistence, free ?? store?.freeBytes ?? null);
+  return storeInfo(store, settings, persistence, free ?? store?.freeBytes ?? null, deps.applied?.() ?? null);
 }
 
 /**
  * The store's figures as `kv.stats` and the Cache view's ticks show them: the engine's counts
  * (zeros without a store) beside the budget and chunk size in force, from the settings (a change
- * applies at the engine's restart, which a queued change waits for).
+ * applies at the engine's restart, which a queued change waits for). The compression is the
+ * running engine's (`applied`), the setting's until an engine answered `init`; the codec is null
+ * until then.
  */
 export function storeInfo(
   store: StoreMetrics | undefined,
   settings: Settings,
   persistence: KvStoreInfo['persistence'],
   freeDiskBytes: number | null,
+  applied: AppliedKvCodec | null = null,
 ): KvStoreInfo {
   return {
     persistence,
@@ -79,5 +93,7 @@ export function storeInfo(
     budgetBytes: settings.kvBudgetBytes,
     freeDiskBytes,
     chunkTokens: settings.kvChunkTokens,
+    compression: applied?.compression ?? settings.kvCompression,
+    codec: applied?.codec ?? null,
   };
 }

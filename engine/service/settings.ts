@@ -3,7 +3,7 @@
  * migration. Missing keys read as their defaults.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import type { Sampling, Settings } from '../contract/index.ts';
+import { kvCompressions, type KvCompression, type Sampling, type Settings } from '../contract/index.ts';
 import { transaction } from './db.ts';
 import { definedOnly } from './store.ts';
 
@@ -20,6 +20,8 @@ export const defaultSettings: Settings = {
   kvBudgetBytes: 10 * 1024 ** 3,
   kvChunkTokens: 256,
   kvSlots: 1,
+  // Bit-exact restores at ~0.8× the bytes on F16 KV (issue 6): nothing to lose by default.
+  kvCompression: 'lossless',
 };
 
 /** What `settings.update` may change (the contract's settingsPatchSchema, plus the host's own keys). */
@@ -34,6 +36,7 @@ export interface SettingsPatch {
   readonly kvBudgetBytes?: number | undefined;
   readonly kvChunkTokens?: number | undefined;
   readonly kvSlots?: number | undefined;
+  readonly kvCompression?: KvCompression | undefined;
 }
 
 export function readSettings(db: DatabaseSync): Settings {
@@ -60,6 +63,7 @@ export function readSettings(db: DatabaseSync): Settings {
     kvBudgetBytes: pick('kvBudgetBytes', (v) => Number.isInteger(v) && (v as number) >= 0),
     kvChunkTokens: pick('kvChunkTokens', (v) => Number.isInteger(v) && (v as number) >= 1),
     kvSlots: pick('kvSlots', (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 8),
+    kvCompression: pick('kvCompression', (v) => (kvCompressions as readonly unknown[]).includes(v)),
   };
 }
 

@@ -189,4 +189,12 @@ describe('settings', () => {
     db.prepare("INSERT INTO settings (key, value) VALUES ('threads', 'not json'), ('theme', '\"purple\"')").run();
     expect(readSettings(db)).toEqual(defaultSettings);
   });
+
+  it('stores the KV compression, lossless by default, and reads an unknown one as the default', () => {
+    expect(defaultSettings.kvCompression).toBe('lossless');
+    expect(updateSettings(db, { kvCompression: 'lossy' }).kvCompression).toBe('lossy');
+    expect(readSettings(db).kvCompression).toBe('lossy');
+    db.prepare("UPDATE settings SET value = '\"zip\"' WHERE key = 'kvCompression'").run();
+    expect(readSettings(db).kvCompression).toBe('lossless');
+  });
 });

@@ -39,6 +39,23 @@ describe('Supervisor', () => {
     expect(metrics).toEqual({ ok: true, value: withoutStore });
   });
 
+  it("hands each init answer, with the input it answered, to onInit before the status says 'running'", async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.codec = { kernels: 'fallback', reason: 'not built' };
+    const seen: string[] = [];
+    let chunk = 128;
+    const { supervisor } = makeSupervisor(engine, {
+      initInput: () => ({ kvDir: '/kv', kvChunkTokens: chunk, kvCompression: 'lossy' }),
+      onInit: (input, output) => seen.push(`${input.kvChunkTokens} ${input.kvCompression} ${output.codec.kernels} ${output.codec.reason} ${supervisor.status.state}`),
+    });
+    await supervisor.start();
+    expect(seen).toEqual(['128 lossy fallback not built starting']);
+    chunk = 64;
+    engine.behaviour.codec = { kernels: 'native' };
+    expect((await supervisor.restart()).ok).toBe(true);
+    expect(seen).toEqual(['128 lossy fallback not built starting', '64 lossy native undefined restarting']);
+  });
+
   it('on a crash: fails pending requests with ENGINE_CRASHED, restarts, re-inits and notifies', async () => {
     const engine = new FakeEngine();
     engine.behaviour.pauseAfter = 1;

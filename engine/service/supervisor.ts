@@ -27,6 +27,11 @@ export interface SupervisorOptions {
   readonly log?: (level: LogLevel, message: string) => void;
   /** Extra `init` input, read at each process start (the disk KV settings). */
   readonly initInput?: () => Omit<InitInput, 'logLevel'>;
+  /**
+   * Each process's `init` answer, with the input it answered (the KV codec in use): runs before
+   * the status turns 'running', so that whatever a 'running' listener reads is already current.
+   */
+  readonly onInit?: (input: InitInput, output: WorkerMethods['init']['output']) => void;
 }
 
 interface Pending {
@@ -209,7 +214,8 @@ export class Supervisor {
   }
 
   async #init(epoch: number): Promise<void> {
-    const result = await this.#send('init', { ...this.#options.initInput?.(), logLevel: this.#options.logLevel });
+    const input: InitInput = { ...this.#options.initInput?.(), logLevel: this.#options.logLevel };
+    const result = await this.#send('init', input);
     if (epoch !== this.#epoch || this.#disposed) return;
     if (!result.ok) {
       this.#killReason = `init failed: ${result.error.message}`;
@@ -218,6 +224,11 @@ export class Supervisor {
     }
     if (this.#startTimer) clearTimeout(this.#startTimer);
     this.#startTimer = null;
+    try {
+      this.#options.onInit?.(input, result.value);
+    } catch (error) {
+      this.#log('error', `an init listener threw: ${error instanceof Error ? error.message : String(error)}`);
+    }
     const wasRestart = this.#status.state === 'restarting';
     this.#runningSince = Date.now();
     this.#setStatus({ ...this.#status, state: 'running' });

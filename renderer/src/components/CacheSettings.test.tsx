@@ -12,6 +12,7 @@ import {
   cacheChanged,
   cacheFormFrom,
   cacheFromForm,
+  compressionHelp,
   persistenceNote,
   slotsError,
   usageLine,
@@ -28,21 +29,31 @@ const stats = (extra: Partial<KvStoreInfo> = {}): KvStoreInfo => ({
   budgetBytes: 10 * GB,
   freeDiskBytes: 84 * GB,
   chunkTokens: 256,
+  compression: 'lossless',
+  codec: { kernels: 'native' },
   ...extra,
 });
 
 describe('the cache form', () => {
   it('starts from the settings, the budget in GB', () => {
-    expect(cacheFormFrom(settings)).toEqual({ persistence: true, budgetGb: '10', chunkTokens: '256', slots: '1' });
+    expect(cacheFormFrom(settings)).toEqual({ persistence: true, budgetGb: '10', chunkTokens: '256', slots: '1', compression: 'lossless' });
     expect(budgetText(1_234_567_890)).toBe('1.15');
   });
 
   it('turns the fields into a settings patch', () => {
-    const form = { persistence: false, budgetGb: '2.5', chunkTokens: '512', slots: '3' };
+    const form = { persistence: false, budgetGb: '2.5', chunkTokens: '512', slots: '3', compression: 'lossy' as const };
     expect(cacheFromForm(form, settings)).toEqual({
       ok: true,
-      value: { kvPersistence: false, kvBudgetBytes: 2.5 * GB, kvChunkTokens: 512, kvSlots: 3 },
+      value: { kvPersistence: false, kvBudgetBytes: 2.5 * GB, kvChunkTokens: 512, kvSlots: 3, kvCompression: 'lossy' },
     });
+  });
+
+  it('a new compression is a cache change (saved with the rest, applied like the chunk size)', () => {
+    const patch = cacheFromForm({ ...cacheFormFrom(settings), compression: 'off' }, settings);
+    expect(patch).toMatchObject({ ok: true, value: { kvCompression: 'off' } });
+    expect(patch.ok && cacheChanged(patch.value, settings)).toBe(true);
+    const same = cacheFromForm(cacheFormFrom(settings), settings);
+    expect(same.ok && cacheChanged(same.value, settings)).toBe(false);
   });
 
   it('an untouched budget keeps its exact byte count, so saving other settings changes nothing here', () => {
@@ -171,6 +182,27 @@ describe('CacheFields', () => {
     });
     expect(html).toMatch(/<p role="status"[^>]*>Saving chat caches is paused: Disk full\./);
     expect(html).toContain('<option value="100" selected="">100 tokens</option>');
+  });
+
+  it('offers the compressions under the name "Compression", described by what each costs', () => {
+    const html = render();
+    expect(html).toContain('<label for="settings-kv-compression" class="mb-1 block text-sm font-medium">Compression</label>');
+    expect(tag(html, 'settings-kv-compression')).toMatch(/^<select [^>]*aria-describedby="settings-kv-compression-help"/);
+    expect(html).toMatch(/<select id="settings-kv-compression"[^>]*><option value="off">Off<\/option><option value="lossless" selected="">Lossless<\/option><option value="lossy">Lossy \(F16 K\/V only\)<\/option><\/select>/);
+    const helpText = /<p id="settings-kv-compression-help"[^>]*>([^<]*)<\/p>/.exec(html)?.[1] ?? '';
+    expect(helpText).toBe(compressionHelp);
+    for (const said of ['bit-exact', 'about 20% smaller on F16', '8-bit', 'about half the size', 'quality meter', 'never applied to quantized K/V', 'stay readable', 're-read its history once']) {
+      expect(compressionHelp).toContain(said);
+    }
+    expect(render({ value: { ...cacheFormFrom(settings), compression: 'lossy' } })).toContain('<option value="lossy" selected="">Lossy (F16 K/V only)</option>');
+  });
+
+  it('says which codec the engine runs, and nothing before it said', () => {
+    expect(render()).toMatch(/<p id="settings-kv-codec"[^>]*>Codec: native<\/p>/);
+    const fallback = render({ stats: stats({ codec: { kernels: 'fallback', reason: 'the native addon is not built (npm run build:native)' } }) });
+    expect(fallback).toMatch(/<p id="settings-kv-codec"[^>]*>Codec: TypeScript fallback \(the native addon is not built \(npm run build:native\)\)<\/p>/);
+    expect(render({ stats: stats({ codec: null }) })).not.toContain('Codec:');
+    expect(render({ stats: null })).not.toContain('Codec:');
   });
 
   it('before the first measurement, or when it failed', () => {

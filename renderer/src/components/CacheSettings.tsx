@@ -1,10 +1,11 @@
 /**
  * The "Cache" part of Settings (issue 3: "A disk budget is a setting, shown with the free
  * disk"): disk KV persistence, its budget next to the store's size and the free disk, the chunk
- * size and the slot count. The form state lives in the Settings form, which saves everything
+ * size, the slot count, and how chunks are encoded on disk (issue 6). The form state lives in the Settings form, which saves everything
  * with one button; this file holds the fields, their checks, and the figures line.
  */
-import type { HearthError, KvStatus, KvStoreInfo, Result, Settings } from '../contract.ts';
+import type { HearthError, KvCompression, KvStatus, KvStoreInfo, Result, Settings } from '../contract.ts';
+import { codecText, compressionLabels, kvCompressionList } from '../lib/cache.ts';
 import { formatBinaryBytes, GB } from '../lib/format.ts';
 import { buttonStyles, inputStyles } from './ui.tsx';
 
@@ -15,9 +16,10 @@ export interface CacheForm {
   readonly budgetGb: string;
   readonly chunkTokens: string;
   readonly slots: string;
+  readonly compression: KvCompression;
 }
 
-export type CachePatch = Pick<Settings, 'kvPersistence' | 'kvBudgetBytes' | 'kvChunkTokens' | 'kvSlots'>;
+export type CachePatch = Pick<Settings, 'kvPersistence' | 'kvBudgetBytes' | 'kvChunkTokens' | 'kvSlots' | 'kvCompression'>;
 
 export const chunkSizes: readonly number[] = [64, 128, 256, 512, 1024];
 export const maxSlots = 8;
@@ -35,6 +37,7 @@ export function cacheFormFrom(settings: Settings): CacheForm {
     budgetGb: budgetText(settings.kvBudgetBytes),
     chunkTokens: String(settings.kvChunkTokens),
     slots: String(settings.kvSlots),
+    compression: settings.kvCompression,
   };
 }
 
@@ -83,6 +86,7 @@ export function cacheFromForm(form: CacheForm, settings: Settings): Result<Cache
       kvBudgetBytes: untouched ? settings.kvBudgetBytes : Math.round(Number(form.budgetGb) * GB),
       kvChunkTokens: chunkTokens,
       kvSlots: Number(form.slots),
+      kvCompression: form.compression,
     },
   };
 }
@@ -93,7 +97,8 @@ export function cacheChanged(patch: CachePatch, settings: Settings): boolean {
     patch.kvPersistence !== settings.kvPersistence ||
     patch.kvBudgetBytes !== settings.kvBudgetBytes ||
     patch.kvChunkTokens !== settings.kvChunkTokens ||
-    patch.kvSlots !== settings.kvSlots
+    patch.kvSlots !== settings.kvSlots ||
+    patch.kvCompression !== settings.kvCompression
   );
 }
 
@@ -142,6 +147,13 @@ export interface CacheFieldsProps {
   readonly onRefresh: () => void;
 }
 
+/** What each encoding costs, beside the Compression list. */
+export const compressionHelp =
+  'Off stores the K/V as it is. Lossless is bit-exact and about 20% smaller on F16 K/V. ' +
+  'Lossy stores F16 K/V as 8-bit values, about half the size, at a small quality cost that the quality meter shows; ' +
+  'it is never applied to quantized K/V, which stay lossless. ' +
+  'Chunks stored before stay readable whatever you choose; switching to or from Lossy makes each stored chat re-read its history once.';
+
 const help = 'mt-0.5 text-xs text-stone-500 dark:text-stone-400';
 const warning = 'mt-1 text-xs text-amber-800 dark:text-amber-300';
 const problem = 'mt-1 text-xs text-red-700 dark:text-red-400';
@@ -153,6 +165,7 @@ export function CacheFields(props: CacheFieldsProps) {
   const budgetNotice = budgetProblem ? null : budgetWarning(Math.round(Number(value.budgetGb) * GB), stats);
   const slotsProblem = slotsError(value.slots);
   const note = persistenceNote(props.kv, props.engineRestarting);
+  const codec = codecText(stats?.codec ?? null);
   // A chunk size set outside the list (through the API) stays selectable rather than vanishing.
   const sizes = chunkSizes.includes(Number(value.chunkTokens)) ? chunkSizes : [...chunkSizes, Number(value.chunkTokens)].sort((a, b) => a - b);
   const describedBy = (...ids: (string | false | null)[]) => ids.filter(Boolean).join(' ') || undefined;
@@ -242,6 +255,28 @@ export function CacheFields(props: CacheFieldsProps) {
         </div>
       </div>
 
+      <div>
+        <label htmlFor="settings-kv-compression" className="mb-1 block text-sm font-medium">
+          Compression
+        </label>
+        <select
+          id="settings-kv-compression"
+          value={value.compression}
+          onChange={(e) => set({ compression: e.target.value as KvCompression })}
+          aria-describedby="settings-kv-compression-help"
+          className={`${inputStyles} sm:max-w-xs`}
+        >
+          {kvCompressionList.map((mode) => (
+            <option key={mode} value={mode}>
+              {compressionLabels[mode]}
+            </option>
+          ))}
+        </select>
+        <p id="settings-kv-compression-help" className={help}>
+          {compressionHelp}
+        </p>
+      </div>
+
       <div className="flex flex-wrap items-center gap-2">
         <p id="settings-kv-usage" aria-live="polite" className="text-sm text-stone-700 dark:text-stone-300">
           {stats ? usageLine(stats) : props.statsError ? `The cache's size could not be read: ${props.statsError.message}` : 'Measuring the cache…'}
@@ -250,6 +285,11 @@ export function CacheFields(props: CacheFieldsProps) {
           Refresh
         </button>
       </div>
+      {codec && (
+        <p id="settings-kv-codec" className="text-sm text-stone-700 dark:text-stone-300">
+          {codec}
+        </p>
+      )}
     </fieldset>
   );
 }

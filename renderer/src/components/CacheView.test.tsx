@@ -77,7 +77,7 @@ describe('CacheView', () => {
     const disk = renderToStaticMarkup(<DiskStore store={store} kv={{ persistence: 'on' }} />);
     expect(disk).toMatch(new RegExp(`role="meter" aria-label="Disk store" aria-valuemin="0" aria-valuemax="${10 * 1024 ** 3}" aria-valuenow="${2 * 1024 ** 2}"`));
     expect(disk).toMatch(/Dedup ratio<\/dt><dd[^>]*>1.50×<\/dd>/);
-    expect(disk).toMatch(/Compression ratio<\/dt><dd[^>]*>0.95× \(compression off\)<\/dd>/);
+    expect(disk).toMatch(/Compression ratio<\/dt><dd[^>]*>0.95× \(lossless\)<\/dd>/);
     expect(disk).toMatch(/Free disk<\/dt><dd[^>]*>50 GB<\/dd>/);
     expect(disk).toMatch(/Chunks<\/dt><dd[^>]*>3<\/dd>/);
     expect(disk).toMatch(/On disk<\/dt><dd[^>]*>2 MB<\/dd>/);

@@ -1,7 +1,7 @@
 import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
 import type { KvQuality } from '../contract.ts';
-import { QualityMeter, qualitySummary, type QualityMeterProps } from './QualityMeter.tsx';
+import { lossyText, QualityMeter, qualitySummary, type QualityMeterProps } from './QualityMeter.tsx';
 
 const measuredAt = new Date(2026, 10, 3, 14, 2).getTime();
 const quality: KvQuality = { kType: 'q8_0', vType: 'q8_0', klDivergence: 0.00098, top1Agreement: 0.9871, verdict: 'near-lossless', positions: 512, measuredAt };
@@ -34,6 +34,18 @@ describe('QualityMeter', () => {
     expect(html).toMatch(/<button type="button" class="[^"]*">Measure again<\/button>/);
     expect(html).toContain(`<span class="sr-only">${qualitySummary(quality)}</span>`);
     expect(qualitySummary(quality)).toBe('Near-lossless: q8_0 / q8_0 against f16, KL divergence 0.00098, top-1 agreement 98.7%.');
+  });
+
+  it('the lossy disk encoding, when measured: a row, and a sentence in the summary', () => {
+    expect(render()).not.toContain('Lossy disk encoding');
+    const withLossy: KvQuality = { ...quality, kType: 'f16', vType: 'f16', lossy: { klVsLossless: 0.001234, top1Agreement: 0.9921, positions: 256 } };
+    expect(lossyText(withLossy)).toBe('Lossy disk encoding: KL 0.0012 vs lossless, top-1 99.2%');
+    const html = render({ quality: withLossy, loadedPair: { k: 'f16', v: 'f16' } });
+    expect(html).toContain('<p class="text-sm tabular-nums">Lossy disk encoding: KL 0.0012 vs lossless, top-1 99.2%</p>');
+    expect(qualitySummary(withLossy)).toBe(
+      'Near-lossless: f16 / f16 against f16, KL divergence 0.00098, top-1 agreement 98.7%. Lossy disk encoding: KL 0.0012 vs lossless, top-1 99.2%.',
+    );
+    expect(lossyText({ ...withLossy, lossy: { klVsLossless: 0, top1Agreement: 1, positions: 256 } })).toBe('Lossy disk encoding: KL 0 vs lossless, top-1 100%');
   });
 
   it('busy while measuring: a status line and disabled buttons', () => {

@@ -1,7 +1,8 @@
 /**
  * The quality meter (issue 4): on demand, the loaded model's K/V pair against f16 over the
  * calibration text shipped with the app: KL divergence, top-1 agreement and a verdict. The host
- * caches a result per model and pair; "Measure again" asks for a fresh one.
+ * caches a result per model and pair; "Measure again" asks for a fresh one. When the pair has an
+ * F16 side the host also measures the lossy disk encoding (issue 6) against a bit-exact restore.
  */
 import type { HearthError, KvCacheType, KvQuality } from '../contract.ts';
 import { formatTime } from '../lib/format.ts';
@@ -23,9 +24,16 @@ export interface QualityMeterProps {
   readonly now?: number;
 }
 
+/** "Lossy disk encoding: KL 0.0012 vs lossless, top-1 99.2%", or null when it was not measured. */
+export function lossyText(q: KvQuality): string | null {
+  if (!q.lossy) return null;
+  return `Lossy disk encoding: KL ${klText(q.lossy.klVsLossless)} vs lossless, top-1 ${agreementText(q.lossy.top1Agreement)}`;
+}
+
 /** "Near-lossless: q8_0 / q8_0 against f16" and the figures, as one sentence for the tests and screen readers. */
 export function qualitySummary(q: KvQuality): string {
-  return `${verdictText[q.verdict]}: ${pairText(q.kType, q.vType)} against f16, KL divergence ${klText(q.klDivergence)}, top-1 agreement ${agreementText(q.top1Agreement)}.`;
+  const lossy = lossyText(q);
+  return `${verdictText[q.verdict]}: ${pairText(q.kType, q.vType)} against f16, KL divergence ${klText(q.klDivergence)}, top-1 agreement ${agreementText(q.top1Agreement)}.${lossy ? ` ${lossy}.` : ''}`;
 }
 
 const verdictTone: Readonly<Record<KvQuality['verdict'], string>> = {
@@ -38,6 +46,7 @@ export function QualityMeter(props: QualityMeterProps) {
   const { loadedPath, loadedPair, pending } = props;
   const quality = props.quality && props.qualityPath !== null && props.qualityPath === loadedPath ? props.quality : null;
   const stale = quality !== null && loadedPair !== null && (quality.kType !== loadedPair.k || quality.vType !== loadedPair.v);
+  const lossy = quality ? lossyText(quality) : null;
 
   return (
     <section aria-labelledby="kv-quality-heading" aria-busy={pending || undefined} className="space-y-2">
@@ -64,6 +73,7 @@ export function QualityMeter(props: QualityMeterProps) {
           </dd>
         </dl>
       )}
+      {lossy && <p className="text-sm tabular-nums">{lossy}</p>}
       {stale && loadedPair && (
         <p className="text-xs text-amber-800 dark:text-amber-300">
           The model now uses {pairText(loadedPair.k, loadedPair.v)}: measure to see that pair.

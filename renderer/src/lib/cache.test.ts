@@ -4,7 +4,10 @@ import { cacheSnapshot, cacheTurn, messageStats } from '../test-support/fixtures
 import {
   cellsText,
   chatCacheText,
+  codecText,
+  compressionLabels,
   compressionText,
+  kvCompressionList,
   hitRatio,
   hitRatioText,
   memoryDeviceText,
@@ -89,12 +92,30 @@ describe('device memory', () => {
   });
 });
 
+describe('the disk encoding', () => {
+  it('names each compression, in the order Settings offers them', () => {
+    expect(kvCompressionList.map((c) => compressionLabels[c])).toEqual(['Off', 'Lossless', 'Lossy (F16 K/V only)']);
+  });
+
+  it('says which codec runs, and nothing before the engine named it', () => {
+    expect(codecText({ kernels: 'native' })).toBe('Codec: native');
+    expect(codecText({ kernels: 'fallback', reason: 'the native addon is not built (npm run build:native)' })).toBe(
+      'Codec: TypeScript fallback (the native addon is not built (npm run build:native))',
+    );
+    expect(codecText({ kernels: 'fallback', reason: 'dlopen failed.' })).toBe('Codec: TypeScript fallback (dlopen failed)');
+    expect(codecText({ kernels: 'fallback' })).toBe('Codec: TypeScript fallback');
+    expect(codecText(null)).toBeNull();
+  });
+});
+
 describe('figures', () => {
   it('formats cells, ratios and milliseconds', () => {
     expect(cellsText(123, 4096)).toBe('123 / 4,096');
     expect(ratioText(1)).toBe('1.00×');
     expect(ratioText(Number.NaN)).toBe('—');
-    expect(compressionText({ compressionRatio: 0.98 })).toBe('0.98× (compression off)');
+    expect(compressionText({ compressionRatio: 0.98, compression: 'off' })).toBe('0.98× (compression off)');
+    expect(compressionText({ compressionRatio: 1.25, compression: 'lossless' })).toBe('1.25× (lossless)');
+    expect(compressionText({ compressionRatio: 1.9, compression: 'lossy' })).toBe('1.90× (lossy)');
     expect(msText(12.6)).toBe('13');
     expect(msText(undefined)).toBe('—');
   });

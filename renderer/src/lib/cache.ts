@@ -2,7 +2,18 @@
  * Words, figures and chart series for the Cache view (issue 5) and the chat's cache readouts.
  * Pure, so the components, the charts and their tests share one way of saying each thing.
  */
-import type { CacheMemory, CacheSnapshot, CacheSource, CacheStoreStats, CacheTurn, ChatCache, MessageStats, SlotState } from '../contract.ts';
+import type {
+  CacheMemory,
+  CacheSnapshot,
+  CacheSource,
+  CacheStoreStats,
+  CacheTurn,
+  ChatCache,
+  KvCodecInfo,
+  KvCompression,
+  MessageStats,
+  SlotState,
+} from '../contract.ts';
 import { formatBytes, formatCount as count } from './format.ts';
 import type { Ring } from './ring.ts';
 
@@ -116,9 +127,34 @@ export function ratioText(ratio: number): string {
   return Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '—';
 }
 
-/** The compression ratio; the store writes raw KV until issue 6 adds on-disk compression. */
-export function compressionText(store: Pick<CacheStoreStats, 'compressionRatio'>): string {
-  return `${ratioText(store.compressionRatio)} (compression off)`;
+/**
+ * The contract's `kvCompressions`, in the order the Settings list offers them. Repeated here
+ * because the renderer takes only types from the contract; the check below fails to compile if
+ * the two drift apart.
+ */
+export const kvCompressionList = ['off', 'lossless', 'lossy'] as const satisfies readonly KvCompression[];
+const compressionsComplete: [Exclude<KvCompression, (typeof kvCompressionList)[number]>] extends [never] ? true : never = true;
+void compressionsComplete;
+
+/** The Settings list's option names. */
+export const compressionLabels: Readonly<Record<KvCompression, string>> = {
+  off: 'Off',
+  lossless: 'Lossless',
+  lossy: 'Lossy (F16 K/V only)',
+};
+
+/** The compression ratio and the encoding new chunks get: "1.25× (lossless)", "0.98× (compression off)". */
+export function compressionText(store: Pick<CacheStoreStats, 'compressionRatio' | 'compression'>): string {
+  const mode = store.compression === 'off' ? 'compression off' : store.compression;
+  return `${ratioText(store.compressionRatio)} (${mode})`;
+}
+
+/** "Codec: native", "Codec: TypeScript fallback (why)"; null until the engine has named its codec. */
+export function codecText(codec: KvCodecInfo | null): string | null {
+  if (codec === null) return null;
+  if (codec.kernels === 'native') return 'Codec: native';
+  const reason = codec.reason?.trim().replace(/\.+$/, '');
+  return reason ? `Codec: TypeScript fallback (${reason})` : 'Codec: TypeScript fallback';
 }
 
 export const sourceText: Readonly<Record<CacheSource, string>> = { memory: 'memory', disk: 'disk', none: 'none' };

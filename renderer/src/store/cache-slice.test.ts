@@ -32,6 +32,8 @@ const info: KvStoreInfo = {
   budgetBytes: 1024 ** 3,
   freeDiskBytes: 10 * 1024 ** 3,
   chunkTokens: 256,
+  compression: 'lossless',
+  codec: { kernels: 'native' },
 };
 
 function setup() {

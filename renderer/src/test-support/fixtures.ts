@@ -44,6 +44,7 @@ export const appState = (extra: Partial<AppState> = {}): AppState => ({
     kvBudgetBytes: 10 * 1024 ** 3,
     kvChunkTokens: 256,
     kvSlots: 1,
+    kvCompression: 'lossless',
   },
   ...extra,
 });
@@ -103,6 +104,8 @@ export const cacheSnapshot = (extra: Partial<CacheSnapshot> = {}): CacheSnapshot
     budgetBytes: 10 * 1024 ** 3,
     freeDiskBytes: 50 * 1024 ** 3,
     chunkTokens: 256,
+    compression: 'lossless',
+    codec: { kernels: 'native' },
     dedupRatio: 1.5,
     compressionRatio: 0.95,
   },
