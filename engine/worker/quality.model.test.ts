@@ -7,6 +7,9 @@
  * positive KL under the near-lossless line; q4_0/q4_0 gives a KL far above q8_0/q8_0's
  * (~1e-3 vs ~3e-6 here). Verdicts of the quantized pairs depend on that flatness, so only their
  * form is asserted.
+ *
+ * The lossy disk encoding (issue 6): with an F16 side the result carries `lossy`, a restore of
+ * the q8_0-encoded chunks against the bit-exact one; without an F16 side it is absent.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +18,9 @@ import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from 'node-llama
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KvQuality, Result } from '../contract/index.ts';
 import { repoRoot, testModelPath } from '../../test/support/models.ts';
-import { DEFAULT_QUALITY_TOKENS, measureKvQuality, measureLoadedQuality } from './quality.ts';
+import { fallbackKernels } from '../kv/kernels-fallback.ts';
+import type { CodecKernels } from '../kv/kernels.ts';
+import { calibrationTokens, DEFAULT_QUALITY_TOKENS, measureKvQuality, measureLoadedQuality, measureLossyQuality } from './quality.ts';
 import { verdictThresholds } from './quality-math.ts';
 import { createRuntime } from './runtime.ts';
 
@@ -97,20 +102,68 @@ describe('measureLoadedQuality', () => {
       const q = value(await measureLoadedQuality(model, context, { calibrationPath }));
       expect(q).toMatchObject({ kType: 'q8_0', vType: 'q4_0', positions: DEFAULT_QUALITY_TOKENS });
       expect(q.klDivergence).toBeGreaterThan(0);
+      // No F16 side: the lossy encoding does not apply (a quantized cache is stored losslessly).
+      expect(q.lossy).toBeUndefined();
     } finally {
       await context.dispose();
     }
   });
 
-  it('answers F16/F16 at once, and a missing calibration file with NOT_FOUND', async () => {
+  it('answers F16/F16 without a main measurement, adds the lossy figure, and a missing calibration file gives NOT_FOUND', async () => {
     const context = await model.createContext({ contextSize: 256, threads: 1 });
     try {
-      const started = performance.now();
-      const q = value(await measureLoadedQuality(model, context, { calibrationPath }));
+      const logged: string[] = [];
+      const q = value(await measureLoadedQuality(model, context, { calibrationPath }, { kernels: fallbackKernels, log: (m) => logged.push(m) }));
       expect(q).toMatchObject({ kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: DEFAULT_QUALITY_TOKENS });
-      expect(performance.now() - started).toBeLessThan(200);
+      expect(logged).toEqual([]);
+      expect(q.lossy).toBeDefined();
+      const lossy = q.lossy!;
+      expect(Number.isFinite(lossy.klVsLossless)).toBe(true);
+      expect(lossy.klVsLossless).toBeGreaterThanOrEqual(0);
+      // q8_0 on disk does move the random model's distributions a little: the lossy path ran.
+      expect(lossy.klVsLossless).toBeGreaterThan(0);
+      expect(lossy.klVsLossless).toBeLessThan(verdictThresholds.nearLossless.maxKl);
+      expect(lossy.top1Agreement).toBeGreaterThan(0.9);
+      expect(lossy.top1Agreement).toBeLessThanOrEqual(1);
+      // The calibration tokens' second half is compared.
+      expect(lossy.positions).toBe(DEFAULT_QUALITY_TOKENS - DEFAULT_QUALITY_TOKENS / 2);
       const missing = await measureLoadedQuality(model, context, { calibrationPath: join(dir, 'nope.txt') });
       expect(missing.ok ? null : missing.error.code).toBe('NOT_FOUND');
+    } finally {
+      await context.dispose();
+    }
+  });
+});
+
+describe('measureLossyQuality', () => {
+  it('measures an F16 V beside a q8_0 K with flash attention off (transposed V), and is null for q8_0/q8_0', async () => {
+    const tokens = calibrationTokens(model, text, 300);
+    const transposed = await measureLossyQuality(model, { kType: 'q8_0', vType: 'f16', flashAttention: false, threads: 1, tokens, kernels: fallbackKernels, chunkTokens: 64 });
+    expect(transposed.ok ? null : transposed.error).toBeNull();
+    const lossy = transposed.ok ? transposed.value : null;
+    expect(lossy).not.toBeNull();
+    expect(lossy!.positions).toBe(150);
+    expect(Number.isFinite(lossy!.klVsLossless)).toBe(true);
+    expect(lossy!.klVsLossless).toBeGreaterThanOrEqual(0);
+    const quantized = await measureLossyQuality(model, { kType: 'q8_0', vType: 'q8_0', flashAttention: true, threads: 1, tokens, kernels: fallbackKernels });
+    expect(quantized).toEqual({ ok: true, value: null });
+  });
+
+  it('leaves lossy out and logs why when the measurement fails; the main result stands', async () => {
+    const broken: CodecKernels = {
+      ...fallbackKernels,
+      f16ToQ8_0: () => {
+        throw new Error('kernel exploded');
+      },
+    };
+    const context = await model.createContext({ contextSize: 256, threads: 1 });
+    try {
+      const logged: string[] = [];
+      const q = value(await measureLoadedQuality(model, context, { calibrationPath }, { kernels: broken, log: (m) => logged.push(m) }));
+      expect(q).toMatchObject({ kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1 });
+      expect(q.lossy).toBeUndefined();
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).toContain('kernel exploded');
     } finally {
       await context.dispose();
     }

@@ -28,10 +28,28 @@
  * evaluated in chunks that alternate between the two contexts; each distribution's Map is turned
  * into a vocabulary-sized Float32Array as it arrives and dropped, so only one chunk's reference
  * distributions are held at a time (64 × 4 bytes × vocabulary, ~39 MB at a 152k vocabulary).
+ *
+ * The lossy disk encoding (issue 6, `KvQuality.lossy`): the KV store's lossy mode stores F16 K/V
+ * as q8_0 and expands it back on restore, so it changes the bytes a restore yields; the meter
+ * says by how much. When the pair has an F16 side, the calibration tokens' first half is
+ * evaluated in a context with the pair and its sequence state saved; that state is cut into the
+ * store's chunks (codec.ts `cutChunks`) and assembled twice: as it is (what a lossless or `off`
+ * restore loads, bit for bit) and with every chunk through frame.ts `encodeChunk(…, 'lossy')` and
+ * `decodeChunk` (what a lossy restore loads). Each goes into a fresh sequence with
+ * `loadStateFromFile`, and the second half's next-token distributions are compared as above,
+ * the lossless restore as the reference. What a lossy restore costs is therefore measured
+ * against the restore it replaces, not against F16 KV in general (that is the main figure).
  */
-import { readFile } from 'node:fs/promises';
-import { GgmlType, InsufficientMemoryError, type ControlledEvaluateIndexOutput, type ControlledEvaluateInputItem, type LlamaContext, type LlamaModel, type Token } from 'node-llama-cpp';
-import { err, kvCacheTypes, ok, type KvCacheType, type KvQuality, type Result } from '../contract/index.ts';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, accessSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GgmlType, InsufficientMemoryError, type ControlledEvaluateIndexOutput, type ControlledEvaluateInputItem, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
+import { err, kvCacheTypes, ok, type KvCacheType, type KvLossyQuality, type KvQuality, type Result } from '../contract/index.ts';
+import { assembleStateFile, cutChunks, readStateFile } from '../kv/codec.ts';
+import { decodeChunk, encodeChunk, lossyApplies } from '../kv/frame.ts';
+import type { CodecKernels } from '../kv/kernels.ts';
+import { loadKernels } from '../kv/kernels-load.ts';
 import type { WorkerMethods } from '../protocol.ts';
 import { ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
 import { denseDistribution, QualityTally, qualityVerdict } from './quality-math.ts';
@@ -108,31 +126,9 @@ export async function measureKvQuality(
       }
       return err('INTERNAL', `The quality meter could not create a ${kType}/${vType} context: ${describeError(error)}`);
     }
-    const referenceSequence = reference.getSequence();
-    const candidateSequence = candidate.getSequence();
     const tally = new QualityTally();
-    for (let start = 0; start < tokens.length; start += CHUNK_TOKENS) {
-      const input: ControlledEvaluateInputItem[] = tokens
-        .slice(start, start + CHUNK_TOKENS)
-        .map((token) => [token, { generateNext: listing }]);
-      const referenceDistributions: Float32Array[] = [];
-      await referenceSequence.controlledEvaluate(input, {
-        onTokenResult: (index, result) => {
-          const dense = takeDistribution(result);
-          if (dense) referenceDistributions[index] = dense;
-        },
-      });
-      let missing = 0;
-      await candidateSequence.controlledEvaluate(input, {
-        onTokenResult: (index, result) => {
-          const dense = takeDistribution(result);
-          const p = referenceDistributions[index];
-          if (dense && p) tally.add(p, dense);
-          else missing++;
-        },
-      });
-      if (missing > 0) return err('INTERNAL', `The quality meter got no distribution for ${missing} positions.`);
-    }
+    const compared = await compareSequences(reference.getSequence(), candidate.getSequence(), tokens, tally);
+    if (!compared.ok) return compared;
     const klDivergence = tally.meanKl;
     const top1Agreement = tally.top1Agreement;
     return ok({
@@ -152,6 +148,34 @@ export async function measureKvQuality(
 }
 
 /**
+ * Evaluates `tokens` in both sequences, in chunks that alternate between them, and adds each
+ * position's pair of next-token distributions to `tally` (`reference` is P).
+ */
+async function compareSequences(reference: LlamaContextSequence, candidate: LlamaContextSequence, tokens: readonly Token[], tally: QualityTally): Promise<Result<void>> {
+  for (let start = 0; start < tokens.length; start += CHUNK_TOKENS) {
+    const input: ControlledEvaluateInputItem[] = tokens.slice(start, start + CHUNK_TOKENS).map((token) => [token, { generateNext: listing }]);
+    const referenceDistributions: Float32Array[] = [];
+    await reference.controlledEvaluate(input, {
+      onTokenResult: (index, result) => {
+        const dense = takeDistribution(result);
+        if (dense) referenceDistributions[index] = dense;
+      },
+    });
+    let missing = 0;
+    await candidate.controlledEvaluate(input, {
+      onTokenResult: (index, result) => {
+        const dense = takeDistribution(result);
+        const p = referenceDistributions[index];
+        if (dense && p) tally.add(p, dense);
+        else missing++;
+      },
+    });
+    if (missing > 0) return err('INTERNAL', `The quality meter got no distribution for ${missing} positions.`);
+  }
+  return ok(undefined);
+}
+
+/**
  * Converts a result's Map to a dense array and removes it from the result: `controlledEvaluate`
  * also returns every result in an array, which would otherwise keep a chunk's Maps alive.
  */
@@ -161,15 +185,151 @@ function takeDistribution(result: ControlledEvaluateIndexOutput): Float32Array |
   return map ? denseDistribution(map) : null;
 }
 
+/** Tokens per chunk the lossy measurement cuts the state into: the KV store's default chunk size. */
+const LOSSY_CHUNK_TOKENS = 256;
+
+/**
+ * Where the lossy measurement's state files go: a RAM file system when there is one (they are
+ * scratch, read back at once), else the system's temporary directory.
+ */
+function defaultScratchRoot(): string {
+  if (process.platform === 'linux') {
+    try {
+      accessSync('/dev/shm', fsConstants.W_OK);
+      return '/dev/shm';
+    } catch {
+      // no usable RAM file system
+    }
+  }
+  return tmpdir();
+}
+
+export interface LossyQualityOptions {
+  readonly kType: KvCacheType;
+  readonly vType: KvCacheType;
+  readonly flashAttention: boolean;
+  readonly threads: number;
+  /** The tokens: the first half (rounded down) is restored, the rest compared. */
+  readonly tokens: readonly Token[];
+  readonly kernels: CodecKernels;
+  /** The directory the two scratch state files go under (default /dev/shm where writable, else the temp directory). */
+  readonly scratchDir?: string;
+  /** Tokens per chunk the state is cut into (default 256, the KV store's). */
+  readonly chunkTokens?: number;
+}
+
+/**
+ * The lossy disk encoding against a bit-exact restore (see the module comment): ok(null) when
+ * lossy does not apply to the pair (no F16 side: lossy stores a quantized cache losslessly).
+ * Creates and disposes two contexts sized for the tokens, and two scratch files. Never throws.
+ */
+export async function measureLossyQuality(model: LlamaModel, options: LossyQualityOptions): Promise<Result<KvLossyQuality | null>> {
+  const { kType, vType, flashAttention, threads, tokens, kernels } = options;
+  // Cheap first answer from the pair; lossyApplies on the saved file's shape decides below.
+  if (kType !== 'f16' && vType !== 'f16') return ok(null);
+  if (vType !== 'f16' && !flashAttention) return err('INVALID_INPUT', `A ${vType} V cache needs flash attention.`);
+  const half = Math.floor(tokens.length / 2);
+  if (half < 1 || tokens.length - half < 1) return err('INVALID_INPUT', 'The calibration text has too few tokens to measure the lossy encoding.');
+  let dir: string | null = null;
+  const contexts: LlamaContext[] = [];
+  try {
+    dir = await mkdtemp(join(options.scratchDir ?? defaultScratchRoot(), 'hearth-lossy-'));
+    const create = async (): Promise<LlamaContext> => {
+      const context = await model.createContext({
+        contextSize: tokens.length + 1,
+        sequences: 1,
+        batchSize: CHUNK_TOKENS,
+        threads,
+        flashAttention,
+        experimentalKvCacheKeyType: ggmlKvTypeName(kType),
+        experimentalKvCacheValueType: ggmlKvTypeName(vType),
+      });
+      contexts.push(context);
+      return context;
+    };
+    let reference: LlamaContext;
+    let candidate: LlamaContext;
+    try {
+      reference = await create();
+      candidate = await create();
+    } catch (error) {
+      if (error instanceof InsufficientMemoryError) return err('OUT_OF_MEMORY', `There is not enough memory for two ${tokens.length}-token contexts.`);
+      return err('INTERNAL', `Could not create a ${kType}/${vType} context: ${describeError(error)}`);
+    }
+    const referenceSequence = reference.getSequence();
+    const candidateSequence = candidate.getSequence();
+    const prefix = tokens.slice(0, half);
+    await referenceSequence.evaluateWithoutGeneratingNewTokens(prefix as Token[]);
+    const savedPath = join(dir, 'saved.bin');
+    await referenceSequence.saveStateToFile(savedPath);
+    const parsed = await readStateFile(savedPath);
+    if (!parsed.ok) return parsed;
+    const shape = parsed.value.shape;
+    if (!lossyApplies(shape)) return ok(null);
+    const cut = cutChunks(parsed.value, options.chunkTokens ?? LOSSY_CHUNK_TOKENS);
+    if (!cut.ok) return cut;
+    if (cut.value.cleanLength !== half) return err('INTERNAL', `The saved state holds a clean prefix of ${cut.value.cleanLength} tokens, not ${half}.`);
+    const lossless = [...cut.value.chunks, ...(cut.value.tail ? [cut.value.tail] : [])].map((chunk) => chunk.payload);
+    const lossy: Uint8Array[] = [];
+    for (const payload of lossless) {
+      const stored = encodeChunk(shape, payload, 'lossy', kernels);
+      if (!stored.ok) return stored;
+      const decoded = decodeChunk(shape, stored.value, kernels);
+      if (!decoded.ok) return decoded;
+      lossy.push(decoded.value);
+    }
+    const files: [string, Uint8Array[]][] = [
+      [join(dir, 'lossless.bin'), lossless],
+      [join(dir, 'lossy.bin'), lossy],
+    ];
+    for (const [path, payloads] of files) {
+      const assembled = assembleStateFile(shape, payloads);
+      if (!assembled.ok) return assembled;
+      await writeFile(path, assembled.value);
+    }
+    // The reference sequence holds the evaluated prefix; it is replaced by the restored one, so
+    // both sides are restores (a load followed by evaluation, as in the app).
+    await referenceSequence.clearHistory();
+    await referenceSequence.loadStateFromFile(files[0]![0], { acceptRisk: true });
+    await candidateSequence.loadStateFromFile(files[1]![0], { acceptRisk: true });
+    for (const sequence of [referenceSequence, candidateSequence]) {
+      if (sequence.nextTokenIndex !== half) return err('INTERNAL', `A restored sequence holds ${sequence.nextTokenIndex} tokens, not ${half}.`);
+    }
+    const tally = new QualityTally();
+    const compared = await compareSequences(referenceSequence, candidateSequence, tokens.slice(half), tally);
+    if (!compared.ok) return compared;
+    return ok({ klVsLossless: tally.meanKl, top1Agreement: tally.top1Agreement, positions: tally.positions });
+  } catch (error) {
+    return err('INTERNAL', `The lossy measurement failed: ${describeError(error)}`);
+  } finally {
+    for (const context of contexts) await context.dispose().catch(() => undefined);
+    if (dir !== null) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** The kernels the meter uses when its caller passes none: loaded once (kernels-load.ts). */
+let defaultKernels: CodecKernels | null = null;
+
+export interface LoadedQualityOptions {
+  /** The codec kernels (the worker's, loaded at init); default `loadKernels()`'s. */
+  readonly kernels?: CodecKernels;
+  /** Where the lossy measurement's scratch files go (see `measureLossyQuality`). */
+  readonly scratchDir?: string;
+  /** Says why the lossy figure is missing when its measurement failed (default: console.warn). */
+  readonly log?: (message: string) => void;
+}
+
 /**
  * The `measureQuality` worker handler's work (runtime.ts calls it under the engine lock, so it
  * never overlaps a generation): the loaded context's own pair, flash attention and threads.
- * With F16/F16 loaded it answers at once: the pair is the reference itself, so KL 0 and
- * agreement 1 hold by definition (on CPU a measurement gives exactly that, test-checked), and
- * two contexts and a few seconds would buy nothing; `positions` is what a measurement would
- * have compared.
+ * With F16/F16 loaded the main figures need no measurement: the pair is the reference itself, so
+ * KL 0 and agreement 1 hold by definition (on CPU a measurement gives exactly that,
+ * test-checked), and `positions` is what a measurement would have compared.
+ * When the pair has an F16 side, `lossy` is added (`measureLossyQuality` over the same
+ * calibration tokens); when that measurement fails, `lossy` is left out and `log` says why: the
+ * main figures still stand.
  */
-export async function measureLoadedQuality(model: LlamaModel, context: LlamaContext, input: WorkerMethods['measureQuality']['input']): Promise<Result<KvQuality>> {
+export async function measureLoadedQuality(model: LlamaModel, context: LlamaContext, input: WorkerMethods['measureQuality']['input'], options: LoadedQualityOptions = {}): Promise<Result<KvQuality>> {
   const path = input?.calibrationPath;
   if (typeof path !== 'string' || path === '') return err('INVALID_INPUT', 'measureQuality needs a calibrationPath.');
   let text: string;
@@ -183,8 +343,28 @@ export async function measureLoadedQuality(model: LlamaModel, context: LlamaCont
   if (kType === null || vType === null) {
     return err('NOT_SUPPORTED', `The loaded context's KV cache types (${GgmlType[context.kvCacheKeyType]}/${GgmlType[context.kvCacheValueType]}) are not ones the quality meter compares.`);
   }
-  if (kType === 'f16' && vType === 'f16') {
-    return ok({ kType, vType, klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: calibrationTokens(model, text).length, measuredAt: Date.now() });
+  const flashAttention = context.flashAttention === true;
+  const threads = context.currentThreads;
+  const tokens = calibrationTokens(model, text);
+  const main: Result<KvQuality> =
+    kType === 'f16' && vType === 'f16'
+      ? ok({ kType, vType, klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: tokens.length, measuredAt: Date.now() })
+      : await measureKvQuality(model, { kType, vType, flashAttention, threads, text });
+  if (!main.ok || (kType !== 'f16' && vType !== 'f16')) return main;
+  const log = options.log ?? ((message: string) => console.warn(message));
+  let kernels = options.kernels ?? defaultKernels;
+  if (kernels === null) {
+    try {
+      kernels = defaultKernels = loadKernels().kernels;
+    } catch (error) {
+      log(`The quality meter's lossy figure is missing: the codec kernels did not load (${describeError(error)}).`);
+      return main;
+    }
   }
-  return measureKvQuality(model, { kType, vType, flashAttention: context.flashAttention === true, threads: context.currentThreads, text });
+  const lossy = await measureLossyQuality(model, { kType, vType, flashAttention, threads, tokens, kernels, ...(options.scratchDir !== undefined ? { scratchDir: options.scratchDir } : {}) });
+  if (!lossy.ok) {
+    log(`The quality meter's lossy figure is missing: ${lossy.error.message}`);
+    return main;
+  }
+  return lossy.value === null ? main : ok({ ...main.value, lossy: lossy.value });
 }
