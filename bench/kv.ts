@@ -34,7 +34,7 @@ import { readDevice, readModelShape, v2Estimator } from '../engine/worker/planne
 import { buildPlan, formatBytes, kvBytesPerToken, memoizeEstimator, pairName, pairOrder, pairRefusal, resolveFlashAttention, type Reserve } from '../engine/worker/planner-core.ts';
 import { ggmlKvTypeName } from '../engine/worker/kv-types.ts';
 import { measureKvQuality } from '../engine/worker/quality.ts';
-import { repoRoot, testModelPath } from '../test/support/models.ts';
+import { repoRoot, sharedModelsDir, testModelPath } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
 import { machineInfo, round2, timed, type MachineInfo } from './util.ts';
 
@@ -539,7 +539,7 @@ export function formatKvReport(report: KvReport): string {
 /** Runs the benchmark, writes the JSON (and a .md beside it) and returns the report. */
 export async function runKvBench(options: KvBenchOptions): Promise<KvReport> {
   const { log } = options;
-  const sharedDir = resolve(repoRoot, '..', 'shared', 'models');
+  const sharedDir = sharedModelsDir;
   const shared = existsSync(sharedDir) ? (await readdir(sharedDir)).filter((name) => name.endsWith('.gguf')).sort().map((name) => join(sharedDir, name)) : [];
   const testModel = await testModelPath();
   const models = [testModel, ...shared, ...options.models.map((p) => resolve(p))];

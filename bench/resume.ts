@@ -16,8 +16,9 @@
  *   from the same start through evaluating that message to the first greedy token, which is
  *   checked against the uninterrupted context (`firstTokenMatches`). `liveTtftMs` times that same
  *   step in the uninterrupted context: ttftMs − liveTtftMs is what resuming from disk costs.
- * - `readFloorMs` reads the manifest's chunk files, in chain order, with plain synchronous
- *   `readFileSync` calls one after another. The tail payload lives in index.db and is not in the floor (the store reads
+ * - `readFloorMs` reads the manifest's chunk files, in chain order, one after another with
+ *   plain synchronous positioned reads into one reused buffer (util.ts `readFilesFloor`; it was
+ *   `readFileSync` before issue 6, which is 3.6× slower on cold files here). The tail payload lives in index.db and is not in the floor (the store reads
  *   it in addition, so the floor is slightly generous to the comparison).
  * - Page cache: each row is measured twice, `warm` (each file was just written, so native load,
  *   store restore and floor read all read from the page cache: a chat reopened minutes later) and
@@ -34,17 +35,23 @@
  *   scratch state file when the scratch directory is on a disk (it is on /dev/shm by default, a
  *   RAM file system, so it is not counted there; `turnScratchBytes` shows it either way).
  *   `fullStateBytes` is that whole state file's size.
+ * - Compression (issue 6): the store writes chunks in `--compression` (default `lossless`, the
+ *   app's default) through KvCache's `compression` option, with the kernels the app would pick
+ *   (the native addon when it loads); `storeBytes`, the floor and every restore are of those
+ *   encoded files. The `compression` column says which.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
+import type { KvCodecInfo, KvCompression } from '../engine/contract/index.ts';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextOptions, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
 import { bytesPerToken, chunkPayloadSize, parseStateFile, type StateShape } from '../engine/kv/codec.ts';
 import { chunkFileBytes, chunkPath } from '../engine/kv/chunk-file.ts';
+import { loadKernels } from '../engine/kv/kernels-load.ts';
 import { KvCache, type KvProfile } from '../engine/worker/kv-cache.ts';
-import { repoRoot, tinyModelPath } from '../test/support/models.ts';
+import { repoRoot, sharedModelsDir, tinyModelPath } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
-import { deviceWriteBytes, evictFromPageCache, fsTypeOf, isMemoryFs, machineInfo, median, round2, timed, type MachineInfo } from './util.ts';
+import { deviceWriteBytes, evictFromPageCache, fsTypeOf, isMemoryFs, machineInfo, median, readFilesFloor, round2, timed, type MachineInfo } from './util.ts';
 
 /** Tokens of the next user message evaluated after a restore, before the first reply token. */
 const NEXT_MESSAGE_TOKENS = 8;
@@ -86,6 +93,8 @@ export interface ResumeOptions {
   readonly pageCache: readonly PageCache[];
   /** Run every configuration at every size (Q8_0 runs at the largest only otherwise). */
   readonly allSizes: boolean;
+  /** The store's disk encoding (KvCache `compression`); default `lossless`, the app's default. */
+  readonly compression?: KvCompression;
   readonly log: (line: string) => void;
 }
 
@@ -103,6 +112,8 @@ export interface ResumeRow {
   readonly pageCache: PageCache;
   readonly kvType: string;
   readonly flashAttention: boolean;
+  /** The store's disk encoding the row was measured with. */
+  readonly compression: KvCompression;
   readonly prefillMs: number | null;
   readonly nativeRestoreMs: number | null;
   readonly storeRestoreMs: number | null;
@@ -167,6 +178,9 @@ export interface ResumeReport {
     readonly pageCache: readonly PageCache[];
     readonly reps: number;
     readonly chunkTokens: number;
+    readonly compression: KvCompression;
+    /** The codec kernels the store ran with. */
+    readonly codec: KvCodecInfo;
   };
   readonly date: string;
   readonly acceptance: AcceptanceLine[];
@@ -186,7 +200,7 @@ export interface AcceptanceLine {
 
 /** Deterministic conversation text: Austen's held-out text when the shared folder has it, else a seeded word mix. */
 async function conversationText(minChars: number): Promise<{ text: string; source: string }> {
-  const austen = '/work/shared/models/austen-eval.txt';
+  const austen = join(sharedModelsDir, 'austen-eval.txt');
   let base: string;
   let source: string;
   if (existsSync(austen)) {
@@ -302,6 +316,11 @@ async function measureSize(
       }
     }
 
+    // The floor's read buffer (+1: a read of 0 bytes at the end says the file is over).
+    let largest = 0;
+    for (const file of chunkFiles) largest = Math.max(largest, (await stat(file)).size);
+    const floorBuffer = Buffer.allocUnsafe(largest + 1);
+
     // The uninterrupted reference for the first reply token (breaking out leaves the sampled token unevaluated).
     const live = await timed(() => firstGreedyToken(seqA, message));
     const reference = live.value;
@@ -380,11 +399,7 @@ async function measureSize(
         // cheapest plain read, or the comparison flatters the store.
         if (chunkFiles.length > 0) {
           evict(chunkFiles);
-          const read = await timed(async () => {
-            let total = 0;
-            for (const file of chunkFiles) total += readFileSync(file).length;
-            return total;
-          });
+          const read = await timed(async () => readFilesFloor(chunkFiles, floorBuffer));
           if (keep) m.floor.push(read.ms);
           // The store's verified read of the same chunks, without assembling or loading: splits
           // storeRestoreMs into "read + verify" and "assemble + llama.cpp load".
@@ -428,6 +443,7 @@ async function measureSize(
       pageCache: mode,
       kvType: config.kvType,
       flashAttention: config.flashAttention,
+      compression: options.compression ?? 'lossless',
       prefillMs: round2(prefill.ms),
       nativeRestoreMs: round2(median(m.nativeRestore)),
       storeRestoreMs: round2(median(m.storeRestore)),
@@ -502,6 +518,7 @@ const columns: Column<ResumeRow>[] = [
   { title: 'tokens', value: (r) => r.tokens, numeric: true },
   { title: 'page cache', value: (r) => r.pageCache },
   { title: 'KV', value: (r) => `${r.kvType}${r.flashAttention ? '' : ' (FA off)'}` },
+  { title: 'compression', value: (r) => r.compression },
   { title: 'prefill ms', value: (r) => r.prefillMs, numeric: true },
   { title: 'native restore ms', value: (r) => r.nativeRestoreMs, numeric: true },
   { title: 'store restore ms', value: (r) => r.storeRestoreMs, numeric: true },
@@ -523,7 +540,7 @@ export function formatReport(report: ResumeReport): string {
   const lines = [
     markdownTable(report.rows, columns),
     '',
-    `${m.cpu}, ${m.cores} cores, ${m.threads} thread(s); node-llama-cpp ${m.nodeLlamaCpp} (llama.cpp ${m.llamaCppRelease}); page cache ${m.pageCache.join(' and ')} (cold: the measured files evicted before each timed read); median of ${m.reps}; store on ${m.storeFs ?? '?'} (${m.storeDir}), scratch on ${m.scratchFs ?? '?'} (${m.scratchDir}).`,
+    `${m.cpu}, ${m.cores} cores, ${m.threads} thread(s); node-llama-cpp ${m.nodeLlamaCpp} (llama.cpp ${m.llamaCppRelease}); page cache ${m.pageCache.join(' and ')} (cold: the measured files evicted before each timed read); median of ${m.reps}; store compression ${m.compression}, ${m.codec.kernels} kernels${m.codec.reason ? ` (${m.codec.reason})` : ''}; store on ${m.storeFs ?? '?'} (${m.storeDir}), scratch on ${m.scratchFs ?? '?'} (${m.scratchDir}).`,
     '',
     ...report.acceptance.map((a) => `${a.pass === null ? 'N/A ' : a.pass ? 'PASS' : 'FAIL'}  ${a.model} ${a.kvType}${a.flashAttention ? '' : ' FA off'} @ ${a.tokens.toLocaleString('en-US')}${a.pageCache ? ` (${a.pageCache})` : ''}: ${a.check}: ${a.detail}`),
   ];
@@ -550,6 +567,9 @@ export async function runResume(options: ResumeOptions): Promise<ResumeReport> {
   const llama = await getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: LlamaLogLevel.error });
   const release = llama.llamaCppRelease.release;
   const nodeLlamaCpp = (JSON.parse(await readFile(join(repoRoot, 'node_modules/node-llama-cpp/package.json'), 'utf8')) as { version: string }).version;
+  const compression = options.compression ?? 'lossless';
+  const codec = loadKernels();
+  log(`store compression ${compression}, kernels ${codec.info.kernels}${codec.info.reason ? ` (${codec.info.reason})` : ''}`);
   const rows: ResumeRow[] = [];
   try {
     for (const modelPath of modelPaths) {
@@ -574,7 +594,7 @@ export async function runResume(options: ResumeOptions): Promise<ResumeReport> {
           };
           const root = join(dir, `store-${rows.length}-${name}`);
           await rm(root, { recursive: true, force: true });
-          const opened = await KvCache.open({ root, budgetBytes: 64 * 2 ** 30, chunkTokens: CHUNK_TOKENS, llamaRelease: release, scratchDir });
+          const opened = await KvCache.open({ root, budgetBytes: 64 * 2 ** 30, chunkTokens: CHUNK_TOKENS, llamaRelease: release, scratchDir, compression, kernels: codec.kernels });
           if (!opened.ok) throw new Error(`KvCache.open failed: ${opened.error.message}`);
           const cache = opened.value;
           try {
@@ -620,6 +640,8 @@ export async function runResume(options: ResumeOptions): Promise<ResumeReport> {
       pageCache: options.pageCache,
       reps: options.reps,
       chunkTokens: CHUNK_TOKENS,
+      compression,
+      codec: codec.info,
     },
     date: new Date().toISOString(),
     acceptance,

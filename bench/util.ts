@@ -3,7 +3,7 @@
  * land, and the machine description that goes into every JSON report.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -106,12 +106,41 @@ export function deviceWriteBytes(): number | null {
 export function evictFromPageCache(paths: readonly string[]): boolean {
   if (process.platform !== 'linux' || paths.length === 0) return paths.length === 0;
   try {
-    execFileSync('sync', [...paths]);
-    for (const path of paths) execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
+    // One shell for every file: a process spawned from node per file cost ~10 ms each here
+    // (683 ms for a 16k-token chat's 63 chunk files, against 236 ms this way).
+    execFileSync('sh', ['-c', 'sync -- "$@" && for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none || exit 1; done', 'evict', ...paths]);
     return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * The floor of reading `paths` (a chat's chunk files): each file read whole, one after another,
+ * with synchronous positioned reads into one reused buffer (`scratch`, at least as large as the
+ * largest file; sized outside the timed part, as the store knows each chunk's size from its
+ * index). This is the cheapest plain read found here: `readFileSync` took 3.6× as long on
+ * evicted (cold) files (136 vs 37 ms for 63 files of 400 KB on this project's VM) and also
+ * allocates a buffer per file. Returns the bytes read.
+ */
+export function readFilesFloor(paths: readonly string[], scratch: Uint8Array): number {
+  let total = 0;
+  for (const path of paths) {
+    const fd = openSync(path, 'r');
+    try {
+      let done = 0;
+      for (;;) {
+        if (done === scratch.byteLength) throw new Error(`${path} is larger than the ${scratch.byteLength}-byte read buffer`);
+        const n = readSync(fd, scratch, done, scratch.byteLength - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      total += done;
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return total;
 }
 
 export interface MachineInfo {

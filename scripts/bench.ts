@@ -6,6 +6,9 @@ import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { join } from 'node:path';
 import { kvConfigs, formatReport, runResume, type KvConfigName, type PageCache } from '../bench/resume.ts';
 import { formatKvReport, runKvBench } from '../bench/kv.ts';
+import { codecKvConfigs, formatCodecReport, runCodecBench, type CodecKvName } from '../bench/codec.ts';
+import { kvCompressions } from '../engine/contract/api.ts';
+import type { KvCompression } from '../engine/contract/index.ts';
 import { repoRoot } from '../test/support/models.ts';
 
 const usage = `Usage: npm run bench -- <benchmark> [options]
@@ -14,7 +17,9 @@ Benchmarks:
   resume   restore a chat from the KV store vs re-reading it vs a whole-file state load (issue 3)
   kv       every accepted K/V pair: size, speed, quality vs f16, planned vs measured memory;
            and the planner's fit table for three reference models (issue 4)
-  codec    (not yet: issue 6)
+  codec    the KV codec's disk encodings (off, lossless, lossy) × KV types: bytes ratio, encode and
+           decode speed (native and fallback), restore vs read floor at 16,000 tokens, lossy KL;
+           and the byte transforms alone (issue 6)
 
 resume options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
@@ -29,6 +34,7 @@ resume options:
   --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-bench-<pid> when it exists)
   --cache MODES        page-cache states to measure restores in: warm, cold or warm,cold (default);
                        cold evicts the measured files before each timed read (Linux, GNU dd)
+  --compression MODE   the store's disk encoding: off, lossless (default, the app's) or lossy
 
 kv options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
@@ -39,6 +45,23 @@ kv options:
   --decode N           tokens decoded per pair after the prefill (default 64)
   --quality N          positions the quality meter compares per pair (default 256; 0 skips it)
   --pairs LIST         only these K/V pairs, e.g. f16/f16,q8_0/q8_0 (default: every accepted pair)
+
+codec options:
+  --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
+  --models LIST        KV source models, comma-separated GGUF paths or "test" for the generated model
+                       (default ../shared/models/austen-byte-6l.gguf when present, else the generated model)
+  --threads N          llama.cpp threads (default 1)
+  --tokens N           restore size in tokens (default 16000)
+  --sample-tokens N    tokens the bytes ratio and codec speeds are measured over (default 4096)
+  --kl-tokens N        tokens of the lossy KL stretch, half restored, half compared (default 1024; 0 skips)
+  --kv LIST            KV types: ${Object.keys(codecKvConfigs).join(', ')} (default all)
+  --reps N             timed repetitions per figure after one discarded; the median is reported (default 5)
+  --cache MODE         warm, cold or both (default both; warm,cold also works)
+  --restore-on WHERE   auto (default: q8_0 and FA-off restores on the generated model, their prefill
+                       of --tokens is too slow on the trained one) or trained (all on the KV source)
+  --transform-mb N     MB of f16 data per transform pass (default 16)
+  --dir DIR            where stores go (default .cache/bench; on the disk you want to measure)
+  --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-codec-bench-<pid> when it exists)
 `;
 
 function fail(message: string): never {
@@ -73,8 +96,10 @@ async function resume(args: string[]): Promise<void> {
     dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
     scratch: { type: 'string' },
     cache: { type: 'string', default: 'warm,cold' },
+    compression: { type: 'string', default: 'lossless' },
   }).values;
   if (v.json === undefined || v.json === '') fail('resume needs --json FILE.');
+  if (!(kvCompressions as readonly string[]).includes(v.compression)) fail(`--compression: "${v.compression}" is not one of ${kvCompressions.join(', ')}.`);
   const sizes = v.sizes.split(',').map((s) => positiveInt('sizes', s.trim()));
   const kv = v.kv.split(',').map((s) => s.trim());
   for (const name of kv) if (!(name in kvConfigs)) fail(`--kv: unknown configuration "${name}".`);
@@ -91,6 +116,7 @@ async function resume(args: string[]): Promise<void> {
     ...(v.scratch !== undefined ? { scratchDir: v.scratch } : {}),
     pageCache: pageCache as PageCache[],
     allSizes: v['all-sizes'],
+    compression: v.compression as KvCompression,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${formatReport(report)}\n`);
@@ -124,6 +150,49 @@ async function kv(args: string[]): Promise<void> {
   process.stdout.write(`${formatKvReport(report)}\n`);
 }
 
+async function codec(args: string[]): Promise<void> {
+  const v = parse(args, {
+    json: { type: 'string' },
+    models: { type: 'string' },
+    threads: { type: 'string', default: '1' },
+    tokens: { type: 'string', default: '16000' },
+    'sample-tokens': { type: 'string', default: '4096' },
+    'kl-tokens': { type: 'string', default: '1024' },
+    kv: { type: 'string', default: Object.keys(codecKvConfigs).join(',') },
+    reps: { type: 'string', default: '5' },
+    cache: { type: 'string', default: 'both' },
+    'restore-on': { type: 'string', default: 'auto' },
+    'transform-mb': { type: 'string', default: '16' },
+    dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
+    scratch: { type: 'string' },
+  }).values;
+  if (v.json === undefined || v.json === '') fail('codec needs --json FILE.');
+  const kv = v.kv.split(',').map((s) => s.trim());
+  for (const name of kv) if (!(name in codecKvConfigs)) fail(`--kv: unknown KV type "${name}".`);
+  const cache = v.cache === 'both' ? ['warm', 'cold'] : [...new Set(v.cache.split(',').map((s) => s.trim()))];
+  for (const mode of cache) if (mode !== 'warm' && mode !== 'cold') fail(`--cache: "${mode}" is not warm, cold or both.`);
+  if (v['restore-on'] !== 'auto' && v['restore-on'] !== 'trained') fail(`--restore-on: "${v['restore-on']}" is neither auto nor trained.`);
+  const klTokens = Number(v['kl-tokens']);
+  if (!Number.isInteger(klTokens) || klTokens < 0) fail(`--kl-tokens must be a whole number ≥ 0, got "${v['kl-tokens']}".`);
+  const report = await runCodecBench({
+    jsonPath: v.json,
+    models: v.models === undefined ? [] : v.models.split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    threads: positiveInt('threads', v.threads),
+    tokens: positiveInt('tokens', v.tokens),
+    sampleTokens: positiveInt('sample-tokens', v['sample-tokens']),
+    klTokens,
+    kv: kv as CodecKvName[],
+    reps: positiveInt('reps', v.reps),
+    pageCache: cache as PageCache[],
+    restoreOn: v['restore-on'],
+    transformMB: positiveInt('transform-mb', v['transform-mb']),
+    dir: v.dir,
+    ...(v.scratch !== undefined ? { scratchDir: v.scratch } : {}),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatCodecReport(report)}\n`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'resume':
@@ -133,7 +202,7 @@ switch (command) {
     await kv(rest);
     break;
   case 'codec':
-    fail(`The "${command}" benchmark is not implemented yet.`);
+    await codec(rest);
     break;
   case undefined:
   case '-h':
