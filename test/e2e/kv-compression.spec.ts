@@ -1,0 +1,66 @@
+/**
+ * Compressed KV on disk (issue 6): by default a chat's stored KV is encoded losslessly by the
+ * native codec, Settings says so and the Cache view shows a compression ratio above 1; turning
+ * compression off is saved and applied (the engine restarts), and the chat's next turn still
+ * restores the chunks written compressed (a frame's header says how it was encoded, whatever the
+ * setting is now).
+ */
+import type { Locator, Page } from '@playwright/test';
+import { assistantMessages, call, conversations, sendMessage, setDefaultSampling, startChat, waitIdle, waitModelReady } from './app.ts';
+import { expect, openApp, test } from './fixtures.ts';
+
+const nav = (page: Page, name: string): Locator => page.getByRole('navigation', { name: 'App' }).getByRole('link', { name });
+
+/** The value shown beside a label in the Cache view's "Disk store" figures. */
+const figure = (page: Page, label: string): Locator =>
+  page.getByRole('region', { name: 'Disk store', exact: true }).locator('dt', { hasText: label }).locator('xpath=following-sibling::dd');
+
+test('stored KV is compressed losslessly by default, and stays readable after compression is turned off', async ({ page, host }) => {
+  await setDefaultSampling(host, { maxTokens: 8, temperature: 0 });
+  await openApp(page, host);
+  // The tiny model reads about one token per character: several 256-token chunks.
+  const prompt = Array.from({ length: 40 }, (_, i) => `Entry ${i}: the lighthouse keeper logs the weather.`).join(' ');
+  await startChat(page, prompt);
+  await waitIdle(page);
+  await expect(assistantMessages(page)).toHaveCount(1);
+  const title = (await conversations(page).getByRole('link').first().textContent())?.trim() ?? '';
+
+  // The turn's KV is written just after the reply, off the critical path: wait for it (setup).
+  await expect
+    .poll(async () => {
+      const stats = await call<{ chunkCount: number }>(host, 'kv.stats');
+      return stats.ok ? stats.value.chunkCount : -1;
+    })
+    .toBeGreaterThan(1);
+
+  await nav(page, 'Settings').click();
+  const cache = page.getByRole('group', { name: 'Cache' });
+  const compression = cache.getByRole('combobox', { name: 'Compression' });
+  await expect(compression).toHaveValue('lossless');
+  // CI builds the addon from a clean clone: the engine must be running it, not the fallback.
+  await expect(cache.getByText('Codec: native', { exact: true })).toBeVisible();
+
+  await nav(page, 'Cache').click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Cache' })).toBeVisible();
+  const ratio = figure(page, 'Compression ratio');
+  await expect(ratio).toHaveText(/^\d+\.\d\d× \(lossless\)$/);
+  expect(Number.parseFloat((await ratio.textContent()) ?? '')).toBeGreaterThan(1.05);
+
+  await nav(page, 'Settings').click();
+  await compression.selectOption({ label: 'Off' });
+  const pidBefore = await host.enginePid();
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Settings saved.' })).toHaveText('Settings saved. The cache changes apply now.');
+  await expect.poll(() => host.enginePid()).not.toBe(pidBefore);
+  await waitModelReady(host);
+  await page.reload();
+  await expect(page.getByRole('group', { name: 'Cache' }).getByRole('combobox', { name: 'Compression' })).toHaveValue('off');
+
+  // A fresh engine holds nothing in memory: the next turn restores the chunks written compressed.
+  await conversations(page).getByRole('link', { name: title }).click();
+  await expect(assistantMessages(page)).toHaveCount(1);
+  await sendMessage(page, 'And then?');
+  await waitIdle(page);
+  await expect(assistantMessages(page)).toHaveCount(2);
+  await expect(assistantMessages(page).last()).toContainText(/restored [\d,]+ tokens from disk in \d+ ms · prefilled \d+/);
+});
