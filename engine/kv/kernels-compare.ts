@@ -7,7 +7,8 @@
 import { q8_0Bytes } from './kernels.ts';
 import type { CodecKernels } from './kernels.ts';
 
-function rng(seed: number): () => number {
+/** A seeded xorshift32, so a failure reproduces. */
+export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
     s ^= s << 13;

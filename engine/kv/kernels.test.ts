@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { compareKernels } from './kernels-compare.ts';
+import { compareKernels, rng } from './kernels-compare.ts';
 import { fallbackKernels as fb } from './kernels-fallback.ts';
 import { nativeKernels } from './kernels-load.ts';
 import { q8_0Bytes } from './kernels.ts';
@@ -10,17 +10,6 @@ import type { CodecKernels } from './kernels.ts';
 const ascii = (text: string): Uint8Array => new TextEncoder().encode(text);
 const f16Bytes = (bits: number[]): Uint8Array => new Uint8Array(new Uint16Array(bits).buffer);
 const f16Bits = (bytes: Uint8Array): number[] => [...new Uint16Array(bytes.slice().buffer)];
-
-/** A seeded xorshift32, so a failure reproduces. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
 
 function randomBytes(next: () => number, n: number): Uint8Array {
   const out = new Uint8Array(n);

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { readStateFile } from '../kv/codec.ts';
 import { openKvStore } from '../kv/store.ts';
 import { testModelPath, type TestModelVariant } from '../../test/support/models.ts';
-import { useTestLlama } from './testing.ts';
+import { greedy as greedyTokens, seededTokens, useTestLlama } from './testing.ts';
 import { expectedShape, KvCache, type KvProfile } from './kv-cache.ts';
 import type { GenerateInput, PromptMessage } from '../protocol.ts';
 import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
@@ -23,20 +23,8 @@ const model = (variant: TestModelVariant): Promise<LlamaModel> => fixture.model(
 
 const text = seededText;
 
-function tokens(m: LlamaModel, seed: number, count: number): Token[] {
-  const all = m.tokenize(text(seed, count));
-  expect(all.length).toBeGreaterThanOrEqual(count);
-  return all.slice(0, count);
-}
 
-async function greedy(sequence: LlamaContextSequence, input: Token[], count = CONTINUATION): Promise<Token[]> {
-  const out: Token[] = [];
-  for await (const token of sequence.evaluate(input, { temperature: 0 })) {
-    out.push(token);
-    if (out.length >= count) break;
-  }
-  return out;
-}
+const greedy = (sequence: LlamaContextSequence, input: Token[], count = CONTINUATION): Promise<Token[]> => greedyTokens(sequence, input, count);
 
 interface Setup {
   readonly variant: TestModelVariant;
@@ -87,7 +75,7 @@ describe('KvCache', () => {
     const cache = await openCache(`shape-${setup.variant}-${setup.kv}-${setup.flashAttention}`);
     try {
       await withContext(setup, cache, async (context, sequence) => {
-        await sequence.evaluateWithoutGeneratingNewTokens(tokens(context.model, 1, 10));
+        await sequence.evaluateWithoutGeneratingNewTokens(seededTokens(context.model, 1, 10));
         const path = join(fixture.dir(), `shape-${setup.kv}-${setup.flashAttention}.bin`);
         await sequence.saveStateToFile(path);
         const parsed = await readStateFile(path);
@@ -104,7 +92,7 @@ describe('KvCache', () => {
     const cache = await openCache(`restore-${setup.variant}-${setup.kv}-${setup.flashAttention}`);
     try {
       const m = await model(setup.variant);
-      const prompt = tokens(m, 3, 700);
+      const prompt = seededTokens(m, 3, 700);
       const expected = await reference(setup, prompt);
       const saved = await withContext(setup, cache, async (_context, sequence, profile) => {
         expect(profile.fingerprint).not.toBeNull();
@@ -146,7 +134,7 @@ describe('KvCache', () => {
     const cache = await openCache('one-left');
     try {
       const m = await model('default');
-      const prompt = tokens(m, 5, 600);
+      const prompt = seededTokens(m, 5, 600);
       const expected = await reference(f16, prompt);
       await withContext(f16, cache, async (_c, sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(prompt);
@@ -170,9 +158,9 @@ describe('KvCache', () => {
     const cache = await openCache('shared', 256);
     try {
       const m = await model('default');
-      const system = tokens(m, 11, 1024);
-      const chatA = [...system, ...tokens(m, 12, 100)];
-      const chatB = [...system, ...tokens(m, 13, 120)];
+      const system = seededTokens(m, 11, 1024);
+      const chatA = [...system, ...seededTokens(m, 12, 100)];
+      const chatB = [...system, ...seededTokens(m, 13, 120)];
       const first = await withContext(f16, cache, async (_c, sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(chatA);
         const a = await cache.save(profile, sequence, 'A/1');
@@ -189,7 +177,7 @@ describe('KvCache', () => {
       expect(stats.ok && stats.value.logicalBytes).toBeGreaterThan(stats.ok ? stats.value.storedBytes : 0);
 
       // A third chat with the same system prompt starts from the stored prefix.
-      const chatC = [...system, ...tokens(m, 14, 50)];
+      const chatC = [...system, ...seededTokens(m, 14, 50)];
       const expected = await reference(f16, chatC);
       const got = await withContext(f16, cache, async (_c, sequence, profile) => {
         const report = await cache.restore(profile, sequence, chatC);
@@ -207,8 +195,8 @@ describe('KvCache', () => {
     const cache = await openCache('branches');
     try {
       const m = await model('default');
-      const turn1 = tokens(m, 21, 400);
-      const turn2 = [...turn1, ...tokens(m, 22, 300)];
+      const turn1 = seededTokens(m, 21, 400);
+      const turn2 = [...turn1, ...seededTokens(m, 22, 300)];
       await withContext(f16, cache, async (_c, sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(turn1);
         expect((await cache.save(profile, sequence, 'chat/m1')).ok).toBe(true);
@@ -218,7 +206,7 @@ describe('KvCache', () => {
       expect(cache.store.getManifest('chat/m1').ok).toBe(false);
       expect(cache.store.getManifest('chat/m2').ok).toBe(true);
       // Regenerate the first reply: the prompt is turn1 + a different last part.
-      const regen = [...turn1.slice(0, 380), ...tokens(m, 23, 40)];
+      const regen = [...turn1.slice(0, 380), ...seededTokens(m, 23, 40)];
       const expected = await reference(f16, regen);
       const got = await withContext(f16, cache, async (_c, sequence, profile) => {
         const report = await cache.restore(profile, sequence, regen);
@@ -239,7 +227,7 @@ describe('KvCache', () => {
     const cache = await openCache('other-weights');
     try {
       const m = await model('default');
-      const prompt = tokens(m, 31, 600);
+      const prompt = seededTokens(m, 31, 600);
       await withContext(f16, cache, async (_c, sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(prompt);
         expect((await cache.save(profile, sequence, 'chat/a')).ok).toBe(true);
@@ -262,7 +250,7 @@ describe('KvCache', () => {
     const cache = await openCache('evicted', 256, 600_000);
     try {
       const m = await model('default');
-      const prompt = tokens(m, 61, 1000);
+      const prompt = seededTokens(m, 61, 1000);
       const expected = await reference(f16, prompt);
       await withContext(f16, cache, async (_c, sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(prompt);
@@ -286,7 +274,7 @@ describe('KvCache', () => {
     const cache = await openCache('corrupt');
     try {
       const m = await model('default');
-      const prompt = tokens(m, 41, 900);
+      const prompt = seededTokens(m, 41, 900);
       const expected = await reference(f16, prompt);
       const keys = await withContext(f16, cache, async (_c, sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(prompt);

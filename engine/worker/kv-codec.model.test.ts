@@ -10,8 +10,7 @@ import type { LlamaContextOptions, LlamaContextSequence, LlamaModel, Token } fro
 import { describe, expect, it } from 'vitest';
 import { assembleStateFile, cleanPrefixLength, cutChunks, parseStateFile, truncateChunk, writeStateFile, type ParsedState } from '../kv/codec.ts';
 import type { TestModelVariant } from '../../test/support/models.ts';
-import { useTestLlama } from './testing.ts';
-import { seededText } from '../../test/support/text.ts';
+import { greedy as greedyTokens, seededTokens, useTestLlama } from './testing.ts';
 
 const CHUNK = 256;
 const CONTINUATION = 32;
@@ -21,22 +20,9 @@ const GGML_Q8_0 = 8;
 const fixture = useTestLlama('kv-codec');
 const model = (variant: TestModelVariant): Promise<LlamaModel> => fixture.model(variant);
 
-const text = seededText;
 
-async function tokens(m: LlamaModel, seed: number, count: number): Promise<Token[]> {
-  const all = m.tokenize(text(seed, count));
-  expect(all.length).toBeGreaterThanOrEqual(count);
-  return all.slice(0, count);
-}
 
-async function greedy(sequence: LlamaContextSequence, input: Token[], count = CONTINUATION): Promise<Token[]> {
-  const out: Token[] = [];
-  for await (const token of sequence.evaluate(input, { temperature: 0 })) {
-    out.push(token);
-    if (out.length >= count) break;
-  }
-  return out;
-}
+const greedy = (sequence: LlamaContextSequence, input: Token[], count = CONTINUATION): Promise<Token[]> => greedyTokens(sequence, input, count);
 
 async function saveAndParse(sequence: LlamaContextSequence, name: string): Promise<{ bytes: Buffer; parsed: ParsedState }> {
   const path = join(fixture.dir(), name);
@@ -72,7 +58,7 @@ describe('the KV codec on real llama.cpp state files', () => {
       experimentalKvCacheKeyType: kv,
       experimentalKvCacheValueType: kv,
     };
-    const sequenceTokens = await tokens(m, 7, 700);
+    const sequenceTokens = seededTokens(m, 7, 700);
 
     const original = await m.createContext(options);
     let reference: Token[];
@@ -148,7 +134,7 @@ describe('the KV codec on real llama.cpp state files', () => {
     const context = await m.createContext({ contextSize: 1024, threads: 1, flashAttention: true });
     try {
       const sequence = context.getSequence();
-      const sequenceTokens = await tokens(m, 21, 300);
+      const sequenceTokens = seededTokens(m, 21, 300);
       await sequence.evaluateWithoutGeneratingNewTokens(sequenceTokens);
       await sequence.eraseContextTokenRanges([{ start: 100, end: 150 }]);
       const { parsed } = await saveAndParse(sequence, 'erased.state');
@@ -174,9 +160,9 @@ describe('the KV codec on real llama.cpp state files', () => {
   it('gives byte-identical first chunks for two sequences sharing a 300-token prefix, and restores one from the other', async () => {
     const m = await model('default');
     const options: LlamaContextOptions = { contextSize: 1024, sequences: 2, threads: 1, flashAttention: true };
-    const shared = await tokens(m, 11, 300);
-    const a = [...shared, ...(await tokens(m, 12, 100))];
-    const b = [...shared, ...(await tokens(m, 13, 140))];
+    const shared = seededTokens(m, 11, 300);
+    const a = [...shared, ...seededTokens(m, 12, 100)];
+    const b = [...shared, ...seededTokens(m, 13, 140)];
 
     const context = await m.createContext(options);
     let fileA: ParsedState;

@@ -20,7 +20,7 @@ import { startEngine } from '../../test/support/engine-client.ts';
 import { sharedModelsDir, testModelPath } from '../../test/support/models.ts';
 import { seededText } from '../../test/support/text.ts';
 import { KvCache, type KvProfile } from './kv-cache.ts';
-import { useTestLlama } from './testing.ts';
+import { greedy as greedyTokens, seededTokens, useTestLlama } from './testing.ts';
 
 const CONTINUATION = 64;
 const AUSTEN = join(sharedModelsDir, 'austen-byte-6l.gguf');
@@ -41,20 +41,8 @@ const options = (setup: Setup, contextSize = 2048): LlamaContextOptions => ({
   experimentalKvCacheValueType: setup.kv,
 });
 
-function tokensOf(m: LlamaModel, seed: number, count: number): Token[] {
-  const all = m.tokenize(seededText(seed, count));
-  expect(all.length).toBeGreaterThanOrEqual(count);
-  return all.slice(0, count);
-}
 
-async function greedy(sequence: LlamaContextSequence, input: Token[], count = CONTINUATION): Promise<Token[]> {
-  const out: Token[] = [];
-  for await (const token of sequence.evaluate(input, { temperature: 0 })) {
-    out.push(token);
-    if (out.length >= count) break;
-  }
-  return out;
-}
+const greedy = (sequence: LlamaContextSequence, input: Token[], count = CONTINUATION): Promise<Token[]> => greedyTokens(sequence, input, count);
 
 async function openCache(name: string, compression: KvCompression): Promise<KvCache> {
   const opened = await KvCache.open({
@@ -153,7 +141,7 @@ describe('compressed KV snapshots', () => {
     const run: Run = { model, modelPath: await testModelPath('default'), setup: { flashAttention, kv } };
     const cache = await openCache(`modes-${mode}-${flashAttention}`, mode);
     try {
-      const prompt = tokensOf(model, 3, 700);
+      const prompt = seededTokens(model, 3, 700);
       const expected = await reference(run, prompt);
       const { got, before, after } = await saveAndRestore(run, cache, prompt, 650, 'chat');
       const stats = await cache.stats();
@@ -222,7 +210,7 @@ describe('compressed KV snapshots', () => {
     const name = `damaged-${flashAttention}`;
     const cache = await openCache(name, 'lossless');
     try {
-      const prompt = tokensOf(model, 41, 900);
+      const prompt = seededTokens(model, 41, 900);
       const expected = await reference(run, prompt);
       const keys = await withContext(run, cache, async (sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(prompt);
@@ -260,7 +248,7 @@ describe('compressed KV snapshots', () => {
     const name = `forged-${flashAttention}`;
     const cache = await openCache(name, 'lossless');
     try {
-      const prompt = tokensOf(model, 43, 900);
+      const prompt = seededTokens(model, 43, 900);
       const expected = await reference(run, prompt);
       const keys = await withContext(run, cache, async (sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(prompt);
@@ -303,7 +291,7 @@ describe('compressed KV snapshots', () => {
     const run: Run = { model, modelPath: await testModelPath('default'), setup: { flashAttention: true, kv: 'F16' } };
     const cache = await openCache('assemble', 'lossless');
     try {
-      const prompt = tokensOf(model, 47, 700);
+      const prompt = seededTokens(model, 47, 700);
       await withContext(run, cache, async (sequence, profile) => {
         await sequence.evaluateWithoutGeneratingNewTokens(prompt);
         expect((await cache.save(profile, sequence, 'chat/a')).ok).toBe(true);
@@ -334,7 +322,7 @@ describe('compressed KV snapshots', () => {
     const lossy = await openCache('q8-lossy', 'lossy');
     const lossless = await openCache('q8-lossless', 'lossless');
     try {
-      const prompt = tokensOf(model, 7, 700);
+      const prompt = seededTokens(model, 7, 700);
       const expected = await reference(run, prompt);
       const { got, before, after, profile } = await saveAndRestore(run, lossy, prompt, 650, 'q8');
       after.forEach((p, i) => expect(p.equals(before[i]!)).toBe(true));
@@ -357,8 +345,8 @@ describe('compressed KV snapshots', () => {
   it('reads chunks written with compression off in lossless mode and vice versa (one fingerprint); lossy KV is kept apart', async () => {
     const model = await fixture.model('default');
     const run: Run = { model, modelPath: await testModelPath('default'), setup: { flashAttention: true, kv: 'F16' } };
-    const prompt = tokensOf(model, 9, 700);
-    const other = tokensOf(model, 10, 700);
+    const prompt = seededTokens(model, 9, 700);
+    const other = seededTokens(model, 10, 700);
     const expected = await reference(run, prompt);
     const expectedOther = await reference(run, other);
 

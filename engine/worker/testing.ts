@@ -5,9 +5,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from 'node-llama-cpp';
-import { afterAll, beforeAll } from 'vitest';
+import { getLlama, LlamaLogLevel, type Llama, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { testModelPath, type TestModelVariant } from '../../test/support/models.ts';
+import { seededText } from '../../test/support/text.ts';
 
 export interface TestLlama {
   readonly llama: () => Llama;
@@ -47,4 +48,21 @@ export function useTestLlama(name: string): TestLlama {
       return loaded;
     },
   };
+}
+
+/** The first `count` tokens of seeded text `seed` (the tiny models read about one token per character). */
+export function seededTokens(model: LlamaModel, seed: number, count: number): Token[] {
+  const all = model.tokenize(seededText(seed, count));
+  expect(all.length).toBeGreaterThanOrEqual(count);
+  return all.slice(0, count);
+}
+
+/** `count` greedy tokens after evaluating `input` on `sequence`. */
+export async function greedy(sequence: LlamaContextSequence, input: Token[], count: number): Promise<Token[]> {
+  const out: Token[] = [];
+  for await (const token of sequence.evaluate(input, { temperature: 0 })) {
+    out.push(token);
+    if (out.length >= count) break;
+  }
+  return out;
 }

@@ -5,7 +5,7 @@
  */
 import type { Locator, Page } from '@playwright/test';
 import type { Result } from '../../engine/contract/index.ts';
-import { expect, type Host } from './fixtures.ts';
+import { expect, openApp, type Host } from './fixtures.ts';
 
 export const messageBox = (page: Page): Locator => page.getByRole('textbox', { name: 'Message' });
 export const sendButton = (page: Page): Locator => page.getByRole('button', { name: 'Send', exact: true });
@@ -118,4 +118,25 @@ export async function waitForGrowth(article: Locator, minLength: number, timeout
     )
     .toBeGreaterThan(minLength);
   return length;
+}
+
+/**
+ * Opens the app, starts a chat with `prompt` (greedy, 8-token replies), waits for its reply and
+ * for its KV to reach the disk store (written just after the reply, off the critical path), and
+ * returns the chat's title. Setup for the cache tests: the turn is not what they test.
+ */
+export async function chatWithStoredKv(page: Page, host: Host, prompt: string, minChunks = 1): Promise<string> {
+  await setDefaultSampling(host, { maxTokens: 8, temperature: 0 });
+  await openApp(page, host);
+  await startChat(page, prompt);
+  await waitIdle(page);
+  await expect(assistantMessages(page)).toHaveCount(1);
+  const title = (await conversations(page).getByRole('link').first().textContent())?.trim() ?? '';
+  await expect
+    .poll(async () => {
+      const stats = await call<{ chunkCount: number }>(host, 'kv.stats');
+      return stats.ok ? stats.value.chunkCount : -1;
+    })
+    .toBeGreaterThanOrEqual(minChunks);
+  return title;
 }

@@ -4,28 +4,15 @@
  * a reload of the page, is applied at once (the engine restarts gracefully, no crash banner),
  * and the chat keeps answering.
  */
-import { assistantMessages, call, conversations, expectChatGoesOn, setDefaultSampling, startChat, waitIdle } from './app.ts';
-import { expect, openApp, test } from './fixtures.ts';
+import { call, chatWithStoredKv, expectChatGoesOn } from './app.ts';
+import { expect, test } from './fixtures.ts';
 
 const usage = /^Using (\d[\d.]*) (B|KB|MB|GB) of ([\d.]+ GB) · [\d.]+ (B|KB|MB|GB|TB) free on disk$/;
 
 test('Settings shows the cache size and free disk; a new disk budget is saved, applied, and the chat goes on', async ({ page, host }) => {
-  await setDefaultSampling(host, { maxTokens: 8, temperature: 0 });
-  await openApp(page, host);
   // The tiny model reads about one token per character: this fills more than one 256-token chunk.
   const prompt = Array.from({ length: 12 }, (_, i) => `Note ${i}: the tide comes in twice a day.`).join(' ');
-  await startChat(page, prompt);
-  await waitIdle(page);
-  await expect(assistantMessages(page)).toHaveCount(1);
-  const title = (await conversations(page).getByRole('link').first().textContent())?.trim() ?? '';
-
-  // The turn's KV is written just after the reply, off the critical path: wait for it (setup).
-  await expect
-    .poll(async () => {
-      const stats = await call<{ bytesOnDisk: number }>(host, 'kv.stats');
-      return stats.ok ? stats.value.bytesOnDisk : -1;
-    })
-    .toBeGreaterThan(0);
+  const title = await chatWithStoredKv(page, host, prompt);
 
   await page.getByRole('navigation', { name: 'App' }).getByRole('link', { name: 'Settings' }).click();
   const cache = page.getByRole('group', { name: 'Cache' });

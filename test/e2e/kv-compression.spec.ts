@@ -6,8 +6,8 @@
  * setting is now).
  */
 import type { Locator, Page } from '@playwright/test';
-import { assistantMessages, call, conversations, sendMessage, setDefaultSampling, startChat, waitIdle, waitModelReady } from './app.ts';
-import { expect, openApp, test } from './fixtures.ts';
+import { assistantMessages, chatWithStoredKv, conversations, sendMessage, waitIdle, waitModelReady } from './app.ts';
+import { expect, test } from './fixtures.ts';
 
 const nav = (page: Page, name: string): Locator => page.getByRole('navigation', { name: 'App' }).getByRole('link', { name });
 
@@ -16,22 +16,9 @@ const figure = (page: Page, label: string): Locator =>
   page.getByRole('region', { name: 'Disk store', exact: true }).locator('dt', { hasText: label }).locator('xpath=following-sibling::dd');
 
 test('stored KV is compressed losslessly by default, and stays readable after compression is turned off', async ({ page, host }) => {
-  await setDefaultSampling(host, { maxTokens: 8, temperature: 0 });
-  await openApp(page, host);
   // The tiny model reads about one token per character: several 256-token chunks.
   const prompt = Array.from({ length: 40 }, (_, i) => `Entry ${i}: the lighthouse keeper logs the weather.`).join(' ');
-  await startChat(page, prompt);
-  await waitIdle(page);
-  await expect(assistantMessages(page)).toHaveCount(1);
-  const title = (await conversations(page).getByRole('link').first().textContent())?.trim() ?? '';
-
-  // The turn's KV is written just after the reply, off the critical path: wait for it (setup).
-  await expect
-    .poll(async () => {
-      const stats = await call<{ chunkCount: number }>(host, 'kv.stats');
-      return stats.ok ? stats.value.chunkCount : -1;
-    })
-    .toBeGreaterThan(1);
+  const title = await chatWithStoredKv(page, host, prompt, 2);
 
   await nav(page, 'Settings').click();
   const cache = page.getByRole('group', { name: 'Cache' });
