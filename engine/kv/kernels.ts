@@ -30,8 +30,8 @@ export interface CodecKernels {
   unshuffle16(lo: Uint8Array, hi: Uint8Array, dst: Uint8Array): void;
   /**
    * f16 values (`src.length / 2` of them) → q8_0 blocks in `dst` (`q8_0Bytes(values)` bytes),
-   * with llama.cpp's reference rounding (quantize_row_q8_0_ref: d = amax / 127 in float32,
-   * q = roundf(x / d) half away from zero, d stored as f16); a final partial block is padded with
+   * with llama.cpp's reference rounding (quantize_row_q8_0_ref: d = amax / 127 and id = 1 / d in
+   * float32, q = roundf(x × id) half away from zero, d stored as f16); a final partial block is padded with
    * zeros. Returns false, leaving `dst` unspecified, when `src` holds a NaN or an infinity (the
    * caller then stores those values losslessly).
    */
