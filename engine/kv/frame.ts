@@ -345,10 +345,11 @@ export function decodeChunk(shape: StateShape, stored: Uint8Array, kernels: Code
     z = new Uint8Array(0);
   } else {
     try {
-      // One output buffer of the exact size: chunkSize at least the output keeps Node from
-      // collecting 16 KiB pieces and concatenating them (a second copy).
+      // One output buffer: chunkSize above the output keeps Node from collecting 16 KiB pieces
+      // and concatenating them (a second copy), and the +1 from allocating a second, unused
+      // buffer of chunkSize bytes (Node's zlib allocates a fresh one whenever the last fills up).
       z = zstdDecompressSync(stored.subarray(layout.zStart, layout.zStart + layout.zStored), {
-        chunkSize: Math.max(64, layout.zDecoded),
+        chunkSize: Math.max(64, layout.zDecoded + 1),
         maxOutputLength: layout.zDecoded,
       });
     } catch (error) {

@@ -43,6 +43,7 @@ import type { CodecKernels } from '../kv/kernels.ts';
 import { loadKernels } from '../kv/kernels-load.ts';
 import { commonPrefix, type Manifest, type TailMatch } from '../kv/manifest.ts';
 import { openKvStore, type EvictionReport, type KvStore, type KvStoreStats } from '../kv/store.ts';
+import { ReusableBuffer } from '../kv/store-fs.ts';
 
 export type { KvStoreStats } from '../kv/store.ts';
 
@@ -299,6 +300,8 @@ export class KvCache {
   /** Per sequence: tokens before this index are known clean (after a middle erase or shift). */
   readonly #cleanLimit = new WeakMap<LlamaContextSequence, number>();
   #scratchCounter = 0;
+  /** The decoded chunk on the restore path (flash attention on), kept between restores: ReusableBuffer. */
+  readonly #decodeBuffer = new ReusableBuffer();
 
   private constructor(store: KvStore, llamaRelease: string, scratchDir: string, compression: KvCompression, kernels: CodecKernels) {
     this.store = store;
@@ -601,7 +604,7 @@ export class KvCache {
           if (writer.ok) {
             let placed = true;
             let undecodable: { index: number; key: string; message: string } | null = null;
-            const buffer = Buffer.allocUnsafeSlow(chunkPayloadSize(shape, size));
+            const buffer = this.#decodeBuffer.get(chunkPayloadSize(shape, size));
             const read = await this.store.forEachChunk(keys, (chunk, index) => {
               const raw = decodeChunk(shape, chunk.payload, this.kernels, buffer);
               if (!raw.ok) {
