@@ -5,6 +5,7 @@
  */
 import { Q8_0_BLOCK_BYTES, Q8_0_BLOCK_VALUES } from './kernels.ts';
 import { cutChunks, parseStateFile, type CutResult, type StateShape } from './codec.ts';
+import { mulberry32 } from '../gguf/writer.ts';
 
 export const GGML_F16 = 1;
 export const GGML_Q8_0 = 8;
@@ -28,17 +29,8 @@ export interface SyntheticState {
   readonly nan?: { readonly layer: number; readonly which: 'k' | 'v'; readonly token: number };
 }
 
-/** A small deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG: the test-model generator's. */
+export const prng = mulberry32;
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
