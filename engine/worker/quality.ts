@@ -70,6 +70,29 @@ export const TOP_K = 4096;
  */
 const listing = { probabilities: true, options: { temperature: 1, topK: TOP_K, topP: 1, minP: 0, seed: 0 } } as const;
 
+/**
+ * A one-sequence context for the meter's comparisons, sized for `tokens` tokens (+1 for the
+ * prediction after the last) and batched by CHUNK_TOKENS; pushed onto `contexts`, which the
+ * caller disposes.
+ */
+async function meterContext(
+  model: LlamaModel,
+  contexts: LlamaContext[],
+  o: { readonly tokens: number; readonly threads: number; readonly flashAttention: boolean; readonly k: KvCacheType; readonly v: KvCacheType },
+): Promise<LlamaContext> {
+  const context = await model.createContext({
+    contextSize: o.tokens + 1,
+    sequences: 1,
+    batchSize: CHUNK_TOKENS,
+    threads: o.threads,
+    flashAttention: o.flashAttention,
+    experimentalKvCacheKeyType: ggmlKvTypeName(o.k),
+    experimentalKvCacheValueType: ggmlKvTypeName(o.v),
+  });
+  contexts.push(context);
+  return context;
+}
+
 /** The tokens the meter evaluates: BOS where the model wants one, then the text, capped. */
 export function calibrationTokens(model: LlamaModel, text: string, maxTokens = DEFAULT_QUALITY_TOKENS): Token[] {
   const bos = model.tokens.bos;
@@ -102,19 +125,7 @@ export async function measureKvQuality(
 
   const contexts: LlamaContext[] = [];
   try {
-    const create = async (k: KvCacheType, v: KvCacheType): Promise<LlamaContext> => {
-      const context = await model.createContext({
-        contextSize: tokens.length + 1,
-        sequences: 1,
-        batchSize: CHUNK_TOKENS,
-        threads,
-        flashAttention,
-        experimentalKvCacheKeyType: ggmlKvTypeName(k),
-        experimentalKvCacheValueType: ggmlKvTypeName(v),
-      });
-      contexts.push(context);
-      return context;
-    };
+    const create = (k: KvCacheType, v: KvCacheType): Promise<LlamaContext> => meterContext(model, contexts, { tokens: tokens.length, threads, flashAttention, k, v });
     let reference: LlamaContext;
     let candidate: LlamaContext;
     try {
@@ -234,19 +245,7 @@ export async function measureLossyQuality(model: LlamaModel, options: LossyQuali
   const contexts: LlamaContext[] = [];
   try {
     dir = await mkdtemp(join(options.scratchDir ?? defaultScratchRoot(), 'hearth-lossy-'));
-    const create = async (): Promise<LlamaContext> => {
-      const context = await model.createContext({
-        contextSize: tokens.length + 1,
-        sequences: 1,
-        batchSize: CHUNK_TOKENS,
-        threads,
-        flashAttention,
-        experimentalKvCacheKeyType: ggmlKvTypeName(kType),
-        experimentalKvCacheValueType: ggmlKvTypeName(vType),
-      });
-      contexts.push(context);
-      return context;
-    };
+    const create = (): Promise<LlamaContext> => meterContext(model, contexts, { tokens: tokens.length, threads, flashAttention, k: kType, v: vType });
     let reference: LlamaContext;
     let candidate: LlamaContext;
     try {
