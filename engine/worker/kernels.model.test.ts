@@ -96,43 +96,4 @@ describe('codec kernels on real KV', () => {
       }
     });
   }
-
-  // A report, not a gate: the acceptance's ≥ 4× is measured by `npm run bench -- codec`; here a
-  // noisy shared machine would make a timed assertion flaky.
-  it('reports native vs fallback speeds on real F16 KV (MB/s of f16 data)', async () => {
-    if (!native) return;
-    const state = await realState('F16', true);
-    const real = Buffer.concat(sections(state));
-    const f16 = new Uint8Array(32 << 20);
-    for (let at = 0; at < f16.length; at += real.length) f16.set(real.subarray(0, Math.min(real.length, f16.length - at)), at);
-    const values = f16.length / 2;
-    const lo = new Uint8Array(values);
-    const hi = new Uint8Array(values);
-    const q = new Uint8Array(q8_0Bytes(values));
-    const out = new Uint8Array(f16.length);
-    const rate = (fn: () => void): number => {
-      fn(); // warm-up (JIT, tables, page faults)
-      let best = Infinity;
-      for (let i = 0; i < 3; i++) {
-        const start = performance.now();
-        fn();
-        best = Math.min(best, performance.now() - start);
-      }
-      return f16.length / 1e6 / (best / 1000);
-    };
-    const rows: string[] = [];
-    for (const [name, op] of [
-      ['shuffle16', (k: CodecKernels) => k.shuffle16(f16, lo, hi)],
-      ['unshuffle16', (k: CodecKernels) => k.unshuffle16(lo, hi, out)],
-      ['f16ToQ8_0', (k: CodecKernels) => void k.f16ToQ8_0(f16, q)],
-      ['q8_0ToF16', (k: CodecKernels) => k.q8_0ToF16(q, out)],
-      ['crc32c', (k: CodecKernels) => void k.crc32c(f16)],
-    ] as const) {
-      const n = rate(() => op(native));
-      const f = rate(() => op(fallbackKernels));
-      rows.push(`${name.padEnd(12)} native ${n.toFixed(0).padStart(6)} MB/s  fallback ${f.toFixed(0).padStart(5)} MB/s  ×${(n / f).toFixed(1)}`);
-      expect(n).toBeGreaterThan(0);
-    }
-    console.log(`codec kernels on ${f16.length >> 20} MiB of real F16 KV (one thread):\n${rows.join('\n')}`);
-  });
 });

@@ -7,13 +7,14 @@
  * chunks of either exact mode are read by the other.
  */
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LlamaContextOptions, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 import { describe, expect, it } from 'vitest';
 import type { KvCompression } from '../contract/index.ts';
+import { chunkHeaderBytes, chunkPath } from '../kv/chunk-file.ts';
 import { cutChunks, readStateFile } from '../kv/codec.ts';
-import { storedMode } from '../kv/frame.ts';
+import { FRAME_HEADER_BYTES, FRAME_PART_BYTES, storedMode } from '../kv/frame.ts';
 import { nativeKernels } from '../kv/kernels-load.ts';
 import { openKvStore } from '../kv/store.ts';
 import { startEngine } from '../../test/support/engine-client.ts';
@@ -121,11 +122,15 @@ async function saveAndRestore(
 
 const matchRate = (a: readonly Token[], b: readonly Token[]): number => a.filter((t, i) => t === b[i]).length / Math.max(a.length, b.length);
 
-async function chunkFile(root: string, key: string): Promise<string> {
-  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile() && entry.name === `${key}.kvc`) return join(entry.parentPath, entry.name);
-  }
-  throw new Error(`no chunk file for ${key}`);
+/** Evaluates `prompt`, saves it as manifest `chat/a`, and returns the chunk keys the save stored. */
+async function savedChunkKeys(run: Run, cache: KvCache, prompt: Token[]): Promise<readonly string[]> {
+  return withContext(run, cache, async (sequence, profile) => {
+    await sequence.evaluateWithoutGeneratingNewTokens(prompt);
+    expect((await cache.save(profile, sequence, 'chat/a')).ok).toBe(true);
+    const manifest = cache.store.getManifest('chat/a');
+    if (!manifest.ok) throw new Error(manifest.error.message);
+    return manifest.value.chunks;
+  });
 }
 
 describe('compressed KV snapshots', () => {
@@ -212,20 +217,14 @@ describe('compressed KV snapshots', () => {
     try {
       const prompt = seededTokens(model, 41, 900);
       const expected = await reference(run, prompt);
-      const keys = await withContext(run, cache, async (sequence, profile) => {
-        await sequence.evaluateWithoutGeneratingNewTokens(prompt);
-        expect((await cache.save(profile, sequence, 'chat/a')).ok).toBe(true);
-        const manifest = cache.store.getManifest('chat/a');
-        if (!manifest.ok) throw new Error(manifest.error.message);
-        return manifest.value.chunks;
-      });
+      const keys = await savedChunkKeys(run, cache, prompt);
       expect(keys).toHaveLength(3);
       // Flip a byte inside the second chunk's Z stream (the zstd frame of the high bytes).
-      const path = await chunkFile(join(fixture.dir(), name), keys[1]!);
+      const path = chunkPath(join(fixture.dir(), name), keys[1]!);
       const file = await readFile(path);
-      const payload = 96 + 4 * 256;
+      const payload = chunkHeaderBytes + 4 * 256;
       expect(storedMode(file.subarray(payload))).toBe('lossless');
-      const zStart = payload + 28 + 8 * file.readUInt16LE(payload + 24) + file.readUInt32LE(payload + 12);
+      const zStart = payload + FRAME_HEADER_BYTES + FRAME_PART_BYTES * file.readUInt16LE(payload + 24) + file.readUInt32LE(payload + 12);
       const zBytes = file.readUInt32LE(payload + 16);
       expect(zBytes).toBeGreaterThan(100);
       file[zStart + Math.floor(zBytes / 2)]! ^= 0x20;
@@ -250,17 +249,11 @@ describe('compressed KV snapshots', () => {
     try {
       const prompt = seededTokens(model, 43, 900);
       const expected = await reference(run, prompt);
-      const keys = await withContext(run, cache, async (sequence, profile) => {
-        await sequence.evaluateWithoutGeneratingNewTokens(prompt);
-        expect((await cache.save(profile, sequence, 'chat/a')).ok).toBe(true);
-        const manifest = cache.store.getManifest('chat/a');
-        if (!manifest.ok) throw new Error(manifest.error.message);
-        return manifest.value.chunks;
-      });
+      const keys = await savedChunkKeys(run, cache, prompt);
       // A frame that lies about its raw length, with both checksums recomputed (version 2: CRC-32C).
-      const path = await chunkFile(join(fixture.dir(), name), keys[1]!);
+      const path = chunkPath(join(fixture.dir(), name), keys[1]!);
       const file = await readFile(path);
-      const payload = 96 + 4 * 256;
+      const payload = chunkHeaderBytes + 4 * 256;
       file.writeUInt32LE(file.readUInt32LE(payload + 8) + 2, payload + 8);
       file.writeUInt32LE(cache.kernels.crc32c(file.subarray(96)), 12);
       file.writeUInt32LE(cache.kernels.crc32c(file.subarray(0, 88)), 88);
