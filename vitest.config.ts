@@ -1,8 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: fast unit tests, and model tests that run real inference on the generated
-// GGUF. Model tests run in forked workers, one file at a time (style.md §8), because each
-// loads llama.cpp and uses `threads: 1`.
+// Three projects: fast unit tests; model tests that run real inference on the generated GGUF
+// (forked workers, one file at a time (style.md §8), because each loads llama.cpp and uses
+// `threads: 1`); and the fault suite (issue 7: kills, corruption, full disks, load), which drives
+// real host and engine processes and prints its ledger as a table at the end. `npm test` runs
+// the fault suite as its own step (`npm run test:faults`), so its time is visible.
 export default defineConfig({
   test: {
     projects: [
@@ -22,6 +24,17 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.faults.test.ts'],
+          pool: 'forks',
+          fileParallelism: false,
+          testTimeout: 240_000,
+          hookTimeout: 120_000,
+          globalSetup: ['test/faults/summary.ts'],
         },
       },
     ],

@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { CachedChat, CacheSlot, KvCodecInfo, KvCompression, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
+import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompression, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
 
 export type { SlotState } from './contract/index.ts';
 
@@ -179,6 +179,8 @@ export interface WorkerMethods {
    * holds either, and its readout says the cache was forgotten (the Cache view's "Forget cache").
    */
   forgetChat: { input: { readonly chatId: string; readonly reread?: boolean }; output: { readonly bytesFreed: number } };
+  /** The disk KV store's self-check (contract `kv.verify`); under the store's lock, so never mid-save. */
+  kvVerify: { input: { readonly repair: boolean }; output: KvVerifyReport };
   /** The chats with the most stored KV, largest first. */
   kvChats: { input: { readonly limit: number }; output: { readonly chats: readonly CachedChat[] } };
   /** One chat's KV: the slot holding it (and its tokens) and what the store holds of it. */

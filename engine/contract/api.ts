@@ -13,6 +13,7 @@ import type {
   Chat,
   ChatCache,
   ChatDetail,
+  ChatExport,
   ChatSummary,
   DownloadProgress,
   EngineStatus,
@@ -20,6 +21,7 @@ import type {
   KvPlan,
   KvQuality,
   KvStoreInfo,
+  KvVerifyReport,
   ModelProfileView,
   LocalModel,
   Message,
@@ -171,9 +173,16 @@ export const callInputs = {
   'chats.switchBranch': z.strictObject({ chatId: idSchema, messageId: idSchema }),
   /** Stops the chat's reply in progress; the text so far is kept. */
   'chats.stop': chatRef,
+  /** The active branch as Markdown or JSON, with a safe file name; the UI offers it as a download. */
+  'chats.export': z.strictObject({ chatId: idSchema, format: z.enum(['markdown', 'json']) }),
 
   /** The disk KV store's size, budget and the free disk beside it. */
   'kv.stats': empty,
+  /**
+   * Reads and verifies every stored chunk against the index, and the index against itself.
+   * With `repair`, also makes them agree again: only cache is dropped, never a conversation.
+   */
+  'kv.verify': z.strictObject({ repair: z.boolean().optional() }),
 
   /**
    * Keeps `cache.tick` events coming (about 4 Hz) for `leaseMs`: a visible Cache view calls it
@@ -221,7 +230,9 @@ export interface CallOutputs {
   'chats.regenerate': { readonly assistantMessage: Message };
   'chats.switchBranch': Chat;
   'chats.stop': { readonly stopped: boolean };
+  'chats.export': ChatExport;
   'kv.stats': KvStoreInfo;
+  'kv.verify': KvVerifyReport;
   'cache.watch': { readonly intervalMs: number; readonly leaseMs: number };
   'cache.overview': { readonly turns: readonly CacheTurn[]; readonly events: readonly CacheEvent[]; readonly chats: readonly CachedChat[] };
   'cache.chat': ChatCache;

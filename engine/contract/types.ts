@@ -347,6 +347,45 @@ export interface KvStoreInfo {
   readonly codec: KvCodecInfo | null;
 }
 
+/**
+ * The disk KV store's self-check (Settings → Cache → "Check the cache"; the fault suite runs it
+ * after every injected fault). Every chunk file is read and verified against the index, and the
+ * index against itself. Counts, so that the report stays small on a store of any size.
+ */
+export interface KvVerifyReport {
+  /** False when persistence is off or the store is not open: nothing was checked. */
+  readonly checked: boolean;
+  /** True when nothing below was found (leftover temp files of an interrupted write count). */
+  readonly ok: boolean;
+  readonly chunksVerified: number;
+  readonly missingChunks: number;
+  readonly corruptChunks: number;
+  /** Chunks already recorded as damaged when a restore read them, still referenced. */
+  readonly knownCorruptChunks: number;
+  readonly orphanFiles: number;
+  readonly tempFiles: number;
+  readonly refcountMismatches: number;
+  readonly danglingReferences: number;
+  readonly inconsistentManifests: number;
+  readonly corruptTails: number;
+  /** True when `repair` was asked for and something was fixed (only cache is ever dropped). */
+  readonly repaired: boolean;
+  /** Up to 20 lines naming what was found, for the UI and logs. */
+  readonly problems: readonly string[];
+  readonly ms: number;
+}
+
+/** A conversation written out for the user to save (`chats.export`). */
+export interface ChatExport {
+  /**
+   * A bare file name derived from the chat's title: no directory part, no path separators, no
+   * leading dot, no reserved device names, at most 100 characters, ending in the format's extension.
+   */
+  readonly fileName: string;
+  readonly mimeType: string;
+  readonly content: string;
+}
+
 /** What a slot is doing: generations, saves and restores run one at a time. */
 export type SlotState = 'idle' | 'generating' | 'saving' | 'restoring';
 

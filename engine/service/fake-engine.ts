@@ -254,6 +254,9 @@ export class FakePort implements EnginePort {
         this.event({ type: 'kvActivity', activity: { kind: 'forget', chatId, text: `forgot ${bytesFreed} bytes of KV`, bytes: bytesFreed } });
         return ok({ bytesFreed });
       }
+      case 'kvVerify':
+        // The fake has no disk store: nothing is checked, as a real engine with persistence off says.
+        return ok({ checked: false, ok: true, chunksVerified: 0, missingChunks: 0, corruptChunks: 0, knownCorruptChunks: 0, orphanFiles: 0, tempFiles: 0, refcountMismatches: 0, danglingReferences: 0, inconsistentManifests: 0, corruptTails: 0, repaired: false, problems: [], ms: 0 });
       case 'kvChats':
         return ok({ chats: b.cachedChats.slice(0, message.input.limit) });
       case 'chatCache': {

@@ -21,6 +21,7 @@ import { Conversations } from './conversations.ts';
 import { openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
 import { Emitter } from './emitter.ts';
+import { exportChat } from './export.ts';
 import { Generations } from './generations.ts';
 import { KvSettingsApplier, planKvApply } from './kv-apply.ts';
 import { readKvStats, type AppliedKvCodec } from './kv-stats.ts';
@@ -90,6 +91,8 @@ const OVERVIEW_CHATS = 10;
 const CACHE_CALL_TIMEOUT_MS = 2000;
 /** Deleting manifests touches the store's index and files. */
 const FORGET_TIMEOUT_MS = 10_000;
+/** Reading every chunk of a large store takes a while (a 20 GB store at ~1 GB/s). */
+const VERIFY_TIMEOUT_MS = 10 * 60_000;
 
 /** What engine/index.ts wires in, plus test seams that hosts never pass. */
 export interface HearthWiring {
@@ -341,6 +344,11 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     'chats.regenerate': guard('chats.regenerate', (input) => chats.regenerate(input)),
     'chats.switchBranch': guard('chats.switchBranch', (input) => chats.switchBranch(input)),
     'chats.stop': guard('chats.stop', (input) => chats.stop(input)),
+    'chats.export': guard('chats.export', async ({ chatId, format }) => {
+      const chat = store.getChat(chatId);
+      if (!chat) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
+      return ok(exportChat(chat, store.activePath(chatId), format));
+    }),
     'kv.stats': guard('kv.stats', async () =>
       ok(
         await readKvStats({
@@ -352,6 +360,10 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
         }),
       ),
     ),
+    'kv.verify': guard('kv.verify', async ({ repair }) => {
+      if (supervisor.status.state !== 'running') return err('ENGINE_UNAVAILABLE', 'The engine is not running, so the cache cannot be checked now.', 'Wait until the engine has started, then check again.');
+      return supervisor.request('kvVerify', { repair: repair ?? false }, { timeoutMs: VERIFY_TIMEOUT_MS });
+    }),
     'cache.watch': guard('cache.watch', async () => ok(monitor.watch())),
     /** Chats whose records are gone (nothing left to forget them by) are left out of the largest chats. */
     'cache.overview': guard('cache.overview', async () => {

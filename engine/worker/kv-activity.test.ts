@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cachedFor, evictActivity, forgetActivity, manifestChat, saveActivity } from './kv-activity.ts';
+import { cachedFor, evictActivity, forgetActivity, manifestChat, saveActivity, summarizeIntegrity } from './kv-activity.ts';
 
 describe('KV activity for the event log', () => {
   it('names the chat of a manifest', () => {
@@ -60,5 +60,20 @@ describe('cachedFor', () => {
     await expect(value.get()).rejects.toThrow('no');
     fail = false;
     expect(await value.get()).toBe(5);
+  });
+
+  it('summarizes an integrity report as counts with its findings named', () => {
+    const clean = { chunksVerified: 3, missing: [], corrupt: [], knownCorrupt: [], orphanFiles: [], tempFiles: [], refcountMismatches: [], danglingReferences: [], inconsistentManifests: [], corruptTails: [], ok: true, repaired: false };
+    expect(summarizeIntegrity(clean, 12.4)).toMatchObject({ checked: true, ok: true, chunksVerified: 3, missingChunks: 0, problems: [], ms: 12 });
+    const damaged = summarizeIntegrity(
+      { ...clean, ok: false, missing: ['k1'], corrupt: [{ key: 'k2', reason: 'checksum' as const }], danglingReferences: [{ manifestId: 'c/b', index: 4, key: 'k9' }], tempFiles: Array.from({ length: 30 }, (_, i) => `/kv/t${i}.tmp`) },
+      1,
+    );
+    expect(damaged).toMatchObject({ ok: false, missingChunks: 1, corruptChunks: 1, danglingReferences: 1, tempFiles: 30 });
+    expect(damaged.problems[0]).toBe('chunk k1: its file is missing');
+    expect(damaged.problems[1]).toBe('chunk k2: checksum');
+    expect(damaged.problems[2]).toContain('manifest c/b: chunk 4 (k9)');
+    // Bounded: a store with thousands of findings still answers with a short list.
+    expect(damaged.problems).toHaveLength(20);
   });
 });

@@ -3,10 +3,10 @@
  * per save, budget eviction and forgotten chat, with a one-line text. Pure, so the wording is
  * unit-tested without llama.cpp.
  */
-import type { EvictionReport } from '../kv/store.ts';
+import type { EvictionReport, IntegrityReport } from '../kv/store.ts';
 import type { KvActivity } from '../protocol.ts';
 import type { ForgetReport, SaveReport } from './kv-cache.ts';
-import { formatBytes } from '../contract/index.ts';
+import { formatBytes, type KvVerifyReport } from '../contract/index.ts';
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
@@ -81,5 +81,58 @@ export function cachedFor<T>(ms: number, read: () => Promise<T>, now: () => numb
     invalidate(): void {
       cached = null;
     },
+  };
+}
+
+/** What `kvVerify` answers without a store (persistence off, or the store could not open). */
+export const uncheckedReport: KvVerifyReport = {
+  checked: false,
+  ok: true,
+  chunksVerified: 0,
+  missingChunks: 0,
+  corruptChunks: 0,
+  knownCorruptChunks: 0,
+  orphanFiles: 0,
+  tempFiles: 0,
+  refcountMismatches: 0,
+  danglingReferences: 0,
+  inconsistentManifests: 0,
+  corruptTails: 0,
+  repaired: false,
+  problems: [],
+  ms: 0,
+};
+
+const maxProblemLines = 20;
+
+/** The store's integrity report as the contract's counts, with its first findings as text. */
+export function summarizeIntegrity(report: IntegrityReport, ms: number): KvVerifyReport {
+  const problems = [
+    ...report.missing.map((key) => `chunk ${key}: its file is missing`),
+    ...report.corrupt.map((c) => `chunk ${c.key}: ${c.reason}`),
+    ...report.knownCorrupt.map((c) => `chunk ${c.key}: found damaged at a restore (${c.reason})`),
+    ...report.danglingReferences.map((d) => `manifest ${d.manifestId}: chunk ${d.index} (${d.key}) is not in the index`),
+    ...report.inconsistentManifests.map((id) => `manifest ${id}: its row disagrees with its chunk list`),
+    ...report.corruptTails.map((id) => `manifest ${id}: its tail fails its checksum`),
+    ...report.refcountMismatches.map((r) => `chunk ${r.key}: refcount ${r.stored}, referenced ${r.actual} times`),
+    ...report.orphanFiles.map((path) => `${path}: a chunk file the index does not know`),
+    ...report.tempFiles.map((path) => `${path}: a temp file of an interrupted write`),
+  ];
+  return {
+    checked: true,
+    ok: report.ok,
+    chunksVerified: report.chunksVerified,
+    missingChunks: report.missing.length,
+    corruptChunks: report.corrupt.length,
+    knownCorruptChunks: report.knownCorrupt.length,
+    orphanFiles: report.orphanFiles.length,
+    tempFiles: report.tempFiles.length,
+    refcountMismatches: report.refcountMismatches.length,
+    danglingReferences: report.danglingReferences.length,
+    inconsistentManifests: report.inconsistentManifests.length,
+    corruptTails: report.corruptTails.length,
+    repaired: report.repaired,
+    problems: problems.slice(0, maxProblemLines),
+    ms: Math.round(ms),
   };
 }

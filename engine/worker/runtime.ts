@@ -50,7 +50,7 @@ import {
 } from 'node-llama-cpp';
 import { KvCache, type KvProfile } from './kv-cache.ts';
 import { loadKernels } from '../kv/kernels-load.ts';
-import { cachedFor, evictActivity, forgetActivity, saveActivity } from './kv-activity.ts';
+import { cachedFor, evictActivity, forgetActivity, saveActivity, summarizeIntegrity, uncheckedReport } from './kv-activity.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
 import { err, ok, type DeviceMemory, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
 import type { KvStoreStats } from '../kv/store.ts';
@@ -1003,6 +1003,19 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       if (!result.ok) return result;
       if (result.value.manifests > 0 || reread === true) kvActivity(forgetActivity(chatId, result.value));
       return ok({ bytesFreed: result.value.bytesFreed });
+    },
+
+    // Under the engine lock, so the check never sees a save halfway (the store's own lock would
+    // also serialise it, but a turn's save spans several store calls).
+    async kvVerify({ repair }) {
+      if (typeof repair !== 'boolean') return err('INVALID_INPUT', 'kvVerify needs repair: boolean.');
+      const cache = kvCache;
+      if (!cache) return ok(uncheckedReport);
+      return lock.run(async () => {
+        const started = performance.now();
+        const report = await cache.store.checkIntegrity({ verify: true, repair });
+        return report.ok ? ok(summarizeIntegrity(report.value, performance.now() - started)) : report;
+      });
     },
 
     async kvChats({ limit }) {

@@ -1,0 +1,36 @@
+/**
+ * The fault suite's ledger. Every injected fault is recorded with what came of it; the suite's
+ * global teardown (summary.ts) prints the totals as one table and writes it where the README's
+ * "Reliability" section copies it from. Records go to a JSON-lines file because the suite's
+ * files run in separate worker processes.
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { repoRoot } from '../support/host.ts';
+
+export const faultLedgerPath = join(repoRoot, 'test-results', 'faults', 'ledger.jsonl');
+export const faultSummaryPath = join(repoRoot, 'test-results', 'faults', 'summary.md');
+
+export interface FaultRecord {
+  /** The suite section: "kill", "corruption", "database", "disk", "crash", "load". */
+  readonly area: string;
+  /** What was injected, e.g. "SIGKILL engine during save". */
+  readonly fault: string;
+  /**
+   * What came of it, e.g. "restore exact", "clean fallback", "refused with a clear error". A
+   * record whose outcome starts with "FAILED" is a failure (the test that wrote it fails too).
+   */
+  readonly outcome: string;
+  /** Acknowledged messages (user messages, and replies the UI was told about) that were gone afterwards. */
+  readonly messagesLost: number;
+  /** Times the host process died without being killed by the test. */
+  readonly hostCrashes: number;
+  /** Optional detail for the log (a fallback reason, an error message). */
+  readonly detail?: string;
+}
+
+/** Appends one record to the ledger. */
+export function recordFault(record: FaultRecord): void {
+  mkdirSync(dirname(faultLedgerPath), { recursive: true });
+  appendFileSync(faultLedgerPath, JSON.stringify(record) + '\n');
+}
