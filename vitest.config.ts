@@ -11,8 +11,8 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{engine,server,electron,renderer,scripts}/**/*.test.{ts,tsx}'],
-          exclude: ['**/*.model.test.ts', 'node_modules/**'],
+          include: ['{engine,server,electron,renderer,scripts}/**/*.test.{ts,tsx}', 'test/{support,faults}/**/*.test.ts'],
+          exclude: ['**/*.model.test.ts', '**/*.faults.test.ts', 'node_modules/**'],
           environment: 'node',
         },
       },
