@@ -23,6 +23,7 @@ import { watchWhileVisible } from '../lib/cache-watch.ts';
 import { formatBinaryBytes, formatBytes, formatTime } from '../lib/format.ts';
 import { pairText } from '../lib/kv.ts';
 import { useActions, useHearth, useHearthShallow } from '../store/react.tsx';
+import { CacheCheck } from './CacheCheck.tsx';
 import {
   selectCachedChats,
   selectCacheEvents,
@@ -220,6 +221,7 @@ function DiskStoreSection() {
   return (
     <Section id="cache-store" title="Disk store">
       {!hasSnapshot ? <Waiting /> : <DiskStore store={store} kv={kv} />}
+      <CacheCheck />
     </Section>
   );
 }

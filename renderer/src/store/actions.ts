@@ -62,6 +62,8 @@ export interface Actions {
   refreshChatCache(chatId: string): Promise<Result<ChatCache>>;
   /** Forgets a chat's KV (its next turn re-reads its history), then refreshes the list and its badge. */
   forgetCache(chatId: string): Promise<Result<CallOutputs['cache.forget']>>;
+  /** Verifies the disk store (`kv.verify`); with `repair`, also fixes it, then refreshes the Cache view's list. */
+  verifyCache(repair: boolean): Promise<Result<CallOutputs['kv.verify']>>;
 }
 
 export interface ActionsOptions {
@@ -363,6 +365,11 @@ export function createActions(transport: Transport, store: HearthStore, options:
     async forgetCache(chatId) {
       const result = await transport.call('cache.forget', { chatId });
       if (result.ok) await Promise.all([actions.loadCacheOverview(), actions.refreshChatCache(chatId)]);
+      return result;
+    },
+    async verifyCache(repair) {
+      const result = await transport.call('kv.verify', { repair });
+      if (result.ok && result.value.repaired) await actions.refreshCachedChats();
       return result;
     },
   };
