@@ -1,4 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
+import { callNames } from '../engine/contract/index.ts';
+import { malformedCases, mulberry32, randomCases, unknownNames, validInputs } from '../test/support/fuzz.ts';
 import { createCallHandler } from './ipc.ts';
 
 function setup() {
@@ -45,5 +47,65 @@ describe('IPC call handler', () => {
     pickModelFile.mockRejectedValueOnce(new Error('no display'));
     expect(await handle('file:///app/index.html', 'models.pick', {})).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
     expect(call).not.toHaveBeenCalled();
+  });
+});
+
+describe('IPC fuzz: every call, malformed payloads (seeded)', () => {
+  const appUrl = 'file:///app/index.html';
+  const seed = 0x1bc7;
+
+  it('has a valid base input for every call in the contract, and each passes', async () => {
+    expect(Object.keys(validInputs).sort()).toEqual([...callNames].sort());
+    const { handle, call, pickModelFile } = setup();
+    for (const name of callNames) {
+      const result = await handle(appUrl, name, validInputs[name]);
+      expect(result.ok, `${name}: ${JSON.stringify(result)}`).toBe(true);
+    }
+    expect(call).toHaveBeenCalledTimes(callNames.length - 1);
+    expect(pickModelFile).toHaveBeenCalledTimes(1);
+  });
+
+  it('answers INVALID_INPUT to every malformed payload of every call, and never runs the call', async () => {
+    const { handle, call, pickModelFile } = setup();
+    const random = mulberry32(seed);
+    let count = 0;
+    for (const name of callNames) {
+      const cases = [...malformedCases(name), ...randomCases(name, random, 40)];
+      expect(cases.length, name).toBeGreaterThan(40);
+      for (const c of cases) {
+        const result = await handle(appUrl, name, c.payload);
+        expect(result, `${name}: ${c.label}`).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT', message: expect.any(String) } });
+        count += 1;
+      }
+    }
+    expect(call).not.toHaveBeenCalled();
+    expect(pickModelFile).not.toHaveBeenCalled();
+    // Nothing leaked onto Object.prototype from an own `__proto__` key.
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    expect(count).toBeGreaterThan(2000);
+  });
+
+  it('answers NOT_FOUND to names that are not calls, whatever the payload', async () => {
+    const { handle, call, pickModelFile } = setup();
+    const random = mulberry32(seed + 1);
+    for (const name of unknownNames(random, 200)) {
+      for (const payload of [{}, undefined, null, validInputs['chats.list']]) {
+        const result = await handle(appUrl, name, payload);
+        expect(result, typeof name === 'string' ? name.slice(0, 40) : typeof name).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+      }
+    }
+    expect(call).not.toHaveBeenCalled();
+    expect(pickModelFile).not.toHaveBeenCalled();
+  });
+
+  it('answers FORBIDDEN to every call from a frame that is not the app, valid or not', async () => {
+    const { handle, call, pickModelFile } = setup();
+    for (const sender of ['', 'about:blank', 'https://evil.example/', 'file:///tmp/evil.html', 'data:text/html,x', 'devtools://devtools/x', 'chrome-extension://x/y', 'file:///app.evil/index.html']) {
+      for (const name of callNames) {
+        expect(await handle(sender, name, validInputs[name]), `${sender} ${name}`).toMatchObject({ ok: false, error: { code: 'FORBIDDEN' } });
+      }
+    }
+    expect(call).not.toHaveBeenCalled();
+    expect(pickModelFile).not.toHaveBeenCalled();
   });
 });

@@ -10,6 +10,7 @@ const state = vi.hoisted(() => ({
   ipcHandlers: new Map<string, Listener>(),
   windows: [] as Array<{ options: Record<string, unknown>; sent: unknown[]; loaded: string[] }>,
   opened: [] as string[],
+  sessionHandlers: new Map<string, Listener>(),
   hearth: {
     call: vi.fn(async () => ({ ok: true, value: 'ok' })),
     dispose: vi.fn(async () => undefined),
@@ -51,7 +52,17 @@ vi.mock('electron', () => {
     ipcMain: { handle: (channel: string, fn: Listener) => state.ipcHandlers.set(channel, fn) },
     Menu: { setApplicationMenu: vi.fn(), buildFromTemplate: (t: unknown) => t },
     screen: { getAllDisplays: () => [{ workArea: { x: 0, y: 0, width: 1920, height: 1080 } }] },
-    session: { defaultSession: { setPermissionRequestHandler: vi.fn(), webRequest: { onHeadersReceived: vi.fn() } } },
+    session: {
+      defaultSession: {
+        setPermissionRequestHandler: (fn: Listener) => state.sessionHandlers.set('permission-request', fn),
+        setPermissionCheckHandler: (fn: Listener) => state.sessionHandlers.set('permission-check', fn),
+        on: (name: string, fn: Listener) => state.sessionHandlers.set(name, fn),
+        webRequest: {
+          onHeadersReceived: (fn: Listener) => state.sessionHandlers.set('headers-received', fn),
+          onBeforeRequest: (fn: Listener) => state.sessionHandlers.set('before-request', fn),
+        },
+      },
+    },
     shell: { openExternal: vi.fn(async (url: string) => void state.opened.push(url)) },
     utilityProcess: { fork: vi.fn() },
   };
@@ -70,6 +81,7 @@ async function loadMain() {
   state.ipcHandlers.clear();
   state.windows.length = 0;
   state.opened.length = 0;
+  state.sessionHandlers.clear();
   state.hearth.listeners = [];
   state.createHearth.mockImplementation(async () => ({
     call: state.hearth.call,
@@ -146,6 +158,76 @@ describe('electron main', () => {
     expect(openHandler?.({ url: 'javascript:alert(1)' })).toEqual({ action: 'deny' });
     expect(openHandler?.({ url: 'https://example.com/doc' })).toEqual({ action: 'deny' });
     await vi.waitFor(() => expect(state.opened).toEqual(['https://example.com/doc']));
+  });
+
+  it('refuses every navigation, frame navigation, redirect, webview and window.open that leaves the app', async () => {
+    await loadMain();
+    const appPage = `file://${state.windows[0]?.loaded[0]}`;
+    const handlers = new Map<string, Listener>();
+    let openHandler: Listener | undefined;
+    state.appHandlers.get('web-contents-created')?.({}, { on: (n: string, fn: Listener) => handlers.set(n, fn), setWindowOpenHandler: (fn: Listener) => (openHandler = fn) });
+    const hostile = ['https://evil.example/', 'http://127.0.0.1:9/', 'file:///etc/passwd', 'javascript:alert(1)', 'data:text/html,<script>x</script>', 'about:blank', 'chrome://settings', 'not a url'];
+    for (const url of hostile) {
+      for (const name of ['will-navigate', 'will-redirect']) {
+        const preventDefault = vi.fn();
+        handlers.get(name)?.({ preventDefault }, url);
+        expect(preventDefault, `${name} ${url}`).toHaveBeenCalled();
+      }
+      const preventDefault = vi.fn();
+      handlers.get('will-frame-navigate')?.({ preventDefault, url });
+      expect(preventDefault, `will-frame-navigate ${url}`).toHaveBeenCalled();
+      expect(openHandler?.({ url }), url).toEqual({ action: 'deny' });
+    }
+    // Never a window of ours; only the http(s) ones reach the OS browser, through shell.openExternal.
+    await vi.waitFor(() => expect(state.opened).toEqual(['https://evil.example/', 'http://127.0.0.1:9/']));
+    const webview = vi.fn();
+    handlers.get('will-attach-webview')?.({ preventDefault: webview });
+    expect(webview).toHaveBeenCalled();
+    // The app's own page (a hash route) may still load.
+    const own = vi.fn();
+    handlers.get('will-navigate')?.({ preventDefault: own }, `${appPage}#/settings`);
+    expect(own).not.toHaveBeenCalled();
+  });
+
+  it('cancels every request for remote content in the app session, and denies permissions', async () => {
+    await loadMain();
+    const appPage = `file://${state.windows[0]?.loaded[0]}`;
+    const filter = state.sessionHandlers.get('before-request');
+    expect(filter).toBeDefined();
+    const decide = (url: string): boolean => {
+      let cancel: boolean | undefined;
+      filter?.({ url }, (response: { cancel?: boolean }) => (cancel = response.cancel));
+      return cancel ?? false;
+    };
+    const assets = new URL('assets/index.js', appPage).toString();
+    for (const url of [appPage, assets, 'data:image/png;base64,AAAA', 'blob:file:///1234']) expect(decide(url), url).toBe(false);
+    for (const url of [
+      'http://127.0.0.2:9/beacon.png',
+      'https://evil.example/x.js',
+      'ws://evil.example/',
+      'file:///etc/passwd',
+      new URL('../../../etc/passwd', appPage).toString(),
+      new URL('assets/..%2f..%2f..%2fsecret', appPage).toString(),
+      'ftp://evil.example/',
+      'not a url',
+    ]) {
+      expect(decide(url), url).toBe(true);
+    }
+    let granted: boolean | undefined;
+    state.sessionHandlers.get('permission-request')?.({}, 'media', (ok: boolean) => (granted = ok));
+    expect(granted).toBe(false);
+    expect(state.sessionHandlers.get('permission-check')?.({}, 'clipboard-read')).toBe(false);
+    // Downloads: only the page's own Blob exports.
+    const blocked = vi.fn();
+    state.sessionHandlers.get('will-download')?.({ preventDefault: blocked }, { getURL: () => 'https://evil.example/x.exe' });
+    expect(blocked).toHaveBeenCalled();
+    const allowed = vi.fn();
+    state.sessionHandlers.get('will-download')?.({ preventDefault: allowed }, { getURL: () => 'blob:file:///5678' });
+    expect(allowed).not.toHaveBeenCalled();
+    // Responses carry the strict CSP as a header too.
+    let headers: Record<string, string[]> | undefined;
+    state.sessionHandlers.get('headers-received')?.({ responseHeaders: { 'Content-Type': ['text/html'] } }, (r: { responseHeaders: Record<string, string[]> }) => (headers = r.responseHeaders));
+    expect(headers?.['Content-Security-Policy']?.[0]).toMatch(/default-src 'self'/);
   });
 
   it('forwards service events to the window and disposes the service before quitting', async () => {

@@ -9,7 +9,7 @@ import { createHearth, HearthStartError, type Hearth, type HearthEvent } from '.
 import { utilityProcessSpawner } from './engine-process.ts';
 import { createCallHandler } from './ipc.ts';
 import { menuTemplate } from './menu.ts';
-import { contentSecurityPolicy, externalLink, isAppUrl, secureWebPreferences } from './policy.ts';
+import { contentSecurityPolicy, externalLink, isAllowedDownload, isAllowedRequest, isAppUrl, secureWebPreferences } from './policy.ts';
 import { defaultSize, fitToDisplays, loadWindowState, minSize, saveWindowState } from './window-state.ts';
 
 const here = import.meta.dirname;
@@ -31,6 +31,12 @@ if (!app.requestSingleInstanceLock()) {
   });
   app.on('web-contents-created', (_e, contents) => {
     contents.on('will-navigate', (event, url) => {
+      if (!isAppUrl(url, appUrl)) event.preventDefault();
+    });
+    contents.on('will-frame-navigate', (event) => {
+      if (!isAppUrl(event.url, appUrl)) event.preventDefault();
+    });
+    contents.on('will-redirect', (event, url) => {
       if (!isAppUrl(url, appUrl)) event.preventDefault();
     });
     contents.on('will-attach-webview', (event) => event.preventDefault());
@@ -57,6 +63,15 @@ if (!app.requestSingleInstanceLock()) {
 
 async function start(): Promise<void> {
   session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) => callback(false));
+  session.defaultSession.setPermissionCheckHandler(() => false);
+  // No remote content: every request that is not the app's own file (or in-memory data) is cancelled.
+  session.defaultSession.webRequest.onBeforeRequest((details, callback) => {
+    callback({ cancel: !isAllowedRequest(details.url, appUrl) });
+  });
+  // Only the page's own exports (Blob URLs) may be saved; Electron then asks where, with a save dialog.
+  session.defaultSession.on('will-download', (event, item) => {
+    if (!isAllowedDownload(item.getURL())) event.preventDefault();
+  });
   session.defaultSession.webRequest.onHeadersReceived((details, callback) => {
     callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [contentSecurityPolicy] } });
   });

@@ -33,6 +33,45 @@ export function isAppUrl(url: string, appUrl: string): boolean {
 }
 
 /**
+ * The request filter of the app's session (no remote content): a request may only load the
+ * app's own files (file: URLs inside the renderer's directory, or, in development, the dev
+ * server's origin and its WebSocket) or in-memory data (data:, blob:). Everything else (a
+ * remote image, script, font, frame or fetch, another local file) is cancelled before it starts,
+ * whatever the page or the CSP says. Model downloads run in the engine process, not here.
+ */
+export function isAllowedRequest(url: string, appUrl: string): boolean {
+  let u: URL;
+  let app: URL;
+  try {
+    u = new URL(url);
+    app = new URL(appUrl);
+  } catch {
+    return false;
+  }
+  if (u.protocol === 'data:' || u.protocol === 'blob:' || u.protocol === 'devtools:') return true;
+  if (app.protocol === 'file:') {
+    if (u.protocol !== 'file:' || u.host !== app.host) return false;
+    // URL parsing already resolved `..` (and `%2e%2e`); an encoded separator could still smuggle one.
+    if (/%2f|%5c/i.test(u.pathname)) return false;
+    const dir = app.pathname.slice(0, app.pathname.lastIndexOf('/') + 1);
+    return u.pathname.startsWith(dir);
+  }
+  if (u.origin === app.origin) return true;
+  // The dev server's hot-reload socket.
+  const wsProtocol = app.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.protocol === wsProtocol && u.host === app.host;
+}
+
+/** The only downloads the app starts are its own exports (a Blob the page made): nothing else is saved. */
+export function isAllowedDownload(url: string): boolean {
+  try {
+    return new URL(url).protocol === 'blob:';
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Links in model output open in the user's browser, never inside the app, and only when they
  * are plain web or mail links (no `file:`, `javascript:`, custom protocol handlers…).
  */

@@ -8,7 +8,7 @@
 import { createReadStream } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { WebSocketServer, WebSocket } from 'ws';
 import { err, httpStatusOf, isCallName, maxBodyBytes, type ErrorCode, type HearthEvent, type Result } from '../engine/contract/index.ts';
 import { cookieName, generateToken, isAllowedOrigin, isAuthorized, tokenMatches } from './auth.ts';
@@ -33,6 +33,12 @@ export interface ServerOptions {
   readonly keepaliveMs?: number;
   /** Where diagnostics go (never stdout: its one line belongs to main). */
   readonly log?: (line: string) => void;
+  /**
+   * How long a client may take to send a whole request (headers and body); past it the host
+   * answers 408 and closes the connection, so a slow or stalled client cannot hold a socket
+   * forever. Default 30 s (a 1 MiB body needs far less on loopback). Tests use less.
+   */
+  readonly requestTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -70,6 +76,31 @@ function securityHeaders(port: number): Record<string, string> {
     'Cross-Origin-Opener-Policy': 'same-origin',
     'Cross-Origin-Resource-Policy': 'same-origin',
   };
+}
+
+/**
+ * Headers that must appear at most once. Two Host or Origin headers are how a request could
+ * pass our check with one value while something else reads the other; browsers never send two.
+ */
+const singleHeaders = new Set(['host', 'origin', 'authorization', 'content-type', 'content-length', 'cookie']);
+
+/** The first header (lower-case) that the request carries more than once, if any. */
+export function repeatedHeader(rawHeaders: readonly string[]): string | null {
+  const seen = new Set<string>();
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] ?? '').toLowerCase();
+    if (!singleHeaders.has(name)) continue;
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return null;
+}
+
+/** The status for a request Node's parser refused (`clientError`): all of them the client's fault. */
+function clientErrorStatus(code: string | undefined): { status: number; reason: string } {
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, reason: 'Request Header Fields Too Large' };
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, reason: 'Request Timeout' };
+  return { status: 400, reason: 'Bad Request' };
 }
 
 function isApiPath(pathname: string): boolean {
@@ -260,32 +291,31 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
       sendText(res, 404, 'Not found.');
       return;
     }
-    const file = url.pathname.endsWith('/') ? null : await regularFile(target);
+    let file = url.pathname.endsWith('/') ? null : await regularFile(target, staticDir);
     const lastSegment = url.pathname.slice(url.pathname.lastIndexOf('/') + 1);
-    let servePath = target;
-    let size = file?.size ?? 0;
+    let isIndex = file !== null && target === resolve(indexPath);
     if (file === null) {
       // SPA fallback: routes without a file extension get the page; a missing asset is a 404.
       if (lastSegment.includes('.')) {
         sendText(res, 404, 'Not found.');
         return;
       }
-      const index = await regularFile(indexPath);
-      if (index === null) {
+      file = await regularFile(indexPath, staticDir);
+      if (file === null) {
         sendText(res, 503, 'The renderer is not built yet: run `npm run build`, then start the host again.');
         return;
       }
-      servePath = indexPath;
-      size = index.size;
+      isIndex = true;
     }
     const extra: Record<string, string> = {};
     const queryToken = url.searchParams.get('token');
-    if (servePath === indexPath && queryToken !== null && tokenMatches(queryToken, token)) {
+    if (isIndex && queryToken !== null && tokenMatches(queryToken, token)) {
       // Hand the token over as a cookie so the page's own asset, API and WebSocket requests
       // carry it: the renderer does no token handling at all.
       extra['Set-Cookie'] = `${cookieName(port)}=${token}; HttpOnly; SameSite=Strict; Path=/`;
     }
-    await serveFile(req, res, servePath, size, extra);
+    // The resolved path, checked inside the root: a link swapped after the check is not followed again.
+    await serveFile(req, res, file.path, file.size, extra);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -302,6 +332,12 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
       return;
     }
     const api = isApiPath(url.pathname);
+    const repeated = repeatedHeader(req.rawHeaders);
+    if (repeated !== null) {
+      if (api) sendError(res, 'INVALID_INPUT', `The request has more than one ${repeated} header.`, { Connection: 'close' }, 400);
+      else sendText(res, 400, 'Bad request.', { Connection: 'close' });
+      return;
+    }
     if (!isAllowedOrigin(req, port)) {
       if (api) sendError(res, 'FORBIDDEN', 'This request came from a foreign origin.');
       else sendText(res, 403, 'Forbidden: Hearth only answers its own pages on 127.0.0.1 and localhost.');
@@ -325,13 +361,22 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     }
   };
 
-  const httpServer = createHttpServer((req, res) => {
-    handle(req, res).catch((e: unknown) => {
-      log(`hearth: request failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-      if (!res.headersSent) sendText(res, 500, 'Internal error.');
-      else res.destroy();
-    });
-  });
+  const requestTimeout = options.requestTimeoutMs ?? 30_000;
+  const httpServer = createHttpServer(
+    {
+      requestTimeout,
+      headersTimeout: Math.min(requestTimeout, 10_000),
+      // Node checks the two timeouts on this interval (30 s by default, longer than the timeouts).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(requestTimeout / 4))),
+    },
+    (req, res) => {
+      handle(req, res).catch((e: unknown) => {
+        log(`hearth: request failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        if (!res.headersSent) sendText(res, 500, 'Internal error.');
+        else res.destroy();
+      });
+    },
+  );
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxIncomingWsBytes, perMessageDeflate: false });
   const alive = new WeakMap<WebSocket, boolean>();
@@ -372,6 +417,10 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
 
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    if (repeatedHeader(req.rawHeaders) !== null) {
+      rejectUpgrade(socket, 400, 'Bad Request');
+      return;
+    }
     let url: URL;
     try {
       url = new URL(`http://127.0.0.1${req.url ?? '/'}`);
@@ -394,9 +443,17 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
 
-  httpServer.on('clientError', (_e, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  // Requests Node's parser refuses (garbage, bad methods, oversized headers, timeouts) get a 4xx.
+  httpServer.on('clientError', (e: NodeJS.ErrnoException, socket) => {
+    const { status, reason } = clientErrorStatus(e.code);
+    if (socket.writable) socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     socket.destroy();
+  });
+
+  // CONNECT (a proxy tunnel) is nothing Hearth offers; without a listener Node would drop the socket unanswered.
+  httpServer.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 
   await new Promise<void>((resolve, reject) => {

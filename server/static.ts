@@ -3,7 +3,7 @@
  * to stay inside the root before the file system is touched, so `..`, encoded `%2e%2e`,
  * encoded slashes and absolute paths cannot reach anything else.
  */
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { extname, isAbsolute, relative, resolve, sep } from 'node:path';
 
 const contentTypes: Readonly<Record<string, string>> = {
@@ -54,11 +54,18 @@ export function resolveStaticPath(root: string, pathname: string): string | null
   return target;
 }
 
-/** The file at `filePath` if it exists and is a regular file. */
-export async function regularFile(filePath: string): Promise<{ size: number } | null> {
+/**
+ * The file at `filePath` if it exists, is a regular file and, after every symlink is resolved,
+ * still lies inside `root`: a link in the build output cannot serve a file from elsewhere.
+ * `path` is the resolved file, the one to open.
+ */
+export async function regularFile(filePath: string, root: string): Promise<{ size: number; path: string } | null> {
   try {
-    const s = await stat(filePath);
-    return s.isFile() ? { size: s.size } : null;
+    const [realRoot, realFile] = await Promise.all([realpath(root), realpath(filePath)]);
+    const rel = relative(realRoot, realFile);
+    if (rel === '' || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) return null;
+    const s = await stat(realFile);
+    return s.isFile() ? { size: s.size, path: realFile } : null;
   } catch {
     return null;
   }

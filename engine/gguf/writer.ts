@@ -242,6 +242,13 @@ export interface TinyLlamaOptions {
   readonly weightType?: WritableTensorType;
   /** Written as `tokenizer.chat_template` when given. */
   readonly chatTemplate?: string;
+  /**
+   * Makes a scripted model: whatever the prompt, its greedy output is exactly these pieces, in
+   * order, then EOS (see `scriptedOutput`). Each piece becomes one normal vocabulary token, so
+   * the pieces must be distinct and non-empty. Tests use it to make the model itself emit
+   * hostile text (test/e2e/render-safety.spec.ts).
+   */
+  readonly script?: readonly string[];
 }
 
 /** The options `writeTinyLlama` uses when a field is left out. */
@@ -256,7 +263,7 @@ export const tinyLlamaDefaults = {
   architecture: 'llama',
   name: 'Hearth tiny llama',
   weightType: 'F16',
-} as const satisfies Required<Omit<TinyLlamaOptions, 'chatTemplate'>>;
+} as const satisfies Required<Omit<TinyLlamaOptions, 'chatTemplate' | 'script'>>;
 
 /** Token ids of the generated vocabulary. */
 export const tinyVocab = {
@@ -284,25 +291,64 @@ const BIAS_EMBED = 8;
 /** The weight at BIAS_DIM of output rows the model must never choose. */
 const FORBIDDEN_LOGIT_WEIGHT = -64;
 
+// Changing any of these three changes a scripted model's bytes: bump GENERATOR_VERSION with it.
+/** The value of a script piece's own embedding dimension (see `scriptedOutput`). */
+const SCRIPT_EMBED = 1;
+/** α: the weight with which piece k+1's output row reads piece k's embedding. */
+const SCRIPT_CHAIN_WEIGHT = 3;
+/** β: the weight with which the first piece's output row reads BIAS_DIM. */
+const SCRIPT_START_WEIGHT = 5;
+
 /**
- * Builds the tiny llama model in memory.
- *
- * The weights are random except for one trick that makes tests controllable: the model never
- * chooses `<unk>`, `<s>`, `</s>` or a byte outside `emittableBytes`, so a reply's length is set
- * by `maxTokens` alone (the UI's Stop test needs long replies). It is done honestly in the
- * weights, not by sampling rules:
+ * How a scripted model (`TinyLlamaOptions.script`) emits its pieces; the weights do it, not
+ * sampling rules, so any sampler that prefers likely tokens follows the script:
+ * - every block's output projections (`attn_output`, `ffn_down`) are all zero, so the residual
+ *   stream never changes and the final hidden state is the last token's own embedding;
+ * - piece k's embedding is SCRIPT_EMBED in dimension 1 + k and zero elsewhere; every other
+ *   token's embedding is BIAS_EMBED at BIAS_DIM, random elsewhere, and zero in the pieces'
+ *   dimensions, so the two kinds never overlap;
+ * - the first piece's output row is SCRIPT_START_WEIGHT at BIAS_DIM: it wins after any prompt,
+ *   since a prompt ends in a non-script token;
+ * - piece k+1's output row (EOS's for the last piece) is SCRIPT_CHAIN_WEIGHT × piece k's embedding;
+ * - every other output row is zero, so every other logit is exactly 0.
+ * After rms-normalization a piece's hidden state is √n_embd in its own dimension, so the chain's
+ * next token leads by SCRIPT_CHAIN_WEIGHT·√n_embd (34 at n_embd 128) and the first piece by
+ * SCRIPT_START_WEIGHT·BIAS_EMBED/rms (about 33): far beyond what temperature or a repeat penalty
+ * can undo. writer.test.ts recomputes these margins from the tensors.
+ */
+export const scriptedOutput = { SCRIPT_EMBED, SCRIPT_CHAIN_WEIGHT, SCRIPT_START_WEIGHT, BIAS_DIM, BIAS_EMBED } as const;
+
+/** A script piece as a SentencePiece vocabulary entry: spaces are written `▁`. */
+export function scriptTokenText(piece: string): string {
+  return piece.replaceAll(' ', '\u2581');
+}
+
+/**
+ * Builds the tiny llama model (metadata and tensors) without encoding it; `tinyLlamaGguf`
+ * encodes it. The weights are random except for one trick that makes tests controllable: the
+ * model never chooses `<unk>`, `<s>`, `</s>` or a byte outside `emittableBytes`, so a reply's
+ * length is set by `maxTokens` alone (the UI's Stop test needs long replies). It is done
+ * honestly in the weights, not by sampling rules:
  * - embedding dimension BIAS_DIM is the constant BIAS_EMBED in every token embedding;
  * - no block writes to it (row BIAS_DIM of `attn_output` and `ffn_down` is zero) and no block
  *   reads it (the norm weights are zero there), so it reaches `output_norm` unchanged and
  *   positive;
  * - `output.weight` has FORBIDDEN_LOGIT_WEIGHT at BIAS_DIM for the forbidden tokens and 0 for
  *   the others, which pushes their logits far below every other token's.
+ * With `script`, the weights follow `scriptedOutput` instead.
  */
-export function tinyLlamaGguf(options: TinyLlamaOptions = {}): Buffer {
+export function tinyLlamaModel(options: TinyLlamaOptions = {}): GgufInput {
   const o = { ...tinyLlamaDefaults, ...options };
   const { layers, nEmbd, nHead, nHeadKv, nFf, contextLength, architecture } = o;
   if (nEmbd % nHead !== 0) throw new Error(`nEmbd ${nEmbd} is not a multiple of nHead ${nHead}`);
   if (nHead % nHeadKv !== 0) throw new Error(`nHead ${nHead} is not a multiple of nHeadKv ${nHeadKv}`);
+  const script = options.script ?? [];
+  if (script.length > 0) {
+    if (script.length > nEmbd - 1) throw new Error(`a script of ${script.length} pieces needs nEmbd > ${script.length}`);
+    if (script.some((piece) => piece === '')) throw new Error('script pieces must not be empty');
+    if (new Set(script.map(scriptTokenText)).size !== script.length) throw new Error('script pieces must be distinct');
+  }
+  const scripted = script.length > 0;
   const headDim = nEmbd / nHead;
   const nEmbdKv = nHeadKv * headDim;
   const random = mulberry32(o.seed);
@@ -330,7 +376,14 @@ export function tinyLlamaGguf(options: TinyLlamaOptions = {}): Buffer {
   }
   tokens.push('\u2581');
   tokenTypes.push(1);
+  const firstPiece = tokens.length;
+  for (const piece of script) {
+    tokens.push(scriptTokenText(piece));
+    tokenTypes.push(1);
+  }
   const nVocab = tokens.length;
+  /** The embedding dimension that is piece k's alone. */
+  const pieceDim = (k: number) => 1 + k;
 
   const tensors: GgufTensorInput[] = [];
   const tokenEmbd = matrix(nVocab, nEmbd);
@@ -338,6 +391,13 @@ export function tinyLlamaGguf(options: TinyLlamaOptions = {}): Buffer {
     // Unit variance per dimension (rather than 1/n_embd) so BIAS_EMBED is comparable to the rest.
     for (let d = 0; d < nEmbd; d++) tokenEmbd[t * nEmbd + d] = uniform(Math.sqrt(3));
     tokenEmbd[t * nEmbd + BIAS_DIM] = BIAS_EMBED;
+    if (!scripted) continue;
+    if (t >= firstPiece) {
+      zeroRow(tokenEmbd, nEmbd, t);
+      tokenEmbd[t * nEmbd + pieceDim(t - firstPiece)] = SCRIPT_EMBED;
+    } else {
+      tokenEmbd.fill(0, t * nEmbd + pieceDim(0), t * nEmbd + pieceDim(script.length));
+    }
   }
   tensors.push({ name: 'token_embd.weight', dims: [nEmbd, nVocab], type: o.weightType, data: tokenEmbd });
 
@@ -347,6 +407,10 @@ export function tinyLlamaGguf(options: TinyLlamaOptions = {}): Buffer {
     zeroRow(attnOut, nEmbd, BIAS_DIM);
     const ffnDown = matrix(nEmbd, nFf);
     zeroRow(ffnDown, nFf, BIAS_DIM);
+    if (scripted) {
+      attnOut.fill(0);
+      ffnDown.fill(0);
+    }
     tensors.push(
       { name: `${p}attn_norm.weight`, dims: [nEmbd], type: 'F32', data: norm(nEmbd) },
       { name: `${p}attn_q.weight`, dims: [nEmbd, nEmbd], type: o.weightType, data: matrix(nEmbd, nEmbd) },
@@ -363,9 +427,18 @@ export function tinyLlamaGguf(options: TinyLlamaOptions = {}): Buffer {
   const outputNorm = new Float32Array(nEmbd).fill(1);
   tensors.push({ name: 'output_norm.weight', dims: [nEmbd], type: 'F32', data: outputNorm });
   const output = matrix(nVocab, nEmbd);
-  for (let t = 0; t < nVocab; t++) {
-    const isEmittable = t >= tinyVocab.firstByte && t < tinyVocab.firstByte + 256 && emittableBytes.has(t - tinyVocab.firstByte);
-    output[t * nEmbd + BIAS_DIM] = isEmittable ? 0 : FORBIDDEN_LOGIT_WEIGHT;
+  if (scripted) {
+    output.fill(0);
+    output[firstPiece * nEmbd + BIAS_DIM] = SCRIPT_START_WEIGHT;
+    for (let k = 0; k < script.length; k++) {
+      const next = k + 1 < script.length ? firstPiece + k + 1 : tinyVocab.eos;
+      output[next * nEmbd + pieceDim(k)] = SCRIPT_CHAIN_WEIGHT * SCRIPT_EMBED;
+    }
+  } else {
+    for (let t = 0; t < nVocab; t++) {
+      const isEmittable = t >= tinyVocab.firstByte && t < tinyVocab.firstByte + 256 && emittableBytes.has(t - tinyVocab.firstByte);
+      output[t * nEmbd + BIAS_DIM] = isEmittable ? 0 : FORBIDDEN_LOGIT_WEIGHT;
+    }
   }
   tensors.push({ name: 'output.weight', dims: [nEmbd, nVocab], type: o.weightType, data: output });
 
@@ -399,7 +472,12 @@ export function tinyLlamaGguf(options: TinyLlamaOptions = {}): Buffer {
   ];
   if (o.chatTemplate !== undefined) metadata.push(['tokenizer.chat_template', { type: 'string', value: o.chatTemplate }]);
 
-  return encodeGguf({ metadata, tensors });
+  return { metadata, tensors };
+}
+
+/** The tiny llama model as GGUF bytes (see `tinyLlamaModel`). */
+export function tinyLlamaGguf(options: TinyLlamaOptions = {}): Buffer {
+  return encodeGguf(tinyLlamaModel(options));
 }
 
 /**

@@ -31,8 +31,40 @@ export const testModelsDir = join(repoRoot, '.cache', 'test-models');
  * - `unsupportedArch`: a well-formed file whose architecture is "hearthnotreal", which llama.cpp rejects.
  * - `hd16`: head_dim 16 (n_embd 64, 4 heads, 2 KV heads): no quantized KV type's 32-value block
  *   divides it, so the planner must refuse every quantized K or V (issue 4).
+ * - `scripted-html`: whatever the prompt, it answers exactly `hostileScript` joined, then stops
+ *   (writer.ts `script`): the model itself emits hostile HTML, links and beacons (issue 7).
  */
-export type TestModelVariant = 'default' | 'hd64' | 'otherWeights' | 'unsupportedArch' | 'hd16';
+export type TestModelVariant = 'default' | 'hd64' | 'otherWeights' | 'unsupportedArch' | 'hd16' | 'scripted-html';
+
+/**
+ * Where the hostile reply's beacons and frames point. It is fixed when the model is generated,
+ * so it cannot be a test server's port: nothing listens there, and the render-safety test fails
+ * on ANY request that leaves the host's origin, whatever its address.
+ */
+export const beaconOrigin = 'http://127.0.0.2:9';
+
+/**
+ * The `scripted-html` model's reply, piece by piece (each piece is one token). Every piece is a
+ * separate markdown block, and every active one would set `window.__pwned` or fetch from
+ * `beaconOrigin` if it ran.
+ */
+export const hostileScript: readonly string[] = [
+  'Hostile reply start.\n\n',
+  '<img src=x onerror="window.__pwned=1">\n\n',
+  '<script>window.__pwned=2</script>\n\n',
+  '[click](javascript:window.__pwned=3)\n\n',
+  `![beacon](${beaconOrigin}/beacon.png)\n\n`,
+  `<iframe src="${beaconOrigin}/frame.html"></iframe>\n\n`,
+  '<b onclick="window.__pwned=4">bold</b> <svg onload="window.__pwned=5"></svg>\n\n',
+  '[data](data:text/html;base64,PHNjcmlwdD53aW5kb3cuX19wd25lZD02PC9zY3JpcHQ+)\n\n',
+  '[vb](vbscript:msgbox(7))\n\n',
+  `<a href="${beaconOrigin}/raw-anchor" onmouseover="window.__pwned=8">raw anchor</a>\n\n`,
+  `<link rel="stylesheet" href="${beaconOrigin}/style.css"><style>body{background:url(${beaconOrigin}/bg.png)}</style>\n\n`,
+  `<meta http-equiv="refresh" content="0;url=${beaconOrigin}/refresh">\n\n`,
+  `![ref beacon][b]\n\n[b]: ${beaconOrigin}/ref.png\n\n`,
+  '```html\n<img src=x onerror="window.__pwned=9">\n```\n\n',
+  'Hostile reply end.',
+];
 
 export const testModelVariants: Readonly<Record<TestModelVariant, TinyLlamaOptions>> = {
   default: {},
@@ -40,6 +72,7 @@ export const testModelVariants: Readonly<Record<TestModelVariant, TinyLlamaOptio
   otherWeights: { seed: 3, name: 'Hearth tiny llama other weights' },
   unsupportedArch: { architecture: 'hearthnotreal', name: 'Hearth unsupported architecture' },
   hd16: { nEmbd: 64, nHead: 4, nHeadKv: 2, seed: 4, name: 'Hearth tiny llama hd16' },
+  'scripted-html': { seed: 5, name: 'Hearth scripted html', script: hostileScript },
 };
 
 async function exists(path: string): Promise<boolean> {

@@ -4,6 +4,7 @@ import { selectActivePathIds, selectChatLoad, selectChatTitle } from '../store/s
 import { ChatCacheBadge } from './ChatCacheBadge.tsx';
 import { ChatSettingsDialog } from './ChatSettingsDialog.tsx';
 import { Composer } from './Composer.tsx';
+import { ExportChat } from './ExportChat.tsx';
 import { SlidersIcon } from './icons.tsx';
 import { MessageItem } from './MessageItem.tsx';
 import { buttonStyles, ErrorBox } from './ui.tsx';
@@ -41,6 +42,7 @@ export function ChatView({ chatId }: { chatId: string }) {
           {title ?? 'Conversation'}
         </h1>
         <ChatCacheBadge chatId={chatId} />
+        <ExportChat chatId={chatId} />
         <button type="button" className={buttonStyles.ghost} onClick={() => setSettingsOpen(true)}>
           <SlidersIcon />
           Chat settings

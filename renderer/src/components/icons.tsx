@@ -76,3 +76,8 @@ export const SendIcon = (p: IconProps) => (
     <path d="M4 10l12-6-4 13-2.5-5.5z" />
   </Svg>
 );
+export const DownloadIcon = (p: IconProps) => (
+  <Svg {...p}>
+    <path d="M10 3v10M6 9l4 4 4-4M4 16h12" />
+  </Svg>
+);

@@ -4,7 +4,7 @@
  * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
  * when an action fails.
  */
-import type { CallInput, CallOutputs, Chat, ChatCache, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, Result, Sampling, Settings } from '../contract.ts';
+import type { CallInput, CallOutputs, Chat, ChatCache, ChatExport, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, Result, Sampling, Settings } from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
@@ -64,6 +64,8 @@ export interface Actions {
   forgetCache(chatId: string): Promise<Result<CallOutputs['cache.forget']>>;
   /** Verifies the disk store (`kv.verify`); with `repair`, also fixes it, then refreshes the Cache view's list. */
   verifyCache(repair: boolean): Promise<Result<CallOutputs['kv.verify']>>;
+  /** The chat's active branch as Markdown or JSON, with a safe file name (`chats.export`); the caller saves it. */
+  exportChat(chatId: string, format: 'markdown' | 'json'): Promise<Result<ChatExport>>;
 }
 
 export interface ActionsOptions {
@@ -371,6 +373,10 @@ export function createActions(transport: Transport, store: HearthStore, options:
       const result = await transport.call('kv.verify', { repair });
       if (result.ok && result.value.repaired) await actions.refreshCachedChats();
       return result;
+    },
+
+    exportChat(chatId, format) {
+      return transport.call('chats.export', { chatId, format });
     },
   };
   return actions;
