@@ -17,7 +17,9 @@ export default defineConfig({
   retries: 0,
   timeout: 60_000,
   expect: { timeout: 15_000 },
-  outputDir: 'test-results',
+  // Below test-results/, not it: Playwright empties its outputDir at start, and the fault
+  // suite's summary (test-results/faults/) from the step before must survive it.
+  outputDir: 'test-results/e2e',
   reporter: 'list',
   use: {
     browserName: 'chromium',

@@ -163,6 +163,18 @@ export interface EngineStatus {
   readonly restarts: number;
   /** The last time the engine died unexpectedly, and how. */
   readonly lastCrash?: { readonly at: number; readonly reason: string };
+  /**
+   * Set while the engine keeps dying soon after each start (issue 7: a crash loop), in the
+   * 'restarting' state only: the host waits longer before each new try instead of spinning, and
+   * `error` is what to tell the user (calls made meanwhile answer it too).
+   */
+  readonly crashLoop?: {
+    /** Crashes in a row, none after the engine had run stably. */
+    readonly crashes: number;
+    /** Epoch ms of the next start. */
+    readonly retryAt: number;
+    readonly error: HearthError;
+  };
 }
 
 export type Theme = 'system' | 'light' | 'dark';

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineStatus } from '../contract/index.ts';
 import { FakeEngine } from './fake-engine.ts';
-import { describeExit, Supervisor } from './supervisor.ts';
+import { backoffFromEnv, crashLoopError, describeExit, Supervisor } from './supervisor.ts';
 import { until } from './testing.ts';
 
 const supervisors: Supervisor[] = [];
@@ -230,6 +230,82 @@ describe('Supervisor', () => {
     await until(() => supervisor.status.state === 'running');
     await supervisor.dispose();
     expect((await supervisor.restart()).ok).toBe(false);
+  });
+
+  it('a crash loop backs off and says so: crashLoop in the status from the 3rd crash in a row, calls answer its error, a running engine clears it', async () => {
+    const engine = new FakeEngine();
+    const spawnedAt: number[] = [];
+    const { supervisor, statuses } = makeSupervisor(engine, {
+      backoff: { initialMs: 20, maxMs: 160, stableMs: 60_000 },
+      spawn: () => {
+        spawnedAt.push(Date.now());
+        return engine.spawn();
+      },
+    });
+    await supervisor.start();
+    // Each fresh engine dies as soon as it runs (a native crash in whatever it does first).
+    for (let crash = 1; crash <= 4; crash++) {
+      await until(() => supervisor.status.state === 'running', 3000);
+      engine.crash('SIGSEGV');
+      await until(() => supervisor.status.state === 'restarting');
+      expect(supervisor.status).toMatchObject({ state: 'restarting', restarts: crash, lastCrash: { reason: 'signal SIGSEGV' } });
+      if (crash < 3) expect(supervisor.status.crashLoop).toBeUndefined();
+    }
+    const loop = supervisor.status.crashLoop;
+    expect(loop).toMatchObject({ crashes: 4, error: crashLoopError(4, 'signal SIGSEGV') });
+    expect(loop?.error.message).toMatch(/keeps stopping unexpectedly \(4 crashes in a row; the last: signal SIGSEGV\)/);
+    expect(loop?.error.hint).toMatch(/conversations are safe/);
+    // The next try is the 4th doubling: 20, 40, 80, then 160 ms (the cap).
+    expect((loop?.retryAt ?? 0) - (supervisor.status.lastCrash?.at ?? 0)).toBe(160);
+    // Calls made meanwhile get the loop's error, not "try again in a moment".
+    const refused = await supervisor.request('metrics', {});
+    expect(refused).toEqual({ ok: false, error: loop?.error });
+    // The 3rd crash was the first to report the loop.
+    const loops = statuses.filter((s) => s.crashLoop !== undefined).map((s) => s.crashLoop?.crashes);
+    expect(loops).toEqual([3, 4]);
+    await until(() => supervisor.status.state === 'running', 3000);
+    expect(supervisor.status.crashLoop).toBeUndefined();
+    expect(supervisor.status.restarts).toBe(4);
+    const gaps = spawnedAt.slice(1).map((t, i) => t - (spawnedAt[i] ?? 0));
+    expect(gaps).toHaveLength(4);
+    // Waits doubled between the starts: never a restart at full speed.
+    expect(gaps[1]).toBeGreaterThanOrEqual(38);
+    expect(gaps[2]).toBeGreaterThanOrEqual(78);
+    expect(gaps[3]).toBeGreaterThanOrEqual(158);
+  });
+
+  it('crashes after a stable run are no loop: the row and the delay start again', async () => {
+    const engine = new FakeEngine();
+    const { supervisor, statuses } = makeSupervisor(engine, { backoff: { initialMs: 5, maxMs: 1000, stableMs: 40 } });
+    await supervisor.start();
+    for (let crash = 1; crash <= 4; crash++) {
+      await until(() => supervisor.status.state === 'running', 3000);
+      await new Promise((r) => setTimeout(r, 60));
+      engine.crash('SIGABRT');
+      await until(() => supervisor.status.state === 'restarting');
+    }
+    await until(() => supervisor.status.state === 'running', 3000);
+    expect(supervisor.status.restarts).toBe(4);
+    expect(statuses.every((s) => s.crashLoop === undefined)).toBe(true);
+    expect(supervisor.status.lastCrash?.reason).toBe('signal SIGABRT');
+  });
+
+  it('a stopped supervisor reports no crash loop', async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.initError = { code: 'INTERNAL', message: 'bindings failed' };
+    const { supervisor } = makeSupervisor(engine, { crashLoopAfter: 1 });
+    await supervisor.start();
+    expect(supervisor.status.crashLoop?.crashes).toBe(1);
+    expect(supervisor.status.crashLoop?.error.message).toContain('init failed: bindings failed');
+    await supervisor.dispose();
+    expect(supervisor.status.state).toBe('stopped');
+    expect(supervisor.status.crashLoop).toBeUndefined();
+  });
+
+  it('reads the test-only backoff override, ignoring anything malformed', () => {
+    expect(backoffFromEnv('50,400,60000')).toEqual({ initialMs: 50, maxMs: 400, stableMs: 60_000 });
+    expect(backoffFromEnv(' 10 , 20 , 30 ')).toEqual({ initialMs: 10, maxMs: 20, stableMs: 30 });
+    for (const bad of [undefined, '', '1,2', '1,2,3,4', 'a,b,c', '-1,2,3', '5,2,3', '1.5,2,3']) expect(backoffFromEnv(bad)).toBeNull();
   });
 
   it('describes exits', () => {

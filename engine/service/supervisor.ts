@@ -8,6 +8,13 @@
  * same stop as `dispose`, then a fresh process at once. It goes through the same 'restarting'
  * state, so the model reloads as after a crash, but it is not a crash: `restarts` and
  * `lastCrash` stay as they were, and the renderer shows no crash banner for it.
+ *
+ * A crash loop (issue 7): an engine that keeps dying soon after each start (a native crash at
+ * start-up, in init, or in whatever the host does first with a fresh engine) must not be
+ * restarted at full speed forever. Each crash in a row doubles the wait before the next start,
+ * up to `backoff.maxMs`; an engine that ran `backoff.stableMs` ends the row. From the
+ * `crashLoopAfter`-th crash in a row, the 'restarting' status carries `crashLoop` with a clear
+ * error, and calls made meanwhile answer that error instead of "try again in a moment".
  */
 import { err, hearthError, type EngineStatus, type HearthError, type Result } from '../contract/index.ts';
 import type { EnginePort, InitInput, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
@@ -18,8 +25,14 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export interface SupervisorOptions {
   readonly spawn: SpawnEngine;
   readonly logLevel: LogLevel;
-  /** Restart delays: `initialMs` doubling up to `maxMs`; back to `initialMs` once an engine ran `stableMs`. */
-  readonly backoff?: { readonly initialMs: number; readonly maxMs: number; readonly stableMs: number };
+  /**
+   * Restart delays: `initialMs` doubling up to `maxMs`; back to `initialMs` once an engine ran
+   * `stableMs`. Without it: `HEARTH_ENGINE_BACKOFF` when set (see `backoffFromEnv`), else 200 ms
+   * doubling to 5 s, reset after 60 s.
+   */
+  readonly backoff?: Backoff;
+  /** Crashes in a row (see the file comment) from which the status reports a crash loop. Default 3. */
+  readonly crashLoopAfter?: number;
   /** How long a fresh process may take to say `ready` and finish `init` before it is killed. */
   readonly startTimeoutMs?: number;
   /** How long `dispose` and `restart` wait after SIGTERM before SIGKILL. */
@@ -40,7 +53,47 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-const defaultBackoff = { initialMs: 200, maxMs: 5000, stableMs: 60_000 };
+export interface Backoff {
+  readonly initialMs: number;
+  readonly maxMs: number;
+  readonly stableMs: number;
+}
+
+const defaultBackoff: Backoff = { initialMs: 200, maxMs: 5000, stableMs: 60_000 };
+
+/** The environment variable `backoffFromEnv` reads. */
+export const backoffEnvVar = 'HEARTH_ENGINE_BACKOFF';
+
+/**
+ * Test-only: `HEARTH_ENGINE_BACKOFF="initialMs,maxMs,stableMs"` sets the restart delays of a host
+ * started as a child process (the fault suite's crash tests shorten them to fit their time
+ * budget; the policy itself is unit-tested with the defaults' shape). Anything malformed is
+ * ignored (null): the defaults apply.
+ */
+export function backoffFromEnv(value: string | undefined): Backoff | null {
+  if (value === undefined) return null;
+  const parts = value.split(',').map((p) => Number(p.trim()));
+  const [initialMs, maxMs, stableMs] = parts;
+  if (parts.length !== 3 || initialMs === undefined || maxMs === undefined || stableMs === undefined) return null;
+  if (!parts.every((n) => Number.isInteger(n) && n >= 0) || initialMs > maxMs) return null;
+  return { initialMs, maxMs, stableMs };
+}
+
+/** What a crash loop tells the user (EngineStatus.crashLoop.error, and calls made meanwhile). */
+export function crashLoopError(crashes: number, lastReason: string): HearthError {
+  return hearthError(
+    'ENGINE_UNAVAILABLE',
+    `The engine keeps stopping unexpectedly (${crashes} crashes in a row; the last: ${lastReason}). Hearth restarts it, waiting longer each time.`,
+    'Your conversations are safe. If this goes on, load another model or restart Hearth; the log in the data folder\'s "logs" directory says what happened.',
+  );
+}
+
+/** The status without its crash-loop report (an engine that runs, or was stopped, is in none). */
+function withoutLoop(status: EngineStatus): EngineStatus {
+  if (status.crashLoop === undefined) return status;
+  const { crashLoop: _loop, ...rest } = status;
+  return rest;
+}
 
 /** "signal SIGKILL" / "exit code 139". */
 export function describeExit(code: number | null, signal: string | null): string {
@@ -50,7 +103,10 @@ export function describeExit(code: number | null, signal: string | null): string
 
 export class Supervisor {
   readonly #options: SupervisorOptions;
-  readonly #backoff: { initialMs: number; maxMs: number; stableMs: number };
+  readonly #backoff: Backoff;
+  readonly #crashLoopAfter: number;
+  /** Crashes since an engine last ran `stableMs` (or since the start). */
+  #crashesInRow = 0;
   readonly #events = new Emitter<WorkerEvent>();
   readonly #statuses = new Emitter<EngineStatus>();
   readonly #restarted = new Emitter<void>();
@@ -78,7 +134,8 @@ export class Supervisor {
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
-    this.#backoff = options.backoff ?? defaultBackoff;
+    this.#backoff = options.backoff ?? backoffFromEnv(process.env[backoffEnvVar]) ?? defaultBackoff;
+    this.#crashLoopAfter = options.crashLoopAfter ?? 3;
     this.#delayMs = this.#backoff.initialMs;
   }
 
@@ -122,6 +179,8 @@ export class Supervisor {
     options: { timeoutMs?: number } = {},
   ): Promise<Result<WorkerMethods[M]['output']>> {
     if (this.#status.state !== 'running' || this.#port === null) {
+      const loop = this.#status.crashLoop;
+      if (loop !== undefined) return Promise.resolve({ ok: false, error: loop.error });
       const state = this.#status.state === 'running' ? 'starting' : this.#status.state;
       return Promise.resolve(err('ENGINE_UNAVAILABLE', `The engine is ${state === 'stopped' ? 'stopped' : `${state}; try again in a moment`}.`));
     }
@@ -231,7 +290,7 @@ export class Supervisor {
     }
     const wasRestart = this.#status.state === 'restarting';
     this.#runningSince = Date.now();
-    this.#setStatus({ ...this.#status, state: 'running' });
+    this.#setStatus({ ...withoutLoop(this.#status), state: 'running' });
     this.#log('info', `engine running (${result.value.build})`);
     this.#resolveFirstStart();
     for (const resolve of this.#settleWaiters.splice(0)) resolve();
@@ -266,12 +325,22 @@ export class Supervisor {
     for (const resolve of this.#settleWaiters.splice(0)) resolve();
     this.#failAll(hearthError('ENGINE_CRASHED', `The engine process died (${reason}).`, 'It restarts by itself; try again in a moment.'));
     const now = Date.now();
-    if (this.#runningSince !== null && now - this.#runningSince >= this.#backoff.stableMs) this.#delayMs = this.#backoff.initialMs;
+    if (this.#runningSince !== null && now - this.#runningSince >= this.#backoff.stableMs) {
+      this.#delayMs = this.#backoff.initialMs;
+      this.#crashesInRow = 0;
+    }
     this.#runningSince = null;
+    this.#crashesInRow++;
     const delay = this.#delayMs;
     this.#delayMs = Math.min(this.#delayMs * 2, this.#backoff.maxMs);
-    this.#log('error', `engine process died (${reason}); restarting in ${delay} ms`);
-    this.#setStatus({ state: 'restarting', restarts: this.#status.restarts + 1, lastCrash: { at: now, reason } });
+    const status: EngineStatus = { state: 'restarting', restarts: this.#status.restarts + 1, lastCrash: { at: now, reason } };
+    if (this.#crashesInRow >= this.#crashLoopAfter) {
+      this.#log('error', `engine process died (${reason}), ${this.#crashesInRow} crashes in a row: a crash loop; restarting in ${delay} ms`);
+      this.#setStatus({ ...status, crashLoop: { crashes: this.#crashesInRow, retryAt: now + delay, error: crashLoopError(this.#crashesInRow, reason) } });
+    } else {
+      this.#log('error', `engine process died (${reason}); restarting in ${delay} ms`);
+      this.#setStatus(status);
+    }
     this.#resolveFirstStart();
     this.#retryTimer = setTimeout(() => this.#launch(), delay);
   }
@@ -340,7 +409,7 @@ export class Supervisor {
     if (this.#startTimer) clearTimeout(this.#startTimer);
     this.#resolveFirstStart();
     for (const resolve of this.#settleWaiters.splice(0)) resolve();
-    this.#setStatus({ ...this.#status, state: 'stopped' });
+    this.#setStatus({ ...withoutLoop(this.#status), state: 'stopped' });
     this.#events.clear();
     this.#restarted.clear();
     this.#statuses.clear();

@@ -38,9 +38,12 @@ function EngineBanner() {
     <div role="alert" className={`${bar} bg-amber-100 text-amber-950 dark:bg-amber-950 dark:text-amber-100`}>
       <p className="flex-1">
         The engine stopped unexpectedly and was restarted.{' '}
-        {banner.restarting
-          ? 'It is starting again…'
-          : 'Your conversations are safe; a reply that was cut off is marked incomplete.'}
+        {banner.crashLoop
+          ? banner.crashLoop.message
+          : banner.restarting
+            ? 'It is starting again…'
+            : 'Your conversations are safe; a reply that was cut off is marked incomplete.'}
+        {banner.crashLoop?.hint && <span className="block">{banner.crashLoop.hint}</span>}
         {banner.reason && <span className="block text-xs opacity-80">Cause: {banner.reason}</span>}
       </p>
       <button type="button" onClick={dismissEngineBanner} className={buttonStyles.ghost}>

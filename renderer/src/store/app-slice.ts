@@ -6,6 +6,8 @@ export interface EngineBanner {
   readonly restarting: boolean;
   readonly restarts: number;
   readonly reason?: string;
+  /** The engine keeps crashing (supervisor.ts crash loop): what to tell the user, while it lasts. */
+  readonly crashLoop?: HearthError;
 }
 
 export interface AppSlice {
@@ -53,6 +55,17 @@ export function nextEngineBanner(
   previous: EngineStatus | null,
   next: EngineStatus,
 ): EngineBanner | null {
+  const shown = crashBanner(banner, previous, next);
+  if (!shown) return null;
+  const loop = next.crashLoop?.error;
+  if (loop) return { ...shown, crashLoop: loop };
+  if (!shown.crashLoop) return shown;
+  // The loop is over (an engine runs, or the supervisor stopped): back to the plain banner.
+  const { crashLoop: _over, ...rest } = shown;
+  return rest;
+}
+
+function crashBanner(banner: EngineBanner | null, previous: EngineStatus | null, next: EngineStatus): EngineBanner | null {
   const restarted = previous !== null && next.restarts > previous.restarts;
   // At boot there is no earlier count to compare: a restart after crashes is taken for a crash.
   const bootedIntoCrash = previous === null && next.state === 'restarting' && next.restarts > 0;

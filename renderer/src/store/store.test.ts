@@ -67,6 +67,18 @@ describe('nextEngineBanner', () => {
     expect(nextEngineBanner(null, { ...running(2), ...crashed }, { state: 'restarting', restarts: 2, ...crashed })).toBeNull();
   });
 
+  it('carries the crash loop\'s message while it lasts, and drops it once an engine runs', () => {
+    const error = { code: 'ENGINE_UNAVAILABLE' as const, message: 'The engine crashed 3 times in a row.', hint: 'Try another model.' };
+    const looping: EngineStatus = { state: 'restarting', restarts: 3, lastCrash: { at: 1, reason: 'signal SIGSEGV' }, crashLoop: { crashes: 3, retryAt: 5, error } };
+    const shown = nextEngineBanner(null, running(2), looping);
+    expect(shown).toEqual({ restarting: true, restarts: 3, reason: 'signal SIGSEGV', crashLoop: error });
+    expect(nextEngineBanner(shown, looping, { state: 'running', restarts: 3, lastCrash: { at: 1, reason: 'signal SIGSEGV' } })).toEqual({
+      restarting: false,
+      restarts: 3,
+      reason: 'signal SIGSEGV',
+    });
+  });
+
   it('turns "restarting" into "restarted" once running', () => {
     expect(nextEngineBanner({ restarting: true, restarts: 1 }, { state: 'restarting', restarts: 1 }, running(1))).toEqual({
       restarting: false,
