@@ -62,6 +62,19 @@ describe('chunk files', () => {
     expect(faultOf(good, chainKey(fp, range(0, 4)))).toBe('key');
   });
 
+  it('catch every single-bit flip, the reserved header bytes included', async () => {
+    const good = readFileSync(await writeSample());
+    for (let offset = 0; offset < good.length; offset++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const copy = Buffer.from(good);
+        copy[offset] = (copy[offset] as number) ^ (1 << bit);
+        const verdict = verifyChunk(copy, key, kernels);
+        if (verdict.ok) throw new Error(`a flip of bit ${bit} at byte ${offset} passed verification`);
+        if (offset >= 92 && offset < 96) expect(verdict).toMatchObject({ fault: 'header', detail: expect.stringContaining('reserved') });
+      }
+    }
+  });
+
   it('are verified when read from disk: truncated, missing, misplaced', async () => {
     const path = await writeSample();
     truncateSync(path, statSync(path).size - 10);

@@ -127,6 +127,9 @@ export function verifyChunk(file: Uint8Array, key: string, kernels: CodecKernels
   const checksum = checksumOf(version, kernels);
   if (bytes.readUInt32LE(88) !== checksum(bytes.subarray(0, 88))) return fail('header', 'the header checksum does not match');
   if (bytes.readUInt16LE(6) !== chunkHeaderBytes) return fail('header', 'unexpected header length');
+  // Outside the header checksum, and every version wrote zeros there: anything else is damage
+  // (issue 7's fault suite flips random header bits; these would otherwise pass unnoticed).
+  if (bytes.readUInt32LE(92) !== 0) return fail('header', 'the reserved header bytes are not zero');
   const stored = bytes.toString('hex', 24, 56);
   if (stored !== key) return fail('key', `the file holds chunk ${stored.slice(0, 12)}…`);
   const tokenCount = bytes.readUInt32LE(8);

@@ -73,9 +73,10 @@ export interface PrefixMatch {
   readonly chunkedTokens: number;
   /**
    * Why the run of chunks ended: every full chunk of the request matched (`end`), the next key
-   * was never stored or was evicted (`absent`), or it is known to be corrupt (`corrupt`).
+   * was never stored or was evicted (`absent`), it is known to be corrupt (`corrupt`), or a
+   * manifest lists it but the index has no row for it (`dangling`: the index is damaged).
    */
-  readonly stop: 'end' | 'absent' | 'corrupt';
+  readonly stop: 'end' | 'absent' | 'corrupt' | 'dangling';
   /** A stored tail that continues the run, or null. */
   readonly tail: TailMatch | null;
   /** Tokens restorable in all: chunkedTokens + tail.tokens. */

@@ -4,7 +4,10 @@
  *
  * Durability: WAL with synchronous=NORMAL. A commit lost to power loss only loses cache entries;
  * chunk files are fsynced before the commit that references them, so the index never points to a
- * file that was not durable, and files whose commit was lost are swept by `gc()` as orphans.
+ * file that was not durable, and files whose commit was lost are swept as orphans (at open, and by
+ * `gc()`). A lost commit that dropped chunks whose files were then removed leaves manifests listing
+ * missing files: the check at open (store.ts `sweepAtOpen`) cuts them there. An index.db SQLite
+ * cannot read at all is moved aside at open and the store starts empty (store.ts `openKvStore`).
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { openSqlite } from '../sqlite.ts';

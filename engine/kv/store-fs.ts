@@ -2,7 +2,7 @@
  * The file-system calls the KV store makes, behind one small interface so that tests can inject
  * failures (ENOSPC in the middle of a chunk write, EIO on fsync) without filling a real disk.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { err } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
@@ -103,6 +103,31 @@ export const nodeFs: StoreFs = {
   statfs: (path) => fsp.statfs(path),
   readIntoSync,
 };
+
+/**
+ * A file system whose writes fail with ENOSPC while the file `flag` exists, as on a full disk. The
+ * fault suite's fallback (test/faults/disk.faults.test.ts) where it cannot mount a small tmpfs
+ * (not root): test-only, the engine uses it only when HEARTH_TEST_KV_FULL_FLAG names the flag
+ * (engine/worker/kv-cache.ts). Only chunk files go through it; index.db (SQLite) does not.
+ */
+export function fullWhileFlag(flag: string, base: StoreFs = nodeFs): StoreFs {
+  const full = (): boolean => existsSync(flag);
+  const enospc = (): NodeJS.ErrnoException => Object.assign(new Error('ENOSPC: no space left on device (injected), write'), { code: 'ENOSPC', syscall: 'write' });
+  return {
+    ...base,
+    async open(path, flags, mode) {
+      const handle = await base.open(path, flags, mode);
+      if (flags === 'r') return handle;
+      return {
+        write: (buffer, offset, length, position) => (full() ? Promise.reject(enospc()) : handle.write(buffer, offset, length, position)),
+        read: (buffer, offset, length, position) => handle.read(buffer, offset, length, position),
+        stat: () => handle.stat(),
+        sync: () => handle.sync(),
+        close: () => handle.close(),
+      };
+    },
+  };
+}
 
 /** The errno code of a thrown fs error (`ENOSPC`), or undefined. */
 export function errnoOf(error: unknown): string | undefined {

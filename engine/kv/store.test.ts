@@ -8,7 +8,7 @@ import { chainKey, chunkKeys } from './fingerprint.ts';
 import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
-import { nodeFs } from './store-fs.ts';
+import { fullWhileFlag, nodeFs } from './store-fs.ts';
 import type { Faults } from './store-testing.ts';
 import { faultyFs, payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from './store-testing.ts';
 
@@ -230,6 +230,21 @@ describe('KV store: longest stored prefix', () => {
     expect(value(store.findLongestPrefix(sampleFingerprint({ flashAttention: true }), more))).toMatchObject({ chunks: [], tokens: 0, tail: null });
     expect(value(store.findLongestPrefix(fp, []))).toMatchObject({ chunks: [], tokens: 0, stop: 'end' });
   });
+
+  it("stops at a chunk a manifest lists but the index lacks, as 'dangling' (damage, not a miss)", async () => {
+    const store = await openStore();
+    const tokens = range(0, 12);
+    await save(store, 'a', tokens, false);
+    const keys = chunkKeys(fp, tokens, C);
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
+    db.prepare('DELETE FROM chunks WHERE key = ?').run(keys[1] as string);
+    db.close();
+    expect(value(store.findLongestPrefix(fp, [...tokens, 1]))).toMatchObject({ chunks: [keys[0]], chunkedTokens: 4, stop: 'dangling' });
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: false, danglingReferences: [{ manifestId: 'a', index: 1, key: keys[1] }] });
+    value(await store.checkIntegrity({ repair: true }));
+    expect(value(await store.checkIntegrity()).ok).toBe(true);
+    expect(value(store.findLongestPrefix(fp, [...tokens, 1]))).toMatchObject({ chunkedTokens: 4, stop: 'absent' });
+  });
 });
 
 describe('KV store: damaged chunks', () => {
@@ -361,6 +376,21 @@ describe('KV store: failing writes', () => {
     expect(chunkFiles()).toEqual([]);
     faults.syncError = null;
     await save(store, 'a', range(0, 4));
+    expect(store.persistencePaused).toBeNull();
+  });
+});
+
+describe('KV store: the fault suite\'s full-disk flag', () => {
+  it('fails chunk writes with DISK_FULL while the flag file exists, and works again once it is gone', async () => {
+    const flag = join(stores.root, 'full.flag');
+    writeFileSync(flag, '');
+    const store = await openStore({ root: join(stores.root, 'kv'), fs: fullWhileFlag(flag) });
+    expect(store.persistencePaused?.reason.code).toBe('DISK_FULL');
+    const tokens = range(0, 8);
+    expect(await store.putManifest('a', { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C) })).toMatchObject({ ok: false, error: { code: 'DISK_FULL' } });
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true, tempFiles: [] });
+    unlinkSync(flag);
+    value(await store.putManifest('a', { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C) }));
     expect(store.persistencePaused).toBeNull();
   });
 });
@@ -573,5 +603,127 @@ describe('KV store: lifecycle', () => {
     const reopened = await openStore();
     expect(value(reopened.findLongestPrefix(fp, tokens)).chunkedTokens).toBe(20);
     expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 5 });
+  });
+});
+
+describe('KV store: one process per root, and what a crash leaves', () => {
+  type Logged = { level: string; message: string };
+  const logInto = (lines: Logged[]): KvStoreOptions['log'] => (level, message) => lines.push({ level, message });
+
+  it('a second store waits, opens read-only with persistence paused (BUSY), and takes over once the first exits', async () => {
+    const first = await openStore();
+    await save(first, 'a', range(0, 8));
+    const lines: Logged[] = [];
+    const started = performance.now();
+    const second = await openStore({ lockWaitMs: 150, lockRetryMs: 20, log: logInto(lines) });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+    expect(second.persistencePaused?.reason).toMatchObject({ code: 'BUSY', hint: expect.stringContaining('resumes by itself') });
+    expect(second.persistencePaused?.reason.message).toContain(`using the KV cache at ${stores.root}`);
+    const changes: (PersistencePause | null)[] = [];
+    second.onDidChangePersistence((pause) => changes.push(pause));
+
+    // Reads work; every write is refused with the reason, and nothing of the holder's is touched.
+    expect(value(second.findLongestPrefix(fp, range(0, 8))).chunkedTokens).toBe(8);
+    expect((await second.readChunks(value(second.getManifest('a')).chunks)).error).toBeNull();
+    expect(await second.putManifest('b', { fingerprint: fp, tokens: range(100, 8), chunks: payloadsFor(range(100, 8), C) })).toMatchObject({ ok: false, error: { code: 'BUSY' } });
+    expect(await second.deleteManifest('a')).toMatchObject({ ok: false, error: { code: 'BUSY' } });
+    expect(await second.gc()).toMatchObject({ ok: false, error: { code: 'BUSY' } });
+    expect(await second.checkIntegrity({ repair: true })).toMatchObject({ ok: false, error: { code: 'BUSY' } });
+    expect(value(await second.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 2 });
+    // A damaged chunk it reads is marked (lookups stop), but only the holder cuts manifests.
+    flipByte(chunkPath(stores.root, value(first.getManifest('a')).chunks[1] as string));
+    expect((await second.readChunks(value(second.getManifest('a')).chunks)).error?.reason).toBe('checksum');
+    expect(value(second.getManifest('a')).chunks).toHaveLength(2);
+    expect(changes).toEqual([]);
+
+    await first.close();
+    const deadline = Date.now() + 2000;
+    while (second.persistencePaused !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(second.persistencePaused).toBeNull();
+    expect(changes).toEqual([null]);
+    expect(lines.some((l) => l.message.includes('has exited'))).toBe(true);
+    // Now the holder: the damaged chunk is rewritten by the next save.
+    await save(second, 'a', range(0, 8));
+    expect(value(await second.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 2 });
+  });
+
+  it('opens normally when the other store closes within the wait', async () => {
+    const first = await openStore();
+    setTimeout(() => void first.close(), 100);
+    const second = await openStore({ lockWaitMs: 3000 });
+    expect(second.persistencePaused).toBeNull();
+    await save(second, 'a', range(0, 8));
+  });
+
+  it('removes temp files and unindexed chunk files of interrupted writes when it opens', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 8));
+    await store.close();
+    // What a process killed mid-save leaves: a temp file, and a chunk file renamed but never committed.
+    const orphanTokens = range(500, 4);
+    const orphan = chainKey(fp, orphanTokens);
+    await writeChunkFile(nodeFs, stores.root, { key: orphan, parent: fp, tokens: orphanTokens, payload: payloadFor(orphanTokens) }, fallbackKernels);
+    const temp = join(chunksDir(stores.root), orphan.slice(0, 2), `.${orphan}.999-dead.tmp`);
+    writeFileSync(temp, 'partial');
+
+    const lines: Logged[] = [];
+    const reopened = await openStore({ log: logInto(lines) });
+    expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 2, tempFiles: [], orphanFiles: [] });
+    expect(existsSync(temp)).toBe(false);
+    expect(existsSync(chunkPath(stores.root, orphan))).toBe(false);
+    expect(lines).toEqual([{ level: 'info', message: expect.stringMatching(/repaired what an interrupted run left: 1 temp file\(s\), 1 unindexed chunk file\(s\);/) }]);
+  });
+
+  it('repairs at open what a lost commit leaves: a manifest listing a chunk file already removed', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 12));
+    await store.close();
+    // A power cut lost the commit that dropped chunk 1, but not the unlink after it.
+    const keys = chunkKeys(fp, range(0, 12), C);
+    unlinkSync(chunkPath(stores.root, keys[1] as string));
+    const lines: Logged[] = [];
+    const reopened = await openStore({ log: logInto(lines) });
+    expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 1 });
+    expect(value(reopened.getManifest('a')).chunks).toEqual([keys[0]]);
+    expect(lines[0]?.message).toContain('1 missing chunk file(s)');
+  });
+
+  it('says nothing at open when there is nothing to repair', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 8));
+    await store.close();
+    const lines: Logged[] = [];
+    const reopened = await openStore({ log: logInto(lines) });
+    expect(value(await reopened.checkIntegrity()).ok).toBe(true);
+    expect(lines).toEqual([]);
+  });
+
+  it('moves an unreadable index.db aside, says so, and starts empty without its chunk files', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 8));
+    await store.close();
+    const garbage = Buffer.from('this is not an SQLite database, it is garbage '.repeat(200));
+    writeFileSync(join(stores.root, 'index.db'), garbage);
+
+    const lines: Logged[] = [];
+    const reopened = await openStore({ log: logInto(lines) });
+    expect(lines[0]).toMatchObject({ level: 'warn', message: expect.stringContaining(`moved aside to ${join(stores.root, 'index.db')}.damaged`) });
+    expect(readFileSync(join(stores.root, 'index.db.damaged')).equals(garbage)).toBe(true);
+    expect(reopened.getManifest('a')).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 0 });
+    expect(chunkFiles()).toEqual([]);
+    await save(reopened, 'a', range(0, 8));
+    expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 2 });
+  });
+
+  it('leaves an index written by a newer Hearth alone (a clear error, nothing moved)', async () => {
+    const store = await openStore();
+    await store.close();
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
+    db.exec('PRAGMA user_version = 999');
+    db.close();
+    const opened = await openKvStore({ root: stores.root, budgetBytes: 1 });
+    expect(opened).toMatchObject({ ok: false, error: { code: 'INTERNAL', message: expect.stringContaining('newer Hearth') } });
+    expect(existsSync(join(stores.root, 'index.db.damaged'))).toBe(false);
   });
 });

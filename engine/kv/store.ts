@@ -4,9 +4,11 @@
  * opaque payload bytes plus its tokens (the codec, codec.ts, makes and reads the payloads).
  *
  * Layout under `root`:
+ *   lock, lock.owner                 the engine process using the store (root-lock.ts)
  *   index.db (+ -wal, -shm)          manifests, chunk refcounts, model hashes (store-db.ts)
+ *   index.db.damaged (+ -wal, -shm)  the last index that could not be read, moved aside at open
  *   chunks/<key[0..2]>/<key>.kvc     one file per chunk key (chunk-file.ts)
- *   chunks/<key[0..2]>/.<key>.*.tmp  a chunk being written; stale ones are swept by gc()
+ *   chunks/<key[0..2]>/.<key>.*.tmp  a chunk being written; stale ones are swept at open and by gc()
  *
  * Invariants:
  * - A chunk file is visible under its name only when complete and fsynced (temp + rename), and it
@@ -24,6 +26,11 @@
  * - Every mutation runs under one FIFO lock (store-lock.ts): a save, an eviction and a GC never
  *   interleave. Reads (findLongestPrefix, readChunk) take no lock: renames are atomic, and a file
  *   evicted under a reader is a verified `missing`, i.e. a cache miss.
+ * - One process writes a root (root-lock.ts, issue 7). A store opened while another process holds
+ *   the root waits for it a while (`lockWaitMs`), then runs read-only: restores work, writes are
+ *   refused with persistence paused (BUSY, naming the other process), and it takes the root over
+ *   by itself once the other process has exited. Holding the root is also what makes the sweep at
+ *   open safe: every temp file and unindexed chunk file then belongs to a process that is gone.
  */
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -44,6 +51,8 @@ import { openIndex, transaction } from './store-db.ts';
 import type { StoreFs } from './store-fs.ts';
 import { errnoOf, isDiskFull, nodeFs, ReusableBuffer, toHearthError } from './store-fs.ts';
 import { StoreLock } from './store-lock.ts';
+import type { RootLock } from './root-lock.ts';
+import { describeBusy, lockRoot, tryLockRoot } from './root-lock.ts';
 
 export type { ChunkData, ChunkFault } from './chunk-file.ts';
 export type { Manifest, ManifestInput, PrefixMatch, TailData, TailMatch } from './manifest.ts';
@@ -73,7 +82,26 @@ export interface KvStoreOptions {
    * when it loads (kernels-load.ts `loadKernels`), else the TypeScript fallback.
    */
   readonly kernels?: CodecKernels;
+  /**
+   * How long `openKvStore` waits for another process to let go of the root (default 5 s: a killed
+   * host's orphaned engine flushes for up to 2 s) before opening read-only with persistence paused.
+   */
+  readonly lockWaitMs?: number;
+  /** While locked out, how often the store tries to take the root over (default 2 s). */
+  readonly lockRetryMs?: number;
+  /** Where the store says what it repaired by itself (a damaged index moved aside, debris swept). Default: warnings to stderr. */
+  readonly log?: StoreLog;
 }
+
+/** The store's log: the engine passes its own (runtime.ts). */
+export type StoreLog = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+const defaultLog: StoreLog = (level, message) => {
+  if (level !== 'info') console.error(`Hearth: ${message}`);
+};
+
+/** Default `lockWaitMs`: more than a killed host's orphaned engine takes to flush and exit (≤ 2 s). */
+export const defaultLockWaitMs = 5000;
 
 /** A chunk read failure: a HearthError that names the fault and the key. */
 export interface ChunkError extends HearthError {
@@ -249,7 +277,7 @@ export interface KvStore {
   enforceBudget(): Promise<Result<EvictionReport>>;
   /** Removes unreferenced chunks, orphan chunk files and stale temp files. */
   gc(): Promise<Result<GcReport>>;
-  /** Verifies the store. `verify: false` checks sizes instead of reading files; `repair: true` also fixes what it finds. */
+  /** Verifies the store. `verify: false` checks file sizes instead of reading chunks and tails; `repair: true` also fixes what it finds. */
   checkIntegrity(options?: { verify?: boolean; repair?: boolean }): Promise<Result<IntegrityReport>>;
   stats(): Promise<Result<KvStoreStats>>;
 
@@ -313,10 +341,14 @@ interface ChunkRow {
 /**
  * Opens (creating if needed) the store at `options.root`. An unwritable directory is a clear
  * INTERNAL error here, at start; a full disk is not an error (restores still work) but starts with
- * persistence paused.
+ * persistence paused, and so does a root another process holds (after waiting `lockWaitMs`). An
+ * index.db SQLite cannot read is moved aside and the store starts empty (it is only a cache);
+ * debris of interrupted writes (temp files, chunk files the index never committed) is swept.
  */
 export async function openKvStore(options: KvStoreOptions): Promise<Result<KvStore>> {
   const fs = options.fs ?? nodeFs;
+  const log = options.log ?? defaultLog;
+  const now = options.now ?? Date.now;
   const chunkTokens = options.chunkTokens ?? defaultChunkTokens;
   if (!Number.isInteger(chunkTokens) || chunkTokens < 1) return err('INVALID_INPUT', 'The KV chunk size must be a positive whole number of tokens.');
   if (!(Number.isFinite(options.budgetBytes) && options.budgetBytes >= 0)) return err('INVALID_INPUT', 'The KV store budget must be a non-negative number of bytes.');
@@ -330,34 +362,122 @@ export async function openKvStore(options: KvStoreOptions): Promise<Result<KvSto
   let pause: PersistencePause | null = null;
   try {
     await fs.mkdir(root);
-    await fs.mkdir(chunksDir(root));
-    const probe = join(chunksDir(root), `.probe-${process.pid}-${randomBytes(4).toString('hex')}${tempSuffix}`);
-    const handle = await fs.open(probe, 'wx', 0o644);
-    try {
-      await handle.write(new Uint8Array([0]), 0, 1, 0);
-      await handle.sync();
-    } catch (error) {
-      if (!isDiskFull(error)) throw error;
-      pause = { reason: writeError(error, 'The KV store cannot write'), since: (options.now ?? Date.now)() };
-    } finally {
-      await handle.close().catch(() => undefined);
-      await fs.unlink(probe).catch(() => undefined);
-    }
-  } catch (error) {
-    if (isDiskFull(error)) {
-      pause = { reason: writeError(error, 'The KV store cannot write'), since: (options.now ?? Date.now)() };
-    } else {
-      return unwritable(error);
-    }
-  }
-  let db: DatabaseSync;
-  try {
-    db = openIndex(join(root, 'index.db'));
   } catch (error) {
     return unwritable(error);
   }
+  const attempt = await lockRoot(root, { waitMs: options.lockWaitMs ?? defaultLockWaitMs });
+  let rootLock: RootLock | null = null;
+  if (attempt.status === 'held') rootLock = attempt.lock;
+  else if (attempt.status === 'busy') pause = { reason: lockedOut(root, attempt.owner), since: now() };
+  else log('warn', `The KV store at ${root} cannot be locked (${attempt.error}); it is used without a lock, so no other Hearth process may use it at the same time.`);
+  const owner = attempt.status !== 'busy';
+  const fail = (result: Result<KvStore>): Result<KvStore> => {
+    rootLock?.release();
+    return result;
+  };
+  if (owner) {
+    try {
+      await fs.mkdir(chunksDir(root));
+      const probe = join(chunksDir(root), `.probe-${process.pid}-${randomBytes(4).toString('hex')}${tempSuffix}`);
+      const handle = await fs.open(probe, 'wx', 0o644);
+      try {
+        await handle.write(new Uint8Array([0]), 0, 1, 0);
+        await handle.sync();
+      } catch (error) {
+        if (!isDiskFull(error)) throw error;
+        pause = { reason: writeError(error, 'The KV store cannot write'), since: now() };
+      } finally {
+        await handle.close().catch(() => undefined);
+        await fs.unlink(probe).catch(() => undefined);
+      }
+    } catch (error) {
+      if (isDiskFull(error)) {
+        pause = { reason: writeError(error, 'The KV store cannot write'), since: now() };
+      } else {
+        return fail(unwritable(error));
+      }
+    }
+  }
+  const indexFile = join(root, 'index.db');
+  let db: DatabaseSync;
+  try {
+    db = openIndex(indexFile);
+  } catch (error) {
+    // Only the holder may replace the index: a locked-out process leaves it to the holder.
+    if (!owner || !isUnreadableDatabase(error)) return fail(unwritable(error));
+    const moved = await moveAside(fs, indexFile);
+    if (!moved.ok) return fail(unwritable(moved.error));
+    log(
+      'warn',
+      `The KV index ${indexFile} could not be read (${describeError(error)}): moved aside to ${indexFile}.damaged and started empty; its chunk files are removed, and each chat re-reads its history once.`,
+    );
+    try {
+      db = openIndex(indexFile);
+    } catch (again) {
+      return fail(unwritable(again));
+    }
+  }
   const kernels = options.kernels ?? defaultKernels();
-  return ok(new DiskKvStore(root, db, fs, chunkTokens, options.budgetBytes, options.now ?? Date.now, options.readConcurrency ?? 8, pause, kernels));
+  const store = new DiskKvStore({
+    root,
+    db,
+    fs,
+    chunkTokens,
+    budget: options.budgetBytes,
+    now,
+    readConcurrency: options.readConcurrency ?? 8,
+    pause,
+    kernels,
+    log,
+    rootLock,
+    owner,
+    lockRetryMs: options.lockRetryMs ?? 2000,
+  });
+  if (owner) store.sweepAtOpen();
+  return ok(store);
+}
+
+/** The pause of a store whose root another process holds. */
+function lockedOut(root: string, owner: Parameters<typeof describeBusy>[1]): HearthError {
+  const who = describeBusy(root, owner);
+  return hearthError(
+    'BUSY',
+    `${who.charAt(0).toUpperCase()}${who.slice(1)}, so this one does not save chats' KV to disk until it exits.`,
+    'Close the other Hearth window or process; saving resumes by itself once it has exited.',
+  );
+}
+
+/** SQLITE_NOTADB or SQLITE_CORRUPT: the file is not (or no longer) a database SQLite can read. */
+function isUnreadableDatabase(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null || !('errcode' in error)) return false;
+  const code = (error as { errcode: unknown }).errcode;
+  return typeof code === 'number' && ((code & 0xff) === 26 || (code & 0xff) === 11);
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Renames `file` and its WAL and shared-memory files to `<file>.damaged…`, replacing an earlier
+ * damaged copy (one is kept, to look at; it is only cache). The WAL must go with it: SQLite would
+ * replay a leftover WAL into the new, empty file.
+ */
+async function moveAside(fs: StoreFs, file: string): Promise<Result<void>> {
+  for (const suffix of ['', '-wal', '-shm']) {
+    try {
+      await fs.rename(`${file}${suffix}`, `${file}.damaged${suffix}`);
+    } catch (error) {
+      if (errnoOf(error) !== 'ENOENT') return { ok: false, error: toHearthError(error, `Could not move the damaged KV index ${file}${suffix} aside`) };
+      if (suffix !== '') await fs.unlink(`${file}.damaged${suffix}`).catch(() => undefined);
+    }
+  }
+  return ok(undefined);
+}
+
+/** mkdir that ignores failures (a later write reports them). */
+async function fsMkdirQuiet(fs: StoreFs, dir: string): Promise<void> {
+  await fs.mkdir(dir).catch(() => undefined);
 }
 
 /** The kernels a store uses unless told otherwise: the process's choice (loaded once). */
@@ -371,6 +491,24 @@ function rawSize(payload: Uint8Array): number {
   return size.ok ? size.value : payload.byteLength;
 }
 
+interface DiskKvStoreInit {
+  readonly root: string;
+  readonly db: DatabaseSync;
+  readonly fs: StoreFs;
+  readonly chunkTokens: number;
+  readonly budget: number;
+  readonly now: () => number;
+  readonly readConcurrency: number;
+  readonly pause: PersistencePause | null;
+  readonly kernels: CodecKernels;
+  readonly log: StoreLog;
+  /** The root's lock, when this store holds it (root-lock.ts). */
+  readonly rootLock: RootLock | null;
+  /** False while another process holds the root: the store is read-only until it takes it over. */
+  readonly owner: boolean;
+  readonly lockRetryMs: number;
+}
+
 class DiskKvStore implements KvStore {
   readonly root: string;
   readonly chunkTokens: number;
@@ -379,6 +517,7 @@ class DiskKvStore implements KvStore {
   readonly #now: () => number;
   readonly #readConcurrency: number;
   readonly #kernels: CodecKernels;
+  readonly #log: StoreLog;
   readonly #lock = new StoreLock('kv-store');
   readonly #statements = new Map<string, StatementSync>();
   readonly #listeners = new Set<(pause: PersistencePause | null) => void>();
@@ -389,27 +528,30 @@ class DiskKvStore implements KvStore {
   #budget: number;
   #pause: PersistencePause | null;
   #closed = false;
+  #rootLock: RootLock | null;
+  #owner: boolean;
+  /** While locked out: the timer that tries to take the root over. */
+  #claimTimer: NodeJS.Timeout | null = null;
 
-  constructor(
-    root: string,
-    db: DatabaseSync,
-    fs: StoreFs,
-    chunkTokens: number,
-    budget: number,
-    now: () => number,
-    readConcurrency: number,
-    pause: PersistencePause | null,
-    kernels: CodecKernels,
-  ) {
-    this.root = root;
-    this.#db = db;
-    this.#fs = fs;
-    this.chunkTokens = chunkTokens;
-    this.#budget = budget;
-    this.#now = now;
-    this.#readConcurrency = Math.max(1, Math.floor(readConcurrency));
-    this.#pause = pause;
-    this.#kernels = kernels;
+  constructor(init: DiskKvStoreInit) {
+    this.root = init.root;
+    this.#db = init.db;
+    this.#fs = init.fs;
+    this.chunkTokens = init.chunkTokens;
+    this.#budget = init.budget;
+    this.#now = init.now;
+    this.#readConcurrency = Math.max(1, Math.floor(init.readConcurrency));
+    this.#pause = init.pause;
+    this.#kernels = init.kernels;
+    this.#log = init.log;
+    this.#rootLock = init.rootLock;
+    this.#owner = init.owner;
+    if (!this.#owner) {
+      this.#claimTimer = setInterval(() => {
+        void this.#lock.run(() => this.#claim()).catch(() => undefined);
+      }, Math.max(10, init.lockRetryMs));
+      this.#claimTimer.unref();
+    }
   }
 
   get budget(): number {
@@ -448,17 +590,79 @@ class DiskKvStore implements KvStore {
     return err('INTERNAL', 'The KV store is closed.');
   }
 
-  /** Runs a mutation under the lock; a throw becomes INTERNAL (a bug or an I/O failure). */
-  #locked<T>(context: string, task: () => Promise<Result<T>> | Result<T>): Promise<Result<T>> {
+  /**
+   * Runs a task under the lock; a throw becomes INTERNAL (a bug or an I/O failure). A task that
+   * writes (`writes`, the default) first needs the root (`#claim`): while another process holds
+   * it, the task is refused with the pause's BUSY reason.
+   */
+  #locked<T>(context: string, task: () => Promise<Result<T>> | Result<T>, options: { readonly writes?: boolean } = {}): Promise<Result<T>> {
     return this.#lock.run(async () => {
       if (this.#closed) return this.#closedError<T>();
       try {
+        if (options.writes !== false) {
+          const busy = await this.#claim();
+          if (busy !== null) return { ok: false, error: busy } as const;
+        }
         return await task();
       } catch (error) {
         const e = toHearthError(error, context);
         return { ok: false, error: e } as const;
       }
     });
+  }
+
+  /**
+   * Under the lock: makes sure this store holds its root, taking it over when the process that
+   * held it has exited (then saving resumes, and that process's debris is swept). Returns the
+   * reason writes are refused, or null.
+   */
+  async #claim(): Promise<HearthError | null> {
+    if (this.#owner || this.#closed) return null;
+    const attempt = tryLockRoot(this.root);
+    if (attempt.status === 'busy') return this.#pause?.reason.code === 'BUSY' ? this.#pause.reason : lockedOut(this.root, attempt.owner);
+    if (attempt.status === 'held') this.#rootLock = attempt.lock;
+    else this.#log('warn', `The KV store at ${this.root} cannot be locked any more (${attempt.error}); it is used without a lock.`);
+    this.#owner = true;
+    if (this.#claimTimer !== null) clearInterval(this.#claimTimer);
+    this.#claimTimer = null;
+    this.#log('info', `The other process using the KV store at ${this.root} has exited: this one saves chats' KV again.`);
+    if (this.#pause?.reason.code === 'BUSY') this.#setPause(null);
+    await fsMkdirQuiet(this.#fs, chunksDir(this.root));
+    await this.#sweepAndLog();
+    return null;
+  }
+
+  /**
+   * Starts the check at open: what an interrupted run left is repaired before any later mutation
+   * (it runs under the lock). A killed process leaves temp files and chunk files it never
+   * committed; a power cut can also lose a commit (synchronous=NORMAL, store-db.ts) whose
+   * chunk files were already removed, leaving manifests that list missing files. Sizes are
+   * checked, not contents (a stat per chunk): damaged contents are caught when read.
+   */
+  sweepAtOpen(): void {
+    void this.#lock.run(async () => {
+      if (!this.#closed) await this.#sweepAndLog();
+    });
+  }
+
+  async #sweepAndLog(): Promise<void> {
+    try {
+      const found = await this.#check(false, true);
+      if (found.ok) return;
+      const parts = [
+        [found.tempFiles.length, 'temp file(s)'],
+        [found.orphanFiles.length, 'unindexed chunk file(s)'],
+        [found.missing.length, 'missing chunk file(s)'],
+        [found.corrupt.length, 'chunk file(s) of the wrong size'],
+        [found.knownCorrupt.length, 'chunk(s) found damaged earlier'],
+        [found.danglingReferences.length + found.inconsistentManifests.length + found.refcountMismatches.length + found.corruptTails.length, 'index inconsistencies'],
+      ]
+        .filter(([n]) => (n as number) > 0)
+        .map(([n, what]) => `${n} ${what}`);
+      this.#log('info', `The KV store repaired what an interrupted run left: ${parts.join(', ')}; chats re-read what was lost.`);
+    } catch (error) {
+      this.#log('warn', `The KV store could not check itself at open: ${describeError(error)}.`);
+    }
   }
 
   /** A sync read; a throw becomes INTERNAL. */
@@ -566,7 +770,9 @@ class DiskKvStore implements KvStore {
     this.#sql('UPDATE chunks SET corrupt = ? WHERE key = ?').run(reason, key);
     await this.#lock
       .run(async () => {
-        if (!this.#closed) await this.#invalidate(key);
+        // A store locked out of its root only marks the chunk (lookups stop before it); the
+        // holder cuts the manifests, and a save rewrites the file.
+        if (!this.#closed && (await this.#claim()) === null) await this.#invalidate(key);
       })
       .catch((error: unknown) => console.error('Hearth: could not invalidate a damaged KV chunk:', error));
   }
@@ -640,7 +846,9 @@ class DiskKvStore implements KvStore {
       for (const key of keys) {
         const row = rows.get(key);
         if (!row) {
-          stop = 'absent';
+          // A key some manifest lists but the index lacks is damage (an index rolled back or
+          // edited behind the store's back), not a chunk never stored: the caller says so.
+          stop = this.#sql('SELECT 1 FROM manifest_chunks WHERE key = ? LIMIT 1').get(key) ? 'dangling' : 'absent';
           break;
         }
         if (row.corrupt !== null) {
@@ -1095,91 +1303,105 @@ class DiskKvStore implements KvStore {
   }
 
   gc(): Promise<Result<GcReport>> {
-    // Under the lock, so every temp file seen here is stale: no write is in progress.
-    return this.#locked('Could not clean the KV store', async () => {
-      const unreferenced = transaction(this.#db, () => this.#collectUnreferenced());
-      await this.#unlinkChunks(unreferenced.map((r) => r.key));
-      const files = await this.#scanFiles();
-      const orphans = this.#orphans(files.chunks);
-      const bytesFreed = unreferenced.reduce((sum, r) => sum + r.bytes, 0) + (await this.#removeFiles([...orphans.map((o) => o.path), ...files.temps]));
-      return ok({ unreferencedChunks: unreferenced.length, orphanFiles: orphans.length, tempFiles: files.temps.length, bytesFreed });
-    });
+    return this.#locked('Could not clean the KV store', async () => ok(await this.#sweep()));
+  }
+
+  /**
+   * Under the lock and holding the root, so every temp file seen here is stale: no write of this
+   * process is in progress, and no other process writes here. Throws on index errors.
+   */
+  async #sweep(): Promise<GcReport> {
+    const unreferenced = transaction(this.#db, () => this.#collectUnreferenced());
+    await this.#unlinkChunks(unreferenced.map((r) => r.key));
+    const files = await this.#scanFiles();
+    const orphans = this.#orphans(files.chunks);
+    const bytesFreed = unreferenced.reduce((sum, r) => sum + r.bytes, 0) + (await this.#removeFiles([...orphans.map((o) => o.path), ...files.temps]));
+    return { unreferencedChunks: unreferenced.length, orphanFiles: orphans.length, tempFiles: files.temps.length, bytesFreed };
   }
 
   checkIntegrity(options: { verify?: boolean; repair?: boolean } = {}): Promise<Result<IntegrityReport>> {
     const verify = options.verify ?? true;
     const repair = options.repair ?? false;
-    return this.#locked('Could not check the KV store', async () => {
-      const rows = this.#sql('SELECT key, parent, tokens, bytes, refcount, corrupt FROM chunks ORDER BY key').all() as unknown as ChunkRow[];
-      let chunksVerified = 0;
-      const missing: string[] = [];
-      const corrupt: { key: string; reason: ChunkFault }[] = [];
-      const knownCorrupt: { key: string; reason: string }[] = [];
-      for (const row of rows) {
-        if (row.corrupt !== null) knownCorrupt.push({ key: row.key, reason: row.corrupt });
-        if (verify) {
-          const verdict = await readChunkFile(this.#fs, this.root, row.key, this.#kernels);
-          if (verdict.ok && verdict.value.bytes === row.bytes) chunksVerified++;
-          else if (verdict.ok) corrupt.push({ key: row.key, reason: 'length' });
-          else if (verdict.fault === 'missing') missing.push(row.key);
-          else corrupt.push({ key: row.key, reason: verdict.fault });
-        } else {
-          const size = await this.#fileSize(chunkPath(this.root, row.key));
-          if (size === null) missing.push(row.key);
-          else if (size !== row.bytes) corrupt.push({ key: row.key, reason: size < row.bytes ? 'truncated' : 'length' });
-          else chunksVerified++;
-        }
+    return this.#locked(
+      'Could not check the KV store',
+      async () => ok(await this.#check(verify, repair)),
+      // Only a repair writes; a check also runs while another process holds the root.
+      { writes: repair },
+    );
+  }
+
+  /** Under the lock: `checkIntegrity`'s work. Throws on index errors. */
+  async #check(verify: boolean, repair: boolean): Promise<IntegrityReport> {
+    const rows = this.#sql('SELECT key, parent, tokens, bytes, refcount, corrupt FROM chunks ORDER BY key').all() as unknown as ChunkRow[];
+    let chunksVerified = 0;
+    const missing: string[] = [];
+    const corrupt: { key: string; reason: ChunkFault }[] = [];
+    const knownCorrupt: { key: string; reason: string }[] = [];
+    for (const row of rows) {
+      if (row.corrupt !== null) knownCorrupt.push({ key: row.key, reason: row.corrupt });
+      if (verify) {
+        const verdict = await readChunkFile(this.#fs, this.root, row.key, this.#kernels);
+        if (verdict.ok && verdict.value.bytes === row.bytes) chunksVerified++;
+        else if (verdict.ok) corrupt.push({ key: row.key, reason: 'length' });
+        else if (verdict.fault === 'missing') missing.push(row.key);
+        else corrupt.push({ key: row.key, reason: verdict.fault });
+      } else {
+        const size = await this.#fileSize(chunkPath(this.root, row.key));
+        if (size === null) missing.push(row.key);
+        else if (size !== row.bytes) corrupt.push({ key: row.key, reason: size < row.bytes ? 'truncated' : 'length' });
+        else chunksVerified++;
       }
-      const refcountMismatches = this.#sql(
-        `SELECT c.key AS key, c.refcount AS stored, count(mc.key) AS actual
-         FROM chunks c LEFT JOIN manifest_chunks mc ON mc.key = c.key
-         GROUP BY c.key HAVING c.refcount != count(mc.key)`,
-      ).all() as unknown as { key: string; stored: number; actual: number }[];
-      const danglingReferences = (
-        this.#sql(
-          `SELECT manifest_id, idx, key FROM manifest_chunks WHERE key NOT IN (SELECT key FROM chunks) ORDER BY manifest_id, idx`,
-        ).all() as unknown as { manifest_id: string; idx: number; key: string }[]
-      ).map((r) => ({ manifestId: r.manifest_id, index: r.idx, key: r.key }));
-      const inconsistentManifests = (
-        this.#sql(
-          `SELECT m.id FROM manifests m LEFT JOIN (
-             SELECT manifest_id, count(*) AS n, max(idx) AS top FROM manifest_chunks GROUP BY manifest_id
-           ) s ON s.manifest_id = m.id
-           WHERE coalesce(s.n, 0) != m.chunk_count
-              OR (m.chunk_count > 0 AND (s.top != m.chunk_count - 1
-                  OR m.head != (SELECT key FROM manifest_chunks WHERE manifest_id = m.id AND idx = m.chunk_count - 1)))
-              OR (m.chunk_count = 0 AND m.head != m.fingerprint)`,
-        ).all() as unknown as { id: string }[]
-      ).map((r) => r.id);
-      const corruptTails: string[] = [];
-      for (const tail of this.#sql('SELECT id, tail_payload, tail_crc FROM manifests WHERE tail_payload IS NOT NULL').iterate() as Iterable<{
-        id: string;
-        tail_payload: Uint8Array;
-        tail_crc: number | null;
-      }>) {
-        if (crc32(tail.tail_payload) !== tail.tail_crc) corruptTails.push(tail.id);
-      }
-      const files = await this.#scanFiles();
-      const orphanFiles = this.#orphans(files.chunks).map((o) => o.path);
-      const tempFiles = files.temps;
-      const clean =
-        missing.length + corrupt.length + knownCorrupt.length + orphanFiles.length + tempFiles.length + refcountMismatches.length + danglingReferences.length + inconsistentManifests.length + corruptTails.length === 0;
-      if (repair && !clean) await this.#repair({ missing, corrupt, refcountMismatches, danglingReferences, inconsistentManifests, corruptTails }, [...orphanFiles, ...tempFiles]);
-      return ok({
-        chunksVerified,
-        missing,
-        corrupt,
-        knownCorrupt,
-        orphanFiles,
-        tempFiles,
-        refcountMismatches,
-        danglingReferences,
-        inconsistentManifests,
-        corruptTails,
-        ok: clean,
-        repaired: repair && !clean,
-      });
-    });
+    }
+    const refcountMismatches = this.#sql(
+      `SELECT c.key AS key, c.refcount AS stored, count(mc.key) AS actual
+       FROM chunks c LEFT JOIN manifest_chunks mc ON mc.key = c.key
+       GROUP BY c.key HAVING c.refcount != count(mc.key)`,
+    ).all() as unknown as { key: string; stored: number; actual: number }[];
+    const danglingReferences = (
+      this.#sql(
+        `SELECT manifest_id, idx, key FROM manifest_chunks WHERE key NOT IN (SELECT key FROM chunks) ORDER BY manifest_id, idx`,
+      ).all() as unknown as { manifest_id: string; idx: number; key: string }[]
+    ).map((r) => ({ manifestId: r.manifest_id, index: r.idx, key: r.key }));
+    const inconsistentManifests = (
+      this.#sql(
+        `SELECT m.id FROM manifests m LEFT JOIN (
+           SELECT manifest_id, count(*) AS n, max(idx) AS top FROM manifest_chunks GROUP BY manifest_id
+         ) s ON s.manifest_id = m.id
+         WHERE coalesce(s.n, 0) != m.chunk_count
+            OR (m.chunk_count > 0 AND (s.top != m.chunk_count - 1
+                OR m.head != (SELECT key FROM manifest_chunks WHERE manifest_id = m.id AND idx = m.chunk_count - 1)))
+            OR (m.chunk_count = 0 AND m.head != m.fingerprint)`,
+      ).all() as unknown as { id: string }[]
+    ).map((r) => r.id);
+    const corruptTails: string[] = [];
+    // Tails are read only when verifying contents: they can add up to gigabytes (a large model's
+    // partial chunk per chat), and a damaged one is caught when it is read anyway (readTail).
+    const tails = verify ? this.#sql('SELECT id, tail_payload, tail_crc FROM manifests WHERE tail_payload IS NOT NULL').iterate() : [];
+    for (const tail of tails as Iterable<{ id: string; tail_payload: Uint8Array; tail_crc: number | null }>) {
+      if (crc32(tail.tail_payload) !== tail.tail_crc) corruptTails.push(tail.id);
+    }
+    // While another process holds the root, its temp files and not yet committed chunk files
+    // are writes in progress, not debris: only the holder judges them.
+    const files = this.#owner ? await this.#scanFiles() : { chunks: [], temps: [] };
+    const orphanFiles = this.#orphans(files.chunks).map((o) => o.path);
+    const tempFiles = files.temps;
+    const clean =
+      missing.length + corrupt.length + knownCorrupt.length + orphanFiles.length + tempFiles.length + refcountMismatches.length + danglingReferences.length + inconsistentManifests.length + corruptTails.length === 0;
+    if (repair && !clean) await this.#repair({ missing, corrupt, refcountMismatches, danglingReferences, inconsistentManifests, corruptTails }, [...orphanFiles, ...tempFiles]);
+    return {
+      chunksVerified,
+      missing,
+      corrupt,
+      knownCorrupt,
+      orphanFiles,
+      tempFiles,
+      refcountMismatches,
+      danglingReferences,
+      inconsistentManifests,
+      corruptTails,
+      ok: clean,
+      repaired: repair && !clean,
+    };
   }
 
   /** Under the lock: makes the index match the files again, losing only cache, never a needed chunk. */
@@ -1272,9 +1494,14 @@ class DiskKvStore implements KvStore {
     await this.#lock.run(() => {
       if (this.#closed) return;
       this.#closed = true;
+      if (this.#claimTimer !== null) clearInterval(this.#claimTimer);
+      this.#claimTimer = null;
       this.#statements.clear();
       this.#listeners.clear();
       this.#db.close();
+      // After the index is closed: the next holder finds nothing of this process open.
+      this.#rootLock?.release();
+      this.#rootLock = null;
     });
   }
 

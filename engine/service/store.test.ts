@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { idSchema } from '../contract/index.ts';
 import { migrate, openDatabase, schemaVersion, userVersion } from './db.ts';
 import { defaultSettings, readSettings, updateSettings } from './settings.ts';
@@ -196,5 +196,85 @@ describe('settings', () => {
     expect(readSettings(db).kvCompression).toBe('lossy');
     db.prepare("UPDATE settings SET value = '\"zip\"' WHERE key = 'kvCompression'").run();
     expect(readSettings(db).kvCompression).toBe('lossless');
+  });
+});
+
+describe('another process holding the database locked', () => {
+  /** The store on a connection that waits 100 ms for a lock, and a second connection that holds the write lock. */
+  function lockedSetup(): { locked: ChatStore; conn: DatabaseSync; holder: DatabaseSync; raw: (id: string) => { status: string; content: string } } {
+    const file = path.join(dir, 'hearth.db');
+    const conn = new DatabaseSync(file, { timeout: 100, enableForeignKeyConstraints: true });
+    const holder = new DatabaseSync(file, { timeout: 0 });
+    const reader = new DatabaseSync(file, { readOnly: true });
+    return {
+      locked: new ChatStore(conn, { onError: (error) => { throw error; } }),
+      conn,
+      holder,
+      raw: (id) => reader.prepare('SELECT status, content FROM messages WHERE id = ?').get(id) as { status: string; content: string },
+    };
+  }
+
+  it('skips a streamed-text flush at once instead of waiting for the lock', () => {
+    const { locked, conn, holder, raw } = lockedSetup();
+    const chat = locked.createChat({ systemPrompt: '', sampling });
+    const turn = locked.insertTurn({ chatId: chat.id, user: { parentId: null, text: 'q' } });
+    holder.exec('BEGIN IMMEDIATE');
+    const t0 = performance.now();
+    expect(locked.saveContent(turn.assistantMessage.id, 'partial')).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(80);
+    holder.exec('ROLLBACK');
+    expect(locked.saveContent(turn.assistantMessage.id, 'partial')).toBe(true);
+    expect(raw(turn.assistantMessage.id).content).toBe('partial');
+    // The connection's own busy timeout is back for everything else.
+    expect((conn.prepare('PRAGMA busy_timeout').get() as { timeout: number }).timeout).toBe(100);
+    holder.close();
+    conn.close();
+  });
+
+  it("keeps a reply's end in memory while the lock lasts (every read shows it) and writes it once the lock is gone", () => {
+    vi.useFakeTimers();
+    try {
+      const { locked, conn, holder, raw } = lockedSetup();
+      const chat = locked.createChat({ systemPrompt: '', sampling });
+      const turn = locked.insertTurn({ chatId: chat.id, user: { parentId: null, text: 'q' } });
+      const id = turn.assistantMessage.id;
+      holder.exec('BEGIN IMMEDIATE');
+      const finished = locked.finishMessage(id, { status: 'complete', content: 'the whole reply' });
+      expect(finished).toMatchObject({ id, status: 'complete', content: 'the whole reply' });
+      expect(locked.pendingFinishes).toBe(1);
+      expect(locked.getMessages(chat.id).find((m) => m.id === id)).toMatchObject({ status: 'complete', content: 'the whole reply' });
+      expect(locked.activePath(chat.id).at(-1)).toMatchObject({ status: 'complete', content: 'the whole reply' });
+      expect(raw(id)).toEqual({ status: 'streaming', content: '' });
+
+      // Still locked at the retry: it waits again, without blocking.
+      vi.advanceTimersByTime(1000);
+      expect(locked.pendingFinishes).toBe(1);
+      holder.exec('ROLLBACK');
+      vi.advanceTimersByTime(1000);
+      expect(locked.pendingFinishes).toBe(0);
+      expect(raw(id)).toEqual({ status: 'complete', content: 'the whole reply' });
+      holder.close();
+      conn.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('flushPending writes what waits once the lock is gone, and drops a reply whose chat was deleted', () => {
+    const { locked, conn, holder, raw } = lockedSetup();
+    const chat = locked.createChat({ systemPrompt: '', sampling });
+    const a = locked.insertTurn({ chatId: chat.id, user: { parentId: null, text: 'q' } }).assistantMessage.id;
+    const other = locked.createChat({ systemPrompt: '', sampling });
+    const b = locked.insertTurn({ chatId: other.id, user: { parentId: null, text: 'q' } }).assistantMessage.id;
+    holder.exec('BEGIN IMMEDIATE');
+    locked.finishMessage(a, { status: 'stopped', content: 'cut' });
+    locked.finishMessage(b, { status: 'complete', content: 'gone soon' });
+    expect(locked.flushPending()).toBe(2);
+    holder.exec('ROLLBACK');
+    locked.deleteChat(other.id);
+    expect(locked.flushPending()).toBe(0);
+    expect(raw(a)).toEqual({ status: 'stopped', content: 'cut' });
+    holder.close();
+    conn.close();
   });
 });

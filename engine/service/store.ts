@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 import type { CacheTurn, Chat, ChatSummary, HearthError, Message, MessageStats, MessageStatus, Role, Sampling } from '../contract/index.ts';
-import { durably, transaction } from './db.ts';
+import { durably, isDatabaseLocked, transaction, withoutWaiting } from './db.ts';
 
 /** The title of a chat until its first user message names it. */
 export const placeholderTitle = 'New chat';
@@ -99,11 +99,31 @@ export interface Finish {
   readonly stats?: MessageStats;
 }
 
+/** How often a reply's end that a locked database deferred is tried again. */
+const pendingRetryMs = 1000;
+
 export class ChatStore {
   readonly #db: DatabaseSync;
+  /**
+   * Replies' ends another process's lock kept from being written (issue 7): every read shows
+   * them, and they are written as soon as the lock is gone (`flushPending`).
+   */
+  readonly #pending = new Map<string, Finish>();
+  #retry: NodeJS.Timeout | null = null;
+  readonly #onError: (error: unknown) => void;
 
-  constructor(db: DatabaseSync) {
+  /** `onError`: where a deferred write that fails for another reason than a lock is reported. */
+  constructor(db: DatabaseSync, options: { onError?: (error: unknown) => void } = {}) {
     this.#db = db;
+    this.#onError = options.onError ?? ((error) => console.error('Hearth: a deferred reply could not be saved:', error));
+  }
+
+  /** A message as stored, with its deferred end applied. */
+  #current(message: Message): Message {
+    const finish = this.#pending.get(message.id);
+    if (!finish) return message;
+    const { error: _error, stats: _stats, ...rest } = message;
+    return { ...rest, status: finish.status, content: finish.content, ...(finish.error ? { error: finish.error } : {}), ...(finish.stats ? { stats: finish.stats } : {}) };
   }
 
   createChat(input: { title?: string | undefined; systemPrompt: string; sampling: Sampling }): Chat {
@@ -169,12 +189,12 @@ export class ChatStore {
     const rows = this.#db
       .prepare('SELECT * FROM messages WHERE chat_id = ? ORDER BY created_at, rowid')
       .all(chatId) as unknown as MessageRow[];
-    return rows.map(toMessage);
+    return rows.map((row) => this.#current(toMessage(row)));
   }
 
   getMessage(messageId: string): Message | undefined {
     const row = this.#db.prepare('SELECT * FROM messages WHERE id = ?').get(messageId) as MessageRow | undefined;
-    return row && toMessage(row);
+    return row && this.#current(toMessage(row));
   }
 
   /**
@@ -209,13 +229,78 @@ export class ChatStore {
     });
   }
 
-  /** Saves the text streamed so far (not fsynced: see db.ts). */
-  saveContent(messageId: string, content: string): void {
-    this.#db.prepare("UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'").run(content, messageId);
+  /**
+   * Saves the text streamed so far (not fsynced: see db.ts). Best effort: while another process
+   * holds the database's write lock it is skipped at once instead of blocking the host for the
+   * busy timeout on every flush (the next flush or the finish writes the whole text). Returns
+   * whether it was written.
+   */
+  saveContent(messageId: string, content: string): boolean {
+    try {
+      withoutWaiting(this.#db, () => this.#db.prepare("UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'").run(content, messageId));
+      return true;
+    } catch (error) {
+      if (isDatabaseLocked(error)) return false;
+      throw error;
+    }
   }
 
-  /** Ends a streaming message, durably. Returns the message, or undefined if it is gone (chat deleted). */
+  /**
+   * Ends a streaming message, durably. Returns the message, or undefined if it is gone (chat
+   * deleted). While another process holds the database's write lock, the end is kept in memory
+   * at once (every read shows it; the host is not blocked for the busy timeout) and written as
+   * soon as the lock is gone, so a reply is never left streaming nor its last words lost while
+   * Hearth runs; a crash before then leaves its last flushed text, marked incomplete at the next start.
+   */
   finishMessage(messageId: string, finish: Finish): Message | undefined {
+    try {
+      const message = withoutWaiting(this.#db, () => this.#writeFinish(messageId, finish));
+      this.#pending.delete(messageId);
+      return message;
+    } catch (error) {
+      if (!isDatabaseLocked(error)) throw error;
+      this.#pending.set(messageId, finish);
+      this.#scheduleRetry();
+      return this.getMessage(messageId);
+    }
+  }
+
+  /** Replies' ends waiting for a lock to go (see `finishMessage`). */
+  get pendingFinishes(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Writes the replies' ends a locked database deferred, without waiting for the lock; returns how
+   * many are still waiting (a retry is scheduled for them). Call it before closing the database.
+   */
+  flushPending(): number {
+    for (const [id, finish] of [...this.#pending]) {
+      if (!this.#db.isOpen) return this.#pending.size;
+      try {
+        withoutWaiting(this.#db, () => this.#writeFinish(id, finish));
+        this.#pending.delete(id);
+      } catch (error) {
+        if (isDatabaseLocked(error)) break;
+        // Not a lock: retrying will not help. Its last flushed text stays, marked incomplete at the next start.
+        this.#pending.delete(id);
+        this.#onError(error);
+      }
+    }
+    if (this.#pending.size > 0) this.#scheduleRetry();
+    return this.#pending.size;
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retry !== null) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = null;
+      if (this.#db.isOpen) this.flushPending();
+    }, pendingRetryMs);
+    this.#retry.unref();
+  }
+
+  #writeFinish(messageId: string, finish: Finish): Message | undefined {
     return durably(this.#db, () => {
       const result = this.#db
         .prepare('UPDATE messages SET status = ?, content = ?, error = ?, stats = ? WHERE id = ?')
@@ -276,7 +361,7 @@ export class ChatStore {
          SELECT messages.* FROM up JOIN messages ON messages.id = up.id ORDER BY up.depth DESC`,
       )
       .all(leafId) as unknown as MessageRow[];
-    return rows.map(toMessage);
+    return rows.map((row) => this.#current(toMessage(row)));
   }
 
   /** The chat's active branch, root first. */

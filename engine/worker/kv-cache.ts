@@ -42,10 +42,17 @@ import { decodeChunk, encodeChunk, lossyApplies } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
 import { loadKernels } from '../kv/kernels-load.ts';
 import { commonPrefix, type Manifest, type TailMatch } from '../kv/manifest.ts';
-import { openKvStore, type EvictionReport, type KvStore, type KvStoreStats } from '../kv/store.ts';
-import { ReusableBuffer } from '../kv/store-fs.ts';
+import { openKvStore, type EvictionReport, type KvStore, type KvStoreStats, type StoreLog } from '../kv/store.ts';
+import { fullWhileFlag, ReusableBuffer } from '../kv/store-fs.ts';
 
 export type { KvStoreStats } from '../kv/store.ts';
+
+/**
+ * Test-only: when set, it names a flag file; while that file exists, every KV chunk write fails
+ * with ENOSPC (engine/kv/store-fs.ts `fullWhileFlag`). The fault suite's full-disk test uses it
+ * where it cannot mount a small tmpfs (test/faults/disk.faults.test.ts). Never set it otherwise.
+ */
+export const FULL_DISK_FLAG_ENV = 'HEARTH_TEST_KV_FULL_FLAG';
 
 export interface KvCacheOptions {
   /** The store's directory (`<dataDir>/kv`). */
@@ -62,6 +69,10 @@ export interface KvCacheOptions {
   readonly compression?: KvCompression;
   /** The codec kernels (default: `loadKernels()`, the native addon when it loads). */
   readonly kernels?: CodecKernels;
+  /** Where the store says what it repaired by itself at open (engine/kv/store.ts `StoreLog`). */
+  readonly log?: StoreLog;
+  /** How long to wait for another process to let go of the store (default: the store's 5 s). */
+  readonly lockWaitMs?: number;
 }
 
 /** What decides whether stored KV fits a context: computed once per loaded model+context. */
@@ -320,6 +331,9 @@ export class KvCache {
       budgetBytes: options.budgetBytes,
       kernels,
       ...(options.chunkTokens !== undefined ? { chunkTokens: options.chunkTokens } : {}),
+      ...(options.log !== undefined ? { log: options.log } : {}),
+      ...(options.lockWaitMs !== undefined ? { lockWaitMs: options.lockWaitMs } : {}),
+      ...(process.env[FULL_DISK_FLAG_ENV] ? { fs: fullWhileFlag(process.env[FULL_DISK_FLAG_ENV]) } : {}),
     });
     if (!store.ok) return store;
     const scratchDir = options.scratchDir ?? (await ramScratch()) ?? join(options.root, 'scratch');
@@ -580,6 +594,9 @@ export class KvCache {
     const size = this.store.chunkTokens;
     const reasons: string[] = [];
     if (match.value.stop === 'corrupt') reasons.push(`chunk ${match.value.chunks.length} is damaged; re-read from token ${match.value.chunkedTokens}`);
+    if (match.value.stop === 'dangling') {
+      reasons.push(`chunk ${match.value.chunks.length} is listed by a manifest but missing from the KV index (dangling reference); re-read from token ${match.value.chunkedTokens}`);
+    }
     const reason = (): string | undefined => (reasons.length > 0 ? reasons.join('; ') : undefined);
     if (match.value.tokens <= have) {
       // The chat's own KV may be stored under another fingerprint (its cache settings changed): say so.

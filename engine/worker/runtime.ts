@@ -895,6 +895,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           llamaRelease: `${llama.llamaCppRelease.release}/${llama.gpu === false ? 'cpu' : llama.gpu}`,
           compression: input.kvCompression === 'off' || input.kvCompression === 'lossy' ? input.kvCompression : 'lossless',
           kernels,
+          log,
         });
         if (cache.ok) {
           kvCache = cache.value;
