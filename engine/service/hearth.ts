@@ -18,7 +18,7 @@ import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
 import { CacheJournal, describeKvSettings, describeModelLoaded, describeProfileSaved, describeRestart, journalTurnLimit } from './cache-journal.ts';
 import { CacheMonitor } from './cache-monitor.ts';
 import { Conversations } from './conversations.ts';
-import { openDatabase } from './db.ts';
+import { databaseCallError, databaseStartError, openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
 import { Emitter } from './emitter.ts';
 import { exportChat } from './export.ts';
@@ -143,9 +143,10 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     db = openDatabase(dirs.db);
   } catch (error) {
     await log.close();
-    throw new HearthStartError(`Hearth cannot open its database ${dirs.db} (${describe(error)}).`, 'Check that the data directory is writable and not full.');
+    const { message, hint } = databaseStartError(dirs.db, error);
+    throw new HearthStartError(message, hint);
   }
-  const store = new ChatStore(db);
+  const store = new ChatStore(db, { onError: (error) => log('error', `a reply's end could not be saved: ${describe(error)}`) });
   const interrupted = store.markInterrupted();
   if (interrupted > 0) log('warn', `${interrupted} reply(s) were cut off when Hearth last stopped: marked incomplete`);
 
@@ -264,6 +265,9 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
         return await fn(input);
       } catch (error) {
         log('error', `${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        // A locked, full or damaged hearth.db is the user's to fix: say what to do (db.ts).
+        const known = databaseCallError(error);
+        if (known) return { ok: false, error: known };
         return err('INTERNAL', `${name} failed unexpectedly: ${error instanceof Error ? error.message : String(error)}`);
       }
     };
@@ -417,6 +421,8 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
         kvApplier.dispose();
         await generations.stopAll(wiring.stopGraceMs ?? 2000);
         await supervisor.dispose();
+        // Replies' ends a locked database deferred (store.ts): written now if the lock is gone.
+        if (store.flushPending() > 0) log('warn', `${store.pendingFinishes} reply(s) could not be saved whole: the database is still locked by another process`);
         db.close();
         events.clear();
         await log.close();
