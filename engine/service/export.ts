@@ -6,13 +6,22 @@
 import type { Chat, ChatExport, Message } from '../contract/index.ts';
 
 const maxBaseChars = 80;
-/** Windows refuses these as file names whatever the extension (CON.md is the device CON). */
-const reservedNames = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
+/**
+ * Most file systems allow 255 bytes per name: 80 characters of a script outside Latin-1 (or
+ * emoji, 4 bytes each) would exceed it, so the name is also cut to a byte size with room to spare.
+ */
+const maxBaseBytes = 200;
+/**
+ * Windows reserves these device names whatever follows the first dot (CON.md and NUL.tar.gz are
+ * the devices CON and NUL), trailing spaces included; COM¹–COM³ and LPT¹–LPT³ are devices too.
+ */
+const reservedStem = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3])$/i;
 
 /**
  * A bare file name from a chat title: path separators, control characters and the characters
  * Windows, macOS and Linux reserve become `_`; leading dots and spaces go (no hidden files, no
- * `..`), and an empty or reserved result becomes "chat".
+ * `..`); at most 80 characters and 200 UTF-8 bytes before the extension; a Windows device name
+ * gets a `_` in front, and an empty result becomes "chat".
  */
 export function safeFileName(title: string, extension: 'md' | 'json'): string {
   let base = title
@@ -24,13 +33,23 @@ export function safeFileName(title: string, extension: 'md' | 'json'): string {
     .trim()
     .replace(/^[.\s]+/, '')
     .replace(/[.\s]+$/, '');
-  base = Array.from(base).slice(0, maxBaseChars).join('').trim();
-  if (base === '' || /^_+$/.test(base) || reservedNames.test(base)) base = 'chat';
+  let kept = '';
+  let bytes = 0;
+  for (const char of Array.from(base).slice(0, maxBaseChars)) {
+    bytes += Buffer.byteLength(char);
+    if (bytes > maxBaseBytes) break;
+    kept += char;
+  }
+  base = kept.trim();
+  const stem = base.split('.')[0] ?? '';
+  if (base === '' || /^_+$/.test(base)) base = 'chat';
+  else if (reservedStem.test(stem.trim())) base = `_${base}`;
   return `${base}.${extension}`;
 }
 
 function markdown(chat: Chat, path: readonly Message[]): string {
-  const lines = [`# ${chat.title}`, ''];
+  // One line: a title with line breaks must not start sections of its own in the file.
+  const lines = [`# ${chat.title.replace(/\s+/g, ' ').trim()}`, ''];
   if (chat.systemPrompt.trim() !== '') lines.push('## System', '', chat.systemPrompt, '');
   for (const message of path) {
     const note = message.status === 'complete' ? '' : ` (${message.status})`;
