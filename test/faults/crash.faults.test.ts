@@ -22,6 +22,7 @@ import { repoRoot, startHost, type Host } from '../support/host.ts';
 import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { recordFault } from './record.ts';
+import { lostMessages as lostMessagesOf } from './store-support.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -88,19 +89,8 @@ describe('native crashes of the engine', () => {
     return done;
   };
 
-  /** Acknowledged messages missing or changed. */
-  const lostMessages = async (): Promise<string[]> => {
-    const lost: string[] = [];
-    const listed = (await client.must('chats.list', {})).chats.some((c) => c.id === chatId);
-    const detail = listed ? await client.call('chats.get', { chatId }) : null;
-    if (!detail?.ok) return [...acked.keys()].map((id) => `${id}: the chat does not open`);
-    const byId = new Map(detail.value.messages.map((m) => [m.id, m]));
-    for (const [id, a] of acked) {
-      const found = byId.get(id);
-      if (!found || found.role !== a.role || (a.content !== undefined && found.content !== a.content)) lost.push(`${a.role} ${id} ${found ? 'changed' : 'missing'}`);
-    }
-    return lost;
-  };
+  /** Acknowledged messages missing or changed (store-support.ts). */
+  const lostMessages = () => lostMessagesOf(client, [...acked].map(([id, a]) => ({ ...a, id })));
 
   /** The turn after a crash: complete, and its history restored from disk. */
   const probe = async (label: string): Promise<string[]> => {
@@ -190,11 +180,11 @@ describe('native crashes of the engine', () => {
     if (status.crashLoop) problems.push('the running engine still reports a crash loop');
     if (status.restarts !== before + 3) problems.push(`restarts ${status.restarts}, expected ${before + 3}`);
     if (status.lastCrash?.reason !== 'signal SIGSEGV') problems.push(`lastCrash.reason is ${status.lastCrash?.reason}`);
-    const lost = await lostMessages();
-    problems.push(...(await probe('after the loop')), ...lost);
+    const { lost, notes: lostNotes } = await lostMessages();
+    problems.push(...(await probe('after the loop')), ...lostNotes);
 
     const outcome = problems.length === 0 ? 'backed off with a clear error, then restored from disk' : `FAILED: ${problems[0]}`;
-    recordFault({ area: 'crash', fault: 'crash loop: 3 SIGSEGVs in a row', outcome, messagesLost: lost.length, hostCrashes: hostCrashes - crashesBefore, detail: `waits ${waits.map(Math.round).join(', ')} ms` });
+    recordFault({ area: 'crash', fault: 'crash loop: 3 SIGSEGVs in a row', outcome, messagesLost: lost, hostCrashes: hostCrashes - crashesBefore, detail: `waits ${waits.map(Math.round).join(', ')} ms` });
     expect(problems).toEqual([]);
     expect(hostCrashes).toBe(crashesBefore);
   });
@@ -246,13 +236,13 @@ describe('native crashes of the engine', () => {
         (acked.get(cut) as Acked).content = final.content;
       }
     }
-    const lost = await lostMessages();
+    const { lost, notes: lostNotes } = await lostMessages();
     const t2 = performance.now();
-    problems.push(...lost, ...(await probe(`after ${signal}`)));
+    problems.push(...lostNotes, ...(await probe(`after ${signal}`)));
     if (process.env.CRASH_DEBUG) console.log(signal, phase, 'back', Math.round(t1 - t0), 'checks', Math.round(t2 - t1), 'probe', Math.round(performance.now() - t2));
 
     const outcome = problems.length === 0 ? 'restarted, restored from disk' : `FAILED: ${problems[0]}`;
-    recordFault({ area: 'crash', fault: `${signal} engine while ${phase}`, outcome, messagesLost: lost.length, hostCrashes: hostCrashes - crashesBefore, ...(kept ? { detail: kept } : {}) });
+    recordFault({ area: 'crash', fault: `${signal} engine while ${phase}`, outcome, messagesLost: lost, hostCrashes: hostCrashes - crashesBefore, ...(kept ? { detail: kept } : {}) });
     expect(problems).toEqual([]);
     expect(hostCrashes).toBe(crashesBefore);
   });

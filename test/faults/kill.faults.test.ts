@@ -29,6 +29,7 @@ import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { fallbackClass, landing, openFindings, textKept } from './kill-checks.ts';
 import { recordFault, type FaultRecord } from './record.ts';
+import { lostMessages as lostMessagesOf } from './store-support.ts';
 
 const RUNS = 40;
 /** Every fourth run kills the host instead of the engine: 10 of 40, spread over the three phases. */
@@ -155,35 +156,7 @@ describe('kills during save, restore and generation', () => {
     client.close();
   };
 
-  /** Every chat opens and every acknowledged message is there: the number missing or changed. */
-  const lostMessages = async (): Promise<{ lost: number; notes: string[] }> => {
-    const list = await client.must('chats.list', {});
-    let lost = 0;
-    const notes: string[] = [];
-    for (const chatId of chatIds) {
-      const mine = [...acked.values()].filter((a) => a.chatId === chatId);
-      if (!list.chats.some((c) => c.id === chatId)) {
-        lost += mine.length;
-        notes.push(`chat ${chatId} is not listed`);
-        continue;
-      }
-      const detail = await client.call('chats.get', { chatId });
-      if (!detail.ok) {
-        lost += mine.length;
-        notes.push(`chat ${chatId} does not open: ${detail.error.message}`);
-        continue;
-      }
-      const byId = new Map(detail.value.messages.map((m) => [m.id, m]));
-      for (const a of mine) {
-        const found = byId.get(a.id);
-        if (!found || found.role !== a.role || (a.content !== undefined && found.content !== a.content)) {
-          lost++;
-          notes.push(`${a.role} message ${a.id} ${found ? `changed (${found.status}: ${JSON.stringify(found.content.slice(0, 60))})` : 'is missing'}`);
-        }
-      }
-    }
-    return { lost, notes };
-  };
+  const lostMessages = () => lostMessagesOf(client, [...acked.values()]);
 
   /** Regenerates the reply `messageId` greedily and waits for it (and, if asked, for its KV save). */
   const regenerate = async (chatId: string, messageId: string, waitForSave: boolean): Promise<Message> => {

@@ -112,13 +112,22 @@ export async function repairAndVerify(client: HostClient): Promise<{ found: KvVe
   return { found, after };
 }
 
-/** Every chat opens and every acknowledged message is there with its role (and a user message's text): the number missing. */
+/**
+ * Every chat is listed and opens, and every acknowledged message is there with its role (and,
+ * where `content` is set, its exact text): the number missing or changed, with a note for each.
+ */
 export async function lostMessages(client: HostClient, acked: readonly Acked[]): Promise<{ lost: number; notes: string[] }> {
   const notes: string[] = [];
   let lost = 0;
   const byChat = new Map<string, Acked[]>();
   for (const a of acked) byChat.set(a.chatId, [...(byChat.get(a.chatId) ?? []), a]);
+  const listed = await client.call('chats.list', {});
   for (const [chatId, mine] of byChat) {
+    if (listed.ok && !listed.value.chats.some((c) => c.id === chatId)) {
+      lost += mine.length;
+      notes.push(`chat ${chatId} is not listed`);
+      continue;
+    }
     const detail = await client.call('chats.get', { chatId });
     if (!detail.ok) {
       lost += mine.length;
@@ -130,7 +139,7 @@ export async function lostMessages(client: HostClient, acked: readonly Acked[]):
       const found = byId.get(a.id);
       if (!found || found.role !== a.role || (a.content !== undefined && found.content !== a.content)) {
         lost++;
-        notes.push(`${a.role} message ${a.id} ${found ? 'changed' : 'is missing'}`);
+        notes.push(`${a.role} message ${a.id} ${found ? `changed (${found.status}: ${JSON.stringify(found.content.slice(0, 60))})` : 'is missing'}`);
       }
     }
   }
