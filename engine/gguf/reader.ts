@@ -345,9 +345,9 @@ async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
   r.context = 'the magic number';
   const magicBytes = await r.bytes(4);
   if (magicBytes.readUInt32LE(0) !== GGUF_MAGIC) {
-    const head = magicBytes.toString('latin1');
-    const printable = /^[\x20-\x7e]*$/.test(head) ? `"${head}"` : 'binary data';
-    throw new Invalid(`The file is not a GGUF model: it starts with ${printable} instead of "GGUF".`, 'Choose a .gguf model file.');
+    // The error never quotes the file: a path typed into the browser host must not become a way
+    // to read the first bytes of any file on the machine.
+    throw new Invalid('The file is not a GGUF model: it does not start with "GGUF".', 'Choose a .gguf model file.');
   }
   r.context = 'the version';
   const version = await r.u32();
