@@ -2,7 +2,7 @@
  * The browser host's gate and /metrics (issue 2, "Browser host"): the token is required, the
  * named Prometheus series are there, and they count real work.
  */
-import { setDefaultSampling, startChat, waitIdle } from './app.ts';
+import { assistantMessages, setDefaultSampling, startChat, waitForGrowth, waitIdle } from './app.ts';
 import { expect, openApp, test } from './fixtures.ts';
 
 const series = [
@@ -28,6 +28,9 @@ test('/metrics returns the named series with the token, and 401 without', async 
   await setDefaultSampling(host, { maxTokens: 8 });
   await openApp(page, host);
   await startChat(page, 'Count this.');
+  // The reply must have started before "idle" means finished: right after sending, the Stop
+  // button may not be there yet (a CI run once read the counters before the reply began).
+  await waitForGrowth(assistantMessages(page).first(), 0, 30_000);
   await waitIdle(page);
 
   const byQuery = await fetch(`${host.origin}/metrics?token=${host.token}`);
