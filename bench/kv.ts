@@ -29,7 +29,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { GgmlType, GgufInsights, getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
 import type { DeviceMemory, KvPlan } from '../engine/contract/index.ts';
-import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from '../engine/gguf/writer.ts';
+import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from '../test/support/gguf-writer.ts';
 import { readDevice, readModelShape, v2Estimator } from '../engine/worker/planner.ts';
 import { buildPlan, formatBytes, kvBytesPerToken, memoizeEstimator, pairName, pairOrder, pairRefusal, resolveFlashAttention, type Reserve } from '../engine/worker/planner-core.ts';
 import { ggmlKvTypeName } from '../engine/worker/kv-types.ts';

@@ -1,12 +1,12 @@
 /**
  * The engine's public entry: hosts (electron/, server/) import only this and engine/contract.
  */
-import { startHearth, type Hearth, type HearthOptions } from './service/hearth.ts';
+import { startHearth, type Hearth, type HearthOptions } from './host/hearth.ts';
 import { inspectGguf } from './gguf/reader.ts';
 import { forkEngine } from './spawn.ts';
 
-export type { Hearth, HearthOptions } from './service/hearth.ts';
-export { HearthStartError } from './service/hearth.ts';
+export type { Hearth, HearthOptions } from './host/hearth.ts';
+export { HearthStartError } from './host/hearth.ts';
 export type { EnginePort, HostToWorker, SpawnEngine, WorkerToHost } from './protocol.ts';
 export type { HearthEvent } from './contract/index.ts';
 export { forkEngine } from './spawn.ts';

@@ -1,6 +1,6 @@
 /**
  * The private protocol between the host (Electron's main process, or the browser host) and the
- * engine process. The host side lives in `service/`, the engine side in `worker/`. Nothing
+ * engine process. The host side lives in `host/`, the engine side in `worker/`. Nothing
  * outside `engine/` sees it: the renderer talks to the host through `contract/` only.
  *
  * Every request is answered with exactly one `result` message carrying a `Result`: the engine

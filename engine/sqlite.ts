@@ -1,5 +1,5 @@
 /**
- * The SQLite mechanics shared by the host's `hearth.db` (engine/service/db.ts) and the engine
+ * The SQLite mechanics shared by the host's `hearth.db` (engine/host/db.ts) and the engine
  * process's KV index (engine/kv/store-db.ts): opening in WAL mode, ordered migrations kept in
  * `PRAGMA user_version`, and IMMEDIATE transactions. Each file keeps its own schema.
  */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectGguf, metaBool, metaNumber, metaString, type GgufSummary } from './reader.ts';
-import { encodeGguf, tinyLlamaGguf, type GgufInput } from './writer.ts';
+import { encodeGguf, tinyLlamaGguf, type GgufInput } from '../../test/support/gguf-writer.ts';
 
 let dir: string;
 let model: Buffer;

@@ -5,7 +5,7 @@ import { chunkDir, chunkFileBytes, chunkFormatVersion, chunkHeaderBytes, chunkPa
 import { chainKey } from './fingerprint.ts';
 import { fallbackKernels as kernels } from './kernels-fallback.ts';
 import { nodeFs } from './store-fs.ts';
-import { errno, faultyFs, payloadFor, range, sampleFingerprint, tempRoot } from './store-testing.ts';
+import { errno, faultyFs, payloadFor, range, sampleFingerprint, tempRoot } from '../../test/support/kv-store.ts';
 
 let root = '';
 let cleanup = (): void => undefined;

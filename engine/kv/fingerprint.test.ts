@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canonicalJson, chainKey, chunkKeys, fingerprint, hashFile, tokenBytes, tokensFromBytes } from './fingerprint.ts';
 import { nodeFs } from './store-fs.ts';
-import { range, sampleFingerprint, sampleParts, tempRoot } from './store-testing.ts';
+import { range, sampleFingerprint, sampleParts, tempRoot } from '../../test/support/kv-store.ts';
 
 describe('fingerprint', () => {
   it('is a stable sha256 hex digest, whatever the key order', () => {

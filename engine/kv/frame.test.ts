@@ -16,7 +16,7 @@ import {
 } from './frame.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import { nativeKernels } from './kernels-load.ts';
-import { GGML_BF16, GGML_F16, GGML_Q8_0, f16Layers, fromF16, prng, q8Layers, syntheticChunks, type SyntheticState } from './state-testing.ts';
+import { GGML_BF16, GGML_F16, GGML_Q8_0, f16Layers, fromF16, prng, q8Layers, syntheticChunks, type SyntheticState } from '../../test/support/kv-state.ts';
 
 const kernels = fallbackKernels;
 

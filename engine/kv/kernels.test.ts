@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { compareKernels, rng } from './kernels-compare.ts';
+import { compareKernels, rng } from '../../test/support/kernels-compare.ts';
 import { fallbackKernels as fb } from './kernels-fallback.ts';
 import { nativeKernels } from './kernels-load.ts';
 import { q8_0Bytes } from './kernels.ts';
@@ -388,7 +388,7 @@ describe('native kernels', () => {
   it.each(['portable', 'sse2'])('its %s paths are identical too', (simd) => {
     nk();
     const script = [
-      `import { compareKernels } from ${JSON.stringify(fileURLToPath(new URL('./kernels-compare.ts', import.meta.url)))};`,
+      `import { compareKernels } from ${JSON.stringify(fileURLToPath(new URL('../../test/support/kernels-compare.ts', import.meta.url)))};`,
       `import { fallbackKernels } from ${JSON.stringify(fileURLToPath(new URL('./kernels-fallback.ts', import.meta.url)))};`,
       `import { nativeKernels, nativeStatus } from ${JSON.stringify(fileURLToPath(new URL('./kernels-load.ts', import.meta.url)))};`,
       'const k = nativeKernels();',

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { describeBusy, lockRoot, ownerFileName, readOwner, tryLockRoot, type RootLock } from './root-lock.ts';
-import { tempRoot } from './store-testing.ts';
+import { tempRoot } from '../../test/support/kv-store.ts';
 
 let root = '';
 let cleanup: () => void = () => undefined;

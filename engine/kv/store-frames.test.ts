@@ -12,8 +12,8 @@ import { chunkFileBytes, chunkHeaderBytes, chunkPath, chunksDir } from './chunk-
 import { chunkKeys } from './fingerprint.ts';
 import { decodeChunk, encodeChunk } from './frame.ts';
 import { fallbackKernels as kernels } from './kernels-fallback.ts';
-import { f16Layers, syntheticChunks } from './state-testing.ts';
-import { payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from './store-testing.ts';
+import { f16Layers, syntheticChunks } from '../../test/support/kv-state.ts';
+import { payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 64;
 const fp = sampleFingerprint();

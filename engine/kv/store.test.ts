@@ -9,8 +9,8 @@ import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import { fullWhileFlag, nodeFs } from './store-fs.ts';
-import type { Faults } from './store-testing.ts';
-import { faultyFs, payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from './store-testing.ts';
+import type { Faults } from '../../test/support/kv-store.ts';
+import { faultyFs, payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
 const fp = sampleFingerprint();

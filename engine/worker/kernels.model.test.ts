@@ -12,7 +12,7 @@ import { fallbackKernels } from '../kv/kernels-fallback.ts';
 import { nativeKernels } from '../kv/kernels-load.ts';
 import { q8_0Bytes, type CodecKernels } from '../kv/kernels.ts';
 import { seededText } from '../../test/support/text.ts';
-import { useTestLlama } from './testing.ts';
+import { useTestLlama } from '../../test/support/llama-fixture.ts';
 
 const fixture = useTestLlama('kernels');
 

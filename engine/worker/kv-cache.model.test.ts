@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { readStateFile } from '../kv/codec.ts';
 import { openKvStore } from '../kv/store.ts';
 import { testModelPath, type TestModelVariant } from '../../test/support/models.ts';
-import { greedy as greedyTokens, seededTokens, useTestLlama } from './testing.ts';
+import { greedy as greedyTokens, seededTokens, useTestLlama } from '../../test/support/llama-fixture.ts';
 import { expectedShape, KvCache, type KvProfile } from './kv-cache.ts';
 import type { GenerateInput, PromptMessage } from '../protocol.ts';
 import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';

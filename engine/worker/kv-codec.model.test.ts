@@ -10,7 +10,7 @@ import type { LlamaContextOptions, LlamaContextSequence, LlamaModel, Token } fro
 import { describe, expect, it } from 'vitest';
 import { assembleStateFile, cleanPrefixLength, cutChunks, parseStateFile, truncateChunk, writeStateFile, type ParsedState } from '../kv/codec.ts';
 import type { TestModelVariant } from '../../test/support/models.ts';
-import { greedy as greedyTokens, seededTokens, useTestLlama } from './testing.ts';
+import { greedy as greedyTokens, seededTokens, useTestLlama } from '../../test/support/llama-fixture.ts';
 
 const CHUNK = 256;
 const CONTINUATION = 32;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hearthError } from '../contract/index.ts';
 import type { KvStore } from '../kv/store.ts';
-import { faultyFs, payloadsFor, range, sampleFingerprint, useTestStores, value } from '../kv/store-testing.ts';
+import { faultyFs, payloadsFor, range, sampleFingerprint, useTestStores, value } from '../../test/support/kv-store.ts';
 import type { WorkerEvent } from '../protocol.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
 

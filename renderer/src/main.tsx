@@ -2,10 +2,10 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { App } from './components/App.tsx';
 import { applyTheme, bindHashRoute, bindShortcuts, navigateTo, rememberedTheme } from './hooks/browser.ts';
-import { createActions } from './store/actions.ts';
-import { bindEvents } from './store/events.ts';
-import { HearthProvider } from './store/react.tsx';
-import { createHearthStore } from './store/store.ts';
+import { createActions } from './state/actions.ts';
+import { bindEvents } from './state/events.ts';
+import { HearthProvider } from './state/react.tsx';
+import { createHearthStore } from './state/store.ts';
 import { createTransport, stripTokenFromAddress } from './transport/index.ts';
 import './styles.css';
 

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KvVerifyReport } from '../../engine/contract/index.ts';
 import { chunkHeaderBytes } from '../../engine/kv/chunk-file.ts';
-import { mulberry32 } from '../../engine/gguf/writer.ts';
+import { mulberry32 } from '../support/gguf-writer.ts';
 import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { recordFault } from './record.ts';

@@ -10,7 +10,7 @@
  * (each wait longer than the one before) and report the loop with a clear error, which calls made
  * meanwhile answer too; once an engine survives, the status clears and the chat goes on with its
  * cache. The host runs with shortened restart delays (HEARTH_ENGINE_BACKOFF, test-only) to fit
- * the suite's time budget; the policy itself is unit-tested in engine/service/supervisor.test.ts.
+ * the suite's time budget; the policy itself is unit-tested in engine/host/supervisor.test.ts.
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

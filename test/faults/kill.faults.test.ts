@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HearthEvent, Message } from '../../engine/contract/index.ts';
-import { mulberry32 } from '../../engine/gguf/writer.ts';
+import { mulberry32 } from '../support/gguf-writer.ts';
 import { HostClient } from '../support/host-client.ts';
 import { isAlive, startHost, type Host } from '../support/host.ts';
 import { testModelPath } from '../support/models.ts';

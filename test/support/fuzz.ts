@@ -8,7 +8,7 @@
  * assert INVALID_INPUT for each without asking the validator which ones are.
  */
 import { callInputs, callNames, maxBodyBytes, type CallInput, type CallName } from '../../engine/contract/index.ts';
-import { mulberry32 } from '../../engine/gguf/writer.ts';
+import { mulberry32 } from './gguf-writer.ts';
 
 export { mulberry32 };
 

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GENERATOR_VERSION, writeTinyLlama, type TinyLlamaOptions } from '../../engine/gguf/writer.ts';
+import { GENERATOR_VERSION, writeTinyLlama, type TinyLlamaOptions } from './gguf-writer.ts';
 
 /** The repository root. */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');

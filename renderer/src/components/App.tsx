@@ -1,7 +1,7 @@
 import { useEffect } from 'react';
 import { useTheme } from '../hooks/browser.ts';
-import { useActions, useHearth } from '../store/react.tsx';
-import { selectBootError, selectBooted, selectChatTitle, selectRoute, selectTheme } from '../store/selectors.ts';
+import { useActions, useHearth } from '../state/react.tsx';
+import { selectBootError, selectBooted, selectChatTitle, selectRoute, selectTheme } from '../state/selectors.ts';
 import { Banners } from './Banners.tsx';
 import { CacheView } from './CacheView.tsx';
 import { ChatView } from './ChatView.tsx';

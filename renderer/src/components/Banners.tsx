@@ -1,5 +1,5 @@
-import { useHearth, useStoreActions } from '../store/react.tsx';
-import { selectBooted, selectConnection, selectEngineBanner, selectKvPauseBanner, selectRoute, selectVisibleModelError } from '../store/selectors.ts';
+import { useHearth, useStoreActions } from '../state/react.tsx';
+import { selectBooted, selectConnection, selectEngineBanner, selectKvPauseBanner, selectRoute, selectVisibleModelError } from '../state/selectors.ts';
 import { buttonStyles } from './ui.tsx';
 
 /**

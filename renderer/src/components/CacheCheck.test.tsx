@@ -1,10 +1,10 @@
 import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
 import type { KvVerifyReport } from '../contract.ts';
-import { createActions } from '../store/actions.ts';
-import { HearthProvider } from '../store/react.tsx';
-import { createHearthStore } from '../store/store.ts';
-import { fakeTransport } from '../test-support/fake-transport.ts';
+import { createActions } from '../state/actions.ts';
+import { HearthProvider } from '../state/react.tsx';
+import { createHearthStore } from '../state/store.ts';
+import { fakeTransport } from '../../../test/support/renderer/fake-transport.ts';
 import { CacheCheck, verifyText } from './CacheCheck.tsx';
 
 const clean: KvVerifyReport = {

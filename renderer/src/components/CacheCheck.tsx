@@ -5,7 +5,7 @@
  */
 import { useState } from 'react';
 import type { HearthError, KvVerifyReport } from '../contract.ts';
-import { useActions } from '../store/react.tsx';
+import { useActions } from '../state/react.tsx';
 import { buttonStyles, ErrorBox } from './ui.tsx';
 
 /** Each finding's name, singular and plural. */

@@ -2,7 +2,7 @@ import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
 import type { KvStoreInfo, Settings } from '../contract.ts';
 import { GB } from '../lib/format.ts';
-import { appState } from '../test-support/fixtures.ts';
+import { appState } from '../../../test/support/renderer/fixtures.ts';
 import {
   applyNote,
   budgetError,

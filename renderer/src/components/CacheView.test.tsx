@@ -1,11 +1,11 @@
 import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
 import type { CacheStoreStats } from '../contract.ts';
-import { createActions } from '../store/actions.ts';
-import { HearthProvider } from '../store/react.tsx';
-import { createHearthStore } from '../store/store.ts';
-import { fakeTransport } from '../test-support/fake-transport.ts';
-import { cacheSnapshot, cacheTurn, messageStats } from '../test-support/fixtures.ts';
+import { createActions } from '../state/actions.ts';
+import { HearthProvider } from '../state/react.tsx';
+import { createHearthStore } from '../state/store.ts';
+import { fakeTransport } from '../../../test/support/renderer/fake-transport.ts';
+import { cacheSnapshot, cacheTurn, messageStats } from '../../../test/support/renderer/fixtures.ts';
 import { CacheView, DiskStore, EventLog, forgotText, LargestChats, MemoryBar, persistenceText, SlotRow, TurnsTable } from './CacheView.tsx';
 import { ChatCacheBadgeView } from './ChatCacheBadge.tsx';
 import { StatsReadout } from './MessageItem.tsx';

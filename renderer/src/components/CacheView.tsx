@@ -22,7 +22,7 @@ import {
 import { watchWhileVisible } from '../lib/cache-watch.ts';
 import { formatBinaryBytes, formatBytes, formatTime } from '../lib/format.ts';
 import { pairText } from '../lib/kv.ts';
-import { useActions, useHearth, useHearthShallow } from '../store/react.tsx';
+import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
 import { CacheCheck } from './CacheCheck.tsx';
 import {
   selectCachedChats,
@@ -39,7 +39,7 @@ import {
   selectKv,
   selectSlotCount,
   selectTurns,
-} from '../store/selectors.ts';
+} from '../state/selectors.ts';
 import { MemoryChart, TurnsChart } from './CacheCharts.tsx';
 import { buttonStyles, ErrorBox } from './ui.tsx';
 

@@ -6,8 +6,8 @@
 import { useEffect } from 'react';
 import type { CacheSource } from '../contract.ts';
 import { chatCacheText } from '../lib/cache.ts';
-import { useActions, useHearthShallow } from '../store/react.tsx';
-import { selectChatCache } from '../store/selectors.ts';
+import { useActions, useHearthShallow } from '../state/react.tsx';
+import { selectChatCache } from '../state/selectors.ts';
 
 export function ChatCacheBadge({ chatId }: { chatId: string }) {
   const actions = useActions();

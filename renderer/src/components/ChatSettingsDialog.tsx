@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import type { Chat, HearthError } from '../contract.ts';
-import { useActions, useHearth } from '../store/react.tsx';
-import { selectChat } from '../store/selectors.ts';
+import { useActions, useHearth } from '../state/react.tsx';
+import { selectChat } from '../state/selectors.ts';
 import { SamplingFields, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, Dialog, ErrorBox, inputStyles } from './ui.tsx';
 

@@ -1,6 +1,6 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'react';
-import { useActions, useHearth, useHearthShallow } from '../store/react.tsx';
-import { selectActivePathIds, selectChatLoad, selectChatTitle } from '../store/selectors.ts';
+import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
+import { selectActivePathIds, selectChatLoad, selectChatTitle } from '../state/selectors.ts';
 import { ChatCacheBadge } from './ChatCacheBadge.tsx';
 import { ChatSettingsDialog } from './ChatSettingsDialog.tsx';
 import { Composer } from './Composer.tsx';

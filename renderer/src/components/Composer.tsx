@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
-import { needsModel } from '../store/actions.ts';
-import { useActions, useHearth } from '../store/react.tsx';
-import { selectComposerFocus, selectNotice, selectStreamingId } from '../store/selectors.ts';
+import { needsModel } from '../state/actions.ts';
+import { useActions, useHearth } from '../state/react.tsx';
+import { selectComposerFocus, selectNotice, selectStreamingId } from '../state/selectors.ts';
 import { SendIcon, StopIcon } from './icons.tsx';
 import { buttonStyles, ErrorBox } from './ui.tsx';
 

@@ -5,7 +5,7 @@
 import { useState } from 'react';
 import type { HearthError } from '../contract.ts';
 import { saveExport, type DownloadTarget } from '../lib/download.ts';
-import { useActions } from '../store/react.tsx';
+import { useActions } from '../state/react.tsx';
 import { DownloadIcon } from './icons.tsx';
 import { buttonStyles, Dialog, ErrorBox } from './ui.tsx';
 

@@ -1,5 +1,5 @@
-import { useHearth } from '../store/react.tsx';
-import { selectChatList, selectModel } from '../store/selectors.ts';
+import { useHearth } from '../state/react.tsx';
+import { selectChatList, selectModel } from '../state/selectors.ts';
 
 /** No conversation open: say how to start, and whether a model is ready for it. */
 export function HomeView() {

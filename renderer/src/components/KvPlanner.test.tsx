@@ -2,7 +2,7 @@ import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
 import type { KvCacheType, KvPlan } from '../contract.ts';
 import { kvTypes } from '../lib/kv.ts';
-import { cpuPlan, planRow } from '../test-support/fixtures.ts';
+import { cpuPlan, planRow } from '../../../test/support/renderer/fixtures.ts';
 import { KvPlanner, KvPlanSummary, shownRows, summaryRows, type KvPlannerProps } from './KvPlanner.tsx';
 
 function render(extra: Partial<KvPlannerProps> = {}): string {

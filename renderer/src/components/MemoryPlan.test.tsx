@@ -1,12 +1,12 @@
 import type { ReactNode } from 'react';
 import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
-import { createActions } from '../store/actions.ts';
-import { planKey, type ModelPlanEntry, type PlanTarget } from '../store/profile-slice.ts';
-import { HearthProvider } from '../store/react.tsx';
-import { createHearthStore } from '../store/store.ts';
-import { fakeTransport } from '../test-support/fake-transport.ts';
-import { cpuPlan } from '../test-support/fixtures.ts';
+import { createActions } from '../state/actions.ts';
+import { planKey, type ModelPlanEntry, type PlanTarget } from '../state/profile-slice.ts';
+import { HearthProvider } from '../state/react.tsx';
+import { createHearthStore } from '../state/store.ts';
+import { fakeTransport } from '../../../test/support/renderer/fake-transport.ts';
+import { cpuPlan } from '../../../test/support/renderer/fixtures.ts';
 import { MemoryPlanButton, MemoryPlanPanel, MemoryPlanView } from './MemoryPlan.tsx';
 import { ModelScreen } from './ModelScreen.tsx';
 

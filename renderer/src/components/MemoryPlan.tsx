@@ -6,9 +6,9 @@
  */
 import { useEffect } from 'react';
 import type { HearthError, KvPlan } from '../contract.ts';
-import { planKey, type ModelPlanEntry, type PlanTarget } from '../store/profile-slice.ts';
-import { useActions, useHearth } from '../store/react.tsx';
-import { selectModelPlan } from '../store/selectors.ts';
+import { planKey, type ModelPlanEntry, type PlanTarget } from '../state/profile-slice.ts';
+import { useActions, useHearth } from '../state/react.tsx';
+import { selectModelPlan } from '../state/selectors.ts';
 import { KvPlanSummary } from './KvPlanner.tsx';
 import { buttonStyles, ErrorBox } from './ui.tsx';
 

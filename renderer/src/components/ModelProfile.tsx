@@ -133,7 +133,7 @@ const profileFields: readonly ProfileIssue['field'][] = ['kType', 'vType', 'flas
 
 /**
  * The issues in a refused `models.setProfile` message, which lists them as `field: message`
- * joined by "; " (engine/service/model-profiles.ts describeIssues), or as the contract's schema
+ * joined by "; " (engine/host/model-profiles.ts describeIssues), or as the contract's schema
  * check words it (`profile.contextSize: Too big…`): each runs to the next field name or line break. Empty when the message names no field:
  * the caller then shows the whole message above the form.
  */

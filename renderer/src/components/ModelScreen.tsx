@@ -2,7 +2,7 @@ import { useEffect, useId, useState, type ReactNode } from 'react';
 import type { HearthError, LocalModel, ModelStatus, RecommendedModel } from '../contract.ts';
 import { downloadFraction, formatBytes, formatPercent } from '../lib/format.ts';
 import { loadedKvText, memoryText } from '../lib/kv.ts';
-import { useActions, useHearth } from '../store/react.tsx';
+import { useActions, useHearth } from '../state/react.tsx';
 import {
   selectDownloadFor,
   selectHost,
@@ -13,7 +13,7 @@ import {
   selectModel,
   selectModelsDir,
   selectRecommended,
-} from '../store/selectors.ts';
+} from '../state/selectors.ts';
 import { RefreshIcon } from './icons.tsx';
 import { MemoryPlanButton, MemoryPlanPanel } from './MemoryPlan.tsx';
 import { buttonStyles, ErrorBox, inputStyles, ProgressBar } from './ui.tsx';

@@ -7,7 +7,7 @@ import { useEffect, useState } from 'react';
 import type { CallInput, HearthError, ModelInfo, ModelProfile, ProfileIssue } from '../contract.ts';
 import { formatPercent } from '../lib/format.ts';
 import { chosenPair, loadedKvText, memoryText } from '../lib/kv.ts';
-import { useActions, useHearth } from '../store/react.tsx';
+import { useActions, useHearth } from '../state/react.tsx';
 import {
   selectKvPlan,
   selectKvPlanError,
@@ -20,7 +20,7 @@ import {
   selectModel,
   selectProfileError,
   selectProfilePath,
-} from '../store/selectors.ts';
+} from '../state/selectors.ts';
 import { KvPlanner } from './KvPlanner.tsx';
 import {
   contextSizeOf,

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import type { HearthError, Settings, Theme } from '../contract.ts';
-import { useActions, useHearth } from '../store/react.tsx';
+import { useActions, useHearth } from '../state/react.tsx';
 import {
   selectEngineBanner,
   selectEngineBusy,
@@ -9,7 +9,7 @@ import {
   selectKvStats,
   selectKvStatsError,
   selectSettings,
-} from '../store/selectors.ts';
+} from '../state/selectors.ts';
 import { applyNote, CacheFields, cacheChanged, cacheFormFrom, cacheFromForm, type CacheForm } from './CacheSettings.tsx';
 import { ModelSection } from './ModelSection.tsx';
 import { SamplingFields, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';

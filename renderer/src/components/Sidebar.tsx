@@ -1,8 +1,8 @@
 import { useState } from 'react';
 import type { ChatSummary, HearthError } from '../contract.ts';
 import { formatPercent } from '../lib/format.ts';
-import { useActions, useHearth } from '../store/react.tsx';
-import { selectChatList, selectChatListLoaded, selectModel, selectRoute } from '../store/selectors.ts';
+import { useActions, useHearth } from '../state/react.tsx';
+import { selectChatList, selectChatListLoaded, selectModel, selectRoute } from '../state/selectors.ts';
 import { PencilIcon, PlusIcon, TrashIcon } from './icons.tsx';
 import { buttonStyles, Dialog, ErrorBox } from './ui.tsx';
 

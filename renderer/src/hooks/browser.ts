@@ -2,9 +2,9 @@
 import { useEffect } from 'react';
 import type { Theme } from '../contract.ts';
 import { parseHash, routeHash, type Route } from '../lib/route.ts';
-import type { Actions } from '../store/actions.ts';
-import type { HearthStore } from '../store/store.ts';
-import { selectRoute, selectStreamingId } from '../store/selectors.ts';
+import type { Actions } from '../state/actions.ts';
+import type { HearthStore } from '../state/store.ts';
+import { selectRoute, selectStreamingId } from '../state/selectors.ts';
 
 /** Navigation is the address hash: reloads and the back button keep the place. */
 export function navigateTo(route: Route): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CacheMemory } from '../contract.ts';
-import { cacheSnapshot, cacheTurn, messageStats } from '../test-support/fixtures.ts';
+import { cacheSnapshot, cacheTurn, messageStats } from '../../../test/support/renderer/fixtures.ts';
 import {
   cellsText,
   chatCacheText,

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import { createActions } from '../store/actions.ts';
-import { createHearthStore } from '../store/store.ts';
-import { fakeTransport, ok } from '../test-support/fake-transport.ts';
+import { createActions } from '../state/actions.ts';
+import { createHearthStore } from '../state/store.ts';
+import { fakeTransport, ok } from '../../../test/support/renderer/fake-transport.ts';
 import { downloadName, saveExport, type DownloadTarget } from './download.ts';
 
 function fakeTarget() {

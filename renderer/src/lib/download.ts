@@ -7,7 +7,7 @@ import type { ChatExport } from '../contract.ts';
 
 /**
  * The name the file is saved under: the host's `fileName` is already a bare, safe name
- * (engine/service/export.ts safeFileName); this only makes sure that nothing path-like or
+ * (engine/host/export.ts safeFileName); this only makes sure that nothing path-like or
  * invisible survives whatever a host sent, since the browser writes it to the user's disk.
  */
 export function downloadName(fileName: string, fallback: string): string {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelInfo } from '../contract.ts';
-import { cpuPlan, planRow as row } from '../test-support/fixtures.ts';
+import { cpuPlan, planRow as row } from '../../../test/support/renderer/fixtures.ts';
 import {
   agreementText,
   chosenLine,

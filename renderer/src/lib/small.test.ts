@@ -4,7 +4,7 @@ import { downloadFraction, formatBinaryBytes, formatBytes, formatPercent, format
 import { mergeMessage } from './messages.ts';
 import { parseHash, routeHash, type Route } from './route.ts';
 import { safeHref } from './url.ts';
-import { msg } from '../test-support/fixtures.ts';
+import { msg } from '../../../test/support/renderer/fixtures.ts';
 
 describe('routes', () => {
   it('parses and formats every route', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mapOf, msg } from '../test-support/fixtures.ts';
+import { mapOf, msg } from '../../../test/support/renderer/fixtures.ts';
 import { activePathIds, branchInfo, childrenIndex, latestLeafUnder, resolveLeaf, streamingMessageId } from './tree.ts';
 
 // u1 → a1 → u2 → a2

@@ -1,0 +1,198 @@
+/**
+ * Replies in progress: relays the engine's tokens as `message.delta`, saves the text so far at a
+ * bounded rate, and writes each reply's final state. One reply per chat; replies of different
+ * chats queue in the engine (one generation at a time) but all show as streaming.
+ */
+import { hearthError, type Chat, type HearthError, type HearthEvent, type Message, type MessageStats, type Result } from '../contract/index.ts';
+import type { GenerateOutput, PromptMessage, WorkerEvent } from '../protocol.ts';
+import type { Metrics } from './metrics.ts';
+import { newId, type ChatStore, type Finish } from './chat-store.ts';
+import type { Supervisor } from './supervisor.ts';
+
+/** How often, at most, streamed text is written to SQLite: a killed host loses at most this much. */
+export const defaultFlushIntervalMs = 250;
+
+interface Run {
+  readonly chatId: string;
+  readonly messageId: string;
+  readonly requestId: string;
+  text: string;
+  lastFlushAt: number;
+  flushTimer: NodeJS.Timeout | null;
+  /** Forgotten (chat deleted, or finished by dispose): its late result must not touch the store. */
+  detached: boolean;
+  done: Promise<void>;
+}
+
+export interface GenerationsDeps {
+  readonly store: ChatStore;
+  readonly engine: Pick<Supervisor, 'request' | 'onEvent'>;
+  readonly emit: (event: HearthEvent) => void;
+  readonly metrics: Metrics;
+  /** A reply finished with stats (the Cache view's timeline: cache-view-log.ts). */
+  readonly onTurn?: (chatId: string, messageId: string, stats: MessageStats) => void;
+  readonly flushIntervalMs?: number;
+  readonly log?: (level: 'error', message: string) => void;
+}
+
+/** The prompt for a reply: the system prompt, then the branch, without failed or empty messages. */
+export function buildPrompt(systemPrompt: string, path: readonly Message[]): PromptMessage[] {
+  const prompt: PromptMessage[] = [];
+  if (systemPrompt.trim() !== '') prompt.push({ role: 'system', text: systemPrompt });
+  for (const message of path) {
+    if (message.status === 'error' || message.content.trim() === '') continue;
+    prompt.push({ role: message.role, text: message.content });
+  }
+  return prompt;
+}
+
+/** How a generate result ends the message. */
+export function finishFor(result: Result<GenerateOutput>, textSoFar: string): Finish {
+  if (result.ok) {
+    const { text, stopReason, stats } = result.value;
+    return { status: stopReason === 'aborted' ? 'stopped' : 'complete', content: text, stats };
+  }
+  const error: HearthError = result.error;
+  switch (error.code) {
+    case 'ENGINE_CRASHED':
+      return { status: 'incomplete', content: textSoFar, error };
+    case 'CANCELLED':
+      return { status: 'stopped', content: textSoFar };
+    default:
+      return { status: textSoFar === '' ? 'error' : 'incomplete', content: textSoFar, error };
+  }
+}
+
+export class Generations {
+  readonly #deps: GenerationsDeps;
+  readonly #flushMs: number;
+  readonly #byChat = new Map<string, Run>();
+  readonly #byRequest = new Map<string, Run>();
+  readonly #unsubscribe: () => void;
+
+  constructor(deps: GenerationsDeps) {
+    this.#deps = deps;
+    this.#flushMs = deps.flushIntervalMs ?? defaultFlushIntervalMs;
+    this.#unsubscribe = deps.engine.onEvent((event) => this.#onEvent(event));
+  }
+
+  isStreaming(chatId: string): boolean {
+    return this.#byChat.has(chatId);
+  }
+
+  get activeChatIds(): string[] {
+    return [...this.#byChat.keys()];
+  }
+
+  /** Starts the reply into `assistant` (already committed as 'streaming'). Returns at once. */
+  start(chat: Chat, assistant: Message, messages: PromptMessage[]): void {
+    const run: Run = {
+      chatId: chat.id,
+      messageId: assistant.id,
+      requestId: newId(),
+      text: '',
+      lastFlushAt: Date.now(),
+      flushTimer: null,
+      detached: false,
+      done: Promise.resolve(),
+    };
+    this.#byChat.set(run.chatId, run);
+    this.#byRequest.set(run.requestId, run);
+    run.done = this.#deps.engine
+      .request('generate', { requestId: run.requestId, chatId: chat.id, branchId: assistant.id, messages, sampling: chat.sampling })
+      .then((result) => this.#finish(run, finishFor(result, run.text)))
+      .catch((error: unknown) => this.#failed('finishing a reply', error));
+  }
+
+  /** Stops the chat's reply; resolves once the message is written (or after `waitMs`). */
+  async stop(chatId: string, waitMs = 5000): Promise<boolean> {
+    const run = this.#byChat.get(chatId);
+    if (!run) return false;
+    await this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: waitMs });
+    await within(run.done, waitMs);
+    return true;
+  }
+
+  /** Forgets the chat's reply (its chat is being deleted) and tells the engine to stop it. */
+  detach(chatId: string): void {
+    const run = this.#byChat.get(chatId);
+    if (!run) return;
+    this.#forget(run);
+    void this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: 5000 });
+  }
+
+  /**
+   * For shutdown: asks the engine to stop every reply and waits up to `graceMs`. Replies the
+   * engine stopped are 'stopped' (with stats); the rest are written 'incomplete' with their text.
+   */
+  async stopAll(graceMs: number): Promise<void> {
+    const runs = [...this.#byChat.values()];
+    for (const run of runs) void this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: graceMs });
+    await within(Promise.all(runs.map((r) => r.done)), graceMs);
+    for (const run of runs) {
+      if (run.detached) continue;
+      this.#finish(run, {
+        status: 'incomplete',
+        content: run.text,
+        error: hearthError('CANCELLED', 'Hearth was closed while this reply was being written.'),
+      });
+    }
+    this.#unsubscribe();
+  }
+
+  #onEvent(event: WorkerEvent): void {
+    if (event.type !== 'token') return;
+    const run = this.#byRequest.get(event.requestId);
+    if (!run || run.detached || event.delta === '') return;
+    run.text += event.delta;
+    this.#deps.emit({ type: 'message.delta', payload: { chatId: run.chatId, messageId: run.messageId, delta: event.delta } });
+    const elapsed = Date.now() - run.lastFlushAt;
+    if (elapsed >= this.#flushMs) this.#flush(run);
+    else run.flushTimer ??= setTimeout(() => this.#flush(run), this.#flushMs - elapsed);
+  }
+
+  #flush(run: Run): void {
+    if (run.flushTimer) clearTimeout(run.flushTimer);
+    run.flushTimer = null;
+    run.lastFlushAt = Date.now();
+    if (run.detached) return;
+    try {
+      this.#deps.store.saveContent(run.messageId, run.text);
+    } catch (error) {
+      // Runs in a timer: a throw here would take the host down. The next flush or the finish retries.
+      this.#failed('saving streamed text', error);
+    }
+  }
+
+  #failed(what: string, error: unknown): void {
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    (this.#deps.log ?? ((_level, text) => console.error(text)))('error', `${what} failed: ${message}`);
+  }
+
+  #forget(run: Run): void {
+    run.detached = true;
+    if (run.flushTimer) clearTimeout(run.flushTimer);
+    run.flushTimer = null;
+    if (this.#byChat.get(run.chatId) === run) this.#byChat.delete(run.chatId);
+    this.#byRequest.delete(run.requestId);
+  }
+
+  #finish(run: Run, finish: Finish): void {
+    if (run.detached) return;
+    this.#forget(run);
+    const message = this.#deps.store.finishMessage(run.messageId, finish);
+    if (!message) return;
+    if (finish.stats) {
+      this.#deps.metrics.record(finish.stats);
+      // Before message.updated: a view that refreshes on the final message finds its turn there.
+      this.#deps.onTurn?.(run.chatId, run.messageId, finish.stats);
+    }
+    this.#deps.emit({ type: 'message.updated', payload: { message } });
+  }
+}
+
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,141 @@
+/**
+ * Named selectors. Those that build a new array or object (active path, branch info) must be
+ * read with `useHearthShallow`, so that an unchanged result does not re-render.
+ */
+import type { CacheMemory, CacheSlot, CacheStoreStats, ChatCache, DownloadProgress, HearthError, Message } from '../contract.ts';
+import { hitRatioText } from '../lib/cache.ts';
+import { activePathIds, branchInfo, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
+import { planKey, type ModelPlanEntry, type PlanTarget } from './profile-slice.ts';
+import type { HearthState } from './types.ts';
+
+type Selector<T> = (s: HearthState) => T;
+
+const noIds: readonly string[] = [];
+const single: BranchInfo = { position: 1, count: 1, previousId: null, nextId: null };
+
+export const selectRoute: Selector<HearthState['route']> = (s) => s.route;
+export const selectConnection: Selector<HearthState['connection']> = (s) => s.connection;
+export const selectBooted: Selector<boolean> = (s) => s.booted;
+export const selectBootError: Selector<HearthError | null> = (s) => s.bootError;
+export const selectHost: Selector<'electron' | 'browser' | null> = (s) => s.app?.host ?? null;
+export const selectModelsDir: Selector<string | null> = (s) => s.app?.modelsDir ?? null;
+export const selectModel: Selector<HearthState['model']> = (s) => s.model;
+export const selectSettings: Selector<HearthState['settings']> = (s) => s.settings;
+export const selectTheme: Selector<'system' | 'light' | 'dark'> = (s) => s.settings?.theme ?? 'system';
+export const selectEngineBanner: Selector<HearthState['engineBanner']> = (s) => s.engineBanner;
+export const selectComposerFocus: Selector<number> = (s) => s.composerFocus;
+
+/** The model error to show as a banner, unless the user dismissed that very error. */
+export const selectVisibleModelError: Selector<HearthError | null> = (s) =>
+  s.model.status === 'error' && s.model.error && s.model.error !== s.dismissedModelError ? s.model.error : null;
+
+/**
+ * The text of the "persistence paused" banner, or null when persistence runs, is off, or the
+ * user dismissed this pause.
+ */
+export const selectKvPauseBanner: Selector<string | null> = (s) => {
+  if (s.kv?.persistence !== 'paused' || s.kvBannerDismissed) return null;
+  // Host messages end with a period; the sentence goes on after the reason.
+  const reason = (s.kv.reason?.message ?? 'the disk cannot be written to').trim().replace(/\.+$/, '');
+  return `Saving chat memory to disk is paused: ${reason}. Chats keep working; they will re-read their history when reopened.`;
+};
+
+export const selectKv: Selector<HearthState['kv']> = (s) => s.kv;
+export const selectKvStats: Selector<HearthState['kvStats']> = (s) => s.kvStats;
+export const selectKvStatsError: Selector<HearthError | null> = (s) => s.kvStatsError;
+export const selectEngineState: Selector<'starting' | 'running' | 'restarting' | 'stopped' | null> = (s) => s.engine?.state ?? null;
+
+/**
+ * While the engine does something a restart would cut off, what it is: the host then applies
+ * changed cache settings only once it ends (engine/host/kv-apply.ts). Null when idle, as far
+ * as this window knows (a chat streaming in another window is not seen here).
+ */
+export const selectEngineBusy: Selector<'reply' | 'model' | 'download' | null> = (s) => {
+  for (const messages of Object.values(s.messages)) {
+    for (const message of Object.values(messages)) if (message.status === 'streaming') return 'reply';
+  }
+  if (s.model.status === 'loading') return 'model';
+  for (const download of Object.values(s.downloads)) if (download.status === 'downloading') return 'download';
+  return null;
+};
+
+export const selectChatList: Selector<HearthState['chatList']> = (s) => s.chatList;
+export const selectChatListLoaded: Selector<boolean> = (s) => s.chatListLoaded;
+export const selectChat = (chatId: string) => (s: HearthState) => s.chats[chatId];
+export const selectChatTitle = (chatId: string) => (s: HearthState) =>
+  s.chats[chatId]?.title ?? s.chatList.find((c) => c.id === chatId)?.title;
+export const selectChatLoad = (chatId: string) => (s: HearthState) => s.chatLoad[chatId];
+
+/** Ids on the branch the user sees, root first. Read with `useHearthShallow`. */
+export const selectActivePathIds = (chatId: string) => (s: HearthState): readonly string[] => {
+  const messages = s.messages[chatId];
+  const chat = s.chats[chatId];
+  return messages && chat ? activePathIds(messages, chat.activeLeafId) : noIds;
+};
+
+export const selectMessage = (chatId: string, messageId: string) => (s: HearthState): Message | undefined =>
+  s.messages[chatId]?.[messageId];
+
+/** Read with `useHearthShallow`. */
+export const selectBranchInfo = (chatId: string, messageId: string) => (s: HearthState): BranchInfo => {
+  const messages = s.messages[chatId];
+  return messages ? branchInfo(messages, messageId) : single;
+};
+
+export const selectStreamingId = (chatId: string) => (s: HearthState): string | null => {
+  const messages = s.messages[chatId];
+  return messages ? streamingMessageId(messages) : null;
+};
+
+export const selectLocalModels: Selector<HearthState['localModels']> = (s) => s.localModels;
+export const selectLocalModelsError: Selector<HearthError | null> = (s) => s.localModelsError;
+export const selectRecommended: Selector<HearthState['recommended']> = (s) => s.recommended;
+export const selectLoadPending: Selector<boolean> = (s) => s.loadPending;
+export const selectLoadError: Selector<HearthError | null> = (s) => s.loadError;
+
+/** The newest download of a URI (a resume starts a new one). */
+export const selectDownloadFor = (uri: string) => (s: HearthState): DownloadProgress | undefined => {
+  let found: DownloadProgress | undefined;
+  for (const progress of Object.values(s.downloads)) if (progress.uri === uri) found = progress;
+  return found;
+};
+
+export const selectNotice = (chatId: string) => (s: HearthState) => (s.notice?.chatId === chatId ? s.notice.error : null);
+
+export const selectProfile: Selector<HearthState['profile']> = (s) => s.profile;
+export const selectProfileError: Selector<HearthError | null> = (s) => s.profileError;
+export const selectKvPlan: Selector<HearthState['kvPlan']> = (s) => s.kvPlan;
+export const selectKvPlanInput: Selector<HearthState['kvPlanInput']> = (s) => s.kvPlanInput;
+export const selectKvPlanError: Selector<HearthError | null> = (s) => s.kvPlanError;
+export const selectKvPlanPending: Selector<boolean> = (s) => s.kvPlanPending;
+export const selectKvQuality: Selector<HearthState['kvQuality']> = (s) => s.kvQuality;
+export const selectKvQualityPath: Selector<string | null> = (s) => s.kvQualityPath;
+export const selectKvQualityError: Selector<HearthError | null> = (s) => s.kvQualityError;
+export const selectKvQualityPending: Selector<boolean> = (s) => s.kvQualityPending;
+/** A model's cached plan on the Models screen; undefined before it is first asked for. */
+export const selectModelPlan = (target: PlanTarget) => (s: HearthState): ModelPlanEntry | undefined => s.modelPlans[planKey(target)];
+
+/**
+ * The model the Settings screen's Model section is about: the loaded (or loading) one, else the
+ * last one loaded; null when there has never been one.
+ */
+export const selectProfilePath: Selector<string | null> = (s) => s.model.model?.path ?? s.settings?.lastModelPath ?? null;
+
+// The Cache view (issue 5). A tick replaces the whole snapshot; these read its parts, and the
+// object ones (memory, a slot, the store) hold primitives only, so `useHearthShallow` re-renders
+// a section only when one of its figures changed.
+export const selectCacheRing: Selector<HearthState['cacheRing']> = (s) => s.cacheRing;
+export const selectHasSnapshot: Selector<boolean> = (s) => s.snapshot !== null;
+/** Read with `useHearthShallow`. */
+export const selectCacheMemory: Selector<CacheMemory | null> = (s) => s.snapshot?.memory ?? null;
+export const selectSlotCount: Selector<number> = (s) => s.snapshot?.slots.length ?? 0;
+/** Read with `useHearthShallow`. */
+export const selectCacheSlot = (index: number) => (s: HearthState): CacheSlot | null => s.snapshot?.slots[index] ?? null;
+/** Read with `useHearthShallow`. */
+export const selectCacheStore: Selector<CacheStoreStats | null> = (s) => s.snapshot?.store ?? null;
+export const selectTurns: Selector<HearthState['turns']> = (s) => s.turns;
+export const selectCacheEvents: Selector<HearthState['events']> = (s) => s.events;
+export const selectCachedChats: Selector<HearthState['cachedChats']> = (s) => s.cachedChats;
+export const selectCacheOverviewError: Selector<HearthError | null> = (s) => s.cacheOverviewError;
+export const selectHitRatioText: Selector<string> = (s) => hitRatioText(s.turns);
+export const selectChatCache = (chatId: string) => (s: HearthState): ChatCache | undefined => s.chatCache[chatId];
