@@ -1,6 +1,7 @@
 // Lint, and the one place where every folder's allowed imports are written down
 // (docs/architecture.md explains the layers). Imports flow one way:
 //
+//   engine/base       small pure helpers (lock, timeout, disposables): nothing
 //   engine/contract   the typed API: zod and itself only
 //   engine/gguf       GGUF reading: contract
 //   engine/kv         the KV store and codec: contract, gguf, engine/sqlite.ts
@@ -24,6 +25,10 @@ const tests = ['**/*.test.ts', '**/*.test.tsx'];
 
 /** One layer: its files, what it may not import (with why), and whether its tests may use fixtures. */
 const layers = [
+  {
+    files: ['engine/base/**/*.ts'],
+    deny: [{ group: ['../*', '../**', ...nodeBuiltins, ...hosts, ...ui, ...llama], message: 'engine/base is the bottom layer: it imports nothing.' }],
+  },
   {
     files: ['engine/contract/**/*.ts'],
     deny: [{ group: [...nodeBuiltins, '../*', ...hosts, ...ui, ...llama], message: 'The contract is pure TypeScript: it imports zod and itself only.' }],

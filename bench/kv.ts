@@ -37,6 +37,7 @@ import { measureKvQuality } from '../engine/worker/quality.ts';
 import { repoRoot, sharedModelsDir, testModelPath } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
 import { machineInfo, round2, timed, type MachineInfo } from './util.ts';
+import { errorText } from '../engine/contract/index.ts';
 
 /** The context each pair's memory is measured at (issue 4: "context memory at 4,096 tokens"). */
 export const CONTEXT_TOKENS = 4096;
@@ -391,7 +392,7 @@ async function measureModel(llama: Llama, modelPath: string, label: string, text
       try {
         plannedBytes = await estimate({ contextSize: CONTEXT_TOKENS, slots: 1, pair, flashAttention });
       } catch (error) {
-        notes.push(`no estimate: ${error instanceof Error ? error.message : String(error)}`);
+        notes.push(`no estimate: ${errorText(error)}`);
       }
       let measuredBytes: number | null = null;
       let prefillTokPerS: number | null = null;

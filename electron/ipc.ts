@@ -3,7 +3,7 @@
  * contract, and run it. Host-specific calls (the native file dialog) are answered here; the
  * rest go to the engine service. Pure (no `electron` import) so it is unit-tested.
  */
-import { err, ok, validateCall, type Result } from '../engine/contract/index.ts';
+import { err, ok, validateCall, type Result, errorText } from '../engine/contract/index.ts';
 
 export interface CallDeps {
   /** The engine service's entry (engine/index.ts `Hearth.call`). */
@@ -27,7 +27,7 @@ export function createCallHandler(deps: CallDeps) {
       try {
         return ok({ path: await deps.pickModelFile() });
       } catch (e) {
-        return err('INTERNAL', `The file dialog failed: ${e instanceof Error ? e.message : String(e)}`);
+        return err('INTERNAL', `The file dialog failed: ${errorText(e)}`);
       }
     }
     return deps.call(checked.name, checked.input);

@@ -11,6 +11,7 @@ import { createCallHandler } from './ipc.ts';
 import { menuTemplate } from './menu.ts';
 import { contentSecurityPolicy, externalLink, isAllowedDownload, isAllowedRequest, isAppUrl, secureWebPreferences } from './policy.ts';
 import { defaultSize, fitToDisplays, loadWindowState, minSize, saveWindowState } from './window-state.ts';
+import { errorText } from '../engine/contract/index.ts';
 
 const here = import.meta.dirname;
 const rendererUrl = process.env['ELECTRON_RENDERER_URL'];
@@ -86,7 +87,7 @@ async function start(): Promise<void> {
   } catch (e) {
     // A HearthStartError (unwritable data directory, damaged database) carries a hint.
     const hint = e instanceof HearthStartError ? `\n\n${e.hint}` : '';
-    dialog.showErrorBox('Hearth could not start', `${e instanceof Error ? e.message : String(e)}${hint}`);
+    dialog.showErrorBox('Hearth could not start', `${errorText(e)}${hint}`);
     app.exit(1);
     return;
   }

@@ -10,6 +10,7 @@ import { codecKvConfigs, formatCodecReport, runCodecBench, type CodecKvName } fr
 import { kvCompressions } from '../engine/contract/api.ts';
 import type { KvCompression } from '../engine/contract/index.ts';
 import { repoRoot } from '../test/support/models.ts';
+import { errorText } from '../engine/contract/index.ts';
 
 const usage = `Usage: npm run bench -- <benchmark> [options]
 
@@ -80,7 +81,7 @@ function parse<O extends ParseArgsOptionsConfig>(args: string[], options: O) {
   try {
     return parseArgs({ args, strict: true, allowPositionals: false, options });
   } catch (error) {
-    fail(error instanceof Error ? error.message : String(error));
+    fail(errorText(error));
   }
 }
 

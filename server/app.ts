@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import type { Duplex } from 'node:stream';
 import { join, resolve } from 'node:path';
 import { WebSocketServer, WebSocket } from 'ws';
-import { err, httpStatusOf, isCallName, maxBodyBytes, type ErrorCode, type HearthEvent, type Result } from '../engine/contract/index.ts';
+import { err, httpStatusOf, isCallName, maxBodyBytes, type ErrorCode, type HearthEvent, type Result, errorText } from '../engine/contract/index.ts';
 import { cookieName, generateToken, isAllowedOrigin, isAuthorized, tokenMatches } from './auth.ts';
 import { contentTypeOf, regularFile, resolveStaticPath } from './static.ts';
 
@@ -256,7 +256,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     try {
       text = await hearth.metricsText();
     } catch (e) {
-      log(`hearth: metrics failed: ${e instanceof Error ? e.message : String(e)}`);
+      log(`hearth: metrics failed: ${errorText(e)}`);
       sendText(res, 500, 'Metrics are unavailable.');
       return;
     }

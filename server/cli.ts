@@ -2,6 +2,7 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { errorText } from '../engine/contract/index.ts';
 
 /** Used when `--port` is not given; if it is taken, the host falls back to a free port. */
 export const defaultPort = 4723;
@@ -62,7 +63,7 @@ export function parseCli(argv: readonly string[], cwd: string = process.cwd()): 
       allowPositionals: false,
     }));
   } catch (e) {
-    return { ok: false, message: e instanceof Error ? e.message : String(e) };
+    return { ok: false, message: errorText(e) };
   }
   let port = defaultPort;
   if (values.port !== undefined) {

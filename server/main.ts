@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createHearth, HearthStartError, type Hearth } from '../engine/index.ts';
 import { createServer, type RunningServer } from './app.ts';
 import { parseCli, usage } from './cli.ts';
+import { errorText } from '../engine/contract/index.ts';
 
 const repoRoot = join(import.meta.dirname, '..');
 const staticDir = join(repoRoot, 'out', 'renderer');
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
       });
     } else {
       await hearth.dispose();
-      fail(inUse ? `port ${options.port} is already in use; pass --port 0 to pick a free one.` : `cannot listen: ${e instanceof Error ? e.message : String(e)}`);
+      fail(inUse ? `port ${options.port} is already in use; pass --port 0 to pick a free one.` : `cannot listen: ${errorText(e)}`);
     }
   }
   running.server = server;

@@ -93,3 +93,16 @@ export const httpStatusOf: Readonly<Record<ErrorCode, number>> = {
   NOT_SUPPORTED: 501,
   INTERNAL: 500,
 };
+
+/**
+ * The text of anything thrown, for a message or a log line: an Error's message (or its name when
+ * the message is empty), anything else as a string. Never throws.
+ */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  try {
+    return String(error);
+  } catch {
+    return 'an unprintable error';
+  }
+}

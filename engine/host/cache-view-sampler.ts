@@ -10,6 +10,7 @@
 import type { CacheMemory, CacheSnapshot, CacheStoreStats, HearthEvent, KvStatus, Result, Settings } from '../contract/index.ts';
 import type { EngineMetrics, MemoryMetrics, SlotMetrics, StoreMetrics } from '../protocol.ts';
 import { storeInfo, type AppliedKvCodec } from './kv-stats.ts';
+import { errorText } from '../contract/index.ts';
 
 /** 4 Hz: smooth enough for cells rising while a reply streams, cheap for the engine (issue 5). */
 export const cacheTickMs = 250;
@@ -214,7 +215,7 @@ export class CacheViewSampler {
       const sampled = await this.#deps.metrics(sampleTimeoutMs);
       if (sampled.ok) metrics = sampled.value;
     } catch (error) {
-      this.#deps.log?.('warn', `a cache sample failed: ${error instanceof Error ? error.message : String(error)}`);
+      this.#deps.log?.('warn', `a cache sample failed: ${errorText(error)}`);
     }
     if (this.#disposed) return;
     const snapshot = toCacheSnapshot({ metrics, settings: this.#deps.settings(), kv: this.#deps.kvStatus(), applied: this.#deps.applied?.() ?? null, seq: ++this.#seq, at: this.#now() });

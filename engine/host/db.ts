@@ -11,7 +11,7 @@
  * would block the host's event loop 4× a second for nothing.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import { hearthError, type HearthError } from '../contract/index.ts';
+import { hearthError, type HearthError, errorText } from '../contract/index.ts';
 import { openSqlite } from '../sqlite.ts';
 
 export { durably, migrate, transaction, userVersion } from '../sqlite.ts';
@@ -113,10 +113,6 @@ const SQLITE_CORRUPT = 11;
 const SQLITE_FULL = 13;
 const SQLITE_NOTADB = 26;
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** True for SQLITE_BUSY and SQLITE_LOCKED: another connection holds the lock (past the busy timeout, if any). */
 export function isDatabaseLocked(error: unknown): boolean {
   const code = sqliteCode(error);
@@ -149,23 +145,23 @@ export function databaseStartError(file: string, error: unknown): { readonly mes
   const code = sqliteCode(error);
   if (code === SQLITE_NOTADB || code === SQLITE_CORRUPT) {
     return {
-      message: `Hearth's database ${file} is damaged (${describe(error)}). Hearth has not changed it.`,
+      message: `Hearth's database ${file} is damaged (${errorText(error)}). Hearth has not changed it.`,
       hint: `Restore ${file} from a backup, or move it aside (for example rename it to hearth.db.damaged, with its -wal file if there is one) and start Hearth again with an empty chat list; the sqlite3 tool's ".recover" command can often save the chats from the damaged copy.`,
     };
   }
   if (code === SQLITE_BUSY || code === SQLITE_LOCKED) {
     return {
-      message: `Hearth's database ${file} is locked by another process (${describe(error)}).`,
+      message: `Hearth's database ${file} is locked by another process (${errorText(error)}).`,
       hint: 'Another Hearth, or a program that has hearth.db open (a database browser, a backup tool), is writing to it. Close that program and start Hearth again.',
     };
   }
   if (code === SQLITE_FULL) {
     return { message: `Hearth cannot write its database ${file}: the disk is full.`, hint: 'Free some disk space and start Hearth again.' };
   }
-  if (/newer Hearth/.test(describe(error))) {
-    return { message: `Hearth cannot open its database ${file}: ${describe(error)}`, hint: 'Update Hearth, or start this version with another data directory (--data-dir).' };
+  if (/newer Hearth/.test(errorText(error))) {
+    return { message: `Hearth cannot open its database ${file}: ${errorText(error)}`, hint: 'Update Hearth, or start this version with another data directory (--data-dir).' };
   }
-  return { message: `Hearth cannot open its database ${file} (${describe(error)}).`, hint: 'Check that the data directory is writable and not full.' };
+  return { message: `Hearth cannot open its database ${file} (${errorText(error)}).`, hint: 'Check that the data directory is writable and not full.' };
 }
 
 /**
@@ -178,13 +174,13 @@ export function databaseCallError(error: unknown): HearthError | null {
   if (code === SQLITE_BUSY || code === SQLITE_LOCKED) {
     return hearthError(
       'BUSY',
-      `Hearth's database is locked by another process (${describe(error)}); nothing was saved.`,
+      `Hearth's database is locked by another process (${errorText(error)}); nothing was saved.`,
       'Another Hearth, or a program that has hearth.db open (a database browser, a backup tool), is writing to it. Close it and try again.',
     );
   }
-  if (code === SQLITE_FULL) return hearthError('DISK_FULL', `Hearth's database cannot grow: the disk is full (${describe(error)}); nothing was saved.`, 'Free some disk space and try again.');
+  if (code === SQLITE_FULL) return hearthError('DISK_FULL', `Hearth's database cannot grow: the disk is full (${errorText(error)}); nothing was saved.`, 'Free some disk space and try again.');
   if (code === SQLITE_CORRUPT || code === SQLITE_NOTADB) {
-    return hearthError('INTERNAL', `Hearth's database is damaged (${describe(error)}).`, 'Quit Hearth and restore hearth.db from a backup; the sqlite3 tool\'s ".recover" command can often save the chats.');
+    return hearthError('INTERNAL', `Hearth's database is damaged (${errorText(error)}).`, 'Quit Hearth and restore hearth.db from a backup; the sqlite3 tool\'s ".recover" command can often save the chats.');
   }
   return null;
 }

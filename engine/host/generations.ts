@@ -4,6 +4,7 @@
  * chats queue in the engine (one generation at a time) but all show as streaming.
  */
 import { hearthError, type Chat, type HearthError, type HearthEvent, type Message, type MessageStats, type Result } from '../contract/index.ts';
+import { settlesWithin } from '../base/timeout.ts';
 import type { GenerateOutput, PromptMessage, WorkerEvent } from '../protocol.ts';
 import type { Metrics } from './metrics.ts';
 import { newId, type ChatStore, type Finish } from './chat-store.ts';
@@ -109,7 +110,7 @@ export class Generations {
     const run = this.#byChat.get(chatId);
     if (!run) return false;
     await this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: waitMs });
-    await within(run.done, waitMs);
+    await settlesWithin(run.done, waitMs);
     return true;
   }
 
@@ -128,7 +129,7 @@ export class Generations {
   async stopAll(graceMs: number): Promise<void> {
     const runs = [...this.#byChat.values()];
     for (const run of runs) void this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: graceMs });
-    await within(Promise.all(runs.map((r) => r.done)), graceMs);
+    await settlesWithin(Promise.all(runs.map((r) => r.done)), graceMs);
     for (const run of runs) {
       if (run.detached) continue;
       this.#finish(run, {
@@ -189,10 +190,4 @@ export class Generations {
     }
     this.#deps.emit({ type: 'message.updated', payload: { message } });
   }
-}
-
-async function within(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }

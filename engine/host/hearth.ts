@@ -12,8 +12,7 @@ import {
   type HearthApi,
   type HearthEvent,
   type ModelProfile,
-  type Result,
-} from '../contract/index.ts';
+  type Result, errorText } from '../contract/index.ts';
 import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
 import { CacheViewLog, describeKvSettings, describeModelLoaded, describeProfileSaved, describeRestart, logTurnLimit } from './cache-view-log.ts';
 import { CacheViewSampler } from './cache-view-sampler.ts';
@@ -130,7 +129,7 @@ function prepareDataDir(dataDir: string): DataDirs {
 
 function describe(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorText(error);
   return code ? `${code}: ${message}` : message;
 }
 
@@ -268,7 +267,7 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
         // A locked, full or damaged hearth.db is the user's to fix: say what to do (db.ts).
         const known = databaseCallError(error);
         if (known) return { ok: false, error: known };
-        return err('INTERNAL', `${name} failed unexpectedly: ${error instanceof Error ? error.message : String(error)}`);
+        return err('INTERNAL', `${name} failed unexpectedly: ${errorText(error)}`);
       }
     };
 

@@ -4,6 +4,7 @@
  * run one at a time under a lock.
  */
 import { stat } from 'node:fs/promises';
+import { Lock } from '../base/lock.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { err, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelProfile, type ModelStatus, type Result, type Settings } from '../contract/index.ts';
@@ -63,7 +64,7 @@ export async function resolveModelFile(input: string): Promise<Result<string>> {
 export class ModelManager {
   readonly #deps: ModelManagerDeps;
   #status: ModelStatus = { status: 'idle' };
-  #lock: Promise<unknown> = Promise.resolve();
+  readonly #lock = new Lock('model');
   /** The model the user wants loaded: reloaded after an engine restart. */
   #wanted: string | null = null;
   #reloadAfterRestart = false;
@@ -100,7 +101,7 @@ export class ModelManager {
     if (!file.ok) return this.#rejected(file.error);
     const checked = await this.#deps.inspect(file.value);
     if (!checked.ok) return this.#rejected(checked.error);
-    return this.#exclusive(async () => {
+    return this.#lock.run(async () => {
       // Checked here, in turn with other loads, so it sees the profile as it is when this load runs.
       const profile = await this.#resolveProfile(file.value, checked.value.name);
       if (!profile.ok) {
@@ -136,7 +137,7 @@ export class ModelManager {
 
   /** Unloads the model; the app then starts without one too. */
   async unload(): Promise<Result<ModelStatus>> {
-    return this.#exclusive(async () => {
+    return this.#lock.run(async () => {
       await this.#deps.stopReplies();
       this.#wanted = null;
       this.#reloadAfterRestart = false;
@@ -171,12 +172,6 @@ export class ModelManager {
   #rejected(error: HearthError): Result<never> {
     if (this.#status.status !== 'ready' && this.#status.status !== 'loading') this.#set({ status: 'error', error });
     return { ok: false, error };
-  }
-
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#lock.then(fn, fn);
-    this.#lock = run.catch(() => undefined);
-    return run;
   }
 
   #set(status: ModelStatus): void {

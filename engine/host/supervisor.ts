@@ -16,7 +16,8 @@
  * `crashLoopAfter`-th crash in a row, the 'restarting' status carries `crashLoop` with a clear
  * error, and calls made meanwhile answer that error instead of "try again in a moment".
  */
-import { err, hearthError, type EngineStatus, type HearthError, type Result } from '../contract/index.ts';
+import { err, hearthError, type EngineStatus, type HearthError, type Result, errorText } from '../contract/index.ts';
+import { settlesWithin } from '../base/timeout.ts';
 import type { EnginePort, InitInput, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
 import { Emitter } from './emitter.ts';
 
@@ -238,7 +239,7 @@ export class Supervisor {
     try {
       port = this.#options.spawn();
     } catch (error) {
-      this.#onExit(epoch, `could not start: ${error instanceof Error ? error.message : String(error)}`);
+      this.#onExit(epoch, `could not start: ${errorText(error)}`);
       return;
     }
     this.#port = port;
@@ -286,7 +287,7 @@ export class Supervisor {
     try {
       this.#options.onInit?.(input, result.value);
     } catch (error) {
-      this.#log('error', `an init listener threw: ${error instanceof Error ? error.message : String(error)}`);
+      this.#log('error', `an init listener threw: ${errorText(error)}`);
     }
     const wasRestart = this.#status.state === 'restarting';
     this.#runningSince = Date.now();
@@ -414,14 +415,4 @@ export class Supervisor {
     this.#restarted.clear();
     this.#statuses.clear();
   }
-}
-
-async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const done = await Promise.race([promise.then(() => true), timeout]);
-  clearTimeout(timer);
-  return done;
 }

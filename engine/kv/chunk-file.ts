@@ -39,6 +39,7 @@ import { chainKey, tokenBytes, tokensFromBytes } from './fingerprint.ts';
 import type { CodecKernels } from './kernels.ts';
 import type { StoreFileHandle, StoreFs } from './store-fs.ts';
 import { errnoOf } from './store-fs.ts';
+import { errorText } from '../contract/index.ts';
 
 export const chunkMagic = Buffer.from('HKVF', 'latin1');
 /** The version written; every version listed in `readableVersions` is read. */
@@ -227,7 +228,7 @@ export async function readChunkFile(fs: StoreFs, root: string, key: string, kern
     handle = await fs.open(chunkPath(root, key), 'r');
   } catch (error) {
     if (errnoOf(error) === 'ENOENT') return { ok: false, fault: 'missing', detail: 'the file does not exist' };
-    return { ok: false, fault: 'io', detail: error instanceof Error ? error.message : String(error) };
+    return { ok: false, fault: 'io', detail: errorText(error) };
   }
   try {
     const wanted = expectedBytes === undefined ? (await handle.stat()).size : expectedBytes + 1;
@@ -245,7 +246,7 @@ export async function readChunkFile(fs: StoreFs, root: string, key: string, kern
     }
     return verifyChunk(buffer.subarray(0, done), key, kernels);
   } catch (error) {
-    return { ok: false, fault: 'io', detail: error instanceof Error ? error.message : String(error) };
+    return { ok: false, fault: 'io', detail: errorText(error) };
   } finally {
     void handle.close().catch(() => undefined);
   }
@@ -264,7 +265,7 @@ function readChunkFileSync(read: (path: string, buffer: Uint8Array) => number, r
     done = read(chunkPath(root, key), buffer);
   } catch (error) {
     if (errnoOf(error) === 'ENOENT') return { ok: false, fault: 'missing', detail: 'the file does not exist' };
-    return { ok: false, fault: 'io', detail: error instanceof Error ? error.message : String(error) };
+    return { ok: false, fault: 'io', detail: errorText(error) };
   }
   return verifyChunk(buffer.subarray(0, done), key, kernels);
 }

@@ -28,7 +28,7 @@
  * sequence id, stream or chat, so equal prefixes give equal bytes (deduplication).
  */
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
-import { err, ok, type Result } from '../contract/index.ts';
+import { err, ok, type Result, errorText } from '../contract/index.ts';
 import {
   MAX_STREAMS,
   STATE_MAGIC,
@@ -726,5 +726,5 @@ function dropBytes(buffers: Uint8Array[], count: number): Uint8Array[] {
 function ioError(error: unknown, path: string): Result<never> {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') return err('DISK_FULL', `The disk is full: could not write the KV state file ${path}.`);
-  return err('INTERNAL', `Could not write the KV state file ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  return err('INTERNAL', `Could not write the KV state file ${path}: ${errorText(error)}`);
 }

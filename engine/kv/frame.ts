@@ -45,7 +45,7 @@
  */
 import { constants as zlibConstants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import type { KvCompression } from '../contract/index.ts';
-import { err, ok, type Result } from '../contract/index.ts';
+import { err, ok, type Result, errorText } from '../contract/index.ts';
 import { CHUNK_HEADER_BYTES, CHUNK_MAGIC, checkChunkHeader, readChunkHeader, type StateShape } from './codec.ts';
 import { q8_0Bytes, type CodecKernels } from './kernels.ts';
 
@@ -208,7 +208,7 @@ export function encodeChunk(shape: StateShape, payload: Uint8Array, mode: KvComp
     frame.set(z, at + rAt);
     return ok(frame);
   } catch (error) {
-    return err('INTERNAL', `The KV chunk could not be encoded: ${error instanceof Error ? error.message : String(error)}`);
+    return err('INTERNAL', `The KV chunk could not be encoded: ${errorText(error)}`);
   }
 }
 
@@ -353,7 +353,7 @@ export function decodeChunk(shape: StateShape, stored: Uint8Array, kernels: Code
         maxOutputLength: layout.zDecoded,
       });
     } catch (error) {
-      return bad(`its Z stream does not decode (${error instanceof Error ? error.message : String(error)})`);
+      return bad(`its Z stream does not decode (${errorText(error)})`);
     }
     if (z.byteLength !== layout.zDecoded) return bad(`its Z stream decodes to ${z.byteLength} bytes, not ${layout.zDecoded}`);
   }
@@ -377,7 +377,7 @@ export function decodeChunk(shape: StateShape, stored: Uint8Array, kernels: Code
       at += part.outBytes;
     }
   } catch (error) {
-    return err('INTERNAL', `The KV chunk could not be decoded: ${error instanceof Error ? error.message : String(error)}`);
+    return err('INTERNAL', `The KV chunk could not be decoded: ${errorText(error)}`);
   }
   const check = readChunkHeader(target, shape);
   return check.ok ? ok(target) : check;

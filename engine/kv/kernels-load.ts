@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { KvCodecInfo } from '../contract/index.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import type { CodecKernels } from './kernels.ts';
+import { errorText } from '../contract/index.ts';
 
 const ADDON = join('native', 'build', 'Release', 'hearth_kv.node');
 export const NOT_BUILT = 'the native addon is not built (npm run build:native)';
@@ -66,7 +67,7 @@ function loadNative(): NativeResult {
     };
     return { kernels, features: String(addon.features) };
   } catch (error) {
-    return { reason: `the native addon failed to load: ${error instanceof Error ? error.message : String(error)}` };
+    return { reason: `the native addon failed to load: ${errorText(error)}` };
   }
 }
 

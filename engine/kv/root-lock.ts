@@ -16,6 +16,7 @@
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { errorText } from '../contract/index.ts';
 
 /** The file the lock is held on, in the KV root. */
 export const lockFileName = 'lock';
@@ -81,7 +82,7 @@ export function tryLockRoot(root: string): LockAttempt {
       // not open
     }
     if (isBusy(error)) return { status: 'busy', owner: readOwner(root) };
-    return { status: 'unsupported', error: error instanceof Error ? error.message : String(error) };
+    return { status: 'unsupported', error: errorText(error) };
   }
   const held = db;
   const owner: RootOwner = { pid: process.pid, startedAt: Math.round(Date.now() - process.uptime() * 1000), since: Date.now() };

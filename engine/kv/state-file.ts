@@ -25,7 +25,7 @@
  * allocates only what the verified cell and token counts need; the K/V bytes are not copied.
  */
 import { open } from 'node:fs/promises';
-import { err, ok, type Result } from '../contract/index.ts';
+import { err, ok, type Result, errorText } from '../contract/index.ts';
 import { ggmlTypes } from '../gguf/format.ts';
 
 /** `LLAMA_STATE_SEQ_MAGIC` ("ggsq"). */
@@ -336,7 +336,7 @@ export async function readStateFile(path: string): Promise<Result<ParsedState>> 
     }
   } catch (error) {
     const code = (error as { code?: unknown } | null)?.code;
-    const why = error instanceof Error ? error.message : String(error);
+    const why = errorText(error);
     return err(code === 'ENOENT' ? 'NOT_FOUND' : 'INTERNAL', `Could not read the state file ${path}: ${why}`);
   }
   return parseStateFile(bytes);

@@ -4,7 +4,7 @@
  */
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { err } from '../contract/index.ts';
+import { err, errorText } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
 import { hearthError } from '../contract/index.ts';
 
@@ -152,21 +152,17 @@ export function isDiskFull(error: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT' || isSqliteFull(error);
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** A thrown fs/SQLite error as a HearthError: DISK_FULL for no space, NOT_FOUND for ENOENT, else INTERNAL. */
 export function toHearthError(error: unknown, context: string): HearthError {
   if (isDiskFull(error)) {
-    return hearthError('DISK_FULL', `${context}: the disk is full (${describe(error)}).`, 'Free some disk space, or lower the KV store budget in Settings.');
+    return hearthError('DISK_FULL', `${context}: the disk is full (${errorText(error)}).`, 'Free some disk space, or lower the KV store budget in Settings.');
   }
   const code = errnoOf(error);
-  if (code === 'ENOENT') return hearthError('NOT_FOUND', `${context}: ${describe(error)}.`);
+  if (code === 'ENOENT') return hearthError('NOT_FOUND', `${context}: ${errorText(error)}.`);
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-    return hearthError('INTERNAL', `${context}: permission denied (${describe(error)}).`, 'Check that Hearth may write to its data directory.');
+    return hearthError('INTERNAL', `${context}: permission denied (${errorText(error)}).`, 'Check that Hearth may write to its data directory.');
   }
-  return hearthError('INTERNAL', `${context}: ${describe(error)}.`);
+  return hearthError('INTERNAL', `${context}: ${errorText(error)}.`);
 }
 
 /** `toHearthError` as a failed Result. */

@@ -23,7 +23,7 @@
  *   as every change to manifest_chunks. A chunk is deleted only at refcount 0, so no eviction or
  *   GC removes a chunk that a live manifest needs. Along a hash chain refcounts never increase (a
  *   manifest holding chunk i holds chunks 0..i-1), so a chat's unshared chunks are its suffix.
- * - Every mutation runs under one FIFO lock (store-lock.ts): a save, an eviction and a GC never
+ * - Every mutation runs under one FIFO lock (engine/base/lock.ts): a save, an eviction and a GC never
  *   interleave. Reads (findLongestPrefix, readChunk) take no lock: renames are atomic, and a file
  *   evicted under a reader is a verified `missing`, i.e. a cache miss.
  * - One process writes a root (root-lock.ts, issue 7). A store opened while another process holds
@@ -36,7 +36,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { crc32 } from 'node:zlib';
-import { err, hearthError, ok } from '../contract/index.ts';
+import { err, hearthError, ok, errorText } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
 import type { ChunkData, ChunkFault } from './chunk-file.ts';
 import { chunkHeaderBytes, chunkPath, chunkSuffix, chunksDir, readChunkFile, tempSuffix, writeChunkFile } from './chunk-file.ts';
@@ -50,7 +50,7 @@ import { commonPrefix, toManifest } from './manifest.ts';
 import { openIndex, transaction } from './store-db.ts';
 import type { StoreFs } from './store-fs.ts';
 import { errnoOf, isDiskFull, nodeFs, ReusableBuffer, toHearthError } from './store-fs.ts';
-import { StoreLock } from './store-lock.ts';
+import { Lock } from '../base/lock.ts';
 import type { RootLock } from './root-lock.ts';
 import { describeBusy, lockRoot, tryLockRoot } from './root-lock.ts';
 
@@ -356,7 +356,7 @@ export async function openKvStore(options: KvStoreOptions): Promise<Result<KvSto
   const unwritable = (error: unknown): Result<KvStore> =>
     err(
       'INTERNAL',
-      `The KV store directory ${root} is not usable: ${error instanceof Error ? error.message : String(error)}.`,
+      `The KV store directory ${root} is not usable: ${errorText(error)}.`,
       'Choose a data directory Hearth can write to, or fix its permissions.',
     );
   let pause: PersistencePause | null = null;
@@ -409,7 +409,7 @@ export async function openKvStore(options: KvStoreOptions): Promise<Result<KvSto
     if (!moved.ok) return fail(unwritable(moved.error));
     log(
       'warn',
-      `The KV index ${indexFile} could not be read (${describeError(error)}): moved aside to ${indexFile}.damaged and started empty; its chunk files are removed, and each chat re-reads its history once.`,
+      `The KV index ${indexFile} could not be read (${errorText(error)}): moved aside to ${indexFile}.damaged and started empty; its chunk files are removed, and each chat re-reads its history once.`,
     );
     try {
       db = openIndex(indexFile);
@@ -452,10 +452,6 @@ function isUnreadableDatabase(error: unknown): boolean {
   if (typeof error !== 'object' || error === null || !('errcode' in error)) return false;
   const code = (error as { errcode: unknown }).errcode;
   return typeof code === 'number' && ((code & 0xff) === 26 || (code & 0xff) === 11);
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**
@@ -518,7 +514,7 @@ class DiskKvStore implements KvStore {
   readonly #readConcurrency: number;
   readonly #kernels: CodecKernels;
   readonly #log: StoreLog;
-  readonly #lock = new StoreLock('kv-store');
+  readonly #lock = new Lock('kv-store');
   readonly #statements = new Map<string, StatementSync>();
   readonly #listeners = new Set<(pause: PersistencePause | null) => void>();
   /** Model hashes in progress, so two callers never hash the same file at once. */
@@ -661,7 +657,7 @@ class DiskKvStore implements KvStore {
         .map(([n, what]) => `${n} ${what}`);
       this.#log('info', `The KV store repaired what an interrupted run left: ${parts.join(', ')}; chats re-read what was lost.`);
     } catch (error) {
-      this.#log('warn', `The KV store could not check itself at open: ${describeError(error)}.`);
+      this.#log('warn', `The KV store could not check itself at open: ${errorText(error)}.`);
     }
   }
 

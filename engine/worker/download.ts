@@ -12,9 +12,8 @@
  */
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { createModelDownloader, type ModelDownloader } from 'node-llama-cpp';
-import { err, hearthError, ok, type DownloadProgress, type HearthError, type Result } from '../contract/index.ts';
+import { err, hearthError, ok, type DownloadProgress, type HearthError, type Result, errorText } from '../contract/index.ts';
 import type { WorkerEvent, WorkerMethods } from '../protocol.ts';
-import { describeError } from './serve.ts';
 
 type DownloadInput = WorkerMethods['download']['input'];
 
@@ -50,7 +49,7 @@ export function isInside(dir: string, path: string): boolean {
 }
 
 function downloadFailure(error: unknown): HearthError {
-  const message = describeError(error);
+  const message = errorText(error);
   if (/ENOSPC|no space left/i.test(message)) {
     return hearthError('DISK_FULL', `The disk is full: ${message}`, 'Free some disk space, then download again: it resumes where it stopped.');
   }

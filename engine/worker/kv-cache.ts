@@ -23,7 +23,7 @@ import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { constants as fsConstants, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
-import { err, ok, type KvCompression, type Result } from '../contract/index.ts';
+import { err, ok, type KvCompression, type Result, errorText } from '../contract/index.ts';
 import {
   STATE_VERSION,
   chunkPayloadSize,
@@ -342,7 +342,7 @@ export class KvCache {
       await removeStaleScratch(scratchDir);
     } catch (error) {
       await store.value.close();
-      return err('INTERNAL', `The KV scratch directory ${scratchDir} cannot be created: ${error instanceof Error ? error.message : String(error)}.`);
+      return err('INTERNAL', `The KV scratch directory ${scratchDir} cannot be created: ${errorText(error)}.`);
     }
     return ok(new KvCache(store.value, options.llamaRelease, scratchDir, compression, kernels));
   }
@@ -480,7 +480,7 @@ export class KvCache {
       try {
         stateBytes = (await sequence.saveStateToFile(scratch)).fileSize;
       } catch (error) {
-        return err('INTERNAL', `The sequence state could not be saved: ${error instanceof Error ? error.message : String(error)}`);
+        return err('INTERNAL', `The sequence state could not be saved: ${errorText(error)}`);
       }
       const parsed = await readStateFile(scratch);
       if (!parsed.ok) return parsed;
@@ -742,7 +742,7 @@ export class KvCache {
         tokensRestored: 0,
         restoreMs: elapsed(),
         bytesRead,
-        fallbackReason: `llama.cpp refused the stored KV (${error instanceof Error ? error.message : String(error)}); re-read from the start`,
+        fallbackReason: `llama.cpp refused the stored KV (${errorText(error)}); re-read from the start`,
       };
     }
     const loaded = sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex;

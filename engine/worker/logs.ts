@@ -3,7 +3,7 @@
  * load model", "Failed to create context" and the state-file message say nothing of the cause;
  * the log does). The engine reads the recent warning and error lines to explain a failure.
  */
-import { hearthError, type HearthError } from '../contract/index.ts';
+import { hearthError, type HearthError, errorText } from '../contract/index.ts';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -67,7 +67,7 @@ function isMemoryProblem(text: string): boolean {
  * llama.cpp log lines written while it ran.
  */
 export function classifyLoadFailure(error: unknown, logLines: readonly string[], build: string): HearthError {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorText(error);
   const name = error instanceof Error ? error.constructor.name : '';
   const reasons = logLines.map(cleanLogLine).filter((line) => line.length > 0);
 

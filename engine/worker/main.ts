@@ -7,7 +7,8 @@
  * exceptions are logged.
  */
 import { createRuntime } from './runtime.ts';
-import { createServer, describeError } from './serve.ts';
+import { errorText } from '../contract/index.ts';
+import { createServer } from './serve.ts';
 import { connectToParent } from './transport.ts';
 import type { WorkerToHost } from '../protocol.ts';
 
@@ -20,8 +21,8 @@ if (!channel) {
 const send = (message: WorkerToHost): void => channel.send(message);
 const log = (level: 'error' | 'warn', message: string): void => send({ kind: 'event', event: { type: 'log', level, message } });
 
-process.on('uncaughtException', (error) => log('error', `Uncaught exception in the engine: ${describeError(error)}\n${error instanceof Error ? (error.stack ?? '') : ''}`));
-process.on('unhandledRejection', (reason) => log('error', `Unhandled rejection in the engine: ${describeError(reason)}`));
+process.on('uncaughtException', (error) => log('error', `Uncaught exception in the engine: ${errorText(error)}\n${error instanceof Error ? (error.stack ?? '') : ''}`));
+process.on('unhandledRejection', (reason) => log('error', `Unhandled rejection in the engine: ${errorText(reason)}`));
 
 const runtime = createRuntime((event) => send({ kind: 'event', event }));
 

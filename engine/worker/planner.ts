@@ -28,7 +28,7 @@
 import { freemem, totalmem } from 'node:os';
 import { stat } from 'node:fs/promises';
 import { GgmlType, GgufInsights, readGgufFileInfo, type Llama, type LlamaContext, type LlamaModel } from 'node-llama-cpp';
-import { err, ok, type DeviceMemory, type KvCacheType, type KvPlan, type ModelProfile, type Result } from '../contract/index.ts';
+import { err, ok, type DeviceMemory, type KvCacheType, type KvPlan, type ModelProfile, type Result, errorText } from '../contract/index.ts';
 import type { WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP } from './constants.ts';
 import {
@@ -41,7 +41,7 @@ import {
   type ProfileCheck,
   type Reserve,
 } from './planner-core.ts';
-import { describeError, type WorkerHandlers } from './serve.ts';
+import type { WorkerHandlers } from './serve.ts';
 
 /** node-llama-cpp's names of the contract's KV types. */
 export const ggmlKvType: Readonly<Record<KvCacheType, GgmlType>> = {
@@ -187,7 +187,7 @@ export class Planner {
       const gpuLayers = device.backend === 'cpu' ? 0 : insights.value.totalLayers;
       return ok(await buildPlan({ shape: readModelShape(insights.value), device, reserve, contextSize, slots, estimate: v2Estimator(insights.value, gpuLayers) }));
     } catch (error) {
-      return err('INTERNAL', `The planner failed: ${describeError(error)}`);
+      return err('INTERNAL', `The planner failed: ${errorText(error)}`);
     }
   }
 
@@ -215,7 +215,7 @@ export class Planner {
         }),
       );
     } catch (error) {
-      return err('INTERNAL', `The profile check failed: ${describeError(error)}`);
+      return err('INTERNAL', `The profile check failed: ${errorText(error)}`);
     }
   }
 
@@ -237,7 +237,7 @@ export class Planner {
         if (!info.isFile()) return err('MODEL_INVALID', `${source.path} is not a file.`);
         key = `path:${source.path}:${info.size}:${info.mtimeMs}`;
       } catch (error) {
-        return err('NOT_FOUND', `The model file ${source.path} cannot be read: ${describeError(error)}`);
+        return err('NOT_FOUND', `The model file ${source.path} cannot be read: ${errorText(error)}`);
       }
     } else {
       key = `uri:${source.uri}`;
@@ -264,8 +264,8 @@ export class Planner {
     } catch (error) {
       this.#insights.delete(key);
       return 'path' in source
-        ? err('MODEL_INVALID', `The GGUF header of ${source.path} cannot be read: ${describeError(error)}`)
-        : err('DOWNLOAD_FAILED', `The GGUF header at ${source.uri} cannot be read: ${describeError(error)}`, 'Check the address and the network connection.');
+        ? err('MODEL_INVALID', `The GGUF header of ${source.path} cannot be read: ${errorText(error)}`)
+        : err('DOWNLOAD_FAILED', `The GGUF header at ${source.uri} cannot be read: ${errorText(error)}`, 'Check the address and the network connection.');
     }
   }
 }

@@ -45,7 +45,7 @@ import { constants as fsConstants, accessSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GgmlType, InsufficientMemoryError, type ControlledEvaluateIndexOutput, type ControlledEvaluateInputItem, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
-import { err, kvCacheTypes, ok, type KvCacheType, type KvLossyQuality, type KvQuality, type Result } from '../contract/index.ts';
+import { err, kvCacheTypes, ok, type KvCacheType, type KvLossyQuality, type KvQuality, type Result, errorText } from '../contract/index.ts';
 import { assembleStateFile, cutChunks, readStateFile } from '../kv/codec.ts';
 import { decodeChunk, encodeChunk, lossyApplies } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
@@ -53,7 +53,6 @@ import { loadKernels } from '../kv/kernels-load.ts';
 import type { WorkerMethods } from '../protocol.ts';
 import { ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
 import { denseDistribution, QualityTally, qualityVerdict } from './quality-math.ts';
-import { describeError } from './serve.ts';
 
 /** Positions compared by default: a few seconds on a 1B-class model on a laptop CPU. */
 export const DEFAULT_QUALITY_TOKENS = 512;
@@ -135,7 +134,7 @@ export async function measureKvQuality(
       if (error instanceof InsufficientMemoryError) {
         return err('OUT_OF_MEMORY', `There is not enough memory for the quality meter's two ${tokens.length}-token contexts.`, 'Unload other programs, or lower the context size.');
       }
-      return err('INTERNAL', `The quality meter could not create a ${kType}/${vType} context: ${describeError(error)}`);
+      return err('INTERNAL', `The quality meter could not create a ${kType}/${vType} context: ${errorText(error)}`);
     }
     const tally = new QualityTally();
     const compared = await compareSequences(reference.getSequence(), candidate.getSequence(), tokens, tally);
@@ -152,7 +151,7 @@ export async function measureKvQuality(
       measuredAt: Date.now(),
     });
   } catch (error) {
-    return err('INTERNAL', `The quality meter failed: ${describeError(error)}`);
+    return err('INTERNAL', `The quality meter failed: ${errorText(error)}`);
   } finally {
     for (const context of contexts) await context.dispose().catch(() => undefined);
   }
@@ -253,7 +252,7 @@ export async function measureLossyQuality(model: LlamaModel, options: LossyQuali
       candidate = await create();
     } catch (error) {
       if (error instanceof InsufficientMemoryError) return err('OUT_OF_MEMORY', `There is not enough memory for two ${tokens.length}-token contexts.`);
-      return err('INTERNAL', `Could not create a ${kType}/${vType} context: ${describeError(error)}`);
+      return err('INTERNAL', `Could not create a ${kType}/${vType} context: ${errorText(error)}`);
     }
     const referenceSequence = reference.getSequence();
     const candidateSequence = candidate.getSequence();
@@ -299,7 +298,7 @@ export async function measureLossyQuality(model: LlamaModel, options: LossyQuali
     if (!compared.ok) return compared;
     return ok({ klVsLossless: tally.meanKl, top1Agreement: tally.top1Agreement, positions: tally.positions });
   } catch (error) {
-    return err('INTERNAL', `The lossy measurement failed: ${describeError(error)}`);
+    return err('INTERNAL', `The lossy measurement failed: ${errorText(error)}`);
   } finally {
     for (const context of contexts) await context.dispose().catch(() => undefined);
     if (dir !== null) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -335,7 +334,7 @@ export async function measureLoadedQuality(model: LlamaModel, context: LlamaCont
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    return err('NOT_FOUND', `The calibration text ${path} cannot be read: ${describeError(error)}`, 'Reinstall Hearth: the file ships with it.');
+    return err('NOT_FOUND', `The calibration text ${path} cannot be read: ${errorText(error)}`, 'Reinstall Hearth: the file ships with it.');
   }
   const kType = kvTypeFromGgml(context.kvCacheKeyType);
   const vType = kvTypeFromGgml(context.kvCacheValueType);
@@ -356,7 +355,7 @@ export async function measureLoadedQuality(model: LlamaModel, context: LlamaCont
     try {
       kernels = defaultKernels = loadKernels().kernels;
     } catch (error) {
-      log(`The quality meter's lossy figure is missing: the codec kernels did not load (${describeError(error)}).`);
+      log(`The quality meter's lossy figure is missing: the codec kernels did not load (${errorText(error)}).`);
       return main;
     }
   }

@@ -52,12 +52,12 @@ import { KvCache, type KvProfile } from './kv-cache.ts';
 import { loadKernels } from '../kv/kernels-load.ts';
 import { cachedFor, evictActivity, forgetActivity, saveActivity, summarizeIntegrity, uncheckedReport } from './kv-activity.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
-import { err, ok, type DeviceMemory, type MessageStats, type ModelInfo, type Result } from '../contract/index.ts';
+import { err, ok, type DeviceMemory, type MessageStats, type ModelInfo, type Result, errorText } from '../contract/index.ts';
 import type { KvStoreStats } from '../kv/store.ts';
 import type { EngineMetrics, GenerateInput, KvActivity, GenerateOutput, PromptMessage, ResolvedProfile, WorkerEvent, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE, MIN_REPLY_TOKENS, RAM_CAP_ENV, TOKEN_FLUSH_MS } from './constants.ts';
 import { Downloads } from './download.ts';
-import { FifoLock } from './lock.ts';
+import { Lock } from '../base/lock.ts';
 import { checkResolvedProfile, ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
 import { KvEditRefused, KvGuard, rebuildWindow, replyReserve, SINK_TOKENS, streamShiftSize, type StreamWindow } from './overflow.ts';
 import { streamTurn } from './streaming.ts';
@@ -65,7 +65,7 @@ import { contextMemory, createPlanHandlers, readDevice, readModelShape } from '.
 import { kvBytesPerToken } from './planner-core.ts';
 import { measureLoadedQuality } from './quality.ts';
 import { classifyLoadFailure, LogRing, type LogLevel } from './logs.ts';
-import { describeError, type WorkerHandlers } from './serve.ts';
+import type { WorkerHandlers } from './serve.ts';
 import { SlotTable, type Slot } from './slots.ts';
 
 /** How long a generation waits for the model's KV profile (its file hash) before going without. */
@@ -188,7 +188,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   let logLevel: LogLevel = 'warn';
   let loaded: Loaded | null = null;
   const logRing = new LogRing(50);
-  const lock = new FifoLock('engine');
+  const lock = new Lock('engine');
   /** Generations queued or running, by request id. */
   const generations = new Map<string, AbortController>();
   let runningRequestId: string | null = null;
@@ -254,7 +254,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       if (r.evicted) kvActivity(evictActivity(r.evicted));
       return r.tokens;
     } catch (error) {
-      log('warn', `KV save of ${manifestId} failed: ${describeError(error)}`);
+      log('warn', `KV save of ${manifestId} failed: ${errorText(error)}`);
       return null;
     }
   }
@@ -298,7 +298,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         if (!info.isFile()) return err('MODEL_INVALID', `${path} is not a file.`);
         fileSize = info.size;
       } catch (error) {
-        return err('NOT_FOUND', `The model file ${path} cannot be read: ${describeError(error)}`);
+        return err('NOT_FOUND', `The model file ${path} cannot be read: ${errorText(error)}`);
       }
 
       const mark = logRing.mark();
@@ -943,7 +943,7 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
           return ok({ build });
         } catch (error) {
           initializing = null;
-          return err('INTERNAL', `llama.cpp could not be loaded: ${describeError(error)}`);
+          return err('INTERNAL', `llama.cpp could not be loaded: ${errorText(error)}`);
         }
       })();
       return initializing;

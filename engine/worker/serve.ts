@@ -3,7 +3,7 @@
  * does (engine/protocol.ts). A handler that throws or rejects is a bug, answered with INTERNAL;
  * the process keeps serving.
  */
-import { err, type Result } from '../contract/index.ts';
+import { err, type Result, errorText } from '../contract/index.ts';
 import type { WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
 
 /** One async function per protocol method. Handlers return expected failures as `Result`s. */
@@ -16,11 +16,6 @@ export interface ServeOptions {
   readonly handlers: WorkerHandlers;
   /** Where failures of the serving itself are reported (a log event by default). */
   readonly onProblem?: (message: string) => void;
-}
-
-export function describeError(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  return String(error);
 }
 
 /**
@@ -51,14 +46,14 @@ export function createServer(options: ServeOptions): (message: unknown) => Promi
         const handler = handlers[method as WorkerMethod] as (input: unknown) => Promise<Result<unknown>>;
         result = await handler(input);
       } catch (error) {
-        result = err('INTERNAL', `The engine failed in ${method}: ${describeError(error)}`);
+        result = err('INTERNAL', `The engine failed in ${method}: ${errorText(error)}`);
       }
     }
     try {
       send({ kind: 'result', id, result });
     } catch (error) {
       // A result that cannot be serialized is still answered, so the caller never waits forever.
-      send({ kind: 'result', id, result: err('INTERNAL', `The engine could not send the result of ${String(method)}: ${describeError(error)}`) });
+      send({ kind: 'result', id, result: err('INTERNAL', `The engine could not send the result of ${String(method)}: ${errorText(error)}`) });
     }
   };
 }

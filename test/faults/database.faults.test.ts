@@ -32,6 +32,7 @@ import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { recordFault } from './record.ts';
 import { holdWriteLock, launch, lostMessages, sleep, tearLastFrame, turn, walFrames, type Acked, type Session } from './store-support.ts';
+import { errorText } from '../../engine/contract/index.ts';
 
 const rng = mulberry32(9001);
 const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -84,7 +85,7 @@ describe('database damage: torn WALs, locks, damaged files', () => {
         await s.stop();
         return 'the host started';
       },
-      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+      (error: unknown) => (errorText(error)),
     );
   const appendGarbage = (wal: string): void => {
     const { pageSize, frames } = walFrames(wal);

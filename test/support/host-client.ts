@@ -5,6 +5,7 @@
  */
 import WebSocket from 'ws';
 import type { CallInput, CallName, CallOutputs, HearthEvent, Result } from '../../engine/contract/index.ts';
+import { errorText } from '../../engine/contract/index.ts';
 
 export class HostClient {
   readonly origin: string;
@@ -49,7 +50,7 @@ export class HostClient {
       });
       return (await response.json()) as Result<CallOutputs[N]>;
     } catch (e) {
-      return { ok: false, error: { code: 'INTERNAL', message: `the host did not answer: ${e instanceof Error ? e.message : String(e)}` } };
+      return { ok: false, error: { code: 'INTERNAL', message: `the host did not answer: ${errorText(e)}` } };
     }
   }
 

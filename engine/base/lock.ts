@@ -1,10 +1,10 @@
 /**
- * The KV store's named FIFO lock (style.md §6: "changes run under a named lock"). Every mutation
- * of the store (writing chunks, committing manifests, eviction, GC) runs under it, so a save and
- * an eviction can never interleave between a chunk's rename and its manifest's commit. A task that
- * throws releases the lock and rethrows to its own caller only.
+ * A named FIFO lock: `run` calls wait their turn in arrival order. Every change to a long-lived
+ * resource (a loaded model, the KV store, the model manager) runs under one, so two changes never
+ * interleave between their awaits. A task that throws releases the lock and rethrows to its own
+ * caller only; the next task still runs.
  */
-export class StoreLock {
+export class Lock {
   readonly name: string;
   #tail: Promise<void> = Promise.resolve();
   #pending = 0;
