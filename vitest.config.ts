@@ -11,7 +11,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{engine,server,electron,renderer,scripts}/**/*.test.{ts,tsx}', 'test/{support,faults}/**/*.test.ts'],
+          include: ['{engine,server,electron,renderer,scripts}/**/*.test.{ts,tsx}', 'test/{support,faults,lint}/**/*.test.ts'],
           exclude: ['**/*.model.test.ts', '**/*.faults.test.ts', 'node_modules/**'],
           environment: 'node',
         },
