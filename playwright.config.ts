@@ -5,8 +5,8 @@ import { defineConfig } from '@playwright/test';
  * runs the real engine process on the generated tiny model. The renderer must be built first
  * (`npm test` runs `npm run build` before `playwright test`).
  *
- * Debian's Chromium is used because `npx playwright install` cannot download here
- * (../shared/docs/facts.md, "Browser tests"); CHROMIUM_PATH overrides it.
+ * Debian's Chromium is used because `npx playwright install` cannot download on the build
+ * machine (docs/decisions/testing-without-electron.md); CHROMIUM_PATH overrides it.
  */
 export default defineConfig({
   testDir: 'test/e2e',

@@ -1,17 +1,18 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects: fast unit tests; model tests that run real inference on the generated GGUF
-// (forked workers, one file at a time (style.md §8), because each loads llama.cpp and uses
-// `threads: 1`); and the fault suite (issue 7: kills, corruption, full disks, load), which drives
-// real host and engine processes and prints its ledger as a table at the end. `npm test` runs
-// the fault suite as its own step (`npm run test:faults`), so its time is visible.
+// Four projects: fast unit tests; model tests that run real inference on the generated GGUF
+// (forked workers, one file at a time, because each loads llama.cpp and uses `threads: 1`:
+// docs/decisions/threads.md); the fault suite (kills, corruption, full disks, load), which drives
+// real host and engine processes and prints its ledger as a table at the end; and the package
+// check, which needs `npm run build` first. `npm test` runs the last two as their own steps
+// (`npm run test:faults`, `npm run test:package`), so their time is visible.
 export default defineConfig({
   test: {
     projects: [
       {
         test: {
           name: 'unit',
-          include: ['{engine,server,electron,renderer,scripts}/**/*.test.{ts,tsx}', 'test/{support,faults,lint}/**/*.test.ts'],
+          include: ['{engine,server,electron,renderer,scripts,bench}/**/*.test.{ts,tsx}', 'test/{support,faults,lint}/**/*.test.ts'],
           exclude: ['**/*.model.test.ts', '**/*.faults.test.ts', 'node_modules/**'],
           environment: 'node',
         },
@@ -35,6 +36,14 @@ export default defineConfig({
           testTimeout: 240_000,
           hookTimeout: 120_000,
           globalSetup: ['test/faults/summary.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'package',
+          include: ['test/packaging/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 240_000,
         },
       },
     ],

@@ -1,6 +1,7 @@
 /**
  * Starts the engine in an Electron utilityProcess (a Node process that Chromium supervises),
- * so a llama.cpp crash (facts.md) kills only the engine, never the window or main.
+ * so a llama.cpp crash (one is in docs/decisions/quantized-k-shift-crash.md) kills only the
+ * engine, never the window or main.
  */
 import { utilityProcess } from 'electron';
 import type { EnginePort, SpawnEngine, WorkerToHost } from '../engine/index.ts';

@@ -1,5 +1,5 @@
-// Electron cannot run on the build machine (facts.md), so main.ts is exercised against a mock
-// of the `electron` module that records what main asks of it.
+// Electron cannot run on the build machine (docs/decisions/testing-without-electron.md), so
+// main.ts is exercised against a mock of the `electron` module that records what main asks of it.
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 type Listener = (...args: any[]) => any; // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -1,6 +1,6 @@
 /**
  * The security decisions of the Electron shell, as pure functions so they are unit-tested
- * without Electron (facts.md: no Electron binary can run here).
+ * without Electron (docs/decisions/testing-without-electron.md).
  */
 
 /**
@@ -86,7 +86,7 @@ export function externalLink(url: string): string | null {
   }
 }
 
-/** The window's webPreferences: every Electron hardening switch on (issue 2, "Electron"). */
+/** The window's webPreferences: every Electron hardening switch on (README.md, Security checklist). */
 export function secureWebPreferences(preloadPath: string) {
   return {
     preload: preloadPath,

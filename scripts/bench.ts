@@ -15,12 +15,12 @@ import { errorText } from '../engine/contract/index.ts';
 const usage = `Usage: npm run bench -- <benchmark> [options]
 
 Benchmarks:
-  resume   restore a chat from the KV store vs re-reading it vs a whole-file state load (issue 3)
+  resume   restore a chat from the KV store vs re-reading it vs a whole-file state load
   kv       every accepted K/V pair: size, speed, quality vs f16, planned vs measured memory;
-           and the planner's fit table for three reference models (issue 4)
+           and the planner's fit table for three reference models
   codec    the KV codec's disk encodings (off, lossless, lossy) × KV types: bytes ratio, encode and
            decode speed (native and fallback), restore vs read floor at 16,000 tokens, lossy KL;
-           and the byte transforms alone (issue 6)
+           and the byte transforms alone
 
 resume options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
@@ -40,7 +40,7 @@ resume options:
 kv options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
   --model FILE.gguf    also measure this model (repeatable); the generated test model and each
-                       GGUF in ../shared/models/ (when it exists) always run
+                       GGUF in the trained-models folder (HEARTH_TRAINED_MODELS) always run
   --threads N          llama.cpp threads (default 1; set it to the physical core count)
   --prefill N          tokens prefilled per pair (default 512)
   --decode N           tokens decoded per pair after the prefill (default 64)
@@ -50,7 +50,7 @@ kv options:
 codec options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
   --models LIST        KV source models, comma-separated GGUF paths or "test" for the generated model
-                       (default ../shared/models/austen-byte-6l.gguf when present, else the generated model)
+                       (default austen-byte-6l.gguf from the trained-models folder when present, else the generated model)
   --threads N          llama.cpp threads (default 1)
   --tokens N           restore size in tokens (default 16000)
   --sample-tokens N    tokens the bytes ratio and codec speeds are measured over (default 4096)

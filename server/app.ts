@@ -2,7 +2,7 @@
  * The browser host's HTTP + WebSocket app: the contract over `POST /api/call/<name>` and
  * `GET /api/events`, Prometheus text at `/metrics`, and the built renderer as static files.
  * It binds 127.0.0.1 only, and every request needs the token and a loopback Host/Origin
- * (issue 2, "Browser host"). It can be created in-process (tests) with any object that has
+ * (README.md, Security checklist). It can be created in-process (tests) with any object that has
  * the engine service's `call`/`onEvent`/`metricsText`.
  */
 import { createReadStream } from 'node:fs';

@@ -1,5 +1,6 @@
-// The browser host fails closed (issue 7, "Browser host"): malformed requests of every kind get a
-// 4xx (never a 5xx, never a hang, never a crash), and the server keeps answering afterwards.
+// The browser host fails closed (README.md, Security checklist): malformed requests of every
+// kind get a 4xx (never a 5xx, never a hang, never a crash), and the server keeps answering
+// afterwards.
 // Raw sockets, not an HTTP client: a client library would refuse to send most of these. Seeded.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';

@@ -1,7 +1,8 @@
-// Paths cannot escape (issue 7, "Paths"), proven end to end through the browser host on the real
-// engine service and engine process: model paths (models.load, .plan, .getProfile), the models
-// list, download file names, chat ids, export file names and static files. Also the real service
-// behind the host fails closed on every malformed payload (the fuzz cases of test/support/fuzz.ts).
+// Paths cannot escape (README.md, Security checklist), proven end to end through the browser host
+// on the real engine service and engine process: model paths (models.load, .plan, .getProfile), the
+// models list, download file names, chat ids, export file names and static files. Also the real
+// service behind the host fails closed on every malformed payload (the fuzz cases of
+// test/support/fuzz.ts).
 import { execFileSync } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

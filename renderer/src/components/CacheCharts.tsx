@@ -1,9 +1,9 @@
 /**
  * The Cache view's two charts, drawn by uPlot: the lightest chart library measured for this page
- * (+52 kB minified, 22 kB gzip, against +146 kB for visx and +334 kB for recharts; shared/docs/
- * facts.md), and one that draws on a canvas with an imperative `setData`. Each chart is created
- * once per mount, fed at most once per animation frame, and destroyed on unmount, so a 4 Hz tick
- * re-renders no React component through it (style.md §7).
+ * (+52 kB minified, 22 kB gzip, against +146 kB for visx and +334 kB for recharts), and one
+ * that draws on a canvas with an imperative `setData`. Each chart is created once per mount, fed
+ * at most once per animation frame, and destroyed on unmount, so a 4 Hz tick re-renders no React
+ * component through it.
  */
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';

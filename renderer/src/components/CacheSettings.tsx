@@ -1,8 +1,8 @@
 /**
- * The "Cache" part of Settings (issue 3: "A disk budget is a setting, shown with the free
- * disk"): disk KV persistence, its budget next to the store's size and the free disk, the chunk
- * size, the slot count, and how chunks are encoded on disk (issue 6). The form state lives in the Settings form, which saves everything
- * with one button; this file holds the fields, their checks, and the figures line.
+ * The "Cache" part of Settings: disk KV persistence, its budget next to the store's size and the
+ * free disk, the chunk size, the slot count, and how chunks are encoded on disk. The form state
+ * lives in the Settings form, which saves everything with one button; this file holds the
+ * fields, their checks, and the figures line.
  */
 import type { HearthError, KvCompression, KvStatus, KvStoreInfo, Result, Settings } from '../contract.ts';
 import { codecText, compressionLabels, kvCompressionList } from '../lib/cache.ts';

@@ -1,5 +1,5 @@
 /**
- * The live Cache view (issue 5): device memory, slots, the disk store and its largest chats, the
+ * The live Cache view: device memory, slots, the disk store and its largest chats, the
  * turns timeline and the event log. Numbers come from the latest tick through selectors that
  * re-render a section only when its figures change; the charts read the ring buffer themselves.
  */

@@ -1,7 +1,7 @@
 /**
- * The chat header's cache badge (issue 5): how many tokens of this chat are cached, where
+ * The chat header's cache badge: how many tokens of this chat are cached, where
  * (memory, disk or none) and its bytes on disk. Fetched when the chat opens; the event handlers
- * refetch it after each reply ends, after a save and after a forget (store/events.ts).
+ * refetch it after each reply ends, after a save and after a forget (state/events.ts).
  */
 import { useEffect } from 'react';
 import type { CacheSource } from '../contract.ts';

@@ -1,7 +1,7 @@
 /**
- * The planner beside the model's settings (issue 4: "the memory each choice needs before
- * Apply"): for each K/V pair its bytes per token, KV and total memory at the context being
- * typed, the longest context that fits, and whether it fits, on the device the host reports.
+ * The planner beside the model's settings, so the memory each choice needs shows before Apply: for
+ * each K/V pair its bytes per token, KV and total memory at the context being typed, the longest
+ * context that fits, and whether it fits, on the device the host reports.
  */
 import { useState } from 'react';
 import type { HearthError, KvCacheType, KvPlan, KvPlanRow } from '../contract.ts';

@@ -1,5 +1,5 @@
 /**
- * Model output as markdown, never as live HTML (issue 2: "sanitized"):
+ * Model output as markdown, never as live HTML (README.md, Security checklist):
  * - no rehype-raw: raw HTML in the text is shown as text;
  * - links survive only as http(s)/mailto (lib/url.ts) and open outside the app;
  * - images are never loaded (a remote image is a tracking beacon): their alt text and URL

@@ -1,8 +1,8 @@
 /**
- * A model's memory plan on the Models screen (issue 4: "the planner works from GGUF metadata
- * alone, so it can be shown for a model before downloading it, or before loading it"): a
- * disclosure per row that asks the host for the plan when first opened. A download address is
- * planned from its header alone, fetched over the network, so that takes seconds and can fail.
+ * A model's memory plan on the Models screen. The planner works from GGUF metadata alone, so the
+ * plan shows before a model is downloaded or loaded: a disclosure per row that asks the host for
+ * the plan when first opened. A download address is planned from its header alone, fetched over the
+ * network, so that takes seconds and can fail.
  */
 import { useEffect } from 'react';
 import type { HearthError, KvPlan } from '../contract.ts';

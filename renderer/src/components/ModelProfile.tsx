@@ -1,8 +1,7 @@
 /**
- * The per-model settings of issue 4 ("Settings, per model"): the K and V cache types, flash
- * attention, context size, GPU layers, slots and the overflow policy, with validation messages
- * beside their fields. This file holds the form, its checks and the fields; ModelSection.tsx
- * wires them to the host.
+ * A model's own settings: the K and V cache types, flash attention, context size, GPU layers, slots
+ * and the overflow policy, with validation messages beside their fields. This file holds the form,
+ * its checks and the fields; ModelSection.tsx wires them to the host.
  */
 import type { HearthError, KvCacheType, ModelProfile, OverflowPolicy, ProfileIssue, Result } from '../contract.ts';
 import { isQuantized, kvTypes, overflowPolicyList, overflowPolicyText } from '../lib/kv.ts';
@@ -62,9 +61,10 @@ export function slotsOf(text: string): number | null {
 }
 
 /**
- * The checks that need no engine, shown as the user types: the field formats, a quantized V
- * with flash attention off (llama.cpp refuses to create that context, facts.md), and the
- * overflow policies that erase the middle of the cache with a quantized K (the measured crash).
+ * The checks that need no engine, shown as the user types: the field formats, a quantized V with
+ * flash attention off (llama.cpp refuses to create that context:
+ * docs/decisions/flash-attention-auto.md), and the overflow policies that erase the middle of the
+ * cache with a quantized K (docs/decisions/quantized-k-shift-crash.md).
  */
 export function clientIssues(form: ProfileForm): ProfileIssue[] {
   const issues: ProfileIssue[] = [];

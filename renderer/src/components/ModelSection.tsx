@@ -1,5 +1,5 @@
 /**
- * Settings' "Model" section (issue 4): the loaded (or last) model's own settings with Apply,
+ * Settings' "Model" section: the loaded (or last) model's own settings with Apply,
  * the planner beside them, updated as the user types, and the quality meter. Everything here is
  * per model and saved on its own, so it sits outside the Settings form and its Save button.
  */

@@ -1,6 +1,6 @@
 /**
- * Keeps `cache.watch`'s lease alive while the Cache view is on screen and the page is visible
- * (style.md §7: "sampling pauses when the view is hidden"). Nothing is sent to stop: the host's
+ * Keeps `cache.watch`'s lease alive while the Cache view is on screen and the page is visible,
+ * so the host samples nothing for a hidden view. Nothing is sent to stop: the host's
  * lease runs out and its ticks stop by themselves, which also covers a closed or crashed page.
  */
 import type { Result } from '../contract.ts';

@@ -1,5 +1,5 @@
 /**
- * Words, figures and chart series for the Cache view (issue 5) and the chat's cache readouts.
+ * Words, figures and chart series for the Cache view and the chat's cache readouts.
  * Pure, so the components, the charts and their tests share one way of saying each thing.
  */
 import type {

@@ -1,7 +1,6 @@
 /**
  * Coalesces `message.delta` events so the store (and React) updates at most once per frame.
- * Long replies stream thousands of tokens; one render per token would drown the page
- * (style.md: "never one React render per event").
+ * Long replies stream thousands of tokens; one render per token would drown the page.
  */
 export interface DeltaBatch {
   readonly chatId: string;

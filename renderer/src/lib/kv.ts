@@ -1,5 +1,5 @@
 /**
- * Words and figures for KV cache types, the planner and the quality meter (issue 4). Pure, so
+ * Words and figures for KV cache types, the planner and the quality meter. Pure, so
  * the Settings screen, the model screen and their tests share one way of saying each thing.
  */
 import type { DeviceMemory, KvCacheType, KvPlan, KvPlanRow, KvQuality, ModelInfo, OverflowPolicy } from '../contract.ts';

@@ -1,7 +1,7 @@
 /**
  * User-timing marks for the Cache view's work (`performance.measure("hearth:cache…")`): the e2e
- * test attributes long tasks to the dashboard by them (issue 5: "no long task over 50 ms is
- * caused by the dashboard"), and they show in the browser's performance panel.
+ * test attributes long tasks to the dashboard by them (none over 50 ms may be the dashboard's),
+ * and they show in the browser's performance panel.
  */
 
 /** Browsers keep user timing entries until cleared: past this many, ours are dropped (minutes of ticks). */

@@ -1,6 +1,6 @@
 /**
- * A bounded ring buffer that charts read without React (style.md §7: "the renderer keeps a
- * bounded ring buffer; charts read it transiently"). Pushing never allocates once full, and
+ * A bounded ring buffer that charts read without React, so a tick costs no render and the
+ * page's memory stays flat however long it is open. Pushing never allocates once full, and
  * listeners are told after each push so a chart can schedule one redraw per animation frame.
  */
 export interface Ring<T> {

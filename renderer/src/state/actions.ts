@@ -34,7 +34,7 @@ export interface Actions {
   updateSettings(patch: Partial<Omit<Settings, 'lastModelPath' | 'defaultSampling'>> & { defaultSampling?: Partial<Sampling> }): Promise<Result<Settings>>;
   /** Measures the disk KV store (size, budget, free disk) into the store. */
   refreshKvStats(): Promise<Result<KvStoreInfo>>;
-  /** Reads a model's per-model settings and what validation says of them (issue 4). */
+  /** Reads a model's per-model settings and what validation says of them. */
   loadProfile(path: string): Promise<Result<ModelProfileView>>;
   /** Saves a model's profile; the host refuses one with errors (INVALID_INPUT) and reloads the loaded model for a valid one. */
   saveProfile(path: string, profile: CallInput<'models.setProfile'>['profile']): Promise<Result<ModelProfileView>>;

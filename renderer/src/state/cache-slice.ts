@@ -8,7 +8,7 @@ export const maxEvents = 200;
 
 /**
  * The disk KV store as the host last measured it (`kv.stats`), fetched on demand for Settings,
- * and the live Cache view (issue 5): the latest tick, the ring of recent ticks that its charts
+ * and the live Cache view: the latest tick, the ring of recent ticks that its charts
  * read, the turns timeline, the event log, the chats with the most KV on disk, and each open
  * chat's cache for the chat header's badge.
  */

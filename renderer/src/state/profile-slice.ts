@@ -2,7 +2,7 @@ import type { CallInput, HearthError, KvPlan, KvQuality, ModelProfileView } from
 import type { SliceCreator } from './types.ts';
 
 /**
- * The per-model settings of issue 4 as the host last reported them: one model's profile (the
+ * A model's own settings as the host last reported them: one model's profile (the
  * loaded one, or the last one), the planner's table for the context being typed, and the
  * quality meter's last result. Fetched on demand by the Settings screen; the form being edited
  * stays in the component, as the Cache section's does.

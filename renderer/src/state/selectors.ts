@@ -121,7 +121,7 @@ export const selectModelPlan = (target: PlanTarget) => (s: HearthState): ModelPl
  */
 export const selectProfilePath: Selector<string | null> = (s) => s.model.model?.path ?? s.settings?.lastModelPath ?? null;
 
-// The Cache view (issue 5). A tick replaces the whole snapshot; these read its parts, and the
+// The Cache view. A tick replaces the whole snapshot; these read its parts, and the
 // object ones (memory, a slot, the store) hold primitives only, so `useHearthShallow` re-renders
 // a section only when one of its figures changed.
 export const selectCacheRing: Selector<HearthState['cacheRing']> = (s) => s.cacheRing;

@@ -5,7 +5,7 @@ export type ConnectionState = 'connecting' | 'open' | 'closed';
 
 /**
  * How the page reaches Hearth, whichever host serves it. Never throws: a failure to reach the
- * host is a `Result` error like any other (style.md: errors are data).
+ * host is a `Result` error like any other, so callers handle one kind of failure.
  */
 export interface Transport {
   readonly kind: 'electron' | 'browser';
