@@ -45,7 +45,7 @@ export type SlotMetrics = CacheSlot;
 
 /**
  * The loaded model's memory as llama.cpp allocated it (the model's and the context's buffer
- * breakdowns), split by where it lives, and the device it plans against (issue 5's Cache view).
+ * breakdowns), split by where it lives, and the device it plans against (the Cache view).
  */
 export interface MemoryMetrics {
   readonly device: DeviceMemory;
@@ -119,7 +119,7 @@ export interface InitInput {
   readonly kvDir?: string | null;
   readonly kvBudgetBytes?: number;
   readonly kvChunkTokens?: number;
-  /** How new chunks are encoded (issue 6); absent = `lossless`. */
+  /** How new chunks are encoded; absent = `lossless`. */
   readonly kvCompression?: KvCompression;
 }
 
@@ -139,13 +139,13 @@ export interface WorkerMethods {
       readonly contextSize: number;
       readonly threads: number;
       readonly slots?: number;
-      /** The model's profile as `checkProfile` resolved it (issue 4); without it, F16 K/V and the defaults. */
+      /** The model's profile as `checkProfile` resolved it; without it, F16 K/V and the defaults. */
       readonly profile?: ResolvedProfile;
     };
     output: ModelInfo;
   };
   /**
-   * Validates a model's profile on this machine before anything is loaded (issue 4): a quantized
+   * Validates a model's profile on this machine before anything is loaded: a quantized
    * V needs flash attention, the head size must suit the quantized block size, the backend must
    * support the pair, and the planner must say it fits. Resolves every `auto`. Errors in
    * `issues` mean the profile must not be loaded; `resolved` is then null.
@@ -154,12 +154,12 @@ export interface WorkerMethods {
     input: { readonly path: string; readonly profile: ModelProfile };
     output: { readonly issues: readonly ProfileIssue[]; readonly resolved: ResolvedProfile | null };
   };
-  /** The planner (issue 4): from GGUF metadata alone, a local file or a remote model's address. */
+  /** The planner: from GGUF metadata alone, a local file or a remote model's address. */
   plan: {
     input: { readonly path?: string; readonly uri?: string; readonly contextSize: number; readonly slots: number };
     output: KvPlan;
   };
-  /** The quality meter (issue 4): the loaded model's KV pair against F16 over `calibrationPath`'s text. */
+  /** The quality meter: the loaded model's KV pair against F16 over `calibrationPath`'s text. */
   measureQuality: { input: { readonly calibrationPath: string }; output: KvQuality };
   unloadModel: { input: Record<string, never>; output: Record<string, never> };
   /** Streams `token` events, then answers. One generation at a time; others wait their turn. */
@@ -204,7 +204,7 @@ export type WorkerEvent =
    * after it opened, with its initial state.
    */
   | { readonly type: 'kvPersistence'; readonly paused: boolean; readonly reason?: HearthError }
-  /** A KV save, a budget eviction or a forgotten chat (issue 5's event log). */
+  /** A KV save, a budget eviction or a forgotten chat (the Cache view's event log). */
   | { readonly type: 'kvActivity'; readonly activity: KvActivity };
 
 export type HostToWorker = {

@@ -4,33 +4,8 @@
  * a channel list by hand. Inputs are validated with these schemas where they enter a process.
  */
 import { z } from 'zod';
-import type {
-  AppState,
-  CachedChat,
-  CacheEvent,
-  CacheSnapshot,
-  CacheTurn,
-  Chat,
-  ChatCache,
-  ChatDetail,
-  ChatExport,
-  ChatSummary,
-  DownloadProgress,
-  EngineStatus,
-  KvStatus,
-  KvPlan,
-  KvQuality,
-  KvStoreInfo,
-  KvVerifyReport,
-  ModelProfileView,
-  LocalModel,
-  Message,
-  ModelInfo,
-  ModelProfile,
-  ModelStatus,
-  RecommendedModel,
-  Settings,
-} from './types.ts';
+import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, DownloadProgress, EngineStatus, LocalModel, Message, ModelInfo, ModelProfile, ModelProfileView, ModelStatus, RecommendedModel, Settings } from './types.ts';
+import type { CachedChat, CacheEvent, CacheSnapshot, CacheTurn, ChatCache, KvPlan, KvQuality, KvStatus, KvStoreInfo, KvVerifyReport } from './kv-types.ts';
 import type { Result } from './errors.ts';
 
 /** Largest message a user may send, in characters. */
@@ -43,6 +18,7 @@ export const maxBodyBytes = 1024 * 1024;
 /** Ids are opaque, URL- and path-safe: they may not carry `/`, `.` or anything else. */
 export const idSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not a valid id');
 
+/** Sampling as a call carries it (types.ts Sampling, with its ranges). */
 export const samplingSchema = z.strictObject({
   temperature: z.number().min(0).max(2),
   topP: z.number().gt(0).max(1),
@@ -56,9 +32,10 @@ const messageTextSchema = z
 
 const pathSchema = z.string().min(1, 'the path is empty').max(4096);
 
-/** Disk encodings of stored KV (types.ts KvCompression). */
+/** Disk encodings of stored KV (kv-types.ts KvCompression). */
 export const kvCompressions = ['off', 'lossless', 'lossy'] as const;
 
+/** The Settings fields a `settings.update` may change; omitted fields keep their value. */
 export const settingsPatchSchema = z.strictObject({
   threads: z.number().int().min(0).max(256).optional(),
   contextSize: z.number().int().min(0).max(1_048_576).optional(),
@@ -72,10 +49,12 @@ export const settingsPatchSchema = z.strictObject({
   kvCompression: z.enum(kvCompressions).optional(),
 });
 
-/** KV cache types (types.ts KvCacheType). */
+/** KV cache types (kv-types.ts KvCacheType). */
 export const kvCacheTypes = ['f16', 'q8_0', 'q5_1', 'q5_0', 'q4_1', 'q4_0', 'iq4_nl'] as const;
+/** What a chat does when it outgrows the context (types.ts OverflowPolicy). */
 export const overflowPolicies = ['refuse', 'rebuild', 'streaming', 'shift'] as const;
 
+/** The profile fields a `models.setProfile` sets; omitted fields keep their stored value. */
 export const modelProfilePatchSchema = z.strictObject({
   kType: z.enum([...kvCacheTypes, 'auto']).optional(),
   vType: z.enum([...kvCacheTypes, 'auto']).optional(),
@@ -102,8 +81,9 @@ export const callInputs = {
   /** Everything the UI needs at start. */
   'app.state': empty,
   /**
-   * Changes settings. Threads, context size and slots apply at the next model load (a slots change
-   * reloads the loaded model); KV persistence, budget and chunk size restart the engine to apply.
+   * Changes settings. Threads and context size apply at the next model load; a slots change
+   * reloads the loaded model; KV persistence, budget, chunk size and compression restart the
+   * engine. While the engine is busy the KV changes are saved and applied once it is idle.
    */
   'settings.update': settingsPatchSchema,
 
@@ -113,11 +93,13 @@ export const callInputs = {
   'models.recommended': empty,
   /** Validates and loads a GGUF; progress arrives as `model.status` events. */
   'models.load': z.strictObject({ path: pathSchema }),
+  /** Stops any reply, then unloads the model; Hearth forgets it as the one to load at start. */
   'models.unload': empty,
   /** Electron only: the native file dialog. Other hosts answer NOT_SUPPORTED. */
   'models.pick': empty,
   /** Starts a download into the models directory; progress arrives as `download.progress`. */
   'models.download': z.strictObject({ uri: z.string().min(1).max(2048) }),
+  /** Cancels a running download; its end arrives as a `download.progress` with status `cancelled`. */
   'models.cancelDownload': z.strictObject({ downloadId: idSchema }),
   /** A model's per-model settings (defaults where it has none) and what validation says of them. */
   'models.getProfile': z.strictObject({ path: pathSchema }),
@@ -142,13 +124,18 @@ export const callInputs = {
   /** The quality meter: the loaded model's KV pair against F16 (cached per model and pair unless `fresh`). */
   'models.measureQuality': z.strictObject({ fresh: z.boolean().optional() }),
 
+  /** Every chat, most recently updated first. */
   'chats.list': empty,
+  /** A new empty chat with Settings' default sampling, and its default system prompt unless one is given. */
   'chats.create': z.strictObject({
     title: z.string().max(200).optional(),
     systemPrompt: z.string().max(maxSystemPromptChars).optional(),
   }),
+  /** A chat with every message of every branch. */
   'chats.get': chatRef,
+  /** Sets the title (trimmed, 1..200 characters); it is no longer derived from the first message. */
   'chats.rename': z.strictObject({ chatId: idSchema, title: z.string().trim().min(1).max(200) }),
+  /** Deletes a chat and its messages, stops its reply, and (best effort) forgets its stored KV. */
   'chats.delete': chatRef,
   /** Per-chat system prompt and sampling. */
   'chats.configure': z.strictObject({
@@ -206,49 +193,90 @@ export type CallInput<N extends CallName> = z.input<(typeof callInputs)[N]>;
 
 /** What each call returns on success. */
 export interface CallOutputs {
+  /** Everything the UI needs at start. */
   'app.state': AppState;
+  /** The settings as saved. */
   'settings.update': Settings;
+  /** Newest first. */
   'models.list': { readonly models: readonly LocalModel[] };
+  /** A fixed list, smallest first. */
   'models.recommended': { readonly models: readonly RecommendedModel[] };
+  /** The loaded model, with its context's real figures. */
   'models.load': ModelInfo;
+  /** The model's status after the unload (`idle`). */
   'models.unload': ModelStatus;
+  /** The chosen file; null when the user cancelled the dialog. */
   'models.pick': { readonly path: string | null };
+  /** Names the download in its `download.progress` events; answered before the download ends. */
   'models.download': { readonly downloadId: string };
+  /** False when no such download was running (it already ended). */
   'models.cancelDownload': { readonly cancelled: boolean };
+  /** The profile, stored or default, and its issues here. */
   'models.getProfile': ModelProfileView;
+  /** The profile as saved, with its (warning-only) issues. */
   'models.setProfile': ModelProfileView;
+  /** One row per K/V pair. */
   'models.plan': KvPlan;
+  /** The measurement, fresh or cached. */
   'models.measureQuality': KvQuality;
+  /** Most recently updated first. */
   'chats.list': { readonly chats: readonly ChatSummary[] };
+  /** The new chat. */
   'chats.create': Chat;
+  /** The chat and all its messages. */
   'chats.get': ChatDetail;
+  /** The renamed chat. */
   'chats.rename': Chat;
+  /** False when there was no such chat. */
   'chats.delete': { readonly deleted: boolean };
+  /** The chat as reconfigured. */
   'chats.configure': Chat;
+  /** The committed user message, and the reply as it starts (`streaming`, empty). */
   'chats.send': { readonly userMessage: Message; readonly assistantMessage: Message };
+  /** The new user message beside the edited one, and its reply as it starts. */
   'chats.edit': { readonly userMessage: Message; readonly assistantMessage: Message };
+  /** The new reply as it starts. */
   'chats.regenerate': { readonly assistantMessage: Message };
+  /** The chat with its new active leaf. */
   'chats.switchBranch': Chat;
+  /** False when the chat had no reply in progress. */
   'chats.stop': { readonly stopped: boolean };
+  /** The file to save. */
   'chats.export': ChatExport;
+  /** The store's figures now. */
   'kv.stats': KvStoreInfo;
+  /** What the check found (and repaired). */
   'kv.verify': KvVerifyReport;
+  /** The tick interval and the lease, in ms: renew before `leaseMs` runs out. */
   'cache.watch': { readonly intervalMs: number; readonly leaseMs: number };
+  /** Turns oldest first, events oldest first, chats with the most bytes on disk first (at most 10). */
   'cache.overview': { readonly turns: readonly CacheTurn[]; readonly events: readonly CacheEvent[]; readonly chats: readonly CachedChat[] };
+  /** Where the chat's KV is now. */
   'cache.chat': ChatCache;
+  /** Disk bytes released (chunks still used by other chats are kept and not counted). */
   'cache.forget': { readonly bytesFreed: number };
 }
 
 /** Everything the host pushes to the renderer. */
 export interface EventPayloads {
+  /** The engine process started, died, restarted or stopped. */
   'engine.status': EngineStatus;
+  /** The model started loading, made progress, loaded, failed or was unloaded. */
   'model.status': ModelStatus;
   /** Text appended to a streaming message. */
-  'message.delta': { readonly chatId: string; readonly messageId: string; readonly delta: string };
-  /** A message changed state (finished, stopped, failed, marked incomplete). */
+  'message.delta': {
+    /** The chat of the streaming message. */
+    readonly chatId: string;
+    /** The streaming assistant message. */
+    readonly messageId: string;
+    /** The new text, never empty; concatenated in order it is the message's content. */
+    readonly delta: string;
+  };
+  /** A message was created or changed state (finished, stopped, failed, marked incomplete). */
   'message.updated': { readonly message: Message };
-  /** A chat was created, renamed, reconfigured or deleted (then `chat` is null). */
+  /** A chat was created, renamed, reconfigured, got a message, or was deleted (then `chat` is null). */
   'chats.changed': { readonly chatId: string; readonly chat: ChatSummary | null };
+  /** A download's progress; its last event has status `done`, `error` or `cancelled`. */
   'download.progress': DownloadProgress;
   /** A menu command from the desktop shell (Electron's app menu); the browser host never sends it. */
   'app.command': { readonly command: 'newChat' | 'openSettings' | 'openModels' };

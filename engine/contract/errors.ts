@@ -1,7 +1,7 @@
 /**
- * Errors are data (../../../shared/docs/style.md, "What Hearth takes" §4): every expected
- * failure crosses process and network boundaries as a `HearthError`, never as a thrown
- * exception. The set of codes is small and fixed so that every layer can branch on it.
+ * Errors are data: every expected failure crosses process and network boundaries as a
+ * `HearthError`, never as a thrown exception. The set of codes is small and fixed so that every
+ * layer can branch on it.
  */
 
 /** Every error code that may cross the contract. */
@@ -44,10 +44,12 @@ export const errorCodes = [
   'INTERNAL',
 ] as const;
 
+/** One of `errorCodes`. */
 export type ErrorCode = (typeof errorCodes)[number];
 
 /** A failure, as plain data. */
 export interface HearthError {
+  /** What kind of failure: callers branch on this, never on the message. */
   readonly code: ErrorCode;
   /** A sentence a user can read. */
   readonly message: string;
@@ -60,14 +62,17 @@ export type Result<T> =
   | { readonly ok: true; readonly value: T }
   | { readonly ok: false; readonly error: HearthError };
 
+/** A success. */
 export function ok<T>(value: T): Result<T> {
   return { ok: true, value };
 }
 
+/** A failure; `hint` is left out when there is none. */
 export function err<T = never>(code: ErrorCode, message: string, hint?: string): Result<T> {
   return { ok: false, error: hint === undefined ? { code, message } : { code, message, hint } };
 }
 
+/** The error alone, shaped as in `err`. */
 export function hearthError(code: ErrorCode, message: string, hint?: string): HearthError {
   return hint === undefined ? { code, message } : { code, message, hint };
 }

@@ -1,5 +1,5 @@
 /**
- * The Cache view's history (issue 5): the recent turns for its timeline and the event log. Both
+ * The Cache view's history: the recent turns for its timeline and the event log. Both
  * are bounded rings kept in the host, so a view that opens late still shows what happened, and
  * every entry is also pushed as it happens (`cache.turn`, `cache.event`).
  *

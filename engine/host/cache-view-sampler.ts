@@ -1,5 +1,5 @@
 /**
- * The Cache view's sampler (issue 5; style.md §7): while a view holds a lease (`cache.watch`),
+ * The Cache view's sampler: while a view holds a lease (`cache.watch`),
  * asks the engine for one metrics sample per tick and broadcasts it as one `cache.tick`. A view
  * that is hidden or closed stops renewing, and the sampling stops with its lease, so nothing
  * samples for a view nobody sees.
@@ -12,7 +12,7 @@ import type { EngineMetrics, MemoryMetrics, SlotMetrics, StoreMetrics } from '..
 import { storeInfo, type AppliedKvCodec } from './kv-stats.ts';
 import { errorText } from '../contract/index.ts';
 
-/** 4 Hz: smooth enough for cells rising while a reply streams, cheap for the engine (issue 5). */
+/** 4 Hz: smooth enough for cells rising while a reply streams, cheap for the engine. */
 export const cacheTickMs = 250;
 /** A visible view renews at half this, so one late renewal does not stop its ticks. */
 export const cacheLeaseMs = 5000;

@@ -105,7 +105,7 @@ const pendingRetryMs = 1000;
 export class ChatStore {
   readonly #db: DatabaseSync;
   /**
-   * Replies' ends another process's lock kept from being written (issue 7): every read shows
+   * Replies' ends another process's lock kept from being written: every read shows
    * them, and they are written as soon as the lock is gone (`flushPending`).
    */
   readonly #pending = new Map<string, Finish>();
@@ -326,7 +326,7 @@ export class ChatStore {
 
   /**
    * The last `limit` replies that finished with stats, oldest first: the Cache view's timeline
-   * at start (issue 5), so it survives an app restart. A turn's `at` is its message's creation
+   * at start, so it survives an app restart. A turn's `at` is its message's creation
    * time, the closest the database keeps to when it ran.
    */
   recentTurns(limit: number): CacheTurn[] {

@@ -4,7 +4,7 @@
  * Durability: the database runs in WAL mode with `synchronous=NORMAL`, which survives a killed
  * process (a commit is in the WAL, in the OS page cache, before COMMIT returns) but may lose the
  * last commits on power loss or an OS crash. That is fine for the ~250 ms flushes of streaming
- * text, not for a user message, which must be durable before generation starts (issue 2). So the
+ * text, not for a user message, which must be durable before generation starts. So the
  * commits that must survive a power cut run through `durably()`, which switches the connection to
  * `synchronous=FULL` for that one commit: SQLite then fsyncs the WAL at COMMIT (and with it every
  * earlier frame). One fsync per sent message costs a few milliseconds; one per streamed flush
@@ -50,7 +50,7 @@ const migrations: readonly string[] = [
     value TEXT NOT NULL
   );
   `,
-  // The quality meter's cache (issue 4, quality-results.ts): one row per model file and KV pair;
+  // The quality meter's cache (quality-results.ts): one row per model file and KV pair;
   // the file's size and mtime and the calibration text's hash are checked on read.
   `
   CREATE TABLE kv_quality (
@@ -65,7 +65,7 @@ const migrations: readonly string[] = [
     PRIMARY KEY (model_path, k_type, v_type, flash_attention)
   );
   `,
-  // Per-model settings (issue 4, model-profiles.ts): only the fields the user set, as JSON, keyed
+  // Per-model settings (model-profiles.ts): only the fields the user set, as JSON, keyed
   // by the model file's absolute path.
   `
   CREATE TABLE model_profiles (

@@ -4,6 +4,7 @@
  * sure every download ends with exactly one terminal event (done, error or cancelled).
  */
 import { err, ok, type DownloadProgress, type HearthEvent, type Result } from '../contract/index.ts';
+import { DisposableStore, type Disposable } from '../base/disposable.ts';
 import type { WorkerEvent } from '../protocol.ts';
 import { checkDownloadUri } from './models.ts';
 import { newId } from './chat-store.ts';
@@ -15,14 +16,20 @@ export interface DownloadsDeps {
   readonly emit: (event: HearthEvent) => void;
 }
 
-export class Downloads {
+export class Downloads implements Disposable {
   readonly #deps: DownloadsDeps;
+  readonly #subscriptions = new DisposableStore();
   /** Downloads in progress, with their latest progress. */
   readonly #active = new Map<string, DownloadProgress>();
 
   constructor(deps: DownloadsDeps) {
     this.#deps = deps;
-    deps.engine.onEvent((event) => this.#onEvent(event));
+    this.#subscriptions.add(deps.engine.onEvent((event) => this.#onEvent(event)));
+  }
+
+  /** Stops listening to the engine; downloads still running end with it. */
+  dispose(): void {
+    this.#subscriptions.dispose();
   }
 
   /** Starts a download and returns its id at once; progress and the end arrive as events. */

@@ -1,5 +1,7 @@
+import { toDisposable, type Disposable } from '../base/disposable.ts';
+
 /** A minimal typed event source. A throwing listener is reported, never breaks the emitter. */
-export class Emitter<T> {
+export class Emitter<T> implements Disposable {
   readonly #listeners = new Set<(value: T) => void>();
   readonly #onListenerError: (error: unknown) => void;
 
@@ -7,12 +9,15 @@ export class Emitter<T> {
     this.#onListenerError = onListenerError;
   }
 
-  /** Subscribes; the returned function unsubscribes. */
-  on(listener: (value: T) => void): () => void {
+  /** Subscribes until the returned disposable is disposed. */
+  on(listener: (value: T) => void): Disposable {
     this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-    };
+    return toDisposable(() => this.#listeners.delete(listener));
+  }
+
+  /** Listeners subscribed now. */
+  get size(): number {
+    return this.#listeners.size;
   }
 
   emit(value: T): void {
@@ -25,7 +30,8 @@ export class Emitter<T> {
     }
   }
 
-  clear(): void {
+  /** Drops every listener: for the emitter's owner, when the source itself goes away. */
+  dispose(): void {
     this.#listeners.clear();
   }
 }

@@ -4,8 +4,10 @@
  * chats queue in the engine (one generation at a time) but all show as streaming.
  */
 import { hearthError, type Chat, type HearthError, type HearthEvent, type Message, type MessageStats, type Result } from '../contract/index.ts';
+import { DisposableStore, type Disposable } from '../base/disposable.ts';
 import { settlesWithin } from '../base/timeout.ts';
 import type { GenerateOutput, PromptMessage, WorkerEvent } from '../protocol.ts';
+import { errorDetail } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { newId, type ChatStore, type Finish } from './chat-store.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -64,17 +66,22 @@ export function finishFor(result: Result<GenerateOutput>, textSoFar: string): Fi
   }
 }
 
-export class Generations {
+export class Generations implements Disposable {
   readonly #deps: GenerationsDeps;
   readonly #flushMs: number;
   readonly #byChat = new Map<string, Run>();
   readonly #byRequest = new Map<string, Run>();
-  readonly #unsubscribe: () => void;
+  readonly #subscriptions = new DisposableStore();
 
   constructor(deps: GenerationsDeps) {
     this.#deps = deps;
     this.#flushMs = deps.flushIntervalMs ?? defaultFlushIntervalMs;
-    this.#unsubscribe = deps.engine.onEvent((event) => this.#onEvent(event));
+    this.#subscriptions.add(deps.engine.onEvent((event) => this.#onEvent(event)));
+  }
+
+  /** Stops listening to the engine (after `stopAll`): tokens that still arrive are dropped. */
+  dispose(): void {
+    this.#subscriptions.dispose();
   }
 
   isStreaming(chatId: string): boolean {
@@ -138,7 +145,7 @@ export class Generations {
         error: hearthError('CANCELLED', 'Hearth was closed while this reply was being written.'),
       });
     }
-    this.#unsubscribe();
+    this.dispose();
   }
 
   #onEvent(event: WorkerEvent): void {
@@ -166,8 +173,7 @@ export class Generations {
   }
 
   #failed(what: string, error: unknown): void {
-    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    (this.#deps.log ?? ((_level, text) => console.error(text)))('error', `${what} failed: ${message}`);
+    (this.#deps.log ?? ((_level, text) => console.error(text)))('error', `${what} failed: ${errorDetail(error)}`);
   }
 
   #forget(run: Run): void {

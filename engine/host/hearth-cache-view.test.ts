@@ -1,5 +1,5 @@
 /**
- * The Cache view's calls through `hearth.call` with the fake engine (issue 5): `cache.watch`,
+ * The Cache view's calls through `hearth.call` with the fake engine: `cache.watch`,
  * `cache.overview`, `cache.chat`, `cache.forget`, and the event log the host keeps.
  */
 import { describe, expect, it } from 'vitest';

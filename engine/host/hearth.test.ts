@@ -259,6 +259,17 @@ describe('sending', () => {
     expect(late.ok || late.error.code).toBe('ENGINE_UNAVAILABLE');
   });
 
+  it('a disposed Hearth leaves no listener subscribed to the engine or to its events', async () => {
+    let listeners = (): number => -1;
+    const t = await start({ wiring: { probe: (count) => (listeners = count) } });
+    const chat = await newChat(t);
+    const sent = value(await t.hearth.api['chats.send']({ chatId: chat.id, text: 'and then close' }));
+    await t.waitFor(finished(sent.assistantMessage.id));
+    expect(listeners()).toBeGreaterThan(0);
+    await t.hearth.dispose();
+    expect(listeners()).toBe(0);
+  });
+
   it('dispose marks a reply the engine does not stop in time as incomplete', async () => {
     const engine = new FakeEngine();
     const t = await start({ engine });

@@ -1,38 +1,35 @@
 /**
- * Assembles the host side of the engine: the store, the supervised engine process, the model,
- * replies, downloads and metrics, behind the contract's `HearthApi`.
+ * Assembles the host side of the engine behind the contract's `HearthApi`: the store, the
+ * supervised engine process, the model, replies, downloads, metrics and the Cache view.
+ *
+ * Every listener a part subscribes is kept in one `DisposableStore` and disposed with Hearth,
+ * after the engine stopped, so the engine's final 'stopped' status still reaches the renderer
+ * and nothing stays subscribed to a dead supervisor. The call table is in hearth-calls.ts.
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import {
-  err,
-  ok,
-  validateCall,
-  type CallName,
-  type HearthApi,
-  type HearthEvent,
-  type ModelProfile,
-  type Result, errorText } from '../contract/index.ts';
+import type { DatabaseSync } from 'node:sqlite';
+import { errorText, validateCall, type HearthApi, type HearthEvent, type MessageStats, type ModelProfile, type Result } from '../contract/index.ts';
+import { DisposableStore } from '../base/disposable.ts';
 import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
-import { CacheViewLog, describeKvSettings, describeModelLoaded, describeProfileSaved, describeRestart, logTurnLimit } from './cache-view-log.ts';
+import { CacheViewLog, describeModelLoaded, describeProfileSaved, describeRestart, logTurnLimit } from './cache-view-log.ts';
 import { CacheViewSampler } from './cache-view-sampler.ts';
+import { ChatStore } from './chat-store.ts';
 import { Conversations } from './conversations.ts';
-import { databaseCallError, databaseStartError, openDatabase } from './db.ts';
+import { databaseStartError, openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
 import { Emitter } from './emitter.ts';
-import { exportChat } from './export.ts';
 import { Generations } from './generations.ts';
-import { KvSettingsApplier, planKvApply } from './kv-apply.ts';
-import { readKvStats, type AppliedKvCodec } from './kv-stats.ts';
+import { createCalls, type CallDeps } from './hearth-calls.ts';
+import { KvSettingsApplier } from './kv-apply.ts';
+import type { AppliedKvCodec } from './kv-stats.ts';
 import { KvStatusTracker } from './kv-status.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { ModelManager, type InspectGguf } from './model-manager.ts';
-import { ModelProfiles, profileKey } from './model-profiles.ts';
-import { listModels, recommendedModels } from './models.ts';
-import { QualityResults, QualityMeter } from './quality-results.ts';
+import { ModelProfiles } from './model-profiles.ts';
+import { QualityMeter, QualityResults } from './quality-results.ts';
 import { readSettings, updateSettings } from './settings.ts';
-import { ChatStore } from './chat-store.ts';
 import { Supervisor, type LogLevel } from './supervisor.ts';
 
 export interface HearthOptions {
@@ -59,6 +56,10 @@ export interface Hearth {
   call(name: unknown, payload: unknown): Promise<Result<unknown>>;
   /** Typed access for in-process callers (inputs are trusted: not validated). Never throws. */
   readonly api: HearthApi;
+  /**
+   * Subscribes to every event; the returned function unsubscribes. A function, like the hosts'
+   * and the renderer's `onEvent`, rather than a `Disposable`: it is what the hosts pass on.
+   */
   onEvent(listener: (event: HearthEvent) => void): () => void;
   /** Prometheus text for GET /metrics. */
   metricsText(): Promise<string>;
@@ -79,20 +80,6 @@ export class HearthStartError extends Error {
   }
 }
 
-/** The context 'models.plan' plans for when neither the call nor the profile names one. */
-const PLAN_DEFAULT_CONTEXT = 4096;
-/** A remote model's header comes over the network, and a large model's table takes a few seconds. */
-const PLAN_TIMEOUT_MS = 60_000;
-
-/** The Cache view's largest chats. */
-const OVERVIEW_CHATS = 10;
-/** The Cache view's reads: a badge or a list must not hang on a busy engine. */
-const CACHE_CALL_TIMEOUT_MS = 2000;
-/** Deleting manifests touches the store's index and files. */
-const FORGET_TIMEOUT_MS = 10_000;
-/** Reading every chunk of a large store takes a while (a 20 GB store at ~1 GB/s). */
-const VERIFY_TIMEOUT_MS = 10 * 60_000;
-
 /** What engine/index.ts wires in, plus test seams that hosts never pass. */
 export interface HearthWiring {
   readonly spawnEngine: SpawnEngine;
@@ -103,6 +90,11 @@ export interface HearthWiring {
   readonly flushIntervalMs?: number;
   /** How long dispose waits for the engine to stop replies before marking them incomplete. */
   readonly stopGraceMs?: number;
+  /**
+   * Receives a count of the listeners still subscribed to the supervisor and to Hearth's own
+   * events: zero once Hearth is disposed.
+   */
+  readonly probe?: (listenerCount: () => number) => void;
 }
 
 interface DataDirs {
@@ -127,34 +119,35 @@ function prepareDataDir(dataDir: string): DataDirs {
   return dirs;
 }
 
+/** "EACCES: permission denied…": the errno code leads, since it is what a user can search for. */
 function describe(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const message = errorText(error);
   return code ? `${code}: ${message}` : message;
 }
 
-/** Starts Hearth: see `createHearth` in engine/index.ts. */
-export async function startHearth(options: HearthOptions, wiring: HearthWiring): Promise<Hearth> {
-  const dirs = prepareDataDir(options.dataDir);
-  const log = wiring.log ?? createLogger(dirs.logs, options.logLevel ?? 'info');
-  let db;
+/** Opens hearth.db; a database that cannot be used is a `HearthStartError` with advice. */
+async function openStoreDatabase(file: string, log: Logger): Promise<DatabaseSync> {
   try {
-    db = openDatabase(dirs.db);
+    return openDatabase(file);
   } catch (error) {
     await log.close();
-    const { message, hint } = databaseStartError(dirs.db, error);
+    const { message, hint } = databaseStartError(file, error);
     throw new HearthStartError(message, hint);
   }
-  const store = new ChatStore(db, { onError: (error) => log('error', `a reply's end could not be saved: ${describe(error)}`) });
-  const interrupted = store.markInterrupted();
-  if (interrupted > 0) log('warn', `${interrupted} reply(s) were cut off when Hearth last stopped: marked incomplete`);
+}
 
-  const events = new Emitter<HearthEvent>((error) => log('error', `an event listener threw: ${describe(error)}`));
-  const emit = (event: HearthEvent): void => events.emit(event);
-  /** The running engine's disk encoding (kv.stats, the Cache view): kept across restarts until the next init answers. */
-  let appliedCodec: AppliedKvCodec | null = null;
+/** What the supervisor reports to the rest of the host as each engine process starts. */
+interface EngineHooks {
+  /** A process is about to `init`, with or without disk KV persistence. */
+  starting(kvPersistence: boolean): void;
+  /** It answered `init` with the KV codec it runs. */
+  applied(codec: AppliedKvCodec): void;
+}
+
+function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, db: DatabaseSync, log: Logger, hooks: EngineHooks): Supervisor {
   let warnedFallback = false;
-  const supervisor = new Supervisor({
+  return new Supervisor({
     spawn: wiring.spawnEngine,
     logLevel: options.logLevel ?? 'info',
     log,
@@ -162,14 +155,13 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     // Read at each engine start; `settings.update` restarts the engine when they change.
     initInput: () => {
       const s = readSettings(db);
-      // initInput first runs at supervisor.start() below, once kvStatus exists.
-      kvStatus.engineStarting(s.kvPersistence);
+      hooks.starting(s.kvPersistence);
       return s.kvPersistence
         ? { kvDir: path.join(dirs.root, 'kv'), kvBudgetBytes: s.kvBudgetBytes, kvChunkTokens: s.kvChunkTokens, kvCompression: s.kvCompression }
         : { kvDir: null, kvCompression: s.kvCompression };
     },
     onInit: (input, output) => {
-      appliedCodec = { compression: input.kvCompression ?? 'lossless', codec: output.codec };
+      hooks.applied({ compression: input.kvCompression ?? 'lossless', codec: output.codec });
       // Every restart answers the same: one line says it, not one per restart.
       if (output.codec.kernels === 'fallback' && !warnedFallback) {
         warnedFallback = true;
@@ -177,7 +169,10 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
       }
     },
   });
-  supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status }));
+}
+
+/** The Cache view's history, seeded from the store and fed by engine restarts and KV activity. */
+function createViewLog(store: ChatStore, supervisor: Supervisor, emit: (event: HearthEvent) => void, log: Logger, subscriptions: DisposableStore): CacheViewLog {
   const journal = new CacheViewLog({ emit });
   try {
     journal.seed(store.recentTurns(logTurnLimit));
@@ -185,214 +180,144 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
     log('warn', `could not read the recent turns for the Cache view: ${describe(error)}`);
   }
   let engineBefore = supervisor.status;
-  supervisor.onStatus((status) => {
-    const restart = describeRestart(engineBefore, status);
-    engineBefore = status;
-    if (restart !== null) journal.record('restart', restart);
-  });
-  supervisor.onEvent((event) => {
-    if (event.type === 'kvActivity') journal.recordActivity(event.activity);
-  });
-  const kvStatus = new KvStatusTracker({ engine: supervisor, emit, log, enabled: readSettings(db).kvPersistence });
-  const metrics = new Metrics();
-  const generations = new Generations({
-    store,
-    engine: supervisor,
-    emit,
-    metrics,
-    log,
-    onTurn: (chatId, messageId, stats) => void journal.recordTurn(chatId, messageId, stats),
-    ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}),
-  });
+  subscriptions.add(
+    supervisor.onStatus((status) => {
+      const restart = describeRestart(engineBefore, status);
+      engineBefore = status;
+      if (restart !== null) journal.record('restart', restart);
+    }),
+  );
+  subscriptions.add(
+    supervisor.onEvent((event) => {
+      if (event.type === 'kvActivity') journal.recordActivity(event.activity);
+    }),
+  );
+  return journal;
+}
+
+/** The assembled host: what the calls reach, and what `dispose` stops. */
+interface Parts extends CallDeps {
+  readonly events: Emitter<HearthEvent>;
+  readonly metrics: Metrics;
+  readonly generations: Generations;
+  /** Every listener subscribed to the supervisor or to `events`, by whichever part. */
+  readonly subscriptions: DisposableStore;
+}
+
+/**
+ * Creates and connects the parts. Subscriptions are made in a fixed order (the relay of the
+ * engine's status first), which is the order listeners hear each status and event.
+ */
+function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, db: DatabaseSync, log: Logger, closing: () => boolean): Parts {
+  const store = new ChatStore(db, { onError: (error) => log('error', `a reply's end could not be saved: ${describe(error)}`) });
+  const interrupted = store.markInterrupted();
+  if (interrupted > 0) log('warn', `${interrupted} reply(s) were cut off when Hearth last stopped: marked incomplete`);
+
+  const subscriptions = new DisposableStore();
+  const events = new Emitter<HearthEvent>((error) => log('error', `an event listener threw: ${describe(error)}`));
+  const emit = (event: HearthEvent): void => events.emit(event);
   const settings = () => readSettings(db);
+  /** The running engine's disk encoding (kv.stats, the Cache view): kept across restarts until the next init answers. */
+  let appliedCodec: AppliedKvCodec | null = null;
+  // initInput first runs at supervisor.start(), once kvStatus exists.
+  const supervisor = createSupervisor(options, wiring, dirs, db, log, { starting: (on) => kvStatus.engineStarting(on), applied: (codec) => (appliedCodec = codec) });
+  subscriptions.add(supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status })));
+  const journal = createViewLog(store, supervisor, emit, log, subscriptions);
+  const kvStatus = subscriptions.add(new KvStatusTracker({ engine: supervisor, emit, log, enabled: settings().kvPersistence }));
+  const metrics = new Metrics();
+  const onTurn = (chatId: string, messageId: string, stats: MessageStats) => void journal.recordTurn(chatId, messageId, stats);
+  const generations = subscriptions.add(new Generations({ store, engine: supervisor, emit, metrics, log, onTurn, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) }));
+  const loadedPath = (): string | null => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null);
   const profiles: ModelProfiles = new ModelProfiles({
     db,
     settings,
     engine: supervisor,
-    loadedModel: (): string | null => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null),
+    loadedModel: loadedPath,
     reload: (file) => model.load(file),
     log,
     onSaved: (key, before, after) => void journal.record('settings', describeProfileSaved(key, before, after)),
   });
-  const model: ModelManager = new ModelManager({
-    engine: supervisor,
-    inspect: wiring.inspect,
-    settings,
-    profileOf: (file): ModelProfile => profiles.profileOf(file),
-    rememberModel: (file) => void updateSettings(db, { lastModelPath: file }),
-    stopReplies: async () => void (await Promise.all(generations.activeChatIds.map((id) => generations.stop(id)))),
-    emit,
-    threadsOverride: options.threads,
-    log,
-  });
-  const downloads = new Downloads({ engine: supervisor, modelsDir: dirs.models, emit });
+  const model: ModelManager = subscriptions.add(
+    new ModelManager({
+      engine: supervisor,
+      inspect: wiring.inspect,
+      settings,
+      profileOf: (file): ModelProfile => profiles.profileOf(file),
+      rememberModel: (file) => void updateSettings(db, { lastModelPath: file }),
+      stopReplies: async () => void (await Promise.all(generations.activeChatIds.map((id) => generations.stop(id)))),
+      emit,
+      threadsOverride: options.threads,
+      log,
+    }),
+  );
+  const downloads = subscriptions.add(new Downloads({ engine: supervisor, modelsDir: dirs.models, emit }));
   const chats = new Conversations({ store, generations, model, settings, emit });
   const kvApplier = new KvSettingsApplier({
     busy: () => generations.activeChatIds.length > 0 || model.status.status === 'loading' || downloads.active.length > 0,
     restartEngine: () => supervisor.restart(),
-    loadedModel: () => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null),
+    loadedModel: loadedPath,
     loadModel: (file) => model.load(file),
     log,
   });
   // Every reply end, load end and download end is an event: a queued KV change runs after it.
-  events.on(() => kvApplier.poke());
-  events.on((event) => {
-    if (event.type !== 'model.status' || event.payload.status !== 'ready' || !event.payload.model) return;
-    const loaded = event.payload.model;
-    journal.record('model', describeModelLoaded(loaded, profiles.profileOf(loaded.path).slots));
-  });
-  const monitor = new CacheViewSampler({
-    metrics: (timeoutMs) => supervisor.request('metrics', {}, { timeoutMs }),
-    settings,
-    kvStatus: () => kvStatus.status,
-    applied: () => appliedCodec,
-    emit,
-    log,
-  });
-  const kvDir = path.join(dirs.root, 'kv');
-  const quality = new QualityMeter({
-    engine: supervisor,
-    loadedModel: () => (model.status.status === 'ready' ? (model.status.model ?? null) : null),
-    cache: new QualityResults(db),
-  });
+  subscriptions.add(events.on(() => kvApplier.poke()));
+  subscriptions.add(
+    events.on((event) => {
+      if (event.type !== 'model.status' || event.payload.status !== 'ready' || !event.payload.model) return;
+      const loaded = event.payload.model;
+      journal.record('model', describeModelLoaded(loaded, profiles.profileOf(loaded.path).slots));
+    }),
+  );
+  const kvState = () => kvStatus.status;
+  const applied = () => appliedCodec;
+  const sampler = new CacheViewSampler({ metrics: (timeoutMs) => supervisor.request('metrics', {}, { timeoutMs }), settings, kvStatus: kvState, applied, emit, log });
+  const quality = new QualityMeter({ engine: supervisor, loadedModel: () => (model.status.status === 'ready' ? (model.status.model ?? null) : null), cache: new QualityResults(db) });
+  const { version, host } = options;
+  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, journal, sampler, kvApplier, model, profiles, downloads, chats, quality, closing, events, metrics, generations, subscriptions };
+}
 
+/**
+ * Stops in dependency order: no new samples or KV changes, replies stopped and saved, the
+ * engine stopped (its 'stopped' status still relayed), then every listener, the database, the
+ * host's own listeners and the log.
+ */
+async function disposeParts(parts: Parts, stopGraceMs: number): Promise<void> {
+  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events } = parts;
+  sampler.dispose();
+  kvApplier.dispose();
+  await generations.stopAll(stopGraceMs);
+  await supervisor.dispose();
+  subscriptions.dispose();
+  // Replies' ends a locked database deferred (chat-store.ts): written now if the lock is gone.
+  if (store.flushPending() > 0) log('warn', `${store.pendingFinishes} reply(s) could not be saved whole: the database is still locked by another process`);
+  db.close();
+  events.dispose();
+  await log.close();
+}
+
+/** Prometheus text for GET /metrics: KV figures only while a model runs, zeros otherwise. */
+async function renderMetrics({ supervisor, model, metrics }: Parts, closing: boolean): Promise<string> {
+  let kv: EngineMetrics = { kvCellsUsed: 0, kvCellsCapacity: 0, slots: [] };
+  if (!closing && model.ready && supervisor.status.state === 'running') {
+    const sampled = await supervisor.request('metrics', {}, { timeoutMs: 1000 });
+    if (sampled.ok) kv = sampled.value;
+  }
+  return metrics.render({ ...kv, engineRestarts: supervisor.status.restarts, modelLoaded: model.ready });
+}
+
+/** Starts Hearth: see `createHearth` in engine/index.ts. */
+export async function startHearth(options: HearthOptions, wiring: HearthWiring): Promise<Hearth> {
+  const dirs = prepareDataDir(options.dataDir);
+  const log = wiring.log ?? createLogger(dirs.logs, options.logLevel ?? 'info');
+  const db = await openStoreDatabase(dirs.db, log);
   let disposed: Promise<void> | null = null;
-  const guard = <I, O>(name: CallName, fn: (input: I) => Promise<Result<O>>) =>
-    async (input: I): Promise<Result<O>> => {
-      if (disposed) return err('ENGINE_UNAVAILABLE', 'Hearth is shutting down.');
-      try {
-        return await fn(input);
-      } catch (error) {
-        log('error', `${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-        // A locked, full or damaged hearth.db is the user's to fix: say what to do (db.ts).
-        const known = databaseCallError(error);
-        if (known) return { ok: false, error: known };
-        return err('INTERNAL', `${name} failed unexpectedly: ${errorText(error)}`);
-      }
-    };
+  const parts = assemble(options, wiring, dirs, db, log, () => disposed !== null);
+  const api = createCalls(parts);
+  wiring.probe?.(() => parts.supervisor.listenerCount + parts.events.size);
 
-  const api: HearthApi = {
-    'app.state': guard('app.state', async () =>
-      ok({
-        version: options.version,
-        host: options.host,
-        dataDir: dirs.root,
-        modelsDir: dirs.models,
-        engine: supervisor.status,
-        model: model.status,
-        settings: settings(),
-        kv: kvStatus.status,
-      }),
-    ),
-    /**
-     * Threads and context size apply at the next model load, not to the loaded model. The disk
-     * KV settings apply now (kv-apply.ts): a changed persistence, budget, chunk size or
-     * compression restarts the engine gracefully and this answers once it runs again; a changed
-     * slot count reloads the loaded model. While the engine is busy (a reply streams, a model loads, a download
-     * runs) the change is saved, this answers at once, and it applies when the engine is idle.
-     */
-    'settings.update': guard('settings.update', async (patch) => {
-      const before = settings();
-      const after = updateSettings(db, patch);
-      const changed = describeKvSettings(before, after);
-      if (changed !== null) journal.record('settings', changed);
-      await kvApplier.apply(planKvApply(before, after));
-      return ok(after);
-    }),
-    'models.list': guard('models.list', async () => ok({ models: await listModels(dirs.models) })),
-    'models.recommended': guard('models.recommended', async () => ok({ models: recommendedModels })),
-    'models.load': guard('models.load', async ({ path: file }) => model.load(file)),
-    'models.unload': guard('models.unload', async () => model.unload()),
-    // Electron's host answers this with its native dialog; no other host can.
-    'models.pick': guard('models.pick', async () => err('NOT_SUPPORTED', 'This host has no file dialog.', 'Type the path of a .gguf file instead.')),
-    'models.download': guard('models.download', async ({ uri }) => downloads.start(uri)),
-    'models.cancelDownload': guard('models.cancelDownload', async ({ downloadId }) => downloads.cancel(downloadId)),
-    'models.getProfile': guard('models.getProfile', ({ path: file }) => profiles.get(file)),
-    'models.setProfile': guard('models.setProfile', ({ path: file, profile }) => profiles.set(file, profile)),
-    /**
-     * The contract validated the input. A local model defaults to its profile's context size and
-     * slots; a remote one (no profile yet) to Settings'. An automatic context (0) is planned at
-     * 4,096 tokens: the host does not read the trained length, and the table shows the longest fit anyway.
-     */
-    'models.plan': guard('models.plan', async ({ path: file, uri, contextSize, slots }) => {
-      const defaults = file !== undefined ? profiles.profileOf(file) : { contextSize: settings().contextSize, slots: settings().kvSlots };
-      return supervisor.request(
-        'plan',
-        {
-          ...(file !== undefined ? { path: profileKey(file) } : { uri: uri! }),
-          contextSize: contextSize ?? (defaults.contextSize > 0 ? defaults.contextSize : PLAN_DEFAULT_CONTEXT),
-          slots: slots ?? defaults.slots,
-        },
-        { timeoutMs: PLAN_TIMEOUT_MS },
-      );
-    }),
-    'models.measureQuality': guard('models.measureQuality', (input) => quality.measure(input)),
-    'chats.list': guard('chats.list', () => chats.list()),
-    'chats.create': guard('chats.create', (input) => chats.create(input)),
-    'chats.get': guard('chats.get', (input) => chats.get(input)),
-    'chats.rename': guard('chats.rename', (input) => chats.rename(input)),
-    'chats.delete': guard('chats.delete', async (input) => {
-      const result = await chats.delete(input);
-      // Best effort: the chat's stored KV is only a cache, and LRU eviction reclaims it anyway.
-      if (result.ok && result.value.deleted && supervisor.status.state === 'running') {
-        void supervisor.request('forgetChat', { chatId: input.chatId }).then((forgot) => {
-          if (!forgot.ok) log('warn', `could not forget the KV of chat ${input.chatId}: ${forgot.error.message}`);
-        });
-      }
-      return result;
-    }),
-    'chats.configure': guard('chats.configure', (input) => chats.configure(input)),
-    'chats.send': guard('chats.send', (input) => chats.send(input)),
-    'chats.edit': guard('chats.edit', (input) => chats.edit(input)),
-    'chats.regenerate': guard('chats.regenerate', (input) => chats.regenerate(input)),
-    'chats.switchBranch': guard('chats.switchBranch', (input) => chats.switchBranch(input)),
-    'chats.stop': guard('chats.stop', (input) => chats.stop(input)),
-    'chats.export': guard('chats.export', async ({ chatId, format }) => {
-      const chat = store.getChat(chatId);
-      if (!chat) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
-      return ok(exportChat(chat, store.activePath(chatId), format));
-    }),
-    'kv.stats': guard('kv.stats', async () =>
-      ok(
-        await readKvStats({
-          metrics: () => supervisor.request('metrics', {}, { timeoutMs: 2000 }),
-          settings,
-          kvStatus: () => kvStatus.status,
-          applied: () => appliedCodec,
-          diskPaths: [kvDir, dirs.root],
-        }),
-      ),
-    ),
-    'kv.verify': guard('kv.verify', async ({ repair }) => {
-      if (supervisor.status.state !== 'running') return err('ENGINE_UNAVAILABLE', 'The engine is not running, so the cache cannot be checked now.', 'Wait until the engine has started, then check again.');
-      return supervisor.request('kvVerify', { repair: repair ?? false }, { timeoutMs: VERIFY_TIMEOUT_MS });
-    }),
-    'cache.watch': guard('cache.watch', async () => ok(monitor.watch())),
-    /** Chats whose records are gone (nothing left to forget them by) are left out of the largest chats. */
-    'cache.overview': guard('cache.overview', async () => {
-      // An engine that is down or slow leaves the list empty: the history is the host's and still shows.
-      const listed = await supervisor.request('kvChats', { limit: OVERVIEW_CHATS }, { timeoutMs: CACHE_CALL_TIMEOUT_MS });
-      const chats = listed.ok ? listed.value.chats.filter((chat) => store.getChat(chat.chatId) !== undefined) : [];
-      return ok({ turns: journal.turns, events: journal.events, chats });
-    }),
-    'cache.chat': guard('cache.chat', async ({ chatId }) => {
-      if (!store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
-      const answered = await supervisor.request('chatCache', { chatId }, { timeoutMs: CACHE_CALL_TIMEOUT_MS });
-      // Without an engine nothing is known to be cached: "none", not an error, for a badge.
-      const known = answered.ok ? answered.value : { slot: null, tokensInMemory: 0, tokensOnDisk: 0, bytesOnDisk: 0 };
-      const where = known.tokensInMemory > 0 ? 'memory' : known.tokensOnDisk > 0 ? 'disk' : 'none';
-      return ok({ chatId, where, slot: known.slot, tokensInMemory: known.tokensInMemory, tokensOnDisk: known.tokensOnDisk, bytesOnDisk: known.bytesOnDisk });
-    }),
-    /** The chat's next turn reads its history again (`reread`), unlike a deleted chat's forget. */
-    'cache.forget': guard('cache.forget', async ({ chatId }) => {
-      if (!store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
-      return supervisor.request('forgetChat', { chatId, reread: true }, { timeoutMs: FORGET_TIMEOUT_MS });
-    }),
-  };
-
-  await supervisor.start();
-  if (options.modelPath !== undefined) await model.loadAtStart(options.modelPath);
-  else void model.loadAtStart(undefined).catch((error: unknown) => log('error', `loading the remembered model failed: ${describe(error)}`));
+  await parts.supervisor.start();
+  if (options.modelPath !== undefined) await parts.model.loadAtStart(options.modelPath);
+  else void parts.model.loadAtStart(undefined).catch((error: unknown) => log('error', `loading the remembered model failed: ${describe(error)}`));
 
   return {
     api,
@@ -402,30 +327,16 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
       const run = api[checked.name] as (input: unknown) => Promise<Result<unknown>>;
       return run(checked.input);
     },
-    onEvent: (listener) => events.on(listener),
-    async metricsText() {
-      let kv: EngineMetrics = { kvCellsUsed: 0, kvCellsCapacity: 0, slots: [] };
-      if (!disposed && model.ready && supervisor.status.state === 'running') {
-        const sampled = await supervisor.request('metrics', {}, { timeoutMs: 1000 });
-        if (sampled.ok) kv = sampled.value;
-      }
-      return metrics.render({ ...kv, engineRestarts: supervisor.status.restarts, modelLoaded: model.ready });
+    onEvent(listener) {
+      const subscription = parts.events.on(listener);
+      return () => subscription.dispose();
     },
+    metricsText: () => renderMetrics(parts, disposed !== null),
     get enginePid() {
-      return supervisor.pid;
+      return parts.supervisor.pid;
     },
     dispose() {
-      disposed ??= (async () => {
-        monitor.dispose();
-        kvApplier.dispose();
-        await generations.stopAll(wiring.stopGraceMs ?? 2000);
-        await supervisor.dispose();
-        // Replies' ends a locked database deferred (store.ts): written now if the lock is gone.
-        if (store.flushPending() > 0) log('warn', `${store.pendingFinishes} reply(s) could not be saved whole: the database is still locked by another process`);
-        db.close();
-        events.clear();
-        await log.close();
-      })();
+      disposed ??= disposeParts(parts, wiring.stopGraceMs ?? 2000);
       return disposed;
     },
   };

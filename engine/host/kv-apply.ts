@@ -1,18 +1,15 @@
 /**
  * Makes saved disk-KV settings take effect now rather than "at the next start": a user who
- * presses Save expects the new budget to hold from then on.
+ * presses Save expects the new budget to hold from then on. Persistence, budget, chunk size and
+ * compression travel with the engine's `init`, so they need a graceful restart
+ * (`Supervisor.restart`: pending KV saves are flushed, the model reloads; not a crash); the slot
+ * count applies when a model loads, so the loaded model is reloaded.
  *
- * - `kvPersistence`, `kvBudgetBytes`, `kvChunkTokens` and `kvCompression` travel with the
- *   engine's `init`, so they need a fresh engine process: a graceful restart (`Supervisor.restart`: the old process
- *   flushes its pending KV saves, the model reloads; not a crash).
- * - `kvSlots` applies when a model loads: the loaded model is reloaded.
- *
- * Never while the engine is busy: a restart or reload would cut off a reply in progress (its
- * text would survive as "incomplete", but the user asked for a setting, not for that), a model
- * load, or a download. The change is saved at once and applied as soon as the engine is idle;
- * nothing the user does is refused for it.
+ * Never while the engine is busy: a restart or reload would cut off a reply in progress (saved as
+ * "incomplete", not what the user asked for), a model load, or a download. The change is saved
+ * at once and applied as soon as the engine is idle; nothing the user does is refused for it.
  */
-import type { Result, Settings } from '../contract/index.ts';
+import { errorText, type Result, type Settings } from '../contract/index.ts';
 import type { LogLevel } from './supervisor.ts';
 
 export interface KvApplyPlan {
@@ -112,7 +109,7 @@ export class KvSettingsApplier {
     let started!: () => void;
     const applied = new Promise<void>((resolve) => (started = resolve));
     const run = this.#execute(plan, started)
-      .catch((error: unknown) => this.#deps.log('error', `applying KV settings failed: ${String(error)}`))
+      .catch((error: unknown) => this.#deps.log('error', `applying KV settings failed: ${errorText(error)}`))
       .finally(() => {
         started();
         this.#running = null;

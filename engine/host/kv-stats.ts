@@ -1,6 +1,6 @@
 /**
- * `kv.stats`: the disk KV store's size next to its budget and the free disk (issue 3, "A disk
- * budget is a setting, shown with the free disk"). The store's figures come from the engine
+ * `kv.stats`: the disk KV store's size next to its budget and the free disk (the budget is a
+ * setting, shown beside the free disk). The store's figures come from the engine
  * process, which owns the store; the budget and chunk size from the settings; the free disk from
  * the file system the store lives on.
  */

@@ -1,16 +1,17 @@
 /**
- * The host's view of disk KV persistence (issue 3, "Bad input": a full disk pauses it, and the
- * UI must say so). The engine process reports pauses and resumes as `kvPersistence` events; this
- * keeps the latest state for `app.state` and emits `kv.status` when it changes.
+ * The host's view of disk KV persistence: a full disk pauses it, and the UI must say so. The
+ * engine process reports pauses and resumes as `kvPersistence` events; this keeps the latest
+ * state for `app.state` and emits `kv.status` when it changes.
  */
 import type { EngineStatus, HearthEvent, KvStatus } from '../contract/index.ts';
+import { DisposableStore, type Disposable } from '../base/disposable.ts';
 import type { WorkerEvent } from '../protocol.ts';
 import type { LogLevel } from './supervisor.ts';
 
 export interface KvStatusDeps {
   readonly engine: {
-    onEvent(listener: (event: WorkerEvent) => void): () => void;
-    onStatus(listener: (status: EngineStatus) => void): () => void;
+    onEvent(listener: (event: WorkerEvent) => void): Disposable;
+    onStatus(listener: (status: EngineStatus) => void): Disposable;
   };
   readonly emit: (event: HearthEvent) => void;
   readonly log?: (level: LogLevel, message: string) => void;
@@ -22,8 +23,9 @@ function same(a: KvStatus, b: KvStatus): boolean {
   return a.persistence === b.persistence && a.reason?.code === b.reason?.code && a.reason?.message === b.reason?.message;
 }
 
-export class KvStatusTracker {
+export class KvStatusTracker implements Disposable {
   readonly #deps: KvStatusDeps;
+  readonly #subscriptions = new DisposableStore();
   #status: KvStatus;
   #enabled: boolean;
   /** Whether the current engine process has reported its store's state yet. */
@@ -33,16 +35,24 @@ export class KvStatusTracker {
     this.#deps = deps;
     this.#enabled = deps.enabled;
     this.#status = { persistence: deps.enabled ? 'on' : 'off' };
-    deps.engine.onEvent((event) => {
-      if (event.type !== 'kvPersistence' || !this.#enabled) return;
-      this.#reported = true;
-      this.#set(event.paused ? { persistence: 'paused', ...(event.reason ? { reason: event.reason } : {}) } : { persistence: 'on' });
-    });
-    deps.engine.onStatus((status) => {
-      // A process that said nothing about its store during init (an engine that predates the
-      // event) is taken to persist: a pause of an earlier process does not carry over.
-      if (status.state === 'running' && this.#enabled && !this.#reported) this.#set({ persistence: 'on' });
-    });
+    this.#subscriptions.add(
+      deps.engine.onEvent((event) => {
+        if (event.type !== 'kvPersistence' || !this.#enabled) return;
+        this.#reported = true;
+        this.#set(event.paused ? { persistence: 'paused', ...(event.reason ? { reason: event.reason } : {}) } : { persistence: 'on' });
+      }),
+    );
+    this.#subscriptions.add(
+      deps.engine.onStatus((status) => {
+        // A process that said nothing about its store during init (an engine that predates the
+        // event) is taken to persist: a pause of an earlier process does not carry over.
+        if (status.state === 'running' && this.#enabled && !this.#reported) this.#set({ persistence: 'on' });
+      }),
+    );
+  }
+
+  dispose(): void {
+    this.#subscriptions.dispose();
   }
 
   get status(): KvStatus {

@@ -4,6 +4,7 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import path from 'node:path';
+import { errorText } from '../contract/index.ts';
 import type { LogLevel } from './supervisor.ts';
 
 const rank: Readonly<Record<LogLevel, number>> = { error: 0, warn: 1, info: 2, debug: 3 };
@@ -33,4 +34,9 @@ export function createLogger(logsDir: string, level: LogLevel, options: { stderr
         stream = null;
       }),
   });
+}
+
+/** For a log line about something unexpected: an Error's stack (it says where), else its text. */
+export function errorDetail(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : errorText(error);
 }

@@ -1,13 +1,14 @@
 /**
  * The model's lifecycle on the host side: validate, load, unload, reload after an engine
- * restart, and the `{status, progress?, error?}` the UI mirrors (style.md §6). Loads and unloads
- * run one at a time under a lock.
+ * restart, and the `{status, progress?, error?}` the UI mirrors. Loads and unloads run one at a
+ * time under a lock.
  */
 import { stat } from 'node:fs/promises';
+import { DisposableStore, type Disposable } from '../base/disposable.ts';
 import { Lock } from '../base/lock.ts';
 import os from 'node:os';
 import path from 'node:path';
-import { err, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelProfile, type ModelStatus, type Result, type Settings } from '../contract/index.ts';
+import { err, errorText, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelProfile, type ModelStatus, type Result, type Settings } from '../contract/index.ts';
 import type { ResolvedProfile } from '../protocol.ts';
 import type { GgufSummary } from '../gguf/reader.ts';
 import { describeIssues } from './model-profiles.ts';
@@ -57,12 +58,13 @@ export async function resolveModelFile(input: string): Promise<Result<string>> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return err('NOT_FOUND', `There is no file at ${full}.`, 'Check the path.');
-    return err('MODEL_INVALID', `${full} cannot be read (${code ?? String(error)}).`);
+    return err('MODEL_INVALID', `${full} cannot be read (${code ?? errorText(error)}).`);
   }
 }
 
-export class ModelManager {
+export class ModelManager implements Disposable {
   readonly #deps: ModelManagerDeps;
+  readonly #subscriptions = new DisposableStore();
   #status: ModelStatus = { status: 'idle' };
   readonly #lock = new Lock('model');
   /** The model the user wants loaded: reloaded after an engine restart. */
@@ -72,13 +74,22 @@ export class ModelManager {
 
   constructor(deps: ModelManagerDeps) {
     this.#deps = deps;
-    deps.engine.onEvent((event) => {
-      if (event.type === 'loadProgress' && this.#status.status === 'loading') this.#progress(event.progress);
-    });
-    deps.engine.onStatus((engine) => {
-      if (engine.state === 'restarting') this.#onEngineDown();
-    });
-    deps.engine.onRestart(() => this.#onEngineBack());
+    this.#subscriptions.add(
+      deps.engine.onEvent((event) => {
+        if (event.type === 'loadProgress' && this.#status.status === 'loading') this.#progress(event.progress);
+      }),
+    );
+    this.#subscriptions.add(
+      deps.engine.onStatus((engine) => {
+        if (engine.state === 'restarting') this.#onEngineDown();
+      }),
+    );
+    this.#subscriptions.add(deps.engine.onRestart(() => this.#onEngineBack()));
+  }
+
+  /** Stops following the engine: no more progress, and no reload after a restart. */
+  dispose(): void {
+    this.#subscriptions.dispose();
   }
 
   get status(): ModelStatus {
@@ -205,7 +216,7 @@ export class ModelManager {
       (result) => {
         if (!result.ok) this.#deps.log('error', `reload after restart failed: ${result.error.message}`);
       },
-      (error: unknown) => this.#deps.log('error', `reload after restart failed: ${String(error)}`),
+      (error: unknown) => this.#deps.log('error', `reload after restart failed: ${errorText(error)}`),
     );
   }
 

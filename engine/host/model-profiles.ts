@@ -1,20 +1,15 @@
 /**
- * Per-model settings (issue 4): K and V cache types, flash attention, context size, GPU layers,
- * slots and the overflow policy, stored in hearth.db's `model_profiles` table.
+ * Per-model settings (K and V cache types, flash attention, context size, GPU layers, slots, the
+ * overflow policy) in hearth.db's `model_profiles` table.
  *
- * Decisions:
- * - Keyed by the model file's absolute path (`~` expanded, relative paths resolved; symlinks are
- *   not followed). The host knows a model by its path: the content hash that identifies it for the
- *   KV store is computed in the engine process and takes seconds for a large file, and a profile
- *   must be readable before the file is ever loaded. A file replaced at the same path (a
- *   re-download, another quantization under the same name) keeps its profile: that is safe because
- *   the engine validates the profile against the file it finds (`checkProfile`) before every load,
- *   so a profile that no longer suits the file is refused with the reasons, never loaded, and the
- *   KV store's fingerprint holds the content hash, so KV saved for the old file is never restored
- *   into the new one.
- * - Only the fields the user set are stored (JSON, like settings.ts): the others follow the
- *   defaults, which follow Settings (context size, slots) as they change. A stored field that no
- *   longer validates reads as its default rather than breaking the model.
+ * Keyed by the model file's absolute path, not its content hash: the hash takes seconds on a
+ * large file, and a profile must be readable before the file is loaded. A file replaced at the
+ * same path keeps its profile safely: the engine checks the profile against the file before every
+ * load (`checkProfile`), and the KV store's fingerprint holds the content hash.
+ *
+ * Only the fields the user set are stored (JSON, like settings.ts): the others follow the
+ * defaults, which follow Settings as they change; a stored field that no longer validates reads
+ * as its default rather than breaking the model.
  */
 import os from 'node:os';
 import path from 'node:path';

@@ -101,7 +101,8 @@ function isInside(root: string, target: string): boolean {
 /**
  * The number of physical cores, as well as we can tell without spawning a process.
  * `os.availableParallelism()` counts logical CPUs, and llama.cpp on SMT siblings runs far slower
- * than on cores (facts.md: 641 ms/token with 4 threads on 2 cores vs 1.2 ms with 1). So:
+ * than on cores (docs/decisions/threads.md: 641 ms/token with 4 threads on 2 cores vs 1.2 ms
+ * with 1). So:
  * - Linux: distinct (physical id, core id) pairs in /proc/cpuinfo;
  * - macOS arm64: logical = physical (Apple silicon has no SMT);
  * - elsewhere on x64 (Intel Macs, Windows): half the logical count, assuming 2-way SMT; on a

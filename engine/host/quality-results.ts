@@ -1,5 +1,5 @@
 /**
- * The quality meter's host side (issue 4): `models.measureQuality` asks the engine to measure
+ * The quality meter's host side: `models.measureQuality` asks the engine to measure
  * the loaded model's KV pair against F16 over the calibration text, and keeps each result in
  * hearth.db, per model file and pair, so the settings screen shows it again without the
  * seconds of inference.
@@ -149,7 +149,7 @@ export class QualityMeter {
   async #key(model: ModelInfo): Promise<QualityKey | null> {
     try {
       const [file, text] = await Promise.all([stat(model.path), readFile(this.#calibrationPath)]);
-      // Without kvType (an engine from before issue 4) the context was created with F16 K and V.
+      // Without kvType (an engine from before per-model KV types) the context was created with F16 K and V.
       const pair = model.kvType ?? { k: 'f16', v: 'f16' };
       return {
         modelPath: model.path,

@@ -20,7 +20,7 @@ export const defaultSettings: Settings = {
   kvBudgetBytes: 10 * 1024 ** 3,
   kvChunkTokens: 256,
   kvSlots: 1,
-  // Bit-exact restores at ~0.8× the bytes on F16 KV (issue 6): nothing to lose by default.
+  // Bit-exact restores at ~0.8× the bytes on F16 KV: nothing to lose by default.
   kvCompression: 'lossless',
 };
 

@@ -1,24 +1,22 @@
 /**
  * Owns the engine process: starts it, talks to it through protocol.ts, and restarts it when it
- * dies (llama.cpp can segfault: facts.md). A death fails every request in flight with
- * ENGINE_CRASHED; the service then marks the reply incomplete and reloads the model, so a crash
- * costs a restart, never a lost chat (style.md §3).
+ * dies (llama.cpp can segfault). A death fails every request in flight with ENGINE_CRASHED; the
+ * host then marks the reply incomplete and reloads the model, so a crash costs a restart, never
+ * a lost chat.
  *
- * `restart()` is the deliberate kind (settings that the engine reads at `init` changed): the
- * same stop as `dispose`, then a fresh process at once. It goes through the same 'restarting'
- * state, so the model reloads as after a crash, but it is not a crash: `restarts` and
- * `lastCrash` stay as they were, and the renderer shows no crash banner for it.
+ * `restart()` is the deliberate kind (settings read at `init` changed): the same stop as
+ * `dispose`, then a fresh process at once, through the same 'restarting' state so the model
+ * reloads, but not counted as a crash and shown with no crash banner.
  *
- * A crash loop (issue 7): an engine that keeps dying soon after each start (a native crash at
- * start-up, in init, or in whatever the host does first with a fresh engine) must not be
- * restarted at full speed forever. Each crash in a row doubles the wait before the next start,
- * up to `backoff.maxMs`; an engine that ran `backoff.stableMs` ends the row. From the
- * `crashLoopAfter`-th crash in a row, the 'restarting' status carries `crashLoop` with a clear
- * error, and calls made meanwhile answer that error instead of "try again in a moment".
+ * A crash loop (an engine that keeps dying soon after each start) must not be restarted at full
+ * speed forever: each crash in a row doubles the wait, and from `crashLoopAfter` crashes the
+ * status carries `crashLoop` with an error that calls made meanwhile answer too.
  */
 import { err, hearthError, type EngineStatus, type HearthError, type Result, errorText } from '../contract/index.ts';
+import { Lock } from '../base/lock.ts';
 import { settlesWithin } from '../base/timeout.ts';
 import type { EnginePort, InitInput, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
+import type { Disposable } from '../base/disposable.ts';
 import { Emitter } from './emitter.ts';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -131,7 +129,7 @@ export class Supervisor {
   /** Resolved when a process finished `init`, or when one died (the crash path took over). */
   #settleWaiters: (() => void)[] = [];
   /** The restarts asked for, one after another. */
-  #restartChain: Promise<unknown> = Promise.resolve();
+  readonly #restarts = new Lock('engine restart');
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -157,17 +155,23 @@ export class Supervisor {
     return this.#port?.pid ?? null;
   }
 
-  onEvent(listener: (event: WorkerEvent) => void): () => void {
+  /** The engine's events (tokens, progress, logs), from whichever process runs now. */
+  onEvent(listener: (event: WorkerEvent) => void): Disposable {
     return this.#events.on(listener);
   }
 
-  onStatus(listener: (status: EngineStatus) => void): () => void {
+  onStatus(listener: (status: EngineStatus) => void): Disposable {
     return this.#statuses.on(listener);
   }
 
-  /** Called after a restarted engine finished `init`: the service reloads its model here. */
-  onRestart(listener: () => void): () => void {
+  /** Called after a restarted engine finished `init`: the host reloads its model here. */
+  onRestart(listener: () => void): Disposable {
     return this.#restarted.on(listener);
+  }
+
+  /** Listeners subscribed through `onEvent`, `onStatus` and `onRestart` that are not disposed. */
+  get listenerCount(): number {
+    return this.#events.size + this.#statuses.size + this.#restarted.size;
   }
 
   /**
@@ -204,7 +208,7 @@ export class Supervisor {
       try {
         port.send({ kind: 'call', id, method, input } as Parameters<EnginePort['send']>[0]);
       } catch (error) {
-        this.#settle(id, err('ENGINE_UNAVAILABLE', `The engine could not be reached: ${String(error)}.`));
+        this.#settle(id, err('ENGINE_UNAVAILABLE', `The engine could not be reached: ${errorText(error)}.`));
       }
     });
   }
@@ -360,9 +364,7 @@ export class Supervisor {
    * reads `initInput` anyway. Calls made while one runs are done one after another. Never throws.
    */
   restart(): Promise<Result<void>> {
-    const run = this.#restartChain.then(() => this.#restartOnce());
-    this.#restartChain = run.catch(() => undefined);
-    return run;
+    return this.#restarts.run(() => this.#restartOnce());
   }
 
   async #restartOnce(): Promise<Result<void>> {
@@ -389,7 +391,10 @@ export class Supervisor {
     return err('ENGINE_CRASHED', `The engine did not start again: ${this.#status.lastCrash?.reason ?? 'unknown cause'}.`, 'It keeps retrying by itself.');
   }
 
-  /** Stops the engine for good (not a crash): pending requests fail with ENGINE_UNAVAILABLE. */
+  /**
+   * Stops the engine for good (not a crash): pending requests fail with ENGINE_UNAVAILABLE, and
+   * listeners hear the final 'stopped' status. Subscriptions stay their owners' to dispose.
+   */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
@@ -411,8 +416,5 @@ export class Supervisor {
     this.#resolveFirstStart();
     for (const resolve of this.#settleWaiters.splice(0)) resolve();
     this.#setStatus({ ...withoutLoop(this.#status), state: 'stopped' });
-    this.#events.clear();
-    this.#restarted.clear();
-    this.#statuses.clear();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Test helpers for the service's unit tests: a Hearth on a temporary data directory with the
+ * Test helpers for the host's unit tests: a Hearth on a temporary data directory with the
  * fake engine. Not used by the app.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
