@@ -12,7 +12,7 @@
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { err, ok, type HearthError, type Result } from '../contract/index.ts';
+import { err, errorText, ok, type HearthError, type Result } from '../contract/index.ts';
 import {
   GGML_MAX_DIMS,
   GGML_MAX_NAME,
@@ -23,20 +23,12 @@ import {
   valueTypeName,
   type GgufScalarTypeName,
 } from './format.ts';
+import { Invalid, limits, num, Reader, shown, tensorName, TRUNCATED_HINT } from './window-reader.ts';
+
+export { limits } from './window-reader.ts';
 
 /** Arrays longer than this keep only their length in the summary (token lists have 100k+ entries). */
 export const MAX_KEPT_ARRAY_LENGTH = 1024;
-/** Caps that bound what a hostile header can make the reader do. */
-export const limits = {
-  /** Bytes of header (metadata + tensor infos) read at most. Real files: a few MiB to ~40 MiB. */
-  headerBytes: 512 * 1024 * 1024,
-  /** One metadata string (chat templates are the longest real ones, ~100 KiB). */
-  stringBytes: 64 * 1024 * 1024,
-  keyBytes: 64 * 1024,
-  kvCount: 1_000_000,
-  tensorCount: 10_000_000,
-  arrayLength: 1024 * 1024 * 1024,
-} as const;
 
 /** One metadata value. 64-bit integers become numbers (exact up to 2^53). */
 export type GgufMetaEntry =
@@ -92,169 +84,6 @@ export function metaNumber(summary: Pick<GgufSummary, 'metadata'>, key: string):
 export function metaBool(summary: Pick<GgufSummary, 'metadata'>, key: string): boolean | undefined {
   const entry = Object.hasOwn(summary.metadata, key) ? summary.metadata[key] : undefined;
   return entry?.type === 'bool' ? entry.value : undefined;
-}
-
-/** Raised inside the reader; `inspectGguf` turns it into a MODEL_INVALID result. */
-class Invalid extends Error {
-  readonly hint: string | undefined;
-  constructor(message: string, hint?: string) {
-    super(message);
-    this.hint = hint;
-  }
-}
-
-const TRUNCATED_HINT = 'Download the model again.';
-const WINDOW = 1024 * 1024;
-
-/**
- * An untrusted string (a key or tensor name from the file) as it may appear in a message:
- * quoted, escaped and cut short, so a hostile file cannot fill the UI with garbage.
- */
-function shown(text: string): string {
-  const escaped = JSON.stringify(text).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return escaped.length > 82 ? `${escaped.slice(0, 80)}…"` : escaped;
-}
-
-/** A tensor name for a message: as is when it is plain ASCII (names are < 64 bytes), else escaped. */
-function tensorName(name: string): string {
-  return /^[\x21-\x7e]+$/.test(name) ? name : shown(name);
-}
-
-/** A count or byte offset with thousands separators, for messages. */
-function num(n: number | bigint): string {
-  return `${n.toLocaleString('en-US')}`;
-}
-
-/**
- * Reads a file sequentially through a window. Every read checks the file's real size first, so
- * a length field can never make it read (or allocate) past the end.
- */
-class Reader {
-  private readonly handle: FileHandle;
-  readonly fileSize: number;
-  private window = Buffer.alloc(0);
-  private windowStart = 0;
-  position = 0;
-  /** What is being read, for the truncation message. */
-  context = 'the header';
-
-  constructor(handle: FileHandle, fileSize: number) {
-    this.handle = handle;
-    this.fileSize = fileSize;
-  }
-
-  get remaining(): number {
-    return this.fileSize - this.position;
-  }
-
-  private async need(n: number): Promise<void> {
-    if (n > this.remaining) {
-      throw new Invalid(
-        `The file ends at ${num(this.fileSize)} bytes, inside its header (while reading ${this.context}): the file is truncated, probably an incomplete download.`,
-        TRUNCATED_HINT,
-      );
-    }
-    if (this.position + n > limits.headerBytes) {
-      throw new Invalid(`The GGUF header is larger than ${num(limits.headerBytes)} bytes (while reading ${this.context}); the file is not a usable model.`);
-    }
-    const offset = this.position - this.windowStart;
-    if (offset >= 0 && offset + n <= this.window.length) return;
-    const size = Math.min(Math.max(n, WINDOW), this.remaining);
-    const buffer = Buffer.alloc(size);
-    let read = 0;
-    while (read < size) {
-      const { bytesRead } = await this.handle.read(buffer, read, size - read, this.position + read);
-      if (bytesRead === 0) break;
-      read += bytesRead;
-    }
-    if (read < n) throw new Invalid(`The file could not be read past ${num(this.position + read)} bytes (while reading ${this.context}).`);
-    this.window = buffer.subarray(0, read);
-    this.windowStart = this.position;
-  }
-
-  private at(): number {
-    return this.position - this.windowStart;
-  }
-
-  async bytes(n: number): Promise<Buffer> {
-    await this.need(n);
-    const b = this.window.subarray(this.at(), this.at() + n);
-    this.position += n;
-    return b;
-  }
-
-  async skip(n: number): Promise<void> {
-    if (n > this.remaining) await this.need(n);
-    this.position += n;
-  }
-
-  async u32(): Promise<number> {
-    await this.need(4);
-    const v = this.window.readUInt32LE(this.at());
-    this.position += 4;
-    return v;
-  }
-
-  async i32(): Promise<number> {
-    await this.need(4);
-    const v = this.window.readInt32LE(this.at());
-    this.position += 4;
-    return v;
-  }
-
-  async u64(): Promise<bigint> {
-    await this.need(8);
-    const v = this.window.readBigUInt64LE(this.at());
-    this.position += 8;
-    return v;
-  }
-
-  /** A u64 that must be a count or size: at most `max`. */
-  async count(what: string, max: number): Promise<number> {
-    const v = await this.u64();
-    if (v > BigInt(max)) throw new Invalid(`The file claims ${num(v)} ${what}, more than the ${num(max)} a usable model can have: the file is corrupt.`);
-    return Number(v);
-  }
-
-  async string(what: string, maxBytes: number): Promise<string> {
-    const length = await this.u64();
-    if (length > BigInt(maxBytes)) {
-      throw new Invalid(`The ${what} is ${num(length)} bytes long, more than the ${num(maxBytes)} allowed: the file is corrupt.`);
-    }
-    if (length > BigInt(this.remaining)) {
-      throw new Invalid(
-        `The ${what} is ${num(length)} bytes long but the file ends ${num(this.remaining)} bytes later: the file is truncated or corrupt.`,
-        TRUNCATED_HINT,
-      );
-    }
-    const bytes = await this.bytes(Number(length));
-    return bytes.toString('utf8');
-  }
-
-  async scalar(type: GgufScalarTypeName, what: string): Promise<number | boolean | string> {
-    if (type === 'string') return this.string(what, limits.stringBytes);
-    const size = scalarSize[type];
-    await this.need(size);
-    const at = this.at();
-    const w = this.window;
-    let v: number | boolean;
-    switch (type) {
-      case 'uint8': v = w.readUInt8(at); break;
-      case 'int8': v = w.readInt8(at); break;
-      case 'uint16': v = w.readUInt16LE(at); break;
-      case 'int16': v = w.readInt16LE(at); break;
-      case 'uint32': v = w.readUInt32LE(at); break;
-      case 'int32': v = w.readInt32LE(at); break;
-      case 'float32': v = w.readFloatLE(at); break;
-      case 'float64': v = w.readDoubleLE(at); break;
-      case 'uint64': v = Number(w.readBigUInt64LE(at)); break;
-      case 'int64': v = Number(w.readBigInt64LE(at)); break;
-      // Any non-zero byte is true, as in llama.cpp.
-      case 'bool': v = w.readUInt8(at) !== 0; break;
-    }
-    this.position += size;
-    return v;
-  }
 }
 
 async function readValue(r: Reader, key: string): Promise<GgufMetaEntry> {
@@ -342,51 +171,10 @@ async function readTensorInfo(r: Reader, index: number): Promise<TensorInfo> {
 const pad = (n: bigint, alignment: bigint): bigint => ((n + alignment - 1n) / alignment) * alignment;
 
 async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
-  r.context = 'the magic number';
-  const magicBytes = await r.bytes(4);
-  if (magicBytes.readUInt32LE(0) !== GGUF_MAGIC) {
-    // The error never quotes the file: a path typed into the browser host must not become a way
-    // to read the first bytes of any file on the machine.
-    throw new Invalid('The file is not a GGUF model: it does not start with "GGUF".', 'Choose a .gguf model file.');
-  }
-  r.context = 'the version';
-  const version = await r.u32();
-  if (version === 1) throw new Invalid('The file is a GGUF version 1 model, which llama.cpp no longer reads.', 'Download a current version of the model.');
-  if (version !== 2 && version !== 3) {
-    throw new Invalid(`The file says it is GGUF version ${version}; Hearth reads versions 2 and 3.`, version > 3 ? 'The model may need a newer Hearth.' : undefined);
-  }
-  r.context = 'the tensor count';
-  const tensorCount = await r.count('tensors', limits.tensorCount);
-  r.context = 'the metadata count';
-  const kvCount = await r.count('metadata entries', limits.kvCount);
-  // Each metadata entry takes at least 13 bytes (key length, type, a 1-byte value) and each
-  // tensor info at least 24, so counts the file cannot hold are rejected up front.
-  if (kvCount * 13 + tensorCount * 24 > r.remaining) {
-    throw new Invalid(
-      `The file claims ${num(kvCount)} metadata entries and ${num(tensorCount)} tensors, which do not fit in its ${num(r.fileSize)} bytes: the file is truncated or corrupt.`,
-      TRUNCATED_HINT,
-    );
-  }
-
-  const metadata: Record<string, GgufMetaEntry> = Object.create(null) as Record<string, GgufMetaEntry>;
-  for (let i = 0; i < kvCount; i++) {
-    r.context = `metadata entry ${i}`;
-    const key = await r.string(`key of metadata entry ${i}`, limits.keyBytes);
-    if (key === '') throw new Invalid(`Metadata entry ${i} has an empty key: the file is corrupt.`);
-    if (Object.hasOwn(metadata, key)) throw new Invalid(`The metadata key ${shown(key)} appears twice: the file is corrupt.`);
-    r.context = `the value of metadata key ${shown(key)}`;
-    metadata[key] = await readValue(r, key);
-  }
+  const { version, tensorCount, kvCount } = await readHeader(r);
+  const metadata = await readMetadata(r, kvCount);
   const summaryBase = { metadata };
-
-  let alignment = GGUF_DEFAULT_ALIGNMENT;
-  const alignmentEntry = metadata['general.alignment'];
-  if (alignmentEntry) {
-    if (alignmentEntry.type !== 'uint32') throw new Invalid(`general.alignment must be a uint32, not ${alignmentEntry.type}: the file is corrupt.`);
-    alignment = alignmentEntry.value;
-    if (alignment === 0 || (alignment & (alignment - 1)) !== 0) throw new Invalid(`general.alignment is ${alignment}, not a power of two: the file is corrupt.`);
-  }
-
+  const alignment = alignmentOf(metadata);
   const tensors: TensorInfo[] = [];
   const names = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
@@ -395,26 +183,8 @@ async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
     names.add(info.name);
     tensors.push(info);
   }
-
-  const align = BigInt(alignment);
-  const dataOffset = pad(BigInt(r.position), align);
-  const fileSize = BigInt(r.fileSize);
-  // llama.cpp (gguf.cpp) requires the tensors to be laid out back to back in the order of
-  // their infos, each padded to the alignment.
-  let expected = 0n;
-  for (const t of tensors) {
-    if (t.offset !== expected) {
-      throw new Invalid(`Tensor ${tensorName(t.name)} starts at data offset ${num(t.offset)}, but ${num(expected)} was expected: the file is corrupt.`);
-    }
-    const end = dataOffset + t.offset + t.bytes;
-    if (end > fileSize) {
-      throw new Invalid(
-        `The file ends at ${num(fileSize)} bytes but tensor ${tensorName(t.name)} needs bytes up to ${num(end)}: the file is truncated, probably an incomplete download.`,
-        TRUNCATED_HINT,
-      );
-    }
-    expected += pad(t.bytes, align);
-  }
+  const dataOffset = pad(BigInt(r.position), BigInt(alignment));
+  checkTensorLayout(tensors, dataOffset, BigInt(alignment), BigInt(r.fileSize));
   if (tensorCount === 0) throw new Invalid('The file has no tensors: it is not a model.');
 
   const architecture = metaString(summaryBase, 'general.architecture');
@@ -444,6 +214,79 @@ async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
   };
 }
 
+/** The magic, the version and the two counts, checked against what the file can hold. */
+async function readHeader(r: Reader): Promise<{ version: number; tensorCount: number; kvCount: number }> {
+  r.context = 'the magic number';
+  const magicBytes = await r.bytes(4);
+  if (magicBytes.readUInt32LE(0) !== GGUF_MAGIC) {
+    // The error never quotes the file: a path typed into the browser host must not become a way
+    // to read the first bytes of any file on the machine.
+    throw new Invalid('The file is not a GGUF model: it does not start with "GGUF".', 'Choose a .gguf model file.');
+  }
+  r.context = 'the version';
+  const version = await r.u32();
+  if (version === 1) throw new Invalid('The file is a GGUF version 1 model, which llama.cpp no longer reads.', 'Download a current version of the model.');
+  if (version !== 2 && version !== 3) {
+    throw new Invalid(`The file says it is GGUF version ${version}; Hearth reads versions 2 and 3.`, version > 3 ? 'The model may need a newer Hearth.' : undefined);
+  }
+  r.context = 'the tensor count';
+  const tensorCount = await r.count('tensors', limits.tensorCount);
+  r.context = 'the metadata count';
+  const kvCount = await r.count('metadata entries', limits.kvCount);
+  // Each metadata entry takes at least 13 bytes (key length, type, a 1-byte value) and each
+  // tensor info at least 24, so counts the file cannot hold are rejected up front.
+  if (kvCount * 13 + tensorCount * 24 > r.remaining) {
+    throw new Invalid(
+      `The file claims ${num(kvCount)} metadata entries and ${num(tensorCount)} tensors, which do not fit in its ${num(r.fileSize)} bytes: the file is truncated or corrupt.`,
+      TRUNCATED_HINT,
+    );
+  }
+  return { version, tensorCount, kvCount };
+}
+
+async function readMetadata(r: Reader, kvCount: number): Promise<Record<string, GgufMetaEntry>> {
+  const metadata: Record<string, GgufMetaEntry> = Object.create(null) as Record<string, GgufMetaEntry>;
+  for (let i = 0; i < kvCount; i++) {
+    r.context = `metadata entry ${i}`;
+    const key = await r.string(`key of metadata entry ${i}`, limits.keyBytes);
+    if (key === '') throw new Invalid(`Metadata entry ${i} has an empty key: the file is corrupt.`);
+    if (Object.hasOwn(metadata, key)) throw new Invalid(`The metadata key ${shown(key)} appears twice: the file is corrupt.`);
+    r.context = `the value of metadata key ${shown(key)}`;
+    metadata[key] = await readValue(r, key);
+  }
+  return metadata;
+}
+
+function alignmentOf(metadata: Record<string, GgufMetaEntry>): number {
+  const entry = metadata['general.alignment'];
+  if (!entry) return GGUF_DEFAULT_ALIGNMENT;
+  if (entry.type !== 'uint32') throw new Invalid(`general.alignment must be a uint32, not ${entry.type}: the file is corrupt.`);
+  const alignment = entry.value;
+  if (alignment === 0 || (alignment & (alignment - 1)) !== 0) throw new Invalid(`general.alignment is ${alignment}, not a power of two: the file is corrupt.`);
+  return alignment;
+}
+
+/**
+ * llama.cpp (gguf.cpp) requires the tensors to be laid out back to back in the order of their
+ * infos, each padded to the alignment, and all within the file.
+ */
+function checkTensorLayout(tensors: readonly TensorInfo[], dataOffset: bigint, align: bigint, fileSize: bigint): void {
+  let expected = 0n;
+  for (const t of tensors) {
+    if (t.offset !== expected) {
+      throw new Invalid(`Tensor ${tensorName(t.name)} starts at data offset ${num(t.offset)}, but ${num(expected)} was expected: the file is corrupt.`);
+    }
+    const end = dataOffset + t.offset + t.bytes;
+    if (end > fileSize) {
+      throw new Invalid(
+        `The file ends at ${num(fileSize)} bytes but tensor ${tensorName(t.name)} needs bytes up to ${num(end)}: the file is truncated, probably an incomplete download.`,
+        TRUNCATED_HINT,
+      );
+    }
+    expected += pad(t.bytes, align);
+  }
+}
+
 /**
  * Checks that `path` is a GGUF model llama.cpp can read, and summarizes it. Never throws:
  * NOT_FOUND when there is no such file, MODEL_INVALID (with a message saying what is wrong)
@@ -459,7 +302,7 @@ export async function inspectGguf(path: string): Promise<Result<GgufSummary>> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return err('NOT_FOUND', `There is no file at ${path}.`);
-    return err('MODEL_INVALID', `${path} cannot be read: ${(error as Error).message}`);
+    return err('MODEL_INVALID', `${path} cannot be read: ${errorText(error)}`);
   }
   if (size === 0) return err('MODEL_INVALID', `${path} is empty (0 bytes): it is not a GGUF model.`, 'If it was being downloaded, download it again.');
   if (size < 24) return err('MODEL_INVALID', `${path} is only ${size} bytes long: it is not a GGUF model.`);
@@ -468,13 +311,13 @@ export async function inspectGguf(path: string): Promise<Result<GgufSummary>> {
   try {
     handle = await open(path, 'r');
   } catch (error) {
-    return err('MODEL_INVALID', `${path} cannot be opened: ${(error as Error).message}`);
+    return err('MODEL_INVALID', `${path} cannot be opened: ${errorText(error)}`);
   }
   try {
     return ok(await readSummary(path, new Reader(handle, size)));
   } catch (error) {
     if (error instanceof Invalid) return { ok: false, error: invalid(error) };
-    return err('MODEL_INVALID', `${path} cannot be read as a GGUF model: ${(error as Error).message}`);
+    return err('MODEL_INVALID', `${path} cannot be read as a GGUF model: ${errorText(error)}`);
   } finally {
     await handle.close().catch(() => undefined);
   }

@@ -106,7 +106,7 @@ describe('chunk files', () => {
   });
 });
 
-/** A version 1 file (issue 3: zlib CRC-32) with the same content, as an older Hearth wrote it. */
+/** A version 1 file (zlib CRC-32) with the same content, as an older Hearth wrote it. */
 function asVersion1(v2: Buffer): Buffer {
   const v1 = Buffer.from(v2);
   v1.writeUInt16LE(1, 4);

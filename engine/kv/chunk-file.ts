@@ -1,7 +1,18 @@
 /**
  * Chunk files: `<root>/chunks/<key[0..2]>/<key>.kvc`, one per chunk key, written atomically and
- * verified before a single byte is handed out (issue 3, "Files").
- *
+ * verified before a single byte is handed out. The layout and why its checksum is a CRC are
+ * described below the imports.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { chainKey, tokenBytes, tokensFromBytes } from './fingerprint.ts';
+import type { CodecKernels } from './kernels.ts';
+import type { StoreFileHandle, StoreFs } from './store-fs.ts';
+import { errnoOf } from './store-fs.ts';
+import { errorText } from '../contract/index.ts';
+
+/**
  * Layout (all little-endian; 96-byte header, then the body):
  *
  *   0  magic "HKVF"                      4 bytes   (the codec's payloads start with "HKVC")
@@ -18,28 +29,20 @@
  *   …  payload                           the stored payload, opaque here (frame.ts: raw or compressed)
  *
  * The checksum is CRC-32C (Castagnoli) in version 2, computed by the codec kernels (kernels.ts:
- * the native addon, or its TypeScript fallback), and zlib's CRC-32 in version 1 (issue 3). Both are read: "the reader accepts every version it ever
- * wrote". Since the body checksum covers the stored (compressed) bytes, a damaged compressed
+ * the native addon, or its TypeScript fallback), and zlib's CRC-32 in version 1. Both are read:
+ * the reader accepts every version it ever wrote. Since the body checksum covers the stored (compressed) bytes, a damaged compressed
  * chunk is caught before zstd ever sees it.
  *
  * Why a CRC and not sha256: the checksum guards against accidental damage (bit rot, torn or
  * truncated writes, a stray editor), not an adversary: anyone who can write the data directory can
  * also rewrite the index. crc32 catches every single-bit flip and every burst up to 32 bits, and a
  * random corruption with probability 1 − 2⁻³²; the length and key checks catch truncation and
- * misplaced files on their own. And it is on the restore path, whose budget is "≤ 2 × the plain
- * read time + 10 ms" (issue 3): zlib's crc32 ran at ~5 GB/s here against ~1.3 GB/s for sha256,
+ * misplaced files on their own. And it is on the restore path, whose budget is ≤ 2 × the plain
+ * read time + 10 ms: zlib's crc32 ran at ~5 GB/s here against ~1.3 GB/s for sha256,
  * which would have cost more than the read itself for a cached file. Content addressing does not
  * need a payload hash either: keys address tokens (the hash chain), not bytes. The tokens and the
  * parent ARE verified cryptographically: the key must equal sha256(parent ‖ tokens).
  */
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
-import { chainKey, tokenBytes, tokensFromBytes } from './fingerprint.ts';
-import type { CodecKernels } from './kernels.ts';
-import type { StoreFileHandle, StoreFs } from './store-fs.ts';
-import { errnoOf } from './store-fs.ts';
-import { errorText } from '../contract/index.ts';
 
 export const chunkMagic = Buffer.from('HKVF', 'latin1');
 /** The version written; every version listed in `readableVersions` is read. */
@@ -129,7 +132,7 @@ export function verifyChunk(file: Uint8Array, key: string, kernels: CodecKernels
   if (bytes.readUInt32LE(88) !== checksum(bytes.subarray(0, 88))) return fail('header', 'the header checksum does not match');
   if (bytes.readUInt16LE(6) !== chunkHeaderBytes) return fail('header', 'unexpected header length');
   // Outside the header checksum, and every version wrote zeros there: anything else is damage
-  // (issue 7's fault suite flips random header bits; these would otherwise pass unnoticed).
+  // (the fault suite flips random header bits; these would otherwise pass unnoticed).
   if (bytes.readUInt32LE(92) !== 0) return fail('header', 'the reserved header bytes are not zero');
   const stored = bytes.toString('hex', 24, 56);
   if (stored !== key) return fail('key', `the file holds chunk ${stored.slice(0, 12)}…`);

@@ -1,8 +1,8 @@
 /**
  * The codec on synthetic state files. The builder below writes files from the layout in
- * ../../../shared/docs/facts.md ("The llama.cpp sequence state file"), independently of the
- * codec, so the parser is checked against the format and not against itself. Real files from
- * llama.cpp are covered by engine/worker/kv-codec.model.test.ts.
+ * docs/decisions/state-file-layout.md, independently of the codec, so the parser is checked
+ * against the format and not against itself. Real files from llama.cpp are covered by
+ * engine/worker/kv-codec.model.test.ts.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,15 +1,15 @@
 /**
- * Fingerprints and chunk keys of the KV store (issue 3).
+ * Fingerprints and chunk keys of the KV store.
  *
  * A chunk's KV bytes depend on every token before it and on everything that decides how llama.cpp
- * lays out and computes them (facts.md, "Chunk keys must be a hash chain over everything that
- * determines the bytes"). So keys form a hash chain seeded by the fingerprint:
+ * lays out and computes them (docs/decisions/model-identity.md). So keys form a hash chain seeded
+ * by the fingerprint:
  *
  *   key_0 = sha256(fingerprint ‖ tokens_0),  key_i = sha256(key_{i-1} ‖ tokens_i)
  *
- * with keys and the fingerprint as 32 raw bytes and tokens as int32 little-endian. Two chats that
- * share a prefix therefore share its chunk keys (and files), and a different model, KV type or
- * llama.cpp release gives disjoint keys: an old chunk becomes a cache miss, never a wrong load.
+ * (keys and the fingerprint as 32 raw bytes, tokens as int32 little-endian). Chats that share a
+ * prefix share its chunk keys and files; another model, KV type or llama.cpp release gives
+ * disjoint keys: an old chunk becomes a cache miss, never a wrong load.
  */
 import { createHash } from 'node:crypto';
 import { err, ok } from '../contract/index.ts';
@@ -24,7 +24,7 @@ const keyScheme = 'hearth-kv/1';
 export interface FingerprintParts {
   /** The bundled llama.cpp release (e.g. node-llama-cpp's build tag), since values can change between releases. */
   readonly llamaCppRelease: string;
-  /** llama.cpp's sequence state format version (3 today; facts.md). */
+  /** llama.cpp's sequence state format version (3 today; docs/decisions/state-file-layout.md). */
   readonly stateFormatVersion: number;
   /** The model file's content hash (`KvStore.modelContentHash`); llama.cpp never checks model identity. */
   readonly modelHash: string;

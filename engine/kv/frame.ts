@@ -1,8 +1,18 @@
 /**
- * Compressed KV chunks (issue 6): how a chunk payload (codec.ts, "HKVC") is stored on disk.
- *
- * A stored payload is either the raw payload itself (mode `off`, every chunk written before issue
- * 6, and any chunk that would not get smaller) or a frame that decodes to it:
+ * Compressed KV chunks: how a chunk payload (codec.ts, "HKVC") is stored on disk. KV compresses
+ * poorly as a whole (near-random mantissa bytes), so a frame splits each section by how well it
+ * compresses and sends only the compressible part through zstd; the frame layout and its reasons
+ * are described below the imports.
+ */
+import { constants as zlibConstants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import type { KvCompression } from '../contract/index.ts';
+import { err, ok, type Result, errorText } from '../contract/index.ts';
+import { CHUNK_HEADER_BYTES, CHUNK_MAGIC, checkChunkHeader, readChunkHeader, type StateShape } from './codec.ts';
+import { q8_0Bytes, type CodecKernels } from './kernels.ts';
+
+/**
+ * A stored payload is either the raw payload itself (mode `off`, every chunk written before
+ * compression existed, and any chunk that would not get smaller) or a frame that decodes to it:
  *
  * | offset | type | field |
  * |---|---|---|
@@ -37,17 +47,13 @@
  * a stream per section would pay that per layer.
  *
  * Lossy mode never re-quantizes a quantized section: llama.cpp stores quantized K/V
- * Hadamard-rotated (facts.md, "Rotation trap"); it only turns F16 into q8_0 and back. A section
+ * Hadamard-rotated (docs/decisions/lossy-only-f16.md); it only turns F16 into q8_0 and back. A section
  * holding a NaN or an infinity stays lossless (q8_0 cannot represent it). Frames are never
  * trusted: every header field and part length is checked against the raw layout the payload
  * header implies before a byte is written, so a damaged or hostile frame is an error, never an
  * overrun or a crash.
  */
-import { constants as zlibConstants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import type { KvCompression } from '../contract/index.ts';
-import { err, ok, type Result, errorText } from '../contract/index.ts';
-import { CHUNK_HEADER_BYTES, CHUNK_MAGIC, checkChunkHeader, readChunkHeader, type StateShape } from './codec.ts';
-import { q8_0Bytes, type CodecKernels } from './kernels.ts';
+
 
 /** "HKVZ" read as a little-endian u32. */
 export const FRAME_MAGIC = 0x5a564b48;

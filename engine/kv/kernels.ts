@@ -1,5 +1,5 @@
 /**
- * The KV codec's hot loops (issue 6): the byte transforms and the checksum, behind one interface
+ * The KV codec's hot loops: the byte transforms and the checksum, behind one interface
  * with two implementations that give identical bytes: the Node-API addon in `native/` and the
  * TypeScript fallback in `kernels-fallback.ts`. Nothing here knows about chunks or frames
  * (frame.ts); these are plain array transforms over caller-owned buffers, so neither side

@@ -1,5 +1,5 @@
 /**
- * Manifests: the chunk list of one chat branch (style.md vocabulary), and what a prefix lookup
+ * Manifests: the chunk list of one chat branch, and what a prefix lookup
  * returns. The rows live in `<root>/index.db` (store-db.ts).
  */
 import { tokensFromBytes } from './fingerprint.ts';
@@ -9,8 +9,8 @@ export interface ManifestInput {
   /** The fingerprint the branch's KV was computed under (`fingerprint()`). */
   readonly fingerprint: string;
   /**
-   * The branch's tokens whose KV is being saved: a clean prefix of the sequence (issue 3: never
-   * store what lies beyond the clean prefix of a fragmented cache). The store cuts them into
+   * The branch's tokens whose KV is being saved: a clean prefix of the sequence (never
+   * what lies beyond the clean prefix of a fragmented cache). The store cuts them into
    * full chunks of its `chunkTokens`; the rest is the tail.
    */
   readonly tokens: ArrayLike<number>;

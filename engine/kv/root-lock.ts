@@ -1,17 +1,14 @@
 /**
- * One engine process per KV root (issue 7). Two engines on one store would corrupt it: each
- * store's GC treats every temp file and every unindexed chunk file as debris of a crash, so it
- * would delete the other's half-written chunks, and chunk files the other has renamed but not yet
- * committed. It happens when a host is killed: its orphaned engine flushes its last save for up to
- * 2 s while the relaunched host's engine opens the same store.
+ * One engine process per KV root. Two engines on one store would corrupt it: each store's GC
+ * treats every temp file and unindexed chunk file as crash debris, so it would delete the other's
+ * half-written and not yet committed chunks. It happens when a host is killed: its orphaned engine
+ * flushes its last save for up to 2 s while the relaunched host's engine opens the same store.
  *
- * Why a kernel lock and not a pid file: the kernel drops an advisory lock when its process dies,
- * however it dies, so a lock can never go stale, and there is no pid to be reused and no race
- * between two processes "stealing" a stale file. SQLite already implements that lock portably
- * (fcntl on POSIX, LockFileEx on Windows, and it also excludes a second connection in the same
- * process), so the lock is an EXCLUSIVE transaction held on `<root>/lock`, an empty database that
- * is never written (and has no journal file). Who holds it is written beside it (`lock.owner`: pid and start time), only so
- * that the process locked out can say which process holds the store.
+ * A kernel lock, not a pid file: the kernel drops an advisory lock when its process dies, however
+ * it dies, so it never goes stale and no pid is reused. SQLite implements that lock portably
+ * (fcntl, LockFileEx; it also excludes a second connection in the same process), so the lock is an
+ * EXCLUSIVE transaction held on `<root>/lock`, an empty database never written. `lock.owner` (pid
+ * and start time) only lets the process locked out say who holds the store.
  */
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,8 +1,18 @@
 /**
  * A validating parser for llama.cpp's sequence state files (`llama_state_seq_save_file`, which
  * node-llama-cpp's `LlamaContextSequence.saveStateToFile` calls), state format version 3 as
- * written by llama.cpp v0.4.0 (the release bundled with node-llama-cpp 3.21.1).
- *
+ * written by llama.cpp v0.4.0 (the release bundled with node-llama-cpp 3.21.1). The fields are
+ * in docs/decisions/state-file-layout.md. The file does not say which memory type wrote it, so
+ * a layout the parser cannot prove (M-RoPE/PLE cell extensions, a second memory section, K
+ * without V, cells shared by several sequences) is `NOT_SUPPORTED`, never guessed; a broken file
+ * is `INVALID_INPUT`. The input is treated as hostile: every count is checked against the bytes
+ * really there before it is used, and the K/V bytes are not copied.
+ */
+import { open } from 'node:fs/promises';
+import { err, ok, type Result, errorText } from '../contract/index.ts';
+import { ggmlTypes } from '../gguf/format.ts';
+
+/**
  * The layout (all little-endian; llama-context.cpp `state_seq_save_file`, llama-kv-cache.cpp
  * `state_write`/`state_write_meta`/`state_write_data`):
  *
@@ -14,19 +24,7 @@
  *     per layer: v_trans = 0: i32 V type, u64 V row size, cell_count V rows
  *                v_trans = 1: i32 V type, u32 element size, u32 n_embd_v_gqa,
  *                             then n_embd_v_gqa × cell_count elements (by dimension, then cell)
- *
- * The file says nothing about which memory type wrote it, so the parser accepts only the plain
- * single-section KV cache of llama-architecture models and is conservative about everything
- * else: a layout it cannot prove (per-cell extensions of M-RoPE/PLE models, a second memory
- * section of sliding-window or hybrid models, K without V, cells shared by several sequences)
- * is answered with `NOT_SUPPORTED`, never guessed. A file that is simply broken (truncated,
- * garbled, lengths that do not fit) is `INVALID_INPUT`. The input is treated as hostile: every
- * count is checked against the bytes that are really there before it is used, and parsing
- * allocates only what the verified cell and token counts need; the K/V bytes are not copied.
  */
-import { open } from 'node:fs/promises';
-import { err, ok, type Result, errorText } from '../contract/index.ts';
-import { ggmlTypes } from '../gguf/format.ts';
 
 /** `LLAMA_STATE_SEQ_MAGIC` ("ggsq"). */
 export const STATE_MAGIC = 0x67677371;
@@ -62,8 +60,9 @@ export interface StateLayerShape {
 
 /**
  * Everything in a state file's layout that must be equal for cells of two files to be combined
- * into one. It does not identify the model (nothing in the file does: facts.md), so the KV
- * store's fingerprint adds the model hash, the llama.cpp release and so on. Plain JSON.
+ * into one. It does not identify the model (nothing in the file does:
+ * docs/decisions/model-identity.md), so the KV store's fingerprint adds the model hash, the
+ * llama.cpp release and so on. Plain JSON.
  */
 export interface StateShape {
   /** The state format version (always STATE_VERSION for a parsed file). */
@@ -177,9 +176,12 @@ function checkRowBytes(rowBytes: number, type: number, what: string): void {
   }
 }
 
+/** One stream's cells and K/V layout; everything `ParsedState` needs but the file's header. */
+type StreamData = Omit<ParsedState, 'shape' | 'tokens' | 'bytes'> & { vTrans: boolean; layerShapes: StateLayerShape[] };
+
 /**
- * Parses one file. `extCells` reads the per-cell extension (x, y, tok) that M-RoPE and PLE
- * models add; it is only used to explain a failure of the plain layout.
+ * Parses one file (layout above). `extCells` reads the per-cell extension (x, y, tok) that
+ * M-RoPE and PLE models add; it is only used to explain a failure of the plain layout.
  */
 function parseWith(bytes: Uint8Array, extCells: boolean): ParsedState {
   const c = new Cursor(bytes);
@@ -198,82 +200,12 @@ function parseWith(bytes: Uint8Array, extCells: boolean): ParsedState {
 
   const nStream = c.u32('stream count');
   if (nStream === 0 || nStream > MAX_STREAMS) throw invalid(`stream count ${nStream} is outside 1..${MAX_STREAMS}`);
-
-  let found: Omit<ParsedState, 'shape' | 'tokens' | 'bytes'> & { vTrans: boolean; layerShapes: StateLayerShape[] } | undefined;
-  const metaBytes = extCells ? 24 : 12;
+  let found: StreamData | undefined;
   for (let s = 0; s < nStream; s++) {
     const cellCount = c.u32(`cell count of stream ${s}`);
     if (cellCount === 0) continue;
     if (found !== undefined) throw unsupported(`cells in more than one stream (${found.stream} and ${s})`);
-    c.need(cellCount * metaBytes, `cell metadata of stream ${s}`);
-    const positions = new Int32Array(cellCount);
-    let seqId = -1;
-    for (let i = 0; i < cellCount; i++) {
-      const at = c.offset + i * metaBytes;
-      positions[i] = c.view.getInt32(at, true);
-      const nSeqId = c.view.getUint32(at + 4, true);
-      if (nSeqId !== 1) throw unsupported(`cell ${i} belongs to ${nSeqId} sequences (a sequence file has exactly 1)`);
-      const seq = c.view.getInt32(at + metaBytes - 4, true);
-      if (seq < 0 || seq >= MAX_STREAMS) throw invalid(`cell ${i} has sequence id ${seq}`);
-      if (i === 0) seqId = seq;
-      else if (seq !== seqId) throw unsupported(`cells of sequences ${seqId} and ${seq} in one file`);
-    }
-    c.offset += cellCount * metaBytes;
-
-    const vTransRaw = c.u32('v_trans');
-    if (vTransRaw > 1) throw invalid(`v_trans is ${vTransRaw}, not 0 or 1`);
-    const vTrans = vTransRaw === 1;
-    const nLayer = c.u32('layer count');
-    if (nLayer === 0 || nLayer > MAX_LAYERS) throw invalid(`layer count ${nLayer} is outside 1..${MAX_LAYERS}`);
-    // Each layer needs at least its K header (12 bytes): bound the loop before it runs.
-    if (nLayer > Math.floor(c.remaining / 12)) throw invalid(`truncated: ${nLayer} layers cannot fit in ${c.remaining} bytes`);
-
-    const kTypes: number[] = [];
-    const kRows: number[] = [];
-    const kOffsets: number[] = [];
-    for (let l = 0; l < nLayer; l++) {
-      const kType = c.i32(`K type of layer ${l}`);
-      const kRowBytes = c.size64(`K row size of layer ${l}`);
-      checkRowBytes(kRowBytes, kType, `K of layer ${l}`);
-      kOffsets.push(c.offset);
-      c.skip(cellCount, kRowBytes, `K of layer ${l}`);
-      kTypes.push(kType);
-      kRows.push(kRowBytes);
-    }
-    if (c.remaining === 0) throw unsupported('K without V (a cache that stores no V, e.g. multi-head latent attention)');
-
-    const layerShapes: StateLayerShape[] = [];
-    const layers: StateLayerData[] = [];
-    let bytesPerCell = 0;
-    for (let l = 0; l < nLayer; l++) {
-      const vType = c.i32(`V type of layer ${l}`);
-      let vRowBytes: number;
-      let vElementBytes = 0;
-      let vEmbd = 0;
-      if (!vTrans) {
-        vRowBytes = c.size64(`V row size of layer ${l}`);
-        checkRowBytes(vRowBytes, vType, `V of layer ${l}`);
-      } else {
-        vElementBytes = c.u32(`V element size of layer ${l}`);
-        vEmbd = c.u32(`V width of layer ${l}`);
-        const info = checkKvType(vType, `V of layer ${l}`);
-        // llama.cpp refuses a quantized V without flash attention: a block type here is not a file it wrote.
-        if (info.blockSize !== 1 || vElementBytes !== info.typeSize) {
-          throw invalid(`transposed V of layer ${l} has ${typeName(vType)} with element size ${vElementBytes}`);
-        }
-        if (vEmbd === 0) throw invalid(`transposed V of layer ${l} has width 0`);
-        if (vEmbd > Math.floor(c.remaining / vElementBytes)) throw invalid(`truncated in V of layer ${l}`);
-        vRowBytes = vElementBytes * vEmbd;
-      }
-      const vOffset = c.offset;
-      c.skip(cellCount, vRowBytes, `V of layer ${l}`);
-      const kType = kTypes[l]!;
-      const kRowBytes = kRows[l]!;
-      layerShapes.push({ kType, kRowBytes, vType, vRowBytes, vElementBytes, vEmbd });
-      layers.push({ kOffset: kOffsets[l]!, vOffset });
-      bytesPerCell += kRowBytes + vRowBytes;
-    }
-    found = { stream: s, seqId, cellCount, positions, bytesPerCell, layers, vTrans, layerShapes };
+    found = parseStream(c, s, cellCount, extCells);
   }
 
   if (found === undefined) throw unsupported('the sequence holds no KV cells, so the file carries no layer layout');
@@ -284,6 +216,82 @@ function parseWith(bytes: Uint8Array, extCells: boolean): ParsedState {
   }
   const { vTrans, layerShapes, ...rest } = found;
   return { ...rest, shape: { stateVersion: version, nStream, vTrans, layers: layerShapes }, tokens, bytes };
+}
+
+/** Stream `s`, which holds `cellCount` cells: their metadata, then the K and V sections. */
+function parseStream(c: Cursor, s: number, cellCount: number, extCells: boolean): StreamData {
+  const metaBytes = extCells ? 24 : 12;
+  c.need(cellCount * metaBytes, `cell metadata of stream ${s}`);
+  const positions = new Int32Array(cellCount);
+  let seqId = -1;
+  for (let i = 0; i < cellCount; i++) {
+    const at = c.offset + i * metaBytes;
+    positions[i] = c.view.getInt32(at, true);
+    const nSeqId = c.view.getUint32(at + 4, true);
+    if (nSeqId !== 1) throw unsupported(`cell ${i} belongs to ${nSeqId} sequences (a sequence file has exactly 1)`);
+    const seq = c.view.getInt32(at + metaBytes - 4, true);
+    if (seq < 0 || seq >= MAX_STREAMS) throw invalid(`cell ${i} has sequence id ${seq}`);
+    if (i === 0) seqId = seq;
+    else if (seq !== seqId) throw unsupported(`cells of sequences ${seqId} and ${seq} in one file`);
+  }
+  c.offset += cellCount * metaBytes;
+
+  const vTransRaw = c.u32('v_trans');
+  if (vTransRaw > 1) throw invalid(`v_trans is ${vTransRaw}, not 0 or 1`);
+  const vTrans = vTransRaw === 1;
+  const nLayer = c.u32('layer count');
+  if (nLayer === 0 || nLayer > MAX_LAYERS) throw invalid(`layer count ${nLayer} is outside 1..${MAX_LAYERS}`);
+  // Each layer needs at least its K header (12 bytes): bound the loop before it runs.
+  if (nLayer > Math.floor(c.remaining / 12)) throw invalid(`truncated: ${nLayer} layers cannot fit in ${c.remaining} bytes`);
+
+  const kTypes: number[] = [];
+  const kRows: number[] = [];
+  const kOffsets: number[] = [];
+  for (let l = 0; l < nLayer; l++) {
+    const kType = c.i32(`K type of layer ${l}`);
+    const kRowBytes = c.size64(`K row size of layer ${l}`);
+    checkRowBytes(kRowBytes, kType, `K of layer ${l}`);
+    kOffsets.push(c.offset);
+    c.skip(cellCount, kRowBytes, `K of layer ${l}`);
+    kTypes.push(kType);
+    kRows.push(kRowBytes);
+  }
+  if (c.remaining === 0) throw unsupported('K without V (a cache that stores no V, e.g. multi-head latent attention)');
+
+  const layerShapes: StateLayerShape[] = [];
+  const layers: StateLayerData[] = [];
+  let bytesPerCell = 0;
+  for (let l = 0; l < nLayer; l++) {
+    const v = parseV(c, l, vTrans);
+    const vOffset = c.offset;
+    c.skip(cellCount, v.vRowBytes, `V of layer ${l}`);
+    const kType = kTypes[l]!;
+    const kRowBytes = kRows[l]!;
+    layerShapes.push({ kType, kRowBytes, ...v });
+    layers.push({ kOffset: kOffsets[l]!, vOffset });
+    bytesPerCell += kRowBytes + v.vRowBytes;
+  }
+  return { stream: s, seqId, cellCount, positions, bytesPerCell, layers, vTrans, layerShapes };
+}
+
+/** The V section header of layer `l`. */
+function parseV(c: Cursor, l: number, vTrans: boolean): Omit<StateLayerShape, 'kType' | 'kRowBytes'> {
+  const vType = c.i32(`V type of layer ${l}`);
+  if (!vTrans) {
+    const vRowBytes = c.size64(`V row size of layer ${l}`);
+    checkRowBytes(vRowBytes, vType, `V of layer ${l}`);
+    return { vType, vRowBytes, vElementBytes: 0, vEmbd: 0 };
+  }
+  const vElementBytes = c.u32(`V element size of layer ${l}`);
+  const vEmbd = c.u32(`V width of layer ${l}`);
+  const info = checkKvType(vType, `V of layer ${l}`);
+  // llama.cpp refuses a quantized V without flash attention: a block type here is not a file it wrote.
+  if (info.blockSize !== 1 || vElementBytes !== info.typeSize) {
+    throw invalid(`transposed V of layer ${l} has ${typeName(vType)} with element size ${vElementBytes}`);
+  }
+  if (vEmbd === 0) throw invalid(`transposed V of layer ${l} has width 0`);
+  if (vEmbd > Math.floor(c.remaining / vElementBytes)) throw invalid(`truncated in V of layer ${l}`);
+  return { vType, vRowBytes: vElementBytes * vEmbd, vElementBytes, vEmbd };
 }
 
 /**

@@ -6,8 +6,8 @@
  * chunk files are fsynced before the commit that references them, so the index never points to a
  * file that was not durable, and files whose commit was lost are swept as orphans (at open, and by
  * `gc()`). A lost commit that dropped chunks whose files were then removed leaves manifests listing
- * missing files: the check at open (store.ts `sweepAtOpen`) cuts them there. An index.db SQLite
- * cannot read at all is moved aside at open and the store starts empty (store.ts `openKvStore`).
+ * missing files: the check at open (store-open.ts `sweepAtOpen`) cuts them there. An index.db SQLite
+ * cannot read at all is moved aside at open and the store starts empty (store-open.ts).
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { openSqlite } from '../sqlite.ts';
@@ -70,7 +70,7 @@ const migrations: readonly string[] = [
   );
   `,
   `
-  -- Issue 6: stored payloads may be compressed (frame.ts), so a chunk file's size no longer says
+  -- Stored payloads may be compressed (frame.ts), so a chunk file's size no longer says
   -- how much KV it holds. raw_bytes = the decoded payload's size, recorded at write; rows written
   -- before were raw payloads: their file size less the header and the tokens.
   ALTER TABLE chunks ADD COLUMN raw_bytes INTEGER;

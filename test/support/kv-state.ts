@@ -1,7 +1,8 @@
 /**
  * Test helpers for the KV codec and frames: llama.cpp sequence state files with KV values shaped
  * like real ones (F16 values of a few magnitudes per dimension, q8_0 blocks with sensible scales),
- * written from the layout in facts.md independently of the codec, and cut into chunks with it.
+ * written from the layout in docs/decisions/state-file-layout.md independently of the codec, and
+ * cut into chunks with it.
  */
 import { Q8_0_BLOCK_BYTES, Q8_0_BLOCK_VALUES } from '../../engine/kv/kernels.ts';
 import { cutChunks, parseStateFile, type CutResult, type StateShape } from '../../engine/kv/codec.ts';

@@ -2,7 +2,8 @@
  * Test helpers for the KV store: a temp root, a fingerprint, deterministic payloads, and a file
  * system whose calls can be made to fail (ENOSPC halfway through a chunk, EIO on fsync) or wait.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach } from 'vitest';
 import type { Result } from '../../engine/contract/index.ts';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,8 @@ import { fingerprint } from '../../engine/kv/fingerprint.ts';
 import type { FingerprintParts } from '../../engine/kv/fingerprint.ts';
 import type { StoreFileHandle, StoreFs } from '../../engine/kv/store-fs.ts';
 import { nodeFs } from '../../engine/kv/store-fs.ts';
-import { openKvStore, type KvStore, type KvStoreOptions } from '../../engine/kv/store.ts';
+import { chunksDir } from '../../engine/kv/chunk-file.ts';
+import { openKvStore, type KvStore, type KvStoreOptions, type PutManifestResult } from '../../engine/kv/store.ts';
 
 export function tempRoot(): { root: string; cleanup: () => void } {
   const root = mkdtempSync(join(tmpdir(), 'hearth-kv-'));
@@ -147,4 +149,45 @@ export function useTestStores(chunkTokens: number): { readonly root: string; ope
       return store;
     },
   };
+}
+
+/** Saves `tokens` with every payload given, and a tail payload unless `tail` is false. */
+export async function saveTokens(store: KvStore, fingerprint: string, id: string, tokens: number[], tail = true): Promise<PutManifestResult> {
+  const size = store.chunkTokens;
+  const tailTokens = tokens.slice(Math.floor(tokens.length / size) * size);
+  return value(
+    await store.putManifest(id, {
+      fingerprint,
+      tokens,
+      chunks: payloadsFor(tokens, size),
+      ...(tail && tailTokens.length > 0 ? { tailPayload: payloadFor(tailTokens) } : {}),
+    }),
+  );
+}
+
+/** The files in a store's chunk directories (chunk files and temp files), read behind its back. */
+export function chunkFilesIn(root: string): string[] {
+  const top = chunksDir(root);
+  return readdirSync(top)
+    .filter((d) => /^[0-9a-f]{2}$/.test(d))
+    .flatMap((d) => readdirSync(join(top, d)).map((f) => join(top, d, f)));
+}
+
+/** Refcounts as stored, read behind the store's back. */
+export function refcountsIn(root: string): Map<string, number> {
+  const db = new DatabaseSync(join(root, 'index.db'), { readOnly: true });
+  try {
+    const rows = db.prepare('SELECT key, refcount FROM chunks').all() as { key: string; refcount: number }[];
+    return new Map(rows.map((r) => [r.key, r.refcount]));
+  } finally {
+    db.close();
+  }
+}
+
+/** Flips the lowest bit of the byte `fromEnd` bytes before the end of a file. */
+export function flipByte(path: string, fromEnd = 1): void {
+  const bytes = readFileSync(path);
+  const at = bytes.length - fromEnd;
+  bytes[at] = (bytes[at] as number) ^ 0x01;
+  writeFileSync(path, bytes);
 }

@@ -1,5 +1,5 @@
 /**
- * The KV store with compressed payloads (issue 6): raw sizes recorded per chunk and tail, the
+ * The KV store with compressed payloads (frame.ts): raw sizes recorded per chunk and tail, the
  * schema migration for stores written before, version 1 chunk files still read, and damage
  * reported by a reader.
  */
@@ -55,7 +55,7 @@ describe('the KV store with compressed payloads', () => {
     value(await store.putManifest('x', { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C), tailPayload: payloadFor(tokens.slice(2 * C)) }));
     const before = value(await store.stats());
     await store.close();
-    // Back to schema 1, as issue 3's store left it.
+    // Back to schema 1, as a store written before compression left it.
     const db = new DatabaseSync(join(stores.root, 'index.db'));
     db.exec('ALTER TABLE chunks DROP COLUMN raw_bytes; ALTER TABLE manifests DROP COLUMN tail_raw_bytes; PRAGMA user_version = 1');
     db.close();

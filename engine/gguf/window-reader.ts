@@ -1,0 +1,182 @@
+/**
+ * The GGUF reader's bounded window over a file it does not trust: every read checks the file's
+ * real size and the header limits first, so a length field can never make the reader read or
+ * allocate past the end. Failures are `Invalid` errors that name what was being read.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { scalarSize, type GgufScalarTypeName } from './format.ts';
+
+/** Caps that bound what a hostile header can make the reader do. */
+export const limits = {
+  /** Bytes of header (metadata + tensor infos) read at most. Real files: a few MiB to ~40 MiB. */
+  headerBytes: 512 * 1024 * 1024,
+  /** One metadata string (chat templates are the longest real ones, ~100 KiB). */
+  stringBytes: 64 * 1024 * 1024,
+  keyBytes: 64 * 1024,
+  kvCount: 1_000_000,
+  tensorCount: 10_000_000,
+  arrayLength: 1024 * 1024 * 1024,
+} as const;
+
+/** Raised inside the reader; `inspectGguf` turns it into a MODEL_INVALID result. */
+export class Invalid extends Error {
+  readonly hint: string | undefined;
+  constructor(message: string, hint?: string) {
+    super(message);
+    this.hint = hint;
+  }
+}
+
+export const TRUNCATED_HINT = 'Download the model again.';
+const WINDOW = 1024 * 1024;
+
+/**
+ * An untrusted string (a key or tensor name from the file) as it may appear in a message:
+ * quoted, escaped and cut short, so a hostile file cannot fill the UI with garbage.
+ */
+export function shown(text: string): string {
+  const escaped = JSON.stringify(text).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > 82 ? `${escaped.slice(0, 80)}…"` : escaped;
+}
+
+/** A tensor name for a message: as is when it is plain ASCII (names are < 64 bytes), else escaped. */
+export function tensorName(name: string): string {
+  return /^[\x21-\x7e]+$/.test(name) ? name : shown(name);
+}
+
+/** A count or byte offset with thousands separators, for messages. */
+export function num(n: number | bigint): string {
+  return `${n.toLocaleString('en-US')}`;
+}
+
+/**
+ * Reads a file sequentially through a window. Every read checks the file's real size first, so
+ * a length field can never make it read (or allocate) past the end.
+ */
+export class Reader {
+  private readonly handle: FileHandle;
+  readonly fileSize: number;
+  private window = Buffer.alloc(0);
+  private windowStart = 0;
+  position = 0;
+  /** What is being read, for the truncation message. */
+  context = 'the header';
+
+  constructor(handle: FileHandle, fileSize: number) {
+    this.handle = handle;
+    this.fileSize = fileSize;
+  }
+
+  get remaining(): number {
+    return this.fileSize - this.position;
+  }
+
+  private async need(n: number): Promise<void> {
+    if (n > this.remaining) {
+      throw new Invalid(
+        `The file ends at ${num(this.fileSize)} bytes, inside its header (while reading ${this.context}): the file is truncated, probably an incomplete download.`,
+        TRUNCATED_HINT,
+      );
+    }
+    if (this.position + n > limits.headerBytes) {
+      throw new Invalid(`The GGUF header is larger than ${num(limits.headerBytes)} bytes (while reading ${this.context}); the file is not a usable model.`);
+    }
+    const offset = this.position - this.windowStart;
+    if (offset >= 0 && offset + n <= this.window.length) return;
+    const size = Math.min(Math.max(n, WINDOW), this.remaining);
+    const buffer = Buffer.alloc(size);
+    let read = 0;
+    while (read < size) {
+      const { bytesRead } = await this.handle.read(buffer, read, size - read, this.position + read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+    }
+    if (read < n) throw new Invalid(`The file could not be read past ${num(this.position + read)} bytes (while reading ${this.context}).`);
+    this.window = buffer.subarray(0, read);
+    this.windowStart = this.position;
+  }
+
+  private at(): number {
+    return this.position - this.windowStart;
+  }
+
+  async bytes(n: number): Promise<Buffer> {
+    await this.need(n);
+    const b = this.window.subarray(this.at(), this.at() + n);
+    this.position += n;
+    return b;
+  }
+
+  async skip(n: number): Promise<void> {
+    if (n > this.remaining) await this.need(n);
+    this.position += n;
+  }
+
+  async u32(): Promise<number> {
+    await this.need(4);
+    const v = this.window.readUInt32LE(this.at());
+    this.position += 4;
+    return v;
+  }
+
+  async i32(): Promise<number> {
+    await this.need(4);
+    const v = this.window.readInt32LE(this.at());
+    this.position += 4;
+    return v;
+  }
+
+  async u64(): Promise<bigint> {
+    await this.need(8);
+    const v = this.window.readBigUInt64LE(this.at());
+    this.position += 8;
+    return v;
+  }
+
+  /** A u64 that must be a count or size: at most `max`. */
+  async count(what: string, max: number): Promise<number> {
+    const v = await this.u64();
+    if (v > BigInt(max)) throw new Invalid(`The file claims ${num(v)} ${what}, more than the ${num(max)} a usable model can have: the file is corrupt.`);
+    return Number(v);
+  }
+
+  async string(what: string, maxBytes: number): Promise<string> {
+    const length = await this.u64();
+    if (length > BigInt(maxBytes)) {
+      throw new Invalid(`The ${what} is ${num(length)} bytes long, more than the ${num(maxBytes)} allowed: the file is corrupt.`);
+    }
+    if (length > BigInt(this.remaining)) {
+      throw new Invalid(
+        `The ${what} is ${num(length)} bytes long but the file ends ${num(this.remaining)} bytes later: the file is truncated or corrupt.`,
+        TRUNCATED_HINT,
+      );
+    }
+    const bytes = await this.bytes(Number(length));
+    return bytes.toString('utf8');
+  }
+
+  async scalar(type: GgufScalarTypeName, what: string): Promise<number | boolean | string> {
+    if (type === 'string') return this.string(what, limits.stringBytes);
+    const size = scalarSize[type];
+    await this.need(size);
+    const at = this.at();
+    const w = this.window;
+    let v: number | boolean;
+    switch (type) {
+      case 'uint8': v = w.readUInt8(at); break;
+      case 'int8': v = w.readInt8(at); break;
+      case 'uint16': v = w.readUInt16LE(at); break;
+      case 'int16': v = w.readInt16LE(at); break;
+      case 'uint32': v = w.readUInt32LE(at); break;
+      case 'int32': v = w.readInt32LE(at); break;
+      case 'float32': v = w.readFloatLE(at); break;
+      case 'float64': v = w.readDoubleLE(at); break;
+      case 'uint64': v = Number(w.readBigUInt64LE(at)); break;
+      case 'int64': v = Number(w.readBigInt64LE(at)); break;
+      // Any non-zero byte is true, as in llama.cpp.
+      case 'bool': v = w.readUInt8(at) !== 0; break;
+    }
+    this.position += size;
+    return v;
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * A state file written one chunk at a time (`StateFileWriter`), for restores with flash
+ * attention on: the same bytes as state-assemble.ts `writeStateFile`, without holding every
+ * chunk in memory at once.
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { err, ok, type Result } from '../contract/index.ts';
+import { CHUNK_HEADER_BYTES, readChunkHeader } from './chunk-payload.ts';
+import { ioError, stateFileSize, type AssembleOptions } from './state-assemble.ts';
+import { MAX_STREAMS, STATE_MAGIC, type StateLayerShape, type StateShape } from './state-file.ts';
+
+/**
+ * A state file written one chunk at a time, each chunk's rows straight to their final offsets:
+ * a restore then holds one chunk in memory, not the whole state, and the bytes are copied once
+ * while still in the CPU cache. Same bytes as `writeStateFile` for the same chunks. Only for
+ * shapes without transposed V (flash attention on): a transposed chunk is one write per V
+ * dimension per layer; use `writeStateFile` there. Not atomic and not fsynced (scratch).
+ */
+export class StateFileWriter {
+  readonly #fd: number;
+  readonly #path: string;
+  readonly #shape: StateShape;
+  readonly #tokens: number;
+  readonly #size: number;
+  /** Per layer: the file offsets of its first K row and its first V row. */
+  readonly #k: number[];
+  readonly #v: number[];
+  #next = 0;
+  #closed = false;
+
+  private constructor(fd: number, path: string, shape: StateShape, tokens: number, k: number[], v: number[], size: number) {
+    this.#fd = fd;
+    this.#path = path;
+    this.#shape = shape;
+    this.#tokens = tokens;
+    this.#k = k;
+    this.#v = v;
+    this.#size = size;
+  }
+
+  /** Creates (or truncates) `path` and writes everything but the chunks' tokens and rows. Never throws. */
+  static open(path: string, shape: StateShape, tokens: number, options: AssembleOptions = {}): Result<StateFileWriter> {
+    const stream = options.stream ?? 0;
+    const seqId = options.seqId ?? 0;
+    if (shape.vTrans) return err('NOT_SUPPORTED', 'StateFileWriter does not write transposed V; use writeStateFile.');
+    if (!Number.isInteger(tokens) || tokens < 1 || tokens > 0x7fffffff) return err('INVALID_INPUT', `Cannot write a state of ${tokens} tokens.`);
+    if (!Number.isInteger(stream) || stream < 0 || stream >= shape.nStream) return err('INVALID_INPUT', `Stream ${stream} is outside 0..${shape.nStream - 1}.`);
+    if (!Number.isInteger(seqId) || seqId < 0 || seqId >= MAX_STREAMS) return err('INVALID_INPUT', `Sequence id ${seqId} is out of range.`);
+    // The fixed parts, laid out as pieces() yields them.
+    const head = Buffer.allocUnsafe(12);
+    head.writeUInt32LE(STATE_MAGIC, 0);
+    head.writeUInt32LE(shape.stateVersion, 4);
+    head.writeUInt32LE(tokens, 8);
+    const meta = Buffer.alloc(4 + 4 * (stream + 1) + 12 * tokens + 8);
+    let at = meta.writeUInt32LE(shape.nStream, 0);
+    at += 4 * stream;
+    at = meta.writeUInt32LE(tokens, at);
+    for (let i = 0; i < tokens; i++) {
+      at = meta.writeInt32LE(i, at);
+      at = meta.writeUInt32LE(1, at);
+      at = meta.writeInt32LE(seqId, at);
+    }
+    at = meta.writeUInt32LE(0, at);
+    meta.writeUInt32LE(shape.layers.length, at);
+    const fixed: { at: number; bytes: Uint8Array }[] = [{ at: 0, bytes: head }];
+    let off = 12 + 4 * tokens;
+    fixed.push({ at: off, bytes: meta });
+    off += meta.length;
+    // Per layer: type i32, row size u64, then the rows; all K sections come before all V sections.
+    const rowSections = (type: (l: StateLayerShape) => number, rowBytes: (l: StateLayerShape) => number): number[] =>
+      shape.layers.map((layer) => {
+        const header = Buffer.allocUnsafe(12);
+        header.writeInt32LE(type(layer), 0);
+        header.writeBigUInt64LE(BigInt(rowBytes(layer)), 4);
+        fixed.push({ at: off, bytes: header });
+        const rows = off + 12;
+        off += 12 + tokens * rowBytes(layer);
+        return rows;
+      });
+    const k = rowSections((l) => l.kType, (l) => l.kRowBytes);
+    const v = rowSections((l) => l.vType, (l) => l.vRowBytes);
+    const rest = shape.nStream - 1 - stream;
+    if (rest > 0) {
+      fixed.push({ at: off, bytes: Buffer.alloc(4 * rest) });
+      off += 4 * rest;
+    }
+    const size = stateFileSize(shape, tokens);
+    if (off !== size) return err('INTERNAL', `Planned ${off} bytes of state where ${size} were expected.`);
+    let fd: number;
+    try {
+      fd = openSync(path, 'w');
+    } catch (error) {
+      return ioError(error, path);
+    }
+    const writer = new StateFileWriter(fd, path, shape, tokens, k, v, size);
+    for (const piece of fixed) {
+      const done = writer.#write(piece.bytes, piece.at);
+      if (!done.ok) return done;
+    }
+    return ok(writer);
+  }
+
+  /** Writes at `position`; on failure closes the file. */
+  #write(bytes: Uint8Array, position: number): Result<void> {
+    try {
+      let done = 0;
+      while (done < bytes.byteLength) {
+        const n = writeSync(this.#fd, bytes, done, bytes.byteLength - done, position + done);
+        if (n === 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
+        done += n;
+      }
+      return ok(undefined);
+    } catch (error) {
+      this.close();
+      return ioError(error, this.#path);
+    }
+  }
+
+  /**
+   * Writes the next chunk (or the tail): it must match the shape and start where the previous one
+   * ended. The payload is not kept. Never throws; on failure the file is closed.
+   */
+  put(payload: Uint8Array): Result<void> {
+    if (this.#closed) return err('INTERNAL', 'The state file is closed.');
+    const info = readChunkHeader(payload, this.#shape);
+    if (!info.ok) {
+      this.close();
+      return info;
+    }
+    const { start, length: n } = info.value;
+    if (start !== this.#next || start + n > this.#tokens) {
+      this.close();
+      return err('INVALID_INPUT', `KV chunk starts at token ${start} with ${n} tokens, not at ${this.#next} within ${this.#tokens}: the chunks are not one contiguous prefix.`);
+    }
+    let from = CHUNK_HEADER_BYTES;
+    const tokens = this.#write(payload.subarray(from, from + 4 * n), 12 + 4 * start);
+    if (!tokens.ok) return tokens;
+    from += 4 * n;
+    for (const [l, layer] of this.#shape.layers.entries()) {
+      const kBytes = n * layer.kRowBytes;
+      const k = this.#write(payload.subarray(from, from + kBytes), this.#k[l]! + start * layer.kRowBytes);
+      if (!k.ok) return k;
+      from += kBytes;
+      const vBytes = n * layer.vRowBytes;
+      const v = this.#write(payload.subarray(from, from + vBytes), this.#v[l]! + start * layer.vRowBytes);
+      if (!v.ok) return v;
+      from += vBytes;
+    }
+    this.#next += n;
+    return ok(undefined);
+  }
+
+  /** Closes the file once every token was written; its size. Never throws. */
+  finish(): Result<{ readonly bytes: number }> {
+    if (this.#closed) return err('INTERNAL', 'The state file is closed.');
+    this.close();
+    if (this.#next !== this.#tokens) return err('INTERNAL', `Wrote ${this.#next} of ${this.#tokens} tokens of state.`);
+    return ok({ bytes: this.#size });
+  }
+
+  /** Closes the file (idempotent); an unfinished file is not loadable and is the caller's to remove. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      closeSync(this.#fd);
+    } catch {
+      // scratch: nothing to save
+    }
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The KV store's writes: saving a manifest (its missing chunk files, then one commit), deleting
+ * one, and marking one used. Files are written and fsynced before the commit that references
+ * them and removed after the commit that drops them, so the index never lists a file that was
+ * not written; a crash in between leaves orphan files, which gc() removes. Every write runs under
+ * the store's lock and needs its root (store-open.ts `locked`).
+ */
+import { crc32 } from 'node:zlib';
+import { err, ok } from '../contract/index.ts';
+import type { Result } from '../contract/index.ts';
+import { writeChunkFile } from './chunk-file.ts';
+import { chunkKeys, isDigest, tokenBytes } from './fingerprint.ts';
+import { decodedSize } from './frame.ts';
+import type { ManifestInput } from './manifest.ts';
+import type { StoreContext } from './store-context.ts';
+import { chunkRow, collectUnreferenced, paused, setPause, sql, truncate, unlinkChunks } from './store-context.ts';
+import { transaction } from './store-db.ts';
+import { locked } from './store-open.ts';
+import { checkTokens } from './store-read.ts';
+import type { DeleteResult, PutManifestResult } from './store-types.ts';
+
+const maxIdLength = 1024;
+
+function checkId(id: unknown): string | null {
+  if (typeof id !== 'string' || id.length === 0 || id.length > maxIdLength) return `a manifest id is a string of 1 to ${maxIdLength} characters`;
+  return null;
+}
+
+/** A payload's decoded size (frame.ts), or its own size for bytes that are not a KV payload. */
+function rawSize(payload: Uint8Array): number {
+  const size = decodedSize(payload);
+  return size.ok ? size.value : payload.byteLength;
+}
+
+/** A chunk file written by this save, for its row. */
+interface WrittenChunk {
+  readonly key: string;
+  readonly parent: string;
+  readonly bytes: number;
+  readonly raw: number;
+}
+
+interface ChunkWrites {
+  readonly written: WrittenChunk[];
+  /** Written with no row yet: removed again if the commit fails. */
+  readonly fresh: string[];
+  readonly bytesWritten: number;
+  readonly reused: number;
+}
+
+export function putManifest(ctx: StoreContext, id: string, input: ManifestInput): Promise<Result<PutManifestResult>> {
+  return locked(ctx, 'Could not save the KV manifest', async () => {
+    const invalid = checkId(id) ?? (isDigest(input.fingerprint) ? null : 'the fingerprint is not a sha256 hex digest') ?? checkTokens(input.tokens);
+    if (invalid) return err('INVALID_INPUT', `Invalid manifest: ${invalid}.`);
+    const size = ctx.chunkTokens;
+    const { tokens } = input;
+    const keys = chunkKeys(input.fingerprint, tokens, size);
+    const tailStart = keys.length * size;
+    if (input.tailPayload !== undefined && tailStart === tokens.length) {
+      return err('INVALID_INPUT', 'Invalid manifest: a tail payload was given, but the tokens end on a chunk boundary.');
+    }
+    // 1. Chunk files, outside any transaction: only those the store lacks or holds damaged.
+    const writes = await writeMissingChunks(ctx, input, keys);
+    if (!writes.ok) return writes;
+    const { written, fresh, bytesWritten, reused } = writes.value;
+    // 2. One transaction: chunk rows, refcounts, the manifest row.
+    const tailPayload = input.tailPayload ?? null;
+    let freed: { key: string; bytes: number }[];
+    try {
+      freed = transaction(ctx.db, () => commitManifest(ctx, id, input, keys, written));
+    } catch (error) {
+      await unlinkChunks(ctx, fresh);
+      return paused(ctx, error, 'Could not save the KV manifest');
+    }
+    await unlinkChunks(ctx, freed.map((r) => r.key));
+    setPause(ctx, null);
+    return ok({ chunksWritten: written.length, bytesWritten, chunksReused: reused, tailBytes: tailPayload?.length ?? 0, totalTokens: tokens.length });
+  });
+}
+
+/** Under the lock: writes the chunk files of `keys` the store lacks. On failure the files it wrote are gone again. */
+async function writeMissingChunks(ctx: StoreContext, input: ManifestInput, keys: readonly string[]): Promise<Result<ChunkWrites>> {
+  const size = ctx.chunkTokens;
+  const { fingerprint, tokens, chunks: source } = input;
+  const payloadOf = async (index: number, key: string): Promise<Uint8Array | undefined> =>
+    typeof source === 'function' ? await source(index, key) : source?.[index];
+  const fresh: string[] = [];
+  const written: WrittenChunk[] = [];
+  let bytesWritten = 0;
+  let reused = 0;
+  for (let index = 0; index < keys.length; index++) {
+    const key = keys[index] as string;
+    const row = chunkRow(ctx, key);
+    // The index is trusted here (no stat per chunk per turn): a file damaged behind the
+    // store's back is caught when it is read, recorded, and rewritten by the next save.
+    if (row && row.corrupt === null) {
+      reused++;
+      continue;
+    }
+    const payload = await payloadOf(index, key);
+    if (payload === undefined) {
+      await unlinkChunks(ctx, fresh);
+      return err('NOT_FOUND', `KV chunk ${index} (${key.slice(0, 12)}…) is not stored, and no payload was given for it.`);
+    }
+    const parent = index === 0 ? fingerprint : (keys[index - 1] as string);
+    try {
+      const bytes = await writeChunkFile(
+        ctx.fs,
+        ctx.root,
+        { key, parent, tokens: Array.prototype.slice.call(tokens, index * size, (index + 1) * size) as number[], payload },
+        ctx.kernels,
+      );
+      written.push({ key, parent, bytes, raw: rawSize(payload) });
+      if (!row) fresh.push(key);
+      bytesWritten += bytes;
+    } catch (error) {
+      await unlinkChunks(ctx, fresh);
+      return paused(ctx, error, 'Could not write a KV chunk');
+    }
+  }
+  return ok({ written, fresh, bytesWritten, reused });
+}
+
+/** In a transaction: the rows of the written chunks, the manifest's chunk list and row; returns the chunks it freed. */
+function commitManifest(ctx: StoreContext, id: string, input: ManifestInput, keys: readonly string[], written: readonly WrittenChunk[]): { key: string; bytes: number }[] {
+  const size = ctx.chunkTokens;
+  const { fingerprint, tokens } = input;
+  const tailTokens = tokenBytes(tokens, keys.length * size);
+  const tailPayload = input.tailPayload ?? null;
+  const now = ctx.now();
+  for (const w of written) {
+    sql(
+      ctx,
+      `INSERT INTO chunks (key, parent, tokens, bytes, raw_bytes, refcount, last_used, created_at, corrupt) VALUES (?, ?, ?, ?, ?, 0, ?, ?, NULL)
+       ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes, raw_bytes = excluded.raw_bytes, corrupt = NULL, last_used = excluded.last_used`,
+    ).run(w.key, w.parent, size, w.bytes, w.raw, now, now);
+  }
+  const old = sql(ctx, 'SELECT key FROM manifest_chunks WHERE manifest_id = ?').all(id) as unknown as { key: string }[];
+  for (const { key } of old) sql(ctx, 'UPDATE chunks SET refcount = refcount - 1 WHERE key = ?').run(key);
+  sql(ctx, 'DELETE FROM manifest_chunks WHERE manifest_id = ?').run(id);
+  keys.forEach((key, index) => {
+    const changed = sql(ctx, 'UPDATE chunks SET refcount = refcount + 1, last_used = ? WHERE key = ?').run(now, key);
+    if (Number(changed.changes) !== 1) throw new Error(`chunk ${key} vanished during a save`);
+    sql(ctx, 'INSERT INTO manifest_chunks (manifest_id, idx, key) VALUES (?, ?, ?)').run(id, index, key);
+  });
+  sql(
+    ctx,
+    `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_payload, tail_crc, tail_raw_bytes, total_tokens, last_used, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT(id) DO UPDATE SET fingerprint = excluded.fingerprint, chunk_tokens = excluded.chunk_tokens,
+       chunk_count = excluded.chunk_count, head = excluded.head, tail_tokens = excluded.tail_tokens,
+       tail_payload = excluded.tail_payload, tail_crc = excluded.tail_crc, tail_raw_bytes = excluded.tail_raw_bytes,
+       total_tokens = excluded.total_tokens, last_used = excluded.last_used`,
+  ).run(
+    id,
+    fingerprint,
+    size,
+    keys.length,
+    keys.at(-1) ?? fingerprint,
+    tailTokens,
+    tailPayload,
+    tailPayload === null ? null : crc32(tailPayload),
+    tailPayload === null ? null : rawSize(tailPayload),
+    tokens.length,
+    now,
+    now,
+  );
+  return collectUnreferenced(ctx);
+}
+
+export function deleteManifest(ctx: StoreContext, id: string): Promise<Result<DeleteResult>> {
+  return locked<DeleteResult>(ctx, 'Could not delete the KV manifest', async () => {
+    const plan = transaction(ctx.db, () => {
+      const tail = sql(ctx, 'SELECT coalesce(length(tail_payload), 0) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number } | undefined;
+      return tail === undefined || truncate(ctx, id, 0) === 'absent' ? null : { freed: collectUnreferenced(ctx), tailBytes: tail.bytes };
+    });
+    if (plan === null) return ok({ deleted: false, chunksRemoved: 0, bytesFreed: 0 });
+    await unlinkChunks(ctx, plan.freed.map((r) => r.key));
+    return ok({ deleted: true, chunksRemoved: plan.freed.length, bytesFreed: plan.freed.reduce((sum, r) => sum + r.bytes, 0) + plan.tailBytes });
+  });
+}
+
+export function touch(ctx: StoreContext, id: string): Promise<Result<void>> {
+  return locked(ctx, 'Could not update the KV manifest', () =>
+    transaction(ctx.db, () => {
+      const now = ctx.now();
+      const changed = sql(ctx, 'UPDATE manifests SET last_used = ? WHERE id = ?').run(now, id);
+      if (Number(changed.changes) === 0) return err('NOT_FOUND', `No KV manifest ${id}.`);
+      sql(ctx, 'UPDATE chunks SET last_used = ? WHERE key IN (SELECT key FROM manifest_chunks WHERE manifest_id = ?)').run(now, id);
+      return ok(undefined);
+    }),
+  );
+}
