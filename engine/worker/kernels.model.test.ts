@@ -1,8 +1,7 @@
 /**
- * The codec kernels on real KV (issue 6: "Tests compare the two byte for byte on random and real
- * KV data"): llama.cpp's own F16 and Q8_0 K/V sections, from a sequence state of the generated
- * model, through the native addon and the TypeScript fallback. Random and edge inputs are in
- * engine/kv/kernels.test.ts.
+ * The codec kernels on real KV, compared byte for byte: llama.cpp's own F16 and Q8_0 K/V
+ * sections, from a sequence state of the generated model, through the native addon and the
+ * TypeScript fallback. Random and edge inputs are in engine/kv/kernels.test.ts.
  */
 import { join } from 'node:path';
 import type { LlamaContextOptions } from 'node-llama-cpp';

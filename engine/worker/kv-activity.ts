@@ -1,5 +1,5 @@
 /**
- * The disk KV cache's activity as the Cache view's event log shows it (issue 5): one `KvActivity`
+ * The disk KV cache's activity as the Cache view's event log shows it: one `KvActivity`
  * per save, budget eviction and forgotten chat, with a one-line text. Pure, so the wording is
  * unit-tested without llama.cpp.
  */
@@ -10,7 +10,7 @@ import { formatBytes, type KvVerifyReport } from '../contract/index.ts';
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
 
-/** The chat a manifest belongs to: manifests are `<chatId>/<branchId>` (runtime.ts). */
+/** The chat a manifest belongs to: manifests are `<chatId>/<branchId>` (turn-kv.ts). */
 export function manifestChat(manifestId: string): string {
   const slash = manifestId.indexOf('/');
   return slash < 0 ? manifestId : manifestId.slice(0, slash);

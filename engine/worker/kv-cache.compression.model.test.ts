@@ -1,8 +1,8 @@
 /**
- * Compressed KV snapshots on real inference (issue 6): every mode saves and restores into a fresh
+ * Compressed KV snapshots on real inference: every mode saves and restores into a fresh
  * context; `off` and `lossless` give back llama.cpp's exact K/V bytes, `lossy` a greedy
  * continuation that matches for at least 90% of 64 tokens (on the generated model, and on the
- * trained model in ../shared/models when it is there); a damaged compressed chunk is caught by
+ * small trained model beside the repository when it is there, test/support/models.ts `sharedModelsDir`); a damaged compressed chunk is caught by
  * its checksum and the chat re-reads; a quantized cache in lossy mode is stored losslessly; and
  * chunks of either exact mode are read by the other.
  */
@@ -171,7 +171,7 @@ describe('compressed KV snapshots', () => {
     }
   });
 
-  it('lossy on the trained model (../shared/models), when present: greedy match and ratio', async () => {
+  it('lossy on the trained model (sharedModelsDir), when present: greedy match and ratio', async () => {
     if (!existsSync(AUSTEN) || !existsSync(AUSTEN_TEXT)) {
       console.log(`kv-compress: ${AUSTEN} is absent; the trained-model lossy check is skipped`);
       return;

@@ -1,5 +1,5 @@
 /**
- * KvCache on real inference (issue 3, "Correctness"): after a save and a restore into a fresh
+ * KvCache on real inference: after a save and a restore into a fresh
  * context, the greedy continuation is token-identical to the uninterrupted one; shared prefixes
  * are stored once; another model's weights are refused by fingerprint; a damaged chunk falls
  * back from the first bad chunk with a reason.

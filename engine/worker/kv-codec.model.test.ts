@@ -2,7 +2,7 @@
  * The proof that the KV codec (engine/kv/codec.ts) is right on real llama.cpp state files:
  * a state cut into 256-token chunks and assembled back to a 512-token prefix loads into a fresh
  * context, and after evaluating the rest of the tokens the greedy continuation is token-identical
- * to a context that evaluated the whole sequence from scratch (issue 3, "Correctness").
+ * to a context that evaluated the whole sequence from scratch.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -129,7 +129,7 @@ describe('the KV codec on real llama.cpp state files', () => {
   });
 
   it('cannot see a middle erase in the file: the caller caps the clean prefix', async () => {
-    // F16 K only: a middle erase with a quantized K crashes llama.cpp (facts.md).
+    // F16 K only: a middle erase with a quantized K crashes llama.cpp (docs/decisions/quantized-k-shift-crash.md).
     const m = await model('default');
     const context = await m.createContext({ contextSize: 1024, threads: 1, flashAttention: true });
     try {
@@ -171,7 +171,7 @@ describe('the KV codec on real llama.cpp state files', () => {
     try {
       const seqA = context.getSequence();
       const seqB = context.getSequence();
-      // Different batch splits: the bytes must not depend on them (facts.md, on CPU).
+      // Different batch splits: the bytes must not depend on them on the CPU (docs/decisions/flash-attention-batch-split.md).
       await seqA.evaluateWithoutGeneratingNewTokens(a);
       await seqB.evaluateWithoutGeneratingNewTokens(b.slice(0, 123));
       await seqB.evaluateWithoutGeneratingNewTokens(b.slice(123));

@@ -34,7 +34,7 @@ describe('kvPersistence worker events', () => {
     expect(events.at(-1)).toEqual({ type: 'kvPersistence', paused: false });
     expect(events).toHaveLength(3);
 
-    unwatch();
+    unwatch.dispose();
     faults.written = 0;
     faults.writeBudget = 0;
     await put(store, 'c', range(200, 8));

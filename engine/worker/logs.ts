@@ -1,5 +1,5 @@
 /**
- * llama.cpp's log, kept because node-llama-cpp's errors are misleading (facts.md: "Failed to
+ * llama.cpp's log, kept because node-llama-cpp's errors are misleading (docs/decisions/state-through-scratch-file.md: "Failed to
  * load model", "Failed to create context" and the state-file message say nothing of the cause;
  * the log does). The engine reads the recent warning and error lines to explain a failure.
  */

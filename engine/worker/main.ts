@@ -2,7 +2,7 @@
  * The engine process entry (engine/spawn.ts forks it; Electron's main process starts it as a
  * utilityProcess). It serves engine/protocol.ts and nothing else.
  *
- * llama.cpp can crash the process (facts.md): the host supervises it and restarts it. A
+ * llama.cpp can crash the process (docs/decisions/quantized-k-shift-crash.md): the host supervises it and restarts it. A
  * JavaScript exception, though, must never end it: every request is answered, and stray
  * exceptions are logged.
  */

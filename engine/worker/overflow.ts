@@ -1,32 +1,19 @@
 /**
- * What a chat does when it outgrows its context (issue 4's overflow policies), and the guard
- * that keeps llama.cpp 0.4.0 from crashing on the way.
- *
- * The crash (facts.md): with a quantized K cache, any erase in the middle of a sequence (cells
- * after it are shifted to new positions) and node-llama-cpp's sequence-level context shift
- * segfault the process on the next decode. Erasing only the tail is safe, and so is clearing a
- * whole sequence. So:
- * - `checkKvEdit` is the one decision: an edit that is not a tail erase is refused whenever K is
- *   quantized, whatever the policy says.
- * - `KvGuard` is the only way Hearth erases cells (`erase`) or lets node-llama-cpp shift a
- *   sequence (`shiftStrategy`, given to every sequence at creation, so even a shift Hearth did not
- *   ask for goes through it). Both ask `checkKvEdit` first and never issue a refused edit: `erase`
- *   answers an error, `shiftStrategy` throws `KvEditRefused` before node-llama-cpp erases anything
- *   (the evaluation then fails with that error instead of the process dying). An allowed middle
- *   edit marks the sequence fragmented for the KV store from its first erased cell.
- * - node-llama-cpp's own erases outside these (LlamaChat aligning a sequence with a new prompt,
- *   `clearHistory`) are tail erases by construction: LlamaChat calls `adaptStateToTokens` with
- *   shifting off, so its chat-level context shift re-renders a shorter history and erases from
- *   the first differing token to the end.
- *
- * The policies (types.ts OverflowPolicy): `refuse` and `rebuild` never move cells; `streaming` and
- * `shift` may, so validation refuses them with a quantized K, and the guard refuses again here.
+ * What a chat does when it outgrows its context (the overflow policies, types.ts OverflowPolicy),
+ * and the guard that keeps llama.cpp 0.4.0 from crashing on the way: with a quantized K cache, a
+ * middle erase or node-llama-cpp's sequence-level context shift segfaults the process on the
+ * next decode; a tail erase or clearing a whole sequence is safe
+ * (docs/decisions/quantized-k-shift-crash.md). `checkKvEdit` is the one decision, and `KvGuard`
+ * the only way Hearth erases cells or lets node-llama-cpp shift. node-llama-cpp's own erases
+ * outside it (LlamaChat aligning a sequence with a new prompt, `clearHistory`) are tail erases
+ * by construction. `refuse` and `rebuild` never move cells; `streaming` and `shift` may, so
+ * validation refuses them with a quantized K, and the guard refuses again here.
  */
 import type { ContextTokensDeleteRange, LlamaContextSequence } from 'node-llama-cpp';
 import { err, ok, type KvCacheType, type Result } from '../contract/index.ts';
 import type { PromptMessage } from '../protocol.ts';
 
-/** StreamingLLM's attention sinks: the first tokens of the sequence always stay (facts.md). */
+/** StreamingLLM's attention sinks: the first tokens of the sequence always stay. */
 export const SINK_TOKENS = 4;
 
 export function isQuantized(type: KvCacheType): boolean {
@@ -105,7 +92,16 @@ export interface KvGuardOptions {
   readonly onFragmented?: (sequence: KvEditTarget, from: number) => void;
 }
 
-/** Every erase and shift Hearth issues on a context's sequences goes through one of these. */
+/**
+ * Every erase and shift Hearth issues on a context's sequences goes through one of these. Both
+ * ask `checkKvEdit` first and never issue a refused edit: `erase` answers an error,
+ * `shiftStrategy` (given to every sequence at creation, so even a shift Hearth did not ask for
+ * goes through it) throws `KvEditRefused` before node-llama-cpp erases anything, so the
+ * evaluation fails with that error instead of the process dying. An allowed middle edit marks
+ * the sequence fragmented for the KV store from its first erased cell. LlamaChat's own erases
+ * stay tail erases: it calls `adaptStateToTokens` with shifting off, so its chat-level shift
+ * re-renders a shorter history and erases from the first differing token to the end.
+ */
 export class KvGuard {
   readonly kType: KvCacheType;
   readonly #onFragmented: ((sequence: KvEditTarget, from: number) => void) | undefined;

@@ -1,5 +1,5 @@
 /**
- * The planner on the generated test model (issue 4, "Tests": the planner's estimate against the
+ * The planner on the generated test model (the planner's estimate against the
  * measured allocation across context sizes and pairs) and `checkProfile`/`plan` through a real
  * engine process.
  */

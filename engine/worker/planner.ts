@@ -1,29 +1,8 @@
 /**
- * The memory planner on this machine (issue 4): reads a model's GGUF metadata (a local file, or
- * only the header of a remote one), the device's memory, and feeds planner-core.ts with
- * node-llama-cpp's `estimateContextResourceRequirementsV2`. Serves the worker methods `plan`
- * and `checkProfile`, and the planned-vs-measured pair of `ModelInfo.memory`.
- *
- * Planned and measured:
- * - planned: `estimateContextResourceRequirementsV2` for the context's own parameters. It loads
- *   the model's metadata into llama.cpp without allocating (no_alloc) and sets up a context
- *   the same way, then reads llama.cpp's memory breakdown (KV, compute and output buffers).
- * - measured: `LlamaContext.memoryUsage` (ram + vram): llama.cpp's memory breakdown of the live
- *   context, read by node-llama-cpp right after the buffers were allocated
- *   (`llama_context::memory_breakdown`, the backend buffers' sizes). Considered and not used:
- *   `stateSize` is the serialized state of the cells in use, not the allocation; process
- *   RSS/VRAM deltas mix in the allocator's and the driver's own overheads, other processes and
- *   lazily touched pages (a CPU compute buffer is only paged in at the first decode).
- * On the CPU the two are equal (measured: planner.model.test.ts), since both run the same
- * llama.cpp code; on GPU backends the simulation can differ (its buffers are never really
- * allocated on the device), which is what the comparison is for.
- *
- * The device: backend and GPU name from the Llama instance; VRAM from `getVramState` (on Apple
- * silicon Metal reports `recommendedMaxWorkingSetSize` as the total: what Metal lets the process
- * use; `unifiedSize` > 0 marks unified memory); RAM from node:os (free = MemAvailable on Linux).
- * What this engine holds now (the loaded model's VRAM, its context's RAM) counts as free, since
- * a load replaces it. A RAM or VRAM cap (`setRamCap`, RAM_CAP_ENV) caps both and is itself the
- * budget; otherwise node-llama-cpp's paddings are kept free.
+ * The memory planner on this machine: reads a model's GGUF metadata (a local file, or only the
+ * header of a remote one), the device's memory, and feeds planner-core.ts with node-llama-cpp's
+ * `estimateContextResourceRequirementsV2`. Serves the worker methods `plan` and `checkProfile`,
+ * and the planned-vs-measured pair of `ModelInfo.memory` (`contextMemory`).
  */
 import { freemem, totalmem } from 'node:os';
 import { stat } from 'node:fs/promises';
@@ -31,16 +10,8 @@ import { GgmlType, GgufInsights, readGgufFileInfo, type Llama, type LlamaContext
 import { err, ok, type DeviceMemory, type KvCacheType, type KvPlan, type ModelProfile, type Result, errorText } from '../contract/index.ts';
 import type { WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP } from './constants.ts';
-import {
-  buildPlan,
-  checkProfileCore,
-  MAX_PLAN_CONTEXT,
-  MAX_SLOTS,
-  type ContextEstimator,
-  type ModelShape,
-  type ProfileCheck,
-  type Reserve,
-} from './planner-core.ts';
+import { buildPlan, MAX_PLAN_CONTEXT, MAX_SLOTS, type ContextEstimator, type ModelShape, type Reserve } from './planner-core.ts';
+import { checkProfileCore, type ProfileCheck } from './profile-check.ts';
 import type { WorkerHandlers } from './serve.ts';
 
 /** node-llama-cpp's names of the contract's KV types. */
@@ -77,7 +48,7 @@ export function readModelShape(insights: GgufInsights): ModelShape {
 /**
  * The V2 estimate of a context's memory (every buffer llama.cpp would allocate for it, weights
  * excluded), as the engine would create it: `batchSize` left to node-llama-cpp's default, as
- * runtime.ts leaves it.
+ * model-load.ts leaves it.
  */
 export function v2Estimator(insights: GgufInsights, gpuLayers: number): ContextEstimator {
   return async ({ contextSize, slots, pair, flashAttention }) => {
@@ -99,7 +70,15 @@ export interface Reclaimable {
   readonly ramBytes: number;
 }
 
-/** The device's memory (see the module comment), and what to keep free of it. */
+/**
+ * The device's memory, and what to keep free of it. Backend and GPU name from the Llama
+ * instance; VRAM from `getVramState` (on Apple silicon Metal reports
+ * `recommendedMaxWorkingSetSize` as the total: what Metal lets the process use; `unifiedSize` > 0
+ * marks unified memory); RAM from node:os (free = MemAvailable on Linux). What this engine holds
+ * now (the loaded model's VRAM, its context's RAM) counts as free, since a load replaces it. A
+ * RAM or VRAM cap (`setRamCap`, RAM_CAP_ENV) caps both and is itself the budget; otherwise
+ * node-llama-cpp's paddings are kept free.
+ */
 export async function readDevice(llama: Llama, reclaim: Reclaimable = { vramBytes: 0, ramBytes: 0 }): Promise<{ device: DeviceMemory; reserve: Reserve }> {
   const ramCap = llama.getRamCap();
   const ramTotal = ramCap === null ? totalmem() : Math.min(totalmem(), ramCap);
@@ -130,8 +109,18 @@ export async function readDevice(llama: Llama, reclaim: Reclaimable = { vramByte
 }
 
 /**
- * The planner's estimate of a live context beside what llama.cpp allocated for it (see the
- * module comment); null when the estimate cannot be made. For `ModelInfo.memory`.
+ * The planner's estimate of a live context beside what llama.cpp allocated for it; null when the
+ * estimate cannot be made. For `ModelInfo.memory`.
+ * - planned: `estimateContextResourceRequirementsV2` for the context's own parameters. It loads
+ *   the model's metadata into llama.cpp without allocating (no_alloc) and sets up a context the
+ *   same way, then reads llama.cpp's memory breakdown (KV, compute and output buffers).
+ * - measured: `LlamaContext.memoryUsage` (ram + vram): llama.cpp's memory breakdown of the live
+ *   context, read by node-llama-cpp right after the buffers were allocated. Not used:
+ *   `stateSize` (the serialized cells in use, not the allocation), and process RSS/VRAM deltas
+ *   (allocator and driver overheads, other processes, lazily touched pages).
+ * On the CPU the two are equal (planner.model.test.ts), since both run the same llama.cpp code;
+ * on GPU backends the simulation can differ, which is what the comparison is for
+ * (docs/decisions/memory-estimate.md).
  */
 export async function contextMemory(model: LlamaModel, context: LlamaContext): Promise<{ plannedBytes: number; measuredBytes: number } | null> {
   try {
@@ -157,7 +146,7 @@ const REMOTE_HEADER_TIMEOUT_MS = 30_000;
 const INSIGHTS_CACHE_SIZE = 4;
 
 export interface PlannerDeps {
-  /** The engine's Llama instance (runtime.ts `ensureLlama`). */
+  /** The engine's Llama instance (llama-init.ts `ensureLlama`). */
   readonly llama: () => Promise<Result<Llama>>;
   /** The loaded model's context, whose memory a load gives back; null when none is loaded. */
   readonly loadedContext: () => LlamaContext | null;
@@ -191,7 +180,7 @@ export class Planner {
     }
   }
 
-  /** Validates a profile and resolves its "auto"s (worker method `checkProfile`, planner-core.ts `checkProfileCore`). */
+  /** Validates a profile and resolves its "auto"s (worker method `checkProfile`, profile-check.ts `checkProfileCore`). */
   async checkProfile(input: WorkerMethods['checkProfile']['input']): Promise<Result<ProfileCheck>> {
     const { path, profile } = input ?? ({} as WorkerMethods['checkProfile']['input']);
     if (typeof path !== 'string' || path === '' || !isProfile(profile)) return err('INVALID_INPUT', 'checkProfile needs a path and a profile.');

@@ -1,5 +1,5 @@
 /**
- * Model profiles on real inference (issue 4), through real engine processes: the crash guard
+ * Model profiles on real inference, through real engine processes: the crash guard
  * (a quantized-K chat longer than its context keeps answering and the process survives, whatever
  * policy it is given), the overflow policies, every K/V pair either working (its greedy
  * continuation matches its own save/restore) or refused by validation, and the readout of a chat

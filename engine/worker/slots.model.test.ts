@@ -1,5 +1,5 @@
 /**
- * Slots on real inference in an engine process (issue 3, "Slots"): chats keep their KV in their
+ * Slots on real inference in an engine process: chats keep their KV in their
  * own slot; a swap goes through the disk store (a dirty slot is saved first) and the greedy reply
  * after it is identical to the uninterrupted one; a restore into another slot index is exact;
  * the quit flush saves a dirty slot.

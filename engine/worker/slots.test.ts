@@ -1,6 +1,6 @@
 /**
  * The slot table without a model: which slot a chat gets, and that a swap saves a dirty slot
- * under its owner's manifest before another chat takes it (issue 3, "Slots").
+ * under its owner's manifest before another chat takes it.
  */
 import { describe, expect, it } from 'vitest';
 import { chooseSlot, SlotTable, type Slot, type SlotView } from './slots.ts';
@@ -53,7 +53,7 @@ function table(count: number, saveResult: (resident: FakeResident) => number | n
   return { slots, log, residents };
 }
 
-/** What one generation does to the table (runtime.ts): acquire, evaluate, finish the turn, save. */
+/** What one generation does to the table (turn.ts): acquire, evaluate, finish the turn, save. */
 async function turn(slots: SlotTable<FakeResident>, chatId: string, branch: string | null, tokensAfter: number): Promise<Slot<FakeResident>> {
   const { slot } = await slots.acquire(chatId);
   slots.kept(slot, slot.chatId === chatId ? slot.savedTokens : 0);

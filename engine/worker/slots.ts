@@ -1,19 +1,12 @@
 /**
- * The slot table (issue 3, "Slots"): the context's N resident sequences, each bound to the chat
- * whose KV it holds, so switching between up to N chats costs nothing.
- *
- * Decisions:
- * - A generation of chat C takes the slot that holds C; else a free slot (never used, or freed by
- *   a deleted chat); else the least recently used one. Taking a slot from another chat is a
- *   **swap**: when that slot is dirty (it holds tokens beyond what the store has: the turn's save
- *   failed, was skipped, or is pending) it is saved first, under its owner's manifest, so that
- *   chat restores from disk later instead of re-reading. A failed save does not block the swap:
- *   the other chat then re-reads what was lost, and the save failure was logged.
- * - Serial: the table is only used under the engine's one FIFO lock (runtime.ts), so generations
- *   and saves never overlap and at most one slot is ever not 'idle'. Decoding several slots at
- *   once is a later issue; the per-slot `state` is already there for it and for the dashboard.
- * - It knows nothing of node-llama-cpp: a slot's resident (its sequence and LlamaChat) is opaque,
- *   and counting and saving tokens are injected, so the choice and swap rules are unit-tested.
+ * The slot table: the context's N resident sequences, each bound to the chat whose KV it holds,
+ * so switching between up to N chats costs nothing. Taking a slot from another chat is a
+ * **swap** (see `chooseSlot`): a dirty slot (tokens beyond what the store has: the turn's save
+ * failed, was skipped, or is pending) is saved first under its owner's manifest, so that chat
+ * restores from disk later instead of re-reading; a failed save does not block the swap.
+ * The table is only used under the engine's one FIFO lock (runtime.ts), so at most one slot is
+ * ever not 'idle'. It knows nothing of node-llama-cpp: a slot's resident is opaque, and counting
+ * and saving tokens are injected, so the choice and swap rules are unit-tested.
  */
 import type { SlotState } from '../protocol.ts';
 
@@ -21,7 +14,7 @@ export type { SlotState } from '../protocol.ts';
 
 export interface Slot<T> {
   readonly index: number;
-  /** The sequence and whatever drives it (runtime.ts: its LlamaChat). */
+  /** The sequence and whatever drives it (runtime-state.ts `Resident`: its LlamaChat). */
   readonly resident: T;
   /** The chat it is bound to; null when free (never used, or its chat was deleted). */
   chatId: string | null;

@@ -1,20 +1,22 @@
 /**
- * The `streaming` overflow policy's turn (StreamingLLM, facts.md): a chat that outgrows its
- * context keeps 4 sink tokens plus a recent window in the sequence, and older cells are evicted
- * from the middle instead of the history being read again. F16 K only: every eviction goes
- * through the guard (overflow.ts), which refuses it for a quantized K.
- *
- * LlamaChat cannot drive such a sequence: it renders the whole history and erases from the first
- * token that differs, which is right after the sinks. So this turn evaluates the sequence
- * directly: the prompt's new tokens, then one sampled token at a time, with node-llama-cpp's
- * sequence-level context shift set to the guard's StreamingLLM eviction, so the prompt and the
- * reply both roll through the window. A reply may therefore run past the end of the context.
- * Stops: an end-of-generation token (node-llama-cpp ends the evaluation), the chat template's
- * stop triggers (token sequences, or plain text held back until it cannot be one), maxTokens,
- * or the abort signal.
+ * The `streaming` overflow policy's turn (StreamingLLM): a chat that outgrows its context keeps
+ * 4 sink tokens plus a recent window in the sequence, and older cells are evicted from the
+ * middle instead of the history being read again. F16 K only: every eviction goes through the
+ * guard (overflow.ts). LlamaChat cannot drive such a sequence (it would erase from right after
+ * the sinks), so `streamTurn` evaluates it directly, with node-llama-cpp's sequence-level shift
+ * set to the guard's eviction, so the prompt and the reply both roll through the window and a
+ * reply may run past the end of the context. `runStreamTurn` is that turn in the runtime.
  */
-import type { LlamaContextSequence, LlamaModel, LlamaText, Token } from 'node-llama-cpp';
-import { planStream, SINK_TOKENS, type KvGuard, type StreamWindow } from './overflow.ts';
+import { randomInt } from 'node:crypto';
+import type { ChatHistoryItem, LlamaContextSequence, LlamaModel, LlamaText, Token } from 'node-llama-cpp';
+import { err, ok, type MessageStats, type Result } from '../contract/index.ts';
+import type { GenerateInput, GenerateOutput } from '../protocol.ts';
+import { MIN_REPLY_TOKENS } from './constants.ts';
+import { KvEditRefused, planStream, SINK_TOKENS, streamShiftSize, type KvGuard, type StreamWindow } from './overflow.ts';
+import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
+import type { Slot } from './slots.ts';
+import { tokenStream } from './token-stream.ts';
+import { restoreForTurn, type StoreRestore } from './turn-kv.ts';
 
 export interface StreamTurnInput {
   readonly chatId: string;
@@ -96,6 +98,11 @@ function pendingStop(text: string, stops: readonly string[]): number {
   return longest;
 }
 
+/**
+ * Evaluates the turn (see the module comment). Stops: an end-of-generation token (node-llama-cpp
+ * ends the evaluation), the chat template's stop triggers (token sequences, or plain text held
+ * back until it cannot be one), maxTokens, or the abort signal.
+ */
 export async function streamTurn(input: StreamTurnInput): Promise<StreamTurnOutput> {
   const { sequence, model, guard, prompt } = input;
   const plan = planStream(prompt, sequence.contextTokens, input.window, input.budget);
@@ -191,5 +198,138 @@ export async function streamTurn(input: StreamTurnInput): Promise<StreamTurnOutp
     evicted,
     outside: Math.max(0, cut - SINK_TOKENS),
     window: holds ? window : null,
+  };
+}
+
+/** A `streaming` turn as the runtime runs it (turn.ts decides when a turn streams). */
+export interface StreamTurnRun {
+  readonly input: GenerateInput;
+  readonly controller: AbortController;
+  readonly requestedAt: number;
+  /** Set `unsaved` when what the slot holds afterwards is no prefix of the chat. */
+  readonly taken: { unsaved: boolean };
+  readonly slot: Slot<Resident>;
+  readonly promptTokens: Token[];
+  readonly history: ChatHistoryItem[];
+  /** What the overflow policies keep free for the reply (overflow.ts `replyReserve`). */
+  readonly roomy: number;
+  readonly wasForgotten: boolean;
+}
+
+/**
+ * One `streaming` turn in the loaded model's slot: the sequence keeps 4 sink tokens plus a recent
+ * window, evicting older cells through the guard instead of reading the history again. What a
+ * rolled sequence holds is not a prefix of the chat, so it is never saved as one. Call under the
+ * engine lock with a model loaded.
+ */
+export async function runStreamTurn(state: RuntimeState, run: StreamTurnRun): Promise<Result<GenerateOutput>> {
+  const current = state.loaded!;
+  const { input, slot, promptTokens } = run;
+  const { sequence, chat } = slot.resident;
+  const { sampling } = input;
+  const contextSize = current.context.contextSize;
+  const window = await chatWindow(state, current, sequence, input.chatId);
+  // A sequence that is not rolled is a plain prefix: the store may hold more of the prompt.
+  const restore = window === null && promptTokens.length + MIN_REPLY_TOKENS <= contextSize;
+  const fromStore = await restoreForTurn(state, current, slot, input.chatId, promptTokens, { restore, wasForgotten: run.wasForgotten });
+  const stream = tokenStream(state, input.requestId);
+  const evaluationStart = performance.now();
+  let firstTokenAt: number | null = null;
+  let out: StreamTurnOutput;
+  try {
+    out = await current.slots.during(slot, 'generating', () =>
+      streamTurn({
+        chatId: input.chatId,
+        sequence,
+        model: current.model,
+        guard: current.guard,
+        window,
+        prompt: promptTokens,
+        budget: contextSize - run.roomy,
+        shiftSize: streamShiftSize(contextSize),
+        maxTokens: Math.max(1, Math.floor(sampling.maxTokens)),
+        temperature: sampling.temperature > 0 ? sampling.temperature : 0,
+        ...(sampling.temperature > 0 && sampling.topP > 0 && sampling.topP < 1 ? { topP: sampling.topP } : {}),
+        ...(sampling.temperature > 0 ? { seed: randomInt(2 ** 31) } : {}),
+        signal: run.controller.signal,
+        stopTriggers: chat.chatWrapper.generateContextState({ chatHistory: run.history }).stopGenerationTriggers,
+        onClear: () => state.kvCache?.markClean(sequence),
+        onToken: () => {
+          firstTokenAt ??= performance.now();
+        },
+        onText: (delta) => stream.push(delta),
+      }),
+    );
+  } catch (error) {
+    stream.flush();
+    current.streams.delete(sequence);
+    if (error instanceof KvEditRefused) return err('CONTEXT_OVERFLOW', error.message, error.hint);
+    throw error;
+  }
+  const text = stream.settle(out.text);
+  await keepWindow(state, current, sequence, out, run.taken);
+  const stats = streamStats(current, slot, out, fromStore, { requestedAt: run.requestedAt, evaluationStart, firstTokenAt });
+  return ok({ text, stopReason: run.controller.signal.aborted ? 'aborted' : out.stopReason, stats });
+}
+
+/** The sequence's window when it is this chat's; another chat's is cleared (nothing of it is this chat's, its sinks included). */
+async function chatWindow(state: RuntimeState, current: Loaded, sequence: LlamaContextSequence, chatId: string): Promise<StreamWindow | null> {
+  const rolled = current.streams.get(sequence);
+  const window = rolled?.chatId === chatId ? rolled : null;
+  if (rolled && window === null) {
+    current.streams.delete(sequence);
+    await current.guard.truncate(sequence, 0);
+    state.kvCache?.markClean(sequence);
+  }
+  return window;
+}
+
+/** Remembers the window the sequence holds after the turn, or empties it when that is not known. */
+async function keepWindow(state: RuntimeState, current: Loaded, sequence: LlamaContextSequence, out: StreamTurnOutput, taken: { unsaved: boolean }): Promise<void> {
+  if (out.outside > 0 && out.window) {
+    current.streams.set(sequence, out.window);
+    taken.unsaved = true;
+    return;
+  }
+  current.streams.delete(sequence);
+  if (out.outside > 0) {
+    // What the sequence holds is not known exactly: start the next turn from empty.
+    await current.guard.truncate(sequence, 0);
+    state.kvCache?.markClean(sequence);
+    taken.unsaved = true;
+  }
+}
+
+/** The readout of a streaming turn; also tells the slot table what the store holds of the sequence. */
+function streamStats(
+  current: Loaded,
+  slot: Slot<Resident>,
+  out: StreamTurnOutput,
+  fromStore: StoreRestore,
+  times: { requestedAt: number; evaluationStart: number; firstTokenAt: number | null },
+): MessageStats {
+  const contextSize = current.context.contextSize;
+  // Restored cells are the store's; kept ones (from a restore or an earlier turn) are in memory.
+  const restored = Math.min(fromStore.restored, out.reused);
+  if (restored > 0) current.slots.restored(slot, restored);
+  else current.slots.kept(slot, out.reused);
+  let fallbackReason = fromStore.fallbackReason;
+  if (out.outside > 0) {
+    const how = out.skipped > 0 ? `; ${out.skipped} of them were not read this turn` : out.evicted > 0 ? `; ${out.evicted} were evicted this turn without reading anything again` : '';
+    const note = `the conversation outgrew the context (${contextSize} tokens): StreamingLLM keeps its first ${SINK_TOKENS} tokens and the most recent ones, so ${out.outside} older tokens are no longer seen${how}`;
+    fallbackReason = fallbackReason === undefined ? note : `${note}; ${fallbackReason}`;
+  }
+  const { requestedAt, evaluationStart, firstTokenAt } = times;
+  const ttftMs = firstTokenAt === null ? performance.now() - requestedAt : firstTokenAt - requestedAt;
+  return {
+    tokensReused: out.reused - restored,
+    tokensRestored: restored,
+    tokensPrefilled: out.prefilled,
+    tokensGenerated: out.tokensGenerated,
+    ttftMs: Math.round(ttftMs * 10) / 10,
+    prefillMs: Math.round(((firstTokenAt ?? performance.now()) - evaluationStart) * 10) / 10,
+    cacheSource: restored > 0 ? 'disk' : out.reused > 0 ? 'memory' : 'none',
+    ...(fromStore.restoreMs !== undefined && restored > 0 ? { restoreMs: fromStore.restoreMs } : {}),
+    ...(fallbackReason !== undefined ? { fallbackReason } : {}),
   };
 }

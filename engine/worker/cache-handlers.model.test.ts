@@ -1,5 +1,5 @@
 /**
- * The Cache view's engine side on real inference in an engine process (issue 5): metrics' slots,
+ * The Cache view's engine side on real inference in an engine process: metrics' slots,
  * memory and store after a turn, also while a reply streams; the largest chats and one chat's
  * cache; "Forget cache" makes the next turn re-read with its reason; KV activity events.
  */
@@ -11,7 +11,7 @@ import type { GenerateInput, KvActivity, PromptMessage } from '../protocol.ts';
 import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
 import { testModelPath } from '../../test/support/models.ts';
 import { seededText } from '../../test/support/text.ts';
-import { FORGOTTEN_REASON } from './runtime.ts';
+import { FORGOTTEN_REASON } from './turn-kv.ts';
 
 const CONTEXT = 2048;
 /** The default test model: 4 layers × 2 KV heads × head_dim 32, K and V in F16. */
@@ -91,7 +91,7 @@ describe('the Cache view in an engine process', () => {
     const store = metrics.kvStore!;
     expect(store.manifests).toBe(1);
     expect(store.storedBytes).toBeGreaterThan(0);
-    // The default encoding is lossless (issue 6): F16 KV takes fewer bytes on disk than it holds.
+    // The default encoding is lossless: F16 KV takes fewer bytes on disk than it holds.
     expect(store.rawBytes).toBeGreaterThan(0);
     expect(store.storedBytes).toBeLessThan(store.rawBytes);
     expect(store.budgetBytes).toBe(1 << 30);

@@ -1,0 +1,133 @@
+/**
+ * The Cache view's engine side: `metrics` (sampled 4 times a second, also while a reply streams,
+ * so it never takes the engine lock and reads only counters, except the device's memory and the
+ * store's totals, read at most once a second), the largest chats, one chat's cache, "Forget
+ * cache" and "Check the cache".
+ */
+import { err, ok, type DeviceMemory, type Result } from '../contract/index.ts';
+import type { KvStoreStats } from '../kv/store.ts';
+import type { EngineMetrics } from '../protocol.ts';
+import { cachedFor, forgetActivity, summarizeIntegrity, uncheckedReport } from './kv-activity.ts';
+import { readDevice } from './planner.ts';
+import { METRICS_CACHE_MS, type Loaded, type RuntimeState } from './runtime-state.ts';
+import type { WorkerHandlers } from './serve.ts';
+
+type CacheHandlers = Pick<WorkerHandlers, 'forgetChat' | 'kvVerify' | 'kvChats' | 'chatCache' | 'metrics'>;
+
+export function createCacheHandlers(state: RuntimeState): CacheHandlers {
+  const device = cachedFor<DeviceMemory | null>(METRICS_CACHE_MS, async () => (state.llama ? (await readDevice(state.llama)).device : null));
+  return {
+    async forgetChat({ chatId, reread }) {
+      if (typeof chatId !== 'string' || chatId === '') return err('INVALID_INPUT', 'forgetChat needs a chatId.');
+      // Not under the lock: a queued swap or quit must not save the forgotten chat back.
+      state.loaded?.slots.release(chatId);
+      // The slot may still hold the chat's tokens (release only unbinds it): with `reread`, the
+      // next turn clears them instead of reusing them (turn.ts).
+      if (reread === true) state.forgotten.remember(chatId);
+      else state.forgotten.drop(chatId);
+      const cache = state.kvCache;
+      if (!cache) return ok({ bytesFreed: 0 });
+      const result = await cache.forget(`${chatId}/`);
+      // A save of it already running or queued (its last turn's) would write it back: forget
+      // again once that is done.
+      void state.lock.run(() => cache.forget(`${chatId}/`)).catch(() => undefined);
+      if (!result.ok) return result;
+      if (result.value.manifests > 0 || reread === true) state.kvActivity(forgetActivity(chatId, result.value));
+      return ok({ bytesFreed: result.value.bytesFreed });
+    },
+
+    // Under the engine lock, so the check never sees a save halfway (the store's own lock would
+    // also serialise it, but a turn's save spans several store calls).
+    async kvVerify({ repair }) {
+      if (typeof repair !== 'boolean') return err('INVALID_INPUT', 'kvVerify needs repair: boolean.');
+      const cache = state.kvCache;
+      if (!cache) return ok(uncheckedReport);
+      return state.lock.run(async () => {
+        const started = performance.now();
+        const report = await cache.store.checkIntegrity({ verify: true, repair });
+        return report.ok ? ok(summarizeIntegrity(report.value, performance.now() - started)) : report;
+      });
+    },
+
+    async kvChats({ limit }) {
+      if (!Number.isInteger(limit) || limit < 0) return err('INVALID_INPUT', 'kvChats needs a whole-number limit ≥ 0.');
+      if (!state.kvCache) return ok({ chats: [] });
+      const usage = state.kvCache.store.chatUsage({ limit });
+      return usage.ok ? ok({ chats: usage.value }) : usage;
+    },
+
+    async chatCache({ chatId }) {
+      if (typeof chatId !== 'string' || chatId === '') return err('INVALID_INPUT', 'chatCache needs a chatId.');
+      const slot = state.loaded?.slots.slots.find((s) => s.chatId === chatId) ?? null;
+      let tokensOnDisk = 0;
+      let bytesOnDisk = 0;
+      if (state.kvCache) {
+        const usage = state.kvCache.store.chatUsage({ chatId });
+        if (!usage.ok) return usage;
+        tokensOnDisk = usage.value[0]?.tokens ?? 0;
+        bytesOnDisk = usage.value[0]?.bytes ?? 0;
+      }
+      return ok({ slot: slot?.index ?? null, tokensInMemory: slot?.resident.sequence.nextTokenIndex ?? 0, tokensOnDisk, bytesOnDisk });
+    },
+
+    async metrics() {
+      const current = state.loaded;
+      const [deviceNow, stats] = await Promise.all([current ? device.get().catch(() => null) : null, state.storeStats.get().catch(() => null)]);
+      // The model may have changed while the device was read: describe the one loaded now.
+      const now = state.loaded === current ? current : null;
+      const slots = slotMetrics(now);
+      const kvStore = storeMetrics(stats);
+      const memory = now && deviceNow ? memoryMetrics(now, deviceNow) : undefined;
+      return ok({
+        kvCellsUsed: slots.reduce((sum, slot) => sum + slot.cellsUsed, 0),
+        kvCellsCapacity: now ? now.context.getAllocatedContextSize() : 0,
+        slots,
+        ...(kvStore ? { kvStore } : {}),
+        ...(memory ? { memory } : {}),
+      });
+    },
+  };
+}
+
+function slotMetrics(now: Loaded | null): EngineMetrics['slots'] {
+  if (!now) return [];
+  return now.slots.slots.map((slot) => {
+    const cellsUsed = slot.resident.sequence.nextTokenIndex;
+    return {
+      index: slot.index,
+      chatId: slot.chatId,
+      cellsUsed,
+      cellsCapacity: now.context.contextSize,
+      state: slot.state,
+      kType: now.profile.kType,
+      vType: now.profile.vType,
+      bytes: cellsUsed * now.kvBytesPerCell,
+    };
+  });
+}
+
+function storeMetrics(stats: Result<KvStoreStats> | null): EngineMetrics['kvStore'] {
+  if (!stats?.ok) return undefined;
+  const v = stats.value;
+  return {
+    bytesOnDisk: v.bytesOnDisk,
+    storedBytes: v.storedBytes,
+    rawBytes: v.rawBytes,
+    chunkCount: v.chunkCount,
+    manifests: v.manifests,
+    logicalBytes: v.logicalBytes,
+    budgetBytes: v.budget,
+    freeBytes: v.freeBytes,
+  };
+}
+
+function memoryMetrics(now: Loaded, device: DeviceMemory): EngineMetrics['memory'] {
+  const usage = now.context.memoryUsage;
+  return {
+    device,
+    gpuLayers: now.model.gpuLayers,
+    weights: now.weights,
+    context: { ramBytes: usage.ram, vramBytes: usage.vram },
+    kvBytesPerCell: now.kvBytesPerCell,
+  };
+}

@@ -1,0 +1,219 @@
+/**
+ * A restore's work before llama.cpp's load: the longest stored prefix of the prompt, its chunks
+ * and tail read, verified and decoded, written as the state file `loadStateFromFile` reads.
+ * A damaged chunk or tail ends the restore at the chunks before it, with the reason for the
+ * readout. With flash attention on, chunks are written one at a time into their place in the
+ * file (one chunk in memory); with it off, V is transposed, so every chunk interleaves in the
+ * file and all are decoded before it is written (docs/decisions/state-file-layout.md).
+ */
+import type { Token } from 'node-llama-cpp';
+import { ok } from '../contract/index.ts';
+import { chunkPayloadSize, StateFileWriter, truncateChunk, writeStateFile, type StateShape } from '../kv/codec.ts';
+import { decodeChunk } from '../kv/frame.ts';
+import type { CodecKernels } from '../kv/kernels.ts';
+import type { TailMatch } from '../kv/manifest.ts';
+import type { KvStore } from '../kv/store.ts';
+import type { ReusableBuffer } from '../kv/store-fs.ts';
+import { removeScratchSync, type ScratchFiles } from './kv-scratch.ts';
+
+/** A state file assembled from the store: what llama.cpp's loader would read. Disposing it removes the file. */
+export interface AssembledState extends Disposable {
+  /** The scratch state file. */
+  readonly path: string;
+  /** The tokens it holds: a prefix of the request. */
+  readonly tokens: number;
+  /** Chunk file and tail bytes read. */
+  readonly bytesRead: number;
+  /** Why it holds less than the store first offered (a damaged chunk or tail), when it does. */
+  readonly fallbackReason?: string;
+  /** The manifest whose tail it includes (marked used after a load). */
+  readonly tailManifestId?: string;
+}
+
+/** Nothing to load: the store holds no more than `have`, or cannot be used (`reason`). */
+export interface NotAssembled {
+  readonly path: null;
+  readonly bytesRead: number;
+  readonly reason?: string;
+}
+
+/** What assembling uses of its KvCache. */
+export interface AssembleParts {
+  readonly store: KvStore;
+  readonly kernels: CodecKernels;
+  readonly scratch: ScratchFiles;
+  /** The decoded chunk on the flash-attention path, kept between restores. */
+  readonly decodeBuffer: ReusableBuffer;
+}
+
+export interface AssembleRequest {
+  readonly fp: string;
+  readonly shape: StateShape;
+  readonly tokens: readonly Token[];
+  /** Tokens the sequence already holds: only more than that is worth a load. */
+  readonly have: number;
+  /** Why the chat's own KV is stored under another fingerprint, when it is (KvCache's `#otherSettings`). */
+  readonly otherSettings?: () => string | undefined;
+}
+
+interface UsableTail {
+  readonly payload: Uint8Array;
+  readonly tokens: number;
+  readonly bytes: number;
+}
+
+/** A decoded tail; `failed` says why it cannot be used; `{}` when there is none. */
+type DecodedTail = UsableTail | { failed: string } | Record<string, never>;
+
+const isUsable = (tail: DecodedTail): tail is UsableTail => 'payload' in tail;
+
+/** See the module comment. Never throws. */
+export async function assembleState(parts: AssembleParts, request: AssembleRequest): Promise<AssembledState | NotAssembled> {
+  const { fp, shape, tokens, have } = request;
+  if (tokens.length < 2) return { path: null, bytesRead: 0 };
+  const wanted = tokens.slice(0, tokens.length - 1);
+  const match = parts.store.findLongestPrefix(fp, wanted);
+  if (!match.ok) return { path: null, bytesRead: 0, reason: `The KV store could not be searched: ${match.error.message}` };
+  const size = parts.store.chunkTokens;
+  const reasons: string[] = [];
+  if (match.value.stop === 'corrupt') reasons.push(`chunk ${match.value.chunks.length} is damaged; re-read from token ${match.value.chunkedTokens}`);
+  if (match.value.stop === 'dangling') {
+    reasons.push(`chunk ${match.value.chunks.length} is listed by a manifest but missing from the KV index (dangling reference); re-read from token ${match.value.chunkedTokens}`);
+  }
+  const reason = (): string | undefined => (reasons.length > 0 ? reasons.join('; ') : undefined);
+  if (match.value.tokens <= have) {
+    // The chat's own KV may be stored under another fingerprint (its cache settings changed): say so.
+    const other = request.otherSettings?.();
+    if (other !== undefined) reasons.push(other);
+    return { path: null, bytesRead: 0, ...(reason() !== undefined ? { reason: reason()! } : {}) };
+  }
+  const tail = decodedTail(parts, shape, match.value.tail);
+  const tailManifestId = match.value.tail?.manifestId;
+  let keys = match.value.chunks;
+  /** Set when a chunk failed: the chunks before it still hold, and the general path restores them. */
+  let fault: string | null = null;
+
+  if (!shape.vTrans) {
+    const usableTail = isUsable(tail) ? tail : null;
+    const total = keys.length * size + (usableTail?.tokens ?? 0);
+    if (total > have) {
+      const streamed = await writeChunkByChunk(parts, shape, keys, usableTail, total);
+      if ('path' in streamed) {
+        if ('failed' in tail) reasons.push(`${tail.failed}; re-read from token ${keys.length * size}`);
+        return assembled(streamed.path, total, streamed.bytesRead, reason(), usableTail ? tailManifestId : undefined);
+      }
+      fault = streamed.fault;
+      keys = streamed.keys;
+    }
+  }
+
+  const read = await parts.store.readChunks(keys);
+  let bytesRead = read.chunks.reduce((sum, c) => sum + c.bytes, 0);
+  // read.error, when set, is the earliest fault (it stops before `fault`'s chunk).
+  if (read.error !== null) fault = `chunk ${read.chunks.length} failed verification (${read.error.reason})`;
+  const payloads: Uint8Array[] = [];
+  for (const chunk of read.chunks) {
+    const raw = decodeChunk(shape, chunk.payload, parts.kernels);
+    if (!raw.ok) {
+      await parts.store.recordDamage(chunk.key, raw.error.message);
+      fault = `chunk ${payloads.length} could not be decoded (${raw.error.message})`;
+      break;
+    }
+    payloads.push(raw.value);
+  }
+  let total = payloads.length * size;
+  let tailPayload: Uint8Array | null = null;
+  if (fault !== null) {
+    reasons.push(`${fault}; re-read from token ${total}`);
+  } else if (isUsable(tail)) {
+    tailPayload = tail.payload;
+    total += tail.tokens;
+    bytesRead += tail.bytes;
+  } else if ('failed' in tail) {
+    reasons.push(`${tail.failed}; re-read from token ${total}`);
+  }
+  if (total <= have) return { path: null, bytesRead, ...(reason() !== undefined ? { reason: reason()! } : {}) };
+
+  const scratch = parts.scratch.next();
+  const written = await writeStateFile(scratch, shape, payloads, tailPayload);
+  if (!written.ok) {
+    removeScratchSync(scratch);
+    return { path: null, bytesRead, reason: `The stored KV could not be assembled: ${written.error.message}` };
+  }
+  return assembled(scratch, total, bytesRead, reason(), tailPayload ? tailManifestId : undefined);
+}
+
+/**
+ * The flash-attention path: each chunk is decoded into one reused buffer and written to its place
+ * in the file before the next is read. On a fault it says which chunk, and the keys before it
+ * (the general path then restores those); `fault` null with every key means retry them all.
+ */
+async function writeChunkByChunk(
+  parts: AssembleParts,
+  shape: StateShape,
+  keys: readonly string[],
+  tail: UsableTail | null,
+  total: number,
+): Promise<{ path: string; bytesRead: number } | { fault: string | null; keys: readonly string[] }> {
+  const scratch = parts.scratch.next();
+  let keep = false;
+  try {
+    const writer = StateFileWriter.open(scratch, shape, total);
+    if (!writer.ok) return { fault: null, keys };
+    let placed = true;
+    let undecodable: { index: number; key: string; message: string } | null = null;
+    const buffer = parts.decodeBuffer.get(chunkPayloadSize(shape, parts.store.chunkTokens));
+    const read = await parts.store.forEachChunk(keys, (chunk, index) => {
+      const raw = decodeChunk(shape, chunk.payload, parts.kernels, buffer);
+      if (!raw.ok) {
+        undecodable = { index, key: chunk.key, message: raw.error.message };
+        return false;
+      }
+      return (placed = writer.value.put(raw.value).ok);
+    });
+    const failed = undecodable as { index: number; key: string; message: string } | null;
+    if (read.error === null && failed === null && placed && read.count === keys.length) {
+      const finished = tail === null ? writer.value.finish() : writer.value.put(tail.payload).ok ? writer.value.finish() : null;
+      if (finished?.ok) {
+        keep = true;
+        return { path: scratch, bytesRead: read.bytes + (tail?.bytes ?? 0) };
+      }
+    }
+    writer.value.close();
+    if (read.error !== null) return { fault: `chunk ${read.count} failed verification (${read.error.reason})`, keys: keys.slice(0, read.count) };
+    if (failed !== null) {
+      await parts.store.recordDamage(failed.key, failed.message);
+      return { fault: `chunk ${failed.index} could not be decoded (${failed.message})`, keys: keys.slice(0, failed.index) };
+    }
+    return { fault: null, keys };
+  } finally {
+    if (!keep) removeScratchSync(scratch);
+  }
+}
+
+function assembled(path: string, tokens: number, bytesRead: number, fallbackReason: string | undefined, tailManifestId: string | undefined): AssembledState {
+  return {
+    path,
+    tokens,
+    bytesRead,
+    ...(fallbackReason !== undefined ? { fallbackReason } : {}),
+    ...(tailManifestId !== undefined ? { tailManifestId } : {}),
+    [Symbol.dispose]: () => removeScratchSync(path),
+  };
+}
+
+/**
+ * The matched tail's verified, decoded payload, cut to the tokens that match; `{}` without a
+ * tail; `failed` (the restore says why) when it cannot be used.
+ */
+function decodedTail(parts: AssembleParts, shape: StateShape, match: TailMatch | null): DecodedTail {
+  if (match === null) return {};
+  const tail = parts.store.readTail(match.manifestId);
+  if (!tail.ok) return { failed: 'the last partial chunk failed verification' };
+  if (!tail.value.payload) return {};
+  const raw = decodeChunk(shape, tail.value.payload, parts.kernels);
+  if (!raw.ok) return { failed: `the last partial chunk could not be decoded (${raw.error.message})` };
+  const cut = match.tokens === match.storedTokens ? ok(raw.value) : truncateChunk(shape, raw.value, match.tokens);
+  if (!cut.ok) return { failed: `the last partial chunk could not be cut (${cut.error.message})` };
+  return { payload: cut.value, tokens: match.tokens, bytes: tail.value.payload.byteLength };
+}

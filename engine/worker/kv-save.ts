@@ -1,0 +1,124 @@
+/**
+ * A save: the sequence's state goes to a scratch file, is checked against the computed shape, and
+ * only the chunks of its clean prefix that the store lacks (plus the small tail) are encoded and
+ * written. A shape mismatch turns persistence off for the profile, so wrong bytes are never
+ * stored (docs/decisions/state-file-layout.md).
+ */
+import { rm } from 'node:fs/promises';
+import type { LlamaContextSequence } from 'node-llama-cpp';
+import { err, ok, type KvCompression, type Result, errorText } from '../contract/index.ts';
+import { cutChunks, readStateFile, sameShape } from '../kv/codec.ts';
+import { encodeChunk } from '../kv/frame.ts';
+import type { CodecKernels } from '../kv/kernels.ts';
+import type { EvictionReport, KvStore } from '../kv/store.ts';
+import type { ScratchFiles } from './kv-scratch.ts';
+import type { ProfileState } from './kv-shape.ts';
+
+export interface SaveReport {
+  readonly tokens: number;
+  readonly chunksWritten: number;
+  readonly bytesWritten: number;
+  readonly stateBytes: number;
+  /** The raw (decoded) KV payload bytes of what was written: bytesWritten / rawBytes is this save's ratio. */
+  readonly rawBytes: number;
+  readonly ms: number;
+  /** What the budget evicted after this save (absent when nothing was). */
+  readonly evicted?: EvictionReport;
+}
+
+/** What a save uses of its KvCache. */
+export interface SaveParts {
+  readonly store: KvStore;
+  readonly compression: KvCompression;
+  readonly kernels: CodecKernels;
+  readonly scratch: ScratchFiles;
+}
+
+export interface SaveRequest {
+  readonly fp: string;
+  readonly state: ProfileState;
+  readonly sequence: LlamaContextSequence;
+  readonly manifestId: string;
+  /** Tokens from this index on are not a clean prefix (KvCache.markFragmented). */
+  readonly cleanLimit: number | undefined;
+  /** Manifests to delete when the new one extends them. */
+  readonly replaces: readonly string[];
+}
+
+/** See the module comment; `started` is when the caller began (performance.now()). */
+export async function saveState(parts: SaveParts, request: SaveRequest, started: number): Promise<Result<SaveReport>> {
+  const { fp, state, sequence, manifestId } = request;
+  const scratch = parts.scratch.next();
+  try {
+    let stateBytes: number;
+    try {
+      stateBytes = (await sequence.saveStateToFile(scratch)).fileSize;
+    } catch (error) {
+      return err('INTERNAL', `The sequence state could not be saved: ${errorText(error)}`);
+    }
+    const parsed = await readStateFile(scratch);
+    if (!parsed.ok) return parsed;
+    if (!sameShape(parsed.value.shape, state.shape)) {
+      state.disabled = 'KV persistence is off: this model\'s memory layout differs from what the KV store expects.';
+      return err('NOT_SUPPORTED', state.disabled);
+    }
+    const size = parts.store.chunkTokens;
+    const limit = request.cleanLimit;
+    const probe = cutChunks(parsed.value, size, 0, limit === undefined ? {} : { limit });
+    if (!probe.ok) return probe;
+    const cleanLength = probe.value.cleanLength;
+    const tokens = parsed.value.tokens.subarray(0, cleanLength);
+    const fullChunks = Math.floor(cleanLength / size);
+    const tail = probe.value.tail;
+    // Only what the store lacks is encoded: the callback runs for those chunks alone.
+    let rawBytes = 0;
+    const encode = (payload: Uint8Array): Uint8Array => {
+      rawBytes += payload.byteLength;
+      const stored = encodeChunk(state.shape, payload, parts.compression, parts.kernels);
+      // Cannot happen for a payload cutChunks made; the raw payload is a valid stored form anyway.
+      return stored.ok ? stored.value : payload;
+    };
+    const put = await parts.store.putManifest(manifestId, {
+      fingerprint: fp,
+      tokens,
+      chunks: (index) => {
+        const chunk = probe.value.chunks[index];
+        return chunk && encode(chunk.payload);
+      },
+      ...(tail !== null && cleanLength > fullChunks * size ? { tailPayload: encode(tail.payload) } : {}),
+    });
+    if (!put.ok) return put;
+    if (request.replaces.length > 0) {
+      const mine = parts.store.getManifest(manifestId);
+      if (mine.ok) for (const id of request.replaces) if (id !== manifestId) await dropIfPrefix(parts.store, id, mine.value.chunks, tokens);
+    }
+    const budget = await parts.store.enforceBudget();
+    const evicted = budget.ok && (budget.value.chunksRemoved > 0 || budget.value.bytesFreed > 0 || budget.value.deleted.length > 0 || budget.value.truncated.length > 0) ? budget.value : null;
+    return ok({
+      tokens: cleanLength,
+      chunksWritten: put.value.chunksWritten,
+      bytesWritten: put.value.bytesWritten + put.value.tailBytes,
+      stateBytes,
+      rawBytes,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+      ...(evicted ? { evicted } : {}),
+    });
+  } finally {
+    await rm(scratch, { force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * Deletes manifest `id` when it is a prefix of the manifest just saved (`keys`, `tokens`): it
+ * adds nothing. Chunk keys are a hash chain, so equal keys mean equal tokens before them.
+ */
+async function dropIfPrefix(store: KvStore, id: string, keys: readonly string[], tokens: Int32Array): Promise<void> {
+  const old = store.getManifest(id);
+  if (!old.ok) return;
+  const m = old.value;
+  if (m.totalTokens > tokens.length || m.chunkTokens !== store.chunkTokens || m.chunks.length > keys.length) return;
+  if (m.chunks.some((key, i) => key !== keys[i])) return;
+  const start = m.chunks.length * m.chunkTokens;
+  for (let i = 0; i < m.tail.tokens.length; i++) if (m.tail.tokens[i] !== tokens[start + i]) return;
+  await store.deleteManifest(id);
+}

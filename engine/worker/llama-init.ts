@@ -1,0 +1,147 @@
+/**
+ * `init`: llama.cpp's bindings (loaded once per process, never compiled on a user's machine), the
+ * KV codec's kernels, and the disk KV store when the host names its directory. llama.cpp's
+ * warnings are always captured for the log ring, because node-llama-cpp's own errors do not say
+ * why a load failed (docs/decisions/state-through-scratch-file.md); the host's level only
+ * filters what is forwarded as log events.
+ */
+import { getLlama, LlamaLogLevel, type Llama } from 'node-llama-cpp';
+import { err, ok, type Result, errorText } from '../contract/index.ts';
+import { loadKernels } from '../kv/kernels-load.ts';
+import type { WorkerMethods } from '../protocol.ts';
+import { RAM_CAP_ENV } from './constants.ts';
+import { KvCache } from './kv-cache.ts';
+import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
+import type { LogLevel } from './logs.ts';
+import { levelRank, type RuntimeState } from './runtime-state.ts';
+
+type InitInput = WorkerMethods['init']['input'];
+type InitOutput = WorkerMethods['init']['output'];
+
+function toLlamaLogLevel(level: LogLevel): LlamaLogLevel {
+  switch (level) {
+    case 'error': return LlamaLogLevel.error;
+    case 'warn': return LlamaLogLevel.warn;
+    case 'info': return LlamaLogLevel.info;
+    case 'debug': return LlamaLogLevel.debug;
+  }
+}
+
+function fromLlamaLogLevel(level: LlamaLogLevel): LogLevel {
+  switch (level) {
+    case LlamaLogLevel.fatal:
+    case LlamaLogLevel.error: return 'error';
+    case LlamaLogLevel.warn: return 'warn';
+    case LlamaLogLevel.info: return 'info';
+    default: return 'debug';
+  }
+}
+
+/** Warnings are always captured for the ring, whatever the host's level. */
+const capturedLevel = (level: LogLevel): LlamaLogLevel => toLlamaLogLevel(levelRank[level] > levelRank.warn ? level : 'warn');
+
+export class LlamaInit {
+  readonly #state: RuntimeState;
+  /** The one load of the bindings, shared by concurrent callers; cleared when it failed. */
+  #initializing: Promise<Result<{ readonly build: string }>> | null = null;
+  #codec: ReturnType<typeof loadKernels> | null = null;
+
+  constructor(state: RuntimeState) {
+    this.#state = state;
+  }
+
+  /** Loads the bindings once; opens the KV store when the host names its directory. */
+  async init(input: InitInput): Promise<Result<InitOutput>> {
+    const state = this.#state;
+    const level = input.logLevel;
+    if (level in levelRank) state.logLevel = level;
+    const opened = await this.#initLlama();
+    if (!opened.ok) return opened;
+    const { kernels, info } = this.codecKernels();
+    if (typeof input.kvDir === 'string' && input.kvDir !== '' && !state.kvCache && state.llama) await this.#openKvCache(state.llama, input.kvDir, input, kernels);
+    return ok({ build: opened.value.build, codec: info });
+  }
+
+  /** The bindings, loaded at the host's current log level when they are not yet. */
+  async ensureLlama(): Promise<Result<Llama>> {
+    const state = this.#state;
+    if (state.llama) return ok(state.llama);
+    const result = await this.init({ logLevel: state.logLevel });
+    if (!result.ok) return result;
+    return state.llama ? ok(state.llama) : err('INTERNAL', 'llama.cpp did not initialize.');
+  }
+
+  /**
+   * The KV codec's kernels, chosen once per process (the native addon, else the TypeScript
+   * fallback with the reason, which is logged once as a warning).
+   */
+  codecKernels(): ReturnType<typeof loadKernels> {
+    if (this.#codec) return this.#codec;
+    const codec = loadKernels();
+    this.#codec = codec;
+    if (codec.info.kernels === 'fallback') this.#state.log('warn', `The KV codec uses its TypeScript fallback (slower, same output): ${codec.info.reason ?? 'the native addon did not load'}.`);
+    return codec;
+  }
+
+  async #openKvCache(llama: Llama, root: string, input: InitInput, kernels: ReturnType<typeof loadKernels>['kernels']): Promise<void> {
+    const state = this.#state;
+    const cache = await KvCache.open({
+      root,
+      budgetBytes: typeof input.kvBudgetBytes === 'number' && input.kvBudgetBytes >= 0 ? input.kvBudgetBytes : 10 * 1024 ** 3,
+      ...(typeof input.kvChunkTokens === 'number' && input.kvChunkTokens > 0 ? { chunkTokens: input.kvChunkTokens } : {}),
+      // The backend is part of it: GPU kernels may compute other K/V bytes than the CPU's.
+      llamaRelease: `${llama.llamaCppRelease.release}/${llama.gpu === false ? 'cpu' : llama.gpu}`,
+      compression: input.kvCompression === 'off' || input.kvCompression === 'lossy' ? input.kvCompression : 'lossless',
+      kernels,
+      log: state.log,
+    });
+    if (cache.ok) {
+      state.kvCache = cache.value;
+      state.kvOffReason = null;
+      state.kvWatch = watchKvPersistence(cache.value.store, state.emit);
+    } else {
+      state.kvOffReason = `KV persistence is off: ${cache.error.message}`;
+      state.log('error', state.kvOffReason);
+      state.emit(kvUnavailableEvent(cache.error));
+    }
+  }
+
+  async #initLlama(): Promise<Result<{ readonly build: string }>> {
+    const state = this.#state;
+    if (state.llama) {
+      state.llama.logLevel = capturedLevel(state.logLevel);
+      return ok({ build: state.build });
+    }
+    this.#initializing ??= this.#loadBindings();
+    return this.#initializing;
+  }
+
+  async #loadBindings(): Promise<Result<{ readonly build: string }>> {
+    const state = this.#state;
+    try {
+      const instance = await getLlama({
+        gpu: 'auto',
+        // Never compile llama.cpp on a user's machine: a prebuilt binary or a clear error.
+        build: 'never',
+        progressLogs: false,
+        logLevel: capturedLevel(state.logLevel),
+        logger: (llamaLevel, message) => {
+          const level = fromLlamaLogLevel(llamaLevel);
+          const line = message.trimEnd();
+          if (line === '') return;
+          if (levelRank[level] <= levelRank.warn) state.logRing.add(line);
+          state.log(level, line);
+        },
+      });
+      const ramCap = Number(process.env[RAM_CAP_ENV]);
+      if (Number.isFinite(ramCap) && ramCap > 0) await instance.setRamCap(ramCap);
+      state.llama = instance;
+      const { release } = instance.llamaCppRelease;
+      state.build = `llama.cpp ${release} (${instance.gpu === false ? 'cpu' : instance.gpu}, ${instance.buildType})`;
+      return ok({ build: state.build });
+    } catch (error) {
+      this.#initializing = null;
+      return err('INTERNAL', `llama.cpp could not be loaded: ${errorText(error)}`);
+    }
+  }
+}

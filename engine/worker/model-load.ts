@@ -1,0 +1,222 @@
+/**
+ * Loading and unloading the model: its weights, one context whose `contextSize` is per slot
+ * (node-llama-cpp allocates contextSize × sequences cells, each sequence its own llama.cpp
+ * stream, so Settings' "context size per slot" holds), a sequence and LlamaChat per slot, and
+ * the KV store's profile, hashed in the background. Dirty slots are saved before an unload, so
+ * their chats restore with the next load.
+ */
+import { basename, extname } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { LlamaChat, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel } from 'node-llama-cpp';
+import { err, ok, type ModelInfo, type Result, errorText } from '../contract/index.ts';
+import type { ResolvedProfile, WorkerMethods } from '../protocol.ts';
+import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE } from './constants.ts';
+import { checkResolvedProfile, ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
+import { classifyLoadFailure } from './logs.ts';
+import { KvGuard, SINK_TOKENS, streamShiftSize, type StreamWindow } from './overflow.ts';
+import { contextMemory, readModelShape } from './planner.ts';
+import { kvBytesPerToken, MAX_SLOTS } from './planner-core.ts';
+import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
+import { SlotTable } from './slots.ts';
+import { saveResident } from './turn-kv.ts';
+
+/** How long an unload or model change may spend saving dirty slots first. */
+export const UNLOAD_SAVE_MS = 2000;
+
+type LoadInput = WorkerMethods['loadModel']['input'];
+
+/** A checked `loadModel` request. The profile, when there is one, decides the context size and slots. */
+interface LoadRequest {
+  readonly path: string;
+  readonly threads: number;
+  readonly requested: ResolvedProfile | undefined;
+  readonly contextSize: number;
+  readonly slotCount: number;
+}
+
+function checkLoadInput(input: LoadInput): Result<LoadRequest> {
+  const { path, threads } = input;
+  const requested = input.profile;
+  if (requested !== undefined) {
+    const problem = checkResolvedProfile(requested);
+    if (problem !== null) return err('INVALID_INPUT', `loadModel's profile is invalid: ${problem}.`);
+  }
+  // The host sends both the same.
+  const contextSize = requested?.contextSize ?? input.contextSize;
+  const slotCount = requested?.slots ?? input.slots ?? 1;
+  if (typeof path !== 'string' || !Number.isInteger(contextSize) || contextSize < 0 || !Number.isInteger(threads) || threads < 0) {
+    return err('INVALID_INPUT', 'loadModel needs a path, a contextSize ≥ 0 and threads ≥ 0.');
+  }
+  if (!Number.isInteger(slotCount) || slotCount < 1 || slotCount > MAX_SLOTS) {
+    return err('INVALID_INPUT', `loadModel needs 1 to ${MAX_SLOTS} slots, not ${String(slotCount)}.`);
+  }
+  if (contextSize * slotCount > MAX_CONTEXT_SIZE) {
+    return err(
+      'INVALID_INPUT',
+      `A context of ${contextSize} tokens${slotCount > 1 ? ` for each of ${slotCount} slots` : ''} is more than the ${MAX_CONTEXT_SIZE} Hearth supports.`,
+      slotCount > 1 ? 'Lower the context size or the number of slots in Settings.' : 'Lower the context size in Settings.',
+    );
+  }
+  return ok({ path, threads, requested, contextSize, slotCount });
+}
+
+/** Unloads the current model (aborting its running reply), then loads this one, under the lock. */
+export async function loadModel(state: RuntimeState, ensureLlama: () => Promise<Result<Llama>>, input: LoadInput): Promise<Result<ModelInfo>> {
+  const request = checkLoadInput(input);
+  if (!request.ok) return request;
+  const bindings = await ensureLlama();
+  if (!bindings.ok) return bindings;
+  state.abortRunning();
+  return state.lock.run(async () => {
+    await disposeLoaded(state, UNLOAD_SAVE_MS);
+    let fileSize: number;
+    try {
+      const info = await stat(request.value.path);
+      if (!info.isFile()) return err('MODEL_INVALID', `${request.value.path} is not a file.`);
+      fileSize = info.size;
+    } catch (error) {
+      return err('NOT_FOUND', `The model file ${request.value.path} cannot be read: ${errorText(error)}`);
+    }
+    return loadUnderLock(state, bindings.value, request.value, fileSize);
+  });
+}
+
+/** Call under the lock. Dirty slots are saved first (the chats then restore with the next model load). */
+export async function disposeLoaded(state: RuntimeState, saveTimeoutMs: number): Promise<void> {
+  const current = state.loaded;
+  if (!current) return;
+  await current.slots.saveDirty(performance.now() + saveTimeoutMs);
+  state.loaded = null;
+  for (const slot of current.slots.slots) slot.resident.chat.dispose({ disposeSequence: true });
+  await current.context.dispose();
+  await current.model.dispose();
+}
+
+async function loadUnderLock(state: RuntimeState, llama: Llama, request: LoadRequest, fileSize: number): Promise<Result<ModelInfo>> {
+  const { path, requested } = request;
+  const mark = state.logRing.mark();
+  let model: LlamaModel | null = null;
+  let context: LlamaContext | null = null;
+  try {
+    let lastProgress = -1;
+    state.emit({ type: 'loadProgress', progress: 0 });
+    model = await llama.loadModel({
+      modelPath: path,
+      // A model option, not a context one: the layers are placed when the weights load.
+      ...(typeof requested?.gpuLayers === 'number' ? { gpuLayers: requested.gpuLayers } : {}),
+      onLoadProgress: (progress) => {
+        // Whole percents are plenty for a progress bar, and keep IPC quiet on big files.
+        const rounded = Math.floor(progress * 100) / 100;
+        if (rounded > lastProgress) {
+          lastProgress = rounded;
+          state.emit({ type: 'loadProgress', progress: rounded });
+        }
+      },
+    });
+    context = await createContext(llama, model, request);
+    state.loaded = await assemble(state, model, context, request, fileSize);
+    state.emit({ type: 'loadProgress', progress: 1 });
+    return ok(state.loaded.info);
+  } catch (error) {
+    await context?.dispose().catch(() => undefined);
+    await model?.dispose().catch(() => undefined);
+    // llama.cpp's log reaches JS through a thread-safe callback, so the line that explains
+    // the failure can arrive after the rejection; give it a moment before reading the ring.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const failure = classifyLoadFailure(error, state.logRing.since(mark), state.build);
+    // A context llama.cpp refused for the profile's settings (a K/V pair it cannot run): say which.
+    if (requested && model !== null && context === null && failure.code !== 'OUT_OF_MEMORY') {
+      return err(
+        'INVALID_INPUT',
+        `llama.cpp could not create a context with K ${requested.kType}, V ${requested.vType} and flash attention ${requested.flashAttention ? 'on' : 'off'}: ${failure.message.replace(/^llama\.cpp could not load the model: /, '')}`,
+        "Choose another K/V pair in the model's settings (a quantized V needs flash attention on), or go back to F16.",
+      );
+    }
+    return { ok: false, error: failure };
+  }
+}
+
+function createContext(llama: Llama, model: LlamaModel, request: LoadRequest): Promise<LlamaContext> {
+  const { contextSize, requested, threads } = request;
+  const trained = model.trainContextSize;
+  // A file without a trained length (0) gets the cap: llama.cpp would read 0 as "the trained length".
+  const size = contextSize !== 0 ? contextSize : trained > 0 ? Math.min(trained, AUTO_CONTEXT_CAP) : AUTO_CONTEXT_CAP;
+  return model.createContext({
+    // Per sequence: every slot holds a whole conversation of `size` tokens (see the module comment).
+    contextSize: size,
+    sequences: request.slotCount,
+    threads: threads === 0 ? llama.cpuMathCores : threads,
+    // Explicit, never "auto": the stored KV layout depends on it (kv-shape.ts: V is transposed without it).
+    flashAttention: requested ? requested.flashAttention : model.defaultContextFlashAttention === true,
+    experimentalKvCacheKeyType: ggmlKvTypeName(requested?.kType ?? 'f16'),
+    experimentalKvCacheValueType: ggmlKvTypeName(requested?.vType ?? 'f16'),
+  });
+}
+
+/** The loaded model's slots, guard, profile and description, once its context exists. */
+async function assemble(state: RuntimeState, model: LlamaModel, context: LlamaContext, request: LoadRequest, fileSize: number): Promise<Loaded> {
+  const { path, requested, slotCount } = request;
+  const kType = kvTypeFromGgml(context.kvCacheKeyType);
+  const vType = kvTypeFromGgml(context.kvCacheValueType);
+  const profile: ResolvedProfile = {
+    kType: kType ?? requested?.kType ?? 'f16',
+    vType: vType ?? requested?.vType ?? 'f16',
+    flashAttention: context.flashAttention === true,
+    contextSize: request.contextSize,
+    gpuLayers: requested?.gpuLayers ?? 'auto',
+    slots: slotCount,
+    overflowPolicy: requested?.overflowPolicy ?? 'refuse',
+  };
+  // The K type the context really has decides; one Hearth does not know counts as quantized.
+  const guard = new KvGuard({
+    kType: kType ?? 'q8_0',
+    onFragmented: (sequence, from) => state.kvCache?.markFragmented(sequence as LlamaContextSequence, from),
+  });
+  const residents = createResidents(context, guard, slotCount, profile.overflowPolicy === 'streaming' || profile.overflowPolicy === 'shift');
+  const metadataName = model.fileInfo.metadata.general?.name;
+  const memory = await contextMemory(model, context);
+  const info: ModelInfo = {
+    path,
+    name: typeof metadataName === 'string' && metadataName.trim() !== '' ? metadataName : basename(path, extname(path)),
+    sizeBytes: fileSize,
+    architecture: String(model.fileInfo.metadata.general?.architecture ?? 'unknown'),
+    trainedContextLength: model.trainContextSize,
+    contextSize: context.contextSize,
+    layerCount: Number(model.fileInfo.architectureMetadata.block_count ?? model.fileInsights.totalLayers - 1),
+    ...(kType && vType ? { kvType: { k: kType, v: vType } } : {}),
+    flashAttention: context.flashAttention === true,
+    gpuLayers: model.gpuLayers,
+    ...(memory ? { memory } : {}),
+  };
+  // Hashing a large model file takes a while the first time (cached after): it runs in the
+  // background and the first generation waits for it.
+  const kvProfile = state.kvCache ? state.kvCache.prepare({ model, context, modelPath: path, flashAttention: context.flashAttention === true }) : null;
+  const slots = new SlotTable<Resident>({
+    residents,
+    tokens: (resident) => resident.sequence.nextTokenIndex,
+    save: (resident, manifestId, chatId) => saveResident(state, kvProfile, resident, manifestId, chatId),
+  });
+  // Once per load: metrics multiplies it by the cells in use four times a second.
+  const kvBytesPerCell = kvBytesPerToken(readModelShape(model.fileInsights), { kType: profile.kType, vType: profile.vType });
+  const weights = { ramBytes: model.memoryUsage.ram, vramBytes: model.memoryUsage.vram };
+  const streams = new Map<LlamaContextSequence, StreamWindow>();
+  return { model, context, slots, info, kvProfile, profile, guard, streams, kvBytesPerCell, weights };
+}
+
+/**
+ * A sequence and LlamaChat per slot. node-llama-cpp's own context shift goes through the guard
+ * too: refused unless the policy shifts (`shifts`) and K is F16; streaming.ts passes its own per turn.
+ */
+function createResidents(context: LlamaContext, guard: KvGuard, slotCount: number, shifts: boolean): Resident[] {
+  const residents: Resident[] = [];
+  for (let i = 0; i < slotCount; i++) {
+    const sequence = context.getSequence({
+      contextShift: {
+        size: streamShiftSize(context.contextSize),
+        strategy: guard.shiftStrategy({ keep: SINK_TOKENS, allowed: shifts }),
+      },
+    });
+    residents.push({ sequence, chat: new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false }) });
+  }
+  return residents;
+}
