@@ -1,59 +1,10 @@
 /**
- * `npm run bench -- codec`: compact KV snapshots (issue 6, "Benchmark" and "Acceptance"): what
- * each disk encoding (`off`, `lossless`, `lossy`) stores, how fast it encodes and decodes with the
- * native kernels and the TypeScript fallback, what a 16,000-token restore costs against the floor
- * of reading its files, and what the lossy encoding does to the next-token distributions.
- *
- * Method (one run; the machine is shared and noisy, so only ratios measured in the same run mean
- * anything, and nothing here is a timed assertion):
- * - KV source: each `--models` GGUF, by default ../shared/models/austen-byte-6l.gguf (a trained
- *   model: bytesRatio on trained KV is what the acceptance asks) when it exists, else the
- *   generated test model. Text: ../shared/models/austen-eval.txt when it exists, else
- *   assets/calibration.txt, repeated as needed. Every row names its model (`kvSource`).
- * - KV types (`--kv`): f16/f16 and q8_0/q8_0 with flash attention on, f16/f16 with it off (V
- *   transposed). One row per mode × KV type.
- * - Sample (`--sample-tokens`, default 4,096): the text's first tokens, evaluated once per KV
- *   type in one context. `bytesRatio` = (the chunk files + tail payload a `KvCache.save` of that
- *   sequence writes, with the mode as its `compression`) / (tokens × KV bytes per token). The
- *   chunk files include their headers and the tokens, so `off` is slightly above 1.
- *   `encodeMBps` and `decodeMBps`: frame.ts `encodeChunk` / `decodeChunk` (into one reused
- *   buffer, as a restore decodes) over every 256-token chunk payload of that sequence, per
- *   kernel set, MB (10^6 bytes) of raw payload per second; the median of `--reps` passes after
- *   one discarded pass. `off` stores the payload itself: no speed.
- * - `klVsLossless`, `top1VsLossless` (lossy rows): the quality meter's lossy measurement
- *   (engine/worker/quality.ts `measureLossyQuality`) over the text's first `--kl-tokens` tokens
- *   (default 1,024, the trained model's context): the first half restored from the lossless and
- *   from the lossy encoding of its chunks into two fresh sequences, the second half's next-token
- *   distributions compared (mean KL in nats, the lossless restore as the reference). Where lossy
- *   does not apply (no F16 side), the restore is the lossless one and the figures are null.
- * - Restore at `--tokens` (default 16,000) tokens, warm and cold page cache (as bench/resume.ts:
- *   cold evicts the measured chunk files from the page cache before each timed step, nothing
- *   else). A context prefills the tokens once per KV type; a `KvCache` per mode saves it. Then,
- *   `--reps` times after one discarded round, each against its own mode's files:
- *   - `restoreMs`: `KvCache.assembleState(profile, tokens, 0)` — everything Hearth does from the
- *     request to the state file llama.cpp would load: prefix lookup, chunk reads, checksums,
- *     decoding, writing the scratch state file (on /dev/shm by default, as the app). Removing
- *     the scratch file afterwards is not timed. node-llama-cpp loads sequence state from files
- *     only, so llama.cpp's own load of that file is outside the codec: see restoreLoadMs.
- *   - `readFloorMs`: the same chunk files (this mode's, so compressed files make the floor
- *     smaller), read plainly one after another (util.ts `readFilesFloor`: positioned reads into
- *     one reused buffer, the cheapest plain read measured here); the tail lives in index.db and
- *     is not in the floor (as bench/resume.ts).
- *   - `restoreLoadMs`: the full `KvCache.restore` into a fresh sequence (the context is created
- *     outside the timed part): restoreMs plus llama.cpp's load.
- *   The medians are reported, the samples kept in the JSON. The acceptance line
- *   `restoreMs ≤ readFloorMs × 1.5 + 10 ms` is checked on the default mode (lossless), warm and
- *   cold separately.
- * - Restore model: prefilling 16,000 tokens on one thread took, on this project's 2-core VM, 28 s
- *   (austen, f16/f16), 150 s (austen, q8_0/q8_0) and 68 s (austen, f16/f16 flash attention off);
- *   so with `--restore-on auto` (default) the q8_0 and flash-attention-off restores run on the
- *   generated test model (4 layers, much faster), and their rows say so (`restoreKvSource`).
- *   `--restore-on trained` runs them all on the KV source model.
- * - Transforms alone: the kernels over `--transform-mb` MB of real F16 KV (the f16 sample's K/V
- *   bytes, repeated; seeded random finite f16 values when f16 is not measured), native vs
- *   fallback MB/s (of f16 bytes, in or out) and their ratio. `unshuffle16` and `q8_0ToF16` are
- *   the acceptance's; shuffle16, f16ToQ8_0 and crc32c are reported beside them.
- * - Threads are explicit (`--threads`, default 1: timings are comparable between runs).
+ * `npm run bench -- codec`: compact KV snapshots: what each disk encoding (`off`, `lossless`,
+ * `lossy`) stores, how fast it encodes and decodes with the native kernels and the TypeScript
+ * fallback, what a 16,000-token restore costs against the floor of reading its files, and what
+ * the lossy encoding does to the next-token distributions. It exists so the default encoding and
+ * the lossy option are chosen on measured figures (docs/benchmarks.md); `runCodecBench` says
+ * how each figure is measured.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -69,16 +20,16 @@ import { loadKernels, nativeKernels, nativeStatus } from '../engine/kv/kernels-l
 import { q8_0Bytes, type CodecKernels } from '../engine/kv/kernels.ts';
 import { expectedShape, KvCache, type KvProfile } from '../engine/worker/kv-cache.ts';
 import { measureLossyQuality } from '../engine/worker/quality.ts';
-import { repoRoot, sharedModelsDir, tinyModelPath } from '../test/support/models.ts';
+import { repoRoot, tinyModelPath, trainedModelsDir } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
-import { evictFromPageCache, fsTypeOf, machineInfo, median, readFilesFloor, round2, timed, type MachineInfo } from './util.ts';
+import { evictFromPageCache, fsTypeOf, kvIndexFiles, machineInfo, median, readFilesFloor, round2, timed, type MachineInfo } from './util.ts';
 import type { PageCache } from './resume.ts';
 
 const CHUNK_TOKENS = 256;
 /** Tokens of the next message in a restore request (the store restores at most all but the last). */
 const NEXT_MESSAGE_TOKENS = 8;
-const AUSTEN_MODEL = join(sharedModelsDir, 'austen-byte-6l.gguf');
-const AUSTEN_TEXT = join(sharedModelsDir, 'austen-eval.txt');
+const AUSTEN_MODEL = join(trainedModelsDir, 'austen-byte-6l.gguf');
+const AUSTEN_TEXT = join(trainedModelsDir, 'austen-eval.txt');
 const GENERATED = 'test model';
 /** The shortest stretch one speed sample covers (`medianMs`). */
 const SAMPLE_MS = 100;
@@ -488,8 +439,9 @@ async function measureRestore(
     // +1: a read of 0 bytes at the end says the file is over.
     const floorBuffer = Buffer.allocUnsafe(files.largest + 1);
     for (const pageCache of options.pageCache) {
-      const evict = (): void => {
-        if (pageCache === 'cold' && !evictFromPageCache(files.files)) throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
+      // Cold: what the next timed step reads; a store restore also reads the KV index.
+      const evict = (withIndex = true): void => {
+        if (pageCache === 'cold' && !evictFromPageCache(withIndex ? [...files.files, ...kvIndexFiles(cache.store.root)] : files.files)) throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
       };
       for (let rep = -1; rep < options.reps; rep++) {
         const keep = rep >= 0;
@@ -509,7 +461,7 @@ async function measureRestore(
           }
         }
         // The floor: this mode's chunk files, read plainly one after another (util.ts readFilesFloor).
-        evict();
+        evict(false);
         const floor = await timed(async () => readFilesFloor(files.files, floorBuffer));
         if (keep) result.floor[pageCache].push(floor.ms);
         // restoreLoadMs: the full restore into a fresh sequence (the context is made outside the timing).
@@ -636,7 +588,60 @@ export function formatCodecReport(report: CodecReport): string {
 
 // --- Run ---------------------------------------------------------------------------------------
 
-/** Runs the codec benchmark, writes the JSON (and a .md beside it) and returns the report. */
+/**
+ * Runs the codec benchmark, writes the JSON (and a .md beside it) and returns the report.
+ *
+ * Method (one run; the machine is shared and noisy, so only ratios measured in the same run mean
+ * anything, and nothing here is a timed assertion):
+ * - KV source: each `--models` GGUF, by default a small trained model when present (bytesRatio
+ *   on trained KV is what matters), else the generated test model. Text: that model's held-out
+ *   text when present, else assets/calibration.txt, repeated as needed. Every row names its
+ *   model (`kvSource`).
+ * - KV types (`--kv`): f16/f16 and q8_0/q8_0 with flash attention on, f16/f16 with it off (V
+ *   transposed). One row per mode × KV type.
+ * - Sample (`--sample-tokens`, default 4,096): the text's first tokens, evaluated once per KV
+ *   type in one context. `bytesRatio` = (the chunk files + tail payload a `KvCache.save` of that
+ *   sequence writes, with the mode as its `compression`) / (tokens × KV bytes per token). The
+ *   chunk files include their headers and the tokens, so `off` is slightly above 1.
+ *   `encodeMBps` and `decodeMBps`: frame.ts `encodeChunk` / `decodeChunk` (into one reused
+ *   buffer, as a restore decodes) over every 256-token chunk payload of that sequence, per
+ *   kernel set, MB (10^6 bytes) of raw payload per second; the median of `--reps` passes after
+ *   one discarded pass. `off` stores the payload itself: no speed.
+ * - `klVsLossless`, `top1VsLossless` (lossy rows): the quality meter's lossy measurement
+ *   (engine/worker/quality.ts `measureLossyQuality`) over the text's first `--kl-tokens` tokens
+ *   (default 1,024, the trained model's context): the first half restored from the lossless and
+ *   from the lossy encoding of its chunks into two fresh sequences, the second half's next-token
+ *   distributions compared (mean KL in nats, the lossless restore as the reference). Where lossy
+ *   does not apply (no F16 side), the restore is the lossless one and the figures are null.
+ * - Restore at `--tokens` (default 16,000) tokens, warm and cold page cache (as bench/resume.ts:
+ *   cold evicts what each timed step reads from the page cache before it, nothing else: the
+ *   chunk files, and the KV index for the restores). A context prefills the tokens once per KV type; a `KvCache` per mode saves it. Then,
+ *   `--reps` times after one discarded round, each against its own mode's files:
+ *   - `restoreMs`: `KvCache.assembleState(profile, tokens, 0)` — everything Hearth does from the
+ *     request to the state file llama.cpp would load: prefix lookup, chunk reads, checksums,
+ *     decoding, writing the scratch state file (on /dev/shm by default, as the app). Removing
+ *     the scratch file afterwards is not timed. node-llama-cpp loads sequence state from files
+ *     only, so llama.cpp's own load of that file is outside the codec: see restoreLoadMs.
+ *   - `readFloorMs`: the same chunk files (this mode's, so compressed files make the floor
+ *     smaller), read plainly one after another (util.ts `readFilesFloor`: positioned reads into
+ *     one reused buffer, the cheapest plain read measured here); the tail lives in index.db and
+ *     is not in the floor (as bench/resume.ts).
+ *   - `restoreLoadMs`: the full `KvCache.restore` into a fresh sequence (the context is created
+ *     outside the timed part): restoreMs plus llama.cpp's load.
+ *   The medians are reported, the samples kept in the JSON. The acceptance line
+ *   `restoreMs ≤ readFloorMs × 1.5 + 10 ms` is checked on the default mode (lossless), warm and
+ *   cold separately.
+ * - Restore model: prefilling 16,000 tokens on one thread took, on a 2-core VM, 28 s
+ *   (austen, f16/f16), 150 s (austen, q8_0/q8_0) and 68 s (austen, f16/f16 flash attention off);
+ *   so with `--restore-on auto` (default) the q8_0 and flash-attention-off restores run on the
+ *   generated test model (4 layers, much faster), and their rows say so (`restoreKvSource`).
+ *   `--restore-on trained` runs them all on the KV source model.
+ * - Transforms alone: the kernels over `--transform-mb` MB of real F16 KV (the f16 sample's K/V
+ *   bytes, repeated; seeded random finite f16 values when f16 is not measured), native vs
+ *   fallback MB/s (of f16 bytes, in or out) and their ratio. `unshuffle16` and `q8_0ToF16` are
+ *   the acceptance's; shuffle16, f16ToQ8_0 and crc32c are reported beside them.
+ * - Threads are explicit (`--threads`, default 1: timings are comparable between runs).
+ */
 export async function runCodecBench(options: CodecBenchOptions): Promise<CodecReport> {
   const { log } = options;
   const dir = resolve(options.dir);

@@ -1,44 +1,15 @@
 /**
  * `npm run bench -- resume`: how fast a chat resumes from Hearth's KV store compared with what
- * peers do (re-read the history, or load a whole-file state snapshot), and how close it gets to
- * the floor of reading the same bytes (issue 3, "Benchmark" and "Acceptance").
+ * other apps do (re-read the history, or load a whole-file state snapshot), and how close it gets
+ * to the floor of reading the same bytes. It exists because resuming from disk is Hearth's reason
+ * to be: the figures in docs/benchmarks.md come from it.
  *
- * Method (one run; the machine is shared and noisy, so only ratios measured in the same run mean
- * anything, and nothing here is a timed assertion):
- * - Per model × KV configuration × conversation size N, context A prefills the first N tokens of a
- *   deterministic conversation (`prefillMs`), saves node-llama-cpp's whole state file
- *   (`nativeBytes`) and saves through `KvCache.save` (manifest `bench-N`, `storeBytes` = its chunk
- *   files + tail payload).
- * - Each restore goes into a FRESH context with the same options, created outside the timed part:
- *   `nativeRestoreMs` times `loadStateFromFile` of the native file; `storeRestoreMs` times
- *   `KvCache.restore` with the chat's tokens plus an 8-token next message (from the open request to
- *   the state loaded; `prepare()` runs before, as the app runs it at model load); `ttftMs` goes on
- *   from the same start through evaluating that message to the first greedy token, which is
- *   checked against the uninterrupted context (`firstTokenMatches`). `liveTtftMs` times that same
- *   step in the uninterrupted context: ttftMs − liveTtftMs is what resuming from disk costs.
- * - `readFloorMs` reads the manifest's chunk files, in chain order, one after another with
- *   plain synchronous positioned reads into one reused buffer (util.ts `readFilesFloor`; it was
- *   `readFileSync` before issue 6, which is 3.6× slower on cold files here). The tail payload lives in index.db and is not in the floor (the store reads
- *   it in addition, so the floor is slightly generous to the comparison).
- * - Page cache: each row is measured twice, `warm` (each file was just written, so native load,
- *   store restore and floor read all read from the page cache: a chat reopened minutes later) and
- *   `cold` (the files the next timed step reads are evicted from the page cache first, and only
- *   those: a chat reopened after a reboot or days later; see `evictFromPageCache`). `--cache`
- *   picks one.
- * - The tail: `tailRereadMs` restores only the full chunks and re-reads the tail tokens, the
- *   alternative to the partial chunk Hearth stores (issue 3 asks for the choice to be measured).
- * - Restores and the floor are repeated `--reps` times (default 5) after one discarded warm-up
- *   round, and the median is reported;
- *   prefill runs once (it is the slow part and its noise is small relative to the ratios).
- * - `turnWriteBytes`: context A then evaluates the rest of a 100-token turn and saves again under
- *   the same manifest: the store's `bytesWritten` (new chunk files + tail payload) plus the
- *   scratch state file when the scratch directory is on a disk (it is on /dev/shm by default, a
- *   RAM file system, so it is not counted there; `turnScratchBytes` shows it either way).
- *   `fullStateBytes` is that whole state file's size.
- * - Compression (issue 6): the store writes chunks in `--compression` (default `lossless`, the
- *   app's default) through KvCache's `compression` option, with the kernels the app would pick
- *   (the native addon when it loads); `storeBytes`, the floor and every restore are of those
- *   encoded files. The `compression` column says which.
+ * Only ratios measured in the same run mean anything (the machine is shared and noisy), and
+ * nothing here is a timed assertion. Each restore goes into a fresh context created outside the
+ * timed part; restores are repeated `--reps` times after one discarded warm-up round and the
+ * median is reported. `cold` evicts from the page cache everything the next timed step reads from
+ * disk (the chunk files, and the KV index with its WAL), so it stands for a chat reopened after a
+ * reboot; `warm` for one reopened minutes later. `measureSize` says what each figure covers.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -49,13 +20,13 @@ import { bytesPerToken, chunkPayloadSize, parseStateFile, type StateShape } from
 import { chunkFileBytes, chunkPath } from '../engine/kv/chunk-file.ts';
 import { loadKernels } from '../engine/kv/kernels-load.ts';
 import { KvCache, type KvProfile } from '../engine/worker/kv-cache.ts';
-import { repoRoot, sharedModelsDir, tinyModelPath } from '../test/support/models.ts';
+import { repoRoot, tinyModelPath, trainedModelsDir } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
-import { deviceWriteBytes, evictFromPageCache, fsTypeOf, isMemoryFs, machineInfo, median, readFilesFloor, round2, timed, type MachineInfo } from './util.ts';
+import { deviceWriteBytes, evictFromPageCache, fsTypeOf, isMemoryFs, kvIndexFiles, machineInfo, median, readFilesFloor, round2, timed, type MachineInfo } from './util.ts';
 
 /** Tokens of the next user message evaluated after a restore, before the first reply token. */
 const NEXT_MESSAGE_TOKENS = 8;
-/** One more turn on top of a chat, for `turnWriteBytes` (issue 3). */
+/** One more turn on top of a chat, for `turnWriteBytes`. */
 const TURN_TOKENS = 100;
 const CHUNK_TOKENS = 256;
 
@@ -143,8 +114,8 @@ export interface ResumeRow {
   readonly turnLimitBytes: number | null;
   readonly tokensRestored: number | null;
   /**
-   * The tail (issue 3: "persist it as the chunk's prefix or as a small partial chunk; choose, and
-   * measure"). Hearth stores it as a partial chunk (its KV in the manifest row, `tailBytes`), and
+   * The tail: the tokens after the last full chunk, which could be kept as a prefix of the next
+   * chunk or as a small partial chunk; the choice is measured here. Hearth stores it as a partial chunk (its KV in the manifest row, `tailBytes`), and
    * storeRestoreMs includes loading it. `tailRereadMs` measures the alternative: restore only the
    * full chunks and re-read (prefill) the `tailTokens` after them.
    */
@@ -198,9 +169,9 @@ export interface AcceptanceLine {
   readonly detail: string;
 }
 
-/** Deterministic conversation text: Austen's held-out text when the shared folder has it, else a seeded word mix. */
+/** Deterministic conversation text: a small trained model's held-out text when present, else a seeded word mix. */
 async function conversationText(minChars: number): Promise<{ text: string; source: string }> {
-  const austen = join(sharedModelsDir, 'austen-eval.txt');
+  const austen = join(trainedModelsDir, 'austen-eval.txt');
   let base: string;
   let source: string;
   if (existsSync(austen)) {
@@ -263,6 +234,19 @@ interface Measured {
   notes: string[];
 }
 
+/**
+ * One row per page-cache mode for a conversation of `tokens` tokens. Context A prefills them
+ * (`prefillMs`), saves node-llama-cpp's whole state file (`nativeBytes`) and saves through
+ * `KvCache.save` (`storeBytes`: chunk files + tail payload). `nativeRestoreMs` times
+ * `loadStateFromFile`; `storeRestoreMs` times `KvCache.restore` of the chat plus an 8-token next
+ * message; `ttftMs` goes on from the same start to the first greedy token, checked against the
+ * uninterrupted context (`firstTokenMatches`), and `liveTtftMs` is that step in context A.
+ * `readFloorMs` reads the same chunk files plainly (util.ts `readFilesFloor`; the tail payload in
+ * index.db is not in it, which flatters the floor slightly). `tailRereadMs` restores only the full
+ * chunks and re-reads the tail tokens, the alternative to the partial chunk Hearth stores.
+ * `turnWriteBytes`: one more 100-token turn saved under the same manifest, plus the scratch state
+ * file when the scratch directory is on a disk (/dev/shm, the default, is RAM).
+ */
 async function measureSize(
   run: ModelRun,
   config: KvConfig,
@@ -335,6 +319,8 @@ async function measureSize(
       const evict = (paths: readonly string[]): void => {
         if (mode === 'cold' && !evictFromPageCache(paths)) throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
       };
+      // What the store's reads touch: its chunk files and its index.
+      const storeFiles = (): string[] => [...chunkFiles, ...kvIndexFiles(cache.store.root)];
       // Rep -1 warms up (JIT, SQLite statements, allocator) and is discarded: the app is a
       // long-running process, so a first-call-in-the-process cost is not what a user waits for.
       for (let rep = -1; rep < options.reps; rep++) {
@@ -356,7 +342,7 @@ async function measureSize(
           const ctx = await run.model.createContext(contextOptions);
           try {
             const seq = ctx.getSequence();
-            evict(chunkFiles);
+            evict(storeFiles());
             const start = performance.now();
             const report = await cache.restore(profile, seq, withMessage);
             const restoredAt = performance.now();
@@ -381,7 +367,7 @@ async function measureSize(
           const ctx = await run.model.createContext(contextOptions);
           try {
             const seq = ctx.getSequence();
-            evict(chunkFiles);
+            evict(storeFiles());
             const reread = await timed(async () => {
               const report = await cache.restore(profile, seq, withMessage.slice(0, chunkedTokens + 1));
               await seq.evaluateWithoutGeneratingNewTokens(withMessage.slice(seq.nextTokenIndex, tokens));
@@ -403,7 +389,7 @@ async function measureSize(
           if (keep) m.floor.push(read.ms);
           // The store's verified read of the same chunks, without assembling or loading: splits
           // storeRestoreMs into "read + verify" and "assemble + llama.cpp load".
-          evict(chunkFiles);
+          evict(storeFiles());
           const verified = await timed(() => cache.store.readChunks(chunkKeys));
           if (keep && verified.value.error === null) m.storeRead.push(verified.ms);
         }
@@ -540,7 +526,7 @@ export function formatReport(report: ResumeReport): string {
   const lines = [
     markdownTable(report.rows, columns),
     '',
-    `${m.cpu}, ${m.cores} cores, ${m.threads} thread(s); node-llama-cpp ${m.nodeLlamaCpp} (llama.cpp ${m.llamaCppRelease}); page cache ${m.pageCache.join(' and ')} (cold: the measured files evicted before each timed read); median of ${m.reps}; store compression ${m.compression}, ${m.codec.kernels} kernels${m.codec.reason ? ` (${m.codec.reason})` : ''}; store on ${m.storeFs ?? '?'} (${m.storeDir}), scratch on ${m.scratchFs ?? '?'} (${m.scratchDir}).`,
+    `${m.cpu}, ${m.cores} cores, ${m.threads} thread(s); node-llama-cpp ${m.nodeLlamaCpp} (llama.cpp ${m.llamaCppRelease}); page cache ${m.pageCache.join(' and ')} (cold: the measured chunk files and the KV index evicted before each timed read); median of ${m.reps}; store compression ${m.compression}, ${m.codec.kernels} kernels${m.codec.reason ? ` (${m.codec.reason})` : ''}; store on ${m.storeFs ?? '?'} (${m.storeDir}), scratch on ${m.scratchFs ?? '?'} (${m.scratchDir}).`,
     '',
     ...report.acceptance.map((a) => `${a.pass === null ? 'N/A ' : a.pass ? 'PASS' : 'FAIL'}  ${a.model} ${a.kvType}${a.flashAttention ? '' : ' FA off'} @ ${a.tokens.toLocaleString('en-US')}${a.pageCache ? ` (${a.pageCache})` : ''}: ${a.check}: ${a.detail}`),
   ];

@@ -3,7 +3,7 @@
  * land, and the machine description that goes into every JSON report.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -93,6 +93,16 @@ export function deviceWriteBytes(): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The KV index's files under a store root that exist: a store restore reads the manifest and
+ * chunk rows from them, so a cold restore must not find them in the page cache either. Pages of
+ * index.db-shm that SQLite keeps mapped cannot be dropped, and SQLite's own page cache in the
+ * process stays (the benchmarks keep their store open, as the app does).
+ */
+export function kvIndexFiles(root: string): string[] {
+  return ['index.db', 'index.db-wal', 'index.db-shm'].map((name) => join(root, name)).filter((path) => existsSync(path));
 }
 
 /**

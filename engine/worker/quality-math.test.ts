@@ -87,7 +87,7 @@ describe('QualityTally', () => {
 describe('qualityVerdict', () => {
   const { nearLossless, small } = verdictThresholds;
 
-  it('puts the published anchors where the thresholds say (facts.md, shared/models/README.md)', () => {
+  it('puts the published anchors where the thresholds say (docs/decisions/kv-quality.md)', () => {
     expect(qualityVerdict(0.00098, 0.99)).toBe('near-lossless'); // q8_0/q8_0, PR 7412
     expect(qualityVerdict(0.0018, 0.99)).toBe('near-lossless'); // f16/q5_1, PR 7412
     expect(qualityVerdict(0.0038, 0.969)).toBe('small'); // byte model q4_0/q4_0 on Austen

@@ -1,15 +1,12 @@
 /**
- * The quality meter on real inference (issue 4), on the generated tiny model with `threads: 1`.
+ * The quality meter on real inference, on the generated tiny model with `threads: 1`.
  *
  * The tiny model has seeded random weights, so its next-token distributions are flat: KV
  * quantization moves them little in KL but flips near-tied top tokens often. What is reliable on
  * it (and asserted): F16/F16 reproduces the reference exactly on CPU; q8_0/q8_0 gives a small
- * positive KL under the near-lossless line; q4_0/q4_0 gives a KL far above q8_0/q8_0's
- * (~1e-3 vs ~3e-6 here). Verdicts of the quantized pairs depend on that flatness, so only their
- * form is asserted.
- *
- * The lossy disk encoding (issue 6): with an F16 side the result carries `lossy`, a restore of
- * the q8_0-encoded chunks against the bit-exact one; without an F16 side it is absent.
+ * positive KL under the near-lossless line; q4_0/q4_0 a KL far above q8_0/q8_0's. Verdicts of
+ * the quantized pairs depend on that flatness, so only their form is asserted. With an F16 side
+ * the result carries `lossy`, a restore of q8_0-encoded chunks against the bit-exact one.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -56,6 +53,8 @@ describe('measureKvQuality', () => {
     const q = value(await measure('f16', 'f16'));
     expect(q).toMatchObject({ kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: DEFAULT_QUALITY_TOKENS });
     expect(q.measuredAt).toBeGreaterThan(0);
+    // A measurement, not the reference shortcut.
+    expect(q.reference).toBeUndefined();
   });
 
   it('q8_0/q8_0 gives a small positive KL and a verdict; q4_0/q4_0 a clearly larger KL', async () => {
@@ -115,6 +114,8 @@ describe('measureLoadedQuality', () => {
       const logged: string[] = [];
       const q = value(await measureLoadedQuality(model, context, { calibrationPath }, { kernels: fallbackKernels, log: (m) => logged.push(m) }));
       expect(q).toMatchObject({ kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: DEFAULT_QUALITY_TOKENS });
+      // Not measured: the result says it is the reference, so no one shows its 0 and 1 as a measurement.
+      expect(q.reference).toBe(true);
       expect(logged).toEqual([]);
       expect(q.lossy).toBeDefined();
       const lossy = q.lossy!;
@@ -190,6 +191,7 @@ describe('the measureQuality worker handler', () => {
       const measured = await runtime.handlers.measureQuality({ calibrationPath });
       expect(measured.ok ? measured.value : measured.error).toMatchObject({ kType: 'q8_0', vType: 'q4_0', positions: DEFAULT_QUALITY_TOKENS });
       expect(measured.ok && measured.value.klDivergence).toBeGreaterThan(0);
+      expect(measured.ok && measured.value.reference).toBeUndefined();
     } finally {
       await runtime.dispose();
     }

@@ -1,44 +1,13 @@
 /**
- * The quality meter (issue 4): how far a KV cache pair moves a model's next-token distributions
- * from an F16 cache, over a short calibration text.
+ * The quality meter: how far a quantized KV cache pair moves a model's next-token distributions
+ * away from an F16 cache, so a user can see what a smaller cache costs before choosing it
+ * (docs/decisions/kv-quality.md). Mean KL(P_f16 ‖ Q_pair) and top-1 agreement over a short
+ * calibration text, both sides evaluated with the same model, flash attention, threads and batch.
+ * F16/F16 is the reference itself, so the loaded-model entry point marks it `reference` instead
+ * of reporting a KL 0 and top-1 1 that nothing measured.
  *
- * Method: the text's first `maxTokens` tokens are evaluated twice from an empty sequence, once in
- * a context with F16/F16 KV (the reference P) and once with the pair (Q), with the same model,
- * flash attention, threads and batch size. node-llama-cpp's `controlledEvaluate` with
- * `generateNext: {probabilities: true}` gives the next-token distribution after every input
- * token, as a Map sorted by probability (AddonContext.cpp SampleToken: the softmax of the raw
- * logits of the candidates the sampler chain leaves).
- *
- * Approximation: the sampler runs with temperature 1, top-p 1, min-p 0 (no change to the logits)
- * and top-k TOP_K, so each distribution lists its TOP_K most likely tokens, renormalized over
- * them. Asking for the whole vocabulary (temperature 0 leaves every candidate) is exact but
- * costs ~165 ms per position at a 152k vocabulary on this project's CPU (the N-API array and the
- * Map dominate), ~3 minutes for the meter; top-4096 costs ~11 ms. So:
- * - with a vocabulary of at most TOP_K tokens (the test models, byte-level models) every token
- *   is listed and the KL is exact;
- * - with a larger one, the KL is that of the two distributions restricted to their top TOP_K
- *   tokens (renormalized), over the tokens both list, with the tokens only one side lists lumped
- *   into one "rest" outcome (quality-math.ts). What it leaves out is the tail beyond the
- *   4096th token, a tiny share of a trained model's mass, so the figure is close to the full
- *   KL (KL(P‖Q) = the lumped top-k/tail split + P(top-k)·KL within the top-k + the tail's own
- *   term; the first and last are the tail's share).
- * Top-1 agreement is exact either way (the top token is always listed).
- *
- * Memory: the two contexts are sized for the tokens only and disposed at the end. The tokens are
- * evaluated in chunks that alternate between the two contexts; each distribution's Map is turned
- * into a vocabulary-sized Float32Array as it arrives and dropped, so only one chunk's reference
- * distributions are held at a time (64 × 4 bytes × vocabulary, ~39 MB at a 152k vocabulary).
- *
- * The lossy disk encoding (issue 6, `KvQuality.lossy`): the KV store's lossy mode stores F16 K/V
- * as q8_0 and expands it back on restore, so it changes the bytes a restore yields; the meter
- * says by how much. When the pair has an F16 side, the calibration tokens' first half is
- * evaluated in a context with the pair and its sequence state saved; that state is cut into the
- * store's chunks (codec.ts `cutChunks`) and assembled twice: as it is (what a lossless or `off`
- * restore loads, bit for bit) and with every chunk through frame.ts `encodeChunk(…, 'lossy')` and
- * `decodeChunk` (what a lossy restore loads). Each goes into a fresh sequence with
- * `loadStateFromFile`, and the second half's next-token distributions are compared as above,
- * the lossless restore as the reference. What a lossy restore costs is therefore measured
- * against the restore it replaces, not against F16 KV in general (that is the main figure).
+ * For the lossy disk encoding the meter compares a restore from lossy chunks with a bit-exact
+ * restore of the same state, since that is the choice the setting makes.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { constants as fsConstants, accessSync } from 'node:fs';
@@ -60,7 +29,14 @@ export const DEFAULT_QUALITY_TOKENS = 512;
 /** Tokens per evaluation (and the contexts' batch size): bounds the logits and Maps held at once. */
 const CHUNK_TOKENS = 64;
 
-/** Tokens listed per distribution; see the module comment. */
+/**
+ * Tokens listed per distribution. The whole vocabulary is exact but cost ~165 ms a position at a
+ * 152k vocabulary on a laptop CPU (the N-API array and the Map dominate); top-4096 ~11 ms. With a
+ * vocabulary of at most TOP_K tokens (test and byte-level models) the KL is exact; with a larger
+ * one it is the KL of the two top-TOP_K distributions, renormalized, the tokens only one side
+ * lists lumped into one "rest" outcome (quality-math.ts): it leaves out the tail beyond the
+ * 4096th token, a tiny share of a trained model's mass. Top-1 agreement is exact either way.
+ */
 export const TOP_K = 4096;
 
 /**
@@ -101,7 +77,8 @@ export function calibrationTokens(model: LlamaModel, text: string, maxTokens = D
 }
 
 /**
- * Measures the K/V pair `options.kType`/`options.vType` against F16/F16 on `model`: mean
+ * Measures the K/V pair `options.kType`/`options.vType` against F16/F16 on `model` (a real
+ * measurement, also for f16/f16: then it checks that the two contexts agree): mean
  * KL(P_f16 ‖ Q_pair) in nats and top-1 agreement over the calibration text's first tokens, and
  * the verdict (quality-math.ts). `text` is the calibration text (assets/calibration.txt);
  * `maxTokens` the positions to compare, its first tokens (default DEFAULT_QUALITY_TOKENS).
@@ -116,7 +93,7 @@ export async function measureKvQuality(
   const { kType, vType, flashAttention, threads } = options;
   if (!kvCacheTypes.includes(kType) || !kvCacheTypes.includes(vType)) return err('INVALID_INPUT', `Unknown KV cache type pair ${String(kType)}/${String(vType)}.`);
   if (vType !== 'f16' && !flashAttention) {
-    // llama.cpp refuses the context ("quantized V cache requires flash_attn", facts.md).
+    // llama.cpp refuses the context ("quantized V cache requires flash_attn").
     return err('INVALID_INPUT', `A ${vType} V cache needs flash attention.`, 'Turn flash attention on, or keep V at f16.');
   }
   const tokens = calibrationTokens(model, options.text, options.maxTokens);
@@ -159,7 +136,9 @@ export async function measureKvQuality(
 
 /**
  * Evaluates `tokens` in both sequences, in chunks that alternate between them, and adds each
- * position's pair of next-token distributions to `tally` (`reference` is P).
+ * position's pair of next-token distributions to `tally` (`reference` is P). Alternating chunks
+ * bound memory: only one chunk's reference distributions are held at a time (64 × 4 bytes ×
+ * vocabulary, ~39 MB at a 152k vocabulary).
  */
 async function compareSequences(reference: LlamaContextSequence, candidate: LlamaContextSequence, tokens: readonly Token[], tally: QualityTally): Promise<Result<void>> {
   for (let start = 0; start < tokens.length; start += CHUNK_TOKENS) {
@@ -229,7 +208,11 @@ export interface LossyQualityOptions {
 }
 
 /**
- * The lossy disk encoding against a bit-exact restore (see the module comment): ok(null) when
+ * The lossy disk encoding against a bit-exact restore. The first half of `tokens` is evaluated
+ * with the pair and its state saved, cut into the store's chunks and assembled twice: as it is
+ * (what a lossless restore loads) and with every chunk through `encodeChunk(…, 'lossy')` and
+ * `decodeChunk`; each is loaded into a fresh sequence and the second half's distributions are
+ * compared, the lossless restore as P. ok(null) when
  * lossy does not apply to the pair (no F16 side: lossy stores a quantized cache losslessly).
  * Creates and disposes two contexts sized for the tokens, and two scratch files. Never throws.
  */
@@ -320,9 +303,10 @@ export interface LoadedQualityOptions {
 /**
  * The `measureQuality` worker handler's work (runtime.ts calls it under the engine lock, so it
  * never overlaps a generation): the loaded context's own pair, flash attention and threads.
- * With F16/F16 loaded the main figures need no measurement: the pair is the reference itself, so
- * KL 0 and agreement 1 hold by definition (on CPU a measurement gives exactly that,
- * test-checked), and `positions` is what a measurement would have compared.
+ * With F16/F16 loaded nothing is measured for the main figures: the pair is the reference, so
+ * the result says `reference: true` and its KL 0 and agreement 1 are definitions, not
+ * measurements (a measurement on CPU gives exactly that, test-checked); `positions` is what a
+ * measurement would have compared.
  * When the pair has an F16 side, `lossy` is added (`measureLossyQuality` over the same
  * calibration tokens); when that measurement fails, `lossy` is left out and `log` says why: the
  * main figures still stand.
@@ -346,7 +330,7 @@ export async function measureLoadedQuality(model: LlamaModel, context: LlamaCont
   const tokens = calibrationTokens(model, text);
   const main: Result<KvQuality> =
     kType === 'f16' && vType === 'f16'
-      ? ok({ kType, vType, klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: tokens.length, measuredAt: Date.now() })
+      ? ok({ kType, vType, klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: tokens.length, measuredAt: Date.now(), reference: true })
       : await measureKvQuality(model, { kType, vType, flashAttention, threads, text });
   if (!main.ok || (kType !== 'f16' && vType !== 'f16')) return main;
   const log = options.log ?? ((message: string) => console.warn(message));

@@ -1,6 +1,6 @@
 /**
- * How the end-to-end tests reach the UI: only through accessible names (issue 2, "Accessible
- * names"), as a screen-reader user would. Setup that is not under test (sampling settings)
+ * How the end-to-end tests reach the UI: only through accessible names, as a screen-reader
+ * user would. Setup that is not under test (sampling settings)
  * goes through the host's API with the token instead.
  */
 import type { Locator, Page } from '@playwright/test';

@@ -1,5 +1,5 @@
 /**
- * The cache settings (issue 3: "A disk budget is a setting, shown with the free disk"): after a
+ * The cache settings (the disk budget is a setting, shown with the free disk): after a
  * turn, Settings shows the store's size and the free disk; a new disk budget is saved, survives
  * a reload of the page, is applied at once (the engine restarts gracefully, no crash banner),
  * and the chat keeps answering.

@@ -1,5 +1,5 @@
 /**
- * Chatting through the browser host on the generated tiny model (issue 2, "Tests and CI"):
+ * Chatting through the browser host on the generated tiny model:
  * streaming and Stop, persistence across a host restart, regenerate branches, and model
  * output / user input never becoming live HTML.
  */

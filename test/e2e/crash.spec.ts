@@ -1,8 +1,8 @@
 /**
- * Killing the engine process mid-reply (issue 2, "Acceptance"): the host restarts it, the UI
+ * Killing the engine process mid-reply: the host restarts it, the UI
  * says so, the partial reply is kept and marked incomplete, and the next message works.
  *
- * A native crash (issue 7): SIGSEGV, as llama.cpp dies, mid-reply. The banner names the engine
+ * A native crash: SIGSEGV, as llama.cpp dies, mid-reply. The banner names the engine
  * and the signal, and the chat continues with its cache: the next reply's readout shows its
  * history restored from disk (the slot died with the process).
  */

@@ -1,5 +1,5 @@
 /**
- * Compressed KV on disk (issue 6): by default a chat's stored KV is encoded losslessly by the
+ * Compressed KV on disk: by default a chat's stored KV is encoded losslessly by the
  * native codec, Settings says so and the Cache view shows a compression ratio above 1; turning
  * compression off is saved and applied (the engine restarts), and the chat's next turn still
  * restores the chunks written compressed (a frame's header says how it was encoded, whatever the

@@ -1,5 +1,5 @@
 /**
- * Disk-backed KV (issue 3, "Acceptance"): a chat reopened after a restart of the host resumes
+ * Disk-backed KV: a chat reopened after a restart of the host resumes
  * from its stored KV instead of re-reading its history, the readout says so, and /metrics
  * counts the restored tokens.
  */

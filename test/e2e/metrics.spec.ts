@@ -1,5 +1,5 @@
 /**
- * The browser host's gate and /metrics (issue 2, "Browser host"): the token is required, the
+ * The browser host's gate and /metrics: the token is required, the
  * named Prometheus series are there, and they count real work.
  */
 import { assistantMessages, setDefaultSampling, startChat, waitForGrowth, waitIdle } from './app.ts';

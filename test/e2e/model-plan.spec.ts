@@ -1,6 +1,6 @@
 /**
- * The planner before loading (issue 4: "the planner works from GGUF metadata alone, so it can be
- * shown for a model before downloading it, or before loading it"): on the Models screen, a local
+ * The planner before loading (it works from GGUF metadata alone, so it can be shown for a model
+ * before downloading or loading it): on the Models screen, a local
  * file's memory plan opens from the keyboard and shows the device and figures while no model
  * is loaded. Remote plans need Hugging Face, which these tests cannot reach: unit tests cover them.
  */

@@ -1,5 +1,5 @@
 /**
- * The model screen (issue 2, "Models" and "Bad input"): a broken GGUF gives a clear error in
+ * The model screen: a broken GGUF gives a clear error in
  * the UI, the app keeps running, and a good model then loads and chats.
  */
 import { join } from 'node:path';

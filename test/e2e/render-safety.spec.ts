@@ -1,5 +1,5 @@
 /**
- * Rendering safety with the MODEL as the attacker (issue 7, "Rendering"): the `scripted-html`
+ * Rendering safety with the MODEL as the attacker: the `scripted-html`
  * test model answers every prompt with hostile HTML, `javascript:`/`data:`/`vbscript:` links,
  * markdown image beacons, an iframe, event-handler attributes, a stylesheet and a meta refresh
  * (test/support/models.ts `hostileScript`). The reply must render inert: its text shows

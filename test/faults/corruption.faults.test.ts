@@ -1,14 +1,13 @@
 /**
- * Corruption of the stored KV (issue 7), through the real browser host and engine: bit flips in a
- * chunk file's header and body, truncation, deletion, bytes appended, a manifest that lists a
- * chunk the index has lost, a chunk file of another model with the same shapes planted under a
- * chat's key, and a damaged tail in the index. Each fault hits one chat's stored KV while the
- * chat is not resident (one slot, another chat in it), so its next turn must restore from disk.
+ * Corruption of the stored KV, through the real browser host and engine: bit flips in a chunk
+ * file's header and body, truncation, deletion, bytes appended, a manifest that lists a chunk the
+ * index has lost, a chunk file of another model with the same shapes planted under a chat's key,
+ * and a damaged tail in the index. Each hits one chat's stored KV while the chat is not resident,
+ * so its next turn must restore from disk.
  *
- * Every fault must be caught before llama.cpp sees a byte: the reply's readout names the check
- * that caught it (fallbackReason), the restore stops before the damaged chunk, the reply
- * completes, and `kv.verify {repair: true}` then `kv.verify` is clean. Offsets and lengths are
- * drawn from a seeded PRNG.
+ * Every fault must be caught before llama.cpp sees a byte (a bad state can crash it or load
+ * silently wrong): the reply's readout names the check that caught it, the reply completes, and
+ * `kv.verify {repair: true}` then `kv.verify` is clean. Offsets and lengths come from a seeded PRNG.
  */
 import { copyFileSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync, appendFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';

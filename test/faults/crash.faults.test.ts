@@ -1,16 +1,14 @@
 /**
- * Native crashes of the engine process (issue 7): the signals llama.cpp dies of (SIGSEGV, SIGABRT,
- * SIGBUS), sent to the real engine of a real browser host while a reply streams and while it is
- * idle. After each: the host restarted the engine and says why (`lastCrash.reason` names the
- * signal, the UI's banner reads it), a cut reply is `incomplete` with the text it streamed,
- * nothing acknowledged is lost, and the chat's next turn restores its KV from disk (the slot died
- * with the process, so `tokensRestored > 0` can only come from the store).
+ * Native crashes of the engine process: the signals llama.cpp dies of (SIGSEGV, SIGABRT, SIGBUS),
+ * sent to the real engine of a real browser host while a reply streams and while it is idle,
+ * because a native crash must cost the user neither text nor cache. After each: the host
+ * restarted the engine and says why (`lastCrash.reason`), a cut reply is `incomplete` with the
+ * text it streamed, nothing acknowledged is lost, and the next turn restores its KV from disk.
  *
- * Then a crash loop: fresh engines killed as soon as they appear. The supervisor must back off
- * (each wait longer than the one before) and report the loop with a clear error, which calls made
- * meanwhile answer too; once an engine survives, the status clears and the chat goes on with its
- * cache. The host runs with shortened restart delays (HEARTH_ENGINE_BACKOFF, test-only) to fit
- * the suite's time budget; the policy itself is unit-tested in engine/host/supervisor.test.ts.
+ * Then a crash loop: the supervisor must back off and report the loop with a clear error; once an
+ * engine survives, the chat goes on with its cache. Restart delays are shortened
+ * (HEARTH_ENGINE_BACKOFF, test-only); the policy itself is unit-tested in
+ * engine/host/supervisor.test.ts.
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

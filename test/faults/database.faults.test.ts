@@ -1,22 +1,15 @@
 /**
- * Database damage (issue 7): the conversations database (hearth.db) and the KV index
- * (kv/index.db), through the real browser host and engine.
+ * Database damage: the conversations database (hearth.db) and the KV index (kv/index.db), through
+ * the real browser host and engine, because a crash mid-write, another program holding a lock,
+ * or a damaged file must never cost an acknowledged message. Every row counts the messages before
+ * and after its fault.
  *
- * - Torn WAL: the host (and its engine) is SIGKILLed, then the WAL is cut in the middle of its
- *   last frame, as a crash while writing that frame would leave it; or garbage is appended after
- *   the last frame. At restart everything committed before the torn frame must be there, exactly
- *   as acknowledged; a torn frame's transaction is dropped whole.
- *
- * Host starts are the expensive part (seconds each on 2 cores), so each restart checks two faults
- * injected at the same crash, one per database file: they are separate files, opened by separate
- * processes (hearth.db by the host, kv/index.db by the engine).
- * - A locked database: another process holds hearth.db's write lock (BEGIN EXCLUSIVE through
- *   node:sqlite) while a message is sent, while a reply streams, and while the host starts. It
- *   either waits and succeeds, or fails with an error that says what to do; never a crash or a
- *   lost message.
- * - A damaged hearth.db: a clear start error that says what to do, the file untouched; moving it
- *   aside as the error says starts Hearth again. A damaged kv/index.db (only cache) is moved aside
- *   and rebuilt at start, and the log says so.
+ * - Torn WAL (after a SIGKILL): everything committed before the torn frame is there at restart.
+ *   Each restart checks two faults, one per database file (separate files, separate processes).
+ * - A write-locked hearth.db while sending, streaming and starting: wait and succeed, or fail
+ *   with an error that says what to do.
+ * - A damaged hearth.db: a clear start error, the file untouched; moved aside, Hearth starts empty.
+ *   A damaged kv/index.db (only cache) is moved aside and rebuilt at start, and the log says so.
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,11 +20,12 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatDetail, HearthEvent, Message } from '../../engine/contract/index.ts';
 import { mulberry32 } from '../support/gguf-writer.ts';
+import { ChatStore } from '../../engine/host/chat-store.ts';
 import { openDatabase } from '../../engine/host/db.ts';
 import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { recordFault } from './record.ts';
-import { holdWriteLock, launch, lostMessages, sleep, tearLastFrame, turn, walFrames, type Acked, type Session } from './store-support.ts';
+import { allMessages, holdWriteLock, launch, lostMessages, messagesInFile, missingFrom, sleep, tearLastFrame, turn, walFrames, type Acked, type Session } from './store-support.ts';
 import { errorText } from '../../engine/contract/index.ts';
 
 const rng = mulberry32(9001);
@@ -121,22 +115,36 @@ describe('database damage: torn WALs, locks, damaged files', () => {
   });
 
   it('hearth.db write-locked by another process while the host starts: it waits for a short lock', async () => {
-    openDatabase(db).close();
+    // A chat written before the host first starts, so the row has messages to count.
+    const seed = openDatabase(db);
+    try {
+      const store = new ChatStore(seed);
+      const chat = store.createChat({ title: 'Written before the lock', systemPrompt: '', sampling: { temperature: 0, topP: 1, maxTokens: 6 } });
+      const written = store.insertTurn({ chatId: chat.id, user: { parentId: null, text: 'Kept through a locked start?' } });
+      store.finishMessage(written.assistantMessage.id, { status: 'complete', content: 'A reply written before the lock.' });
+    } finally {
+      seed.close();
+    }
+    const before = messagesInFile(db);
     const holder = await holdWriteLock(db, 2500);
     const t0 = performance.now();
     await start();
     const startedMs = performance.now() - t0;
     await holder.release();
     const state = await current().client.call('app.state', {});
+    const { lost, notes } = await lostMessages(current().client, before);
+    const after = (await allMessages(current().client)).length;
     recordFault({
       area: 'database',
       fault: 'hearth.db write-locked 2.5 s by another process while the host starts',
-      outcome: state.ok ? 'waited, then started' : `FAILED: ${JSON.stringify(state)}`,
-      messagesLost: 0,
+      outcome: state.ok && lost === 0 ? 'waited, then started' : `FAILED: ${JSON.stringify(state)} ${notes.join('; ')}`,
+      messagesLost: lost,
       hostCrashes: current().crashes(),
-      detail: `started in ${Math.round(startedMs)} ms`,
+      detail: `started in ${Math.round(startedMs)} ms; messages: ${before.length} before, ${after} after`,
     });
     expect(state.ok).toBe(true);
+    expect(before.length).toBe(2);
+    expect(notes).toEqual([]);
   });
 
   it('a SIGKILL after acknowledged turns, then garbage after the last WAL frame of hearth.db and a torn last frame of kv/index.db', async () => {
@@ -148,6 +156,7 @@ describe('database damage: torn WALs, locks, damaged files', () => {
     }
     await client.must('chats.rename', { chatId: chat.id, title: 'Renamed just before the crash' });
     const before = shapes(await client.must('chats.get', { chatId: chat.id }));
+    const everything = await allMessages(client);
     await end('kill');
     appendGarbage(`${db}-wal`);
     const indexTear = tearLastFrame(`${index}-wal`);
@@ -170,17 +179,19 @@ describe('database damage: torn WALs, locks, damaged files', () => {
     // The KV index lost its last commit: the store must check clean at start, and the chat go on.
     const verify = await after.must('kv.verify', {});
     const next = await turn(after, chat.id, 'Still there?', { acked });
-    const ok = verify.ok && next.message.status === 'complete';
+    const counted = await lostMessages(after, [...everything, ...acked]);
+    const ok = verify.ok && next.message.status === 'complete' && counted.lost === 0;
     recordFault({
       area: 'database',
       fault: 'torn WAL of kv/index.db (last frame cut mid-way)',
-      outcome: ok ? 'index recovered, kv.verify ok, chat continues' : `FAILED: kv.verify ${verify.problems.join('; ')}; reply ${next.message.status}`,
-      messagesLost: 0,
+      outcome: ok ? 'index recovered, kv.verify ok, chat continues' : `FAILED: kv.verify ${verify.problems.join('; ')}; reply ${next.message.status}; ${counted.notes.join('; ')}`,
+      messagesLost: counted.lost,
       hostCrashes: crashes,
-      detail: `${indexTear?.tornFrames} of ${indexTear?.frames} frames torn; next turn: ${next.message.stats?.cacheSource ?? '?'}, ${next.message.stats?.tokensRestored ?? 0} tokens restored`,
+      detail: `${indexTear?.tornFrames} of ${indexTear?.frames} frames torn; next turn: ${next.message.stats?.cacheSource ?? '?'}, ${next.message.stats?.tokensRestored ?? 0} tokens restored; messages: ${everything.length} before, ${(await allMessages(after)).length} after the next turn`,
     });
     expect(verify.problems).toEqual([]);
     expect(next.message.status).toBe('complete');
+    expect(counted.notes).toEqual([]);
   });
 
   it('a SIGKILL while a reply streams, then a torn last WAL frame of hearth.db and a garbage kv/index.db', async () => {
@@ -248,24 +259,28 @@ describe('database damage: torn WALs, locks, damaged files', () => {
 
     // Held for 1 s, less than the 5 s the host waits for a lock: the send waits, then succeeds.
     {
+      const before = await allMessages(client);
       const holder = await holdWriteLock(db, 1000);
       const t0 = performance.now();
       const { message } = await turn(client, chat.id, 'Sent while locked briefly.', { acked, waitSave: false });
       const waited = performance.now() - t0;
       await holder.release();
+      const { lost, notes } = await lostMessages(client, [...before, ...acked]);
       recordFault({
         area: 'database',
         fault: 'hearth.db write-locked 1 s by another process during a send',
-        outcome: message.status === 'complete' ? 'waited, then sent' : `FAILED: the reply ended ${message.status}`,
-        messagesLost: 0,
+        outcome: message.status === 'complete' && lost === 0 ? 'waited, then sent' : `FAILED: the reply ended ${message.status}; ${notes.join('; ')}`,
+        messagesLost: lost,
         hostCrashes: current().crashes(),
-        detail: `the send and its reply took ${Math.round(waited)} ms`,
+        detail: `the send and its reply took ${Math.round(waited)} ms; messages: ${before.length} before, ${(await allMessages(client)).length} after`,
       });
       expect(message.status).toBe('complete');
+      expect(notes).toEqual([]);
     }
 
     // Taken while a reply streams: the host's flushes and its final write wait; the reply is saved whole.
     {
+      const before = await allMessages(client);
       await client.must('chats.configure', { chatId: chat.id, sampling: { temperature: 0, topP: 1, maxTokens: 200 } });
       const from = client.events.length;
       const text = 'Stream while locked.';
@@ -278,12 +293,15 @@ describe('database damage: torn WALs, locks, damaged files', () => {
       const streamed = streamedText(client, from, sent.assistantMessage.id);
       const stored = (await client.must('chats.get', { chatId: chat.id })).messages.find((m) => m.id === sent.assistantMessage.id);
       const ok = final.status === 'complete' && stored?.status === 'complete' && stored.content === streamed;
+      // The reply counts as kept only with every streamed character.
+      const { lost } = await lostMessages(client, [...before, ...acked, { chatId: chat.id, id: sent.assistantMessage.id, role: 'assistant', content: streamed }]);
       recordFault({
         area: 'database',
         fault: 'hearth.db write-locked 1 s by another process while a reply streams',
         outcome: ok ? 'waited, reply saved whole' : `FAILED: reply ${final.status}, stored ${stored?.status} (${stored?.content.length} of ${streamed.length} characters)`,
-        messagesLost: ok ? 0 : 1,
+        messagesLost: lost,
         hostCrashes: current().crashes(),
+        detail: `messages: ${before.length} before, ${(await allMessages(client)).length} after`,
       });
       expect(ok).toBe(true);
     }
@@ -292,6 +310,7 @@ describe('database damage: torn WALs, locks, damaged files', () => {
     // at once and written once the lock is gone; a send is refused with what to do, nothing
     // half-saved; afterwards a send works.
     {
+      const kept = await allMessages(client);
       await client.must('chats.configure', { chatId: chat.id, sampling: { temperature: 0, topP: 1, maxTokens: 40 } });
       const from = client.events.length;
       const text = 'A reply that ends while locked.';
@@ -319,15 +338,16 @@ describe('database damage: torn WALs, locks, damaged files', () => {
       const clear = !refused.ok && refused.error.code === 'BUSY' && /locked by another process/.test(refused.error.message) && /Close it and try again/.test(refused.error.hint ?? '');
       const deferred = final.status === 'complete' && final.content === streamed && row?.status === 'complete' && row.content === streamed;
       const ok = clear && deferred && duringLock === before && retried.message.status === 'complete';
+      const { lost } = await lostMessages(client, [...kept, ...acked, { chatId: chat.id, id: sent.assistantMessage.id, role: 'assistant', content: streamed }]);
       recordFault({
         area: 'database',
         fault: 'hearth.db write-locked (held on) by another process as a reply ends and a message is sent',
         outcome: ok
           ? 'reply shown whole at once and saved after the lock; the send refused with a clear error (BUSY), then sent'
           : `FAILED: reply ${final.status}, stored ${row?.status} ${row?.content.length}/${streamed.length}; ${JSON.stringify(refused)}; ${duringLock - before} messages half-saved`,
-        messagesLost: deferred ? 0 : 1,
+        messagesLost: lost,
         hostCrashes: current().crashes(),
-        detail: `refused after ${Math.round(waited)} ms: ${refused.ok ? '' : `${refused.error.message} ${refused.error.hint ?? ''}`}`,
+        detail: `refused after ${Math.round(waited)} ms: ${refused.ok ? '' : `${refused.error.message} ${refused.error.hint ?? ''}`}; messages: ${kept.length} before, ${(await allMessages(client)).length} after`,
       });
       expect(ok).toBe(true);
     }
@@ -339,22 +359,28 @@ describe('database damage: torn WALs, locks, damaged files', () => {
 
   it('hearth.db write-locked by another process for longer than the host waits at start: a start error that says what to do', async () => {
     await end('stop');
+    const before = messagesInFile(db);
     const holder = await holdWriteLock(db, 60_000);
     const failure = await failedStart();
     await holder.release();
+    const after = messagesInFile(db);
+    const { lost, notes } = missingFrom(before, after);
     const clear = /locked by another process/.test(failure) && /Close that program and start Hearth again/.test(failure);
     recordFault({
       area: 'database',
       fault: 'hearth.db write-locked (held on) by another process while the host starts',
-      outcome: clear ? 'refused to start with a clear error' : `FAILED: ${failure.slice(0, 300)}`,
-      messagesLost: 0,
+      outcome: clear && lost === 0 ? 'refused to start with a clear error' : `FAILED: ${failure.slice(0, 300)} ${notes.join('; ')}`,
+      messagesLost: lost,
       hostCrashes: 0,
-      detail: failure.split('\n').filter((l) => /locked|Close/.test(l)).join(' '),
+      detail: `${failure.split('\n').filter((l) => /locked|Close/.test(l)).join(' ')}; messages in hearth.db: ${before.length} before, ${after.length} after`,
     });
     expect(clear).toBe(true);
+    expect(notes).toEqual([]);
   });
 
   it('a garbage hearth.db: a clear start error, the file untouched, and Hearth starts again once it is moved aside', async () => {
+    // Every message the file held is destroyed by the garbage itself: no program could keep them.
+    const before = messagesInFile(db);
     garbage(db, 96 * 1024);
     const damaged = sha256(db);
     const failure = await failedStart();
@@ -363,12 +389,18 @@ describe('database damage: torn WALs, locks, damaged files', () => {
     recordFault({
       area: 'database',
       fault: 'hearth.db overwritten with garbage',
-      outcome: clear && untouched ? 'refused to start with a clear error, file untouched' : `FAILED: untouched ${untouched}: ${failure.slice(0, 300)}`,
-      // The injection itself destroyed the chats; Hearth kept the file as it was, for a recovery tool.
+      outcome:
+        clear && untouched
+          ? `refused to start with a clear error; the user keeps the damaged file untouched (for a recovery tool), its ${before.length} messages gone from the app`
+          : `FAILED: untouched ${untouched}: ${failure.slice(0, 300)}`,
+      // Nothing Hearth held survived the injection, so nothing is left for Hearth to lose: the
+      // messages are counted as destroyed, not as kept.
       messagesLost: 0,
+      messagesDestroyed: before.length,
       hostCrashes: 0,
-      detail: failure.split('\n').filter((l) => /damaged|aside/.test(l)).join(' '),
+      detail: `${failure.split('\n').filter((l) => /damaged|aside/.test(l)).join(' ')}; messages: ${before.length} in hearth.db before, none readable after`,
     });
+    expect(before.length).toBeGreaterThan(0);
     expect(untouched).toBe(true);
     expect(clear).toBe(true);
 
@@ -376,12 +408,19 @@ describe('database damage: torn WALs, locks, damaged files', () => {
     renameSync(db, `${db}.damaged`);
     const { client } = await start();
     const list = await client.must('chats.list', {});
+    const after = await allMessages(client);
+    const gone = missingFrom(before, after).lost;
     recordFault({
       area: 'database',
       fault: 'hearth.db overwritten with garbage, then moved aside as the error says',
-      outcome: list.chats.length === 0 ? 'started with an empty chat list' : `FAILED: ${list.chats.length} chats listed`,
-      messagesLost: 0,
+      outcome:
+        list.chats.length === 0
+          ? `started with an empty chat list; the user keeps the damaged file as hearth.db.damaged, the ${gone} messages it held gone from the app`
+          : `FAILED: ${list.chats.length} chats listed`,
+      // All `gone` were destroyed by the injection (counted in the row above, once).
+      messagesLost: gone - before.length,
       hostCrashes: crashes,
+      detail: `messages: ${before.length} before the garbage, ${after.length} in the app after`,
     });
     expect(list.chats).toEqual([]);
     expect(sha256(`${db}.damaged`)).toBe(damaged);

@@ -1,16 +1,12 @@
 /**
- * A full disk under the KV store (issue 7), through the real browser host and engine.
+ * A full disk under the KV store, through the real browser host and engine: the cache is
+ * optional, so a full disk must pause it, never cost a reply or leave a partial chunk. Running as
+ * root, a small tmpfs is mounted at `<dataDir>/kv` and filled; otherwise (or with
+ * HEARTH_FAULTS_DISK=injected) the engine gets HEARTH_TEST_KV_FULL_FLAG, a flag file under which
+ * every chunk write fails with ENOSPC. The fault names say which mechanism ran.
  *
- * Mechanism: running as root (CI does), the test mounts a small tmpfs at `<dataDir>/kv` before the
- * host starts, fills it with a file, and frees it by deleting that file; it always unmounts it
- * afterwards. Otherwise (or with HEARTH_FAULTS_DISK=injected) the engine is started with
- * HEARTH_TEST_KV_FULL_FLAG naming a flag file (engine/worker/kv-cache.ts, test-only): while it
- * exists every chunk write fails with ENOSPC. The fault names say which mechanism ran.
- *
- * Expected: the turn's reply completes and is kept; `kv.status` says paused with DISK_FULL and a
- * clear reason (the UI's banner reads it); no partial chunk is visible (`kv.verify` ok: no temp
- * file, no chunk row without its file); restores still work; once space returns, persistence
- * resumes (`kv.status` on) and the next turn saves.
+ * Expected: the reply completes and is kept; `kv.status` says paused with DISK_FULL and a clear
+ * reason; `kv.verify` is clean; restores still work; once space returns, persistence resumes.
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, writeSync, writeFileSync } from 'node:fs';
@@ -22,7 +18,7 @@ import type { HearthEvent } from '../../engine/contract/index.ts';
 import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { recordFault } from './record.ts';
-import { launch, lostMessages, turn, type Acked, type Session } from './store-support.ts';
+import { allMessages, launch, lostMessages, turn, type Acked, type Session } from './store-support.ts';
 
 type KvStatusEvent = Extract<HearthEvent, { type: 'kv.status' }>;
 
@@ -115,6 +111,7 @@ describe('a full disk under the KV store', () => {
 
   it('fills up: the reply is kept, persistence pauses with DISK_FULL, no partial chunk is visible, restores still work', async () => {
     const { client } = session as Session;
+    const before = await allMessages(client);
     const filled = fill();
     const from = client.events.length;
     // A new chat: its history is new chunks, which no longer fit.
@@ -125,7 +122,7 @@ describe('a full disk under the KV store', () => {
       .catch(() => false);
     const status = (await client.must('app.state', {})).kv ?? { persistence: 'off' as const };
     const verify = await client.must('kv.verify', {});
-    const { lost, notes } = await lostMessages(client, acked);
+    const { lost, notes } = await lostMessages(client, [...before, ...acked]);
     const problems: string[] = [];
     if (message.status !== 'complete') problems.push(`the reply ended ${message.status}`);
     if (!paused || status.persistence !== 'paused' || status.reason?.code !== 'DISK_FULL') problems.push(`kv.status: ${JSON.stringify(status)}`);
@@ -138,26 +135,29 @@ describe('a full disk under the KV store', () => {
       outcome: problems.length === 0 ? 'paused with DISK_FULL, reply kept, no partial chunk' : `FAILED: ${problems.join('; ')}`,
       messagesLost: lost,
       hostCrashes: (session as Session).crashes(),
-      detail: `${filled}; kv.status reason: ${status.reason?.message ?? ''}`,
+      detail: `${filled}; kv.status reason: ${status.reason?.message ?? ''}; messages: ${before.length} before, ${(await allMessages(client)).length} after`,
     });
     expect(problems).toEqual([]);
 
     // Chat 0 lost its slot to chat 1: its next turn restores from the full disk.
+    const beforeRestore = await allMessages(client);
     const { message: restored } = await turn(client, chats[0] as string, 'And then?', { acked, waitSave: false });
-    const ok = restored.status === 'complete' && (restored.stats?.tokensRestored ?? 0) > 0;
+    const counted = await lostMessages(client, [...beforeRestore, ...acked]);
+    const ok = restored.status === 'complete' && (restored.stats?.tokensRestored ?? 0) > 0 && counted.lost === 0;
     recordFault({
       area: 'disk',
       fault: fault('restore while the KV disk is full'),
-      outcome: ok ? 'restored from disk' : `FAILED: ${restored.status}, ${JSON.stringify(restored.stats)}`,
-      messagesLost: 0,
+      outcome: ok ? 'restored from disk' : `FAILED: ${restored.status}, ${JSON.stringify(restored.stats)}; ${counted.notes.join('; ')}`,
+      messagesLost: counted.lost,
       hostCrashes: (session as Session).crashes(),
-      detail: `${restored.stats?.tokensRestored ?? 0} tokens restored`,
+      detail: `${restored.stats?.tokensRestored ?? 0} tokens restored; messages: ${beforeRestore.length} before, ${(await allMessages(client)).length} after`,
     });
     expect(ok).toBe(true);
   });
 
   it('space returns: persistence resumes and the next turn saves', async () => {
     const { client } = session as Session;
+    const before = await allMessages(client);
     free();
     const from = client.events.length;
     const { message, saved } = await turn(client, chats[1] as string, 'And now?', { acked });
@@ -168,7 +168,7 @@ describe('a full disk under the KV store', () => {
     const status = (await client.must('app.state', {})).kv ?? { persistence: 'off' as const };
     const usage = await client.must('cache.chat', { chatId: chats[1] as string });
     const verify = await client.must('kv.verify', {});
-    const { lost, notes } = await lostMessages(client, acked);
+    const { lost, notes } = await lostMessages(client, [...before, ...acked]);
     const problems: string[] = [];
     if (message.status !== 'complete') problems.push(`the reply ended ${message.status}`);
     if (!saved || !resumed || status.persistence !== 'on') problems.push(`saved ${saved}, kv.status ${JSON.stringify(status)}`);
@@ -181,7 +181,7 @@ describe('a full disk under the KV store', () => {
       outcome: problems.length === 0 ? 'persistence resumed, next turn saved' : `FAILED: ${problems.join('; ')}`,
       messagesLost: lost,
       hostCrashes: (session as Session).crashes(),
-      detail: `the chat has ${usage.tokensOnDisk} tokens (${usage.bytesOnDisk} bytes) on disk again`,
+      detail: `the chat has ${usage.tokensOnDisk} tokens (${usage.bytesOnDisk} bytes) on disk again; messages: ${before.length} before, ${(await allMessages(client)).length} after`,
     });
     expect(problems).toEqual([]);
     expect((session as Session).crashes()).toBe(0);

@@ -1,21 +1,13 @@
 /**
- * The kill suite (issue 7): SIGKILL the engine process, and in some runs the host process, at
- * seeded random moments during a chat's KV save, its KV restore and its generation. After each
- * kill (the host restarted by the test when it was the one killed) every chat must open with every
- * acknowledged message, the KV store must pass its own integrity check, and the chat's next turn
- * must either restore exactly (greedy replies from the restored KV token-identical to replies from
- * KV read again from scratch, see `probe`) or fall back cleanly with a reason.
+ * The kill suite: SIGKILL the engine process, and in some runs the host process, at seeded random
+ * moments during a chat's KV save, its KV restore and its generation, because a power cut or a
+ * crash can land anywhere. After each kill every chat must open with every acknowledged message,
+ * the KV store must pass its own integrity check, and the chat's next turn must either restore
+ * exactly (greedy replies from the restored KV token-identical to replies from KV read again from
+ * scratch, see `probe`) or fall back cleanly with a reason.
  *
- * Timing: each kill lands at a uniformly drawn point of its phase's window, measured on turns
- * that ran to the end and timed from the moment the phase starts as the client sees it: RESTORE
- * from chats.send's answer (the host hands the turn to the engine just before) over the engine's
- * `restoreMs`; GENERATION from the first token over the time to the final message; SAVE from the
- * final message (the engine answers a reply first, then saves its KV) over the save's own `ms`. Where each kill actually landed (the save finished or cut, the tokens streamed so far)
- * goes into its record's detail, so the ledger shows how many kills hit their phase.
- *
- * The chats have ~2,500 tokens of system prompt (the test model's vocabulary is bytes) and one KV
- * slot, so a chat whose slot another chat took restores from disk. After a kill nothing is
- * resident, so every probe is a restore from disk.
+ * The chats have ~2,500 tokens of system prompt and one KV slot, so after a kill every probe is a
+ * restore from disk.
  */
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -68,7 +60,14 @@ describe('kills during save, restore and generation', () => {
   const acked = new Map<string, Acked>();
   const chatIds: string[] = [];
   const rng = mulberry32(7007);
-  /** Measured windows (ms), updated from turns that ran to the end. */
+  /**
+   * Measured windows (ms), updated from turns that ran to the end; each kill lands at a uniformly
+   * drawn point of its phase's window, timed from when the phase starts as the client sees it:
+   * RESTORE from chats.send's answer over the engine's `restoreMs`; GENERATION from the first
+   * token over the time to the final message; SAVE from the final message (the engine answers a
+   * reply first, then saves) over the save's own `ms`. Where each kill landed goes into its
+   * record's detail, so the ledger shows how many kills hit their phase.
+   */
   const window: Record<Phase, number> = { save: 20, restore: 30, generation: 150 };
 
   const launch = async (): Promise<void> => {

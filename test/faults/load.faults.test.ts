@@ -1,23 +1,14 @@
 /**
- * Load through the browser host (issue 7): many chats at once and many turns in a row, with the
- * real host, engine and disk KV store.
+ * Load through the browser host, with the real host, engine and disk KV store: many chats at once
+ * and many turns in a row are where cross-talk between chats and a store that outgrows its budget
+ * would show.
  *
- * - Six chats stream at once into two slots. Decoding is serial in the engine (runtime.ts), so the
- *   six replies queue and swap slots through the disk store while the host shows all of them as
- *   streaming. Each reply must complete, and every `message.delta` must belong to its own chat and
- *   message: the deltas of a reply, concatenated, are exactly its final content, and no reply's
- *   text shows up in another chat.
- * - 200 sequential turns over 20 chats under a disk budget that holds only a few of them, so the
- *   store evicts again and again. Every 20 turns the store's own accounting is compared with the
- *   budget, and the chunk files really on disk are summed as well; at the end the store passes its
- *   integrity check and every chat opens with every message it was sent.
- *
- * Which figure is compared with the budget: `storedBytes` from a `cache.tick` (chunk files plus
- * the partial-chunk tails kept in the index), because that is exactly what the budget governs
- * (engine/kv/store.ts `enforceBudget`). `kv.stats`' `bytesOnDisk` is not it: it adds the index
- * database and its WAL (bookkeeping the budget does not count) and leaves the tails out. The sum
- * of the chunk files found on disk is checked against the budget too, so that the accounting
- * cannot hide a file it lost track of.
+ * - Six chats stream at once into two slots: the replies queue and swap slots through the disk
+ *   store; every reply completes, and its deltas, concatenated, are exactly its final content and
+ *   appear in no other chat.
+ * - 200 sequential turns over 20 chats under a disk budget that holds only a few of them: the
+ *   store's own accounting and the chunk files really on disk stay within the budget, and at the
+ *   end the store passes its integrity check and every chat has every message it was sent.
  */
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -219,6 +210,10 @@ describe('load through the browser host', () => {
         failures.push(`turn ${turn}: the tick has no store figures`);
         continue;
       }
+      // `storedBytes` (chunk files plus the partial-chunk tails kept in the index) is exactly what
+      // the budget governs (engine/kv `enforceBudget`); `kv.stats`' `bytesOnDisk` adds the index
+      // and its WAL and leaves the tails out. The chunk files found on disk are summed as well, so
+      // the accounting cannot hide a file it lost track of.
       worstStored = Math.max(worstStored, store.storedBytes);
       worstFiles = Math.max(worstFiles, files.bytes);
       checks.push(`${turn + 1}: stored ${store.storedBytes} B (${store.chunkCount} chunks, ${files.files} files ${files.bytes} B); last turn ${JSON.stringify(final.stats)}`);

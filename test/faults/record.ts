@@ -21,8 +21,17 @@ export interface FaultRecord {
    * record whose outcome starts with "FAILED" is a failure (the test that wrote it fails too).
    */
   readonly outcome: string;
-  /** Acknowledged messages (user messages, and replies the UI was told about) that were gone afterwards. */
+  /**
+   * Messages (user messages, and replies the UI was told about) that Hearth had before the fault
+   * and did not have, or had changed, afterwards: counted, never assumed.
+   */
   readonly messagesLost: number;
+  /**
+   * Messages the injection itself destroyed (a database overwritten with garbage): no program
+   * could keep them, so they are not Hearth's loss, but they are gone from the app and the ledger
+   * says so rather than counting them as kept. `outcome` says what the user still has.
+   */
+  readonly messagesDestroyed?: number;
   /** Times the host process died without being killed by the test. */
   readonly hostCrashes: number;
   /** Optional detail for the log (a fallback reason, an error message). */

@@ -119,8 +119,14 @@ export async function repairAndVerify(client: HostClient): Promise<{ found: KvVe
 export async function lostMessages(client: HostClient, acked: readonly Acked[]): Promise<{ lost: number; notes: string[] }> {
   const notes: string[] = [];
   let lost = 0;
+  // One entry per message (a snapshot and the acknowledged list may both hold it), its text pinned where either pins it.
+  const unique = new Map<string, Acked>();
+  for (const a of acked) {
+    const seen = unique.get(a.id);
+    unique.set(a.id, seen && seen.content !== undefined ? seen : a);
+  }
   const byChat = new Map<string, Acked[]>();
-  for (const a of acked) byChat.set(a.chatId, [...(byChat.get(a.chatId) ?? []), a]);
+  for (const a of unique.values()) byChat.set(a.chatId, [...(byChat.get(a.chatId) ?? []), a]);
   const listed = await client.call('chats.list', {});
   for (const [chatId, mine] of byChat) {
     if (listed.ok && !listed.value.chats.some((c) => c.id === chatId)) {
@@ -144,6 +150,43 @@ export async function lostMessages(client: HostClient, acked: readonly Acked[]):
     }
   }
   return { lost, notes };
+}
+
+/** `before`'s messages that `after` lacks or holds changed (by id, role and pinned text): for two reads of a database file. */
+export function missingFrom(before: readonly Acked[], after: readonly Acked[]): { lost: number; notes: string[] } {
+  const byId = new Map(after.map((m) => [m.id, m]));
+  const notes: string[] = [];
+  for (const m of before) {
+    const found = byId.get(m.id);
+    if (!found) notes.push(`${m.role} message ${m.id} is missing`);
+    else if (found.role !== m.role || (m.content !== undefined && found.content !== m.content)) notes.push(`${m.role} message ${m.id} changed`);
+  }
+  return { lost: notes.length, notes };
+}
+
+/** A message as a row's "before": its text is pinned once it is done (a streaming reply's still grows). */
+function asAcked(m: { readonly id: string; readonly chatId: string; readonly role: Message['role']; readonly content: string; readonly status: string }): Acked {
+  return { chatId: m.chatId, id: m.id, role: m.role, ...(m.status === 'streaming' ? {} : { content: m.content }) };
+}
+
+/** Every message of every chat, through the host's API: what a fault row counts before and after. */
+export async function allMessages(client: HostClient): Promise<Acked[]> {
+  const out: Acked[] = [];
+  for (const chat of (await client.must('chats.list', {})).chats) {
+    for (const m of (await client.must('chats.get', { chatId: chat.id })).messages) out.push(asAcked({ ...m, chatId: chat.id }));
+  }
+  return out;
+}
+
+/** Every message in a hearth.db file, read directly (read-only): for rows where no host runs on it. */
+export function messagesInFile(dbFile: string): Acked[] {
+  const db = new DatabaseSync(dbFile, { readOnly: true });
+  try {
+    const rows = db.prepare('SELECT id, chat_id AS chatId, role, content, status FROM messages').all() as { id: string; chatId: string; role: Message['role']; content: string; status: string }[];
+    return rows.map(asAcked);
+  } finally {
+    db.close();
+  }
 }
 
 /** Runs `fn` on the KV index (`<kvRoot>/index.db`) through a connection of this process: the engine's SQLite handles the concurrency. */

@@ -1,10 +1,9 @@
 /**
- * A GGUF v3 writer, and a generator of tiny llama-architecture test models with seeded weights
- * (issue 2, "Test model"). The output is byte-deterministic for given options: tests cache the
- * files by a hash of the options and `GENERATOR_VERSION`.
- *
- * The keys and tensors follow ../../../shared/docs/facts.md, "Writing a tiny GGUF that llama.cpp
- * accepts".
+ * A GGUF v3 writer, and a generator of tiny llama-architecture test models with seeded weights,
+ * so tests run real llama.cpp inference without downloading or committing a model. The output is
+ * byte-deterministic for given options: tests cache the files by a hash of the options and
+ * `GENERATOR_VERSION`. The keys and tensors written are those llama.cpp's loader requires of a
+ * llama-architecture model.
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -155,7 +154,7 @@ export interface GgufTensorInfoInput {
  * Encodes only what precedes a GGUF file's tensor data: the header, the metadata and the tensor
  * infos (offsets laid out as the data would be), padded to the alignment. Readers and
  * llama.cpp's no-allocation estimates need nothing more, so a model's published shape can be
- * planned without its weights (issue 4, bench/kv.ts); llama.cpp cannot run such a file.
+ * planned without its weights (bench/kv.ts); llama.cpp cannot run such a file.
  */
 export function encodeGgufHeader(input: { readonly metadata: GgufInput['metadata']; readonly tensors: readonly GgufTensorInfoInput[] }): Buffer {
   const sink = new ByteSink();

@@ -1,6 +1,6 @@
 /**
  * Test models, generated on first use into `.cache/test-models/` by the project's own GGUF
- * writer (issue 2: "Generate it at test time into a cache directory; never commit it").
+ * writer: generated at test time into a cache directory, never committed.
  *
  * File names carry a hash of the options and the generator version, so a change to either
  * makes a new file. Generation writes a temporary file and renames it, so test processes that
@@ -16,10 +16,15 @@ import { GENERATOR_VERSION, writeTinyLlama, type TinyLlamaOptions } from './gguf
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /**
- * Small trained models with evaluation text, beside the repository when present (never committed,
- * never required by a test: tests that use them skip without them).
+ * A folder of small trained models (GGUF) and their evaluation text, when present: never
+ * committed, never required (tests and benchmarks that use them skip without them). Set
+ * HEARTH_TRAINED_MODELS to point elsewhere; the default is a `shared/models` folder beside the
+ * repository.
  */
-export const sharedModelsDir = join(repoRoot, '..', 'shared', 'models');
+export const trainedModelsDir = process.env.HEARTH_TRAINED_MODELS || join(repoRoot, '..', 'shared', 'models');
+
+/** The former name of `trainedModelsDir`, still imported by some tests. */
+export const sharedModelsDir = trainedModelsDir;
 
 /** Where generated test models are cached (git-ignored). */
 export const testModelsDir = join(repoRoot, '.cache', 'test-models');
@@ -30,9 +35,9 @@ export const testModelsDir = join(repoRoot, '.cache', 'test-models');
  * - `otherWeights`: the default's shapes with a different seed: same KV layout, different model.
  * - `unsupportedArch`: a well-formed file whose architecture is "hearthnotreal", which llama.cpp rejects.
  * - `hd16`: head_dim 16 (n_embd 64, 4 heads, 2 KV heads): no quantized KV type's 32-value block
- *   divides it, so the planner must refuse every quantized K or V (issue 4).
+ *   divides it, so the planner must refuse every quantized K or V.
  * - `scripted-html`: whatever the prompt, it answers exactly `hostileScript` joined, then stops
- *   (writer.ts `script`): the model itself emits hostile HTML, links and beacons (issue 7).
+ *   (writer.ts `script`): the model itself emits hostile HTML, links and beacons.
  */
 export type TestModelVariant = 'default' | 'hd64' | 'otherWeights' | 'unsupportedArch' | 'hd16' | 'scripted-html';
 

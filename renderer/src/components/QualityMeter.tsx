@@ -1,8 +1,9 @@
 /**
- * The quality meter (issue 4): on demand, the loaded model's K/V pair against f16 over the
- * calibration text shipped with the app: KL divergence, top-1 agreement and a verdict. The host
- * caches a result per model and pair; "Measure again" asks for a fresh one. When the pair has an
- * F16 side the host also measures the lossy disk encoding (issue 6) against a bit-exact restore.
+ * The quality meter: on demand, the loaded model's K/V pair against f16 over the calibration
+ * text shipped with the app (KL divergence, top-1 agreement, a verdict), so the user can see what
+ * a smaller cache costs. f16/f16 is the reference itself: it is shown as such, never with a KL 0
+ * and top-1 100% that nothing measured. The host caches a result per model and pair; with an F16
+ * side it also measures the lossy disk encoding against a bit-exact restore.
  */
 import type { HearthError, KvCacheType, KvQuality } from '../contract.ts';
 import { formatTime } from '../lib/format.ts';
@@ -30,9 +31,21 @@ export function lossyText(q: KvQuality): string | null {
   return `Lossy disk encoding: KL ${klText(q.lossy.klVsLossless)} vs lossless, top-1 ${agreementText(q.lossy.top1Agreement)}`;
 }
 
+/**
+ * Whether `q` is the reference pair rather than a measurement. A result cached before the engine
+ * said `reference` has only the pair to go by; f16/f16 against f16 is the reference either way.
+ */
+export function isReference(q: KvQuality): boolean {
+  return q.reference === true || (q.kType === 'f16' && q.vType === 'f16');
+}
+
+/** The reference's line in place of figures. */
+export const referenceText = 'f16 / f16 is the reference the meter compares other pairs against: nothing to measure.';
+
 /** "Near-lossless: q8_0 / q8_0 against f16" and the figures, as one sentence for the tests and screen readers. */
 export function qualitySummary(q: KvQuality): string {
   const lossy = lossyText(q);
+  if (isReference(q)) return `${referenceText}${lossy ? ` ${lossy}.` : ''}`;
   return `${verdictText[q.verdict]}: ${pairText(q.kType, q.vType)} against f16, KL divergence ${klText(q.klDivergence)}, top-1 agreement ${agreementText(q.top1Agreement)}.${lossy ? ` ${lossy}.` : ''}`;
 }
 
@@ -47,6 +60,7 @@ export function QualityMeter(props: QualityMeterProps) {
   const quality = props.quality && props.qualityPath !== null && props.qualityPath === loadedPath ? props.quality : null;
   const stale = quality !== null && loadedPair !== null && (quality.kType !== loadedPair.k || quality.vType !== loadedPair.v);
   const lossy = quality ? lossyText(quality) : null;
+  const reference = quality !== null && isReference(quality);
 
   return (
     <section aria-labelledby="kv-quality-heading" aria-busy={pending || undefined} className="space-y-2">
@@ -57,7 +71,23 @@ export function QualityMeter(props: QualityMeterProps) {
         How far the loaded K/V pair moves the model&apos;s next-token predictions from f16, over a short calibration text. It takes a few seconds.
       </p>
       {loadedPath === null && <p className="text-sm text-stone-600 dark:text-stone-300">Load the model to measure its quality.</p>}
-      {quality && (
+      {quality && reference && (
+        <dl className="grid grid-cols-[auto_1fr] gap-x-4 gap-y-0.5 text-sm">
+          <dt className="text-stone-500">Pair</dt>
+          <dd className="font-mono">{pairText(quality.kType, quality.vType)}, the reference</dd>
+          <dt className="text-stone-500">Quality</dt>
+          <dd>Not measured: this is the pair the others are measured against.</dd>
+          {quality.lossy && (
+            <>
+              <dt className="text-stone-500">Measured</dt>
+              <dd>
+                {formatTime(quality.measuredAt, props.now)}, the lossy disk encoding over {quality.lossy.positions.toLocaleString('en-US')} positions
+              </dd>
+            </>
+          )}
+        </dl>
+      )}
+      {quality && !reference && (
         <dl className="grid grid-cols-[auto_1fr] gap-x-4 gap-y-0.5 text-sm">
           <dt className="text-stone-500">Pair</dt>
           <dd className="font-mono">{pairText(quality.kType, quality.vType)} against f16</dd>
