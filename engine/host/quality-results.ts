@@ -21,9 +21,10 @@ const CALIBRATION_FILE = 'calibration.txt';
 
 /**
  * Bump when the engine's method changes what a measurement means (quality.ts: the token cap,
- * the KL definition), so older cached results are measured again.
+ * the KL definition, f16/f16 returned as the reference rather than a measurement), so older
+ * cached results are measured again.
  */
-const METHOD_VERSION = 1;
+const METHOD_VERSION = 2;
 
 /**
  * Where the calibration text is. A packaged Electron app has it in its resources directory

@@ -2,7 +2,7 @@
  * Compressed KV snapshots on real inference: every mode saves and restores into a fresh
  * context; `off` and `lossless` give back llama.cpp's exact K/V bytes, `lossy` a greedy
  * continuation that matches for at least 90% of 64 tokens (on the generated model, and on the
- * small trained model beside the repository when it is there, test/support/models.ts `sharedModelsDir`); a damaged compressed chunk is caught by
+ * small trained model beside the repository when it is there, test/support/models.ts `trainedModelsDir`); a damaged compressed chunk is caught by
  * its checksum and the chat re-reads; a quantized cache in lossy mode is stored losslessly; and
  * chunks of either exact mode are read by the other.
  */
@@ -18,14 +18,14 @@ import { FRAME_HEADER_BYTES, FRAME_PART_BYTES, storedMode } from '../kv/frame.ts
 import { nativeKernels } from '../kv/kernels-load.ts';
 import { openKvStore } from '../kv/store.ts';
 import { startEngine } from '../../test/support/engine-client.ts';
-import { sharedModelsDir, testModelPath } from '../../test/support/models.ts';
+import { trainedModelsDir, testModelPath } from '../../test/support/models.ts';
 import { seededText } from '../../test/support/text.ts';
 import { KvCache, type KvProfile } from './kv-cache.ts';
 import { greedy as greedyTokens, seededTokens, useTestLlama } from '../../test/support/llama-fixture.ts';
 
 const CONTINUATION = 64;
-const AUSTEN = join(sharedModelsDir, 'austen-byte-6l.gguf');
-const AUSTEN_TEXT = join(sharedModelsDir, 'austen-eval.txt');
+const AUSTEN = join(trainedModelsDir, 'austen-byte-6l.gguf');
+const AUSTEN_TEXT = join(trainedModelsDir, 'austen-eval.txt');
 const fixture = useTestLlama('kv-compress');
 
 interface Setup {
@@ -171,7 +171,7 @@ describe('compressed KV snapshots', () => {
     }
   });
 
-  it('lossy on the trained model (sharedModelsDir), when present: greedy match and ratio', async () => {
+  it('lossy on the trained model (trainedModelsDir), when present: greedy match and ratio', async () => {
     if (!existsSync(AUSTEN) || !existsSync(AUSTEN_TEXT)) {
       console.log(`kv-compress: ${AUSTEN} is absent; the trained-model lossy check is skipped`);
       return;

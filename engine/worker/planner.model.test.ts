@@ -47,7 +47,10 @@ describe('planned against measured context memory', () => {
     { kType: 'iq4_nl', vType: 'q5_1' },
   ];
 
-  it('is within 10% at 512, 2,048 and 8,192 tokens for f16, q8_0, q4_0 and mixed pairs, one and two slots', async () => {
+  // On the CPU llama.cpp's estimate and its allocation are the same computation, so this checks
+  // that the planner asks about the very context the engine creates (pair, slots, size, flash
+  // attention), not the estimate's accuracy: that needs a GPU (docs/decisions/memory-estimate.md).
+  it('asks llama.cpp about the same context the engine creates, within 10%, at 512, 2,048 and 8,192 tokens for f16, q8_0, q4_0 and mixed pairs, one and two slots', async () => {
     // The planner reads the file's metadata alone, as for a model not loaded (its own insights,
     // not the loaded model's, whose estimates node-llama-cpp cached when it created contexts).
     const insights = await GgufInsights.from(await readGgufFileInfo(path, { logWarnings: false }), llama);
@@ -186,7 +189,8 @@ describe('the planner in an engine process', () => {
     expect(checked).toEqual({ issues: [{ field: 'model', severity: 'error', message: expect.stringMatching(/cannot be read/) }], resolved: null });
   });
 
-  it("reports the load's planned and measured memory within 10%", async () => {
+  // As above: on the CPU this checks the load's parameters reach the estimate, not its accuracy.
+  it("reports the load's planned and measured memory, within 10% for the same parameters", async () => {
     for (const contextSize of [512, 4096]) {
       const info = await engine.must('loadModel', { path, contextSize, threads: 1 });
       expect(info.memory).toBeDefined();

@@ -23,9 +23,6 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..'
  */
 export const trainedModelsDir = process.env.HEARTH_TRAINED_MODELS || join(repoRoot, '..', 'shared', 'models');
 
-/** The former name of `trainedModelsDir`, still imported by some tests. */
-export const sharedModelsDir = trainedModelsDir;
-
 /** Where generated test models are cached (git-ignored). */
 export const testModelsDir = join(repoRoot, '.cache', 'test-models');
 

@@ -96,7 +96,7 @@ function CurrentModelBody({ model, showError, onUnload }: { model: ModelStatus; 
               {info.memory && (
                 <>
                   <dt className="text-stone-500">Context memory</dt>
-                  <dd>{memoryText(info.memory)}</dd>
+                  <dd>{memoryText(info.memory, info.gpuLayers)}</dd>
                 </>
               )}
               <dt className="text-stone-500">Size</dt>

@@ -34,8 +34,9 @@ describe('the Model section', () => {
     expect(loadedLines(info)).toEqual(['Loaded with a context of 4,096 tokens per slot.']);
     expect(loadedLines({ ...info, kvType: { k: 'q8_0', v: 'q8_0' }, flashAttention: true, gpuLayers: 0, memory: { plannedBytes: 2_000_000, measuredBytes: 2_100_000 } })).toEqual([
       'Loaded with q8_0 / q8_0, flash attention on, 0 GPU layers and a context of 4,096 tokens per slot.',
-      'Context memory: planned 2.00 MB · measured 2.10 MB (+5%).',
+      'Context memory: planned 2.00 MB · measured 2.10 MB (not a check without a GPU).',
     ]);
+    expect(loadedLines({ ...info, gpuLayers: 33, memory: { plannedBytes: 2_000_000, measuredBytes: 2_100_000 } })).toContain('Context memory: planned 2.00 MB · measured 2.10 MB (+5%).');
   });
 
   it('with no model, loaded or last, it says so and links to the Models screen', () => {

@@ -66,7 +66,7 @@ export function loadedLines(info: ModelInfo): string[] {
   const kv = loadedKvText(info);
   const context = `a context of ${info.contextSize.toLocaleString('en-US')} tokens per slot`;
   lines.push(kv ? `Loaded with ${kv} and ${context}.` : `Loaded with ${context}.`);
-  if (info.memory) lines.push(`Context memory: ${memoryText(info.memory)}.`);
+  if (info.memory) lines.push(`Context memory: ${memoryText(info.memory, info.gpuLayers)}.`);
   return lines;
 }
 

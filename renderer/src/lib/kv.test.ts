@@ -78,6 +78,9 @@ describe('KV words and figures', () => {
     expect(memoryText({ plannedBytes: 2_000_000, measuredBytes: 2_080_000 })).toBe('planned 2.00 MB · measured 2.08 MB (+4%)');
     expect(memoryText({ plannedBytes: 2_000_000, measuredBytes: 1_900_000 })).toBe('planned 2.00 MB · measured 1.90 MB (-5%)');
     expect(memoryText({ plannedBytes: 0, measuredBytes: 5 })).toBe('planned 0 B · measured 5 B');
+    // On the CPU both figures are llama.cpp's own sizes: no agreement is claimed.
+    expect(memoryText({ plannedBytes: 2_000_000, measuredBytes: 2_000_000 }, 0)).toBe('planned 2.00 MB · measured 2.00 MB (not a check without a GPU)');
+    expect(memoryText({ plannedBytes: 2_000_000, measuredBytes: 2_080_000 }, 33)).toBe('planned 2.00 MB · measured 2.08 MB (+4%)');
   });
 
   it('quality figures: KL with two significant digits, never exponent form; agreement with one decimal', () => {

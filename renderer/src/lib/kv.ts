@@ -122,10 +122,16 @@ export function loadedKvText(info: ModelInfo): string | null {
   return parts.join(', ');
 }
 
-/** The planner's estimate after a load beside what llama.cpp allocated: "planned 2.23 MB · measured 2.31 MB (+4%)". */
-export function memoryText(memory: NonNullable<ModelInfo['memory']>): string {
+/**
+ * The planner's estimate after a load beside what llama.cpp allocated: "planned 2.23 MB ·
+ * measured 2.31 MB (+4%)". With no layer on a GPU (`gpuLayers` 0) both figures are llama.cpp's
+ * own buffer sizes, so their agreement proves nothing and no percentage is shown
+ * (docs/decisions/memory-estimate.md).
+ */
+export function memoryText(memory: NonNullable<ModelInfo['memory']>, gpuLayers?: number): string {
   const { plannedBytes, measuredBytes } = memory;
   const base = `planned ${formatBytes(plannedBytes)} · measured ${formatBytes(measuredBytes)}`;
+  if (gpuLayers === 0) return `${base} (not a check without a GPU)`;
   if (!(plannedBytes > 0)) return base;
   const diff = Math.round(((measuredBytes - plannedBytes) / plannedBytes) * 100);
   return `${base} (${diff > 0 ? '+' : ''}${diff}%)`;
