@@ -3,19 +3,12 @@ import { createHash } from 'node:crypto';
 import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { KvStore, KvStoreOptions } from './store.ts';
-import type { Faults } from '../../test/support/kv-store.ts';
-import { faultyFs, useTestStores, value } from '../../test/support/kv-store.ts';
+import { useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
 
 const stores = useTestStores(C);
-const openStore = stores.open.bind(stores);
-
-async function faultyStore(options: Partial<KvStoreOptions> = {}): Promise<{ store: KvStore; faults: Faults }> {
-  const { fs, faults } = faultyFs();
-  return { store: await openStore({ fs, ...options }), faults };
-}
+const faultyStore = stores.openFaulty.bind(stores);
 
 describe('KV store: model hash', () => {
   it('hashes a model once per path, size and mtime', async () => {

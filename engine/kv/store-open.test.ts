@@ -9,7 +9,6 @@ import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import { nodeFs } from './store-fs.ts';
-import type { Faults } from '../../test/support/kv-store.ts';
 import { chunkFilesIn, faultyFs, flipByte, payloadFor, payloadsFor, range, sampleFingerprint, saveTokens, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
@@ -18,10 +17,7 @@ const fp = sampleFingerprint();
 const stores = useTestStores(C);
 const openStore = stores.open.bind(stores);
 
-async function faultyStore(options: Partial<KvStoreOptions> = {}): Promise<{ store: KvStore; faults: Faults }> {
-  const { fs, faults } = faultyFs();
-  return { store: await openStore({ fs, ...options }), faults };
-}
+const faultyStore = stores.openFaulty.bind(stores);
 
 const save = (store: KvStore, id: string, tokens: number[], tail = true) => saveTokens(store, fp, id, tokens, tail);
 const chunkFiles = (): string[] => chunkFilesIn(stores.root);

@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chunkFileBytes } from './chunk-file.ts';
 import { chunkKeys } from './fingerprint.ts';
-import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
+import type { KvStore, PersistencePause } from './store.ts';
 import { fullWhileFlag } from './store-fs.ts';
-import type { Faults } from '../../test/support/kv-store.ts';
-import { chunkFilesIn, faultyFs, payloadFor, payloadsFor, range, refcountsIn, sampleFingerprint, saveTokens, useTestStores, value } from '../../test/support/kv-store.ts';
+import { chunkFilesIn, payloadFor, payloadsFor, range, refcountsIn, sampleFingerprint, saveTokens, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
 const fp = sampleFingerprint();
@@ -15,10 +14,7 @@ const fp = sampleFingerprint();
 const stores = useTestStores(C);
 const openStore = stores.open.bind(stores);
 
-async function faultyStore(options: Partial<KvStoreOptions> = {}): Promise<{ store: KvStore; faults: Faults }> {
-  const { fs, faults } = faultyFs();
-  return { store: await openStore({ fs, ...options }), faults };
-}
+const faultyStore = stores.openFaulty.bind(stores);
 
 const save = (store: KvStore, id: string, tokens: number[], tail = true) => saveTokens(store, fp, id, tokens, tail);
 const chunkFiles = (): string[] => chunkFilesIn(stores.root);

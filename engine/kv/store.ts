@@ -40,21 +40,7 @@ import type {
 export type { ChunkData, ChunkFault } from './chunk-file.ts';
 export type { Manifest, ManifestInput, PrefixMatch, TailData, TailMatch } from './manifest.ts';
 export type { StoreFs, StoreFileHandle } from './store-fs.ts';
-export type {
-  ChatUsage,
-  ChunkError,
-  ChunkResult,
-  DeleteResult,
-  EvictionReport,
-  GcReport,
-  IntegrityReport,
-  KvStore,
-  KvStoreOptions,
-  KvStoreStats,
-  PersistencePause,
-  PutManifestResult,
-  StoreLog,
-} from './store-types.ts';
+export type * from './store-types.ts';
 export { defaultChunkTokens, defaultLockWaitMs } from './store-types.ts';
 
 /**

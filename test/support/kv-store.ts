@@ -126,7 +126,14 @@ export function value<T>(result: Result<T>): T {
  * and a deterministic clock unless overridden); every store is closed and the root removed after
  * each test.
  */
-export function useTestStores(chunkTokens: number): { readonly root: string; open(options?: Partial<KvStoreOptions>): Promise<KvStore> } {
+export interface TestStores {
+  readonly root: string;
+  open(options?: Partial<KvStoreOptions>): Promise<KvStore>;
+  /** A store whose file system fails on demand (`faults`). */
+  openFaulty(options?: Partial<KvStoreOptions>): Promise<{ store: KvStore; faults: Faults }>;
+}
+
+export function useTestStores(chunkTokens: number): TestStores {
   let current: { root: string; cleanup: () => void } | null = null;
   const opened: KvStore[] = [];
   beforeEach(() => {
@@ -147,6 +154,10 @@ export function useTestStores(chunkTokens: number): { readonly root: string; ope
       const store = value(await openKvStore({ root: this.root, budgetBytes: 1 << 30, chunkTokens, now: () => clock++, ...options }));
       opened.push(store);
       return store;
+    },
+    async openFaulty(options = {}) {
+      const { fs, faults } = faultyFs();
+      return { store: await this.open({ fs, ...options }), faults };
     },
   };
 }
