@@ -15,14 +15,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineStatus, HearthEvent, Message } from '../../engine/contract/index.ts';
-import { HostClient } from '../support/host-client.ts';
-import { repoRoot, startHost, type Host } from '../support/host.ts';
+import type { HostClient } from '../support/host-client.ts';
+import { repoRoot, type Host } from '../support/host.ts';
 import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { recordFault } from './record.ts';
-import { lostMessages as lostMessagesOf } from './store-support.ts';
+import { launch, lostMessages as lostMessagesOf, sleep, type Session } from './store-support.ts';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** initialMs, maxMs, stableMs: the defaults' shape (doubling, capped, reset after a stable minute), scaled down. */
 const BACKOFF = { initialMs: 50, maxMs: 400, stableMs: 60_000 };
@@ -46,10 +45,10 @@ const crashes: readonly { signal: NodeJS.Signals; phase: 'generation' | 'idle' }
 
 describe('native crashes of the engine', () => {
   let dataDir = '';
+  let session: Session | undefined;
   let host: Host;
   let client: HostClient;
-  let hostExitExpected = false;
-  let hostCrashes = 0;
+  const hostCrashes = (): number => session?.crashes() ?? 0;
   let chatId = '';
   let model = '';
   const acked = new Map<string, Acked>();
@@ -102,16 +101,12 @@ describe('native crashes of the engine', () => {
   beforeAll(async () => {
     coresBefore = new Set((await readdir(repoRoot)).filter((n) => /^core(\.\d+)?$/.test(n)));
     dataDir = await mkdtemp(join(tmpdir(), 'hearth-crash-'));
-    host = await startHost({
+    session = await launch({
       dataDir,
       model: (model = await testModelPath()),
       env: { HEARTH_ENGINE_BACKOFF: `${BACKOFF.initialMs},${BACKOFF.maxMs},${BACKOFF.stableMs}` },
     });
-    host.process.once('exit', () => {
-      if (!hostExitExpected) hostCrashes++;
-    });
-    client = await HostClient.connect(host);
-    await untilBack(null, 60_000);
+    ({ host, client } = session);
     // ~600 tokens of history (the test model's vocabulary is bytes) that the store must keep.
     const chat = await client.must('chats.create', { title: 'Crash', systemPrompt: `You are a helpful assistant. ${seededText(77, 300)}` });
     chatId = chat.id;
@@ -120,16 +115,14 @@ describe('native crashes of the engine', () => {
   }, 120_000);
 
   afterAll(async () => {
-    hostExitExpected = true;
-    client?.close();
-    await host?.stop();
+    await session?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
     // Where the machine dumps cores into the working directory, the killed engines' cores are ours.
     for (const name of await readdir(repoRoot)) if (/^core(\.\d+)?$/.test(name) && !coresBefore.has(name)) await rm(join(repoRoot, name), { force: true });
   });
 
   it('a crash loop backs off with a clear error instead of spinning, then the chat goes on with its cache', async () => {
-    const crashesBefore = hostCrashes;
+    const crashesBefore = hostCrashes();
     const before = (await appState()).engine.restarts;
     const from = client.events.length;
     const problems: string[] = [];
@@ -182,13 +175,13 @@ describe('native crashes of the engine', () => {
     problems.push(...(await probe('after the loop')), ...lostNotes);
 
     const outcome = problems.length === 0 ? 'backed off with a clear error, then restored from disk' : `FAILED: ${problems[0]}`;
-    recordFault({ area: 'crash', fault: 'crash loop: 3 SIGSEGVs in a row', outcome, messagesLost: lost, hostCrashes: hostCrashes - crashesBefore, detail: `waits ${waits.map(Math.round).join(', ')} ms` });
+    recordFault({ area: 'crash', fault: 'crash loop: 3 SIGSEGVs in a row', outcome, messagesLost: lost, hostCrashes: hostCrashes() - crashesBefore, detail: `waits ${waits.map(Math.round).join(', ')} ms` });
     expect(problems).toEqual([]);
-    expect(hostCrashes).toBe(crashesBefore);
+    expect(hostCrashes()).toBe(crashesBefore);
   });
 
   it.each(crashes)('$signal of the engine while $phase: restarted with the signal reported, nothing lost, the cache restored from disk', async ({ signal, phase }) => {
-    const crashesBefore = hostCrashes;
+    const crashesBefore = hostCrashes();
     const before = (await appState()).engine.restarts;
     const pid = await host.enginePid();
     if (pid === null) throw new Error('no engine process');
@@ -240,8 +233,8 @@ describe('native crashes of the engine', () => {
     if (process.env.CRASH_DEBUG) console.log(signal, phase, 'back', Math.round(t1 - t0), 'checks', Math.round(t2 - t1), 'probe', Math.round(performance.now() - t2));
 
     const outcome = problems.length === 0 ? 'restarted, restored from disk' : `FAILED: ${problems[0]}`;
-    recordFault({ area: 'crash', fault: `${signal} engine while ${phase}`, outcome, messagesLost: lost, hostCrashes: hostCrashes - crashesBefore, ...(kept ? { detail: kept } : {}) });
+    recordFault({ area: 'crash', fault: `${signal} engine while ${phase}`, outcome, messagesLost: lost, hostCrashes: hostCrashes() - crashesBefore, ...(kept ? { detail: kept } : {}) });
     expect(problems).toEqual([]);
-    expect(hostCrashes).toBe(crashesBefore);
+    expect(hostCrashes()).toBe(crashesBefore);
   });
 });

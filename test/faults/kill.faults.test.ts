@@ -21,7 +21,7 @@ import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { fallbackClass, landing, openFindings, textKept } from './kill-checks.ts';
 import { recordFault, type FaultRecord } from './record.ts';
-import { lostMessages as lostMessagesOf } from './store-support.ts';
+import { lostMessages as lostMessagesOf, sleep } from './store-support.ts';
 
 const RUNS = 40;
 /** Every fourth run kills the host instead of the engine: 10 of 40, spread over the three phases. */
@@ -32,7 +32,6 @@ const ORPHAN_EXIT_MS = 6000;
 const phases = ['save', 'restore', 'generation'] as const;
 type Phase = (typeof phases)[number];
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type KvEvent = Extract<HearthEvent, { type: 'cache.event' }>;
 

@@ -16,13 +16,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CacheStoreStats, HearthEvent, Message } from '../../engine/contract/index.ts';
 import { chunksDir } from '../../engine/kv/chunk-file.ts';
-import { HostClient } from '../support/host-client.ts';
-import { startHost, type Host } from '../support/host.ts';
+import type { HostClient } from '../support/host-client.ts';
+import type { Host } from '../support/host.ts';
+import { launch, sleep, type Session } from './store-support.ts';
 import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
 import { recordFault } from './record.ts';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const SLOTS = 2;
 const PARALLEL_CHATS = 6;
@@ -65,10 +65,10 @@ async function chunkFileBytes(kvRoot: string): Promise<{ bytes: number; files: n
 
 describe('load through the browser host', () => {
   let dataDir = '';
+  let session: Session | undefined;
   let host: Host;
   let client: HostClient;
-  let hostExitExpected = false;
-  let hostCrashes = 0;
+  const hostCrashes = (): number => session?.crashes() ?? 0;
 
   const untilReady = async (timeoutMs = 60_000): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
@@ -82,11 +82,8 @@ describe('load through the browser host', () => {
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'hearth-load-'));
-    host = await startHost({ dataDir });
-    host.process.once('exit', () => {
-      if (!hostExitExpected) hostCrashes++;
-    });
-    client = await HostClient.connect(host);
+    session = await launch({ dataDir });
+    ({ host, client } = session);
     // Settings first, with no model loaded: the budget and chunk size restart the engine (the
     // call answers once it runs again), and the slot count applies at the load that follows.
     await client.must('settings.update', { kvSlots: SLOTS, contextSize: 2048, kvBudgetBytes: BUDGET_BYTES, kvChunkTokens: CHUNK_TOKENS });
@@ -96,14 +93,12 @@ describe('load through the browser host', () => {
   }, 120_000);
 
   afterAll(async () => {
-    hostExitExpected = true;
-    client?.close();
-    await host?.stop();
+    await session?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
   it(`${PARALLEL_CHATS} chats stream at once into ${SLOTS} slots: every reply completes and reaches only its own chat`, async () => {
-    const crashesBefore = hostCrashes;
+    const crashesBefore = hostCrashes();
     const state = await client.must('app.state', {});
     expect(state.model.status).toBe('ready');
     const chats: string[] = [];
@@ -156,17 +151,17 @@ describe('load through the browser host', () => {
         fault: `${PARALLEL_CHATS} chats streaming at once, ${SLOTS} slots`,
         outcome,
         messagesLost: lost,
-        hostCrashes: c === 0 ? hostCrashes - crashesBefore : 0,
+        hostCrashes: c === 0 ? hostCrashes() - crashesBefore : 0,
         detail: `${mine.length} deltas, ${final.stats?.cacheSource ?? 'no stats'}`,
       });
       if (problems.length > 0) failures.push(`chat ${c}: ${outcome}`);
     }
     expect(failures).toEqual([]);
-    expect(hostCrashes).toBe(crashesBefore);
+    expect(hostCrashes()).toBe(crashesBefore);
   });
 
   it(`${TURNS} turns over ${CHATS} chats under a ${BUDGET_BYTES / 1024} KiB budget: the store stays within it and passes its integrity check`, async () => {
-    const crashesBefore = hostCrashes;
+    const crashesBefore = hostCrashes();
     const kvRoot = join(dataDir, 'kv');
     await client.must('cache.watch', {});
     const chats: string[] = [];
@@ -255,11 +250,11 @@ describe('load through the browser host', () => {
       fault: `${TURNS} turns over ${CHATS} chats, ${BUDGET_BYTES / 1024} KiB KV budget`,
       outcome,
       messagesLost: lost,
-      hostCrashes: hostCrashes - crashesBefore,
+      hostCrashes: hostCrashes() - crashesBefore,
       detail: `${evictions} evictions, ${restores} restores, peak stored ${worstStored} B, peak chunk files ${worstFiles} B, ${verify.chunksVerified} chunks verified`,
     });
     if (process.env.LOAD_DEBUG) console.log(checks.join('\n'), `\n${evictions} evictions, ${restores} restores`);
     expect(failures).toEqual([]);
-    expect(hostCrashes).toBe(crashesBefore);
+    expect(hostCrashes()).toBe(crashesBefore);
   });
 });

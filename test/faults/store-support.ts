@@ -1,8 +1,9 @@
 /**
- * Shared steps of the store's fault files (corruption, database, disk): a browser host on a data
- * directory that counts its own unexpected exits, a chat turn that waits for its KV save, the
- * store's self-check, the chunk files of a chat read from the KV index behind the engine's back,
- * and the check that every acknowledged message is still there.
+ * Shared steps of the fault files: a browser host on a data directory that counts its own
+ * unexpected exits (every file but the kill suite, which relaunches hosts its own way), a chat
+ * turn that waits for its KV save, the store's self-check, the chunk files of a chat read from
+ * the KV index behind the engine's back, and the check that every acknowledged message is still
+ * there.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, truncateSync } from 'node:fs';
