@@ -8,7 +8,7 @@ import { useTestStores, value } from '../../test/support/kv-store.ts';
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
 
 const stores = useTestStores(C);
-const faultyStore = stores.openFaulty.bind(stores);
+const { openFaulty: faultyStore } = stores;
 
 describe('KV store: model hash', () => {
   it('hashes a model once per path, size and mtime', async () => {

@@ -5,20 +5,14 @@ import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { chunkPath, chunksDir, writeChunkFile } from './chunk-file.ts';
 import { chainKey, chunkKeys } from './fingerprint.ts';
-import type { KvStore } from './store.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import { nodeFs } from './store-fs.ts';
-import { chunkFilesIn, flipByte, payloadFor, range, refcountsIn, sampleFingerprint, saveTokens, useTestStores, value } from '../../test/support/kv-store.ts';
+import { flipByte, payloadFor, range, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
-const fp = sampleFingerprint();
 
 const stores = useTestStores(C);
-const openStore = stores.open.bind(stores);
-
-const save = (store: KvStore, id: string, tokens: number[], tail = true) => saveTokens(store, fp, id, tokens, tail);
-const chunkFiles = (): string[] => chunkFilesIn(stores.root);
-const refcounts = (): Map<string, number> => refcountsIn(stores.root);
+const { fingerprint: fp, open: openStore, save, chunkFiles, refcounts } = stores;
 
 describe('KV store: budget and eviction', () => {
   it('evicts the least recently used chat first, its unshared suffix first, never a chunk another chat needs', async () => {

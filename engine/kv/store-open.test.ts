@@ -5,22 +5,16 @@ import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { chunkPath, chunksDir, writeChunkFile } from './chunk-file.ts';
 import { chainKey, chunkKeys } from './fingerprint.ts';
-import type { KvStore, KvStoreOptions, PersistencePause } from './store.ts';
+import type { KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import { nodeFs } from './store-fs.ts';
-import { chunkFilesIn, faultyFs, flipByte, payloadFor, payloadsFor, range, sampleFingerprint, saveTokens, useTestStores, value } from '../../test/support/kv-store.ts';
+import { faultyFs, flipByte, payloadFor, payloadsFor, range, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
-const fp = sampleFingerprint();
 
 const stores = useTestStores(C);
-const openStore = stores.open.bind(stores);
-
-const faultyStore = stores.openFaulty.bind(stores);
-
-const save = (store: KvStore, id: string, tokens: number[], tail = true) => saveTokens(store, fp, id, tokens, tail);
-const chunkFiles = (): string[] => chunkFilesIn(stores.root);
+const { fingerprint: fp, open: openStore, openFaulty: faultyStore, save, chunkFiles } = stores;
 
 describe('KV store: lifecycle', () => {
   it('fails clearly at open when the directory cannot be written', async () => {

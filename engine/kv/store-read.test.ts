@@ -5,16 +5,12 @@ import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { chunkPath } from './chunk-file.ts';
 import { chunkKeys } from './fingerprint.ts';
-import type { KvStore } from './store.ts';
-import { flipByte, range, sampleFingerprint, saveTokens, useTestStores, value } from '../../test/support/kv-store.ts';
+import { flipByte, range, sampleFingerprint, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
-const fp = sampleFingerprint();
 
 const stores = useTestStores(C);
-const openStore = stores.open.bind(stores);
-
-const save = (store: KvStore, id: string, tokens: number[], tail = true) => saveTokens(store, fp, id, tokens, tail);
+const { fingerprint: fp, open: openStore, save } = stores;
 
 describe('KV store: longest stored prefix', () => {
   it('finds a prefix stored by another chat, and the best tail after it', async () => {

@@ -4,21 +4,14 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chunkFileBytes } from './chunk-file.ts';
 import { chunkKeys } from './fingerprint.ts';
-import type { KvStore, PersistencePause } from './store.ts';
+import type { PersistencePause } from './store.ts';
 import { fullWhileFlag } from './store-fs.ts';
-import { chunkFilesIn, payloadFor, payloadsFor, range, refcountsIn, sampleFingerprint, saveTokens, useTestStores, value } from '../../test/support/kv-store.ts';
+import { payloadFor, payloadsFor, range, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
-const fp = sampleFingerprint();
 
 const stores = useTestStores(C);
-const openStore = stores.open.bind(stores);
-
-const faultyStore = stores.openFaulty.bind(stores);
-
-const save = (store: KvStore, id: string, tokens: number[], tail = true) => saveTokens(store, fp, id, tokens, tail);
-const chunkFiles = (): string[] => chunkFilesIn(stores.root);
-const refcounts = (): Map<string, number> => refcountsIn(stores.root);
+const { fingerprint: fp, open: openStore, openFaulty: faultyStore, save, chunkFiles, refcounts } = stores;
 
 describe('KV store: manifests and chunks', () => {
   it('round-trips a manifest, its chunks and its tail', async () => {

@@ -121,21 +121,29 @@ export function value<T>(result: Result<T>): T {
   return result.value;
 }
 
-/**
- * A fresh temp root per test of the calling file, and `open()` for stores in it (a 1 GiB budget
- * and a deterministic clock unless overridden); every store is closed and the root removed after
- * each test.
- */
 export interface TestStores {
   readonly root: string;
+  /** The fingerprint `save` stores under. */
+  readonly fingerprint: string;
   open(options?: Partial<KvStoreOptions>): Promise<KvStore>;
   /** A store whose file system fails on demand (`faults`). */
   openFaulty(options?: Partial<KvStoreOptions>): Promise<{ store: KvStore; faults: Faults }>;
+  /** `saveTokens` under `fingerprint`. */
+  save(store: KvStore, id: string, tokens: number[], tail?: boolean): Promise<PutManifestResult>;
+  /** `chunkFilesIn` and `refcountsIn` of the current root. */
+  chunkFiles(): string[];
+  refcounts(): Map<string, number>;
 }
 
+/**
+ * A fresh temp root per test of the calling file, and `open()` for stores in it (a 1 GiB budget
+ * and a deterministic clock unless overridden); every store is closed and the root removed after
+ * each test. Every member may be destructured.
+ */
 export function useTestStores(chunkTokens: number): TestStores {
   let current: { root: string; cleanup: () => void } | null = null;
   const opened: KvStore[] = [];
+  const fingerprint = sampleFingerprint();
   beforeEach(() => {
     current = tempRoot();
   });
@@ -144,21 +152,29 @@ export function useTestStores(chunkTokens: number): TestStores {
     current?.cleanup();
     current = null;
   });
+  const root = (): string => {
+    if (!current) throw new Error('useTestStores: root is only available inside a test');
+    return current.root;
+  };
+  const open = async (options: Partial<KvStoreOptions> = {}): Promise<KvStore> => {
+    let clock = 1_000;
+    const store = value(await openKvStore({ root: root(), budgetBytes: 1 << 30, chunkTokens, now: () => clock++, ...options }));
+    opened.push(store);
+    return store;
+  };
   return {
     get root(): string {
-      if (!current) throw new Error('useTestStores: root is only available inside a test');
-      return current.root;
+      return root();
     },
-    async open(options = {}) {
-      let clock = 1_000;
-      const store = value(await openKvStore({ root: this.root, budgetBytes: 1 << 30, chunkTokens, now: () => clock++, ...options }));
-      opened.push(store);
-      return store;
-    },
+    fingerprint,
+    open,
     async openFaulty(options = {}) {
       const { fs, faults } = faultyFs();
-      return { store: await this.open({ fs, ...options }), faults };
+      return { store: await open({ fs, ...options }), faults };
     },
+    save: (store, id, tokens, tail = true) => saveTokens(store, fingerprint, id, tokens, tail),
+    chunkFiles: () => chunkFilesIn(root()),
+    refcounts: () => refcountsIn(root()),
   };
 }
 
