@@ -1,7 +1,7 @@
 // Lint, and the one place where every folder's allowed imports are written down
 // (docs/architecture.md explains the layers). Imports flow one way:
 //
-//   engine/base       small pure helpers (lock, timeout, disposables): nothing
+//   engine/base       small pure helpers (lock, timeout, disposables, emitter): nothing
 //   engine/contract   the typed API: zod and itself only
 //   engine/gguf       GGUF reading: contract
 //   engine/kv         the KV store and codec: contract, gguf, engine/sqlite.ts

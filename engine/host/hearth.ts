@@ -18,7 +18,7 @@ import { ChatStore } from './chat-store.ts';
 import { Conversations } from './conversations.ts';
 import { databaseStartError, openDatabase } from './db.ts';
 import { Downloads } from './downloads.ts';
-import { Emitter } from './emitter.ts';
+import { Emitter } from '../base/emitter.ts';
 import { Generations } from './generations.ts';
 import { createCalls, type CallDeps } from './hearth-calls.ts';
 import { KvSettingsApplier } from './kv-apply.ts';

@@ -17,7 +17,7 @@ import { Lock } from '../base/lock.ts';
 import { settlesWithin } from '../base/timeout.ts';
 import type { EnginePort, InitInput, SpawnEngine, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../protocol.ts';
 import type { Disposable } from '../base/disposable.ts';
-import { Emitter } from './emitter.ts';
+import { Emitter } from '../base/emitter.ts';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 

@@ -7,6 +7,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { err, hearthError } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
+import type { Emitter } from '../base/emitter.ts';
 import type { Lock } from '../base/lock.ts';
 import { chunkPath } from './chunk-file.ts';
 import type { CodecKernels } from './kernels.ts';
@@ -28,7 +29,8 @@ export interface StoreContext {
   readonly lock: Lock;
   /** Prepared statements by SQL text (`sql`). */
   readonly statements: Map<string, StatementSync>;
-  readonly listeners: Set<(pause: PersistencePause | null) => void>;
+  /** Persistence pauses and resumes, as they happen. */
+  readonly persistence: Emitter<PersistencePause | null>;
   /** Model hashes in progress, so two callers never hash the same file at once. */
   readonly hashing: Map<string, Promise<Result<string>>>;
   /** `forEachChunk`'s read buffer. */
@@ -80,13 +82,7 @@ export function readIndex<T>(ctx: StoreContext, context: string, task: () => Res
 export function setPause(ctx: StoreContext, pause: PersistencePause | null): void {
   if (pause === null && ctx.pause === null) return;
   ctx.pause = pause;
-  for (const listener of [...ctx.listeners]) {
-    try {
-      listener(pause);
-    } catch (error) {
-      console.error('Hearth: a KV store listener threw:', error);
-    }
-  }
+  ctx.persistence.emit(pause);
 }
 
 /** A write failure as data: DISK_FULL for no space (ENOSPC, EDQUOT, SQLITE_FULL), else INTERNAL. */

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { err, errorText, hearthError, ok } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
+import { Emitter } from '../base/emitter.ts';
 import { Lock } from '../base/lock.ts';
 import { chunksDir, tempSuffix } from './chunk-file.ts';
 import type { CodecKernels } from './kernels.ts';
@@ -81,7 +82,7 @@ export async function openContext(options: KvStoreOptions): Promise<Result<Store
     log,
     lock: new Lock('kv-store'),
     statements: new Map(),
-    listeners: new Set(),
+    persistence: new Emitter<PersistencePause | null>((error) => console.error('Hearth: a KV store listener threw:', error)),
     hashing: new Map(),
     readBuffer: new ReusableBuffer(),
     budget: options.budgetBytes,
@@ -284,7 +285,7 @@ export async function closeContext(ctx: StoreContext): Promise<void> {
     if (ctx.claimTimer !== null) clearInterval(ctx.claimTimer);
     ctx.claimTimer = null;
     ctx.statements.clear();
-    ctx.listeners.clear();
+    ctx.persistence.dispose();
     ctx.db.close();
     // After the index is closed: the next holder finds nothing of this process open.
     ctx.rootLock?.release();

@@ -12,7 +12,6 @@
  */
 import type { Result } from '../contract/index.ts';
 import type { Disposable } from '../base/disposable.ts';
-import { toDisposable } from '../base/disposable.ts';
 import type { ChunkData } from './chunk-file.ts';
 import type { HashProgress } from './fingerprint.ts';
 import type { Manifest, ManifestInput, PrefixMatch, TailData } from './manifest.ts';
@@ -83,9 +82,7 @@ class DiskKvStore implements KvStore {
   }
 
   onDidChangePersistence(listener: (pause: PersistencePause | null) => void): Disposable {
-    const listeners = this.#ctx.listeners;
-    listeners.add(listener);
-    return toDisposable(() => listeners.delete(listener));
+    return this.#ctx.persistence.on(listener);
   }
 
   setBudget(bytes: number): Result<void> {

@@ -1,4 +1,4 @@
-import { toDisposable, type Disposable } from '../base/disposable.ts';
+import { toDisposable, type Disposable } from './disposable.ts';
 
 /** A minimal typed event source. A throwing listener is reported, never breaks the emitter. */
 export class Emitter<T> implements Disposable {
