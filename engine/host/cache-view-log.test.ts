@@ -11,7 +11,7 @@ import { defaultSettings } from './settings.ts';
 
 const warm: MessageStats = { tokensReused: 400, tokensRestored: 0, tokensPrefilled: 12, tokensGenerated: 30, ttftMs: 20, cacheSource: 'memory' };
 
-function journal(limits: { turnLimit?: number; eventLimit?: number } = {}) {
+function viewLog(limits: { turnLimit?: number; eventLimit?: number } = {}) {
   const emitted: HearthEvent[] = [];
   let now = 1000;
   const j = new CacheViewLog({ emit: (event) => void emitted.push(event), now: () => now++, ...limits });
@@ -20,7 +20,7 @@ function journal(limits: { turnLimit?: number; eventLimit?: number } = {}) {
 
 describe('CacheViewLog', () => {
   it('records a turn and pushes it; a warm turn adds no event', () => {
-    const { j, emitted } = journal();
+    const { j, emitted } = viewLog();
     const turn = j.recordTurn('chat', 'msg', warm);
     expect(turn).toEqual({ at: 1000, chatId: 'chat', messageId: 'msg', stats: warm });
     expect(j.turns).toEqual([turn]);
@@ -29,7 +29,7 @@ describe('CacheViewLog', () => {
   });
 
   it('a restore and a fallback become events after their turn', () => {
-    const { j, emitted } = journal();
+    const { j, emitted } = viewLog();
     j.recordTurn('c1', 'm1', { ...warm, tokensReused: 0, tokensRestored: 3840, restoreMs: 41.6, cacheSource: 'disk' });
     j.recordTurn('c2', 'm2', { ...warm, tokensReused: 0, tokensPrefilled: 900, cacheSource: 'none', fallbackReason: 'its cache was forgotten, so its history was read again' });
     expect(emitted.map((e) => e.type)).toEqual(['cache.turn', 'cache.event', 'cache.turn', 'cache.event']);
@@ -40,7 +40,7 @@ describe('CacheViewLog', () => {
   });
 
   it("passes the engine's KV activity on as events", () => {
-    const { j, emitted } = journal();
+    const { j, emitted } = viewLog();
     j.recordActivity({ kind: 'save', chatId: 'c', text: 'saved 512 tokens (2 new chunks, 1.1 MB written) in 14 ms', tokens: 512, bytes: 1_100_000, ms: 14 });
     j.recordActivity({ kind: 'evict', text: 'evicted 3 chunks (2 MB)', bytes: 2_000_000 });
     expect(j.events).toEqual([
@@ -51,7 +51,7 @@ describe('CacheViewLog', () => {
   });
 
   it('keeps the last N turns and events, oldest first, with ids that go on', () => {
-    const { j } = journal({ turnLimit: 3, eventLimit: 2 });
+    const { j } = viewLog({ turnLimit: 3, eventLimit: 2 });
     for (let i = 0; i < 5; i++) j.recordTurn('c', `m${i}`, warm);
     for (let i = 0; i < 5; i++) j.record('settings', `change ${i}`);
     expect(j.turns.map((t) => t.messageId)).toEqual(['m2', 'm3', 'm4']);
@@ -62,7 +62,7 @@ describe('CacheViewLog', () => {
   });
 
   it('a seed fills the timeline silently, bounded, and live turns follow it', () => {
-    const { j, emitted } = journal({ turnLimit: 3 });
+    const { j, emitted } = viewLog({ turnLimit: 3 });
     j.seed([1, 2, 3, 4].map((i) => ({ at: i, chatId: 'c', messageId: `old${i}`, stats: warm })));
     expect(emitted).toEqual([]);
     expect(j.turns.map((t) => t.messageId)).toEqual(['old2', 'old3', 'old4']);
@@ -71,7 +71,7 @@ describe('CacheViewLog', () => {
   });
 
   it('hands out copies', () => {
-    const { j } = journal();
+    const { j } = viewLog();
     j.recordTurn('c', 'm', warm);
     (j.turns as unknown[]).length = 0;
     expect(j.turns).toHaveLength(1);

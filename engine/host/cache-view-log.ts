@@ -24,7 +24,7 @@ export interface CacheEventDetail {
   readonly ms?: number | undefined;
 }
 
-export interface CacheJournalDeps {
+export interface CacheViewLogDeps {
   readonly emit: (event: HearthEvent) => void;
   readonly now?: () => number;
   readonly turnLimit?: number;
@@ -37,7 +37,7 @@ function pushBounded<T>(ring: T[], item: T, limit: number): void {
 }
 
 export class CacheViewLog {
-  readonly #deps: CacheJournalDeps;
+  readonly #deps: CacheViewLogDeps;
   readonly #now: () => number;
   readonly #turnLimit: number;
   readonly #eventLimit: number;
@@ -47,7 +47,7 @@ export class CacheViewLog {
   readonly #events: CacheEvent[] = [];
   #nextEventId = 1;
 
-  constructor(deps: CacheJournalDeps) {
+  constructor(deps: CacheViewLogDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#turnLimit = deps.turnLimit ?? logTurnLimit;

@@ -52,7 +52,7 @@ export interface CallDeps {
   readonly kvStatus: KvStatusTracker;
   /** The running engine's disk encoding: null until an engine answered `init`. */
   readonly appliedCodec: () => AppliedKvCodec | null;
-  readonly journal: CacheViewLog;
+  readonly viewLog: CacheViewLog;
   readonly sampler: CacheViewSampler;
   readonly kvApplier: KvSettingsApplier;
   readonly model: ModelManager;
@@ -89,7 +89,7 @@ export function createCalls(deps: CallDeps): HearthApi {
 
 type Calls<N extends CallName> = Pick<HearthApi, N>;
 
-function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStatus, journal, kvApplier }: CallDeps, guard: Guard): Calls<'app.state' | 'settings.update'> {
+function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStatus, viewLog, kvApplier }: CallDeps, guard: Guard): Calls<'app.state' | 'settings.update'> {
   return {
     'app.state': guard('app.state', async () =>
       ok({ version, host, dataDir: dirs.root, modelsDir: dirs.models, engine: supervisor.status, model: model.status, settings: settings(), kv: kvStatus.status }),
@@ -104,7 +104,7 @@ function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStat
       const before = settings();
       const after = updateSettings(db, patch);
       const changed = describeKvSettings(before, after);
-      if (changed !== null) journal.record('settings', changed);
+      if (changed !== null) viewLog.record('settings', changed);
       await kvApplier.apply(planKvApply(before, after));
       return ok(after);
     }),
@@ -181,7 +181,7 @@ function chatCalls({ log, store, supervisor, chats }: CallDeps, guard: Guard): C
 type CacheCall = Extract<CallName, `kv.${string}` | `cache.${string}`>;
 
 /** Settings' KV calls and the Cache view's. */
-function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec, journal, sampler }: CallDeps, guard: Guard): Calls<CacheCall> {
+function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec, viewLog, sampler }: CallDeps, guard: Guard): Calls<CacheCall> {
   const diskPaths = [path.join(dirs.root, 'kv'), dirs.root];
   return {
     'kv.stats': guard('kv.stats', async () =>
@@ -205,7 +205,7 @@ function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec,
       // An engine that is down or slow leaves the list empty: the history is the host's and still shows.
       const listed = await supervisor.request('kvChats', { limit: OVERVIEW_CHATS }, { timeoutMs: CACHE_CALL_TIMEOUT_MS });
       const chats = listed.ok ? listed.value.chats.filter((chat) => store.getChat(chat.chatId) !== undefined) : [];
-      return ok({ turns: journal.turns, events: journal.events, chats });
+      return ok({ turns: viewLog.turns, events: viewLog.events, chats });
     }),
     'cache.chat': guard('cache.chat', async ({ chatId }) => {
       if (!store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);

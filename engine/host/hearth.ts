@@ -173,9 +173,9 @@ function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: Da
 
 /** The Cache view's history, seeded from the store and fed by engine restarts and KV activity. */
 function createViewLog(store: ChatStore, supervisor: Supervisor, emit: (event: HearthEvent) => void, log: Logger, subscriptions: DisposableStore): CacheViewLog {
-  const journal = new CacheViewLog({ emit });
+  const viewLog = new CacheViewLog({ emit });
   try {
-    journal.seed(store.recentTurns(logTurnLimit));
+    viewLog.seed(store.recentTurns(logTurnLimit));
   } catch (error) {
     log('warn', `could not read the recent turns for the Cache view: ${describe(error)}`);
   }
@@ -184,15 +184,15 @@ function createViewLog(store: ChatStore, supervisor: Supervisor, emit: (event: H
     supervisor.onStatus((status) => {
       const restart = describeRestart(engineBefore, status);
       engineBefore = status;
-      if (restart !== null) journal.record('restart', restart);
+      if (restart !== null) viewLog.record('restart', restart);
     }),
   );
   subscriptions.add(
     supervisor.onEvent((event) => {
-      if (event.type === 'kvActivity') journal.recordActivity(event.activity);
+      if (event.type === 'kvActivity') viewLog.recordActivity(event.activity);
     }),
   );
-  return journal;
+  return viewLog;
 }
 
 /** The assembled host: what the calls reach, and what `dispose` stops. */
@@ -222,10 +222,10 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   // initInput first runs at supervisor.start(), once kvStatus exists.
   const supervisor = createSupervisor(options, wiring, dirs, db, log, { starting: (on) => kvStatus.engineStarting(on), applied: (codec) => (appliedCodec = codec) });
   subscriptions.add(supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status })));
-  const journal = createViewLog(store, supervisor, emit, log, subscriptions);
+  const viewLog = createViewLog(store, supervisor, emit, log, subscriptions);
   const kvStatus = subscriptions.add(new KvStatusTracker({ engine: supervisor, emit, log, enabled: settings().kvPersistence }));
   const metrics = new Metrics();
-  const onTurn = (chatId: string, messageId: string, stats: MessageStats) => void journal.recordTurn(chatId, messageId, stats);
+  const onTurn = (chatId: string, messageId: string, stats: MessageStats) => void viewLog.recordTurn(chatId, messageId, stats);
   const generations = subscriptions.add(new Generations({ store, engine: supervisor, emit, metrics, log, onTurn, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) }));
   const loadedPath = (): string | null => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null);
   const profiles: ModelProfiles = new ModelProfiles({
@@ -235,7 +235,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
     loadedModel: loadedPath,
     reload: (file) => model.load(file),
     log,
-    onSaved: (key, before, after) => void journal.record('settings', describeProfileSaved(key, before, after)),
+    onSaved: (key, before, after) => void viewLog.record('settings', describeProfileSaved(key, before, after)),
   });
   const model: ModelManager = subscriptions.add(
     new ModelManager({
@@ -265,7 +265,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
     events.on((event) => {
       if (event.type !== 'model.status' || event.payload.status !== 'ready' || !event.payload.model) return;
       const loaded = event.payload.model;
-      journal.record('model', describeModelLoaded(loaded, profiles.profileOf(loaded.path).slots));
+      viewLog.record('model', describeModelLoaded(loaded, profiles.profileOf(loaded.path).slots));
     }),
   );
   const kvState = () => kvStatus.status;
@@ -273,7 +273,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   const sampler = new CacheViewSampler({ metrics: (timeoutMs) => supervisor.request('metrics', {}, { timeoutMs }), settings, kvStatus: kvState, applied, emit, log });
   const quality = new QualityMeter({ engine: supervisor, loadedModel: () => (model.status.status === 'ready' ? (model.status.model ?? null) : null), cache: new QualityResults(db) });
   const { version, host } = options;
-  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, journal, sampler, kvApplier, model, profiles, downloads, chats, quality, closing, events, metrics, generations, subscriptions };
+  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, chats, quality, closing, events, metrics, generations, subscriptions };
 }
 
 /**
