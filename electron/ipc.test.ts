@@ -4,7 +4,7 @@ import { malformedCases, mulberry32, randomCases, unknownNames, validInputs } fr
 import { createCallHandler } from './ipc.ts';
 
 function setup() {
-  const call = vi.fn(async (_name: unknown, _payload: unknown) => ({ ok: true as const, value: 'from service' }));
+  const call = vi.fn(async (_name: unknown, _payload: unknown) => ({ ok: true as const, value: 'from Hearth' }));
   const pickModelFile = vi.fn(async () => '/models/a.gguf');
   const handle = createCallHandler({ call, pickModelFile, isTrustedSender: (url) => url.startsWith('file:///app/') });
   return { call, pickModelFile, handle };
@@ -35,9 +35,9 @@ describe('IPC call handler', () => {
     expect(call).not.toHaveBeenCalled();
   });
 
-  it('passes valid calls to the service with the parsed input', async () => {
+  it('passes valid calls to Hearth with the parsed input', async () => {
     const { handle, call } = setup();
-    expect(await handle('file:///app/index.html', 'chats.send', { chatId: 'abc', text: 'hello' })).toEqual({ ok: true, value: 'from service' });
+    expect(await handle('file:///app/index.html', 'chats.send', { chatId: 'abc', text: 'hello' })).toEqual({ ok: true, value: 'from Hearth' });
     expect(call).toHaveBeenCalledWith('chats.send', { chatId: 'abc', text: 'hello' });
   });
 

@@ -108,7 +108,7 @@ describe('electron main', () => {
     expect(state.windows).toHaveLength(0);
   });
 
-  it('creates a sandboxed, isolated window and starts the service in the electron host', async () => {
+  it('creates a sandboxed, isolated window and starts Hearth in the electron host', async () => {
     await loadMain();
     const electron = await import('electron');
     expect(electron.app.enableSandbox).toHaveBeenCalled();
@@ -230,7 +230,7 @@ describe('electron main', () => {
     expect(headers?.['Content-Security-Policy']?.[0]).toMatch(/default-src 'self'/);
   });
 
-  it('forwards service events to the window and disposes the service before quitting', async () => {
+  it('forwards the events of Hearth to the window and disposes Hearth before quitting', async () => {
     await loadMain();
     state.hearth.listeners[0]?.({ type: 'engine.status', payload: { state: 'running', restarts: 0 } });
     expect(state.windows[0]?.sent).toEqual([['hearth:event', { type: 'engine.status', payload: { state: 'running', restarts: 0 } }]]);

@@ -1,7 +1,8 @@
 /**
- * Electron's main process: thin on purpose. It makes the window safe, supervises the engine
- * service (engine/index.ts), and relays calls and events. Logic that can be tested without
- * Electron lives beside it (policy.ts, ipc.ts, window-state.ts, menu.ts).
+ * Electron's main process: thin on purpose. It makes the window safe, starts Hearth
+ * (engine/index.ts, which supervises the engine process), and relays calls and events. Logic
+ * that can be tested without Electron lives beside it (policy.ts, ipc.ts, window-state.ts,
+ * menu.ts).
  */
 import { app, BrowserWindow, dialog, ipcMain, Menu, screen, session, shell } from 'electron';
 import { join } from 'node:path';
@@ -54,7 +55,7 @@ if (!app.requestSingleInstanceLock()) {
   app.on('window-all-closed', () => app.quit());
   app.on('before-quit', (event) => {
     if (!hearth) return;
-    // Let the service finish its writes (partial replies, settings) before the process ends.
+    // Let Hearth finish its writes (partial replies, settings) before the process ends.
     event.preventDefault();
     const closing = hearth;
     hearth = null;
@@ -91,10 +92,10 @@ async function start(): Promise<void> {
     app.exit(1);
     return;
   }
-  const service = hearth;
+  const started = hearth; // a const, so the closures below need no null check
 
   const handle = createCallHandler({
-    call: (name, payload) => service.call(name, payload),
+    call: (name, payload) => started.call(name, payload),
     isTrustedSender: (url) => isAppUrl(url, appUrl),
     pickModelFile: async () => {
       const options = { title: 'Open a GGUF model', properties: ['openFile' as const], filters: [{ name: 'GGUF models', extensions: ['gguf'] }] };
@@ -103,7 +104,7 @@ async function start(): Promise<void> {
     },
   });
   ipcMain.handle('hearth:call', (event, name: unknown, payload: unknown) => handle(event.senderFrame?.url ?? '', name, payload));
-  service.onEvent((event) => send(event));
+  started.onEvent((event) => send(event));
 
   Menu.setApplicationMenu(
     Menu.buildFromTemplate(

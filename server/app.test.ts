@@ -7,7 +7,7 @@ import { WebSocket } from 'ws';
 import { err, maxBodyBytes, ok, validateCall, type HearthEvent, type Result } from '../engine/contract/index.ts';
 import { createServer, type HearthHost, type RunningServer } from './app.ts';
 
-/** A stand-in for the engine service: validates like the real one, records calls, emits events on demand. */
+/** A stand-in for the engine host: validates like the real one, records calls, emits events on demand. */
 class FakeHearth implements HearthHost {
   calls: { name: unknown; payload: unknown }[] = [];
   listeners = new Set<(event: HearthEvent) => void>();
@@ -298,7 +298,7 @@ describe('POST /api/call/<name>', () => {
     expect(r.headers.allow).toBe('POST');
   });
 
-  it('answers 500 INTERNAL without a stack when the service throws', async () => {
+  it('answers 500 INTERNAL without a stack when Hearth throws', async () => {
     hearth.throwOnCall = true;
     const r = await post(server, 'chats.list', '{}');
     expect(r.status).toBe(500);

@@ -3,7 +3,7 @@
  * `GET /api/events`, Prometheus text at `/metrics`, and the built renderer as static files.
  * It binds 127.0.0.1 only, and every request needs the token and a loopback Host/Origin
  * (README.md, Security checklist). It can be created in-process (tests) with any object that has
- * the engine service's `call`/`onEvent`/`metricsText`.
+ * the engine host's `call`/`onEvent`/`metricsText`.
  */
 import { createReadStream } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -14,7 +14,7 @@ import { err, httpStatusOf, isCallName, maxBodyBytes, type ErrorCode, type Heart
 import { cookieName, generateToken, isAllowedOrigin, isAuthorized, tokenMatches } from './auth.ts';
 import { contentTypeOf, regularFile, resolveStaticPath } from './static.ts';
 
-/** The part of the engine service (`Hearth` from engine/index.ts) the browser host uses. */
+/** The part of the engine host (`Hearth` from engine/index.ts) the browser host uses. */
 export interface HearthHost {
   call(name: unknown, payload: unknown): Promise<Result<unknown>>;
   onEvent(listener: (event: HearthEvent) => void): () => void;

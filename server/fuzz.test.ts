@@ -15,7 +15,7 @@ const seed = 0x7e57;
 /** The request timeout the fuzzed server runs with: short, so slow-client cases end quickly. */
 const requestTimeoutMs = 600;
 
-/** The engine service as the host sees it: the real validator in front, every valid call answered ok. */
+/** The engine host as the host sees it: the real validator in front, every valid call answered ok. */
 class ValidatingHearth implements HearthHost {
   calls = 0;
   async call(name: unknown, payload: unknown): Promise<Result<unknown>> {
@@ -376,7 +376,7 @@ describe('browser host fuzz: malformed HTTP', () => {
       expect([404, 414, 431], name.slice(0, 40)).toContain(reply.status);
     }
     expect(sent).toBeGreaterThan(1000);
-    expect(hearth.calls, 'no malformed call reached the service').toBe(0);
+    expect(hearth.calls, 'no malformed call reached Hearth').toBe(0);
     // Every call still works with its valid input afterwards.
     for (const name of callNames) {
       const body = JSON.stringify(validInputs[name]);

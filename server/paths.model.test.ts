@@ -1,7 +1,7 @@
 // Paths cannot escape (README.md, Security checklist), proven end to end through the browser host
-// on the real engine service and engine process: model paths (models.load, .plan, .getProfile), the
+// on the real engine host and engine process: model paths (models.load, .plan, .getProfile), the
 // models list, download file names, chat ids, export file names and static files. Also the real
-// service behind the host fails closed on every malformed payload (the fuzz cases of
+// Hearth behind the host fails closed on every malformed payload (the fuzz cases of
 // test/support/fuzz.ts).
 import { execFileSync } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
@@ -273,7 +273,7 @@ describe('chat ids and export names', () => {
   });
 });
 
-describe('the real service fails closed', () => {
+describe('the real Hearth fails closed', () => {
   it('answers 400 to every malformed payload of every call, and keeps running', async () => {
     const pid = hearth.enginePid;
     let sent = 0;

@@ -183,7 +183,7 @@ describe('CacheViewSampler', () => {
 
   const sample: EngineMetrics = { kvCellsUsed: 1, kvCellsCapacity: 4096, slots: [slot(0, 1, 4096)] };
 
-  function monitor(metrics: (timeoutMs: number) => Promise<Result<EngineMetrics>> = async () => ok(sample)) {
+  function sampler(metrics: (timeoutMs: number) => Promise<Result<EngineMetrics>> = async () => ok(sample)) {
     const ticks: CacheSnapshot[] = [];
     const requests: number[] = [];
     const m = new CacheViewSampler({
@@ -201,7 +201,7 @@ describe('CacheViewSampler', () => {
   }
 
   it('samples at once and every 250 ms while leased, then stops when the lease runs out', async () => {
-    const { m, ticks, requests } = monitor();
+    const { m, ticks, requests } = sampler();
     expect(m.watch()).toEqual({ intervalMs: 250, leaseMs: 5000 });
     expect(m.watching).toBe(true);
     await vi.advanceTimersByTimeAsync(1000);
@@ -219,7 +219,7 @@ describe('CacheViewSampler', () => {
   });
 
   it('a renewal extends the lease without a second timer', async () => {
-    const { m, ticks } = monitor();
+    const { m, ticks } = sampler();
     m.watch();
     await vi.advanceTimersByTimeAsync(2500);
     m.watch(); // lease now ends at 7500
@@ -239,7 +239,7 @@ describe('CacheViewSampler', () => {
 
   it('never overlaps requests: ticks are skipped while one is in flight', async () => {
     const pending: ((result: Result<EngineMetrics>) => void)[] = [];
-    const { m, ticks, requests } = monitor(() => new Promise((resolve) => pending.push(resolve)));
+    const { m, ticks, requests } = sampler(() => new Promise((resolve) => pending.push(resolve)));
     m.watch();
     await vi.advanceTimersByTimeAsync(1000);
     expect(requests).toHaveLength(1);
@@ -257,7 +257,7 @@ describe('CacheViewSampler', () => {
   });
 
   it('a rejected request is a tick without figures; dispose stops everything', async () => {
-    const { m, ticks } = monitor(() => Promise.reject(new Error('boom')));
+    const { m, ticks } = sampler(() => Promise.reject(new Error('boom')));
     m.watch();
     await vi.advanceTimersByTimeAsync(0);
     expect(ticks).toEqual([{ at: 1_000_000, seq: 1, memory: null, slots: [], store: null }]);

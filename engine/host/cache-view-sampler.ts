@@ -126,7 +126,7 @@ export function toCacheSnapshot(input: SnapshotInput): CacheSnapshot {
   };
 }
 
-export interface CacheMonitorDeps {
+export interface CacheViewSamplerDeps {
   /**
    * The engine's `metrics` request with the given timeout; an engine that is not running answers
    * an error at once (Supervisor.request). Must not throw, but a rejection is tolerated.
@@ -145,7 +145,7 @@ export interface CacheMonitorDeps {
 }
 
 export class CacheViewSampler {
-  readonly #deps: CacheMonitorDeps;
+  readonly #deps: CacheViewSamplerDeps;
   readonly #intervalMs: number;
   readonly #leaseMs: number;
   readonly #now: () => number;
@@ -155,7 +155,7 @@ export class CacheViewSampler {
   #seq = 0;
   #disposed = false;
 
-  constructor(deps: CacheMonitorDeps) {
+  constructor(deps: CacheViewSamplerDeps) {
     this.#deps = deps;
     this.#intervalMs = deps.intervalMs ?? cacheTickMs;
     this.#leaseMs = deps.leaseMs ?? cacheLeaseMs;
