@@ -16,7 +16,7 @@ import { KvEditRefused, planStream, SINK_TOKENS, streamShiftSize, type KvGuard, 
 import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
 import type { Slot } from './slots.ts';
 import { tokenStream } from './token-stream.ts';
-import { restoreForTurn, type StoreRestore } from './turn-kv.ts';
+import { joinReasons, restoreForTurn, type StoreRestore } from './turn-kv.ts';
 
 export interface StreamTurnInput {
   readonly chatId: string;
@@ -317,7 +317,7 @@ function streamStats(
   if (out.outside > 0) {
     const how = out.skipped > 0 ? `; ${out.skipped} of them were not read this turn` : out.evicted > 0 ? `; ${out.evicted} were evicted this turn without reading anything again` : '';
     const note = `the conversation outgrew the context (${contextSize} tokens): StreamingLLM keeps its first ${SINK_TOKENS} tokens and the most recent ones, so ${out.outside} older tokens are no longer seen${how}`;
-    fallbackReason = fallbackReason === undefined ? note : `${note}; ${fallbackReason}`;
+    fallbackReason = joinReasons(note, fallbackReason);
   }
   const { requestedAt, evaluationStart, firstTokenAt } = times;
   const ttftMs = firstTokenAt === null ? performance.now() - requestedAt : firstTokenAt - requestedAt;

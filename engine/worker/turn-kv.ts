@@ -21,9 +21,10 @@ const KV_PROFILE_WAIT_MS = 1000;
 /** The readout's reason for a turn after "Forget cache" (the e2e test matches /cache was forgotten/). */
 export const FORGOTTEN_REASON = 'its cache was forgotten, so its history was read again';
 
-/** Reasons for the readout, in order, joined with "; ". */
-export function joinReasons(first: string, rest: string | undefined): string {
-  return rest === undefined ? first : `${first}; ${rest}`;
+/** Reasons for the readout, in order, joined with "; " (absent ones left out; none: undefined). */
+export function joinReasons(...reasons: readonly (string | undefined)[]): string | undefined {
+  const present = reasons.filter((reason): reason is string => reason !== undefined);
+  return present.length === 0 ? undefined : present.join('; ');
 }
 
 export interface StoreRestore {

@@ -20,7 +20,7 @@ import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
 import type { Slot } from './slots.ts';
 import { runStreamTurn } from './streaming.ts';
 import { tokenStream } from './token-stream.ts';
-import { restoreForTurn, saveTurn, type StoreRestore } from './turn-kv.ts';
+import { joinReasons, restoreForTurn, saveTurn, type StoreRestore } from './turn-kv.ts';
 
 /** The chat history node-llama-cpp renders, ending with the empty model turn to generate. */
 export function toChatHistory(messages: readonly PromptMessage[]): ChatHistoryItem[] {
@@ -238,7 +238,7 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
   let fallbackReason = rereadReason(state, fromStore.fallbackReason, Math.min(turn.lost, prompt.tokens.length - 1) - reused - restored);
   if (prompt.overflowNote !== undefined) {
     const how = restored > 0 ? `; the kept ${restored} tokens were restored from disk` : prefilled > 1 ? `; ${prefilled} tokens of the kept messages were read` : '';
-    fallbackReason = fallbackReason === undefined ? `${prompt.overflowNote}${how}` : `${prompt.overflowNote}${how}; ${fallbackReason}`;
+    fallbackReason = joinReasons(`${prompt.overflowNote}${how}`, fallbackReason);
   }
   const reply = await chatReply(state, current, turn);
   if (!reply.ok) return reply;
@@ -252,7 +252,7 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
     statsReused = 0;
     statsPrefilled = Math.max(0, evaluated - Math.max(0, tokensGenerated - 1));
     const note = 'the conversation outgrew the context, so node-llama-cpp\'s context shift left out its oldest messages (the system prompt kept) and read the rest again';
-    fallbackReason = fallbackReason === undefined ? note : `${note}; ${fallbackReason}`;
+    fallbackReason = joinReasons(note, fallbackReason);
   } else if (evaluated > prefilled + tokensGenerated) {
     state.log('warn', `The prompt needed ${evaluated - tokensGenerated} evaluated tokens where ${prefilled} were expected (${restored} restored, ${reused} reused).`);
   }
@@ -282,7 +282,7 @@ function rereadReason(state: RuntimeState, fallbackReason: StoreRestore['fallbac
   const paused = cache?.store.persistencePaused;
   const why = !cache ? 'KV persistence is off' : paused ? `KV persistence was paused (${paused.reason.message})` : 'the store did not hold all of it';
   const swap = `this chat's slot went to another chat and ${why}, so ${reread} tokens of its history were read again`;
-  return fallbackReason === undefined ? swap : `${fallbackReason}; ${swap}`;
+  return joinReasons(fallbackReason, swap);
 }
 
 interface ChatReply {
