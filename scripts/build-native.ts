@@ -10,7 +10,8 @@
  * are preferred: npm's `nodedir` setting, then those beside the Node binary, then the system's.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,12 +46,66 @@ function headersDir(): string | null {
   return candidates.find((dir) => existsSync(join(dir, 'include', 'node', 'node_api.h'))) ?? null;
 }
 
+/** node-llama-cpp's package folder, version and bundled llama.cpp release, or null. */
+function nodeLlamaCpp(): { dir: string; version: string; release: string } | null {
+  try {
+    let dir = dirname(createRequire(join(root, 'package.json')).resolve('node-llama-cpp'));
+    while (!existsSync(join(dir, 'package.json')) || JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name !== 'node-llama-cpp') {
+      if (dirname(dir) === dir) return null;
+      dir = dirname(dir);
+    }
+    const version = String(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version);
+    const release = String(JSON.parse(readFileSync(join(dir, 'llama', 'llama.cpp.info.json'), 'utf8')).tag);
+    return { dir, version, release };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The headers the state bridge compiles against (native/src/state_bridge.cc): node-llama-cpp's
+ * addon headers, which ship in its package, and llama.cpp's and ggml's public headers of the
+ * release it bundles, taken from the git bundle of that release it also ships. Kept in
+ * native/llama-headers/<version>-<release>/ (not committed). Returns node-gyp's variables, or
+ * the reason the bridge is left out (the addon is then built without it; the engine moves state
+ * through files).
+ */
+function stateBridgeHeaders(): { args: string[] } | { reason: string } {
+  const nlc = nodeLlamaCpp();
+  if (!nlc) return { reason: 'node-llama-cpp is not installed' };
+  const dir = join(root, 'native', 'llama-headers', `${nlc.version}-${nlc.release}`);
+  const args = [`--llama_headers=${dir}`, `--node_llama_cpp_version=${nlc.version}`, `--llama_cpp_release=${nlc.release}`];
+  const done = join(dir, '.complete');
+  if (existsSync(done)) return { args };
+  const bundle = join(nlc.dir, 'llama', 'gitRelease.bundle');
+  if (!existsSync(bundle)) return { reason: `node-llama-cpp ${nlc.version} ships no llama.cpp source bundle` };
+  const clone = mkdtempSync(join(tmpdir(), 'hearth-llama-'));
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    cpSync(join(nlc.dir, 'llama', 'addon'), join(dir, 'addon'), { recursive: true, filter: (src) => !/\.(cpp|cc|c)$/.test(src) });
+    const git = (...gitArgs: string[]): boolean => spawnSync('git', gitArgs, { stdio: 'ignore' }).status === 0;
+    if (!git('clone', '--quiet', '--no-checkout', bundle, clone)) return { reason: 'git could not read llama.cpp\'s source bundle (is git installed?)' };
+    if (!git('--git-dir', join(clone, '.git'), '--work-tree', dir, 'checkout', 'HEAD', '--', 'include', 'ggml/include')) {
+      return { reason: 'llama.cpp\'s headers are missing from its source bundle' };
+    }
+    writeFileSync(done, `${nlc.version} ${nlc.release}\n`);
+    return { args };
+  } catch (error) {
+    return { reason: `llama.cpp's headers could not be prepared: ${error instanceof Error ? error.message : String(error)}` };
+  } finally {
+    rmSync(clone, { recursive: true, force: true });
+  }
+}
+
 if (process.env.HEARTH_SKIP_NATIVE === '1' && !strict) fail('HEARTH_SKIP_NATIVE=1 is set');
 const gyp = nodeGypBin();
 if (!gyp) fail('node-gyp is not installed: it is a dev dependency');
 const args = [gyp, 'rebuild', '--directory', join(root, 'native')];
 const headers = headersDir();
 if (headers) args.push(`--nodedir=${headers}`);
+const bridge = stateBridgeHeaders();
+if ('args' in bridge) args.push(...bridge.args);
+else console.warn(`hearth: the state bridge is left out of the addon (${bridge.reason}); sequence state will move through scratch files.`);
 const started = Date.now();
 const run = spawnSync(process.execPath, args, { stdio: strict ? 'inherit' : ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
 if (run.error) fail(run.error.message);

@@ -155,13 +155,46 @@ function buildPayload(parsed: ParsedState, order: Uint32Array, tag: number, star
   return { start, tokens, payload };
 }
 
+/** A parsed state's clean prefix, ready to be cut into chunks one at a time (`planChunks`). */
+export interface ChunkPlan {
+  readonly shape: StateShape;
+  /** The clean-prefix length the chunks are cut from. */
+  readonly cleanLength: number;
+  /** How many full chunks of `chunkTokens` the clean prefix holds. */
+  readonly fullChunks: number;
+  /** Full chunk `index` (0-based from token 0), copied out of the state only when asked for. */
+  chunk(index: number): StateChunk;
+  /** The tokens after the last full chunk (1 … chunkTokens-1 of them), or null. */
+  tail(): StateChunk | null;
+}
+
 /**
- * Cuts the clean prefix of a parsed state into chunks of `chunkTokens` tokens, starting at
- * `fromToken` (a multiple of `chunkTokens`: the chunks already stored are skipped, so only
- * what is new is copied), plus the partial tail. Never throws.
+ * Plans the chunks of a parsed state's clean prefix without copying any: a save asks only for the
+ * chunks the store lacks, so a turn copies what it adds, not the whole state. Never throws.
  *
  * `options` caps the clean prefix (see `CleanPrefixOptions`): pass the engine's own knowledge
  * of erases and shifts, which the file cannot show.
+ */
+export function planChunks(parsed: ParsedState, chunkTokens: number, options: CleanPrefixOptions = {}): Result<ChunkPlan> {
+  if (!Number.isSafeInteger(chunkTokens) || chunkTokens < 1) return err('INVALID_INPUT', `Chunk size ${chunkTokens} is not a positive integer.`);
+  const order = cellsByPosition(parsed);
+  const cleanLength = cleanPrefixLength(parsed, options, order);
+  const tag = shapeTag(parsed.shape);
+  const fullChunks = Math.floor(cleanLength / chunkTokens);
+  const tailStart = fullChunks * chunkTokens;
+  return ok({
+    shape: parsed.shape,
+    cleanLength,
+    fullChunks,
+    chunk: (index) => buildPayload(parsed, order, tag, index * chunkTokens, chunkTokens),
+    tail: () => (tailStart < cleanLength ? buildPayload(parsed, order, tag, tailStart, cleanLength - tailStart) : null),
+  });
+}
+
+/**
+ * Cuts the clean prefix of a parsed state into chunks of `chunkTokens` tokens, starting at
+ * `fromToken` (a multiple of `chunkTokens`: the chunks before it are skipped), plus the partial
+ * tail: `planChunks`, every chunk copied out at once. Never throws.
  */
 export function cutChunks(
   parsed: ParsedState,
@@ -169,18 +202,16 @@ export function cutChunks(
   fromToken = 0,
   options: CleanPrefixOptions = {},
 ): Result<CutResult> {
-  if (!Number.isSafeInteger(chunkTokens) || chunkTokens < 1) return err('INVALID_INPUT', `Chunk size ${chunkTokens} is not a positive integer.`);
   if (!Number.isSafeInteger(fromToken) || fromToken < 0 || fromToken % chunkTokens !== 0) {
     return err('INVALID_INPUT', `Cut start ${fromToken} is not a multiple of the chunk size ${chunkTokens}.`);
   }
-  const order = cellsByPosition(parsed);
-  const cleanLength = cleanPrefixLength(parsed, options, order);
-  const tag = shapeTag(parsed.shape);
+  const plan = planChunks(parsed, chunkTokens, options);
+  if (!plan.ok) return plan;
   const chunks: StateChunk[] = [];
-  let start = fromToken;
-  for (; start + chunkTokens <= cleanLength; start += chunkTokens) chunks.push(buildPayload(parsed, order, tag, start, chunkTokens));
-  const tail = start < cleanLength ? buildPayload(parsed, order, tag, start, cleanLength - start) : null;
-  return ok({ shape: parsed.shape, cleanLength, chunks, tail });
+  for (let index = fromToken / chunkTokens; index < plan.value.fullChunks; index++) chunks.push(plan.value.chunk(index));
+  // A start past the last full chunk is past the tail too.
+  const tail = fromToken <= plan.value.fullChunks * chunkTokens ? plan.value.tail() : null;
+  return ok({ shape: parsed.shape, cleanLength: plan.value.cleanLength, chunks, tail });
 }
 
 /** What a chunk payload's header says. */

@@ -32,6 +32,7 @@ export {
   checkChunkHeader,
   chunkPayloadSize,
   cutChunks,
+  planChunks,
   readChunkHeader,
   readChunkTokens,
   sameShape,
@@ -39,6 +40,7 @@ export {
   shapeTag,
   truncateChunk,
   type ChunkInfo,
+  type ChunkPlan,
   type CutResult,
   type StateChunk,
 } from './chunk-payload.ts';

@@ -20,7 +20,7 @@ import { errorText } from '../contract/index.ts';
 const ADDON = join('native', 'build', 'Release', 'hearth_kv.node');
 export const NOT_BUILT = 'the native addon is not built (npm run build:native)';
 
-/** What the addon exports (native/src/hearth_kv.cc); it validates its arguments itself. */
+/** What the addon exports (native/src/addon.cc); it validates its arguments itself. */
 interface Addon {
   shuffle16(src: Uint8Array, lo: Uint8Array, hi: Uint8Array): void;
   unshuffle16(lo: Uint8Array, hi: Uint8Array, dst: Uint8Array): void;
@@ -29,9 +29,11 @@ interface Addon {
   crc32c(data: Uint8Array, seed?: number): number;
   /** The instruction sets the addon picked at load, e.g. "avx2 f16c sse4.2" (diagnostics only). */
   readonly features: string;
+  /** The sequence-state bridge (engine/worker/state-transfer.ts describes it; native/src/state_bridge.cc). */
+  readonly stateBridge?: unknown;
 }
 
-type NativeResult = { readonly kernels: CodecKernels; readonly features: string } | { readonly reason: string };
+type NativeResult = { readonly kernels: CodecKernels; readonly features: string; readonly addon: Addon } | { readonly reason: string };
 
 let native: NativeResult | undefined;
 let chosen: { kernels: CodecKernels; info: KvCodecInfo } | undefined;
@@ -65,7 +67,7 @@ function loadNative(): NativeResult {
       q8_0ToF16: addon.q8_0ToF16,
       crc32c: addon.crc32c,
     };
-    return { kernels, features: String(addon.features) };
+    return { kernels, features: String(addon.features), addon };
   } catch (error) {
     return { reason: `the native addon failed to load: ${errorText(error)}` };
   }
@@ -75,6 +77,12 @@ function loadNative(): NativeResult {
 export function nativeKernels(): CodecKernels | null {
   native ??= loadNative();
   return 'kernels' in native ? native.kernels : null;
+}
+
+/** The addon's `stateBridge` export (unchecked: its user validates it), or why the addon did not load. */
+export function nativeStateBridge(): { readonly bridge: unknown } | { readonly reason: string } {
+  native ??= loadNative();
+  return 'addon' in native ? { bridge: native.addon.stateBridge } : { reason: native.reason };
 }
 
 /** Why the addon is unavailable, or null when it loaded; plus the instruction sets it chose. */

@@ -1,13 +1,40 @@
 /**
  * A state file written one chunk at a time (`StateFileWriter`), for restores with flash
  * attention on: the same bytes as state-assemble.ts `writeStateFile`, without holding every
- * chunk in memory at once.
+ * chunk in memory at once. It goes to a file (for node-llama-cpp's `loadStateFromFile`) or to
+ * one buffer (a state image for the memory path, engine/worker/state-transfer.ts).
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { err, ok, type Result } from '../contract/index.ts';
 import { CHUNK_HEADER_BYTES, readChunkHeader } from './chunk-payload.ts';
 import { ioError, stateFileSize, type AssembleOptions } from './state-assemble.ts';
 import { MAX_STREAMS, STATE_MAGIC, type StateLayerShape, type StateShape } from './state-file.ts';
+
+/** Where the writer's bytes go: positioned writes, then close. */
+interface Sink {
+  write(bytes: Uint8Array, position: number): void;
+  close(): void;
+}
+
+function fileSink(fd: number): Sink {
+  return {
+    write(bytes, position) {
+      let done = 0;
+      while (done < bytes.byteLength) {
+        const n = writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
+        if (n === 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
+        done += n;
+      }
+    },
+    close() {
+      try {
+        closeSync(fd);
+      } catch {
+        // scratch: nothing to save
+      }
+    },
+  };
+}
 
 /**
  * A state file written one chunk at a time, each chunk's rows straight to their final offsets:
@@ -17,8 +44,10 @@ import { MAX_STREAMS, STATE_MAGIC, type StateLayerShape, type StateShape } from 
  * dimension per layer; use `writeStateFile` there. Not atomic and not fsynced (scratch).
  */
 export class StateFileWriter {
-  readonly #fd: number;
+  readonly #sink: Sink;
   readonly #path: string;
+  /** The image being written, for a writer made by `inMemory`. */
+  readonly image: Buffer | null;
   readonly #shape: StateShape;
   readonly #tokens: number;
   readonly #size: number;
@@ -28,8 +57,9 @@ export class StateFileWriter {
   #next = 0;
   #closed = false;
 
-  private constructor(fd: number, path: string, shape: StateShape, tokens: number, k: number[], v: number[], size: number) {
-    this.#fd = fd;
+  private constructor(sink: Sink, image: Buffer | null, path: string, shape: StateShape, tokens: number, k: number[], v: number[], size: number) {
+    this.#sink = sink;
+    this.image = image;
     this.#path = path;
     this.#shape = shape;
     this.#tokens = tokens;
@@ -40,6 +70,15 @@ export class StateFileWriter {
 
   /** Creates (or truncates) `path` and writes everything but the chunks' tokens and rows. Never throws. */
   static open(path: string, shape: StateShape, tokens: number, options: AssembleOptions = {}): Result<StateFileWriter> {
+    return StateFileWriter.#start(path, shape, tokens, options);
+  }
+
+  /** The same, into one new buffer (`image`) instead of a file. Never throws. */
+  static inMemory(shape: StateShape, tokens: number, options: AssembleOptions = {}): Result<StateFileWriter> {
+    return StateFileWriter.#start(null, shape, tokens, options);
+  }
+
+  static #start(path: string | null, shape: StateShape, tokens: number, options: AssembleOptions): Result<StateFileWriter> {
     const stream = options.stream ?? 0;
     const seqId = options.seqId ?? 0;
     if (shape.vTrans) return err('NOT_SUPPORTED', 'StateFileWriter does not write transposed V; use writeStateFile.');
@@ -86,13 +125,26 @@ export class StateFileWriter {
     }
     const size = stateFileSize(shape, tokens);
     if (off !== size) return err('INTERNAL', `Planned ${off} bytes of state where ${size} were expected.`);
-    let fd: number;
-    try {
-      fd = openSync(path, 'w');
-    } catch (error) {
-      return ioError(error, path);
+    let writer: StateFileWriter;
+    if (path === null) {
+      // Its own ArrayBuffer: a state image is handed to llama.cpp whole, and can be gigabytes.
+      let image: Buffer;
+      try {
+        image = Buffer.allocUnsafeSlow(size);
+      } catch (error) {
+        return err('INTERNAL', `No memory for a ${size}-byte KV state: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      const sink: Sink = { write: (bytes, position) => image.set(bytes, position), close: () => undefined };
+      writer = new StateFileWriter(sink, image, 'memory', shape, tokens, k, v, size);
+    } else {
+      let fd: number;
+      try {
+        fd = openSync(path, 'w');
+      } catch (error) {
+        return ioError(error, path);
+      }
+      writer = new StateFileWriter(fileSink(fd), null, path, shape, tokens, k, v, size);
     }
-    const writer = new StateFileWriter(fd, path, shape, tokens, k, v, size);
     for (const piece of fixed) {
       const done = writer.#write(piece.bytes, piece.at);
       if (!done.ok) return done;
@@ -103,12 +155,7 @@ export class StateFileWriter {
   /** Writes at `position`; on failure closes the file. */
   #write(bytes: Uint8Array, position: number): Result<void> {
     try {
-      let done = 0;
-      while (done < bytes.byteLength) {
-        const n = writeSync(this.#fd, bytes, done, bytes.byteLength - done, position + done);
-        if (n === 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
-        done += n;
-      }
+      this.#sink.write(bytes, position);
       return ok(undefined);
     } catch (error) {
       this.close();
@@ -162,10 +209,6 @@ export class StateFileWriter {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      closeSync(this.#fd);
-    } catch {
-      // scratch: nothing to save
-    }
+    this.#sink.close();
   }
 }

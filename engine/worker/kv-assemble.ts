@@ -1,14 +1,16 @@
 /**
  * A restore's work before llama.cpp's load: the longest stored prefix of the prompt, its chunks
- * and tail read, verified and decoded, written as the state file `loadStateFromFile` reads.
+ * and tail read, verified and decoded, laid out as a state file: in memory (an image for the
+ * state bridge, engine/worker/state-transfer.ts), or as the scratch file `loadStateFromFile` reads.
  * A damaged chunk or tail ends the restore at the chunks before it, with the reason for the
- * readout. With flash attention on, chunks are written one at a time into their place in the
- * file (one chunk in memory); with it off, V is transposed, so every chunk interleaves in the
- * file and all are decoded before it is written (docs/decisions/state-file-layout.md).
+ * readout. With flash attention on, chunks are written one at a time into their place (one
+ * decoded chunk in memory besides the state); with it off, V is transposed, so every chunk
+ * interleaves in the state and all are decoded before it is laid out
+ * (docs/decisions/state-file-layout.md).
  */
 import type { Token } from 'node-llama-cpp';
-import { ok } from '../contract/index.ts';
-import { chunkPayloadSize, StateFileWriter, truncateChunk, writeStateFile, type StateShape } from '../kv/codec.ts';
+import { ok, type Result } from '../contract/index.ts';
+import { assembleStateFile, chunkPayloadSize, StateFileWriter, truncateChunk, writeStateFile, type StateShape } from '../kv/codec.ts';
 import { decodeChunk } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
 import type { TailMatch } from '../kv/manifest.ts';
@@ -16,10 +18,12 @@ import type { KvStore } from '../kv/store.ts';
 import type { ReusableBuffer } from '../kv/store-fs.ts';
 import { removeScratchSync, type ScratchFiles } from './kv-scratch.ts';
 
-/** A state file assembled from the store: what llama.cpp's loader would read. Disposing it removes the file. */
+/** Where an assembled state is: a scratch state file, or a state file image in memory. */
+export type StateSource = { readonly file: string } | { readonly image: Buffer };
+
+/** A state assembled from the store: what llama.cpp's loader would read. Disposing it removes a scratch file. */
 export interface AssembledState extends Disposable {
-  /** The scratch state file. */
-  readonly path: string;
+  readonly source: StateSource;
   /** The tokens it holds: a prefix of the request. */
   readonly tokens: number;
   /** Chunk file and tail bytes read. */
@@ -32,7 +36,7 @@ export interface AssembledState extends Disposable {
 
 /** Nothing to load: the store holds no more than `have`, or cannot be used (`reason`). */
 export interface NotAssembled {
-  readonly path: null;
+  readonly source: null;
   readonly bytesRead: number;
   readonly reason?: string;
 }
@@ -42,6 +46,8 @@ export interface AssembleParts {
   readonly store: KvStore;
   readonly kernels: CodecKernels;
   readonly scratch: ScratchFiles;
+  /** Assemble into memory (the state bridge is on) or into a scratch file. */
+  readonly target: 'memory' | 'file';
   /** The decoded chunk on the flash-attention path, kept between restores. */
   readonly decodeBuffer: ReusableBuffer;
 }
@@ -70,10 +76,10 @@ const isUsable = (tail: DecodedTail): tail is UsableTail => 'payload' in tail;
 /** See the module comment. Never throws. */
 export async function assembleState(parts: AssembleParts, request: AssembleRequest): Promise<AssembledState | NotAssembled> {
   const { fp, shape, tokens, have } = request;
-  if (tokens.length < 2) return { path: null, bytesRead: 0 };
+  if (tokens.length < 2) return { source: null, bytesRead: 0 };
   const wanted = tokens.slice(0, tokens.length - 1);
   const match = parts.store.findLongestPrefix(fp, wanted);
-  if (!match.ok) return { path: null, bytesRead: 0, reason: `The KV store could not be searched: ${match.error.message}` };
+  if (!match.ok) return { source: null, bytesRead: 0, reason: `The KV store could not be searched: ${match.error.message}` };
   const size = parts.store.chunkTokens;
   const reasons: string[] = [];
   if (match.value.stop === 'corrupt') reasons.push(`chunk ${match.value.chunks.length} is damaged; re-read from token ${match.value.chunkedTokens}`);
@@ -85,7 +91,7 @@ export async function assembleState(parts: AssembleParts, request: AssembleReque
     // The chat's own KV may be stored under another fingerprint (its cache settings changed): say so.
     const other = request.otherSettings?.();
     if (other !== undefined) reasons.push(other);
-    return { path: null, bytesRead: 0, ...(reason() !== undefined ? { reason: reason()! } : {}) };
+    return { source: null, bytesRead: 0, ...(reason() !== undefined ? { reason: reason()! } : {}) };
   }
   const tail = decodedTail(parts, shape, match.value.tail);
   const tailManifestId = match.value.tail?.manifestId;
@@ -98,9 +104,9 @@ export async function assembleState(parts: AssembleParts, request: AssembleReque
     const total = keys.length * size + (usableTail?.tokens ?? 0);
     if (total > have) {
       const streamed = await writeChunkByChunk(parts, shape, keys, usableTail, total);
-      if ('path' in streamed) {
+      if ('source' in streamed) {
         if ('failed' in tail) reasons.push(`${tail.failed}; re-read from token ${keys.length * size}`);
-        return assembled(streamed.path, total, streamed.bytesRead, reason(), usableTail ? tailManifestId : undefined);
+        return assembled(streamed.source, total, streamed.bytesRead, reason(), usableTail ? tailManifestId : undefined);
       }
       fault = streamed.fault;
       keys = streamed.keys;
@@ -132,15 +138,27 @@ export async function assembleState(parts: AssembleParts, request: AssembleReque
   } else if ('failed' in tail) {
     reasons.push(`${tail.failed}; re-read from token ${total}`);
   }
-  if (total <= have) return { path: null, bytesRead, ...(reason() !== undefined ? { reason: reason()! } : {}) };
+  if (total <= have) return { source: null, bytesRead, ...(reason() !== undefined ? { reason: reason()! } : {}) };
 
+  const source = await layOut(parts, shape, payloads, tailPayload);
+  if (!source.ok) return { source: null, bytesRead, reason: `The stored KV could not be assembled: ${source.error.message}` };
+  return assembled(source.value, total, bytesRead, reason(), tailPayload ? tailManifestId : undefined);
+}
+
+/** The general path's state: one image in memory, or a scratch file. */
+async function layOut(parts: AssembleParts, shape: StateShape, payloads: readonly Uint8Array[], tail: Uint8Array | null): Promise<Result<StateSource>> {
+  if (parts.target === 'memory') {
+    const image = assembleStateFile(shape, payloads, tail);
+    return image.ok ? ok({ image: image.value }) : image;
+  }
   const scratch = parts.scratch.next();
-  const written = await writeStateFile(scratch, shape, payloads, tailPayload);
+  const written = await writeStateFile(scratch, shape, payloads, tail);
   if (!written.ok) {
     removeScratchSync(scratch);
-    return { path: null, bytesRead, reason: `The stored KV could not be assembled: ${written.error.message}` };
+    return written;
   }
-  return assembled(scratch, total, bytesRead, reason(), tailPayload ? tailManifestId : undefined);
+  parts.scratch.counted(written.value.bytes);
+  return ok({ file: scratch });
 }
 
 /**
@@ -154,11 +172,11 @@ async function writeChunkByChunk(
   keys: readonly string[],
   tail: UsableTail | null,
   total: number,
-): Promise<{ path: string; bytesRead: number } | { fault: string | null; keys: readonly string[] }> {
-  const scratch = parts.scratch.next();
+): Promise<{ source: StateSource; bytesRead: number } | { fault: string | null; keys: readonly string[] }> {
+  const scratch = parts.target === 'file' ? parts.scratch.next() : null;
   let keep = false;
   try {
-    const writer = StateFileWriter.open(scratch, shape, total);
+    const writer = scratch === null ? StateFileWriter.inMemory(shape, total) : StateFileWriter.open(scratch, shape, total);
     if (!writer.ok) return { fault: null, keys };
     let placed = true;
     let undecodable: { index: number; key: string; message: string } | null = null;
@@ -176,7 +194,10 @@ async function writeChunkByChunk(
       const finished = tail === null ? writer.value.finish() : writer.value.put(tail.payload).ok ? writer.value.finish() : null;
       if (finished?.ok) {
         keep = true;
-        return { path: scratch, bytesRead: read.bytes + (tail?.bytes ?? 0) };
+        const bytesRead = read.bytes + (tail?.bytes ?? 0);
+        if (scratch === null) return { source: { image: writer.value.image! }, bytesRead };
+        parts.scratch.counted(finished.value.bytes);
+        return { source: { file: scratch }, bytesRead };
       }
     }
     writer.value.close();
@@ -187,18 +208,20 @@ async function writeChunkByChunk(
     }
     return { fault: null, keys };
   } finally {
-    if (!keep) removeScratchSync(scratch);
+    if (!keep && scratch !== null) removeScratchSync(scratch);
   }
 }
 
-function assembled(path: string, tokens: number, bytesRead: number, fallbackReason: string | undefined, tailManifestId: string | undefined): AssembledState {
+function assembled(source: StateSource, tokens: number, bytesRead: number, fallbackReason: string | undefined, tailManifestId: string | undefined): AssembledState {
   return {
-    path,
+    source,
     tokens,
     bytesRead,
     ...(fallbackReason !== undefined ? { fallbackReason } : {}),
     ...(tailManifestId !== undefined ? { tailManifestId } : {}),
-    [Symbol.dispose]: () => removeScratchSync(path),
+    [Symbol.dispose]: () => {
+      if ('file' in source) removeScratchSync(source.file);
+    },
   };
 }
 

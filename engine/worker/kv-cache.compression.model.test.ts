@@ -13,7 +13,7 @@ import type { LlamaContextOptions, LlamaContextSequence, LlamaModel, Token } fro
 import { describe, expect, it } from 'vitest';
 import type { KvCompression } from '../contract/index.ts';
 import { chunkHeaderBytes, chunkPath } from '../kv/chunk-file.ts';
-import { cutChunks, readStateFile } from '../kv/codec.ts';
+import { cutChunks, parseStateFile, readStateFile } from '../kv/codec.ts';
 import { FRAME_HEADER_BYTES, FRAME_PART_BYTES, storedMode } from '../kv/frame.ts';
 import { nativeKernels } from '../kv/kernels-load.ts';
 import { openKvStore } from '../kv/store.ts';
@@ -279,7 +279,7 @@ describe('compressed KV snapshots', () => {
     }
   });
 
-  it('assembleState builds the state file a restore loads, and disposing it removes the file', async () => {
+  it('assembleState builds the state a restore loads (an image through memory, a file otherwise), and disposing it removes a file', async () => {
     const model = await fixture.model('default');
     const run: Run = { model, modelPath: await testModelPath('default'), setup: { flashAttention: true, kv: 'F16' } };
     const cache = await openCache('assemble', 'lossless');
@@ -290,19 +290,20 @@ describe('compressed KV snapshots', () => {
         expect((await cache.save(profile, sequence, 'chat/a')).ok).toBe(true);
         const original = await kvPayloads(sequence, 'assemble-original');
         const state = await cache.assembleState(profile, prompt, 0);
-        if (state.path === null) throw new Error(`nothing assembled: ${state.reason}`);
+        if (state.source === null) throw new Error(`nothing assembled: ${state.reason}`);
         expect(state.tokens).toBe(699);
         expect(state.bytesRead).toBeGreaterThan(0);
-        const parsed = await readStateFile(state.path);
+        expect('image' in state.source).toBe(cache.transferOf(profile).mode === 'memory');
+        const parsed = 'image' in state.source ? parseStateFile(state.source.image) : await readStateFile(state.source.file);
         if (!parsed.ok) throw new Error(parsed.error.message);
         const cut = cutChunks(parsed.value, 256);
         if (!cut.ok) throw new Error(cut.error.message);
         // The first 699 tokens of the original, byte for byte (the full chunks are equal).
         expect(cut.value.chunks.map((c, i) => c.payload.equals(original[i]!))).toEqual([true, true]);
         state[Symbol.dispose]();
-        expect(existsSync(state.path)).toBe(false);
-        // Nothing beyond what the sequence has: no file.
-        expect((await cache.assembleState(profile, prompt, 699)).path).toBeNull();
+        if ('file' in state.source) expect(existsSync(state.source.file)).toBe(false);
+        // Nothing beyond what the sequence has: nothing assembled.
+        expect((await cache.assembleState(profile, prompt, 699)).source).toBeNull();
       });
     } finally {
       await cache.close();

@@ -1,7 +1,8 @@
 /**
  * The engine-process glue between node-llama-cpp sequences and the KV store (engine/kv/store.ts)
  * plus codec (engine/kv/codec.ts): profiles, save (kv-save.ts), restore (kv-assemble.ts, then
- * llama.cpp's load here), forget.
+ * llama.cpp's load here), forget. State moves through memory where the context's state bridge
+ * passed its guards (state-transfer.ts), else through scratch files (kv-scratch.ts).
  * - A restore replaces the sequence's whole state (a sequence state cannot be appended to), so
  *   it only happens when the store holds more of the prompt than memory does.
  * - Chunks are stored encoded (engine/kv/frame.ts) in this cache's mode; a restore decodes any
@@ -20,12 +21,14 @@ import { commonPrefix, type Manifest } from '../kv/manifest.ts';
 import { openKvStore, type KvStore, type KvStoreStats, type StoreLog } from '../kv/store.ts';
 import { fullWhileFlag, ReusableBuffer } from '../kv/store-fs.ts';
 import { assembleState, type AssembledState, type NotAssembled } from './kv-assemble.ts';
+import { StateTransfer, type StateTransferInfo } from './state-transfer.ts';
 import { saveState, type SaveReport } from './kv-save.ts';
 import { ScratchFiles } from './kv-scratch.ts';
 import { describeSettings, expectedShape, settingsOf, shapeFingerprint, type CacheSettings, type ProfileState } from './kv-shape.ts';
 
 export type { KvStoreStats } from '../kv/store.ts';
-export type { AssembledState, NotAssembled } from './kv-assemble.ts';
+export type { AssembledState, NotAssembled, StateSource } from './kv-assemble.ts';
+export type { StateTransferInfo } from './state-transfer.ts';
 export type { SaveReport } from './kv-save.ts';
 export { expectedShape } from './kv-shape.ts';
 
@@ -132,8 +135,12 @@ export class KvCache {
     return ok(new KvCache(store.value, options.llamaRelease, scratch.value, compression, kernels));
   }
 
-  /** Call after a model+context load. Hashes the model file (cached by path/size/mtime). */
-  async prepare(input: { model: LlamaModel; context: LlamaContext; modelPath: string; flashAttention: boolean }): Promise<KvProfile> {
+  /**
+   * Call after a model+context load. Hashes the model file (cached by path/size/mtime).
+   * `transfer` says how the context's state moves (default: decided here, without a probe
+   * sequence, which means the file path).
+   */
+  async prepare(input: { model: LlamaModel; context: LlamaContext; modelPath: string; flashAttention: boolean; transfer?: StateTransfer }): Promise<KvProfile> {
     const shape = expectedShape(input.model, input.context, input.flashAttention);
     if (!shape.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${shape.error.message}.` };
     const hash = await this.store.modelContentHash(input.modelPath);
@@ -142,8 +149,20 @@ export class KvCache {
     const fp = shapeFingerprint(this.#llamaRelease, shape.value, hash.value, lossy);
     if (!fp.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${fp.error.message}` };
     const profile: KvProfile = { fingerprint: fp.value };
-    this.#profiles.set(profile, { shape: shape.value, lossy, model: input.model, modelHash: hash.value });
+    const transfer = input.transfer ?? (await StateTransfer.forContext(input.context));
+    this.#profiles.set(profile, { shape: shape.value, lossy, model: input.model, modelHash: hash.value, transfer });
     return profile;
+  }
+
+  /** How `profile`'s context moves sequence state (memory, or files with why). */
+  transferOf(profile: KvProfile): StateTransferInfo {
+    const state = this.#profiles.get(profile);
+    return state ? state.transfer.info : { mode: 'file', reason: profile.fallbackReason ?? 'KV persistence is off for this model' };
+  }
+
+  /** Bytes this cache wrote to scratch state files so far (0 while state moves through memory). */
+  get scratchBytesWritten(): number {
+    return this.#scratch.bytesWritten;
   }
 
   /**
@@ -226,9 +245,9 @@ export class KvCache {
     const elapsed = (): number => Math.round((performance.now() - started) * 10) / 10;
     const inMemory = tokens.length < 2 ? 0 : Math.min(sequence.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1);
     const state = await this.assembleState(profile, tokens, inMemory, options);
-    if (state.path === null) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: state.bytesRead, ...(state.reason !== undefined ? { fallbackReason: state.reason } : {}) };
+    if (state.source === null) return { tokensRestored: 0, restoreMs: elapsed(), bytesRead: state.bytesRead, ...(state.reason !== undefined ? { fallbackReason: state.reason } : {}) };
     try {
-      return await this.#load(sequence, state, tokens, elapsed);
+      return await this.#load(this.#profiles.get(profile)!.transfer, sequence, state, tokens, elapsed);
     } finally {
       state[Symbol.dispose]();
     }
@@ -236,30 +255,36 @@ export class KvCache {
 
   /**
    * Everything a restore does before llama.cpp's load (kv-assemble.ts), only when the store holds
-   * more than `have` tokens (what the sequence already has); otherwise `path: null`, with a reason
-   * when the user should see one (a damaged chunk, KV stored under other settings). Dispose the
+   * more than `have` tokens (what the sequence already has); otherwise `source: null`, with a reason
+   * when the user should see one (a damaged chunk, KV stored under other settings). The state is
+   * an image in memory when the context's transfer is `memory`, else a scratch file. Dispose the
    * result to remove the file. Never throws.
    */
   async assembleState(profile: KvProfile, tokens: readonly Token[], have: number, options: { manifestPrefix?: string } = {}): Promise<AssembledState | NotAssembled> {
     const usable = this.#usable(profile);
-    if ('reason' in usable) return { path: null, bytesRead: 0, reason: usable.reason };
+    if ('reason' in usable) return { source: null, bytesRead: 0, reason: usable.reason };
     const { fp, state } = usable;
     const prefix = options.manifestPrefix;
     return assembleState(
-      { store: this.store, kernels: this.kernels, scratch: this.#scratch, decodeBuffer: this.#decodeBuffer },
+      { store: this.store, kernels: this.kernels, scratch: this.#scratch, target: state.transfer.info.mode, decodeBuffer: this.#decodeBuffer },
       { fp, shape: state.shape, tokens, have, ...(prefix !== undefined ? { otherSettings: () => this.#otherSettings(state, fp, prefix, tokens, have) } : {}) },
     );
   }
 
-  /** Loads the assembled state file into the sequence and checks that it holds the expected tokens. */
-  async #load(sequence: LlamaContextSequence, state: AssembledState, tokens: readonly Token[], elapsed: () => number): Promise<RestoreReport> {
-    const { bytesRead } = state;
+  /** Loads the assembled state into the sequence and checks that it holds the expected tokens. */
+  async #load(transfer: StateTransfer, sequence: LlamaContextSequence, state: AssembledState, tokens: readonly Token[], elapsed: () => number): Promise<RestoreReport> {
+    const { bytesRead, source } = state;
     try {
       // llama.cpp's load replaces the sequence's cells itself; node-llama-cpp's clearHistory costs
       // ~1.5 ms at 16k tokens even on an empty sequence (a restart's case), so skip it then.
       if (sequence.nextTokenIndex > 0) await sequence.clearHistory();
       this.markClean(sequence);
-      await sequence.loadStateFromFile(state.path, { acceptRisk: true });
+      if ('image' in source) {
+        const written = await transfer.write(sequence, source.image);
+        if (!written.ok) throw new Error(written.error.message);
+      } else {
+        await sequence.loadStateFromFile(source.file, { acceptRisk: true });
+      }
     } catch (error) {
       // A failed load can leave partial cells behind: start from an empty sequence instead.
       await sequence.clearHistory().catch(() => undefined);

@@ -1,13 +1,14 @@
 /**
- * A save: the sequence's state goes to a scratch file, is checked against the computed shape, and
- * only the chunks of its clean prefix that the store lacks (plus the small tail) are encoded and
+ * A save: the sequence's state is copied out of llama.cpp (into memory through the state bridge,
+ * else through a scratch file), checked against the computed shape, and only the chunks of its
+ * clean prefix that the store lacks (plus the small tail) are copied out of it, encoded and
  * written. A shape mismatch turns persistence off for the profile, so wrong bytes are never
  * stored (docs/decisions/state-file-layout.md).
  */
 import { rm } from 'node:fs/promises';
 import type { LlamaContextSequence } from 'node-llama-cpp';
 import { err, ok, type KvCompression, type Result, errorText } from '../contract/index.ts';
-import { cutChunks, readStateFile, sameShape } from '../kv/codec.ts';
+import { parseStateFile, planChunks, readStateFile, sameShape, type ParsedState } from '../kv/codec.ts';
 import { encodeChunk } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
 import type { EvictionReport, KvStore } from '../kv/store.ts';
@@ -45,67 +46,73 @@ export interface SaveRequest {
   readonly replaces: readonly string[];
 }
 
-/** See the module comment; `started` is when the caller began (performance.now()). */
-export async function saveState(parts: SaveParts, request: SaveRequest, started: number): Promise<Result<SaveReport>> {
-  const { fp, state, sequence, manifestId } = request;
+/** The sequence's state, parsed: through memory when the context's transfer allows, else a scratch file. */
+async function copyOut(parts: SaveParts, request: SaveRequest): Promise<Result<ParsedState>> {
+  const { sequence, state } = request;
+  if (state.transfer.info.mode === 'memory') {
+    const image = await state.transfer.read(sequence);
+    return image.ok ? parseStateFile(image.value) : image;
+  }
   const scratch = parts.scratch.next();
   try {
-    let stateBytes: number;
     try {
-      stateBytes = (await sequence.saveStateToFile(scratch)).fileSize;
+      parts.scratch.counted((await sequence.saveStateToFile(scratch)).fileSize);
     } catch (error) {
       return err('INTERNAL', `The sequence state could not be saved: ${errorText(error)}`);
     }
-    const parsed = await readStateFile(scratch);
-    if (!parsed.ok) return parsed;
-    if (!sameShape(parsed.value.shape, state.shape)) {
-      state.disabled = 'KV persistence is off: this model\'s memory layout differs from what the KV store expects.';
-      return err('NOT_SUPPORTED', state.disabled);
-    }
-    const size = parts.store.chunkTokens;
-    const limit = request.cleanLimit;
-    const probe = cutChunks(parsed.value, size, 0, limit === undefined ? {} : { limit });
-    if (!probe.ok) return probe;
-    const cleanLength = probe.value.cleanLength;
-    const tokens = parsed.value.tokens.subarray(0, cleanLength);
-    const fullChunks = Math.floor(cleanLength / size);
-    const tail = probe.value.tail;
-    // Only what the store lacks is encoded: the callback runs for those chunks alone.
-    let rawBytes = 0;
-    const encode = (payload: Uint8Array): Uint8Array => {
-      rawBytes += payload.byteLength;
-      const stored = encodeChunk(state.shape, payload, parts.compression, parts.kernels);
-      // Cannot happen for a payload cutChunks made; the raw payload is a valid stored form anyway.
-      return stored.ok ? stored.value : payload;
-    };
-    const put = await parts.store.putManifest(manifestId, {
-      fingerprint: fp,
-      tokens,
-      chunks: (index) => {
-        const chunk = probe.value.chunks[index];
-        return chunk && encode(chunk.payload);
-      },
-      ...(tail !== null && cleanLength > fullChunks * size ? { tailPayload: encode(tail.payload) } : {}),
-    });
-    if (!put.ok) return put;
-    if (request.replaces.length > 0) {
-      const mine = parts.store.getManifest(manifestId);
-      if (mine.ok) for (const id of request.replaces) if (id !== manifestId) await dropIfPrefix(parts.store, id, mine.value.chunks, tokens);
-    }
-    const budget = await parts.store.enforceBudget();
-    const evicted = budget.ok && (budget.value.chunksRemoved > 0 || budget.value.bytesFreed > 0 || budget.value.deleted.length > 0 || budget.value.truncated.length > 0) ? budget.value : null;
-    return ok({
-      tokens: cleanLength,
-      chunksWritten: put.value.chunksWritten,
-      bytesWritten: put.value.bytesWritten + put.value.tailBytes,
-      stateBytes,
-      rawBytes,
-      ms: Math.round((performance.now() - started) * 10) / 10,
-      ...(evicted ? { evicted } : {}),
-    });
+    return await readStateFile(scratch);
   } finally {
     await rm(scratch, { force: true }).catch(() => undefined);
   }
+}
+
+/** See the module comment; `started` is when the caller began (performance.now()). */
+export async function saveState(parts: SaveParts, request: SaveRequest, started: number): Promise<Result<SaveReport>> {
+  const { fp, state, manifestId } = request;
+  const parsed = await copyOut(parts, request);
+  if (!parsed.ok) return parsed;
+  const stateBytes = parsed.value.bytes.byteLength;
+  if (!sameShape(parsed.value.shape, state.shape)) {
+    state.disabled = 'KV persistence is off: this model\'s memory layout differs from what the KV store expects.';
+    return err('NOT_SUPPORTED', state.disabled);
+  }
+  const size = parts.store.chunkTokens;
+  const limit = request.cleanLimit;
+  const plan = planChunks(parsed.value, size, limit === undefined ? {} : { limit });
+  if (!plan.ok) return plan;
+  const cleanLength = plan.value.cleanLength;
+  const tokens = parsed.value.tokens.subarray(0, cleanLength);
+  const fullChunks = plan.value.fullChunks;
+  // Only what the store lacks is encoded: the callback runs for those chunks alone.
+  let rawBytes = 0;
+  const encode = (payload: Uint8Array): Uint8Array => {
+    rawBytes += payload.byteLength;
+    const stored = encodeChunk(state.shape, payload, parts.compression, parts.kernels);
+    // Cannot happen for a payload cutChunks made; the raw payload is a valid stored form anyway.
+    return stored.ok ? stored.value : payload;
+  };
+  const put = await parts.store.putManifest(manifestId, {
+    fingerprint: fp,
+    tokens,
+    chunks: (index) => (index < fullChunks ? encode(plan.value.chunk(index).payload) : undefined),
+    ...(cleanLength > fullChunks * size ? { tailPayload: encode(plan.value.tail()!.payload) } : {}),
+  });
+  if (!put.ok) return put;
+  if (request.replaces.length > 0) {
+    const mine = parts.store.getManifest(manifestId);
+    if (mine.ok) for (const id of request.replaces) if (id !== manifestId) await dropIfPrefix(parts.store, id, mine.value.chunks, tokens);
+  }
+  const budget = await parts.store.enforceBudget();
+  const evicted = budget.ok && (budget.value.chunksRemoved > 0 || budget.value.bytesFreed > 0 || budget.value.deleted.length > 0 || budget.value.truncated.length > 0) ? budget.value : null;
+  return ok({
+    tokens: cleanLength,
+    chunksWritten: put.value.chunksWritten,
+    bytesWritten: put.value.bytesWritten + put.value.tailBytes,
+    stateBytes,
+    rawBytes,
+    ms: Math.round((performance.now() - started) * 10) / 10,
+    ...(evicted ? { evicted } : {}),
+  });
 }
 
 /**

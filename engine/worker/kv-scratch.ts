@@ -1,7 +1,8 @@
 /**
  * Scratch state files: node-llama-cpp saves and loads a sequence's state only through a file, so
- * every save and restore goes through one, on a RAM-backed directory (/dev/shm) when there is
- * one so the full state never reaches the disk (docs/decisions/state-through-scratch-file.md).
+ * where the state bridge is off (engine/worker/state-transfer.ts) every save and restore goes
+ * through one, on a RAM-backed directory (/dev/shm) when there is one so the full state never
+ * reaches the disk (docs/decisions/state-through-scratch-file.md).
  * Files carry the pid, so a process killed mid-save has its leftovers swept by the next one.
  */
 import { access, mkdir, readdir, rm } from 'node:fs/promises';
@@ -62,6 +63,7 @@ export function removeScratchSync(path: string): void {
 export class ScratchFiles {
   readonly dir: string;
   #counter = 0;
+  #bytesWritten = 0;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -82,5 +84,15 @@ export class ScratchFiles {
   /** A new file name (nothing is created). */
   next(): string {
     return join(this.dir, `state-${process.pid}-${this.#counter++}.bin`);
+  }
+
+  /** Records `bytes` written to a scratch file (what the benchmark reports as scratch writes). */
+  counted(bytes: number): void {
+    this.#bytesWritten += bytes;
+  }
+
+  /** Bytes written to scratch files by this process so far. */
+  get bytesWritten(): number {
+    return this.#bytesWritten;
   }
 }

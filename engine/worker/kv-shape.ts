@@ -10,6 +10,7 @@ import { err, ok, type Result } from '../contract/index.ts';
 import { STATE_VERSION, shapeKey, type StateLayerShape, type StateShape } from '../kv/codec.ts';
 import { fingerprint } from '../kv/fingerprint.ts';
 import { lossyApplies } from '../kv/frame.ts';
+import type { StateTransfer } from './state-transfer.ts';
 
 /** GGML type id → [bytes per block, elements per block], for the K/V cache types llama.cpp allows. */
 const ggmlBlocks: Readonly<Record<number, readonly [number, number]>> = {
@@ -37,6 +38,8 @@ export interface ProfileState {
   readonly lossy: boolean;
   readonly model: LlamaModel;
   readonly modelHash: string;
+  /** How this context's sequence state moves (memory through the native bridge, or scratch files). */
+  readonly transfer: StateTransfer;
   /** Set when a save found the real layout differs from the computed one. */
   disabled?: string;
 }

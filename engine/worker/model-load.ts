@@ -19,6 +19,7 @@ import { kvBytesPerToken, MAX_SLOTS } from './planner-core.ts';
 import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
 import { SlotTable } from './slots.ts';
 import { saveResident } from './turn-kv.ts';
+import { StateTransfer } from './state-transfer.ts';
 
 /** How long an unload or model change may spend saving dirty slots first. */
 export const UNLOAD_SAVE_MS = 2000;
@@ -190,7 +191,9 @@ async function assemble(state: RuntimeState, model: LlamaModel, context: LlamaCo
   };
   // Hashing a large model file takes a while the first time (cached after): it runs in the
   // background and the first generation waits for it.
-  const kvProfile = state.kvCache ? state.kvCache.prepare({ model, context, modelPath: path, flashAttention: context.flashAttention === true }) : null;
+  // The probe borrows the first slot's sequence before any chat can use it.
+  const transfer = state.kvCache ? await StateTransfer.forContext(context, residents[0]?.sequence) : null;
+  const kvProfile = state.kvCache && transfer ? state.kvCache.prepare({ model, context, modelPath: path, flashAttention: context.flashAttention === true, transfer }) : null;
   const slots = new SlotTable<Resident>({
     residents,
     tokens: (resident) => resident.sequence.nextTokenIndex,

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels.h"
+#include "state_bridge.h"
 
 namespace {
 
@@ -115,6 +116,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("q8_0ToF16", Napi::Function::New(env, Q8_0ToF16, "q8_0ToF16"));
   exports.Set("crc32c", Napi::Function::New(env, Crc32c, "crc32c"));
   exports.Set("features", Napi::String::New(env, hearth::features()));
+  hearth::register_state_bridge(env, exports);
   return exports;
 }
 
