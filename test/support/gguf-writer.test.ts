@@ -46,6 +46,15 @@ describe('the GGUF writer', () => {
     expect(toFloat16Bits(NaN) & 0x7c00).toBe(0x7c00);
   });
 
+  it('writes F16 tensors with the same bits as toFloat16Bits, value by value', () => {
+    const special = [0, -0, 1, -2, 65504, 65519, 65520, 70000, -70000, Infinity, -Infinity, NaN, 0.1, 6e-5, -6e-5, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 1e-9, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -14 - 2 ** -25];
+    const random = mulberry32(9);
+    const values = new Float32Array([...special, ...Array.from({ length: 4096 }, () => (random() * 2 - 1) * 2 ** Math.floor(random() * 40 - 28))]);
+    const bytes = encodeGguf({ metadata: [], tensors: [{ name: 'w', dims: [values.length], type: 'F16', data: values }] });
+    const dataStart = bytes.length - Math.ceil((2 * values.length) / 32) * 32;
+    for (const [i, v] of values.entries()) expect(bytes.readUInt16LE(dataStart + 2 * i), `value ${v}`).toBe(toFloat16Bits(v));
+  });
+
   it('has a stable PRNG', () => {
     const random = mulberry32(1);
     const first = [random(), random(), random()];

@@ -67,6 +67,19 @@ class ByteSink {
   i32(v: number): void { this.reserve(4); this.buffer.writeInt32LE(v, this.length); this.length += 4; }
   f32(v: number): void { this.reserve(4); this.buffer.writeFloatLE(v, this.length); this.length += 4; }
   f64(v: number): void { this.reserve(8); this.buffer.writeDoubleLE(v, this.length); this.length += 8; }
+  /** `values` as binary16, little-endian (the same bits as `toFloat16Bits` per value). */
+  f16(values: Float32Array): void {
+    this.reserve(2 * values.length);
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    const out = this.buffer;
+    let at = this.length;
+    for (let i = 0; i < bits.length; i++) {
+      const half = float32BitsToFloat16(bits[i]!);
+      out[at++] = half & 0xff;
+      out[at++] = half >>> 8;
+    }
+    this.length = at;
+  }
   u64(v: bigint | number): void { this.reserve(8); this.buffer.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
   i64(v: bigint | number): void { this.reserve(8); this.buffer.writeBigInt64LE(BigInt(v), this.length); this.length += 8; }
   bytes(b: Uint8Array): void { this.reserve(b.length); this.buffer.set(b, this.length); this.length += b.length; }
@@ -95,7 +108,15 @@ function writeScalar(sink: ByteSink, type: GgufScalarTypeName, value: number | b
 /** IEEE 754 binary16 bits of a number, round to nearest even (written here to avoid ESNext-only typings). */
 export function toFloat16Bits(value: number): number {
   const f32 = new Float32Array([value]);
-  const x = new Uint32Array(f32.buffer)[0] ?? 0;
+  return float32BitsToFloat16(new Uint32Array(f32.buffer)[0] ?? 0);
+}
+
+/**
+ * The binary16 bits of the binary32 value whose bits are `x`, round to nearest even. Taking the
+ * bits lets a whole tensor be converted through one Uint32Array view, without allocating per
+ * value: the kv-shape-8b benchmark model's 157 M weights took ~3 minutes the other way.
+ */
+export function float32BitsToFloat16(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -206,7 +227,7 @@ export function encodeGguf(input: GgufInput): Buffer {
     if (tensor.type === 'F32') {
       for (const v of tensor.data) sink.f32(v);
     } else {
-      for (const v of tensor.data) sink.u16(toFloat16Bits(v));
+      sink.f16(tensor.data);
     }
   }
   sink.padTo(alignment);

@@ -86,13 +86,16 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Generates (once) a tiny llama GGUF with the given options and returns its absolute path. */
-export async function tinyModelPath(options: TinyLlamaOptions, label = 'custom'): Promise<string> {
+/**
+ * Generates (once) a tiny llama GGUF with the given options and returns its absolute path; `dir`
+ * is where it is cached (default `testModelsDir`; a benchmark keeps its large models in its own folder).
+ */
+export async function tinyModelPath(options: TinyLlamaOptions, label = 'custom', dir = testModelsDir): Promise<string> {
   const hash = createHash('sha256')
     .update(JSON.stringify({ generator: GENERATOR_VERSION, options: Object.entries(options).sort(([a], [b]) => a.localeCompare(b)) }))
     .digest('hex')
     .slice(0, 12);
-  const path = join(testModelsDir, `${label}-${hash}.gguf`);
+  const path = join(dir, `${label}-${hash}.gguf`);
   if (!(await exists(path))) await writeTinyLlama(path, options);
   return path;
 }
