@@ -1,13 +1,15 @@
 /**
  * Small helpers shared by the benchmarks: timing, medians, file-system facts about where bytes
- * land, and the machine description that goes into every JSON report.
+ * land, memory floors and peaks, and the machine description that goes into every JSON report.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /** Runs `fn` and returns its value and the wall time in milliseconds. */
 export async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
@@ -172,4 +174,114 @@ export function machineInfo(): MachineInfo {
     osRelease: release(),
     node: process.version,
   };
+}
+
+/**
+ * Reads a whole file into one buffer of its own (readFile stops at 2 GiB, and a kv-shape-8b
+ * state at 16,000 tokens is larger).
+ */
+export function readWholeFile(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const out = Buffer.allocUnsafeSlow(size);
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, out, done, size - done, done);
+      if (n === 0) throw new Error(`${path} ended after ${done} of ${size} bytes`);
+      done += n;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The floor of handling a whole state in memory: copying `bytes` bytes once from one buffer to
+ * another, both allocated and touched beforehand (a first touch of fresh pages costs more than
+ * the copy on some machines, and a save reuses nothing it could avoid touching). One discarded
+ * warm-up copy, then `reps` timed ones (ms).
+ */
+export function copyFloorSamples(bytes: number, reps: number): number[] {
+  const from = Buffer.allocUnsafeSlow(bytes).fill(1);
+  const to = Buffer.allocUnsafeSlow(bytes).fill(0);
+  const samples: number[] = [];
+  for (let rep = -1; rep < reps; rep++) {
+    const start = performance.now();
+    from.copy(to);
+    const ms = performance.now() - start;
+    if (rep >= 0) samples.push(ms);
+  }
+  return samples;
+}
+
+/** A field of /proc/self/status in bytes (`VmRSS`: resident now, `VmHWM`: its peak), or null. */
+function procStatusBytes(field: 'VmRSS' | 'VmHWM'): number | null {
+  try {
+    const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    return kb === undefined ? null : Number(kb) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** Resets this process's peak resident size (VmHWM) to its current size (Linux ≥ 4.0); false where that is not possible. */
+function resetPeakRss(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let gcFunction: (() => void) | null | undefined;
+
+/**
+ * A full garbage collection, so that buffers a measured step no longer reaches are freed before
+ * it rather than during it: a gigabyte freed mid-step and allocated again would hide the step's
+ * own peak. `--expose-gc` set at run time gives the function to a new context.
+ */
+function collectGarbage(): void {
+  if (gcFunction === undefined) {
+    try {
+      setFlagsFromString('--expose-gc');
+      gcFunction = runInNewContext('gc') as () => void;
+    } catch {
+      gcFunction = null;
+    }
+  }
+  gcFunction?.();
+}
+
+/**
+ * Waits (at most ~1 s) until resident memory stops falling: V8 hands large buffers that a
+ * collection freed back to the system on a background thread, so right after `gc()` the resident
+ * size can still drop by a gigabyte, and a drop during the measured step would hide its peak.
+ */
+async function rssSettled(): Promise<void> {
+  let last = procStatusBytes('VmRSS');
+  for (let i = 0; i < 50 && last !== null; i++) {
+    await new Promise((done) => setTimeout(done, 20));
+    const now = procStatusBytes('VmRSS');
+    if (now === null || Math.abs(now - last) < 2 ** 20) return;
+    last = now;
+  }
+}
+
+/**
+ * Runs `fn` and says how far resident memory rose above where it started, at its peak during
+ * `fn` (garbage is collected first and its memory returned, so the start is the steady state). On Linux: "5" written to
+ * /proc/self/clear_refs resets the peak (VmHWM) to the current resident size, VmRSS is read
+ * before and VmHWM after; `peakDeltaBytes` is null where /proc is not available.
+ */
+export async function withPeakRssDelta<T>(fn: () => Promise<T>): Promise<{ value: T; peakDeltaBytes: number | null }> {
+  collectGarbage();
+  await rssSettled();
+  const reset = resetPeakRss();
+  const before = reset ? procStatusBytes('VmRSS') : null;
+  const value = await fn();
+  const peak = before === null ? null : procStatusBytes('VmHWM');
+  return { value, peakDeltaBytes: before === null || peak === null ? null : Math.max(0, peak - before) };
 }

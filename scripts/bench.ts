@@ -3,12 +3,15 @@
  * Benchmarks report ratios measured in one run; nothing here is a pass/fail test of speed.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { kvConfigs, formatReport, runResume, type KvConfigName, type PageCache } from '../bench/resume.ts';
 import { formatKvReport, runKvBench } from '../bench/kv.ts';
 import { codecKvConfigs, formatCodecReport, runCodecBench, type CodecKvName } from '../bench/codec.ts';
-import { kvCompressions } from '../engine/contract/api.ts';
-import type { KvCompression } from '../engine/contract/index.ts';
+import { kvCompressionSettings } from '../engine/contract/api.ts';
+import type { KvCompressionSetting } from '../engine/contract/index.ts';
+import { defaultSettings } from '../engine/host/settings.ts';
+import { KV_SHAPE_8B } from '../bench/kv-shape-8b.ts';
 import { repoRoot } from '../test/support/models.ts';
 import { errorText } from '../engine/contract/index.ts';
 
@@ -35,7 +38,18 @@ resume options:
   --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-bench-<pid> when it exists)
   --cache MODES        page-cache states to measure restores in: warm, cold or warm,cold (default);
                        cold evicts the measured files before each timed read (Linux, GNU dd)
-  --compression MODE   the store's disk encoding: off, lossless (default, the app's) or lossy
+  --compression MODE   the store's disk encoding: ${kvCompressionSettings.join(', ')} (default ${defaultSettings.kvCompression},
+                       the app's; auto is measured on this machine as the engine does at start).
+                       The rows say which encoding they used; run again with another to compare
+  --shape8b on|off     after the other rows, ${KV_SHAPE_8B}: a generated model with Llama-3-8B's KV
+                       shape (32 layers, 8 KV heads × 128; f16 128 KiB per token), generated on
+                       first use into DIR/models (default on; its prefill of 8,000 tokens takes
+                       minutes, so off for a quick run)
+  --sizes8b LIST       ${KV_SHAPE_8B} conversation sizes (default 8000)
+  --kv8b LIST          ${KV_SHAPE_8B} KV configurations (default f16)
+  --threads8b N        ${KV_SHAPE_8B} llama.cpp threads (default os.availableParallelism(), ${availableParallelism()} here)
+  --scratch8b DIR      ${KV_SHAPE_8B} KvCache scratch directory (default DIR/scratch, on the disk:
+                       as on macOS and Windows, which have no /dev/shm)
 
 kv options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
@@ -97,13 +111,23 @@ async function resume(args: string[]): Promise<void> {
     dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
     scratch: { type: 'string' },
     cache: { type: 'string', default: 'warm,cold' },
-    compression: { type: 'string', default: 'lossless' },
+    compression: { type: 'string', default: defaultSettings.kvCompression },
+    shape8b: { type: 'string', default: 'on' },
+    sizes8b: { type: 'string', default: '8000' },
+    kv8b: { type: 'string', default: 'f16' },
+    threads8b: { type: 'string' },
+    scratch8b: { type: 'string' },
   }).values;
   if (v.json === undefined || v.json === '') fail('resume needs --json FILE.');
-  if (!(kvCompressions as readonly string[]).includes(v.compression)) fail(`--compression: "${v.compression}" is not one of ${kvCompressions.join(', ')}.`);
+  if (!(kvCompressionSettings as readonly string[]).includes(v.compression)) fail(`--compression: "${v.compression}" is not one of ${kvCompressionSettings.join(', ')}.`);
+  if (v.shape8b !== 'on' && v.shape8b !== 'off') fail(`--shape8b: "${v.shape8b}" is neither on nor off.`);
   const sizes = v.sizes.split(',').map((s) => positiveInt('sizes', s.trim()));
-  const kv = v.kv.split(',').map((s) => s.trim());
-  for (const name of kv) if (!(name in kvConfigs)) fail(`--kv: unknown configuration "${name}".`);
+  const kvList = (flag: string, value: string): KvConfigName[] => {
+    const names = value.split(',').map((s) => s.trim());
+    for (const name of names) if (!(name in kvConfigs)) fail(`--${flag}: unknown configuration "${name}".`);
+    return names as KvConfigName[];
+  };
+  const kv = kvList('kv', v.kv);
   const pageCache = [...new Set(v.cache.split(',').map((s) => s.trim()))];
   for (const mode of pageCache) if (mode !== 'warm' && mode !== 'cold') fail(`--cache: "${mode}" is neither warm nor cold.`);
   const report = await runResume({
@@ -111,13 +135,23 @@ async function resume(args: string[]): Promise<void> {
     models: v.model ?? [],
     threads: positiveInt('threads', v.threads),
     sizes,
-    kv: kv as KvConfigName[],
+    kv,
     reps: positiveInt('reps', v.reps),
     dir: v.dir,
     ...(v.scratch !== undefined ? { scratchDir: v.scratch } : {}),
     pageCache: pageCache as PageCache[],
     allSizes: v['all-sizes'],
-    compression: v.compression as KvCompression,
+    compression: v.compression as KvCompressionSetting,
+    shape8b:
+      v.shape8b === 'off'
+        ? null
+        : {
+            sizes: v.sizes8b.split(',').map((s) => positiveInt('sizes8b', s.trim())),
+            kv: kvList('kv8b', v.kv8b),
+            threads: v.threads8b === undefined ? availableParallelism() : positiveInt('threads8b', v.threads8b),
+            threadsSource: v.threads8b === undefined ? 'os.availableParallelism()' : '--threads8b',
+            ...(v.scratch8b !== undefined ? { scratchDir: v.scratch8b } : {}),
+          },
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${formatReport(report)}\n`);
