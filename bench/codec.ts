@@ -450,7 +450,7 @@ async function measureRestore(
         const start = performance.now();
         const assembled = await cache.assembleState(profile, request, 0);
         const ms = performance.now() - start;
-        if (assembled.path === null) {
+        if (assembled.source === null) {
           notes.push(`assembleState gave nothing${assembled.reason ? `: ${assembled.reason}` : ''}`);
         } else {
           try {
