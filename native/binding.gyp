@@ -14,7 +14,7 @@
   "targets": [
     {
       "target_name": "hearth_kv",
-      "sources": ["src/addon.cc", "src/kernels.cc", "src/kernels_x86.cc", "src/kernels_arm.cc", "src/state_bridge.cc"],
+      "sources": ["src/addon.cc", "src/kernels.cc", "src/kernels_x86.cc", "src/kernels_arm.cc", "src/state_bridge.cc", "src/scatter_read.cc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
       "defines": ["NAPI_VERSION=8"],
       # -ffp-contract=off: no fused multiply-adds, so float results equal the TypeScript

@@ -120,35 +120,72 @@ function encodeHeader(key: string, parent: string, tokenCount: number, payloadLe
   return header;
 }
 
+/** What a verified chunk file header says. */
+interface ChunkHead {
+  readonly version: number;
+  readonly tokenCount: number;
+  /** The file's size the header implies (header + tokens + payload). */
+  readonly fileBytes: number;
+  readonly bodyCrc: number;
+  readonly parent: string;
+}
+
+/**
+ * Checks a chunk file's 96-byte header (any readable version) against the key it was asked for:
+ * everything but the body. `head` may be longer than the header. Never throws.
+ */
+function checkHead(head: Buffer, key: string, kernels: CodecKernels): ChunkHead | { fault: ChunkFault; detail: string } {
+  const fail = (fault: ChunkFault, detail: string): { fault: ChunkFault; detail: string } => ({ fault, detail });
+  if (head.length < chunkHeaderBytes) return fail('truncated', `the file has ${head.length} bytes, less than its header`);
+  if (!head.subarray(0, 4).equals(chunkMagic)) return fail('magic', 'the file does not start with HKVF');
+  const version = head.readUInt16LE(4);
+  if (!readableVersions.has(version)) return fail('version', `format version ${version}, this build reads ${[...readableVersions].join(' and ')}`);
+  if (head.readUInt32LE(88) !== checksumOf(version, kernels)(head.subarray(0, 88))) return fail('header', 'the header checksum does not match');
+  if (head.readUInt16LE(6) !== chunkHeaderBytes) return fail('header', 'unexpected header length');
+  // Outside the header checksum, and every version wrote zeros there: anything else is damage
+  // (the fault suite flips random header bits; these would otherwise pass unnoticed).
+  if (head.readUInt32LE(92) !== 0) return fail('header', 'the reserved header bytes are not zero');
+  const stored = head.toString('hex', 24, 56);
+  if (stored !== key) return fail('key', `the file holds chunk ${stored.slice(0, 12)}…`);
+  const tokenCount = head.readUInt32LE(8);
+  const payloadLength = head.readBigUInt64LE(16);
+  if (payloadLength > BigInt(Number.MAX_SAFE_INTEGER)) return fail('length', 'impossible payload length');
+  return { version, tokenCount, fileBytes: chunkFileBytes(tokenCount, Number(payloadLength)), bodyCrc: head.readUInt32LE(12), parent: head.toString('hex', 56, 88) };
+}
+
 /** Checks a whole chunk file's bytes (any readable version) against the key it was asked for. Never throws. */
 export function verifyChunk(file: Uint8Array, key: string, kernels: CodecKernels): ChunkVerdict {
   const fail = (fault: ChunkFault, detail: string): ChunkVerdict => ({ ok: false, fault, detail });
   const bytes = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
-  if (bytes.length < chunkHeaderBytes) return fail('truncated', `the file has ${bytes.length} bytes, less than its header`);
-  if (!bytes.subarray(0, 4).equals(chunkMagic)) return fail('magic', 'the file does not start with HKVF');
-  const version = bytes.readUInt16LE(4);
-  if (!readableVersions.has(version)) return fail('version', `format version ${version}, this build reads ${[...readableVersions].join(' and ')}`);
-  const checksum = checksumOf(version, kernels);
-  if (bytes.readUInt32LE(88) !== checksum(bytes.subarray(0, 88))) return fail('header', 'the header checksum does not match');
-  if (bytes.readUInt16LE(6) !== chunkHeaderBytes) return fail('header', 'unexpected header length');
-  // Outside the header checksum, and every version wrote zeros there: anything else is damage
-  // (the fault suite flips random header bits; these would otherwise pass unnoticed).
-  if (bytes.readUInt32LE(92) !== 0) return fail('header', 'the reserved header bytes are not zero');
-  const stored = bytes.toString('hex', 24, 56);
-  if (stored !== key) return fail('key', `the file holds chunk ${stored.slice(0, 12)}…`);
-  const tokenCount = bytes.readUInt32LE(8);
-  const payloadLength = bytes.readBigUInt64LE(16);
-  if (payloadLength > BigInt(Number.MAX_SAFE_INTEGER)) return fail('length', 'impossible payload length');
-  const expected = chunkFileBytes(tokenCount, Number(payloadLength));
-  if (bytes.length < expected) return fail('truncated', `the file has ${bytes.length} of ${expected} bytes`);
-  if (bytes.length > expected) return fail('length', `the file has ${bytes.length} bytes, ${expected} expected`);
+  const head = checkHead(bytes, key, kernels);
+  if ('fault' in head) return fail(head.fault, head.detail);
+  if (bytes.length < head.fileBytes) return fail('truncated', `the file has ${bytes.length} of ${head.fileBytes} bytes`);
+  if (bytes.length > head.fileBytes) return fail('length', `the file has ${bytes.length} bytes, ${head.fileBytes} expected`);
   const body = bytes.subarray(chunkHeaderBytes);
-  if (checksum(body) !== bytes.readUInt32LE(12)) return fail('checksum', 'the payload checksum does not match');
-  const parent = bytes.toString('hex', 56, 88);
-  const tokens = tokensFromBytes(body.subarray(0, 4 * tokenCount));
+  if (checksumOf(head.version, kernels)(body) !== head.bodyCrc) return fail('checksum', 'the payload checksum does not match');
+  const tokens = tokensFromBytes(body.subarray(0, 4 * head.tokenCount));
   // The crc says the bytes are as written; this says they belong to this place in the chain.
-  if (chainKey(parent, tokens) !== key) return fail('key', 'the tokens do not hash to the key');
-  return { ok: true, value: { key, parent, tokens, payload: body.subarray(4 * tokenCount), bytes: bytes.length } };
+  if (chainKey(head.parent, tokens) !== key) return fail('key', 'the tokens do not hash to the key');
+  return { ok: true, value: { key, parent: head.parent, tokens, payload: body.subarray(4 * head.tokenCount), bytes: bytes.length } };
+}
+
+/**
+ * Checks a chunk file read in pieces elsewhere (engine/kv/store-scatter.ts): its header and
+ * tokens (`head`, the file's first bytes), its size, and the CRC-32C of its body computed while
+ * reading. Only format version 2 (CRC-32C) qualifies: null means "verify it the usual way".
+ * Otherwise the same verdicts as `verifyChunk`, whose checks these are.
+ */
+export function verifyChunkHead(head: Uint8Array, key: string, kernels: CodecKernels, fileBytes: number, bodyCrc: number): { ok: true; tokens: Int32Array } | { ok: false; fault: ChunkFault; detail: string } | null {
+  const bytes = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  const checked = checkHead(bytes, key, kernels);
+  if ('fault' in checked) return { ok: false, ...checked };
+  if (checked.version !== 2) return null;
+  if (fileBytes !== checked.fileBytes) return { ok: false, fault: fileBytes < checked.fileBytes ? 'truncated' : 'length', detail: `the file has ${fileBytes} of ${checked.fileBytes} bytes` };
+  if (bodyCrc !== checked.bodyCrc) return { ok: false, fault: 'checksum', detail: 'the payload checksum does not match' };
+  if (bytes.length < chunkHeaderBytes + 4 * checked.tokenCount) return null;
+  const tokens = tokensFromBytes(bytes.subarray(chunkHeaderBytes, chunkHeaderBytes + 4 * checked.tokenCount));
+  if (chainKey(checked.parent, tokens) !== key) return { ok: false, fault: 'key', detail: 'the tokens do not hash to the key' };
+  return { ok: true, tokens };
 }
 
 async function writeAll(handle: StoreFileHandle, data: Uint8Array, position: number): Promise<number> {

@@ -4,6 +4,7 @@
  * shape it was cut from, so chunks can be checked before they are combined.
  */
 import { err, ok, type Result } from '../contract/index.ts';
+import { allocateLarge } from './kernels-load.ts';
 import { cellsByPosition, cleanPrefixLength, type CleanPrefixOptions, type ParsedState, type StateShape } from './state-file.ts';
 
 /**
@@ -32,6 +33,8 @@ export const CHUNK_MAGIC = 0x43564b48;
 export const CHUNK_LAYOUT_VERSION = 1;
 export const CHUNK_HEADER_BYTES = 32;
 const FLAG_V_TRANS = 1;
+/** Payloads from this size on get their own huge-page memory. */
+const LARGE_PAYLOAD = 4 << 20;
 
 /**
  * A canonical text of a shape, for the KV store's fingerprint and for `sameShape`. Two files
@@ -99,7 +102,9 @@ function isRun(order: Uint32Array, from: number, n: number): boolean {
 
 function buildPayload(parsed: ParsedState, order: Uint32Array, tag: number, start: number, n: number): StateChunk {
   const { shape, bytes, cellCount } = parsed;
-  const payload = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + n * (4 + parsed.bytesPerCell));
+  const size = CHUNK_HEADER_BYTES + n * (4 + parsed.bytesPerCell);
+  // At real model size a chunk is tens of megabytes of fresh memory: huge pages (kernels-load.ts).
+  const payload = size >= LARGE_PAYLOAD ? allocateLarge(size) : Buffer.allocUnsafe(size);
   payload.writeUInt32LE(CHUNK_MAGIC, 0);
   payload.writeUInt16LE(CHUNK_LAYOUT_VERSION, 4);
   payload.writeUInt16LE(shape.vTrans ? FLAG_V_TRANS : 0, 6);

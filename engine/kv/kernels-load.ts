@@ -29,9 +29,28 @@ interface Addon {
   crc32c(data: Uint8Array, seed?: number): number;
   /** The instruction sets the addon picked at load, e.g. "avx2 f16c sse4.2" (diagnostics only). */
   readonly features: string;
+  /** Whole files into places of one buffer, in parallel, with their CRC-32C (native/src/scatter_read.cc). */
+  readScatter?: ReadScatter;
+  /** Asks the kernel for huge pages behind a buffer (Linux); native/src/addon.cc says why. */
+  adviseHugePages?(bytes: Uint8Array): boolean;
   /** The sequence-state bridge (engine/worker/state-transfer.ts describes it; native/src/state_bridge.cc). */
   readonly stateBridge?: unknown;
 }
+
+/**
+ * native/src/scatter_read.cc `readScatter`: per file, its body CRC-32C (from offset 96) or what
+ * failed. Every range is checked natively before anything is read.
+ */
+export type ReadScatter = (
+  paths: readonly string[],
+  sizes: Float64Array,
+  heads: Uint8Array,
+  headStarts: Float64Array,
+  pieceStarts: Float64Array,
+  pieces: Float64Array,
+  dest: Uint8Array,
+  threads: number,
+) => Promise<(number | string)[]>;
 
 type NativeResult = { readonly kernels: CodecKernels; readonly features: string; readonly addon: Addon } | { readonly reason: string };
 
@@ -77,6 +96,25 @@ function loadNative(): NativeResult {
 export function nativeKernels(): CodecKernels | null {
   native ??= loadNative();
   return 'kernels' in native ? native.kernels : null;
+}
+
+/**
+ * A new buffer for a whole sequence state (up to gigabytes, written once): its own ArrayBuffer
+ * (offset 0), backed by huge pages where the addon can ask for them (native/src/addon.cc
+ * `AdviseHugePages` has the measurement). Throws RangeError when the memory cannot be had.
+ */
+export function allocateLarge(size: number): Buffer {
+  const buffer = Buffer.allocUnsafeSlow(size);
+  native ??= loadNative();
+  if ('addon' in native && size >= 4 << 20) native.addon.adviseHugePages?.(buffer);
+  return buffer;
+}
+
+/** The addon's scatter reader, or null without the addon (or with `HEARTH_CODEC=fallback`, which tests the pure-TypeScript path). */
+export function nativeReadScatter(): ReadScatter | null {
+  if (process.env.HEARTH_CODEC === 'fallback') return null;
+  native ??= loadNative();
+  return 'addon' in native && typeof native.addon.readScatter === 'function' ? native.addon.readScatter : null;
 }
 
 /** The addon's `stateBridge` export (unchecked: its user validates it), or why the addon did not load. */

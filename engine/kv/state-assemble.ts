@@ -7,6 +7,7 @@
 import { closeSync, openSync, writevSync } from 'node:fs';
 import { err, ok, type Result, errorText } from '../contract/index.ts';
 import { CHUNK_HEADER_BYTES, bytesPerToken, readChunkHeader } from './chunk-payload.ts';
+import { allocateLarge } from './kernels-load.ts';
 import { MAX_STREAMS, STATE_MAGIC, type StateShape } from './state-file.ts';
 
 /** Size of the state file `assembleStateFile` builds for `tokens` tokens. */
@@ -152,7 +153,12 @@ export function assembleStateFile(
   const p = plan(shape, chunks, tail, options);
   if (!p.ok) return p;
   const total = stateFileSize(shape, p.value.tokens);
-  const out = Buffer.allocUnsafe(total);
+  let out: Buffer;
+  try {
+    out = allocateLarge(total);
+  } catch (error) {
+    return err('INTERNAL', `No memory for a ${total}-byte KV state: ${errorText(error)}`);
+  }
   let at = 0;
   for (const piece of pieces(p.value)) {
     out.set(piece, at);

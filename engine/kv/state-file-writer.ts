@@ -7,6 +7,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { err, ok, type Result } from '../contract/index.ts';
 import { CHUNK_HEADER_BYTES, readChunkHeader } from './chunk-payload.ts';
+import { allocateLarge } from './kernels-load.ts';
 import { ioError, stateFileSize, type AssembleOptions } from './state-assemble.ts';
 import { MAX_STREAMS, STATE_MAGIC, type StateLayerShape, type StateShape } from './state-file.ts';
 
@@ -73,12 +74,12 @@ export class StateFileWriter {
     return StateFileWriter.#start(path, shape, tokens, options);
   }
 
-  /** The same, into one new buffer (`image`) instead of a file. Never throws. */
-  static inMemory(shape: StateShape, tokens: number, options: AssembleOptions = {}): Result<StateFileWriter> {
-    return StateFileWriter.#start(null, shape, tokens, options);
+  /** The same, into one buffer (`image`, from `allocate`) instead of a file. Never throws. */
+  static inMemory(shape: StateShape, tokens: number, options: AssembleOptions = {}, allocate: (size: number) => Buffer = allocateLarge): Result<StateFileWriter> {
+    return StateFileWriter.#start(null, shape, tokens, options, allocate);
   }
 
-  static #start(path: string | null, shape: StateShape, tokens: number, options: AssembleOptions): Result<StateFileWriter> {
+  static #start(path: string | null, shape: StateShape, tokens: number, options: AssembleOptions, allocate: (size: number) => Buffer = allocateLarge): Result<StateFileWriter> {
     const stream = options.stream ?? 0;
     const seqId = options.seqId ?? 0;
     if (shape.vTrans) return err('NOT_SUPPORTED', 'StateFileWriter does not write transposed V; use writeStateFile.');
@@ -127,10 +128,9 @@ export class StateFileWriter {
     if (off !== size) return err('INTERNAL', `Planned ${off} bytes of state where ${size} were expected.`);
     let writer: StateFileWriter;
     if (path === null) {
-      // Its own ArrayBuffer: a state image is handed to llama.cpp whole, and can be gigabytes.
       let image: Buffer;
       try {
-        image = Buffer.allocUnsafeSlow(size);
+        image = allocate(size);
       } catch (error) {
         return err('INTERNAL', `No memory for a ${size}-byte KV state: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -195,6 +195,26 @@ export class StateFileWriter {
     }
     this.#next += n;
     return ok(undefined);
+  }
+
+  /**
+   * Where the next chunk of `n` tokens (starting at `start`) goes in the image, for a reader that
+   * puts its rows there itself (engine/kv/store-scatter.ts): the offset of its token list, and its
+   * K/V row runs in payload order (per layer: K, then V) as [offset, length] pairs. The chunk then
+   * counts as written. In-memory writers only. Never throws.
+   */
+  claim(start: number, n: number): Result<{ readonly tokensAt: number; readonly pieces: readonly number[] }> {
+    if (this.#closed || this.image === null) return err('INTERNAL', 'Only an open in-memory state can be written in place.');
+    if (start !== this.#next || !Number.isInteger(n) || n < 1 || start + n > this.#tokens) {
+      return err('INVALID_INPUT', `KV chunk starts at token ${start} with ${n} tokens, not at ${this.#next} within ${this.#tokens}: the chunks are not one contiguous prefix.`);
+    }
+    const pieces: number[] = [];
+    for (const [l, layer] of this.#shape.layers.entries()) {
+      pieces.push(this.#k[l]! + start * layer.kRowBytes, n * layer.kRowBytes);
+      pieces.push(this.#v[l]! + start * layer.vRowBytes, n * layer.vRowBytes);
+    }
+    this.#next += n;
+    return ok({ tokensAt: 12 + 4 * start, pieces });
   }
 
   /** Closes the file once every token was written; its size. Never throws. */

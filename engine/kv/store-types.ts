@@ -3,6 +3,7 @@
  * interface. Kept apart from the implementation so that callers and the store's own modules share
  * one vocabulary without importing each other.
  */
+import type { ScatterRequest, ScatterResult } from './store-scatter.ts';
 import type { HearthError, Result } from '../contract/index.ts';
 import type { Disposable } from '../base/disposable.ts';
 import type { ChunkData, ChunkFault } from './chunk-file.ts';
@@ -204,6 +205,13 @@ export interface KvStore {
    * Stops at the first fault (recorded as `readChunk` records it) or when `visit` returns false.
    */
   forEachChunk(keys: readonly string[], visit: (chunk: ChunkData, index: number) => boolean): Promise<{ count: number; bytes: number; error: ChunkError | null }>;
+
+  /**
+   * Reads raw chunks straight into their places in a state image, in parallel, verified as
+   * `readChunk` verifies (store-scatter.ts). `done: false` when that does not apply or anything
+   * is off: then read the usual way, which reports faults. Never records damage itself.
+   */
+  scatterChunks(keys: readonly string[], request: ScatterRequest): Promise<ScatterResult>;
 
   /** Creates or replaces a manifest, writing only the chunks the store lacks. Call enforceBudget() after. */
   putManifest(id: string, input: ManifestInput): Promise<Result<PutManifestResult>>;

@@ -20,6 +20,7 @@ import type { StoreContext } from './store-context.ts';
 import { checkIntegrity, enforceBudget, gc, setBudget, stats } from './store-maintenance.ts';
 import { closeContext, openContext, sweepAtOpen } from './store-open.ts';
 import { chatUsage, findLongestPrefix, forEachChunk, getManifest, manifestIds, missingChunks, readChunk, readChunks, readTail, recordDamage } from './store-read.ts';
+import { scatterChunks, type ScatterRequest, type ScatterResult } from './store-scatter.ts';
 import { deleteManifest, putManifest, touch } from './store-write.ts';
 import type {
   ChatUsage,
@@ -39,6 +40,7 @@ import type {
 export type { ChunkData, ChunkFault } from './chunk-file.ts';
 export type { Manifest, ManifestInput, PrefixMatch, TailData, TailMatch } from './manifest.ts';
 export type { StoreFs, StoreFileHandle } from './store-fs.ts';
+export type { ScatterPlacement, ScatterRequest, ScatterResult } from './store-scatter.ts';
 export type * from './store-types.ts';
 export { defaultChunkTokens, defaultLockWaitMs } from './store-types.ts';
 
@@ -115,6 +117,10 @@ class DiskKvStore implements KvStore {
 
   forEachChunk(keys: readonly string[], visit: (chunk: ChunkData, index: number) => boolean): Promise<{ count: number; bytes: number; error: ChunkError | null }> {
     return forEachChunk(this.#ctx, keys, visit);
+  }
+
+  scatterChunks(keys: readonly string[], request: ScatterRequest): Promise<ScatterResult> {
+    return scatterChunks(this.#ctx, keys, request);
   }
 
   putManifest(id: string, input: ManifestInput): Promise<Result<PutManifestResult>> {

@@ -10,10 +10,11 @@
  */
 import type { Token } from 'node-llama-cpp';
 import { ok, type Result } from '../contract/index.ts';
-import { assembleStateFile, chunkPayloadSize, StateFileWriter, truncateChunk, writeStateFile, type StateShape } from '../kv/codec.ts';
+import { assembleStateFile, CHUNK_HEADER_BYTES, checkChunkHeader, chunkPayloadSize, StateFileWriter, truncateChunk, writeStateFile, type StateShape } from '../kv/codec.ts';
 import { decodeChunk } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
 import type { TailMatch } from '../kv/manifest.ts';
+import type { LargeBufferPool } from '../kv/large-buffer.ts';
 import type { KvStore } from '../kv/store.ts';
 import type { ReusableBuffer } from '../kv/store-fs.ts';
 import { removeScratchSync, type ScratchFiles } from './kv-scratch.ts';
@@ -21,7 +22,10 @@ import { removeScratchSync, type ScratchFiles } from './kv-scratch.ts';
 /** Where an assembled state is: a scratch state file, or a state file image in memory. */
 export type StateSource = { readonly file: string } | { readonly image: Buffer };
 
-/** A state assembled from the store: what llama.cpp's loader would read. Disposing it removes a scratch file. */
+/**
+ * A state assembled from the store: what llama.cpp's loader would read. Disposing it removes a
+ * scratch file, or gives an image's memory back to the pool it came from.
+ */
 export interface AssembledState extends Disposable {
   readonly source: StateSource;
   /** The tokens it holds: a prefix of the request. */
@@ -48,6 +52,8 @@ export interface AssembleParts {
   readonly scratch: ScratchFiles;
   /** Assemble into memory (the state bridge is on) or into a scratch file. */
   readonly target: 'memory' | 'file';
+  /** Where in-memory images come from (flash attention on) and go back to. */
+  readonly images: LargeBufferPool;
   /** The decoded chunk on the flash-attention path, kept between restores. */
   readonly decodeBuffer: ReusableBuffer;
 }
@@ -103,10 +109,10 @@ export async function assembleState(parts: AssembleParts, request: AssembleReque
     const usableTail = isUsable(tail) ? tail : null;
     const total = keys.length * size + (usableTail?.tokens ?? 0);
     if (total > have) {
-      const streamed = await writeChunkByChunk(parts, shape, keys, usableTail, total);
+      const streamed = (await scatterIntoImage(parts, shape, keys, usableTail, total)) ?? (await writeChunkByChunk(parts, shape, keys, usableTail, total));
       if ('source' in streamed) {
         if ('failed' in tail) reasons.push(`${tail.failed}; re-read from token ${keys.length * size}`);
-        return assembled(streamed.source, total, streamed.bytesRead, reason(), usableTail ? tailManifestId : undefined);
+        return assembled(parts, streamed.source, total, streamed.bytesRead, reason(), usableTail ? tailManifestId : undefined);
       }
       fault = streamed.fault;
       keys = streamed.keys;
@@ -142,7 +148,7 @@ export async function assembleState(parts: AssembleParts, request: AssembleReque
 
   const source = await layOut(parts, shape, payloads, tailPayload);
   if (!source.ok) return { source: null, bytesRead, reason: `The stored KV could not be assembled: ${source.error.message}` };
-  return assembled(source.value, total, bytesRead, reason(), tailPayload ? tailManifestId : undefined);
+  return assembled(parts, source.value, total, bytesRead, reason(), tailPayload ? tailManifestId : undefined);
 }
 
 /** The general path's state: one image in memory, or a scratch file. */
@@ -162,6 +168,45 @@ async function layOut(parts: AssembleParts, shape: StateShape, payloads: readonl
 }
 
 /**
+ * The fastest flash-attention path, into memory: raw chunks read straight into their places in the
+ * image (the KV store's `scatterChunks`), then the tail. null when it does not apply or anything
+ * is off; `writeChunkByChunk` then does the same work the usual way, and finds any fault.
+ */
+async function scatterIntoImage(parts: AssembleParts, shape: StateShape, keys: readonly string[], tail: UsableTail | null, total: number): Promise<{ source: StateSource; bytesRead: number } | null> {
+  if (parts.target !== 'memory' || keys.length === 0) return null;
+  const writer = StateFileWriter.inMemory(shape, total, {}, (size) => parts.images.take(size));
+  if (!writer.ok) return null;
+  const image = writer.value.image!;
+  const n = parts.store.chunkTokens;
+  const payloadBytes = chunkPayloadSize(shape, n);
+  const tokensAt: number[] = [];
+  const scattered = await parts.store.scatterChunks(keys, {
+    image,
+    payloadBytes,
+    payloadHeadBytes: CHUNK_HEADER_BYTES + 4 * n,
+    place: (index) => {
+      const claimed = writer.value.claim(index * n, n);
+      if (!claimed.ok) return null;
+      tokensAt[index] = claimed.value.tokensAt;
+      return { pieces: claimed.value.pieces };
+    },
+    acceptHead: (index, head) => {
+      const info = checkChunkHeader(head, payloadBytes, shape);
+      if (!info.ok || info.value.start !== index * n || info.value.length !== n) return false;
+      image.set(head.subarray(CHUNK_HEADER_BYTES), tokensAt[index]!);
+      return true;
+    },
+  });
+  const finished = scattered.done && (tail === null || writer.value.put(tail.payload).ok) ? writer.value.finish() : null;
+  if (!scattered.done || !finished?.ok) {
+    writer.value.close();
+    parts.images.give(image);
+    return null;
+  }
+  return { source: { image }, bytesRead: scattered.bytes + (tail?.bytes ?? 0) };
+}
+
+/**
  * The flash-attention path: each chunk is decoded into one reused buffer and written to its place
  * in the file before the next is read. On a fault it says which chunk, and the keys before it
  * (the general path then restores those); `fault` null with every key means retry them all.
@@ -176,7 +221,7 @@ async function writeChunkByChunk(
   const scratch = parts.target === 'file' ? parts.scratch.next() : null;
   let keep = false;
   try {
-    const writer = scratch === null ? StateFileWriter.inMemory(shape, total) : StateFileWriter.open(scratch, shape, total);
+    const writer = scratch === null ? StateFileWriter.inMemory(shape, total, {}, (size) => parts.images.take(size)) : StateFileWriter.open(scratch, shape, total);
     if (!writer.ok) return { fault: null, keys };
     let placed = true;
     let undecodable: { index: number; key: string; message: string } | null = null;
@@ -201,6 +246,7 @@ async function writeChunkByChunk(
       }
     }
     writer.value.close();
+    if (writer.value.image !== null) parts.images.give(writer.value.image);
     if (read.error !== null) return { fault: `chunk ${read.count} failed verification (${read.error.reason})`, keys: keys.slice(0, read.count) };
     if (failed !== null) {
       await parts.store.recordDamage(failed.key, failed.message);
@@ -212,7 +258,7 @@ async function writeChunkByChunk(
   }
 }
 
-function assembled(source: StateSource, tokens: number, bytesRead: number, fallbackReason: string | undefined, tailManifestId: string | undefined): AssembledState {
+function assembled(parts: AssembleParts, source: StateSource, tokens: number, bytesRead: number, fallbackReason: string | undefined, tailManifestId: string | undefined): AssembledState {
   return {
     source,
     tokens,
@@ -221,6 +267,7 @@ function assembled(source: StateSource, tokens: number, bytesRead: number, fallb
     ...(tailManifestId !== undefined ? { tailManifestId } : {}),
     [Symbol.dispose]: () => {
       if ('file' in source) removeScratchSync(source.file);
+      else parts.images.give(source.image);
     },
   };
 }

@@ -19,6 +19,7 @@ import type { CodecKernels } from '../kv/kernels.ts';
 import { loadKernels } from '../kv/kernels-load.ts';
 import { commonPrefix, type Manifest } from '../kv/manifest.ts';
 import { openKvStore, type KvStore, type KvStoreStats, type StoreLog } from '../kv/store.ts';
+import { LargeBufferPool } from '../kv/large-buffer.ts';
 import { fullWhileFlag, ReusableBuffer } from '../kv/store-fs.ts';
 import { assembleState, type AssembledState, type NotAssembled } from './kv-assemble.ts';
 import { StateTransfer, type StateTransferInfo } from './state-transfer.ts';
@@ -104,6 +105,8 @@ export class KvCache {
   readonly #cleanLimit = new WeakMap<LlamaContextSequence, number>();
   /** The decoded chunk on the restore path (flash attention on), kept between restores: ReusableBuffer. */
   readonly #decodeBuffer = new ReusableBuffer();
+  /** Whole-state buffers of the memory path, one kept briefly for the next save or restore. */
+  readonly #images = new LargeBufferPool();
 
   private constructor(store: KvStore, llamaRelease: string, scratch: ScratchFiles, compression: KvCompression, kernels: CodecKernels) {
     this.store = store;
@@ -230,7 +233,7 @@ export class KvCache {
     const usable = this.#usable(profile);
     if ('reason' in usable) return err('NOT_SUPPORTED', usable.reason);
     const replaces = typeof options.replaces === 'string' ? [options.replaces] : (options.replaces ?? []);
-    const parts = { store: this.store, compression: this.compression, kernels: this.kernels, scratch: this.#scratch };
+    const parts = { store: this.store, compression: this.compression, kernels: this.kernels, scratch: this.#scratch, images: this.#images };
     return saveState(parts, { ...usable, sequence, manifestId, cleanLimit: this.#cleanLimit.get(sequence), replaces }, started);
   }
 
@@ -266,7 +269,7 @@ export class KvCache {
     const { fp, state } = usable;
     const prefix = options.manifestPrefix;
     return assembleState(
-      { store: this.store, kernels: this.kernels, scratch: this.#scratch, target: state.transfer.info.mode, decodeBuffer: this.#decodeBuffer },
+      { store: this.store, kernels: this.kernels, scratch: this.#scratch, target: state.transfer.info.mode, images: this.#images, decodeBuffer: this.#decodeBuffer },
       { fp, shape: state.shape, tokens, have, ...(prefix !== undefined ? { otherSettings: () => this.#otherSettings(state, fp, prefix, tokens, have) } : {}) },
     );
   }
@@ -300,7 +303,9 @@ export class KvCache {
       await sequence.clearHistory().catch(() => undefined);
       return { tokensRestored: 0, restoreMs: elapsed(), bytesRead, fallbackReason: 'the restored tokens did not match the chat; re-read from the start' };
     }
-    if (state.tailManifestId !== undefined) await this.store.touch(state.tailManifestId);
+    // Recency for eviction only: the chat does not wait for the index write (store calls run in
+    // order, so the next save or eviction sees it).
+    if (state.tailManifestId !== undefined) void this.store.touch(state.tailManifestId);
     return { tokensRestored: state.tokens, restoreMs: elapsed(), bytesRead, ...(state.fallbackReason ? { fallbackReason: state.fallbackReason } : {}) };
   }
 
@@ -323,7 +328,18 @@ export class KvCache {
     return this.store.stats();
   }
 
+  /** Bytes of whole-state memory kept for the next save or restore (large-buffer.ts says why). */
+  get retainedBytes(): number {
+    return this.#images.heldBytes;
+  }
+
+  /** Lets go of memory kept for reuse (a model unload). */
+  releaseMemory(): void {
+    this.#images.clear();
+  }
+
   async close(): Promise<void> {
+    this.#images.clear();
     await this.store.close();
   }
 }

@@ -11,6 +11,7 @@ import { err, ok, type KvCompression, type Result, errorText } from '../contract
 import { parseStateFile, planChunks, readStateFile, sameShape, type ParsedState } from '../kv/codec.ts';
 import { encodeChunk } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
+import type { LargeBufferPool } from '../kv/large-buffer.ts';
 import type { EvictionReport, KvStore } from '../kv/store.ts';
 import type { ScratchFiles } from './kv-scratch.ts';
 import type { ProfileState } from './kv-shape.ts';
@@ -30,6 +31,8 @@ export interface SaveReport {
 /** What a save uses of its KvCache. */
 export interface SaveParts {
   readonly store: KvStore;
+  /** Where the in-memory copy of the state comes from and goes back to. */
+  readonly images: LargeBufferPool;
   readonly compression: KvCompression;
   readonly kernels: CodecKernels;
   readonly scratch: ScratchFiles;
@@ -46,12 +49,18 @@ export interface SaveRequest {
   readonly replaces: readonly string[];
 }
 
-/** The sequence's state, parsed: through memory when the context's transfer allows, else a scratch file. */
-async function copyOut(parts: SaveParts, request: SaveRequest): Promise<Result<ParsedState>> {
+/**
+ * The sequence's state, parsed: through memory when the context's transfer allows (`image` is
+ * then the pool's buffer, to give back), else a scratch file.
+ */
+async function copyOut(parts: SaveParts, request: SaveRequest): Promise<Result<{ parsed: ParsedState; image: Buffer | null }>> {
   const { sequence, state } = request;
   if (state.transfer.info.mode === 'memory') {
-    const image = await state.transfer.read(sequence);
-    return image.ok ? parseStateFile(image.value) : image;
+    const image = await state.transfer.read(sequence, (size) => parts.images.take(size));
+    if (!image.ok) return image;
+    const parsed = parseStateFile(image.value);
+    if (!parsed.ok) parts.images.give(image.value);
+    return parsed.ok ? ok({ parsed: parsed.value, image: image.value }) : parsed;
   }
   const scratch = parts.scratch.next();
   try {
@@ -60,7 +69,8 @@ async function copyOut(parts: SaveParts, request: SaveRequest): Promise<Result<P
     } catch (error) {
       return err('INTERNAL', `The sequence state could not be saved: ${errorText(error)}`);
     }
-    return await readStateFile(scratch);
+    const parsed = await readStateFile(scratch);
+    return parsed.ok ? ok({ parsed: parsed.value, image: null }) : parsed;
   } finally {
     await rm(scratch, { force: true }).catch(() => undefined);
   }
@@ -68,27 +78,36 @@ async function copyOut(parts: SaveParts, request: SaveRequest): Promise<Result<P
 
 /** See the module comment; `started` is when the caller began (performance.now()). */
 export async function saveState(parts: SaveParts, request: SaveRequest, started: number): Promise<Result<SaveReport>> {
+  const copied = await copyOut(parts, request);
+  if (!copied.ok) return copied;
+  try {
+    return await storeState(parts, request, copied.value.parsed, started);
+  } finally {
+    // Every chunk stored was copied out of it: the state copy can serve the next save or restore.
+    if (copied.value.image !== null) parts.images.give(copied.value.image);
+  }
+}
+
+async function storeState(parts: SaveParts, request: SaveRequest, parsed: ParsedState, started: number): Promise<Result<SaveReport>> {
   const { fp, state, manifestId } = request;
-  const parsed = await copyOut(parts, request);
-  if (!parsed.ok) return parsed;
-  const stateBytes = parsed.value.bytes.byteLength;
-  if (!sameShape(parsed.value.shape, state.shape)) {
+  const stateBytes = parsed.bytes.byteLength;
+  if (!sameShape(parsed.shape, state.shape)) {
     state.disabled = 'KV persistence is off: this model\'s memory layout differs from what the KV store expects.';
     return err('NOT_SUPPORTED', state.disabled);
   }
   const size = parts.store.chunkTokens;
   const limit = request.cleanLimit;
-  const plan = planChunks(parsed.value, size, limit === undefined ? {} : { limit });
+  const plan = planChunks(parsed, size, limit === undefined ? {} : { limit });
   if (!plan.ok) return plan;
   const cleanLength = plan.value.cleanLength;
-  const tokens = parsed.value.tokens.subarray(0, cleanLength);
+  const tokens = parsed.tokens.subarray(0, cleanLength);
   const fullChunks = plan.value.fullChunks;
   // Only what the store lacks is encoded: the callback runs for those chunks alone.
   let rawBytes = 0;
   const encode = (payload: Uint8Array): Uint8Array => {
     rawBytes += payload.byteLength;
     const stored = encodeChunk(state.shape, payload, parts.compression, parts.kernels);
-    // Cannot happen for a payload cutChunks made; the raw payload is a valid stored form anyway.
+    // Cannot happen for a payload planChunks made; the raw payload is a valid stored form anyway.
     return stored.ok ? stored.value : payload;
   };
   const put = await parts.store.putManifest(manifestId, {

@@ -91,6 +91,8 @@ export async function disposeLoaded(state: RuntimeState, saveTimeoutMs: number):
   for (const slot of current.slots.slots) slot.resident.chat.dispose({ disposeSequence: true });
   await current.context.dispose();
   await current.model.dispose();
+  // The state buffer kept for the next save or restore was sized for this model.
+  state.kvCache?.releaseMemory();
 }
 
 async function loadUnderLock(state: RuntimeState, llama: Llama, request: LoadRequest, fileSize: number): Promise<Result<ModelInfo>> {

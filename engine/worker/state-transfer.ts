@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { acquireLock, isLockActive } from 'lifecycle-utils';
 import type { Llama, LlamaContext, LlamaContextSequence, Token } from 'node-llama-cpp';
 import { err, errorText, ok, type Result } from '../contract/index.ts';
-import { nativeStateBridge } from '../kv/kernels-load.ts';
+import { allocateLarge, nativeStateBridge } from '../kv/kernels-load.ts';
 import { STATE_MAGIC, STATE_VERSION } from '../kv/state-file.ts';
 
 /** How a context's sequence state moves: `memory` (the native bridge) or `file` (node-llama-cpp's scratch files), with why. */
@@ -230,17 +230,18 @@ export class StateTransfer {
 
   /**
    * The sequence's whole state as one version 3 state file image (header, tokens, llama.cpp's
-   * data): the bytes `saveStateToFile` would write, held in memory only.
+   * data): the bytes `saveStateToFile` would write, held in memory only, in a buffer from
+   * `allocate` (sized exactly, at offset 0 of its memory).
    */
-  read(sequence: LlamaContextSequence): Promise<Result<Buffer>> {
+  read(sequence: LlamaContextSequence, allocate: (size: number) => Buffer = allocateLarge): Promise<Result<Buffer>> {
     return this.#locked(sequence, async (seq, bridge) => {
       const ctx = (this.#context as unknown as ContextInternals)._ctx;
       const tokens = seq._contextTokens;
       const head = 12 + 4 * tokens.length;
       const size = bridge.size(ctx, seq._sequenceId);
       if (size < IO_PREFIX_BYTES) return err('INTERNAL', 'llama.cpp reported no sequence state.');
-      // Its own ArrayBuffer (offset 0), so the token list below is 4-byte aligned.
-      const image = Buffer.allocUnsafeSlow(head - IO_PREFIX_BYTES + size);
+      // At offset 0 of its memory, so the token list below is 4-byte aligned.
+      const image = allocate(head - IO_PREFIX_BYTES + size);
       // llama.cpp writes its 8-byte prefix right before the data, over the last 8 bytes of the
       // header: the header is written after it.
       await bridge.get(ctx, seq._sequenceId, image.subarray(head - IO_PREFIX_BYTES));

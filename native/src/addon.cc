@@ -6,7 +6,12 @@
 
 #include <string>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "kernels.h"
+#include "scatter_read.h"
 #include "state_bridge.h"
 
 namespace {
@@ -108,6 +113,26 @@ Napi::Value Crc32c(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), hearth::crc32c(seed, data.data, data.length));
 }
 
+// adviseHugePages(bytes) → whether the kernel was asked to back the buffer with huge pages.
+// A restored or saved sequence state is one new buffer of up to gigabytes, written once: with
+// 4 KiB pages that is a page fault per 4 KiB, which dominated restores in a virtual machine
+// (~23 µs each, measured: 750 ms to first-touch 131 MB); 2 MiB pages need 512× fewer.
+// Linux only (transparent huge pages in `madvise` mode); elsewhere, and on any error, false.
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  Bytes bytes;
+  if (!arg_bytes(info, 0, "adviseHugePages", "bytes", bytes)) return info.Env().Undefined();
+  bool advised = false;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  // Only whole 2 MiB-aligned ranges inside the buffer: madvise needs page-aligned bounds, and
+  // huge pages only fill aligned 2 MiB spans anyway.
+  const uintptr_t huge = uintptr_t{2} << 20;
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(bytes.data) + huge - 1) & ~(huge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(bytes.data) + bytes.length) & ~(huge - 1);
+  if (end > start) advised = madvise(reinterpret_cast<void*>(start), end - start, MADV_HUGEPAGE) == 0;
+#endif
+  return Napi::Boolean::New(info.Env(), advised);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   hearth::init();
   exports.Set("shuffle16", Napi::Function::New(env, Shuffle16, "shuffle16"));
@@ -116,6 +141,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("q8_0ToF16", Napi::Function::New(env, Q8_0ToF16, "q8_0ToF16"));
   exports.Set("crc32c", Napi::Function::New(env, Crc32c, "crc32c"));
   exports.Set("features", Napi::String::New(env, hearth::features()));
+  exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
+  hearth::register_scatter_read(env, exports);
   hearth::register_state_bridge(env, exports);
   return exports;
 }
