@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompression, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
+import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompressionChoice, KvCompressionSetting, KvStateTransfer, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
 
 export type { SlotState } from './contract/index.ts';
 
@@ -97,6 +97,12 @@ export interface EngineMetrics {
   readonly kvStore?: StoreMetrics;
   /** The loaded model's memory; absent without a model. */
   readonly memory?: MemoryMetrics;
+  /**
+   * How the loaded model's sequence state moves on saves and restores (decided at its load);
+   * absent without a model, without a KV store, or while the model's KV profile is still being
+   * prepared.
+   */
+  readonly stateTransfer?: KvStateTransfer;
 }
 
 /** A profile with every `auto` decided for this model on this machine (worker/planner.ts). */
@@ -119,14 +125,24 @@ export interface InitInput {
   readonly kvDir?: string | null;
   readonly kvBudgetBytes?: number;
   readonly kvChunkTokens?: number;
-  /** How new chunks are encoded; absent = `lossless`. */
-  readonly kvCompression?: KvCompression;
+  /** How new chunks are encoded; `auto` is resolved by the engine (worker/compression-choice.ts); absent = `lossless`. */
+  readonly kvCompression?: KvCompressionSetting;
+}
+
+/** `init`'s answer. */
+export interface InitOutput {
+  /** The llama.cpp build, in words. */
+  readonly build: string;
+  /** The KV codec's kernels. */
+  readonly codec: KvCodecInfo;
+  /** How `kvCompression` was resolved: what new chunks are written with, and for `auto` why. */
+  readonly compression: KvCompressionChoice;
 }
 
 /** Requests the host makes of the engine process: input and output of each. */
 export interface WorkerMethods {
   /** Loads llama.cpp's bindings. Sent once, first. */
-  init: { input: InitInput; output: { readonly build: string; readonly codec: KvCodecInfo } };
+  init: { input: InitInput; output: InitOutput };
   /**
    * Loads a model (unloading any previous one) and creates its context. The host has already
    * validated the file with `gguf/` before asking: nothing unchecked reaches llama.cpp.

@@ -34,6 +34,8 @@ const pathSchema = z.string().min(1, 'the path is empty').max(4096);
 
 /** Disk encodings of stored KV (kv-types.ts KvCompression). */
 export const kvCompressions = ['off', 'lossless', 'lossy'] as const;
+/** Values of Settings.kvCompression (kv-types.ts KvCompressionSetting): `auto`, then the encodings. */
+export const kvCompressionSettings = ['auto', ...kvCompressions] as const;
 
 /** The Settings fields a `settings.update` may change; omitted fields keep their value. */
 export const settingsPatchSchema = z.strictObject({
@@ -46,7 +48,32 @@ export const settingsPatchSchema = z.strictObject({
   kvBudgetBytes: z.number().int().min(0).max(2 ** 50).optional(),
   kvChunkTokens: z.number().int().min(16).max(4096).optional(),
   kvSlots: z.number().int().min(1).max(8).optional(),
-  kvCompression: z.enum(kvCompressions).optional(),
+  kvCompression: z.enum(kvCompressionSettings).optional(),
+});
+
+/** Longest reason the engine may give for a KV decision (longer ones are refused, not cut). */
+const maxReasonChars = 500;
+
+/**
+ * How the engine resolved Settings.kvCompression (kv-types.ts KvCompressionChoice), as it
+ * answers `init`: the host checks it there, since it comes from another process.
+ */
+export const kvCompressionChoiceSchema = z.object({
+  setting: z.enum(kvCompressionSettings),
+  applied: z.enum(kvCompressions),
+  reason: z.string().max(maxReasonChars).optional(),
+  measured: z
+    .object({
+      decodeBytesPerSec: z.number().positive().finite(),
+      readBytesPerSec: z.number().positive().finite(),
+    })
+    .optional(),
+});
+
+/** The loaded model's state transfer (kv-types.ts KvStateTransfer), as the engine's metrics carry it; checked by the host. */
+export const kvStateTransferSchema = z.object({
+  mode: z.enum(['memory', 'file']),
+  reason: z.string().max(maxReasonChars).optional(),
 });
 
 /** KV cache types (kv-types.ts KvCacheType). */

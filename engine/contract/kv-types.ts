@@ -115,6 +115,48 @@ export interface KvLossyQuality {
  */
 export type KvCompression = 'off' | 'lossless' | 'lossy';
 
+/**
+ * Settings.kvCompression: an encoding, or `auto` (the default), which the engine resolves at
+ * each start by measuring this machine: `lossless` where decoding it is at least as fast as
+ * reading the same bytes uncompressed would be, else `off`, so that the default never makes a
+ * restore slower (docs/decisions/kv-compression-auto.md).
+ */
+export type KvCompressionSetting = 'auto' | KvCompression;
+
+/** How the running engine resolved Settings.kvCompression. */
+export interface KvCompressionChoice {
+  /** The setting the engine started with. */
+  readonly setting: KvCompressionSetting;
+  /** The encoding new chunks are written with: the setting itself, or what `auto` chose. */
+  readonly applied: KvCompression;
+  /**
+   * `auto` only: why it chose `applied`, with the figures, e.g. "decoding 0.70 GB/s is slower
+   * than reading 9.8 GB/s", or why nothing was measured or the measurement failed.
+   */
+  readonly reason?: string;
+  /** `auto` only, when the measurement succeeded: its figures. */
+  readonly measured?: KvRestoreThroughput;
+}
+
+/** The two ways a restore can get a chunk's raw bytes, measured on this machine at engine start. */
+export interface KvRestoreThroughput {
+  /** The lossless decode: raw bytes out per second. */
+  readonly decodeBytesPerSec: number;
+  /** Reading the same raw bytes from a file in the KV store's directory (page cache), per second. */
+  readonly readBytesPerSec: number;
+}
+
+/**
+ * How the loaded model's sequence state moves between llama.cpp and Hearth on saves and
+ * restores: `memory` (copied directly) or `file` (through a scratch file), with why.
+ */
+export interface KvStateTransfer {
+  /** See the interface's comment. */
+  readonly mode: 'memory' | 'file';
+  /** Why the file path is used; absent for `memory`. */
+  readonly reason?: string;
+}
+
 /** Which implementation of the KV codec's byte transforms the engine runs. */
 export interface KvCodecInfo {
   /** `native`: the Node-API addon in native/; `fallback`: the TypeScript version (same output, slower). */
@@ -154,10 +196,17 @@ export interface KvStoreInfo {
   readonly freeDiskBytes: number | null;
   /** Tokens per chunk (Settings.kvChunkTokens). */
   readonly chunkTokens: number;
-  /** The encoding new chunks are written with (Settings.kvCompression as the engine applies it). */
-  readonly compression: KvCompression;
+  /**
+   * The encoding new chunks are written with (Settings.kvCompression as the engine applies it);
+   * null while no engine has answered yet and the setting is `auto` (only the engine resolves it).
+   */
+  readonly compression: KvCompression | null;
+  /** How the running engine resolved the setting (`auto`'s choice and figures); null while the engine has not started. */
+  readonly compressionChoice: KvCompressionChoice | null;
   /** The codec's implementation; null while the engine has not started. */
   readonly codec: KvCodecInfo | null;
+  /** How the loaded model's sequence state moves; null without a loaded model or a KV store. */
+  readonly stateTransfer: KvStateTransfer | null;
 }
 
 /**

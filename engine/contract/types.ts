@@ -5,7 +5,7 @@
  * epoch milliseconds unless a name says otherwise.
  */
 import type { HearthError } from './errors.ts';
-import type { CacheSource, KvCacheType, KvCompression, KvStatus } from './kv-types.ts';
+import type { CacheSource, KvCacheType, KvCompressionSetting, KvStatus } from './kv-types.ts';
 
 /** Lifecycle of one resource: one shape for everything that loads, so every view shows it alike. */
 export type ResourceState = 'idle' | 'loading' | 'ready' | 'error';
@@ -166,11 +166,12 @@ export interface Settings {
    */
   readonly kvSlots: number;
   /**
-   * How stored KV chunks are encoded on disk. Applied on save, as `kvPersistence` is. Chunks
-   * already stored keep their encoding and stay readable whatever this says; only `lossy`
-   * changes which chunks a chat can reuse (its KV is no longer bit-exact).
+   * How stored KV chunks are encoded on disk; `auto` (the default) lets the engine pick `off` or
+   * `lossless` by measuring this machine at each start (KvCompressionSetting). Applied on save,
+   * as `kvPersistence` is. Chunks already stored keep their encoding and stay readable whatever
+   * this says; only `lossy` changes which chunks a chat can reuse (its KV is no longer bit-exact).
    */
-  readonly kvCompression: KvCompression;
+  readonly kvCompression: KvCompressionSetting;
 }
 
 export interface ChatSummary {

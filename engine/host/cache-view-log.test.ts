@@ -82,9 +82,9 @@ describe('describing host events', () => {
   it('names each changed disk KV setting, old → new; null when none changed', () => {
     const after = { ...defaultSettings, kvPersistence: false, kvBudgetBytes: 2 * 1024 ** 3, kvChunkTokens: 1024, kvSlots: 3 };
     expect(describeKvSettings(defaultSettings, after)).toBe('Cache settings: persistence on → off, budget 10 GB → 2 GB, chunk 256 → 1,024 tokens, slots 1 → 3');
-    expect(describeKvSettings(defaultSettings, { ...defaultSettings, kvCompression: 'lossy' })).toBe('Cache settings: compression lossless → lossy');
+    expect(describeKvSettings(defaultSettings, { ...defaultSettings, kvCompression: 'lossy' })).toBe('Cache settings: compression auto → lossy');
     expect(describeKvSettings({ ...defaultSettings, kvCompression: 'off' }, { ...defaultSettings, kvChunkTokens: 128 })).toBe(
-      'Cache settings: chunk 256 → 128 tokens, compression off → lossless',
+      'Cache settings: chunk 256 → 128 tokens, compression off → auto',
     );
     expect(describeKvSettings(defaultSettings, { ...defaultSettings, theme: 'dark', threads: 4 })).toBeNull();
   });

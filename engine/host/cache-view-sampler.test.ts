@@ -126,8 +126,10 @@ describe('cacheStore', () => {
       budgetBytes: 2 * GB,
       freeDiskBytes: 70_000,
       chunkTokens: 128,
-      compression: 'lossless',
+      compression: null,
+      compressionChoice: null,
       codec: null,
+      stateTransfer: null,
       storedBytes: 4000,
       rawBytes: 3900,
       manifests: 2,
@@ -140,7 +142,7 @@ describe('cacheStore', () => {
     const empty = { ...storeMetrics, storedBytes: 0, rawBytes: 0, logicalBytes: 0 };
     expect(cacheStore(empty, defaultSettings, { persistence: 'paused' })).toMatchObject({ persistence: 'paused', dedupRatio: 1, compressionRatio: 1 });
     expect(cacheStore(undefined, defaultSettings, { persistence: 'off' })).toBeNull();
-    const applied = { compression: 'lossy' as const, codec: { kernels: 'native' as const } };
+    const applied = { compression: { setting: 'lossy' as const, applied: 'lossy' as const }, codec: { kernels: 'native' as const } };
     expect(cacheStore(storeMetrics, defaultSettings, { persistence: 'on' }, applied)).toMatchObject({ compression: 'lossy', codec: { kernels: 'native' } });
   });
 });
@@ -165,10 +167,11 @@ describe('toCacheSnapshot', () => {
       { index: 1, chatId: null, cellsUsed: 500, cellsCapacity: 4096, kType: 'q8_0', vType: 'q8_0', bytes: 50_000, state: 'idle' },
     ]);
     expect(snapshot.store?.chunkCount).toBe(3);
-    expect(snapshot.store).toMatchObject({ compression: 'lossless', codec: null });
-    const applied = { compression: 'off' as const, codec: { kernels: 'fallback' as const, reason: 'why' } };
-    const withCodec = toCacheSnapshot({ metrics, settings: defaultSettings, kv: { persistence: 'on' }, applied, seq: 2, at: 6 });
-    expect(withCodec.store).toMatchObject({ compression: 'off', codec: { kernels: 'fallback', reason: 'why' } });
+    expect(snapshot.store).toMatchObject({ compression: null, compressionChoice: null, codec: null, stateTransfer: null });
+    const choice = { setting: 'auto' as const, applied: 'off' as const, reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s' };
+    const applied = { compression: choice, codec: { kernels: 'fallback' as const, reason: 'why' } };
+    const withCodec = toCacheSnapshot({ metrics: { ...metrics, stateTransfer: { mode: 'file', reason: 'forced' } }, settings: defaultSettings, kv: { persistence: 'on' }, applied, seq: 2, at: 6 });
+    expect(withCodec.store).toMatchObject({ compression: 'off', compressionChoice: choice, codec: { kernels: 'fallback', reason: 'why' }, stateTransfer: { mode: 'file', reason: 'forced' } });
   });
 });
 

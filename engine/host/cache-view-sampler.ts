@@ -7,9 +7,9 @@
  * The turning of a sample into a `CacheSnapshot` is pure (`toCacheSnapshot` and the functions
  * under it) so that the memory mapping for each kind of device is tested without an engine.
  */
-import type { CacheMemory, CacheSnapshot, CacheStoreStats, HearthEvent, KvStatus, Result, Settings } from '../contract/index.ts';
+import type { CacheMemory, CacheSnapshot, CacheStoreStats, HearthEvent, KvStateTransfer, KvStatus, Result, Settings } from '../contract/index.ts';
 import type { EngineMetrics, MemoryMetrics, SlotMetrics, StoreMetrics } from '../protocol.ts';
-import { storeInfo, type AppliedKvCodec } from './kv-stats.ts';
+import { stateTransferOf, storeInfo, type AppliedKvCodec } from './kv-stats.ts';
 import { errorText } from '../contract/index.ts';
 
 /** 4 Hz: smooth enough for cells rising while a reply streams, cheap for the engine. */
@@ -90,10 +90,11 @@ export function cacheStore(
   settings: Settings,
   kv: KvStatus,
   applied: AppliedKvCodec | null = null,
+  stateTransfer: KvStateTransfer | null = null,
 ): CacheStoreStats | null {
   if (!store) return null;
   return {
-    ...storeInfo(store, settings, kv.persistence, store.freeBytes, applied),
+    ...storeInfo(store, settings, kv.persistence, store.freeBytes, applied, stateTransfer),
     storedBytes: store.storedBytes,
     rawBytes: store.rawBytes,
     manifests: store.manifests,
@@ -122,7 +123,7 @@ export function toCacheSnapshot(input: SnapshotInput): CacheSnapshot {
     memory: metrics ? cacheMemory(metrics.memory, metrics.slots) : null,
     // The engine lists no slot without a model.
     slots: metrics ? metrics.slots : [],
-    store: metrics ? cacheStore(metrics.kvStore, input.settings, input.kv, input.applied ?? null) : null,
+    store: metrics ? cacheStore(metrics.kvStore, input.settings, input.kv, input.applied ?? null, stateTransferOf(metrics)) : null,
   };
 }
 

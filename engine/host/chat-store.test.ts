@@ -190,12 +190,21 @@ describe('settings', () => {
     expect(readSettings(db)).toEqual(defaultSettings);
   });
 
-  it('stores the KV compression, lossless by default, and reads an unknown one as the default', () => {
-    expect(defaultSettings.kvCompression).toBe('lossless');
+  it('stores the KV compression, auto when none is stored, and reads an unknown one as the default', () => {
+    expect(defaultSettings.kvCompression).toBe('auto');
+    expect(readSettings(db).kvCompression).toBe('auto');
     expect(updateSettings(db, { kvCompression: 'lossy' }).kvCompression).toBe('lossy');
     expect(readSettings(db).kvCompression).toBe('lossy');
     db.prepare("UPDATE settings SET value = '\"zip\"' WHERE key = 'kvCompression'").run();
+    expect(readSettings(db).kvCompression).toBe('auto');
+  });
+
+  it("keeps a stored 'lossless' (saved before auto existed) as it is, and stores auto like any other value", () => {
+    db.prepare("INSERT INTO settings (key, value) VALUES ('kvCompression', '\"lossless\"')").run();
     expect(readSettings(db).kvCompression).toBe('lossless');
+    expect(updateSettings(db, { kvCompression: 'auto' }).kvCompression).toBe('auto');
+    expect(readSettings(db).kvCompression).toBe('auto');
+    expect(updateSettings(db, { kvCompression: 'off' }).kvCompression).toBe('off');
   });
 });
 

@@ -47,10 +47,10 @@ describe('sending', () => {
   it('passes the disk KV settings to the engine at start, and none when persistence is off', async () => {
     const t = await start();
     const [init] = t.engine.callsOf('init');
-    expect(init).toMatchObject({ kvDir: expect.stringMatching(/[/\\]kv$/), kvBudgetBytes: 10 * 1024 ** 3, kvChunkTokens: 256, kvCompression: 'lossless' });
+    expect(init).toMatchObject({ kvDir: expect.stringMatching(/[/\\]kv$/), kvBudgetBytes: 10 * 1024 ** 3, kvChunkTokens: 256, kvCompression: 'auto' });
     const updated = value(await t.hearth.api['settings.update']({ kvPersistence: false, kvChunkTokens: 128 }));
     expect(updated).toMatchObject({ kvPersistence: false, kvChunkTokens: 128, kvBudgetBytes: 10 * 1024 ** 3 });
-    expect(t.engine.callsOf('init').at(-1)).toEqual({ kvDir: null, kvCompression: 'lossless', logLevel: 'info' });
+    expect(t.engine.callsOf('init').at(-1)).toEqual({ kvDir: null, kvCompression: 'auto', logLevel: 'info' });
   });
 
   it('keeps the codec the engine names at init, and warns once when it is the TypeScript fallback', async () => {
@@ -58,7 +58,9 @@ describe('sending', () => {
     engine.behaviour.codec = { kernels: 'fallback', reason: 'the native addon is not built (npm run build:native)' };
     const t = await start({ engine });
     expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({
-      compression: 'lossless',
+      // `auto`, as the fake engine resolves it.
+      compression: 'off',
+      compressionChoice: { setting: 'auto', applied: 'off', reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s' },
       codec: { kernels: 'fallback', reason: 'the native addon is not built (npm run build:native)' },
     });
     const warning = 'warn the KV codec runs its TypeScript fallback (same bytes, slower): the native addon is not built (npm run build:native)';

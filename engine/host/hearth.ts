@@ -22,7 +22,7 @@ import { Emitter } from '../base/emitter.ts';
 import { Generations } from './generations.ts';
 import { createCalls, type CallDeps } from './hearth-calls.ts';
 import { KvSettingsApplier } from './kv-apply.ts';
-import type { AppliedKvCodec } from './kv-stats.ts';
+import { appliedCompression, type AppliedKvCodec } from './kv-stats.ts';
 import { KvStatusTracker } from './kv-status.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
@@ -141,8 +141,8 @@ async function openStoreDatabase(file: string, log: Logger): Promise<DatabaseSyn
 interface EngineHooks {
   /** A process is about to `init`, with or without disk KV persistence. */
   starting(kvPersistence: boolean): void;
-  /** It answered `init` with the KV codec it runs. */
-  applied(codec: AppliedKvCodec): void;
+  /** It answered `init` with the KV codec it runs and the compression it applies (null: not known). */
+  applied(codec: AppliedKvCodec | null): void;
 }
 
 function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, db: DatabaseSync, log: Logger, hooks: EngineHooks): Supervisor {
@@ -161,7 +161,9 @@ function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: Da
         : { kvDir: null, kvCompression: s.kvCompression };
     },
     onInit: (input, output) => {
-      hooks.applied({ compression: input.kvCompression ?? 'lossless', codec: output.codec });
+      const compression = appliedCompression(input.kvCompression ?? 'lossless', output.compression);
+      if (compression === null) log('warn', 'the engine did not say which KV compression it chose');
+      hooks.applied(compression ? { compression, codec: output.codec } : null);
       // Every restart answers the same: one line says it, not one per restart.
       if (output.codec.kernels === 'fallback' && !warnedFallback) {
         warnedFallback = true;

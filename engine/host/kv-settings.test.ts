@@ -36,16 +36,27 @@ describe('kv.stats', () => {
       budgetBytes: 10 * 1024 ** 3,
       freeDiskBytes: expect.any(Number),
       chunkTokens: 256,
-      compression: 'lossless',
+      compression: 'off',
+      compressionChoice: { setting: 'auto', applied: 'off', reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s', measured: { decodeBytesPerSec: 0.7e9, readBytesPerSec: 9.8e9 } },
       codec: { kernels: 'native' },
+      // This sample carries none (a model whose KV profile is not ready yet).
+      stateTransfer: null,
     });
     expect((await t.hearth.call('kv.stats', { extra: 1 })).ok).toBe(false);
   });
 
-  it('with persistence off: zeros and "off"', async () => {
+  it("carries the loaded model's state transfer as the engine reports it", async () => {
+    const engine = new FakeEngine();
+    engine.behaviour.metrics = { ...engine.behaviour.metrics, stateTransfer: { mode: 'file', reason: 'HEARTH_STATE_TRANSFER=file' } };
+    const t = await start({ engine });
+    expect(value(await t.hearth.api['kv.stats']({})).stateTransfer).toEqual({ mode: 'file', reason: 'HEARTH_STATE_TRANSFER=file' });
+  });
+
+  it('with persistence off: zeros, "off", and no state transfer', async () => {
     const t = await start();
+    expect(value(await t.hearth.api['kv.stats']({})).stateTransfer).toEqual({ mode: 'memory' });
     value(await t.hearth.api['settings.update']({ kvPersistence: false }));
-    expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({ persistence: 'off', bytesOnDisk: 0, chunkCount: 0 });
+    expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({ persistence: 'off', bytesOnDisk: 0, chunkCount: 0, stateTransfer: null });
   });
 });
 
@@ -113,8 +124,14 @@ describe('settings.update applies the disk KV settings now', () => {
       { state: 'restarting', restarts: 0 },
       { state: 'running', restarts: 0 },
     ]);
-    expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({ compression: 'lossy', codec: { kernels: 'native' } });
+    expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({ compression: 'lossy', compressionChoice: { setting: 'lossy', applied: 'lossy' }, codec: { kernels: 'native' } });
     expect((await t.hearth.call('settings.update', { kvCompression: 'zstd' })).ok).toBe(false);
+    // Back to auto: the fresh engine resolves it, and kv.stats says what it chose and why.
+    await until(modelReady(t));
+    expect(value(await t.hearth.api['settings.update']({ kvCompression: 'auto' })).kvCompression).toBe('auto');
+    await until(() => t.engine.callsOf('init').length === 3);
+    expect(t.engine.callsOf('init').at(-1)).toMatchObject({ kvCompression: 'auto' });
+    expect(value(await t.hearth.api['kv.stats']({}))).toMatchObject({ compression: 'off', compressionChoice: { setting: 'auto', applied: 'off', reason: expect.stringContaining('slower than reading') } });
   });
 
   it('a compression change while a reply streams waits for it; kv.stats shows the compression in force meanwhile', async () => {
@@ -123,16 +140,17 @@ describe('settings.update applies the disk KV settings now', () => {
     const chat = value(await t.hearth.api['chats.create']({}));
     const sent = value(await t.hearth.api['chats.send']({ chatId: chat.id, text: 'long reply' }));
     await until(() => t.events.some((e) => e.type === 'message.delta'));
-    expect(value(await t.hearth.api['settings.update']({ kvCompression: 'off' })).kvCompression).toBe('off');
+    expect(value(await t.hearth.api['settings.update']({ kvCompression: 'lossless' })).kvCompression).toBe('lossless');
     expect(t.engine.callsOf('init')).toHaveLength(1);
-    expect(value(await t.hearth.api['kv.stats']({})).compression).toBe('lossless');
+    // Still what the running engine's `auto` chose.
+    expect(value(await t.hearth.api['kv.stats']({})).compression).toBe('off');
     t.engine.behaviour.pauseAfter = null;
     t.engine.release();
     await t.waitFor(finished(sent.assistantMessage.id));
     await until(() => t.engine.callsOf('init').length === 2);
-    expect(t.engine.callsOf('init').at(-1)).toMatchObject({ kvCompression: 'off' });
+    expect(t.engine.callsOf('init').at(-1)).toMatchObject({ kvCompression: 'lossless' });
     await until(modelReady(t));
-    expect(value(await t.hearth.api['kv.stats']({})).compression).toBe('off');
+    expect(value(await t.hearth.api['kv.stats']({})).compression).toBe('lossless');
   });
 
   it('a new slot count reloads the loaded model without restarting the engine', async () => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { err, ok, type KvStatus } from '../contract/index.ts';
 import type { EngineMetrics, StoreMetrics } from '../protocol.ts';
-import { freeDiskBytes, readKvStats, type KvStatsDeps } from './kv-stats.ts';
+import { appliedCompression, freeDiskBytes, readKvStats, type KvStatsDeps } from './kv-stats.ts';
 import { defaultSettings } from './settings.ts';
 
 const store: StoreMetrics = {
@@ -38,20 +38,43 @@ describe('readKvStats', () => {
       budgetBytes: 5 * 1024 ** 3,
       freeDiskBytes: 4_096_000,
       chunkTokens: 128,
-      compression: 'lossless',
+      // `auto` (the default) is only known once an engine resolved it.
+      compression: null,
+      compressionChoice: null,
       codec: null,
+      stateTransfer: null,
     });
   });
 
   it("shows the running engine's compression and codec once one answered init, the setting's compression before", async () => {
     const settings = () => ({ ...defaultSettings, kvCompression: 'off' as const });
-    expect(await readKvStats(deps({ settings }))).toMatchObject({ compression: 'off', codec: null });
+    expect(await readKvStats(deps({ settings }))).toMatchObject({ compression: 'off', compressionChoice: null, codec: null });
     expect(await readKvStats(deps({ settings, applied: () => null }))).toMatchObject({ compression: 'off', codec: null });
-    const applied = () => ({ compression: 'lossy' as const, codec: { kernels: 'fallback' as const, reason: 'not built' } });
-    expect(await readKvStats(deps({ settings, applied }))).toMatchObject({ compression: 'lossy', codec: { kernels: 'fallback', reason: 'not built' } });
+    const applied = () => ({ compression: { setting: 'lossy' as const, applied: 'lossy' as const }, codec: { kernels: 'fallback' as const, reason: 'not built' } });
+    expect(await readKvStats(deps({ settings, applied }))).toMatchObject({
+      compression: 'lossy',
+      compressionChoice: { setting: 'lossy', applied: 'lossy' },
+      codec: { kernels: 'fallback', reason: 'not built' },
+    });
     // An engine that is down still shows the codec it last named.
     const down = await readKvStats(deps({ applied, metrics: async () => err('ENGINE_UNAVAILABLE', 'down') }));
     expect(down).toMatchObject({ persistence: 'paused', compression: 'lossy', codec: { kernels: 'fallback' } });
+  });
+
+  it("shows what `auto` chose and why, as the engine answered it", async () => {
+    const choice = { setting: 'auto' as const, applied: 'off' as const, reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s' };
+    const stats = await readKvStats(deps({ applied: () => ({ compression: choice, codec: { kernels: 'native' } }) }));
+    expect(stats).toMatchObject({ compression: 'off', compressionChoice: choice });
+  });
+
+  it("passes on the loaded model's state transfer, and drops one that is not well formed", async () => {
+    const sample = (stateTransfer: unknown) => async () => ok({ kvCellsUsed: 0, kvCellsCapacity: 0, slots: [], kvStore: store, stateTransfer } as EngineMetrics);
+    expect((await readKvStats(deps({ metrics: sample({ mode: 'memory' }) }))).stateTransfer).toEqual({ mode: 'memory' });
+    expect((await readKvStats(deps({ metrics: sample({ mode: 'file', reason: 'forced' }) }))).stateTransfer).toEqual({ mode: 'file', reason: 'forced' });
+    expect((await readKvStats(deps({ metrics: sample({ mode: 'pipe' }) }))).stateTransfer).toBeNull();
+    expect((await readKvStats(deps({ metrics: sample({ mode: 'file', reason: 'x'.repeat(501) }) }))).stateTransfer).toBeNull();
+    expect((await readKvStats(deps({ metrics: sample(undefined) }))).stateTransfer).toBeNull();
+    expect((await readKvStats(deps({ metrics: async () => err('ENGINE_UNAVAILABLE', 'down') }))).stateTransfer).toBeNull();
   });
 
   it('an engine that is down shows zeros, and says it is not persisting now', async () => {
@@ -67,6 +90,24 @@ describe('readKvStats', () => {
     const paused: KvStatus = { persistence: 'paused', reason: { code: 'DISK_FULL', message: 'full' } };
     // A paused store still has its files: their size is shown.
     expect(await readKvStats(deps({ kv: paused }))).toMatchObject({ persistence: 'paused', bytesOnDisk: 1_200_000 });
+  });
+});
+
+describe('appliedCompression', () => {
+  it("takes the engine's answer for the setting it was sent", () => {
+    const measured = { decodeBytesPerSec: 7e8, readBytesPerSec: 9.8e9 };
+    const choice = { setting: 'auto', applied: 'off', reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s', measured } as const;
+    expect(appliedCompression('auto', choice)).toEqual(choice);
+    expect(appliedCompression('lossless', { setting: 'lossless', applied: 'lossless' })).toEqual({ setting: 'lossless', applied: 'lossless' });
+  });
+
+  it('falls back to what the host knows when the answer is missing, malformed or for another setting', () => {
+    expect(appliedCompression('lossless', undefined)).toEqual({ setting: 'lossless', applied: 'lossless' });
+    expect(appliedCompression('off', { setting: 'auto', applied: 'lossless' })).toEqual({ setting: 'off', applied: 'off' });
+    expect(appliedCompression('lossy', { setting: 'lossy', applied: 'zip' } as never)).toEqual({ setting: 'lossy', applied: 'lossy' });
+    // For `auto` only the engine knows.
+    expect(appliedCompression('auto', undefined)).toBeNull();
+    expect(appliedCompression('auto', { setting: 'auto', applied: 'off', measured: { decodeBytesPerSec: -1, readBytesPerSec: 1 } })).toBeNull();
   });
 });
 

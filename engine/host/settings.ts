@@ -3,7 +3,7 @@
  * migration. Missing keys read as their defaults.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import { kvCompressions, type KvCompression, type Sampling, type Settings } from '../contract/index.ts';
+import { kvCompressionSettings, type KvCompressionSetting, type Sampling, type Settings } from '../contract/index.ts';
 import { transaction } from './db.ts';
 import { definedOnly } from './chat-store.ts';
 
@@ -20,8 +20,10 @@ export const defaultSettings: Settings = {
   kvBudgetBytes: 10 * 1024 ** 3,
   kvChunkTokens: 256,
   kvSlots: 1,
-  // Bit-exact restores at ~0.8× the bytes on F16 KV: nothing to lose by default.
-  kvCompression: 'lossless',
+  // Measured per machine at each engine start: lossless only where decoding it does not make a
+  // restore slower than reading the bytes uncompressed (docs/decisions/kv-compression-auto.md).
+  // Only a missing key reads as this: a stored 'lossless' (saved by an older Settings screen) stays.
+  kvCompression: 'auto',
 };
 
 /** What `settings.update` may change (the contract's settingsPatchSchema, plus the host's own keys). */
@@ -36,7 +38,7 @@ export interface SettingsPatch {
   readonly kvBudgetBytes?: number | undefined;
   readonly kvChunkTokens?: number | undefined;
   readonly kvSlots?: number | undefined;
-  readonly kvCompression?: KvCompression | undefined;
+  readonly kvCompression?: KvCompressionSetting | undefined;
 }
 
 export function readSettings(db: DatabaseSync): Settings {
@@ -63,7 +65,7 @@ export function readSettings(db: DatabaseSync): Settings {
     kvBudgetBytes: pick('kvBudgetBytes', (v) => Number.isInteger(v) && (v as number) >= 0),
     kvChunkTokens: pick('kvChunkTokens', (v) => Number.isInteger(v) && (v as number) >= 1),
     kvSlots: pick('kvSlots', (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 8),
-    kvCompression: pick('kvCompression', (v) => (kvCompressions as readonly unknown[]).includes(v)),
+    kvCompression: pick('kvCompression', (v) => (kvCompressionSettings as readonly unknown[]).includes(v)),
   };
 }
 

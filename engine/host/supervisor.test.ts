@@ -34,8 +34,8 @@ describe('Supervisor', () => {
     expect(engine.calls[0]).toMatchObject({ method: 'init', input: { logLevel: 'warn' } });
     expect(supervisor.pid).toBe(engine.current?.pid);
     const metrics = await supervisor.request('metrics', {});
-    // No kvDir in this init: the fake then has no disk store, like the real engine.
-    const { kvStore: _none, ...withoutStore } = engine.behaviour.metrics;
+    // No kvDir in this init: the fake then has no disk store (nor a state transfer), like the real engine.
+    const { kvStore: _none, stateTransfer: _noTransfer, ...withoutStore } = engine.behaviour.metrics;
     expect(metrics).toEqual({ ok: true, value: withoutStore });
   });
 

@@ -1,6 +1,6 @@
 /**
  * The Cache view's engine side on real inference in an engine process: metrics' slots,
- * memory and store after a turn, also while a reply streams; the largest chats and one chat's
+ * memory, store and state transfer after a turn, also while a reply streams; the largest chats and one chat's
  * cache; "Forget cache" makes the next turn re-read with its reason; KV activity events.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -59,10 +59,13 @@ afterAll(async () => {
 describe('the Cache view in an engine process', () => {
   it('metrics: without a model, no slots and no memory', async () => {
     engine = await startEngine();
-    await engine.must('init', { logLevel: 'warn', kvDir: join(dir, 'kv'), kvBudgetBytes: 1 << 30, kvChunkTokens: 64 });
+    const init = await engine.must('init', { logLevel: 'warn', kvDir: join(dir, 'kv'), kvBudgetBytes: 1 << 30, kvChunkTokens: 64 });
+    // No compression asked for: lossless, as it is (only `auto` is measured).
+    expect(init.compression).toEqual({ setting: 'lossless', applied: 'lossless' });
     const metrics = await engine.must('metrics', {});
     expect(metrics.slots).toEqual([]);
     expect(metrics.memory).toBeUndefined();
+    expect(metrics.stateTransfer).toBeUndefined();
     expect(metrics.kvStore).toMatchObject({ storedBytes: 0, rawBytes: 0, chunkCount: 0, manifests: 0, budgetBytes: 1 << 30 });
     expect(await engine.must('kvChats', { limit: 10 })).toEqual({ chats: [] });
   });
@@ -95,6 +98,11 @@ describe('the Cache view in an engine process', () => {
     expect(store.rawBytes).toBeGreaterThan(0);
     expect(store.storedBytes).toBeLessThan(store.rawBytes);
     expect(store.budgetBytes).toBe(1 << 30);
+    // How the loaded model's state moves, for Settings → Cache: a file path always says why.
+    const transfer = metrics.stateTransfer!;
+    expect(['memory', 'file']).toContain(transfer.mode);
+    if (transfer.mode === 'file') expect(transfer.reason).toEqual(expect.any(String));
+    else expect(transfer.reason).toBeUndefined();
 
     const saves = activities(e, 'save');
     expect(saves).toHaveLength(1);

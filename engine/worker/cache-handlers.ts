@@ -1,10 +1,12 @@
 /**
  * The Cache view's engine side: `metrics` (sampled 4 times a second, also while a reply streams,
  * so it never takes the engine lock and reads only counters, except the device's memory and the
- * store's totals, read at most once a second), the largest chats, one chat's cache, "Forget
- * cache" and "Check the cache".
+ * store's totals, read at most once a second, and how the loaded model's state moves, which
+ * Settings → Cache shows), the largest chats, one chat's cache, "Forget cache" and "Check the
+ * cache".
  */
-import { err, ok, type DeviceMemory, type Result } from '../contract/index.ts';
+import { within } from '../base/timeout.ts';
+import { err, ok, type DeviceMemory, type KvStateTransfer, type Result } from '../contract/index.ts';
 import type { KvStoreStats } from '../kv/store.ts';
 import type { EngineMetrics } from '../protocol.ts';
 import { cachedFor, forgetActivity, summarizeIntegrity, uncheckedReport } from './kv-activity.ts';
@@ -13,6 +15,9 @@ import { METRICS_CACHE_MS, type Loaded, type RuntimeState } from './runtime-stat
 import type { WorkerHandlers } from './serve.ts';
 
 type CacheHandlers = Pick<WorkerHandlers, 'forgetChat' | 'kvVerify' | 'kvChats' | 'chatCache' | 'metrics'>;
+
+/** How long a metrics sample waits for a model's KV profile (a model file hashed at its first load). */
+const PROFILE_WAIT_MS = 50;
 
 export function createCacheHandlers(state: RuntimeState): CacheHandlers {
   const device = cachedFor<DeviceMemory | null>(METRICS_CACHE_MS, async () => (state.llama ? (await readDevice(state.llama)).device : null));
@@ -72,7 +77,11 @@ export function createCacheHandlers(state: RuntimeState): CacheHandlers {
 
     async metrics() {
       const current = state.loaded;
-      const [deviceNow, stats] = await Promise.all([current ? device.get().catch(() => null) : null, state.storeStats.get().catch(() => null)]);
+      const [deviceNow, stats, transfer] = await Promise.all([
+        current ? device.get().catch(() => null) : null,
+        state.storeStats.get().catch(() => null),
+        current ? stateTransfer(state, current) : null,
+      ]);
       // The model may have changed while the device was read: describe the one loaded now.
       const now = state.loaded === current ? current : null;
       const slots = slotMetrics(now);
@@ -84,9 +93,24 @@ export function createCacheHandlers(state: RuntimeState): CacheHandlers {
         slots,
         ...(kvStore ? { kvStore } : {}),
         ...(memory ? { memory } : {}),
+        ...(now && transfer ? { stateTransfer: transfer } : {}),
       });
     },
   };
+}
+
+/**
+ * How the loaded model's sequence state moves (KvCache.transferOf, decided at its load), once its
+ * KV profile is ready: null without a store, or while the model file is still being hashed for
+ * longer than a sample may wait (the Cache view samples 4 times a second).
+ */
+async function stateTransfer(state: RuntimeState, loaded: Loaded): Promise<KvStateTransfer | null> {
+  const cache = state.kvCache;
+  if (!cache || !loaded.kvProfile) return null;
+  const profile = await within(loaded.kvProfile, PROFILE_WAIT_MS, null).catch(() => null);
+  if (profile === null) return null;
+  const info = cache.transferOf(profile);
+  return info.reason !== undefined ? { mode: info.mode, reason: info.reason } : { mode: info.mode };
 }
 
 function slotMetrics(now: Loaded | null): EngineMetrics['slots'] {

@@ -1,14 +1,17 @@
 /**
  * `init`: llama.cpp's bindings (loaded once per process, never compiled on a user's machine), the
- * KV codec's kernels, and the disk KV store when the host names its directory. llama.cpp's
+ * KV codec's kernels, and the disk KV store when the host names its directory, with its
+ * compression resolved first (`auto` is measured: compression-choice.ts). llama.cpp's
  * warnings are always captured for the log ring, because node-llama-cpp's own errors do not say
  * why a load failed (docs/decisions/state-through-scratch-file.md); the host's level only
  * filters what is forwarded as log events.
  */
 import { getLlama, LlamaLogLevel, type Llama } from 'node-llama-cpp';
-import { err, ok, type Result, errorText } from '../contract/index.ts';
+import { err, ok, type KvCompression, type KvCompressionChoice, type Result, errorText } from '../contract/index.ts';
+import type { CodecKernels } from '../kv/kernels.ts';
 import { loadKernels } from '../kv/kernels-load.ts';
 import type { WorkerMethods } from '../protocol.ts';
+import { chooseCompression, measureRestorePaths } from './compression-choice.ts';
 import { RAM_CAP_ENV } from './constants.ts';
 import { KvCache } from './kv-cache.ts';
 import { kvUnavailableEvent, watchKvPersistence } from './kv-persistence.ts';
@@ -45,6 +48,8 @@ export class LlamaInit {
   /** The one load of the bindings, shared by concurrent callers; cleared when it failed. */
   #initializing: Promise<Result<{ readonly build: string }>> | null = null;
   #codec: ReturnType<typeof loadKernels> | null = null;
+  /** How the open store encodes new chunks: decided once, when it opened (a later `init` finds it open). */
+  #compression: KvCompressionChoice | null = null;
 
   constructor(state: RuntimeState) {
     this.#state = state;
@@ -58,8 +63,27 @@ export class LlamaInit {
     const opened = await this.#initLlama();
     if (!opened.ok) return opened;
     const { kernels, info } = this.codecKernels();
-    if (typeof input.kvDir === 'string' && input.kvDir !== '' && !state.kvCache && state.llama) await this.#openKvCache(state.llama, input.kvDir, input, kernels);
-    return ok({ build: opened.value.build, codec: info });
+    const kvDir = typeof input.kvDir === 'string' && input.kvDir !== '' ? input.kvDir : null;
+    if (kvDir !== null && !state.kvCache && state.llama) {
+      this.#compression = this.#chooseCompression(input.kvCompression, kvDir, kernels);
+      await this.#openKvCache(state.llama, kvDir, input, kernels, this.#compression.applied);
+    }
+    return ok({ build: opened.value.build, codec: info, compression: this.#compression ?? this.#chooseCompression(input.kvCompression, kvDir, kernels) });
+  }
+
+  /**
+   * Settings.kvCompression as this process applies it, `auto` resolved by measuring this
+   * machine (compression-choice.ts) in the store's directory. Without a store nothing is written,
+   * so nothing is measured either.
+   */
+  #chooseCompression(setting: InitInput['kvCompression'], kvDir: string | null, kernels: CodecKernels): KvCompressionChoice {
+    // The host's input is another process's: anything unknown is the protocol's default.
+    const known = setting === 'auto' || setting === 'off' || setting === 'lossless' || setting === 'lossy' ? setting : 'lossless';
+    if (known === 'auto' && kvDir === null) return { setting: known, applied: 'off', reason: 'disk KV persistence is off, so nothing was measured' };
+    const started = performance.now();
+    const choice = chooseCompression(known, () => measureRestorePaths(kvDir ?? '', kernels));
+    if (known === 'auto') this.#state.log('info', `KV compression: ${choice.applied} (auto: ${choice.reason ?? ''}; measured in ${Math.round(performance.now() - started)} ms)`);
+    return choice;
   }
 
   /** The bindings, loaded at the host's current log level when they are not yet. */
@@ -83,7 +107,7 @@ export class LlamaInit {
     return codec;
   }
 
-  async #openKvCache(llama: Llama, root: string, input: InitInput, kernels: ReturnType<typeof loadKernels>['kernels']): Promise<void> {
+  async #openKvCache(llama: Llama, root: string, input: InitInput, kernels: CodecKernels, compression: KvCompression): Promise<void> {
     const state = this.#state;
     const cache = await KvCache.open({
       root,
@@ -91,7 +115,7 @@ export class LlamaInit {
       ...(typeof input.kvChunkTokens === 'number' && input.kvChunkTokens > 0 ? { chunkTokens: input.kvChunkTokens } : {}),
       // The backend is part of it: GPU kernels may compute other K/V bytes than the CPU's.
       llamaRelease: `${llama.llamaCppRelease.release}/${llama.gpu === false ? 'cpu' : llama.gpu}`,
-      compression: input.kvCompression === 'off' || input.kvCompression === 'lossy' ? input.kvCompression : 'lossless',
+      compression,
       kernels,
       log: state.log,
     });

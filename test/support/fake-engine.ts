@@ -2,7 +2,7 @@
  * An in-memory engine process for unit tests: it speaks protocol.ts, streams scripted tokens,
  * fails on request, and "crashes". Not used by the app.
  */
-import { err, ok, type CachedChat, type HearthError, type KvCodecInfo, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../../engine/contract/index.ts';
+import { err, ok, type CachedChat, type HearthError, type KvCodecInfo, type KvCompressionChoice, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../../engine/contract/index.ts';
 import type { EngineMetrics, EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../../engine/protocol.ts';
 
 export interface FakeBehaviour {
@@ -20,6 +20,8 @@ export interface FakeBehaviour {
   silent: boolean;
   /** What `init` answers as the KV codec in use (e.g. `{ kernels: 'fallback', reason }`). */
   codec: KvCodecInfo;
+  /** What `init` answers `auto` resolved to (a fixed setting is answered as it is). */
+  autoCompression: Omit<KvCompressionChoice, 'setting'>;
   /** Events each process sends while handling `init`, before answering it (e.g. `kvPersistence`). */
   initEvents: WorkerEvent[];
   metrics: EngineMetrics;
@@ -59,6 +61,7 @@ export function fakeMetrics(): EngineMetrics {
       budgetBytes: 10 * 1024 ** 3,
       freeBytes: 50 * 1024 ** 3,
     },
+    stateTransfer: { mode: 'memory' },
   };
 }
 
@@ -86,6 +89,11 @@ export class FakeEngine {
     initError: null,
     silent: false,
     codec: { kernels: 'native' },
+    autoCompression: {
+      applied: 'off',
+      reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s',
+      measured: { decodeBytesPerSec: 0.7e9, readBytesPerSec: 9.8e9 },
+    },
     initEvents: [],
     metrics: fakeMetrics(),
     profileIssues: [],
@@ -195,10 +203,14 @@ export class FakePort implements EnginePort {
     const b = this.#engine.behaviour;
     await delay(1);
     switch (message.method) {
-      case 'init':
+      case 'init': {
         this.#persisting = typeof message.input.kvDir === 'string';
         for (const event of b.initEvents) this.event(event);
-        return b.initError ? { ok: false, error: b.initError } : ok<WorkerMethods['init']['output']>({ build: 'fake', codec: b.codec });
+        if (b.initError) return { ok: false, error: b.initError };
+        const setting = message.input.kvCompression ?? 'lossless';
+        const compression: KvCompressionChoice = setting === 'auto' ? { setting, ...b.autoCompression } : { setting, applied: setting };
+        return ok<WorkerMethods['init']['output']>({ build: 'fake', codec: b.codec, compression });
+      }
       case 'loadModel': {
         this.event({ type: 'loadProgress', progress: 0.5 });
         await delay(2);
@@ -238,7 +250,8 @@ export class FakePort implements EnginePort {
         return ok({ cancelled: true });
       case 'metrics': {
         if (this.#persisting) return ok(b.metrics);
-        const { kvStore: _none, ...withoutStore } = b.metrics;
+        // Without a store nothing moves state to disk: no transfer either.
+        const { kvStore: _none, stateTransfer: _noTransfer, ...withoutStore } = b.metrics;
         return ok(withoutStore);
       }
       case 'forgetChat': {

@@ -29,14 +29,16 @@ const stats = (extra: Partial<KvStoreInfo> = {}): KvStoreInfo => ({
   budgetBytes: 10 * GB,
   freeDiskBytes: 84 * GB,
   chunkTokens: 256,
-  compression: 'lossless',
+  compression: 'off',
+  compressionChoice: { setting: 'auto', applied: 'off', reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s' },
   codec: { kernels: 'native' },
+  stateTransfer: { mode: 'memory' },
   ...extra,
 });
 
 describe('the cache form', () => {
   it('starts from the settings, the budget in GB', () => {
-    expect(cacheFormFrom(settings)).toEqual({ persistence: true, budgetGb: '10', chunkTokens: '256', slots: '1', compression: 'lossless' });
+    expect(cacheFormFrom(settings)).toEqual({ persistence: true, budgetGb: '10', chunkTokens: '256', slots: '1', compression: 'auto' });
     expect(budgetText(1_234_567_890)).toBe('1.15');
   });
 
@@ -184,17 +186,36 @@ describe('CacheFields', () => {
     expect(html).toContain('<option value="100" selected="">100 tokens</option>');
   });
 
-  it('offers the compressions under the name "Compression", described by what each costs', () => {
+  it('offers the compressions under the name "Compression", Auto first and chosen by default, described by what each costs', () => {
     const html = render();
     expect(html).toContain('<label for="settings-kv-compression" class="mb-1 block text-sm font-medium">Compression</label>');
-    expect(tag(html, 'settings-kv-compression')).toMatch(/^<select [^>]*aria-describedby="settings-kv-compression-help"/);
-    expect(html).toMatch(/<select id="settings-kv-compression"[^>]*><option value="off">Off<\/option><option value="lossless" selected="">Lossless<\/option><option value="lossy">Lossy \(F16 K\/V only\)<\/option><\/select>/);
+    expect(tag(html, 'settings-kv-compression')).toMatch(/^<select [^>]*aria-describedby="settings-kv-compression-in-use settings-kv-compression-help"/);
+    expect(html).toMatch(
+      /<select id="settings-kv-compression"[^>]*><option value="auto" selected="">Auto \(recommended\)<\/option><option value="off">Off<\/option><option value="lossless">Lossless<\/option><option value="lossy">Lossy \(F16 K\/V only\)<\/option><\/select>/,
+    );
     const helpText = /<p id="settings-kv-compression-help"[^>]*>([^<]*)<\/p>/.exec(html)?.[1] ?? '';
     expect(helpText).toBe(compressionHelp);
-    for (const said of ['bit-exact', 'about 20% smaller on F16', '8-bit', 'about half the size', 'quality meter', 'never applied to quantized K/V', 'stay readable', 're-read its history once']) {
+    for (const said of ['Auto measures this computer', 'never slower', 'bit-exact', 'about 20% smaller on F16', '8-bit', 'about half the size', 'quality meter', 'never applied to quantized K/V', 'stay readable', 're-read its history once']) {
       expect(compressionHelp).toContain(said);
     }
     expect(render({ value: { ...cacheFormFrom(settings), compression: 'lossy' } })).toContain('<option value="lossy" selected="">Lossy (F16 K/V only)</option>');
+  });
+
+  it("shows beside the list what the running engine writes, with auto's figures, and nothing before an engine said", () => {
+    expect(render()).toMatch(/<\/select><p id="settings-kv-compression-in-use"[^>]*>In use: Off \(auto: decoding 0\.70 GB\/s is slower than reading 9\.8 GB\/s\)<\/p>/);
+    const fixed = render({ stats: stats({ compression: 'lossless', compressionChoice: { setting: 'lossless', applied: 'lossless' } }) });
+    expect(fixed).toMatch(/<p id="settings-kv-compression-in-use"[^>]*>In use: Lossless<\/p>/);
+    const none = render({ stats: stats({ compression: null, compressionChoice: null }) });
+    expect(none).not.toContain('settings-kv-compression-in-use');
+    expect(tag(none, 'settings-kv-compression')).toContain('aria-describedby="settings-kv-compression-help"');
+  });
+
+  it("says how the loaded model's state moves, and nothing without one", () => {
+    expect(render()).toMatch(/<p id="settings-kv-transfer"[^>]*>State transfer: memory<\/p>/);
+    const file = render({ stats: stats({ stateTransfer: { mode: 'file', reason: 'HEARTH_STATE_TRANSFER=file.' } }) });
+    expect(file).toMatch(/<p id="settings-kv-transfer"[^>]*>State transfer: file \(HEARTH_STATE_TRANSFER=file\)<\/p>/);
+    expect(render({ stats: stats({ stateTransfer: null }) })).not.toContain('State transfer');
+    expect(render({ stats: null })).not.toContain('State transfer');
   });
 
   it('says which codec the engine runs, and nothing before it said', () => {

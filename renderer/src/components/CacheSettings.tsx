@@ -1,11 +1,12 @@
 /**
  * The "Cache" part of Settings: disk KV persistence, its budget next to the store's size and the
- * free disk, the chunk size, the slot count, and how chunks are encoded on disk. The form state
- * lives in the Settings form, which saves everything with one button; this file holds the
- * fields, their checks, and the figures line.
+ * free disk, the chunk size, the slot count, and how chunks are encoded on disk (with what the
+ * running engine chose for `auto`, and why). The form state lives in the Settings form, which
+ * saves everything with one button; this file holds the fields, their checks, and the figures
+ * lines (usage, codec, how the loaded model's state moves).
  */
-import type { HearthError, KvCompression, KvStatus, KvStoreInfo, Result, Settings } from '../contract.ts';
-import { codecText, compressionLabels, kvCompressionList } from '../lib/cache.ts';
+import type { HearthError, KvCompressionSetting, KvStatus, KvStoreInfo, Result, Settings } from '../contract.ts';
+import { codecText, compressionChoiceText, compressionLabels, kvCompressionList, stateTransferText } from '../lib/cache.ts';
 import { formatBinaryBytes, GB } from '../lib/format.ts';
 import { buttonStyles, inputStyles } from './ui.tsx';
 
@@ -16,7 +17,7 @@ export interface CacheForm {
   readonly budgetGb: string;
   readonly chunkTokens: string;
   readonly slots: string;
-  readonly compression: KvCompression;
+  readonly compression: KvCompressionSetting;
 }
 
 export type CachePatch = Pick<Settings, 'kvPersistence' | 'kvBudgetBytes' | 'kvChunkTokens' | 'kvSlots' | 'kvCompression'>;
@@ -149,6 +150,7 @@ export interface CacheFieldsProps {
 
 /** What each encoding costs, beside the Compression list. */
 export const compressionHelp =
+  'Auto measures this computer when the engine starts and picks Lossless only where decoding it is at least as fast as reading the K/V uncompressed, else Off, so a restore is never slower for it. ' +
   'Off stores the K/V as it is. Lossless is bit-exact and about 20% smaller on F16 K/V. ' +
   'Lossy stores F16 K/V as 8-bit values, about half the size, at a small quality cost that the quality meter shows; ' +
   'it is never applied to quantized K/V, which stay lossless. ' +
@@ -166,6 +168,8 @@ export function CacheFields(props: CacheFieldsProps) {
   const slotsProblem = slotsError(value.slots);
   const note = persistenceNote(props.kv, props.engineRestarting);
   const codec = codecText(stats?.codec ?? null);
+  const inUse = compressionChoiceText(stats?.compressionChoice ?? null);
+  const transfer = stateTransferText(stats?.stateTransfer ?? null);
   // A chunk size set outside the list (through the API) stays selectable rather than vanishing.
   const sizes = chunkSizes.includes(Number(value.chunkTokens)) ? chunkSizes : [...chunkSizes, Number(value.chunkTokens)].sort((a, b) => a - b);
   const describedBy = (...ids: (string | false | null)[]) => ids.filter(Boolean).join(' ') || undefined;
@@ -262,8 +266,8 @@ export function CacheFields(props: CacheFieldsProps) {
         <select
           id="settings-kv-compression"
           value={value.compression}
-          onChange={(e) => set({ compression: e.target.value as KvCompression })}
-          aria-describedby="settings-kv-compression-help"
+          onChange={(e) => set({ compression: e.target.value as KvCompressionSetting })}
+          aria-describedby={describedBy(inUse && 'settings-kv-compression-in-use', 'settings-kv-compression-help')}
           className={`${inputStyles} sm:max-w-xs`}
         >
           {kvCompressionList.map((mode) => (
@@ -272,6 +276,11 @@ export function CacheFields(props: CacheFieldsProps) {
             </option>
           ))}
         </select>
+        {inUse && (
+          <p id="settings-kv-compression-in-use" className="mt-1 text-sm text-stone-700 dark:text-stone-300">
+            {inUse}
+          </p>
+        )}
         <p id="settings-kv-compression-help" className={help}>
           {compressionHelp}
         </p>
@@ -288,6 +297,11 @@ export function CacheFields(props: CacheFieldsProps) {
       {codec && (
         <p id="settings-kv-codec" className="text-sm text-stone-700 dark:text-stone-300">
           {codec}
+        </p>
+      )}
+      {transfer && (
+        <p id="settings-kv-transfer" className="text-sm text-stone-700 dark:text-stone-300">
+          {transfer}
         </p>
       )}
     </fieldset>

@@ -8,6 +8,7 @@ import {
   selectKv,
   selectKvStats,
   selectKvStatsError,
+  selectLoadedModelPath,
   selectSettings,
 } from '../state/selectors.ts';
 import { applyNote, CacheFields, cacheChanged, cacheFormFrom, cacheFromForm, type CacheForm } from './CacheSettings.tsx';
@@ -63,17 +64,19 @@ function SettingsForm({ settings }: { settings: Settings }) {
   const kvStatsError = useHearth(selectKvStatsError);
   const kv = useHearth(selectKv);
   const engineState = useHearth(selectEngineState);
+  const loadedModel = useHearth(selectLoadedModelPath);
   const crashBanner = useHearth(selectEngineBanner);
   const busy = useHearth(selectEngineBusy);
   const [cache, setCache] = useState<CacheForm>(() => cacheFormFrom(settings));
   const [saving, setSaving] = useState(false);
   const [savedNote, setSavedNote] = useState('');
 
-  // Measured when the screen opens, and again whenever the engine is back (a restart that
-  // applied the cache settings may have been queued behind a reply).
+  // Measured when the screen opens, again whenever the engine is back (a restart that applied
+  // the cache settings may have been queued behind a reply), and when a model has loaded (the
+  // state transfer line is the loaded model's).
   useEffect(() => {
     if (engineState === 'running') void actions.refreshKvStats();
-  }, [actions, engineState]);
+  }, [actions, engineState, loadedModel]);
 
   const save = async () => {
     // Enter in a field submits too; a cache change can keep the host busy for a restart.

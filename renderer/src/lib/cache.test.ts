@@ -5,6 +5,7 @@ import {
   cellsText,
   chatCacheText,
   codecText,
+  compressionChoiceText,
   compressionLabels,
   compressionText,
   kvCompressionList,
@@ -17,6 +18,7 @@ import {
   memorySeries,
   msText,
   ratioText,
+  stateTransferText,
   statsRows,
   turnSeries,
 } from './cache.ts';
@@ -94,7 +96,28 @@ describe('device memory', () => {
 
 describe('the disk encoding', () => {
   it('names each compression, in the order Settings offers them', () => {
-    expect(kvCompressionList.map((c) => compressionLabels[c])).toEqual(['Off', 'Lossless', 'Lossy (F16 K/V only)']);
+    expect(kvCompressionList.map((c) => compressionLabels[c])).toEqual(['Auto (recommended)', 'Off', 'Lossless', 'Lossy (F16 K/V only)']);
+  });
+
+  it("says what the engine writes new chunks with, and for auto why, with the figures", () => {
+    const measured = { decodeBytesPerSec: 0.7e9, readBytesPerSec: 9.8e9 };
+    expect(compressionChoiceText({ setting: 'auto', applied: 'off', reason: 'decoding 0.70 GB/s is slower than reading 9.8 GB/s', measured })).toBe(
+      'In use: Off (auto: decoding 0.70 GB/s is slower than reading 9.8 GB/s)',
+    );
+    expect(compressionChoiceText({ setting: 'auto', applied: 'lossless', reason: 'decoding 3.1 GB/s keeps up with reading 2.0 GB/s.' })).toBe(
+      'In use: Lossless (auto: decoding 3.1 GB/s keeps up with reading 2.0 GB/s)',
+    );
+    expect(compressionChoiceText({ setting: 'auto', applied: 'off' })).toBe('In use: Off (auto)');
+    expect(compressionChoiceText({ setting: 'lossy', applied: 'lossy' })).toBe('In use: Lossy (F16 K/V only)');
+    expect(compressionChoiceText(null)).toBeNull();
+  });
+
+  it('says how the loaded model moves its state, and nothing without one', () => {
+    expect(stateTransferText({ mode: 'memory' })).toBe('State transfer: memory');
+    expect(stateTransferText({ mode: 'file', reason: 'the memory bridge is not built yet' })).toBe('State transfer: file (the memory bridge is not built yet)');
+    expect(stateTransferText({ mode: 'file', reason: 'HEARTH_STATE_TRANSFER=file.' })).toBe('State transfer: file (HEARTH_STATE_TRANSFER=file)');
+    expect(stateTransferText({ mode: 'file' })).toBe('State transfer: file');
+    expect(stateTransferText(null)).toBeNull();
   });
 
   it('says which codec runs, and nothing before the engine named it', () => {
@@ -116,6 +139,7 @@ describe('figures', () => {
     expect(compressionText({ compressionRatio: 0.98, compression: 'off' })).toBe('0.98× (compression off)');
     expect(compressionText({ compressionRatio: 1.25, compression: 'lossless' })).toBe('1.25× (lossless)');
     expect(compressionText({ compressionRatio: 1.9, compression: 'lossy' })).toBe('1.90× (lossy)');
+    expect(compressionText({ compressionRatio: 1, compression: null })).toBe('1.00×');
     expect(msText(12.6)).toBe('13');
     expect(msText(undefined)).toBe('—');
   });

@@ -10,7 +10,9 @@ import type {
   CacheTurn,
   ChatCache,
   KvCodecInfo,
-  KvCompression,
+  KvCompressionChoice,
+  KvCompressionSetting,
+  KvStateTransfer,
   MessageStats,
   SlotState,
 } from '../contract.ts';
@@ -128,25 +130,51 @@ export function ratioText(ratio: number): string {
 }
 
 /**
- * The contract's `kvCompressions`, in the order the Settings list offers them. Repeated here
- * because the renderer takes only types from the contract; the check below fails to compile if
- * the two drift apart.
+ * The contract's `kvCompressionSettings`, in the order the Settings list offers them. Repeated
+ * here because the renderer takes only types from the contract; the check below fails to
+ * compile if the two drift apart.
  */
-export const kvCompressionList = ['off', 'lossless', 'lossy'] as const satisfies readonly KvCompression[];
-const compressionsComplete: [Exclude<KvCompression, (typeof kvCompressionList)[number]>] extends [never] ? true : never = true;
+export const kvCompressionList = ['auto', 'off', 'lossless', 'lossy'] as const satisfies readonly KvCompressionSetting[];
+const compressionsComplete: [Exclude<KvCompressionSetting, (typeof kvCompressionList)[number]>] extends [never] ? true : never = true;
 void compressionsComplete;
 
 /** The Settings list's option names. */
-export const compressionLabels: Readonly<Record<KvCompression, string>> = {
+export const compressionLabels: Readonly<Record<KvCompressionSetting, string>> = {
+  auto: 'Auto (recommended)',
   off: 'Off',
   lossless: 'Lossless',
   lossy: 'Lossy (F16 K/V only)',
 };
 
-/** The compression ratio and the encoding new chunks get: "1.25× (lossless)", "0.98× (compression off)". */
+/**
+ * The compression ratio and the encoding new chunks get: "1.25× (lossless)", "0.98× (compression
+ * off)"; just the ratio while the encoding is not known yet (`auto` before an engine chose).
+ */
 export function compressionText(store: Pick<CacheStoreStats, 'compressionRatio' | 'compression'>): string {
+  if (store.compression === null) return ratioText(store.compressionRatio);
   const mode = store.compression === 'off' ? 'compression off' : store.compression;
   return `${ratioText(store.compressionRatio)} (${mode})`;
+}
+
+/**
+ * What the running engine writes new chunks with, beside the Compression list: "In use: Off
+ * (auto: decoding 0.70 GB/s is slower than reading 9.8 GB/s)", "In use: Lossless"; null until
+ * an engine has said.
+ */
+export function compressionChoiceText(choice: KvCompressionChoice | null): string | null {
+  if (choice === null) return null;
+  const applied = `In use: ${compressionLabels[choice.applied]}`;
+  if (choice.setting !== 'auto') return applied;
+  const reason = choice.reason?.trim().replace(/\.+$/, '');
+  return reason ? `${applied} (auto: ${reason})` : `${applied} (auto)`;
+}
+
+/** "State transfer: memory", "State transfer: file (why)"; null without a loaded model. */
+export function stateTransferText(transfer: KvStateTransfer | null): string | null {
+  if (transfer === null) return null;
+  if (transfer.mode === 'memory') return 'State transfer: memory';
+  const reason = transfer.reason?.trim().replace(/\.+$/, '');
+  return reason ? `State transfer: file (${reason})` : 'State transfer: file';
 }
 
 /** "Codec: native", "Codec: TypeScript fallback (why)"; null until the engine has named its codec. */

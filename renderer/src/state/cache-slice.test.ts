@@ -33,7 +33,9 @@ const info: KvStoreInfo = {
   freeDiskBytes: 10 * 1024 ** 3,
   chunkTokens: 256,
   compression: 'lossless',
+  compressionChoice: { setting: 'lossless', applied: 'lossless' },
   codec: { kernels: 'native' },
+  stateTransfer: null,
 };
 
 function setup() {

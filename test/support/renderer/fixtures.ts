@@ -44,7 +44,7 @@ export const appState = (extra: Partial<AppState> = {}): AppState => ({
     kvBudgetBytes: 10 * 1024 ** 3,
     kvChunkTokens: 256,
     kvSlots: 1,
-    kvCompression: 'lossless',
+    kvCompression: 'auto',
   },
   ...extra,
 });
@@ -105,7 +105,9 @@ export const cacheSnapshot = (extra: Partial<CacheSnapshot> = {}): CacheSnapshot
     freeDiskBytes: 50 * 1024 ** 3,
     chunkTokens: 256,
     compression: 'lossless',
+    compressionChoice: { setting: 'lossless', applied: 'lossless' },
     codec: { kernels: 'native' },
+    stateTransfer: { mode: 'memory' },
     dedupRatio: 1.5,
     compressionRatio: 0.95,
   },
