@@ -55,14 +55,26 @@ describe('the KV store with compressed payloads', () => {
     value(await store.putManifest('x', { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C), tailPayload: payloadFor(tokens.slice(2 * C)) }));
     const before = value(await store.stats());
     await store.close();
-    // Back to schema 1, as a store written before compression left it.
+    // Back to schema 1, as a store written before compression left it: no raw sizes, and the
+    // tail payload and its checksum in the manifest row.
     const db = new DatabaseSync(join(stores.root, 'index.db'));
-    db.exec('ALTER TABLE chunks DROP COLUMN raw_bytes; ALTER TABLE manifests DROP COLUMN tail_raw_bytes; PRAGMA user_version = 1');
+    db.exec(`
+      ALTER TABLE chunks DROP COLUMN raw_bytes;
+      ALTER TABLE manifests ADD COLUMN tail_payload BLOB;
+      ALTER TABLE manifests ADD COLUMN tail_crc INTEGER;
+      UPDATE manifests SET tail_payload = (SELECT payload FROM tails WHERE tails.manifest_id = manifests.id),
+                           tail_crc = (SELECT crc FROM tails WHERE tails.manifest_id = manifests.id);
+      DROP TABLE tails;
+      ALTER TABLE manifests DROP COLUMN tail_bytes;
+      PRAGMA user_version = 1`);
     db.close();
     store = await openStoreForTest();
     const after = value(await store.stats());
     expect(after.rawBytes).toBe(before.rawBytes);
     expect(after.rawBytes).toBe(2 * 16 * C + 3 * 16);
+    expect(after.storedBytes).toBe(before.storedBytes);
+    expect(Buffer.from(value(store.readTail('x')).payload as Uint8Array).equals(Buffer.from(payloadFor(tokens.slice(2 * C))))).toBe(true);
+    expect(value(await store.checkIntegrity()).ok).toBe(true);
   });
 
   it('reads and checks version 1 chunk files (zlib CRC-32), and rewrites none of them', async () => {

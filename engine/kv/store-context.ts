@@ -145,23 +145,40 @@ export function truncate(ctx: StoreContext, id: string, index: number): 'truncat
   sql(ctx, 'DELETE FROM manifest_chunks WHERE manifest_id = ? AND idx >= ?').run(id, index);
   if (index === 0) {
     // Nothing left to restore from: a manifest with neither chunks nor a tail payload is noise.
+    // Its tails row goes with it (the foreign key's ON DELETE CASCADE, store-db.ts).
     sql(ctx, 'DELETE FROM manifests WHERE id = ?').run(id);
     return 'deleted';
   }
   const head = sql(ctx, 'SELECT key FROM manifest_chunks WHERE manifest_id = ? AND idx = ?').get(id, index - 1) as { key: string };
-  sql(
-    ctx,
-    `UPDATE manifests SET chunk_count = ?, head = ?, tail_tokens = x'', tail_payload = NULL, tail_crc = NULL, total_tokens = ?
-     WHERE id = ?`,
-  ).run(index, head.key, index * manifest.chunk_tokens, id);
+  sql(ctx, `UPDATE manifests SET chunk_count = ?, head = ?, tail_tokens = x'', tail_bytes = NULL, total_tokens = ? WHERE id = ?`).run(
+    index,
+    head.key,
+    index * manifest.chunk_tokens,
+    id,
+  );
+  deleteTailPayload(ctx, id);
   return 'truncated';
 }
 
-/** Chunk files plus tail payloads: what the budget counts. */
+/** In a transaction: drops manifest `id`'s tail, tokens and payload alike; it keeps its chunks. */
+export function dropTail(ctx: StoreContext, id: string): void {
+  sql(ctx, "UPDATE manifests SET tail_tokens = x'', tail_bytes = NULL, total_tokens = chunk_count * chunk_tokens WHERE id = ?").run(id);
+  deleteTailPayload(ctx, id);
+}
+
+/**
+ * In a transaction: deletes manifest `id`'s tails row. Every caller also sets the manifest's
+ * tail_bytes to NULL in the same transaction: the two always agree.
+ */
+export function deleteTailPayload(ctx: StoreContext, id: string): void {
+  sql(ctx, 'DELETE FROM tails WHERE manifest_id = ?').run(id);
+}
+
+/** Chunk files plus tail payloads: what the budget counts. tail_bytes, so no payload is read. */
 export function storedBytes(ctx: StoreContext): number {
   const row = sql(
     ctx,
-    `SELECT (SELECT coalesce(sum(bytes), 0) FROM chunks) + (SELECT coalesce(sum(length(tail_payload)), 0) FROM manifests) AS bytes`,
+    `SELECT (SELECT coalesce(sum(bytes), 0) FROM chunks) + (SELECT coalesce(sum(tail_bytes), 0) FROM manifests) AS bytes`,
   ).get() as { bytes: number };
   return row.bytes;
 }

@@ -8,6 +8,18 @@
  * `gc()`). A lost commit that dropped chunks whose files were then removed leaves manifests listing
  * missing files: the check at open (store-open.ts `sweepAtOpen`) cuts them there. An index.db SQLite
  * cannot read at all is moved aside at open and the store starts empty (store-open.ts).
+ *
+ * Schema (the migrations below build it; this is where it ends up):
+ * - `chunks`: one row per chunk file (key, parent, tokens, bytes, raw_bytes, refcount, last_used,
+ *   created_at, corrupt).
+ * - `manifests`: one row per chat branch (id, fingerprint, chunk_tokens, chunk_count, head,
+ *   tail_tokens, tail_bytes, total_tokens, last_used, created_at). tail_bytes is the length of the
+ *   branch's tail payload, NULL when it keeps only the tail's tokens. The row stays small: it is
+ *   rewritten on every restore (last_used) and read by every lookup.
+ * - `tails`: the tail payloads (manifest_id, crc, raw_bytes, payload), one row per manifest whose
+ *   tail_bytes is not NULL and of exactly that length, deleted with its manifest (foreign key).
+ * - `manifest_chunks`: each manifest's chunk keys in order (manifest_id, idx, key).
+ * - `model_hashes`: model content hashes by (path, size, mtime).
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { openSqlite } from '../sqlite.ts';
@@ -15,7 +27,7 @@ import { openSqlite } from '../sqlite.ts';
 export { transaction } from '../sqlite.ts';
 
 /** Each entry moves the schema from `user_version = index` to `index + 1`. Append only. */
-const migrations: readonly string[] = [
+export const migrations: readonly string[] = [
   `
   -- One row per chunk file. refcount = the number of manifests listing the key (kept exact in
   -- the same transactions that change manifest_chunks). corrupt = the fault found when it was
@@ -36,6 +48,7 @@ const migrations: readonly string[] = [
   -- none: the chain value its tail continues, indexed so a prefix lookup finds tails without
   -- scanning manifests. The tail (tokens after the last full chunk, and optionally their partial
   -- KV payload) lives in the row: it is rewritten every turn and belongs to this branch only.
+  -- (The third migration moves the payload itself to its own table, tails.)
   CREATE TABLE manifests (
     id TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -78,6 +91,40 @@ const migrations: readonly string[] = [
   -- The same for the tail payload (meaningful only while tail_payload is not NULL).
   ALTER TABLE manifests ADD COLUMN tail_raw_bytes INTEGER;
   UPDATE manifests SET tail_raw_bytes = length(tail_payload);
+  `,
+  `
+  -- Tail payloads move out of the manifest row into their own table. A tail payload can be tens
+  -- of MB (a large model's partial chunk). SQLite rebuilds a whole record, overflow pages and
+  -- all, when any of its columns changes, and walks the overflow chain to read any column stored
+  -- after it: with the payload in the row, every touch (last_used, each restore) went through the
+  -- whole payload, and so did lookups. A manifest row now only says how long its payload is
+  -- (tail_bytes, NULL when it keeps none); tails holds the payload, written when the tail changes
+  -- and read only by readTail and a verifying integrity check. Upgrading copies each payload once
+  -- (seconds per GB of tails, at the first open).
+  --
+  -- payload is the last column so that reading crc and raw_bytes never walks its overflow
+  -- pages. The foreign key (the KV index enforces them) deletes a tail with its manifest, so no
+  -- tails row outlives the manifest it belongs to.
+  CREATE TABLE tails (
+    manifest_id TEXT PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    crc INTEGER NOT NULL,
+    raw_bytes INTEGER NOT NULL,
+    payload BLOB NOT NULL
+  );
+  -- Copy first, while the payloads are still in the manifests. A payload without a checksum is
+  -- not copied: it could only be read as damaged (it is dropped, as readTail would drop it).
+  INSERT INTO tails (manifest_id, crc, raw_bytes, payload)
+    SELECT id, tail_crc, coalesce(tail_raw_bytes, length(tail_payload)), tail_payload FROM manifests
+    WHERE tail_payload IS NOT NULL AND tail_crc IS NOT NULL;
+  -- DROP COLUMN rewrites every row of the table: the payload goes first, so that the later
+  -- rewrites (and the UPDATE below) copy small rows only. No index, trigger or view names these
+  -- columns (DROP COLUMN would refuse them). The pages the payloads held go to the free list
+  -- and are reused by later writes.
+  ALTER TABLE manifests DROP COLUMN tail_payload;
+  ALTER TABLE manifests DROP COLUMN tail_crc;
+  ALTER TABLE manifests DROP COLUMN tail_raw_bytes;
+  ALTER TABLE manifests ADD COLUMN tail_bytes INTEGER;
+  UPDATE manifests SET tail_bytes = (SELECT length(payload) FROM tails WHERE tails.manifest_id = manifests.id);
   `,
 ];
 

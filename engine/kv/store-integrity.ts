@@ -11,7 +11,7 @@ import type { ChunkFault } from './chunk-file.ts';
 import { chunkPath, chunkSuffix, chunksDir, readChunkFile, tempSuffix } from './chunk-file.ts';
 import { isDigest } from './fingerprint.ts';
 import type { ChunkRow, StoreContext } from './store-context.ts';
-import { collectUnreferenced, fileSize, sql, truncate, unlinkChunks } from './store-context.ts';
+import { collectUnreferenced, deleteTailPayload, dropTail, fileSize, sql, truncate, unlinkChunks } from './store-context.ts';
 import { transaction } from './store-db.ts';
 import { errnoOf } from './store-fs.ts';
 import type { GcReport, IntegrityReport } from './store-types.ts';
@@ -131,12 +131,24 @@ export async function check(ctx: StoreContext, verify: boolean, repair: boolean)
           OR (m.chunk_count = 0 AND m.head != m.fingerprint)`,
     ).all() as unknown as { id: string }[]
   ).map((r) => r.id);
-  const corruptTails: string[] = [];
-  // Tails are read only when verifying contents: they can add up to gigabytes (a large model's
+  // A manifest and its tails row must agree: a payload exactly when tail_bytes is not NULL, of
+  // that length, and no tails row without its manifest (the foreign key deletes it with the
+  // manifest, but only on a connection that enforces foreign keys). This reads lengths from the
+  // rows' headers, not payloads, so it is cheap enough for the check at open.
+  const corruptTails = new Set(
+    (
+      sql(
+        ctx,
+        `SELECT m.id AS id FROM manifests m LEFT JOIN tails t ON t.manifest_id = m.id WHERE m.tail_bytes IS NOT length(t.payload)
+         UNION SELECT manifest_id AS id FROM tails WHERE manifest_id NOT IN (SELECT id FROM manifests)`,
+      ).all() as unknown as { id: string }[]
+    ).map((r) => r.id),
+  );
+  // Payloads are read only when verifying contents: they can add up to gigabytes (a large model's
   // partial chunk per chat), and a damaged one is caught when it is read anyway (readTail).
-  const tails = verify ? sql(ctx, 'SELECT id, tail_payload, tail_crc FROM manifests WHERE tail_payload IS NOT NULL').iterate() : [];
-  for (const tail of tails as Iterable<{ id: string; tail_payload: Uint8Array; tail_crc: number | null }>) {
-    if (crc32(tail.tail_payload) !== tail.tail_crc) corruptTails.push(tail.id);
+  const tails = verify ? sql(ctx, 'SELECT manifest_id, crc, payload FROM tails').iterate() : [];
+  for (const tail of tails as Iterable<{ manifest_id: string; crc: number; payload: Uint8Array }>) {
+    if (crc32(tail.payload) !== tail.crc) corruptTails.add(tail.manifest_id);
   }
   // While another process holds the root, its temp files and not yet committed chunk files
   // are writes in progress, not debris: only the holder judges them.
@@ -144,8 +156,8 @@ export async function check(ctx: StoreContext, verify: boolean, repair: boolean)
   const orphanFiles = unindexed(ctx, files.chunks).map((o) => o.path);
   const tempFiles = files.temps;
   const clean =
-    missing.length + corrupt.length + knownCorrupt.length + orphanFiles.length + tempFiles.length + refcountMismatches.length + danglingReferences.length + inconsistentManifests.length + corruptTails.length === 0;
-  if (repair && !clean) await repairIndex(ctx, { missing, corrupt, refcountMismatches, danglingReferences, inconsistentManifests, corruptTails }, [...orphanFiles, ...tempFiles]);
+    missing.length + corrupt.length + knownCorrupt.length + orphanFiles.length + tempFiles.length + refcountMismatches.length + danglingReferences.length + inconsistentManifests.length + corruptTails.size === 0;
+  if (repair && !clean) await repairIndex(ctx, { missing, corrupt, refcountMismatches, danglingReferences, inconsistentManifests, corruptTails: [...corruptTails] }, [...orphanFiles, ...tempFiles]);
   return {
     chunksVerified,
     missing,
@@ -156,7 +168,7 @@ export async function check(ctx: StoreContext, verify: boolean, repair: boolean)
     refcountMismatches,
     danglingReferences,
     inconsistentManifests,
-    corruptTails,
+    corruptTails: [...corruptTails].sort(),
     ok: clean,
     repaired: repair && !clean,
   };
@@ -177,12 +189,13 @@ async function repairIndex(
       while (run < keys.length && (keys[run] as { idx: number }).idx === run) run++;
       sql(ctx, 'DELETE FROM manifest_chunks WHERE manifest_id = ? AND idx >= ?').run(id, run);
       const fp = (sql(ctx, 'SELECT fingerprint FROM manifests WHERE id = ?').get(id) as { fingerprint: string }).fingerprint;
-      if (run === 0) sql(ctx, 'DELETE FROM manifests WHERE id = ?').run(id);
+      if (run === 0) sql(ctx, 'DELETE FROM manifests WHERE id = ?').run(id); // its tails row too (foreign key)
       else {
         sql(
           ctx,
-          `UPDATE manifests SET chunk_count = ?, head = ?, tail_tokens = x'', tail_payload = NULL, tail_crc = NULL, total_tokens = ? * chunk_tokens WHERE id = ?`,
+          `UPDATE manifests SET chunk_count = ?, head = ?, tail_tokens = x'', tail_bytes = NULL, total_tokens = ? * chunk_tokens WHERE id = ?`,
         ).run(run, run > 0 ? (keys[run - 1] as { key: string }).key : fp, run, id);
+        deleteTailPayload(ctx, id);
       }
     }
     // Refcounts first, from the truth (manifest_chunks), so the cuts below count correctly.
@@ -192,7 +205,8 @@ async function repairIndex(
       const users = sql(ctx, 'SELECT manifest_id, idx FROM manifest_chunks WHERE key = ?').all(key) as unknown as { manifest_id: string; idx: number }[];
       for (const user of users) truncate(ctx, user.manifest_id, user.idx);
     }
-    for (const id of found.corruptTails) sql(ctx, "UPDATE manifests SET tail_payload = NULL, tail_crc = NULL, tail_tokens = x'', total_tokens = chunk_count * chunk_tokens WHERE id = ?").run(id);
+    // A damaged tail goes, tokens and payload; so does a tails row whose manifest is gone.
+    for (const id of found.corruptTails) dropTail(ctx, id);
     // Known-corrupt chunks nobody references go with the unreferenced ones.
     return collectUnreferenced(ctx);
   });

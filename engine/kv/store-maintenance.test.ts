@@ -122,7 +122,7 @@ describe('KV store: GC and integrity', () => {
     unlinkSync(chunkPath(stores.root, keys[1] as string));
     const db = new DatabaseSync(join(stores.root, 'index.db'));
     db.prepare('UPDATE chunks SET refcount = 7 WHERE key = ?').run(keys[0] as string);
-    db.prepare("UPDATE manifests SET tail_crc = 0 WHERE id = 'a'").run();
+    db.prepare("UPDATE tails SET crc = 0 WHERE manifest_id = 'a'").run();
     db.close();
 
     const report = value(await store.checkIntegrity());

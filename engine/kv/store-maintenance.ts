@@ -9,7 +9,7 @@ import { err, ok } from '../contract/index.ts';
 import type { Result } from '../contract/index.ts';
 import { chunkHeaderBytes } from './chunk-file.ts';
 import type { StoreContext } from './store-context.ts';
-import { collectUnreferenced, fileSize, readIndex, sql, storedBytes, truncate, unlinkChunks } from './store-context.ts';
+import { collectUnreferenced, dropTail, fileSize, readIndex, sql, storedBytes, truncate, unlinkChunks } from './store-context.ts';
 import { transaction } from './store-db.ts';
 import { check, sweep } from './store-integrity.ts';
 import { locked } from './store-open.ts';
@@ -34,9 +34,9 @@ export function enforceBudget(ctx: StoreContext): Promise<Result<EvictionReport>
       const lru = sql(ctx, 'SELECT id FROM manifests ORDER BY last_used ASC, created_at ASC, id ASC').all() as unknown as { id: string }[];
       for (const { id } of lru) {
         if (stored <= budget) break;
-        const tail = sql(ctx, 'SELECT length(tail_payload) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number | null };
+        const tail = sql(ctx, 'SELECT tail_bytes AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number | null };
         if (tail.bytes !== null) {
-          sql(ctx, "UPDATE manifests SET tail_payload = NULL, tail_crc = NULL, tail_tokens = x'', total_tokens = chunk_count * chunk_tokens WHERE id = ?").run(id);
+          dropTail(ctx, id);
           stored -= tail.bytes;
           tailBytes += tail.bytes;
           truncated.add(id);
@@ -94,6 +94,8 @@ export function checkIntegrity(ctx: StoreContext, options: { verify?: boolean; r
 }
 
 export async function stats(ctx: StoreContext): Promise<Result<KvStoreStats>> {
+  // Tail sizes come from manifests.tail_bytes and tails.raw_bytes (stored before the payload in
+  // its row), so no payload is read.
   const counts = readIndex(ctx, 'Could not read KV store stats', () =>
     ok(
       sql(
@@ -101,9 +103,9 @@ export async function stats(ctx: StoreContext): Promise<Result<KvStoreStats>> {
         `SELECT (SELECT coalesce(sum(bytes), 0) FROM chunks) AS chunk_bytes,
                 (SELECT count(*) FROM chunks) AS chunk_count,
                 (SELECT count(*) FROM manifests) AS manifests,
-                (SELECT coalesce(sum(length(tail_payload)), 0) FROM manifests) AS tail_bytes,
+                (SELECT coalesce(sum(tail_bytes), 0) FROM manifests) AS tail_bytes,
                 (SELECT coalesce(sum(coalesce(raw_bytes, bytes - ? - 4 * tokens)), 0) FROM chunks) AS chunk_raw_bytes,
-                (SELECT coalesce(sum(coalesce(tail_raw_bytes, length(tail_payload))), 0) FROM manifests WHERE tail_payload IS NOT NULL) AS tail_raw_bytes,
+                (SELECT coalesce(sum(raw_bytes), 0) FROM tails) AS tail_raw_bytes,
                 (SELECT coalesce(sum(c.bytes), 0) FROM manifest_chunks mc JOIN chunks c ON c.key = mc.key) AS referenced_bytes`,
       ).get(chunkHeaderBytes) as {
         chunk_bytes: number;

@@ -125,7 +125,7 @@ describe('KV store: damaged chunks', () => {
     const store = await openStore();
     await save(store, 'a', range(0, 6));
     const db = new DatabaseSync(join(stores.root, 'index.db'));
-    db.prepare('UPDATE manifests SET tail_crc = tail_crc + 1').run();
+    db.prepare('UPDATE tails SET crc = crc + 1').run();
     db.close();
     expect(store.readTail('a')).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
     expect(value(store.readTail('a')).payload).toBeNull();

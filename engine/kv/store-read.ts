@@ -13,7 +13,7 @@ import { chunkKeys, firstBadToken, isDigest, tokensFromBytes } from './fingerpri
 import type { Manifest, ManifestRow, PrefixMatch, TailData, TailMatch } from './manifest.ts';
 import { commonPrefix, toManifest } from './manifest.ts';
 import type { ChunkRow, StoreContext } from './store-context.ts';
-import { chunkRow, chunkRows, collectUnreferenced, readIndex, sql, truncate, unlinkChunks } from './store-context.ts';
+import { chunkRow, chunkRows, collectUnreferenced, deleteTailPayload, readIndex, sql, truncate, unlinkChunks } from './store-context.ts';
 import { transaction } from './store-db.ts';
 import { claim } from './store-open.ts';
 import type { ChatUsage, ChunkError, ChunkResult } from './store-types.ts';
@@ -83,13 +83,16 @@ export function findLongestPrefix(ctx: StoreContext, fingerprint: string, tokens
   });
 }
 
-/** Among the tails that continue `head` (any manifest), the one sharing the most next tokens. */
+/**
+ * Among the tails that continue `head` (any manifest), the one sharing the most next tokens. It
+ * reads manifest rows only (tail_bytes), never a payload: those are read by `readTail`.
+ */
 function bestTail(ctx: StoreContext, fingerprint: string, head: string, tokens: ArrayLike<number>, start: number): TailMatch | null {
   if (start >= tokens.length) return null;
   const rows = sql(
     ctx,
-    `SELECT id, tail_tokens, length(tail_payload) AS bytes FROM manifests
-     WHERE head = ? AND fingerprint = ? AND tail_payload IS NOT NULL
+    `SELECT id, tail_tokens, tail_bytes AS bytes FROM manifests
+     WHERE head = ? AND fingerprint = ? AND tail_bytes IS NOT NULL
      ORDER BY last_used DESC`,
   ).all(head, fingerprint) as unknown as { id: string; tail_tokens: Uint8Array; bytes: number }[];
   let best: TailMatch | null = null;
@@ -249,7 +252,7 @@ export function getManifest(ctx: StoreContext, id: string): Result<Manifest> {
   return readIndex(ctx, 'Could not read the KV manifest', () => {
     const row = sql(
       ctx,
-      `SELECT id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, length(tail_payload) AS tail_bytes, total_tokens, last_used, created_at
+      `SELECT id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_bytes, total_tokens, last_used, created_at
        FROM manifests WHERE id = ?`,
     ).get(id) as ManifestRow | undefined;
     if (!row) return err('NOT_FOUND', `No KV manifest ${id}.`);
@@ -277,7 +280,7 @@ export function chatUsage(ctx: StoreContext, options: { readonly limit: number }
     const where = one ? 'WHERE substr(id, 1, ?) = ?' : '';
     const rows = sql(
       ctx,
-      `WITH m AS (SELECT id, ${chat} AS chat, total_tokens, last_used, coalesce(length(tail_payload), 0) AS tail FROM manifests ${where}),
+      `WITH m AS (SELECT id, ${chat} AS chat, total_tokens, last_used, coalesce(tail_bytes, 0) AS tail FROM manifests ${where}),
             per AS (SELECT chat, max(total_tokens) AS tokens, max(last_used) AS last_used, sum(tail) AS tail_bytes FROM m GROUP BY chat),
             used AS (SELECT DISTINCT m.chat AS chat, mc.key AS key FROM m JOIN manifest_chunks mc ON mc.manifest_id = m.id),
             chunk_bytes AS (SELECT used.chat AS chat, sum(c.bytes) AS bytes FROM used JOIN chunks c ON c.key = used.key GROUP BY used.chat)
@@ -291,18 +294,35 @@ export function chatUsage(ctx: StoreContext, options: { readonly limit: number }
 
 export function readTail(ctx: StoreContext, id: string): Result<TailData> {
   return readIndex(ctx, 'Could not read the KV tail', () => {
-    const row = sql(ctx, 'SELECT tail_tokens, tail_payload, tail_crc FROM manifests WHERE id = ?').get(id) as
-      | { tail_tokens: Uint8Array; tail_payload: Uint8Array | null; tail_crc: number | null }
-      | undefined;
+    const row = sql(
+      ctx,
+      `SELECT m.tail_tokens AS tail_tokens, m.tail_bytes AS tail_bytes, t.crc AS crc, t.payload AS payload
+       FROM manifests m LEFT JOIN tails t ON t.manifest_id = m.id WHERE m.id = ?`,
+    ).get(id) as { tail_tokens: Uint8Array; tail_bytes: number | null; crc: number | null; payload: Uint8Array | null } | undefined;
     if (!row) return err('NOT_FOUND', `No KV manifest ${id}.`);
     const tokens = tokensFromBytes(row.tail_tokens);
-    if (row.tail_payload === null) return ok({ tokens, payload: null });
-    if (crc32(row.tail_payload) !== row.tail_crc) {
-      // Drop exactly this damaged tail (a newer save may have replaced it meanwhile): the chat
-      // then re-reads its last partial chunk. A single statement, so it needs no lock.
-      sql(ctx, 'UPDATE manifests SET tail_payload = NULL, tail_crc = NULL WHERE id = ? AND tail_crc IS ?').run(id, row.tail_crc);
+    if (row.tail_bytes === null && row.payload === null) return ok({ tokens, payload: null });
+    // A payload whose checksum or length disagrees with its manifest, or a manifest that counts
+    // a payload its tails row lacks (an index edited behind the store's back), is damage.
+    if (row.payload === null || row.payload.length !== row.tail_bytes || crc32(row.payload) !== row.crc) {
+      dropDamagedTail(ctx, id, row.crc);
       return err('INTERNAL', `The KV tail of ${id} is damaged (checksum).`, 'The chat re-reads its last partial chunk.');
     }
-    return ok({ tokens, payload: row.tail_payload });
+    return ok({ tokens, payload: row.payload });
+  });
+}
+
+/**
+ * Drops exactly the damaged tail payload `readTail` read (`crc`: its tails row's checksum, null
+ * when it had none), not a newer one another process holding the root may have saved since,
+ * keeping the tail's tokens: the chat then re-reads its last partial chunk. It needs no lock: one
+ * synchronous transaction, which no write of this process can interleave.
+ */
+function dropDamagedTail(ctx: StoreContext, id: string, crc: number | null): void {
+  transaction(ctx.db, () => {
+    const current = sql(ctx, 'SELECT crc FROM tails WHERE manifest_id = ?').get(id) as { crc: number } | undefined;
+    if ((current?.crc ?? null) !== crc) return;
+    sql(ctx, 'UPDATE manifests SET tail_bytes = NULL WHERE id = ?').run(id);
+    deleteTailPayload(ctx, id);
   });
 }

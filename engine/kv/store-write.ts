@@ -13,7 +13,7 @@ import { chunkKeys, isDigest, tokenBytes } from './fingerprint.ts';
 import { decodedSize } from './frame.ts';
 import type { ManifestInput } from './manifest.ts';
 import type { StoreContext } from './store-context.ts';
-import { chunkRow, collectUnreferenced, paused, setPause, sql, truncate, unlinkChunks } from './store-context.ts';
+import { chunkRow, collectUnreferenced, deleteTailPayload, paused, setPause, sql, truncate, unlinkChunks } from './store-context.ts';
 import { transaction } from './store-db.ts';
 import { locked } from './store-open.ts';
 import { checkTokens } from './store-read.ts';
@@ -145,33 +145,28 @@ function commitManifest(ctx: StoreContext, id: string, input: ManifestInput, key
   });
   sql(
     ctx,
-    `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_payload, tail_crc, tail_raw_bytes, total_tokens, last_used, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_bytes, total_tokens, last_used, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT(id) DO UPDATE SET fingerprint = excluded.fingerprint, chunk_tokens = excluded.chunk_tokens,
        chunk_count = excluded.chunk_count, head = excluded.head, tail_tokens = excluded.tail_tokens,
-       tail_payload = excluded.tail_payload, tail_crc = excluded.tail_crc, tail_raw_bytes = excluded.tail_raw_bytes,
-       total_tokens = excluded.total_tokens, last_used = excluded.last_used`,
-  ).run(
-    id,
-    fingerprint,
-    size,
-    keys.length,
-    keys.at(-1) ?? fingerprint,
-    tailTokens,
-    tailPayload,
-    tailPayload === null ? null : crc32(tailPayload),
-    tailPayload === null ? null : rawSize(tailPayload),
-    tokens.length,
-    now,
-    now,
-  );
+       tail_bytes = excluded.tail_bytes, total_tokens = excluded.total_tokens, last_used = excluded.last_used`,
+  ).run(id, fingerprint, size, keys.length, keys.at(-1) ?? fingerprint, tailTokens, tailPayload?.length ?? null, tokens.length, now, now);
+  // The payload after its manifest row (the foreign key needs the row), in the same transaction.
+  if (tailPayload === null) deleteTailPayload(ctx, id);
+  else {
+    sql(
+      ctx,
+      `INSERT INTO tails (manifest_id, crc, raw_bytes, payload) VALUES (?, ?, ?, ?)
+       ON CONFLICT(manifest_id) DO UPDATE SET crc = excluded.crc, raw_bytes = excluded.raw_bytes, payload = excluded.payload`,
+    ).run(id, crc32(tailPayload), rawSize(tailPayload), tailPayload);
+  }
   return collectUnreferenced(ctx);
 }
 
 export function deleteManifest(ctx: StoreContext, id: string): Promise<Result<DeleteResult>> {
   return locked<DeleteResult>(ctx, 'Could not delete the KV manifest', async () => {
     const plan = transaction(ctx.db, () => {
-      const tail = sql(ctx, 'SELECT coalesce(length(tail_payload), 0) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number } | undefined;
+      const tail = sql(ctx, 'SELECT coalesce(tail_bytes, 0) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number } | undefined;
       return tail === undefined || truncate(ctx, id, 0) === 'absent' ? null : { freed: collectUnreferenced(ctx), tailBytes: tail.bytes };
     });
     if (plan === null) return ok({ deleted: false, chunksRemoved: 0, bytesFreed: 0 });
@@ -180,6 +175,10 @@ export function deleteManifest(ctx: StoreContext, id: string): Promise<Result<De
   });
 }
 
+/**
+ * Marks a manifest and its chunks used (every restore). The manifest row holds no payload (tails
+ * does, store-db.ts), so this rewrites a few small rows, never a tail payload.
+ */
 export function touch(ctx: StoreContext, id: string): Promise<Result<void>> {
   return locked(ctx, 'Could not update the KV manifest', () =>
     transaction(ctx.db, () => {

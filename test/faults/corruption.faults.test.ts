@@ -139,12 +139,12 @@ const faults: readonly Fault[] = [
     chunk: () => null,
     inject: (t) =>
       withIndex(t.kvRoot, (db) => {
-        const row = db.prepare('SELECT tail_payload FROM manifests WHERE id = ?').get(t.manifestId) as { tail_payload: Uint8Array | null };
-        if (!row.tail_payload) throw new Error('the manifest has no tail payload');
-        const tail = Buffer.from(row.tail_payload);
+        const row = db.prepare('SELECT payload FROM tails WHERE manifest_id = ?').get(t.manifestId) as { payload: Uint8Array } | undefined;
+        if (!row) throw new Error('the manifest has no tail payload');
+        const tail = Buffer.from(row.payload);
         const at = draw(tail.length);
         tail[at] = (tail[at] as number) ^ (1 << draw(8));
-        db.prepare('UPDATE manifests SET tail_payload = ? WHERE id = ?').run(tail, t.manifestId);
+        db.prepare('UPDATE tails SET payload = ? WHERE manifest_id = ?').run(tail, t.manifestId);
         return `tail byte ${at}`;
       }),
     expect: /the last partial chunk failed verification/,
