@@ -20,6 +20,7 @@ import { loadKernels, nativeKernels, nativeStatus } from '../engine/kv/kernels-l
 import { q8_0Bytes, type CodecKernels } from '../engine/kv/kernels.ts';
 import { expectedShape, KvCache, type KvProfile } from '../engine/worker/kv-cache.ts';
 import { measureLossyQuality } from '../engine/worker/quality.ts';
+import { StateTransfer } from '../engine/worker/state-transfer.ts';
 import { repoRoot, tinyModelPath, trainedModelsDir } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
 import { evictFromPageCache, fsTypeOf, kvIndexFiles, machineInfo, median, readFilesFloor, round2, timed, type MachineInfo } from './util.ts';
@@ -443,12 +444,11 @@ async function measureRestore(
       const evict = (withIndex = true): void => {
         if (pageCache === 'cold' && !evictFromPageCache(withIndex ? [...files.files, ...kvIndexFiles(cache.store.root)] : files.files)) throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
       };
-      for (let rep = -1; rep < options.reps; rep++) {
-        const keep = rep >= 0;
-        // restoreMs: from the request to the assembled state file.
+      const measureRound = async (keep: boolean, into: LlamaContextSequence, freshProfile: KvProfile): Promise<void> => {
+        // restoreMs: from the request to the assembled state (an image in memory, or a scratch file).
         evict();
         const start = performance.now();
-        const assembled = await cache.assembleState(profile, request, 0);
+        const assembled = await cache.assembleState(freshProfile, request, 0);
         const ms = performance.now() - start;
         if (assembled.source === null) {
           notes.push(`assembleState gave nothing${assembled.reason ? `: ${assembled.reason}` : ''}`);
@@ -464,14 +464,23 @@ async function measureRestore(
         evict(false);
         const floor = await timed(async () => readFilesFloor(files.files, floorBuffer));
         if (keep) result.floor[pageCache].push(floor.ms);
-        // restoreLoadMs: the full restore into a fresh sequence (the context is made outside the timing).
+        // restoreLoadMs: the full restore into the fresh context's empty sequence.
+        evict();
+        const restored = await timed(() => cache.restore(freshProfile, into, request));
+        if (restored.value.tokensRestored !== tokens) notes.push(`restore gave ${restored.value.tokensRestored} tokens, not ${tokens}${restored.value.fallbackReason ? `: ${restored.value.fallbackReason}` : ''}`);
+        else if (keep) result.restoreLoad[pageCache].push(restored.ms);
+      };
+      for (let rep = -1; rep < options.reps; rep++) {
+        const keep = rep >= 0;
+        // A fresh context per round, with its own profile as the app makes one per context load
+        // (a profile's state transfer belongs to its context), all outside the timings.
         const fresh = await target.model.createContext(contextOptions(config, tokens + NEXT_MESSAGE_TOKENS + 8, options.threads));
         try {
           const into = fresh.getSequence();
-          evict();
-          const restored = await timed(() => cache.restore(profile, into, request));
-          if (restored.value.tokensRestored !== tokens) notes.push(`restore gave ${restored.value.tokensRestored} tokens, not ${tokens}${restored.value.fallbackReason ? `: ${restored.value.fallbackReason}` : ''}`);
-          else if (keep) result.restoreLoad[pageCache].push(restored.ms);
+          const transfer = await StateTransfer.forContext(fresh, into);
+          if (transfer.info.mode === 'file' && rep < 0) notes.push(`state through files: ${transfer.info.reason ?? ''}`);
+          const freshProfile = await cache.prepare({ model: target.model, context: fresh, modelPath: target.path, flashAttention: config.flashAttention, transfer });
+          await measureRound(keep, into, freshProfile);
         } finally {
           await fresh.dispose();
         }

@@ -211,6 +211,9 @@ export class StateTransfer {
   async #locked<T>(sequence: LlamaContextSequence, body: (seq: SequenceInternals, bridge: Bridge) => Promise<Result<T>>): Promise<Result<T>> {
     const bridge = this.#bridge;
     if (!bridge) return err('NOT_SUPPORTED', this.info.reason ?? 'memory transfer is off');
+    // The bridge calls llama.cpp on this transfer's context: another context's sequence id would
+    // name a different (or no) sequence there.
+    if (sequence.context !== this.#context) return err('INTERNAL', 'The sequence belongs to another context than its state transfer.');
     const seq = sequence as unknown as SequenceInternals;
     const evaluation = await acquireLock([seq._lock, 'evaluate']);
     try {

@@ -10,6 +10,7 @@
 #include "scatter_read.h"
 
 #include <atomic>
+#include <memory>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -43,17 +44,6 @@ struct Piece {
   size_t length;
 };
 
-struct Job {
-  std::string path;
-  size_t size = 0;
-  uint8_t* head = nullptr;
-  size_t head_length = 0;
-  std::vector<Piece> pieces;
-  // Results: the CRC-32C of bytes [kChecksumFrom, size), or the failure.
-  uint32_t crc = 0;
-  std::string error;
-};
-
 #if defined(_WIN32)
 struct File {
   int fd = -1;
@@ -71,6 +61,7 @@ struct File {
     out = static_cast<size_t>(st.st_size);
     return true;
   }
+  void will_need(size_t) const {}
   // Reads exactly n bytes from the current position (files are read front to back).
   bool read(uint8_t* into, size_t n, size_t) const {
     while (n > 0) {
@@ -96,6 +87,20 @@ struct File {
     out = static_cast<size_t>(st.st_size);
     return true;
   }
+  // The whole file is about to be read in blocks: ask for all of it now. Without this, a cold
+  // file read block by block trickles in through readahead windows that start small, several
+  // device round trips per file (measured: 63 cold 256 KiB files in 89 ms, against 18 ms for one
+  // read() each).
+  void will_need(size_t size) const {
+#if defined(__APPLE__)
+    struct radvisory advice = {0, static_cast<int>(size > 0x7fffffff ? 0x7fffffff : size)};
+    fcntl(fd, F_RDADVISE, &advice);
+#elif defined(POSIX_FADV_WILLNEED)
+    posix_fadvise(fd, 0, static_cast<off_t>(size), POSIX_FADV_WILLNEED);
+#else
+    (void)size;
+#endif
+  }
   bool read(uint8_t* into, size_t n, size_t at) const {
     while (n > 0) {
       const ssize_t got = pread(fd, into, n, static_cast<off_t>(at));
@@ -110,19 +115,35 @@ struct File {
 };
 #endif
 
+struct Job {
+  std::string path;
+  size_t size = 0;
+  uint8_t* head = nullptr;
+  size_t head_length = 0;
+  std::vector<Piece> pieces;
+  // Results: the CRC-32C of bytes [kChecksumFrom, size), or the failure.
+  uint32_t crc = 0;
+  std::string error;
+  // Open from open_job until read_job is done with it.
+  std::unique_ptr<File> file;
+};
+
 std::string errno_text(const char* what) {
   const int code = errno;
   return std::string(what) + ": " + (code == ENOENT ? "ENOENT" : std::strerror(code));
 }
 
-void run(Job& job, uint8_t* dest) {
-  File file(job.path);
-  if (file.fd < 0) {
+// Opens the file, checks its size and asks the OS to start reading all of it. Run for every file
+// before any is read, so a cold restore's device sees every request at once instead of one file's
+// at a time.
+void open_job(Job& job) {
+  job.file = std::make_unique<File>(job.path);
+  if (job.file->fd < 0) {
     job.error = errno_text("open");
     return;
   }
   size_t actual = 0;
-  if (!file.size(actual)) {
+  if (!job.file->size(actual)) {
     job.error = errno_text("stat");
     return;
   }
@@ -130,6 +151,12 @@ void run(Job& job, uint8_t* dest) {
     job.error = "size " + std::to_string(actual);
     return;
   }
+  job.file->will_need(job.size);
+}
+
+void read_job(Job& job, uint8_t* dest) {
+  if (!job.error.empty()) return;
+  const File& file = *job.file;
   size_t at = 0;
   if (!file.read(job.head, job.head_length, at)) {
     job.error = errno_text("read");
@@ -152,6 +179,7 @@ void run(Job& job, uint8_t* dest) {
     }
   }
   job.crc = crc;
+  job.file.reset();
 }
 
 class ScatterWorker : public Napi::AsyncWorker {
@@ -168,9 +196,10 @@ class ScatterWorker : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
+    for (Job& job : jobs_) open_job(job);
     std::atomic<size_t> next{0};
     auto work = [&]() {
-      for (size_t i = next++; i < jobs_.size(); i = next++) run(jobs_[i], dest_);
+      for (size_t i = next++; i < jobs_.size(); i = next++) read_job(jobs_[i], dest_);
     };
     std::vector<std::thread> extra;
     for (unsigned t = 1; t < threads_ && t < jobs_.size(); t++) extra.emplace_back(work);
