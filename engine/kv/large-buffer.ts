@@ -14,6 +14,8 @@ import { allocateLarge } from './kernels-load.ts';
 
 /** How long an unused buffer is kept. */
 export const RETAIN_MS = 20_000;
+/** New buffers are this much larger than asked for. */
+const GROWTH = 1.125;
 
 export class LargeBufferPool {
   readonly #retainMs: number;
@@ -42,7 +44,9 @@ export class LargeBufferPool {
     }
     // Too small to be worth keeping against the new one: let it go before allocating.
     this.clear();
-    return allocateLarge(size);
+    // A chat's state grows every turn: room for some growth spares a new buffer (and its page
+    // faults) on the next turns. Pages of the room are only backed once written.
+    return allocateLarge(Math.ceil(size * GROWTH)).subarray(0, size);
   }
 
   /** Hands a buffer from `take` back; the larger of it and the kept one is kept for `retainMs`. */
