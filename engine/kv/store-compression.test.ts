@@ -56,14 +56,16 @@ describe('the KV store with compressed payloads', () => {
     const before = value(await store.stats());
     await store.close();
     // Back to schema 1, as a store written before compression left it: no raw sizes, and the
-    // tail payload and its checksum in the manifest row.
+    // tail payload (read from its file) and its checksum in the manifest row.
     const db = new DatabaseSync(join(stores.root, 'index.db'));
+    const { file } = db.prepare("SELECT file FROM tails WHERE manifest_id = 'x'").get() as { file: string };
     db.exec(`
       ALTER TABLE chunks DROP COLUMN raw_bytes;
       ALTER TABLE manifests ADD COLUMN tail_payload BLOB;
       ALTER TABLE manifests ADD COLUMN tail_crc INTEGER;
-      UPDATE manifests SET tail_payload = (SELECT payload FROM tails WHERE tails.manifest_id = manifests.id),
-                           tail_crc = (SELECT crc FROM tails WHERE tails.manifest_id = manifests.id);
+      UPDATE manifests SET tail_crc = (SELECT crc FROM tails WHERE tails.manifest_id = manifests.id);`);
+    db.prepare("UPDATE manifests SET tail_payload = ? WHERE id = 'x'").run(readFileSync(join(stores.root, 'tails', file)));
+    db.exec(`
       DROP TABLE tails;
       ALTER TABLE manifests DROP COLUMN tail_bytes;
       PRAGMA user_version = 1`);

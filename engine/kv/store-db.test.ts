@@ -1,17 +1,19 @@
 /**
- * The KV index's schema (store-db.ts): tail payloads live in their own table, so that marking a
- * manifest used rewrites a small row, never a payload; an index written before upgrades in place
- * with its tails; and no tails row outlives its manifest's tail.
+ * The KV index's schema (store-db.ts): tail payloads live in files that their own table names, so
+ * that marking a manifest used rewrites a small row, never a payload; an index written before
+ * upgrades in place with its tails (kept as BLOBs until the next save); and no tails row or tail
+ * file outlives its manifest's tail.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { openSqlite } from '../sqlite.ts';
 import { chunkKeys } from './fingerprint.ts';
 import { migrations } from './store-db.ts';
 import type { KvStore } from './store.ts';
+import { tailPath, tailsDir } from './tail-file.ts';
 import { payloadFor, payloadsFor, range, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
@@ -28,20 +30,40 @@ function withIndex<T>(fn: (db: DatabaseSync) => T, options: { foreignKeys?: bool
   }
 }
 
+interface TailRow {
+  id: string;
+  rowid: number;
+  /** The payload's length: its file's size, or its BLOB's (a row written before tail files). */
+  bytes: number | null;
+  file: string | null;
+}
+
 /** Every tails row, and every manifest's tail_bytes, read behind the store's back. */
-function tailState(): { tails: { id: string; rowid: number; bytes: number }[]; manifests: Record<string, number | null> } {
+function tailState(): { tails: TailRow[]; manifests: Record<string, number | null> } {
   return withIndex((db) => ({
-    tails: db.prepare('SELECT manifest_id AS id, rowid, length(payload) AS bytes FROM tails ORDER BY manifest_id').all() as { id: string; rowid: number; bytes: number }[],
+    tails: (db.prepare('SELECT manifest_id AS id, rowid, file, length(payload) AS bytes FROM tails ORDER BY manifest_id').all() as unknown as TailRow[]).map((t) => ({
+      ...t,
+      bytes: t.file === null ? t.bytes : existsSync(tailPath(stores.root, t.file)) ? statSync(tailPath(stores.root, t.file)).size : null,
+    })),
     manifests: Object.fromEntries(
       (db.prepare('SELECT id, tail_bytes FROM manifests ORDER BY id').all() as { id: string; tail_bytes: number | null }[]).map((r) => [r.id, r.tail_bytes]),
     ),
   }));
 }
 
-/** A payload exactly for each manifest whose tail_bytes is set, of that length, and no other. */
+/** The files in `<root>/tails`, read behind the store's back. */
+function tailFiles(): string[] {
+  return existsSync(tailsDir(stores.root)) ? readdirSync(tailsDir(stores.root)).sort() : [];
+}
+
+/**
+ * A payload exactly for each manifest whose tail_bytes is set, of that length, and no other; a
+ * tail file exactly for each row that names one.
+ */
 function expectTailsConsistent(): void {
   const { tails, manifests } = tailState();
   expect(Object.fromEntries(tails.map((t) => [t.id, t.bytes]))).toEqual(Object.fromEntries(Object.entries(manifests).filter(([, bytes]) => bytes !== null)));
+  expect(tailFiles()).toEqual(tails.flatMap((t) => (t.file === null ? [] : [t.file])).sort());
 }
 
 /** Pages per table or index (overflow pages included), from SQLite's dbstat. */
@@ -68,9 +90,10 @@ function columns(db: DatabaseSync, table: string): string[] {
 /**
  * Replaces the store's (closed) index.db with an index at schema `version`, built by that
  * version's own migrations and holding the same rows as that version's store wrote them: each
- * tail payload, its checksum (and from version 2 its raw size) in the manifest row.
+ * tail payload (read from its file), its checksum (and from version 2 its raw size) in the
+ * manifest row. At schema 3, in the tails table. The tail files stay, unreferenced.
  */
-function rewriteAtVersion(version: 1 | 2): void {
+function rewriteAtVersion(version: 1 | 2 | 3): void {
   const file = join(stores.root, 'index.db');
   const old = `${file}.old`;
   const db = openSqlite(old, { migrations: migrations.slice(0, version), what: 'The old KV index' });
@@ -81,11 +104,34 @@ function rewriteAtVersion(version: 1 | 2): void {
       `INSERT INTO chunks (key, parent, tokens, bytes, refcount, last_used, created_at, corrupt${chunkRaw})
        SELECT key, parent, tokens, bytes, refcount, last_used, created_at, corrupt${chunkRaw} FROM cur.chunks`,
     );
-    db.exec(
-      `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_payload, tail_crc, total_tokens, last_used, created_at${version >= 2 ? ', tail_raw_bytes' : ''})
-       SELECT m.id, m.fingerprint, m.chunk_tokens, m.chunk_count, m.head, m.tail_tokens, t.payload, t.crc, m.total_tokens, m.last_used, m.created_at${version >= 2 ? ', t.raw_bytes' : ''}
-       FROM cur.manifests m LEFT JOIN cur.tails t ON t.manifest_id = m.id`,
-    );
+    const payloadOf = (file: string | null, payload: Uint8Array | null): Uint8Array | null => (file === null ? payload : readFileSync(tailPath(stores.root, file)));
+    const tails = db.prepare('SELECT manifest_id AS id, crc, raw_bytes, file, payload FROM cur.tails').all() as unknown as {
+      id: string;
+      crc: number;
+      raw_bytes: number;
+      file: string | null;
+      payload: Uint8Array | null;
+    }[];
+    if (version === 3) {
+      db.exec(
+        `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_bytes, total_tokens, last_used, created_at)
+         SELECT id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, tail_bytes, total_tokens, last_used, created_at FROM cur.manifests`,
+      );
+      for (const t of tails) db.prepare('INSERT INTO tails (manifest_id, crc, raw_bytes, payload) VALUES (?, ?, ?, ?)').run(t.id, t.crc, t.raw_bytes, payloadOf(t.file, t.payload));
+    } else {
+      db.exec(
+        `INSERT INTO manifests (id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, total_tokens, last_used, created_at)
+         SELECT id, fingerprint, chunk_tokens, chunk_count, head, tail_tokens, total_tokens, last_used, created_at FROM cur.manifests`,
+      );
+      for (const t of tails) {
+        db.prepare(`UPDATE manifests SET tail_payload = ?, tail_crc = ?${version >= 2 ? ', tail_raw_bytes = ?' : ''} WHERE id = ?`).run(
+          payloadOf(t.file, t.payload),
+          t.crc,
+          ...(version >= 2 ? [t.raw_bytes] : []),
+          t.id,
+        );
+      }
+    }
     db.exec('INSERT INTO manifest_chunks (manifest_id, idx, key) SELECT manifest_id, idx, key FROM cur.manifest_chunks');
     db.exec('DETACH DATABASE cur');
   } finally {
@@ -111,7 +157,7 @@ async function observe(store: KvStore, ids: readonly string[], lookups: readonly
 }
 
 describe('KV index: tail payloads in their own table', () => {
-  for (const version of [2, 1] as const) {
+  for (const version of [3, 2, 1] as const) {
     it(`upgrades an index at schema ${version} in place: every tail restores byte-identically`, async () => {
       let store = await openStore();
       await save(store, 'a/1', range(0, 10)); // two chunks and a 2-token tail
@@ -125,11 +171,16 @@ describe('KV index: tail payloads in their own table', () => {
       const before = await observe(store, ids, lookups);
       await store.close();
 
+      const files = tailFiles();
+      expect(files).toHaveLength(3);
       rewriteAtVersion(version);
       withIndex((db) => {
         expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: version });
-        expect(columns(db, 'manifests')).toContain('tail_payload');
-        expect(db.prepare("SELECT name FROM sqlite_schema WHERE name = 'tails'").get()).toBeUndefined();
+        if (version === 3) expect(columns(db, 'tails')).toEqual(['manifest_id', 'crc', 'raw_bytes', 'payload']);
+        else {
+          expect(columns(db, 'manifests')).toContain('tail_payload');
+          expect(db.prepare("SELECT name FROM sqlite_schema WHERE name = 'tails'").get()).toBeUndefined();
+        }
       });
 
       store = await openStore();
@@ -142,14 +193,29 @@ describe('KV index: tail payloads in their own table', () => {
         const manifestColumns = columns(db, 'manifests');
         expect(manifestColumns).toContain('tail_bytes');
         for (const gone of ['tail_payload', 'tail_crc', 'tail_raw_bytes']) expect(manifestColumns).not.toContain(gone);
-        expect(columns(db, 'tails')).toEqual(['manifest_id', 'crc', 'raw_bytes', 'payload']);
+        expect(columns(db, 'tails')).toEqual(['manifest_id', 'crc', 'raw_bytes', 'file', 'payload']);
       });
-      expect(tailState().tails.map((t) => t.id)).toEqual(['a/1', 'a/2', 'c']);
+      // The payloads stay in the index (BLOBs) until their manifest's next save; the files the
+      // old index never named were swept at open.
+      expect(tailState().tails.map((t) => [t.id, t.file])).toEqual([
+        ['a/1', null],
+        ['a/2', null],
+        ['c', null],
+      ]);
+      expect(tailFiles()).toEqual([]);
       expectTailsConsistent();
-      // The upgraded store keeps working: a new tail replaces the old one in place of it.
+      // The upgraded store keeps working: the next save of a manifest writes its tail to a file,
+      // and its BLOB goes; the others still restore from theirs.
       await save(store, 'a/1', range(0, 11));
       expect(Array.from(value(store.readTail('a/1')).tokens)).toEqual([8, 9, 10]);
+      expect(Buffer.from(value(store.readTail('a/1')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor([8, 9, 10])));
+      const [a1] = tailState().tails;
+      expect(a1).toMatchObject({ id: 'a/1', file: expect.stringMatching(/\.kvt$/), bytes: 3 * 16 });
+      expect(withIndex((db) => db.prepare("SELECT payload FROM tails WHERE manifest_id = 'a/1'").get())).toEqual({ payload: null });
+      expect(tailFiles()).toEqual([a1!.file]);
+      expect(Buffer.from(value(store.readTail('c')).payload as Uint8Array).equals(Buffer.from(big))).toBe(true);
       expectTailsConsistent();
+      expect(value(await store.checkIntegrity())).toMatchObject({ ok: true });
     });
   }
 
@@ -168,22 +234,30 @@ describe('KV index: tail payloads in their own table', () => {
     expectTailsConsistent();
   });
 
-  it('a touch rewrites the manifest row, never its tail payload', async () => {
+  it('a save writes its tail payload to a file, not the index; a touch rewrites the manifest row only', async () => {
     const store = await openStore();
     const tokens = range(0, 6);
-    // A 1 MiB tail (256 pages): rewriting it would put at least as much into the WAL.
+    value(await store.putManifest('warm', { fingerprint: fp, tokens: range(100, 6), chunks: payloadsFor(range(100, 6), C) }));
+    const wal = join(stores.root, 'index.db-wal');
+    // An empty WAL, so that what it holds afterwards is exactly what the next call wrote.
+    const emptyWal = (): void => {
+      withIndex((db) => expect(db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get()).toMatchObject({ busy: 0 }));
+      expect(statSync(wal).size).toBe(0);
+    };
+    emptyWal();
+    // A 1 MiB tail (256 pages): in the index it would put at least as much into the WAL.
     const payload = payloadFor(tokens.slice(4), 512 * 1024);
     value(await store.putManifest('a', { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C), tailPayload: payload }));
-    // The manifest row holds no payload: its table is one page, so reading or rewriting a row
-    // (a lookup, a touch) never walks a payload's overflow pages.
-    expect(pagesOf()).toMatchObject({ manifests: 1, tails: expect.any(Number) });
-    expect(pagesOf().tails).toBeGreaterThan(256);
+    expect(statSync(wal).size).toBeLessThan(64 * 1024);
+    // Neither table holds a payload: each is one page, so reading or rewriting a row (a lookup,
+    // a touch) never walks a payload's overflow pages.
+    expect(pagesOf()).toMatchObject({ manifests: 1, tails: 1 });
+    const [tail] = tailState().tails;
+    expect(tail).toMatchObject({ id: 'a', file: expect.any(String), bytes: payload.length });
+    expect(readFileSync(tailPath(stores.root, tail!.file!)).equals(Buffer.from(payload))).toBe(true);
     const before = tailState();
     const lastUsed = value(store.getManifest('a')).lastUsed;
-    const wal = join(stores.root, 'index.db-wal');
-    // An empty WAL, so that what it holds afterwards is exactly what the touch wrote.
-    withIndex((db) => expect(db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get()).toMatchObject({ busy: 0 }));
-    expect(statSync(wal).size).toBe(0);
+    emptyWal();
 
     value(await store.touch('a'));
     expect(statSync(wal).size).toBeLessThan(64 * 1024);
@@ -240,7 +314,8 @@ describe('KV index: tail payloads in their own table', () => {
     expect(store.readTail('new')).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
     expect(value(store.readTail('new'))).toEqual({ tokens: Int32Array.from([608, 609]), payload: null });
     expect(tailState().tails).toEqual([]);
-    expectTailsConsistent();
+    // Its file goes after the commit, without the read waiting for it.
+    await vi.waitFor(() => expectTailsConsistent());
     expect(value(await store.checkIntegrity()).ok).toBe(true);
   });
 

@@ -4,9 +4,11 @@
  *
  * Durability: WAL with synchronous=NORMAL. A commit lost to power loss only loses cache entries;
  * chunk files are fsynced before the commit that references them, so the index never points to a
- * file that was not durable, and files whose commit was lost are swept as orphans (at open, and by
- * `gc()`). A lost commit that dropped chunks whose files were then removed leaves manifests listing
- * missing files: the check at open (store-open.ts `sweepAtOpen`) cuts them there. An index.db SQLite
+ * chunk file that was not durable, and files whose commit was lost are swept as orphans (at open,
+ * and by `gc()`). Tail files are written before their commit too, but not fsynced (tail-file.ts
+ * says why): one a power cut tore is caught by its size and checksum when read, and dropped. A
+ * lost commit that dropped chunks whose files were then removed leaves manifests listing missing
+ * files: the check at open (store-open.ts `sweepAtOpen`) cuts them there. An index.db SQLite
  * cannot read at all is moved aside at open and the store starts empty (store-open.ts).
  *
  * Schema (the migrations below build it; this is where it ends up):
@@ -16,8 +18,11 @@
  *   tail_tokens, tail_bytes, total_tokens, last_used, created_at). tail_bytes is the length of the
  *   branch's tail payload, NULL when it keeps only the tail's tokens. The row stays small: it is
  *   rewritten on every restore (last_used) and read by every lookup.
- * - `tails`: the tail payloads (manifest_id, crc, raw_bytes, payload), one row per manifest whose
- *   tail_bytes is not NULL and of exactly that length, deleted with its manifest (foreign key).
+ * - `tails`: one row per manifest whose tail_bytes is not NULL (manifest_id, crc, raw_bytes, file,
+ *   payload), deleted with its manifest (foreign key). The payload, of exactly tail_bytes bytes,
+ *   is the file `<root>/tails/<file>` (tail-file.ts); rows written before schema 4 hold it in
+ *   payload instead, until their manifest's next save. Exactly one of file and payload is set.
+ *   A tail file is removed after the commit that drops or replaces its row.
  * - `manifest_chunks`: each manifest's chunk keys in order (manifest_id, idx, key).
  * - `model_hashes`: model content hashes by (path, size, mtime).
  */
@@ -125,6 +130,35 @@ export const migrations: readonly string[] = [
   ALTER TABLE manifests DROP COLUMN tail_raw_bytes;
   ALTER TABLE manifests ADD COLUMN tail_bytes INTEGER;
   UPDATE manifests SET tail_bytes = (SELECT length(payload) FROM tails WHERE tails.manifest_id = manifests.id);
+  `,
+  `
+  -- Tail payloads move out of index.db into files, <root>/tails/<file> (tail-file.ts). A save
+  -- rewrote a tail of up to tens of MB as thousands of overflow pages, each a WAL frame that a
+  -- checkpoint then copied again, and a restore read it back page by page into fresh memory:
+  -- measured, ~150-190 ms to save a 20 MB tail against ~11 ms as a file, and ~18-25 ms to read
+  -- an 8 MB one against ~2-3 ms into a warm buffer (tail-file.ts). A row now names its file
+  -- (unique per write, so a committed row's file is never rewritten); payload is kept for rows
+  -- written before, which keep working until their manifest's next save replaces them with a
+  -- file. The CHECK says a row has exactly one of the two; file is UNIQUE, so removing one row's
+  -- file can never take another's, and the sweep finds a file's row by its index.
+  --
+  -- SQLite cannot drop payload's NOT NULL in place, so the table is rebuilt: payload rows are
+  -- copied once (as the previous migration copied them), then the old table goes. No other
+  -- table references tails, so its foreign key to manifests is all there is to keep.
+  CREATE TABLE tails_v4 (
+    manifest_id TEXT PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    crc INTEGER NOT NULL,
+    raw_bytes INTEGER NOT NULL,
+    file TEXT UNIQUE,
+    payload BLOB,
+    CHECK ((file IS NULL) != (payload IS NULL))
+  );
+  -- A row whose manifest is gone (an index edited without foreign keys) would fail the foreign
+  -- key, and with it the upgrade: it is damage, and is left behind.
+  INSERT INTO tails_v4 (manifest_id, crc, raw_bytes, file, payload)
+    SELECT manifest_id, crc, raw_bytes, NULL, payload FROM tails WHERE manifest_id IN (SELECT id FROM manifests);
+  DROP TABLE tails;
+  ALTER TABLE tails_v4 RENAME TO tails;
   `,
 ];
 

@@ -1,5 +1,5 @@
 /** The KV store's upkeep (store-maintenance.ts, store-integrity.ts): eviction, GC and the integrity check. */
-import { existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { chunkPath, chunksDir, writeChunkFile } from './chunk-file.ts';
 import { chainKey, chunkKeys } from './fingerprint.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import { nodeFs } from './store-fs.ts';
+import { tailsDir } from './tail-file.ts';
 import { flipByte, payloadFor, range, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
@@ -68,8 +69,24 @@ describe('KV store: budget and eviction', () => {
     expect(report).toMatchObject({ chunksRemoved: 0, bytesFreed: 32, truncated: ['old'] });
     expect(value(store.getManifest('old'))).toMatchObject({ totalTokens: 8, tail: { bytes: 0 } });
     expect(value(store.getManifest('new')).tail.bytes).toBe(32);
+    // Its file goes with it: only the newer chat's is left.
+    expect(readdirSync(tailsDir(stores.root))).toEqual([tailFileOf('new')]);
+    // Evicted whole, a chat's tail file goes too.
+    value(store.setBudget(0));
+    value(await store.enforceBudget());
+    expect(readdirSync(tailsDir(stores.root))).toEqual([]);
   });
 });
+
+/** The name of the file a manifest's tail is stored in, read behind the store's back. */
+function tailFileOf(id: string): string {
+  const db = new DatabaseSync(join(stores.root, 'index.db'));
+  try {
+    return (db.prepare('SELECT file FROM tails WHERE manifest_id = ?').get(id) as { file: string }).file;
+  } finally {
+    db.close();
+  }
+}
 
 describe('KV store: GC and integrity', () => {
   it('sweeps orphan chunk files and temp files, and keeps everything referenced', async () => {
@@ -92,6 +109,43 @@ describe('KV store: GC and integrity', () => {
     expect(existsSync(join(dir, 'README'))).toBe(true);
     expect((await store.readChunks(value(store.getManifest('a')).chunks)).error).toBeNull();
     expect(value(await store.checkIntegrity()).ok).toBe(true);
+  });
+
+  it('sweeps tail files no row names and temp files of tail writes, and keeps the referenced ones', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 6));
+    const kept = tailFileOf('a');
+    const orphan = join(tailsDir(stores.root), `${'0f'.repeat(12)}.kvt`);
+    const temp = join(tailsDir(stores.root), `.${'1e'.repeat(12)}.kvt.4242.tmp`);
+    writeFileSync(orphan, Buffer.alloc(100));
+    writeFileSync(temp, Buffer.alloc(7));
+    writeFileSync(join(tailsDir(stores.root), 'README'), 'not ours');
+
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: false, orphanFiles: [orphan], tempFiles: [temp], corruptTails: [] });
+    expect(value(await store.gc())).toMatchObject({ orphanFiles: 1, tempFiles: 1, bytesFreed: 107 });
+    expect(readdirSync(tailsDir(stores.root)).sort()).toEqual(['README', kept].sort());
+    expect(Buffer.from(value(store.readTail('a')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor([4, 5])));
+    expect(value(await store.checkIntegrity()).ok).toBe(true);
+  });
+
+  it('checks tail files: their size without verifying, their checksum with; a repair drops the tail and its file', async () => {
+    const store = await openStore();
+    for (const id of ['missing', 'grown', 'flipped', 'fine']) await save(store, id, range(0, 6));
+    const path = (id: string): string => join(tailsDir(stores.root), tailFileOf(id));
+    const flipped = path('flipped');
+    const grown = path('grown');
+    unlinkSync(path('missing'));
+    writeFileSync(grown, Buffer.concat([readFileSync(grown), Buffer.from([1])]));
+    flipByte(flipped);
+
+    expect(value(await store.checkIntegrity({ verify: false }))).toMatchObject({ ok: false, corruptTails: ['grown', 'missing'] });
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: false, corruptTails: ['flipped', 'grown', 'missing'] });
+    expect(value(await store.checkIntegrity({ repair: true }))).toMatchObject({ repaired: true, corruptTails: ['flipped', 'grown', 'missing'] });
+    expect(existsSync(flipped)).toBe(false);
+    expect(existsSync(grown)).toBe(false);
+    expect(readdirSync(tailsDir(stores.root))).toEqual([tailFileOf('fine')]);
+    for (const id of ['missing', 'grown', 'flipped']) expect(value(store.getManifest(id)).tail.bytes).toBe(0);
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true });
   });
 
   it('never collects a chunk a manifest lists, even when its refcount is wrong', async () => {

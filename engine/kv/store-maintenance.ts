@@ -9,7 +9,7 @@ import { err, ok } from '../contract/index.ts';
 import type { Result } from '../contract/index.ts';
 import { chunkHeaderBytes } from './chunk-file.ts';
 import type { StoreContext } from './store-context.ts';
-import { collectUnreferenced, dropTail, fileSize, readIndex, sql, storedBytes, truncate, unlinkChunks } from './store-context.ts';
+import { collectUnreferenced, dropTail, fileSize, readIndex, sql, storedBytes, truncate, unlinkChunks, unlinkTails } from './store-context.ts';
 import { transaction } from './store-db.ts';
 import { check, sweep } from './store-integrity.ts';
 import { locked } from './store-open.ts';
@@ -28,6 +28,7 @@ export function enforceBudget(ctx: StoreContext): Promise<Result<EvictionReport>
     const truncated = new Set<string>();
     const deleted: string[] = [];
     const plan = transaction(ctx.db, () => {
+      const dropped: string[] = [];
       const freed = collectUnreferenced(ctx);
       let stored = storedBytes(ctx);
       let tailBytes = 0;
@@ -36,7 +37,7 @@ export function enforceBudget(ctx: StoreContext): Promise<Result<EvictionReport>
         if (stored <= budget) break;
         const tail = sql(ctx, 'SELECT tail_bytes AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number | null };
         if (tail.bytes !== null) {
-          dropTail(ctx, id);
+          dropTail(ctx, id, dropped);
           stored -= tail.bytes;
           tailBytes += tail.bytes;
           truncated.add(id);
@@ -53,17 +54,18 @@ export function enforceBudget(ctx: StoreContext): Promise<Result<EvictionReport>
           cut = idx;
         }
         if (cut !== null) {
-          if (truncate(ctx, id, cut) === 'deleted') deleted.push(id);
+          if (truncate(ctx, id, cut, dropped) === 'deleted') deleted.push(id);
           else truncated.add(id);
           freed.push(...collectUnreferenced(ctx));
         } else if (keys.length === 0 && tail.bytes !== null) {
-          truncate(ctx, id, 0);
+          truncate(ctx, id, 0, dropped);
           deleted.push(id);
         }
       }
-      return { freed, tailBytes, stored };
+      return { freed, tailBytes, stored, dropped };
     });
     await unlinkChunks(ctx, plan.freed.map((r) => r.key));
+    await unlinkTails(ctx, plan.dropped);
     for (const id of deleted) truncated.delete(id);
     return ok({
       chunksRemoved: plan.freed.length,
@@ -76,7 +78,7 @@ export function enforceBudget(ctx: StoreContext): Promise<Result<EvictionReport>
   });
 }
 
-/** Removes unreferenced chunks, orphan chunk files and stale temp files. */
+/** Removes unreferenced chunks, orphan chunk and tail files, and stale temp files. */
 export function gc(ctx: StoreContext): Promise<Result<GcReport>> {
   return locked(ctx, 'Could not clean the KV store', async () => ok(await sweep(ctx)));
 }
@@ -94,8 +96,9 @@ export function checkIntegrity(ctx: StoreContext, options: { verify?: boolean; r
 }
 
 export async function stats(ctx: StoreContext): Promise<Result<KvStoreStats>> {
-  // Tail sizes come from manifests.tail_bytes and tails.raw_bytes (stored before the payload in
-  // its row), so no payload is read.
+  // Tail sizes come from manifests.tail_bytes and tails.raw_bytes (stored before any payload in
+  // its row), so no payload or file is read. Tail files are on disk beside the chunk files; the
+  // payloads of rows written before them are inside index.db, so counted by its size.
   const counts = readIndex(ctx, 'Could not read KV store stats', () =>
     ok(
       sql(
@@ -104,6 +107,7 @@ export async function stats(ctx: StoreContext): Promise<Result<KvStoreStats>> {
                 (SELECT count(*) FROM chunks) AS chunk_count,
                 (SELECT count(*) FROM manifests) AS manifests,
                 (SELECT coalesce(sum(tail_bytes), 0) FROM manifests) AS tail_bytes,
+                (SELECT coalesce(sum(m.tail_bytes), 0) FROM manifests m JOIN tails t ON t.manifest_id = m.id WHERE t.file IS NOT NULL) AS tail_file_bytes,
                 (SELECT coalesce(sum(coalesce(raw_bytes, bytes - ? - 4 * tokens)), 0) FROM chunks) AS chunk_raw_bytes,
                 (SELECT coalesce(sum(raw_bytes), 0) FROM tails) AS tail_raw_bytes,
                 (SELECT coalesce(sum(c.bytes), 0) FROM manifest_chunks mc JOIN chunks c ON c.key = mc.key) AS referenced_bytes`,
@@ -112,6 +116,7 @@ export async function stats(ctx: StoreContext): Promise<Result<KvStoreStats>> {
         chunk_count: number;
         manifests: number;
         tail_bytes: number;
+        tail_file_bytes: number;
         chunk_raw_bytes: number;
         tail_raw_bytes: number;
         referenced_bytes: number;
@@ -132,7 +137,7 @@ export async function stats(ctx: StoreContext): Promise<Result<KvStoreStats>> {
   const storedBytes = c.chunk_bytes + c.tail_bytes;
   const budget = ctx.budget;
   return ok({
-    bytesOnDisk: c.chunk_bytes + indexBytes,
+    bytesOnDisk: c.chunk_bytes + c.tail_file_bytes + indexBytes,
     storedBytes,
     logicalBytes: c.referenced_bytes + c.tail_bytes,
     rawBytes: c.chunk_raw_bytes + c.tail_raw_bytes,

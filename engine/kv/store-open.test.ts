@@ -1,5 +1,5 @@
 /** Opening and closing the KV store (store-open.ts): lifecycle, one process per root, and repair at open. */
-import { chmodSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import type { KvStoreOptions, PersistencePause } from './store.ts';
 import { openKvStore } from './store.ts';
 import { fallbackKernels } from './kernels-fallback.ts';
 import { nodeFs } from './store-fs.ts';
+import { tailsDir } from './tail-file.ts';
 import { faultyFs, flipByte, payloadFor, payloadsFor, range, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
@@ -134,6 +135,55 @@ describe('KV store: one process per root, and what a crash leaves', () => {
     expect(existsSync(temp)).toBe(false);
     expect(existsSync(chunkPath(stores.root, orphan))).toBe(false);
     expect(lines).toEqual([{ level: 'info', message: expect.stringMatching(/repaired what an interrupted run left: 1 temp file\(s\), 1 unindexed chunk file\(s\);/) }]);
+  });
+
+  it('removes tail files no row names, and temp files of tail writes, when it opens', async () => {
+    const store = await openStore();
+    await save(store, 'a', range(0, 6));
+    await store.close();
+    const kept = readdirSync(tailsDir(stores.root));
+    expect(kept).toHaveLength(1);
+    // What a process killed mid-save leaves: a tail file written but never committed (or whose
+    // replacement was committed before it was removed), and a temp file of one being written.
+    const orphan = join(tailsDir(stores.root), `${'ab'.repeat(12)}.kvt`);
+    const temp = join(tailsDir(stores.root), `.${'cd'.repeat(12)}.kvt.999.tmp`);
+    writeFileSync(orphan, payloadFor([1, 2]));
+    writeFileSync(temp, 'partial');
+    // Not the store's: left alone.
+    const other = join(tailsDir(stores.root), 'notes.txt');
+    writeFileSync(other, 'x');
+
+    const lines: Logged[] = [];
+    const reopened = await openStore({ log: logInto(lines) });
+    expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, tempFiles: [], orphanFiles: [] });
+    expect(existsSync(orphan)).toBe(false);
+    expect(existsSync(temp)).toBe(false);
+    expect(readdirSync(tailsDir(stores.root)).sort()).toEqual([...kept, 'notes.txt'].sort());
+    expect(lines).toEqual([{ level: 'info', message: expect.stringMatching(/repaired what an interrupted run left: 1 temp file\(s\), 1 unindexed tail file\(s\);/) }]);
+    expect(Buffer.from(value(reopened.readTail('a')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor([4, 5])));
+  });
+
+  it('repairs at open a tail whose file a power cut lost or cut short (tail files are not fsynced)', async () => {
+    const store = await openStore();
+    await save(store, 'lost', range(0, 6));
+    await save(store, 'short', range(100, 7));
+    await save(store, 'fine', range(200, 6));
+    await store.close();
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
+    const fileOf = (id: string): string => join(tailsDir(stores.root), (db.prepare('SELECT file FROM tails WHERE manifest_id = ?').get(id) as { file: string }).file);
+    const [lost, short] = [fileOf('lost'), fileOf('short')];
+    db.close();
+    unlinkSync(lost);
+    writeFileSync(short, '');
+
+    const lines: Logged[] = [];
+    const reopened = await openStore({ log: logInto(lines) });
+    expect(value(await reopened.checkIntegrity())).toMatchObject({ ok: true, corruptTails: [] });
+    expect(lines).toEqual([{ level: 'info', message: expect.stringContaining('2 missing or damaged tail(s)') }]);
+    expect(existsSync(short)).toBe(false);
+    for (const id of ['lost', 'short']) expect(value(reopened.getManifest(id)).tail.bytes).toBe(0);
+    expect(value(reopened.getManifest('fine')).tail.bytes).toBe(2 * 16);
+    expect(value(reopened.findLongestPrefix(fp, [...range(0, 6), 1]))).toMatchObject({ chunkedTokens: 4, tail: null });
   });
 
   it('repairs at open what a lost commit leaves: a manifest listing a chunk file already removed', async () => {

@@ -3,7 +3,7 @@
  * opened while another process holds it waits a while (`lockWaitMs`), then runs read-only with
  * persistence paused (BUSY) and takes the root over by itself once that process has exited.
  * Holding the root is what makes the sweep at open safe: every temp file and unindexed chunk
- * file then belongs to a process that is gone. An index.db SQLite cannot read is moved aside
+ * or tail file then belongs to a process that is gone. An index.db SQLite cannot read is moved aside
  * and the store starts empty (it is only a cache).
  */
 import { randomBytes } from 'node:crypto';
@@ -15,6 +15,7 @@ import { Emitter } from '../base/emitter.ts';
 import { Lock } from '../base/lock.ts';
 import { chunksDir, tempSuffix } from './chunk-file.ts';
 import type { CodecKernels } from './kernels.ts';
+import { LargeBufferPool } from './large-buffer.ts';
 import { loadKernels } from './kernels-load.ts';
 import type { RootLock } from './root-lock.ts';
 import { describeBusy, lockRoot, tryLockRoot } from './root-lock.ts';
@@ -26,6 +27,7 @@ import { errnoOf, isDiskFull, nodeFs, ReusableBuffer, toHearthError } from './st
 import { check } from './store-integrity.ts';
 import type { KvStoreOptions, PersistencePause, StoreLog } from './store-types.ts';
 import { defaultChunkTokens, defaultLockWaitMs } from './store-types.ts';
+import { tailSuffix } from './tail-file.ts';
 
 const defaultLog: StoreLog = (level, message) => {
   if (level !== 'info') console.error(`Hearth: ${message}`);
@@ -85,6 +87,7 @@ export async function openContext(options: KvStoreOptions): Promise<Result<Store
     persistence: new Emitter<PersistencePause | null>((error) => console.error('Hearth: a KV store listener threw:', error)),
     hashing: new Map(),
     readBuffer: new ReusableBuffer(),
+    tailBuffer: new LargeBufferPool(),
     budget: options.budgetBytes,
     pause,
     closed: false,
@@ -245,10 +248,12 @@ export async function claim(ctx: StoreContext): Promise<HearthError | null> {
 
 /**
  * Starts the check at open: what an interrupted run left is repaired before any later mutation
- * (it runs under the lock). A killed process leaves temp files and chunk files it never
- * committed; a power cut can also lose a commit (synchronous=NORMAL, store-db.ts) whose
- * chunk files were already removed, leaving manifests that list missing files. Sizes are
- * checked, not contents (a stat per chunk): damaged contents are caught when read.
+ * (it runs under the lock). A killed process leaves temp files, and chunk and tail files it
+ * never committed (or committed the removal of, but had not removed yet); a power cut can also
+ * lose a commit (synchronous=NORMAL, store-db.ts) whose chunk or tail files were already
+ * removed, or the contents of a tail file (they are not fsynced), leaving manifests that list
+ * missing files. Sizes are checked, not contents (a stat per chunk and tail file): damaged
+ * contents are caught when read.
  */
 export function sweepAtOpen(ctx: StoreContext): void {
   void ctx.lock.run(async () => {
@@ -262,11 +267,13 @@ async function sweepAndLog(ctx: StoreContext): Promise<void> {
     if (found.ok) return;
     const parts = [
       [found.tempFiles.length, 'temp file(s)'],
-      [found.orphanFiles.length, 'unindexed chunk file(s)'],
+      [found.orphanFiles.filter((path) => !path.endsWith(tailSuffix)).length, 'unindexed chunk file(s)'],
+      [found.orphanFiles.filter((path) => path.endsWith(tailSuffix)).length, 'unindexed tail file(s)'],
       [found.missing.length, 'missing chunk file(s)'],
       [found.corrupt.length, 'chunk file(s) of the wrong size'],
       [found.knownCorrupt.length, 'chunk(s) found damaged earlier'],
-      [found.danglingReferences.length + found.inconsistentManifests.length + found.refcountMismatches.length + found.corruptTails.length, 'index inconsistencies'],
+      [found.corruptTails.length, 'missing or damaged tail(s)'],
+      [found.danglingReferences.length + found.inconsistentManifests.length + found.refcountMismatches.length, 'index inconsistencies'],
     ]
       .filter(([n]) => (n as number) > 0)
       .map(([n, what]) => `${n} ${what}`);
@@ -285,6 +292,7 @@ export async function closeContext(ctx: StoreContext): Promise<void> {
     if (ctx.claimTimer !== null) clearInterval(ctx.claimTimer);
     ctx.claimTimer = null;
     ctx.statements.clear();
+    ctx.tailBuffer.clear();
     ctx.persistence.dispose();
     ctx.db.close();
     // After the index is closed: the next holder finds nothing of this process open.

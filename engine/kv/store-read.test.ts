@@ -1,11 +1,13 @@
 /** The KV store's reads (store-read.ts): prefix lookups, and what a damaged chunk does to them. */
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { chunkPath } from './chunk-file.ts';
 import { chunkKeys } from './fingerprint.ts';
-import { flipByte, range, sampleFingerprint, useTestStores, value } from '../../test/support/kv-store.ts';
+import { nodeFs } from './store-fs.ts';
+import { tailPath } from './tail-file.ts';
+import { errno, flipByte, payloadFor, payloadsFor, range, sampleFingerprint, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
 
@@ -129,5 +131,69 @@ describe('KV store: damaged chunks', () => {
     db.close();
     expect(store.readTail('a')).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
     expect(value(store.readTail('a')).payload).toBeNull();
+  });
+
+  /** The file a manifest's tail is stored in, read from the index behind the store's back. */
+  function tailFileOf(id: string): string {
+    const db = new DatabaseSync(join(stores.root, 'index.db'));
+    try {
+      const row = db.prepare('SELECT file FROM tails WHERE manifest_id = ?').get(id) as { file: string } | undefined;
+      if (!row) throw new Error(`${id} has no tail file`);
+      return tailPath(stores.root, row.file);
+    } finally {
+      db.close();
+    }
+  }
+
+  const damages: readonly { readonly name: string; readonly damage: (path: string) => void; readonly says: string }[] = [
+    { name: 'missing', damage: (path) => unlinkSync(path), says: 'missing' },
+    { name: 'truncated', damage: (path) => truncateSync(path, statSync(path).size - 1), says: 'truncated' },
+    { name: 'longer than its row says', damage: (path) => appendFileSync(path, Buffer.from([0])), says: 'length' },
+    { name: 'bit-flipped', damage: (path) => flipByte(path, 7), says: 'checksum' },
+    { name: 'emptied', damage: (path) => truncateSync(path, 0), says: 'truncated' },
+  ];
+  for (const { name, damage, says } of damages) {
+    it(`reports a ${name} tail file as a damaged tail: never returned, dropped, and the tail's tokens re-read`, async () => {
+      const store = await openStore();
+      const tokens = range(0, 10); // two chunks and a 2-token tail
+      await save(store, 'a', tokens);
+      const path = tailFileOf('a');
+      damage(path);
+      const read = store.readTail('a');
+      expect(read).toMatchObject({ ok: false, error: { code: 'INTERNAL', message: expect.stringContaining(`damaged (${says})`) } });
+      // Dropped in its own small transaction: the chunks and the tail's tokens stay, the payload
+      // is gone, so a lookup restores the chunks and the tail's tokens are evaluated again.
+      expect(value(store.readTail('a'))).toEqual({ tokens: Int32Array.from([8, 9]), payload: null });
+      expect(value(store.getManifest('a'))).toMatchObject({ totalTokens: 10, tail: { bytes: 0 } });
+      expect(value(store.findLongestPrefix(fp, [...tokens, 1]))).toMatchObject({ chunkedTokens: 8, tail: null, tokens: 8 });
+      await vi.waitFor(() => expect(existsSync(path)).toBe(false));
+      expect(value(await store.checkIntegrity())).toMatchObject({ ok: true });
+      // The next save stores a tail again.
+      await save(store, 'a', tokens);
+      expect(Buffer.from(value(store.readTail('a')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor([8, 9])));
+    });
+  }
+
+  it('reads tails of any size one after another, each as stored (one reused buffer)', async () => {
+    const store = await openStore();
+    const big = payloadFor(range(4, 2), 100_000);
+    value(await store.putManifest('big', { fingerprint: fp, tokens: range(0, 6), chunks: payloadsFor(range(0, 6), C), tailPayload: big }));
+    await save(store, 'small', range(50, 7));
+    await save(store, 'empty', range(80, 5), false);
+    for (let round = 0; round < 2; round++) {
+      expect(Buffer.from(value(store.readTail('big')).payload as Uint8Array).equals(Buffer.from(big))).toBe(true);
+      expect(Buffer.from(value(store.readTail('small')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor(range(54, 3))));
+      expect(value(store.readTail('empty')).payload).toBeNull();
+    }
+  });
+
+  it('keeps a tail it could not read for another reason than damage (an I/O error)', async () => {
+    const unreadable = (): never => {
+      throw errno('EIO', 'read');
+    };
+    const store = await openStore({ fs: { ...nodeFs, readIntoSync: unreadable } });
+    await save(store, 'a', range(0, 6));
+    expect(store.readTail('a')).toMatchObject({ ok: false, error: { code: 'INTERNAL', message: expect.stringContaining('could not be read') } });
+    expect(value(store.getManifest('a')).tail.bytes).toBe(2 * 16);
   });
 });

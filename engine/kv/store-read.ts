@@ -13,10 +13,11 @@ import { chunkKeys, firstBadToken, isDigest, tokensFromBytes } from './fingerpri
 import type { Manifest, ManifestRow, PrefixMatch, TailData, TailMatch } from './manifest.ts';
 import { commonPrefix, toManifest } from './manifest.ts';
 import type { ChunkRow, StoreContext } from './store-context.ts';
-import { chunkRow, chunkRows, collectUnreferenced, deleteTailPayload, readIndex, sql, truncate, unlinkChunks } from './store-context.ts';
+import { chunkRow, chunkRows, collectUnreferenced, deleteTailPayload, readIndex, sql, truncate, unlinkChunks, unlinkTails } from './store-context.ts';
 import { transaction } from './store-db.ts';
 import { claim } from './store-open.ts';
 import type { ChatUsage, ChunkError, ChunkResult } from './store-types.ts';
+import { isTailName, readTailFileSync } from './tail-file.ts';
 
 /** The longest stretch `readChunks` and `forEachChunk` keep the event loop busy before yielding once. */
 const readSliceMs = 20;
@@ -227,12 +228,14 @@ export async function readChunks(ctx: StoreContext, keys: readonly string[]): Pr
 async function invalidate(ctx: StoreContext, key: string): Promise<void> {
   const row = chunkRow(ctx, key);
   if (!row || row.corrupt === null) return; // rewritten (repaired) or collected meanwhile
+  const dropped: string[] = [];
   const freed = transaction(ctx.db, () => {
     const users = sql(ctx, 'SELECT manifest_id, idx FROM manifest_chunks WHERE key = ?').all(key) as unknown as { manifest_id: string; idx: number }[];
-    for (const user of users) truncate(ctx, user.manifest_id, user.idx);
+    for (const user of users) truncate(ctx, user.manifest_id, user.idx, dropped);
     return collectUnreferenced(ctx);
   });
   await unlinkChunks(ctx, freed.map((r) => r.key));
+  await unlinkTails(ctx, dropped);
 }
 
 /** Records a fault seen at read time: at once (so lookups stop matching), then invalidates under the lock. */
@@ -292,37 +295,84 @@ export function chatUsage(ctx: StoreContext, options: { readonly limit: number }
   });
 }
 
+/** A tails row as `readTail` reads it, with its manifest's tail_bytes. */
+interface TailRow {
+  tail_tokens: Uint8Array;
+  tail_bytes: number | null;
+  /** 1 when the manifest has a tails row. */
+  has_row: number;
+  crc: number | null;
+  file: string | null;
+  /** Only rows written before tail files (store-db.ts) hold their payload here. */
+  payload: Uint8Array | null;
+}
+
+/**
+ * The manifest's tail tokens and verified payload. A payload stored as a file is read into the
+ * store's tail buffer (`ctx.tailBuffer`) and returned as a view into it, valid until the next
+ * `readTail` (see `KvStore.readTail`): a fresh buffer of tens of MB costs more to fault in than
+ * reading the file (store-context.ts says how much). Synchronous, like the lookup before it: a
+ * cached 8 MB tail file reads and checks in ~3 ms, with no thread-pool round trip.
+ */
 export function readTail(ctx: StoreContext, id: string): Result<TailData> {
   return readIndex(ctx, 'Could not read the KV tail', () => {
     const row = sql(
       ctx,
-      `SELECT m.tail_tokens AS tail_tokens, m.tail_bytes AS tail_bytes, t.crc AS crc, t.payload AS payload
+      `SELECT m.tail_tokens AS tail_tokens, m.tail_bytes AS tail_bytes, t.manifest_id IS NOT NULL AS has_row, t.crc AS crc, t.file AS file, t.payload AS payload
        FROM manifests m LEFT JOIN tails t ON t.manifest_id = m.id WHERE m.id = ?`,
-    ).get(id) as { tail_tokens: Uint8Array; tail_bytes: number | null; crc: number | null; payload: Uint8Array | null } | undefined;
+    ).get(id) as TailRow | undefined;
     if (!row) return err('NOT_FOUND', `No KV manifest ${id}.`);
     const tokens = tokensFromBytes(row.tail_tokens);
-    if (row.tail_bytes === null && row.payload === null) return ok({ tokens, payload: null });
-    // A payload whose checksum or length disagrees with its manifest, or a manifest that counts
-    // a payload its tails row lacks (an index edited behind the store's back), is damage.
-    if (row.payload === null || row.payload.length !== row.tail_bytes || crc32(row.payload) !== row.crc) {
-      dropDamagedTail(ctx, id, row.crc);
-      return err('INTERNAL', `The KV tail of ${id} is damaged (checksum).`, 'The chat re-reads its last partial chunk.');
-    }
-    return ok({ tokens, payload: row.payload });
+    if (row.tail_bytes === null && !row.has_row) return ok({ tokens, payload: null });
+    const payload = verifiedTail(ctx, row);
+    if (payload instanceof Uint8Array) return ok({ tokens, payload });
+    if ('io' in payload) return err('INTERNAL', `The KV tail of ${id} could not be read: ${payload.io}.`, 'The chat re-reads its last partial chunk.');
+    dropDamagedTail(ctx, id, row.crc, row.file);
+    return err('INTERNAL', `The KV tail of ${id} is damaged (${payload.damaged}).`, 'The chat re-reads its last partial chunk.');
   });
 }
 
 /**
- * Drops exactly the damaged tail payload `readTail` read (`crc`: its tails row's checksum, null
- * when it had none), not a newer one another process holding the root may have saved since,
- * keeping the tail's tokens: the chat then re-reads its last partial chunk. It needs no lock: one
- * synchronous transaction, which no write of this process can interleave.
+ * A tails row's payload, verified: of the length its manifest records and with its checksum.
+ * A manifest that counts a payload its tails row lacks, or the reverse (an index edited behind
+ * the store's back), a missing, short, long or altered file, and a row whose file name is not a
+ * tail file's are all damage. An I/O error (`io`) says nothing about the bytes: the tail is kept.
  */
-function dropDamagedTail(ctx: StoreContext, id: string, crc: number | null): void {
+function verifiedTail(ctx: StoreContext, row: TailRow): Uint8Array | { damaged: string } | { io: string } {
+  const bytes = row.tail_bytes;
+  if (bytes === null || !row.has_row) return { damaged: 'its manifest and its row disagree' };
+  let payload: Uint8Array;
+  if (row.payload !== null) {
+    payload = row.payload;
+    if (payload.length !== bytes) return { damaged: 'length' };
+  } else {
+    if (!isTailName(row.file)) return { damaged: 'no file' };
+    // Handed back at once: the pool keeps it for the next read, and the payload stays a view
+    // into it until then.
+    const buffer = ctx.tailBuffer.take(bytes + 1);
+    ctx.tailBuffer.give(buffer);
+    const read = readTailFileSync(ctx.fs, ctx.root, row.file, buffer);
+    if (!read.ok) return read.missing ? { damaged: 'missing' } : { io: read.detail };
+    if (read.bytes !== bytes) return { damaged: read.bytes < bytes ? 'truncated' : 'length' };
+    payload = buffer.subarray(0, bytes);
+  }
+  return crc32(payload) === row.crc ? payload : { damaged: 'checksum' };
+}
+
+/**
+ * Drops exactly the damaged tail `readTail` read (`crc` and `file`: its tails row's, null when it
+ * had none), not a newer one another process holding the root may have saved since, keeping the
+ * tail's tokens: the chat then re-reads its last partial chunk. It needs no lock: one synchronous
+ * transaction, which no write of this process can interleave. The file is removed after it
+ * commits, without waiting (a failure leaves an orphan for the sweep).
+ */
+function dropDamagedTail(ctx: StoreContext, id: string, crc: number | null, file: string | null): void {
+  const dropped: string[] = [];
   transaction(ctx.db, () => {
-    const current = sql(ctx, 'SELECT crc FROM tails WHERE manifest_id = ?').get(id) as { crc: number } | undefined;
-    if ((current?.crc ?? null) !== crc) return;
+    const current = sql(ctx, 'SELECT crc, file FROM tails WHERE manifest_id = ?').get(id) as { crc: number; file: string | null } | undefined;
+    if ((current?.crc ?? null) !== crc || (current?.file ?? null) !== file) return;
     sql(ctx, 'UPDATE manifests SET tail_bytes = NULL WHERE id = ?').run(id);
-    deleteTailPayload(ctx, id);
+    deleteTailPayload(ctx, id, dropped);
   });
+  void unlinkTails(ctx, dropped);
 }

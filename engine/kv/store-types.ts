@@ -75,7 +75,7 @@ export interface PutManifestResult {
   readonly bytesWritten: number;
   /** Full chunks already stored and shared. */
   readonly chunksReused: number;
-  /** The tail payload's bytes (stored in index.db). */
+  /** The tail payload's bytes (stored as a file under `<root>/tails`, tail-file.ts). */
   readonly tailBytes: number;
   readonly totalTokens: number;
 }
@@ -104,7 +104,7 @@ export interface EvictionReport {
 export interface GcReport {
   /** Chunk rows no manifest referenced (normally none: they are removed when dropped). */
   readonly unreferencedChunks: number;
-  /** Chunk files on disk that the index does not know (a crash between rename and commit). */
+  /** Chunk and tail files on disk that the index does not know (a crash between rename and commit, or between a commit and a removal). */
   readonly orphanFiles: number;
   /** Temp files of interrupted writes. */
   readonly tempFiles: number;
@@ -120,7 +120,7 @@ export interface IntegrityReport {
   readonly corrupt: readonly { readonly key: string; readonly reason: ChunkFault }[];
   /** Chunks the index records as corrupt (found at read time) that are still referenced. */
   readonly knownCorrupt: readonly { readonly key: string; readonly reason: string }[];
-  /** Chunk files (`.kvc`) the index does not know, as paths. */
+  /** Chunk files (`.kvc`) and tail files (`.kvt`) the index does not know, as paths. */
   readonly orphanFiles: readonly string[];
   /** Leftover temp files, as paths. */
   readonly tempFiles: readonly string[];
@@ -129,7 +129,10 @@ export interface IntegrityReport {
   readonly danglingReferences: readonly { readonly manifestId: string; readonly index: number; readonly key: string }[];
   /** Manifests whose row disagrees with their chunk list (count, head, or a gap in indices). */
   readonly inconsistentManifests: readonly string[];
-  /** Manifests whose tail payload fails its checksum. */
+  /**
+   * Manifests whose tail payload is missing or damaged: its file is gone or of the wrong size
+   * (or, verifying, fails its checksum), or the manifest and its tails row disagree.
+   */
   readonly corruptTails: readonly string[];
   /** True when nothing above was found. */
   readonly ok: boolean;
@@ -138,7 +141,7 @@ export interface IntegrityReport {
 }
 
 export interface KvStoreStats {
-  /** Physical bytes: chunk files plus index.db and its WAL (tail payloads live in index.db). */
+  /** Physical bytes: chunk and tail files plus index.db and its WAL (which hold the tails saved before tail files). */
   readonly bytesOnDisk: number;
   /** Bytes counted against the budget: chunk files plus tail payloads. */
   readonly storedBytes: number;
@@ -218,7 +221,16 @@ export interface KvStore {
   getManifest(id: string): Result<Manifest>;
   /** Ids of the manifests whose id starts with `prefix` (a chat's branches), sorted. */
   manifestIds(prefix: string): Result<string[]>;
-  /** The manifest's tail tokens and verified payload. */
+  /**
+   * The manifest's tail tokens and verified payload. A damaged payload (a missing, short or
+   * altered file) is never returned: it is dropped, keeping the tail's tokens, and the call
+   * fails, so the chat re-reads those tokens.
+   *
+   * The payload may be a view into a buffer the store reuses for every tail it reads (a fresh
+   * buffer of tens of MB costs more to fault in than the read): it is valid until the next
+   * `readTail` of this store. Copy it to keep it longer, or read no other tail while using it
+   * (the engine restores one chat at a time, under its lock).
+   */
   readTail(id: string): Result<TailData>;
   deleteManifest(id: string): Promise<Result<DeleteResult>>;
   /** Marks a manifest (and its chunks) used now, for LRU eviction. */

@@ -1,17 +1,23 @@
 /** The KV store's writes (store-write.ts): saving manifests and chunks, and writes that fail. */
-import { unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chunkFileBytes } from './chunk-file.ts';
 import { chunkKeys } from './fingerprint.ts';
 import type { PersistencePause } from './store.ts';
 import { fullWhileFlag } from './store-fs.ts';
+import { tailsDir } from './tail-file.ts';
 import { payloadFor, payloadsFor, range, useTestStores, value } from '../../test/support/kv-store.ts';
 
 const C = 4; // tokens per chunk: small, so tests cut many chunks from short sequences
 
 const stores = useTestStores(C);
 const { fingerprint: fp, open: openStore, openFaulty: faultyStore, save, chunkFiles, refcounts } = stores;
+
+/** The files in `<root>/tails` (tail files and temp files), read behind the store's back. */
+function tailFiles(root = stores.root): string[] {
+  return existsSync(tailsDir(root)) ? readdirSync(tailsDir(root)).sort() : [];
+}
 
 describe('KV store: manifests and chunks', () => {
   it('round-trips a manifest, its chunks and its tail', async () => {
@@ -46,6 +52,37 @@ describe('KV store: manifests and chunks', () => {
     expect(await store.putManifest('', { fingerprint: fp, tokens })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
     expect(await store.putManifest('x', { fingerprint: fp, tokens: [1.5] })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
     expect(await store.putManifest('x', { fingerprint: 'f', tokens })).toMatchObject({ ok: false, error: { code: 'INVALID_INPUT' } });
+  });
+
+  it('writes each tail payload to a new file and removes the one it replaces, once committed', async () => {
+    const store = await openStore();
+    const tokens = range(0, 10);
+    await save(store, 'a', tokens);
+    const [first] = tailFiles();
+    expect(first).toMatch(/^[0-9a-f]{24}\.kvt$/);
+    expect(readFileSync(join(tailsDir(stores.root), first!)).equals(Buffer.from(payloadFor([8, 9])))).toBe(true);
+    // The next turn: a longer tail, in a file of its own; the previous one is gone.
+    await save(store, 'a', range(0, 11));
+    const [second] = tailFiles();
+    expect(tailFiles()).toEqual([second]);
+    expect(second).not.toBe(first);
+    expect(Buffer.from(value(store.readTail('a')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor([8, 9, 10])));
+    // Counted like chunk files: in the budget's bytes and on disk.
+    const stats = value(await store.stats());
+    expect(stats.storedBytes).toBe(2 * chunkFileBytes(C, 16 * C) + 3 * 16);
+    expect(stats.bytesOnDisk).toBeGreaterThanOrEqual(stats.storedBytes);
+    // Another manifest's tail is its own file; a save without a payload, one ending on a chunk
+    // boundary, and a delete each remove the manifest's file.
+    await save(store, 'b', range(0, 9));
+    expect(tailFiles()).toHaveLength(2);
+    await save(store, 'a', range(0, 11), false);
+    expect(tailFiles()).toHaveLength(1);
+    await save(store, 'a', range(0, 10));
+    await save(store, 'a', range(0, 8));
+    expect(tailFiles()).toHaveLength(1);
+    value(await store.deleteManifest('b'));
+    expect(tailFiles()).toEqual([]);
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true });
   });
 
   it('lists manifest ids by prefix, literally (no LIKE wildcards)', async () => {
@@ -185,6 +222,50 @@ describe('KV store: failing writes', () => {
     expect(value(await store.checkIntegrity())).toMatchObject({ ok: true, chunksVerified: 4 });
   });
 
+  it('on ENOSPC writing a tail: DISK_FULL, persistence paused, the previous save intact, no file left', async () => {
+    const { store, faults } = await faultyStore();
+    const tokens = range(0, 10);
+    await save(store, 'a', tokens);
+    const before = { manifest: value(store.getManifest('a')), chunks: chunkFiles().sort(), tails: tailFiles() };
+    const events: (PersistencePause | null)[] = [];
+    store.onDidChangePersistence((p) => events.push(p));
+
+    // Every chunk is stored: the tail is all this save writes, and it fails halfway.
+    faults.written = 0;
+    faults.writeBudget = 10;
+    const longer = range(0, 11);
+    const failed = await store.putManifest('a', { fingerprint: fp, tokens: longer, chunks: payloadsFor(longer, C), tailPayload: payloadFor(longer.slice(8)) });
+    expect(failed).toMatchObject({ ok: false, error: { code: 'DISK_FULL', message: expect.stringContaining('tail') } });
+    expect(store.persistencePaused?.reason.code).toBe('DISK_FULL');
+    expect(events).toHaveLength(1);
+    // Nothing lost, nothing half-written: the old manifest and its tail, no temp file.
+    expect(value(store.getManifest('a'))).toEqual(before.manifest);
+    expect(tailFiles()).toEqual(before.tails);
+    expect(Buffer.from(value(store.readTail('a')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor([8, 9])));
+
+    // New chunks fit, the tail after them does not: the chunks written for it go again.
+    const more = range(0, 18);
+    faults.written = 0;
+    faults.writeBudget = 2 * chunkFileBytes(C, 16 * C) + 10;
+    expect(await store.putManifest('a', { fingerprint: fp, tokens: more, chunks: payloadsFor(more, C), tailPayload: payloadFor(more.slice(16)) })).toMatchObject({
+      ok: false,
+      error: { code: 'DISK_FULL' },
+    });
+    expect(chunkFiles().sort()).toEqual(before.chunks);
+    expect(tailFiles()).toEqual(before.tails);
+    expect(value(store.getManifest('a'))).toEqual(before.manifest);
+    expect(value(await store.checkIntegrity())).toMatchObject({ ok: true, tempFiles: [], orphanFiles: [] });
+
+    // Space again: the next save goes through, and persistence resumes.
+    faults.writeBudget = null;
+    await save(store, 'a', more);
+    expect(store.persistencePaused).toBeNull();
+    expect(events.at(-1)).toBeNull();
+    expect(Buffer.from(value(store.readTail('a')).payload as Uint8Array)).toEqual(Buffer.from(payloadFor([16, 17])));
+    expect(tailFiles()).toHaveLength(1);
+    expect(tailFiles()).not.toEqual(before.tails);
+  });
+
   it('maps EDQUOT to DISK_FULL, and EACCES or an fsync EIO to INTERNAL', async () => {
     const { store, faults } = await faultyStore();
     faults.written = 0;
@@ -224,5 +305,19 @@ describe('KV store: the fault suite\'s full-disk flag', () => {
     unlinkSync(flag);
     value(await store.putManifest('a', { fingerprint: fp, tokens, chunks: payloadsFor(tokens, C) }));
     expect(store.persistencePaused).toBeNull();
+    // Tail files go through the same file system: a save that only writes a tail fails too.
+    writeFileSync(flag, '');
+    const withTail = range(0, 10);
+    expect(await store.putManifest('a', { fingerprint: fp, tokens: withTail, chunks: payloadsFor(withTail, C), tailPayload: payloadFor([8, 9]) })).toMatchObject({
+      ok: false,
+      error: { code: 'DISK_FULL' },
+    });
+    expect(store.persistencePaused?.reason.code).toBe('DISK_FULL');
+    expect(value(store.getManifest('a')).totalTokens).toBe(8);
+    expect(tailFiles(join(stores.root, 'kv'))).toEqual([]);
+    unlinkSync(flag);
+    value(await store.putManifest('a', { fingerprint: fp, tokens: withTail, chunks: payloadsFor(withTail, C), tailPayload: payloadFor([8, 9]) }));
+    expect(store.persistencePaused).toBeNull();
+    expect(tailFiles(join(stores.root, 'kv'))).toHaveLength(1);
   });
 });

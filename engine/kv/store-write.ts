@@ -1,9 +1,10 @@
 /**
- * The KV store's writes: saving a manifest (its missing chunk files, then one commit), deleting
- * one, and marking one used. Files are written and fsynced before the commit that references
- * them and removed after the commit that drops them, so the index never lists a file that was
- * not written; a crash in between leaves orphan files, which gc() removes. Every write runs under
- * the store's lock and needs its root (store-open.ts `locked`).
+ * The KV store's writes: saving a manifest (its missing chunk files and its tail file, then one
+ * commit), deleting one, and marking one used. Files are written before the commit that
+ * references them (chunk files fsynced too; tail files not, tail-file.ts says why) and removed
+ * after the commit that drops them, so the index never lists a file that was not written; a
+ * crash in between leaves orphan files, which gc() removes. Every write runs under the store's
+ * lock and needs its root (store-open.ts `locked`).
  */
 import { crc32 } from 'node:zlib';
 import { err, ok } from '../contract/index.ts';
@@ -13,11 +14,12 @@ import { chunkKeys, isDigest, tokenBytes } from './fingerprint.ts';
 import { decodedSize } from './frame.ts';
 import type { ManifestInput } from './manifest.ts';
 import type { StoreContext } from './store-context.ts';
-import { chunkRow, collectUnreferenced, deleteTailPayload, paused, setPause, sql, truncate, unlinkChunks } from './store-context.ts';
+import { chunkRow, collectUnreferenced, deleteTailPayload, paused, setPause, sql, truncate, unlinkChunks, unlinkTails } from './store-context.ts';
 import { transaction } from './store-db.ts';
 import { locked } from './store-open.ts';
 import { checkTokens } from './store-read.ts';
 import type { DeleteResult, PutManifestResult } from './store-types.ts';
+import { writeTailFile } from './tail-file.ts';
 
 const maxIdLength = 1024;
 
@@ -37,6 +39,13 @@ interface WrittenChunk {
   readonly key: string;
   readonly parent: string;
   readonly bytes: number;
+  readonly raw: number;
+}
+
+/** The tail payload's file written by this save, for its row. */
+interface WrittenTail {
+  readonly file: string;
+  readonly crc: number;
   readonly raw: number;
 }
 
@@ -63,16 +72,30 @@ export function putManifest(ctx: StoreContext, id: string, input: ManifestInput)
     const writes = await writeMissingChunks(ctx, input, keys);
     if (!writes.ok) return writes;
     const { written, fresh, bytesWritten, reused } = writes.value;
-    // 2. One transaction: chunk rows, refcounts, the manifest row.
+    // 2. The tail payload's file, under a new name: the one the manifest's row names now stays
+    // as it is until the commit below replaces the row.
     const tailPayload = input.tailPayload ?? null;
-    let freed: { key: string; bytes: number }[];
+    let tail: WrittenTail | null = null;
+    if (tailPayload !== null) {
+      try {
+        tail = { file: await writeTailFile(ctx.fs, ctx.root, tailPayload), crc: crc32(tailPayload), raw: rawSize(tailPayload) };
+      } catch (error) {
+        await unlinkChunks(ctx, fresh);
+        return paused(ctx, error, 'Could not write the KV tail');
+      }
+    }
+    // 3. One transaction: chunk rows, refcounts, the manifest row, its tail row.
+    let committed: { freed: { key: string; bytes: number }[]; dropped: string[] };
     try {
-      freed = transaction(ctx.db, () => commitManifest(ctx, id, input, keys, written));
+      committed = transaction(ctx.db, () => commitManifest(ctx, id, input, keys, written, tail));
     } catch (error) {
       await unlinkChunks(ctx, fresh);
+      if (tail !== null) await unlinkTails(ctx, [tail.file]);
       return paused(ctx, error, 'Could not save the KV manifest');
     }
-    await unlinkChunks(ctx, freed.map((r) => r.key));
+    // 4. What the commit let go: chunks nobody references, the tail file it replaced.
+    await unlinkChunks(ctx, committed.freed.map((r) => r.key));
+    await unlinkTails(ctx, committed.dropped);
     setPause(ctx, null);
     return ok({ chunksWritten: written.length, bytesWritten, chunksReused: reused, tailBytes: tailPayload?.length ?? 0, totalTokens: tokens.length });
   });
@@ -121,12 +144,23 @@ async function writeMissingChunks(ctx: StoreContext, input: ManifestInput, keys:
   return ok({ written, fresh, bytesWritten, reused });
 }
 
-/** In a transaction: the rows of the written chunks, the manifest's chunk list and row; returns the chunks it freed. */
-function commitManifest(ctx: StoreContext, id: string, input: ManifestInput, keys: readonly string[], written: readonly WrittenChunk[]): { key: string; bytes: number }[] {
+/**
+ * In a transaction: the rows of the written chunks, the manifest's chunk list and row, its tail
+ * row (`tail`: the file written for it; null keeps only the tail's tokens). Returns the chunks it
+ * freed and the tail file it dropped (the manifest's previous one), to remove after the commit.
+ */
+function commitManifest(
+  ctx: StoreContext,
+  id: string,
+  input: ManifestInput,
+  keys: readonly string[],
+  written: readonly WrittenChunk[],
+  tail: WrittenTail | null,
+): { freed: { key: string; bytes: number }[]; dropped: string[] } {
   const size = ctx.chunkTokens;
   const { fingerprint, tokens } = input;
   const tailTokens = tokenBytes(tokens, keys.length * size);
-  const tailPayload = input.tailPayload ?? null;
+  const tailBytes = tail === null ? null : (input.tailPayload as Uint8Array).length;
   const now = ctx.now();
   for (const w of written) {
     sql(
@@ -150,34 +184,35 @@ function commitManifest(ctx: StoreContext, id: string, input: ManifestInput, key
      ON CONFLICT(id) DO UPDATE SET fingerprint = excluded.fingerprint, chunk_tokens = excluded.chunk_tokens,
        chunk_count = excluded.chunk_count, head = excluded.head, tail_tokens = excluded.tail_tokens,
        tail_bytes = excluded.tail_bytes, total_tokens = excluded.total_tokens, last_used = excluded.last_used`,
-  ).run(id, fingerprint, size, keys.length, keys.at(-1) ?? fingerprint, tailTokens, tailPayload?.length ?? null, tokens.length, now, now);
-  // The payload after its manifest row (the foreign key needs the row), in the same transaction.
-  if (tailPayload === null) deleteTailPayload(ctx, id);
-  else {
-    sql(
-      ctx,
-      `INSERT INTO tails (manifest_id, crc, raw_bytes, payload) VALUES (?, ?, ?, ?)
-       ON CONFLICT(manifest_id) DO UPDATE SET crc = excluded.crc, raw_bytes = excluded.raw_bytes, payload = excluded.payload`,
-    ).run(id, crc32(tailPayload), rawSize(tailPayload), tailPayload);
+  ).run(id, fingerprint, size, keys.length, keys.at(-1) ?? fingerprint, tailTokens, tailBytes, tokens.length, now, now);
+  // The tail row after its manifest row (the foreign key needs the row), in the same
+  // transaction. The previous row goes first, whatever it held: its file (or, written before
+  // tail files, its BLOB) is replaced, or dropped by a save without a payload.
+  const dropped: string[] = [];
+  deleteTailPayload(ctx, id, dropped);
+  if (tail !== null) {
+    sql(ctx, 'INSERT INTO tails (manifest_id, crc, raw_bytes, file, payload) VALUES (?, ?, ?, ?, NULL)').run(id, tail.crc, tail.raw, tail.file);
   }
-  return collectUnreferenced(ctx);
+  return { freed: collectUnreferenced(ctx), dropped };
 }
 
 export function deleteManifest(ctx: StoreContext, id: string): Promise<Result<DeleteResult>> {
   return locked<DeleteResult>(ctx, 'Could not delete the KV manifest', async () => {
     const plan = transaction(ctx.db, () => {
       const tail = sql(ctx, 'SELECT coalesce(tail_bytes, 0) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number } | undefined;
-      return tail === undefined || truncate(ctx, id, 0) === 'absent' ? null : { freed: collectUnreferenced(ctx), tailBytes: tail.bytes };
+      const dropped: string[] = [];
+      return tail === undefined || truncate(ctx, id, 0, dropped) === 'absent' ? null : { freed: collectUnreferenced(ctx), tailBytes: tail.bytes, dropped };
     });
     if (plan === null) return ok({ deleted: false, chunksRemoved: 0, bytesFreed: 0 });
     await unlinkChunks(ctx, plan.freed.map((r) => r.key));
+    await unlinkTails(ctx, plan.dropped);
     return ok({ deleted: true, chunksRemoved: plan.freed.length, bytesFreed: plan.freed.reduce((sum, r) => sum + r.bytes, 0) + plan.tailBytes });
   });
 }
 
 /**
- * Marks a manifest and its chunks used (every restore). The manifest row holds no payload (tails
- * does, store-db.ts), so this rewrites a few small rows, never a tail payload.
+ * Marks a manifest and its chunks used (every restore). The manifest row holds no payload (its
+ * tail is a file, store-db.ts), so this rewrites a few small rows, never a tail payload.
  */
 export function touch(ctx: StoreContext, id: string): Promise<Result<void>> {
   return locked(ctx, 'Could not update the KV manifest', () =>

@@ -2,7 +2,7 @@
  * Corruption of the stored KV, through the real browser host and engine: bit flips in a chunk
  * file's header and body, truncation, deletion, bytes appended, a manifest that lists a chunk the
  * index has lost, a chunk file of another model with the same shapes planted under a chat's key,
- * and a damaged tail in the index. Each hits one chat's stored KV while the chat is not resident,
+ * and a bit flip in a tail file. Each hits one chat's stored KV while the chat is not resident,
  * so its next turn must restore from disk.
  *
  * Every fault must be caught before llama.cpp sees a byte (a bad state can crash it or load
@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KvVerifyReport } from '../../engine/contract/index.ts';
 import { chunkHeaderBytes } from '../../engine/kv/chunk-file.ts';
+import { tailPath } from '../../engine/kv/tail-file.ts';
 import { mulberry32 } from '../support/gguf-writer.ts';
 import { testModelPath } from '../support/models.ts';
 import { seededText } from '../support/text.ts';
@@ -135,18 +136,14 @@ const faults: readonly Fault[] = [
     expect: /chunk 1 failed verification \(key\)/,
   },
   {
-    name: 'bit flip in a stored tail (index.db)',
+    name: 'bit flip in a stored tail file',
     chunk: () => null,
-    inject: (t) =>
-      withIndex(t.kvRoot, (db) => {
-        const row = db.prepare('SELECT payload FROM tails WHERE manifest_id = ?').get(t.manifestId) as { payload: Uint8Array } | undefined;
-        if (!row) throw new Error('the manifest has no tail payload');
-        const tail = Buffer.from(row.payload);
-        const at = draw(tail.length);
-        tail[at] = (tail[at] as number) ^ (1 << draw(8));
-        db.prepare('UPDATE tails SET payload = ? WHERE manifest_id = ?').run(tail, t.manifestId);
-        return `tail byte ${at}`;
-      }),
+    inject: (t) => {
+      const row = withIndex(t.kvRoot, (db) => db.prepare('SELECT file FROM tails WHERE manifest_id = ?').get(t.manifestId) as { file: string | null } | undefined);
+      if (!row?.file) throw new Error('the manifest has no tail file');
+      const path = tailPath(t.kvRoot, row.file);
+      return `tail file ${flipBits(path, [draw(statSync(path).size)])}`;
+    },
     expect: /the last partial chunk failed verification/,
   },
 ];
