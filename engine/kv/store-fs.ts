@@ -108,7 +108,7 @@ export const nodeFs: StoreFs = {
  * A file system whose writes fail with ENOSPC while the file `flag` exists, as on a full disk. The
  * fault suite's fallback (test/faults/disk.faults.test.ts) where it cannot mount a small tmpfs
  * (not root): test-only, the engine uses it only when HEARTH_TEST_KV_FULL_FLAG names the flag
- * (engine/worker/kv-cache.ts). Only chunk files go through it; index.db (SQLite) does not.
+ * (engine/worker/kv-cache.ts). Chunk and tail files go through it; index.db (SQLite) does not.
  */
 export function fullWhileFlag(flag: string, base: StoreFs = nodeFs): StoreFs {
   const full = (): boolean => existsSync(flag);

@@ -4,9 +4,10 @@
  * opaque payload bytes plus its tokens (the codec, codec.ts, makes and reads the payloads).
  *
  * Under `root`: `lock` and `lock.owner` (root-lock.ts), `index.db` (store-db.ts; a damaged one is
- * moved aside to `index.db.damaged`), and `chunks/<key[0..2]>/<key>.kvc` (chunk-file.ts), each
+ * moved aside to `index.db.damaged`), `chunks/<key[0..2]>/<key>.kvc` (chunk-file.ts), each
  * written as a temp file and renamed once complete and fsynced, and verified before any byte is
- * returned. This module is the public entry: the work is split by concern into store-open.ts,
+ * returned, and `tails/<name>.kvt` (tail-file.ts), each manifest's partial last chunk, rewritten
+ * every turn. This module is the public entry: the work is split by concern into store-open.ts,
  * store-read.ts, store-write.ts, store-maintenance.ts, store-integrity.ts and model-hash.ts, which
  * share one `StoreContext` (store-context.ts).
  */

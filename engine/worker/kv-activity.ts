@@ -113,9 +113,9 @@ export function summarizeIntegrity(report: IntegrityReport, ms: number): KvVerif
     ...report.knownCorrupt.map((c) => `chunk ${c.key}: found damaged at a restore (${c.reason})`),
     ...report.danglingReferences.map((d) => `manifest ${d.manifestId}: chunk ${d.index} (${d.key}) is not in the index`),
     ...report.inconsistentManifests.map((id) => `manifest ${id}: its row disagrees with its chunk list`),
-    ...report.corruptTails.map((id) => `manifest ${id}: its tail fails its checksum`),
+    ...report.corruptTails.map((id) => `manifest ${id}: its tail is missing, the wrong size or fails its checksum`),
     ...report.refcountMismatches.map((r) => `chunk ${r.key}: refcount ${r.stored}, referenced ${r.actual} times`),
-    ...report.orphanFiles.map((path) => `${path}: a chunk file the index does not know`),
+    ...report.orphanFiles.map((path) => `${path}: a chunk or tail file the index does not know`),
     ...report.tempFiles.map((path) => `${path}: a temp file of an interrupted write`),
   ];
   return {

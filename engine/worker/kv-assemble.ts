@@ -278,6 +278,8 @@ function assembled(parts: AssembleParts, source: StateSource, tokens: number, by
  */
 function decodedTail(parts: AssembleParts, shape: StateShape, match: TailMatch | null): DecodedTail {
   if (match === null) return {};
+  // The payload is a view of the store's read buffer, valid until its next readTail: restores
+  // run one at a time (turns are serialized under the engine lock), so it outlives this restore.
   const tail = parts.store.readTail(match.manifestId);
   if (!tail.ok) return { failed: 'the last partial chunk failed verification' };
   if (!tail.value.payload) return {};
