@@ -82,6 +82,17 @@ describe.skipIf(!bridged)('state through memory', () => {
     });
   });
 
+  it('recognizes a context whose size llama.cpp rounded up', async () => {
+    const model = await fixture.model();
+    // 8,256 × 2 cells: llama.cpp makes 16,896 of them.
+    const context = await model.createContext({ contextSize: 8256, sequences: 2, threads: 1, flashAttention: true });
+    try {
+      expect((await StateTransfer.forContext(context)).info).toEqual({ mode: 'memory' });
+    } finally {
+      await context.dispose();
+    }
+  });
+
   it('refuses a damaged image with a clear error and leaves the sequence empty', async () => {
     await withContext(2, async (context) => {
       const transfer = await StateTransfer.forContext(context);

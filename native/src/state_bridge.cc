@@ -190,8 +190,9 @@ Napi::Value Check(const Napi::CallbackInfo& info) {
   const auto* context = static_cast<const AddonContext*>(context_raw);
   const uint32_t n_ctx = info[2].As<Napi::Number>().Uint32Value();
   const uint32_t n_seq_max = info[3].As<Napi::Number>().Uint32Value();
-  if (static_cast<const void*>(context->model) != model_raw || context->context_params.n_ctx != n_ctx ||
-      context->context_params.n_seq_max != n_seq_max)
+  // llama.cpp may round the context size it was asked for up (padding), never down.
+  if (static_cast<const void*>(context->model) != model_raw || context->context_params.n_ctx == 0 ||
+      context->context_params.n_ctx > n_ctx || context->context_params.n_seq_max != n_seq_max)
     return Napi::String::New(env, "node-llama-cpp's context does not have the memory layout the bridge was built for");
   if (context->ctx == nullptr) return Napi::String::New(env, "the context is not loaded");
   if (api.n_ctx(context->ctx) != n_ctx || api.n_seq_max(context->ctx) != n_seq_max)
