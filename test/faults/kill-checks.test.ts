@@ -68,7 +68,10 @@ describe('openFindings', () => {
 
   it('tells debris of an interrupted write from damage', () => {
     expect(openFindings('')).toEqual({ debris: [], damage: [], checkFailed: false, lockedOut: false });
-    expect(openFindings(line('2 temp file(s), 1 unindexed chunk file(s)'))).toMatchObject({ debris: ['2 temp file(s)', '1 unindexed chunk file(s)'], damage: [] });
+    expect(openFindings(line('2 temp file(s), 1 unindexed chunk file(s), 1 unindexed tail file(s)'))).toMatchObject({
+      debris: ['2 temp file(s)', '1 unindexed chunk file(s)', '1 unindexed tail file(s)'],
+      damage: [],
+    });
     expect(openFindings(line('1 temp file(s), 3 missing chunk file(s), 1 index inconsistencies'))).toMatchObject({
       debris: ['1 temp file(s)'],
       damage: ['3 missing chunk file(s)', '1 index inconsistencies'],

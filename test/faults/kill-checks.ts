@@ -84,7 +84,8 @@ export interface OpenFindings {
 }
 
 const repairedLine = /The KV store repaired what an interrupted run left: (.*?); chats re-read what was lost\./g;
-const debrisKinds = /^\d+ (temp file\(s\)|unindexed chunk file\(s\))$/;
+// A kill between writing a chunk or tail file and the commit naming it leaves the file unindexed.
+const debrisKinds = /^\d+ (temp file\(s\)|unindexed chunk file\(s\)|unindexed tail file\(s\))$/;
 
 /** Reads the store's at-open lines out of a piece of the host's log. */
 export function openFindings(log: string): OpenFindings {
