@@ -441,12 +441,14 @@ async function measureRestore(
     const floorBuffer = Buffer.allocUnsafe(files.largest + 1);
     for (const pageCache of options.pageCache) {
       // Cold: what the next timed step reads; a store restore also reads the KV index.
-      const evict = (withIndex = true): void => {
-        if (pageCache === 'cold' && !evictFromPageCache(withIndex ? [...files.files, ...kvIndexFiles(cache.store.root)] : files.files)) throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
+      const evict = async (withIndex = true): Promise<void> => {
+        if (pageCache === 'cold' && !(await evictFromPageCache(withIndex ? [...files.files, ...kvIndexFiles(cache.store.root)] : files.files))) {
+          throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
+        }
       };
       const measureRound = async (keep: boolean, into: LlamaContextSequence, freshProfile: KvProfile): Promise<void> => {
         // restoreMs: from the request to the assembled state (an image in memory, or a scratch file).
-        evict();
+        await evict();
         const start = performance.now();
         const assembled = await cache.assembleState(freshProfile, request, 0);
         const ms = performance.now() - start;
@@ -461,11 +463,11 @@ async function measureRestore(
           }
         }
         // The floor: this mode's chunk files, read plainly one after another (util.ts readFilesFloor).
-        evict(false);
+        await evict(false);
         const floor = await timed(async () => readFilesFloor(files.files, floorBuffer));
         if (keep) result.floor[pageCache].push(floor.ms);
         // restoreLoadMs: the full restore into the fresh context's empty sequence.
-        evict();
+        await evict();
         const restored = await timed(() => cache.restore(freshProfile, into, request));
         if (restored.value.tokensRestored !== tokens) notes.push(`restore gave ${restored.value.tokensRestored} tokens, not ${tokens}${restored.value.fallbackReason ? `: ${restored.value.fallbackReason}` : ''}`);
         else if (keep) result.restoreLoad[pageCache].push(restored.ms);

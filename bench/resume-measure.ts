@@ -118,8 +118,8 @@ async function measureRestores(s: SizeRun, mode: PageCache, input: RestoreInputs
   const withMessage = conversation.slice(0, tokens + NEXT_MESSAGE_TOKENS) as Token[];
   const chunkedTokens = saved.chunkKeys.length * CHUNK_TOKENS;
   const m: Measured = { nativeRestore: [], storeRestore: [], setData: [], ttft: [], floor: [], storeRead: [], tailReread: [], tokensRestored: null, firstTokenMatches: null, notes: [] };
-  const evict = (paths: readonly string[]): void => {
-    if (mode === 'cold' && !evictFromPageCache(paths)) throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
+  const evict = async (paths: readonly string[]): Promise<void> => {
+    if (mode === 'cold' && !(await evictFromPageCache(paths))) throw new Error('cold reads need Linux with GNU dd (iflag=nocache); measure with --cache warm');
   };
   // What the store's reads touch: its chunk files and its index.
   const storeFiles = (): string[] => [...saved.chunkFiles, ...kvIndexFiles(cache.store.root)];
@@ -132,7 +132,7 @@ async function measureRestores(s: SizeRun, mode: PageCache, input: RestoreInputs
     const keep = rep >= 0;
     // Native whole-file load.
     await inFreshContext(s, async (seq) => {
-      evict([nativePath]);
+      await evict([nativePath]);
       const load = await timed(() => seq.loadStateFromFile(nativePath, { acceptRisk: true }));
       if (keep) m.nativeRestore.push(load.ms);
     });
@@ -151,7 +151,7 @@ async function measureRestores(s: SizeRun, mode: PageCache, input: RestoreInputs
     // Store restore, then the next reply's first token.
     await inFreshContext(s, async (seq, context) => {
       const { profile } = await contextProfile(s, context, seq);
-      evict(storeFiles());
+      await evict(storeFiles());
       const start = performance.now();
       const report = await cache.restore(profile, seq, withMessage);
       const restoredAt = performance.now();
@@ -170,7 +170,7 @@ async function measureRestores(s: SizeRun, mode: PageCache, input: RestoreInputs
     if (tokens > chunkedTokens) {
       await inFreshContext(s, async (seq, context) => {
         const { profile } = await contextProfile(s, context, seq);
-        evict(storeFiles());
+        await evict(storeFiles());
         const reread = await timed(async () => {
           const report = await cache.restore(profile, seq, withMessage.slice(0, chunkedTokens + 1));
           await seq.evaluateWithoutGeneratingNewTokens(withMessage.slice(seq.nextTokenIndex, tokens));
@@ -185,12 +185,12 @@ async function measureRestores(s: SizeRun, mode: PageCache, input: RestoreInputs
     // busy 2-core machine), which the store's restore path does not: the floor must be the
     // cheapest plain read, or the comparison flatters the store.
     if (saved.chunkFiles.length > 0) {
-      evict(saved.chunkFiles);
+      await evict(saved.chunkFiles);
       const read = await timed(async () => readFilesFloor(saved.chunkFiles, floorBuffer));
       if (keep) m.floor.push(read.ms);
       // The store's verified read of the same chunks, without assembling or loading: splits
       // storeRestoreMs into "read + verify" and "assemble + llama.cpp load".
-      evict(storeFiles());
+      await evict(storeFiles());
       const verified = await timed(() => cache.store.readChunks(saved.chunkKeys));
       if (keep && verified.value.error === null) m.storeRead.push(verified.ms);
     }

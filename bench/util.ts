@@ -2,11 +2,13 @@
  * Small helpers shared by the benchmarks: timing, medians, file-system facts about where bytes
  * land, memory floors and peaks, and the machine description that goes into every JSON report.
  */
-import { execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -108,23 +110,67 @@ export function kvIndexFiles(root: string): string[] {
 }
 
 /**
- * Evicts these files from the kernel's page cache, so that their next read comes from the device:
- * `sync` writes back their dirty pages (those cannot be dropped), then GNU dd's `iflag=nocache`
- * asks the kernel to drop each file's cached pages (posix_fadvise DONTNEED). Unlike writing
- * /proc/sys/vm/drop_caches it needs no root and touches nothing else: a machine-wide drop also
- * evicts the code pages of node and llama.cpp, which a running app has resident, and charged their
- * page-ins to the measured restore. Returns false where this is not available (not Linux).
+ * A shell that evicts files from the page cache on request, started once, while this process is
+ * still small. Why not spawn one per eviction: Linux spawns a child by fork(), which write-protects
+ * every page of the parent for copy-on-write, so after each spawn the benchmark's next write to
+ * each of its pages faults once — gigabytes of KV and state buffers at kv-shape-8b's size, ~23 µs
+ * a page on this project's VM. A restore timed right after an eviction then measured those faults
+ * (~4 s for 1 GB, native restores alike), not the cold read.
  */
-export function evictFromPageCache(paths: readonly string[]): boolean {
-  if (process.platform !== 'linux' || paths.length === 0) return paths.length === 0;
-  try {
-    // One shell for every file: a process spawned from node per file cost ~10 ms each here
-    // (683 ms for a 16k-token chat's 63 chunk files, against 236 ms this way).
-    execFileSync('sh', ['-c', 'sync -- "$@" && for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none || exit 1; done', 'evict', ...paths]);
-    return true;
-  } catch {
-    return false;
-  }
+interface Evictor {
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly lines: AsyncIterator<string>;
+}
+
+// sync writes back the files' dirty pages (those cannot be dropped), then GNU dd's iflag=nocache
+// asks the kernel to drop each file's cached pages (posix_fadvise DONTNEED). A file gone since it
+// was listed (SQLite removes its WAL at a checkpoint) is not an error. Requests are paths, one per
+// line, ended by an empty line; the answer is one line, ok or fail.
+const evictorScript = `
+evict() {
+  for f in "$@"; do [ -e "$f" ] || continue; sync -- "$f" && dd if="$f" iflag=nocache count=0 status=none || return 1; done
+}
+while IFS= read -r p; do
+  set --
+  while [ -n "$p" ]; do set -- "$@" "$p"; IFS= read -r p || break; done
+  if evict "$@"; then echo ok; else echo fail; fi
+done`;
+
+let evictor: Evictor | null = null;
+if (process.platform === 'linux') {
+  const child = spawn('sh', ['-c', evictorScript], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.unref();
+  for (const stream of [child.stdin, child.stdout]) (stream as unknown as { unref?: () => void }).unref?.();
+  evictor = { stdin: child.stdin, stdout: child.stdout, lines: createInterface({ input: child.stdout })[Symbol.asyncIterator]() };
+}
+
+/**
+ * Evicts these files from the kernel's page cache, so that their next read comes from the device.
+ * Unlike writing /proc/sys/vm/drop_caches it needs no root and touches nothing else: a
+ * machine-wide drop also evicts the code pages of node and llama.cpp, which a running app has
+ * resident, and charged their page-ins to the measured restore. Resolves false where this is not
+ * available (not Linux). Requests go one at a time to the evictor above.
+ */
+let evictions: Promise<unknown> = Promise.resolve();
+export function evictFromPageCache(paths: readonly string[]): Promise<boolean> {
+  if (paths.length === 0) return Promise.resolve(true);
+  const current = evictor;
+  if (current === null || paths.some((path) => path.includes('\n'))) return Promise.resolve(false);
+  const done = evictions.then(async () => {
+    // Idle, the evictor never keeps the process alive; waiting for its answer must.
+    const pipe = current.stdout as Readable & { ref?: () => void; unref?: () => void };
+    pipe.ref?.();
+    try {
+      current.stdin.write(`${paths.join('\n')}\n\n`);
+      const answer = await current.lines.next();
+      return !answer.done && answer.value === 'ok';
+    } finally {
+      pipe.unref?.();
+    }
+  });
+  evictions = done.catch(() => undefined);
+  return done;
 }
 
 /**
