@@ -91,17 +91,21 @@ export class StateFileWriter {
     head.writeUInt32LE(STATE_MAGIC, 0);
     head.writeUInt32LE(shape.stateVersion, 4);
     head.writeUInt32LE(tokens, 8);
-    const meta = Buffer.alloc(4 + 4 * (stream + 1) + 12 * tokens + 8);
-    let at = meta.writeUInt32LE(shape.nStream, 0);
-    at += 4 * stream;
-    at = meta.writeUInt32LE(tokens, at);
-    for (let i = 0; i < tokens; i++) {
-      at = meta.writeInt32LE(i, at);
-      at = meta.writeUInt32LE(1, at);
-      at = meta.writeInt32LE(seqId, at);
+    // Every field is a 32-bit little-endian integer: one Int32Array over its own buffer (a
+    // writeInt32LE call per field cost ~1 ms per 16k tokens, a fifth of a warm restore's slack).
+    // Typed arrays use the machine's byte order: little-endian on every platform llama.cpp's
+    // prebuilt binaries exist for (x86-64, arm64).
+    const words = new Int32Array(1 + (stream + 1) + 3 * tokens + 2);
+    words[0] = shape.nStream;
+    words[stream + 1] = tokens;
+    for (let i = 0, at = stream + 2; i < tokens; i++, at += 3) {
+      words[at] = i;
+      words[at + 1] = 1;
+      words[at + 2] = seqId;
     }
-    at = meta.writeUInt32LE(0, at);
-    meta.writeUInt32LE(shape.layers.length, at);
+    words[words.length - 2] = 0;
+    words[words.length - 1] = shape.layers.length;
+    const meta = new Uint8Array(words.buffer);
     const fixed: { at: number; bytes: Uint8Array }[] = [{ at: 0, bytes: head }];
     let off = 12 + 4 * tokens;
     fixed.push({ at: off, bytes: meta });
