@@ -140,8 +140,8 @@ export class KvCache {
 
   /**
    * Call after a model+context load. Hashes the model file (cached by path/size/mtime).
-   * `transfer` says how the context's state moves (default: decided here, without a probe
-   * sequence, which means the file path).
+   * `transfer` says how the context's state moves (default: decided here, probing on a sequence
+   * the context has left; with none left, the file path).
    */
   async prepare(input: { model: LlamaModel; context: LlamaContext; modelPath: string; flashAttention: boolean; transfer?: StateTransfer }): Promise<KvProfile> {
     const shape = expectedShape(input.model, input.context, input.flashAttention);
@@ -261,7 +261,7 @@ export class KvCache {
    * more than `have` tokens (what the sequence already has); otherwise `source: null`, with a reason
    * when the user should see one (a damaged chunk, KV stored under other settings). The state is
    * an image in memory when the context's transfer is `memory`, else a scratch file. Dispose the
-   * result to remove the file. Never throws.
+   * result to remove the file or give the image's memory back. Never throws.
    */
   async assembleState(profile: KvProfile, tokens: readonly Token[], have: number, options: { manifestPrefix?: string } = {}): Promise<AssembledState | NotAssembled> {
     const usable = this.#usable(profile);
