@@ -29,6 +29,8 @@ async function holderProcess(dir: string): Promise<{ pid: number; kill: () => Pr
   const script = `
     const { tryLockRoot } = await import(${JSON.stringify(join(import.meta.dirname, 'root-lock.ts'))});
     const attempt = tryLockRoot(${JSON.stringify(dir)});
+    // Kept reachable: a collected lock closes its database, and the kernel lets the lock go.
+    globalThis.heldLock = attempt;
     console.log(attempt.status);
     setInterval(() => {}, 1000);
   `;
