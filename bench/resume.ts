@@ -205,7 +205,7 @@ async function runModel(llama: Llama, plan: ModelPlan, options: ResumeOptions, c
  * The store's encoding: the setting asked for (default: the app's), with `auto` measured on this
  * machine in the store's folder, exactly as the engine resolves it at start.
  */
-function resolveCompression(setting: KvCompressionSetting, dir: string, kernels: ReturnType<typeof loadKernels>['kernels']): KvCompressionChoice {
+export function resolveCompression(setting: KvCompressionSetting, dir: string, kernels: ReturnType<typeof loadKernels>['kernels']): KvCompressionChoice {
   const root = join(dir, `compression-probe-${process.pid}`);
   try {
     return chooseCompression(setting, () => measureRestorePaths(root, kernels));
