@@ -6,7 +6,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { assembleStateFile, CHUNK_HEADER_BYTES, checkChunkHeader, chunkPayloadSize, StateFileWriter, type StateShape } from './codec.ts';
+import { assembleStateFile, StateFileWriter, type StateShape } from './codec.ts';
+import { scatterIntoWriter } from './scatter-state.ts';
 import { chunkPath } from './chunk-file.ts';
 import { encodeChunk } from './frame.ts';
 import { loadKernels, nativeReadScatter } from './kernels-load.ts';
@@ -29,32 +30,13 @@ async function stored(store: KvStore, encode: (payload: Uint8Array, shape: State
   return { cut, keys: match.value.chunks, expected: assembleStateFile(cut.shape, cut.chunks.map((c) => c.payload)) };
 }
 
-/** kv-assemble.ts's use of scatterChunks, in small. */
+/** Scatters the chunks into a fresh in-memory state, as a restore does. */
 async function scatter(store: KvStore, shape: StateShape, keys: readonly string[]) {
   const writer = StateFileWriter.inMemory(shape, keys.length * CHUNK);
   if (!writer.ok) throw new Error(writer.error.message);
-  const image = writer.value.image!;
-  const payloadBytes = chunkPayloadSize(shape, CHUNK);
-  const tokensAt: number[] = [];
-  const result = await store.scatterChunks(keys, {
-    image,
-    payloadBytes,
-    payloadHeadBytes: CHUNK_HEADER_BYTES + 4 * CHUNK,
-    place: (i) => {
-      const claimed = writer.value.claim(i * CHUNK, CHUNK);
-      if (!claimed.ok) return null;
-      tokensAt[i] = claimed.value.tokensAt;
-      return { pieces: claimed.value.pieces };
-    },
-    acceptHead: (i, head) => {
-      const info = checkChunkHeader(head, payloadBytes, shape);
-      if (!info.ok || info.value.start !== i * CHUNK) return false;
-      image.set(head.subarray(CHUNK_HEADER_BYTES), tokensAt[i]!);
-      return true;
-    },
-  });
+  const result = await scatterIntoWriter(store, writer.value, shape, keys);
   const finished = result.done ? writer.value.finish() : null;
-  return { result, image, finished };
+  return { result, image: writer.value.image!, finished };
 }
 
 describe.skipIf(reader === null)('scatter reads', () => {

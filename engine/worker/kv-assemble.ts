@@ -10,11 +10,12 @@
  */
 import type { Token } from 'node-llama-cpp';
 import { ok, type Result } from '../contract/index.ts';
-import { assembleStateFile, CHUNK_HEADER_BYTES, checkChunkHeader, chunkPayloadSize, StateFileWriter, truncateChunk, writeStateFile, type StateShape } from '../kv/codec.ts';
+import { assembleStateFile, chunkPayloadSize, StateFileWriter, truncateChunk, writeStateFile, type StateShape } from '../kv/codec.ts';
 import { decodeChunk } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
 import type { TailMatch } from '../kv/manifest.ts';
 import type { LargeBufferPool } from '../kv/large-buffer.ts';
+import { scatterIntoWriter } from '../kv/scatter-state.ts';
 import type { KvStore } from '../kv/store.ts';
 import type { ReusableBuffer } from '../kv/store-fs.ts';
 import { removeScratchSync, type ScratchFiles } from './kv-scratch.ts';
@@ -177,26 +178,7 @@ async function scatterIntoImage(parts: AssembleParts, shape: StateShape, keys: r
   const writer = StateFileWriter.inMemory(shape, total, {}, (size) => parts.images.take(size));
   if (!writer.ok) return null;
   const image = writer.value.image!;
-  const n = parts.store.chunkTokens;
-  const payloadBytes = chunkPayloadSize(shape, n);
-  const tokensAt: number[] = [];
-  const scattered = await parts.store.scatterChunks(keys, {
-    image,
-    payloadBytes,
-    payloadHeadBytes: CHUNK_HEADER_BYTES + 4 * n,
-    place: (index) => {
-      const claimed = writer.value.claim(index * n, n);
-      if (!claimed.ok) return null;
-      tokensAt[index] = claimed.value.tokensAt;
-      return { pieces: claimed.value.pieces };
-    },
-    acceptHead: (index, head) => {
-      const info = checkChunkHeader(head, payloadBytes, shape);
-      if (!info.ok || info.value.start !== index * n || info.value.length !== n) return false;
-      image.set(head.subarray(CHUNK_HEADER_BYTES), tokensAt[index]!);
-      return true;
-    },
-  });
+  const scattered = await scatterIntoWriter(parts.store, writer.value, shape, keys);
   const finished = scattered.done && (tail === null || writer.value.put(tail.payload).ok) ? writer.value.finish() : null;
   if (!scattered.done || !finished?.ok) {
     writer.value.close();
