@@ -15,12 +15,12 @@ import {
   type ProfileForm,
 } from './ModelProfile.tsx';
 
-const defaults: ModelProfile = { kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' };
+const defaults: ModelProfile = { kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' };
 const form = (extra: Partial<ProfileForm> = {}): ProfileForm => ({ ...profileFormFrom(defaults), ...extra });
 
 describe('the profile form', () => {
   it('starts from the stored profile: 0 context and auto layers read "auto"', () => {
-    expect(profileFormFrom(defaults)).toEqual({ kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 'auto', gpuLayers: 'auto', slots: '1', overflowPolicy: 'refuse' });
+    expect(profileFormFrom(defaults)).toEqual({ kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 'auto', gpuLayers: 'auto', slots: '1', overflowPolicy: 'drop-oldest' });
     expect(profileFormFrom({ ...defaults, contextSize: 8192, gpuLayers: 20, slots: 3 })).toMatchObject({ contextSize: '8192', gpuLayers: '20', slots: '3' });
   });
 
@@ -39,9 +39,9 @@ describe('the profile form', () => {
   });
 
   it('turns the fields into the whole profile', () => {
-    expect(profileFromForm(form({ kType: 'q8_0', vType: 'q8_0', contextSize: '16384', gpuLayers: '0', slots: '2', overflowPolicy: 'rebuild' }))).toEqual({
+    expect(profileFromForm(form({ kType: 'q8_0', vType: 'q8_0', contextSize: '16384', gpuLayers: '0', slots: '2', overflowPolicy: 'stop' }))).toEqual({
       ok: true,
-      value: { kType: 'q8_0', vType: 'q8_0', flashAttention: 'auto', contextSize: 16384, gpuLayers: 0, slots: 2, overflowPolicy: 'rebuild' },
+      value: { kType: 'q8_0', vType: 'q8_0', flashAttention: 'auto', contextSize: 16384, gpuLayers: 0, slots: 2, overflowPolicy: 'stop' },
     });
     expect(profileFromForm(form())).toEqual({ ok: true, value: defaults });
     expect(profilePatch({ ...defaults, kType: 'q8_0', vType: 'q8_0' }, defaults)).toEqual({ kType: 'q8_0', vType: 'q8_0' });
@@ -50,7 +50,7 @@ describe('the profile form', () => {
     expect(sameForm(form(), form({ slots: '2' }))).toBe(false);
   });
 
-  it('checks what needs no engine: formats, quantized V without flash attention, streaming/shift with a quantized K', () => {
+  it('checks what needs no engine: formats, quantized V without flash attention, StreamingLLM with a quantized K', () => {
     expect(clientIssues(form())).toEqual([]);
     expect(clientIssues(form({ contextSize: 'lots' }))).toEqual([{ field: 'contextSize', severity: 'error', message: expect.stringMatching(/^Context size must be auto or a whole number/) }]);
     expect(clientIssues(form({ gpuLayers: '-2' }))[0]?.field).toBe('gpuLayers');
@@ -61,21 +61,23 @@ describe('the profile form', () => {
     // A quantized K with flash attention off is what llama.cpp allows.
     expect(clientIssues(form({ kType: 'q8_0', flashAttention: 'off' }))).toEqual([]);
     expect(clientIssues(form({ vType: 'q8_0', flashAttention: 'auto' }))).toEqual([]);
-    for (const policy of ['streaming', 'shift'] as const) {
-      const issues = clientIssues(form({ kType: 'q4_0', overflowPolicy: policy }));
-      expect(issues).toHaveLength(1);
-      expect(issues[0]).toMatchObject({ field: 'overflowPolicy', severity: 'error' });
-      expect(issues[0]?.message).toMatch(/needs an F16 K: with a quantized K \(q4_0\)/);
-      expect(clientIssues(form({ kType: 'auto', overflowPolicy: policy }))).toEqual([{ field: 'overflowPolicy', severity: 'warning', message: expect.stringMatching(/if auto picks a quantized K/) }]);
-      expect(clientIssues(form({ kType: 'f16', vType: 'q4_0', overflowPolicy: policy }))).toEqual([]);
+    const issues = clientIssues(form({ kType: 'q4_0', overflowPolicy: 'streaming' }));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatchObject({ field: 'overflowPolicy', severity: 'error' });
+    expect(issues[0]?.message).toBe('StreamingLLM window needs an F16 K: with a quantized K (q4_0) it would crash the engine. Choose Drop oldest messages, or set K to f16.');
+    expect(clientIssues(form({ kType: 'auto', overflowPolicy: 'streaming' }))).toEqual([{ field: 'overflowPolicy', severity: 'warning', message: expect.stringMatching(/if auto picks a quantized K/) }]);
+    expect(clientIssues(form({ kType: 'f16', vType: 'q4_0', overflowPolicy: 'streaming' }))).toEqual([]);
+    // Dropping messages and stopping never touch the KV in place: any K type.
+    for (const policy of ['drop-oldest', 'stop'] as const) {
+      expect(clientIssues(form({ kType: 'q4_0', overflowPolicy: policy }))).toEqual([]);
+      expect(clientIssues(form({ kType: 'auto', overflowPolicy: policy }))).toEqual([]);
     }
-    expect(clientIssues(form({ kType: 'q4_0', overflowPolicy: 'rebuild' }))).toEqual([]);
     expect(profileFromForm(form({ vType: 'q5_1', flashAttention: 'off' }))).toEqual({
       ok: false,
       error: { code: 'INVALID_INPUT', message: 'A quantized V (q5_1) needs flash attention: set flash attention to auto or on, or V to f16.' },
     });
     // A warning does not stop Apply.
-    expect(profileFromForm(form({ kType: 'auto', overflowPolicy: 'shift' })).ok).toBe(true);
+    expect(profileFromForm(form({ kType: 'auto', overflowPolicy: 'streaming' })).ok).toBe(true);
   });
 
   it('finds the issues listed in a refused setProfile message, or none', () => {
@@ -115,7 +117,7 @@ describe('the profile form', () => {
     };
     expect(visibleIssues(checked, host)).toEqual(host.issues);
     // The overflow policy has nothing to do with the fit: the message stays.
-    expect(visibleIssues({ ...checked, overflowPolicy: 'rebuild' }, host)).toEqual(host.issues);
+    expect(visibleIssues({ ...checked, overflowPolicy: 'stop' }, host)).toEqual(host.issues);
     // A smaller context, or another pair, may fit: the planner speaks for it until Apply.
     expect(visibleIssues({ ...checked, contextSize: '4096' }, host)).toEqual([host.issues[1]]);
     expect(visibleIssues({ ...checked, kType: 'q8_0' }, host)).toEqual([host.issues[1]]);
@@ -159,18 +161,21 @@ describe('ProfileFields', () => {
     expect(html).not.toContain('aria-invalid');
   });
 
-  it('each overflow policy is a labelled radio with its one-line explanation; streaming and shift need an F16 K', () => {
-    const html = render(form({ overflowPolicy: 'rebuild' }));
+  it('offers the three overflow policies as labelled radios with their explanations; only StreamingLLM needs an F16 K', () => {
+    const html = render(form({ overflowPolicy: 'stop' }));
     expect(html).toContain('<legend class="mb-1 block text-sm font-medium">Overflow policy</legend>');
-    for (const [policy, label] of [['refuse', 'Refuse'], ['rebuild', 'Rebuild'], ['streaming', 'Streaming'], ['shift', 'Shift']]) {
+    const radios = [...html.matchAll(/<input id="model-profile-overflow-([a-z-]+)" type="radio"/g)].map((m) => m[1]);
+    expect(radios).toEqual(['drop-oldest', 'streaming', 'stop']);
+    for (const [policy, label] of [['drop-oldest', 'Drop oldest messages'], ['streaming', 'StreamingLLM window'], ['stop', 'Stop and ask']]) {
       expect(tag(html, `model-profile-overflow-${policy}`)).toContain(`aria-describedby="model-profile-overflow-${policy}-help"`);
       expect(html).toContain(`<label for="model-profile-overflow-${policy}" class="font-medium">${label}</label>`);
     }
-    expect(tag(html, 'model-profile-overflow-rebuild')).toContain('checked=""');
-    expect(tag(html, 'model-profile-overflow-refuse')).not.toContain('checked');
+    expect(tag(html, 'model-profile-overflow-stop')).toContain('checked=""');
+    expect(tag(html, 'model-profile-overflow-drop-oldest')).not.toContain('checked');
+    expect(html).toMatch(/id="model-profile-overflow-drop-oldest-help"[^>]*>The default\.[^<]*Safe with every K type\./);
     expect(html).toMatch(/id="model-profile-overflow-streaming-help"[^>]*>[^<]*Needs an F16 K\./);
-    expect(html).toMatch(/id="model-profile-overflow-shift-help"[^>]*>[^<]*Needs an F16 K\./);
-    expect(html).toMatch(/id="model-profile-overflow-rebuild-help"[^>]*>[^<]*Safe with every K type\./);
+    expect(html).toMatch(/id="model-profile-overflow-stop-help"[^>]*>[^<]*drop the oldest messages, raise the context, or start a new chat\./);
+    expect(html).not.toMatch(/Refuse|Rebuild|Shift/);
   });
 
   it('puts an issue beside its field, marks errors invalid, and words warnings as such', () => {
@@ -182,7 +187,7 @@ describe('ProfileFields', () => {
     // The warning describes the radio group without making it invalid.
     expect(tag(html, 'model-profile-overflow-help')).toBeDefined();
     expect(html).toMatch(/<fieldset aria-describedby="model-profile-overflowPolicy-issue-0 model-profile-overflow-help">/);
-    expect(html).toContain('<p id="model-profile-overflowPolicy-issue-0" class="mt-1 text-xs text-amber-800 dark:text-amber-300">Warning: Streaming needs an F16 K');
+    expect(html).toContain('<p id="model-profile-overflowPolicy-issue-0" class="mt-1 text-xs text-amber-800 dark:text-amber-300">Warning: StreamingLLM window needs an F16 K');
     expect(tag(html, 'model-profile-kType')).not.toContain('aria-invalid');
   });
 
@@ -197,6 +202,6 @@ describe('ProfileFields', () => {
 
   it('disables every control while applying', () => {
     const html = render(form(), [], true);
-    for (const id of ['kType', 'vType', 'flashAttention', 'contextSize', 'gpuLayers', 'slots', 'overflow-refuse']) expect(tag(html, `model-profile-${id}`)).toContain('disabled=""');
+    for (const id of ['kType', 'vType', 'flashAttention', 'contextSize', 'gpuLayers', 'slots', 'overflow-drop-oldest', 'overflow-streaming', 'overflow-stop']) expect(tag(html, `model-profile-${id}`)).toContain('disabled=""');
   });
 });

@@ -4,7 +4,7 @@
  * its checks and the fields; ModelSection.tsx wires them to the host.
  */
 import type { HearthError, KvCacheType, ModelProfile, OverflowPolicy, ProfileIssue, Result } from '../contract.ts';
-import { isQuantized, kvTypes, overflowPolicyList, overflowPolicyText } from '../lib/kv.ts';
+import { isQuantized, kvTypes, needsF16K, overflowPolicyList, overflowPolicyText } from '../lib/kv.ts';
 import { inputStyles } from './ui.tsx';
 import type { ReactNode } from 'react';
 
@@ -63,7 +63,7 @@ export function slotsOf(text: string): number | null {
 /**
  * The checks that need no engine, shown as the user types: the field formats, a quantized V with
  * flash attention off (llama.cpp refuses to create that context:
- * docs/decisions/flash-attention-auto.md), and the overflow policies that erase the middle of the
+ * docs/decisions/flash-attention-auto.md), and the overflow policy that erases the middle of the
  * cache with a quantized K (docs/decisions/quantized-k-shift-crash.md).
  */
 export function clientIssues(form: ProfileForm): ProfileIssue[] {
@@ -80,13 +80,13 @@ export function clientIssues(form: ProfileForm): ProfileIssue[] {
   if (isQuantized(form.vType) && form.flashAttention === 'off') {
     issues.push({ field: 'vType', severity: 'error', message: `A quantized V (${form.vType}) needs flash attention: set flash attention to auto or on, or V to f16.` });
   }
-  if (form.overflowPolicy === 'streaming' || form.overflowPolicy === 'shift') {
+  if (needsF16K(form.overflowPolicy)) {
     const label = overflowPolicyText[form.overflowPolicy].label;
     if (isQuantized(form.kType)) {
       issues.push({
         field: 'overflowPolicy',
         severity: 'error',
-        message: `${label} needs an F16 K: with a quantized K (${form.kType}) it would crash the engine. Choose Rebuild, or set K to f16.`,
+        message: `${label} needs an F16 K: with a quantized K (${form.kType}) it would crash the engine. Choose ${overflowPolicyText['drop-oldest'].label}, or set K to f16.`,
       });
     } else if (form.kType === 'auto') {
       issues.push({ field: 'overflowPolicy', severity: 'warning', message: `${label} needs an F16 K: if auto picks a quantized K, this profile is refused.` });
@@ -363,7 +363,7 @@ export function ProfileFields(props: ProfileFieldsProps) {
       <fieldset {...described(issues, 'overflowPolicy', id('overflow-help'))}>
         <legend className={label}>Overflow policy</legend>
         <p id={id('overflow-help')} className={`${help} mb-1.5`}>
-          What a chat does when it outgrows the context.
+          What a chat does when its history and the room for a reply no longer fit the context. A chat can choose its own in Chat settings.
         </p>
         <div className="space-y-1.5">
           {overflowPolicyList.map((policy) => (

@@ -8,7 +8,7 @@ import { fakeTransport } from '../../../test/support/renderer/fake-transport.ts'
 import { fileName, loadedLines, ModelSection, planInput } from './ModelSection.tsx';
 import { profileFormFrom } from './ModelProfile.tsx';
 
-const form = profileFormFrom({ kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' });
+const form = profileFormFrom({ kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' });
 
 describe('the Model section', () => {
   it("asks the planner for the form's context and slots; on auto, for what auto allocates, else the host's size", () => {

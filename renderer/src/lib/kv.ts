@@ -11,7 +11,7 @@ import { formatBytes, formatCount } from './format.ts';
  * fail to compile if the two lists drift apart.
  */
 export const kvTypes = ['f16', 'q8_0', 'q5_1', 'q5_0', 'q4_1', 'q4_0', 'iq4_nl'] as const satisfies readonly KvCacheType[];
-export const overflowPolicyList = ['refuse', 'rebuild', 'streaming', 'shift'] as const satisfies readonly OverflowPolicy[];
+export const overflowPolicyList = ['drop-oldest', 'streaming', 'stop'] as const satisfies readonly OverflowPolicy[];
 type Missing<All, Listed> = [Exclude<All, Listed>] extends [never] ? true : never;
 const kvTypesComplete: Missing<KvCacheType, (typeof kvTypes)[number]> = true;
 const policiesComplete: Missing<OverflowPolicy, (typeof overflowPolicyList)[number]> = true;
@@ -24,11 +24,18 @@ export function isQuantized(type: KvCacheType | 'auto'): boolean {
 
 /** One line per overflow policy, shown beside its choice. */
 export const overflowPolicyText: Readonly<Record<OverflowPolicy, { label: string; description: string }>> = {
-  refuse: { label: 'Refuse', description: 'A chat that outgrows the context stops with a message saying what to do.' },
-  rebuild: { label: 'Rebuild', description: 'The oldest messages are dropped and the kept window is read again. Safe with every K type.' },
-  streaming: { label: 'Streaming', description: 'Keeps the first 4 tokens and the most recent ones (StreamingLLM). Needs an F16 K.' },
-  shift: { label: 'Shift', description: 'Drops the first reply while keeping the system prompt (context shift). Needs an F16 K.' },
+  'drop-oldest': {
+    label: 'Drop oldest messages',
+    description: 'The default. The model stops seeing the oldest messages (the system prompt stays), in one large step so the turns after it reuse their cache. Safe with every K type.',
+  },
+  streaming: { label: 'StreamingLLM window', description: 'Keeps the first 4 tokens and the most recent ones by erasing the middle of the cache. Needs an F16 K.' },
+  stop: { label: 'Stop and ask', description: 'The reply stops and the chat offers what to do: drop the oldest messages, raise the context, or start a new chat.' },
 };
+
+/** Policies that erase the middle of the KV in place, which crashes llama.cpp with a quantized K (docs/decisions/quantized-k-shift-crash.md). */
+export function needsF16K(policy: OverflowPolicy): boolean {
+  return policy === 'streaming';
+}
 
 /** "q8_0 / f16" */
 export function pairText(k: KvCacheType, v: KvCacheType): string {

@@ -19,7 +19,7 @@ import {
 } from './selectors.ts';
 import { createHearthStore } from './store.ts';
 
-const profile: ModelProfile = { kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' };
+const profile: ModelProfile = { kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' };
 const view: ModelProfileView = { path: '/m/a.gguf', profile, issues: [] };
 const quality: KvQuality = { kType: 'q8_0', vType: 'q8_0', klDivergence: 0.001, top1Agreement: 0.99, verdict: 'near-lossless', positions: 256, measuredAt: 5 };
 
