@@ -17,6 +17,7 @@ import type {
   SlotState,
 } from '../contract.ts';
 import { formatBytes, formatCount as count } from './format.ts';
+import { overflowPolicyText } from './kv.ts';
 import type { Ring } from './ring.ts';
 
 /** The issue asks for the hit ratio "over the last N turns": 20 is a few minutes of chatting. */
@@ -201,6 +202,12 @@ export function msText(ms: number | undefined): string {
   return ms === undefined || !Number.isFinite(ms) ? '—' : count(Math.round(ms));
 }
 
+const stopReasonRowText: Readonly<Record<NonNullable<MessageStats['stopReason']>, string>> = {
+  eos: 'the model ended its turn',
+  maxTokens: "at the reply's max tokens",
+  context: 'at the end of the context',
+};
+
 /** Every figure of a reply's readout, for its expanded view. */
 export function statsRows(stats: MessageStats): [label: string, value: string][] {
   const ms = (value: number | undefined) => (value === undefined ? '—' : `${msText(value)} ms`);
@@ -215,6 +222,14 @@ export function statsRows(stats: MessageStats): [label: string, value: string][]
     ['Cache source', sourceText[stats.cacheSource]],
   ];
   if (stats.fallbackReason) rows.push(['Fallback reason', stats.fallbackReason]);
+  if (stats.stopReason) rows.push(['Ended', stopReasonRowText[stats.stopReason]]);
+  const view = stats.view;
+  if (view) {
+    rows.push(['In view', `${count(view.tokens)} / ${count(view.contextSize)} tokens`]);
+    rows.push(['Outside the view', `${count(view.droppedMessages)} ${view.droppedMessages === 1 ? 'message' : 'messages'}`]);
+    if (view.droppedNow > 0) rows.push(['Dropped by this reply', `${count(view.droppedNow)} ${view.droppedNow === 1 ? 'message' : 'messages'}`]);
+    rows.push(['Overflow policy', overflowPolicyText[view.policy].label]);
+  }
   return rows;
 }
 

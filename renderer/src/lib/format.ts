@@ -33,13 +33,28 @@ export function formatCount(n: number): string {
 const count = formatCount;
 
 /**
+ * What a reply that moved the model's view did: "dropped 12 older messages · re-read 1,840
+ * tokens" (the kept messages are read again from their new place); null when it moved nothing.
+ */
+export function droppedText(stats: MessageStats): string | null {
+  const dropped = stats.view?.droppedNow ?? 0;
+  if (dropped <= 0) return null;
+  return `dropped ${count(dropped)} older ${dropped === 1 ? 'message' : 'messages'} · re-read ${count(stats.tokensPrefilled)} tokens`;
+}
+
+/**
  * The small readout under a reply, e.g. "reused 120 · prefilled 14 tokens · first token 35 ms",
- * or after a disk restore "restored 3,840 tokens from disk in 41 ms · prefilled 12 · …", then
+ * or after a disk restore "restored 3,840 tokens from disk in 41 ms · prefilled 12 · …", or when
+ * the reply moved the model's view "dropped 12 older messages · re-read 1,840 tokens · …", then
  * why the cache could not be used, when it could not.
  */
 export function formatStats(stats: MessageStats): string {
   const parts: string[] = [];
-  if (stats.tokensRestored > 0) {
+  const dropped = droppedText(stats);
+  if (dropped !== null) {
+    parts.push(dropped);
+    if (stats.tokensRestored > 0) parts.push(`restored ${count(stats.tokensRestored)} from disk`);
+  } else if (stats.tokensRestored > 0) {
     const took = stats.restoreMs !== undefined ? ` in ${count(Math.round(stats.restoreMs))} ms` : '';
     parts.push(`restored ${count(stats.tokensRestored)} tokens from disk${took}`, `prefilled ${count(stats.tokensPrefilled)}`);
   } else {
