@@ -4,7 +4,7 @@
  * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
  * when an action fails.
  */
-import type { CallInput, CallOutputs, Chat, ChatCache, ChatExport, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, Result, Sampling, Settings } from '../contract.ts';
+import type { CallInput, CallOutputs, Chat, ChatCache, ChatExport, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, OverflowPolicy, Result, Sampling, Settings } from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
@@ -24,7 +24,19 @@ export interface Actions {
   switchBranch(chatId: string, messageId: string): Promise<Result<unknown>>;
   rename(chatId: string, title: string): Promise<Result<unknown>>;
   remove(chatId: string): Promise<Result<unknown>>;
-  configure(chatId: string, config: { systemPrompt?: string; sampling?: Partial<Sampling> }): Promise<Result<unknown>>;
+  /** Writes more of the reply `messageId` (the branch's last), in the same message. */
+  continueReply(chatId: string, messageId: string): Promise<Result<unknown>>;
+  /** `overflowPolicy` null follows the loaded model's profile. */
+  configure(chatId: string, config: { systemPrompt?: string; sampling?: Partial<Sampling>; overflowPolicy?: OverflowPolicy | null }): Promise<Result<unknown>>;
+  /** After a turn stopped at the end of the context: this chat drops its oldest messages from now on, and the reply is written again. */
+  dropOldestAndRetry(chatId: string, messageId: string): Promise<Result<unknown>>;
+  /**
+   * After a turn stopped at the end of the context: the model's profile gets a larger context (the
+   * host reloads the model before it answers), and once the model is ready the reply is written again.
+   */
+  raiseContextAndRetry(chatId: string, messageId: string, path: string, contextSize: number): Promise<Result<unknown>>;
+  /** The planner's answer for one model and context, kept out of the store (the Settings planner owns the store's). */
+  planContext(path: string, contextSize: number): Promise<Result<KvPlan>>;
   refreshModels(): Promise<void>;
   loadModel(path: string): Promise<Result<unknown>>;
   pickAndLoadModel(): Promise<Result<unknown>>;
@@ -215,13 +227,48 @@ export function createActions(transport: Transport, store: HearthStore, options:
       return result;
     },
 
+    async continueReply(chatId, messageId) {
+      const before = state().messages[chatId]?.[messageId];
+      // Before the call: its deltas can overtake its answer, and must land on a streaming message.
+      state().resumeMessage(chatId, messageId);
+      const result = await transport.call('chats.continue', { chatId, messageId });
+      if (result.ok) state().upsertMessages([result.value.assistantMessage]);
+      else if (before && state().messages[chatId]?.[messageId]?.status === 'streaming') state().upsertMessages([before]);
+      return noticeOnError(chatId, result);
+    },
+
     async configure(chatId, config) {
-      const input: { chatId: string; systemPrompt?: string; sampling?: Partial<Sampling> } = { chatId };
-      if (config.systemPrompt !== undefined) input.systemPrompt = config.systemPrompt;
-      if (config.sampling !== undefined) input.sampling = config.sampling;
+      const input: CallInput<'chats.configure'> = {
+        chatId,
+        ...(config.systemPrompt !== undefined ? { systemPrompt: config.systemPrompt } : {}),
+        ...(config.sampling !== undefined ? { sampling: config.sampling } : {}),
+        ...(config.overflowPolicy !== undefined ? { overflowPolicy: config.overflowPolicy } : {}),
+      };
       const result = await transport.call('chats.configure', input);
       if (result.ok) applyChat(result.value);
       return result;
+    },
+
+    async dropOldestAndRetry(chatId, messageId) {
+      const configured = await actions.configure(chatId, { overflowPolicy: 'drop-oldest' });
+      if (!configured.ok) return noticeOnError(chatId, configured);
+      return actions.regenerate(chatId, messageId);
+    },
+
+    async raiseContextAndRetry(chatId, messageId, path, contextSize) {
+      const saved = await actions.saveProfile(path, { contextSize });
+      if (!saved.ok) return noticeOnError(chatId, saved);
+      // The host answers after its reload, but the events that report it may come later: ask for
+      // the model's state, so a reload that failed is not taken for the old model still ready.
+      const app = await transport.call('app.state', {});
+      if (app.ok) state().setModel(app.value.model);
+      const ready = await modelSettled(store);
+      if (!ready.ok) return noticeOnError(chatId, ready);
+      return actions.regenerate(chatId, messageId);
+    },
+
+    planContext(path, contextSize) {
+      return transport.call('models.plan', { path, contextSize });
     },
 
     async refreshModels() {
@@ -380,6 +427,37 @@ export function createActions(transport: Transport, store: HearthStore, options:
     },
   };
   return actions;
+}
+
+/** How long a reload may take before the retry after it gives up: large models load slowly. */
+export const modelSettleTimeoutMs = 5 * 60_000;
+
+/**
+ * Resolves once the model is no longer loading: ok when it is ready, else the load's error.
+ * `models.setProfile` answers after its reload, but the `model.status` events that say so can
+ * arrive after the answer.
+ */
+export function modelSettled(store: HearthStore, timeoutMs = modelSettleTimeoutMs): Promise<Result<void>> {
+  const verdict = (): Result<void> | null => {
+    const model = store.getState().model;
+    if (model.status === 'loading') return null;
+    if (model.status === 'ready') return { ok: true, value: undefined };
+    return { ok: false, error: model.error ?? { code: 'MODEL_NOT_LOADED', message: 'No model is loaded.' } };
+  };
+  const now = verdict();
+  if (now) return Promise.resolve(now);
+  return new Promise((resolve) => {
+    const done = (result: Result<void>) => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(result);
+    };
+    const timer = setTimeout(() => done({ ok: false, error: { code: 'ENGINE_UNAVAILABLE', message: 'The model is taking too long to load again.', hint: 'Regenerate the reply once it is ready.' } }), timeoutMs);
+    const unsubscribe = store.subscribe(() => {
+      const result = verdict();
+      if (result) done(result);
+    });
+  });
 }
 
 /** True when the error means "load a model first": the UI then links to the model screen. */

@@ -15,6 +15,12 @@ export interface MessagesSlice {
   setChatMessages(chatId: string, list: readonly Message[]): void;
   upsertMessages(list: readonly Message[]): void;
   applyDeltas(batch: readonly DeltaBatch[]): void;
+  /**
+   * Marks a finished reply as streaming again, with its text so far, for `chats.continue`: the
+   * merge rules refuse a finished message going back to streaming (that is a stale snapshot
+   * everywhere else), and the continuation's deltas must append from its first token on.
+   */
+  resumeMessage(chatId: string, messageId: string): void;
 }
 
 /** A snapshot's text and the deltas seen before it, without counting any text twice. */
@@ -64,6 +70,15 @@ export const createMessagesSlice: SliceCreator<MessagesSlice> = (set) => ({
         }
       }
       return { messages, chats, orphanDeltas };
+    }),
+
+  resumeMessage: (chatId, messageId) =>
+    set((s) => {
+      const held = s.messages[chatId];
+      const message = held?.[messageId];
+      if (!held || !message || message.status === 'streaming') return {};
+      const { stats: _stats, error: _error, ...rest } = message;
+      return { messages: { ...s.messages, [chatId]: { ...held, [messageId]: { ...rest, status: 'streaming' } } } };
     }),
 
   applyDeltas: (batch) =>

@@ -2,9 +2,10 @@
  * Named selectors. Those that build a new array or object (active path, branch info) must be
  * read with `useHearthShallow`, so that an unchanged result does not re-render.
  */
-import type { CacheMemory, CacheSlot, CacheStoreStats, ChatCache, DownloadProgress, HearthError, Message } from '../contract.ts';
+import type { CacheMemory, CacheSlot, CacheStoreStats, ChatCache, ContextView, DownloadProgress, HearthError, Message, ModelInfo } from '../contract.ts';
 import { hitRatioText } from '../lib/cache.ts';
-import { activePathIds, branchInfo, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
+import { dividerAbove, latestView } from '../lib/context-view.ts';
+import { activePathIds, branchInfo, resolveLeaf, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
 import { planKey, type ModelPlanEntry, type PlanTarget } from './profile-slice.ts';
 import type { HearthState } from './types.ts';
 
@@ -22,6 +23,8 @@ export const selectModelsDir: Selector<string | null> = (s) => s.app?.modelsDir 
 export const selectModel: Selector<HearthState['model']> = (s) => s.model;
 /** The loaded model's path; null while none is loaded (none yet, loading, or failed). */
 export const selectLoadedModelPath: Selector<string | null> = (s) => (s.model?.status === 'ready' ? (s.model.model?.path ?? null) : null);
+/** The loaded model's figures; null while none is ready. */
+export const selectLoadedModel: Selector<ModelInfo | null> = (s) => (s.model?.status === 'ready' ? (s.model.model ?? null) : null);
 export const selectSettings: Selector<HearthState['settings']> = (s) => s.settings;
 export const selectTheme: Selector<'system' | 'light' | 'dark'> = (s) => s.settings?.theme ?? 'system';
 export const selectEngineBanner: Selector<HearthState['engineBanner']> = (s) => s.engineBanner;
@@ -73,6 +76,35 @@ export const selectActivePathIds = (chatId: string) => (s: HearthState): readonl
   const messages = s.messages[chatId];
   const chat = s.chats[chatId];
   return messages && chat ? activePathIds(messages, chat.activeLeafId) : noIds;
+};
+
+/** The model's view of the chat as its newest reply on screen left it; null before any reply reported one. */
+export const selectLatestView = (chatId: string) => (s: HearthState): ContextView | null => {
+  const messages = s.messages[chatId];
+  const chat = s.chats[chatId];
+  return messages && chat ? (latestView(messages, activePathIds(messages, chat.activeLeafId))?.view ?? null) : null;
+};
+
+/** The message on screen that the "outside the model's view" divider goes above; null for none. */
+export const selectDividerAbove = (chatId: string) => (s: HearthState): string | null => {
+  const messages = s.messages[chatId];
+  const chat = s.chats[chatId];
+  return messages && chat ? dividerAbove(messages, activePathIds(messages, chat.activeLeafId)) : null;
+};
+
+/** Whether the branch on screen holds any reply yet. */
+export const selectHasReplies = (chatId: string) => (s: HearthState): boolean => {
+  const messages = s.messages[chatId];
+  const chat = s.chats[chatId];
+  if (!messages || !chat) return false;
+  return activePathIds(messages, chat.activeLeafId).some((id) => messages[id]?.role === 'assistant');
+};
+
+/** Whether `messageId` ends the branch on screen (what `chats.continue` writes on from). */
+export const selectIsActiveLeaf = (chatId: string, messageId: string) => (s: HearthState): boolean => {
+  const messages = s.messages[chatId];
+  const chat = s.chats[chatId];
+  return messages !== undefined && chat !== undefined && resolveLeaf(messages, chat.activeLeafId) === messageId;
 };
 
 export const selectMessage = (chatId: string, messageId: string) => (s: HearthState): Message | undefined =>
