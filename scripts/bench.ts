@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { kvConfigs, formatReport, runResume, type KvConfigName, type PageCache } from '../bench/resume.ts';
 import { formatKvReport, runKvBench } from '../bench/kv.ts';
 import { codecKvConfigs, formatCodecReport, runCodecBench, type CodecKvName } from '../bench/codec.ts';
+import { benchPolicies, engineLogLevels, formatReport as formatOverflowReport, overflowKvTypes, runOverflow, type EngineLogLevel, type OverflowKv } from '../bench/overflow.ts';
+import type { BenchPolicy } from '../bench/overflow-report.ts';
 import { kvCompressionSettings } from '../engine/contract/api.ts';
 import type { KvCompressionSetting } from '../engine/contract/index.ts';
 import { defaultSettings } from '../engine/host/settings.ts';
@@ -24,6 +26,9 @@ Benchmarks:
   codec    the KV codec's disk encodings (off, lossless, lossy) × KV types: bytes ratio, encode and
            decode speed (native and fallback), restore vs read floor at 16,000 tokens, lossy KL;
            and the byte transforms alone
+  overflow a scripted 60-turn chat that outgrows its context, per overflow policy × context × KV
+           type, with an engine restart half way: what each turn re-reads, how much history the
+           model sees, refusals, restore after the restart; and drop-oldest's step size sweep
 
 resume options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
@@ -77,6 +82,24 @@ codec options:
   --transform-mb N     MB of f16 data per transform pass (default 16)
   --dir DIR            where stores go (default .cache/bench; on the disk you want to measure)
   --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-codec-bench-<pid> when it exists)
+
+overflow options (about RUNTIME on the 2-core build machine with the defaults):
+  --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
+  --model FILE.gguf    also run every chat on this model (repeatable); the generated test model
+                       always runs, and only it runs the step sweep
+  --threads N          llama.cpp threads (default 1)
+  --turns N            turns per chat; the engine restarts after half of them (default 60)
+  --contexts LIST      context sizes in tokens (default 1024,4096)
+  --kv LIST            KV types, K and V alike: ${overflowKvTypes.join(', ')} (default both)
+  --policies LIST      ${benchPolicies.join(', ')} (default all; naive is drop-oldest with
+                       dropTarget 1: drop just enough every turn)
+  --steps LIST         the sweep's dropTarget values, drop-oldest, f16, each context (default
+                       0.25,0.5,0.75; the naive rows are its 1); "none" skips it
+  --user-tokens N      tokens per user message, by the model's tokenizer (default 60)
+  --max-tokens N       sampling.maxTokens of each reply (default 100)
+  --engine-log LEVEL   the engine's log level (${engineLogLevels.join(', ')}; default warn): what it logs goes
+                       into each row's engineLog in the JSON, and a row with warnings says so
+  --dir DIR            where the per-chat KV stores go, removed after each (default .cache/bench)
 `;
 
 function fail(message: string): never {
@@ -228,6 +251,48 @@ async function codec(args: string[]): Promise<void> {
   process.stdout.write(`${formatCodecReport(report)}\n`);
 }
 
+async function overflow(args: string[]): Promise<void> {
+  const v = parse(args, {
+    json: { type: 'string' },
+    model: { type: 'string', multiple: true },
+    threads: { type: 'string', default: '1' },
+    turns: { type: 'string', default: '60' },
+    contexts: { type: 'string', default: '1024,4096' },
+    kv: { type: 'string', default: overflowKvTypes.join(',') },
+    policies: { type: 'string', default: benchPolicies.join(',') },
+    steps: { type: 'string', default: '0.25,0.5,0.75' },
+    'user-tokens': { type: 'string', default: '60' },
+    'max-tokens': { type: 'string', default: '100' },
+    'engine-log': { type: 'string', default: 'warn' },
+    dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
+  }).values;
+  if (v.json === undefined || v.json === '') fail('overflow needs --json FILE.');
+  const list = (value: string): string[] => value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const kv = list(v.kv);
+  for (const name of kv) if (!(overflowKvTypes as readonly string[]).includes(name)) fail(`--kv: unknown KV type "${name}".`);
+  const policies = list(v.policies);
+  for (const name of policies) if (!(benchPolicies as readonly string[]).includes(name)) fail(`--policies: unknown policy "${name}".`);
+  if (!(engineLogLevels as readonly string[]).includes(v['engine-log'])) fail(`--engine-log: "${v['engine-log']}" is not one of ${engineLogLevels.join(', ')}.`);
+  const steps = v.steps === 'none' ? [] : list(v.steps).map(Number);
+  for (const step of steps) if (!(step > 0 && step <= 1)) fail(`--steps: each dropTarget must be in (0, 1], got "${v.steps}".`);
+  const report = await runOverflow({
+    jsonPath: v.json,
+    models: v.model ?? [],
+    threads: positiveInt('threads', v.threads),
+    turns: positiveInt('turns', v.turns),
+    contexts: list(v.contexts).map((s) => positiveInt('contexts', s)),
+    kv: kv as OverflowKv[],
+    policies: policies as BenchPolicy[],
+    steps,
+    userTokens: positiveInt('user-tokens', v['user-tokens']),
+    maxTokens: positiveInt('max-tokens', v['max-tokens']),
+    engineLog: v['engine-log'] as EngineLogLevel,
+    dir: v.dir,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatOverflowReport(report)}\n`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'resume':
@@ -238,6 +303,9 @@ switch (command) {
     break;
   case 'codec':
     await codec(rest);
+    break;
+  case 'overflow':
+    await overflow(rest);
     break;
   case undefined:
   case '-h':
