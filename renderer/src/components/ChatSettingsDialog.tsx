@@ -1,11 +1,12 @@
-import { useState } from 'react';
-import type { Chat, HearthError } from '../contract.ts';
+import { useEffect, useState } from 'react';
+import type { Chat, HearthError, OverflowPolicy } from '../contract.ts';
+import { chatPolicyChoices, type PolicyChoice } from '../lib/context-view.ts';
 import { useActions, useHearth } from '../state/react.tsx';
-import { selectChat } from '../state/selectors.ts';
-import { SamplingFields, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
+import { selectChat, selectLoadedModel, selectProfile } from '../state/selectors.ts';
+import { SamplingFields, samplingFormFrom, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, Dialog, ErrorBox, inputStyles } from './ui.tsx';
 
-/** Per-chat system prompt and sampling (chats.configure). */
+/** Per-chat system prompt, sampling and overflow policy (chats.configure). */
 export function ChatSettingsDialog(props: { chatId: string; open: boolean; onClose: () => void }) {
   const chat = useHearth(selectChat(props.chatId));
   return (
@@ -18,13 +19,19 @@ export function ChatSettingsDialog(props: { chatId: string; open: boolean; onClo
 function ChatSettingsForm({ chat, onClose }: { chat: Chat; onClose: () => void }) {
   const actions = useActions();
   const [systemPrompt, setSystemPrompt] = useState(chat.systemPrompt);
-  const [sampling, setSampling] = useState<SamplingForm>({
-    temperature: String(chat.sampling.temperature),
-    topP: String(chat.sampling.topP),
-    maxTokens: String(chat.sampling.maxTokens),
-  });
+  const [sampling, setSampling] = useState<SamplingForm>(() => samplingFormFrom(chat.sampling));
+  const [policy, setPolicy] = useState<OverflowPolicy | null>(chat.overflowPolicy ?? null);
   const [error, setError] = useState<HearthError | null>(null);
   const [saving, setSaving] = useState(false);
+  const model = useHearth(selectLoadedModel);
+  const profile = useHearth(selectProfile);
+  const modelPolicy = model && profile?.path === model.path ? profile.profile.overflowPolicy : null;
+  const modelPath = model?.path ?? null;
+  const known = modelPath !== null && profile?.path === modelPath;
+  // "Model default" names the loaded model's policy, which lives in its profile.
+  useEffect(() => {
+    if (modelPath !== null && !known) void actions.loadProfile(modelPath);
+  }, [actions, modelPath, known]);
 
   return (
     <form
@@ -37,7 +44,7 @@ function ChatSettingsForm({ chat, onClose }: { chat: Chat; onClose: () => void }
           return;
         }
         setSaving(true);
-        const result = await actions.configure(chat.id, { systemPrompt, sampling: parsed.value });
+        const result = await actions.configure(chat.id, { systemPrompt, sampling: parsed.value, overflowPolicy: policy });
         setSaving(false);
         if (result.ok) onClose();
         else setError(result.error);
@@ -51,6 +58,7 @@ function ChatSettingsForm({ chat, onClose }: { chat: Chat; onClose: () => void }
         <textarea id="chat-system-prompt" rows={5} value={systemPrompt} onChange={(e) => setSystemPrompt(e.target.value)} className={inputStyles} />
       </div>
       <SamplingFields idPrefix="chat" value={sampling} onChange={setSampling} />
+      <OverflowPolicyChoices choices={chatPolicyChoices(modelPolicy, model)} value={policy} onChange={setPolicy} />
       {error && <ErrorBox error={error} />}
       <div className="flex justify-end gap-2">
         <button type="button" onClick={onClose} className={buttonStyles.secondary}>
@@ -61,5 +69,50 @@ function ChatSettingsForm({ chat, onClose }: { chat: Chat; onClose: () => void }
         </button>
       </div>
     </form>
+  );
+}
+
+const help = 'mt-0.5 text-xs text-stone-500 dark:text-stone-400';
+
+/** The radio value of a choice: "model" follows the model's profile. */
+const choiceId = (value: OverflowPolicy | null) => `chat-overflow-${value ?? 'model'}`;
+
+/** This chat's overflow policy: the model's, or one of its own. */
+export function OverflowPolicyChoices(props: { choices: readonly PolicyChoice[]; value: OverflowPolicy | null; onChange: (value: OverflowPolicy | null) => void }) {
+  return (
+    <fieldset aria-describedby="chat-overflow-help">
+      <legend className="mb-1 block text-sm font-medium">When the chat outgrows the context</legend>
+      <p id="chat-overflow-help" className={`${help} mb-1.5`}>
+        The whole chat stays here either way; this is what the model sees.
+      </p>
+      <div className="space-y-1.5">
+        {props.choices.map((choice) => {
+          const id = choiceId(choice.value);
+          return (
+            <div key={id} className="flex items-start gap-2 text-sm">
+              <input
+                id={id}
+                type="radio"
+                name="chat-overflow"
+                value={choice.value ?? 'model'}
+                checked={props.value === choice.value}
+                disabled={choice.disabledReason !== undefined}
+                onChange={() => props.onChange(choice.value)}
+                aria-describedby={`${id}-help`}
+                className="mt-1 accent-amber-600"
+              />
+              <div>
+                <label htmlFor={id} className={choice.disabledReason ? 'font-medium text-stone-400 dark:text-stone-500' : 'font-medium'}>
+                  {choice.label}
+                </label>
+                <p id={`${id}-help`} className={help}>
+                  {choice.disabledReason ?? choice.description}
+                </p>
+              </div>
+            </div>
+          );
+        })}
+      </div>
+    </fieldset>
   );
 }

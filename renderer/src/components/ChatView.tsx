@@ -1,8 +1,10 @@
-import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { Fragment, useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { dividerText } from '../lib/context-view.ts';
 import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
-import { selectActivePathIds, selectChatLoad, selectChatTitle } from '../state/selectors.ts';
+import { selectActivePathIds, selectChatLoad, selectChatTitle, selectDividerAbove } from '../state/selectors.ts';
 import { ChatCacheBadge } from './ChatCacheBadge.tsx';
 import { ChatSettingsDialog } from './ChatSettingsDialog.tsx';
+import { ContextMeter } from './ContextMeter.tsx';
 import { Composer } from './Composer.tsx';
 import { ExportChat } from './ExportChat.tsx';
 import { SlidersIcon } from './icons.tsx';
@@ -41,6 +43,7 @@ export function ChatView({ chatId }: { chatId: string }) {
         <h1 id="chat-title" className="min-w-0 flex-1 truncate text-base font-semibold">
           {title ?? 'Conversation'}
         </h1>
+        <ContextMeter chatId={chatId} />
         <ChatCacheBadge chatId={chatId} />
         <ExportChat chatId={chatId} />
         <button type="button" className={buttonStyles.ghost} onClick={() => setSettingsOpen(true)}>
@@ -60,6 +63,7 @@ const followSlack = 48;
 
 function MessageList({ chatId }: { chatId: string }) {
   const ids = useHearthShallow(selectActivePathIds(chatId));
+  const dividerId = useHearth(selectDividerAbove(chatId));
   const scroller = useRef<HTMLDivElement>(null);
   const content = useRef<HTMLDivElement>(null);
   // Follow the stream unless the user scrolled up to read; a ref, because scrolling must not re-render.
@@ -102,9 +106,25 @@ function MessageList({ chatId }: { chatId: string }) {
             <p className="mt-1 text-sm">Type a message below. Enter sends, Shift+Enter adds a new line.</p>
           </div>
         ) : (
-          ids.map((id) => <MessageItem key={id} chatId={chatId} messageId={id} />)
+          ids.map((id) => (
+            <Fragment key={id}>
+              {id === dividerId && <ContextDivider />}
+              <MessageItem chatId={chatId} messageId={id} />
+            </Fragment>
+          ))
         )}
       </div>
+    </div>
+  );
+}
+
+/** Where the model's view begins: the messages above stay in the chat, but the model no longer reads them. */
+export function ContextDivider() {
+  return (
+    <div role="separator" aria-label={dividerText} data-testid="context-divider" className="flex items-center gap-3 text-xs text-stone-500 dark:text-stone-400">
+      <span aria-hidden="true" className="h-px flex-1 bg-stone-300 dark:bg-stone-700" />
+      <span>{dividerText}</span>
+      <span aria-hidden="true" className="h-px flex-1 bg-stone-300 dark:bg-stone-700" />
     </div>
   );
 }

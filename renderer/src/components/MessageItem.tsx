@@ -1,9 +1,11 @@
 import { memo, useState } from 'react';
 import type { Message, MessageStats } from '../contract.ts';
 import { statsRows } from '../lib/cache.ts';
+import { isContextOverflow } from '../lib/context-view.ts';
 import { formatStats } from '../lib/format.ts';
 import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
 import { selectBranchInfo, selectMessage, selectStreamingId } from '../state/selectors.ts';
+import { ContinueOffer, StopAndAsk } from './ContextActions.tsx';
 import { ChevronLeftIcon, ChevronRightIcon } from './icons.tsx';
 import { MarkdownText, StreamingMarkdown } from './Markdown.tsx';
 import { buttonStyles, CopyButton, ErrorBox, inputStyles } from './ui.tsx';
@@ -29,8 +31,9 @@ export const MessageItem = memo(function MessageItem({ chatId, messageId }: { ch
       ) : (
         <AssistantBody message={message} />
       )}
-      <MessageStatus message={message} />
+      <MessageStatus chatId={chatId} message={message} />
       {!user && message.stats && <StatsReadout stats={message.stats} />}
+      {!user && !editing && <ContinueOffer chatId={chatId} message={message} />}
       {!editing && <MessageActions chatId={chatId} message={message} onEdit={() => setEditing(true)} />}
     </article>
   );
@@ -73,7 +76,7 @@ function TypingDots() {
 
 const badge = 'inline-block rounded px-1.5 py-0.5 text-xs font-semibold';
 
-function MessageStatus({ message }: { message: Message }) {
+function MessageStatus({ chatId, message }: { chatId: string; message: Message }) {
   switch (message.status) {
     case 'streaming':
       return <TypingDots />;
@@ -93,7 +96,7 @@ function MessageStatus({ message }: { message: Message }) {
     case 'error':
       return message.error ? (
         <div className="mt-2">
-          <ErrorBox error={message.error} />
+          <ErrorBox error={message.error}>{isContextOverflow(message) && <StopAndAsk chatId={chatId} messageId={message.id} />}</ErrorBox>
         </div>
       ) : (
         <p className="mt-1 text-xs text-red-700">The reply failed.</p>

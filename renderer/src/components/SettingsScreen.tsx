@@ -13,7 +13,7 @@ import {
 } from '../state/selectors.ts';
 import { applyNote, CacheFields, cacheChanged, cacheFormFrom, cacheFromForm, type CacheForm } from './CacheSettings.tsx';
 import { ModelSection } from './ModelSection.tsx';
-import { SamplingFields, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
+import { SamplingFields, samplingFormFrom, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, ErrorBox, inputStyles } from './ui.tsx';
 
 export function SettingsScreen() {
@@ -52,11 +52,7 @@ function SettingsForm({ settings }: { settings: Settings }) {
   const [contextSize, setContextSize] = useState(String(settings.contextSize));
   const [theme, setTheme] = useState<Theme>(settings.theme);
   const [systemPrompt, setSystemPrompt] = useState(settings.defaultSystemPrompt);
-  const [sampling, setSampling] = useState<SamplingForm>({
-    temperature: String(settings.defaultSampling.temperature),
-    topP: String(settings.defaultSampling.topP),
-    maxTokens: String(settings.defaultSampling.maxTokens),
-  });
+  const [sampling, setSampling] = useState<SamplingForm>(() => samplingFormFrom(settings.defaultSampling));
   const [error, setError] = useState<HearthError | null>(null);
   const [saved, setSaved] = useState(false);
 
