@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompressionChoice, KvCompressionSetting, KvStateTransfer, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, ProfileIssue, Result, Sampling } from './contract/index.ts';
+import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompressionChoice, KvCompressionSetting, KvStateTransfer, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, OverflowPolicy, ProfileIssue, Result, Sampling } from './contract/index.ts';
 
 export type { SlotState } from './contract/index.ts';
 
@@ -27,16 +27,24 @@ export interface GenerateInput {
    * branch's KV manifest (`<chatId>/<branchId>`). Optional: without it nothing is saved.
    */
   readonly branchId?: string;
-  /** The whole active branch up to and including the new user message. */
+  /**
+   * The whole active branch up to and including the new user message. When the last message is
+   * an assistant message, the reply continues it: its text so far is the start of the answer.
+   */
   readonly messages: readonly PromptMessage[];
   readonly sampling: Sampling;
+  /** The chat's own overflow policy; absent: the loaded model's. */
+  readonly overflowPolicy?: OverflowPolicy;
 }
 
 export interface GenerateOutput {
   /** The whole reply text (the `token` events carried it piecewise). */
   readonly text: string;
-  /** `eos`: the model ended its turn; `maxTokens`: hit the limit; `aborted`: `abort` was called. */
-  readonly stopReason: 'eos' | 'maxTokens' | 'aborted';
+  /**
+   * `eos`: the model ended its turn; `maxTokens`: hit the limit; `context`: reached the end of
+   * the context before that (it can be continued); `aborted`: `abort` was called.
+   */
+  readonly stopReason: 'eos' | 'maxTokens' | 'context' | 'aborted';
   readonly stats: MessageStats;
 }
 
@@ -116,6 +124,11 @@ export interface ResolvedProfile {
   readonly gpuLayers: number | 'auto';
   readonly slots: number;
   readonly overflowPolicy: ModelProfile['overflowPolicy'];
+  /**
+   * Not in the contract, for the overflow benchmark: the fraction of the context `drop-oldest`
+   * cuts the view down to when it must move (default DROP_TARGET); 1 drops just enough.
+   */
+  readonly dropTarget?: number;
 }
 
 /** `init`'s input. */

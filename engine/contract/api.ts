@@ -22,7 +22,7 @@ export const idSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not a valid i
 export const samplingSchema = z.strictObject({
   temperature: z.number().min(0).max(2),
   topP: z.number().gt(0).max(1),
-  maxTokens: z.number().int().min(1).max(32_768),
+  maxTokens: z.number().int().min(0).max(32_768),
 });
 
 const messageTextSchema = z
@@ -79,7 +79,7 @@ export const kvStateTransferSchema = z.object({
 /** KV cache types (kv-types.ts KvCacheType). */
 export const kvCacheTypes = ['f16', 'q8_0', 'q5_1', 'q5_0', 'q4_1', 'q4_0', 'iq4_nl'] as const;
 /** What a chat does when it outgrows the context (types.ts OverflowPolicy). */
-export const overflowPolicies = ['refuse', 'rebuild', 'streaming', 'shift'] as const;
+export const overflowPolicies = ['drop-oldest', 'streaming', 'stop'] as const;
 
 /** The profile fields a `models.setProfile` sets; omitted fields keep their stored value. */
 export const modelProfilePatchSchema = z.strictObject({
@@ -94,10 +94,10 @@ export const modelProfilePatchSchema = z.strictObject({
 
 /**
  * The profile of a model that has none: F16 K/V, automatic flash attention and GPU layers,
- * Settings' context size and slots, refuse on overflow.
+ * Settings' context size and slots, and a chat that outgrows the context drops its oldest messages.
  */
 export function defaultModelProfile(settings: Pick<Settings, 'contextSize' | 'kvSlots'>): ModelProfile {
-  return { kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: settings.contextSize, gpuLayers: 'auto', slots: settings.kvSlots, overflowPolicy: 'refuse' };
+  return { kType: 'f16', vType: 'f16', flashAttention: 'auto', contextSize: settings.contextSize, gpuLayers: 'auto', slots: settings.kvSlots, overflowPolicy: 'drop-oldest' };
 }
 
 const empty = z.strictObject({});
@@ -164,11 +164,12 @@ export const callInputs = {
   'chats.rename': z.strictObject({ chatId: idSchema, title: z.string().trim().min(1).max(200) }),
   /** Deletes a chat and its messages, stops its reply, and (best effort) forgets its stored KV. */
   'chats.delete': chatRef,
-  /** Per-chat system prompt and sampling. */
+  /** Per-chat system prompt, sampling and overflow policy (null: the model's). */
   'chats.configure': z.strictObject({
     chatId: idSchema,
     systemPrompt: z.string().max(maxSystemPromptChars).optional(),
     sampling: samplingSchema.partial().optional(),
+    overflowPolicy: z.enum(overflowPolicies).nullable().optional(),
   }),
   /**
    * Appends a user message and starts the reply. The user message is durable before
@@ -183,6 +184,12 @@ export const callInputs = {
   'chats.edit': z.strictObject({ chatId: idSchema, messageId: idSchema, text: messageTextSchema }),
   /** A new reply beside the assistant message `messageId` (a branch). */
   'chats.regenerate': z.strictObject({ chatId: idSchema, messageId: idSchema }),
+  /**
+   * Writes more of the reply `messageId` (the active branch's last message), which stopped at
+   * the end of the context, at its max tokens, or was stopped: the text goes on in the same
+   * message, under the chat's overflow policy.
+   */
+  'chats.continue': z.strictObject({ chatId: idSchema, messageId: idSchema }),
   /** Shows the branch that contains `messageId` (its most recent leaf). */
   'chats.switchBranch': z.strictObject({ chatId: idSchema, messageId: idSchema }),
   /** Stops the chat's reply in progress; the text so far is kept. */
@@ -264,6 +271,8 @@ export interface CallOutputs {
   'chats.edit': { readonly userMessage: Message; readonly assistantMessage: Message };
   /** The new reply as it starts. */
   'chats.regenerate': { readonly assistantMessage: Message };
+  /** The reply going on, `streaming` again with its text so far. */
+  'chats.continue': { readonly assistantMessage: Message };
   /** The chat with its new active leaf. */
   'chats.switchBranch': Chat;
   /** False when the chat had no reply in progress. */

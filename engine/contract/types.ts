@@ -37,16 +37,19 @@ export interface ModelInfo {
 }
 
 /**
- * What a chat does when its conversation outgrows the context:
- * - `refuse`: the turn fails with CONTEXT_OVERFLOW and says what to do;
- * - `rebuild`: the oldest messages are dropped (the system prompt stays) and the kept window is
- *   read again from a clean sequence (or restored from the store when it holds it): safe with
- *   every K type;
- * - `streaming`: StreamingLLM, keep 4 sink tokens plus a recent window by erasing the middle:
- *   F16 K only (docs/decisions/quantized-k-shift-crash.md);
- * - `shift`: node-llama-cpp's chat-level context shift: F16 K only, for the same reason.
+ * What a chat does when the conversation plus room for the reply no longer fits its context.
+ * The whole history always stays in the chat, in search and in exports; this is only about
+ * what the model sees.
+ * - `drop-oldest` (the default): the model's view keeps the system prompt and drops the oldest
+ *   messages in one large step (down to about half the context), so that the turns after it
+ *   extend one stable prefix and reuse its KV, from memory or from the disk store. Nothing is
+ *   shifted in place: safe with every K type.
+ * - `streaming`: StreamingLLM, keep 4 sink tokens plus a recent window by erasing the middle of
+ *   the KV: F16 K only (docs/decisions/quantized-k-shift-crash.md).
+ * - `stop`: the turn stops with CONTEXT_OVERFLOW and the chat offers what to do (drop the
+ *   oldest messages for this chat, raise the context, start a new chat).
  */
-export type OverflowPolicy = 'refuse' | 'rebuild' | 'streaming' | 'shift';
+export type OverflowPolicy = 'drop-oldest' | 'streaming' | 'stop';
 
 /** Per-model settings, stored with the model's profile. `auto` lets the planner choose. */
 export interface ModelProfile {
@@ -132,7 +135,11 @@ export interface Sampling {
   readonly temperature: number;
   /** Nucleus sampling, in (0, 1]: the smallest set of tokens whose probabilities reach it. */
   readonly topP: number;
-  /** The longest reply in tokens, 1..32768. */
+  /**
+   * The longest reply in tokens, 1..32768; 0 = automatic, an eighth of the context (at least 64,
+   * at most 2048: worker/context-view.ts `autoReplyTokens`). A reply never gets more than the
+   * room left in the context: it stops there and can be continued.
+   */
   readonly maxTokens: number;
 }
 
@@ -192,6 +199,8 @@ export interface Chat extends ChatSummary {
   readonly sampling: Sampling;
   /** The leaf of the branch the user is looking at; null for an empty chat. */
   readonly activeLeafId: string | null;
+  /** This chat's overflow policy; null follows the loaded model's profile. */
+  readonly overflowPolicy: OverflowPolicy | null;
 }
 
 export type Role = 'user' | 'assistant';
@@ -225,6 +234,30 @@ export interface MessageStats {
   readonly cacheSource: CacheSource;
   /** Why the cache could not be used, when it could not. */
   readonly fallbackReason?: string;
+  /**
+   * How the reply ended: the model ended its turn (`eos`), it reached its max tokens, or it
+   * reached the end of the context (`context`: it can be continued). Absent from older replies
+   * and from stopped ones.
+   */
+  readonly stopReason?: 'eos' | 'maxTokens' | 'context';
+  /** What the model saw of the chat for this reply; absent from older replies. */
+  readonly view?: ContextView;
+}
+
+/** The model's view of a chat at one reply (MessageStats.view): the context meter and the divider. */
+export interface ContextView {
+  /** The overflow policy the reply ran under (the chat's, else the model's). */
+  readonly policy: OverflowPolicy;
+  /** Tokens the context holds for one chat. */
+  readonly contextSize: number;
+  /** Tokens in the view once the reply was written: the prompt and the reply. */
+  readonly tokens: number;
+  /** Messages of the branch (the system prompt aside) outside the view: 0 when the model sees them all. */
+  readonly droppedMessages: number;
+  /** Of those, the ones this reply dropped (the view moved): the kept ones were read again (`tokensPrefilled`). */
+  readonly droppedNow: number;
+  /** The first message in the view, when older ones are outside it (the chat's divider goes above it). */
+  readonly firstMessageId?: string;
 }
 
 export interface Message {

@@ -90,7 +90,7 @@ describe('describing host events', () => {
   });
 
   it('a saved profile names its changes', () => {
-    const before: ModelProfile = { kType: 'auto', vType: 'auto', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'rebuild' };
+    const before: ModelProfile = { kType: 'auto', vType: 'auto', flashAttention: 'auto', contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' };
     expect(describeProfileSaved('/models/tiny.gguf', before, { ...before, kType: 'q8_0', vType: 'q8_0', contextSize: 8192 })).toBe(
       'Saved the profile of tiny.gguf: K auto → q8_0, V auto → q8_0, context auto → 8,192',
     );

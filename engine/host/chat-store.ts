@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
-import type { CacheTurn, Chat, ChatSummary, HearthError, Message, MessageStats, MessageStatus, Role, Sampling } from '../contract/index.ts';
+import { overflowPolicies, type CacheTurn, type Chat, type ChatSummary, type HearthError, type Message, type MessageStats, type MessageStatus, type OverflowPolicy, type Role, type Sampling } from '../contract/index.ts';
 import { durably, isDatabaseLocked, transaction, withoutWaiting } from './db.ts';
 
 /** The title of a chat until its first user message names it. */
@@ -18,6 +18,7 @@ interface ChatRow {
   system_prompt: string;
   sampling: string;
   active_leaf_id: string | null;
+  overflow_policy: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -57,6 +58,8 @@ function toChat(row: ChatRow): Chat {
     systemPrompt: row.system_prompt,
     sampling: JSON.parse(row.sampling) as Sampling,
     activeLeafId: row.active_leaf_id,
+    // A value this build does not know (written by another version) follows the model's.
+    overflowPolicy: (overflowPolicies as readonly string[]).includes(row.overflow_policy ?? '') ? (row.overflow_policy as OverflowPolicy) : null,
   };
 }
 
@@ -136,13 +139,14 @@ export class ChatStore {
       system_prompt: input.systemPrompt,
       sampling: JSON.stringify(input.sampling),
       active_leaf_id: null,
+      overflow_policy: null,
       created_at: now,
       updated_at: now,
     };
     this.#db
       .prepare(
-        `INSERT INTO chats (id, title, title_pending, system_prompt, sampling, active_leaf_id, created_at, updated_at)
-         VALUES (:id, :title, :title_pending, :system_prompt, :sampling, :active_leaf_id, :created_at, :updated_at)`,
+        `INSERT INTO chats (id, title, title_pending, system_prompt, sampling, active_leaf_id, overflow_policy, created_at, updated_at)
+         VALUES (:id, :title, :title_pending, :system_prompt, :sampling, :active_leaf_id, :overflow_policy, :created_at, :updated_at)`,
       )
       .run({ ...row });
     return toChat(row);
@@ -166,15 +170,17 @@ export class ChatStore {
     return this.getChat(chatId);
   }
 
-  configureChat(chatId: string, patch: { systemPrompt?: string | undefined; sampling?: Partial<Sampling> | undefined }): Chat | undefined {
+  /** `overflowPolicy`: undefined keeps it, null follows the model's again. */
+  configureChat(chatId: string, patch: { systemPrompt?: string | undefined; sampling?: Partial<Sampling> | undefined; overflowPolicy?: OverflowPolicy | null | undefined }): Chat | undefined {
     return transaction(this.#db, () => {
       const chat = this.getChat(chatId);
       if (!chat) return undefined;
       const systemPrompt = patch.systemPrompt ?? chat.systemPrompt;
       const sampling: Sampling = { ...chat.sampling, ...definedOnly(patch.sampling ?? {}) };
+      const overflowPolicy = patch.overflowPolicy === undefined ? chat.overflowPolicy : patch.overflowPolicy;
       this.#db
-        .prepare('UPDATE chats SET system_prompt = ?, sampling = ?, updated_at = ? WHERE id = ?')
-        .run(systemPrompt, JSON.stringify(sampling), Date.now(), chatId);
+        .prepare('UPDATE chats SET system_prompt = ?, sampling = ?, overflow_policy = ?, updated_at = ? WHERE id = ?')
+        .run(systemPrompt, JSON.stringify(sampling), overflowPolicy, Date.now(), chatId);
       return this.getChat(chatId);
     });
   }
@@ -315,6 +321,24 @@ export class ChatStore {
       this.#db
         .prepare('UPDATE chats SET updated_at = ? WHERE id = (SELECT chat_id FROM messages WHERE id = ?)')
         .run(Date.now(), messageId);
+      return this.getMessage(messageId);
+    });
+  }
+
+  /**
+   * Makes a finished reply `streaming` again to write more of it (`chats.continue`): its text
+   * stays, its error goes. The chat's updated time moves. Returns the message, or undefined when
+   * it is gone or already streaming.
+   */
+  reopenMessage(messageId: string): Message | undefined {
+    // Its end is still waiting for the database: that text is not written yet.
+    if (this.#pending.has(messageId)) return undefined;
+    return durably(this.#db, () => {
+      const result = this.#db
+        .prepare("UPDATE messages SET status = 'streaming', error = NULL WHERE id = ? AND role = 'assistant' AND status <> 'streaming'")
+        .run(messageId);
+      if (Number(result.changes) === 0) return undefined;
+      this.#db.prepare('UPDATE chats SET updated_at = ? WHERE id = (SELECT chat_id FROM messages WHERE id = ?)').run(Date.now(), messageId);
       return this.getMessage(messageId);
     });
   }

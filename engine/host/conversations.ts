@@ -66,9 +66,9 @@ export class Conversations {
     return ok({ deleted });
   }
 
-  /** Changes the system prompt and sampling; a reply in progress keeps the old ones. */
+  /** Changes the system prompt, sampling and overflow policy; a reply in progress keeps the old ones. */
   async configure(input: CallInput<'chats.configure'>): Out<'chats.configure'> {
-    const chat = this.#deps.store.configureChat(input.chatId, { systemPrompt: input.systemPrompt, sampling: input.sampling });
+    const chat = this.#deps.store.configureChat(input.chatId, { systemPrompt: input.systemPrompt, sampling: input.sampling, overflowPolicy: input.overflowPolicy });
     if (!chat) return notFound('chat', input.chatId);
     this.#changed(chat);
     return ok(chat);
@@ -103,6 +103,24 @@ export class Conversations {
     if (original.role !== 'assistant') return err('INVALID_INPUT', 'Only replies can be regenerated.');
     const turn = this.#deps.store.insertTurn({ chatId: chat.value.id, assistantParentId: original.parentId });
     return ok({ assistantMessage: this.#begin(turn).assistantMessage });
+  }
+
+  /** More of the reply `messageId`, the active branch's last message, in the same message. */
+  async continue(input: CallInput<'chats.continue'>): Out<'chats.continue'> {
+    const chat = this.#checkReady(input.chatId);
+    if (!chat.ok) return chat;
+    const original = this.#messageOf(chat.value.id, input.messageId);
+    if (!original) return notFound('message', input.messageId);
+    if (original.role !== 'assistant') return err('INVALID_INPUT', 'Only replies can be continued.');
+    if (chat.value.activeLeafId !== original.id) return err('INVALID_INPUT', 'Only the last reply of the branch you are looking at can be continued.');
+    if (original.content.trim() === '') return err('INVALID_INPUT', 'This reply has no text to continue.', 'Regenerate it instead.');
+    const reopened = this.#deps.store.reopenMessage(original.id);
+    if (!reopened) return err('BUSY', 'This reply is still being written.', 'Wait for it to finish, or stop it.');
+    this.#deps.emit({ type: 'message.updated', payload: { message: reopened } });
+    const path = this.#deps.store.pathTo(original.parentId);
+    const prompt = buildPrompt(chat.value.systemPrompt, [...path, reopened]);
+    this.#deps.generations.start(chat.value, reopened, prompt, { text: original.content, stats: original.stats });
+    return ok({ assistantMessage: reopened });
   }
 
   async switchBranch(input: CallInput<'chats.switchBranch'>): Out<'chats.switchBranch'> {

@@ -74,6 +74,10 @@ const migrations: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  // A chat's own overflow policy (types.ts OverflowPolicy); NULL follows the model's profile.
+  `
+  ALTER TABLE chats ADD COLUMN overflow_policy TEXT;
+  `,
 ];
 
 /** The schema version this build writes. */

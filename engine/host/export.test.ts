@@ -104,6 +104,7 @@ const chat: Chat = {
   systemPrompt: 'Be brief.',
   sampling: { temperature: 0.7, topP: 0.9, maxTokens: 64 },
   activeLeafId: 'm3',
+  overflowPolicy: null,
 };
 
 const path3: Message[] = [

@@ -19,6 +19,10 @@ interface Run {
   readonly chatId: string;
   readonly messageId: string;
   readonly requestId: string;
+  /** The prompt's messages after the system prompt, by id: the view's first one is found here. */
+  readonly promptIds: readonly string[];
+  /** A continued reply: its text and stats from before (the new text goes on after it). */
+  readonly before: { readonly text: string; readonly stats: MessageStats | undefined } | null;
   text: string;
   lastFlushAt: number;
   flushTimer: NodeJS.Timeout | null;
@@ -38,15 +42,37 @@ export interface GenerationsDeps {
   readonly log?: (level: 'error', message: string) => void;
 }
 
+/** A reply's prompt, and the ids of its messages after the system prompt. */
+export interface Prompt {
+  readonly messages: PromptMessage[];
+  readonly ids: string[];
+}
+
 /** The prompt for a reply: the system prompt, then the branch, without failed or empty messages. */
-export function buildPrompt(systemPrompt: string, path: readonly Message[]): PromptMessage[] {
-  const prompt: PromptMessage[] = [];
-  if (systemPrompt.trim() !== '') prompt.push({ role: 'system', text: systemPrompt });
+export function buildPrompt(systemPrompt: string, path: readonly Message[]): Prompt {
+  const messages: PromptMessage[] = [];
+  const ids: string[] = [];
+  if (systemPrompt.trim() !== '') messages.push({ role: 'system', text: systemPrompt });
   for (const message of path) {
     if (message.status === 'error' || message.content.trim() === '') continue;
-    prompt.push({ role: message.role, text: message.content });
+    messages.push({ role: message.role, text: message.content });
+    ids.push(message.id);
   }
-  return prompt;
+  return { messages, ids };
+}
+
+/**
+ * The stats a reply is saved with: the view's first message named by id, and a continued
+ * reply's generated tokens counted with those from before.
+ */
+export function replyStats(stats: MessageStats, promptIds: readonly string[], before: MessageStats | undefined): MessageStats {
+  const view = stats.view;
+  const firstMessageId = view && view.droppedMessages > 0 ? promptIds[view.droppedMessages] : undefined;
+  return {
+    ...stats,
+    ...(before ? { tokensGenerated: before.tokensGenerated + stats.tokensGenerated } : {}),
+    ...(view ? { view: { ...view, ...(firstMessageId !== undefined ? { firstMessageId } : {}) } } : {}),
+  };
 }
 
 /** How a generate result ends the message. */
@@ -92,13 +118,19 @@ export class Generations implements Disposable {
     return [...this.#byChat.keys()];
   }
 
-  /** Starts the reply into `assistant` (already committed as 'streaming'). Returns at once. */
-  start(chat: Chat, assistant: Message, messages: PromptMessage[]): void {
+  /**
+   * Starts the reply into `assistant` (already committed as 'streaming'). Returns at once. With
+   * `continued` (the reply's text and stats from before), the prompt ends with that text and
+   * the new text goes on after it.
+   */
+  start(chat: Chat, assistant: Message, prompt: Prompt, continued?: { readonly text: string; readonly stats: MessageStats | undefined }): void {
     const run: Run = {
       chatId: chat.id,
       messageId: assistant.id,
       requestId: newId(),
-      text: '',
+      promptIds: prompt.ids,
+      before: continued ?? null,
+      text: continued?.text ?? '',
       lastFlushAt: Date.now(),
       flushTimer: null,
       detached: false,
@@ -106,10 +138,28 @@ export class Generations implements Disposable {
     };
     this.#byChat.set(run.chatId, run);
     this.#byRequest.set(run.requestId, run);
+    const input = {
+      requestId: run.requestId,
+      chatId: chat.id,
+      branchId: assistant.id,
+      messages: prompt.messages,
+      sampling: chat.sampling,
+      ...(chat.overflowPolicy !== null ? { overflowPolicy: chat.overflowPolicy } : {}),
+    };
     run.done = this.#deps.engine
-      .request('generate', { requestId: run.requestId, chatId: chat.id, branchId: assistant.id, messages, sampling: chat.sampling })
-      .then((result) => this.#finish(run, finishFor(result, run.text)))
+      .request('generate', input)
+      .then((result) => this.#finish(run, this.#finishOf(run, result)))
       .catch((error: unknown) => this.#failed('finishing a reply', error));
+  }
+
+  /** How `result` ends the run's message: a continued reply keeps its text from before. */
+  #finishOf(run: Run, result: Result<GenerateOutput>): Finish {
+    const finish = finishFor(result, run.text);
+    const before = run.before;
+    // A continuation that failed keeps the readout of what was written before it.
+    const stats = finish.stats ? replyStats(finish.stats, run.promptIds, before?.stats) : before?.stats;
+    const content = before && result.ok ? before.text + finish.content : finish.content;
+    return { ...finish, content, ...(stats ? { stats } : {}) };
   }
 
   /** Stops the chat's reply; resolves once the message is written (or after `waitMs`). */

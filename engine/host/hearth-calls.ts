@@ -168,6 +168,7 @@ function chatCalls({ log, store, supervisor, chats }: CallDeps, guard: Guard): C
     'chats.send': guard('chats.send', (input) => chats.send(input)),
     'chats.edit': guard('chats.edit', (input) => chats.edit(input)),
     'chats.regenerate': guard('chats.regenerate', (input) => chats.regenerate(input)),
+    'chats.continue': guard('chats.continue', (input) => chats.continue(input)),
     'chats.switchBranch': guard('chats.switchBranch', (input) => chats.switchBranch(input)),
     'chats.stop': guard('chats.stop', (input) => chats.stop(input)),
     'chats.export': guard('chats.export', async ({ chatId, format }) => {

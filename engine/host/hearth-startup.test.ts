@@ -94,7 +94,7 @@ describe('models', () => {
       contextSize: 0,
       threads: 1,
       slots: 1,
-      profile: { kType: 'f16', vType: 'f16', flashAttention: true, contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' },
+      profile: { kType: 'f16', vType: 'f16', flashAttention: true, contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' },
     });
     expect(value(await t.hearth.api['app.state']({})).settings.lastModelPath).toBe(t.modelFile);
 
@@ -188,7 +188,7 @@ describe('settings and metrics', () => {
   it('settings.update merges and persists', async () => {
     const t = await start({ loadModel: false });
     const updated = value(await t.hearth.api['settings.update']({ theme: 'dark', defaultSampling: { temperature: 0.2 } }));
-    expect(updated).toMatchObject({ theme: 'dark', defaultSampling: { temperature: 0.2, topP: 0.9, maxTokens: 1024 } });
+    expect(updated).toMatchObject({ theme: 'dark', defaultSampling: { temperature: 0.2, topP: 0.9, maxTokens: 0 } });
     const chat = value(await t.hearth.api['chats.create']({}));
     expect(chat.sampling.temperature).toBe(0.2);
     expect(chat.systemPrompt).toBe('You are a helpful assistant.');

@@ -39,7 +39,7 @@ describe('sending', () => {
       { role: 'system', text: 'Be brief.' },
       { role: 'user', text: 'Hi there' },
     ]);
-    expect(prompt?.sampling).toEqual({ temperature: 0.7, topP: 0.9, maxTokens: 1024 });
+    expect(prompt?.sampling).toEqual({ temperature: 0.7, topP: 0.9, maxTokens: 0 });
     // The reply's message id names the branch's KV manifest in the engine.
     expect(prompt?.branchId).toBe(sent.assistantMessage.id);
   });

@@ -31,7 +31,7 @@ describe('profile storage', () => {
       contextSize: 0,
       gpuLayers: 'auto',
       slots: 1,
-      overflowPolicy: 'refuse',
+      overflowPolicy: 'drop-oldest',
     });
     expect(readProfile(d, '/m.gguf', { ...defaultSettings, contextSize: 2048, kvSlots: 3 })).toMatchObject({ contextSize: 2048, slots: 3 });
     d.close();
@@ -61,7 +61,12 @@ describe('profile storage', () => {
     expect(readProfilePatch(d, '/a.gguf')).toEqual({ vType: 'q5_1' });
     expect(readProfile(d, '/b.gguf', defaultSettings)).toEqual(defaultModelProfile(defaultSettings));
     expect(sanitizePatch(null)).toEqual({});
-    expect(sanitizePatch({ gpuLayers: 12, overflowPolicy: 'rebuild', contextSize: -1 })).toEqual({ gpuLayers: 12, overflowPolicy: 'rebuild' });
+    expect(sanitizePatch({ gpuLayers: 12, overflowPolicy: 'drop-oldest', contextSize: -1 })).toEqual({ gpuLayers: 12, overflowPolicy: 'drop-oldest' });
+    // Policies of earlier versions read as the one that does what the user chose.
+    expect(sanitizePatch({ overflowPolicy: 'refuse' })).toEqual({ overflowPolicy: 'stop' });
+    expect(sanitizePatch({ overflowPolicy: 'rebuild' })).toEqual({ overflowPolicy: 'drop-oldest' });
+    expect(sanitizePatch({ overflowPolicy: 'shift' })).toEqual({ overflowPolicy: 'drop-oldest' });
+    expect(sanitizePatch({ overflowPolicy: 'sideways' })).toEqual({});
     d.close();
   });
 
@@ -88,8 +93,8 @@ describe('models.getProfile and models.setProfile', () => {
   it('save a valid patch and pass the resolved profile to the next load', async () => {
     const engine = new FakeEngine();
     const t = await start({ engine, loadModel: false });
-    const view = value(await t.hearth.api['models.setProfile']({ path: t.modelFile, profile: { kType: 'q8_0', vType: 'q8_0', flashAttention: 'on', contextSize: 2048, slots: 2, overflowPolicy: 'rebuild' } }));
-    expect(view.profile).toMatchObject({ kType: 'q8_0', vType: 'q8_0', flashAttention: 'on', contextSize: 2048, slots: 2, overflowPolicy: 'rebuild', gpuLayers: 'auto' });
+    const view = value(await t.hearth.api['models.setProfile']({ path: t.modelFile, profile: { kType: 'q8_0', vType: 'q8_0', flashAttention: 'on', contextSize: 2048, slots: 2, overflowPolicy: 'drop-oldest' } }));
+    expect(view.profile).toMatchObject({ kType: 'q8_0', vType: 'q8_0', flashAttention: 'on', contextSize: 2048, slots: 2, overflowPolicy: 'drop-oldest', gpuLayers: 'auto' });
     expect(view.issues).toEqual([]);
     // Not loaded: nothing is reloaded.
     expect(engine.callsOf('loadModel')).toHaveLength(0);
@@ -101,7 +106,7 @@ describe('models.getProfile and models.setProfile', () => {
       path: t.modelFile,
       contextSize: 2048,
       slots: 2,
-      profile: { kType: 'q8_0', vType: 'q8_0', flashAttention: true, contextSize: 2048, gpuLayers: 'auto', slots: 2, overflowPolicy: 'rebuild' },
+      profile: { kType: 'q8_0', vType: 'q8_0', flashAttention: true, contextSize: 2048, gpuLayers: 'auto', slots: 2, overflowPolicy: 'drop-oldest' },
     });
   });
 
@@ -164,8 +169,8 @@ describe('models.getProfile and models.setProfile', () => {
     await t.waitFor((e) => e.type === 'engine.status' && e.payload.state === 'restarting');
     const view = value(await t.hearth.api['models.getProfile']({ path: t.modelFile }));
     expect(view.issues).toEqual([expect.objectContaining({ field: 'model', severity: 'warning', message: expect.stringMatching(/could not be checked yet/) })]);
-    const saved = value(await t.hearth.api['models.setProfile']({ path: t.modelFile, profile: { overflowPolicy: 'rebuild' } }));
-    expect(saved.profile.overflowPolicy).toBe('rebuild');
+    const saved = value(await t.hearth.api['models.setProfile']({ path: t.modelFile, profile: { overflowPolicy: 'drop-oldest' } }));
+    expect(saved.profile.overflowPolicy).toBe('drop-oldest');
     expect(saved.issues[0]?.severity).toBe('warning');
   });
 });

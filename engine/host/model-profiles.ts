@@ -44,12 +44,19 @@ export function profileKey(input: string): string {
   return path.resolve(expanded);
 }
 
+/**
+ * Overflow policies of earlier versions, as the policy that does what the user chose: `refuse`
+ * asked the user to act (now `stop`), `rebuild` and `shift` dropped the oldest messages.
+ */
+const legacyPolicies: Readonly<Record<string, ModelProfile['overflowPolicy']>> = { refuse: 'stop', rebuild: 'drop-oldest', shift: 'drop-oldest' };
+
 /** Keeps the fields of a stored (or hand-edited) object that still validate; drops the rest. */
 export function sanitizePatch(stored: unknown): ModelProfilePatch {
   if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) return {};
   const out: Record<string, unknown> = {};
   const shape = modelProfilePatchSchema.shape;
-  for (const [key, value] of Object.entries(stored as Record<string, unknown>)) {
+  for (const [key, raw] of Object.entries(stored as Record<string, unknown>)) {
+    const value = key === 'overflowPolicy' && typeof raw === 'string' ? (legacyPolicies[raw] ?? raw) : raw;
     if (!(key in shape) || value === undefined) continue;
     const parsed = shape[key as keyof typeof shape].safeParse(value);
     if (parsed.success && parsed.data !== undefined) out[key] = parsed.data;

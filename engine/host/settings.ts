@@ -7,7 +7,8 @@ import { kvCompressionSettings, type KvCompressionSetting, type Sampling, type S
 import { transaction } from './db.ts';
 import { definedOnly } from './chat-store.ts';
 
-export const defaultSampling: Sampling = { temperature: 0.7, topP: 0.9, maxTokens: 1024 };
+/** maxTokens 0: automatic, from the loaded model's context (worker/context-view.ts `replyTokens`). */
+export const defaultSampling: Sampling = { temperature: 0.7, topP: 0.9, maxTokens: 0 };
 
 export const defaultSettings: Settings = {
   threads: 0,

@@ -3,7 +3,7 @@
  * node-llama-cpp's: upper-case names for `experimentalKvCacheKeyType`/`ValueType`, GgmlType
  * numbers from `ctx.kvCacheKeyType`/`ValueType` (GGML's enum, stable across releases).
  */
-import type { KvCacheType } from '../contract/index.ts';
+import { overflowPolicies, type KvCacheType } from '../contract/index.ts';
 import type { ResolvedProfile } from '../protocol.ts';
 
 export type GgmlKvTypeName = 'F16' | 'Q8_0' | 'Q5_1' | 'Q5_0' | 'Q4_1' | 'Q4_0' | 'IQ4_NL';
@@ -30,7 +30,6 @@ export function kvTypeFromGgml(type: number | undefined): KvCacheType | null {
   return type === undefined ? null : (byNumber[type] ?? null);
 }
 
-const overflowPolicies: readonly string[] = ['refuse', 'rebuild', 'streaming', 'shift'];
 
 /** What is wrong with a `ResolvedProfile` from the host (null when nothing is). */
 export function checkResolvedProfile(profile: ResolvedProfile): string | null {
@@ -41,6 +40,7 @@ export function checkResolvedProfile(profile: ResolvedProfile): string | null {
   if (!Number.isInteger(profile.contextSize) || profile.contextSize < 0) return 'contextSize is not an integer ≥ 0';
   if (profile.gpuLayers !== 'auto' && (!Number.isInteger(profile.gpuLayers) || profile.gpuLayers < 0)) return 'gpuLayers is neither "auto" nor an integer ≥ 0';
   if (!Number.isInteger(profile.slots) || profile.slots < 1) return 'slots is not an integer ≥ 1';
-  if (!overflowPolicies.includes(profile.overflowPolicy)) return `unknown overflow policy ${String(profile.overflowPolicy)}`;
+  if (!(overflowPolicies as readonly string[]).includes(profile.overflowPolicy)) return `unknown overflow policy ${String(profile.overflowPolicy)}`;
+  if (profile.dropTarget !== undefined && !(profile.dropTarget > 0 && profile.dropTarget <= 1)) return 'dropTarget is not in (0, 1]';
   return null;
 }

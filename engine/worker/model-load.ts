@@ -11,6 +11,7 @@ import { LlamaChat, type Llama, type LlamaContext, type LlamaContextSequence, ty
 import { err, ok, type ModelInfo, type Result, errorText } from '../contract/index.ts';
 import type { ResolvedProfile, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE } from './constants.ts';
+import { toChatHistory, ViewCosts, type ViewRenderer } from './context-view.ts';
 import { checkResolvedProfile, ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
 import { classifyLoadFailure } from './logs.ts';
 import { KvGuard, SINK_TOKENS, streamShiftSize, type StreamWindow } from './overflow.ts';
@@ -168,14 +169,15 @@ async function assemble(state: RuntimeState, model: LlamaModel, context: LlamaCo
     contextSize: request.contextSize,
     gpuLayers: requested?.gpuLayers ?? 'auto',
     slots: slotCount,
-    overflowPolicy: requested?.overflowPolicy ?? 'refuse',
+    overflowPolicy: requested?.overflowPolicy ?? 'drop-oldest',
+    ...(requested?.dropTarget !== undefined ? { dropTarget: requested.dropTarget } : {}),
   };
   // The K type the context really has decides; one Hearth does not know counts as quantized.
   const guard = new KvGuard({
     kType: kType ?? 'q8_0',
     onFragmented: (sequence, from) => state.kvCache?.markFragmented(sequence as LlamaContextSequence, from),
   });
-  const residents = createResidents(context, guard, slotCount, profile.overflowPolicy === 'streaming' || profile.overflowPolicy === 'shift');
+  const residents = createResidents(context, guard, slotCount);
   const metadataName = model.fileInfo.metadata.general?.name;
   const memory = await contextMemory(model, context);
   const info: ModelInfo = {
@@ -205,20 +207,29 @@ async function assemble(state: RuntimeState, model: LlamaModel, context: LlamaCo
   const kvBytesPerCell = kvBytesPerToken(readModelShape(model.fileInsights), { kType: profile.kType, vType: profile.vType });
   const weights = { ramBytes: model.memoryUsage.ram, vramBytes: model.memoryUsage.vram };
   const streams = new Map<LlamaContextSequence, StreamWindow>();
-  return { model, context, slots, info, kvProfile, profile, guard, streams, kvBytesPerCell, weights };
+  const view = viewRenderer(model, residents[0]!.chat);
+  return { model, context, slots, info, kvProfile, profile, guard, streams, view, viewCosts: new ViewCosts(view), kvBytesPerCell, weights };
+}
+
+/** Prompts rendered with the chat template LlamaChat resolved for the model, and texts tokenized. */
+function viewRenderer(model: LlamaModel, chat: LlamaChat): ViewRenderer {
+  return {
+    render: (messages) => chat.chatWrapper.generateContextState({ chatHistory: toChatHistory(messages) }).contextText.tokenize(model.tokenizer),
+    tokenize: (text) => model.tokenize(text).length,
+  };
 }
 
 /**
  * A sequence and LlamaChat per slot. node-llama-cpp's own context shift goes through the guard
- * too: refused unless the policy shifts (`shifts`) and K is F16; streaming.ts passes its own per turn.
+ * too, and is refused: no policy lets it run (streaming.ts passes its own per turn).
  */
-function createResidents(context: LlamaContext, guard: KvGuard, slotCount: number, shifts: boolean): Resident[] {
+function createResidents(context: LlamaContext, guard: KvGuard, slotCount: number): Resident[] {
   const residents: Resident[] = [];
   for (let i = 0; i < slotCount; i++) {
     const sequence = context.getSequence({
       contextShift: {
         size: streamShiftSize(context.contextSize),
-        strategy: guard.shiftStrategy({ keep: SINK_TOKENS, allowed: shifts }),
+        strategy: guard.shiftStrategy({ keep: SINK_TOKENS, allowed: false }),
       },
     });
     residents.push({ sequence, chat: new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false }) });

@@ -42,7 +42,7 @@ describe('the guard (checkKvEdit)', () => {
       for (const k of quantized) {
         const result = checkKvEdit(k, { length: 100, ranges });
         expect(result.ok, `${k} ${JSON.stringify(ranges)}`).toBe(false);
-        if (!result.ok) expect(result.error).toMatchObject({ code: 'CONTEXT_OVERFLOW', message: expect.stringContaining(k.toUpperCase()), hint: expect.stringContaining('rebuild') });
+        if (!result.ok) expect(result.error).toMatchObject({ code: 'CONTEXT_OVERFLOW', message: expect.stringContaining(k.toUpperCase()), hint: expect.stringContaining('drop oldest') });
       }
       expect(checkKvEdit('f16', { length: 100, ranges })).toMatchObject({ ok: true, value: { tail: false } });
     }
@@ -194,7 +194,7 @@ describe('KV type names', () => {
   });
 
   it('check a resolved profile from the host', () => {
-    const good = { kType: 'q8_0', vType: 'q4_0', flashAttention: true, contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'rebuild' } as const;
+    const good = { kType: 'q8_0', vType: 'q4_0', flashAttention: true, contextSize: 0, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' } as const;
     expect(checkResolvedProfile(good)).toBeNull();
     expect(checkResolvedProfile({ ...good, kType: 'q3_k' as KvCacheType })).toMatch(/K type/);
     expect(checkResolvedProfile({ ...good, gpuLayers: -1 })).toMatch(/gpuLayers/);

@@ -6,8 +6,8 @@
  * (docs/decisions/quantized-k-shift-crash.md). `checkKvEdit` is the one decision, and `KvGuard`
  * the only way Hearth erases cells or lets node-llama-cpp shift. node-llama-cpp's own erases
  * outside it (LlamaChat aligning a sequence with a new prompt, `clearHistory`) are tail erases
- * by construction. `refuse` and `rebuild` never move cells; `streaming` and `shift` may, so
- * validation refuses them with a quantized K, and the guard refuses again here.
+ * by construction. `drop-oldest` and `stop` never move cells; `streaming` does, so validation
+ * refuses it with a quantized K, and the guard refuses again here.
  */
 import type { ContextTokensDeleteRange, LlamaContextSequence } from 'node-llama-cpp';
 import { err, ok, type KvCacheType, type Result } from '../contract/index.ts';
@@ -63,7 +63,7 @@ export function checkKvEdit(kType: KvCacheType, edit: KvEdit): Result<KvEditPlan
     return err(
       'CONTEXT_OVERFLOW',
       `Refused to erase tokens ${ranges.map((r) => `${r.start}–${r.end}`).join(', ')} from the middle of a ${kType.toUpperCase()} K cache: llama.cpp crashes on that (only F16 K can shift).`,
-      'Use the overflow policy "rebuild" with a quantized K cache, or an F16 K cache for "streaming" and "shift".',
+      'Use the overflow policy "drop oldest" with a quantized K cache, or an F16 K cache for StreamingLLM.',
     );
   }
   return ok({ tail, from: ranges[0]!.start, ranges });
@@ -156,16 +156,15 @@ export function streamShiftSize(contextSize: number): number {
 }
 
 /**
- * Room a reply gets before a chat counts as outgrowing its context (`rebuild`, `streaming`): the
+ * Room a reply gets before a chat counts as outgrowing its context (every policy): the
  * reply's maxTokens, at least MIN_REPLY_TOKENS and at most a quarter of the context. Reserving
- * more than the minimum keeps replies from being cut short near the end, and makes a rebuild
- * drop enough that the next turns fit again instead of rebuilding every turn.
+ * more than the minimum keeps replies from being cut short near the end of the context.
  */
 export function replyReserve(contextSize: number, maxTokens: number, minReplyTokens: number): number {
   return Math.max(minReplyTokens, Math.min(maxTokens, Math.floor(contextSize / 4)));
 }
 
-/** `rebuild`'s window: the messages kept and how many were dropped. */
+/** A window of a chat: the messages kept and how many were dropped. */
 export interface RebuildWindow {
   readonly messages: readonly PromptMessage[];
   readonly dropped: number;

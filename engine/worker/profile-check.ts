@@ -53,9 +53,9 @@ export interface ProfileCheck {
  * - slots 1..8, a whole context size 0..1,048,576, GPU layers ≥ 0;
  * - flash attention "on" for a model that cannot use it;
  * - each fixed type through `pairRefusal` (flash attention, head size, backend);
- * - `streaming` or `shift` overflow with a quantized K: a middle erase or a shift with a
- *   quantized K crashes llama.cpp 0.4.0 (docs/decisions/quantized-k-shift-crash.md), so it is
- *   an error on `overflowPolicy`, and "auto" K stays f16 with those policies;
+ * - `streaming` overflow with a quantized K: a middle erase with a quantized K crashes
+ *   llama.cpp 0.4.0 (docs/decisions/quantized-k-shift-crash.md), so it is an error on
+ *   `overflowPolicy`, and "auto" K stays f16 with it;
  * - "auto" types: the best-quality allowed pair (pairOrder) that fits the context;
  * - the fit: weights + context within the budget (`budgetOf`: partial offload for GPU layers
  *   "auto", everything on the GPU when the profile asks for every layer there). A fixed context
@@ -128,11 +128,11 @@ function checkFields(profile: ModelProfile, shape: ModelShape, issues: IssueList
 /** The candidates: the fixed type(s), or every allowed type, in quality order; null (with the error) when none is. */
 function allowedPairs(input: ProfileCheckInput, issues: IssueList): { allowed: KvPair[]; flashAttention: boolean } | null {
   const { shape, device, profile } = input;
-  const streamingLike = profile.overflowPolicy === 'streaming' || profile.overflowPolicy === 'shift';
+  const streamingLike = profile.overflowPolicy === 'streaming';
   if (streamingLike && profile.kType !== 'auto' && isQuantized(profile.kType)) {
     issues.error(
       'overflowPolicy',
-      `"${profile.overflowPolicy}" erases or shifts the middle of the conversation, which crashes llama.cpp with a quantized K cache (${profile.kType}). Use "rebuild" or "refuse", or set K to f16.`,
+      `StreamingLLM erases the middle of the conversation's KV, which crashes llama.cpp with a quantized K cache (${profile.kType}). Use "drop oldest" or "stop and ask", or set K to f16.`,
     );
     return null;
   }

@@ -27,7 +27,7 @@ const profileOf = (patch: Partial<ModelProfile>): ModelProfile => ({
   contextSize: CONTEXT,
   gpuLayers: 'auto',
   slots: 1,
-  overflowPolicy: 'refuse',
+  overflowPolicy: 'stop',
   ...patch,
 });
 
@@ -86,44 +86,41 @@ describe('the crash guard, in a real engine process', () => {
     await engine?.dispose();
   });
 
-  it('keeps a q8_0-K chat longer than its context answering with "rebuild", and says what was left out', async () => {
-    const { info } = await loadChecked(engine, { kType: 'q8_0', vType: 'q8_0', overflowPolicy: 'rebuild' });
-    expect(info).toMatchObject({ contextSize: CONTEXT, kvType: { k: 'q8_0', v: 'q8_0' }, flashAttention: true, gpuLayers: 0 });
-    const results = await longChat(engine, 'rebuild', 8);
-    for (const result of results) expect(result.ok && (result.value as GenerateOutput).stats.tokensGenerated).toBeGreaterThan(0);
-    const last = results.at(-1)!;
-    if (!last.ok) throw new Error(last.error.message);
-    const stats = (last.value as GenerateOutput).stats;
-    expect(stats.fallbackReason).toMatch(/outgrew the context \(256 tokens\), so its oldest \d+ messages were left out \(the system prompt kept\)/);
-    expect(stats.tokensReused + stats.tokensPrefilled).toBeLessThanOrEqual(CONTEXT);
-    await alive(engine);
-  });
+  for (const kType of ['q8_0', 'q4_0'] as const) {
+    it(`keeps a ${kType}-K chat longer than its context answering with "drop-oldest", and says what was left out`, async () => {
+      const { info } = await loadChecked(engine, { kType, vType: kType, overflowPolicy: 'drop-oldest' });
+      expect(info).toMatchObject({ contextSize: CONTEXT, kvType: { k: kType, v: kType }, flashAttention: true, gpuLayers: 0 });
+      const results = await longChat(engine, `drop-${kType}`, 8);
+      for (const result of results) expect(result.ok && (result.value as GenerateOutput).stats.tokensGenerated).toBeGreaterThan(0);
+      const stats = results.map((r) => (r.ok ? (r.value as GenerateOutput) : null)!.stats);
+      const moved = stats.filter((s) => s.view!.droppedNow > 0);
+      expect(moved.length).toBeGreaterThan(0);
+      expect(moved[0]!.fallbackReason).toMatch(/outgrew the context \(256 tokens\), so its oldest \d+ messages were left out of the model's view \(the system prompt kept\)/);
+      for (const s of stats) expect(s.tokensReused + s.tokensRestored + s.tokensPrefilled).toBeLessThanOrEqual(CONTEXT);
+      expect(stats.at(-1)!.view!.droppedMessages).toBeGreaterThan(0);
+      await alive(engine);
+    });
+  }
 
-  it('refuses to shift a q8_0 K cache even when told to stream, and survives', async () => {
+  it('refuses to stream a q8_0 K cache even when the profile says so, before anything is erased, and survives', async () => {
     await loadForced(engine, { kType: 'q8_0', vType: 'q8_0', flashAttention: true, contextSize: CONTEXT, gpuLayers: 'auto', slots: 1, overflowPolicy: 'streaming' });
     // A prompt longer than the context, and a reply that would need the context to shift.
     const result = await engine.call('generate', turn('forced', [{ role: 'user', text: seededText(7, 400) }], 300));
-    expect(!result.ok && result.error).toMatchObject({ code: 'CONTEXT_OVERFLOW', message: expect.stringMatching(/Refused to erase tokens \d+–\d+ from the middle of a Q8_0 K cache/) });
+    expect(!result.ok && result.error).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringMatching(/StreamingLLM erases the middle .* Q8_0 K cache/) });
     await alive(engine);
-    // The chat still answers (the window was read fresh; the reply stops at the context end now).
-    const short = await engine.call('generate', turn('forced', [{ role: 'user', text: 'Hi' }], 20));
+    // The chat still answers under a policy that never moves cells.
+    const short = await engine.call('generate', { ...turn('forced', [{ role: 'user', text: seededText(7, 400) }, { role: 'assistant', text: 'Yes.' }, { role: 'user', text: 'Hi' }], 20), overflowPolicy: 'drop-oldest' });
     expect(short.ok).toBe(true);
   });
 
-  it('survives node-llama-cpp\'s chat-level shift forced on a q4_0 K cache', async () => {
-    await loadForced(engine, { kType: 'q4_0', vType: 'q4_0', flashAttention: true, contextSize: CONTEXT, gpuLayers: 'auto', slots: 1, overflowPolicy: 'shift' });
-    const results = await longChat(engine, 'forced-shift', 6, { maxTokens: 60 });
-    // Its chat-level shift only erases tails; a sequence-level shift would be refused.
-    for (const result of results) expect(result.ok || result.error.code === 'CONTEXT_OVERFLOW').toBe(true);
+  it('validation refuses "streaming" with a quantized K, and so does a chat that asks for it', async () => {
+    const checked = await engine.must('checkProfile', { path: modelPath, profile: profileOf({ kType: 'q8_0', vType: 'f16', overflowPolicy: 'streaming' }) });
+    expect(checked.resolved).toBeNull();
+    expect(checked.issues).toContainEqual(expect.objectContaining({ field: 'overflowPolicy', severity: 'error' }));
+    await loadChecked(engine, { kType: 'q8_0', vType: 'q8_0', overflowPolicy: 'drop-oldest' });
+    const refused = await engine.call('generate', { ...turn('chat-streaming', [{ role: 'user', text: 'Hi' }]), overflowPolicy: 'streaming' });
+    expect(!refused.ok && refused.error).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringMatching(/StreamingLLM .* Q8_0 K cache/) });
     await alive(engine);
-  });
-
-  it('validation refuses "streaming" and "shift" with a quantized K', async () => {
-    for (const overflowPolicy of ['streaming', 'shift'] as const) {
-      const checked = await engine.must('checkProfile', { path: modelPath, profile: profileOf({ kType: 'q8_0', vType: 'f16', overflowPolicy }) });
-      expect(checked.resolved).toBeNull();
-      expect(checked.issues).toContainEqual(expect.objectContaining({ field: 'overflowPolicy', severity: 'error' }));
-    }
   });
 });
 
@@ -155,24 +152,22 @@ describe('overflow policies with an F16 K cache', () => {
     await alive(engine);
   });
 
-  it('"shift" lets node-llama-cpp shift the chat, and says so', async () => {
-    await loadChecked(engine, { overflowPolicy: 'shift' });
-    const results = await longChat(engine, 'shift', 7);
-    for (const result of results) expect(result.ok).toBe(true);
-    const notes = results.map((r) => (r.ok ? (r.value as GenerateOutput).stats.fallbackReason : undefined));
-    expect(notes.some((n) => n?.includes("node-llama-cpp's context shift"))).toBe(true);
-    const long = await engine.must('generate', turn('shift-long', [{ role: 'user', text: 'Tell a long story.' }], 400));
-    expect(long.stats.tokensGenerated).toBe(400);
-    await alive(engine);
-  });
-
-  it('"refuse" still refuses', async () => {
-    await loadChecked(engine, { overflowPolicy: 'refuse' });
-    const result = await engine.call('generate', turn('refuse', [{ role: 'user', text: seededText(3, 400) }]));
-    expect(!result.ok && result.error.code).toBe('CONTEXT_OVERFLOW');
-    const fits = await engine.must('generate', turn('refuse', [{ role: 'user', text: 'Hi' }], 10_000));
-    expect(fits.stopReason).toBe('maxTokens');
+  it('"stop" stops and asks, and a long reply stops at the end of the context', async () => {
+    await loadChecked(engine, { overflowPolicy: 'stop' });
+    const result = await engine.call('generate', turn('stop', [{ role: 'user', text: seededText(3, 400) }]));
+    expect(!result.ok && result.error).toMatchObject({
+      code: 'CONTEXT_OVERFLOW',
+      message: expect.stringMatching(/outgrown the context/),
+      hint: 'Continue without the oldest messages, raise the context size, or start a new chat.',
+    });
+    // A reply is never refused for its max tokens: it is cut where the context ends, and says so.
+    const fits = await engine.must('generate', turn('stop', [{ role: 'user', text: 'Hi' }], 10_000));
+    expect(fits.stopReason).toBe('context');
+    expect(fits.stats.stopReason).toBe('context');
     expect(fits.stats.tokensPrefilled + fits.stats.tokensGenerated).toBeLessThan(CONTEXT);
+    // The chat's own policy wins over the model's.
+    const dropped = await engine.call('generate', { ...turn('stop', [{ role: 'user', text: seededText(3, 400) }]), overflowPolicy: 'drop-oldest' });
+    expect(!dropped.ok && dropped.error.message).toMatch(/The last message alone is too long/);
   });
 });
 
@@ -230,7 +225,7 @@ describe('every K/V pair', () => {
       path: modelPath,
       contextSize: CONTEXT,
       threads: 1,
-      profile: { kType: 'f16', vType: 'q8_0', flashAttention: false, contextSize: CONTEXT, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' },
+      profile: { kType: 'f16', vType: 'q8_0', flashAttention: false, contextSize: CONTEXT, gpuLayers: 'auto', slots: 1, overflowPolicy: 'stop' },
     });
     expect(!result.ok && result.error).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringMatching(/could not create a context with K f16, V q8_0 and flash attention off/) });
     await alive(engine);

@@ -185,7 +185,7 @@ describe('the measureQuality worker handler', () => {
       const q = await runtime.handlers.measureQuality({ calibrationPath: shortText });
       expect(q.ok ? q.value : q.error).toMatchObject({ kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1 });
 
-      const profile = { kType: 'q8_0', vType: 'q4_0', flashAttention: true, contextSize: 256, gpuLayers: 'auto', slots: 1, overflowPolicy: 'refuse' } as const;
+      const profile = { kType: 'q8_0', vType: 'q4_0', flashAttention: true, contextSize: 256, gpuLayers: 'auto', slots: 1, overflowPolicy: 'stop' } as const;
       const quantized = await runtime.handlers.loadModel({ path: await testModelPath(), contextSize: 256, threads: 1, profile });
       expect(quantized.ok).toBe(true);
       const measured = await runtime.handlers.measureQuality({ calibrationPath });

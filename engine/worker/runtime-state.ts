@@ -11,6 +11,7 @@ import type { ModelInfo, Result } from '../contract/index.ts';
 import type { KvStoreStats } from '../kv/store.ts';
 import type { KvActivity, ResolvedProfile, WorkerEvent } from '../protocol.ts';
 import { cachedFor } from './kv-activity.ts';
+import type { ViewCosts, ViewRenderer } from './context-view.ts';
 import type { KvCache, KvProfile } from './kv-cache.ts';
 import { LogRing, type LogLevel } from './logs.ts';
 import type { KvGuard, StreamWindow } from './overflow.ts';
@@ -46,6 +47,10 @@ export interface Loaded {
   readonly guard: KvGuard;
   /** `streaming`: the window each rolled sequence holds (streaming.ts). */
   readonly streams: Map<LlamaContextSequence, StreamWindow>;
+  /** Renders prompts with the model's chat template (every slot's LlamaChat resolved the same one). */
+  readonly view: ViewRenderer;
+  /** `drop-oldest`: message token costs for the view's replay (context-view.ts). */
+  readonly viewCosts: ViewCosts;
   /** The KV store's profile of this model+context; null when persistence is off. */
   readonly kvProfile: Promise<KvProfile> | null;
   /** K + V bytes of one cell (every layer) for the context's types, from the model's metadata. */

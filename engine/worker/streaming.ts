@@ -213,6 +213,8 @@ export interface StreamTurnRun {
   readonly history: ChatHistoryItem[];
   /** What the overflow policies keep free for the reply (overflow.ts `replyReserve`). */
   readonly roomy: number;
+  /** The reply's max tokens (`sampling.maxTokens`, automatic resolved: context-view.ts `replyTokens`). */
+  readonly maxTokens: number;
   readonly wasForgotten: boolean;
 }
 
@@ -247,7 +249,7 @@ export async function runStreamTurn(state: RuntimeState, run: StreamTurnRun): Pr
         prompt: promptTokens,
         budget: contextSize - run.roomy,
         shiftSize: streamShiftSize(contextSize),
-        maxTokens: Math.max(1, Math.floor(sampling.maxTokens)),
+        maxTokens: run.maxTokens,
         temperature: sampling.temperature > 0 ? sampling.temperature : 0,
         ...(sampling.temperature > 0 && sampling.topP > 0 && sampling.topP < 1 ? { topP: sampling.topP } : {}),
         ...(sampling.temperature > 0 ? { seed: randomInt(2 ** 31) } : {}),

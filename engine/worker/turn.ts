@@ -5,35 +5,24 @@
  *
  * Prompt reuse: one LlamaChat per slot compares the new prompt's tokens with those already in
  * the sequence and evaluates only the rest, across turns, and across chats that share a prefix
- * (a system prompt); `measureReuse` counts it the same way. Overflow (overflow.ts): `refuse`
- * answers CONTEXT_OVERFLOW, `rebuild` leaves out the oldest messages, and both stop a reply
- * before it fills the context; `streaming` (streaming.ts) and `shift` may let a reply run on.
- * node-llama-cpp's silent shift never runs unasked (docs/decisions/quantized-k-shift-crash.md).
+ * (a system prompt); `measureReuse` counts it the same way. Overflow: `drop-oldest`
+ * (context-view.ts) leaves the oldest messages out of the view in one large step, `stop` answers
+ * CONTEXT_OVERFLOW instead, and both stop a reply at the end of the context (`context`: it can be
+ * continued); `streaming` (streaming.ts) lets a reply roll on. node-llama-cpp's silent shift never
+ * runs (docs/decisions/quantized-k-shift-crash.md).
  */
 import { randomInt } from 'node:crypto';
 import type { ChatHistoryItem, LlamaContextSequence, Token } from 'node-llama-cpp';
-import { err, ok, type MessageStats, type Result } from '../contract/index.ts';
-import type { GenerateInput, GenerateOutput, PromptMessage } from '../protocol.ts';
+import { err, ok, type MessageStats, type OverflowPolicy, type Result } from '../contract/index.ts';
+import type { GenerateInput, GenerateOutput } from '../protocol.ts';
 import { MIN_REPLY_TOKENS } from './constants.ts';
-import { KvEditRefused, rebuildWindow, replyReserve, type StreamWindow } from './overflow.ts';
+import { DROP_TARGET, dropOldestView, replyTokens, toChatHistory } from './context-view.ts';
+import { isQuantized, KvEditRefused, replyReserve, type StreamWindow } from './overflow.ts';
 import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
 import type { Slot } from './slots.ts';
 import { runStreamTurn } from './streaming.ts';
 import { tokenStream } from './token-stream.ts';
 import { joinReasons, restoreForTurn, saveTurn, type StoreRestore } from './turn-kv.ts';
-
-/** The chat history node-llama-cpp renders, ending with the empty model turn to generate. */
-export function toChatHistory(messages: readonly PromptMessage[]): ChatHistoryItem[] {
-  const history: ChatHistoryItem[] = messages.map((message): ChatHistoryItem => {
-    switch (message.role) {
-      case 'system': return { type: 'system', text: message.text };
-      case 'user': return { type: 'user', text: message.text };
-      case 'assistant': return { type: 'model', response: [message.text] };
-    }
-  });
-  history.push({ type: 'model', response: [] });
-  return history;
-}
 
 /**
  * How much of `promptTokens` is already in the sequence. LlamaChat always evaluates the last
@@ -56,15 +45,18 @@ interface Taken {
 
 /** The prompt as the overflow policy lets it into the context. */
 interface FittedPrompt {
+  readonly policy: OverflowPolicy;
   readonly history: ChatHistoryItem[];
   readonly tokens: Token[];
   readonly contextSize: number;
+  /** The reply's max tokens (`sampling.maxTokens`, automatic resolved). */
   readonly maxTokens: number;
   /** What the overflow policies keep free for the reply (overflow.ts `replyReserve`). */
   readonly roomy: number;
-  /** Why older messages are not in this turn's prompt (the readout). */
-  readonly overflowNote: string | undefined;
-  readonly fitsContext: boolean;
+  /** Messages after the system prompt left out of the view, and how many of them this turn left out. */
+  readonly dropped: number;
+  readonly droppedNow: number;
+  /** At most `maxTokens`: what fits before the end of the context. */
   readonly effectiveMaxTokens: number;
 }
 
@@ -80,11 +72,18 @@ interface ChatTurn {
   readonly wasForgotten: boolean;
 }
 
-function contextOverflow(length: number, contextSize: number): Result<never> {
+function contextOverflow(length: number, contextSize: number, policy: OverflowPolicy): Result<never> {
+  if (policy === 'stop') {
+    return err(
+      'CONTEXT_OVERFLOW',
+      `This conversation has outgrown the context: it is ${length} tokens long, and the context holds ${contextSize} tokens with room for the reply.`,
+      'Continue without the oldest messages, raise the context size, or start a new chat.',
+    );
+  }
   return err(
     'CONTEXT_OVERFLOW',
-    `The conversation is ${length} tokens long, but the context holds ${contextSize} tokens (and the reply needs room too).`,
-    'Start a new chat, shorten the message, or raise the context size in Settings.',
+    `The last message alone is too long for the context (${contextSize} tokens, with room for the reply).`,
+    'Shorten the message, or raise the context size in Settings.',
   );
 }
 
@@ -140,9 +139,9 @@ async function runTurn(state: RuntimeState, input: GenerateInput, controller: Ab
     const rolled = current.streams.get(slot.resident.sequence);
     // `streaming` rolls the window whenever the prompt or the reply may reach the end of the context.
     const outgrows = prompt.tokens.length + Math.max(prompt.roomy, prompt.maxTokens + 1) > prompt.contextSize;
-    if (current.profile.overflowPolicy === 'streaming' && (outgrows || rolled?.chatId === input.chatId)) {
-      const { history, tokens: promptTokens, roomy } = prompt;
-      return await runStreamTurn(state, { input, controller, requestedAt, taken, slot, promptTokens, history, roomy, wasForgotten });
+    if (prompt.policy === 'streaming' && (outgrows || rolled?.chatId === input.chatId)) {
+      const { history, tokens: promptTokens, roomy, maxTokens } = prompt;
+      return await runStreamTurn(state, { input, controller, requestedAt, taken, slot, promptTokens, history, roomy, maxTokens, wasForgotten });
     }
     await startFromPrefix(state, current, slot.resident.sequence, rolled, prompt.tokens);
     return await chatTurn(state, current, { input, controller, requestedAt, slot, prompt, lost, wasForgotten });
@@ -152,44 +151,36 @@ async function runTurn(state: RuntimeState, input: GenerateInput, controller: Ab
 }
 
 /**
- * The prompt under the profile's overflow policy: `refuse` answers CONTEXT_OVERFLOW when the
- * prompt (plus a few reply tokens) does not fit; `rebuild` drops the oldest messages until the
- * rest plus the reply's room fits. Nothing is shifted.
+ * The prompt under the chat's overflow policy (else the model's): `drop-oldest` leaves the oldest
+ * messages out of the view (context-view.ts); `stop` answers CONTEXT_OVERFLOW where drop-oldest
+ * would drop; `streaming` takes the whole prompt and rolls it through (streaming.ts). Nothing
+ * is shifted.
  */
 function fitPrompt(current: Loaded, input: GenerateInput): Result<FittedPrompt> {
-  const policy = current.profile.overflowPolicy;
-  // Every slot's LlamaChat resolved the same wrapper for this model: any renders the prompt.
-  const wrapper = current.slots.slots[0]!.resident.chat.chatWrapper;
-  const render = (list: readonly PromptMessage[]): Token[] =>
-    wrapper.generateContextState({ chatHistory: toChatHistory(list) }).contextText.tokenize(current.model.tokenizer);
-  let messages = input.messages;
-  let history = toChatHistory(messages);
-  let tokens = render(messages);
-  const contextSize = current.context.contextSize;
-  const maxTokens = Math.max(1, Math.floor(input.sampling.maxTokens));
-  const reserve = Math.min(MIN_REPLY_TOKENS, maxTokens);
-  const roomy = replyReserve(contextSize, maxTokens, MIN_REPLY_TOKENS);
-  let overflowNote: string | undefined;
-  if (policy === 'refuse' && tokens.length + reserve > contextSize) return contextOverflow(tokens.length, contextSize);
-  if (policy === 'rebuild' && tokens.length + roomy > contextSize) {
-    // The kept window is then read from a clean point (LlamaChat erases only the tail after what
-    // the sequence shares with it), or restored from the store when it holds it.
-    const fits = (room: number) => (list: readonly PromptMessage[]) => render(list).length + room <= contextSize;
-    const window = rebuildWindow(messages, fits(roomy)) ?? rebuildWindow(messages, fits(reserve));
-    if (!window) return contextOverflow(tokens.length, contextSize);
-    if (window.dropped > 0) {
-      overflowNote = `the conversation (${tokens.length} tokens) outgrew the context (${contextSize} tokens), so its oldest ${window.dropped} messages were left out (the system prompt kept)`;
-      messages = window.messages;
-      history = toChatHistory(messages);
-      tokens = render(messages);
-    }
+  const policy = input.overflowPolicy ?? current.profile.overflowPolicy;
+  if (policy === 'streaming' && isQuantized(current.guard.kType)) {
+    return err('INVALID_INPUT', `StreamingLLM erases the middle of the KV cache, which crashes llama.cpp with this model's ${current.guard.kType.toUpperCase()} K cache.`, 'Choose another overflow policy for this chat, or an F16 K cache for the model.');
   }
-  const fitsContext = tokens.length + reserve <= contextSize;
-  // LlamaChat shifts the context once the sequence reaches contextSize − 1 tokens; stop the
-  // reply just before that instead. `shift` lets it shift.
+  const contextSize = current.context.contextSize;
+  const maxTokens = replyTokens(input.sampling.maxTokens, contextSize);
+  const roomy = replyReserve(contextSize, maxTokens, MIN_REPLY_TOKENS);
+  let messages = input.messages;
+  let tokens = current.view.render(messages);
+  let dropped = 0;
+  let droppedNow = 0;
+  if (policy === 'drop-oldest') {
+    const budget = { contextSize, reserve: roomy, target: current.profile.dropTarget ?? DROP_TARGET };
+    const view = dropOldestView(messages, current.viewCosts, current.view, budget, Math.min(MIN_REPLY_TOKENS, maxTokens));
+    if (!view) return contextOverflow(tokens.length, contextSize, policy);
+    ({ messages, tokens, dropped, droppedNow } = view);
+  } else if (policy === 'stop' && tokens.length + roomy > contextSize) {
+    return contextOverflow(tokens.length, contextSize, policy);
+  }
+  // LlamaChat shifts the context once the sequence reaches contextSize − 1 tokens; the reply
+  // stops just before that instead (`streaming` rolls on).
   const roomLeft = contextSize - tokens.length - 2;
-  const effectiveMaxTokens = policy === 'shift' ? maxTokens : Math.max(1, Math.min(maxTokens, roomLeft));
-  return ok({ history, tokens, contextSize, maxTokens, roomy, overflowNote, fitsContext, effectiveMaxTokens });
+  const effectiveMaxTokens = Math.max(1, Math.min(maxTokens, roomLeft));
+  return ok({ policy, history: toChatHistory(messages), tokens, contextSize, maxTokens, roomy, dropped, droppedNow, effectiveMaxTokens });
 }
 
 /**
@@ -226,8 +217,7 @@ async function startFromPrefix(state: RuntimeState, current: Loaded, sequence: L
 async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): Promise<Result<GenerateOutput>> {
   const { slot, prompt } = turn;
   const sequence = slot.resident.sequence;
-  // A prompt longer than the context (`shift` compresses it inside LlamaChat) cannot be restored.
-  const fromStore = await restoreForTurn(state, current, slot, turn.input.chatId, prompt.tokens, { restore: prompt.fitsContext, wasForgotten: turn.wasForgotten });
+  const fromStore = await restoreForTurn(state, current, slot, turn.input.chatId, prompt.tokens, { restore: true, wasForgotten: turn.wasForgotten });
   const restored = fromStore.restored;
   const { reused: inMemory, prefilled } = measureReuse(sequence, prompt.tokens);
   const reused = restored > 0 ? 0 : inMemory;
@@ -236,38 +226,41 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
   if (restored > 0) current.slots.restored(slot, restored);
   else current.slots.kept(slot, inMemory);
   let fallbackReason = rereadReason(state, fromStore.fallbackReason, Math.min(turn.lost, prompt.tokens.length - 1) - reused - restored);
-  if (prompt.overflowNote !== undefined) {
-    const how = restored > 0 ? `; the kept ${restored} tokens were restored from disk` : prefilled > 1 ? `; ${prefilled} tokens of the kept messages were read` : '';
-    fallbackReason = joinReasons(`${prompt.overflowNote}${how}`, fallbackReason);
+  if (prompt.droppedNow > 0) {
+    const how = restored > 0 ? `; the kept ${restored} tokens were restored from disk` : `; ${prefilled} tokens of the kept messages were read again`;
+    const note = `the conversation outgrew the context (${prompt.contextSize} tokens), so its oldest ${prompt.droppedNow} messages were left out of the model's view (the system prompt kept)${how}`;
+    fallbackReason = joinReasons(note, fallbackReason);
   }
   const reply = await chatReply(state, current, turn);
   if (!reply.ok) return reply;
-  const { text, stopReason, shifted, tokensGenerated, evaluated } = reply.value;
+  const { text, tokensGenerated, evaluated } = reply.value;
   // Each generated token but the last is fed back as input: anything beyond that and the
   // prefill means LlamaChat did not reuse what was in the sequence (the stats would lie).
-  let statsReused = reused;
-  let statsPrefilled = prefilled;
-  if (shifted || !prompt.fitsContext) {
-    // node-llama-cpp's shift rendered a shorter history than the prompt: count what it evaluated.
-    statsReused = 0;
-    statsPrefilled = Math.max(0, evaluated - Math.max(0, tokensGenerated - 1));
-    const note = 'the conversation outgrew the context, so node-llama-cpp\'s context shift left out its oldest messages (the system prompt kept) and read the rest again';
-    fallbackReason = joinReasons(note, fallbackReason);
-  } else if (evaluated > prefilled + tokensGenerated) {
+  if (evaluated > prefilled + tokensGenerated) {
     state.log('warn', `The prompt needed ${evaluated - tokensGenerated} evaluated tokens where ${prefilled} were expected (${restored} restored, ${reused} reused).`);
   }
+  // A reply that ran into the end of the context before its own limit was cut there.
+  const stopReason = reply.value.stopReason === 'maxTokens' && prompt.effectiveMaxTokens < prompt.maxTokens ? 'context' : reply.value.stopReason;
   const { firstTokenAt, evaluationStart } = reply.value;
   const ttftMs = firstTokenAt === null ? performance.now() - turn.requestedAt : firstTokenAt - turn.requestedAt;
   const stats: MessageStats = {
-    tokensReused: statsReused,
+    tokensReused: reused,
     tokensRestored: restored,
-    tokensPrefilled: statsPrefilled,
+    tokensPrefilled: prefilled,
     tokensGenerated,
     ttftMs: Math.round(ttftMs * 10) / 10,
     prefillMs: Math.round(((firstTokenAt ?? performance.now()) - evaluationStart) * 10) / 10,
-    cacheSource: restored > 0 ? 'disk' : statsReused > 0 ? 'memory' : 'none',
+    cacheSource: restored > 0 ? 'disk' : reused > 0 ? 'memory' : 'none',
     ...(fromStore.restoreMs !== undefined ? { restoreMs: fromStore.restoreMs } : {}),
     ...(fallbackReason !== undefined ? { fallbackReason } : {}),
+    ...(stopReason !== 'aborted' ? { stopReason } : {}),
+    view: {
+      policy: prompt.policy,
+      contextSize: prompt.contextSize,
+      tokens: Math.min(prompt.contextSize, prompt.tokens.length + tokensGenerated),
+      droppedMessages: prompt.dropped,
+      droppedNow: prompt.droppedNow,
+    },
   };
   return ok({ text, stopReason, stats });
 }
@@ -288,8 +281,6 @@ function rereadReason(state: RuntimeState, fallbackReason: StoreRestore['fallbac
 interface ChatReply {
   readonly text: string;
   readonly stopReason: GenerateOutput['stopReason'];
-  /** node-llama-cpp's chat-level shift ran (`shift`). */
-  readonly shifted: boolean;
   readonly tokensGenerated: number;
   /** Input tokens the sequence evaluated during the reply. */
   readonly evaluated: number;
@@ -302,7 +293,6 @@ async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): 
   const { slot, prompt, controller } = turn;
   const { sequence, chat } = slot.resident;
   const { sampling } = turn.input;
-  const policy = current.profile.overflowPolicy;
   const inputTokensBefore = sequence.tokenMeter.usedInputTokens;
   const evaluationStart = performance.now();
   let firstTokenAt: number | null = null;
@@ -310,7 +300,6 @@ async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): 
   const stream = tokenStream(state, turn.input.requestId);
   let stopReason: GenerateOutput['stopReason'];
   let text: string;
-  let shifted = false;
   try {
     const response = await current.slots.during(slot, 'generating', () => chat.generateResponse(prompt.history, {
       signal: controller.signal,
@@ -321,17 +310,13 @@ async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): 
       // node-llama-cpp's default seed is the time in whole seconds, so replies sampled
       // within one second would repeat each other.
       ...(sampling.temperature > 0 ? { seed: randomInt(2 ** 31) } : {}),
-      // `shift`: node-llama-cpp's chat-level shift (drop the first messages, keep the system
-      // prompt, re-read the rest: tail erases only). The others never get there.
-      ...(policy === 'shift'
-        ? {}
-        : {
-            contextShift: {
-              strategy: () => {
-                throw new ContextShiftRefused('The reply reached the end of the context.');
-              },
-            },
-          }),
+      // The reply stops before the context is full (effectiveMaxTokens), so this never runs;
+      // if it did, the chat-level shift would rewrite the view behind the policy's back.
+      contextShift: {
+        strategy: () => {
+          throw new ContextShiftRefused('The reply reached the end of the context.');
+        },
+      },
       onToken: (tokens) => {
         if (firstTokenAt === null) firstTokenAt = performance.now();
         tokensGenerated += tokens.length;
@@ -339,30 +324,26 @@ async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): 
       onTextChunk: (chunk) => stream.push(chunk),
     }));
     stream.flush();
-    shifted = response.lastEvaluation.contextShiftMetadata != null;
     text = stream.settle(response.response);
     const reason = response.metadata.stopReason;
     stopReason = reason === 'abort' ? 'aborted' : reason === 'maxTokens' ? 'maxTokens' : 'eos';
   } catch (error) {
     stream.flush();
-    if (!controller.signal.aborted) return refusedReply(error, policy === 'shift', prompt);
+    if (!controller.signal.aborted) return refusedReply(error, prompt);
     // Aborted before any text: LlamaChat throws the signal's reason instead of returning.
     text = stream.text;
     stopReason = 'aborted';
   }
   if (controller.signal.aborted) stopReason = 'aborted';
   const evaluated = sequence.tokenMeter.usedInputTokens - inputTokensBefore;
-  return ok({ text, stopReason, shifted, tokensGenerated, evaluated, evaluationStart, firstTokenAt });
+  return ok({ text, stopReason, tokensGenerated, evaluated, evaluationStart, firstTokenAt });
 }
 
 /** A failed reply that ran out of context, as CONTEXT_OVERFLOW; anything else is rethrown. */
-function refusedReply(error: unknown, shift: boolean, prompt: FittedPrompt): Result<never> {
+function refusedReply(error: unknown, prompt: FittedPrompt): Result<never> {
   if (error instanceof ContextShiftRefused) {
-    return err('CONTEXT_OVERFLOW', `The reply reached the end of the context (${prompt.contextSize} tokens).`, 'Start a new chat, or raise the context size in Settings.');
+    return err('CONTEXT_OVERFLOW', `The reply reached the end of the context (${prompt.contextSize} tokens).`, 'Continue the reply, or raise the context size in Settings.');
   }
   if (error instanceof KvEditRefused) return err('CONTEXT_OVERFLOW', error.message, error.hint);
-  if (shift && error instanceof Error && /context shift strategy|context size is too small/i.test(error.message)) {
-    return contextOverflow(prompt.tokens.length, prompt.contextSize);
-  }
   throw error;
 }

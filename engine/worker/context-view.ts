@@ -1,0 +1,203 @@
+/**
+ * The model's view of a chat under `drop-oldest`: which messages a turn's prompt holds once the
+ * conversation has outgrown the context, and how long a reply may be.
+ *
+ * The view drops the oldest messages in one large step (down to DROP_TARGET of the context)
+ * rather than just enough: a view that starts at the same message turn after turn is one stable
+ * prefix, so each turn reuses its KV (from the slot, or from the disk store after a restart) and
+ * reads only the new message. Dropping just enough every turn would move the start every turn and
+ * re-read the whole window each time (the overflow benchmark's `naive` rows measure that).
+ *
+ * The start is a pure function of the branch: `replayView` replays the branch's turns and moves
+ * the start only at a turn that no longer fits, so the host (or an API client) sends the whole
+ * history and needs to remember nothing; a regenerated or edited turn replays its own branch.
+ */
+import type { ChatHistoryItem, Token } from 'node-llama-cpp';
+import type { PromptMessage } from '../protocol.ts';
+import { rebuildWindow } from './overflow.ts';
+
+/**
+ * The fraction of the context the view is cut down to when it must move. Smaller steps re-read
+ * less per turn but leave the model less history; the overflow benchmark's step sweep measures
+ * both (docs/benchmarks.md, "Long chats past the context").
+ */
+export const DROP_TARGET = 0.5;
+
+/** `maxTokens: 0` (automatic) is an eighth of the context, within these bounds. */
+export const AUTO_REPLY_MIN = 64;
+export const AUTO_REPLY_MAX = 2048;
+
+/** Reply tokens for `maxTokens` (0: automatic, from the context size; never more than half of it). */
+export function replyTokens(maxTokens: number, contextSize: number): number {
+  if (Number.isFinite(maxTokens) && maxTokens >= 1) return Math.floor(maxTokens);
+  const auto = Math.min(AUTO_REPLY_MAX, Math.max(AUTO_REPLY_MIN, Math.floor(contextSize / 8)));
+  return Math.max(1, Math.min(auto, Math.floor(contextSize / 2)));
+}
+
+/**
+ * The chat history node-llama-cpp renders, ending with the model turn to generate: an empty one,
+ * or the last message when it is the model's (a reply being continued: LlamaChat writes on).
+ */
+export function toChatHistory(messages: readonly PromptMessage[]): ChatHistoryItem[] {
+  const history: ChatHistoryItem[] = messages.map((message): ChatHistoryItem => {
+    switch (message.role) {
+      case 'system': return { type: 'system', text: message.text };
+      case 'user': return { type: 'user', text: message.text };
+      case 'assistant': return { type: 'model', response: [message.text] };
+    }
+  });
+  if (messages.at(-1)?.role !== 'assistant') history.push({ type: 'model', response: [] });
+  return history;
+}
+
+export interface ViewBudget {
+  readonly contextSize: number;
+  /** Room kept free for the reply: a turn whose window plus this exceeds the context moves the view. */
+  readonly reserve: number;
+  /** Fraction of the context the window is cut down to when it moves, in (0, 1]; 1 drops just enough. */
+  readonly target: number;
+}
+
+/** Where a branch's view starts, as indices into the messages after the system prompt. */
+export interface ViewStart {
+  /** The first message in the view for the branch's last turn. */
+  readonly start: number;
+  /** Where it started for the turn before (start − before messages were dropped by this turn). */
+  readonly before: number;
+}
+
+/**
+ * Replays the turns of a branch: `roles` and `costs` (tokens, template included) of the messages
+ * after the system prompt, whose own cost (with the reply's opening) is `headCost`. A turn ends at
+ * each user message and at the last message. At a turn whose window no longer fits with the
+ * reply's room, the start moves to the first user message from which the window is at most
+ * `target` of the context, else the first from which it fits, else the last message alone.
+ * Deterministic; O(n) while turns are short against the context.
+ */
+export function replayView(roles: readonly PromptMessage['role'][], costs: readonly number[], headCost: number, budget: ViewBudget): ViewStart {
+  const n = roles.length;
+  const prefix = [0];
+  for (let i = 0; i < n; i++) prefix.push(prefix[i]! + costs[i]!);
+  const limit = budget.contextSize - budget.reserve;
+  const goal = Math.min(limit, Math.floor(budget.contextSize * Math.min(1, Math.max(0, budget.target))));
+  const window = (from: number, to: number) => headCost + prefix[to + 1]! - prefix[from]!;
+  let start = 0;
+  let before = 0;
+  for (let end = 0; end < n; end++) {
+    const last = end === n - 1;
+    if (roles[end] !== 'user' && !last) continue;
+    if (last) before = start;
+    if (window(start, end) <= limit) continue;
+    // The first start after the current one that begins a turn and brings the window to the goal;
+    // failing that (the turn's own messages are longer), the first that fits at all.
+    let fitting = end;
+    let next = start + 1;
+    for (; next <= end; next++) {
+      if (roles[next] !== 'user' && next !== end) continue;
+      const size = window(next, end);
+      if (size <= goal) break;
+      if (size <= limit) fitting = Math.min(fitting, next);
+    }
+    start = next <= end ? next : fitting;
+  }
+  return { start, before: Math.min(before, start) };
+}
+
+/** Renders a message list as the chat template does, and tokenizes single texts. */
+export interface ViewRenderer {
+  render(messages: readonly PromptMessage[]): Token[];
+  tokenize(text: string): number;
+}
+
+/** Characters of message text whose token counts are remembered, per loaded model. */
+const COST_CACHE_CHARS = 16 * 1024 * 1024;
+
+/**
+ * Token costs of messages for `replayView`: each text's tokens plus the template's overhead per
+ * role, measured once from the model's own chat template. Texts are remembered, so a turn only
+ * tokenizes its new messages (a long chat's replay does not re-read its history).
+ */
+export class ViewCosts {
+  readonly #renderer: ViewRenderer;
+  readonly #cache = new Map<string, number>();
+  #cachedChars = 0;
+  #overhead: { user: number; assistant: number; system: number; open: number } | null = null;
+
+  constructor(renderer: ViewRenderer) {
+    this.#renderer = renderer;
+  }
+
+  /** The template's tokens around one message of each role, and around an empty prompt. */
+  #templateOverhead() {
+    if (this.#overhead) return this.#overhead;
+    const r = this.#renderer;
+    const u = (text: string): PromptMessage => ({ role: 'user', text });
+    const open = r.render([]).length;
+    const one = r.render([u('a')]).length;
+    const three = r.render([u('a'), { role: 'assistant', text: 'b' }, u('c')]).length;
+    const system = r.render([{ role: 'system', text: 'a' }]).length;
+    const user = Math.max(0, one - open - r.tokenize('a'));
+    const assistant = Math.max(0, three - one - r.tokenize('b') - r.tokenize('c') - user);
+    this.#overhead = { user, assistant, system: Math.max(0, system - open - r.tokenize('a')), open };
+    return this.#overhead;
+  }
+
+  #tokens(text: string): number {
+    const known = this.#cache.get(text);
+    if (known !== undefined) return known;
+    const count = this.#renderer.tokenize(text);
+    if (this.#cachedChars + text.length > COST_CACHE_CHARS) {
+      this.#cache.clear();
+      this.#cachedChars = 0;
+    }
+    this.#cache.set(text, count);
+    this.#cachedChars += text.length;
+    return count;
+  }
+
+  /** The cost of the system prompt (or none) with the reply's opening, and of each other message. */
+  of(head: PromptMessage | undefined, body: readonly PromptMessage[]): { headCost: number; costs: number[] } {
+    const overhead = this.#templateOverhead();
+    const headCost = overhead.open + (head ? overhead.system + this.#tokens(head.text) : 0);
+    const costs = body.map((m) => this.#tokens(m.text) + (m.role === 'user' ? overhead.user : overhead.assistant));
+    return { headCost, costs };
+  }
+}
+
+/** The prompt a `drop-oldest` turn sends: the view's messages, and how many were left out. */
+export interface DropOldestView {
+  readonly messages: readonly PromptMessage[];
+  readonly tokens: Token[];
+  /** Messages after the system prompt outside the view. */
+  readonly dropped: number;
+  /** Of those, the ones this turn dropped. */
+  readonly droppedNow: number;
+}
+
+/**
+ * The view of `messages` for their last turn. The replay's estimate decides the start; the
+ * rendered window is then checked exactly, and in the rare case the estimate was short (or one
+ * message is huge) more is dropped until it fits. null when even the last message alone (with the
+ * system prompt) leaves no room for `minReply` tokens.
+ */
+export function dropOldestView(messages: readonly PromptMessage[], costs: ViewCosts, renderer: ViewRenderer, budget: ViewBudget, minReply: number): DropOldestView | null {
+  const head = messages[0]?.role === 'system' ? messages[0] : undefined;
+  const body = head ? messages.slice(1) : messages;
+  const { headCost, costs: bodyCosts } = costs.of(head, body);
+  const { start, before } = replayView(body.map((m) => m.role), bodyCosts, headCost, budget);
+  const windowFrom = (from: number): PromptMessage[] => (head ? [head, ...body.slice(from)] : body.slice(from));
+  let dropped = start;
+  let tokens = renderer.render(windowFrom(dropped));
+  const { contextSize } = budget;
+  if (tokens.length + budget.reserve > contextSize) {
+    // Step to the goal again, then settle for a tighter fit: the first turn start that fits.
+    const goal = Math.min(contextSize - budget.reserve, Math.floor(contextSize * budget.target));
+    const fitsIn = (room: number) => (list: readonly PromptMessage[]) => renderer.render(list).length <= room;
+    const window = windowFrom(dropped);
+    const found = rebuildWindow(window, fitsIn(goal)) ?? rebuildWindow(window, fitsIn(contextSize - budget.reserve)) ?? rebuildWindow(window, fitsIn(contextSize - minReply));
+    if (found === null) return null;
+    dropped += found.dropped;
+    tokens = renderer.render(found.messages);
+  }
+  return { messages: windowFrom(dropped), tokens, dropped, droppedNow: Math.max(0, dropped - before) };
+}
