@@ -51,7 +51,7 @@ describe('checkProfile', () => {
     expect((await check({ kType: 'auto', vType: 'auto' }, { shape })).resolved).toMatchObject({ kType: 'f16', vType: 'f16' });
   });
 
-  it('refuses streaming or shift overflow with a quantized K, and keeps an "auto" K at f16 for them', async () => {
+  it('refuses streaming overflow with a quantized K, and keeps an "auto" K at f16 for it', async () => {
     for (const overflowPolicy of ['streaming'] as const) {
       const refused = await check({ kType: 'q8_0', vType: 'q8_0', overflowPolicy });
       expect(refused.resolved).toBeNull();

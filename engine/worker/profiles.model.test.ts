@@ -144,6 +144,8 @@ describe('overflow policies with an F16 K cache', () => {
     const later = rolled.at(-1)!;
     expect(later.stats.fallbackReason).toMatch(/keeps its first 4 tokens and the most recent ones, so \d+ older tokens are no longer seen/);
     expect(later.stats.tokensReused).toBeGreaterThan(later.stats.tokensPrefilled);
+    expect(later.stats.view).toMatchObject({ policy: 'streaming', contextSize: CONTEXT, droppedMessages: 0 });
+    expect(later.stats.view!.tokens).toBeLessThanOrEqual(CONTEXT);
     // A reply may run past the end of the context.
     const long = await engine.must('generate', turn('stream-long', [{ role: 'user', text: 'Tell a long story.' }], 400));
     expect(long.stats.tokensGenerated).toBe(400);

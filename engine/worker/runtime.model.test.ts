@@ -138,19 +138,19 @@ describe('an engine process with the test model', () => {
     expect(b.ok && b.value).toMatchObject({ text: '', stopReason: 'aborted', stats: { tokensGenerated: 0 } });
   });
 
-  it('refuses a prompt longer than the context with CONTEXT_OVERFLOW, and stays usable', async () => {
+  it('refuses a message longer than the context with CONTEXT_OVERFLOW, and stays usable', async () => {
     const info = await engine.must('loadModel', { path: modelPath, contextSize: 256, threads: 1 });
     expect(info.contextSize).toBe(256);
     const long = await engine.call('generate', request([{ role: 'user', text: 'word '.repeat(100) }]));
     expect(long.ok).toBe(false);
     if (long.ok) return;
     expect(long.error.code).toBe('CONTEXT_OVERFLOW');
-    expect(long.error.message).toMatch(/is \d+ tokens long, but the context holds 256 tokens/);
-    expect(long.error.hint).toBe('Start a new chat, shorten the message, or raise the context size in Settings.');
+    expect(long.error.message).toMatch(/The last message alone is too long for the context \(256 tokens/);
+    expect(long.error.hint).toBe('Shorten the message, or raise the context size in Settings.');
 
-    // A reply never runs past the context: it stops with maxTokens instead of shifting.
+    // A reply never runs past the context: it stops where the context ends instead of shifting.
     const fits = await engine.must('generate', request([{ role: 'user', text: 'Hi' }], { ...greedy, maxTokens: 10_000 }));
-    expect(fits.stopReason).toBe('maxTokens');
+    expect(fits.stopReason).toBe('context');
     expect(fits.stats.tokensPrefilled + fits.stats.tokensGenerated).toBeLessThan(256);
     expect(fits.stats.tokensGenerated).toBeGreaterThan(200);
     const metrics = await engine.must('metrics', {});

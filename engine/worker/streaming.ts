@@ -270,7 +270,7 @@ export async function runStreamTurn(state: RuntimeState, run: StreamTurnRun): Pr
   }
   const text = stream.settle(out.text);
   await keepWindow(state, current, sequence, out, run.taken);
-  const stats = streamStats(current, slot, out, fromStore, { requestedAt: run.requestedAt, evaluationStart, firstTokenAt });
+  const stats = streamStats(current, slot, out, fromStore, { requestedAt: run.requestedAt, evaluationStart, firstTokenAt }, sequence.nextTokenIndex);
   return ok({ text, stopReason: run.controller.signal.aborted ? 'aborted' : out.stopReason, stats });
 }
 
@@ -309,6 +309,7 @@ function streamStats(
   out: StreamTurnOutput,
   fromStore: StoreRestore,
   times: { requestedAt: number; evaluationStart: number; firstTokenAt: number | null },
+  cellsAfter: number,
 ): MessageStats {
   const contextSize = current.context.contextSize;
   // Restored cells are the store's; kept ones (from a restore or an earlier turn) are in memory.
@@ -333,5 +334,8 @@ function streamStats(
     cacheSource: restored > 0 ? 'disk' : out.reused > 0 ? 'memory' : 'none',
     ...(fromStore.restoreMs !== undefined && restored > 0 ? { restoreMs: fromStore.restoreMs } : {}),
     ...(fallbackReason !== undefined ? { fallbackReason } : {}),
+    ...(out.stopReason !== 'aborted' ? { stopReason: out.stopReason } : {}),
+    // The window is cut inside messages, not between them: it names no first message.
+    view: { policy: 'streaming', contextSize, tokens: Math.min(contextSize, cellsAfter), droppedMessages: 0, droppedNow: 0 },
   };
 }
