@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { acceptanceLines, firstOverflowIndex, formatReport, summarizeTurns, sweepTable, type BenchPolicy, type OverflowReport, type OverflowRow, type TurnRecord } from './overflow-report.ts';
+import { acceptanceLines, firstOverflowIndex, formatReport, rolled, summarizeTurns, sweepTable, type BenchPolicy, type OverflowReport, type OverflowRow, type TurnRecord } from './overflow-report.ts';
 
 const turn = (n: number, over: Partial<TurnRecord> = {}): TurnRecord => ({
   turn: n,
@@ -89,10 +89,28 @@ describe('the overflow benchmark’s turn figures', () => {
     expect(s.restoredAfterRestart).toBe(false);
   });
 
-  it('count a streaming roll (the view moved) as the overflow, and leave the view mean out when a turn lacks it', () => {
-    const turns = [turn(1), turn(2, { droppedNow: 1, viewTokens: null }), turn(3)];
-    expect(firstOverflowIndex('streaming', turns)).toBe(1);
-    expect(summarizeTurns('streaming', 1000, turns).meanViewTokens).toBeNull();
+  it('count a streaming roll as the overflow: the view held fewer tokens than the prompt and the reply', () => {
+    // 100 reused + 50 prefilled + 10 generated = 160: a view of 159 (the last token never evaluated) or 160 holds them all.
+    const whole = [turn(1, { viewTokens: 159 }), turn(2, { viewTokens: 160 })];
+    expect(firstOverflowIndex('streaming', 1000, whole)).toBeNull();
+    expect(rolled(turn(3, { viewTokens: 158 }), 1000)).toBe(true);
+    const turns = [...whole, turn(3, { tokensReused: 900, tokensPrefilled: 180, tokensGenerated: 100, viewTokens: 1000 }), turn(4, { viewTokens: 160 }), turn(5, { tokensReused: 950, tokensPrefilled: 150, viewTokens: 1000 })];
+    expect(firstOverflowIndex('streaming', 1000, turns)).toBe(2);
+    const s = summarizeTurns('streaming', 1000, turns);
+    expect(s.firstOverflowTurn).toBe(3);
+    expect(s.viewMoves).toBe(2);
+    // (1000 + 160 + 1000) / 3 / 1000.
+    expect(s.meanViewTokens).toBeCloseTo(0.72);
+    // Without a view, only a turn that held more than the context must have rolled.
+    expect(rolled(turn(6, { viewTokens: null, tokensReused: 900, tokensPrefilled: 100 }), 1000)).toBe(true);
+    expect(rolled(turn(6, { viewTokens: null }), 1000)).toBe(false);
+    // drop-oldest counts dropped messages, not tokens.
+    expect(firstOverflowIndex('drop-oldest', 1000, turns)).toBeNull();
+  });
+
+  it('leave the view mean out when a turn after the overflow lacks its view', () => {
+    const turns = [turn(1), turn(2, { droppedMessages: 2, droppedNow: 2 }), turn(3, { viewTokens: null, droppedMessages: 2 })];
+    expect(summarizeTurns('drop-oldest', 1000, turns).meanViewTokens).toBeNull();
   });
 
   it('for stop: the first refused turn is the overflow; refused turns count, prefill nothing, and a refused restart turn is not a restore', () => {
@@ -168,15 +186,16 @@ describe('the overflow benchmark’s acceptance lines', () => {
 });
 
 describe('the overflow report', () => {
-  it('prints the sweep with the naive row as its dropTarget 1, the not-allowed rows and the lines', () => {
-    const sweep = [0.75, 0.25, 0.5].map((dropTarget) => row('drop-oldest', dropOldest, { dropTarget }));
+  it('prints the sweep with the default row as its DROP_TARGET and the naive row as its 1, the not-allowed rows and the lines', () => {
+    const def = row('drop-oldest', dropOldest);
+    const sweep = [row('drop-oldest', dropOldest, { dropTarget: 0.75 }), row('drop-oldest', dropOldest, { dropTarget: 0.25 }), def];
     const streamingRefused = row('streaming', [], { kvType: 'q8_0/q8_0', allowed: false, notAllowedReason: 'needs an F16 K' });
-    const rows = [row('drop-oldest', dropOldest), row('naive', naive), streamingRefused];
-    expect(sweepTable({ rows, sweep }).map((r) => r.policy === 'naive' ? 1 : r.dropTarget)).toEqual([0.25, 0.5, 0.75, 1]);
+    const rows = [def, row('naive', naive), streamingRefused];
+    expect(sweepTable({ rows, sweep, machine: { defaultDropTarget: 0.5 } }).map((r) => (r.policy === 'naive' ? 1 : r.dropTarget))).toEqual([0.25, null, 0.75, 1]);
     const report = {
       rows,
       sweep,
-      machine: { cpu: 'cpu', cores: 2, threads: 1, nodeLlamaCpp: '3.21.1', turns: 6, restartAfterTurn: 4, userTokens: 60, maxTokens: 100, stopPolicyUser: 'keeps typing', compression: { setting: 'auto', applied: 'off', reason: 'slow' }, codec: { kernels: 'native' }, storeDir: '/d', wallMs: 5000 },
+      machine: { cpu: 'cpu', cores: 2, threads: 1, nodeLlamaCpp: '3.21.1', turns: 6, restartAfterTurn: 4, userTokens: 60, maxTokens: 100, stopPolicyUser: 'keeps typing', compression: { setting: 'auto', applied: 'off', reason: 'slow' }, codec: { kernels: 'native' }, storeDir: '/d', defaultDropTarget: 0.5, wallMs: 5000 },
       date: '2026-01-01T00:00:00.000Z',
       acceptance: acceptanceLines(rows),
     } as unknown as OverflowReport;
@@ -185,6 +204,7 @@ describe('the overflow report', () => {
     expect(text).toContain('| test model | 1,000 | q8_0/q8_0 | streaming | not allowed |');
     expect(text).toContain('not allowed: test model q8_0/q8_0 @ 1000 streaming: needs an F16 K');
     expect(text).toContain('| test model | 1,000 | 1 (naive) |');
+    expect(text).toContain('| test model | 1,000 | 0.5 (default) |');
     expect(text).toMatch(/^PASS {2}test model f16\/f16 @ 1,000: default policy \(drop-oldest\): no turn refused/m);
     expect(text).toContain('yes (500 restored, 100 read)');
   });

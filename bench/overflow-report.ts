@@ -60,7 +60,7 @@ export interface TurnSummary {
   readonly maxPrefilledAfterOverflow: number | null;
   /** Mean `stats.view.tokens` of answered turns from the first overflow on, as a fraction of the context: how much of the chat the model sees. */
   readonly meanViewTokens: number | null;
-  /** Turns from the first overflow on whose view moved (droppedNow > 0): each is a re-read of the kept history. */
+  /** Turns from the first overflow on whose view moved (droppedNow > 0; for streaming, that rolled): each is a re-read of the kept history, or a cut. */
   readonly viewMoves: number;
   readonly meanTtftMs: number | null;
   readonly reusedTokens: number;
@@ -103,7 +103,10 @@ export interface OverflowRow extends TurnSummary {
 
 export interface OverflowReport {
   readonly rows: readonly OverflowRow[];
-  /** drop-oldest at each dropTarget on the generated model with f16/f16 (the naive rows of the main table are its 1). */
+  /**
+   * drop-oldest at each dropTarget on the generated model with f16/f16. The naive rows of the main
+   * table are its 1, and its default rows (dropTarget null) its DROP_TARGET, run once.
+   */
   readonly sweep: readonly OverflowRow[];
   readonly machine: MachineInfo & {
     readonly threads: number;
@@ -116,6 +119,8 @@ export interface OverflowReport {
     readonly compression: KvCompressionChoice | null;
     readonly codec: KvCodecInfo | null;
     readonly storeDir: string;
+    /** The engine's DROP_TARGET: the step of the default rows, which stand for it in the sweep. */
+    readonly defaultDropTarget: number;
     readonly wallMs: number;
   };
   readonly date: string;
@@ -135,22 +140,34 @@ const mean = (values: readonly number[]): number | null => (values.length === 0 
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 
 /**
- * The turn where the chat first outgrew the context: for `stop` the first refused turn; for the
- * others the first whose view left messages out (droppedMessages > 0), or moved (droppedNow > 0:
- * a streaming roll). Null when none did.
+ * A streaming turn rolled its window: the model saw fewer tokens than the turn's prompt and reply
+ * hold (the engine's view names no dropped message for a cut inside messages). Without a roll
+ * the view holds them all, give or take the last sampled token, which is never evaluated.
  */
-export function firstOverflowIndex(policy: BenchPolicy, turns: readonly TurnRecord[]): number | null {
+export function rolled(t: TurnRecord, contextSize: number): boolean {
+  const held = t.tokensReused + t.tokensRestored + t.tokensPrefilled + t.tokensGenerated;
+  return t.viewTokens === null ? held > contextSize : held > t.viewTokens + 1;
+}
+
+/**
+ * The turn where the chat first outgrew the context: for `stop` the first refused turn; for
+ * `streaming` the first that rolled; for the others the first whose view left messages out
+ * (droppedMessages > 0). Null when none did.
+ */
+export function firstOverflowIndex(policy: BenchPolicy, contextSize: number, turns: readonly TurnRecord[]): number | null {
   const index =
     policy === 'stop'
       ? turns.findIndex((t) => t.outcome === 'refused')
-      : turns.findIndex((t) => t.outcome === 'answered' && ((t.droppedMessages ?? 0) > 0 || (t.droppedNow ?? 0) > 0));
+      : policy === 'streaming'
+        ? turns.findIndex((t) => t.outcome === 'answered' && ((t.droppedNow ?? 0) > 0 || rolled(t, contextSize)))
+        : turns.findIndex((t) => t.outcome === 'answered' && ((t.droppedMessages ?? 0) > 0 || (t.droppedNow ?? 0) > 0));
   return index < 0 ? null : index;
 }
 
 /** The figures a chat's turns add up to; `contextSize` turns token counts into fractions. */
 export function summarizeTurns(policy: BenchPolicy, contextSize: number, turns: readonly TurnRecord[]): TurnSummary {
   const answered = turns.filter((t) => t.outcome === 'answered');
-  const first = firstOverflowIndex(policy, turns);
+  const first = firstOverflowIndex(policy, contextSize, turns);
   const after = first === null ? [] : turns.slice(first).filter((t) => t.outcome === 'answered');
   const prefilled = mean(after.map((t) => t.tokensPrefilled));
   const views = after.flatMap((t) => (t.viewTokens === null ? [] : [t.viewTokens]));
@@ -169,7 +186,7 @@ export function summarizeTurns(policy: BenchPolicy, contextSize: number, turns: 
     maxPrefilledAfterOverflow: after.length === 0 ? null : Math.max(...after.map((t) => t.tokensPrefilled)) / contextSize,
     // Only when every turn reported its view: a mean over some of them would say nothing.
     meanViewTokens: viewMean === null || views.length !== after.length ? null : viewMean / contextSize,
-    viewMoves: after.filter((t) => (t.droppedNow ?? 0) > 0).length,
+    viewMoves: after.filter((t) => (t.droppedNow ?? 0) > 0 || (policy === 'streaming' && rolled(t, contextSize))).length,
     meanTtftMs: mean(answered.map((t) => t.ttftMs)),
     reusedTokens: sum(answered.map((t) => t.tokensReused)),
     restoredTokens: sum(answered.map((t) => t.tokensRestored)),
@@ -297,10 +314,10 @@ const rowColumns: Column<OverflowRow>[] = [
   { title: 'wall s', value: (r) => (r.allowed ? Math.round(r.wallMs / 100) / 10 : null), numeric: true },
 ];
 
-const sweepColumns: Column<OverflowRow>[] = [
+const sweepColumns = (defaultDropTarget: number): Column<OverflowRow>[] => [
   { title: 'model', value: (r) => r.model },
   { title: 'context', value: (r) => r.contextSize, numeric: true },
-  { title: 'dropTarget', value: (r) => (r.policy === 'naive' ? '1 (naive)' : String(r.dropTarget)) },
+  { title: 'dropTarget', value: (r) => (r.policy === 'naive' ? '1 (naive)' : r.dropTarget === null ? `${defaultDropTarget} (default)` : String(r.dropTarget)) },
   { title: 'first overflow', value: (r) => r.firstOverflowTurn, numeric: true },
   { title: 'view moves', value: (r) => (r.firstOverflowTurn === null ? null : r.viewMoves), numeric: true },
   { title: 'prefilled/turn after overflow (× ctx)', value: (r) => fracCell(r.prefilledPerTurnAfterOverflow), numeric: true },
@@ -309,12 +326,13 @@ const sweepColumns: Column<OverflowRow>[] = [
   { title: 'mean TTFT ms', value: (r) => (r.meanTtftMs === null ? null : Math.round(r.meanTtftMs * 10) / 10), numeric: true },
 ];
 
-/** The step sweep's rows in print order: each context's explicit steps, then its naive row (dropTarget 1). */
-export function sweepTable(report: Pick<OverflowReport, 'rows' | 'sweep'>): OverflowRow[] {
+/** The step sweep's rows in print order: each context's steps, then its naive row (dropTarget 1). */
+export function sweepTable(report: Pick<OverflowReport, 'rows' | 'sweep'> & { machine: Pick<OverflowReport['machine'], 'defaultDropTarget'> }): OverflowRow[] {
+  const step = (r: OverflowRow): number => r.dropTarget ?? report.machine.defaultDropTarget;
   const out: OverflowRow[] = [];
   const contexts = [...new Set(report.sweep.map((r) => `${r.model}\u0000${r.contextSize}`))];
   for (const key of contexts) {
-    const steps = report.sweep.filter((r) => `${r.model}\u0000${r.contextSize}` === key).sort((a, b) => (a.dropTarget ?? 0) - (b.dropTarget ?? 0));
+    const steps = report.sweep.filter((r) => `${r.model}\u0000${r.contextSize}` === key).sort((a, b) => step(a) - step(b));
     const first = steps[0]!;
     const naive = report.rows.find((r) => r.policy === 'naive' && r.model === first.model && r.contextSize === first.contextSize && r.kvType === first.kvType);
     out.push(...steps, ...(naive ? [naive] : []));
@@ -325,11 +343,13 @@ export function sweepTable(report: Pick<OverflowReport, 'rows' | 'sweep'>): Over
 /** The tables, the acceptance lines and the notes, as printed (and written to FILE.md). */
 export function formatReport(report: OverflowReport): string {
   const m = report.machine;
+  // The sweep holds the default rows too (its DROP_TARGET step): each row once.
+  const every = [...new Set([...report.rows, ...report.sweep])];
   const compression = m.compression === null ? '?' : m.compression.setting === m.compression.applied ? m.compression.applied : `${m.compression.setting} → ${m.compression.applied}${m.compression.reason ? ` (${m.compression.reason})` : ''}`;
   const refusals = report.rows.filter((r) => !r.allowed).map((r) => `not allowed: ${r.model} ${r.kvType} @ ${r.contextSize} ${policyLabel(r)}: ${r.notAllowedReason ?? 'no reason given'}`);
-  const troubles = [...report.rows, ...report.sweep].filter((r) => r.allowed && (r.crashed || r.errorTurns > 0)).map((r) => `WARNING: ${r.model} ${r.kvType} @ ${r.contextSize} ${policyLabel(r)}: ${trouble(r)!}`);
-  const forced = [...report.rows, ...report.sweep].filter((r) => r.stoppedGracefully === false).map((r) => `note: ${r.model} ${r.kvType} @ ${r.contextSize} ${policyLabel(r)}: the engine did not exit within the host's SIGTERM grace at the restart and was killed`);
-  const warned = [...report.rows, ...report.sweep].flatMap((r) => {
+  const troubles = every.filter((r) => r.allowed && (r.crashed || r.errorTurns > 0)).map((r) => `WARNING: ${r.model} ${r.kvType} @ ${r.contextSize} ${policyLabel(r)}: ${trouble(r)!}`);
+  const forced = every.filter((r) => r.stoppedGracefully === false).map((r) => `note: ${r.model} ${r.kvType} @ ${r.contextSize} ${policyLabel(r)}: the engine did not exit within the host's SIGTERM grace at the restart and was killed`);
+  const warned = every.flatMap((r) => {
     const bad = r.engineLog.filter((l) => l.startsWith('warn:') || l.startsWith('error:'));
     return bad.length === 0 ? [] : [`note: ${r.model} ${r.kvType} @ ${r.contextSize} ${policyLabel(r)}: the engine logged ${bad.length} warning(s) or error(s), the first: ${bad[0]!}`];
   });
@@ -340,9 +360,9 @@ export function formatReport(report: OverflowReport): string {
     `Fractions are of the context. Means after the overflow are over the answered turns from the first overflow on (that turn included). stop: ${m.stopPolicyUser}.`,
     ...refusals,
     '',
-    'Step sweep (drop-oldest, f16/f16): a smaller step re-reads less per move but the model sees less of the chat.',
+    `Step sweep (drop-oldest, f16/f16; the engine's default is ${m.defaultDropTarget}, its row is the main table's): a smaller step re-reads less per move but the model sees less of the chat.`,
     '',
-    markdownTable(sweepTable(report), sweepColumns),
+    markdownTable(sweepTable(report), sweepColumns(m.defaultDropTarget)),
     '',
     ...report.acceptance.map((a) => `${a.pass === null ? 'N/A ' : a.pass ? 'PASS' : 'FAIL'}  ${a.model} ${a.kvType} @ ${a.contextSize.toLocaleString('en-US')}: ${a.check}: ${a.detail}`),
     ...forced,

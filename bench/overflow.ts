@@ -21,6 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { getLlama, LlamaLogLevel, type LlamaModel } from 'node-llama-cpp';
 import { errorText, type KvCacheType, type KvCodecInfo, type KvCompressionChoice, type KvCompressionSetting, type ModelProfile, type OverflowPolicy } from '../engine/contract/index.ts';
 import { defaultSettings } from '../engine/host/settings.ts';
+import { DROP_TARGET } from '../engine/worker/context-view.ts';
 import type { GenerateOutput, PromptMessage } from '../engine/protocol.ts';
 import { forkEngine } from '../engine/spawn.ts';
 import { EngineClient } from '../test/support/engine-client.ts';
@@ -322,6 +323,12 @@ export async function runOverflow(options: OverflowOptions): Promise<OverflowRep
       }
       if (model.path !== testModel) continue;
       for (const step of options.steps) {
+        // The engine's own step is the default row's: run once.
+        const same = rows.find((r) => r.model === model.label && r.contextSize === contextSize && r.kvType === 'f16/f16' && r.policy === 'drop-oldest' && r.dropTarget === null);
+        if (step === DROP_TARGET && same !== undefined) {
+          sweep.push(same);
+          continue;
+        }
         const plan: ChatPlan = { label: model.label, modelPath: model.path, contextSize, kv: 'f16', policy: 'drop-oldest', dropTarget: step, userMessages: texts };
         const row = await runChat(plan, index++, options, compression, facts);
         log(`  ${contextSize} f16/f16 sweep ${policyLabel(row)}: ${describe(row)}`);
@@ -346,6 +353,7 @@ export async function runOverflow(options: OverflowOptions): Promise<OverflowRep
       compression: facts.compression,
       codec: facts.codec,
       storeDir: dir,
+      defaultDropTarget: DROP_TARGET,
       wallMs: performance.now() - started,
     },
     date: new Date().toISOString(),
