@@ -100,9 +100,10 @@ describe('drop-oldest, the default, in a real engine process', () => {
       // What the model sees after the move (the prompt, before the reply) is at most the target.
       const prompt = views[i]!.tokens - outputs[i]!.stats.tokensGenerated;
       expect(prompt).toBeLessThanOrEqual(CONTEXT * DROP_TARGET);
-      // The moving turn re-read the kept messages: its readout says so.
+      // The moving turn re-read the kept messages (the readout says so from the view), which is
+      // no cache failure.
       expect(outputs[i]!.stats.tokensPrefilled).toBeGreaterThan(prompt / 2);
-      expect(outputs[i]!.stats.fallbackReason).toMatch(/so its oldest \d+ messages were left out of the model's view/);
+      expect(outputs[i]!.stats.fallbackReason).toBeUndefined();
     }
     for (let i = 1; i < views.length; i++) expect(views[i]!.droppedMessages).toBeGreaterThanOrEqual(views[i - 1]!.droppedMessages);
   });

@@ -225,12 +225,8 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
   // keeps the first `inMemory` tokens and evaluates the rest anew.
   if (restored > 0) current.slots.restored(slot, restored);
   else current.slots.kept(slot, inMemory);
-  let fallbackReason = rereadReason(state, fromStore.fallbackReason, Math.min(turn.lost, prompt.tokens.length - 1) - reused - restored);
-  if (prompt.droppedNow > 0) {
-    const how = restored > 0 ? `; the kept ${restored} tokens were restored from disk` : `; ${prefilled} tokens of the kept messages were read again`;
-    const note = `the conversation outgrew the context (${prompt.contextSize} tokens), so its oldest ${prompt.droppedNow} messages were left out of the model's view (the system prompt kept)${how}`;
-    fallbackReason = joinReasons(note, fallbackReason);
-  }
+  // A moved view is no cache failure: the readout says it from `view` ("dropped N older messages").
+  const fallbackReason = rereadReason(state, fromStore.fallbackReason, Math.min(turn.lost, prompt.tokens.length - 1) - reused - restored);
   const reply = await chatReply(state, current, turn);
   if (!reply.ok) return reply;
   const { text, tokensGenerated, evaluated } = reply.value;
