@@ -74,6 +74,7 @@ describe('the overflow benchmark’s turn figures', () => {
     expect(s.restartTurnRestoredTokens).toBe(500);
     expect(s.restartTurnPrefilledTokens).toBe(100);
     expect(s.restoredAfterRestart).toBe(true);
+    expect(s.restartTurnMoved).toBe(false);
     expect(s.restoredTokens).toBe(500);
     expect(s.reusedTokens).toBe(500);
     expect(s.prefilledTokens).toBe(950);
@@ -160,6 +161,8 @@ describe('the overflow benchmark’s acceptance lines', () => {
     expect(acceptanceLines([row('drop-oldest', [...dropOldest.slice(0, 5), refused(6)])])[0]!.pass).toBe(false);
     const noRestore = dropOldest.map((t) => (t.firstAfterRestart ? { ...t, tokensRestored: 0, tokensPrefilled: 600 } : t));
     expect(acceptanceLines([row('drop-oldest', noRestore)])[2]!.pass).toBe(false);
+    const moved = summarizeTurns('drop-oldest', 1000, dropOldest.map((t) => (t.firstAfterRestart ? { ...t, droppedNow: 2 } : t)));
+    expect(moved.restartTurnMoved).toBe(true);
     const crashed = acceptanceLines([row('drop-oldest', dropOldest.slice(0, 2), { crashed: true, failure: 'The engine exited (SIGSEGV)' })]);
     expect(crashed.map((l) => l.pass)).toEqual([false, false, false]);
     expect(crashed[0]!.detail).toBe('the chat ended early: The engine exited (SIGSEGV)');

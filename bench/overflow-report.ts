@@ -72,6 +72,11 @@ export interface TurnSummary {
   readonly restartTurnRestoredTokens: number | null;
   /** What that turn read again (prefilled) beside what it restored. */
   readonly restartTurnPrefilledTokens: number | null;
+  /**
+   * That turn moved the view (droppedNow > 0, or a streaming roll): its prompt no longer starts as
+   * the stored one did, so little or nothing of it can come from the store, restart or not.
+   */
+  readonly restartTurnMoved: boolean | null;
   readonly restoredAfterRestart: boolean | null;
 }
 
@@ -195,6 +200,7 @@ export function summarizeTurns(policy: BenchPolicy, contextSize: number, turns: 
     restartTurn: restart?.turn ?? null,
     restartTurnRestoredTokens: restartRan ? restart.tokensRestored : null,
     restartTurnPrefilledTokens: restartRan ? restart.tokensPrefilled : null,
+    restartTurnMoved: restartRan ? (restart.droppedNow ?? 0) > 0 : null,
     restoredAfterRestart: restartRan ? restart.tokensRestored > 0 : null,
   };
 }
@@ -292,6 +298,12 @@ export function policyLabel(row: Pick<OverflowRow, 'policy' | 'dropTarget'>): st
   return row.policy;
 }
 
+/** Whether the turn after the restart restored, with what it restored and read (and whether the view moved at that very turn). */
+function restartCell(r: OverflowRow): string | null {
+  if (r.restartTurnRestoredTokens === null) return yesNo(r.restoredAfterRestart);
+  return `${yesNo(r.restoredAfterRestart)!} (${r.restartTurnRestoredTokens} restored, ${r.restartTurnPrefilledTokens ?? '?'} read${r.restartTurnMoved ? '; the view moved at that turn' : ''})`;
+}
+
 const rowColumns: Column<OverflowRow>[] = [
   { title: 'model', value: (r) => r.model },
   { title: 'context', value: (r) => r.contextSize, numeric: true },
@@ -309,7 +321,7 @@ const rowColumns: Column<OverflowRow>[] = [
   { title: 'reused', value: (r) => (r.allowed ? r.reusedTokens : null), numeric: true },
   { title: 'restored', value: (r) => (r.allowed ? r.restoredTokens : null), numeric: true },
   { title: 'prefilled', value: (r) => (r.allowed ? r.prefilledTokens : null), numeric: true },
-  { title: 'restored after restart', value: (r) => (r.restartTurnRestoredTokens === null ? yesNo(r.restoredAfterRestart) : `${yesNo(r.restoredAfterRestart)!} (${r.restartTurnRestoredTokens} restored, ${r.restartTurnPrefilledTokens ?? '?'} read)`) },
+  { title: 'restored after restart', value: (r) => restartCell(r) },
   { title: 'peak RSS MiB', value: (r) => mb(r.peakRssBytes), numeric: true },
   { title: 'wall s', value: (r) => (r.allowed ? Math.round(r.wallMs / 100) / 10 : null), numeric: true },
 ];
@@ -324,6 +336,7 @@ const sweepColumns = (defaultDropTarget: number): Column<OverflowRow>[] => [
   { title: 'largest turn (× ctx)', value: (r) => fracCell(r.maxPrefilledAfterOverflow), numeric: true },
   { title: 'view after overflow (× ctx)', value: (r) => fracCell(r.meanViewTokens), numeric: true },
   { title: 'mean TTFT ms', value: (r) => (r.meanTtftMs === null ? null : Math.round(r.meanTtftMs * 10) / 10), numeric: true },
+  { title: 'restored after restart', value: (r) => restartCell(r) },
 ];
 
 /** The step sweep's rows in print order: each context's steps, then its naive row (dropTarget 1). */

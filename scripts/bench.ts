@@ -83,7 +83,7 @@ codec options:
   --dir DIR            where stores go (default .cache/bench; on the disk you want to measure)
   --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-codec-bench-<pid> when it exists)
 
-overflow options (about RUNTIME on the 2-core build machine with the defaults):
+overflow options (the defaults run 18 chats of 60 turns: about 11 minutes on the 2-core build machine):
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
   --model FILE.gguf    also run every chat on this model (repeatable); the generated test model
                        always runs, and only it runs the step sweep
@@ -94,7 +94,8 @@ overflow options (about RUNTIME on the 2-core build machine with the defaults):
   --policies LIST      ${benchPolicies.join(', ')} (default all; naive is drop-oldest with
                        dropTarget 1: drop just enough every turn)
   --steps LIST         the sweep's dropTarget values, drop-oldest, f16, each context (default
-                       0.25,0.5,0.75; the naive rows are its 1); "none" skips it
+                       0.25,0.5,0.75; the engine's own DROP_TARGET is the default row's, run once,
+                       and the naive rows are its 1); "none" skips it
   --user-tokens N      tokens per user message, by the model's tokenizer (default 60)
   --max-tokens N       sampling.maxTokens of each reply (default 100)
   --engine-log LEVEL   the engine's log level (${engineLogLevels.join(', ')}; default warn): what it logs goes
