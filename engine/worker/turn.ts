@@ -72,14 +72,17 @@ interface ChatTurn {
   readonly wasForgotten: boolean;
 }
 
-function contextOverflow(length: number, contextSize: number, policy: OverflowPolicy): Result<never> {
-  if (policy === 'stop') {
-    return err(
-      'CONTEXT_OVERFLOW',
-      `This conversation has outgrown the context: it is ${length} tokens long, and the context holds ${contextSize} tokens with room for the reply.`,
-      'Continue without the oldest messages, raise the context size, or start a new chat.',
-    );
-  }
+/** `stop`: the conversation no longer fits with room for the reply; the chat asks what to do. */
+function outgrown(length: number, contextSize: number): Result<never> {
+  return err(
+    'CONTEXT_OVERFLOW',
+    `This conversation has outgrown the context: it is ${length} tokens long, and the context holds ${contextSize} tokens with room for the reply.`,
+    'Continue without the oldest messages, raise the context size, or start a new chat.',
+  );
+}
+
+/** `drop-oldest` with nothing left to drop: the last message alone does not fit. */
+function messageTooLong(contextSize: number): Result<never> {
   return err(
     'CONTEXT_OVERFLOW',
     `The last message alone is too long for the context (${contextSize} tokens, with room for the reply).`,
@@ -165,16 +168,18 @@ function fitPrompt(current: Loaded, input: GenerateInput): Result<FittedPrompt> 
   const maxTokens = replyTokens(input.sampling.maxTokens, contextSize);
   const roomy = replyReserve(contextSize, maxTokens, MIN_REPLY_TOKENS);
   let messages = input.messages;
-  let tokens = current.view.render(messages);
+  let tokens: Token[];
   let dropped = 0;
   let droppedNow = 0;
   if (policy === 'drop-oldest') {
+    // Renders only the view: a long chat's whole history is not tokenized again every turn.
     const budget = { contextSize, reserve: roomy, target: current.profile.dropTarget ?? DROP_TARGET };
     const view = dropOldestView(messages, current.viewCosts, current.view, budget, Math.min(MIN_REPLY_TOKENS, maxTokens));
-    if (!view) return contextOverflow(tokens.length, contextSize, policy);
+    if (!view) return messageTooLong(contextSize);
     ({ messages, tokens, dropped, droppedNow } = view);
-  } else if (policy === 'stop' && tokens.length + roomy > contextSize) {
-    return contextOverflow(tokens.length, contextSize, policy);
+  } else {
+    tokens = current.view.render(messages);
+    if (policy === 'stop' && tokens.length + roomy > contextSize) return outgrown(tokens.length, contextSize);
   }
   // LlamaChat shifts the context once the sequence reaches contextSize − 1 tokens; the reply
   // stops just before that instead (`streaming` rolls on).
