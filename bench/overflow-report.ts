@@ -73,8 +73,8 @@ export interface TurnSummary {
   /** What that turn read again (prefilled) beside what it restored. */
   readonly restartTurnPrefilledTokens: number | null;
   /**
-   * That turn moved the view (droppedNow > 0, or a streaming roll): its prompt no longer starts as
-   * the stored one did, so little or nothing of it can come from the store, restart or not.
+   * That turn moved the view (droppedNow > 0): its prompt no longer starts as the stored one did,
+   * so little or nothing of it can come from the store, restart or not.
    */
   readonly restartTurnMoved: boolean | null;
   readonly restoredAfterRestart: boolean | null;

@@ -83,7 +83,7 @@ codec options:
   --dir DIR            where stores go (default .cache/bench; on the disk you want to measure)
   --scratch DIR        KvCache scratch directory (default /dev/shm/hearth-codec-bench-<pid> when it exists)
 
-overflow options (the defaults run 18 chats of 60 turns: about 11 minutes on the 2-core build machine):
+overflow options (the defaults run 18 chats of 60 turns: about 10 minutes on the 2-core build machine):
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
   --model FILE.gguf    also run every chat on this model (repeatable); the generated test model
                        always runs, and only it runs the step sweep
