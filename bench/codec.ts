@@ -7,7 +7,7 @@
  * how each figure is measured.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextOptions, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
@@ -24,7 +24,7 @@ import { measureLossyQuality } from '../engine/worker/quality.ts';
 import { StateTransfer } from '../engine/worker/state-transfer.ts';
 import { repoRoot, tinyModelPath, trainedModelsDir } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
-import { evictFromPageCache, fsTypeOf, kvIndexFiles, machineInfo, median, readFilesFloor, round2, timed, type MachineInfo } from './util.ts';
+import { evictFromPageCache, fsTypeOf, kvIndexFiles, machineInfo, median, readFilesFloor, round2, timed, writeReport, type MachineInfo } from './util.ts';
 import { resolveCompression, type PageCache } from './resume.ts';
 
 const CHUNK_TOKENS = 256;
@@ -793,9 +793,6 @@ export async function runCodecBench(options: CodecBenchOptions): Promise<CodecRe
     date: new Date().toISOString(),
     acceptance: acceptance(rows, transforms, trained, options.pageCache, resolveCompression(defaultSettings.kvCompression, dir, selected.kernels)),
   };
-  const jsonPath = resolve(options.jsonPath);
-  await mkdir(resolve(jsonPath, '..'), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(jsonPath.replace(/(\.json)?$/, '.md'), `${formatCodecReport(report)}\n`);
+  await writeReport(options.jsonPath, report, formatCodecReport(report));
   return report;
 }

@@ -11,7 +11,7 @@
  * sizes (docs/decisions/memory-estimate.md), so the report says so instead of a PASS.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { GgmlType, GgufInsights, getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
@@ -23,7 +23,7 @@ import { ggmlKvTypeName } from '../engine/worker/kv-types.ts';
 import { measureKvQuality } from '../engine/worker/quality.ts';
 import { repoRoot, testModelPath, trainedModelsDir } from '../test/support/models.ts';
 import { markdownTable, type Column } from './table.ts';
-import { machineInfo, round2, timed, type MachineInfo } from './util.ts';
+import { machineInfo, round2, timed, writeReport, type MachineInfo } from './util.ts';
 import { errorText } from '../engine/contract/index.ts';
 
 /** The context each pair's memory is measured at. */
@@ -574,9 +574,6 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvReport> {
     date: new Date().toISOString(),
     acceptance: acceptance(rows, backend),
   };
-  const jsonPath = resolve(options.jsonPath);
-  await mkdir(resolve(jsonPath, '..'), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(jsonPath.replace(/(\.json)?$/, '.md'), `${formatKvReport(report)}\n`);
+  await writeReport(options.jsonPath, report, formatKvReport(report));
   return report;
 }

@@ -15,7 +15,7 @@
  * started on the same KV folder. bench/overflow-report.ts computes the figures and the lines.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { getLlama, LlamaLogLevel, type LlamaModel } from 'node-llama-cpp';
@@ -27,7 +27,7 @@ import { forkEngine } from '../engine/spawn.ts';
 import { EngineClient } from '../test/support/engine-client.ts';
 import { repoRoot, testModelPath } from '../test/support/models.ts';
 import { acceptanceLines, formatReport, policyLabel, summarizeTurns, type BenchPolicy, type OverflowReport, type OverflowRow, type TurnRecord } from './overflow-report.ts';
-import { machineInfo } from './util.ts';
+import { machineInfo, writeReport } from './util.ts';
 
 export { formatReport, type OverflowReport, type OverflowRow } from './overflow-report.ts';
 
@@ -359,8 +359,6 @@ export async function runOverflow(options: OverflowOptions): Promise<OverflowRep
     date: new Date().toISOString(),
     acceptance: acceptanceLines(rows),
   };
-  const jsonPath = resolve(options.jsonPath);
-  await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(jsonPath.replace(/(\.json)?$/, '.md'), `${formatReport(report)}\n`);
+  await writeReport(options.jsonPath, report, formatReport(report));
   return report;
 }

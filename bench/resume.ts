@@ -15,7 +15,7 @@
  * resume-report.ts says what each figure covers and computes the acceptance lines.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { KvCompressionChoice, KvCompressionSetting } from '../engine/contract/index.ts';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
@@ -27,7 +27,7 @@ import { repoRoot, tinyModelPath, trainedModelsDir } from '../test/support/model
 import { KV_SHAPE_8B, kvShape8bModelPath } from './kv-shape-8b.ts';
 import { CHUNK_TOKENS, measureSize, TURN_TOKENS } from './resume-measure.ts';
 import { acceptanceLines, formatReport, type PageCache, type ResumeReport, type ResumeRow } from './resume-report.ts';
-import { fsTypeOf, isMemoryFs, machineInfo } from './util.ts';
+import { fsTypeOf, isMemoryFs, machineInfo, writeReport } from './util.ts';
 
 export { formatReport, type AcceptanceLine, type PageCache, type ResumeReport, type ResumeRow } from './resume-report.ts';
 
@@ -283,8 +283,6 @@ export async function runResume(options: ResumeOptions): Promise<ResumeReport> {
     date: new Date().toISOString(),
     acceptance: acceptanceLines(rows),
   };
-  const jsonPath = resolve(options.jsonPath);
-  await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(jsonPath.replace(/(\.json)?$/, '.md'), `${formatReport(report)}\n`);
+  await writeReport(options.jsonPath, report, formatReport(report));
   return report;
 }

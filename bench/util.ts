@@ -4,9 +4,9 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { cpus, platform, release, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
@@ -14,6 +14,14 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /** Runs `fn` and returns its value and the wall time in milliseconds. */
+/** Writes a benchmark's JSON report to `jsonPath` (its folder made if needed) and its markdown beside it (`FILE.json` → `FILE.md`). */
+export async function writeReport(jsonPath: string, report: unknown, markdown: string): Promise<void> {
+  const path = resolve(jsonPath);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(path.replace(/(\.json)?$/, '.md'), `${markdown}\n`);
+}
+
 export async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
   const start = performance.now();
   const value = await fn();
