@@ -235,9 +235,9 @@ export interface MessageStats {
   /** Why the cache could not be used, when it could not. */
   readonly fallbackReason?: string;
   /**
-   * How the reply ended: the model ended its turn (`eos`), it reached its max tokens, or it
-   * reached the end of the context (`context`: it can be continued). Absent from older replies
-   * and from stopped ones.
+   * How the reply ended (the engine's stop reason, kept by the host): the model ended its turn
+   * (`eos`), it reached its max tokens, or it reached the end of the context (`context`: it can
+   * be continued). Absent from older replies and from stopped ones.
    */
   readonly stopReason?: 'eos' | 'maxTokens' | 'context';
   /** What the model saw of the chat for this reply; absent from older replies. */

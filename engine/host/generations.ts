@@ -79,7 +79,9 @@ export function replyStats(stats: MessageStats, promptIds: readonly string[], be
 export function finishFor(result: Result<GenerateOutput>, textSoFar: string): Finish {
   if (result.ok) {
     const { text, stopReason, stats } = result.value;
-    return { status: stopReason === 'aborted' ? 'stopped' : 'complete', content: text, stats };
+    // The readout keeps how the reply ended; a stopped one says so by its status.
+    if (stopReason === 'aborted') return { status: 'stopped', content: text, stats };
+    return { status: 'complete', content: text, stats: { ...stats, stopReason } };
   }
   const error: HearthError = result.error;
   switch (error.code) {

@@ -81,10 +81,10 @@ describe('chats.continue', () => {
   it('writes more of the last reply into the same message, from its text so far', async () => {
     const t = await start();
     const chat = value(await t.hearth.api['chats.create']({ systemPrompt: 'Be brief.' }));
-    t.engine.behaviour.stats = { stopReason: 'context' };
+    t.engine.behaviour.stopReason = 'context';
     const first = await exchange(t, chat.id, 'Tell me everything.');
     expect(first).toMatchObject({ status: 'complete', content: 'Hello, world!', stats: { stopReason: 'context' } });
-    t.engine.behaviour.stats = { stopReason: 'eos' };
+    t.engine.behaviour.stopReason = 'eos';
     const after = t.events.length;
     const continued = value(await t.hearth.api['chats.continue']({ chatId: chat.id, messageId: first.id }));
     expect(continued.assistantMessage).toMatchObject({ id: first.id, status: 'streaming', content: 'Hello, world!' });

@@ -162,7 +162,6 @@ describe('a reply cut by the end of the context', () => {
     // A max tokens larger than the room left: never refused, cut where the context ends.
     const first = await engine.must('generate', turn(messages, { maxTokens: 4000 }));
     expect(first.stopReason).toBe('context');
-    expect(first.stats.stopReason).toBe('context');
     expect(first.stats.view!.tokens).toBeGreaterThan(CONTEXT - 8);
     // Continue: the reply so far ends the prompt, and the model writes on after it.
     const more = await engine.must('generate', turn([...messages, { role: 'assistant', text: first.text }], { maxTokens: 100 }));

@@ -79,7 +79,7 @@ export function replayView(roles: readonly PromptMessage['role'][], costs: reado
   const prefix = [0];
   for (let i = 0; i < n; i++) prefix.push(prefix[i]! + costs[i]!);
   const limit = budget.contextSize - budget.reserve;
-  const goal = Math.min(limit, Math.floor(budget.contextSize * Math.min(1, Math.max(0, budget.target))));
+  const goal = viewGoal(budget);
   const window = (from: number, to: number) => headCost + prefix[to + 1]! - prefix[from]!;
   let start = 0;
   let before = 0;
@@ -100,7 +100,13 @@ export function replayView(roles: readonly PromptMessage['role'][], costs: reado
     }
     start = next <= end ? next : fitting;
   }
-  return { start, before: Math.min(before, start) };
+  // The start never moves back, so `before` ≤ `start`.
+  return { start, before };
+}
+
+/** What a moved view is cut down to: `target` of the context, never more than fits with the reply's room. */
+function viewGoal(budget: ViewBudget): number {
+  return Math.min(budget.contextSize - budget.reserve, Math.floor(budget.contextSize * Math.min(1, Math.max(0, budget.target))));
 }
 
 /** Renders a message list as the chat template does, and tokenizes single texts. */
@@ -191,7 +197,7 @@ export function dropOldestView(messages: readonly PromptMessage[], costs: ViewCo
   const { contextSize } = budget;
   if (tokens.length + budget.reserve > contextSize) {
     // Step to the goal again, then settle for a tighter fit: the first turn start that fits.
-    const goal = Math.min(contextSize - budget.reserve, Math.floor(contextSize * budget.target));
+    const goal = viewGoal(budget);
     const fitsIn = (room: number) => (list: readonly PromptMessage[]) => renderer.render(list).length <= room;
     const window = windowFrom(dropped);
     const found = rebuildWindow(window, fitsIn(goal)) ?? rebuildWindow(window, fitsIn(contextSize - budget.reserve)) ?? rebuildWindow(window, fitsIn(contextSize - minReply));

@@ -334,7 +334,6 @@ function streamStats(
     cacheSource: restored > 0 ? 'disk' : out.reused > 0 ? 'memory' : 'none',
     ...(fromStore.restoreMs !== undefined && restored > 0 ? { restoreMs: fromStore.restoreMs } : {}),
     ...(fallbackReason !== undefined ? { fallbackReason } : {}),
-    ...(out.stopReason !== 'aborted' ? { stopReason: out.stopReason } : {}),
     // The window is cut inside messages, not between them: it names no first message.
     view: { policy: 'streaming', contextSize, tokens: Math.min(contextSize, cellsAfter), droppedMessages: 0, droppedNow: 0 },
   };

@@ -254,7 +254,6 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
     cacheSource: restored > 0 ? 'disk' : reused > 0 ? 'memory' : 'none',
     ...(fromStore.restoreMs !== undefined ? { restoreMs: fromStore.restoreMs } : {}),
     ...(fallbackReason !== undefined ? { fallbackReason } : {}),
-    ...(stopReason !== 'aborted' ? { stopReason } : {}),
     view: {
       policy: prompt.policy,
       contextSize: prompt.contextSize,

@@ -3,7 +3,7 @@
  * fails on request, and "crashes". Not used by the app.
  */
 import { err, ok, type CachedChat, type HearthError, type KvCodecInfo, type KvCompressionChoice, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../../engine/contract/index.ts';
-import type { EngineMetrics, EnginePort, GenerateInput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../../engine/protocol.ts';
+import type { EngineMetrics, EnginePort, GenerateInput, GenerateOutput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../../engine/protocol.ts';
 
 export interface FakeBehaviour {
   /** The reply, token by token. */
@@ -36,6 +36,8 @@ export interface FakeBehaviour {
   cachedChats: CachedChat[];
   /** Merged into each reply's stats (e.g. a restore, or a fallbackReason). */
   stats: Partial<MessageStats>;
+  /** How a reply that was not aborted ends (`context`: cut by the end of the context). */
+  stopReason: Exclude<GenerateOutput['stopReason'], 'aborted'>;
 }
 
 /** The fake's default sample: one slot on a CPU, a small store. */
@@ -101,6 +103,7 @@ export class FakeEngine {
     quality: { kType: 'f16', vType: 'f16', klDivergence: 0, top1Agreement: 1, verdict: 'near-lossless', positions: 64, measuredAt: 0 },
     cachedChats: [],
     stats: {},
+    stopReason: 'eos',
   };
   readonly ports: FakePort[] = [];
   /** Every call any port received, in order. */
@@ -330,7 +333,7 @@ export class FakePort implements EnginePort {
       cacheSource: 'memory',
       ...b.stats,
     };
-    return ok({ text, stopReason: this.#aborted.has(input.requestId) ? 'aborted' : 'eos', stats });
+    return ok({ text, stopReason: this.#aborted.has(input.requestId) ? 'aborted' : b.stopReason, stats });
   }
 }
 
