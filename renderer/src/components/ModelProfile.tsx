@@ -4,7 +4,7 @@
  * its checks and the fields; ModelSection.tsx wires them to the host.
  */
 import type { HearthError, KvCacheType, ModelProfile, OverflowPolicy, ProfileIssue, Result } from '../contract.ts';
-import { isQuantized, kvTypes, needsF16K, overflowPolicyList, overflowPolicyText } from '../lib/kv.ts';
+import { isQuantized, kvTypes, maxContext, needsF16K, overflowPolicyList, overflowPolicyText } from '../lib/kv.ts';
 import { inputStyles } from './ui.tsx';
 import type { ReactNode } from 'react';
 
@@ -24,7 +24,6 @@ export interface ProfileForm {
 export type ProfileField = keyof ModelProfile;
 
 /** The contract's ceilings (api.ts modelProfilePatchSchema). */
-const maxContext = 1_048_576;
 const maxGpuLayers = 4096;
 export const maxProfileSlots = 8;
 

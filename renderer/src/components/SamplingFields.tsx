@@ -1,4 +1,5 @@
 import type { HearthError, Result, Sampling } from '../contract.ts';
+import { autoOrNumber } from './ModelProfile.tsx';
 import { inputStyles } from './ui.tsx';
 
 /** The fields as typed (strings), so a half-typed number is not fought by the input. */
@@ -20,11 +21,8 @@ export function samplingFormFrom(sampling: Sampling): SamplingForm {
 
 /** "Auto", "auto", empty or 0 → 0 (automatic); a whole number 1..32768 → it; else null. */
 export function maxTokensOf(text: string): number | null {
-  const t = text.trim().toLowerCase();
-  if (t === '' || t === 'auto') return 0;
-  if (!/^\d+$/.test(t)) return null;
-  const n = Number(t);
-  return n <= 32_768 ? n : null;
+  const value = autoOrNumber(text, 0, 32_768);
+  return value === 'auto' ? 0 : value;
 }
 
 /** Checks the ranges the contract enforces, so the user sees the problem before a round trip. */

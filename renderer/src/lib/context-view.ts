@@ -6,7 +6,7 @@
  */
 import type { ChatCache, ContextView, KvPlan, Message, MessageStats, ModelInfo, OverflowPolicy } from '../contract.ts';
 import { formatCount as count } from './format.ts';
-import { findRow, needsF16K, overflowPolicyList, overflowPolicyText } from './kv.ts';
+import { findRow, maxContext, needsF16K, overflowPolicyList, overflowPolicyText } from './kv.ts';
 import type { MessageMap } from './tree.ts';
 
 export const dividerText = "Earlier messages are outside the model's view";
@@ -108,9 +108,6 @@ export function contextMeter(input: {
   const head = `${count(tokens)} / ${count(contextSize)} tokens in view`;
   return { tokens, contextSize, onDisk, text: onDisk === null ? head : `${head} · ${count(onDisk)} on disk` };
 }
-
-/** The contract's ceiling on a context size (api.ts modelProfilePatchSchema). */
-const maxContext = 1_048_576;
 
 /**
  * The context to offer after a turn stopped at the end of it: twice the loaded one, if the model

@@ -22,6 +22,9 @@ export function isQuantized(type: KvCacheType | 'auto'): boolean {
   return type !== 'f16' && type !== 'auto';
 }
 
+/** The contract's ceiling on a profile's context size (api.ts modelProfilePatchSchema). */
+export const maxContext = 1_048_576;
+
 /** One line per overflow policy, shown beside its choice. */
 export const overflowPolicyText: Readonly<Record<OverflowPolicy, { label: string; description: string }>> = {
   'drop-oldest': {
