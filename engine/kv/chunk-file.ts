@@ -188,7 +188,8 @@ export function verifyChunkHead(head: Uint8Array, key: string, kernels: CodecKer
   return { ok: true, tokens };
 }
 
-async function writeAll(handle: StoreFileHandle, data: Uint8Array, position: number): Promise<number> {
+/** Writes all of `data` at `position` (a write may take less than asked); returns the position after it. Tail files use it too. */
+export async function writeAll(handle: StoreFileHandle, data: Uint8Array, position: number): Promise<number> {
   let done = 0;
   while (done < data.length) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);

@@ -39,7 +39,7 @@ export interface StoreFs {
  * read, close) costs more than that on a loaded machine — measured here, 62 chunk files (16 MB)
  * read in ~3 ms synchronously against 17–60 ms through the pool. The caller time-slices.
  */
-function readIntoSync(path: string, buffer: Uint8Array): number {
+export function readIntoSync(path: string, buffer: Uint8Array): number {
   const fd = openSync(path, 'r');
   try {
     let done = 0;

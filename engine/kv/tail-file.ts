@@ -18,9 +18,9 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { errorText } from '../contract/index.ts';
-import { tempSuffix } from './chunk-file.ts';
-import type { StoreFileHandle, StoreFs } from './store-fs.ts';
-import { errnoOf, nodeFs } from './store-fs.ts';
+import { tempSuffix, writeAll } from './chunk-file.ts';
+import type { StoreFs } from './store-fs.ts';
+import { errnoOf, readIntoSync } from './store-fs.ts';
 
 /** Tail file name suffix. */
 export const tailSuffix = '.kvt';
@@ -46,15 +46,6 @@ export function tailPath(root: string, name: string): string {
   return join(tailsDir(root), name);
 }
 
-async function writeAll(handle: StoreFileHandle, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done, done);
-    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-    done += bytesWritten;
-  }
-}
-
 /**
  * Writes `payload` to a new tail file and returns its name: a temp file, then a rename, so no
  * partial file is ever visible under a tail's name. On any failure the temp file is removed
@@ -73,7 +64,7 @@ export async function writeTailFile(fs: StoreFs, root: string, payload: Uint8Arr
   await fs.mkdir(dir);
   const handle = await fs.open(temp, 'wx', 0o644);
   try {
-    await writeAll(handle, payload);
+    await writeAll(handle, payload, 0);
     await handle.close();
     await fs.rename(temp, join(dir, name));
     return name;
@@ -96,7 +87,7 @@ export type TailFileRead = { readonly ok: true; readonly bytes: number } | { rea
  */
 export function readTailFileSync(fs: StoreFs, root: string, name: string, buffer: Uint8Array): TailFileRead {
   // A file system without a synchronous reader (a test's) still stores its files on disk.
-  const read = fs.readIntoSync ?? (nodeFs.readIntoSync as NonNullable<StoreFs['readIntoSync']>);
+  const read = fs.readIntoSync ?? readIntoSync;
   try {
     return { ok: true, bytes: read(tailPath(root, name), buffer) };
   } catch (error) {

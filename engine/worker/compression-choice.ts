@@ -17,13 +17,14 @@
  * 60 ms at 2 MiB, 100 ms at 4 MiB, 200 ms at 8 MiB), and it delays every engine start. It never
  * throws: a measurement that fails picks `off`, with the reason.
  */
-import { closeSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorText, type KvCompression, type KvCompressionChoice, type KvCompressionSetting } from '../contract/index.ts';
 import { chunksDir, tempSuffix } from '../kv/chunk-file.ts';
 import { CHUNK_HEADER_BYTES, STATE_VERSION, cutChunks, type ParsedState, type StateShape } from '../kv/codec.ts';
 import { decodeChunk, encodeChunk } from '../kv/frame.ts';
 import type { CodecKernels } from '../kv/kernels.ts';
+import { readIntoSync } from '../kv/store-fs.ts';
 
 /** What the two restore paths did with the same raw bytes, in raw bytes per second. */
 export interface RestoreThroughput {
@@ -179,24 +180,15 @@ export function measureRestorePaths(root: string, kernels: CodecKernels, repeats
 
     const dir = chunksDir(root);
     mkdirSync(dir, { recursive: true });
-    file = join(dir, `.compression-probe.${process.pid}${tempSuffix}`);
-    writeFileSync(file, payload);
+    const probe = join(dir, `.compression-probe.${process.pid}${tempSuffix}`);
+    file = probe;
+    writeFileSync(probe, payload);
     // Into the decode's buffer, already touched: a restore reads into a buffer it reuses too.
-    const into = out;
+    // The store's own synchronous read (open, read, close), as its restore path reads a chunk.
     let readProblem: string | null = null;
     const readSeconds = best(repeats, () => {
-      const fd = openSync(file!, 'r');
-      try {
-        let at = 0;
-        while (at < into.byteLength) {
-          const n = readSync(fd, into, at, into.byteLength - at, at);
-          if (n === 0) break;
-          at += n;
-        }
-        if (at !== into.byteLength) readProblem = `the probe file gave ${at} of ${into.byteLength} bytes`;
-      } finally {
-        closeSync(fd);
-      }
+      const got = readIntoSync(probe, out);
+      if (got !== out.byteLength) readProblem = `the probe file gave ${got} of ${out.byteLength} bytes`;
     });
     if (readProblem !== null) return { ok: false, reason: readProblem };
     return { ok: true, value: { decodeBytesPerSec: payload.byteLength / decodeSeconds, readBytesPerSec: payload.byteLength / readSeconds } };
