@@ -21,6 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { getLlama, LlamaLogLevel, type LlamaModel } from 'node-llama-cpp';
 import { errorText, type KvCacheType, type KvCodecInfo, type KvCompressionChoice, type KvCompressionSetting, type ModelProfile, type OverflowPolicy } from '../engine/contract/index.ts';
 import { defaultSettings } from '../engine/host/settings.ts';
+import { defaultKillGraceMs } from '../engine/host/supervisor.ts';
 import { DROP_TARGET } from '../engine/worker/context-view.ts';
 import type { GenerateOutput, PromptMessage } from '../engine/protocol.ts';
 import { forkEngine } from '../engine/spawn.ts';
@@ -36,9 +37,6 @@ export const overflowKvTypes = ['f16', 'q8_0'] as const;
 export type OverflowKv = (typeof overflowKvTypes)[number];
 export const engineLogLevels = ['error', 'warn', 'info', 'debug'] as const;
 export type EngineLogLevel = (typeof engineLogLevels)[number];
-
-/** The host's grace between SIGTERM and SIGKILL (engine/host/supervisor.ts `killGraceMs` default). */
-const KILL_GRACE_MS = 3000;
 
 const SYSTEM_PROMPT = 'You are a patient assistant. Answer in a few sentences.';
 
@@ -143,7 +141,7 @@ async function startEngine(kvDir: string, compression: KvCompressionSetting, fac
  */
 async function stopEngine(client: EngineClient): Promise<boolean> {
   client.port.kill('SIGTERM');
-  const gone = await Promise.race([client.exited.then(() => true), new Promise<false>((done) => setTimeout(() => done(false), KILL_GRACE_MS))]);
+  const gone = await Promise.race([client.exited.then(() => true), new Promise<false>((done) => setTimeout(() => done(false), defaultKillGraceMs))]);
   if (!gone) {
     client.port.kill('SIGKILL');
     await client.exited;

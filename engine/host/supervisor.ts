@@ -34,7 +34,7 @@ export interface SupervisorOptions {
   readonly crashLoopAfter?: number;
   /** How long a fresh process may take to say `ready` and finish `init` before it is killed. */
   readonly startTimeoutMs?: number;
-  /** How long `dispose` and `restart` wait after SIGTERM before SIGKILL. */
+  /** How long `dispose` and `restart` wait after SIGTERM before SIGKILL (default `defaultKillGraceMs`). */
   readonly killGraceMs?: number;
   readonly log?: (level: LogLevel, message: string) => void;
   /** Extra `init` input, read at each process start (the disk KV settings). */
@@ -59,6 +59,9 @@ export interface Backoff {
 }
 
 const defaultBackoff: Backoff = { initialMs: 200, maxMs: 5000, stableMs: 60_000 };
+
+/** How long the engine gets to flush its pending KV saves after SIGTERM before SIGKILL. */
+export const defaultKillGraceMs = 3000;
 
 /** The environment variable `backoffFromEnv` reads. */
 export const backoffEnvVar = 'HEARTH_ENGINE_BACKOFF';
@@ -375,7 +378,7 @@ export class Supervisor {
     if (this.#status.state === 'running') this.#setStatus({ ...this.#status, state: 'restarting' });
     const settled = new Promise<void>((resolve) => this.#settleWaiters.push(resolve));
     const exited = new Promise<void>((resolve) => this.#exitWaiters.push(resolve));
-    const grace = this.#options.killGraceMs ?? 3000;
+    const grace = this.#options.killGraceMs ?? defaultKillGraceMs;
     const epoch = this.#epoch;
     port.kill('SIGTERM');
     if (!(await settlesWithin(exited, grace))) {
@@ -403,7 +406,7 @@ export class Supervisor {
     this.#failAll(hearthError('ENGINE_UNAVAILABLE', 'The engine was stopped.'));
     const port = this.#port;
     if (port) {
-      const grace = this.#options.killGraceMs ?? 3000;
+      const grace = this.#options.killGraceMs ?? defaultKillGraceMs;
       const exited = new Promise<void>((resolve) => this.#exitWaiters.push(resolve));
       port.kill('SIGTERM');
       if (!(await settlesWithin(exited, grace))) {
