@@ -25,10 +25,10 @@ function ChatSettingsForm({ chat, onClose }: { chat: Chat; onClose: () => void }
   const [saving, setSaving] = useState(false);
   const model = useHearth(selectLoadedModel);
   const profile = useHearth(selectProfile);
-  const modelPolicy = model && profile?.path === model.path ? profile.profile.overflowPolicy : null;
   const modelPath = model?.path ?? null;
-  const known = modelPath !== null && profile?.path === modelPath;
   // "Model default" names the loaded model's policy, which lives in its profile.
+  const known = modelPath !== null && profile?.path === modelPath;
+  const modelPolicy = known ? profile.profile.overflowPolicy : null;
   useEffect(() => {
     if (modelPath !== null && !known) void actions.loadProfile(modelPath);
   }, [actions, modelPath, known]);

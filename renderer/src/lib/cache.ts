@@ -202,7 +202,8 @@ export function msText(ms: number | undefined): string {
   return ms === undefined || !Number.isFinite(ms) ? '—' : count(Math.round(ms));
 }
 
-const stopReasonRowText: Readonly<Record<NonNullable<MessageStats['stopReason']>, string>> = {
+/** How a reply ended, for its readout's Ended row and (past "Stopped") the line beside Continue. */
+export const stopReasonRowText: Readonly<Record<NonNullable<MessageStats['stopReason']>, string>> = {
   eos: 'the model ended its turn',
   maxTokens: "at the reply's max tokens",
   context: 'at the end of the context',

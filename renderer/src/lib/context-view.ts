@@ -5,6 +5,7 @@
  * share one reading of `MessageStats.view`.
  */
 import type { ChatCache, ContextView, KvPlan, Message, MessageStats, ModelInfo, OverflowPolicy } from '../contract.ts';
+import { stopReasonRowText } from './cache.ts';
 import { formatCount as count } from './format.ts';
 import { findRow, maxContext, needsF16K, overflowPolicyList, overflowPolicyText } from './kv.ts';
 import type { MessageMap } from './tree.ts';
@@ -40,15 +41,10 @@ export function dividerAbove(messages: MessageMap, pathIds: readonly string[]): 
   return index > 0 ? first : null;
 }
 
-const stopReasonWords: Readonly<Record<NonNullable<MessageStats['stopReason']>, string | null>> = {
-  eos: null,
-  maxTokens: "Stopped at the reply's max tokens",
-  context: 'Stopped at the end of the context',
-};
-
 /** Why a reply ended, when the model did not end it itself. */
 export function stopReasonText(stats: MessageStats | undefined): string | null {
-  return stats?.stopReason ? stopReasonWords[stats.stopReason] : null;
+  const reason = stats?.stopReason;
+  return reason && reason !== 'eos' ? `Stopped ${stopReasonRowText[reason]}` : null;
 }
 
 /**

@@ -21,10 +21,10 @@ export const selectBootError: Selector<HearthError | null> = (s) => s.bootError;
 export const selectHost: Selector<'electron' | 'browser' | null> = (s) => s.app?.host ?? null;
 export const selectModelsDir: Selector<string | null> = (s) => s.app?.modelsDir ?? null;
 export const selectModel: Selector<HearthState['model']> = (s) => s.model;
-/** The loaded model's path; null while none is loaded (none yet, loading, or failed). */
-export const selectLoadedModelPath: Selector<string | null> = (s) => (s.model?.status === 'ready' ? (s.model.model?.path ?? null) : null);
 /** The loaded model's figures; null while none is ready. */
 export const selectLoadedModel: Selector<ModelInfo | null> = (s) => (s.model?.status === 'ready' ? (s.model.model ?? null) : null);
+/** The loaded model's path; null while none is loaded (none yet, loading, or failed). */
+export const selectLoadedModelPath: Selector<string | null> = (s) => selectLoadedModel(s)?.path ?? null;
 export const selectSettings: Selector<HearthState['settings']> = (s) => s.settings;
 export const selectTheme: Selector<'system' | 'light' | 'dark'> = (s) => s.settings?.theme ?? 'system';
 export const selectEngineBanner: Selector<HearthState['engineBanner']> = (s) => s.engineBanner;
