@@ -17,6 +17,15 @@ export const RETAIN_MS = 20_000;
 /** New buffers are this much larger than asked for. */
 const GROWTH = 1.125;
 
+/**
+ * A new large buffer (huge pages where possible) of at least `size` bytes, whole: a chat's state
+ * grows every turn, and room for some growth spares a new buffer (and its page faults) on the
+ * next turns. Pages of the room are only backed once written.
+ */
+export function allocateWithRoom(size: number): Buffer {
+  return allocateLarge(Math.ceil(size * GROWTH));
+}
+
 export class LargeBufferPool {
   readonly #retainMs: number;
   #held: Buffer | null = null;
@@ -44,9 +53,7 @@ export class LargeBufferPool {
     }
     // Too small to be worth keeping against the new one: let it go before allocating.
     this.clear();
-    // A chat's state grows every turn: room for some growth spares a new buffer (and its page
-    // faults) on the next turns. Pages of the room are only backed once written.
-    return allocateLarge(Math.ceil(size * GROWTH)).subarray(0, size);
+    return allocateWithRoom(size).subarray(0, size);
   }
 
   /** Hands a buffer from `take` back; the larger of it and the kept one is kept for `retainMs`. */

@@ -9,7 +9,6 @@ import { err, hearthError } from '../contract/index.ts';
 import type { HearthError, Result } from '../contract/index.ts';
 import type { Emitter } from '../base/emitter.ts';
 import type { Lock } from '../base/lock.ts';
-import type { LargeBufferPool } from './large-buffer.ts';
 import { chunkPath } from './chunk-file.ts';
 import { isTailName, tailPath } from './tail-file.ts';
 import type { CodecKernels } from './kernels.ts';
@@ -38,14 +37,14 @@ export interface StoreContext {
   /** `forEachChunk`'s read buffer. */
   readonly readBuffer: ReusableBuffer;
   /**
-   * `readTail`'s read buffer, taken and handed back within each call: the payload it returns is
-   * a view into it, valid until the next `readTail` (store-types.ts `KvStore.readTail`). Not
-   * `readBuffer`: a restore reads its tail first and its chunks after, through `forEachChunk`.
-   * A pool of large buffers because a new one is backed by huge pages (a fresh 8 MB buffer
-   * faulted in 4 KiB pages cost ~30 ms here against ~9 ms with huge pages and ~0.5 ms reused),
-   * and leaves room for the tail to grow over the next turns.
+   * `readTail`'s read buffer: the payload it returns is a view into it, valid until the next
+   * `readTail` (store-types.ts `KvStore.readTail`). Not `readBuffer`: a restore reads its tail
+   * first and its chunks after, through `forEachChunk`. Its buffers are large ones
+   * (large-buffer.ts `allocateWithRoom`) because a new one is backed by huge pages (a fresh 8 MB
+   * buffer faulted in 4 KiB pages cost ~30 ms here against ~9 ms with huge pages and ~0.5 ms
+   * reused), and leaves room for the tail to grow over the next turns.
    */
-  readonly tailBuffer: LargeBufferPool;
+  readonly tailBuffer: ReusableBuffer;
   budget: number;
   pause: PersistencePause | null;
   closed: boolean;

@@ -64,11 +64,14 @@ export function readIntoSync(path: string, buffer: Uint8Array): number {
  */
 export class ReusableBuffer {
   readonly #idleMs: number;
+  readonly #allocate: (size: number) => Buffer;
   #buffer: Buffer | null = null;
   #timer: NodeJS.Timeout | null = null;
 
-  constructor(idleMs = 30_000) {
+  /** `allocate` makes a new buffer of at least `size` bytes at offset 0 of its own memory. */
+  constructor(idleMs = 30_000, allocate: (size: number) => Buffer = (size) => Buffer.allocUnsafeSlow(size)) {
     this.#idleMs = idleMs;
+    this.#allocate = allocate;
   }
 
   /**
@@ -76,7 +79,11 @@ export class ReusableBuffer {
    * arrays, not the shared pool), whose contents are unspecified. Valid until the next `get`.
    */
   get(size: number): Buffer {
-    if (this.#buffer === null || this.#buffer.byteLength < size) this.#buffer = Buffer.allocUnsafeSlow(size);
+    if (this.#buffer === null || this.#buffer.byteLength < size) {
+      // The old one goes first: both alive at once would need the memory of both.
+      this.#buffer = null;
+      this.#buffer = this.#allocate(size);
+    }
     if (this.#timer === null) {
       this.#timer = setTimeout(() => {
         this.#buffer = null;
@@ -87,6 +94,13 @@ export class ReusableBuffer {
       this.#timer.refresh();
     }
     return this.#buffer;
+  }
+
+  /** Lets the buffer go now. */
+  clear(): void {
+    this.#buffer = null;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
   }
 }
 

@@ -15,7 +15,7 @@ import { Emitter } from '../base/emitter.ts';
 import { Lock } from '../base/lock.ts';
 import { chunksDir, tempSuffix } from './chunk-file.ts';
 import type { CodecKernels } from './kernels.ts';
-import { LargeBufferPool } from './large-buffer.ts';
+import { allocateWithRoom, RETAIN_MS } from './large-buffer.ts';
 import { loadKernels } from './kernels-load.ts';
 import type { RootLock } from './root-lock.ts';
 import { describeBusy, lockRoot, tryLockRoot } from './root-lock.ts';
@@ -87,7 +87,7 @@ export async function openContext(options: KvStoreOptions): Promise<Result<Store
     persistence: new Emitter<PersistencePause | null>((error) => console.error('Hearth: a KV store listener threw:', error)),
     hashing: new Map(),
     readBuffer: new ReusableBuffer(),
-    tailBuffer: new LargeBufferPool(),
+    tailBuffer: new ReusableBuffer(RETAIN_MS, allocateWithRoom),
     budget: options.budgetBytes,
     pause,
     closed: false,

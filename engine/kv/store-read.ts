@@ -347,10 +347,7 @@ function verifiedTail(ctx: StoreContext, row: TailRow): Uint8Array | { damaged: 
     if (payload.length !== bytes) return { damaged: 'length' };
   } else {
     if (!isTailName(row.file)) return { damaged: 'no file' };
-    // Handed back at once: the pool keeps it for the next read, and the payload stays a view
-    // into it until then.
-    const buffer = ctx.tailBuffer.take(bytes + 1);
-    ctx.tailBuffer.give(buffer);
+    const buffer = ctx.tailBuffer.get(bytes + 1).subarray(0, bytes + 1);
     const read = readTailFileSync(ctx.fs, ctx.root, row.file, buffer);
     if (!read.ok) return read.missing ? { damaged: 'missing' } : { io: read.detail };
     if (read.bytes !== bytes) return { damaged: read.bytes < bytes ? 'truncated' : 'length' };
