@@ -13,7 +13,6 @@ import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-/** Runs `fn` and returns its value and the wall time in milliseconds. */
 /** Writes a benchmark's JSON report to `jsonPath` (its folder made if needed) and its markdown beside it (`FILE.json` → `FILE.md`). */
 export async function writeReport(jsonPath: string, report: unknown, markdown: string): Promise<void> {
   const path = resolve(jsonPath);
@@ -22,6 +21,7 @@ export async function writeReport(jsonPath: string, report: unknown, markdown: s
   await writeFile(path.replace(/(\.json)?$/, '.md'), `${markdown}\n`);
 }
 
+/** Runs `fn` and returns its value and the wall time in milliseconds. */
 export async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
   const start = performance.now();
   const value = await fn();
@@ -153,6 +153,9 @@ if (process.platform === 'linux') {
   evictor = { stdin: child.stdin, stdout: child.stdout, lines: createInterface({ input: child.stdout })[Symbol.asyncIterator]() };
 }
 
+/** The last eviction requested: the next one waits for it (the evictor answers one at a time). */
+let evictions: Promise<unknown> = Promise.resolve();
+
 /**
  * Evicts these files from the kernel's page cache, so that their next read comes from the device.
  * Unlike writing /proc/sys/vm/drop_caches it needs no root and touches nothing else: a
@@ -160,7 +163,6 @@ if (process.platform === 'linux') {
  * resident, and charged their page-ins to the measured restore. Resolves false where this is not
  * available (not Linux). Requests go one at a time to the evictor above.
  */
-let evictions: Promise<unknown> = Promise.resolve();
 export function evictFromPageCache(paths: readonly string[]): Promise<boolean> {
   if (paths.length === 0) return Promise.resolve(true);
   const current = evictor;
