@@ -95,9 +95,16 @@ describe('mergeMessage', () => {
     expect(mergeMessage(undefined, done)).toBe(done);
   });
 
-  it('never turns a finished message back into a streaming one', () => {
+  it("never turns a finished message back into a streaming one on a call's answer", () => {
     const done = { ...streaming, status: 'stopped' as const };
     expect(mergeMessage(done, { ...streaming, content: '' })).toBe(done);
+    expect(mergeMessage(done, { ...streaming, content: '' }, 'answer')).toBe(done);
+  });
+
+  it("takes the host's event that reopens a finished reply", () => {
+    const done = { ...streaming, status: 'stopped' as const };
+    const reopened = { ...done, status: 'streaming' as const };
+    expect(mergeMessage(done, reopened, 'event')).toBe(reopened);
   });
 
   it('keeps streamed text that a snapshot has not caught up with', () => {

@@ -228,12 +228,10 @@ export function createActions(transport: Transport, store: HearthStore, options:
     },
 
     async continueReply(chatId, messageId) {
-      const before = state().messages[chatId]?.[messageId];
-      // Before the call: its deltas can overtake its answer, and must land on a streaming message.
-      state().resumeMessage(chatId, messageId);
+      // The reply streams again on the host's message.updated that reopens it, sent before the
+      // first delta; this answer can land after the continuation ended, and is only a snapshot.
       const result = await transport.call('chats.continue', { chatId, messageId });
       if (result.ok) state().upsertMessages([result.value.assistantMessage]);
-      else if (before && state().messages[chatId]?.[messageId]?.status === 'streaming') state().upsertMessages([before]);
       return noticeOnError(chatId, result);
     },
 

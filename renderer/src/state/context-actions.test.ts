@@ -67,14 +67,17 @@ describe('the view selectors on a loaded chat', () => {
 });
 
 describe('continueReply', () => {
-  it('makes the reply stream again at once, appends its deltas, and keeps them over the answer', async () => {
+  it("makes the reply stream again on the host's reopening, appends its deltas, and keeps them over the answer", async () => {
     const cut = msg('a', 'u', 'assistant', { content: 'Once upon', stats: messageStats({ stopReason: 'context' }) });
+    const reopened: Message = { ...cut, status: 'streaming', stats: undefined };
     const answer = deferred<Result<{ assistantMessage: Message }>>();
     const transport = quiet({ 'chats.continue': () => answer.promise });
     const { store, actions, frame } = loaded([msg('u', null), cut], transport);
 
     const running = actions.continueReply('c1', 'a');
     const now = () => store.getState().messages.c1?.a;
+    // The host announces the reopened reply before its first delta, and before its answer lands.
+    transport.emit({ type: 'message.updated', payload: { message: reopened } });
     expect(now()).toMatchObject({ status: 'streaming', content: 'Once upon' });
     expect(now()?.stats).toBeUndefined();
     expect(selectStreamingId('c1')(store.getState())).toBe('a');
@@ -83,7 +86,7 @@ describe('continueReply', () => {
     transport.emit({ type: 'message.delta', payload: { chatId: 'c1', messageId: 'a', delta: ' a time' } });
     frame();
     expect(now()?.content).toBe('Once upon a time');
-    answer.resolve(ok({ assistantMessage: { ...cut, status: 'streaming', stats: undefined } }));
+    answer.resolve(ok({ assistantMessage: reopened }));
     expect((await running).ok).toBe(true);
     expect(now()).toMatchObject({ status: 'streaming', content: 'Once upon a time' });
     expect(transport.calls.find((c) => c.name === 'chats.continue')?.input).toEqual({ chatId: 'c1', messageId: 'a' });
@@ -94,7 +97,23 @@ describe('continueReply', () => {
     expect(selectActivePathIds('c1')(store.getState())).toEqual(['u', 'a']);
   });
 
-  it('puts the reply back as it was when the host refuses, and says why', async () => {
+  it('streams a reply continued from another window, and a late snapshot of it does not undo its end', async () => {
+    const cut = msg('a', 'u', 'assistant', { content: 'Once upon', stats: messageStats({ stopReason: 'maxTokens' }) });
+    const { store, transport, frame } = loaded([msg('u', null), cut]);
+    const now = () => store.getState().messages.c1?.a;
+    transport.emit({ type: 'message.updated', payload: { message: { ...cut, status: 'streaming' } } });
+    expect(selectStreamingId('c1')(store.getState())).toBe('a');
+    transport.emit({ type: 'message.delta', payload: { chatId: 'c1', messageId: 'a', delta: ' a time' } });
+    frame();
+    expect(now()).toMatchObject({ status: 'streaming', content: 'Once upon a time' });
+    const done = { ...cut, content: 'Once upon a time.', stats: messageStats({ stopReason: 'eos' }) };
+    transport.emit({ type: 'message.updated', payload: { message: done } });
+    // A call's answer taken when the continuation began is a stale snapshot by now.
+    store.getState().upsertMessages([{ ...cut, status: 'streaming' }]);
+    expect(now()).toEqual(done);
+  });
+
+  it('leaves the reply as it was when the host refuses, and says why', async () => {
     const cut = msg('a', 'u', 'assistant', { content: 'Once upon', stats: messageStats({ stopReason: 'maxTokens' }) });
     const transport = quiet({ 'chats.continue': () => ({ ok: false, error: { code: 'BUSY', message: 'A reply is being written.' } }) });
     const { store, actions } = loaded([msg('u', null), cut], transport);

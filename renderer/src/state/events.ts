@@ -39,7 +39,7 @@ export function bindEvents(
         break;
       case 'message.updated': {
         const { message } = event.payload;
-        state().upsertMessages([message]);
+        state().upsertMessages([message], 'event');
         // A reply ended: its chat's badge shows what the turn left in the cache.
         if (message.role === 'assistant' && message.status !== 'streaming' && onScreen(message.chatId)) void actions.refreshChatCache(message.chatId);
         break;

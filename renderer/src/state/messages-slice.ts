@@ -1,6 +1,6 @@
 import type { Message } from '../contract.ts';
 import type { DeltaBatch } from '../lib/delta-batcher.ts';
-import { mergeMessage } from '../lib/messages.ts';
+import { mergeMessage, type MessageSource } from '../lib/messages.ts';
 import type { SliceCreator } from './types.ts';
 
 export interface MessagesSlice {
@@ -13,14 +13,8 @@ export interface MessagesSlice {
   readonly orphanDeltas: Readonly<Record<string, string>>;
 
   setChatMessages(chatId: string, list: readonly Message[]): void;
-  upsertMessages(list: readonly Message[]): void;
+  upsertMessages(list: readonly Message[], source?: MessageSource): void;
   applyDeltas(batch: readonly DeltaBatch[]): void;
-  /**
-   * Marks a finished reply as streaming again, with its text so far, for `chats.continue`: the
-   * merge rules refuse a finished message going back to streaming (that is a stale snapshot
-   * everywhere else), and the continuation's deltas must append from its first token on.
-   */
-  resumeMessage(chatId: string, messageId: string): void;
 }
 
 /** A snapshot's text and the deltas seen before it, without counting any text twice. */
@@ -42,7 +36,7 @@ export const createMessagesSlice: SliceCreator<MessagesSlice> = (set) => ({
       return { messages: { ...s.messages, [chatId]: next } };
     }),
 
-  upsertMessages: (list) =>
+  upsertMessages: (list, source = 'answer') =>
     set((s) => {
       let messages = s.messages;
       let chats = s.chats;
@@ -57,7 +51,7 @@ export const createMessagesSlice: SliceCreator<MessagesSlice> = (set) => ({
         // A chat we have not fetched is fetched whole when opened; nothing to keep up to date.
         if (!held) continue;
         const existing = held[incoming.id];
-        let merged = mergeMessage(existing, incoming);
+        let merged = mergeMessage(existing, incoming, source);
         if (!existing && orphan !== undefined && merged.status === 'streaming') {
           merged = { ...merged, content: joinOrphan(merged.content, orphan) };
         }
@@ -70,15 +64,6 @@ export const createMessagesSlice: SliceCreator<MessagesSlice> = (set) => ({
         }
       }
       return { messages, chats, orphanDeltas };
-    }),
-
-  resumeMessage: (chatId, messageId) =>
-    set((s) => {
-      const held = s.messages[chatId];
-      const message = held?.[messageId];
-      if (!held || !message || message.status === 'streaming') return {};
-      const { stats: _stats, error: _error, ...rest } = message;
-      return { messages: { ...s.messages, [chatId]: { ...held, [messageId]: { ...rest, status: 'streaming' } } } };
     }),
 
   applyDeltas: (batch) =>
