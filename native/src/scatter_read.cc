@@ -112,7 +112,7 @@ struct File {
   // request per window, as a plain read() of the same size would be. (Reading block by block, or
   // asking for readahead, split a cold file into more device requests, and the build machine's
   // disk is limited by requests: 63 cold 256 KiB files read in 2× the time of one read() each.)
-  bool read(std::vector<Span> spans, size_t at) const {
+  bool read(const std::vector<Span>& spans, size_t at) const {
     std::vector<struct iovec> iov;
     for (const Span& span : spans) iov.push_back({span.into, span.length});
     size_t first = 0;
