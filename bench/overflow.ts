@@ -24,8 +24,7 @@ import { defaultSettings } from '../engine/host/settings.ts';
 import { defaultKillGraceMs } from '../engine/host/supervisor.ts';
 import { DROP_TARGET } from '../engine/worker/context-view.ts';
 import type { GenerateOutput, PromptMessage } from '../engine/protocol.ts';
-import { forkEngine } from '../engine/spawn.ts';
-import { EngineClient } from '../test/support/engine-client.ts';
+import { startEngine, type EngineClient } from '../test/support/engine-client.ts';
 import { repoRoot, testModelPath } from '../test/support/models.ts';
 import { acceptanceLines, formatReport, policyLabel, summarizeTurns, type BenchPolicy, type OverflowReport, type OverflowRow, type TurnRecord } from './overflow-report.ts';
 import { machineInfo, writeReport } from './util.ts';
@@ -117,21 +116,15 @@ function peakRssOf(pid: number | undefined): number | null {
   }
 }
 
-/** Forks an engine process and sends `init` with the KV store on, as the host does. */
-async function startEngine(kvDir: string, compression: KvCompressionSetting, facts: InitFacts, logLevel: EngineLogLevel, logs: string[]): Promise<EngineClient> {
-  const client = new EngineClient(forkEngine({ stdio: 'ignore' }));
+/** Forks an engine process and sends `init` with the KV store on, as the host does; its log lines go to `logs`. */
+async function startKvEngine(kvDir: string, compression: KvCompressionSetting, facts: InitFacts, logLevel: EngineLogLevel, logs: string[]): Promise<EngineClient> {
+  const client = await startEngine({ logLevel, init: { kvDir, kvBudgetBytes: defaultSettings.kvBudgetBytes, kvChunkTokens: defaultSettings.kvChunkTokens, kvCompression: compression } });
+  for (const event of client.events) if (event.type === 'log') logs.push(`${event.level}: ${event.message}`);
   client.onEvent((event) => {
     if (event.type === 'log') logs.push(`${event.level}: ${event.message}`);
   });
-  await Promise.race([
-    client.ready,
-    client.exited.then((exit) => {
-      throw new Error(`The engine exited before it was ready (${exit.code ?? exit.signal})`);
-    }),
-  ]);
-  const init = await client.must('init', { logLevel, kvDir, kvBudgetBytes: defaultSettings.kvBudgetBytes, kvChunkTokens: defaultSettings.kvChunkTokens, kvCompression: compression });
-  facts.compression ??= init.compression;
-  facts.codec ??= init.codec;
+  facts.compression ??= client.initOutput!.compression;
+  facts.codec ??= client.initOutput!.codec;
   return client;
 }
 
@@ -201,7 +194,7 @@ async function runChat(plan: ChatPlan, index: number, options: OverflowOptions, 
   const chatId = `overflow-${index}`;
   const turns: TurnRecord[] = [];
   const logs: string[] = [];
-  let client = await startEngine(kvDir, compression.setting, facts, options.engineLog, logs);
+  let client = await startKvEngine(kvDir, compression.setting, facts, options.engineLog, logs);
   // Every later process gets the encoding the first one resolved: `auto` measures the disk at
   // each init, which would cost every restart time the app pays once per start anyway.
   if (facts.compression !== null) compression.setting = facts.compression.applied;
@@ -225,7 +218,7 @@ async function runChat(plan: ChatPlan, index: number, options: OverflowOptions, 
       if (firstAfterRestart) {
         peak = Math.max(peak ?? 0, peakRssOf(client.port.pid) ?? 0) || null;
         stoppedGracefully = await stopEngine(client);
-        client = await startEngine(kvDir, compression.setting, facts, options.engineLog, logs);
+        client = await startKvEngine(kvDir, compression.setting, facts, options.engineLog, logs);
         const again = await loadChecked(client, plan, options.threads);
         if ('refused' in again) throw new Error(`the profile was refused after the restart: ${again.refused}`);
       }

@@ -4,7 +4,7 @@
  */
 import { forkEngine, type ForkEngineOptions } from '../../engine/spawn.ts';
 import type { Result } from '../../engine/contract/index.ts';
-import type { EnginePort, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../../engine/protocol.ts';
+import type { EnginePort, InitInput, InitOutput, WorkerEvent, WorkerMethod, WorkerMethods, WorkerToHost } from '../../engine/protocol.ts';
 
 export interface EngineExit {
   readonly code: number | null;
@@ -15,6 +15,8 @@ export class EngineClient {
   readonly port: EnginePort;
   /** Every event received, in order. */
   readonly events: WorkerEvent[] = [];
+  /** What `init` answered, when `startEngine` sent it. */
+  initOutput: InitOutput | null = null;
   /** Resolves when the process sends `ready`. */
   readonly ready: Promise<void>;
   /** Resolves when the process is gone. */
@@ -86,10 +88,13 @@ export class EngineClient {
 }
 
 /**
- * Forks an engine process, waits for `ready` and sends `init`. Pass `stdio: 'inherit'` to see
- * llama.cpp's own output while debugging.
+ * Forks an engine process, waits for `ready` and sends `init` (`init` adds to it, e.g. a KV
+ * store). Pass `stdio: 'inherit'` to see llama.cpp's own output while debugging. Events from the
+ * start on, `init`'s logs included, are in `client.events`.
  */
-export async function startEngine(options: ForkEngineOptions & { readonly logLevel?: 'error' | 'warn' | 'info' | 'debug' } = {}): Promise<EngineClient> {
+export async function startEngine(
+  options: ForkEngineOptions & { readonly logLevel?: InitInput['logLevel']; readonly init?: Omit<InitInput, 'logLevel'> } = {},
+): Promise<EngineClient> {
   const client = new EngineClient(forkEngine({ stdio: 'ignore', ...options }));
   await Promise.race([
     client.ready,
@@ -97,6 +102,6 @@ export async function startEngine(options: ForkEngineOptions & { readonly logLev
       throw new Error(`The engine exited before it was ready (${exit.code ?? exit.signal})`);
     }),
   ]);
-  await client.must('init', { logLevel: options.logLevel ?? 'warn' });
+  client.initOutput = await client.must('init', { logLevel: options.logLevel ?? 'warn', ...options.init });
   return client;
 }
