@@ -3,6 +3,7 @@ import type { Chat, HearthError, OverflowPolicy } from '../contract.ts';
 import { chatPolicyChoices, type PolicyChoice } from '../lib/context-view.ts';
 import { useActions, useHearth } from '../state/react.tsx';
 import { selectChat, selectLoadedModel, selectProfile } from '../state/selectors.ts';
+import { PolicyRadio } from './ModelProfile.tsx';
 import { SamplingFields, samplingFormFrom, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, Dialog, ErrorBox, inputStyles } from './ui.tsx';
 
@@ -89,27 +90,18 @@ export function OverflowPolicyChoices(props: { choices: readonly PolicyChoice[];
         {props.choices.map((choice) => {
           const id = choiceId(choice.value);
           return (
-            <div key={id} className="flex items-start gap-2 text-sm">
-              <input
-                id={id}
-                type="radio"
-                name="chat-overflow"
-                value={choice.value ?? 'model'}
-                checked={props.value === choice.value}
-                disabled={choice.disabledReason !== undefined}
-                onChange={() => props.onChange(choice.value)}
-                aria-describedby={`${id}-help`}
-                className="mt-1 accent-amber-600"
-              />
-              <div>
-                <label htmlFor={id} className={choice.disabledReason ? 'font-medium text-stone-400 dark:text-stone-500' : 'font-medium'}>
-                  {choice.label}
-                </label>
-                <p id={`${id}-help`} className={help}>
-                  {choice.disabledReason ?? choice.description}
-                </p>
-              </div>
-            </div>
+            <PolicyRadio
+              key={id}
+              id={id}
+              name="chat-overflow"
+              value={choice.value ?? 'model'}
+              label={choice.label}
+              help={choice.disabledReason ?? choice.description}
+              checked={props.value === choice.value}
+              disabled={choice.disabledReason !== undefined}
+              dimmed={choice.disabledReason !== undefined}
+              onChange={() => props.onChange(choice.value)}
+            />
           );
         })}
       </div>

@@ -366,31 +366,61 @@ export function ProfileFields(props: ProfileFieldsProps) {
         </p>
         <div className="space-y-1.5">
           {overflowPolicyList.map((policy) => (
-            <div key={policy} className="flex items-start gap-2 text-sm">
-              <input
-                id={id(`overflow-${policy}`)}
-                type="radio"
-                name="model-profile-overflow"
-                value={policy}
-                checked={value.overflowPolicy === policy}
-                disabled={disabled}
-                onChange={() => set({ overflowPolicy: policy })}
-                aria-describedby={id(`overflow-${policy}-help`)}
-                className="mt-1 accent-amber-600"
-              />
-              <div>
-                <label htmlFor={id(`overflow-${policy}`)} className="font-medium">
-                  {overflowPolicyText[policy].label}
-                </label>
-                <p id={id(`overflow-${policy}-help`)} className={help}>
-                  {overflowPolicyText[policy].description}
-                </p>
-              </div>
-            </div>
+            <PolicyRadio
+              key={policy}
+              id={id(`overflow-${policy}`)}
+              name="model-profile-overflow"
+              value={policy}
+              label={overflowPolicyText[policy].label}
+              help={overflowPolicyText[policy].description}
+              checked={value.overflowPolicy === policy}
+              disabled={disabled}
+              onChange={() => set({ overflowPolicy: policy })}
+            />
           ))}
         </div>
         <FieldIssues issues={issues} field="overflowPolicy" />
       </fieldset>
+    </div>
+  );
+}
+
+/**
+ * One overflow policy's radio with its label and line, for the model's profile and a chat's
+ * settings. `dimmed` greys a choice that cannot be taken at all, not one disabled for a moment.
+ */
+export function PolicyRadio(props: {
+  id: string;
+  name: string;
+  value: string;
+  label: string;
+  help: string;
+  checked: boolean;
+  disabled: boolean | undefined;
+  dimmed?: boolean;
+  onChange: () => void;
+}) {
+  return (
+    <div className="flex items-start gap-2 text-sm">
+      <input
+        id={props.id}
+        type="radio"
+        name={props.name}
+        value={props.value}
+        checked={props.checked}
+        disabled={props.disabled}
+        onChange={props.onChange}
+        aria-describedby={`${props.id}-help`}
+        className="mt-1 accent-amber-600"
+      />
+      <div>
+        <label htmlFor={props.id} className={props.dimmed ? 'font-medium text-stone-400 dark:text-stone-500' : 'font-medium'}>
+          {props.label}
+        </label>
+        <p id={`${props.id}-help`} className={help}>
+          {props.help}
+        </p>
+      </div>
     </div>
   );
 }
