@@ -46,4 +46,44 @@ describe('Lock', () => {
     await tick();
     expect(lock.pending).toBe(0);
   });
+  it('runs waiting tasks by priority, higher first, in arrival order within a priority', async () => {
+    const lock = new Lock('test');
+    const order: string[] = [];
+    let release!: () => void;
+    const held = lock.run(() => new Promise<void>((resolve) => (release = resolve)));
+    const task = (name: string) => () => {
+      order.push(name);
+    };
+    const queued = [
+      lock.run(task('low 1'), { priority: -1 }),
+      lock.run(task('default 1')),
+      lock.run(task('high 1'), { priority: 1 }),
+      lock.run(task('default 2'), { priority: 0 }),
+      lock.run(task('high 2'), { priority: 1 }),
+      lock.run(task('low 2'), { priority: -1 }),
+    ];
+    // The running task is not interrupted: nothing else started while it holds the lock.
+    await tick();
+    expect(order).toEqual([]);
+    release();
+    await Promise.all([held, ...queued]);
+    expect(order).toEqual(['high 1', 'high 2', 'default 1', 'default 2', 'low 1', 'low 2']);
+  });
+
+  it('lets a task queued later with a higher priority pass only tasks still waiting', async () => {
+    const lock = new Lock('test');
+    const order: string[] = [];
+    const step = (name: string) => async () => {
+      order.push(`${name} start`);
+      await tick();
+      order.push(`${name} end`);
+    };
+    const first = lock.run(step('api 1'));
+    const second = lock.run(step('api 2'));
+    await tick();
+    // api 1 is running now; chat arrives after api 2 but runs before it.
+    const chat = lock.run(step('chat'), { priority: 1 });
+    await Promise.all([first, second, chat]);
+    expect(order).toEqual(['api 1 start', 'api 1 end', 'chat start', 'chat end', 'api 2 start', 'api 2 end']);
+  });
 });
