@@ -7,6 +7,7 @@ import { CacheView } from './CacheView.tsx';
 import { ChatView } from './ChatView.tsx';
 import { HomeView } from './HomeView.tsx';
 import { ModelScreen } from './ModelScreen.tsx';
+import { ServerScreen } from './ServerScreen.tsx';
 import { SettingsScreen } from './SettingsScreen.tsx';
 import { Sidebar } from './Sidebar.tsx';
 import { buttonStyles, ErrorBox } from './ui.tsx';
@@ -27,10 +28,12 @@ export function App() {
   );
 }
 
+const screenTitles = { models: 'Models', settings: 'Settings', cache: 'Cache', server: 'Server' } as const;
+
 function Screen() {
   const route = useHearth(selectRoute);
   const chatTitle = useHearth(selectChatTitle(route.name === 'chat' ? route.chatId : ''));
-  const title = route.name === 'chat' ? chatTitle : route.name === 'models' ? 'Models' : route.name === 'settings' ? 'Settings' : route.name === 'cache' ? 'Cache' : undefined;
+  const title = route.name === 'chat' ? chatTitle : route.name === 'home' ? undefined : screenTitles[route.name];
   useEffect(() => {
     document.title = title ? `${title} — Hearth` : 'Hearth';
   }, [title]);
@@ -43,6 +46,8 @@ function Screen() {
       return <SettingsScreen />;
     case 'cache':
       return <CacheView />;
+    case 'server':
+      return <ServerScreen />;
     case 'home':
       return <HomeView />;
   }

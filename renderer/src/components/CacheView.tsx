@@ -24,6 +24,7 @@ import { formatBinaryBytes, formatBytes, formatTime } from '../lib/format.ts';
 import { pairText } from '../lib/kv.ts';
 import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
 import { CacheCheck } from './CacheCheck.tsx';
+import { CacheMissDetails } from './CacheMiss.tsx';
 import {
   selectCachedChats,
   selectCacheEvents,
@@ -384,22 +385,51 @@ export function TurnsTable({ turns, titleOf }: { turns: readonly CacheTurn[]; ti
             .slice()
             .reverse()
             .map((turn) => (
-              <tr key={`${turn.messageId}-${turn.at}`} className="tabular-nums">
-                <td className={td}>{clockText(turn.at)}</td>
-                <td className={`${td} max-w-48 truncate`}>{titleOf(turn.chatId)}</td>
-                <td className={td}>{turn.stats.tokensReused.toLocaleString('en-US')}</td>
-                <td className={td}>{turn.stats.tokensRestored.toLocaleString('en-US')}</td>
-                <td className={td}>{turn.stats.tokensPrefilled.toLocaleString('en-US')}</td>
-                <td className={td}>{msText(turn.stats.ttftMs)}</td>
-                <td className={td}>{msText(turn.stats.restoreMs)}</td>
-                <td className={td} title={turn.stats.fallbackReason}>
-                  {sourceText[turn.stats.cacheSource]}
-                </td>
-              </tr>
+              <TurnRows key={`${turn.messageId}-${turn.at}`} turn={turn} titleOf={titleOf} />
             ))}
         </tbody>
       </table>
     </div>
+  );
+}
+
+/** A turn's row, and below it why its prompt missed the cache, when an API request's did. */
+function TurnRows({ turn, titleOf }: { turn: CacheTurn; titleOf: (chatId: string) => string }) {
+  return (
+    <>
+      <tr className="tabular-nums">
+        <td className={td}>{clockText(turn.at)}</td>
+        <td className={`${td} max-w-48 truncate`}>{turn.source === 'api' ? <ApiBadge conversation={turn.chatId} /> : titleOf(turn.chatId)}</td>
+        <td className={td}>{turn.stats.tokensReused.toLocaleString('en-US')}</td>
+        <td className={td}>{turn.stats.tokensRestored.toLocaleString('en-US')}</td>
+        <td className={td}>{turn.stats.tokensPrefilled.toLocaleString('en-US')}</td>
+        <td className={td}>{msText(turn.stats.ttftMs)}</td>
+        <td className={td}>{msText(turn.stats.restoreMs)}</td>
+        <td className={td} title={turn.stats.fallbackReason}>
+          {sourceText[turn.stats.cacheSource]}
+        </td>
+      </tr>
+      {turn.stats.cacheMiss && (
+        <tr className="border-t-0!">
+          <td colSpan={8} className={`${td} pt-0`}>
+            <CacheMissDetails miss={turn.stats.cacheMiss} testId="cache-miss" />
+          </td>
+        </tr>
+      )}
+    </>
+  );
+}
+
+/**
+ * An API request's turn: its chatId names the API conversation, not a chat, so there is no
+ * title to show and no chat to link to.
+ */
+function ApiBadge({ conversation }: { conversation: string }) {
+  return (
+    <span title={`A request to the local API server (conversation ${conversation})`}>
+      <span className="rounded bg-sky-100 px-1.5 text-xs font-semibold text-sky-900 dark:bg-sky-950 dark:text-sky-200">API</span>
+      <span className="ml-1.5 font-mono text-xs text-stone-500 dark:text-stone-400">{conversation}</span>
+    </span>
   );
 }
 

@@ -161,7 +161,7 @@ function RenameInput(props: { initial: string; onDone: (title: string | null) =>
 function AppNav() {
   const route = useHearth(selectRoute);
   const model = useHearth(selectModel);
-  const link = (href: string, name: 'models' | 'cache' | 'settings', label: string) => (
+  const link = (href: string, name: 'models' | 'cache' | 'server' | 'settings', label: string) => (
     <a
       href={href}
       aria-current={route.name === name ? 'page' : undefined}
@@ -183,6 +183,7 @@ function AppNav() {
       <nav aria-label="App" className="flex flex-col">
         {link('#/models', 'models', 'Models')}
         {link('#/cache', 'cache', 'Cache')}
+        {link('#/server', 'server', 'Server')}
         {link('#/settings', 'settings', 'Settings')}
       </nav>
       <p className="truncate px-2 pt-1 text-xs text-stone-500 dark:text-stone-400" title={status}>

@@ -46,7 +46,8 @@ export function ProgressBar(props: { label: string; value: number | null; max?: 
   );
 }
 
-export function CopyButton(props: { text: string; label?: string; className?: string }) {
+/** `describedBy` names what is copied when several Copy buttons share a screen. */
+export function CopyButton(props: { text: string; label?: string; className?: string; testId?: string; describedBy?: string }) {
   const label = props.label ?? 'Copy';
   const [state, setState] = useState<'idle' | 'copied' | 'failed'>('idle');
   useEffect(() => {
@@ -61,7 +62,7 @@ export function CopyButton(props: { text: string; label?: string; className?: st
     );
   };
   return (
-    <button type="button" onClick={copy} className={props.className ?? buttonStyles.ghost}>
+    <button type="button" onClick={copy} data-testid={props.testId} aria-describedby={props.describedBy} className={props.className ?? buttonStyles.ghost}>
       <CopyIcon className="size-3.5" />
       <span>{state === 'copied' ? 'Copied' : state === 'failed' ? 'Copy failed' : label}</span>
     </button>

@@ -4,7 +4,8 @@ export type Route =
   | { readonly name: 'chat'; readonly chatId: string }
   | { readonly name: 'models' }
   | { readonly name: 'settings' }
-  | { readonly name: 'cache' };
+  | { readonly name: 'cache' }
+  | { readonly name: 'server' };
 
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -13,6 +14,7 @@ export function parseHash(hash: string): Route {
   if (path === 'models') return { name: 'models' };
   if (path === 'settings') return { name: 'settings' };
   if (path === 'cache') return { name: 'cache' };
+  if (path === 'server') return { name: 'server' };
   const chat = /^chat\/([^/]+)$/.exec(path);
   if (chat) {
     let id: string;
@@ -36,6 +38,8 @@ export function routeHash(route: Route): string {
       return '#/settings';
     case 'cache':
       return '#/cache';
+    case 'server':
+      return '#/server';
     case 'home':
       return '#/';
   }

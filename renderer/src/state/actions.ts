@@ -4,7 +4,7 @@
  * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
  * when an action fails.
  */
-import type { CallInput, CallOutputs, Chat, ChatCache, ChatExport, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, OverflowPolicy, Result, Sampling, Settings } from '../contract.ts';
+import type { ApiServerState, CallInput, CallOutputs, Chat, ChatCache, ChatExport, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, OverflowPolicy, Result, Sampling, Settings } from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
@@ -78,6 +78,12 @@ export interface Actions {
   verifyCache(repair: boolean): Promise<Result<CallOutputs['kv.verify']>>;
   /** The chat's active branch as Markdown or JSON, with a safe file name (`chats.export`); the caller saves it. */
   exportChat(chatId: string, format: 'markdown' | 'json'): Promise<Result<ChatExport>>;
+  /** The API server's state and request log into the store (`server.state`). */
+  loadServer(): Promise<Result<ApiServerState>>;
+  /** Changes the API server's settings; the host starts, restarts or stops it to match. */
+  configureServer(patch: CallInput<'server.configure'>): Promise<Result<ApiServerState>>;
+  /** A new API key: clients holding the old one are refused from then on. */
+  rotateServerKey(): Promise<Result<ApiServerState>>;
 }
 
 export interface ActionsOptions {
@@ -126,6 +132,7 @@ export function createActions(transport: Transport, store: HearthStore, options:
       if (route.name === 'chat') await actions.openChat(route.chatId, { force: true });
       if (route.name === 'models') await actions.refreshModels();
       if (route.name === 'cache') await actions.loadCacheOverview();
+      if (route.name === 'server') await actions.loadServer();
       // First run, or nothing loaded: the model screen is where the user has to start.
       if (first && route.name === 'home' && (app.value.model.status === 'idle' || app.value.model.status === 'error')) {
         actions.navigate({ name: 'models' });
@@ -422,6 +429,25 @@ export function createActions(transport: Transport, store: HearthStore, options:
 
     exportChat(chatId, format) {
       return transport.call('chats.export', { chatId, format });
+    },
+
+    async loadServer() {
+      const result = await transport.call('server.state', {});
+      if (result.ok) state().setServerState(result.value);
+      else state().setServerLoadError(result.error);
+      return result;
+    },
+
+    async configureServer(patch) {
+      const result = await transport.call('server.configure', patch);
+      if (result.ok) state().setServerState(result.value);
+      return result;
+    },
+
+    async rotateServerKey() {
+      const result = await transport.call('server.rotateKey', {});
+      if (result.ok) state().setServerState(result.value);
+      return result;
     },
   };
   return actions;

@@ -83,6 +83,12 @@ export function bindEvents(
         if (touches && route.name === 'cache') void actions.refreshCachedChats();
         break;
       }
+      case 'server.state':
+        state().applyServerState(event.payload);
+        break;
+      case 'server.request':
+        state().addServerRequest(event.payload);
+        break;
       case 'app.command':
         if (event.payload.command === 'newChat') void actions.newChat();
         else if (event.payload.command === 'openSettings') actions.navigate({ name: 'settings' });

@@ -173,3 +173,8 @@ export const selectCachedChats: Selector<HearthState['cachedChats']> = (s) => s.
 export const selectCacheOverviewError: Selector<HearthError | null> = (s) => s.cacheOverviewError;
 export const selectHitRatioText: Selector<string> = (s) => hitRatioText(s.turns);
 export const selectChatCache = (chatId: string) => (s: HearthState): ChatCache | undefined => s.chatCache[chatId];
+
+// The Server screen.
+export const selectServer: Selector<HearthState['server']> = (s) => s.server;
+export const selectServerRequests: Selector<HearthState['serverRequests']> = (s) => s.serverRequests;
+export const selectServerLoadError: Selector<HearthError | null> = (s) => s.serverLoadError;

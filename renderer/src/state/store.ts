@@ -5,6 +5,7 @@ import { createChatsSlice } from './chats-slice.ts';
 import { createMessagesSlice } from './messages-slice.ts';
 import { createModelsSlice } from './models-slice.ts';
 import { createProfileSlice } from './profile-slice.ts';
+import { createServerSlice } from './server-slice.ts';
 import type { HearthState } from './types.ts';
 import { createUiSlice } from './ui-slice.ts';
 
@@ -19,6 +20,7 @@ export function createHearthStore() {
     ...createMessagesSlice(...a),
     ...createModelsSlice(...a),
     ...createProfileSlice(...a),
+    ...createServerSlice(...a),
     ...createUiSlice(...a),
   }));
 }

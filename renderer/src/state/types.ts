@@ -5,9 +5,10 @@ import type { ChatsSlice } from './chats-slice.ts';
 import type { MessagesSlice } from './messages-slice.ts';
 import type { ModelsSlice } from './models-slice.ts';
 import type { ProfileSlice } from './profile-slice.ts';
+import type { ServerSlice } from './server-slice.ts';
 import type { UiSlice } from './ui-slice.ts';
 
-export type HearthState = AppSlice & CacheSlice & ChatsSlice & MessagesSlice & ModelsSlice & ProfileSlice & UiSlice;
+export type HearthState = AppSlice & CacheSlice & ChatsSlice & MessagesSlice & ModelsSlice & ProfileSlice & ServerSlice & UiSlice;
 
 /** A slice sees (and may set) the whole store, so cross-slice updates stay one `set`. */
 export type SliceCreator<T> = StateCreator<HearthState, [], [], T>;

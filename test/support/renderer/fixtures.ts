@@ -1,5 +1,5 @@
 /** Test data builders shared by the renderer's unit tests. */
-import type { AppState, CacheSnapshot, CacheTurn, Chat, KvPlan, KvPlanRow, Message, MessageStats } from '../../../renderer/src/contract.ts';
+import type { ApiRequestLog, ApiServerState, AppState, CacheSnapshot, CacheTurn, Chat, KvPlan, KvPlanRow, Message, MessageStats } from '../../../renderer/src/contract.ts';
 
 let clock = 1_000;
 
@@ -130,4 +130,32 @@ export const cacheTurn = (messageId: string, stats: Partial<MessageStats> = {}, 
   chatId: 'c1',
   messageId,
   stats: messageStats(stats),
+});
+
+/** The API server listening on its default port, with no requests yet. */
+export const serverState = (extra: Partial<ApiServerState> = {}): ApiServerState => ({
+  settings: { enabled: true, port: 4724, lan: false, corsOrigins: [] },
+  status: 'listening',
+  url: 'http://127.0.0.1:4724/v1',
+  key: 'hk-test-0123456789abcdef',
+  error: null,
+  overridden: false,
+  endpoints: ['GET /v1/models', 'POST /v1/chat/completions', 'POST /v1/messages'],
+  requests: [],
+  ...extra,
+});
+
+/** A finished chat completion: 40 prompt tokens, 30 of them from the cache. */
+export const apiRequest = (id: number, extra: Partial<ApiRequestLog> = {}): ApiRequestLog => ({
+  id,
+  at: 1_700_000_000_000 + id * 1000,
+  client: 'OpenAI/JS 7.60.0',
+  endpoint: 'POST /v1/chat/completions',
+  model: 'tiny',
+  status: 200,
+  promptTokens: 40,
+  cachedTokens: 30,
+  ttftMs: 12,
+  tokensPerSecond: 55.25,
+  ...extra,
 });
