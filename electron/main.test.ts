@@ -51,6 +51,7 @@ vi.mock('electron', () => {
     dialog: { showErrorBox: vi.fn(), showOpenDialog: vi.fn(async () => ({ canceled: true, filePaths: [] })) },
     ipcMain: { handle: (channel: string, fn: Listener) => state.ipcHandlers.set(channel, fn) },
     Menu: { setApplicationMenu: vi.fn(), buildFromTemplate: (t: unknown) => t },
+    safeStorage: { isEncryptionAvailable: () => true, encryptString: (s: string) => Buffer.from(s), decryptString: (b: Buffer) => b.toString() },
     screen: { getAllDisplays: () => [{ workArea: { x: 0, y: 0, width: 1920, height: 1080 } }] },
     session: {
       defaultSession: {

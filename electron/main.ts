@@ -4,12 +4,13 @@
  * that can be tested without Electron lives beside it (policy.ts, ipc.ts, window-state.ts,
  * menu.ts).
  */
-import { app, BrowserWindow, dialog, ipcMain, Menu, screen, session, shell } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, Menu, safeStorage, screen, session, shell } from 'electron';
 import { join } from 'node:path';
 import { createHearth, HearthStartError, type Hearth, type HearthEvent } from '../engine/index.ts';
 import { utilityProcessSpawner } from './engine-process.ts';
 import { createCallHandler } from './ipc.ts';
 import { menuTemplate } from './menu.ts';
+import { safeStorageSecrets } from './secrets.ts';
 import { contentSecurityPolicy, externalLink, isAllowedDownload, isAllowedRequest, isAppUrl, secureWebPreferences } from './policy.ts';
 import { defaultSize, fitToDisplays, loadWindowState, minSize, saveWindowState } from './window-state.ts';
 import { errorText } from '../engine/contract/index.ts';
@@ -84,6 +85,7 @@ async function start(): Promise<void> {
       host: 'electron',
       version: app.getVersion(),
       spawnEngine: utilityProcessSpawner(join(here, 'engine-worker.js')),
+      secrets: safeStorageSecrets(join(app.getPath('userData'), 'secrets'), safeStorage, (message) => console.warn(`hearth: ${message}`)),
     });
   } catch (e) {
     // A HearthStartError (unwritable data directory, damaged database) carries a hint.

@@ -15,7 +15,32 @@ export type { SlotState } from './contract/index.ts';
 export interface PromptMessage {
   readonly role: 'system' | 'user' | 'assistant';
   readonly text: string;
+  /**
+   * An assistant message's function calls, each with its result, after its text (API clients'
+   * tool calls: the host folds each tool message into the call it answers). One message for the
+   * overflow policy, so a call and its result are kept or dropped together.
+   */
+  readonly calls?: readonly FunctionCallRecord[];
 }
+
+/** A function call the model made, and what the client answered. */
+export interface FunctionCallRecord {
+  readonly name: string;
+  /** The call's arguments, as parsed JSON. */
+  readonly params: unknown;
+  /** The client's answer (a tool message's text); absent when it has not answered. */
+  readonly result?: string;
+}
+
+/** A function the model may call (an API request's tools), node-llama-cpp's shape. */
+export interface FunctionSpec {
+  readonly description?: string;
+  /** A JSON schema of the arguments (an object schema), or absent for none. */
+  readonly params?: Readonly<Record<string, unknown>>;
+}
+
+/** Constrains a reply's text: any JSON value, or JSON that matches a schema. */
+export type OutputFormat = { readonly type: 'json' } | { readonly type: 'json_schema'; readonly schema: Readonly<Record<string, unknown>> };
 
 export interface GenerateInput {
   /** Chosen by the host; used by `abort` and by `token` events. */
@@ -35,6 +60,30 @@ export interface GenerateInput {
   readonly sampling: Sampling;
   /** The chat's own overflow policy; absent: the loaded model's. */
   readonly overflowPolicy?: OverflowPolicy;
+  /**
+   * Who waits: when a chat's and an API request's turns both wait for the engine, the chat's
+   * runs first. Absent: `chat`.
+   */
+  readonly source?: 'chat' | 'api';
+  /** Texts that end the reply where they appear (left out of the reply). At most 8, each 1..200 characters. */
+  readonly stop?: readonly string[];
+  /** The sampler's seed when temperature > 0 (absent: a random one); greedy ignores it. */
+  readonly seed?: number;
+  /** Grammar-constrained output (node-llama-cpp's JSON grammars). Not with `functions`. */
+  readonly format?: OutputFormat;
+  /** Functions the model may call (the chat wrapper's function-calling syntax). Not with `format`. */
+  readonly functions?: Readonly<Record<string, FunctionSpec>>;
+  /**
+   * A raw completion: `messages` is exactly one user message whose text is the whole prompt,
+   * tokenized as is (with the model's BOS), no chat template. The overflow policy still applies:
+   * `drop-oldest` keeps the prompt's end.
+   */
+  readonly raw?: boolean;
+  /**
+   * Also report where the prompt diverged from the longest conversation the cache holds that
+   * shares its start (stats.cacheMiss). Costs a look at the store's manifests, so API requests only.
+   */
+  readonly diagnose?: boolean;
 }
 
 export interface GenerateOutput {
@@ -44,7 +93,11 @@ export interface GenerateOutput {
    * `eos`: the model ended its turn; `maxTokens`: hit the limit; `context`: reached the end of
    * the context before that (it can be continued); `aborted`: `abort` was called.
    */
-  readonly stopReason: 'eos' | 'maxTokens' | 'context' | 'aborted';
+  readonly stopReason: 'eos' | 'maxTokens' | 'context' | 'aborted' | 'stopSequence' | 'functionCalls';
+  /** Which of `stop` ended it (stopReason `stopSequence`). */
+  readonly stopSequence?: string;
+  /** The calls the model made (stopReason `functionCalls`); `text` is what it wrote before them. */
+  readonly functionCalls?: readonly { readonly name: string; readonly params: unknown }[];
   readonly stats: MessageStats;
 }
 
@@ -191,6 +244,14 @@ export interface WorkerMethods {
   /** The quality meter: the loaded model's KV pair against F16 over `calibrationPath`'s text. */
   measureQuality: { input: { readonly calibrationPath: string }; output: KvQuality };
   unloadModel: { input: Record<string, never>; output: Record<string, never> };
+  /**
+   * The prompt's length in tokens as `generate` would render it (chat template, functions; or raw),
+   * before any overflow policy. For the API's token counting and its context check.
+   */
+  countTokens: {
+    input: { readonly messages: readonly PromptMessage[]; readonly raw?: boolean; readonly functions?: Readonly<Record<string, FunctionSpec>> };
+    output: { readonly tokens: number; readonly contextSize: number };
+  };
   /** Streams `token` events, then answers. One generation at a time; others wait their turn. */
   generate: { input: GenerateInput; output: GenerateOutput };
   /** Stops a generation; its `generate` then answers with stopReason `aborted`. */

@@ -14,6 +14,10 @@ export interface CliOptions {
   /** True when `--port` was given: then a taken port is an error, not a fallback. */
   readonly portExplicit: boolean;
   readonly threads?: number;
+  /** `--api-port`: the local API server listens on this port for this run. */
+  readonly apiPort?: number;
+  /** `--api-key`: the key API clients must send, for this run (else the stored one). */
+  readonly apiKey?: string;
   readonly help: boolean;
 }
 
@@ -27,6 +31,9 @@ Options:
   --model FILE.gguf  load this model at start
   --port N           port to listen on, 0 for any free port (default: ${defaultPort})
   --threads N        llama.cpp threads (default: the setting, or the physical core count)
+  --api-port N       also serve the OpenAI- and Anthropic-compatible API on 127.0.0.1:N for this run
+                     (0: any free port; the address is printed)
+  --api-key KEY      the key API clients send (Authorization: Bearer KEY); default: the stored one
   -h, --help         show this help
 `;
 
@@ -48,7 +55,7 @@ function parseInteger(flag: string, raw: string, min: number, max: number): numb
 
 /** Parses the arguments after `node server/main.ts`. Never throws: a bad argument is a message. */
 export function parseCli(argv: readonly string[], cwd: string = process.cwd()): { ok: true; options: CliOptions } | { ok: false; message: string } {
-  let values: { 'data-dir'?: string; model?: string; port?: string; threads?: string; help?: boolean };
+  let values: { 'data-dir'?: string; model?: string; port?: string; threads?: string; 'api-port'?: string; 'api-key'?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -57,6 +64,8 @@ export function parseCli(argv: readonly string[], cwd: string = process.cwd()): 
         model: { type: 'string' },
         port: { type: 'string' },
         threads: { type: 'string' },
+        'api-port': { type: 'string' },
+        'api-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -77,6 +86,18 @@ export function parseCli(argv: readonly string[], cwd: string = process.cwd()): 
     if (typeof t === 'string') return { ok: false, message: t };
     threads = t;
   }
+  let apiPort: number | undefined;
+  if (values['api-port'] !== undefined) {
+    const p = parseInteger('--api-port', values['api-port'], 0, 65535);
+    if (typeof p === 'string') return { ok: false, message: p };
+    apiPort = p;
+  }
+  const apiKey = values['api-key'];
+  if (apiKey !== undefined) {
+    // Sent in a header: printable, no spaces; long enough not to be guessed.
+    if (!/^[A-Za-z0-9._~+/=-]{16,256}$/.test(apiKey)) return { ok: false, message: '--api-key must be 16 to 256 letters, digits or ._~+/=- characters.' };
+    if (apiPort === undefined) return { ok: false, message: '--api-key needs --api-port (the key is for the API server this run starts).' };
+  }
   if (values['data-dir'] === '') return { ok: false, message: '--data-dir must not be empty.' };
   if (values.model === '') return { ok: false, message: '--model must not be empty.' };
   const options: CliOptions = {
@@ -86,6 +107,8 @@ export function parseCli(argv: readonly string[], cwd: string = process.cwd()): 
     help: values.help === true,
     ...(values.model !== undefined ? { modelPath: resolve(cwd, values.model) } : {}),
     ...(threads !== undefined ? { threads } : {}),
+    ...(apiPort !== undefined ? { apiPort } : {}),
+    ...(apiKey !== undefined ? { apiKey } : {}),
   };
   return { ok: true, options };
 }

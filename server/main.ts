@@ -1,7 +1,8 @@
 /**
- * The browser host: `node server/main.ts [--data-dir DIR] [--model FILE.gguf] [--port N] [--threads N]`.
- * Argument parsing and wiring only; the HTTP app is `app.ts`. Stdout carries exactly one line,
- * the address to open, so scripts and tests can read it; everything else goes to stderr.
+ * The browser host: `node server/main.ts [--data-dir DIR] [--model FILE.gguf] [--port N] [--threads N] [--api-port N [--api-key KEY]]`.
+ * Argument parsing and wiring only; the HTTP app is `app.ts`. Stdout carries the address to
+ * open, one line (and with `--api-port` a second line, the API's address), so scripts and tests
+ * can read it; everything else goes to stderr.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
       version: await readVersion(),
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.modelPath !== undefined ? { modelPath: options.modelPath } : {}),
+      ...(options.apiPort !== undefined ? { api: { port: options.apiPort, ...(options.apiKey !== undefined ? { key: options.apiKey } : {}) } } : {}),
     });
   } catch (e) {
     if (e instanceof HearthStartError) fail(`${e.message}\n${e.hint}`);
@@ -115,6 +117,10 @@ async function main(): Promise<void> {
   }
 
   process.stdout.write(`Hearth listening on ${server.url}\n`);
+  // The API server (when on) is listening by now: say where, or why not.
+  const api = await hearth.api['server.state']({});
+  if (api.ok && api.value.url !== null) process.stdout.write(`Hearth API listening on ${api.value.url}\n`);
+  else if (api.ok && api.value.error) process.stderr.write(`hearth: the API server is not listening: ${api.value.error.message}${api.value.error.hint ? `\n${api.value.error.hint}` : ''}\n`);
   process.stderr.write(`hearth: data directory ${options.dataDir}\n`);
 }
 

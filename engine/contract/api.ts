@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, DownloadProgress, EngineStatus, LocalModel, Message, ModelInfo, ModelProfile, ModelProfileView, ModelStatus, RecommendedModel, Settings } from './types.ts';
 import type { CachedChat, CacheEvent, CacheSnapshot, CacheTurn, ChatCache, KvPlan, KvQuality, KvStatus, KvStoreInfo, KvVerifyReport } from './kv-types.ts';
 import type { Result } from './errors.ts';
+import type { ApiRequestLog, ApiServerState } from './server-types.ts';
 
 /** Largest message a user may send, in characters. */
 export const maxMessageChars = 200_000;
@@ -220,6 +221,18 @@ export const callInputs = {
    * its slot: its next turn reads its history again, and its readout says why.
    */
   'cache.forget': chatRef,
+
+  /** The local API server: settings, state, key and recent requests (the Server screen). */
+  'server.state': empty,
+  /** Changes the server's settings and starts, restarts or stops it to match. */
+  'server.configure': z.strictObject({
+    enabled: z.boolean().optional(),
+    port: z.number().int().min(1).max(65_535).optional(),
+    lan: z.boolean().optional(),
+    corsOrigins: z.array(z.string().regex(/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/, 'an origin is scheme://host[:port]')).max(20).optional(),
+  }),
+  /** Replaces the API key: clients holding the old one are refused from now on. */
+  'server.rotateKey': empty,
 } as const;
 
 export type CallName = keyof typeof callInputs;
@@ -291,6 +304,10 @@ export interface CallOutputs {
   'cache.chat': ChatCache;
   /** Disk bytes released (chunks still used by other chats are kept and not counted). */
   'cache.forget': { readonly bytesFreed: number };
+  'server.state': ApiServerState;
+  /** The state after the change (status `error` with the reason when it could not listen). */
+  'server.configure': ApiServerState;
+  'server.rotateKey': ApiServerState;
 }
 
 /** Everything the host pushes to the renderer. */
@@ -324,6 +341,10 @@ export interface EventPayloads {
   'cache.turn': CacheTurn;
   /** A line for the Cache view's event log. */
   'cache.event': CacheEvent;
+  /** The API server started, stopped, failed, or its key changed (the log is not resent: see `server.request`). */
+  'server.state': Omit<ApiServerState, 'requests'>;
+  /** An API request finished: a row for the Server screen's log. */
+  'server.request': ApiRequestLog;
 }
 
 export type EventName = keyof EventPayloads;

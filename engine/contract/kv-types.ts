@@ -333,6 +333,8 @@ export interface CacheTurn {
   readonly messageId: string;
   /** The reply's readout. */
   readonly stats: MessageStats;
+  /** `api`: a request to the local API server (chatId names its conversation, not a chat). Absent: a chat. */
+  readonly source?: 'chat' | 'api';
 }
 
 /**

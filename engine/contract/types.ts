@@ -4,6 +4,7 @@
  * classes, no functions, no `undefined`-vs-missing tricks beyond optional fields. Times are
  * epoch milliseconds unless a name says otherwise.
  */
+import type { CacheMiss } from './server-types.ts';
 import type { HearthError } from './errors.ts';
 import type { CacheSource, KvCacheType, KvCompressionSetting, KvStatus } from './kv-types.ts';
 
@@ -242,6 +243,8 @@ export interface MessageStats {
   readonly stopReason?: 'eos' | 'maxTokens' | 'context';
   /** What the model saw of the chat for this reply; absent from older replies. */
   readonly view?: ContextView;
+  /** API requests: where the prompt diverged from the conversation the cache held, when it did. */
+  readonly cacheMiss?: CacheMiss;
 }
 
 /** The model's view of a chat at one reply (MessageStats.view): the context meter and the divider. */

@@ -73,8 +73,8 @@ export class CacheViewLog {
   }
 
   /** A reply finished with stats: its timeline row, and events for a restore and a fallback. */
-  recordTurn(chatId: string, messageId: string, stats: MessageStats): CacheTurn {
-    const turn: CacheTurn = { at: this.#now(), chatId, messageId, stats };
+  recordTurn(chatId: string, messageId: string, stats: MessageStats, source: 'chat' | 'api' = 'chat'): CacheTurn {
+    const turn: CacheTurn = { at: this.#now(), chatId, messageId, stats, ...(source === 'api' ? { source } : {}) };
     pushBounded(this.#turns, turn, this.#turnLimit);
     this.#deps.emit({ type: 'cache.turn', payload: turn });
     if (stats.tokensRestored > 0) {

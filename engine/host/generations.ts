@@ -81,7 +81,9 @@ export function finishFor(result: Result<GenerateOutput>, textSoFar: string): Fi
     const { text, stopReason, stats } = result.value;
     // The readout keeps how the reply ended; a stopped one says so by its status.
     if (stopReason === 'aborted') return { status: 'stopped', content: text, stats };
-    return { status: 'complete', content: text, stats: { ...stats, stopReason } };
+    // Chats ask for no stop texts or functions: those two only end API replies.
+    const ended = stopReason === 'stopSequence' || stopReason === 'functionCalls' ? 'eos' : stopReason;
+    return { status: 'complete', content: text, stats: { ...stats, stopReason: ended } };
   }
   const error: HearthError = result.error;
   switch (error.code) {

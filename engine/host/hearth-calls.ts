@@ -23,6 +23,7 @@ import { listModels, recommendedModels } from './models.ts';
 import type { QualityMeter } from './quality-results.ts';
 import { updateSettings } from './settings.ts';
 import type { Supervisor } from './supervisor.ts';
+import type { ApiServer } from './api/server.ts';
 
 /** The context 'models.plan' plans for when neither the call nor the profile names one. */
 const PLAN_DEFAULT_CONTEXT = 4096;
@@ -60,6 +61,7 @@ export interface CallDeps {
   readonly downloads: Downloads;
   readonly chats: Conversations;
   readonly quality: QualityMeter;
+  readonly apiServer: ApiServer;
   /** Whether Hearth is closing: calls then answer ENGINE_UNAVAILABLE. */
   readonly closing: () => boolean;
 }
@@ -84,7 +86,7 @@ function guardFor(deps: CallDeps): Guard {
 /** The whole table; every call is guarded. */
 export function createCalls(deps: CallDeps): HearthApi {
   const guard = guardFor(deps);
-  return { ...appCalls(deps, guard), ...modelCalls(deps, guard), ...chatCalls(deps, guard), ...cacheCalls(deps, guard) };
+  return { ...appCalls(deps, guard), ...modelCalls(deps, guard), ...chatCalls(deps, guard), ...cacheCalls(deps, guard), ...serverCalls(deps, guard) };
 }
 
 type Calls<N extends CallName> = Pick<HearthApi, N>;
@@ -221,5 +223,13 @@ function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec,
       if (!store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
       return supervisor.request('forgetChat', { chatId, reread: true }, { timeoutMs: FORGET_TIMEOUT_MS });
     }),
+  };
+}
+
+function serverCalls({ apiServer }: CallDeps, guard: Guard): Calls<'server.state' | 'server.configure' | 'server.rotateKey'> {
+  return {
+    'server.state': guard('server.state', async () => ok(apiServer.state())),
+    'server.configure': guard('server.configure', async (patch) => apiServer.configure(patch)),
+    'server.rotateKey': guard('server.rotateKey', async () => apiServer.rotateKey()),
   };
 }

@@ -31,6 +31,11 @@ import { ModelProfiles } from './model-profiles.ts';
 import { QualityMeter, QualityResults } from './quality-results.ts';
 import { readSettings, updateSettings } from './settings.ts';
 import { Supervisor, type LogLevel } from './supervisor.ts';
+import { fileSecretStore, type SecretStore } from './secrets.ts';
+import { createBackend } from './api/backend.ts';
+import { ApiRuns } from './api/runs.ts';
+import { ApiServer, type ApiOverride } from './api/server.ts';
+import { listModels } from './models.ts';
 
 export interface HearthOptions {
   /** Where hearth.db, models/ and logs/ live; created if missing. */
@@ -49,6 +54,13 @@ export interface HearthOptions {
    */
   readonly modelPath?: string;
   readonly logLevel?: LogLevel;
+  /**
+   * Where secrets (the API server's key) are kept. The desktop app passes one backed by
+   * Electron's safeStorage; the default is 0600 files in `<dataDir>/secrets`.
+   */
+  readonly secrets?: SecretStore;
+  /** The command line's API server settings for this run (`--api-port`, `--api-key`). */
+  readonly api?: ApiOverride;
 }
 
 export interface Hearth {
@@ -202,6 +214,7 @@ interface Parts extends CallDeps {
   readonly events: Emitter<HearthEvent>;
   readonly metrics: Metrics;
   readonly generations: Generations;
+  readonly apiRuns: ApiRuns;
   /** Every listener subscribed to the supervisor or to `events`, by whichever part. */
   readonly subscriptions: DisposableStore;
 }
@@ -274,8 +287,26 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   const applied = () => appliedCodec;
   const sampler = new CacheViewSampler({ metrics: (timeoutMs) => supervisor.request('metrics', {}, { timeoutMs }), settings, kvStatus: kvState, applied, emit, log });
   const quality = new QualityMeter({ engine: supervisor, loadedModel: () => (model.status.status === 'ready' ? (model.status.model ?? null) : null), cache: new QualityResults(db) });
+  const apiRuns = subscriptions.add(
+    new ApiRuns({
+      engine: supervisor,
+      onTurn: (conversationId, requestId, stats) => {
+        metrics.record(stats);
+        viewLog.recordTurn(conversationId, requestId, stats, 'api');
+      },
+    }),
+  );
+  const backend = createBackend({ engine: supervisor, runs: apiRuns, model, listModels: () => listModels(dirs.models), chatsBusy: () => generations.activeChatIds.length > 0 });
+  const apiServer = new ApiServer({
+    db,
+    secrets: options.secrets ?? fileSecretStore(path.join(dirs.root, 'secrets')),
+    backend,
+    emit,
+    log,
+    ...(options.api ? { override: options.api } : {}),
+  });
   const { version, host } = options;
-  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, chats, quality, closing, events, metrics, generations, subscriptions };
+  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, chats, quality, apiServer, closing, events, metrics, generations, apiRuns, subscriptions };
 }
 
 /**
@@ -284,7 +315,9 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
  * host's own listeners and the log.
  */
 async function disposeParts(parts: Parts, stopGraceMs: number): Promise<void> {
-  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events } = parts;
+  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events, apiServer } = parts;
+  // No new API requests; those running are stopped with the engine below.
+  await apiServer.dispose();
   sampler.dispose();
   kvApplier.dispose();
   await generations.stopAll(stopGraceMs);
@@ -320,6 +353,8 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
   await parts.supervisor.start();
   if (options.modelPath !== undefined) await parts.model.loadAtStart(options.modelPath);
   else void parts.model.loadAtStart(undefined).catch((error: unknown) => log('error', `loading the remembered model failed: ${describe(error)}`));
+  // Listening (when on) before createHearth resolves: the command line prints its address next.
+  await parts.apiServer.start();
 
   return {
     api,

@@ -303,6 +303,9 @@ export class FakePort implements EnginePort {
         return ok({ ...b.plan, contextSize: message.input.contextSize, slots: message.input.slots });
       case 'measureQuality':
         return this.#model ? ok(b.quality) : err('MODEL_NOT_LOADED', 'No model is loaded.');
+      case 'countTokens':
+        // One token per character, as `generate` below counts its prefill.
+        return this.#model ? ok({ tokens: message.input.messages.reduce((n, m) => n + m.text.length, 0), contextSize: this.#model.contextSize }) : err('MODEL_NOT_LOADED', 'No model is loaded.');
     }
   }
 

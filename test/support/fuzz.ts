@@ -46,6 +46,9 @@ export const validInputs: { readonly [N in CallName]: CallInput<N> } = {
   'cache.overview': {},
   'cache.chat': { chatId: 'abc' },
   'cache.forget': { chatId: 'abc' },
+  'server.state': {},
+  'server.configure': { enabled: false, port: 4724, lan: false, corsOrigins: ['http://localhost:3000'] },
+  'server.rotateKey': {},
 };
 
 /** A malformed payload and what it is, for the failure message. */

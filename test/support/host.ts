@@ -18,6 +18,7 @@ export const repoRoot = resolve(import.meta.dirname, '../..');
 const nodeBinary = existsSync(join(repoRoot, 'node_modules', '.bin', 'node')) ? join(repoRoot, 'node_modules', '.bin', 'node') : process.execPath;
 
 const listeningLine = /^Hearth listening on (http:\/\/127\.0\.0\.1:(\d+)\/\?token=([A-Za-z0-9_-]+))$/;
+const apiLine = /^Hearth API listening on (http:\/\/127\.0\.0\.1:\d+\/v1)$/;
 
 export interface HostOptions {
   readonly dataDir: string;
@@ -26,6 +27,8 @@ export interface HostOptions {
   readonly threads?: number;
   /** Extra environment for the host (and so its engine process). */
   readonly env?: NodeJS.ProcessEnv;
+  /** Turns the API server on for this run (`--api-port`, `--api-key`); port 0 picks a free one. */
+  readonly api?: { readonly port: number; readonly key?: string };
 }
 
 /** A running browser host. */
@@ -35,6 +38,8 @@ export interface Host {
   readonly origin: string;
   readonly port: number;
   readonly token: string;
+  /** The API's base URL (`http://127.0.0.1:N/v1`) when `api` was given. */
+  readonly apiUrl: string | null;
   readonly process: ChildProcess;
   /** Everything it wrote to stdout and stderr so far. */
   output(): string;
@@ -86,6 +91,10 @@ export function isAlive(pid: number): boolean {
 export async function startHost(options: HostOptions): Promise<Host> {
   const args = ['server/main.ts', '--data-dir', options.dataDir, '--port', '0', '--threads', String(options.threads ?? 1)];
   if (options.model !== undefined) args.push('--model', options.model);
+  if (options.api) {
+    args.push('--api-port', String(options.api.port));
+    if (options.api.key !== undefined) args.push('--api-key', options.api.key);
+  }
   const child = spawn(nodeBinary, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   let output = '';
   child.stderr.setEncoding('utf8');
@@ -93,15 +102,19 @@ export async function startHost(options: HostOptions): Promise<Host> {
     output += chunk;
   });
 
-  const address = await new Promise<{ url: string; port: number; token: string }>((res, rej) => {
+  const address = await new Promise<{ url: string; port: number; token: string; apiUrl: string | null }>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`the host printed no address within 60 s:\n${output}`)), 60_000);
     const lines = createInterface({ input: child.stdout });
+    let ui: { url: string; port: number; token: string } | null = null;
     lines.on('line', (line) => {
       output += line + '\n';
       const m = listeningLine.exec(line);
-      if (m?.[1] !== undefined) {
+      if (m?.[1] !== undefined) ui = { url: m[1], port: Number(m[2]), token: m[3] ?? '' };
+      const api = apiLine.exec(line)?.[1];
+      // With the API on, its line comes right after the UI's.
+      if (ui !== null && (!options.api || api !== undefined)) {
         clearTimeout(timer);
-        res({ url: m[1], port: Number(m[2]), token: m[3] ?? '' });
+        res({ ...ui, apiUrl: api ?? null });
       }
     });
     child.once('exit', (code, signal) => {
