@@ -38,6 +38,10 @@ export interface FakeBehaviour {
   stats: Partial<MessageStats>;
   /** How a reply that was not aborted ends (`context`: cut by the end of the context). */
   stopReason: Exclude<GenerateOutput['stopReason'], 'aborted'>;
+  /** The calls a reply reports (with stopReason `functionCalls`); null: none. */
+  functionCalls: GenerateOutput['functionCalls'] | null;
+  /** The stop text a reply reports as its end (with stopReason `stopSequence`); null: none. */
+  stopSequence: string | null;
 }
 
 /** The fake's default sample: one slot on a CPU, a small store. */
@@ -104,6 +108,8 @@ export class FakeEngine {
     cachedChats: [],
     stats: {},
     stopReason: 'eos',
+    functionCalls: null,
+    stopSequence: null,
   };
   readonly ports: FakePort[] = [];
   /** Every call any port received, in order. */
@@ -336,7 +342,14 @@ export class FakePort implements EnginePort {
       cacheSource: 'memory',
       ...b.stats,
     };
-    return ok({ text, stopReason: this.#aborted.has(input.requestId) ? 'aborted' : b.stopReason, stats });
+    const aborted = this.#aborted.has(input.requestId);
+    return ok({
+      text,
+      stopReason: aborted ? 'aborted' : b.stopReason,
+      stats,
+      ...(!aborted && b.functionCalls ? { functionCalls: b.functionCalls } : {}),
+      ...(!aborted && b.stopSequence !== null ? { stopSequence: b.stopSequence } : {}),
+    });
   }
 }
 
