@@ -56,6 +56,44 @@ describe('toChatHistory', () => {
     expect(continued).toHaveLength(2);
     expect(continued.at(-1)).toEqual({ type: 'model', response: ['Hello, th'] });
   });
+
+  it("writes an assistant message's function calls after its text, an unanswered one with result undefined", () => {
+    const calls = [
+      { name: 'get_weather', params: { city: 'Paris' }, result: 'sunny' },
+      { name: 'get_time', params: {} },
+    ];
+    const history = toChatHistory([{ role: 'user', text: 'Hi' }, { role: 'assistant', text: 'Let me look.', calls }, { role: 'user', text: 'And?' }]);
+    expect(history[1]).toEqual({
+      type: 'model',
+      response: [
+        'Let me look.',
+        { type: 'functionCall', name: 'get_weather', params: { city: 'Paris' }, result: 'sunny' },
+        { type: 'functionCall', name: 'get_time', params: {}, result: undefined },
+      ],
+    });
+    // No empty text before calls.
+    const bare = toChatHistory([{ role: 'user', text: 'Hi' }, { role: 'assistant', text: '', calls: calls.slice(0, 1) }]);
+    expect(bare.at(-1)).toEqual({ type: 'model', response: [{ type: 'functionCall', name: 'get_weather', params: { city: 'Paris' }, result: 'sunny' }] });
+  });
+});
+
+describe('ViewCosts', () => {
+  it('counts and remembers function calls with the text: the same text with other calls costs otherwise', () => {
+    const counted = { render: 0, tokenize: 0 };
+    const r: ViewRenderer = { ...renderer(counted), calls: (calls) => 10 * calls.length + calls.reduce((sum, c) => sum + (c.result?.length ?? 0), 0) };
+    const costs = new ViewCosts(r);
+    const call = { name: 'f', params: { a: 1 }, result: 'abc' };
+    const plain: PromptMessage = { role: 'assistant', text: 'one two' };
+    const one = costs.of(undefined, [plain, { ...plain, calls: [call] }, { ...plain, calls: [call, { ...call, result: 'abcdef' }] }]).costs;
+    expect(one[1]! - one[0]!).toBe(13);
+    expect(one[2]! - one[0]!).toBe(29);
+    // Asked again, nothing is tokenized again.
+    const before = counted.tokenize;
+    expect(costs.of(undefined, [plain, { ...plain, calls: [call] }]).costs).toEqual(one.slice(0, 2));
+    expect(counted.tokenize).toBe(before);
+    // The head carries what the caller says it does (a turn's function documentation).
+    expect(costs.of(undefined, [], 40).headCost - costs.of(undefined, []).headCost).toBe(40);
+  });
 });
 
 describe('replayView', () => {

@@ -12,8 +12,8 @@
  * the start only at a turn that no longer fits, so the host (or an API client) sends the whole
  * history and needs to remember nothing; a regenerated or edited turn replays its own branch.
  */
-import type { ChatHistoryItem, Token } from 'node-llama-cpp';
-import type { PromptMessage } from '../protocol.ts';
+import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelResponse, Token } from 'node-llama-cpp';
+import type { FunctionCallRecord, PromptMessage } from '../protocol.ts';
 import { rebuildWindow } from './overflow.ts';
 
 /**
@@ -35,15 +35,33 @@ export function replyTokens(maxTokens: number, contextSize: number): number {
 }
 
 /**
+ * An assistant message's function calls as node-llama-cpp's response items, after its text. A
+ * call the client has not answered has result `undefined`: the type allows anything, and every
+ * chat wrapper writes `undefined` as a function that returned nothing ("void"), where an empty
+ * string would read as a function that returned "".
+ */
+export function callItems(calls: readonly FunctionCallRecord[]): ChatModelFunctionCall[] {
+  return calls.map((call) => ({ type: 'functionCall', name: call.name, params: call.params, result: call.result }));
+}
+
+/** An assistant message as the model's response: its text (when there is any), then its calls. */
+function modelResponse(message: PromptMessage): ChatModelResponse['response'] {
+  const calls = message.calls ?? [];
+  if (calls.length === 0) return [message.text];
+  return [...(message.text !== '' ? [message.text] : []), ...callItems(calls)];
+}
+
+/**
  * The chat history node-llama-cpp renders, ending with the model turn to generate: an empty one,
- * or the last message when it is the model's (a reply being continued: LlamaChat writes on).
+ * or the last message when it is the model's (a reply being continued: LlamaChat writes on, after
+ * its function calls' results when it has some).
  */
 export function toChatHistory(messages: readonly PromptMessage[]): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = messages.map((message): ChatHistoryItem => {
     switch (message.role) {
       case 'system': return { type: 'system', text: message.text };
       case 'user': return { type: 'user', text: message.text };
-      case 'assistant': return { type: 'model', response: [message.text] };
+      case 'assistant': return { type: 'model', response: modelResponse(message) };
     }
   });
   if (messages.at(-1)?.role !== 'assistant') history.push({ type: 'model', response: [] });
@@ -113,6 +131,11 @@ function viewGoal(budget: ViewBudget): number {
 export interface ViewRenderer {
   render(messages: readonly PromptMessage[]): Token[];
   tokenize(text: string): number;
+  /**
+   * Tokens of an assistant message's function calls and their results as the template writes
+   * them; without it, their JSON is counted as text.
+   */
+  calls?(calls: readonly FunctionCallRecord[]): number;
 }
 
 /** Characters of message text whose token counts are remembered, per loaded model. */
@@ -148,24 +171,33 @@ export class ViewCosts {
     return this.#overhead;
   }
 
-  #tokens(text: string): number {
-    const known = this.#cache.get(text);
+  /** A message's own tokens: its text, and its function calls with their results. */
+  #tokens(message: Pick<PromptMessage, 'text' | 'calls'>): number {
+    const calls = message.calls ?? [];
+    // Keyed on the calls too: the same text with other calls (or results) costs something else.
+    // NUL never occurs in JSON, so no text can pass for a text with calls.
+    const key = calls.length === 0 ? message.text : `${message.text}\u0000${JSON.stringify(calls)}`;
+    const known = this.#cache.get(key);
     if (known !== undefined) return known;
-    const count = this.#renderer.tokenize(text);
-    if (this.#cachedChars + text.length > COST_CACHE_CHARS) {
+    const r = this.#renderer;
+    const count = r.tokenize(message.text) + (calls.length === 0 ? 0 : r.calls ? r.calls(calls) : r.tokenize(JSON.stringify(calls)));
+    if (this.#cachedChars + key.length > COST_CACHE_CHARS) {
       this.#cache.clear();
       this.#cachedChars = 0;
     }
-    this.#cache.set(text, count);
-    this.#cachedChars += text.length;
+    this.#cache.set(key, count);
+    this.#cachedChars += key.length;
     return count;
   }
 
-  /** The cost of the system prompt (or none) with the reply's opening, and of each other message. */
-  of(head: PromptMessage | undefined, body: readonly PromptMessage[]): { headCost: number; costs: number[] } {
+  /**
+   * The cost of the system prompt (or none) with the reply's opening, and of each other message.
+   * `headExtra`: what else the head carries (the functions' documentation, when a turn offers some).
+   */
+  of(head: PromptMessage | undefined, body: readonly PromptMessage[], headExtra = 0): { headCost: number; costs: number[] } {
     const overhead = this.#templateOverhead();
-    const headCost = overhead.open + (head ? overhead.system + this.#tokens(head.text) : 0);
-    const costs = body.map((m) => this.#tokens(m.text) + (m.role === 'user' ? overhead.user : overhead.assistant));
+    const headCost = overhead.open + headExtra + (head ? overhead.system + this.#tokens(head) : 0);
+    const costs = body.map((m) => this.#tokens(m) + (m.role === 'user' ? overhead.user : overhead.assistant));
     return { headCost, costs };
   }
 }
@@ -186,10 +218,10 @@ export interface DropOldestView {
  * message is huge) more is dropped until it fits. null when even the last message alone (with the
  * system prompt) leaves no room for `minReply` tokens.
  */
-export function dropOldestView(messages: readonly PromptMessage[], costs: ViewCosts, renderer: ViewRenderer, budget: ViewBudget, minReply: number): DropOldestView | null {
+export function dropOldestView(messages: readonly PromptMessage[], costs: ViewCosts, renderer: ViewRenderer, budget: ViewBudget, minReply: number, headExtra = 0): DropOldestView | null {
   const head = messages[0]?.role === 'system' ? messages[0] : undefined;
   const body = head ? messages.slice(1) : messages;
-  const { headCost, costs: bodyCosts } = costs.of(head, body);
+  const { headCost, costs: bodyCosts } = costs.of(head, body, headExtra);
   const { start, before } = replayView(body.map((m) => m.role), bodyCosts, headCost, budget);
   const windowFrom = (from: number): PromptMessage[] => (head ? [head, ...body.slice(from)] : body.slice(from));
   let dropped = start;

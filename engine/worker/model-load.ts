@@ -7,11 +7,11 @@
  */
 import { basename, extname } from 'node:path';
 import { stat } from 'node:fs/promises';
-import { LlamaChat, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel } from 'node-llama-cpp';
+import { LlamaChat, type ChatModelFunctions, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel } from 'node-llama-cpp';
 import { err, ok, type ModelInfo, type Result, errorText } from '../contract/index.ts';
 import type { ResolvedProfile, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE } from './constants.ts';
-import { toChatHistory, ViewCosts, type ViewRenderer } from './context-view.ts';
+import { callItems, toChatHistory, ViewCosts, type ViewRenderer } from './context-view.ts';
 import { checkResolvedProfile, ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
 import { classifyLoadFailure } from './logs.ts';
 import { KvGuard, SINK_TOKENS, streamShiftSize, type StreamWindow } from './overflow.ts';
@@ -211,11 +211,19 @@ async function assemble(state: RuntimeState, model: LlamaModel, context: LlamaCo
   return { model, context, slots, info, kvProfile, profile, guard, streams, view, viewCosts: new ViewCosts(view), kvBytesPerCell, weights };
 }
 
-/** Prompts rendered with the chat template LlamaChat resolved for the model, and texts tokenized. */
-function viewRenderer(model: LlamaModel, chat: LlamaChat): ViewRenderer {
+/**
+ * Prompts rendered with the chat template LlamaChat resolved for the model, and texts tokenized.
+ * With `functions`, the template also documents them (in the system prompt, for most wrappers)
+ * exactly as LlamaChat's generateResponse does when it is given them: same functions, and
+ * `documentFunctionParams` left to the wrapper's default as the turn leaves it, so the tokens the
+ * overflow policy fits are the tokens LlamaChat evaluates.
+ */
+export function viewRenderer(model: LlamaModel, chat: LlamaChat, functions?: ChatModelFunctions): ViewRenderer {
+  const wrapper = chat.chatWrapper;
   return {
-    render: (messages) => chat.chatWrapper.generateContextState({ chatHistory: toChatHistory(messages) }).contextText.tokenize(model.tokenizer),
+    render: (messages) => wrapper.generateContextState({ chatHistory: toChatHistory(messages), ...(functions ? { availableFunctions: functions } : {}) }).contextText.tokenize(model.tokenizer),
     tokenize: (text) => model.tokenize(text).length,
+    calls: (calls) => wrapper.generateModelResponseText(callItems(calls)).tokenize(model.tokenizer).length,
   };
 }
 

@@ -10,6 +10,7 @@ import { Lock } from '../base/lock.ts';
 import type { ModelInfo, Result } from '../contract/index.ts';
 import type { KvStoreStats } from '../kv/store.ts';
 import type { KvActivity, ResolvedProfile, WorkerEvent } from '../protocol.ts';
+import { GrammarCache } from './api-options.ts';
 import { cachedFor } from './kv-activity.ts';
 import type { ViewCosts, ViewRenderer } from './context-view.ts';
 import type { KvCache, KvProfile } from './kv-cache.ts';
@@ -102,6 +103,8 @@ export class RuntimeState {
   readonly generations = new Map<string, AbortController>();
   runningRequestId: string | null = null;
   readonly forgotten = new ForgottenChats();
+  /** Output formats' grammars, per schema (api-options.ts); they belong to `llama`, which lives as long as the process. */
+  readonly grammars = new GrammarCache();
   /** The store's totals for `metrics`, read at most once a second. */
   readonly storeStats = cachedFor<Result<KvStoreStats> | null>(METRICS_CACHE_MS, async () => (this.kvCache ? this.kvCache.stats() : null));
 

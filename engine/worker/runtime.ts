@@ -22,7 +22,7 @@ import { createPlanHandlers } from './planner.ts';
 import { measureLoadedQuality } from './quality.ts';
 import { RuntimeState } from './runtime-state.ts';
 import type { WorkerHandlers } from './serve.ts';
-import { generate } from './turn.ts';
+import { countTokens, generate } from './turn.ts';
 
 export interface Runtime {
   readonly handlers: WorkerHandlers;
@@ -52,6 +52,8 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       return ok({});
     },
     generate: (input) => generate(state, input),
+    // No lock: it only renders and tokenizes (synchronously), so it answers while a reply streams.
+    countTokens: async (input) => countTokens(state, input),
     // Under the lock: it queues behind a running reply instead of sharing the CPU with it.
     measureQuality: (input) =>
       state.lock.run(async () => {

@@ -7,10 +7,10 @@
  * set to the guard's eviction, so the prompt and the reply both roll through the window and a
  * reply may run past the end of the context. `runStreamTurn` is that turn in the runtime.
  */
-import { randomInt } from 'node:crypto';
 import type { ChatHistoryItem, LlamaContextSequence, LlamaModel, LlamaText, Token } from 'node-llama-cpp';
 import { err, ok, type MessageStats, type Result } from '../contract/index.ts';
 import type { GenerateInput, GenerateOutput } from '../protocol.ts';
+import { samplerOptions } from './api-options.ts';
 import { MIN_REPLY_TOKENS } from './constants.ts';
 import { KvEditRefused, planStream, SINK_TOKENS, streamShiftSize, type KvGuard, type StreamWindow } from './overflow.ts';
 import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
@@ -250,9 +250,7 @@ export async function runStreamTurn(state: RuntimeState, run: StreamTurnRun): Pr
         budget: contextSize - run.roomy,
         shiftSize: streamShiftSize(contextSize),
         maxTokens: run.maxTokens,
-        temperature: sampling.temperature > 0 ? sampling.temperature : 0,
-        ...(sampling.temperature > 0 && sampling.topP > 0 && sampling.topP < 1 ? { topP: sampling.topP } : {}),
-        ...(sampling.temperature > 0 ? { seed: randomInt(2 ** 31) } : {}),
+        ...samplerOptions(sampling, input.seed),
         signal: run.controller.signal,
         stopTriggers: chat.chatWrapper.generateContextState({ chatHistory: run.history }).stopGenerationTriggers,
         onClear: () => state.kvCache?.markClean(sequence),

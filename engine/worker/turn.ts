@@ -11,14 +11,17 @@
  * continued); `streaming` (streaming.ts) lets a reply roll on. node-llama-cpp's silent shift never
  * runs (docs/decisions/quantized-k-shift-crash.md).
  */
-import { randomInt } from 'node:crypto';
-import type { ChatHistoryItem, LlamaContextSequence, Token } from 'node-llama-cpp';
+import type { ChatHistoryItem, LLamaChatGenerateResponseOptions, LlamaContextSequence, LlamaGrammar, Token } from 'node-llama-cpp';
 import { err, ok, type MessageStats, type OverflowPolicy, type Result } from '../contract/index.ts';
-import type { GenerateInput, GenerateOutput } from '../protocol.ts';
+import type { GenerateInput, GenerateOutput, WorkerMethods } from '../protocol.ts';
+import { checkApiOptions, samplerOptions, stopReasonOf, type ApiOptions } from './api-options.ts';
+import { diagnoseCacheMiss } from './cache-miss.ts';
 import { MIN_REPLY_TOKENS } from './constants.ts';
-import { DROP_TARGET, dropOldestView, replyTokens, toChatHistory } from './context-view.ts';
+import { DROP_TARGET, dropOldestView, replyTokens, toChatHistory, type ViewRenderer } from './context-view.ts';
+import { viewRenderer } from './model-load.ts';
 import { isQuantized, KvEditRefused, replyReserve, type StreamWindow } from './overflow.ts';
 import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
+import { rawPromptTokens, runRawTurn } from './raw-turn.ts';
 import type { Slot } from './slots.ts';
 import { runStreamTurn } from './streaming.ts';
 import { tokenStream } from './token-stream.ts';
@@ -42,6 +45,17 @@ interface Taken {
   slot: Slot<Resident> | null;
   unsaved: boolean;
 }
+
+/** An API request's options for the turn, checked, with its format's grammar. */
+export interface TurnOptions extends ApiOptions {
+  readonly grammar: LlamaGrammar | undefined;
+}
+
+/**
+ * The engine lock's priority of a turn: an API request's turn waits behind every other task that
+ * is still waiting (a chat's turn, a model change), which all keep their FIFO order at 0.
+ */
+export const API_TURN_PRIORITY = -1;
 
 /** The prompt as the overflow policy lets it into the context. */
 interface FittedPrompt {
@@ -67,13 +81,14 @@ interface ChatTurn {
   readonly requestedAt: number;
   readonly slot: Slot<Resident>;
   readonly prompt: FittedPrompt;
+  readonly options: TurnOptions;
   /** Tokens of this chat that left memory when its slot went to another chat. */
   readonly lost: number;
   readonly wasForgotten: boolean;
 }
 
 /** `stop`: the conversation no longer fits with room for the reply; the chat asks what to do. */
-function outgrown(length: number, contextSize: number): Result<never> {
+export function outgrown(length: number, contextSize: number): Result<never> {
   return err(
     'CONTEXT_OVERFLOW',
     `This conversation has outgrown the context: it is ${length} tokens long, and the context holds ${contextSize} tokens with room for the reply.`,
@@ -98,6 +113,10 @@ export async function generate(state: RuntimeState, input: GenerateInput): Promi
     return err('INVALID_INPUT', 'generate needs a requestId and at least one message.');
   }
   if (state.generations.has(requestId)) return err('BUSY', `A generation with id ${requestId} is already running.`);
+  // Refused before it waits for anything: a bad stop list, schema or function, or both a format and functions.
+  const checked = await turnOptions(state, input);
+  if (!checked.ok) return checked;
+  const options = checked.value;
   const controller = new AbortController();
   state.generations.set(requestId, controller);
   try {
@@ -106,7 +125,7 @@ export async function generate(state: RuntimeState, input: GenerateInput): Promi
         const taken: Taken = { slot: null, unsaved: false };
         let result: Result<GenerateOutput>;
         try {
-          result = await runTurn(state, input, controller, requestedAt, taken);
+          result = await runTurn(state, input, options, controller, requestedAt, taken);
         } catch (error) {
           // The slot holds part of a turn that never finished: nothing to save under a name.
           if (taken.slot) await saveTurn(state, input, taken.slot, false);
@@ -116,21 +135,34 @@ export async function generate(state: RuntimeState, input: GenerateInput): Promi
         resolve(result);
         // Still under the lock: the slot holds exactly this turn's tokens.
         if (taken.slot) await saveTurn(state, input, taken.slot, result.ok && !taken.unsaved);
-      });
+      }, { priority: input.source === 'api' ? API_TURN_PRIORITY : 0 });
     });
   } finally {
     state.generations.delete(requestId);
   }
 }
 
+/** The request's API options, checked, and its format's grammar (from the cache when the schema was seen). */
+async function turnOptions(state: RuntimeState, input: GenerateInput): Promise<Result<TurnOptions>> {
+  const checked = checkApiOptions(input);
+  if (!checked.ok) return checked;
+  const format = checked.value.format;
+  if (format === undefined) return ok({ ...checked.value, grammar: undefined });
+  if (!state.llama) return err('MODEL_NOT_LOADED', 'No model is loaded.', 'Open or download a model first.');
+  const grammar = await state.grammars.grammarFor(state.llama, format);
+  if (!grammar.ok) return grammar;
+  return ok({ ...checked.value, grammar: grammar.value });
+}
+
 /** Runs one turn under the lock; `taken` says which slot it ran in and whether that may be saved. */
-async function runTurn(state: RuntimeState, input: GenerateInput, controller: AbortController, requestedAt: number, taken: Taken): Promise<Result<GenerateOutput>> {
+async function runTurn(state: RuntimeState, input: GenerateInput, options: TurnOptions, controller: AbortController, requestedAt: number, taken: Taken): Promise<Result<GenerateOutput>> {
   if (controller.signal.aborted) return ok({ text: '', stopReason: 'aborted', stats: { tokensReused: 0, tokensRestored: 0, tokensPrefilled: 0, tokensGenerated: 0, ttftMs: 0, cacheSource: 'none' } });
   const current = state.loaded;
   if (!current) return err('MODEL_NOT_LOADED', 'No model is loaded.', 'Open or download a model first.');
   state.runningRequestId = input.requestId;
   try {
-    const fitted = fitPrompt(current, input);
+    if (input.raw === true) return await runRawTurn(state, current, { input, options, controller, requestedAt, taken });
+    const fitted = fitPrompt(current, input, options);
     if (!fitted.ok) return fitted;
     const prompt = fitted.value;
     // Only a prompt that fits (or that a policy makes fit) takes a slot: a refused one must not
@@ -147,10 +179,31 @@ async function runTurn(state: RuntimeState, input: GenerateInput, controller: Ab
       return await runStreamTurn(state, { input, controller, requestedAt, taken, slot, promptTokens, history, roomy, maxTokens, wasForgotten });
     }
     await startFromPrefix(state, current, slot.resident.sequence, rolled, prompt.tokens);
-    return await chatTurn(state, current, { input, controller, requestedAt, slot, prompt, lost, wasForgotten });
+    return await chatTurn(state, current, { input, controller, requestedAt, slot, prompt, options, lost, wasForgotten });
   } finally {
     state.runningRequestId = null;
   }
+}
+
+/**
+ * The renderer for a turn's prompt: the model's, or one that also documents the turn's functions
+ * (LlamaChat renders them into the prompt, so the view must count them).
+ */
+function turnView(current: Loaded, options: Pick<ApiOptions, 'functions'>): ViewRenderer {
+  if (!options.functions) return current.view;
+  const chat = current.slots.slots[0]!.resident.chat;
+  return viewRenderer(current.model, chat, options.functions);
+}
+
+/**
+ * The overflow policy of a turn: the chat's, else the model's. `streaming` evaluates the sequence
+ * itself (streaming.ts) and has no grammar, function calls or stop texts, so a turn that needs
+ * them drops the oldest messages instead (its readout says `drop-oldest`).
+ */
+function turnPolicy(current: Loaded, input: GenerateInput, options: ApiOptions): OverflowPolicy {
+  const policy = input.overflowPolicy ?? current.profile.overflowPolicy;
+  const needsChat = options.functions !== undefined || options.format !== undefined || options.stop.length > 0;
+  return policy === 'streaming' && needsChat ? 'drop-oldest' : policy;
 }
 
 /**
@@ -159,8 +212,9 @@ async function runTurn(state: RuntimeState, input: GenerateInput, controller: Ab
  * would drop; `streaming` takes the whole prompt and rolls it through (streaming.ts). Nothing
  * is shifted.
  */
-function fitPrompt(current: Loaded, input: GenerateInput): Result<FittedPrompt> {
-  const policy = input.overflowPolicy ?? current.profile.overflowPolicy;
+function fitPrompt(current: Loaded, input: GenerateInput, options: ApiOptions): Result<FittedPrompt> {
+  const policy = turnPolicy(current, input, options);
+  const renderer = turnView(current, options);
   if (policy === 'streaming' && isQuantized(current.guard.kType)) {
     return err('INVALID_INPUT', `StreamingLLM erases the middle of the KV cache, which crashes llama.cpp with this model's ${current.guard.kType.toUpperCase()} K cache.`, 'Choose another overflow policy for this chat, or an F16 K cache for the model.');
   }
@@ -174,11 +228,13 @@ function fitPrompt(current: Loaded, input: GenerateInput): Result<FittedPrompt> 
   if (policy === 'drop-oldest') {
     // Renders only the view: a long chat's whole history is not tokenized again every turn.
     const budget = { contextSize, reserve: roomy, target: current.profile.dropTarget ?? DROP_TARGET };
-    const view = dropOldestView(messages, current.viewCosts, current.view, budget, Math.min(MIN_REPLY_TOKENS, maxTokens));
+    // The functions' documentation rides with the head (the system prompt) in every view.
+    const headExtra = renderer === current.view ? 0 : Math.max(0, renderer.render([]).length - current.view.render([]).length);
+    const view = dropOldestView(messages, current.viewCosts, renderer, budget, Math.min(MIN_REPLY_TOKENS, maxTokens), headExtra);
     if (!view) return messageTooLong(contextSize);
     ({ messages, tokens, dropped, droppedNow } = view);
   } else {
-    tokens = current.view.render(messages);
+    tokens = renderer.render(messages);
     if (policy === 'stop' && tokens.length + roomy > contextSize) return outgrown(tokens.length, contextSize);
   }
   // LlamaChat shifts the context once the sequence reaches contextSize − 1 tokens; the reply
@@ -192,7 +248,7 @@ function fitPrompt(current: Loaded, input: GenerateInput): Result<FittedPrompt> 
  * The user forgot this chat's cache (forgetChat with reread): nothing the sequence still holds is
  * reused, and nothing is restored, so the turn reads its whole history again.
  */
-async function forgetSequence(state: RuntimeState, current: Loaded, sequence: LlamaContextSequence, chatId: string): Promise<boolean> {
+export async function forgetSequence(state: RuntimeState, current: Loaded, sequence: LlamaContextSequence, chatId: string): Promise<boolean> {
   const wasForgotten = state.forgotten.take(chatId);
   if (wasForgotten) {
     current.streams.delete(sequence);
@@ -203,7 +259,7 @@ async function forgetSequence(state: RuntimeState, current: Loaded, sequence: Ll
 }
 
 /** Empties a sequence that holds nothing LlamaChat can reuse of this prompt; a cleared one is a clean prefix again for the store. */
-async function startFromPrefix(state: RuntimeState, current: Loaded, sequence: LlamaContextSequence, rolled: StreamWindow | undefined, promptTokens: Token[]): Promise<void> {
+export async function startFromPrefix(state: RuntimeState, current: Loaded, sequence: LlamaContextSequence, rolled: StreamWindow | undefined, promptTokens: Token[]): Promise<void> {
   if (rolled) {
     // A sequence rolled by `streaming` is no prefix of any prompt LlamaChat renders: start empty.
     current.streams.delete(sequence);
@@ -230,11 +286,13 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
   // keeps the first `inMemory` tokens and evaluates the rest anew.
   if (restored > 0) current.slots.restored(slot, restored);
   else current.slots.kept(slot, inMemory);
+  // Before the reply: the slot still holds what it had beyond the shared prefix.
+  const cacheMiss = turn.input.diagnose === true ? await diagnoseCacheMiss(state, current, prompt.tokens) : undefined;
   // A moved view is no cache failure: the readout says it from `view` ("dropped N older messages").
   const fallbackReason = rereadReason(state, fromStore.fallbackReason, Math.min(turn.lost, prompt.tokens.length - 1) - reused - restored);
   const reply = await chatReply(state, current, turn);
   if (!reply.ok) return reply;
-  const { text, tokensGenerated, evaluated } = reply.value;
+  const { text, tokensGenerated, evaluated, functionCalls, stopSequence } = reply.value;
   // Each generated token but the last is fed back as input: anything beyond that and the
   // prefill means LlamaChat did not reuse what was in the sequence (the stats would lie).
   if (evaluated > prefilled + tokensGenerated) {
@@ -261,8 +319,9 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
       droppedMessages: prompt.dropped,
       droppedNow: prompt.droppedNow,
     },
+    ...(cacheMiss ? { cacheMiss } : {}),
   };
-  return ok({ text, stopReason, stats });
+  return ok({ text, stopReason, stats, ...(stopSequence !== undefined ? { stopSequence } : {}), ...(functionCalls ? { functionCalls } : {}) });
 }
 
 /**
@@ -281,6 +340,8 @@ function rereadReason(state: RuntimeState, fallbackReason: StoreRestore['fallbac
 interface ChatReply {
   readonly text: string;
   readonly stopReason: GenerateOutput['stopReason'];
+  readonly stopSequence?: string;
+  readonly functionCalls?: GenerateOutput['functionCalls'];
   readonly tokensGenerated: number;
   /** Input tokens the sequence evaluated during the reply. */
   readonly evaluated: number;
@@ -290,7 +351,7 @@ interface ChatReply {
 
 /** LlamaChat's reply, streamed as `token` events; a refused shift or erase answers CONTEXT_OVERFLOW. */
 async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): Promise<Result<ChatReply>> {
-  const { slot, prompt, controller } = turn;
+  const { slot, prompt, controller, options } = turn;
   const { sequence, chat } = slot.resident;
   const { sampling } = turn.input;
   const inputTokensBefore = sequence.tokenMeter.usedInputTokens;
@@ -299,17 +360,19 @@ async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): 
   let tokensGenerated = 0;
   const stream = tokenStream(state, turn.input.requestId);
   let stopReason: GenerateOutput['stopReason'];
+  let stopSequence: string | undefined;
+  let functionCalls: GenerateOutput['functionCalls'];
   let text: string;
+  // A grammar and functions exclude each other (checkApiOptions refuses both).
+  const constraint = (options.functions ? { functions: options.functions } : options.grammar ? { grammar: options.grammar } : {}) as Pick<LLamaChatGenerateResponseOptions, 'grammar'>;
   try {
     const response = await current.slots.during(slot, 'generating', () => chat.generateResponse(prompt.history, {
       signal: controller.signal,
       stopOnAbortSignal: true,
       maxTokens: prompt.effectiveMaxTokens,
-      temperature: sampling.temperature > 0 ? sampling.temperature : 0,
-      ...(sampling.temperature > 0 && sampling.topP > 0 && sampling.topP < 1 ? { topP: sampling.topP } : {}),
-      // node-llama-cpp's default seed is the time in whole seconds, so replies sampled
-      // within one second would repeat each other.
-      ...(sampling.temperature > 0 ? { seed: randomInt(2 ** 31) } : {}),
+      ...samplerOptions(sampling, turn.input.seed),
+      ...constraint,
+      ...(options.stop.length > 0 ? { customStopTriggers: options.stop } : {}),
       // The reply stops before the context is full (effectiveMaxTokens), so this never runs;
       // if it did, the chat-level shift would rewrite the view behind the policy's back.
       contextShift: {
@@ -325,8 +388,13 @@ async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): 
     }));
     stream.flush();
     text = stream.settle(response.response);
-    const reason = response.metadata.stopReason;
-    stopReason = reason === 'abort' ? 'aborted' : reason === 'maxTokens' ? 'maxTokens' : 'eos';
+    ({ stopReason, stopSequence } = stopReasonOf(response.metadata, options.stop));
+    // Typed `never` without a literal functions type; the calls are there when functions were given.
+    const calls = (response as { functionCalls?: readonly { functionName: string; params: unknown }[] }).functionCalls ?? [];
+    if (calls.length > 0) {
+      stopReason = 'functionCalls';
+      functionCalls = calls.map((call) => ({ name: call.functionName, params: call.params }));
+    }
   } catch (error) {
     stream.flush();
     if (!controller.signal.aborted) return refusedReply(error, prompt);
@@ -334,13 +402,34 @@ async function chatReply(state: RuntimeState, current: Loaded, turn: ChatTurn): 
     text = stream.text;
     stopReason = 'aborted';
   }
-  if (controller.signal.aborted) stopReason = 'aborted';
+  if (controller.signal.aborted) {
+    stopReason = 'aborted';
+    stopSequence = undefined;
+    functionCalls = undefined;
+  }
   const evaluated = sequence.tokenMeter.usedInputTokens - inputTokensBefore;
-  return ok({ text, stopReason, tokensGenerated, evaluated, evaluationStart, firstTokenAt });
+  return ok({ text, stopReason, tokensGenerated, evaluated, evaluationStart, firstTokenAt, ...(stopSequence !== undefined ? { stopSequence } : {}), ...(functionCalls ? { functionCalls } : {}) });
+}
+
+/**
+ * `countTokens`: the prompt as `generate` renders it before any overflow policy (the chat
+ * template with the functions' documentation, or the raw prompt with its BOS), and the context
+ * size of one slot. Synchronous, so it needs no lock: nothing can unload the model meanwhile.
+ */
+export function countTokens(state: RuntimeState, input: WorkerMethods['countTokens']['input']): Result<WorkerMethods['countTokens']['output']> {
+  const current = state.loaded;
+  if (!current) return err('MODEL_NOT_LOADED', 'No model is loaded.', 'Open or download a model first.');
+  const { messages, raw, functions } = input;
+  if (!Array.isArray(messages)) return err('INVALID_INPUT', 'countTokens needs the messages.');
+  const contextSize = current.context.contextSize;
+  const checked = checkApiOptions({ requestId: '', chatId: '', messages, sampling: { temperature: 0, topP: 1, maxTokens: 0 }, ...(raw !== undefined ? { raw } : {}), ...(functions !== undefined ? { functions } : {}) });
+  if (!checked.ok) return checked;
+  if (raw === true) return ok({ tokens: rawPromptTokens(current.model, messages[0]!.text).length, contextSize });
+  return ok({ tokens: turnView(current, checked.value).render(messages).length, contextSize });
 }
 
 /** A failed reply that ran out of context, as CONTEXT_OVERFLOW; anything else is rethrown. */
-function refusedReply(error: unknown, prompt: FittedPrompt): Result<never> {
+export function refusedReply(error: unknown, prompt: { readonly contextSize: number }): Result<never> {
   if (error instanceof ContextShiftRefused) {
     return err('CONTEXT_OVERFLOW', `The reply reached the end of the context (${prompt.contextSize} tokens).`, 'Continue the reply, or raise the context size in Settings.');
   }
