@@ -114,19 +114,26 @@ function readBody(req: IncomingMessage): Promise<unknown> {
       reject(new ApiFailure(413, `The request body is larger than ${maxApiBodyBytes / 1024 / 1024} MiB.`, 'request_too_large'));
       return;
     }
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
+    let tooLarge = false;
     req.on('data', (chunk: Buffer) => {
+      if (tooLarge) return;
       size += chunk.length;
       if (size > maxApiBodyBytes) {
+        // Not req.destroy(): that drops the connection before the 413 is written (the client
+        // sees a reset). The rest is read and discarded (the request timeout bounds it) and the
+        // 413 closes the connection.
+        tooLarge = true;
+        chunks = [];
         reject(new ApiFailure(413, `The request body is larger than ${maxApiBodyBytes / 1024 / 1024} MiB.`, 'request_too_large'));
-        req.destroy();
         return;
       }
       chunks.push(chunk);
     });
     req.on('error', reject);
     req.on('end', () => {
+      if (tooLarge) return;
       const text = Buffer.concat(chunks).toString('utf8');
       if (text.trim() === '') {
         reject(new ApiFailure(400, 'The request has no body; send a JSON object.', 'invalid_request'));
@@ -170,7 +177,8 @@ export function startApiHttp(options: ApiHttpOptions): Promise<RunningApi> {
       status = code;
       if (res.headersSent) return;
       const text = JSON.stringify(body);
-      res.writeHead(code, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', ...corsHeaders });
+      // A refused body may still be arriving: the connection ends with this answer.
+      res.writeHead(code, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', ...(code === 413 ? { Connection: 'close' } : {}), ...corsHeaders });
       res.end(text);
     };
     try {
