@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { maxMessageChars } from '../../contract/index.ts';
 import type { GenerateOutput, OutputFormat, PromptMessage } from '../../protocol.ts';
 import type { ApiTurn } from './runs.ts';
-import { ApiFailure, callId, hearthUsage, jsonObjectSchema, parseBody, PromptBuilder, reportTurn, usageOf, type ApiBackend, type Exchange } from './wire.ts';
+import { ApiFailure, callId, hearthUsage, jsonObjectSchema, parseBody, PromptBuilder, reportTurn, usageOf, type ApiBackend, type EventStream, type Exchange } from './wire.ts';
 
 const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
 const content = z.union([z.string().max(maxMessageChars * 5), z.array(z.union([textPart, z.looseObject({ type: z.string() })])).max(256)]);
@@ -239,7 +239,6 @@ async function serve(
     exchange.json(200, { id, object: options.object, created, model, choices: [choice], usage: usage(output), system_fingerprint: null, hearth: hearthUsage(output.stats) });
     return;
   }
-  const events = exchange.stream();
   const chunk = (choice: Record<string, unknown> | null, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
     id,
     object: chat ? 'chat.completion.chunk' : 'text_completion',
@@ -250,22 +249,32 @@ async function serve(
     ...(options.includeUsage ? { usage: null } : {}),
     ...extra,
   });
-  if (chat) events.send(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+  // The stream opens with the first token: a request refused before it (a prompt too long for
+  // the context, a bad schema) still gets its 4xx status, as it would without streaming.
+  let opened: EventStream | null = null;
+  const open = (): EventStream => {
+    if (opened) return opened;
+    opened = exchange.stream();
+    if (chat) opened.send(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+    return opened;
+  };
   let output: GenerateOutput;
   try {
     output = await backend.run(
       model,
       turn,
-      (text) => events.send(chunk(chat ? { index: 0, delta: { content: text }, logprobs: null, finish_reason: null } : { index: 0, text, logprobs: null, finish_reason: null })),
+      (text) => open().send(chunk(chat ? { index: 0, delta: { content: text }, logprobs: null, finish_reason: null } : { index: 0, text, logprobs: null, finish_reason: null })),
       exchange.signal,
     );
   } catch (error) {
+    if (!opened) throw error;
     // The status line is gone: the failure travels as an event, as OpenAI's own streams do.
     const failure = error instanceof ApiFailure ? error : new ApiFailure(500, 'The request failed.', 'internal_error');
-    events.send({ error: { message: failure.message, type: failure.status < 500 ? 'invalid_request_error' : 'server_error', param: failure.param, code: failure.code } });
-    events.end();
+    opened.send(openAiError(failure));
+    opened.end();
     throw failure;
   }
+  const events = open();
   reportTurn(exchange.report, output, startedAt);
   const toolCalls = toolCallsOf(output, id);
   if (toolCalls && chat) events.send(chunk({ index: 0, delta: { tool_calls: toolCalls.map((call, index) => ({ index, ...call })) }, logprobs: null, finish_reason: null }));
