@@ -216,7 +216,8 @@ export interface DropOldestView {
  * The view of `messages` for their last turn. The replay's estimate decides the start; the
  * rendered window is then checked exactly, and in the rare case the estimate was short (or one
  * message is huge) more is dropped until it fits. null when even the last message alone (with the
- * system prompt) leaves no room for `minReply` tokens.
+ * system prompt) leaves no room for `minReply` tokens. `headExtra`: tokens the renderer adds to
+ * every window's head beyond what `costs` knows (a turn's function documentation).
  */
 export function dropOldestView(messages: readonly PromptMessage[], costs: ViewCosts, renderer: ViewRenderer, budget: ViewBudget, minReply: number, headExtra = 0): DropOldestView | null {
   const head = messages[0]?.role === 'system' ? messages[0] : undefined;

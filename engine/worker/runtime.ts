@@ -5,11 +5,12 @@
  * (model-load.ts), one turn (turn.ts, turn-kv.ts, streaming.ts), and the Cache view
  * (cache-handlers.ts).
  *
- * One lock, `engine`, orders model changes, generations and KV saves (FIFO): decoding is serial,
- * one slot at a time, even with several slots. A model change first aborts the running
+ * One lock, `engine`, orders model changes, generations and KV saves (FIFO, except that an API
+ * request's turn waits behind every other waiting task: turn.ts API_TURN_PRIORITY): decoding is
+ * serial, one slot at a time, even with several slots. A model change first aborts the running
  * generation, so a load never waits for a long reply. The planner (it allocates nothing, so
- * Settings answers while a reply streams), the Cache view's reads, `abort` and downloads never
- * wait for it.
+ * Settings answers while a reply streams), the Cache view's reads, `countTokens`, `abort` and
+ * downloads never wait for it.
  */
 import { within } from '../base/timeout.ts';
 import { err, ok } from '../contract/index.ts';

@@ -10,6 +10,11 @@
  * CONTEXT_OVERFLOW instead, and both stop a reply at the end of the context (`context`: it can be
  * continued); `streaming` (streaming.ts) lets a reply roll on. node-llama-cpp's silent shift never
  * runs (docs/decisions/quantized-k-shift-crash.md).
+ *
+ * API requests (source `api`) queue behind every waiting chat turn, and may add stop texts, a
+ * seed, a JSON grammar or functions (api-options.ts), ask for a raw completion (raw-turn.ts), or
+ * for where their prompt left the cache (cache-miss.ts). Functions are rendered into the prompt
+ * the view fits, so the overflow policy counts what LlamaChat evaluates.
  */
 import type { ChatHistoryItem, LLamaChatGenerateResponseOptions, LlamaContextSequence, LlamaGrammar, Token } from 'node-llama-cpp';
 import { err, ok, type MessageStats, type OverflowPolicy, type Result } from '../contract/index.ts';
