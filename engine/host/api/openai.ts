@@ -38,7 +38,7 @@ const common = {
   max_tokens: z.number().int().min(1).max(32_768).nullable().optional(),
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().gt(0).max(1).nullable().optional(),
-  seed: z.number().int().min(-(2 ** 53)).max(2 ** 53).nullable().optional(),
+  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
   stop,
   stream: z.boolean().nullable().optional(),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
