@@ -14,6 +14,8 @@ import { kvCompressionSettings } from '../engine/contract/api.ts';
 import type { KvCompressionSetting } from '../engine/contract/index.ts';
 import { defaultSettings } from '../engine/host/settings.ts';
 import { KV_SHAPE_8B } from '../bench/kv-shape-8b.ts';
+import { apiModes, formatReport as formatApiReport, runApiBench } from '../bench/api.ts';
+import type { ApiMode } from '../bench/api-report.ts';
 import { repoRoot } from '../test/support/models.ts';
 import { errorText } from '../engine/contract/index.ts';
 
@@ -101,6 +103,25 @@ overflow options (the defaults run 18 chats of 60 turns: about 10 minutes on the
   --engine-log LEVEL   the engine's log level (${engineLogLevels.join(', ')}; default warn): what it logs goes
                        into each row's engineLog in the JSON, and a row with warnings says so
   --dir DIR            where the per-chat KV stores go, removed after each (default .cache/bench)
+
+api options (the defaults take about 4 minutes on the 2-core build machine):
+  --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
+  --model FILE.gguf    also run on this model (repeatable); the generated test model always runs
+  --trained on|off     also run the smallest GGUF of the trained-models folder (HEARTH_TRAINED_MODELS)
+                       when there is one (default on)
+  --threads N          llama.cpp threads (default 1)
+  --requests N         requests per loop (default 12)
+  --restart-after N    the restart modes stop the host after this many requests (default 6)
+  --target-tokens N    the prompt size of the first request after the restart: the user messages
+                       before it are sized to reach it (default 4000)
+  --system-tokens N    the loop's system prompt (default 300)
+  --late-user-tokens N each user message after the restart (default 60)
+  --max-tokens N       max_tokens of each request (default 32)
+  --shared-tokens N    the shared-prefix measurement's system prompt (default 2000)
+  --min-context N      the loaded context must hold this; a smaller one is raised through the
+                       model's profile (default 6144)
+  --modes LIST         ${apiModes.join(', ')} (default all)
+  --dir DIR            where the data directories go, removed after each (default .cache/bench)
 `;
 
 function fail(message: string): never {
@@ -294,6 +315,50 @@ async function overflow(args: string[]): Promise<void> {
   process.stdout.write(`${formatOverflowReport(report)}\n`);
 }
 
+async function api(args: string[]): Promise<void> {
+  const v = parse(args, {
+    json: { type: 'string' },
+    model: { type: 'string', multiple: true },
+    trained: { type: 'string', default: 'on' },
+    threads: { type: 'string', default: '1' },
+    requests: { type: 'string', default: '12' },
+    'restart-after': { type: 'string', default: '6' },
+    'target-tokens': { type: 'string', default: '4000' },
+    'system-tokens': { type: 'string', default: '300' },
+    'late-user-tokens': { type: 'string', default: '60' },
+    'max-tokens': { type: 'string', default: '32' },
+    'shared-tokens': { type: 'string', default: '2000' },
+    'min-context': { type: 'string', default: '6144' },
+    modes: { type: 'string', default: apiModes.join(',') },
+    dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
+  }).values;
+  if (v.json === undefined || v.json === '') fail('api needs --json FILE.');
+  if (v.trained !== 'on' && v.trained !== 'off') fail(`--trained: "${v.trained}" is neither on nor off.`);
+  const modes = v.modes.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const mode of modes) if (!(apiModes as readonly string[]).includes(mode)) fail(`--modes: unknown mode "${mode}".`);
+  const requests = positiveInt('requests', v.requests);
+  const restartAfter = positiveInt('restart-after', v['restart-after']);
+  if (restartAfter >= requests) fail(`--restart-after must be less than --requests (${requests}).`);
+  const report = await runApiBench({
+    jsonPath: v.json,
+    models: v.model ?? [],
+    trained: v.trained === 'on',
+    threads: positiveInt('threads', v.threads),
+    requests,
+    restartAfter,
+    targetTokens: positiveInt('target-tokens', v['target-tokens']),
+    systemTokens: positiveInt('system-tokens', v['system-tokens']),
+    lateUserTokens: positiveInt('late-user-tokens', v['late-user-tokens']),
+    maxTokens: positiveInt('max-tokens', v['max-tokens']),
+    sharedTokens: positiveInt('shared-tokens', v['shared-tokens']),
+    minContext: positiveInt('min-context', v['min-context']),
+    modes: modes as ApiMode[],
+    dir: v.dir,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatApiReport(report)}\n`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'resume':
@@ -307,6 +372,9 @@ switch (command) {
     break;
   case 'overflow':
     await overflow(rest);
+    break;
+  case 'api':
+    await api(rest);
     break;
   case undefined:
   case '-h':
