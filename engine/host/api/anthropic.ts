@@ -23,6 +23,19 @@ const toolResult = z.strictObject({
   cache_control: cacheControl,
 });
 const block = z.union([textBlock, toolUse, toolResult, z.looseObject({ type: z.string() })]);
+/** The blocks Hearth reads: one that matched only the loose fallback above is malformed. */
+const knownBlocks: Readonly<Record<string, z.ZodType>> = { text: textBlock, tool_use: toolUse, tool_result: toolResult };
+
+/** Refuses a text, tool_use or tool_result block that is not well formed (a text block without text, say). */
+function checkBlock(value: { type: string }, where: string): void {
+  const schema = knownBlocks[value.type];
+  if (!schema) return;
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return;
+  const issue = parsed.error.issues[0];
+  const at = [where, ...(issue?.path.map(String) ?? []), ...(issue?.code === 'unrecognized_keys' ? [issue.keys[0] ?? ''] : [])].join('.');
+  throw new ApiFailure(400, `Invalid value for ${at}: ${issue?.message ?? 'not a valid block'}.`, 'invalid_request', at);
+}
 const message = z.strictObject({ role: z.enum(['user', 'assistant']), content: z.union([z.string().max(maxMessageChars * 5), z.array(block).max(1024)]) });
 const system = z.union([z.string().max(maxMessageChars * 5), z.array(textBlock).max(256)]).optional();
 const tools = z
@@ -90,6 +103,7 @@ function promptOf(request: Pick<Request, 'messages' | 'system'>): PromptMessage[
     let text = '';
     const calls: { id: string; name: string; params: unknown }[] = [];
     m.content.forEach((b, j) => {
+      checkBlock(b, `${where}.${j}`);
       if (b.type === 'text') text += (b as z.infer<typeof textBlock>).text;
       else if (b.type === 'tool_use') {
         if (m.role !== 'assistant') refuse(`${where}.${j}`, 'tool_use blocks belong to assistant messages.');
@@ -177,7 +191,8 @@ export async function messages(exchange: Exchange, backend: ApiBackend): Promise
   }
   // The stream opens with the first token: a request refused before it (a prompt too long for
   // the context) still gets its 4xx status, as it would without streaming.
-  let opened: EventStream | null = null;
+  // Assigned in `open` (a closure): typed so the catch below does not narrow it to null.
+  let opened = null as EventStream | null;
   const open = (): EventStream => {
     if (opened) return opened;
     opened = exchange.stream();

@@ -13,7 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { ApiRequestLog } from '../../contract/index.ts';
 import { anthropicError, countTokens, messages } from './anthropic.ts';
 import { chatCompletions, completions, listModels, openAiError } from './openai.ts';
-import { ApiFailure, type ApiBackend, type EventStream, type Exchange, type ExchangeReport } from './wire.ts';
+import { ApiFailure, maxApiBodyDepth, tooDeep, type ApiBackend, type EventStream, type Exchange, type ExchangeReport } from './wire.ts';
 
 /** Largest request body, in bytes: a 128k-token prompt is well under it. */
 export const maxApiBodyBytes = 8 * 1024 * 1024;
@@ -139,11 +139,15 @@ function readBody(req: IncomingMessage): Promise<unknown> {
         reject(new ApiFailure(400, 'The request has no body; send a JSON object.', 'invalid_request'));
         return;
       }
+      let body: unknown;
       try {
-        resolve(JSON.parse(text));
+        body = JSON.parse(text);
       } catch (error) {
         reject(new ApiFailure(400, `The request body is not valid JSON (${error instanceof Error ? error.message : 'parse error'}).`, 'invalid_json'));
+        return;
       }
+      if (tooDeep(body)) reject(new ApiFailure(400, `The request body is nested more than ${maxApiBodyDepth} levels deep.`, 'invalid_request'));
+      else resolve(body);
     });
   });
 }

@@ -43,7 +43,7 @@ describe('GET /v1/models', () => {
     const { t, client } = await setup();
     // Sorted by name, "aaa" would come before "fake": the loaded model must still lead.
     writeFileSync(path.join(t.dataDir, 'models', 'aaa-other.gguf'), 'GGUF fake');
-    const models = [];
+    const models: OpenAI.Model[] = [];
     for await (const m of client.models.list()) models.push(m);
     expect(models.map((m) => m.id)).toEqual(['fake', 'aaa-other']);
     expect(models[0]).toMatchObject({ object: 'model', owned_by: 'local' });
@@ -73,7 +73,7 @@ describe('POST /v1/chat/completions', () => {
     t.engine.behaviour.stats = { tokensReused: 2, tokensRestored: 9 };
     const whole = await client.chat.completions.create({ model: 'fake', messages: hi });
     const stream = await client.chat.completions.create({ model: 'fake', messages: hi, stream: true, stream_options: { include_usage: true } });
-    const chunks = [];
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
     expect(text).toBe(whole.choices[0]!.message.content);
@@ -93,7 +93,7 @@ describe('POST /v1/chat/completions', () => {
   it('puts the cache account on the finish chunk when usage was not asked for', async () => {
     const { client } = await setup();
     const stream = await client.chat.completions.create({ model: 'fake', messages: hi, stream: true });
-    const chunks = [];
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     const last = chunks.at(-1)!;
     expect(last.choices[0]!.finish_reason).toBe('stop');
@@ -215,7 +215,7 @@ describe('POST /v1/chat/completions', () => {
     expect(calls[0]!.id).toMatch(/^call_/);
 
     const stream = await client.chat.completions.create({ model: 'fake', messages: hi, tools, stream: true });
-    const chunks = [];
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     const deltas = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
     expect(deltas.map((d) => [d.index, d.function?.name, d.function?.arguments])).toEqual([
@@ -298,7 +298,7 @@ describe('POST /v1/completions', () => {
     expect(input.source).toBe('api');
 
     const stream = await client.completions.create({ model: 'fake', prompt: ['Once upon a time'], max_tokens: 5, stream: true, stop: '.' });
-    const chunks = [];
+    const chunks: OpenAI.Completion[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     expect(chunks.map((c) => c.choices[0]?.text ?? '').join('')).toBe('Hello, world!');
     expect(chunks.at(-1)!.choices[0]!.finish_reason).toBe('stop');

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { maxMessageChars } from '../../contract/index.ts';
 import type { GenerateOutput, OutputFormat, PromptMessage } from '../../protocol.ts';
 import type { ApiTurn } from './runs.ts';
-import { ApiFailure, callId, hearthUsage, jsonObjectSchema, parseBody, PromptBuilder, reportTurn, usageOf, type ApiBackend, type EventStream, type Exchange } from './wire.ts';
+import { ApiFailure, callId, hearthUsage, jsonObjectSchema, maxApiBodyDepth, parseBody, PromptBuilder, reportTurn, tooDeep, usageOf, type ApiBackend, type EventStream, type Exchange } from './wire.ts';
 
 const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
 const content = z.union([z.string().max(maxMessageChars * 5), z.array(z.union([textPart, z.looseObject({ type: z.string() })])).max(256)]);
@@ -121,11 +121,15 @@ function textOf(value: z.infer<typeof content> | null | undefined, where: string
 }
 
 function parseArguments(raw: string, where: string): unknown {
+  let value: unknown;
   try {
-    return raw.trim() === '' ? {} : JSON.parse(raw);
+    value = raw.trim() === '' ? {} : JSON.parse(raw);
   } catch {
     throw new ApiFailure(400, `${where}: the tool call's arguments are not valid JSON.`, 'invalid_request', where);
   }
+  // A JSON string inside the body: the body's own depth check did not see into it.
+  if (tooDeep(value)) throw new ApiFailure(400, `${where}: the tool call's arguments are nested more than ${maxApiBodyDepth} levels deep.`, 'invalid_request', where);
+  return value;
 }
 
 function promptOf(messages: z.infer<typeof chatRequest>['messages']): PromptMessage[] {
@@ -251,7 +255,8 @@ async function serve(
   });
   // The stream opens with the first token: a request refused before it (a prompt too long for
   // the context, a bad schema) still gets its 4xx status, as it would without streaming.
-  let opened: EventStream | null = null;
+  // Assigned in `open` (a closure): typed so the catch below does not narrow it to null.
+  let opened = null as EventStream | null;
   const open = (): EventStream => {
     if (opened) return opened;
     opened = exchange.stream();

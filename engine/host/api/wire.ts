@@ -53,6 +53,24 @@ export function failureOf(error: HearthError): ApiFailure {
   }
 }
 
+/**
+ * Deepest nesting a request body may have. Real ones (tool schemas, tool arguments) are a dozen
+ * levels deep at most; a body nested thousands deep overflows the stack of whatever walks it
+ * recursively later (JSON.stringify of the prompt's digest, the engine's serialization).
+ */
+export const maxApiBodyDepth = 64;
+/** Whether `value` nests more than `maxApiBodyDepth` levels (walked without recursion). */
+export function tooDeep(value: unknown): boolean {
+  const stack: { value: unknown; depth: number }[] = [{ value, depth: 0 }];
+  while (stack.length > 0) {
+    const next = stack.pop()!;
+    if (next.value === null || typeof next.value !== 'object') continue;
+    if (next.depth >= maxApiBodyDepth) return true;
+    for (const child of Object.values(next.value)) stack.push({ value: child, depth: next.depth + 1 });
+  }
+  return false;
+}
+
 /** What a finished request reports to the Server screen's log (filled in by the handler). */
 export interface ExchangeReport {
   model: string | null;
