@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultDataDir, defaultPort, parseCli } from './cli.ts';
+import { defaultDataDir, defaultPort, parseCli, usage } from './cli.ts';
 
 describe('parseCli', () => {
   it('parses every option, resolving paths against the working directory', () => {
@@ -36,9 +36,60 @@ describe('parseCli', () => {
     if (!r.ok) expect(r.message).toMatch(message);
   });
 
+  it('parses --api-port and --api-key for this run', () => {
+    const key = 'abcDEF123._~+/=-xyz';
+    expect(parseCli(['--data-dir', 'd', '--api-port', '0', '--api-key', key], '/h')).toEqual({
+      ok: true,
+      options: { dataDir: '/h/d', port: defaultPort, portExplicit: false, help: false, apiPort: 0, apiKey: key },
+    });
+    const portOnly = parseCli(['--api-port', '65535']);
+    expect(portOnly.ok && portOnly.options.apiPort).toBe(65535);
+    expect(portOnly.ok && 'apiKey' in portOnly.options).toBe(false);
+    const neither = parseCli([]);
+    expect(neither.ok && ('apiPort' in neither.options || 'apiKey' in neither.options)).toBe(false);
+    // The shortest and the longest keys allowed.
+    expect(parseCli(['--api-port', '1', '--api-key', 'k'.repeat(16)]).ok).toBe(true);
+    expect(parseCli(['--api-port', '1', '--api-key', 'k'.repeat(256)]).ok).toBe(true);
+    expect(parseCli(['--api-port', '1', '--api-key=hearth-AbC_dEf-0123456789']).ok).toBe(true);
+  });
+
+  it.each([
+    [['--api-port', 'abc'], /--api-port must be a whole number/],
+    [['--api-port', '4724.5'], /--api-port must be a whole number/],
+    [['--api-port', '65536'], /--api-port must be between 0 and 65535, got 65536/],
+    [['--api-port', '-1'], /--api-port|argument/],
+    [['--api-port', ''], /--api-port must be a whole number/],
+    [['--api-port'], /argument missing/],
+    [['--api-port', '1', '--api-key', 'k'.repeat(15)], /--api-key must be 16 to 256/],
+    [['--api-port', '1', '--api-key', 'k'.repeat(257)], /--api-key must be 16 to 256/],
+    [['--api-port', '1', '--api-key', 'has a space in it ok'], /--api-key must be 16 to 256/],
+    [['--api-port', '1', '--api-key', 'quote"in-the-key-here'], /--api-key must be 16 to 256/],
+    [['--api-port', '1', '--api-key', 'newline\nin-the-key-here'], /--api-key must be 16 to 256/],
+    [['--api-port', '1', '--api-key', 'ünïcödé-key-0123456789'], /--api-key must be 16 to 256/],
+    [['--api-port', '1', '--api-key', ''], /--api-key must be 16 to 256/],
+    [['--api-key', 'k'.repeat(32)], /--api-key needs --api-port/],
+  ])('rejects %j with a clear message', (argv, message) => {
+    const r = parseCli(argv);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.message).toMatch(message);
+  });
+
+  it('keeps the API key out of its error messages', () => {
+    const r = parseCli(['--api-key', 'secret-value-0123456789']);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.message).not.toContain('secret-value');
+    const bad = parseCli(['--api-port', '1', '--api-key', 'secret value 0123456789']);
+    if (!bad.ok) expect(bad.message).not.toContain('secret');
+  });
+
   it('knows --help', () => {
     const r = parseCli(['-h']);
     expect(r.ok && r.options.help).toBe(true);
+  });
+
+  it('documents the API options in its usage', () => {
+    expect(usage).toMatch(/--api-port N/);
+    expect(usage).toMatch(/--api-key KEY/);
   });
 });
 
