@@ -128,6 +128,8 @@ describe('api report', () => {
     };
     const text = formatReport(report);
     expect(text).toContain('| 7 (after restart) |');
+    expect(text).toContain('Request 7, TTFT: 100 ms in memory, persistence on (1,800 of 2,100 cached); 100 ms in memory, persistence off');
+    expect(text).toContain('2,000 ms after a restart, persistence off (0 of 2,100 cached); 150 ms after a restart, from the disk store');
     expect(text).toContain('Skipped big.gguf: test');
     expect(text).toMatch(/^PASS {2}test model: \(a\)/m);
     expect(text).toMatch(/^PASS {2}test model: \(c\)/m);

@@ -313,6 +313,22 @@ function meanOf(values: readonly (number | null)[]): number | null {
   return known.length === 0 ? null : Math.round((known.reduce((a, b) => a + b, 0) / known.length) * 10) / 10;
 }
 
+/**
+ * The request after the restart point in every mode, one sentence: from the slot's memory
+ * (persist, off), from the disk store (restart) and from nothing (off-restart). Null without a restart mode.
+ */
+export function restartLine(runs: readonly ModeRun[]): string | null {
+  const restartAfter = runs.find((r) => r.restartAfter !== null)?.restartAfter ?? null;
+  if (restartAfter === null) return null;
+  const index = restartAfter + 1;
+  const where: Record<ApiMode, string> = { persist: 'in memory, persistence on', off: 'in memory, persistence off', 'off-restart': 'after a restart, persistence off', restart: 'after a restart, from the disk store' };
+  const parts = runs.flatMap((run) => {
+    const r = requestAt(run, index);
+    return r === null ? [] : [`${r.ttftMs === null ? '—' : ms(r.ttftMs)} ${where[run.mode]} (${fmt(r.cachedTokens ?? 0)} of ${fmt(r.promptTokens ?? 0)} cached)`];
+  });
+  return parts.length === 0 ? null : `Request ${index}, TTFT: ${parts.join('; ')}.`;
+}
+
 export function formatReport(report: ApiReport): string {
   const m = report.machine;
   const compression = m.compression ? `${m.compression.applied}${m.compression.setting === 'auto' ? ' (auto)' : ''}` : 'unknown';
@@ -327,6 +343,8 @@ export function formatReport(report: ApiReport): string {
   for (const model of models) {
     const runs = report.runs.filter((r) => r.model === model);
     out.push('', `### ${model}`, '', markdownTable(runs, summaryColumns), '', markdownTable(requestRows(runs), requestColumns(runs.map((r) => r.mode))));
+    const after = restartLine(runs);
+    if (after !== null) out.push('', after);
     for (const run of runs) if (run.failure) out.push('', `${run.mode} FAILED: ${run.failure}`);
     for (const run of runs) for (const r of run.requests) if (r.error) out.push(`${run.mode} request ${r.index} failed: ${r.error}`);
     const s = report.shared.find((x) => x.model === model);
