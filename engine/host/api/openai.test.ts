@@ -51,6 +51,27 @@ describe('GET /v1/models', () => {
   });
 });
 
+describe('choosing the model', () => {
+  it('loads the model a request names, then lists it first', async () => {
+    const { t, client } = await setup();
+    const other = path.join(t.dataDir, 'models', 'aaa-other.gguf');
+    writeFileSync(other, 'GGUF fake');
+    const reply = await client.chat.completions.create({ model: 'aaa-other', messages: hi });
+    expect(reply.model).toBe('aaa-other');
+    expect(t.engine.callsOf('loadModel').at(-1)!.path).toBe(other);
+    // The load came before the generation.
+    const order = t.engine.calls.map((c) => c.method).filter((m) => m === 'loadModel' || m === 'generate');
+    expect(order.slice(-2)).toEqual(['loadModel', 'generate']);
+    const models = [];
+    for await (const m of client.models.list()) models.push(m.id);
+    expect(models).toEqual(['aaa-other', 'fake']);
+    // Asking again for the loaded model loads nothing.
+    const loads = t.engine.callsOf('loadModel').length;
+    await client.chat.completions.create({ model: 'aaa-other', messages: hi });
+    expect(t.engine.callsOf('loadModel')).toHaveLength(loads);
+  });
+});
+
 describe('POST /v1/chat/completions', () => {
   it('answers one completion with usage, the cache account and a stop reason', async () => {
     const { t, client } = await setup();
@@ -268,6 +289,15 @@ describe('POST /v1/chat/completions', () => {
     expect(e.status).toBe(400);
     expect(e.code).toBe('context_length_exceeded');
     expect(e.message).toMatch(/truncation/);
+  });
+
+  it('answers a stream refused before its first token with its 4xx status, not a 200', async () => {
+    const { t, client } = await setup();
+    t.engine.behaviour.tokens = [];
+    t.engine.behaviour.generateError = hearthError('CONTEXT_OVERFLOW', 'Too long.');
+    const e = await failure(client.chat.completions.create({ model: 'fake', messages: hi, stream: true }));
+    expect(e.status).toBe(400);
+    expect(e.code).toBe('context_length_exceeded');
   });
 
   it('answers 503 when the engine cannot serve, and reports a failure mid-stream as an error event', async () => {

@@ -1,5 +1,6 @@
 // The API server's locks: off until turned on, 127.0.0.1 only (unless LAN), the key (and only the
-// key), Host and Origin checks, CORS, body and queue limits, a gone client's generation stopped,
+// key; that the browser host's UI token is refused is checked in server/main.test.ts, since the
+// engine may not import the server), Host and Origin checks, CORS, body and queue limits, a gone client's generation stopped,
 // the key kept 0600 and rotated, and the request log. Fake engine; raw node:http where headers
 // (Host, Origin) must be set freely.
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
@@ -342,6 +343,19 @@ describe('limits', () => {
     // The next request runs normally.
     t.engine.behaviour.pauseAfter = null;
     expect((await call(port, '/v1/chat/completions', { headers: auth, body: chatBody() })).status).toBe(200);
+  });
+  it('stops the generation when the client of a non-streamed request goes away', async () => {
+    const { t, port } = await withApi();
+    t.engine.behaviour.pauseAfter = 1;
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/v1/messages', method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, agent: false });
+    req.on('error', () => undefined);
+    req.end(JSON.stringify({ model: 'fake', max_tokens: 8, messages: [{ role: 'user', content: 'Hi' }] }));
+    await until(() => t.engine.callsOf('generate').length === 1, 3000);
+    const generate = t.engine.callsOf('generate')[0]!;
+    req.destroy();
+    await until(() => t.engine.callsOf('abort').some((a) => a.requestId === generate.requestId), 3000);
+    const logged = await t.waitFor((e) => e.type === 'server.request');
+    expect(logged.type === 'server.request' && logged.payload).toMatchObject({ endpoint: 'POST /v1/messages', status: 499 });
   });
 });
 
