@@ -104,7 +104,7 @@ overflow options (the defaults run 18 chats of 60 turns: about 10 minutes on the
                        into each row's engineLog in the JSON, and a row with warnings says so
   --dir DIR            where the per-chat KV stores go, removed after each (default .cache/bench)
 
-api options (the defaults take about 4 minutes on the 2-core build machine):
+api options (the defaults take about 3 minutes on the 2-core build machine):
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
   --model FILE.gguf    also run on this model (repeatable); the generated test model always runs
   --trained on|off     also run the smallest GGUF of the trained-models folder (HEARTH_TRAINED_MODELS)
