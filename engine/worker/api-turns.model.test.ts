@@ -30,18 +30,6 @@ const promptLength = (stats: GenerateOutput['stats']) => stats.tokensReused + st
 const mismatches = (engine: EngineClient): string[] =>
   engine.events.flatMap((event) => (event.type === 'log' && /evaluated tokens where/.test(event.message) ? [event.message] : []));
 
-/** Resolves when the first token event of `requestId` arrives. */
-function firstToken(engine: EngineClient, requestId: string): Promise<void> {
-  return new Promise((resolve) => {
-    const stop = engine.onEvent((event) => {
-      if (event.type === 'token' && event.requestId === requestId) {
-        stop();
-        resolve();
-      }
-    });
-  });
-}
-
 describe('API turns in an engine process', () => {
   let engine: EngineClient;
   let dir: string;
@@ -163,7 +151,7 @@ describe('API turns in an engine process', () => {
 
   it('runs a waiting chat turn before a waiting API turn', async () => {
     const long = request('long', ask('Go on and on.'), { sampling: { ...greedy, maxTokens: 100_000 }, source: 'api' });
-    const started = firstToken(engine, long.requestId);
+    const started = engine.firstToken(long.requestId);
     const running = engine.call('generate', long);
     await started;
     const finished: string[] = [];

@@ -15,7 +15,7 @@
  * way), and a client that needs the model's own template uses the chat endpoints, which apply it.
  */
 import { LlamaCompletion, LlamaVocabularyType, type LlamaModel, type Token } from 'node-llama-cpp';
-import { ok, type MessageStats, type Result } from '../contract/index.ts';
+import { ok, type Result } from '../contract/index.ts';
 import type { GenerateInput, GenerateOutput } from '../protocol.ts';
 import { stopReasonOf, samplerOptions } from './api-options.ts';
 import { diagnoseCacheMiss } from './cache-miss.ts';
@@ -25,7 +25,7 @@ import { replyReserve } from './overflow.ts';
 import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
 import type { Slot } from './slots.ts';
 import { tokenStream } from './token-stream.ts';
-import { forgetSequence, measureReuse, outgrown, startFromPrefix, type TurnOptions } from './turn.ts';
+import { forgetSequence, measureReuse, outgrown, startFromPrefix, turnReadout, type TurnOptions } from './turn.ts';
 import { restoreForTurn } from './turn-kv.ts';
 
 /** The token LlamaCompletion puts before a prompt (llama.cpp's rule for the vocabulary), or null. */
@@ -139,27 +139,23 @@ export async function runRawTurn(state: RuntimeState, current: Loaded, turn: Raw
     stopReason = 'aborted';
     stopSequence = undefined;
   }
-  const evaluated = sequence.tokenMeter.usedInputTokens - inputTokensBefore;
-  if (evaluated > prefilled + tokensGenerated) {
-    state.log('warn', `The raw prompt needed ${evaluated - tokensGenerated} evaluated tokens where ${prefilled} were expected (${restored} restored, ${reused} reused).`);
-  }
   if (stopReason === 'maxTokens' && fitted.value.effectiveMaxTokens < fitted.value.maxTokens) stopReason = 'context';
   const contextSize = current.context.contextSize;
-  const ttftMs = firstTokenAt === null ? performance.now() - turn.requestedAt : firstTokenAt - turn.requestedAt;
-  const stats: MessageStats = {
-    tokensReused: reused,
-    tokensRestored: restored,
-    tokensPrefilled: prefilled,
+  const stats = turnReadout(state, 'raw prompt', {
+    reused,
+    restored,
+    prefilled,
     tokensGenerated,
-    ttftMs: Math.round(ttftMs * 10) / 10,
-    prefillMs: Math.round(((firstTokenAt ?? performance.now()) - evaluationStart) * 10) / 10,
-    cacheSource: restored > 0 ? 'disk' : reused > 0 ? 'memory' : 'none',
-    ...(fromStore.restoreMs !== undefined ? { restoreMs: fromStore.restoreMs } : {}),
-    ...(fromStore.fallbackReason !== undefined ? { fallbackReason: fromStore.fallbackReason } : {}),
+    evaluated: sequence.tokenMeter.usedInputTokens - inputTokensBefore,
+    requestedAt: turn.requestedAt,
+    evaluationStart,
+    firstTokenAt,
+    restoreMs: fromStore.restoreMs,
+    fallbackReason: fromStore.fallbackReason,
+    cacheMiss,
     // A raw prompt has no messages: what was cut is counted in the view's tokens only.
     view: { policy: input.overflowPolicy ?? current.profile.overflowPolicy, contextSize, tokens: Math.min(contextSize, prompt.length + tokensGenerated), droppedMessages: 0, droppedNow: 0 },
-    ...(cacheMiss ? { cacheMiss } : {}),
-  };
+  });
   if (fitted.value.dropped > 0) state.log('debug', `raw prompt: the first ${fitted.value.dropped} tokens were left out to fit the context`);
   return ok({ text, stopReason, stats, ...(stopSequence !== undefined ? { stopSequence } : {}) });
 }

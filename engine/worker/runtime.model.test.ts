@@ -23,18 +23,6 @@ const firstTurn: PromptMessage[] = [
   { role: 'user', text: 'Tell me about the sea.' },
 ];
 
-/** Resolves when the first token event of `requestId` arrives. */
-function firstToken(engine: EngineClient, requestId: string): Promise<void> {
-  return new Promise((resolve) => {
-    const stop = engine.onEvent((event) => {
-      if (event.type === 'token' && event.requestId === requestId) {
-        stop();
-        resolve();
-      }
-    });
-  });
-}
-
 describe('an engine process with the test model', () => {
   let engine: EngineClient;
   let modelPath: string;
@@ -111,7 +99,7 @@ describe('an engine process with the test model', () => {
 
   it('stops on abort with the partial text', async () => {
     const input = request(firstTurn, { ...greedy, maxTokens: 100_000 });
-    const started = firstToken(engine, input.requestId);
+    const started = engine.firstToken(input.requestId);
     const pending = engine.call('generate', input);
     await started;
     expect(await engine.must('abort', { requestId: input.requestId })).toEqual({ aborted: true });
@@ -127,7 +115,7 @@ describe('an engine process with the test model', () => {
   it('queues generations in order and aborts a queued one without running it', async () => {
     const long = request(firstTurn, { ...greedy, maxTokens: 100_000 });
     const queued = request(firstTurn);
-    const started = firstToken(engine, long.requestId);
+    const started = engine.firstToken(long.requestId);
     const longResult = engine.call('generate', long);
     const queuedResult = engine.call('generate', queued);
     await started;
@@ -160,7 +148,7 @@ describe('an engine process with the test model', () => {
 
   it('aborts a running generation when another model is loaded', async () => {
     const input = request(firstTurn, { ...greedy, maxTokens: 100_000 });
-    const started = firstToken(engine, input.requestId);
+    const started = engine.firstToken(input.requestId);
     const pending = engine.call('generate', input);
     await started;
     await engine.must('loadModel', { path: modelPath, contextSize: 0, threads: 1 });
@@ -252,7 +240,7 @@ describe('engine processes', () => {
     const engine = await startEngine();
     await engine.must('loadModel', { path: await testModelPath(), contextSize: 0, threads: 1 });
     const input = request(firstTurn, { ...greedy, maxTokens: 100_000 });
-    const started = firstToken(engine, input.requestId);
+    const started = engine.firstToken(input.requestId);
     const pending = engine.call('generate', input);
     await started;
     engine.port.kill('SIGKILL');

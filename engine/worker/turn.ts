@@ -17,7 +17,7 @@
  * the view fits, so the overflow policy counts what LlamaChat evaluates.
  */
 import type { ChatHistoryItem, LLamaChatGenerateResponseOptions, LlamaContextSequence, LlamaGrammar, Token } from 'node-llama-cpp';
-import { err, ok, type MessageStats, type OverflowPolicy, type Result } from '../contract/index.ts';
+import { err, ok, type CacheMiss, type ContextView, type MessageStats, type OverflowPolicy, type Result } from '../contract/index.ts';
 import type { GenerateInput, GenerateOutput, WorkerMethods } from '../protocol.ts';
 import { checkApiOptions, samplerOptions, stopReasonOf, type ApiOptions } from './api-options.ts';
 import { diagnoseCacheMiss } from './cache-miss.ts';
@@ -297,26 +297,18 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
   const fallbackReason = rereadReason(state, fromStore.fallbackReason, Math.min(turn.lost, prompt.tokens.length - 1) - reused - restored);
   const reply = await chatReply(state, current, turn);
   if (!reply.ok) return reply;
-  const { text, tokensGenerated, evaluated, functionCalls, stopSequence } = reply.value;
-  // Each generated token but the last is fed back as input: anything beyond that and the
-  // prefill means LlamaChat did not reuse what was in the sequence (the stats would lie).
-  if (evaluated > prefilled + tokensGenerated) {
-    state.log('warn', `The prompt needed ${evaluated - tokensGenerated} evaluated tokens where ${prefilled} were expected (${restored} restored, ${reused} reused).`);
-  }
+  const { text, tokensGenerated, functionCalls, stopSequence } = reply.value;
   // A reply that ran into the end of the context before its own limit was cut there.
   const stopReason = reply.value.stopReason === 'maxTokens' && prompt.effectiveMaxTokens < prompt.maxTokens ? 'context' : reply.value.stopReason;
-  const { firstTokenAt, evaluationStart } = reply.value;
-  const ttftMs = firstTokenAt === null ? performance.now() - turn.requestedAt : firstTokenAt - turn.requestedAt;
-  const stats: MessageStats = {
-    tokensReused: reused,
-    tokensRestored: restored,
-    tokensPrefilled: prefilled,
-    tokensGenerated,
-    ttftMs: Math.round(ttftMs * 10) / 10,
-    prefillMs: Math.round(((firstTokenAt ?? performance.now()) - evaluationStart) * 10) / 10,
-    cacheSource: restored > 0 ? 'disk' : reused > 0 ? 'memory' : 'none',
-    ...(fromStore.restoreMs !== undefined ? { restoreMs: fromStore.restoreMs } : {}),
-    ...(fallbackReason !== undefined ? { fallbackReason } : {}),
+  const stats = turnReadout(state, 'prompt', {
+    ...reply.value,
+    reused,
+    restored,
+    prefilled,
+    requestedAt: turn.requestedAt,
+    restoreMs: fromStore.restoreMs,
+    fallbackReason,
+    cacheMiss,
     view: {
       policy: prompt.policy,
       contextSize: prompt.contextSize,
@@ -324,9 +316,48 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
       droppedMessages: prompt.dropped,
       droppedNow: prompt.droppedNow,
     },
-    ...(cacheMiss ? { cacheMiss } : {}),
-  };
+  });
   return ok({ text, stopReason, stats, ...(stopSequence !== undefined ? { stopSequence } : {}), ...(functionCalls ? { functionCalls } : {}) });
+}
+
+/** What a turn measured, for its readout. */
+export interface TurnFigures {
+  readonly reused: number;
+  readonly restored: number;
+  readonly prefilled: number;
+  readonly tokensGenerated: number;
+  /** Input tokens the sequence evaluated during the reply. */
+  readonly evaluated: number;
+  readonly requestedAt: number;
+  readonly evaluationStart: number;
+  readonly firstTokenAt: number | null;
+  readonly restoreMs: number | undefined;
+  readonly fallbackReason: string | undefined;
+  readonly cacheMiss: CacheMiss | undefined;
+  readonly view: ContextView;
+}
+
+/** A turn's readout (chat and raw turns alike), and a warning when the reuse it reports did not happen. */
+export function turnReadout(state: RuntimeState, what: string, f: TurnFigures): MessageStats {
+  // Each generated token but the last is fed back as input: anything beyond that and the
+  // prefill means the sequence's tokens were not reused (the stats would lie).
+  if (f.evaluated > f.prefilled + f.tokensGenerated) {
+    state.log('warn', `The ${what} needed ${f.evaluated - f.tokensGenerated} evaluated tokens where ${f.prefilled} were expected (${f.restored} restored, ${f.reused} reused).`);
+  }
+  const ttftMs = f.firstTokenAt === null ? performance.now() - f.requestedAt : f.firstTokenAt - f.requestedAt;
+  return {
+    tokensReused: f.reused,
+    tokensRestored: f.restored,
+    tokensPrefilled: f.prefilled,
+    tokensGenerated: f.tokensGenerated,
+    ttftMs: Math.round(ttftMs * 10) / 10,
+    prefillMs: Math.round(((f.firstTokenAt ?? performance.now()) - f.evaluationStart) * 10) / 10,
+    cacheSource: f.restored > 0 ? 'disk' : f.reused > 0 ? 'memory' : 'none',
+    ...(f.restoreMs !== undefined ? { restoreMs: f.restoreMs } : {}),
+    ...(f.fallbackReason !== undefined ? { fallbackReason: f.fallbackReason } : {}),
+    view: f.view,
+    ...(f.cacheMiss ? { cacheMiss: f.cacheMiss } : {}),
+  };
 }
 
 /**

@@ -75,6 +75,18 @@ export class EngineClient {
     return () => this.eventListeners.delete(listener);
   }
 
+  /** Resolves when the first token event of `requestId` arrives. */
+  firstToken(requestId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const stop = this.onEvent((event) => {
+        if (event.type === 'token' && event.requestId === requestId) {
+          stop();
+          resolve();
+        }
+      });
+    });
+  }
+
   /** Token deltas received for one request, in order. */
   deltas(requestId: string): string[] {
     return this.events.flatMap((event) => (event.type === 'token' && event.requestId === requestId ? [event.delta] : []));

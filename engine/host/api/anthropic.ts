@@ -164,13 +164,19 @@ function toolUses(output: GenerateOutput, seed: string): { type: 'tool_use'; id:
   return (output.functionCalls ?? []).map((call, i) => ({ type: 'tool_use', id: callId('toolu_', i, seed), name: call.name, input: call.params ?? {} }));
 }
 
-export async function messages(exchange: Exchange, backend: ApiBackend): Promise<void> {
-  const request = parseBody(messagesRequest, exchange.body);
+/** What both endpoints do first: parse, refuse what cannot be honoured, build the prompt, switch the model. */
+async function prepare<T extends z.infer<typeof countRequest>>(schema: z.ZodType<T>, exchange: Exchange, backend: ApiBackend): Promise<{ request: T; prompt: PromptMessage[]; functions: ApiTurn['functions'] }> {
+  const request = parseBody(schema, exchange.body);
   exchange.report.model = request.model;
   refuseUnsupported(request);
   const functions = functionsOf(request);
   const prompt = promptOf(request);
   await backend.useModel(request.model);
+  return { request, prompt, functions };
+}
+
+export async function messages(exchange: Exchange, backend: ApiBackend): Promise<void> {
+  const { request, prompt, functions } = await prepare(messagesRequest, exchange, backend);
   const turn: ApiTurn = {
     messages: prompt,
     // Anthropic's default temperature is 1.
@@ -226,12 +232,7 @@ export async function messages(exchange: Exchange, backend: ApiBackend): Promise
 }
 
 export async function countTokens(exchange: Exchange, backend: ApiBackend): Promise<void> {
-  const request = parseBody(countRequest, exchange.body);
-  exchange.report.model = request.model;
-  refuseUnsupported(request);
-  const functions = functionsOf(request);
-  const prompt = promptOf(request);
-  await backend.useModel(request.model);
+  const { prompt, functions } = await prepare(countRequest, exchange, backend);
   const counted = await backend.countTokens(prompt, functions ? { functions } : {});
   exchange.report.promptTokens = counted.tokens;
   exchange.json(200, { input_tokens: counted.tokens });
