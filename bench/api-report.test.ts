@@ -26,6 +26,7 @@ const run = (mode: ApiMode, after: Partial<RequestRecord> = {}, over: Partial<Mo
     restartAfter,
     persistence: restartAfter === null ? ['on'] : ['on', 'on'],
     hostStartMs: restartAfter === null ? [9000] : [9000, 8000],
+    engines: restartAfter === null ? [{ peakRssBytes: 300 * 2 ** 20, writeBytes: 40 * 2 ** 20 }] : [{ peakRssBytes: 300 * 2 ** 20, writeBytes: 20 * 2 ** 20 }, { peakRssBytes: 310 * 2 ** 20, writeBytes: 25 * 2 ** 20 }],
     requests: Array.from({ length: 12 }, (_, i) => (restartAfter !== null && i + 1 === 7 ? request(7, { afterRestart: true, ...after }) : request(i + 1))),
     failure: null,
     wallMs: 30_000,
@@ -128,6 +129,8 @@ describe('api report', () => {
     };
     const text = formatReport(report);
     expect(text).toContain('| 7 (after restart) |');
+    // The restart modes' two engines: the higher peak, the bytes summed.
+    expect(text).toMatch(/\| restart \|.*\| 310 \| 45 \|/);
     expect(text).toContain('Request 7, TTFT: 100 ms in memory, persistence on (1,800 of 2,100 cached); 100 ms in memory, persistence off');
     expect(text).toContain('2,000 ms after a restart, persistence off (0 of 2,100 cached); 150 ms after a restart, from the disk store');
     expect(text).toContain('Skipped big.gguf: test');

@@ -59,10 +59,18 @@ export interface ModeRun {
   readonly persistence: readonly string[];
   /** Host starts, each until it printed its address and the model was ready, ms. */
   readonly hostStartMs: readonly number[];
+  /** Each host's engine process, in order (Linux /proc figures; null elsewhere). */
+  readonly engines: readonly EngineFigures[];
   readonly requests: readonly RequestRecord[];
   /** What ended the run early, or null. */
   readonly failure: string | null;
   readonly wallMs: number;
+}
+
+/** An engine process's peak resident memory (VmHWM) and the bytes it wrote to storage (/proc/PID/io). */
+export interface EngineFigures {
+  readonly peakRssBytes: number | null;
+  readonly writeBytes: number | null;
 }
 
 /** One client's first request in the shared-prefix measurement, and what the KV store gained by it. */
@@ -295,7 +303,18 @@ const summaryColumns: Column<ModeRun>[] = [
   { title: 'mean TTFT ms (2…)', value: (r) => meanOf(r.requests.slice(1).map((q) => q.ttftMs)), numeric: true },
   { title: 'mean total ms', value: (r) => meanOf(r.requests.map((q) => q.totalMs)), numeric: true },
   { title: 'host starts s', value: (r) => r.hostStartMs.map((m) => (m / 1000).toFixed(1)).join(' + ') },
+  { title: 'engine peak RSS MiB', value: (r) => mib(maxOf(r.engines.map((e) => e.peakRssBytes))), numeric: true },
+  { title: 'engine wrote MiB', value: (r) => mib(sumOf(r.engines.map((e) => e.writeBytes))), numeric: true },
 ];
+
+function mib(bytes: number | null): number | null {
+  return bytes === null ? null : Math.round((bytes / 1024 / 1024) * 10) / 10;
+}
+
+function maxOf(values: readonly (number | null)[]): number | null {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length === 0 ? null : Math.max(...known);
+}
 
 function fraction(requests: readonly RequestRecord[]): number | null {
   const ok = requests.filter((r) => r.promptTokens !== null && r.cachedTokens !== null);

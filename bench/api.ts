@@ -27,8 +27,9 @@ import { modelIdOf } from '../engine/host/api/backend.ts';
 import { startHost, type Host } from '../test/support/host.ts';
 import { HostClient } from '../test/support/host-client.ts';
 import { repoRoot, testModelPath, trainedModelsDir } from '../test/support/models.ts';
-import { acceptanceLines, apiModes, formatReport, type ApiMode, type ApiReport, type HearthUsage, type ModeRun, type RequestRecord, type SharedClient, type SharedPrefixRun, type SkippedModel } from './api-report.ts';
-import { filesUnder, machineInfo, totalSize, writeReport } from './util.ts';
+import { acceptanceLines, apiModes, formatReport, type ApiMode, type ApiReport, type EngineFigures, type HearthUsage, type ModeRun, type RequestRecord, type SharedClient, type SharedPrefixRun, type SkippedModel } from './api-report.ts';
+import { KV_SHAPE_8B, kvShape8bModelPath } from './kv-shape-8b.ts';
+import { filesUnder, machineInfo, procStatusBytes, procWriteBytes, totalSize, writeReport } from './util.ts';
 
 export { formatReport, type ApiReport } from './api-report.ts';
 
@@ -41,6 +42,8 @@ export interface ApiBenchOptions {
   readonly models: readonly string[];
   /** Also run the smallest GGUF of the trained-models folder, when there is one. */
   readonly trained: boolean;
+  /** Also run the generated model with Llama-3-8B's KV shape (bench/kv-shape-8b.ts), last. */
+  readonly shape8b: boolean;
   readonly threads: number;
   readonly requests: number;
   /** The host restarts after this many requests (the restart modes). */
@@ -269,6 +272,16 @@ async function settledStore(dataDir: string, hc: HostClient): Promise<{ bytes: n
   }
 }
 
+/**
+ * The engine process's peak memory and the bytes it wrote (every save of the loop), read before
+ * its host stops, once the store has settled (the last turn's save has landed).
+ */
+async function engineFigures(started: StartedHost, dataDir: string): Promise<EngineFigures> {
+  await settledStore(dataDir, started.hc).catch(() => undefined);
+  const pid = await started.host.enginePid();
+  return { peakRssBytes: pid === null ? null : procStatusBytes('VmHWM', pid), writeBytes: pid === null ? null : procWriteBytes(pid) };
+}
+
 interface RunFacts {
   compression: KvCompressionChoice | null;
   codec: KvCodecInfo | null;
@@ -289,6 +302,7 @@ async function runMode(label: string, modelPath: string, mode: ApiMode, texts: T
   const restartAfter = mode === 'restart' || mode === 'off-restart' ? options.restartAfter : null;
   const requests: RequestRecord[] = [];
   const hostStartMs: number[] = [];
+  const engines: EngineFigures[] = [];
   const persistence: string[] = [];
   let contextSize: number | null = null;
   let failure: string | null = null;
@@ -304,6 +318,7 @@ async function runMode(label: string, modelPath: string, mode: ApiMode, texts: T
     for (let i = 1; i <= options.requests; i++) {
       const afterRestart = restartAfter !== null && i === restartAfter + 1;
       if (afterRestart) {
+        engines.push(await engineFigures(current, dataDir));
         await current.host.stop();
         current = null;
         current = await start(dataDir, modelPath, options);
@@ -323,10 +338,11 @@ async function runMode(label: string, modelPath: string, mode: ApiMode, texts: T
     failure = errorText(error);
   } finally {
     if (failure !== null && current !== null) failure += `\nhost output (tail):\n${current.host.output().slice(-2000)}`;
+    if (failure === null && current !== null) engines.push(await engineFigures(current, dataDir));
     await current?.host.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
-  return { model: label, mode, contextSize, restartAfter, persistence, hostStartMs, requests, failure, wallMs: performance.now() - began };
+  return { model: label, mode, contextSize, restartAfter, persistence, hostStartMs, engines, requests, failure, wallMs: performance.now() - began };
 }
 
 /** Two clients' first requests with one long system prompt, on a fresh store: what each adds to it. */
@@ -414,6 +430,8 @@ export async function runApiBench(options: ApiBenchOptions): Promise<ApiReport> 
       }
     }
   }
+  // Last: at real KV size a 4,000-token prefill takes most of a minute here.
+  if (options.shape8b) models.push({ label: KV_SHAPE_8B, path: await kvShape8bModelPath(options.dir, options.minContext) });
   const facts: RunFacts = { compression: null, codec: null };
   const runs: ModeRun[] = [];
   const shared: SharedPrefixRun[] = [];

@@ -14,7 +14,6 @@
  * host's way (SIGTERM, which flushes pending saves, SIGKILL after the grace) and a fresh one is
  * started on the same KV folder. bench/overflow-report.ts computes the figures and the lines.
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -27,7 +26,7 @@ import type { GenerateOutput, PromptMessage } from '../engine/protocol.ts';
 import { startEngine, type EngineClient } from '../test/support/engine-client.ts';
 import { repoRoot, testModelPath } from '../test/support/models.ts';
 import { acceptanceLines, formatReport, policyLabel, summarizeTurns, type BenchPolicy, type OverflowReport, type OverflowRow, type TurnRecord } from './overflow-report.ts';
-import { machineInfo, writeReport } from './util.ts';
+import { machineInfo, procStatusBytes, writeReport } from './util.ts';
 
 export { formatReport, type OverflowReport, type OverflowRow } from './overflow-report.ts';
 
@@ -102,17 +101,6 @@ async function userMessages(modelPath: string, count: number, tokens: number): P
   } finally {
     await model?.dispose();
     await llama.dispose();
-  }
-}
-
-/** The engine process's peak resident memory (VmHWM), from /proc; null where that cannot be read. */
-function peakRssOf(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const kb = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb === undefined ? null : Number(kb) * 1024;
-  } catch {
-    return null;
   }
 }
 
@@ -216,7 +204,7 @@ async function runChat(plan: ChatPlan, index: number, options: OverflowOptions, 
     for (let turn = 1; turn <= options.turns; turn++) {
       const firstAfterRestart = turn === restartAfter + 1;
       if (firstAfterRestart) {
-        peak = Math.max(peak ?? 0, peakRssOf(client.port.pid) ?? 0) || null;
+        peak = Math.max(peak ?? 0, (client.port.pid === undefined ? null : procStatusBytes('VmHWM', client.port.pid)) ?? 0) || null;
         stoppedGracefully = await stopEngine(client);
         client = await startKvEngine(kvDir, compression.setting, facts, options.engineLog, logs);
         const again = await loadChecked(client, plan, options.threads);
@@ -245,7 +233,7 @@ async function runChat(plan: ChatPlan, index: number, options: OverflowOptions, 
     crashed = true;
     failure = errorText(error);
   } finally {
-    peak = Math.max(peak ?? 0, peakRssOf(client.port.pid) ?? 0) || null;
+    peak = Math.max(peak ?? 0, (client.port.pid === undefined ? null : procStatusBytes('VmHWM', client.port.pid)) ?? 0) || null;
     await stopEngine(client);
     await rm(kvDir, { recursive: true, force: true });
   }

@@ -272,11 +272,24 @@ export function copyFloorSamples(bytes: number, reps: number): number[] {
   return samples;
 }
 
-/** A field of /proc/self/status in bytes (`VmRSS`: resident now, `VmHWM`: its peak), or null. */
-function procStatusBytes(field: 'VmRSS' | 'VmHWM'): number | null {
+/**
+ * A field of a process's /proc status in bytes (`VmRSS`: resident now, `VmHWM`: its peak), this
+ * process's by default; null where it cannot be read (not Linux, the process is gone).
+ */
+export function procStatusBytes(field: 'VmRSS' | 'VmHWM', pid: number | 'self' = 'self'): number | null {
   try {
-    const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
     return kb === undefined ? null : Number(kb) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** Bytes a process caused to be written to storage so far (`write_bytes` of /proc/PID/io), or null. */
+export function procWriteBytes(pid: number): number | null {
+  try {
+    const bytes = /^write_bytes:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1];
+    return bytes === undefined ? null : Number(bytes);
   } catch {
     return null;
   }

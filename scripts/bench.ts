@@ -104,11 +104,13 @@ overflow options (the defaults run 18 chats of 60 turns: about 10 minutes on the
                        into each row's engineLog in the JSON, and a row with warnings says so
   --dir DIR            where the per-chat KV stores go, removed after each (default .cache/bench)
 
-api options (the defaults take about 3 minutes on the 2-core build machine):
+api options (the defaults take about 17 minutes on the 2-core build machine, 14 of them ${KV_SHAPE_8B}'s):
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
   --model FILE.gguf    also run on this model (repeatable); the generated test model always runs
   --trained on|off     also run the smallest GGUF of the trained-models folder (HEARTH_TRAINED_MODELS)
                        when there is one (default on)
+  --shape8b on|off     also run ${KV_SHAPE_8B} (32 layers, 8 KV heads × 128: Llama-3-8B's KV, f16 128 KiB
+                       per token), generated into --dir on first use (default on)
   --threads N          llama.cpp threads (default 1)
   --requests N         requests per loop (default 12)
   --restart-after N    the restart modes stop the host after this many requests (default 6)
@@ -320,6 +322,7 @@ async function api(args: string[]): Promise<void> {
     json: { type: 'string' },
     model: { type: 'string', multiple: true },
     trained: { type: 'string', default: 'on' },
+    shape8b: { type: 'string', default: 'on' },
     threads: { type: 'string', default: '1' },
     requests: { type: 'string', default: '12' },
     'restart-after': { type: 'string', default: '6' },
@@ -334,6 +337,7 @@ async function api(args: string[]): Promise<void> {
   }).values;
   if (v.json === undefined || v.json === '') fail('api needs --json FILE.');
   if (v.trained !== 'on' && v.trained !== 'off') fail(`--trained: "${v.trained}" is neither on nor off.`);
+  if (v.shape8b !== 'on' && v.shape8b !== 'off') fail(`--shape8b: "${v.shape8b}" is neither on nor off.`);
   const modes = v.modes.split(',').map((s) => s.trim()).filter((s) => s !== '');
   for (const mode of modes) if (!(apiModes as readonly string[]).includes(mode)) fail(`--modes: unknown mode "${mode}".`);
   const requests = positiveInt('requests', v.requests);
@@ -343,6 +347,7 @@ async function api(args: string[]): Promise<void> {
     jsonPath: v.json,
     models: v.model ?? [],
     trained: v.trained === 'on',
+    shape8b: v.shape8b === 'on',
     threads: positiveInt('threads', v.threads),
     requests,
     restartAfter,
