@@ -22,8 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { getLlama, LlamaLogLevel, readGgufFileInfo, type LlamaModel } from 'node-llama-cpp';
 import OpenAI from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { errorText, type KvCodecInfo, type KvCompressionChoice } from '../engine/contract/index.ts';
-import { modelIdOf } from '../engine/host/api/backend.ts';
+import { apiModelId, errorText, type KvCodecInfo, type KvCompressionChoice } from '../engine/contract/index.ts';
 import { startHost, type Host } from '../test/support/host.ts';
 import { HostClient } from '../test/support/host-client.ts';
 import { repoRoot, testModelPath, trainedModelsDir } from '../test/support/models.ts';
@@ -313,7 +312,7 @@ async function runMode(label: string, modelPath: string, mode: ApiMode, texts: T
     contextSize = current.contextSize;
     if (mode === 'off' || mode === 'off-restart') await persistenceOff(current, modelPath);
     persistence.push(await noteFacts(current.hc, facts));
-    const model = modelIdOf(modelPath);
+    const model = apiModelId(modelPath);
     const messages: ChatCompletionMessageParam[] = [{ role: 'system', content: texts.system }];
     for (let i = 1; i <= options.requests; i++) {
       const afterRestart = restartAfter !== null && i === restartAfter + 1;
@@ -355,7 +354,7 @@ async function runShared(label: string, modelPath: string, texts: Texts, options
   let failure: string | null = null;
   try {
     current = await start(dataDir, modelPath, options);
-    const model = modelIdOf(modelPath);
+    const model = apiModelId(modelPath);
     for (const [i, user] of texts.sharedUsers.entries()) {
       const before = await settledStore(dataDir, current.hc);
       chunkTokens = before.chunkTokens;

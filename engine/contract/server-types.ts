@@ -5,6 +5,14 @@
  */
 import type { HearthError } from './errors.ts';
 
+/**
+ * The id the API knows a model by: its file name without `.gguf` (what `GET /v1/models` lists and
+ * requests name). Either path separator, since the renderer gets the host's paths as text.
+ */
+export function apiModelId(file: string): string {
+  return (file.split(/[\\/]/).pop() ?? '').replace(/\.gguf$/i, '');
+}
+
 /** What the user sets on the Server screen (saved with the settings). */
 export interface ApiServerSettings {
   /** Off by default: nothing listens until the user turns it on. */

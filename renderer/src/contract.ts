@@ -4,5 +4,9 @@
  */
 export type * from '../../engine/contract/index.ts';
 
-/** The one value the renderer takes from the contract: figures read the same in the host's texts. */
+/**
+ * The values the renderer takes from the contract, plain functions from modules without schemas:
+ * figures read the same as in the host's texts, and a model's API id is the one the API uses.
+ */
 export { formatBytes } from '../../engine/contract/format.ts';
+export { apiModelId } from '../../engine/contract/server-types.ts';

@@ -3,18 +3,12 @@
  * model switched on request, turns through `ApiRuns`, and token counts from the engine. Engine
  * errors become `ApiFailure`s here, once, for both wire formats.
  */
-import path from 'node:path';
 import { Lock } from '../../base/lock.ts';
-import type { ModelInfo, ModelStatus, LocalModel, Result } from '../../contract/index.ts';
+import { apiModelId, type LocalModel, type ModelInfo, type ModelStatus, type Result } from '../../contract/index.ts';
 import type { GenerateOutput } from '../../protocol.ts';
 import type { Supervisor } from '../supervisor.ts';
 import type { ApiRuns } from './runs.ts';
 import { ApiFailure, failureOf, type ApiBackend } from './wire.ts';
-
-/** A model's API id: its file name without `.gguf`. */
-export function modelIdOf(file: string): string {
-  return path.basename(file).replace(/\.gguf$/i, '');
-}
 
 /** How long a model switch waits for running replies and requests before loading anyway. */
 const SWITCH_WAIT_MS = 10 * 60_000;
@@ -40,9 +34,9 @@ export function createBackend(deps: BackendDeps): ApiBackend {
   async function known(): Promise<{ id: string; path: string; created: number; loaded: boolean }[]> {
     const loaded = loadedPath();
     const list: { id: string; path: string; created: number; loaded: boolean }[] = [];
-    if (loaded !== null) list.push({ id: modelIdOf(loaded), path: loaded, created: Math.floor(Date.now() / 1000), loaded: true });
+    if (loaded !== null) list.push({ id: apiModelId(loaded), path: loaded, created: Math.floor(Date.now() / 1000), loaded: true });
     for (const m of await deps.listModels()) {
-      const id = modelIdOf(m.fileName);
+      const id = apiModelId(m.fileName);
       if (!list.some((x) => x.id === id)) list.push({ id, path: m.path, created: Math.floor(m.modifiedAt / 1000), loaded: false });
     }
     return list;
@@ -58,12 +52,12 @@ export function createBackend(deps: BackendDeps): ApiBackend {
     models: async () => (await known()).map(({ id, created, loaded }) => ({ id, created, loaded })),
     async useModel(id) {
       const loaded = loadedPath();
-      if (loaded !== null && modelIdOf(loaded) === id) return;
+      if (loaded !== null && apiModelId(loaded) === id) return;
       const target = (await known()).find((m) => m.id === id);
       if (!target) throw new ApiFailure(404, `The model ${JSON.stringify(id)} does not exist here; GET /v1/models lists the local models.`, 'model_not_found', 'model');
       await switching.run(async () => {
         const now = loadedPath();
-        if (now !== null && modelIdOf(now) === id) return;
+        if (now !== null && apiModelId(now) === id) return;
         // Queued behind running work: a chat's reply or another client's request is not cut off.
         await idle();
         unwrap(await deps.model.load(target.path));

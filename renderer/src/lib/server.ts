@@ -1,5 +1,5 @@
 /** The Server screen's texts: addresses, the key's mask, origins, the log's figures and the snippets. */
-import type { ApiRequestLog, ApiServerSettings } from '../contract.ts';
+import { apiModelId, type ApiRequestLog, type ApiServerSettings } from '../contract.ts';
 import { formatCount } from './format.ts';
 
 /**
@@ -7,9 +7,7 @@ import { formatCount } from './format.ts';
  * lists); a placeholder while none is loaded, for the reader to replace.
  */
 export function modelIdFromPath(path: string | null): string {
-  if (!path) return 'MODEL';
-  const name = path.split(/[\\/]/).pop() ?? '';
-  return name.replace(/\.gguf$/i, '') || 'MODEL';
+  return (path ? apiModelId(path) : '') || 'MODEL';
 }
 
 /** The address clients will use: the host's while it listens, else where it would listen. */
