@@ -1,6 +1,6 @@
 import type { Token } from 'node-llama-cpp';
 import { describe, expect, it } from 'vitest';
-import { clipEnd, clipStart, commonPrefix, describeMiss, MIN_LOST_TOKENS, worstMiss, type Divergence } from './cache-miss.ts';
+import { clipEnd, clipStart, commonPrefix, describeMiss, MIN_LOST_TOKENS, realigns, worstMiss, type Divergence } from './cache-miss.ts';
 
 describe('commonPrefix', () => {
   it('counts the leading items two lists share, for tokens and chunk keys alike', () => {
@@ -13,24 +13,39 @@ describe('commonPrefix', () => {
 });
 
 describe('worstMiss', () => {
-  const at = (position: number, storedTokens: number): Divergence => ({ at: position, storedTokens, after: [] });
+  /** A stored conversation: `shared` tokens of the prompt, then 9 (a changed digit), then the prompt's own text again. */
+  const stored = (prompt: readonly number[], shared: number, storedTokens: number): Divergence => ({
+    at: shared,
+    storedTokens,
+    after: [9, ...prompt.slice(shared + 1, shared + 32)],
+  });
+  const prompt = Array.from({ length: 120 }, (_, i) => 100 + i);
 
-  it('reports the conversation sharing the longest start when it lost enough', () => {
-    expect(worstMiss([at(10, 200), at(50, 100)], 120)).toEqual(at(50, 100));
-    expect(worstMiss([at(50, 50 + MIN_LOST_TOKENS)], 60)).toEqual(at(50, 50 + MIN_LOST_TOKENS));
+  it('reports the conversation sharing the longest start when it lost enough and the texts meet again', () => {
+    expect(worstMiss([stored(prompt, 10, 200), stored(prompt, 50, 100)], prompt)).toEqual(stored(prompt, 50, 100));
+    expect(worstMiss([stored(prompt, 50, 50 + MIN_LOST_TOKENS)], prompt)).toEqual(stored(prompt, 50, 50 + MIN_LOST_TOKENS));
   });
 
   it('says nothing for an extension, a prefix, a small loss, or nothing cached', () => {
     // The prompt extends the stored conversation: it ends where the prompt goes on.
-    expect(worstMiss([at(100, 100)], 150)).toBeNull();
+    expect(worstMiss([{ at: 100, storedTokens: 100, after: [] }], prompt)).toBeNull();
     // The prompt stops inside the stored conversation: nothing of the prompt differs.
-    expect(worstMiss([at(80, 200)], 80)).toBeNull();
-    expect(worstMiss([at(50, 50 + MIN_LOST_TOKENS - 1)], 120)).toBeNull();
-    expect(worstMiss([], 10)).toBeNull();
+    expect(worstMiss([stored(prompt, 80, 200)], prompt.slice(0, 80))).toBeNull();
+    expect(worstMiss([stored(prompt, 50, 50 + MIN_LOST_TOKENS - 1)], prompt)).toBeNull();
+    expect(worstMiss([], prompt)).toBeNull();
+  });
+
+  it('says nothing when the two only start alike: after the difference they never meet again', () => {
+    const other: Divergence = { at: 20, storedTokens: 300, after: Array.from({ length: 32 }, (_, i) => 900 + i) };
+    expect(worstMiss([other], prompt)).toBeNull();
+    // A longer replacement (an edited word) that meets the prompt again further on is a miss.
+    const edited: Divergence = { at: 20, storedTokens: 300, after: [7, 8, 9, 7, 8, ...prompt.slice(24, 50)] };
+    expect(realigns(edited, prompt)).toBe(true);
+    expect(worstMiss([edited], prompt)).toEqual(edited);
   });
 
   it('on a tie prefers the conversation that lost least: extending one cached conversation missed nothing', () => {
-    expect(worstMiss([at(60, 200), at(60, 60)], 100)).toBeNull();
+    expect(worstMiss([stored(prompt, 60, 200), { at: 60, storedTokens: 60, after: [] }], prompt)).toBeNull();
   });
 });
 
