@@ -13,6 +13,16 @@ export function apiModelId(file: string): string {
   return (file.split(/[\\/]/).pop() ?? '').replace(/\.gguf$/i, '');
 }
 
+/**
+ * API requests' KV is filed under conversation ids with this prefix, where a chat's is under its
+ * id (a UUID, which never starts so): slots, stored chats and turns name either.
+ */
+export const apiConversationPrefix = 'api-';
+
+export function isApiConversation(chatId: string): boolean {
+  return chatId.startsWith(apiConversationPrefix);
+}
+
 /** What the user sets on the Server screen (saved with the settings). */
 export interface ApiServerSettings {
   /** Off by default: nothing listens until the user turns it on. */

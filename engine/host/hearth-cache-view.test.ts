@@ -180,6 +180,15 @@ describe('cache.forget', () => {
     expect(value(await call(t, 'cache.overview', {})).chats).toEqual([]);
   });
 
+  it("an API conversation's KV is listed and can be forgotten, though no chat record names it", async () => {
+    const t = await start();
+    const conversation = 'api-5f57c7af62bebc97';
+    t.engine.behaviour.cachedChats = [{ chatId: conversation, tokens: 302, bytes: 466_000, lastUsed: 3 }];
+    expect(value(await call(t, 'cache.overview', {})).chats).toEqual([{ chatId: conversation, tokens: 302, bytes: 466_000, lastUsed: 3 }]);
+    expect(value(await call(t, 'cache.forget', { chatId: conversation }))).toEqual({ bytesFreed: 466_000 });
+    expect(t.engine.callsOf('forgetChat')).toEqual([{ chatId: conversation, reread: true }]);
+  });
+
   it('an unknown chat is NOT_FOUND and reaches no engine; deleting a chat forgets without a re-read', async () => {
     const t = await start();
     const missing = await call(t, 'cache.forget', { chatId: unknownChat });

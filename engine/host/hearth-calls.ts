@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { err, errorText, ok, type CallName, type HearthApi, type Result, type Settings } from '../contract/index.ts';
+import { err, errorText, isApiConversation, ok, type CallName, type HearthApi, type Result, type Settings } from '../contract/index.ts';
 import type { ChatStore } from './chat-store.ts';
 import { describeKvSettings, type CacheViewLog } from './cache-view-log.ts';
 import type { CacheViewSampler } from './cache-view-sampler.ts';
@@ -203,11 +203,14 @@ function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec,
       return supervisor.request('kvVerify', { repair: repair ?? false }, { timeoutMs: VERIFY_TIMEOUT_MS });
     }),
     'cache.watch': guard('cache.watch', async () => ok(sampler.watch())),
-    /** Chats whose records are gone (nothing left to forget them by) are left out of the largest chats. */
+    /**
+     * Chats whose records are gone (nothing left to forget them by) are left out of the largest
+     * chats; API conversations have no record and stay.
+     */
     'cache.overview': guard('cache.overview', async () => {
       // An engine that is down or slow leaves the list empty: the history is the host's and still shows.
       const listed = await supervisor.request('kvChats', { limit: OVERVIEW_CHATS }, { timeoutMs: CACHE_CALL_TIMEOUT_MS });
-      const chats = listed.ok ? listed.value.chats.filter((chat) => store.getChat(chat.chatId) !== undefined) : [];
+      const chats = listed.ok ? listed.value.chats.filter((chat) => isApiConversation(chat.chatId) || store.getChat(chat.chatId) !== undefined) : [];
       return ok({ turns: viewLog.turns, events: viewLog.events, chats });
     }),
     'cache.chat': guard('cache.chat', async ({ chatId }) => {
@@ -220,7 +223,7 @@ function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec,
     }),
     /** The chat's next turn reads its history again (`reread`), unlike a deleted chat's forget. */
     'cache.forget': guard('cache.forget', async ({ chatId }) => {
-      if (!store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
+      if (!isApiConversation(chatId) && !store.getChat(chatId)) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
       return supervisor.request('forgetChat', { chatId, reread: true }, { timeoutMs: FORGET_TIMEOUT_MS });
     }),
   };

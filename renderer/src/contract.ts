@@ -9,4 +9,4 @@ export type * from '../../engine/contract/index.ts';
  * figures read the same as in the host's texts, and a model's API id is the one the API uses.
  */
 export { formatBytes } from '../../engine/contract/format.ts';
-export { apiModelId } from '../../engine/contract/server-types.ts';
+export { apiModelId, isApiConversation } from '../../engine/contract/server-types.ts';

@@ -9,7 +9,7 @@
  * replaced by the longer one (turn-kv.ts). The leaf id is a digest of the whole prompt.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { err, type MessageStats, type OverflowPolicy, type Result, type Sampling } from '../../contract/index.ts';
+import { apiConversationPrefix, err, type MessageStats, type OverflowPolicy, type Result, type Sampling } from '../../contract/index.ts';
 import { DisposableStore, type Disposable } from '../../base/disposable.ts';
 import type { FunctionSpec, GenerateInput, GenerateOutput, OutputFormat, PromptMessage, WorkerEvent } from '../../protocol.ts';
 import type { Supervisor } from '../supervisor.ts';
@@ -44,7 +44,7 @@ export function conversationIdOf(model: string, turn: Pick<ApiTurn, 'messages' |
   const firstUser = turn.messages.find((m) => m.role === 'user')?.text ?? '';
   // A raw prompt has no first message: its first 2,000 characters stand for it.
   const start = turn.raw ? firstUser.slice(0, 2000) : firstUser;
-  return `api-${digest([model, turn.raw === true, system, start])}`;
+  return `${apiConversationPrefix}${digest([model, turn.raw === true, system, start])}`;
 }
 
 interface Listener {

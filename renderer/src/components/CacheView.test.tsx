@@ -73,6 +73,17 @@ describe('CacheView', () => {
       </table>,
     );
     expect(free).toContain('>free</span>');
+    // An API conversation holds the slot: the API badge, and no link to a chat that does not exist.
+    const api = renderToStaticMarkup(
+      <table>
+        <tbody>
+          <SlotRow slot={{ ...tick.slots[0]!, chatId: 'api-5f57c7af62bebc97' }} title={undefined} />
+        </tbody>
+      </table>,
+    );
+    expect(api).toContain('>API</span>');
+    expect(api).toContain('api-5f57c7af62bebc97');
+    expect(api).not.toContain('<a ');
 
     const disk = renderToStaticMarkup(<DiskStore store={store} kv={{ persistence: 'on' }} />);
     expect(disk).toMatch(new RegExp(`role="meter" aria-label="Disk store" aria-valuemin="0" aria-valuemax="${10 * 1024 ** 3}" aria-valuenow="${2 * 1024 ** 2}"`));
@@ -104,6 +115,10 @@ describe('CacheView', () => {
     expect(html).toContain('>1.5 KB</td>');
     expect(forgotText(1536, 'Orchard')).toBe("Forgot 1.5 KB of Orchard's cache.");
     expect(renderToStaticMarkup(<LargestChats chats={[]} error={null} titleOf={() => ''} onForget={() => undefined} />)).toContain('No chat has memory saved on disk.');
+    const api = renderToStaticMarkup(<LargestChats chats={[{ chatId: 'api-3100d0168edf19c1', tokens: 302, bytes: 466_000, lastUsed: 1 }]} error={null} titleOf={(id) => `API conversation ${id}`} onForget={() => undefined} now={1} />);
+    expect(api).toContain('>API</span>');
+    expect(api).not.toContain('href=');
+    expect(api).toContain('aria-label="Forget cache: API conversation api-3100d0168edf19c1"');
     // The region's one status line is there before anything is forgotten, so it is announced.
     expect(region(renderView(), 'Largest chats').match(/role="status"/g)).toHaveLength(1);
   });

@@ -4,7 +4,7 @@
  * re-render a section only when its figures change; the charts read the ring buffer themselves.
  */
 import { useEffect, useState, type ReactNode } from 'react';
-import type { CachedChat, CacheEvent, CacheMemory, CacheSlot, CacheStoreStats, CacheTurn, HearthError, KvStatus } from '../contract.ts';
+import { isApiConversation, type CachedChat, type CacheEvent, type CacheMemory, type CacheSlot, type CacheStoreStats, type CacheTurn, type HearthError, type KvStatus } from '../contract.ts';
 import {
   cellsText,
   clockText,
@@ -207,7 +207,9 @@ export function SlotRow({ slot, title }: { slot: CacheSlot; title: string | unde
   );
 }
 
+/** A chat's title, linked to the chat; an API conversation has neither, and shows as such. */
 function ChatLink({ chatId, title }: { chatId: string; title: string | undefined }) {
+  if (isApiConversation(chatId)) return <ApiBadge conversation={chatId} />;
   return (
     <a href={`#/chat/${encodeURIComponent(chatId)}`} className="underline decoration-stone-300 hover:decoration-stone-600 dark:decoration-stone-600">
       {title ?? 'Untitled chat'}
@@ -292,7 +294,7 @@ function LargestChatsSection() {
   const list = useHearth(selectChatList);
   const [status, setStatus] = useState('');
   const [forgetError, setForgetError] = useState<HearthError | null>(null);
-  const titleOf = (chatId: string) => list.find((c) => c.id === chatId)?.title ?? 'Untitled chat';
+  const titleOf = (chatId: string) => (isApiConversation(chatId) ? `API conversation ${chatId}` : (list.find((c) => c.id === chatId)?.title ?? 'Untitled chat'));
   const forget = async (chat: CachedChat) => {
     const title = titleOf(chat.chatId);
     setStatus('');
