@@ -4,8 +4,10 @@
  * It builds nothing: run `npm run build` first. It starts the browser host on a temporary data
  * folder, drives Chromium through two turns of a chat and one of a second chat, restarts the host
  * (a chat reopened later), asks the first chat once more so its reply restores its history from
- * disk, and photographs the chat with that reply's readout, the Cache view, the cache settings
- * and the memory planner.
+ * disk, turns the local API server on and sends it an agent's two requests (the second with a
+ * changed timestamp at the top of its system prompt, so it misses the cache), and photographs
+ * the chat with that reply's readout, the Server screen, the Cache view, the cache settings and
+ * the memory planner.
  *
  * Use a small trained model, so the text is readable: the generated test model writes noise.
  * The model comes from `--model` or HEARTH_SCREENSHOT_MODEL; Chromium from CHROMIUM_PATH or
@@ -13,8 +15,10 @@
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createServer } from 'node:net';
+import OpenAI from 'openai';
 import { chromium, type Locator, type Page } from 'playwright-core';
 import { repoRoot, startHost, type Host } from '../test/support/host.ts';
 
@@ -99,6 +103,34 @@ async function waitSaved(host: Host): Promise<void> {
   await new Promise((res) => setTimeout(res, 1000));
 }
 
+/** A port nothing listens on now (the API server is given one, like a user would). */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const server = createServer();
+    server.once('error', rej);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => res(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+/**
+ * An agent's two requests through the OpenAI client: the second sends the same conversation with
+ * the clock in its system prompt moved on, which the cache cannot reuse past, so its log row
+ * explains the miss.
+ */
+async function agentRequests(host: Host, model: string): Promise<void> {
+  await call(host, 'server.configure', { enabled: true, port: await freePort() });
+  const state = (await call(host, 'server.state')) as { url: string; key: string };
+  const client = new OpenAI({ baseURL: state.url, apiKey: state.key, maxRetries: 0 });
+  const system = (time: string): string => `You are a careful reader of novels. The time is ${time}. Answer in the manner of the book.`;
+  const user = 'Describe the morning on which Emma Woodhouse first met Harriet Smith, and what Emma resolved to do for her friend that very day.';
+  for (const time of ['10:31:02', '10:31:09']) {
+    await client.chat.completions.create({ model, messages: [{ role: 'system', content: system(time) }, { role: 'user', content: user }], max_tokens: 48, temperature: 0.5 });
+  }
+}
+
 /** What the page-side code below uses of a DOM element (this file is checked without the DOM types). */
 interface PaneElement {
   readonly parentElement: PaneElement | null;
@@ -179,6 +211,15 @@ async function main(): Promise<void> {
     await page.waitForTimeout(300);
     await page.screenshot({ path: join(outDir, 'chat-readout.png') });
 
+    await agentRequests(later, basename(model).replace(/\.gguf$/i, ''));
+    await appNav(page).getByRole('link', { name: 'Server' }).click();
+    await page.getByTestId('server-cache-miss').first().locator('summary').click();
+    // The whole screen, the log and its cache miss at the bottom: a window as tall as the view.
+    await page.setViewportSize({ width: viewport.width, height: await paneHeight(page.getByTestId('server-screen')) });
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: join(outDir, 'server.png') });
+    await page.setViewportSize(viewport);
+
     await appNav(page).getByRole('link', { name: 'Cache' }).click();
     await page.getByRole('region', { name: 'Recent turns', exact: true }).getByRole('table').waitFor();
     // A few seconds of live samples, so the memory chart has a line.
@@ -199,7 +240,7 @@ async function main(): Promise<void> {
     await planner.getByRole('table').first().waitFor();
     await scrollToTop(planner);
     await page.screenshot({ path: join(outDir, 'memory-planner.png') });
-    process.stdout.write(`screenshots written to ${outDir}: chat-readout.png, cache-view.png, cache-settings.png, memory-planner.png\n`);
+    process.stdout.write(`screenshots written to ${outDir}: chat-readout.png, server.png, cache-view.png, cache-settings.png, memory-planner.png\n`);
   } catch (e) {
     for (const host of hosts) process.stderr.write(host.output());
     throw e;
