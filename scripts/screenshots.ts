@@ -17,10 +17,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createServer } from 'node:net';
 import OpenAI from 'openai';
 import { chromium, type Locator, type Page } from 'playwright-core';
-import { repoRoot, startHost, type Host } from '../test/support/host.ts';
+import { freePort, repoRoot, startHost, type Host } from '../test/support/host.ts';
 
 const usage = `Usage: npm run screenshots -- --model FILE.gguf [--out DIR] [--threads N]
 
@@ -101,18 +100,6 @@ async function waitSaved(host: Host): Promise<void> {
     return stats.chunkCount > 0;
   });
   await new Promise((res) => setTimeout(res, 1000));
-}
-
-/** A port nothing listens on now (the API server is given one, like a user would). */
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const server = createServer();
-    server.once('error', rej);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => res(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
 }
 
 /**

@@ -4,23 +4,11 @@
  * and key read off the page, and the request then seen in the screen's live log and as an "API"
  * turn in the Cache view. A new key, once confirmed, shuts the old one out.
  */
-import { createServer } from 'node:net';
 import { basename } from 'node:path';
 import type { Page } from '@playwright/test';
 import OpenAI from 'openai';
+import { freePort } from '../support/host.ts';
 import { expect, openApp, test } from './fixtures.ts';
-
-/** A port nothing listens on right now (the default, 4724, may be taken on a shared machine). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function openScreen(page: Page, name: 'Server' | 'Cache'): Promise<void> {
   await page.getByRole('navigation', { name: 'App' }).getByRole('link', { name, exact: true }).click();
