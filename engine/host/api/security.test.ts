@@ -151,6 +151,14 @@ describe('turning the API server on and off', () => {
     if (other !== null) expect(await refused(port, other)).toBe(true);
     expect((await call(port, '/v1/models', { headers: { ...k, host: `hearth.lan:${port}` } })).status).toBe(403);
   });
+
+  it('applies the network switch when the command line set the port, and keeps that port', async () => {
+    const port = await freePort();
+    const t = await start({ api: { port, key } });
+    value(await t.hearth.api['server.configure']({ lan: true, port: 1 }));
+    expect(t.log.lines).toContain(`info API server listening on 0.0.0.0:${port}`);
+    expect(value(await t.hearth.api['server.state']({})).url).toBe(`http://127.0.0.1:${port}/v1`);
+  });
 });
 
 describe('the key', () => {

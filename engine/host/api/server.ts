@@ -129,9 +129,11 @@ export class ApiServer implements Disposable {
         corsOrigins: patch.corsOrigins ? [...new Set(patch.corsOrigins)] : this.#settings.corsOrigins,
       };
       this.#deps.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(settingsKey, JSON.stringify(next));
-      const restart = next.enabled !== this.#settings.enabled || next.port !== this.#settings.port || next.lan !== this.#settings.lan;
+      const before = this.#settings;
+      // The command line holds the server on at its port for this run; the network switch still applies.
+      const restart = this.#deps.override ? next.lan !== before.lan : next.enabled !== before.enabled || next.port !== before.port || next.lan !== before.lan;
       this.#settings = next;
-      if (restart && !this.#deps.override) await this.#apply();
+      if (restart) await this.#apply();
       else this.#announce();
       return ok(this.state());
     });
