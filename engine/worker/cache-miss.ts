@@ -118,16 +118,25 @@ export function describeMiss(model: Pick<LlamaModel, 'detokenize'>, prompt: read
 }
 
 /**
- * Where the prompt diverges from the longest cached conversation sharing its start, or undefined
- * when nothing worth reporting was lost. Never fails the turn: a store it cannot read is left out.
+ * What each slot holds, compared with the prompt. Taken before the reply: the turn's own slot
+ * then still holds what it had beyond the shared prefix, which the reply overwrites.
  */
-export async function diagnoseCacheMiss(state: RuntimeState, current: Loaded, prompt: readonly Token[]): Promise<CacheMiss | undefined> {
-  const candidates: Divergence[] = [];
-  for (const slot of current.slots.slots) {
+export function residentDivergences(current: Loaded, prompt: readonly Token[]): Divergence[] {
+  return current.slots.slots.map((slot) => {
     const held = slot.resident.sequence.contextTokens;
     const at = commonPrefix(held, prompt);
-    candidates.push({ at, storedTokens: held.length, after: held.slice(at, at + MISS_TEXT_TOKENS) });
-  }
+    return { at, storedTokens: held.length, after: held.slice(at, at + MISS_TEXT_TOKENS) };
+  });
+}
+
+/**
+ * Where the prompt diverges from the longest cached conversation sharing its start (the slots'
+ * `residents`, then the store's manifests), or undefined when nothing worth reporting was lost.
+ * Runs after the reply, so the store's reads never delay its first token (the turn's own save
+ * comes later still). Never fails the turn: a store it cannot read is left out.
+ */
+export async function diagnoseCacheMiss(state: RuntimeState, current: Loaded, prompt: readonly Token[], residents: readonly Divergence[]): Promise<CacheMiss | undefined> {
+  const candidates = [...residents];
   try {
     candidates.push(...(await storedDivergences(state, current, prompt, Math.max(0, ...candidates.map((c) => c.at)))));
   } catch (error) {
