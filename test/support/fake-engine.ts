@@ -145,6 +145,13 @@ export class FakeEngine {
   callsOf<M extends keyof WorkerMethods>(method: M): WorkerMethods[M]['input'][] {
     return this.calls.filter((c) => c.method === method).map((c) => c.input as WorkerMethods[M]['input']);
   }
+
+  /** The input of the latest `method` call; throws (failing the test) when there was none. */
+  lastCallOf<M extends keyof WorkerMethods>(method: M): WorkerMethods[M]['input'] {
+    const last = this.callsOf(method).at(-1);
+    if (last === undefined) throw new Error(`the engine got no ${method} call`);
+    return last;
+  }
 }
 
 export class FakePort implements EnginePort {

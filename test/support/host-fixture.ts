@@ -127,6 +127,17 @@ export function finished(messageId: string) {
     event.type === 'message.updated' && event.payload.message.id === messageId && event.payload.message.status !== 'streaming';
 }
 
+/** What `call` rejects with, which must be an `errorClass` (the test fails if it resolves or rejects otherwise). */
+export async function rejection<E>(call: Promise<unknown>, errorClass: abstract new (...args: never[]) => E): Promise<E> {
+  try {
+    await call;
+  } catch (error) {
+    if (error instanceof errorClass) return error;
+    throw error;
+  }
+  throw new Error('the call succeeded');
+}
+
 /** The value of a successful Result; a failed one fails the test with its code and message. */
 export function value<T>(result: Result<T>): T {
   if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);

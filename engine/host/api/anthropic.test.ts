@@ -4,7 +4,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { hearthError } from '../../contract/index.ts';
 import type { GenerateInput } from '../../protocol.ts';
-import { useTestHearths, value, type TestHearth } from '../../../test/support/host-fixture.ts';
+import { rejection, useTestHearths, value, type TestHearth } from '../../../test/support/host-fixture.ts';
 
 const key = 'test-key-anthropic-0123456789';
 const start = useTestHearths();
@@ -18,20 +18,11 @@ async function setup(): Promise<{ t: TestHearth; client: Anthropic; url: string 
 }
 
 function lastGenerate(t: TestHearth): GenerateInput {
-  const calls = t.engine.callsOf('generate');
-  expect(calls.length).toBeGreaterThan(0);
-  return calls.at(-1)!;
+  return t.engine.lastCallOf('generate');
 }
 
-async function failure(call: Promise<unknown>): Promise<InstanceType<typeof Anthropic.APIError>> {
-  try {
-    await call;
-  } catch (error) {
-    expect(error).toBeInstanceOf(Anthropic.APIError);
-    return error as InstanceType<typeof Anthropic.APIError>;
-  }
-  throw new Error('the request succeeded');
-}
+/** The APIError a call rejects with (the test fails if it resolves). */
+const failure = (call: Promise<unknown>): Promise<InstanceType<typeof Anthropic.APIError>> => rejection(call, Anthropic.APIError);
 
 async function post(url: string, route: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${url}${route}`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });

@@ -6,7 +6,7 @@ import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { hearthError } from '../../contract/index.ts';
 import type { GenerateInput } from '../../protocol.ts';
-import { useTestHearths, value, type TestHearth } from '../../../test/support/host-fixture.ts';
+import { rejection, useTestHearths, value, type TestHearth } from '../../../test/support/host-fixture.ts';
 
 const key = 'test-key-openai-0123456789';
 const start = useTestHearths();
@@ -20,21 +20,11 @@ async function setup(): Promise<{ t: TestHearth; client: OpenAI; url: string }> 
 }
 
 function lastGenerate(t: TestHearth): GenerateInput {
-  const calls = t.engine.callsOf('generate');
-  expect(calls.length).toBeGreaterThan(0);
-  return calls.at(-1)!;
+  return t.engine.lastCallOf('generate');
 }
 
 /** The APIError a call rejects with (the test fails if it resolves). */
-async function failure(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await call;
-  } catch (error) {
-    expect(error).toBeInstanceOf(OpenAI.APIError);
-    return error as InstanceType<typeof OpenAI.APIError>;
-  }
-  throw new Error('the request succeeded');
-}
+const failure = (call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> => rejection(call, OpenAI.APIError);
 
 const hi = [{ role: 'user' as const, content: 'Hi there' }];
 
