@@ -82,11 +82,28 @@ function pickNumbers(record: Record<string, unknown>): Partial<Sampling> {
 export function updateSettings(db: DatabaseSync, patch: SettingsPatch): Settings {
   return transaction(db, () => {
     const current = readSettings(db);
-    const upsert = db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
     for (const [key, value] of Object.entries(definedOnly(patch))) {
       const stored = key === 'defaultSampling' ? { ...current.defaultSampling, ...definedOnly(value as Partial<Sampling>) } : value;
-      upsert.run(key, JSON.stringify(stored));
+      saveSetting(db, key, stored);
     }
     return readSettings(db);
   });
+}
+
+/**
+ * One row of the settings table, for the host's parts that keep their own key (the API server):
+ * its JSON value, or undefined when missing or not JSON (a hand-edited or damaged row).
+ */
+export function settingValue(db: DatabaseSync, key: string): unknown {
+  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+  if (!row) return undefined;
+  try {
+    return JSON.parse(row.value) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+export function saveSetting(db: DatabaseSync, key: string, value: unknown): void {
+  db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, JSON.stringify(value));
 }

@@ -10,6 +10,7 @@ import { hearthError, ok, type ApiRequestLog, type ApiServerSettings, type ApiSe
 import type { Disposable } from '../../base/disposable.ts';
 import { Lock } from '../../base/lock.ts';
 import type { SecretStore } from '../secrets.ts';
+import { saveSetting, settingValue } from '../settings.ts';
 import { apiEndpoints, startApiHttp, type RunningApi } from './http.ts';
 import type { ApiBackend } from './wire.ts';
 
@@ -42,20 +43,16 @@ export function newApiKey(): string {
 }
 
 function readApiSettings(db: DatabaseSync): ApiServerSettings {
-  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(settingsKey) as { value: string } | undefined;
-  if (!row) return defaultApiSettings;
-  try {
-    const v = JSON.parse(row.value) as Partial<Record<keyof ApiServerSettings, unknown>>;
-    // A hand-edited or damaged value falls back field by field: the server stays off unless it says on.
-    return {
-      enabled: v.enabled === true,
-      port: Number.isInteger(v.port) && (v.port as number) >= 1 && (v.port as number) <= 65_535 ? (v.port as number) : defaultApiPort,
-      lan: v.lan === true,
-      corsOrigins: Array.isArray(v.corsOrigins) ? v.corsOrigins.filter((o): o is string => typeof o === 'string') : [],
-    };
-  } catch {
-    return defaultApiSettings;
-  }
+  const raw = settingValue(db, settingsKey);
+  if (raw === null || typeof raw !== 'object') return defaultApiSettings;
+  const v = raw as Partial<Record<keyof ApiServerSettings, unknown>>;
+  // A hand-edited or damaged value falls back field by field: the server stays off unless it says on.
+  return {
+    enabled: v.enabled === true,
+    port: Number.isInteger(v.port) && (v.port as number) >= 1 && (v.port as number) <= 65_535 ? (v.port as number) : defaultApiPort,
+    lan: v.lan === true,
+    corsOrigins: Array.isArray(v.corsOrigins) ? v.corsOrigins.filter((o): o is string => typeof o === 'string') : [],
+  };
 }
 
 export class ApiServer implements Disposable {
@@ -128,7 +125,7 @@ export class ApiServer implements Disposable {
         lan: patch.lan ?? this.#settings.lan,
         corsOrigins: patch.corsOrigins ? [...new Set(patch.corsOrigins)] : this.#settings.corsOrigins,
       };
-      this.#deps.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(settingsKey, JSON.stringify(next));
+      saveSetting(this.#deps.db, settingsKey, next);
       const before = this.#settings;
       // The command line holds the server on at its port for this run; the network switch still applies.
       const restart = this.#deps.override ? next.lan !== before.lan : next.enabled !== before.enabled || next.port !== before.port || next.lan !== before.lan;
