@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompressionChoice, KvCompressionSetting, KvStateTransfer, DeviceMemory, DownloadProgress, HearthError, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, OverflowPolicy, ProfileIssue, Result, Sampling } from './contract/index.ts';
+import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompressionChoice, KvCompressionSetting, KvStateTransfer, DeviceMemory, FileFit, HearthError, ModelKvUsage, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, OverflowPolicy, ProfileIssue, Result, Sampling } from './contract/index.ts';
 
 export type { SlotState } from './contract/index.ts';
 
@@ -256,12 +256,27 @@ export interface WorkerMethods {
   generate: { input: GenerateInput; output: GenerateOutput };
   /** Stops a generation; its `generate` then answers with stopReason `aborted`. */
   abort: { input: { readonly requestId: string }; output: { readonly aborted: boolean } };
-  /** Downloads a model file into `dirPath`, resuming a partial download of the same file. */
-  download: {
-    input: { readonly downloadId: string; readonly uri: string; readonly dirPath: string };
-    output: { readonly path: string };
+  /**
+   * Fit verdicts for the files of one model, from one file's GGUF header fetched over HTTP (only
+   * the header's bytes): every file shares its architecture, so each verdict is the planner's
+   * with that file's weights. Planned against this machine's memory totals (not what is free now).
+   */
+  fitRemote: {
+    input: {
+      /** The file whose header is read (a resolve URL), with the headers it needs (Authorization). */
+      readonly url: string;
+      readonly headers?: Readonly<Record<string, string>>;
+      /** That file's bytes (all parts), to tell its header from its weights. */
+      readonly sizeBytes: number;
+      /** The files to judge: id and bytes (all parts). */
+      readonly files: readonly { readonly id: string; readonly sizeBytes: number }[];
+    };
+    output: { readonly device: DeviceMemory; readonly fits: Readonly<Record<string, FileFit>> };
   };
-  cancelDownload: { input: { readonly downloadId: string }; output: { readonly cancelled: boolean } };
+  /** The stored KV computed with a model file (none when the file was never hashed by the store). */
+  modelKv: { input: { readonly path: string }; output: ModelKvUsage };
+  /** Deletes every stored KV manifest computed with a model file, and the chunks only they used. */
+  forgetModel: { input: { readonly path: string }; output: { readonly bytesFreed: number } };
   metrics: { input: Record<string, never>; output: EngineMetrics };
   /**
    * Deletes a chat's stored KV manifests (every branch); shared chunks stay while others use them.
@@ -286,7 +301,6 @@ export type WorkerMethod = keyof WorkerMethods;
 export type WorkerEvent =
   | { readonly type: 'loadProgress'; readonly progress: number }
   | { readonly type: 'token'; readonly requestId: string; readonly delta: string }
-  | { readonly type: 'downloadProgress'; readonly progress: DownloadProgress }
   | { readonly type: 'log'; readonly level: 'error' | 'warn' | 'info' | 'debug'; readonly message: string }
   /**
    * Disk KV persistence paused (writes fail: full disk, permissions, I/O) or resumed. Also sent

@@ -4,10 +4,11 @@
  * a channel list by hand. Inputs are validated with these schemas where they enter a process.
  */
 import { z } from 'zod';
-import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, DownloadProgress, EngineStatus, LocalModel, Message, ModelInfo, ModelProfile, ModelProfileView, ModelStatus, RecommendedModel, Settings } from './types.ts';
+import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, EngineStatus, Message, ModelInfo, ModelProfile, ModelProfileView, ModelStatus, RecommendedModel, Settings } from './types.ts';
 import type { CachedChat, CacheEvent, CacheSnapshot, CacheTurn, ChatCache, KvPlan, KvQuality, KvStatus, KvStoreInfo, KvVerifyReport } from './kv-types.ts';
 import type { Result } from './errors.ts';
 import type { ApiRequestLog, ApiServerState } from './server-types.ts';
+import type { DownloadItem, HubAuthState, HubRepo, HubRepoSummary, ModelKvUsage, ModelLibrary, RepoFit } from './models-types.ts';
 
 /** Largest message a user may send, in characters. */
 export const maxMessageChars = 200_000;
@@ -33,6 +34,13 @@ const messageTextSchema = z
 
 const pathSchema = z.string().min(1, 'the path is empty').max(4096);
 
+/** A Hugging Face repository id, `owner/name`, as the Hub allows them (no `..`, no other separators). */
+export const hubRepoIdSchema = z
+  .string()
+  .max(200)
+  .regex(/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/, 'not a Hugging Face repository id (owner/name)')
+  .refine((id) => !id.split('/').some((part) => part === '.' || part === '..' || part.includes('..')), 'not a Hugging Face repository id (owner/name)');
+
 /** Disk encodings of stored KV (kv-types.ts KvCompression). */
 export const kvCompressions = ['off', 'lossless', 'lossy'] as const;
 /** Values of Settings.kvCompression (kv-types.ts KvCompressionSetting): `auto`, then the encodings. */
@@ -50,6 +58,7 @@ export const settingsPatchSchema = z.strictObject({
   kvChunkTokens: z.number().int().min(16).max(4096).optional(),
   kvSlots: z.number().int().min(1).max(8).optional(),
   kvCompression: z.enum(kvCompressionSettings).optional(),
+  modelsDir: pathSchema.nullable().optional(),
 });
 
 /** Longest reason the engine may give for a KV decision (longer ones are refused, not cut). */
@@ -115,7 +124,7 @@ export const callInputs = {
    */
   'settings.update': settingsPatchSchema,
 
-  /** GGUF files in the models directory. */
+  /** The library: Hearth's models folder and the models other apps downloaded (LM Studio, Ollama, Jan, GPT4All). */
   'models.list': empty,
   /** Small instruct models that are known to work, for first run. */
   'models.recommended': empty,
@@ -125,10 +134,51 @@ export const callInputs = {
   'models.unload': empty,
   /** Electron only: the native file dialog. Other hosts answer NOT_SUPPORTED. */
   'models.pick': empty,
-  /** Starts a download into the models directory; progress arrives as `download.progress`. */
-  'models.download': z.strictObject({ uri: z.string().min(1).max(2048) }),
-  /** Cancels a running download; its end arrives as a `download.progress` with status `cancelled`. */
-  'models.cancelDownload': z.strictObject({ downloadId: idSchema }),
+  /** The stored KV computed with a model, for the delete confirmation. */
+  'models.kvUsage': z.strictObject({ path: pathSchema }),
+  /**
+   * Deletes a model in Hearth's folder (every part), and with `deleteKv` its stored KV. Other
+   * apps' models are theirs: refused (FORBIDDEN). The loaded model is unloaded first.
+   */
+  'models.delete': z.strictObject({ path: pathSchema, deleteKv: z.boolean() }),
+  /** Electron only: shows the file in the system's file manager. Other hosts answer NOT_SUPPORTED. */
+  'models.reveal': z.strictObject({ path: pathSchema }),
+
+  /** Searches Hugging Face for GGUF repositories. */
+  'hub.search': z.strictObject({
+    query: z.string().max(200),
+    sort: z.enum(['downloads', 'recent', 'likes']),
+    limit: z.number().int().min(1).max(100).optional(),
+  }),
+  /** A repository's GGUF files, grouped (multi-part files as one), with sizes and hashes. */
+  'hub.repo': z.strictObject({ repo: hubRepoIdSchema }),
+  /** The planner's verdict for every file of a repository, from the headers alone. */
+  'hub.fit': z.strictObject({ repo: hubRepoIdSchema }),
+  /** Whether a Hugging Face token is stored. */
+  'hub.auth': empty,
+  /** Stores (or with null, forgets) the Hugging Face token, in the OS keychain where there is one. */
+  'hub.setToken': z.strictObject({ token: z.string().trim().min(1).max(500).regex(/^[\x21-\x7e]+$/, 'a token is printable ASCII without spaces').nullable() }),
+
+  /** The download queue: running, queued, paused, and those that ended since start. */
+  'downloads.list': empty,
+  /**
+   * Queues a download into the models folder: a file of a repository (`repo` + `file`, a
+   * HubFile.id), or an address (`hf:owner/repo:QUANT`, `hf:owner/repo/file.gguf`, https URL).
+   * The disk's free space is checked first. Progress arrives as `download.progress`.
+   */
+  'downloads.start': z.union([
+    z.strictObject({ repo: hubRepoIdSchema, file: z.string().min(1).max(1000) }),
+    z.strictObject({ uri: z.string().min(1).max(2048) }),
+  ]),
+  /** Pauses a download, keeping what arrived; it stays paused across restarts. */
+  'downloads.pause': z.strictObject({ downloadId: idSchema }),
+  /** Resumes a paused or failed download where it stopped (free space is checked again). */
+  'downloads.resume': z.strictObject({ downloadId: idSchema }),
+  /** Cancels a download and deletes what arrived. */
+  'downloads.cancel': z.strictObject({ downloadId: idSchema }),
+  /** Removes ended downloads (done, error, cancelled) from the list. */
+  'downloads.clear': empty,
+
   /** A model's per-model settings (defaults where it has none) and what validation says of them. */
   'models.getProfile': z.strictObject({ path: pathSchema }),
   /**
@@ -245,7 +295,7 @@ export interface CallOutputs {
   /** The settings as saved. */
   'settings.update': Settings;
   /** Newest first. */
-  'models.list': { readonly models: readonly LocalModel[] };
+  'models.list': ModelLibrary;
   /** A fixed list, smallest first. */
   'models.recommended': { readonly models: readonly RecommendedModel[] };
   /** The loaded model, with its context's real figures. */
@@ -254,10 +304,23 @@ export interface CallOutputs {
   'models.unload': ModelStatus;
   /** The chosen file; null when the user cancelled the dialog. */
   'models.pick': { readonly path: string | null };
-  /** Names the download in its `download.progress` events; answered before the download ends. */
-  'models.download': { readonly downloadId: string };
-  /** False when no such download was running (it already ended). */
-  'models.cancelDownload': { readonly cancelled: boolean };
+  'models.kvUsage': ModelKvUsage;
+  /** What was freed: the model's files, and its stored KV (0 unless `deleteKv`). */
+  'models.delete': { readonly modelBytes: number; readonly kvBytes: number };
+  'models.reveal': { readonly revealed: true };
+  'hub.search': { readonly repos: readonly HubRepoSummary[] };
+  'hub.repo': HubRepo;
+  'hub.fit': RepoFit;
+  'hub.auth': HubAuthState;
+  'hub.setToken': HubAuthState;
+  /** Oldest first. */
+  'downloads.list': { readonly downloads: readonly DownloadItem[] };
+  /** The queued download (its later changes arrive as `download.progress`). */
+  'downloads.start': DownloadItem;
+  'downloads.pause': DownloadItem;
+  'downloads.resume': DownloadItem;
+  'downloads.cancel': DownloadItem;
+  'downloads.clear': { readonly removed: number };
   /** The profile, stored or default, and its issues here. */
   'models.getProfile': ModelProfileView;
   /** The profile as saved, with its (warning-only) issues. */
@@ -329,8 +392,8 @@ export interface EventPayloads {
   'message.updated': { readonly message: Message };
   /** A chat was created, renamed, reconfigured, got a message, or was deleted (then `chat` is null). */
   'chats.changed': { readonly chatId: string; readonly chat: ChatSummary | null };
-  /** A download's progress; its last event has status `done`, `error` or `cancelled`. */
-  'download.progress': DownloadProgress;
+  /** A download was queued, made progress, paused, resumed, ended or was cleared (then `removed`). */
+  'download.progress': DownloadItem & { readonly removed?: true };
   /** A menu command from the desktop shell (Electron's app menu); the browser host never sends it. */
   'app.command': { readonly command: 'newChat' | 'openSettings' | 'openModels' };
   /** Disk KV persistence changed: paused (with its reason), resumed, or turned off. */

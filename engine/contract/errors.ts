@@ -32,6 +32,10 @@ export const errorCodes = [
   'ENGINE_UNAVAILABLE',
   /** A model download failed. */
   'DOWNLOAD_FAILED',
+  /** A remote service (Hugging Face) needs a token, or the stored one may not read this (gated or private repositories). */
+  'AUTH_REQUIRED',
+  /** A remote service could not be reached, refused for a while (rate limit) or answered with an error. */
+  'NETWORK_ERROR',
   /** The user cancelled the operation. */
   'CANCELLED',
   /** The disk is full. */
@@ -92,6 +96,8 @@ export const httpStatusOf: Readonly<Record<ErrorCode, number>> = {
   ENGINE_CRASHED: 503,
   ENGINE_UNAVAILABLE: 503,
   DOWNLOAD_FAILED: 502,
+  AUTH_REQUIRED: 502,
+  NETWORK_ERROR: 502,
   CANCELLED: 409,
   DISK_FULL: 507,
   OUT_OF_MEMORY: 507,

@@ -180,6 +180,11 @@ export interface Settings {
    * this says; only `lossy` changes which chunks a chat can reuse (its KV is no longer bit-exact).
    */
   readonly kvCompression: KvCompressionSetting;
+  /**
+   * Where downloads go and the library's own models live (absolute); null = `models/` under the
+   * data folder. Downloads already running finish where they started.
+   */
+  readonly modelsDir: string | null;
 }
 
 export interface ChatSummary {
@@ -293,47 +298,20 @@ export interface ChatDetail {
 }
 
 /** A GGUF file in the models directory. */
-export interface LocalModel {
-  /** Absolute path. */
-  readonly path: string;
-  /** The file's name, with its extension. */
-  readonly fileName: string;
-  /** The file's size. */
-  readonly sizeBytes: number;
-  /** The file's modification time (the list is newest first). */
-  readonly modifiedAt: number;
-}
-
-/** A small instruct model known to work, offered on first run. */
+/** A small instruct model known to work, offered on first run with its fit verdict. */
 export interface RecommendedModel {
   /** A stable name for the entry. */
   readonly id: string;
   /** A name for the list. */
   readonly name: string;
-  /** A node-llama-cpp model URI (`hf:owner/repo:quant`) or an https URL. */
-  readonly uri: string;
-  /** The download's size, roughly, in bytes. */
+  /** The Hugging Face repository (`owner/name`). */
+  readonly repo: string;
+  /** The quantization to download from it (`Q4_K_M`). */
+  readonly quantization: string;
+  /** The download's size, roughly, in bytes (the Hub's file list says exactly). */
   readonly approxSizeBytes: number;
   /** One line on what it is good for. */
   readonly description: string;
-}
-
-/** A download's state; every download ends with exactly one `done`, `error` or `cancelled`. */
-export interface DownloadProgress {
-  /** The id `models.download` answered. */
-  readonly downloadId: string;
-  /** The address as checked (an `hf:` URI or an https URL). */
-  readonly uri: string;
-  /** `downloading` until its one final status. */
-  readonly status: 'downloading' | 'done' | 'error' | 'cancelled';
-  /** Bytes received so far. */
-  readonly downloadedBytes: number;
-  /** The download's size; 0 until the server said. */
-  readonly totalBytes: number;
-  /** The downloaded file's path. Set when done. */
-  readonly path?: string;
-  /** Why it failed (status `error`). */
-  readonly error?: HearthError;
 }
 
 /** A conversation written out for the user to save (`chats.export`). */
@@ -357,7 +335,7 @@ export interface AppState {
   readonly host: 'electron' | 'browser';
   /** Where hearth.db, models/, kv/ and logs/ live (absolute). */
   readonly dataDir: string;
-  /** Where `models.list` looks and downloads go (absolute). */
+  /** Where downloads go and Hearth's own models live (absolute): Settings.modelsDir or the default. */
   readonly modelsDir: string;
   /** The engine process now. */
   readonly engine: EngineStatus;

@@ -2,6 +2,7 @@
  * Settings, stored one key per row as JSON so that a later issue can add keys without a
  * migration. Missing keys read as their defaults.
  */
+import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { kvCompressionSettings, type KvCompressionSetting, type Sampling, type Settings } from '../contract/index.ts';
 import { transaction } from './db.ts';
@@ -25,6 +26,7 @@ export const defaultSettings: Settings = {
   // restore slower than reading the bytes uncompressed (docs/decisions/kv-compression-auto.md).
   // Only a missing key reads as this: a stored 'lossless' (saved by an older Settings screen) stays.
   kvCompression: 'auto',
+  modelsDir: null,
 };
 
 /** What `settings.update` may change (the contract's settingsPatchSchema, plus the host's own keys). */
@@ -40,6 +42,7 @@ export interface SettingsPatch {
   readonly kvChunkTokens?: number | undefined;
   readonly kvSlots?: number | undefined;
   readonly kvCompression?: KvCompressionSetting | undefined;
+  readonly modelsDir?: string | null | undefined;
 }
 
 export function readSettings(db: DatabaseSync): Settings {
@@ -67,6 +70,7 @@ export function readSettings(db: DatabaseSync): Settings {
     kvChunkTokens: pick('kvChunkTokens', (v) => Number.isInteger(v) && (v as number) >= 1),
     kvSlots: pick('kvSlots', (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 8),
     kvCompression: pick('kvCompression', (v) => (kvCompressionSettings as readonly unknown[]).includes(v)),
+    modelsDir: pick('modelsDir', (v) => v === null || (typeof v === 'string' && path.isAbsolute(v))),
   };
 }
 
