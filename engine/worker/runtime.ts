@@ -9,14 +9,13 @@
  * request's turn waits behind every other waiting task: turn.ts API_TURN_PRIORITY): decoding is
  * serial, one slot at a time, even with several slots. A model change first aborts the running
  * generation, so a load never waits for a long reply. The planner (it allocates nothing, so
- * Settings answers while a reply streams), the Cache view's reads, `countTokens`, `abort` and
- * downloads never wait for it.
+ * Settings answers while a reply streams), the Cache view's reads, `countTokens` and `abort`
+ * never wait for it. (Model downloads run in the host, not here.)
  */
 import { within } from '../base/timeout.ts';
 import { err, ok } from '../contract/index.ts';
 import type { WorkerEvent } from '../protocol.ts';
 import { createCacheHandlers } from './cache-handlers.ts';
-import { Downloads } from './download.ts';
 import { LlamaInit } from './llama-init.ts';
 import { disposeLoaded, loadModel, UNLOAD_SAVE_MS } from './model-load.ts';
 import { createPlanHandlers } from './planner.ts';
@@ -42,7 +41,6 @@ export interface Runtime {
 export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
   const state = new RuntimeState(emit);
   const setup = new LlamaInit(state);
-  const downloads = new Downloads(emit);
   const handlers: WorkerHandlers = {
     init: (input) => setup.init(input),
     ...createPlanHandlers({ llama: () => setup.ensureLlama(), loadedContext: () => state.loaded?.context ?? null }),
@@ -68,8 +66,6 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
       controller.abort(new Error('aborted'));
       return ok({ aborted: true });
     },
-    download: (input) => downloads.download(input),
-    cancelDownload: ({ downloadId }) => downloads.cancel(downloadId),
     ...createCacheHandlers(state),
   };
 
@@ -81,7 +77,6 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
     },
     async dispose(saveTimeoutMs = UNLOAD_SAVE_MS) {
       state.abortRunning();
-      await downloads.cancelAll();
       await state.lock.run(() => disposeLoaded(state, saveTimeoutMs));
       state.kvWatch?.dispose();
       state.kvWatch = null;

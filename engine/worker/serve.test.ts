@@ -6,7 +6,7 @@ import { createServer, type WorkerHandlers } from './serve.ts';
 function setup(overrides: Partial<WorkerHandlers>) {
   const sent: WorkerToHost[] = [];
   const notHere = async () => err('INTERNAL', 'not in this test');
-  const methods = ['init', 'loadModel', 'unloadModel', 'generate', 'abort', 'download', 'cancelDownload', 'metrics', 'forgetChat'] as const;
+  const methods = ['init', 'loadModel', 'unloadModel', 'generate', 'abort', 'metrics', 'forgetChat'] as const;
   const handlers = { ...Object.fromEntries(methods.map((m) => [m, notHere])), ...overrides } as unknown as WorkerHandlers;
   const serve = createServer({ send: (m) => sent.push(m), handlers });
   return { sent, serve };
