@@ -78,6 +78,26 @@ const migrations: readonly string[] = [
   `
   ALTER TABLE chats ADD COLUMN overflow_policy TEXT;
   `,
+  // The download queue (downloads/store.ts): one row per download, kept until it is cleared, so
+  // that a restart resumes from the `.part` files. `parts` is JSON (per part: its address, the
+  // final path, size, SHA-256, the server's validator); `error` is a HearthError as JSON.
+  `
+  CREATE TABLE downloads (
+    id TEXT PRIMARY KEY,
+    uri TEXT NOT NULL,
+    repo TEXT,
+    revision TEXT,
+    name TEXT NOT NULL,
+    parts TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'downloading', 'verifying', 'paused', 'done', 'error', 'cancelled')),
+    downloaded_bytes INTEGER NOT NULL,
+    total_bytes INTEGER NOT NULL,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX downloads_by_created ON downloads(created_at);
+  `,
 ];
 
 /** The schema version this build writes. */
