@@ -1,4 +1,4 @@
-import { formatBytes, type DownloadProgress, type MessageStats } from '../contract.ts';
+import { formatBytes, type DownloadItem, type MessageStats } from '../contract.ts';
 
 export { formatBytes };
 
@@ -20,7 +20,7 @@ export function formatPercent(fraction: number): string {
 }
 
 /** 0..1, or null when the total is unknown. */
-export function downloadFraction(progress: Pick<DownloadProgress, 'downloadedBytes' | 'totalBytes'>): number | null {
+export function downloadFraction(progress: Pick<DownloadItem, 'downloadedBytes' | 'totalBytes'>): number | null {
   if (!(progress.totalBytes > 0)) return null;
   return Math.min(1, Math.max(0, progress.downloadedBytes / progress.totalBytes));
 }

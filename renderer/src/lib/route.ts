@@ -1,29 +1,64 @@
 /** Hash routes, so that a reload (or the browser's back button) keeps the place. */
+
+/** The Models screen's sub-views that need no argument (the library has none: `#/models`). */
+export type ModelsTab = 'discover' | 'downloads';
+
 export type Route =
   | { readonly name: 'home' }
   | { readonly name: 'chat'; readonly chatId: string }
-  | { readonly name: 'models' }
+  /** The library; `tab` picks Discover or Downloads. */
+  | { readonly name: 'models'; readonly tab?: ModelsTab }
+  /** A Hugging Face repository's page (`#/models/repo/owner/name`). */
+  | { readonly name: 'models'; readonly tab: 'repo'; readonly repo: string }
   | { readonly name: 'settings' }
   | { readonly name: 'cache' }
   | { readonly name: 'server' };
 
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
 
+/**
+ * A Hugging Face repository id as the contract accepts it (hubRepoIdSchema, which the renderer
+ * cannot import: it is zod). Checked here so that an address typed or pasted by hand never sends
+ * a call the host would refuse, nor anything path-like (`..`, a third segment, encoded slashes).
+ */
+const repoPattern = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+
+export function isHubRepoId(id: string): boolean {
+  return id.length <= 200 && repoPattern.test(id) && !id.split('/').some((part) => part === '.' || part === '..' || part.includes('..'));
+}
+
+/** One path segment, decoded; null when it is malformed. */
+function decodeSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
 export function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '').replace(/^\/+/, '').replace(/\/+$/, '');
   if (path === 'models') return { name: 'models' };
+  if (path === 'models/discover') return { name: 'models', tab: 'discover' };
+  if (path === 'models/downloads') return { name: 'models', tab: 'downloads' };
   if (path === 'settings') return { name: 'settings' };
   if (path === 'cache') return { name: 'cache' };
   if (path === 'server') return { name: 'server' };
+  // Each segment is decoded alone, so an encoded `/` cannot make a third one pass as a repo.
+  const repo = /^models\/repo\/([^/]+)\/([^/]+)$/.exec(path);
+  if (repo) {
+    const owner = decodeSegment(repo[1] ?? '');
+    const name = decodeSegment(repo[2] ?? '');
+    if (owner !== null && name !== null && !owner.includes('/') && !name.includes('/')) {
+      const id = `${owner}/${name}`;
+      if (isHubRepoId(id)) return { name: 'models', tab: 'repo', repo: id };
+    }
+    return { name: 'models', tab: 'discover' };
+  }
   const chat = /^chat\/([^/]+)$/.exec(path);
   if (chat) {
-    let id: string;
-    try {
-      id = decodeURIComponent(chat[1] ?? '');
-    } catch {
-      return { name: 'home' };
-    }
-    if (idPattern.test(id)) return { name: 'chat', chatId: id };
+    const id = decodeSegment(chat[1] ?? '');
+    if (id !== null && idPattern.test(id)) return { name: 'chat', chatId: id };
   }
   return { name: 'home' };
 }
@@ -33,7 +68,8 @@ export function routeHash(route: Route): string {
     case 'chat':
       return `#/chat/${encodeURIComponent(route.chatId)}`;
     case 'models':
-      return '#/models';
+      if (route.tab === 'repo') return `#/models/repo/${route.repo.split('/').map(encodeURIComponent).join('/')}`;
+      return route.tab ? `#/models/${route.tab}` : '#/models';
     case 'settings':
       return '#/settings';
     case 'cache':

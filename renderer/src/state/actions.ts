@@ -4,7 +4,27 @@
  * `Result` (never throws), so a component can keep its local state (e.g. the composer's text)
  * when an action fails.
  */
-import type { ApiServerState, CallInput, CallOutputs, Chat, ChatCache, ChatExport, HearthError, KvPlan, KvQuality, KvStoreInfo, ModelProfileView, OverflowPolicy, Result, Sampling, Settings } from '../contract.ts';
+import type {
+  ApiServerState,
+  CallInput,
+  CallOutputs,
+  Chat,
+  ChatCache,
+  ChatExport,
+  DownloadItem,
+  HearthError,
+  HubAuthState,
+  HubSort,
+  KvPlan,
+  KvQuality,
+  KvStoreInfo,
+  ModelKvUsage,
+  ModelProfileView,
+  OverflowPolicy,
+  Result,
+  Sampling,
+  Settings,
+} from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
 import type { Transport } from '../transport/types.ts';
@@ -41,8 +61,45 @@ export interface Actions {
   loadModel(path: string): Promise<Result<unknown>>;
   pickAndLoadModel(): Promise<Result<unknown>>;
   unloadModel(): Promise<Result<unknown>>;
-  download(uri: string): Promise<Result<unknown>>;
-  cancelDownload(downloadId: string): Promise<Result<unknown>>;
+  /** Loads a model, then opens a new chat on it (a finished download's "Load and chat"). */
+  loadAndChat(path: string): Promise<Result<unknown>>;
+  /** Shows a model's file in the system's file manager (Electron); NOT_SUPPORTED elsewhere. */
+  revealModel(path: string): Promise<Result<unknown>>;
+  /** The stored KV computed with a model, for the delete confirmation. */
+  modelKvUsage(path: string): Promise<Result<ModelKvUsage>>;
+  /** Deletes one of Hearth's models (and with `deleteKv` its stored KV), then lists the library again. */
+  deleteModel(path: string, deleteKv: boolean): Promise<Result<CallOutputs['models.delete']>>;
+  /** Moves Hearth's models folder (null: back to the default), then lists the library again. */
+  setModelsDir(dir: string | null): Promise<Result<Settings>>;
+  /**
+   * Searches Hugging Face. Searches may overlap (the user types): only the latest one's answer
+   * reaches the store.
+   */
+  searchHub(query: string, sort: HubSort): Promise<Result<CallOutputs['hub.search']>>;
+  /**
+   * A repository's files and then the planner's verdicts for them, into the store. Answered from
+   * the store when it holds them (unless `fresh`); calls already running are joined.
+   */
+  openHubRepo(repo: string, options?: { fresh?: boolean }): Promise<void>;
+  loadHubAuth(): Promise<Result<HubAuthState>>;
+  /** Stores (or with null forgets) the Hugging Face token; repositories are read again with it. */
+  setHubToken(token: string | null): Promise<Result<HubAuthState>>;
+  /** The download queue into the store (at start and after every reconnect). */
+  loadDownloads(): Promise<Result<CallOutputs['downloads.list']>>;
+  startDownload(input: CallInput<'downloads.start'>): Promise<Result<DownloadItem>>;
+  pauseDownload(downloadId: string): Promise<Result<DownloadItem>>;
+  resumeDownload(downloadId: string): Promise<Result<DownloadItem>>;
+  cancelDownload(downloadId: string): Promise<Result<DownloadItem>>;
+  clearDownloads(): Promise<Result<CallOutputs['downloads.clear']>>;
+  /** First run: every recommended model's repository and verdicts, for the onboarding panel. */
+  loadRecommendations(options?: { fresh?: boolean }): Promise<void>;
+  /**
+   * First run's one click: downloads `file` of `repo`, and when it is done loads it and opens a
+   * new chat (even if the user went elsewhere meanwhile).
+   */
+  downloadAndChat(repo: string, fileId: string): Promise<Result<DownloadItem>>;
+  /** A download ended (`download.progress` done): the library lists it, and "Download and chat" goes on. */
+  downloadDone(item: DownloadItem): Promise<void>;
   updateSettings(patch: Partial<Omit<Settings, 'lastModelPath' | 'defaultSampling'>> & { defaultSampling?: Partial<Sampling> }): Promise<Result<Settings>>;
   /** Measures the disk KV store (size, budget, free disk) into the store. */
   refreshKvStats(): Promise<Result<KvStoreInfo>>;
@@ -95,6 +152,17 @@ export function createActions(transport: Transport, store: HearthStore, options:
   const state = () => store.getState();
   let resyncs = 0;
   let plans = 0;
+  let searches = 0;
+  /** `openHubRepo` calls in flight, by repository; a newer (fresh) call replaces an older one's answer. */
+  const reposInFlight = new Map<string, { readonly token: object; readonly run: Promise<void> }>();
+  /**
+   * A download call's answer: kept only for a download the store does not hold yet. Its events
+   * say the same and may have overtaken it, so an answer never overwrites a newer event.
+   */
+  const applyAnswer = (result: Result<DownloadItem>): Result<DownloadItem> => {
+    if (result.ok && !state().downloads[result.value.id]) state().applyDownload(result.value);
+    return result;
+  };
   /** The Models screen's plan calls in flight, by planKey; a forgotten key's answer is dropped. */
   const modelPlansInFlight = new Map<string, Promise<Result<KvPlan>>>();
   const forgetModelPlans = (which?: (key: string) => boolean) => {
@@ -130,7 +198,10 @@ export function createActions(transport: Transport, store: HearthStore, options:
       if (list.ok) state().setChatList(list.value.chats);
       const route = state().route;
       if (route.name === 'chat') await actions.openChat(route.chatId, { force: true });
+      // The queue feeds the sidebar's badge on every screen; a reconnect may have missed changes.
+      void actions.loadDownloads();
       if (route.name === 'models') await actions.refreshModels();
+      if (route.name === 'models' && route.tab === 'repo') void actions.openHubRepo(route.repo, { fresh: !first });
       if (route.name === 'cache') await actions.loadCacheOverview();
       if (route.name === 'server') await actions.loadServer();
       // First run, or nothing loaded: the model screen is where the user has to start.
@@ -277,13 +348,11 @@ export function createActions(transport: Transport, store: HearthStore, options:
     },
 
     async refreshModels() {
-      const [list, recommended] = await Promise.all([
-        transport.call('models.list', {}),
-        transport.call('models.recommended', {}),
-      ]);
-      if (list.ok) state().setLocalModels(list.value.models);
-      else state().setLocalModels(state().localModels, list.error);
+      const [list, recommended] = await Promise.all([transport.call('models.list', {}), transport.call('models.recommended', {})]);
+      if (list.ok) state().setLibrary(list.value);
+      else state().setLibrary(state().library, list.error);
       if (recommended.ok) state().setRecommended(recommended.value.models);
+      else state().setRecommended(state().recommended, recommended.error);
     },
 
     async loadModel(path) {
@@ -310,16 +379,157 @@ export function createActions(transport: Transport, store: HearthStore, options:
       return result;
     },
 
-    async download(uri) {
-      const result = await transport.call('models.download', { uri });
-      if (result.ok && !state().downloads[result.value.downloadId]) {
-        state().setDownload({ downloadId: result.value.downloadId, uri, status: 'downloading', downloadedBytes: 0, totalBytes: 0 });
+    async loadAndChat(path) {
+      const loaded = await actions.loadModel(path);
+      if (!loaded.ok) return loaded;
+      return actions.newChat();
+    },
+
+    revealModel(path) {
+      return transport.call('models.reveal', { path });
+    },
+
+    modelKvUsage(path) {
+      return transport.call('models.kvUsage', { path });
+    },
+
+    async deleteModel(path, deleteKv) {
+      const result = await transport.call('models.delete', { path, deleteKv });
+      // Listed again either way: a refusal may mean the file was already gone.
+      await actions.refreshModels();
+      if (result.ok) forgetModelPlans((key) => key === planKey({ path }));
+      return result;
+    },
+
+    async setModelsDir(dir) {
+      const result = await actions.updateSettings({ modelsDir: dir });
+      if (result.ok) {
+        // Where downloads go and Hearth's models live comes with app.state, not with the settings.
+        const app = await transport.call('app.state', {});
+        if (app.ok) state().setAppState(app.value);
+        await actions.refreshModels();
       }
       return result;
     },
 
+    async searchHub(query, sort) {
+      searches += 1;
+      const mine = searches;
+      state().setHubQuery(query, sort);
+      const before = state().hubSearch;
+      state().setHubSearch({ value: before.value, error: null, pending: true });
+      const result = await transport.call('hub.search', { query, sort });
+      if (mine !== searches) return result;
+      state().setHubSearch(result.ok ? { value: { query, sort, repos: result.value.repos }, error: null, pending: false } : { value: before.value, error: result.error, pending: false });
+      return result;
+    },
+
+    openHubRepo(repo, options = {}) {
+      const running = reposInFlight.get(repo);
+      if (running && !options.fresh) return running.run;
+      const held = state().hubRepos[repo];
+      const heldFit = state().hubFits[repo];
+      if (!options.fresh && held?.value && heldFit?.value) return Promise.resolve();
+      // A token per call: a fresh call replaces a running one, whose answers then go nowhere.
+      const token = {};
+      const current = () => reposInFlight.get(repo)?.token === token;
+      const run = (async () => {
+        state().setHubRepo(repo, { value: held?.value ?? null, error: null, pending: true });
+        const files = await transport.call('hub.repo', { repo });
+        if (!current()) return;
+        state().setHubRepo(repo, files.ok ? { value: files.value, error: null, pending: false } : { value: held?.value ?? null, error: files.error, pending: false });
+        // The verdicts read every file's header: only worth asking for once the files are known.
+        if (!files.ok) return;
+        state().setHubFit(repo, { value: heldFit?.value ?? null, error: null, pending: true });
+        const fit = await transport.call('hub.fit', { repo });
+        if (!current()) return;
+        state().setHubFit(repo, fit.ok ? { value: fit.value, error: null, pending: false } : { value: heldFit?.value ?? null, error: fit.error, pending: false });
+      })().finally(() => {
+        if (current()) reposInFlight.delete(repo);
+      });
+      reposInFlight.set(repo, { token, run });
+      return run;
+    },
+
+    async loadHubAuth() {
+      const result = await transport.call('hub.auth', {});
+      if (result.ok) state().setHubAuth(result.value);
+      return result;
+    },
+
+    async setHubToken(token) {
+      const result = await transport.call('hub.setToken', { token });
+      if (result.ok) {
+        state().setHubAuth(result.value);
+        // What was refused may read now (and the reverse): read the open repositories again.
+        const open = Object.keys(state().hubRepos);
+        reposInFlight.clear();
+        state().forgetHubRepos();
+        const route = state().route;
+        if (route.name === 'models' && route.tab === 'repo') void actions.openHubRepo(route.repo);
+        else if (open.length > 0 && state().recommended) void actions.loadRecommendations();
+      }
+      return result;
+    },
+
+    async loadDownloads() {
+      const result = await transport.call('downloads.list', {});
+      if (result.ok) state().setDownloads(result.value.downloads);
+      else state().setDownloadsError(result.error);
+      return result;
+    },
+
+    async startDownload(input) {
+      const result = await transport.call('downloads.start', input);
+      return applyAnswer(result);
+    },
+
+    async pauseDownload(downloadId) {
+      return applyAnswer(await transport.call('downloads.pause', { downloadId }));
+    },
+
+    async resumeDownload(downloadId) {
+      return applyAnswer(await transport.call('downloads.resume', { downloadId }));
+    },
+
     async cancelDownload(downloadId) {
-      return transport.call('models.cancelDownload', { downloadId });
+      return applyAnswer(await transport.call('downloads.cancel', { downloadId }));
+    },
+
+    async clearDownloads() {
+      const result = await transport.call('downloads.clear', {});
+      // Each removal also arrives as an event; the list makes sure none is left behind.
+      if (result.ok) await actions.loadDownloads();
+      return result;
+    },
+
+    async loadRecommendations(options = {}) {
+      let models = state().recommended;
+      if (models === null || options.fresh) {
+        const answer = await transport.call('models.recommended', {});
+        if (answer.ok) state().setRecommended(answer.value.models);
+        else state().setRecommended(models, answer.error);
+        models = state().recommended;
+      }
+      const repos = [...new Set((models ?? []).map((m) => m.repo))];
+      await Promise.all(repos.map((repo) => actions.openHubRepo(repo, options.fresh ? { fresh: true } : {})));
+    },
+
+    async downloadAndChat(repo, fileId) {
+      const result = await actions.startDownload({ repo, file: fileId });
+      if (!result.ok) return result;
+      const item = state().downloads[result.value.id] ?? result.value;
+      // The file may already be complete (downloaded before): go on at once.
+      if (item.status === 'done') void actions.loadAndChat(item.path);
+      else state().setChatAfterDownload(item.id);
+      return result;
+    },
+
+    async downloadDone(item) {
+      const chatAfter = state().chatAfterDownload === item.id;
+      if (chatAfter) state().setChatAfterDownload(null);
+      await actions.refreshModels();
+      if (chatAfter) await actions.loadAndChat(item.path);
     },
 
     async updateSettings(patch) {

@@ -55,10 +55,13 @@ export function bindEvents(
         }
         break;
       }
-      case 'download.progress':
-        state().setDownload(event.payload);
-        if (event.payload.status === 'done') void actions.refreshModels();
+      case 'download.progress': {
+        const before = state().downloads[event.payload.id];
+        state().applyDownload(event.payload);
+        // Once per download: a done entry may be sent again (a resync, a clear's removal).
+        if (event.payload.status === 'done' && !event.payload.removed && before?.status !== 'done') void actions.downloadDone(event.payload);
         break;
+      }
       case 'kv.status':
         state().setKv(event.payload);
         break;

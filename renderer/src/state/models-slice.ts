@@ -1,32 +1,35 @@
-import type { DownloadProgress, HearthError, LocalModel, RecommendedModel } from '../contract.ts';
+/**
+ * The model library: every local model the host found (Hearth's folder and other apps'), the
+ * first-run recommendations, and the state of the last load started from the UI.
+ */
+import type { HearthError, ModelLibrary, RecommendedModel } from '../contract.ts';
 import type { SliceCreator } from './types.ts';
 
 export interface ModelsSlice {
-  readonly localModels: readonly LocalModel[] | null;
-  readonly localModelsError: HearthError | null;
+  /** null until `models.list` first answered. */
+  readonly library: ModelLibrary | null;
+  /** The last `models.list` failed (the library shown, if any, is the one before). */
+  readonly libraryError: HearthError | null;
   readonly recommended: readonly RecommendedModel[] | null;
-  /** By download id; the newest entry per URI is the one shown. */
-  readonly downloads: Readonly<Record<string, DownloadProgress>>;
+  readonly recommendedError: HearthError | null;
   /** The last `models.load` that failed, shown beside the form that started it. */
   readonly loadError: HearthError | null;
   readonly loadPending: boolean;
 
-  setLocalModels(models: readonly LocalModel[] | null, error?: HearthError | null): void;
-  setRecommended(models: readonly RecommendedModel[]): void;
-  setDownload(progress: DownloadProgress): void;
+  setLibrary(library: ModelLibrary | null, error?: HearthError | null): void;
+  setRecommended(models: readonly RecommendedModel[] | null, error?: HearthError | null): void;
   setLoadState(pending: boolean, error: HearthError | null): void;
 }
 
 export const createModelsSlice: SliceCreator<ModelsSlice> = (set) => ({
-  localModels: null,
-  localModelsError: null,
+  library: null,
+  libraryError: null,
   recommended: null,
-  downloads: {},
+  recommendedError: null,
   loadError: null,
   loadPending: false,
 
-  setLocalModels: (localModels, error = null) => set({ localModels, localModelsError: error }),
-  setRecommended: (recommended) => set({ recommended }),
-  setDownload: (progress) => set((s) => ({ downloads: { ...s.downloads, [progress.downloadId]: progress } })),
+  setLibrary: (library, error = null) => set({ library, libraryError: error }),
+  setRecommended: (recommended, error = null) => set({ recommended, recommendedError: error }),
   setLoadState: (loadPending, loadError) => set({ loadPending, loadError }),
 });

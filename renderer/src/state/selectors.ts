@@ -2,7 +2,7 @@
  * Named selectors. Those that build a new array or object (active path, branch info) must be
  * read with `useHearthShallow`, so that an unchanged result does not re-render.
  */
-import type { CacheMemory, CacheSlot, CacheStoreStats, ChatCache, ContextView, DownloadProgress, HearthError, Message, ModelInfo } from '../contract.ts';
+import type { CacheMemory, CacheSlot, CacheStoreStats, ChatCache, ContextView, DownloadItem, HearthError, LocalModel, Message, ModelInfo } from '../contract.ts';
 import { hitRatioText } from '../lib/cache.ts';
 import { dividerAbove, latestView } from '../lib/context-view.ts';
 import { activePathIds, branchInfo, resolveLeaf, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
@@ -121,18 +121,55 @@ export const selectStreamingId = (chatId: string) => (s: HearthState): string | 
   return messages ? streamingMessageId(messages) : null;
 };
 
-export const selectLocalModels: Selector<HearthState['localModels']> = (s) => s.localModels;
-export const selectLocalModelsError: Selector<HearthError | null> = (s) => s.localModelsError;
+export const selectLibrary: Selector<HearthState['library']> = (s) => s.library;
+export const selectLibraryError: Selector<HearthError | null> = (s) => s.libraryError;
+/** Every local model; null until the library was first listed. */
+export const selectLocalModels: Selector<readonly LocalModel[] | null> = (s) => s.library?.models ?? null;
 export const selectRecommended: Selector<HearthState['recommended']> = (s) => s.recommended;
+export const selectRecommendedError: Selector<HearthError | null> = (s) => s.recommendedError;
 export const selectLoadPending: Selector<boolean> = (s) => s.loadPending;
 export const selectLoadError: Selector<HearthError | null> = (s) => s.loadError;
 
-/** The newest download of a URI (a resume starts a new one). */
-export const selectDownloadFor = (uri: string) => (s: HearthState): DownloadProgress | undefined => {
-  let found: DownloadProgress | undefined;
-  for (const progress of Object.values(s.downloads)) if (progress.uri === uri) found = progress;
+/**
+ * First run: nothing is loaded (or loading) and the library, once listed, holds no model. Then
+ * the Home view and the Models screen lead with the recommendations.
+ */
+export const selectNeedsOnboarding: Selector<boolean> = (s) =>
+  s.model.status !== 'ready' && s.model.status !== 'loading' && s.library !== null && s.library.models.length === 0;
+
+// Downloads.
+export const selectDownloads: Selector<HearthState['downloads']> = (s) => s.downloads;
+export const selectDownloadsLoaded: Selector<boolean> = (s) => s.downloadsLoaded;
+export const selectDownloadsError: Selector<HearthError | null> = (s) => s.downloadsError;
+export const selectChatAfterDownload: Selector<string | null> = (s) => s.chatAfterDownload;
+export const selectDownload = (downloadId: string) => (s: HearthState): DownloadItem | undefined => s.downloads[downloadId];
+/** Downloads still moving (queued, downloading, verifying): the sidebar's badge. */
+export const selectActiveDownloadCount: Selector<number> = (s) => {
+  let n = 0;
+  for (const item of Object.values(s.downloads)) if (item.status === 'queued' || item.status === 'downloading' || item.status === 'verifying') n += 1;
+  return n;
+};
+/** The newest download of a repository's file (a cancelled one may be started again); by `uri` suffix or path. */
+export const selectDownloadOf = (repo: string, paths: readonly string[]) => (s: HearthState): DownloadItem | undefined => {
+  const first = paths[0];
+  if (first === undefined) return undefined;
+  let found: DownloadItem | undefined;
+  for (const item of Object.values(s.downloads)) {
+    if (item.repo !== repo || !item.uri.endsWith(`/${first}`)) continue;
+    if (!found || item.createdAt >= found.createdAt) found = item;
+  }
   return found;
 };
+
+// Hugging Face.
+export const selectHubQuery: Selector<string> = (s) => s.hubQuery;
+export const selectHubSort: Selector<HearthState['hubSort']> = (s) => s.hubSort;
+export const selectHubSearch: Selector<HearthState['hubSearch']> = (s) => s.hubSearch;
+export const selectHubRepo = (repo: string) => (s: HearthState) => s.hubRepos[repo];
+export const selectHubFit = (repo: string) => (s: HearthState) => s.hubFits[repo];
+export const selectHubRepos: Selector<HearthState['hubRepos']> = (s) => s.hubRepos;
+export const selectHubFits: Selector<HearthState['hubFits']> = (s) => s.hubFits;
+export const selectHubAuth: Selector<HearthState['hubAuth']> = (s) => s.hubAuth;
 
 export const selectNotice = (chatId: string) => (s: HearthState) => (s.notice?.chatId === chatId ? s.notice.error : null);
 

@@ -2,6 +2,8 @@ import { createStore } from 'zustand/vanilla';
 import { createAppSlice } from './app-slice.ts';
 import { createCacheSlice } from './cache-slice.ts';
 import { createChatsSlice } from './chats-slice.ts';
+import { createDownloadsSlice } from './downloads-slice.ts';
+import { createHubSlice } from './hub-slice.ts';
 import { createMessagesSlice } from './messages-slice.ts';
 import { createModelsSlice } from './models-slice.ts';
 import { createProfileSlice } from './profile-slice.ts';
@@ -17,6 +19,8 @@ export function createHearthStore() {
     ...createAppSlice(...a),
     ...createCacheSlice(...a),
     ...createChatsSlice(...a),
+    ...createDownloadsSlice(...a),
+    ...createHubSlice(...a),
     ...createMessagesSlice(...a),
     ...createModelsSlice(...a),
     ...createProfileSlice(...a),
