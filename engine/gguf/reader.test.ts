@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspectGguf, metaBool, metaNumber, metaString, type GgufSummary } from './reader.ts';
+import { inspectGguf, inspectGgufPart, metaBool, metaNumber, metaString, type GgufSummary } from './reader.ts';
 import { encodeGguf, tinyLlamaGguf, type GgufInput } from '../../test/support/gguf-writer.ts';
 
 let dir: string;
@@ -188,5 +188,67 @@ describe('inspectGguf on broken files', () => {
     const message = await invalid(hostile);
     expect(message.length).toBeLessThan(400);
     expect(message.includes('\u0007') || message.includes('\u202e')).toBe(false);
+  });
+});
+
+describe('what the models library shows', () => {
+  const base: GgufInput = {
+    metadata: [['general.architecture', { type: 'string', value: 'llama' }]],
+    tensors: [
+      { name: 'a', dims: [4], type: 'F32', data: new Float32Array(4) },
+      { name: 'b', dims: [8, 3], type: 'F16', data: new Float32Array(24) },
+    ],
+  };
+  const withMeta = (extra: GgufInput['metadata'], tensors = base.tensors) => encodeGguf({ ...base, metadata: [...base.metadata, ...extra], tensors });
+  const summary = async (bytes: Buffer): Promise<GgufSummary> => {
+    const result = await inspectGguf(await file(bytes));
+    if (!result.ok) throw new Error(result.error.message);
+    return result.value;
+  };
+
+  it('counts parameters as the elements of every tensor', async () => {
+    expect((await summary(encodeGguf(base))).parameterCount).toBe(4 + 8 * 3);
+    // The tiny llama's shapes: embeddings and output (n_embd × vocab), per layer q and o
+    // (n_embd²), k and v (n_embd × n_embd_kv), gate, up and down (n_embd × n_ff), two norms, and
+    // the output norm.
+    const s = await summary(model);
+    const [embd, vocab, ff, kv, layers] = [64, 260, 128, (64 / 2) * 1, 2];
+    expect(s.parameterCount).toBe(2 * embd * vocab + layers * (2 * embd * embd + 2 * embd * kv + 3 * embd * ff + 2 * embd) + embd);
+  });
+
+  it("names the quantization from general.file_type as llama.cpp's quantize tool does", async () => {
+    expect((await summary(model)).fileType).toBe('F16');
+    expect((await summary(tinyLlamaGguf({ layers: 1, nEmbd: 32, nHead: 2, nHeadKv: 2, nFf: 32, weightType: 'F32' }))).fileType).toBe('F32');
+    const named = async (code: number) => (await summary(withMeta([['general.file_type', { type: 'uint32', value: code }]]))).fileType;
+    expect(await named(15)).toBe('Q4_K_M');
+    expect(await named(7)).toBe('Q8_0');
+    expect(await named(30)).toBe('IQ4_XS');
+    expect(await named(32)).toBe('BF16');
+    expect(await named(38)).toBe('MXFP4');
+    expect(await named(9999)).toBeNull();
+    expect((await summary(encodeGguf(base))).fileType).toBeNull();
+  });
+
+  it('accepts a first split part that holds metadata only, and reads later parts without a model header', async () => {
+    const split = (no: number): GgufInput['metadata'] => [
+      ['split.no', { type: 'uint16', value: no }],
+      ['split.count', { type: 'uint16', value: 2 }],
+      ['split.tensors.count', { type: 'int32', value: 2 }],
+    ];
+    const first = await summary(withMeta(split(0), []));
+    expect(first).toMatchObject({ tensorCount: 0, parameterCount: 0, architecture: 'llama' });
+    // Without split.count a file with no tensors is still not a model.
+    expect(await invalid(withMeta([], []))).toMatch(/no tensors/);
+
+    const second = encodeGguf({ metadata: split(1), tensors: base.tensors });
+    const part = await inspectGgufPart(await file(second));
+    expect(part.ok && part.value).toMatchObject({ tensorCount: 2, parameterCount: 28, splitNo: 1, splitCount: 2 });
+    // inspectGguf wants the model's metadata, which only the first part has.
+    expect((await inspectGguf(await file(second))).ok).toBe(false);
+    // The part reader checks the layout all the same.
+    const truncated = await inspectGgufPart(await file(second.subarray(0, second.length - 40)));
+    expect(!truncated.ok && truncated.error.message).toMatch(/truncated/);
+    const notGguf = await inspectGgufPart(await file('not a model at all, just text'));
+    expect(!notGguf.ok && notGguf.error.code).toBe('MODEL_INVALID');
   });
 });

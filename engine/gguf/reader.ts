@@ -19,6 +19,7 @@ import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
   ggmlTypes,
+  llamaFileTypes,
   scalarSize,
   valueTypeName,
   type GgufScalarTypeName,
@@ -61,6 +62,13 @@ export interface GgufSummary {
   /** `<arch>.attention.head_count_kv`; defaults to headCount as in llama.cpp. */
   readonly headCountKv: number | null;
   readonly tensorCount: number;
+  /**
+   * The quantization named by `general.file_type` (`Q4_K_M`, `F16`…, see `llamaFileTypes`); null
+   * when the file does not say or names a type this reader does not know.
+   */
+  readonly fileType: string | null;
+  /** Elements of every tensor in this file (the first part's only, for a split model). */
+  readonly parameterCount: number;
   readonly hasChatTemplate: boolean;
   readonly alignment: number;
   /** Where the tensor data section starts. */
@@ -132,6 +140,7 @@ interface TensorInfo {
   readonly typeCode: number;
   readonly offset: bigint;
   readonly bytes: bigint;
+  readonly elements: bigint;
 }
 
 async function readTensorInfo(r: Reader, index: number): Promise<TensorInfo> {
@@ -165,15 +174,23 @@ async function readTensorInfo(r: Reader, index: number): Promise<TensorInfo> {
     throw new Invalid(`Tensor ${tensorName(name)} has rows of ${ne0} elements, not a multiple of ${type.name}'s block size ${type.blockSize}: the file is corrupt.`);
   }
   const offset = await r.u64();
-  return { name, dims, typeCode, offset, bytes: (elements / BigInt(type.blockSize)) * BigInt(type.typeSize) };
+  return { name, dims, typeCode, offset, elements, bytes: (elements / BigInt(type.blockSize)) * BigInt(type.typeSize) };
 }
 
 const pad = (n: bigint, alignment: bigint): bigint => ((n + alignment - 1n) / alignment) * alignment;
 
-async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
+/** What every GGUF file holds, checked: the header, the metadata and the tensor infos. */
+interface Layout {
+  readonly version: number;
+  readonly metadata: Record<string, GgufMetaEntry>;
+  readonly alignment: number;
+  readonly tensors: readonly TensorInfo[];
+  readonly dataOffset: bigint;
+}
+
+async function readLayout(r: Reader): Promise<Layout> {
   const { version, tensorCount, kvCount } = await readHeader(r);
   const metadata = await readMetadata(r, kvCount);
-  const summaryBase = { metadata };
   const alignment = alignmentOf(metadata);
   const tensors: TensorInfo[] = [];
   const names = new Set<string>();
@@ -185,7 +202,29 @@ async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
   }
   const dataOffset = pad(BigInt(r.position), BigInt(alignment));
   checkTensorLayout(tensors, dataOffset, BigInt(alignment), BigInt(r.fileSize));
-  if (tensorCount === 0) throw new Invalid('The file has no tensors: it is not a model.');
+  return { version, metadata, alignment, tensors, dataOffset };
+}
+
+/** Elements of every tensor together: the parameters a file holds (below 2^63 each, so exact to 2^53 as a number). */
+function parameterCount(tensors: readonly TensorInfo[]): number {
+  let total = 0n;
+  for (const t of tensors) total += t.elements;
+  return Number(total);
+}
+
+/** `split.count` when the file is one part of a split model (gguf-split), else 1. */
+function splitCountOf(summary: Pick<GgufSummary, 'metadata'>): number {
+  const count = metaNumber(summary, 'split.count');
+  return count !== undefined && Number.isInteger(count) && count > 1 ? count : 1;
+}
+
+async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
+  const { version, metadata, alignment, tensors, dataOffset } = await readLayout(r);
+  const summaryBase = { metadata };
+  const tensorCount = tensors.length;
+  // gguf-split may leave the first part with metadata only (--no-tensor-first-split); llama.cpp
+  // loads such a set, so only a file that is not part of a set must hold tensors.
+  if (tensorCount === 0 && splitCountOf(summaryBase) === 1) throw new Invalid('The file has no tensors: it is not a model.');
 
   const architecture = metaString(summaryBase, 'general.architecture');
   if (architecture === undefined || architecture === '') throw new Invalid('The file has no general.architecture: it is not a usable model.');
@@ -195,6 +234,7 @@ async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
   };
   const headCount = arch('attention.head_count');
   const generalName = metaString(summaryBase, 'general.name');
+  const fileTypeCode = metaNumber(summaryBase, 'general.file_type');
   return {
     path,
     fileSize: r.fileSize,
@@ -207,6 +247,8 @@ async function readSummary(path: string, r: Reader): Promise<GgufSummary> {
     headCount,
     headCountKv: arch('attention.head_count_kv') ?? headCount,
     tensorCount,
+    fileType: fileTypeCode === undefined ? null : (llamaFileTypes.get(fileTypeCode) ?? null),
+    parameterCount: parameterCount(tensors),
     hasChatTemplate: metaString(summaryBase, 'tokenizer.chat_template') !== undefined,
     alignment,
     dataOffset: Number(dataOffset),
@@ -293,6 +335,44 @@ function checkTensorLayout(tensors: readonly TensorInfo[], dataOffset: bigint, a
  * for anything else that is not a well-formed, complete GGUF file.
  */
 export async function inspectGguf(path: string): Promise<Result<GgufSummary>> {
+  return withReader(path, (r) => readSummary(path, r));
+}
+
+/** One part of a split model, as far as the library needs it: its parameters and its place in the set. */
+export interface GgufPartSummary {
+  readonly path: string;
+  readonly fileSize: number;
+  readonly tensorCount: number;
+  /** Elements of every tensor in this part. */
+  readonly parameterCount: number;
+  /** `split.no` (0 for the first part); null when the file does not say. */
+  readonly splitNo: number | null;
+  /** `split.count`; 1 when the file is not part of a set. */
+  readonly splitCount: number;
+}
+
+/**
+ * Checks a file's GGUF layout as `inspectGguf` does, without asking for a model's metadata:
+ * gguf-split writes `general.architecture` and the rest into the first part only, so the other
+ * parts of a set are read with this. Never throws; the same errors as `inspectGguf`.
+ */
+export async function inspectGgufPart(path: string): Promise<Result<GgufPartSummary>> {
+  return withReader(path, async (r) => {
+    const { metadata, tensors } = await readLayout(r);
+    const splitNo = metaNumber({ metadata }, 'split.no');
+    return {
+      path,
+      fileSize: r.fileSize,
+      tensorCount: tensors.length,
+      parameterCount: parameterCount(tensors),
+      splitNo: splitNo === undefined ? null : splitNo,
+      splitCount: splitCountOf({ metadata }),
+    };
+  });
+}
+
+/** Opens `path` as a file worth reading and runs `read` over it; every failure becomes a Result. */
+async function withReader<T>(path: string, read: (r: Reader) => Promise<T>): Promise<Result<T>> {
   let size: number;
   try {
     const info = await stat(path);
@@ -314,7 +394,7 @@ export async function inspectGguf(path: string): Promise<Result<GgufSummary>> {
     return err('MODEL_INVALID', `${path} cannot be opened: ${errorText(error)}`);
   }
   try {
-    return ok(await readSummary(path, new Reader(handle, size)));
+    return ok(await read(new Reader(handle, size)));
   } catch (error) {
     if (error instanceof Invalid) return { ok: false, error: invalid(error) };
     return err('MODEL_INVALID', `${path} cannot be read as a GGUF model: ${errorText(error)}`);
