@@ -43,6 +43,35 @@ export async function modelContentHash(ctx: StoreContext, path: string, options:
   return running;
 }
 
+/**
+ * The hash cached for the model file at `path`, never hashing: by its (path, size, mtime), null
+ * when there is no such row (a file the store never hashed has no KV stored; hashing gigabytes
+ * only to say so would be wrong). A file that no longer exists answers the row of its path
+ * whatever its size and mtime: the last content hashed there is the one deleted, and its KV is
+ * what is left of it.
+ */
+export async function knownModelHash(ctx: StoreContext, path: string): Promise<Result<string | null>> {
+  if (ctx.closed) return closedError();
+  if (typeof path !== 'string' || path === '') return err('INVALID_INPUT', 'A model file path is needed.');
+  const file = resolve(path);
+  let stat;
+  try {
+    stat = await ctx.fs.stat(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return { ok: false, error: toHearthError(error, `Could not read the model file ${file}`) };
+    stat = null;
+  }
+  if (stat !== null && !stat.isFile()) return err('NOT_FOUND', `${file} is not a file.`);
+  return readIndex(ctx, 'Could not read the model hash cache', () => {
+    const row = (
+      stat === null
+        ? sql(ctx, 'SELECT hash FROM model_hashes WHERE path = ?').get(file)
+        : sql(ctx, 'SELECT hash FROM model_hashes WHERE path = ? AND size = ? AND mtime_ms = ?').get(file, stat.size, stat.mtimeMs)
+    ) as { hash: string } | undefined;
+    return ok(row?.hash ?? null);
+  });
+}
+
 async function hashModel(ctx: StoreContext, file: string, size: number, mtimeMs: number, options: HashOptions): Promise<Result<string>> {
   const hashed = await hashFile(ctx.fs, file, options);
   if (!hashed.ok) return hashed;

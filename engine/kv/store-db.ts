@@ -25,6 +25,8 @@
  *   A tail file is removed after the commit that drops or replaces its row.
  * - `manifest_chunks`: each manifest's chunk keys in order (manifest_id, idx, key).
  * - `model_hashes`: model content hashes by (path, size, mtime).
+ * - `fingerprint_models`: the model content hash each fingerprint was computed from
+ *   (fingerprint, model_hash, recorded_at), so a model's stored KV can be found and forgotten.
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { openSqlite } from '../sqlite.ts';
@@ -159,6 +161,27 @@ export const migrations: readonly string[] = [
     SELECT manifest_id, crc, raw_bytes, NULL, payload FROM tails WHERE manifest_id IN (SELECT id FROM manifests);
   DROP TABLE tails;
   ALTER TABLE tails_v4 RENAME TO tails;
+  `,
+  `
+  -- Which model each fingerprint belongs to. A fingerprint is a digest (fingerprint.ts) and cannot
+  -- be reversed to its model file, yet deleting a model offers to delete the KV computed with it.
+  -- The engine records a row whenever it computes a loaded model's fingerprint (kv-cache.ts
+  -- prepare): one row per model and cache settings, never per save. A row stays after its model's
+  -- KV is forgotten: KV saved under it later is still attributed.
+  --
+  -- Manifests saved before this table existed have no row: no model's usage counts them and no
+  -- model's forget deletes them, until a load of their model with the same settings computes
+  -- their fingerprint again (then they are attributed like any other), or LRU eviction removes them.
+  --
+  -- No index on manifests(fingerprint): looking a model's manifests up is a user's action (a model
+  -- deleted in the library) that scans a few thousand small rows at most, while an index would
+  -- be one more structure for every save to keep up.
+  CREATE TABLE fingerprint_models (
+    fingerprint TEXT PRIMARY KEY,
+    model_hash TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX fingerprint_models_by_model ON fingerprint_models(model_hash);
   `,
 ];
 

@@ -174,6 +174,23 @@ export interface ChatUsage {
   readonly lastUsed: number;
 }
 
+/** The KV one model file left in the store (`modelUsage`): every manifest of its fingerprints. */
+export interface ModelUsage {
+  /** Its manifests (chat branches). */
+  readonly conversations: number;
+  /** The distinct chunk files they reference plus their tail payloads. */
+  readonly bytes: number;
+}
+
+export interface ForgetModelResult {
+  /** Manifests (chat branches) deleted. */
+  readonly manifests: number;
+  /** Chunks no other manifest referenced, now removed. */
+  readonly chunksRemoved: number;
+  /** Those chunks' bytes plus the manifests' tail payloads: what left `storedBytes`. */
+  readonly bytesFreed: number;
+}
+
 /** The store. Every method returns data, never throws (except on programmer misuse of types). */
 export interface KvStore {
   readonly root: string;
@@ -187,6 +204,30 @@ export interface KvStore {
 
   /** The sha256 of a model file, computed once per (path, size, mtime) and cached in index.db. */
   modelContentHash(path: string, options?: { onProgress?: HashProgress; signal?: AbortSignal }): Promise<Result<string>>;
+
+  /**
+   * The content hash the store last computed for the model file at `path`, without hashing it:
+   * the cached hash of its (path, size, mtime), or null when there is none (the file was never
+   * loaded with persistence on, or changed since). When the file is gone, the hash last cached
+   * for its path, so a model's KV can still be forgotten after its file was deleted.
+   */
+  knownModelHash(path: string): Promise<Result<string | null>>;
+  /**
+   * Records that `fingerprint` was computed from the model whose content hash is `modelHash`, so
+   * `modelUsage` and `forgetModel` find the manifests saved under it. Idempotent; a fingerprint
+   * already recorded costs one indexed read.
+   */
+  recordFingerprint(fingerprint: string, modelHash: string): Result<void>;
+  /** The model hash `fingerprint` was recorded for, or null. */
+  fingerprintModel(fingerprint: string): Result<string | null>;
+  /** The manifests saved under the recorded fingerprints of `modelHash`, and their bytes. */
+  modelUsage(modelHash: string): Result<ModelUsage>;
+  /**
+   * Deletes every manifest saved under a recorded fingerprint of `modelHash`, and the chunks no
+   * other manifest references (chunk keys chain from their fingerprint, so another model's
+   * manifests never share them), in one transaction under the store's lock.
+   */
+  forgetModel(modelHash: string): Promise<Result<ForgetModelResult>>;
 
   /** The longest stored prefix of `tokens` over all manifests. Pass tokens without the last one to leave a token to evaluate. */
   findLongestPrefix(fingerprint: string, tokens: ArrayLike<number>): Result<PrefixMatch>;

@@ -8,19 +8,20 @@
  * written as a temp file and renamed once complete and fsynced, and verified before any byte is
  * returned, and `tails/<name>.kvt` (tail-file.ts), each manifest's partial last chunk, rewritten
  * every turn. This module is the public entry: the work is split by concern into store-open.ts,
- * store-read.ts, store-write.ts, store-maintenance.ts, store-integrity.ts and model-hash.ts, which
- * share one `StoreContext` (store-context.ts).
+ * store-read.ts, store-write.ts, store-maintenance.ts, store-integrity.ts, store-models.ts and
+ * model-hash.ts, which share one `StoreContext` (store-context.ts).
  */
 import type { Result } from '../contract/index.ts';
 import type { Disposable } from '../base/disposable.ts';
 import type { ChunkData } from './chunk-file.ts';
 import type { HashProgress } from './fingerprint.ts';
 import type { Manifest, ManifestInput, PrefixMatch, TailData } from './manifest.ts';
-import { modelContentHash } from './model-hash.ts';
+import { knownModelHash, modelContentHash } from './model-hash.ts';
 import type { StoreContext } from './store-context.ts';
 import { checkIntegrity, enforceBudget, gc, setBudget, stats } from './store-maintenance.ts';
 import { closeContext, openContext, sweepAtOpen } from './store-open.ts';
 import { chatUsage, findLongestPrefix, forEachChunk, getManifest, manifestIds, missingChunks, readChunk, readChunks, readTail, recordDamage } from './store-read.ts';
+import { fingerprintModel, forgetModel, modelUsage, recordFingerprint } from './store-models.ts';
 import { scatterChunks, type ScatterRequest, type ScatterResult } from './store-scatter.ts';
 import { deleteManifest, putManifest, touch } from './store-write.ts';
 import type {
@@ -29,11 +30,13 @@ import type {
   ChunkResult,
   DeleteResult,
   EvictionReport,
+  ForgetModelResult,
   GcReport,
   IntegrityReport,
   KvStore,
   KvStoreOptions,
   KvStoreStats,
+  ModelUsage,
   PersistencePause,
   PutManifestResult,
 } from './store-types.ts';
@@ -94,6 +97,26 @@ class DiskKvStore implements KvStore {
 
   modelContentHash(path: string, options?: { onProgress?: HashProgress; signal?: AbortSignal }): Promise<Result<string>> {
     return modelContentHash(this.#ctx, path, options);
+  }
+
+  knownModelHash(path: string): Promise<Result<string | null>> {
+    return knownModelHash(this.#ctx, path);
+  }
+
+  recordFingerprint(fingerprint: string, modelHash: string): Result<void> {
+    return recordFingerprint(this.#ctx, fingerprint, modelHash);
+  }
+
+  fingerprintModel(fingerprint: string): Result<string | null> {
+    return fingerprintModel(this.#ctx, fingerprint);
+  }
+
+  modelUsage(modelHash: string): Result<ModelUsage> {
+    return modelUsage(this.#ctx, modelHash);
+  }
+
+  forgetModel(modelHash: string): Promise<Result<ForgetModelResult>> {
+    return forgetModel(this.#ctx, modelHash);
   }
 
   findLongestPrefix(fingerprint: string, tokens: ArrayLike<number>): Result<PrefixMatch> {

@@ -3,10 +3,11 @@
  * so it never takes the engine lock and reads only counters, except the device's memory and the
  * store's totals, read at most once a second, and how the loaded model's state moves, which
  * Settings → Cache shows), the largest chats, one chat's cache, "Forget cache" and "Check the
- * cache".
+ * cache", and a model's stored KV: how much, and forgetting it when the model is deleted.
  */
+import { basename, resolve } from 'node:path';
 import { within } from '../base/timeout.ts';
-import { err, ok, type DeviceMemory, type KvStateTransfer, type Result } from '../contract/index.ts';
+import { err, formatBytes, ok, type DeviceMemory, type KvStateTransfer, type ModelKvUsage, type Result } from '../contract/index.ts';
 import type { KvStoreStats } from '../kv/store.ts';
 import type { EngineMetrics } from '../protocol.ts';
 import { cachedFor, forgetActivity, summarizeIntegrity, uncheckedReport } from './kv-activity.ts';
@@ -14,7 +15,9 @@ import { readDevice } from './planner.ts';
 import { METRICS_CACHE_MS, type Loaded, type RuntimeState } from './runtime-state.ts';
 import type { WorkerHandlers } from './serve.ts';
 
-type CacheHandlers = Pick<WorkerHandlers, 'forgetChat' | 'kvVerify' | 'kvChats' | 'chatCache' | 'metrics'>;
+type CacheHandlers = Pick<WorkerHandlers, 'forgetChat' | 'kvVerify' | 'kvChats' | 'chatCache' | 'metrics' | 'modelKv' | 'forgetModel'>;
+
+const noModelKv: ModelKvUsage = { conversations: 0, bytes: 0 };
 
 /** How long a metrics sample waits for a model's KV profile (a model file hashed at its first load). */
 const PROFILE_WAIT_MS = 50;
@@ -94,6 +97,59 @@ export function createCacheHandlers(state: RuntimeState): CacheHandlers {
         ...(kvStore ? { kvStore } : {}),
         ...(memory ? { memory } : {}),
         ...(now && transfer ? { stateTransfer: transfer } : {}),
+      });
+    },
+    ...modelKvHandlers(state),
+  };
+}
+
+/** A model's stored KV (the models library): how much, and forgetting it with the model. */
+function modelKvHandlers(state: RuntimeState): Pick<CacheHandlers, 'modelKv' | 'forgetModel'> {
+  return {
+    // No lock: one read of the index. Without a store (persistence off, or it could not open)
+    // nothing is stored; a file the store never hashed has nothing stored either (it is not
+    // hashed now: seconds of reading gigabytes to answer "nothing").
+    async modelKv({ path }) {
+      if (typeof path !== 'string' || path === '') return err('INVALID_INPUT', 'modelKv needs a model file path.');
+      const store = state.kvCache?.store;
+      if (!store) return ok(noModelKv);
+      const hash = await store.knownModelHash(path);
+      if (!hash.ok || hash.value === null) return hash.ok ? ok(noModelKv) : hash;
+      return store.modelUsage(hash.value);
+    },
+
+    /**
+     * Deletes the KV stored for a model file (the library's "delete the model and its KV").
+     * Refused with BUSY while that model is loaded (by its path, or a copy of the same file by
+     * its content hash): its slots count what they saved as stored, and would neither save it
+     * again nor notice it gone. The host unloads a model before deleting it. Under the engine
+     * lock, so it never runs beside a load of the same model (which would then restore from
+     * manifests being deleted); it waits for a running reply of another model.
+     */
+    async forgetModel({ path }) {
+      if (typeof path !== 'string' || path === '') return err('INVALID_INPUT', 'forgetModel needs a model file path.');
+      const cache = state.kvCache;
+      if (!cache) return ok({ bytesFreed: 0 });
+      return state.lock.run(async () => {
+        const loaded = state.loaded;
+        const busy = err('BUSY', 'This model is loaded: its stored KV cannot be deleted while it is in use.', 'Unload the model first.');
+        if (loaded && resolve(loaded.info.path) === resolve(path)) return busy;
+        const hash = await cache.store.knownModelHash(path);
+        if (!hash.ok) return hash;
+        if (hash.value === null) return ok({ bytesFreed: 0 });
+        if (loaded?.kvProfile) {
+          const { fingerprint } = await loaded.kvProfile;
+          const model = fingerprint === null ? null : cache.store.fingerprintModel(fingerprint);
+          if (model?.ok && model.value === hash.value) return busy;
+        }
+        const forgot = await cache.store.forgetModel(hash.value);
+        if (!forgot.ok) return forgot;
+        const { manifests, bytesFreed } = forgot.value;
+        if (manifests > 0) {
+          const branches = `${manifests.toLocaleString('en-US')} ${manifests === 1 ? 'branch' : 'branches'}`;
+          state.kvActivity({ kind: 'forget', text: `forgot the cache of model ${basename(path)}: ${branches}, ${formatBytes(bytesFreed)} freed`, bytes: bytesFreed });
+        }
+        return ok({ bytesFreed });
       });
     },
   };

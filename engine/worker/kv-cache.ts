@@ -151,6 +151,11 @@ export class KvCache {
     const lossy = this.compression === 'lossy' && lossyApplies(shape.value);
     const fp = shapeFingerprint(this.#llamaRelease, shape.value, hash.value, lossy);
     if (!fp.ok) return { fingerprint: null, fallbackReason: `KV persistence is off: ${fp.error.message}` };
+    // So the model's stored KV can be found and forgotten when the model is deleted (the
+    // fingerprint cannot be reversed to its model). A failure is ignored: it only leaves this
+    // fingerprint's manifests unattributed (they still restore, and leave by eviction), which is
+    // no reason to turn persistence off; the next load records it again.
+    this.store.recordFingerprint(fp.value, hash.value);
     const profile: KvProfile = { fingerprint: fp.value };
     const transfer = input.transfer ?? (await StateTransfer.forContext(input.context));
     this.#profiles.set(profile, { shape: shape.value, lossy, model: input.model, modelHash: hash.value, transfer });
