@@ -4,10 +4,14 @@ import { malformedCases, mulberry32, randomCases, unknownNames, validInputs } fr
 import { createCallHandler } from './ipc.ts';
 
 function setup() {
-  const call = vi.fn(async (_name: unknown, _payload: unknown) => ({ ok: true as const, value: 'from Hearth' }));
+  const call = vi.fn(async (name: unknown, _payload: unknown) => ({
+    ok: true as const,
+    value: name === 'models.list' ? { models: [{ path: '/models/a.gguf' }] } : 'from Hearth',
+  }));
   const pickModelFile = vi.fn(async () => '/models/a.gguf');
-  const handle = createCallHandler({ call, pickModelFile, isTrustedSender: (url) => url.startsWith('file:///app/') });
-  return { call, pickModelFile, handle };
+  const showInFolder = vi.fn((_path: string) => undefined);
+  const handle = createCallHandler({ call, pickModelFile, showInFolder, isTrustedSender: (url) => url.startsWith('file:///app/') });
+  return { call, pickModelFile, showInFolder, handle };
 }
 
 describe('IPC call handler', () => {
@@ -47,6 +51,18 @@ describe('IPC call handler', () => {
     pickModelFile.mockRejectedValueOnce(new Error('no display'));
     expect(await handle('file:///app/index.html', 'models.pick', {})).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
     expect(call).not.toHaveBeenCalled();
+  });
+
+  it('reveals only a model the library lists, in the file manager', async () => {
+    const { handle, showInFolder } = setup();
+    expect(await handle('file:///app/index.html', 'models.reveal', { path: '/models/a.gguf' })).toEqual({ ok: true, value: { revealed: true } });
+    expect(showInFolder).toHaveBeenCalledWith('/models/a.gguf');
+    expect(await handle('file:///app/index.html', 'models.reveal', { path: '/etc/passwd' })).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    expect(showInFolder).toHaveBeenCalledTimes(1);
+    showInFolder.mockImplementationOnce(() => {
+      throw new Error('no file manager');
+    });
+    expect(await handle('file:///app/index.html', 'models.reveal', { path: '/models/a.gguf' })).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
   });
 });
 

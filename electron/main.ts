@@ -99,6 +99,7 @@ async function start(): Promise<void> {
   const handle = createCallHandler({
     call: (name, payload) => started.call(name, payload),
     isTrustedSender: (url) => isAppUrl(url, appUrl),
+    showInFolder: (file) => shell.showItemInFolder(file),
     pickModelFile: async () => {
       const options = { title: 'Open a GGUF model', properties: ['openFile' as const], filters: [{ name: 'GGUF models', extensions: ['gguf'] }] };
       const result = win ? await dialog.showOpenDialog(win, options) : await dialog.showOpenDialog(options);

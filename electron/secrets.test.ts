@@ -21,6 +21,8 @@ describe('the desktop secret store', () => {
     expect(raw).not.toContain('hearth-secret-value');
     expect(statSync(join(dir, 'api-key')).mode & 0o777).toBe(0o600);
     expect(store.read('api-key')).toBe('hearth-secret-value');
+    store.remove('api-key');
+    expect(store.read('api-key')).toBeNull();
   });
 
   it('without OS encryption keeps a 0600 plain file and says so once', () => {

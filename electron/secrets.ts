@@ -1,12 +1,12 @@
 /**
- * The desktop app's secrets (the API server's key): encrypted with Electron's `safeStorage`
+ * The desktop app's secrets (the API server's key, the Hugging Face token): encrypted with Electron's `safeStorage`
  * (the macOS Keychain, Windows DPAPI, the Linux secret service) and kept in a 0600 file. Where the
  * OS offers no encryption (a Linux session without a keyring), the file is still 0600 but plain:
  * the same as the browser host's, and logged once so the user can tell.
  */
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SecretStore } from '../engine/index.ts';
+import { removeSecretFile, type SecretStore } from '../engine/index.ts';
 
 /** The part of Electron's safeStorage used here (a seam for tests). */
 export interface SafeStorageLike {
@@ -53,6 +53,9 @@ export function safeStorageSecrets(dir: string, safeStorage: SafeStorageLike, wa
       writeFileSync(`${file}.tmp`, `${text}\n`, { mode: 0o600 });
       chmodSync(`${file}.tmp`, 0o600);
       renameSync(`${file}.tmp`, file);
+    },
+    remove(name) {
+      removeSecretFile(fileOf(name));
     },
   };
 }

@@ -6,7 +6,7 @@ import { inspectGguf } from './gguf/reader.ts';
 import { forkEngine } from './spawn.ts';
 
 export type { Hearth, HearthOptions } from './host/hearth.ts';
-export type { SecretStore } from './host/secrets.ts';
+export { removeSecretFile, type SecretStore } from './host/secrets.ts';
 export { HearthStartError } from './host/hearth.ts';
 export type { EnginePort, HostToWorker, SpawnEngine, WorkerToHost } from './protocol.ts';
 export type { HearthEvent } from './contract/index.ts';

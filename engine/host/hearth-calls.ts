@@ -3,6 +3,8 @@
  * answers it. Every handler runs inside `guard`, so a thrown error becomes a `Result` (a damaged
  * or locked database with its own advice), and a closing Hearth refuses new work.
  */
+import { constants } from 'node:fs';
+import { access, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { err, errorText, isApiConversation, ok, type CallName, type HearthApi, type Result, type Settings } from '../contract/index.ts';
@@ -11,7 +13,9 @@ import { describeKvSettings, type CacheViewLog } from './cache-view-log.ts';
 import type { CacheViewSampler } from './cache-view-sampler.ts';
 import type { Conversations } from './conversations.ts';
 import { databaseCallError } from './db.ts';
-import type { Downloads } from './downloads.ts';
+import type { DownloadQueue } from './downloads/queue.ts';
+import type { HubService } from './hub-service.ts';
+import type { ModelFiles } from './model-files.ts';
 import { exportChat } from './export.ts';
 import { planKvApply, type KvSettingsApplier } from './kv-apply.ts';
 import { readKvStats, type AppliedKvCodec } from './kv-stats.ts';
@@ -19,7 +23,7 @@ import type { KvStatusTracker } from './kv-status.ts';
 import { errorDetail, type Logger } from './logger.ts';
 import type { ModelManager } from './model-manager.ts';
 import { profileKey, type ModelProfiles } from './model-profiles.ts';
-import { listModels, recommendedModels } from './models.ts';
+import { recommendedModels } from './models.ts';
 import type { QualityMeter } from './quality-results.ts';
 import { updateSettings } from './settings.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -58,7 +62,11 @@ export interface CallDeps {
   readonly kvApplier: KvSettingsApplier;
   readonly model: ModelManager;
   readonly profiles: ModelProfiles;
-  readonly downloads: Downloads;
+  readonly downloads: DownloadQueue;
+  readonly modelFiles: ModelFiles;
+  readonly hubService: HubService;
+  /** Hearth's models folder now: Settings.modelsDir, or `dirs.models`. */
+  readonly modelsDir: () => string;
   readonly chats: Conversations;
   readonly quality: QualityMeter;
   readonly apiServer: ApiServer;
@@ -86,15 +94,23 @@ function guardFor(deps: CallDeps): Guard {
 /** The whole table; every call is guarded. */
 export function createCalls(deps: CallDeps): HearthApi {
   const guard = guardFor(deps);
-  return { ...appCalls(deps, guard), ...modelCalls(deps, guard), ...chatCalls(deps, guard), ...cacheCalls(deps, guard), ...serverCalls(deps, guard) };
+  return {
+    ...appCalls(deps, guard),
+    ...modelCalls(deps, guard),
+    ...hubCalls(deps, guard),
+    ...downloadCalls(deps, guard),
+    ...chatCalls(deps, guard),
+    ...cacheCalls(deps, guard),
+    ...serverCalls(deps, guard),
+  };
 }
 
 type Calls<N extends CallName> = Pick<HearthApi, N>;
 
-function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStatus, viewLog, kvApplier }: CallDeps, guard: Guard): Calls<'app.state' | 'settings.update'> {
+function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStatus, viewLog, kvApplier, modelsDir }: CallDeps, guard: Guard): Calls<'app.state' | 'settings.update'> {
   return {
     'app.state': guard('app.state', async () =>
-      ok({ version, host, dataDir: dirs.root, modelsDir: dirs.models, engine: supervisor.status, model: model.status, settings: settings(), kv: kvStatus.status }),
+      ok({ version, host, dataDir: dirs.root, modelsDir: modelsDir(), engine: supervisor.status, model: model.status, settings: settings(), kv: kvStatus.status }),
     ),
     /**
      * Threads and context size apply at the next model load. The disk KV settings apply now
@@ -103,6 +119,11 @@ function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStat
      * the engine is busy the change is saved, this answers at once, and it applies when idle.
      */
     'settings.update': guard('settings.update', async (patch) => {
+      if (typeof patch.modelsDir === 'string') {
+        const folder = await prepareModelsDir(patch.modelsDir);
+        if (!folder.ok) return folder;
+        patch = { ...patch, modelsDir: folder.value };
+      }
       const before = settings();
       const after = updateSettings(db, patch);
       const changed = describeKvSettings(before, after);
@@ -115,16 +136,17 @@ function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStat
 
 type ModelCall = Extract<CallName, `models.${string}`>;
 
-function modelCalls({ dirs, supervisor, model, settings, profiles, downloads, quality }: CallDeps, guard: Guard): Calls<ModelCall> {
+function modelCalls({ supervisor, model, settings, profiles, modelFiles, quality }: CallDeps, guard: Guard): Calls<ModelCall> {
   return {
-    'models.list': guard('models.list', async () => ok({ models: await listModels(dirs.models) })),
+    'models.list': guard('models.list', async () => ok(await modelFiles.list())),
     'models.recommended': guard('models.recommended', async () => ok({ models: recommendedModels })),
     'models.load': guard('models.load', async ({ path: file }) => model.load(file)),
     'models.unload': guard('models.unload', async () => model.unload()),
-    // Electron's host answers this with its native dialog; no other host can.
+    // Electron's host answers these with its native dialog and file manager; no other host can.
     'models.pick': guard('models.pick', async () => err('NOT_SUPPORTED', 'This host has no file dialog.', 'Type the path of a .gguf file instead.')),
-    'models.download': guard('models.download', async ({ uri }) => downloads.start(uri)),
-    'models.cancelDownload': guard('models.cancelDownload', async ({ downloadId }) => downloads.cancel(downloadId)),
+    'models.reveal': guard('models.reveal', async ({ path: file }) => err('NOT_SUPPORTED', `This host cannot open a file manager. The file is ${file}`, 'Copy the path instead.')),
+    'models.kvUsage': guard('models.kvUsage', async ({ path: file }) => modelFiles.kvUsage(file)),
+    'models.delete': guard('models.delete', async ({ path: file, deleteKv }) => modelFiles.delete(file, deleteKv)),
     'models.getProfile': guard('models.getProfile', ({ path: file }) => profiles.get(file)),
     'models.setProfile': guard('models.setProfile', ({ path: file, profile }) => profiles.set(file, profile)),
     /**
@@ -146,6 +168,51 @@ function modelCalls({ dirs, supervisor, model, settings, profiles, downloads, qu
     }),
     'models.measureQuality': guard('models.measureQuality', (input) => quality.measure(input)),
   };
+}
+
+type HubCall = Extract<CallName, `hub.${string}`>;
+
+function hubCalls({ hubService }: CallDeps, guard: Guard): Calls<HubCall> {
+  return {
+    'hub.search': guard('hub.search', async (input) => {
+      const found = await hubService.search(input);
+      return found.ok ? ok({ repos: found.value }) : found;
+    }),
+    'hub.repo': guard('hub.repo', ({ repo }) => hubService.repo(repo)),
+    'hub.fit': guard('hub.fit', ({ repo }) => hubService.fit(repo)),
+    'hub.auth': guard('hub.auth', async () => ok(hubService.auth())),
+    'hub.setToken': guard('hub.setToken', async ({ token }) => ok(hubService.setToken(token))),
+  };
+}
+
+type DownloadCall = Extract<CallName, `downloads.${string}`>;
+
+function downloadCalls({ downloads }: CallDeps, guard: Guard): Calls<DownloadCall> {
+  return {
+    'downloads.list': guard('downloads.list', async () => ok({ downloads: downloads.list() })),
+    'downloads.start': guard('downloads.start', (input) => downloads.start(input)),
+    'downloads.pause': guard('downloads.pause', ({ downloadId }) => downloads.pause(downloadId)),
+    'downloads.resume': guard('downloads.resume', ({ downloadId }) => downloads.resume(downloadId)),
+    'downloads.cancel': guard('downloads.cancel', ({ downloadId }) => downloads.cancel(downloadId)),
+    'downloads.clear': guard('downloads.clear', async () => downloads.clear()),
+  };
+}
+
+/**
+ * A models folder the user chose: absolute, created when missing, and writable (downloads go
+ * there). Answers the resolved path.
+ */
+async function prepareModelsDir(input: string): Promise<Result<string>> {
+  if (!path.isAbsolute(input)) return err('INVALID_INPUT', `The models folder must be an absolute path, not "${input}".`);
+  const dir = path.resolve(input);
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+    if (!(await stat(dir)).isDirectory()) return err('INVALID_INPUT', `${dir} is not a folder.`);
+  } catch (error) {
+    return err('INVALID_INPUT', `Hearth cannot use ${dir} as its models folder (${errorText(error)}).`, 'Choose a folder you can write to.');
+  }
+  return ok(dir);
 }
 
 type ChatCall = Extract<CallName, `chats.${string}`>;

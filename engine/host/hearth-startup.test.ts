@@ -1,11 +1,11 @@
-import { mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { err } from '../contract/index.ts';
 import { openDatabase } from './db.ts';
 import { FakeEngine } from '../../test/support/fake-engine.ts';
 import { HearthStartError, startHearth } from './hearth.ts';
-import { checkDownloadUri, physicalCoreCount } from './models.ts';
+import { physicalCoreCount } from './models.ts';
 import { updateSettings } from './settings.ts';
 import { ChatStore } from './chat-store.ts';
 import { acceptAll, memoryLogger, tempDir, useTestHearths, value } from '../../test/support/host-fixture.ts';
@@ -124,59 +124,14 @@ describe('models', () => {
     expect(value(await t.hearth.api['app.state']({})).model.status).toBe('ready');
   });
 
-  it('lists GGUFs in the models directory, newest first, without leaving it', async () => {
+  it('pick is not supported here', async () => {
     const t = await start({ loadModel: false });
-    const models = path.join(t.dataDir, 'models');
-    writeFileSync(path.join(models, 'old.gguf'), '12345');
-    utimesSync(path.join(models, 'old.gguf'), new Date(2000, 1, 1), new Date(2000, 1, 1));
-    writeFileSync(path.join(models, 'notes.txt'), 'x');
-    mkdirSync(path.join(models, 'dir.gguf'));
-    const outside = path.join(t.dataDir, 'outside.gguf');
-    writeFileSync(outside, 'x');
-    symlinkSync(outside, path.join(models, 'escape.gguf'));
-    symlinkSync(path.join(models, 'old.gguf'), path.join(models, 'alias.gguf'));
-    const listed = value(await t.hearth.api['models.list']({})).models;
-    // A symlink inside the directory counts, with its target's size and time.
-    expect(listed.map((m) => m.fileName)).toEqual(['fake.gguf', 'alias.gguf', 'old.gguf']);
-    expect(listed.find((m) => m.fileName === 'old.gguf')).toMatchObject({ sizeBytes: 5, path: path.join(models, 'old.gguf') });
-  });
-
-  it('recommends a few small instruct models; pick is not supported here', async () => {
-    const t = await start({ loadModel: false });
-    const recommended = value(await t.hearth.api['models.recommended']({})).models;
-    expect(recommended.length).toBeGreaterThanOrEqual(2);
-    for (const model of recommended) expect(checkDownloadUri(model.uri).ok).toBe(true);
     const pick = await t.hearth.api['models.pick']({});
     expect(pick.ok || pick.error.code).toBe('NOT_SUPPORTED');
   });
-
-  it('downloads: checks the URI, relays progress, ends with one terminal event', async () => {
-    const t = await start({ loadModel: false });
-    for (const uri of ['ftp://x/y.gguf', 'http://example.com/m.gguf', 'hf:../x', 'not a uri', 'file:///etc/passwd']) {
-      const refused = await t.hearth.api['models.download']({ uri });
-      expect(refused.ok || refused.error.code, uri).toBe('INVALID_INPUT');
-    }
-    const { downloadId } = value(await t.hearth.api['models.download']({ uri: 'http://127.0.0.1:9/m.gguf' }));
-    await t.waitFor((e) => e.type === 'download.progress' && e.payload.status === 'done');
-    const progress = t.events.filter((e) => e.type === 'download.progress').map((e) => e.payload);
-    expect(progress.map((p) => p.status)).toEqual(['downloading', 'downloading', 'done']);
-    expect(progress.every((p) => p.downloadId === downloadId)).toBe(true);
-    expect(progress.at(-1)?.path).toBe(path.join(t.dataDir, 'models', 'fake.gguf'));
-    expect(t.engine.callsOf('download')[0]).toEqual({ downloadId, uri: 'http://127.0.0.1:9/m.gguf', dirPath: path.join(t.dataDir, 'models') });
-    expect(value(await t.hearth.api['models.cancelDownload']({ downloadId }))).toEqual({ cancelled: false });
-  });
 });
 
-describe('uris and cores', () => {
-  it('accepts hf: URIs, https, and http only on loopback', () => {
-    expect(checkDownloadUri('hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M').ok).toBe(true);
-    expect(checkDownloadUri('hf:owner/repo/sub/model-q4.gguf#dev').ok).toBe(true);
-    expect(checkDownloadUri('https://huggingface.co/a/b/resolve/main/c.gguf').ok).toBe(true);
-    expect(checkDownloadUri('http://localhost:8080/m.gguf').ok).toBe(true);
-    expect(checkDownloadUri('http://[::1]:8080/m.gguf').ok).toBe(true);
-    expect(checkDownloadUri('http://10.0.0.1/m.gguf').ok).toBe(false);
-  });
-
+describe('cores', () => {
   it('estimates physical cores within the available CPUs', () => {
     const cores = physicalCoreCount();
     expect(cores).toBeGreaterThanOrEqual(1);

@@ -1,12 +1,14 @@
 /**
  * Assembles the host side of the engine behind the contract's `HearthApi`: the store, the
- * supervised engine process, the model, replies, downloads, metrics and the Cache view.
+ * supervised engine process, the model, replies, the models library and downloads, metrics and
+ * the Cache view.
  *
  * Every listener a part subscribes is kept in one `DisposableStore` and disposed with Hearth,
  * after the engine stopped, so the engine's final 'stopped' status still reaches the renderer
  * and nothing stays subscribed to a dead supervisor. The call table is in hearth-calls.ts.
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { errorText, validateCall, type HearthApi, type HearthEvent, type MessageStats, type ModelProfile, type Result } from '../contract/index.ts';
@@ -17,7 +19,7 @@ import { CacheViewSampler } from './cache-view-sampler.ts';
 import { ChatStore } from './chat-store.ts';
 import { Conversations } from './conversations.ts';
 import { databaseStartError, openDatabase } from './db.ts';
-import { Downloads } from './downloads.ts';
+import { DownloadQueue } from './downloads/queue.ts';
 import { Emitter } from '../base/emitter.ts';
 import { Generations } from './generations.ts';
 import { createCalls, type CallDeps } from './hearth-calls.ts';
@@ -35,7 +37,9 @@ import { fileSecretStore, type SecretStore } from './secrets.ts';
 import { createBackend } from './api/backend.ts';
 import { ApiRuns } from './api/runs.ts';
 import { ApiServer, type ApiOverride } from './api/server.ts';
-import { listModels } from './models.ts';
+import { defaultHubEndpoint, HubClient } from './hub/client.ts';
+import { HubService, HUB_TOKEN_SECRET } from './hub-service.ts';
+import { ModelFiles } from './model-files.ts';
 
 export interface HearthOptions {
   /** Where hearth.db, models/ and logs/ live; created if missing. */
@@ -61,6 +65,13 @@ export interface HearthOptions {
   readonly secrets?: SecretStore;
   /** The command line's API server settings for this run (`--api-port`, `--api-key`). */
   readonly api?: ApiOverride;
+  /**
+   * The Hugging Face endpoint; default the HEARTH_HF_ENDPOINT environment variable, else
+   * https://huggingface.co (a mirror, or the tests' loopback emulator).
+   */
+  readonly hubEndpoint?: string;
+  /** The home folder other apps' models are looked for in (LM Studio, Ollama, Jan, GPT4All); default the user's. */
+  readonly home?: string;
 }
 
 export interface Hearth {
@@ -265,16 +276,24 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
       log,
     }),
   );
-  const downloads = subscriptions.add(new Downloads({ engine: supervisor, modelsDir: dirs.models, emit }));
+  const secrets = options.secrets ?? fileSecretStore(path.join(dirs.root, 'secrets'));
+  const modelsDir = (): string => settings().modelsDir ?? dirs.models;
+  const hub = new HubClient({
+    endpoint: options.hubEndpoint ?? process.env.HEARTH_HF_ENDPOINT ?? defaultHubEndpoint,
+    token: async () => secrets.read(HUB_TOKEN_SECRET),
+  });
+  const hubService = new HubService({ hub, secrets, engine: supervisor });
+  const downloads = new DownloadQueue({ db, modelsDir, hub, emit, log });
+  const modelFiles = new ModelFiles({ modelsDir, home: options.home ?? os.homedir(), platform: process.platform, env: process.env, engine: supervisor, model });
   const chats = new Conversations({ store, generations, model, settings, emit });
   const kvApplier = new KvSettingsApplier({
-    busy: () => generations.activeChatIds.length > 0 || model.status.status === 'loading' || downloads.active.length > 0,
+    busy: () => generations.activeChatIds.length > 0 || model.status.status === 'loading',
     restartEngine: () => supervisor.restart(),
     loadedModel: loadedPath,
     loadModel: (file) => model.load(file),
     log,
   });
-  // Every reply end, load end and download end is an event: a queued KV change runs after it.
+  // Every reply end and load end is an event: a queued KV change runs after it.
   subscriptions.add(events.on(() => kvApplier.poke()));
   subscriptions.add(
     events.on((event) => {
@@ -296,17 +315,17 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
       },
     }),
   );
-  const backend = createBackend({ engine: supervisor, runs: apiRuns, model, listModels: () => listModels(dirs.models), chatsBusy: () => generations.activeChatIds.length > 0 });
+  const backend = createBackend({ engine: supervisor, runs: apiRuns, model, listModels: async () => (await modelFiles.list()).models, chatsBusy: () => generations.activeChatIds.length > 0 });
   const apiServer = new ApiServer({
     db,
-    secrets: options.secrets ?? fileSecretStore(path.join(dirs.root, 'secrets')),
+    secrets,
     backend,
     emit,
     log,
     ...(options.api ? { override: options.api } : {}),
   });
   const { version, host } = options;
-  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, chats, quality, apiServer, closing, events, metrics, generations, apiRuns, subscriptions };
+  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, modelFiles, hubService, modelsDir, chats, quality, apiServer, closing, events, metrics, generations, apiRuns, subscriptions };
 }
 
 /**
@@ -315,9 +334,11 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
  * host's own listeners and the log.
  */
 async function disposeParts(parts: Parts, stopGraceMs: number): Promise<void> {
-  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events, apiServer } = parts;
+  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events, apiServer, downloads } = parts;
   // No new API requests; those running are stopped with the engine below.
   await apiServer.dispose();
+  // Transfers stop, their rows and partial files kept: the next start resumes them.
+  await downloads.dispose();
   sampler.dispose();
   kvApplier.dispose();
   await generations.stopAll(stopGraceMs);
@@ -355,6 +376,8 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
   else void parts.model.loadAtStart(undefined).catch((error: unknown) => log('error', `loading the remembered model failed: ${describe(error)}`));
   // Listening (when on) before createHearth resolves: the command line prints its address next.
   await parts.apiServer.start();
+  // Downloads a quit or crash cut off go on where they stopped; paused ones wait for the user.
+  parts.downloads.restore();
 
   return {
     api,

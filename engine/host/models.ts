@@ -1,102 +1,65 @@
 /**
- * The models directory, the recommended downloads, download URI checks and the thread count.
+ * The models first run recommends, and the thread count llama.cpp gets.
  */
 import { readFileSync } from 'node:fs';
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
-import { err, ok, type LocalModel, type RecommendedModel, type Result } from '../contract/index.ts';
+import type { RecommendedModel } from '../contract/index.ts';
 
-/** Small instruct models that llama.cpp runs well, for the first-run screen. Sizes are the Q4_K_M files'. */
+/**
+ * Instruct models that llama.cpp runs well, smallest first, for the first-run screen, which
+ * shows each one's fit verdict for this machine and marks the best that fits. Sizes are the
+ * Q4_K_M files' as the Hub lists them (the repository's file list gives the exact size).
+ */
 export const recommendedModels: readonly RecommendedModel[] = [
   {
     id: 'qwen2.5-0.5b-instruct',
-    name: 'Qwen2.5 0.5B Instruct (Q4_K_M)',
-    uri: 'hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M',
+    name: 'Qwen2.5 0.5B Instruct',
+    repo: 'Qwen/Qwen2.5-0.5B-Instruct-GGUF',
+    quantization: 'Q4_K_M',
     approxSizeBytes: 491_000_000,
     description: 'The smallest: fast on any machine, fine for short answers.',
   },
   {
     id: 'llama-3.2-1b-instruct',
-    name: 'Llama 3.2 1B Instruct (Q4_K_M)',
-    uri: 'hf:bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M',
+    name: 'Llama 3.2 1B Instruct',
+    repo: 'bartowski/Llama-3.2-1B-Instruct-GGUF',
+    quantization: 'Q4_K_M',
     approxSizeBytes: 808_000_000,
-    description: "Meta's small chat model: a good balance of speed and quality.",
+    description: "Meta's small chat model: quick on a laptop CPU.",
   },
   {
-    id: 'qwen2.5-1.5b-instruct',
-    name: 'Qwen2.5 1.5B Instruct (Q4_K_M)',
-    uri: 'hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M',
-    approxSizeBytes: 1_120_000_000,
-    description: 'Noticeably smarter, still quick on a laptop CPU.',
+    id: 'llama-3.2-3b-instruct',
+    name: 'Llama 3.2 3B Instruct',
+    repo: 'bartowski/Llama-3.2-3B-Instruct-GGUF',
+    quantization: 'Q4_K_M',
+    approxSizeBytes: 2_020_000_000,
+    description: 'Noticeably smarter; still comfortable without a GPU.',
+  },
+  {
+    id: 'qwen2.5-7b-instruct',
+    name: 'Qwen2.5 7B Instruct',
+    repo: 'bartowski/Qwen2.5-7B-Instruct-GGUF',
+    quantization: 'Q4_K_M',
+    approxSizeBytes: 4_680_000_000,
+    description: 'A capable all-rounder for machines with 8 GB of GPU memory or a 16 GB Mac.',
+  },
+  {
+    id: 'llama-3.1-8b-instruct',
+    name: 'Llama 3.1 8B Instruct',
+    repo: 'bartowski/Meta-Llama-3.1-8B-Instruct-GGUF',
+    quantization: 'Q4_K_M',
+    approxSizeBytes: 4_920_000_000,
+    description: "Meta's 8B model with a 128K-token context: long conversations.",
+  },
+  {
+    id: 'qwen2.5-14b-instruct',
+    name: 'Qwen2.5 14B Instruct',
+    repo: 'bartowski/Qwen2.5-14B-Instruct-GGUF',
+    quantization: 'Q4_K_M',
+    approxSizeBytes: 8_990_000_000,
+    description: 'Stronger reasoning, for 12 GB of GPU memory or a 32 GB Mac.',
   },
 ];
-
-const hfUri = /^hf:[A-Za-z0-9][\w.-]*\/[\w.-]+(?::[\w.-]+|\/[\w./-]+\.gguf)?(?:#[\w./-]+)?$/i;
-const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
-
-/**
- * Accepts `hf:owner/repo[:quant | /file.gguf][#branch]`, https URLs, and plain http only to the
- * loopback interface (the tests' local server): a model fetched over plain http from elsewhere
- * could be swapped on the way.
- */
-export function checkDownloadUri(uri: string): Result<string> {
-  const trimmed = uri.trim();
-  if (trimmed.toLowerCase().startsWith('hf:')) {
-    if (!hfUri.test(trimmed) || trimmed.split(/[/:#]/).includes('..')) {
-      return err('INVALID_INPUT', `"${trimmed}" is not a valid Hugging Face model URI.`, 'Use hf:owner/repo:QUANT, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M.');
-    }
-    return ok(trimmed);
-  }
-  let url: URL;
-  try {
-    url = new URL(trimmed);
-  } catch {
-    return err('INVALID_INPUT', `"${trimmed.slice(0, 200)}" is neither an hf: URI nor a URL.`);
-  }
-  if (url.protocol === 'https:') return ok(url.href);
-  if (url.protocol === 'http:' && loopbackHosts.has(url.hostname)) return ok(url.href);
-  return err('INVALID_INPUT', `Models can be downloaded over https only (got ${url.protocol}//${url.host}).`);
-}
-
-/**
- * GGUF files directly in `modelsDir`, newest first. A symlink is listed only when it resolves
- * to a file inside the directory: the list never reaches out of it.
- */
-export async function listModels(modelsDir: string): Promise<LocalModel[]> {
-  let entries: string[];
-  try {
-    entries = await readdir(modelsDir);
-  } catch {
-    return [];
-  }
-  const root = await realpath(modelsDir).catch(() => path.resolve(modelsDir));
-  const models: LocalModel[] = [];
-  for (const fileName of entries) {
-    if (!fileName.toLowerCase().endsWith('.gguf')) continue;
-    const full = path.join(modelsDir, fileName);
-    try {
-      const link = await lstat(full);
-      if (link.isSymbolicLink()) {
-        const target = await realpath(full);
-        if (!isInside(root, target)) continue;
-      } else if (!link.isFile()) {
-        continue;
-      }
-      const info = await stat(full);
-      if (!info.isFile()) continue;
-      models.push({ path: full, fileName, sizeBytes: info.size, modifiedAt: Math.round(info.mtimeMs) });
-    } catch {
-      // Vanished or unreadable between readdir and stat: not listable.
-    }
-  }
-  return models.sort((a, b) => b.modifiedAt - a.modifiedAt || a.fileName.localeCompare(b.fileName));
-}
-
-function isInside(root: string, target: string): boolean {
-  const rel = path.relative(root, target);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
-}
 
 /**
  * The number of physical cores, as well as we can tell without spawning a process.

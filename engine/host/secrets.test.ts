@@ -57,6 +57,17 @@ describe('fileSecretStore', () => {
     expect(store.read('b-2')).toBe('two');
   });
 
+  it('forgets a secret, leaving the others, and forgetting an absent one is no error', () => {
+    const store = fileSecretStore(root());
+    store.write('a', 'one');
+    store.write('b', 'two');
+    store.remove('a');
+    store.remove('never-written');
+    expect(store.read('a')).toBeNull();
+    expect(store.read('b')).toBe('two');
+    expect(() => store.remove('../b')).toThrow(/not a secret name/);
+  });
+
   it('reads an empty or whitespace-only file as no secret, and trims what it reads', () => {
     const dir = root();
     const store = fileSecretStore(dir);

@@ -1,9 +1,9 @@
 /**
- * Secrets the host keeps (the API server's key). The desktop app passes a store backed by
+ * Secrets the host keeps (the API server's key, the Hugging Face token). The desktop app passes a store backed by
  * Electron's `safeStorage` (the OS keychain encrypts the file); the browser host keeps each
  * secret in a file only its user can read (0600), as ssh keys are kept.
  */
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export interface SecretStore {
@@ -11,6 +11,13 @@ export interface SecretStore {
   read(name: string): string | null;
   /** Stores the value, replacing any; throws when it cannot be written. */
   write(name: string, value: string): void;
+  /** Forgets the value (nothing happens when there is none); throws when it cannot be removed. */
+  remove(name: string): void;
+}
+
+/** Deletes a secret's file; one that is already gone is fine. */
+export function removeSecretFile(file: string): void {
+  rmSync(file, { force: true });
 }
 
 const secretName = /^[a-z0-9-]{1,64}$/;
@@ -38,6 +45,9 @@ export function fileSecretStore(dir: string): SecretStore {
       // An existing temp file (a crash mid-write) keeps its old mode: set it explicitly.
       chmodSync(temp, 0o600);
       renameSync(temp, file);
+    },
+    remove(name) {
+      removeSecretFile(fileOf(name));
     },
   };
 }

@@ -2,7 +2,7 @@
  * An in-memory engine process for unit tests: it speaks protocol.ts, streams scripted tokens,
  * fails on request, and "crashes". Not used by the app.
  */
-import { err, ok, type CachedChat, type HearthError, type KvCodecInfo, type KvCompressionChoice, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ProfileIssue, type Result } from '../../engine/contract/index.ts';
+import { err, ok, type CachedChat, type FileFit, type HearthError, type KvCodecInfo, type KvCompressionChoice, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ModelKvUsage, type ProfileIssue, type Result } from '../../engine/contract/index.ts';
 import type { EngineMetrics, EnginePort, GenerateInput, GenerateOutput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../../engine/protocol.ts';
 
 export interface FakeBehaviour {
@@ -42,6 +42,31 @@ export interface FakeBehaviour {
   functionCalls: GenerateOutput['functionCalls'] | null;
   /** The stop text a reply reports as its end (with stopReason `stopSequence`); null: none. */
   stopSequence: string | null;
+  /** The stored KV of each model path (`modelKv`); `forgetModel` reports it freed and removes it. */
+  modelKv: Record<string, ModelKvUsage>;
+  /** `fitRemote`'s answer for each file (by its bytes); an error fails the whole call. */
+  fit: ((file: { id: string; sizeBytes: number }) => FileFit) | HearthError;
+}
+
+/**
+ * The fake's verdict: a CPU machine with 16 GiB, where a file runs in RAM when its weights leave
+ * room for 4,096 tokens at 1 KiB each, else is too large.
+ */
+export function fakeFit(file: { sizeBytes: number }): FileFit {
+  const room = Math.max(0, 16 * 1024 ** 3 - file.sizeBytes);
+  const maxContext = Math.min(32_768, Math.floor(room / 1024 / 256) * 256);
+  const fits = maxContext >= 4096;
+  return {
+    verdict: fits ? 'ram' : 'too-large',
+    weightsBytes: file.sizeBytes,
+    contexts: [
+      { kvType: 'f16', maxContext: fits ? maxContext : 0 },
+      { kvType: 'q8_0', maxContext: fits ? maxContext : 0 },
+      { kvType: 'q4_0', maxContext: fits ? maxContext : 0 },
+    ],
+    chosen: fits ? 'f16' : null,
+    trainedContextLength: 32_768,
+  };
 }
 
 /** The fake's default sample: one slot on a CPU, a small store. */
@@ -110,6 +135,8 @@ export class FakeEngine {
     stopReason: 'eos',
     functionCalls: null,
     stopSequence: null,
+    modelKv: {},
+    fit: fakeFit,
   };
   readonly ports: FakePort[] = [];
   /** Every call any port received, in order. */
@@ -256,14 +283,18 @@ export class FakePort implements EnginePort {
         this.wakeAll();
         return ok({ aborted: true });
       }
-      case 'download': {
-        const { downloadId, uri, dirPath } = message.input;
-        this.event({ type: 'downloadProgress', progress: { downloadId, uri, status: 'downloading', downloadedBytes: 5, totalBytes: 10 } });
-        await delay(2);
-        return ok({ path: `${dirPath}/fake.gguf` });
+      case 'modelKv':
+        return ok(b.modelKv[message.input.path] ?? { conversations: 0, bytes: 0 });
+      case 'forgetModel': {
+        const stored = b.modelKv[message.input.path];
+        delete b.modelKv[message.input.path];
+        return ok({ bytesFreed: stored?.bytes ?? 0 });
       }
-      case 'cancelDownload':
-        return ok({ cancelled: true });
+      case 'fitRemote': {
+        const fit = b.fit;
+        if (typeof fit !== 'function') return { ok: false, error: fit };
+        return ok({ device: fakePlan.device, fits: Object.fromEntries(message.input.files.map((file) => [file.id, fit(file)])) });
+      }
       case 'metrics': {
         if (this.#persisting) return ok(b.metrics);
         // Without a store nothing moves state to disk: no transfer either.

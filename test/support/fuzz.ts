@@ -21,8 +21,20 @@ export const validInputs: { readonly [N in CallName]: CallInput<N> } = {
   'models.load': { path: '/models/a.gguf' },
   'models.unload': {},
   'models.pick': {},
-  'models.download': { uri: 'hf:owner/repo:Q4_K_M' },
-  'models.cancelDownload': { downloadId: 'abc' },
+  'models.kvUsage': { path: '/models/a.gguf' },
+  'models.delete': { path: '/models/a.gguf', deleteKv: true },
+  'models.reveal': { path: '/models/a.gguf' },
+  'hub.search': { query: 'llama', sort: 'downloads', limit: 20 },
+  'hub.repo': { repo: 'owner/repo' },
+  'hub.fit': { repo: 'owner/repo' },
+  'hub.auth': {},
+  'hub.setToken': { token: 'hf_abc' },
+  'downloads.list': {},
+  'downloads.start': { repo: 'owner/repo', file: 'model-Q4_K_M.gguf' },
+  'downloads.pause': { downloadId: 'abc' },
+  'downloads.resume': { downloadId: 'abc' },
+  'downloads.cancel': { downloadId: 'abc' },
+  'downloads.clear': {},
   'models.getProfile': { path: '/models/a.gguf' },
   'models.setProfile': { path: '/models/a.gguf', profile: { kType: 'q8_0', slots: 2 } },
   'models.plan': { path: '/models/a.gguf', contextSize: 4096 },
@@ -211,6 +223,12 @@ function isOptional(name: CallName, key: string): boolean {
   return field === undefined || field.safeParse(undefined).success;
 }
 
+/** Whether `key` of `name`'s input may be null (read from the schema's shape): null is then no wrong value for it. */
+function acceptsNull(name: CallName, key: string): boolean {
+  const shape = (callInputs[name] as unknown as { shape?: Record<string, { safeParse(v: unknown): { success: boolean } }> }).shape;
+  return shape?.[key]?.safeParse(null).success ?? false;
+}
+
 /** Every field of the valid input (nested ones too), with a setter that puts another value there. */
 function fields(valid: object): Array<{ path: string; sample: unknown; set(value: unknown): unknown; remove(): unknown; nested: boolean }> {
   const out: Array<{ path: string; sample: unknown; set(value: unknown): unknown; remove(): unknown; nested: boolean }> = [];
@@ -258,6 +276,12 @@ const outOfRange: Readonly<Record<string, readonly unknown[]>> = {
   kType: ['f32', 'q2_k', ''],
   slots: [0, 9, 1.5],
   contextSize: [-1, 0.5, 2 ** 40],
+  repo: ['', 'owner', 'a/b/c', '../x', 'a/..', 'a/b..c', 'a/b c', '/a/b', 'a\\b/c', `a/${'x'.repeat(200)}`],
+  file: ['', 'x'.repeat(1001)],
+  token: ['', '   ', 'hf abc', 'hf_\u00e9', 'x'.repeat(501)],
+  query: ['x'.repeat(201)],
+  sort: ['popular', 'DOWNLOADS', ''],
+  limit: [0, 101, 1.5],
 };
 
 /** Every deterministic malformed case for `name`. */
@@ -267,7 +291,10 @@ export function malformedCases(name: CallName): FuzzCase[] {
   for (const [label, payload] of notAnObject(valid)) cases.push([`payload is ${label}`, payload]);
   for (const [label, payload] of extraKeys(valid)) cases.push([label, payload]);
   for (const field of fields(valid)) {
-    for (const [label, value] of wrongValues(field.sample)) cases.push([`${field.path} is ${label}`, field.set(value)]);
+    for (const [label, value] of wrongValues(field.sample)) {
+      if (value === null && !field.nested && acceptsNull(name, field.path)) continue;
+      cases.push([`${field.path} is ${label}`, field.set(value)]);
+    }
     for (const value of outOfRange[field.path.split('.').at(-1) ?? ''] ?? []) {
       cases.push([`${field.path} is out of range (${JSON.stringify(value).slice(0, 30)})`, field.set(value)]);
     }
