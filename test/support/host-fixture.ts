@@ -37,6 +37,8 @@ export function fakeSummary(file: string): GgufSummary {
     headCount: 4,
     headCountKv: 2,
     tensorCount: 0,
+    fileType: 'F16',
+    parameterCount: 0,
     hasChatTemplate: false,
     alignment: 32,
     dataOffset: 0,
