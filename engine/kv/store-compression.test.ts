@@ -67,6 +67,7 @@ describe('the KV store with compressed payloads', () => {
     db.prepare("UPDATE manifests SET tail_payload = ? WHERE id = 'x'").run(readFileSync(join(stores.root, 'tails', file)));
     db.exec(`
       DROP TABLE tails;
+      DROP TABLE fingerprint_models;
       ALTER TABLE manifests DROP COLUMN tail_bytes;
       PRAGMA user_version = 1`);
     db.close();
