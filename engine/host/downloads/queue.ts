@@ -1,0 +1,588 @@
+/**
+ * The download queue: Hearth's own model downloads, in the host process. One transfer at a time,
+ * the others queued in order; pause, resume (also after a restart: rows live in hearth.db and the
+ * bytes in `<name>.part` beside the final file), cancel; progress at most ~4 times a second with
+ * a speed averaged over the last seconds. Free space is checked before a download starts or
+ * resumes, and a full disk while writing pauses it instead of losing it.
+ *
+ * A file only gets its `.gguf` name once it is whole and checked: the SHA-256 the Hub lists (or,
+ * for a plain address, the size and the GGUF magic), synced to disk, and for a split model only
+ * once every part is. The library lists `*.gguf` only, so a `.part` is never offered as a model.
+ */
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import path from 'node:path';
+import type { DatabaseSync } from 'node:sqlite';
+import {
+  err,
+  errorText,
+  formatBytes,
+  hearthError,
+  ok,
+  type DownloadItem,
+  type DownloadStatus,
+  type HearthError,
+  type HearthEvent,
+  type Result,
+} from '../../contract/index.ts';
+import { freeBytes as diskFreeBytes } from '../disk.ts';
+import { newId } from '../chat-store.ts';
+import { partPath } from './names.ts';
+import { planHubFile, planUri, type HubAccess } from './plan.ts';
+import { SpeedMeter, etaSeconds } from './speed.ts';
+import { DownloadStore, type DownloadRow, type PartRecord } from './store.ts';
+import { abortableDelay, appendToFile, defaultBackoffMs, defaultStallMs, transferPart, type OpenPart, type OriginAuth, type TransferEnv } from './transfer.ts';
+
+export type { HubAccess } from './plan.ts';
+
+export interface DownloadQueueDeps {
+  /** hearth.db (db.ts), for the queue's rows. */
+  readonly db: DatabaseSync;
+  /** Where new downloads go (a setting): read when each download is started. */
+  readonly modelsDir: () => string;
+  readonly hub: HubAccess;
+  /** `download.progress` with a DownloadItem (and `removed: true` when cleared). */
+  readonly emit: (event: HearthEvent) => void;
+  readonly log: (level: 'error' | 'warn' | 'info' | 'debug', message: string) => void;
+  /** Free bytes on a folder's disk; disk.ts `freeBytes` by default. */
+  readonly freeBytes?: (dir: string) => Promise<number | null>;
+  readonly fetch?: typeof fetch;
+  /** Opens a part file for appending; tests inject a disk that fills up. */
+  readonly openPart?: OpenPart;
+  /** Waits before a retry; tests record the waits instead of sleeping. */
+  readonly delay?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** The wait before the n-th retry in a row (1 s, 2 s, 4 s… by default). */
+  readonly backoffMs?: (attempt: number) => number;
+  /** A connection without a byte for this long is given up and retried (60 s by default). */
+  readonly stallMs?: number;
+}
+
+/** Free space a download leaves at least: the disk is not filled to the last byte. */
+export const diskMarginBytes = 256 * 1024 * 1024;
+/** Progress events per download at most every this often (status changes are sent at once). */
+const progressIntervalMs = 250;
+
+/** Statuses whose download still has work to do. */
+const unfinished: ReadonlySet<DownloadStatus> = new Set(['queued', 'downloading', 'verifying', 'paused', 'error']);
+/** Statuses `clear` removes. */
+const ended: ReadonlySet<DownloadStatus> = new Set(['done', 'error', 'cancelled']);
+
+/** The transfer running now. */
+interface Run {
+  readonly row: DownloadRow;
+  readonly controller: AbortController;
+  /** Why it is being stopped, set before the abort: the run then ends in the matching state. */
+  stop: 'pause' | 'cancel' | 'quit' | null;
+  readonly meter: SpeedMeter;
+  lastEmit: number;
+  done: Promise<void>;
+}
+
+type StartInput = { readonly repo: string; readonly file: string } | { readonly uri: string };
+
+export class DownloadQueue {
+  readonly #deps: DownloadQueueDeps;
+  readonly #store: DownloadStore;
+  readonly #env: TransferEnv;
+  readonly #freeBytes: (dir: string) => Promise<number | null>;
+  /** Every listed download, oldest first (insertion order is creation order). */
+  readonly #rows = new Map<string, DownloadRow>();
+  #running: Run | null = null;
+  #restored = false;
+  #disposed = false;
+
+  constructor(deps: DownloadQueueDeps) {
+    this.#deps = deps;
+    this.#store = new DownloadStore(deps.db);
+    this.#freeBytes = deps.freeBytes ?? diskFreeBytes;
+    this.#env = {
+      fetch: deps.fetch ?? fetch,
+      openPart: deps.openPart ?? appendToFile,
+      delay: deps.delay ?? abortableDelay,
+      backoffMs: deps.backoffMs ?? defaultBackoffMs,
+      stallMs: deps.stallMs ?? defaultStallMs,
+      log: deps.log,
+    };
+  }
+
+  /** Oldest first. */
+  list(): DownloadItem[] {
+    return [...this.#rows.values()].map((row) => this.#view(row));
+  }
+
+  /** Any download transferring now. */
+  get active(): boolean {
+    return this.#running !== null;
+  }
+
+  /**
+   * At app start: loads the rows a previous run left. Those left `downloading`, `queued` or
+   * `verifying` by a quit or crash are queued again (and resume from their `.part` files);
+   * paused and failed ones stay as they were; finished and cancelled ones are forgotten.
+   */
+  restore(): void {
+    if (this.#restored || this.#disposed) return;
+    this.#restored = true;
+    const rows = this.#store.all((id, why) => this.#deps.log('warn', `download ${id}: its saved row is damaged and was dropped (${why})`));
+    for (const row of rows) {
+      if (row.status === 'done' || row.status === 'cancelled') {
+        this.#store.delete(row.id);
+        continue;
+      }
+      if (this.#rows.has(row.id)) continue;
+      // The bytes on disk are the truth, not the count saved with the row.
+      row.downloadedBytes = this.#bytesOnDiskSync(row);
+      if (row.status === 'downloading' || row.status === 'verifying') {
+        row.status = 'queued';
+        this.#store.save(row);
+      }
+      this.#rows.set(row.id, row);
+    }
+    this.#pump();
+  }
+
+  /**
+   * Queues a download: a file of a Hub repository (`file` is a HubFile.id), or an address
+   * (`hf:owner/repo:QUANT`, `hf:owner/repo/path.gguf`, https). Refused when the name is taken in
+   * the models folder, the file is already queued, or the disk lacks the room.
+   */
+  async start(input: StartInput): Promise<Result<DownloadItem>> {
+    if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download was not started.');
+    const dir = path.resolve(this.#deps.modelsDir());
+    const planned = 'uri' in input ? await planUri(this.#deps.hub, input.uri, dir) : await planHubFile(this.#deps.hub, input.repo, input.file, dir);
+    if (!planned.ok) return planned;
+    const plan = planned.value;
+
+    for (const part of plan.parts) {
+      const existing = await stat(part.file).catch(() => null);
+      if (existing) {
+        return err('INVALID_INPUT', `${path.basename(part.file)} is already in the models folder (${part.file}).`, 'Load it from the library, or delete it there to download it again.');
+      }
+    }
+    const queued = this.#queuedWith(plan.parts);
+    if (queued) return err('BUSY', `${plan.name} is already in the download queue (${queued.status}).`, 'Resume it there instead.');
+
+    const space = await this.#checkSpace(plan.name, dir, plan.totalBytes, true);
+    if (space) return { ok: false, error: space };
+
+    if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download was not started.');
+    // Checked again after the awaits: two starts of one file may have raced.
+    const raced = this.#queuedWith(plan.parts);
+    if (raced) return err('BUSY', `${plan.name} is already in the download queue (${raced.status}).`, 'Resume it there instead.');
+    // A `.part` no row owns (a crash before its row was written, a failed delete) is stale: its
+    // bytes may come from another file, so they are never resumed.
+    for (const part of plan.parts) await unlink(partPath(part.file)).catch(() => undefined);
+
+    const row: DownloadRow = {
+      id: newId(),
+      uri: plan.uri,
+      repo: plan.repo,
+      revision: plan.revision,
+      name: plan.name,
+      parts: plan.parts,
+      status: 'queued',
+      downloadedBytes: 0,
+      totalBytes: plan.totalBytes,
+      error: null,
+      createdAt: Date.now(),
+    };
+    this.#store.save(row);
+    this.#rows.set(row.id, row);
+    this.#deps.log('info', `download ${row.id}: queued ${row.uri} → ${row.parts[0]?.file}${row.parts.length > 1 ? ` (+${row.parts.length - 1} parts)` : ''}`);
+    this.#emit(row);
+    this.#pump();
+    return ok(this.#view(row));
+  }
+
+  /** Pauses a download, keeping what arrived; it stays paused across restarts. */
+  async pause(id: string): Promise<Result<DownloadItem>> {
+    const row = this.#rows.get(id);
+    if (!row) return this.#unknown(id);
+    const run = this.#running;
+    if (run?.row === row) {
+      run.stop ??= 'pause';
+      run.controller.abort();
+      await run.done;
+      return ok(this.#view(row));
+    }
+    if (row.status === 'paused') return ok(this.#view(row));
+    if (row.status !== 'queued') return err('INVALID_INPUT', `${row.name} cannot be paused: it is ${row.status}.`);
+    this.#setStatus(row, 'paused', null);
+    return ok(this.#view(row));
+  }
+
+  /** Resumes a paused or failed download where it stopped; free space is checked again. */
+  async resume(id: string): Promise<Result<DownloadItem>> {
+    const row = this.#rows.get(id);
+    if (!row) return this.#unknown(id);
+    if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download was not resumed.');
+    if (row.status === 'queued' || row.status === 'downloading' || row.status === 'verifying') return ok(this.#view(row));
+    if (row.status !== 'paused' && row.status !== 'error') return err('INVALID_INPUT', `${row.name} cannot be resumed: it is ${row.status}.`);
+    const dir = path.dirname(row.parts[0]?.file ?? '');
+    const have = await this.#bytesOnDisk(row);
+    const space = await this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - have), false);
+    if (space) return { ok: false, error: space };
+    // The row may have changed during the awaits (cancelled, resumed twice).
+    if (row.status !== 'paused' && row.status !== 'error') return ok(this.#view(row));
+    if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download was not resumed.');
+    row.downloadedBytes = have;
+    this.#setStatus(row, 'queued', null);
+    this.#pump();
+    return ok(this.#view(row));
+  }
+
+  /** Cancels a download and deletes what arrived. */
+  async cancel(id: string): Promise<Result<DownloadItem>> {
+    const row = this.#rows.get(id);
+    if (!row) return this.#unknown(id);
+    const run = this.#running;
+    if (run?.row === row) {
+      run.stop = 'cancel';
+      run.controller.abort();
+      await run.done;
+      return ok(this.#view(row));
+    }
+    if (row.status === 'cancelled') return ok(this.#view(row));
+    if (row.status === 'done') return err('INVALID_INPUT', `${row.name} has finished downloading.`, 'Delete it in the library instead.');
+    await this.#deleteParts(row);
+    row.downloadedBytes = 0;
+    this.#setStatus(row, 'cancelled', null);
+    return ok(this.#view(row));
+  }
+
+  /** Removes ended downloads (done, error, cancelled) from the list; a failed one's partial files go with it. */
+  clear(): Result<{ removed: number }> {
+    let removed = 0;
+    for (const row of [...this.#rows.values()]) {
+      if (!ended.has(row.status) || this.#running?.row === row) continue;
+      if (row.status === 'error') void this.#deleteParts(row);
+      this.#rows.delete(row.id);
+      this.#store.delete(row.id);
+      this.#deps.emit({ type: 'download.progress', payload: { ...this.#view(row), removed: true } });
+      removed++;
+    }
+    return ok({ removed });
+  }
+
+  /** Quit: stops the transfer, keeping partial files and rows so the next start resumes. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const run = this.#running;
+    if (run) {
+      run.stop = 'quit';
+      run.controller.abort();
+      await run.done;
+    }
+  }
+
+  /** The unfinished download that writes any of these files, if one does. */
+  #queuedWith(parts: readonly PartRecord[]): DownloadRow | null {
+    const files = new Set(parts.map((part) => part.file));
+    for (const row of this.#rows.values()) {
+      if (unfinished.has(row.status) && row.parts.some((part) => files.has(part.file))) return row;
+    }
+    return null;
+  }
+
+  /**
+   * DISK_FULL when `dir`'s disk lacks `bytes` plus the margin (and, for a new download, the rest
+   * of the downloads queued ahead of it); null when there is room or it cannot be measured.
+   */
+  async #checkSpace(name: string, dir: string, bytes: number, withQueued: boolean): Promise<HearthError | null> {
+    let ahead = 0;
+    if (withQueued) {
+      for (const row of this.#rows.values()) {
+        if (row.status === 'queued' || row.status === 'downloading' || row.status === 'verifying') ahead += Math.max(0, row.totalBytes - row.downloadedBytes);
+      }
+    }
+    const free = await this.#freeBytes(dir);
+    if (free === null) {
+      this.#deps.log('debug', `download ${name}: the free space in ${dir} cannot be measured; starting anyway`);
+      return null;
+    }
+    if (free >= bytes + ahead + diskMarginBytes) return null;
+    const needs = ahead > 0 ? `${formatBytes(bytes)} (and ${formatBytes(ahead)} for the downloads ahead of it)` : formatBytes(bytes);
+    return hearthError(
+      'DISK_FULL',
+      `Not enough free space for ${name} in ${dir}: it needs ${needs} plus ${formatBytes(diskMarginBytes)} to spare, and the disk has ${formatBytes(free)} free.`,
+      'Free some space, or choose another models folder in Settings; then try again.',
+    );
+  }
+
+  // ---- running -----------------------------------------------------------------------------
+
+  /** Starts the oldest queued download when nothing runs. */
+  #pump(): void {
+    if (this.#running || this.#disposed) return;
+    const row = [...this.#rows.values()].find((candidate) => candidate.status === 'queued');
+    if (!row) return;
+    const run: Run = { row, controller: new AbortController(), stop: null, meter: new SpeedMeter(), lastEmit: 0, done: Promise.resolve() };
+    this.#running = run;
+    run.done = this.#run(run)
+      .catch((error: unknown) => {
+        // A bug, not the network or the disk (those are outcomes): the row says so and the queue goes on.
+        this.#deps.log('error', `download ${row.id}: ${errorText(error)}`);
+        if (!this.#disposed) this.#setStatus(row, 'error', hearthError('INTERNAL', `The download of ${row.name} failed: ${errorText(error)}.`, 'Resume to try again.'));
+      })
+      .finally(() => {
+        this.#running = null;
+        this.#pump();
+      });
+  }
+
+  async #run(run: Run): Promise<void> {
+    const { row } = run;
+    const signal = run.controller.signal;
+    this.#setStatus(row, 'downloading', null);
+    const first = row.parts[0] as PartRecord;
+    const dir = path.dirname(first.file);
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (error) {
+      this.#setStatus(row, 'error', hearthError('DOWNLOAD_FAILED', `Hearth cannot create the models folder ${dir}: ${errorText(error)}.`, 'Check the models folder in Settings, then Resume.'));
+      return;
+    }
+    row.downloadedBytes = await this.#bytesOnDisk(row);
+    const space = await this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - row.downloadedBytes), false);
+    if (space) {
+      this.#setStatus(row, 'paused', { ...space, hint: 'Free some space, then Resume.' });
+      return;
+    }
+    let auth: OriginAuth | null = null;
+    if (row.repo !== null && row.revision !== null) {
+      const url = this.#deps.hub.fileUrl(row.repo, row.revision, first.remote);
+      auth = { origin: new URL(url).origin, headers: await this.#deps.hub.authHeaders() };
+    }
+
+    let before = 0;
+    for (const [index, part] of row.parts.entries()) {
+      if (signal.aborted) break;
+      const file = partPath(part.file);
+      if (part.verified) {
+        // Checked in an earlier run: still there (as .part, or already renamed by a finish a quit cut short)?
+        const onDisk = (await sizeOf(file)) ?? (await sizeOf(part.file));
+        if (onDisk !== null && onDisk === part.size) {
+          before += onDisk;
+          continue;
+        }
+        this.#deps.log('warn', `download ${row.id}: ${path.basename(file)} was checked before but is gone or changed; downloading it again`);
+        part.verified = false;
+        this.#store.save(row);
+      }
+      const base = before;
+      const label = path.basename(part.file);
+      const outcome = await transferPart(this.#env, {
+        label,
+        url: row.repo !== null && row.revision !== null ? this.#deps.hub.fileUrl(row.repo, row.revision, part.remote) : part.remote,
+        auth,
+        partFile: file,
+        part,
+        signal,
+        onBytes: (bytes) => this.#progress(run, base + bytes),
+        onSized: async () => {
+          if (row.repo !== null) return null; // the Hub gave the total up front: checked before the start
+          row.totalBytes = row.parts.reduce((sum, each) => sum + (each.size ?? 0), 0);
+          this.#store.save(row);
+          return this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - row.downloadedBytes), false);
+        },
+        onChanged: () => this.#store.save(row),
+        onVerifying: () => this.#setStatus(row, 'verifying', null),
+        refused: (status, sentToken) => this.#refused(row, label, status, sentToken),
+      });
+      if (outcome.kind === 'stopped') break;
+      if (outcome.kind === 'failed') {
+        if (run.stop !== null) break; // stopped while failing: the stop wins
+        this.#setStatus(row, outcome.pause ? 'paused' : 'error', outcome.error);
+        this.#deps.log(outcome.pause ? 'warn' : 'error', `download ${row.id}: ${outcome.error.message}`);
+        return;
+      }
+      part.verified = true;
+      this.#store.save(row);
+      before += part.size ?? 0;
+      if (index < row.parts.length - 1 && !signal.aborted) this.#setStatus(row, 'downloading', null);
+    }
+
+    if (signal.aborted) {
+      await this.#stopped(run);
+      return;
+    }
+    await this.#finish(row);
+  }
+
+  /** Every part is verified: the `.part` files get their final names, the first part's last. */
+  async #finish(row: DownloadRow): Promise<void> {
+    this.#setStatus(row, 'verifying', null);
+    const first = row.parts[0] as PartRecord;
+    // The library shows a split model by its first part: it appears only once every part is in place.
+    const order = [...row.parts.slice(1), first];
+    try {
+      for (const part of order) {
+        const from = partPath(part.file);
+        if ((await sizeOf(from)) === null) continue; // renamed by a finish a quit cut short
+        if ((await sizeOf(part.file)) !== null) {
+          this.#setStatus(
+            row,
+            'error',
+            hearthError('DOWNLOAD_FAILED', `${path.basename(part.file)} appeared in the models folder while it was downloading; Hearth did not replace it.`, 'Move that file away, then Resume.'),
+          );
+          return;
+        }
+        await rename(from, part.file);
+      }
+      await syncDir(path.dirname(first.file));
+    } catch (error) {
+      this.#setStatus(row, 'error', hearthError('DOWNLOAD_FAILED', `Hearth could not move ${row.name} into the models folder: ${errorText(error)}.`, 'Resume to try again.'));
+      return;
+    }
+    row.totalBytes = row.parts.reduce((sum, part) => sum + (part.size ?? 0), 0);
+    row.downloadedBytes = row.totalBytes;
+    this.#setStatus(row, 'done', null);
+    this.#deps.log('info', `download ${row.id}: done, ${formatBytes(row.totalBytes)} in ${first.file}`);
+  }
+
+  /** The run was aborted: it ends as its stop asked. */
+  async #stopped(run: Run): Promise<void> {
+    const { row } = run;
+    if (run.stop === 'cancel') {
+      await this.#deleteParts(row);
+      row.downloadedBytes = 0;
+      this.#setStatus(row, 'cancelled', null);
+      this.#deps.log('info', `download ${row.id}: cancelled`);
+    } else if (run.stop === 'pause') {
+      row.downloadedBytes = await this.#bytesOnDisk(row);
+      this.#setStatus(row, 'paused', null);
+      this.#deps.log('info', `download ${row.id}: paused at ${formatBytes(row.downloadedBytes)}`);
+    } else {
+      // Quit: the row keeps its status, so the next start's restore() queues it again.
+      this.#store.save(row);
+    }
+  }
+
+  #progress(run: Run, bytes: number): void {
+    const { row } = run;
+    row.downloadedBytes = bytes;
+    const now = performance.now();
+    run.meter.add(now, bytes);
+    if (now - run.lastEmit < progressIntervalMs) return;
+    run.lastEmit = now;
+    this.#emit(row);
+  }
+
+  #refused(row: DownloadRow, label: string, status: number, sentToken: boolean): HearthError {
+    if (row.repo === null) {
+      return hearthError('AUTH_REQUIRED', `The server refused to send ${label} (${status}).`, 'Hearth sends no credentials to other sites: download the file in a browser and put it in the models folder.');
+    }
+    const first = row.parts[0] as PartRecord;
+    const page = `${new URL(this.#deps.hub.fileUrl(row.repo, row.revision ?? 'main', first.remote)).origin}/${row.repo}`;
+    if (!sentToken) {
+      return hearthError(
+        'AUTH_REQUIRED',
+        `${row.repo} is gated or private: Hugging Face needs a token to download ${label}.`,
+        `Request access on ${page}, then add a token with read access in Models → Hugging Face token, and Resume.`,
+      );
+    }
+    return hearthError(
+      'AUTH_REQUIRED',
+      `Hugging Face refused the stored token for ${row.repo} (${status}): it may not read this repository (yet).`,
+      `Request access on ${page} (gated models may need approval), or add a token that may read it in Models → Hugging Face token; then Resume.`,
+    );
+  }
+
+  // ---- rows and files ----------------------------------------------------------------------
+
+  #setStatus(row: DownloadRow, status: DownloadStatus, error: HearthError | null): void {
+    row.status = status;
+    row.error = error;
+    this.#store.save(row);
+    const run = this.#running;
+    if (run?.row === row) {
+      run.lastEmit = performance.now();
+      if (status !== 'downloading' && status !== 'verifying') run.meter.reset();
+    }
+    this.#emit(row);
+  }
+
+  #emit(row: DownloadRow): void {
+    this.#deps.emit({ type: 'download.progress', payload: this.#view(row) });
+  }
+
+  #view(row: DownloadRow): DownloadItem {
+    const run = this.#running;
+    const speed = run?.row === row && row.status === 'downloading' ? Math.round(run.meter.rate(performance.now())) : 0;
+    const remaining = row.totalBytes - row.downloadedBytes;
+    const item: DownloadItem = {
+      id: row.id,
+      uri: row.uri,
+      ...(row.repo !== null ? { repo: row.repo } : {}),
+      name: row.name,
+      path: (row.parts[0] as PartRecord).file,
+      status: row.status,
+      downloadedBytes: row.downloadedBytes,
+      totalBytes: row.totalBytes,
+      bytesPerSecond: speed,
+      etaSeconds: row.totalBytes > 0 ? etaSeconds(remaining, speed) : null,
+      createdAt: row.createdAt,
+    };
+    return row.error === null ? item : { ...item, error: row.error };
+  }
+
+  #unknown(id: string): Result<DownloadItem> {
+    return err('NOT_FOUND', `No download ${id.slice(0, 64)} is in the queue.`);
+  }
+
+  /** Bytes of the download on disk: verified parts whole, the current one as far as it got. */
+  async #bytesOnDisk(row: DownloadRow): Promise<number> {
+    let total = 0;
+    for (const part of row.parts) total += (await sizeOf(partPath(part.file))) ?? (part.verified ? ((await sizeOf(part.file)) ?? 0) : 0);
+    return total;
+  }
+
+  #bytesOnDiskSync(row: DownloadRow): number {
+    const size = (file: string): number | null => {
+      try {
+        return statSync(file).size;
+      } catch {
+        return null;
+      }
+    };
+    let total = 0;
+    for (const part of row.parts) total += size(partPath(part.file)) ?? (part.verified ? (size(part.file) ?? 0) : 0);
+    return total;
+  }
+
+  /** Deletes what the download wrote: its `.part` files, and parts a cut-short finish had already renamed. */
+  async #deleteParts(row: DownloadRow): Promise<void> {
+    for (const part of row.parts) {
+      const hadPart = await unlink(partPath(part.file)).then(
+        () => true,
+        () => false,
+      );
+      // A verified part without its .part was renamed by this download; any other file of that name is not ours.
+      if (part.verified && !hadPart && row.status !== 'done') await unlink(part.file).catch(() => undefined);
+      part.verified = false;
+      part.validator = null;
+    }
+  }
+}
+
+async function sizeOf(file: string): Promise<number | null> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return null;
+  }
+}
+
+/** Makes the renames durable: the folder's entry is synced too (not possible on Windows, where it is not needed). */
+async function syncDir(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // Windows cannot open a folder for syncing; NTFS journals the rename itself.
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
