@@ -8,6 +8,7 @@ import { createHearthStore } from '../state/store.ts';
 import { fakeTransport } from '../../../test/support/renderer/fake-transport.ts';
 import { cpuPlan } from '../../../test/support/renderer/fixtures.ts';
 import { MemoryPlanButton, MemoryPlanPanel, MemoryPlanView } from './MemoryPlan.tsx';
+import { library, localModel } from '../state/models.fixtures.ts';
 import { ModelScreen } from './ModelScreen.tsx';
 
 const local: PlanTarget = { path: '/m/tiny.gguf' };
@@ -73,13 +74,11 @@ describe('the memory plan disclosure', () => {
     expect(html).not.toContain('aria-busy');
   });
 
-  it('the Models screen has a closed Memory plan toggle on each local file and each recommended download', () => {
+  it('the Models screen has a closed Memory plan toggle on each local file', () => {
     const html = withStore((store) => {
-      store.getState().setLocalModels([{ path: '/m/tiny.gguf', fileName: 'tiny.gguf', sizeBytes: 1_000_000, modifiedAt: 1 }]);
-      store.getState().setRecommended([{ id: 'r1', name: 'Small Model', description: 'A small one.', uri: 'hf:org/repo/model.gguf', approxSizeBytes: 2e9 }]);
+      store.getState().setLibrary(library([localModel('tiny.gguf', { path: '/m/tiny.gguf' })]));
     }, <ModelScreen />);
     expect(html).toMatch(/<button type="button" aria-expanded="false" aria-label="Memory plan for tiny.gguf"/);
-    expect(html).toMatch(/<button type="button" aria-expanded="false" aria-label="Memory plan for Small Model"/);
     expect(html).not.toContain('<section id=');
   });
 });

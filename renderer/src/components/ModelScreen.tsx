@@ -1,42 +1,93 @@
-import { useEffect, useId, useState, type ReactNode } from 'react';
-import type { HearthError, LocalModel, ModelStatus, RecommendedModel } from '../contract.ts';
-import { downloadFraction, formatBytes, formatPercent } from '../lib/format.ts';
+/**
+ * The Models screen: the library (what is loaded, open a file, every local model by source, the
+ * models folder), Discover (Hugging Face search), a repository's page, and the download queue.
+ * Each is a route of its own (`#/models`, `#/models/discover`, `#/models/repo/owner/name`,
+ * `#/models/downloads`), reached by the tabs at the top.
+ */
+import { useEffect, useState } from 'react';
+import type { ModelStatus } from '../contract.ts';
+import { formatBytes, formatPercent } from '../lib/format.ts';
 import { loadedKvText, memoryText } from '../lib/kv.ts';
+import { routeHash, type Route } from '../lib/route.ts';
 import { useActions, useHearth } from '../state/react.tsx';
-import {
-  selectDownloadFor,
-  selectHost,
-  selectLoadError,
-  selectLoadPending,
-  selectLocalModels,
-  selectLocalModelsError,
-  selectModel,
-  selectModelsDir,
-  selectRecommended,
-} from '../state/selectors.ts';
-import { RefreshIcon } from './icons.tsx';
-import { MemoryPlanButton, MemoryPlanPanel } from './MemoryPlan.tsx';
+import { selectActiveDownloadCount, selectHost, selectLoadError, selectLoadPending, selectModel, selectNeedsOnboarding, selectRoute } from '../state/selectors.ts';
+import { DownloadsView } from './DownloadsView.tsx';
+import { HubDiscover } from './HubDiscover.tsx';
+import { HubRepoPage } from './HubRepoPage.tsx';
+import { LocalModels, ModelsFolder } from './ModelLibrary.tsx';
+import { Onboarding } from './Onboarding.tsx';
 import { buttonStyles, ErrorBox, inputStyles, ProgressBar } from './ui.tsx';
 
 const section = 'rounded-lg border border-stone-200 p-4 dark:border-stone-800';
 const heading = 'mb-3 text-base font-semibold';
 
-/** First run and the Models link: what is loaded, open a GGUF, the models folder, downloads. */
+type ModelsRoute = Extract<Route, { name: 'models' }>;
+
 export function ModelScreen() {
+  const route = useHearth(selectRoute);
+  const models: ModelsRoute = route.name === 'models' ? route : { name: 'models' };
+  return (
+    <div className="min-h-0 flex-1 overflow-y-auto [scrollbar-gutter:stable]" data-testid="models-screen">
+      <div className="mx-auto max-w-3xl space-y-5 px-4 py-6">
+        <h1 className="text-xl font-semibold">Models</h1>
+        <ModelTabs route={models} />
+        {models.tab === 'discover' ? (
+          <HubDiscover />
+        ) : models.tab === 'downloads' ? (
+          <DownloadsView />
+        ) : models.tab === 'repo' ? (
+          <HubRepoPage key={models.repo} repo={models.repo} />
+        ) : (
+          <Library />
+        )}
+      </div>
+    </div>
+  );
+}
+
+/** The sub-views as links (each is an address), the current one marked; a repository page belongs to Discover. */
+export function ModelTabs(props: { route: ModelsRoute; activeDownloads?: number }) {
+  const count = useHearth(selectActiveDownloadCount);
+  const active = props.activeDownloads ?? count;
+  const current = props.route.tab === 'repo' ? 'discover' : (props.route.tab ?? 'library');
+  const tab = (key: 'library' | 'discover' | 'downloads', label: string, badge?: number) => (
+    <a
+      href={routeHash(key === 'library' ? { name: 'models' } : { name: 'models', tab: key })}
+      aria-current={current === key ? 'page' : undefined}
+      className="-mb-px inline-flex items-center gap-1.5 border-b-2 border-transparent px-3 py-2 text-sm font-medium text-stone-600 hover:text-stone-900 aria-[current=page]:border-amber-600 aria-[current=page]:text-stone-950 dark:text-stone-300 dark:hover:text-white dark:aria-[current=page]:border-amber-400 dark:aria-[current=page]:text-white"
+    >
+      {label}
+      {badge !== undefined && badge > 0 && (
+        <span className="rounded-full bg-amber-600 px-1.5 text-xs text-white tabular-nums dark:bg-amber-500 dark:text-stone-950">
+          {badge}
+          <span className="sr-only"> active</span>
+        </span>
+      )}
+    </a>
+  );
+  return (
+    <nav aria-label="Models" className="flex gap-1 border-b border-stone-200 dark:border-stone-800">
+      {tab('library', 'Library')}
+      {tab('discover', 'Discover')}
+      {tab('downloads', 'Downloads', active)}
+    </nav>
+  );
+}
+
+function Library() {
   const actions = useActions();
+  const onboarding = useHearth(selectNeedsOnboarding);
   useEffect(() => {
     void actions.refreshModels();
   }, [actions]);
   return (
-    <div className="min-h-0 flex-1 overflow-y-auto">
-      <div className="mx-auto max-w-3xl space-y-5 px-4 py-6">
-        <h1 className="text-xl font-semibold">Models</h1>
-        <CurrentModel />
-        <OpenModel />
-        <LocalModels />
-        <Recommended />
-      </div>
-    </div>
+    <>
+      <CurrentModel />
+      {onboarding && <Onboarding />}
+      <OpenModel />
+      <LocalModels />
+      <ModelsFolder />
+    </>
   );
 }
 
@@ -181,173 +232,3 @@ function OpenModel() {
   );
 }
 
-function LocalModels() {
-  const actions = useActions();
-  const models = useHearth(selectLocalModels);
-  const error = useHearth(selectLocalModelsError);
-  const dir = useHearth(selectModelsDir);
-  return (
-    <section aria-labelledby="local-models" className={section}>
-      <div className="mb-3 flex items-center justify-between">
-        <h2 id="local-models" className="text-base font-semibold">
-          Local files
-        </h2>
-        <button type="button" onClick={() => void actions.refreshModels()} className={buttonStyles.ghost}>
-          <RefreshIcon />
-          Refresh
-        </button>
-      </div>
-      {dir && <p className="mb-2 text-xs break-all text-stone-500 dark:text-stone-400">{dir}</p>}
-      {error && <ErrorBox error={error} />}
-      {models === null ? (
-        <p className="text-sm text-stone-500">Looking…</p>
-      ) : models.length === 0 ? (
-        <p className="text-sm text-stone-500 dark:text-stone-400">No .gguf files here yet. Download one below, or copy a file into this folder.</p>
-      ) : (
-        <ul className="divide-y divide-stone-200 dark:divide-stone-800">
-          {models.map((m) => (
-            <LocalModelRow key={m.path} model={m} />
-          ))}
-        </ul>
-      )}
-    </section>
-  );
-}
-
-function LocalModelRow({ model }: { model: LocalModel }) {
-  const actions = useActions();
-  const current = useHearth(selectModel);
-  const pending = useHearth(selectLoadPending);
-  const loaded = current.status === 'ready' && current.model?.path === model.path;
-  const [planOpen, setPlanOpen] = useState(false);
-  const panelId = useId();
-  return (
-    <li className="py-2 text-sm">
-      <div className="flex items-center justify-between gap-3">
-        <div className="min-w-0">
-          <p className="truncate font-medium">{model.fileName}</p>
-          <p className="text-xs text-stone-500 dark:text-stone-400">{formatBytes(model.sizeBytes)}</p>
-        </div>
-        <div className="flex shrink-0 items-center gap-2">
-          <MemoryPlanButton name={model.fileName} open={planOpen} panelId={panelId} onToggle={() => setPlanOpen(!planOpen)} />
-          {loaded ? (
-            <span className="text-xs font-semibold text-green-700 dark:text-green-400">Loaded</span>
-          ) : (
-            <button
-              type="button"
-              aria-label={`Load ${model.fileName}`}
-              disabled={pending}
-              onClick={() => void actions.loadModel(model.path)}
-              className={buttonStyles.secondary}
-            >
-              Load
-            </button>
-          )}
-        </div>
-      </div>
-      {planOpen && <MemoryPlanPanel id={panelId} name={model.fileName} target={{ path: model.path }} />}
-    </li>
-  );
-}
-
-function Recommended() {
-  const models = useHearth(selectRecommended);
-  if (models === null || models.length === 0) return null;
-  return (
-    <section aria-labelledby="recommended-models" className={section}>
-      <h2 id="recommended-models" className={heading}>
-        Recommended downloads
-      </h2>
-      <ul className="space-y-3">
-        {models.map((m) => (
-          <RecommendedRow key={m.id} model={m} />
-        ))}
-      </ul>
-    </section>
-  );
-}
-
-function RecommendedRow({ model }: { model: RecommendedModel }) {
-  const actions = useActions();
-  const download = useHearth(selectDownloadFor(model.uri));
-  const [error, setError] = useState<HearthError | null>(null);
-  const start = async () => {
-    const result = await actions.download(model.uri);
-    setError(result.ok ? null : result.error);
-  };
-  const fraction = download ? downloadFraction(download) : null;
-  const [planOpen, setPlanOpen] = useState(false);
-  const panelId = useId();
-
-  let controls: ReactNode;
-  if (download?.status === 'downloading') {
-    controls = (
-      <button
-        type="button"
-        aria-label={`Cancel download of ${model.name}`}
-        onClick={() => void actions.cancelDownload(download.downloadId)}
-        className={buttonStyles.secondary}
-      >
-        Cancel
-      </button>
-    );
-  } else if (download?.status === 'done' && download.path) {
-    const path = download.path;
-    controls = (
-      <button type="button" aria-label={`Load ${model.name}`} onClick={() => void actions.loadModel(path)} className={buttonStyles.primary}>
-        Load
-      </button>
-    );
-  } else if (download?.status === 'error' || download?.status === 'cancelled') {
-    controls = (
-      <button type="button" aria-label={`Resume ${model.name}`} onClick={() => void start()} className={buttonStyles.primary}>
-        Resume
-      </button>
-    );
-  } else {
-    controls = (
-      <button type="button" aria-label={`Download ${model.name}`} onClick={() => void start()} className={buttonStyles.primary}>
-        Download
-      </button>
-    );
-  }
-
-  return (
-    <li className="rounded-md bg-stone-50 p-3 text-sm dark:bg-stone-900">
-      <div className="flex items-start justify-between gap-3">
-        <div className="min-w-0">
-          <p className="font-medium">{model.name}</p>
-          <p className="text-stone-600 dark:text-stone-300">{model.description}</p>
-          <p className="text-xs text-stone-500 dark:text-stone-400">About {formatBytes(model.approxSizeBytes)}</p>
-        </div>
-        <div className="flex shrink-0 items-center gap-2">
-          <MemoryPlanButton name={model.name} open={planOpen} panelId={panelId} onToggle={() => setPlanOpen(!planOpen)} />
-          {controls}
-        </div>
-      </div>
-      {planOpen && <MemoryPlanPanel id={panelId} name={model.name} target={{ uri: model.uri }} />}
-      {download && download.status !== 'done' && download.downloadedBytes > 0 && (
-        <div className="mt-2 space-y-1">
-          <ProgressBar label={`Downloading ${model.name}`} value={fraction} />
-          <p className="text-xs text-stone-500 tabular-nums dark:text-stone-400">
-            {formatBytes(download.downloadedBytes)}
-            {download.totalBytes > 0 && ` of ${formatBytes(download.totalBytes)} (${formatPercent(fraction ?? 0)})`}
-            {download.status === 'cancelled' && ' — cancelled'}
-          </p>
-        </div>
-      )}
-      {download?.status === 'downloading' && download.downloadedBytes === 0 && <p className="mt-2 text-xs text-stone-500">Starting…</p>}
-      {download?.status === 'done' && <p className="mt-2 text-xs text-green-700 dark:text-green-400">Downloaded.</p>}
-      {download?.error && (
-        <div className="mt-2">
-          <ErrorBox error={download.error} />
-        </div>
-      )}
-      {error && (
-        <div className="mt-2">
-          <ErrorBox error={error} />
-        </div>
-      )}
-    </li>
-  );
-}

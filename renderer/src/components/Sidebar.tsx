@@ -1,8 +1,8 @@
-import { useState } from 'react';
+import { useState, type ReactNode } from 'react';
 import type { ChatSummary, HearthError } from '../contract.ts';
 import { formatPercent } from '../lib/format.ts';
 import { useActions, useHearth } from '../state/react.tsx';
-import { selectChatList, selectChatListLoaded, selectModel, selectRoute } from '../state/selectors.ts';
+import { selectActiveDownloadCount, selectChatList, selectChatListLoaded, selectModel, selectRoute } from '../state/selectors.ts';
 import { PencilIcon, PlusIcon, TrashIcon } from './icons.tsx';
 import { buttonStyles, Dialog, ErrorBox } from './ui.tsx';
 
@@ -161,15 +161,25 @@ function RenameInput(props: { initial: string; onDone: (title: string | null) =>
 function AppNav() {
   const route = useHearth(selectRoute);
   const model = useHearth(selectModel);
-  const link = (href: string, name: 'models' | 'cache' | 'server' | 'settings', label: string) => (
+  const downloads = useHearth(selectActiveDownloadCount);
+  const link = (href: string, name: 'models' | 'cache' | 'server' | 'settings', label: string, badge?: ReactNode) => (
     <a
       href={href}
       aria-current={route.name === name ? 'page' : undefined}
-      className="rounded-md px-2 py-1.5 text-sm text-stone-700 hover:bg-stone-200 aria-[current=page]:bg-stone-300/70 dark:text-stone-300 dark:hover:bg-stone-800 dark:aria-[current=page]:bg-stone-700"
+      className="flex items-center justify-between rounded-md px-2 py-1.5 text-sm text-stone-700 hover:bg-stone-200 aria-[current=page]:bg-stone-300/70 dark:text-stone-300 dark:hover:bg-stone-800 dark:aria-[current=page]:bg-stone-700"
     >
       {label}
+      {badge}
     </a>
   );
+  // Outside the link's name ("Models" stays "Models"), read as its description.
+  const downloadBadge =
+    downloads > 0 ? (
+      <span data-testid="downloads-badge" title={`${downloads} ${downloads === 1 ? 'download' : 'downloads'} running`} className="rounded-full bg-amber-600 px-1.5 text-xs text-white tabular-nums dark:bg-amber-500 dark:text-stone-950">
+        <span aria-hidden="true">{downloads}</span>
+        <span className="sr-only">, {downloads} {downloads === 1 ? 'download' : 'downloads'} running</span>
+      </span>
+    ) : undefined;
   const status =
     model.status === 'ready'
       ? `Model: ${model.model?.name ?? 'ready'}`
@@ -181,7 +191,7 @@ function AppNav() {
   return (
     <div className="border-t border-stone-200 px-2 py-2 dark:border-stone-800">
       <nav aria-label="App" className="flex flex-col">
-        {link('#/models', 'models', 'Models')}
+        {link('#/models', 'models', 'Models', downloadBadge)}
         {link('#/cache', 'cache', 'Cache')}
         {link('#/server', 'server', 'Server')}
         {link('#/settings', 'settings', 'Settings')}

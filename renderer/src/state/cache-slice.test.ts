@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { download } from './models.fixtures.ts';
 import type { CacheEvent, KvStoreInfo } from '../contract.ts';
 import { cacheRingCapacity } from '../lib/ring.ts';
 import { appState, cacheSnapshot, cacheTurn, chat, msg } from '../../../test/support/renderer/fixtures.ts';
@@ -69,7 +70,7 @@ describe('kv stats in the store', () => {
     const t = setup();
     const s = () => t.store.getState();
     expect(selectEngineBusy(s())).toBeNull();
-    s().setDownload({ downloadId: 'd1', uri: 'hf:x/y', status: 'downloading', downloadedBytes: 1, totalBytes: 10 });
+    s().applyDownload(download('d1'));
     expect(selectEngineBusy(s())).toBe('download');
     s().setModel({ status: 'loading', progress: 0.5 });
     expect(selectEngineBusy(s())).toBe('model');
@@ -78,7 +79,7 @@ describe('kv stats in the store', () => {
     expect(selectEngineBusy(s())).toBe('reply');
     s().upsertMessages([msg('a', 'u', 'assistant', { status: 'complete' })]);
     s().setModel({ status: 'ready' });
-    s().setDownload({ downloadId: 'd1', uri: 'hf:x/y', status: 'done', downloadedBytes: 10, totalBytes: 10 });
+    s().applyDownload(download('d1', { status: 'done' }));
     expect(selectEngineBusy(s())).toBeNull();
   });
 });

@@ -8,6 +8,7 @@ import { nextEngineBanner } from './app-slice.ts';
 import { bindEvents } from './events.ts';
 import { joinOrphan } from './messages-slice.ts';
 import { selectActivePathIds, selectBranchInfo, selectStreamingId, selectVisibleModelError } from './selectors.ts';
+import { download, library } from './models.fixtures.ts';
 import { createHearthStore } from './store.ts';
 
 
@@ -227,8 +228,9 @@ describe('actions', () => {
     const transport = fakeTransport({
       'app.state': () => ok(appState({ model: { status: 'idle' } })),
       'chats.list': () => ok({ chats: [chat('old', { updatedAt: 1 }), chat('new', { updatedAt: 5 })] }),
-      'models.list': () => ok({ models: [] }),
+      'models.list': () => ok(library()),
       'models.recommended': () => ok({ models: [] }),
+      'downloads.list': () => ok({ downloads: [] }),
     });
     const { store, actions, routes } = setup(transport);
     await actions.resync();
@@ -294,16 +296,16 @@ describe('actions', () => {
     expect(selectVisibleModelError(store.getState())).not.toBeNull();
   });
 
-  it('tracks downloads and refreshes the folder when one is done', async () => {
+  it('tracks downloads and lists the library again once one is done', async () => {
     const transport = fakeTransport({
-      'models.download': () => ok({ downloadId: 'd1' }),
-      'models.list': () => ok({ models: [] }),
+      'downloads.start': () => ok(download('d1', { status: 'queued', downloadedBytes: 0 })),
+      'models.list': () => ok(library()),
       'models.recommended': () => ok({ models: [] }),
     });
     const { store, actions } = setup(transport);
-    await actions.download('hf:x/y:Q4');
-    expect(store.getState().downloads.d1?.status).toBe('downloading');
-    transport.emit({ type: 'download.progress', payload: { downloadId: 'd1', uri: 'hf:x/y:Q4', status: 'done', downloadedBytes: 10, totalBytes: 10, path: '/m/y.gguf' } });
+    await actions.startDownload({ repo: 'org/model-GGUF', file: 'model-Q4_K_M.gguf' });
+    expect(store.getState().downloads.d1?.status).toBe('queued');
+    transport.emit({ type: 'download.progress', payload: download('d1', { status: 'done', downloadedBytes: 4e9 }) });
     expect(store.getState().downloads.d1?.status).toBe('done');
     expect(transport.calls.some((c) => c.name === 'models.list')).toBe(true);
   });
