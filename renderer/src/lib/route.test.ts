@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { isHubRepoId, parseHash, routeHash, type Route } from './route.ts';
+
+describe('the Models routes', () => {
+  it('round-trips every sub-view, a repository page included', () => {
+    const routes: Route[] = [
+      { name: 'models' },
+      { name: 'models', tab: 'discover' },
+      { name: 'models', tab: 'downloads' },
+      { name: 'models', tab: 'repo', repo: 'bartowski/Meta-Llama-3.1-8B-Instruct-GGUF' },
+      { name: 'models', tab: 'repo', repo: 'Qwen/Qwen2.5-0.5B-Instruct-GGUF' },
+      { name: 'models', tab: 'repo', repo: 'a/b_c.d-e' },
+    ];
+    for (const route of routes) expect(parseHash(routeHash(route))).toEqual(route);
+    expect(routeHash({ name: 'models', tab: 'repo', repo: 'org/name' })).toBe('#/models/repo/org/name');
+    expect(parseHash('#/models/discover/')).toEqual({ name: 'models', tab: 'discover' });
+  });
+
+  it('a repository id that the contract would refuse never becomes a repository route', () => {
+    const refused = [
+      '#/models/repo/org',
+      '#/models/repo/org/name/extra',
+      '#/models/repo/../name',
+      '#/models/repo/org/..',
+      '#/models/repo/org/a..b',
+      '#/models/repo/org%2Fname/x',
+      '#/models/repo/org/na%2Fme',
+      '#/models/repo/-org/name',
+      '#/models/repo/org/name%20x',
+      '#/models/repo/org/%E0%A4%A',
+      `#/models/repo/org/${'n'.repeat(200)}`,
+    ];
+    for (const hash of refused) {
+      const route = parseHash(hash);
+      expect(route.name === 'models' && route.tab === 'repo', hash).toBe(false);
+    }
+    // A malformed repository address lands on Discover, where the user can search instead.
+    expect(parseHash('#/models/repo/org/..')).toEqual({ name: 'models', tab: 'discover' });
+    expect(parseHash('#/models/nope')).toEqual({ name: 'home' });
+  });
+
+  it('isHubRepoId follows the contract: owner/name, no dot segments', () => {
+    expect(isHubRepoId('owner/name')).toBe(true);
+    expect(isHubRepoId('owner/name.v2')).toBe(true);
+    expect(isHubRepoId('owner')).toBe(false);
+    expect(isHubRepoId('owner/.')).toBe(false);
+    expect(isHubRepoId('owner/x..y')).toBe(false);
+    expect(isHubRepoId('a/b/c')).toBe(false);
+  });
+});
