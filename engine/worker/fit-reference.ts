@@ -46,7 +46,8 @@ export interface ReferenceModel {
   readonly files: readonly ReferenceFile[];
 }
 
-const GB = 1e9;
+/** Bytes of a size given in GB (10^9 bytes), whole. */
+const gb = (value: number) => Math.round(value * 1e9);
 
 /**
  * The models. Shapes from each model's config.json on Hugging Face (hidden_size,
@@ -77,9 +78,9 @@ export const referenceModels: readonly ReferenceModel[] = [
     qkvBias: true,
     files: [
       { quant: 'Q4_K_M', bytes: 4_683_074_816 },
-      { quant: 'Q5_K_M', bytes: 5.44 * GB },
-      { quant: 'Q8_0', bytes: 8.1 * GB },
-      { quant: 'F16', bytes: 15.24 * GB },
+      { quant: 'Q5_K_M', bytes: gb(5.44) },
+      { quant: 'Q8_0', bytes: gb(8.1) },
+      { quant: 'F16', bytes: gb(15.24) },
     ],
   },
   {
@@ -101,11 +102,11 @@ export const referenceModels: readonly ReferenceModel[] = [
     rmsEps: 1e-5,
     qkvBias: false,
     files: [
-      { quant: 'Q4_K_M', bytes: 4.92 * GB },
-      { quant: 'Q5_K_M', bytes: 5.73 * GB },
-      { quant: 'Q8_0', bytes: 8.54 * GB },
+      { quant: 'Q4_K_M', bytes: gb(4.92) },
+      { quant: 'Q5_K_M', bytes: gb(5.73) },
+      { quant: 'Q8_0', bytes: gb(8.54) },
       // Half of the repository's F32 file (32.13 GB): every matrix in 2 bytes instead of 4.
-      { quant: 'F16', bytes: 16.07 * GB },
+      { quant: 'F16', bytes: gb(16.07) },
     ],
   },
   {
@@ -128,8 +129,8 @@ export const referenceModels: readonly ReferenceModel[] = [
     qkvBias: true,
     files: [
       { quant: 'Q4_K_M', bytes: 8_988_111_584 },
-      { quant: 'Q5_K_M', bytes: 10.51 * GB },
-      { quant: 'Q8_0', bytes: 15.7 * GB },
+      { quant: 'Q5_K_M', bytes: gb(10.51) },
+      { quant: 'Q8_0', bytes: gb(15.7) },
     ],
   },
   {
@@ -152,8 +153,8 @@ export const referenceModels: readonly ReferenceModel[] = [
     qkvBias: true,
     files: [
       { quant: 'Q4_K_M', bytes: 19_851_351_776 },
-      { quant: 'Q5_K_M', bytes: 23.26 * GB },
-      { quant: 'Q8_0', bytes: 34.82 * GB },
+      { quant: 'Q5_K_M', bytes: gb(23.26) },
+      { quant: 'Q8_0', bytes: gb(34.82) },
     ],
   },
 ];

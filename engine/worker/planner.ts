@@ -1,16 +1,18 @@
 /**
  * The memory planner on this machine: reads a model's GGUF metadata (a local file, or only the
  * header of a remote one), the device's memory, and feeds planner-core.ts with node-llama-cpp's
- * `estimateContextResourceRequirementsV2`. Serves the worker methods `plan` and `checkProfile`,
- * and the planned-vs-measured pair of `ModelInfo.memory` (`contextMemory`).
+ * `estimateContextResourceRequirementsV2`. Serves the worker methods `plan`, `checkProfile` and
+ * `fitRemote` (fit-core.ts's verdicts for a remote model's files), and the planned-vs-measured
+ * pair of `ModelInfo.memory` (`contextMemory`).
  */
 import { freemem, totalmem } from 'node:os';
 import { stat } from 'node:fs/promises';
 import { GgmlType, GgufInsights, readGgufFileInfo, type Llama, type LlamaContext, type LlamaModel } from 'node-llama-cpp';
-import { err, ok, type DeviceMemory, type KvCacheType, type KvPlan, type ModelProfile, type Result, errorText } from '../contract/index.ts';
+import { err, ok, type DeviceMemory, type FileFit, type KvCacheType, type KvPlan, type ModelProfile, type Result, errorText } from '../contract/index.ts';
 import type { WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP } from './constants.ts';
-import { buildPlan, MAX_PLAN_CONTEXT, MAX_SLOTS, type ContextEstimator, type ModelShape, type Reserve } from './planner-core.ts';
+import { deviceTotals, fileFit } from './fit-core.ts';
+import { buildPlan, MAX_PLAN_CONTEXT, MAX_SLOTS, memoizeEstimator, type ContextEstimator, type ModelShape, type Reserve } from './planner-core.ts';
 import { checkProfileCore, type ProfileCheck } from './profile-check.ts';
 import type { WorkerHandlers } from './serve.ts';
 
@@ -208,6 +210,38 @@ export class Planner {
     }
   }
 
+  /**
+   * Fit verdicts for the files of one remote model (worker method `fitRemote`), from the header
+   * of one of them: only the header's bytes are fetched. Each file's weights are its size less
+   * the header file's overhead (its size less its tensors' bytes): files of one model share
+   * metadata and vocabulary, so their headers are near enough the same size. One estimator
+   * serves every file: llama.cpp's context memory (KV, compute and output buffers) depends on the
+   * shape and the KV types, not on the weights' quantization (fit.model.test.ts measures it
+   * equal on headers of one shape with Q4_K_M, Q8_0 and F16 tensors).
+   */
+  async fitRemote(input: WorkerMethods['fitRemote']['input']): Promise<Result<WorkerMethods['fitRemote']['output']>> {
+    const invalid = fitRemoteInputProblem(input);
+    if (invalid !== null) return err('INVALID_INPUT', invalid);
+    const llama = await this.#deps.llama();
+    if (!llama.ok) return llama;
+    const insights = await this.#read(llama.value, { uri: input.url, headers: input.headers ?? {} });
+    if (!insights.ok) return insights;
+    try {
+      const { device, reserve } = await readDevice(llama.value);
+      const gpuLayers = device.backend === 'cpu' ? 0 : insights.value.totalLayers;
+      const shape = readModelShape(insights.value);
+      const estimate = memoizeEstimator(v2Estimator(insights.value, gpuLayers));
+      const overhead = Math.max(0, input.sizeBytes - insights.value.modelSize);
+      const fits: Record<string, FileFit> = {};
+      for (const file of input.files) {
+        fits[file.id] = await fileFit({ shape: { ...shape, weightsBytes: Math.max(0, file.sizeBytes - overhead) }, device, reserve, estimate });
+      }
+      return ok({ device: deviceTotals(device), fits });
+    } catch (error) {
+      return err('INTERNAL', `The fit verdicts failed: ${errorText(error)}`);
+    }
+  }
+
   async #reclaimable(llama: Llama): Promise<Reclaimable> {
     const context = this.#deps.loadedContext();
     if (!context) return { vramBytes: 0, ramBytes: 0 };
@@ -217,8 +251,14 @@ export class Planner {
     return { vramBytes: usage.gpuVram, ramBytes: context.memoryUsage.ram };
   }
 
-  /** The model's metadata and estimator, cached by file identity (a changed file is read again). */
-  async #read(llama: Llama, source: { path: string } | { uri: string }): Promise<Result<GgufInsights>> {
+  /**
+   * The model's metadata and estimator, cached by file identity (a changed file is read again;
+   * a remote one by its address). A remote source with `headers` (fitRemote) is read with those
+   * headers alone: node-llama-cpp would otherwise retry a refused Hugging Face request with a
+   * token of its own finding (HF_TOKEN, the huggingface-cli token file), so a verdict could
+   * succeed where Hearth's download, which uses Hearth's token, fails.
+   */
+  async #read(llama: Llama, source: { path: string } | { uri: string; headers?: Readonly<Record<string, string>> }): Promise<Result<GgufInsights>> {
     let key: string;
     if ('path' in source) {
       try {
@@ -237,7 +277,12 @@ export class Planner {
         const info =
           'path' in source
             ? await readGgufFileInfo(source.path, { sourceType: 'filesystem', logWarnings: false })
-            : await readGgufFileInfo(source.uri, { logWarnings: false, signal: AbortSignal.timeout(REMOTE_HEADER_TIMEOUT_MS), fetchRetryOptions: { retries: 2 } });
+            : await readGgufFileInfo(source.uri, {
+                logWarnings: false,
+                signal: AbortSignal.timeout(REMOTE_HEADER_TIMEOUT_MS),
+                fetchRetryOptions: { retries: 2 },
+                ...(source.headers ? { sourceType: 'network' as const, fetchHeaders: { ...source.headers }, tokens: noFoundToken } : {}),
+              });
         return GgufInsights.from(info, llama);
       })();
       this.#insights.set(key, pending);
@@ -252,11 +297,55 @@ export class Planner {
       return ok(insights);
     } catch (error) {
       this.#insights.delete(key);
-      return 'path' in source
-        ? err('MODEL_INVALID', `The GGUF header of ${source.path} cannot be read: ${errorText(error)}`)
-        : err('DOWNLOAD_FAILED', `The GGUF header at ${source.uri} cannot be read: ${errorText(error)}`, 'Check the address and the network connection.');
+      if ('path' in source) return err('MODEL_INVALID', `The GGUF header of ${source.path} cannot be read: ${errorText(error)}`);
+      return 'headers' in source ? remoteHeaderError(source.uri, error) : err('DOWNLOAD_FAILED', `The GGUF header at ${source.uri} cannot be read: ${errorText(error)}`, 'Check the address and the network connection.');
     }
   }
+}
+
+/**
+ * node-llama-cpp's "no token of its own" (its source: a Hugging Face token given as null is not
+ * looked up in HF_TOKEN or the token file); its type says string only.
+ */
+const noFoundToken = { huggingFace: null } as unknown as { huggingFace?: string };
+
+/**
+ * Why a remote header could not be read, as the contract's codes. node-llama-cpp's reader throws
+ * plain errors, so the kind is told from the message: "Failed to fetch byte range: <status>" for
+ * an HTTP refusal, 416 or "exceeds the file size" when the file ends inside its header, undici's
+ * "fetch failed" (or an abort) when the server is not reached; anything else is the parser's,
+ * a file that is not a GGUF.
+ */
+export function remoteHeaderError(url: string, error: unknown): Result<never> {
+  const text = errorText(error);
+  const status = /Failed to fetch byte range: (\d{3})/.exec(text)?.[1];
+  if (status === '401' || status === '403') {
+    return err('AUTH_REQUIRED', `The server refused to send the header of ${url} (HTTP ${status}).`, 'The repository may be gated or private: add a Hugging Face token that may read it, or accept its terms on Hugging Face.');
+  }
+  if (status === '404') return err('NOT_FOUND', `There is no file at ${url} (HTTP 404).`);
+  // 416: the range asked for starts past the end, so the file ends inside its header (or is empty).
+  if (status === '416' || /exceeds the file size/.test(text)) return err('MODEL_INVALID', `The file at ${url} ends before its GGUF header does.`);
+  if (status !== undefined) return err('DOWNLOAD_FAILED', `The server answered HTTP ${status} for the header of ${url}.`, 'Try again later.');
+  const name = error instanceof Error ? error.name : '';
+  if (name === 'AbortError' || name === 'TimeoutError' || /fetch failed|ECONN|ENOTFOUND|EAI_AGAIN|socket/i.test(text)) {
+    return err('DOWNLOAD_FAILED', `The header of ${url} could not be fetched: ${text}`, 'Check the network connection.');
+  }
+  return err('MODEL_INVALID', `The file at ${url} is not a GGUF model: ${text}`);
+}
+
+/** Why a `fitRemote` input is malformed, or null. */
+function fitRemoteInputProblem(input: WorkerMethods['fitRemote']['input'] | undefined): string | null {
+  if (typeof input !== 'object' || input === null) return 'fitRemote needs an input.';
+  if (typeof input.url !== 'string' || !/^https?:\/\//.test(input.url)) return 'fitRemote needs an http(s) url.';
+  if (input.headers !== undefined && (typeof input.headers !== 'object' || input.headers === null || Object.values(input.headers).some((value) => typeof value !== 'string'))) {
+    return 'fitRemote headers must be strings.';
+  }
+  const isSize = (value: unknown) => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+  if (!isSize(input.sizeBytes)) return 'fitRemote needs the file\'s sizeBytes.';
+  if (!Array.isArray(input.files) || input.files.some((file) => typeof file?.id !== 'string' || file.id === '' || !isSize(file.sizeBytes))) {
+    return 'fitRemote needs files, each with an id and sizeBytes.';
+  }
+  return null;
 }
 
 function isProfile(value: unknown): value is ModelProfile {
@@ -266,11 +355,12 @@ function isProfile(value: unknown): value is ModelProfile {
     typeof p.contextSize === 'number' && typeof p.slots === 'number' && (p.gpuLayers === 'auto' || typeof p.gpuLayers === 'number');
 }
 
-/** The worker handlers `plan` and `checkProfile` (runtime.ts spreads them into its handlers). */
-export function createPlanHandlers(deps: PlannerDeps): Pick<WorkerHandlers, 'plan' | 'checkProfile'> {
+/** The worker handlers `plan`, `checkProfile` and `fitRemote` (runtime.ts spreads them into its handlers). */
+export function createPlanHandlers(deps: PlannerDeps): Pick<WorkerHandlers, 'plan' | 'checkProfile' | 'fitRemote'> {
   const planner = new Planner(deps);
   return {
     plan: (input) => planner.plan(input),
     checkProfile: (input) => planner.checkProfile(input),
+    fitRemote: (input) => planner.fitRemote(input),
   };
 }
