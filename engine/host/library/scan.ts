@@ -48,7 +48,10 @@ export async function scanLibrary(input: ScanInput): Promise<ModelLibrary> {
   for (const folder of candidates) {
     const exists = await isDirectory(folder.dir);
     const found: Found[] = [];
-    for (const model of exists ? await findIn(folder) : []) {
+    // Within a folder, a file itself is listed in preference to a link to it.
+    const inFolder = exists ? await findIn(folder) : [];
+    inFolder.sort((a, b) => Number(a.parts[0]!.isLink) - Number(b.parts[0]!.isLink));
+    for (const model of inFolder) {
       // The first folder that reaches a file lists it (Hearth's own folder comes first).
       const key = model.parts[0]!.realPath;
       if (seenFiles.has(key)) continue;

@@ -4,7 +4,7 @@
  * (by their real path), so a link back to a parent cannot loop.
  */
 import type { Dirent } from 'node:fs';
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Entries read at most per folder searched: a home folder the size of a disk is not walked whole. */
@@ -23,6 +23,8 @@ export interface WalkedFile {
   readonly mtimeMs: number;
   /** Device and inode: a file reached twice (hard links, links) is counted once. */
   readonly identity: string;
+  /** Found through a symlink (the file itself is listed in preference to a link to it). */
+  readonly isLink: boolean;
 }
 
 export interface WalkOptions {
@@ -74,20 +76,20 @@ export async function walkFiles(root: string, options: WalkOptions): Promise<Wal
         continue;
       }
       if (!isFile || !options.accept(entry.name)) continue;
-      const found = await describe(full, entry.name, dirs, rootReal, options.linksInsideOnly === true);
+      const found = await describe(full, entry.name, dirs, rootReal, options.linksInsideOnly === true, entry.isSymbolicLink());
       if (found) files.push(found);
     }
   }
   return files;
 }
 
-async function describe(full: string, name: string, dirs: readonly string[], rootReal: string, insideOnly: boolean): Promise<WalkedFile | undefined> {
+async function describe(full: string, name: string, dirs: readonly string[], rootReal: string, insideOnly: boolean, isLink: boolean): Promise<WalkedFile | undefined> {
   try {
     const realPath = await realpath(full);
     if (insideOnly && !isInside(rootReal, realPath)) return undefined;
     const info = await stat(realPath);
     if (!info.isFile()) return undefined;
-    return { path: full, name, dirs, realPath, size: info.size, mtimeMs: info.mtimeMs, identity: `${info.dev}:${info.ino}` };
+    return { path: full, name, dirs, realPath, size: info.size, mtimeMs: info.mtimeMs, identity: `${info.dev}:${info.ino}`, isLink };
   } catch {
     // Vanished or unreadable between the listing and the stat: not listable.
     return undefined;
@@ -102,5 +104,6 @@ export function isInside(root: string, target: string): boolean {
 
 /** Describes one file outside any walk (an Ollama blob, a file a Jan model.yml names). */
 export async function describeFile(file: string): Promise<WalkedFile | undefined> {
-  return describe(file, path.basename(file), [], '', false);
+  const link = await lstat(file).catch(() => undefined);
+  return describe(file, path.basename(file), [], '', false, link?.isSymbolicLink() === true);
 }
