@@ -6,18 +6,11 @@
 import path from 'node:path';
 import { err, hubRepoIdSchema, ok, type HubFile, type HubRepo, type Result } from '../../contract/index.ts';
 import { addressParts, labelOf, modelFilePath } from './names.ts';
+import type { HubClient } from '../hub/client.ts';
 import type { PartRecord } from './store.ts';
 
-/** What the queue needs of the Hugging Face client (hub/client.ts). */
-export interface HubAccess {
-  /** `hf:owner/repo:QUANT` or `hf:owner/repo/path.gguf`: the repository and the file it names. */
-  resolveUri(uri: string): Promise<Result<{ repo: HubRepo; file: HubFile }>>;
-  repo(id: string): Promise<Result<HubRepo>>;
-  /** The file's address at a commit, on the Hub's endpoint (whose origin alone gets the token). */
-  fileUrl(repo: string, revision: string, path: string): string;
-  /** `{ Authorization: 'Bearer …' }` when a token is stored, else `{}`. */
-  authHeaders(): Promise<Record<string, string>>;
-}
+/** What the queue needs of the Hugging Face client: files resolved, their addresses, the token's header. */
+export type HubAccess = Pick<HubClient, 'resolveUri' | 'repo' | 'fileUrl' | 'authHeaders'>;
 
 /** What `start` resolved a request to, before it becomes a row. */
 export interface Plan {

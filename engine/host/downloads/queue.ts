@@ -26,6 +26,7 @@ import {
   type Result,
 } from '../../contract/index.ts';
 import { freeBytes as diskFreeBytes } from '../disk.ts';
+import { hubHttpError } from '../hub/errors.ts';
 import { newId } from '../chat-store.ts';
 import { partPath } from './names.ts';
 import { planHubFile, planUri, type HubAccess } from './plan.ts';
@@ -112,7 +113,8 @@ export class DownloadQueue {
 
   /** Any download transferring now. */
   get active(): boolean {
-    return this.#running !== null;
+    const status = this.#running?.row.status;
+    return status === 'downloading' || status === 'verifying';
   }
 
   /**
@@ -189,9 +191,11 @@ export class DownloadQueue {
     this.#store.save(row);
     this.#rows.set(row.id, row);
     this.#deps.log('info', `download ${row.id}: queued ${row.uri} → ${row.parts[0]?.file}${row.parts.length > 1 ? ` (+${row.parts.length - 1} parts)` : ''}`);
+    // The answer is the queued download, as the event says; the pump may start it at once.
+    const queuedItem = this.#view(row);
     this.#emit(row);
     this.#pump();
-    return ok(this.#view(row));
+    return ok(queuedItem);
   }
 
   /** Pauses a download, keeping what arrived; it stays paused across restarts. */
@@ -227,8 +231,9 @@ export class DownloadQueue {
     if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download was not resumed.');
     row.downloadedBytes = have;
     this.#setStatus(row, 'queued', null);
+    const queuedItem = this.#view(row);
     this.#pump();
-    return ok(this.#view(row));
+    return ok(queuedItem);
   }
 
   /** Cancels a download and deletes what arrived. */
@@ -371,10 +376,10 @@ export class DownloadQueue {
         this.#store.save(row);
       }
       const base = before;
-      const label = path.basename(part.file);
+      const url = row.repo !== null && row.revision !== null ? this.#deps.hub.fileUrl(row.repo, row.revision, part.remote) : part.remote;
       const outcome = await transferPart(this.#env, {
-        label,
-        url: row.repo !== null && row.revision !== null ? this.#deps.hub.fileUrl(row.repo, row.revision, part.remote) : part.remote,
+        label: path.basename(part.file),
+        url,
         auth,
         partFile: file,
         part,
@@ -388,7 +393,7 @@ export class DownloadQueue {
         },
         onChanged: () => this.#store.save(row),
         onVerifying: () => this.#setStatus(row, 'verifying', null),
-        refused: (status, sentToken) => this.#refused(row, label, status, sentToken),
+        refused: (answer, sentToken) => this.#refused(row, part, url, answer, sentToken),
       });
       if (outcome.kind === 'stopped') break;
       if (outcome.kind === 'failed') {
@@ -469,24 +474,17 @@ export class DownloadQueue {
     this.#emit(row);
   }
 
-  #refused(row: DownloadRow, label: string, status: number, sentToken: boolean): HearthError {
-    if (row.repo === null) {
-      return hearthError('AUTH_REQUIRED', `The server refused to send ${label} (${status}).`, 'Hearth sends no credentials to other sites: download the file in a browser and put it in the models folder.');
+  /** A refusal (401/403) or a missing file (404/410): for the Hub in the Hub client's words. */
+  #refused(row: DownloadRow, part: PartRecord, url: string, answer: { status: number; headers: Headers; body: string }, sentToken: boolean): HearthError {
+    const label = path.basename(part.file);
+    if (row.repo !== null) {
+      const endpoint = new URL(url).origin;
+      return hubHttpError(answer.status, answer.headers, answer.body, { endpoint, repo: row.repo, path: part.remote, revision: row.revision ?? undefined, hadToken: sentToken });
     }
-    const first = row.parts[0] as PartRecord;
-    const page = `${new URL(this.#deps.hub.fileUrl(row.repo, row.revision ?? 'main', first.remote)).origin}/${row.repo}`;
-    if (!sentToken) {
-      return hearthError(
-        'AUTH_REQUIRED',
-        `${row.repo} is gated or private: Hugging Face needs a token to download ${label}.`,
-        `Request access on ${page}, then add a token with read access in Models → Hugging Face token, and Resume.`,
-      );
+    if (answer.status === 404 || answer.status === 410) {
+      return hearthError('NOT_FOUND', `${label} is not on the server (${answer.status} for ${url}).`, 'The file may have been renamed or removed; check the address.');
     }
-    return hearthError(
-      'AUTH_REQUIRED',
-      `Hugging Face refused the stored token for ${row.repo} (${status}): it may not read this repository (yet).`,
-      `Request access on ${page} (gated models may need approval), or add a token that may read it in Models → Hugging Face token; then Resume.`,
-    );
+    return hearthError('AUTH_REQUIRED', `The server refused to send ${label} (${answer.status}).`, 'Hearth sends no credentials to other sites: download the file in a browser and put it in the models folder.');
   }
 
   // ---- rows and files ----------------------------------------------------------------------

@@ -103,8 +103,8 @@ export interface PartJob {
   readonly onChanged: () => void;
   /** Every byte is there; hashing, checking and syncing follow. */
   readonly onVerifying: () => void;
-  /** The error for a 401 or 403, knowing whether a token was sent. */
-  readonly refused: (status: number, sentToken: boolean) => HearthError;
+  /** The error for a 401, 403, 404 or 410, from the answer (its body: the first KB) and whether a token was sent. */
+  readonly refused: (answer: { readonly status: number; readonly headers: Headers; readonly body: string }, sentToken: boolean) => HearthError;
 }
 
 export type PartOutcome =
@@ -157,6 +157,23 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | n
   if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
   const at = Date.parse(value);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/** The start of an error answer's body (the Hub explains a refusal there); the rest is dropped. */
+async function errorBody(response: Response, maxBytes = 16 * 1024): Promise<string> {
+  if (!response.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of response.body) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= maxBytes) break;
+    }
+  } catch {
+    // A cut error body still has its status.
+  }
+  return Buffer.concat(chunks).toString('utf8').slice(0, maxBytes);
 }
 
 /** A sentence for a fetch or body failure: undici hides the socket's code in `cause`. */
@@ -329,11 +346,11 @@ class PartTransfer {
     const { part, label } = this.#job;
     const status = response.status;
     const statusText = `${status}${response.statusText ? ` ${response.statusText}` : ''}`;
-    if (status !== 200 && status !== 206) await response.body?.cancel().catch(() => undefined);
-    if (status === 401 || status === 403) return end(failed(this.#job.refused(status, sentToken)));
-    if (status === 404 || status === 410) {
-      return end(failed(hearthError('NOT_FOUND', `${label} is not on the server (${status} for ${this.#job.url}).`, 'The file may have been renamed or removed; look for it again.')));
+    if (status === 401 || status === 403 || status === 404 || status === 410) {
+      const body = await errorBody(response);
+      return end(failed(this.#job.refused({ status, headers: response.headers, body }, sentToken)));
     }
+    if (status !== 200 && status !== 206) await response.body?.cancel().catch(() => undefined);
     if (status === 429) {
       const wait = retryAfterMs(response.headers.get('retry-after')) ?? this.#env.backoffMs(this.#attempts + 1);
       if (wait > maxRetryAfterMs) return end(failed(hearthError('NETWORK_ERROR', `The server limits downloads for now (429): it asks to wait ${Math.ceil(wait / 1000)} s.`, 'Resume later.')));
@@ -488,7 +505,9 @@ async function finish(env: TransferEnv, job: PartJob, hashed: { hash: Hash; byte
   const handle = await open(partFile, 'r+');
   try {
     await handle.read(magic, 0, 4, 0);
-    if (magic.toString('latin1') !== 'GGUF') {
+    // Without a listed hash, the magic is the least proof that the bytes are a model and not an
+    // error page; with one, the hash says it all.
+    if (part.sha256 === null && magic.toString('latin1') !== 'GGUF') {
       await handle.close().catch(() => undefined);
       await unlink(partFile).catch(() => undefined);
       part.validator = null;
