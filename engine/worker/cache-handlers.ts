@@ -114,8 +114,8 @@ function modelKvHandlers(state: RuntimeState): Pick<CacheHandlers, 'modelKv' | '
       const store = state.kvCache?.store;
       if (!store) return ok(noModelKv);
       const hash = await store.knownModelHash(path);
-      if (!hash.ok || hash.value === null) return hash.ok ? ok(noModelKv) : hash;
-      return store.modelUsage(hash.value);
+      if (!hash.ok) return hash;
+      return hash.value === null ? ok(noModelKv) : store.modelUsage(hash.value);
     },
 
     /**
