@@ -4,7 +4,7 @@
  * retries (cut bodies, 429, 5xx), refusals (gated, a wrong token), a damaged file, a full disk
  * before and while writing, split models and duplicates.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, truncate } from 'node:fs/promises';
 import path from 'node:path';
@@ -55,7 +55,6 @@ let small: Buffer;
 let partTwo: Buffer;
 let notGguf: Buffer;
 
-const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 const gguf = (size: number): Buffer => Buffer.concat([Buffer.from('GGUF'), randomBytes(size - 4)]);
 
 beforeAll(async () => {
