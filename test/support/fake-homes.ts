@@ -45,7 +45,7 @@ export interface FakeHome {
   readonly expected: readonly ExpectedModel[];
 }
 
-/** Small shapes: each file is a few hundred KiB, a valid llama llama.cpp can load. */
+/** Small shapes: each file is about 120 KiB, still a llama model llama.cpp can load. */
 const small: TinyLlamaOptions = { layers: 1, nEmbd: 64, nHead: 2, nHeadKv: 1, nFf: 64 };
 
 /** Parameters of a generated model: its tensors' elements, as the writer makes them. */

@@ -36,7 +36,3 @@ export function partHeader(file: string, size: number, mtimeMs: number): Promise
   return cached('part', file, size, mtimeMs, () => inspectGgufPart(file));
 }
 
-/** How many header reads are cached (for tests of the cache). */
-export function cachedHeaderCount(): number {
-  return cache.size;
-}
