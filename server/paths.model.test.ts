@@ -179,13 +179,14 @@ describe('download file names', () => {
   /** Starts a download and waits for its end; the final progress (or the call's refusal). */
   async function download(uri: string): Promise<{ status: number; code?: string; final?: { status: string; path?: string; error?: { code: string } } }> {
     const from = events.length;
-    const reply = await post<{ downloadId: string }>('models.download', { uri });
+    const reply = await post<{ id: string }>('downloads.start', { uri });
     if (!reply.result.ok) return { status: reply.status, code: reply.result.error.code };
-    const id = reply.result.value.downloadId;
+    const id = reply.result.value.id;
     expect(idSchema.safeParse(id).success).toBe(true);
     const deadline = Date.now() + 30_000;
+    const ended = new Set(['done', 'error', 'cancelled', 'paused']);
     for (;;) {
-      const end = events.slice(from).find((e) => e.type === 'download.progress' && e.payload.downloadId === id && e.payload.status !== 'downloading');
+      const end = events.slice(from).find((e) => e.type === 'download.progress' && e.payload.id === id && ended.has(e.payload.status));
       if (end && end.type === 'download.progress') return { status: reply.status, final: end.payload };
       if (Date.now() > deadline) throw new Error(`download ${uri} never ended`);
       await new Promise((r) => setTimeout(r, 50));

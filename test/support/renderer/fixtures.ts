@@ -46,6 +46,7 @@ export const appState = (extra: Partial<AppState> = {}): AppState => ({
     kvChunkTokens: 256,
     kvSlots: 1,
     kvCompression: 'auto',
+  modelsDir: null,
   },
   ...extra,
 });
