@@ -311,7 +311,7 @@ class PartTransfer {
     }
     const stall = new AbortController();
     const timer = setTimeout(() => stall.abort(new Error('stalled')), this.#env.stallMs);
-    const stallText = `no data for ${Math.round(this.#env.stallMs / 1000)} s`;
+    const stallText = `no data for ${Math.round(this.#env.stallMs / 100) / 10} s`;
     try {
       let answer: Awaited<ReturnType<typeof get>>;
       try {
