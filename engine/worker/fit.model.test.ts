@@ -134,29 +134,28 @@ describe('the reference models against llama.cpp', () => {
   });
 
   it(`the reference estimator is within ${REFERENCE_ESTIMATE_TOLERANCE * 100}% of llama.cpp's V2 estimate: every model, type, context and slot count`, async () => {
-    let worst = 0;
-    let points = 0;
+    const errors: number[] = [];
     for (const model of referenceModels) {
       const llamaCpp = v2Estimator((await headerInsights(model, 'Q4_K_M')).insights, 0);
       const reference = referenceEstimator(model);
       for (const flashAttention of [true, false]) {
         for (const kvType of flashAttention ? fitKvTypes : (['f16'] as const)) {
-          for (const contextSize of [256, 1024, 2048, 4096, 8192, 16384, 32768, 131072].filter((size) => size <= model.contextLength)) {
+          for (const contextSize of [256, 2048, 8192, 32768, 131072].filter((size) => size <= model.contextLength)) {
             for (const slots of [1, 2]) {
               const request = { contextSize, slots, pair: { kType: kvType, vType: kvType }, flashAttention };
               const actual = await llamaCpp(request);
               const error = (await reference(request)) / actual - 1;
               expect(Math.abs(error), `${model.name} ${kvType} fa=${flashAttention} ${slots}×${contextSize}: ${(error * 100).toFixed(2)}%`).toBeLessThanOrEqual(REFERENCE_ESTIMATE_TOLERANCE);
-              worst = Math.max(worst, Math.abs(error));
-              points++;
+              errors.push(Math.abs(error));
             }
           }
         }
       }
     }
-    expect(points).toBeGreaterThan(200);
-    // The formula is more than a bound: most points are far closer than the tolerance.
-    expect(worst).toBeGreaterThan(0);
+    expect(errors.length).toBeGreaterThan(120);
+    // More than a loose bound: half the points are within a quarter of a percent.
+    const sorted = errors.sort((a, b) => a - b);
+    expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(0.0025);
   });
 });
 
