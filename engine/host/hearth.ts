@@ -70,8 +70,11 @@ export interface HearthOptions {
    * https://huggingface.co (a mirror, or the tests' loopback emulator).
    */
   readonly hubEndpoint?: string;
-  /** The home folder other apps' models are looked for in (LM Studio, Ollama, Jan, GPT4All); default the user's. */
-  readonly home?: string;
+  /**
+   * Where other apps' models are looked for (LM Studio, Ollama, Jan, GPT4All): a home folder and
+   * the environment their folders follow (OLLAMA_MODELS, XDG_DATA_HOME…); default the user's.
+   */
+  readonly otherApps?: { readonly home: string; readonly env: NodeJS.ProcessEnv };
 }
 
 export interface Hearth {
@@ -284,7 +287,8 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   });
   const hubService = new HubService({ hub, secrets, engine: supervisor });
   const downloads = new DownloadQueue({ db, modelsDir, hub, emit, log });
-  const modelFiles = new ModelFiles({ modelsDir, home: options.home ?? os.homedir(), platform: process.platform, env: process.env, engine: supervisor, model });
+  const otherApps = options.otherApps ?? { home: os.homedir(), env: process.env };
+  const modelFiles = new ModelFiles({ modelsDir, ...otherApps, platform: process.platform, engine: supervisor, model });
   const chats = new Conversations({ store, generations, model, settings, emit });
   const kvApplier = new KvSettingsApplier({
     busy: () => generations.activeChatIds.length > 0 || model.status.status === 'loading',
