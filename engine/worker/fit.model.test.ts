@@ -251,6 +251,8 @@ describe('fitRemote in an engine process', () => {
     expect(refused).toMatchObject({ ok: false, error: { code: 'AUTH_REQUIRED', message: expect.stringMatching(/HTTP 403/) } });
     const allowed = await engine.must('fitRemote', { url, headers: { Authorization: `Bearer ${token}` }, sizeBytes: 1_400_000, files });
     expect(allowed.fits['tiny-F16.gguf']).toMatchObject({ verdict: 'ram', chosen: 'f16', trainedContextLength: 8192 });
+    // The header read with the token is not handed out without it.
+    expect(await engine.call('fitRemote', { url, sizeBytes: 1_400_000, files })).toMatchObject({ ok: false, error: { code: 'AUTH_REQUIRED' } });
     // The token went to the Hub, and not across the redirect to the CDN.
     const gated = hub.requests.filter((r) => r.path.includes('hearth/gated/resolve'));
     expect(gated.some((r) => r.authorization === `Bearer ${token}`)).toBe(true);

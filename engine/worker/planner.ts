@@ -5,6 +5,7 @@
  * `fitRemote` (fit-core.ts's verdicts for a remote model's files), and the planned-vs-measured
  * pair of `ModelInfo.memory` (`contextMemory`).
  */
+import { createHash } from 'node:crypto';
 import { freemem, totalmem } from 'node:os';
 import { stat } from 'node:fs/promises';
 import { GgmlType, GgufInsights, readGgufFileInfo, type Llama, type LlamaContext, type LlamaModel } from 'node-llama-cpp';
@@ -269,7 +270,8 @@ export class Planner {
         return err('NOT_FOUND', `The model file ${source.path} cannot be read: ${errorText(error)}`);
       }
     } else {
-      key = `uri:${source.uri}`;
+      // With headers, they are part of the key: a token added or removed reads the file again.
+      key = 'headers' in source ? `uri:${source.uri}#${createHash('sha256').update(JSON.stringify(Object.entries(source.headers ?? {}).sort())).digest('hex')}` : `uri:${source.uri}`;
     }
     let pending = this.#insights.get(key);
     if (!pending) {
