@@ -287,6 +287,31 @@ describe('pause, resume, restart, cancel', () => {
     expect(third.list()).toEqual([]);
   });
 
+  it('a restart in the middle of a split model keeps the verified first part and fetches only the rest', async () => {
+    const recorder = new Recorder();
+    const first = makeQueue(recorder);
+    emulator.setRate(200_000);
+    const inPartTwo = recorder.next((item) => item.status === 'downloading' && item.downloadedBytes > small.length);
+    const started = await first.start({ repo: 'acme/tiny-GGUF', file: 'Q8_0/tiny-Q8_0-00001-of-00002.gguf' });
+    if (!started.ok) throw new Error(started.error.message);
+    await inPartTwo;
+    await first.dispose();
+
+    emulator.setRate(0);
+    const before = cdnRequests().length;
+    const again = new Recorder();
+    const second = makeQueue(again);
+    const done = again.settled(started.value.id);
+    second.restore();
+    expect((await done).status).toBe('done');
+    const after = cdnRequests().slice(before);
+    expect(after.length).toBeGreaterThan(0);
+    expect(after.every((request) => request.path.includes('tiny-Q8_0-00002-of-00002.gguf'))).toBe(true);
+    expect(after[0]?.range).toMatch(/^bytes=\d+-$/);
+    expect(readFileSync(path.join(modelsDir, 'tiny-Q8_0-00001-of-00002.gguf')).equals(small)).toBe(true);
+    expect(readFileSync(path.join(modelsDir, 'tiny-Q8_0-00002-of-00002.gguf')).equals(partTwo)).toBe(true);
+  });
+
   it('a paused download stays paused across a restart', async () => {
     const recorder = new Recorder();
     const first = makeQueue(recorder);
@@ -445,6 +470,9 @@ describe('refusals and damage', () => {
     expect(first.ok).toBe(true);
     const twice = await queue.start({ uri: 'hf:acme/tiny-GGUF/tiny-Q4_K_M.gguf' });
     expect(twice.ok ? null : twice.error.code).toBe('BUSY');
+    // Two starts of one file at once (a double click): one is queued, the other refused.
+    const both = await Promise.all([queue.start({ repo: 'acme/tiny-GGUF', file: 'noise.gguf' }), queue.start({ repo: 'acme/tiny-GGUF', file: 'noise.gguf' })]);
+    expect(both.map((result) => (result.ok ? 'ok' : result.error.code)).sort()).toEqual(['BUSY', 'ok']);
 
     await mkdir(modelsDir, { recursive: true });
     writeFileSync(path.join(modelsDir, 'tiny-Q2_K.gguf'), 'mine');

@@ -9,8 +9,7 @@
  * for a plain address, the size and the GGUF magic), synced to disk, and for a split model only
  * once every part is. The library lists `*.gguf` only, so a `.part` is never offered as a model.
  */
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
-import { statSync } from 'node:fs';
+import { mkdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import {
@@ -28,8 +27,9 @@ import {
 import { freeBytes as diskFreeBytes } from '../disk.ts';
 import { hubHttpError } from '../hub/errors.ts';
 import { newId } from '../chat-store.ts';
+import { bytesOnDisk, bytesOnDiskSync, sizeOf, syncDir } from './files.ts';
 import { partPath } from './names.ts';
-import { planHubFile, planUri, type HubAccess } from './plan.ts';
+import { planHubFile, planUri, type HubAccess, type Plan } from './plan.ts';
 import { SpeedMeter, etaSeconds } from './speed.ts';
 import { DownloadStore, type DownloadRow, type PartRecord } from './store.ts';
 import { abortableDelay, appendToFile, defaultBackoffMs, defaultStallMs, transferPart, type OpenPart, type OriginAuth, type TransferEnv } from './transfer.ts';
@@ -89,6 +89,8 @@ export class DownloadQueue {
   /** Every listed download, oldest first (insertion order is creation order). */
   readonly #rows = new Map<string, DownloadRow>();
   #running: Run | null = null;
+  /** Final paths of downloads `start` is still checking. */
+  readonly #claimed = new Set<string>();
   #restored = false;
   #disposed = false;
 
@@ -108,7 +110,12 @@ export class DownloadQueue {
 
   /** Oldest first. */
   list(): DownloadItem[] {
-    return [...this.#rows.values()].map((row) => this.#view(row));
+    return this.#ordered().map((row) => this.#view(row));
+  }
+
+  /** Rows oldest first (a restore after a start puts older rows after newer ones in the map). */
+  #ordered(): DownloadRow[] {
+    return [...this.#rows.values()].sort((a, b) => a.createdAt - b.createdAt);
   }
 
   /** Any download transferring now. */
@@ -133,7 +140,7 @@ export class DownloadQueue {
       }
       if (this.#rows.has(row.id)) continue;
       // The bytes on disk are the truth, not the count saved with the row.
-      row.downloadedBytes = this.#bytesOnDiskSync(row);
+      row.downloadedBytes = bytesOnDiskSync(row.parts);
       if (row.status === 'downloading' || row.status === 'verifying') {
         row.status = 'queued';
         this.#store.save(row);
@@ -154,26 +161,34 @@ export class DownloadQueue {
     const planned = 'uri' in input ? await planUri(this.#deps.hub, input.uri, dir) : await planHubFile(this.#deps.hub, input.repo, input.file, dir);
     if (!planned.ok) return planned;
     const plan = planned.value;
+    const queued = this.#queuedWith(plan.parts);
+    if (queued) return err('BUSY', `${plan.name} is already in the download queue (${queued.status}).`, 'Resume it there instead.');
+    // Claimed until its row exists: a second start of the same file (a double click) is refused
+    // above instead of racing this one through the awaits below.
+    const files = plan.parts.map((part) => part.file);
+    if (files.some((file) => this.#claimed.has(file))) return err('BUSY', `${plan.name} is being added to the download queue already.`);
+    for (const file of files) this.#claimed.add(file);
+    try {
+      return await this.#add(plan, dir);
+    } finally {
+      for (const file of files) this.#claimed.delete(file);
+    }
+  }
 
+  /** The checks that need the disk, then the new row. */
+  async #add(plan: Plan, dir: string): Promise<Result<DownloadItem>> {
     for (const part of plan.parts) {
       const existing = await stat(part.file).catch(() => null);
       if (existing) {
         return err('INVALID_INPUT', `${path.basename(part.file)} is already in the models folder (${part.file}).`, 'Load it from the library, or delete it there to download it again.');
       }
     }
-    const queued = this.#queuedWith(plan.parts);
-    if (queued) return err('BUSY', `${plan.name} is already in the download queue (${queued.status}).`, 'Resume it there instead.');
-
     const space = await this.#checkSpace(plan.name, dir, plan.totalBytes, true);
     if (space) return { ok: false, error: space };
-
-    if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download was not started.');
-    // Checked again after the awaits: two starts of one file may have raced.
-    const raced = this.#queuedWith(plan.parts);
-    if (raced) return err('BUSY', `${plan.name} is already in the download queue (${raced.status}).`, 'Resume it there instead.');
     // A `.part` no row owns (a crash before its row was written, a failed delete) is stale: its
     // bytes may come from another file, so they are never resumed.
     for (const part of plan.parts) await unlink(partPath(part.file)).catch(() => undefined);
+    if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download was not started.');
 
     const row: DownloadRow = {
       id: newId(),
@@ -223,7 +238,7 @@ export class DownloadQueue {
     if (row.status === 'queued' || row.status === 'downloading' || row.status === 'verifying') return ok(this.#view(row));
     if (row.status !== 'paused' && row.status !== 'error') return err('INVALID_INPUT', `${row.name} cannot be resumed: it is ${row.status}.`);
     const dir = path.dirname(row.parts[0]?.file ?? '');
-    const have = await this.#bytesOnDisk(row);
+    const have = await bytesOnDisk(row.parts);
     const space = await this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - have), false);
     if (space) return { ok: false, error: space };
     // The row may have changed during the awaits (cancelled, resumed twice).
@@ -320,7 +335,7 @@ export class DownloadQueue {
   /** Starts the oldest queued download when nothing runs. */
   #pump(): void {
     if (this.#running || this.#disposed) return;
-    const row = [...this.#rows.values()].find((candidate) => candidate.status === 'queued');
+    const row = this.#ordered().find((candidate) => candidate.status === 'queued');
     if (!row) return;
     const run: Run = { row, controller: new AbortController(), stop: null, meter: new SpeedMeter(), lastEmit: 0, done: Promise.resolve() };
     this.#running = run;
@@ -345,13 +360,13 @@ export class DownloadQueue {
     try {
       await mkdir(dir, { recursive: true });
     } catch (error) {
-      this.#setStatus(row, 'error', hearthError('DOWNLOAD_FAILED', `Hearth cannot create the models folder ${dir}: ${errorText(error)}.`, 'Check the models folder in Settings, then Resume.'));
+      await this.#fail(run, 'error', hearthError('DOWNLOAD_FAILED', `Hearth cannot create the models folder ${dir}: ${errorText(error)}.`, 'Check the models folder in Settings, then Resume.'));
       return;
     }
-    row.downloadedBytes = await this.#bytesOnDisk(row);
+    row.downloadedBytes = await bytesOnDisk(row.parts);
     const space = await this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - row.downloadedBytes), false);
     if (space) {
-      this.#setStatus(row, 'paused', { ...space, hint: 'Free some space, then Resume.' });
+      await this.#fail(run, 'paused', { ...space, hint: 'Free some space, then Resume.' });
       return;
     }
     let auth: OriginAuth | null = null;
@@ -392,14 +407,14 @@ export class DownloadQueue {
           return this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - row.downloadedBytes), false);
         },
         onChanged: () => this.#store.save(row),
-        onVerifying: () => this.#setStatus(row, 'verifying', null),
+        onPhase: (phase) => {
+          if (row.status !== phase) this.#setStatus(row, phase, null);
+        },
         refused: (answer, sentToken) => this.#refused(row, part, url, answer, sentToken),
       });
       if (outcome.kind === 'stopped') break;
       if (outcome.kind === 'failed') {
-        if (run.stop !== null) break; // stopped while failing: the stop wins
-        this.#setStatus(row, outcome.pause ? 'paused' : 'error', outcome.error);
-        this.#deps.log(outcome.pause ? 'warn' : 'error', `download ${row.id}: ${outcome.error.message}`);
+        await this.#fail(run, outcome.pause ? 'paused' : 'error', outcome.error);
         return;
       }
       part.verified = true;
@@ -446,6 +461,13 @@ export class DownloadQueue {
     this.#deps.log('info', `download ${row.id}: done, ${formatBytes(row.totalBytes)} in ${first.file}`);
   }
 
+  /** The run cannot go on: it ends paused or failed, unless a stop came meanwhile (the stop wins). */
+  async #fail(run: Run, status: 'paused' | 'error', error: HearthError): Promise<void> {
+    if (run.stop !== null) return this.#stopped(run);
+    this.#setStatus(run.row, status, error);
+    this.#deps.log(status === 'paused' ? 'warn' : 'error', `download ${run.row.id}: ${error.message}`);
+  }
+
   /** The run was aborted: it ends as its stop asked. */
   async #stopped(run: Run): Promise<void> {
     const { row } = run;
@@ -455,7 +477,7 @@ export class DownloadQueue {
       this.#setStatus(row, 'cancelled', null);
       this.#deps.log('info', `download ${row.id}: cancelled`);
     } else if (run.stop === 'pause') {
-      row.downloadedBytes = await this.#bytesOnDisk(row);
+      row.downloadedBytes = await bytesOnDisk(row.parts);
       this.#setStatus(row, 'paused', null);
       this.#deps.log('info', `download ${row.id}: paused at ${formatBytes(row.downloadedBytes)}`);
     } else {
@@ -529,26 +551,6 @@ export class DownloadQueue {
     return err('NOT_FOUND', `No download ${id.slice(0, 64)} is in the queue.`);
   }
 
-  /** Bytes of the download on disk: verified parts whole, the current one as far as it got. */
-  async #bytesOnDisk(row: DownloadRow): Promise<number> {
-    let total = 0;
-    for (const part of row.parts) total += (await sizeOf(partPath(part.file))) ?? (part.verified ? ((await sizeOf(part.file)) ?? 0) : 0);
-    return total;
-  }
-
-  #bytesOnDiskSync(row: DownloadRow): number {
-    const size = (file: string): number | null => {
-      try {
-        return statSync(file).size;
-      } catch {
-        return null;
-      }
-    };
-    let total = 0;
-    for (const part of row.parts) total += size(partPath(part.file)) ?? (part.verified ? (size(part.file) ?? 0) : 0);
-    return total;
-  }
-
   /** Deletes what the download wrote: its `.part` files, and parts a cut-short finish had already renamed. */
   async #deleteParts(row: DownloadRow): Promise<void> {
     for (const part of row.parts) {
@@ -561,26 +563,5 @@ export class DownloadQueue {
       part.verified = false;
       part.validator = null;
     }
-  }
-}
-
-async function sizeOf(file: string): Promise<number | null> {
-  try {
-    return (await stat(file)).size;
-  } catch {
-    return null;
-  }
-}
-
-/** Makes the renames durable: the folder's entry is synced too (not possible on Windows, where it is not needed). */
-async function syncDir(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // Windows cannot open a folder for syncing; NTFS journals the rename itself.
-  } finally {
-    await handle?.close().catch(() => undefined);
   }
 }

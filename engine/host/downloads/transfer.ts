@@ -66,6 +66,8 @@ export function defaultBackoffMs(attempt: number): number {
 export const maxAttempts = 6;
 /** The longest Retry-After waited for; a longer one ends the download (the user resumes later). */
 export const maxRetryAfterMs = 120_000;
+/** A resumed prefix at least this long is hashed under the `verifying` status. */
+const longPrefixBytes = 64 * 1024 * 1024;
 /** Without a byte for this long, the connection is given up and tried again. */
 export const defaultStallMs = 60_000;
 
@@ -101,8 +103,8 @@ export interface PartJob {
   readonly onSized: (size: number) => Promise<HearthError | null>;
   /** `size` or `validator` changed: persist them, so that a restart sends the same If-Range. */
   readonly onChanged: () => void;
-  /** Every byte is there; hashing, checking and syncing follow. */
-  readonly onVerifying: () => void;
+  /** `verifying` while the bytes on disk are hashed (a resumed prefix, or the end's checks), else `downloading`. */
+  readonly onPhase: (phase: 'downloading' | 'verifying') => void;
   /** The error for a 401, 403, 404 or 410, from the answer (its body: the first KB) and whether a token was sent. */
   readonly refused: (answer: { readonly status: number; readonly headers: Headers; readonly body: string }, sentToken: boolean) => HearthError;
 }
@@ -259,7 +261,13 @@ class PartTransfer {
       this.have = await sizeOnDisk(partFile);
       if (part.size !== null && this.have > part.size) await this.#startOver(`the partial file holds ${this.have} bytes, more than the file's ${part.size}`);
       this.#job.onBytes(this.have);
-      if (this.#hashed?.bytes !== this.have) this.#hashed = await hashPrefix(partFile, this.have, signal);
+      if (this.#hashed?.bytes !== this.have) {
+        // Re-reading gigabytes takes a while: the download says so instead of standing still.
+        const long = this.have >= longPrefixBytes;
+        if (long) this.#job.onPhase('verifying');
+        this.#hashed = await hashPrefix(partFile, this.have, signal);
+        if (long) this.#job.onPhase('downloading');
+      }
       if (part.size !== null && this.have === part.size && this.have > 0) return finish(this.#env, this.#job, this.#hashed);
 
       const step = await this.#attempt(this.#hashed);
@@ -481,7 +489,7 @@ async function receive(
 /** Checks the complete part (size, SHA-256 or GGUF magic), syncs it, and reports the outcome. */
 async function finish(env: TransferEnv, job: PartJob, hashed: { hash: Hash; bytes: number }): Promise<PartOutcome> {
   const { part, partFile, label } = job;
-  job.onVerifying();
+  job.onPhase('verifying');
   const size = await sizeOnDisk(partFile);
   if (part.size !== null && size !== part.size) {
     return failed(hearthError('DOWNLOAD_FAILED', `${label} has ${size} bytes on disk, not ${part.size}.`, 'Resume to try again.'));
