@@ -8,7 +8,7 @@ import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, EngineStatus,
 import type { CachedChat, CacheEvent, CacheSnapshot, CacheTurn, ChatCache, KvPlan, KvQuality, KvStatus, KvStoreInfo, KvVerifyReport } from './kv-types.ts';
 import type { Result } from './errors.ts';
 import type { ApiRequestLog, ApiServerState } from './server-types.ts';
-import type { DownloadItem, HubAuthState, HubRepo, HubRepoSummary, ModelKvUsage, ModelLibrary, RepoFit } from './models-types.ts';
+import { isHubRepoId, type DownloadItem, type HubAuthState, type HubRepo, type HubRepoSummary, type ModelKvUsage, type ModelLibrary, type RepoFit } from './models-types.ts';
 
 /** Largest message a user may send, in characters. */
 export const maxMessageChars = 200_000;
@@ -34,12 +34,8 @@ const messageTextSchema = z
 
 const pathSchema = z.string().min(1, 'the path is empty').max(4096);
 
-/** A Hugging Face repository id, `owner/name`, as the Hub allows them (no `..`, no other separators). */
-export const hubRepoIdSchema = z
-  .string()
-  .max(200)
-  .regex(/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/, 'not a Hugging Face repository id (owner/name)')
-  .refine((id) => !id.split('/').some((part) => part === '.' || part === '..' || part.includes('..')), 'not a Hugging Face repository id (owner/name)');
+/** A Hugging Face repository id, `owner/name` (models-types.ts isHubRepoId). */
+export const hubRepoIdSchema = z.string().refine(isHubRepoId, 'not a Hugging Face repository id (owner/name)');
 
 /** Disk encodings of stored KV (kv-types.ts KvCompression). */
 export const kvCompressions = ['off', 'lossless', 'lossy'] as const;

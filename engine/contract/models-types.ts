@@ -80,6 +80,15 @@ export interface ModelKvUsage {
   readonly bytes: number;
 }
 
+/**
+ * A Hugging Face repository id, `owner/name`, as the Hub allows them: nothing path-like (`..`, a
+ * third segment, separators). Plain TypeScript, so the renderer checks typed addresses with the
+ * same rule the contract's schema applies (api.ts hubRepoIdSchema).
+ */
+export function isHubRepoId(id: string): boolean {
+  return id.length <= 200 && /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(id) && !id.split('/').some((part) => part === '.' || part.includes('..'));
+}
+
 /** Hugging Face search order. */
 export type HubSort = 'downloads' | 'recent' | 'likes';
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isHubRepoId, parseHash, routeHash, type Route } from './route.ts';
+import { isHubRepoId } from '../contract.ts';
+import { parseHash, routeHash, type Route } from './route.ts';
 
 describe('the Models routes', () => {
   it('round-trips every sub-view, a repository page included', () => {

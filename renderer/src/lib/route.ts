@@ -1,4 +1,5 @@
 /** Hash routes, so that a reload (or the browser's back button) keeps the place. */
+import { isHubRepoId } from '../contract.ts';
 
 /** The Models screen's sub-views that need no argument (the library has none: `#/models`). */
 export type ModelsTab = 'discover' | 'downloads';
@@ -15,17 +16,6 @@ export type Route =
   | { readonly name: 'server' };
 
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
-
-/**
- * A Hugging Face repository id as the contract accepts it (hubRepoIdSchema, which the renderer
- * cannot import: it is zod). Checked here so that an address typed or pasted by hand never sends
- * a call the host would refuse, nor anything path-like (`..`, a third segment, encoded slashes).
- */
-const repoPattern = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
-
-export function isHubRepoId(id: string): boolean {
-  return id.length <= 200 && repoPattern.test(id) && !id.split('/').some((part) => part === '.' || part === '..' || part.includes('..'));
-}
 
 /** One path segment, decoded; null when it is malformed. */
 function decodeSegment(segment: string): string | null {
