@@ -143,7 +143,7 @@ export const fitKvTypes: readonly FitKvType[] = ['f16', 'q8_0', 'q4_0'];
 /** One KV type's longest context for a file. */
 export interface FitContext {
   readonly kvType: FitKvType;
-  /** Longest context (one slot, tokens) that fits where the verdict says it runs; 0 when none does. */
+  /** Longest context (one slot, tokens) where the verdict says it runs (for `too-large`: with the layers that do not fit the GPU in RAM, under FIT_MIN_CONTEXT); 0 when none does. */
   readonly maxContext: number;
   /** Why this type cannot run here (backend kernels, head size); absent when it can. */
   readonly refused?: string;

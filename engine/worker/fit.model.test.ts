@@ -270,7 +270,7 @@ describe('fitRemote in an engine process', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
-    expect(await fit(`http://127.0.0.1:${port}/model.gguf`)).toMatchObject({ ok: false, error: { code: 'DOWNLOAD_FAILED' } });
+    expect(await fit(`http://127.0.0.1:${port}/model.gguf`)).toMatchObject({ ok: false, error: { code: 'NETWORK_ERROR' } });
   });
 
   it('refuses malformed input', async () => {

@@ -327,10 +327,10 @@ export function remoteHeaderError(url: string, error: unknown): Result<never> {
   if (status === '404') return err('NOT_FOUND', `There is no file at ${url} (HTTP 404).`);
   // 416: the range asked for starts past the end, so the file ends inside its header (or is empty).
   if (status === '416' || /exceeds the file size/.test(text)) return err('MODEL_INVALID', `The file at ${url} ends before its GGUF header does.`);
-  if (status !== undefined) return err('DOWNLOAD_FAILED', `The server answered HTTP ${status} for the header of ${url}.`, 'Try again later.');
+  if (status !== undefined) return err('NETWORK_ERROR', `The server answered HTTP ${status} for the header of ${url}.`, 'Try again later.');
   const name = error instanceof Error ? error.name : '';
   if (name === 'AbortError' || name === 'TimeoutError' || /fetch failed|ECONN|ENOTFOUND|EAI_AGAIN|socket/i.test(text)) {
-    return err('DOWNLOAD_FAILED', `The header of ${url} could not be fetched: ${text}`, 'Check the network connection.');
+    return err('NETWORK_ERROR', `The header of ${url} could not be fetched: ${text}`, 'Check the network connection.');
   }
   return err('MODEL_INVALID', `The file at ${url} is not a GGUF model: ${text}`);
 }
