@@ -28,9 +28,9 @@ describe('model file names', () => {
     expect(partPath('a.gguf').endsWith('.gguf')).toBe(false);
   });
 
-  it('labels a file by its name without the split suffix and extension', () => {
-    expect(labelOf('Llama-3-8B-Q4_K_M.gguf')).toBe('Llama-3-8B-Q4_K_M');
-    expect(labelOf('big-Q8_0-00001-of-00003.gguf')).toBe('big-Q8_0');
+  it('labels a file by its name without the split suffix, as the Hub client does', () => {
+    expect(labelOf('Llama-3-8B-Q4_K_M.gguf')).toBe('Llama-3-8B-Q4_K_M.gguf');
+    expect(labelOf('big-Q8_0-00001-of-00003.gguf')).toBe('big-Q8_0.gguf');
   });
 });
 

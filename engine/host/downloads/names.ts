@@ -54,11 +54,10 @@ export function partPath(finalPath: string): string {
   return `${finalPath}.part`;
 }
 
-/** A label for a file: its name without the split suffix and the extension. */
+/** A label for a file, as the Hub client names its files: the name without the split suffix (`big-Q8_0.gguf`). */
 export function labelOf(fileName: string): string {
   const split = splitName.exec(fileName);
-  const base = split ? (split[1] as string) : fileName;
-  return base.replace(/\.gguf$/i, '') || fileName;
+  return split ? `${split[1] as string}.gguf` : fileName;
 }
 
 /** One part of a plain-address download: where it comes from and what it is called. */
