@@ -225,6 +225,7 @@ export class DownloadQueue {
       return ok(this.#view(row));
     }
     if (row.status === 'paused') return ok(this.#view(row));
+    if (this.#disposed) return err('BUSY', 'Hearth is quitting; the download will resume at the next start.');
     if (row.status !== 'queued') return err('INVALID_INPUT', `${row.name} cannot be paused: it is ${row.status}.`);
     this.#setStatus(row, 'paused', null);
     return ok(this.#view(row));
@@ -264,6 +265,7 @@ export class DownloadQueue {
     }
     if (row.status === 'cancelled') return ok(this.#view(row));
     if (row.status === 'done') return err('INVALID_INPUT', `${row.name} has finished downloading.`, 'Delete it in the library instead.');
+    if (this.#disposed) return err('BUSY', 'Hearth is quitting; cancel the download after the next start.');
     await this.#deleteParts(row);
     row.downloadedBytes = 0;
     this.#setStatus(row, 'cancelled', null);
@@ -272,6 +274,7 @@ export class DownloadQueue {
 
   /** Removes ended downloads (done, error, cancelled) from the list; a failed one's partial files go with it. */
   clear(): Result<{ removed: number }> {
+    if (this.#disposed) return ok({ removed: 0 });
     let removed = 0;
     for (const row of [...this.#rows.values()]) {
       if (!ended.has(row.status) || this.#running?.row === row) continue;
