@@ -404,7 +404,7 @@ export class DownloadQueue {
         signal,
         onBytes: (bytes) => this.#progress(run, base + bytes),
         onSized: async () => {
-          if (row.repo !== null) return null; // the Hub gave the total up front: checked before the start
+          if (row.repo !== null && row.totalBytes > 0) return null; // the Hub gave the total up front: checked before the start
           row.totalBytes = row.parts.reduce((sum, each) => sum + (each.size ?? 0), 0);
           this.#store.save(row);
           return this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - row.downloadedBytes), false);

@@ -52,10 +52,11 @@ describe('DownloadStore', () => {
     const store = new DownloadStore(db);
     store.save(row('good', 1000));
     store.save(row('bad', 2000));
+    store.save({ ...row('elsewhere', 3000), parts: [{ ...row('x', 0).parts[0]!, file: '/etc/passwd' }] });
     db.prepare("UPDATE downloads SET parts = '[{\"remote\": 1}]' WHERE id = 'bad'").run();
     const damaged: string[] = [];
     expect(store.all((id) => damaged.push(id)).map((each) => each.id)).toEqual(['good']);
-    expect(damaged).toEqual(['bad']);
+    expect(damaged).toEqual(['bad', 'elsewhere']);
     expect(store.all(() => undefined).map((each) => each.id)).toEqual(['good']);
   });
 });

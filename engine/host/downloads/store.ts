@@ -3,6 +3,7 @@
  * resume a download from its `.part` files. Rows are read back through a schema, so a damaged
  * row is skipped (and reported) instead of breaking the queue.
  */
+import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { z } from 'zod';
 import { errorCodes, type DownloadStatus, type HearthError } from '../../contract/index.ts';
@@ -43,7 +44,8 @@ const statuses = ['queued', 'downloading', 'verifying', 'paused', 'done', 'error
 
 const partSchema = z.object({
   remote: z.string().min(1),
-  file: z.string().min(1),
+  // The queue writes `<file>.part` and renames it to `file`: never anything but a model file.
+  file: z.string().refine((file) => path.isAbsolute(file) && /\.gguf$/i.test(file), 'not an absolute .gguf path'),
   size: z.number().int().min(0).nullable(),
   sha256: z
     .string()
