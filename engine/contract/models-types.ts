@@ -132,6 +132,11 @@ export interface HubRepo extends HubRepoSummary {
   readonly files: readonly HubFile[];
 }
 
+/** The address a Hub file downloads from, as DownloadItem.uri names it: `hf:owner/name/<HubFile.id>`. */
+export function hubFileUri(repo: string, fileId: string): string {
+  return `hf:${repo}/${fileId}`;
+}
+
 /** Where a model would run on this machine. */
 export type FitVerdict = 'gpu' | 'partial' | 'ram' | 'too-large';
 
@@ -180,7 +185,7 @@ export type DownloadStatus = 'queued' | 'downloading' | 'verifying' | 'paused' |
 export interface DownloadItem {
   /** Opaque (`idSchema`). */
   readonly id: string;
-  /** What was asked for: `hf:owner/repo/path.gguf` or an https URL. */
+  /** What is downloaded: a Hub file's `hubFileUri` (whatever address started it), or an https URL. */
   readonly uri: string;
   /** `owner/name` for a Hugging Face download. */
   readonly repo?: string;

@@ -4,7 +4,7 @@
  * for a Hub file the commit every part is fetched from, so a resumed download never mixes two.
  */
 import path from 'node:path';
-import { err, hubRepoIdSchema, ok, type HubFile, type HubRepo, type Result } from '../../contract/index.ts';
+import { err, hubFileUri, hubRepoIdSchema, ok, type HubFile, type HubRepo, type Result } from '../../contract/index.ts';
 import { addressParts, labelOf, modelFilePath } from './names.ts';
 import type { HubClient } from '../hub/client.ts';
 import type { PartRecord } from './store.ts';
@@ -75,5 +75,5 @@ export function planFromHub(repo: HubRepo, file: HubFile, dir: string): Result<P
       verified: false,
     });
   }
-  return ok({ uri: `hf:${repo.id}/${file.id}`, repo: repo.id, revision: repo.revision, name: file.name, parts, totalBytes: file.sizeBytes });
+  return ok({ uri: hubFileUri(repo.id, file.id), repo: repo.id, revision: repo.revision, name: file.name, parts, totalBytes: file.sizeBytes });
 }

@@ -118,7 +118,7 @@ export function RepoFiles(props: RepoFilesProps) {
 
 function HubFileRow(props: { repo: string; file: HubFile; fit: RepoFit['files'][string] | null; fitPending: boolean }) {
   const actions = useActions();
-  const download = useHearth(selectDownloadOf(props.repo, props.file.paths));
+  const download = useHearth(selectDownloadOf(props.repo, props.file.id));
   const loadedPath = useHearth(selectLoadedModelPath);
   const loadPending = useHearth(selectLoadPending);
   const [error, setError] = useState<HearthError | null>(null);

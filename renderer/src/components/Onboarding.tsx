@@ -9,6 +9,7 @@ import { downloadFraction, formatBytes } from '../lib/format.ts';
 import { downloadBytesText, downloadStatusText, etaText, pickRecommended, recommendationRows, type RecommendationRow } from '../lib/models.ts';
 import { useActions, useHearth, useStoreActions } from '../state/react.tsx';
 import {
+  newestDownloadOf,
   selectChatAfterDownload,
   selectDownloads,
   selectHubFits,
@@ -74,13 +75,7 @@ export interface OnboardingViewProps {
 
 /** The newest download of a row's file. */
 function downloadOf(row: RecommendationRow, downloads: Readonly<Record<string, DownloadItem>>): DownloadItem | null {
-  const first = row.file?.paths[0];
-  if (first === undefined) return null;
-  let found: DownloadItem | null = null;
-  for (const item of Object.values(downloads)) {
-    if (item.repo === row.model.repo && item.uri.endsWith(`/${first}`) && (!found || item.createdAt >= found.createdAt)) found = item;
-  }
-  return found;
+  return row.file ? (newestDownloadOf(downloads, row.model.repo, row.file.id) ?? null) : null;
 }
 
 export function OnboardingView(props: OnboardingViewProps) {

@@ -2,7 +2,7 @@
  * Named selectors. Those that build a new array or object (active path, branch info) must be
  * read with `useHearthShallow`, so that an unchanged result does not re-render.
  */
-import type { CacheMemory, CacheSlot, CacheStoreStats, ChatCache, ContextView, DownloadItem, HearthError, LocalModel, Message, ModelInfo } from '../contract.ts';
+import { hubFileUri, type CacheMemory, type CacheSlot, type CacheStoreStats, type ChatCache, type ContextView, type DownloadItem, type HearthError, type LocalModel, type Message, type ModelInfo } from '../contract.ts';
 import { hitRatioText } from '../lib/cache.ts';
 import { dividerAbove, latestView } from '../lib/context-view.ts';
 import { activePathIds, branchInfo, resolveLeaf, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
@@ -149,17 +149,17 @@ export const selectActiveDownloadCount: Selector<number> = (s) => {
   for (const item of Object.values(s.downloads)) if (item.status === 'queued' || item.status === 'downloading' || item.status === 'verifying') n += 1;
   return n;
 };
-/** The newest download of a repository's file (a cancelled one may be started again); by `uri` suffix or path. */
-export const selectDownloadOf = (repo: string, paths: readonly string[]) => (s: HearthState): DownloadItem | undefined => {
-  const first = paths[0];
-  if (first === undefined) return undefined;
+/** The newest download of a repository's file (a cancelled one may be started again). */
+export function newestDownloadOf(downloads: Readonly<Record<string, DownloadItem>>, repo: string, fileId: string): DownloadItem | undefined {
+  const uri = hubFileUri(repo, fileId);
   let found: DownloadItem | undefined;
-  for (const item of Object.values(s.downloads)) {
-    if (item.repo !== repo || !item.uri.endsWith(`/${first}`)) continue;
-    if (!found || item.createdAt >= found.createdAt) found = item;
+  for (const item of Object.values(downloads)) {
+    if (item.uri === uri && (!found || item.createdAt >= found.createdAt)) found = item;
   }
   return found;
-};
+}
+
+export const selectDownloadOf = (repo: string, fileId: string) => (s: HearthState): DownloadItem | undefined => newestDownloadOf(s.downloads, repo, fileId);
 
 // Hugging Face.
 export const selectHubQuery: Selector<string> = (s) => s.hubQuery;
