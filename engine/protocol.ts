@@ -236,9 +236,9 @@ export interface WorkerMethods {
     input: { readonly path: string; readonly profile: ModelProfile };
     output: { readonly issues: readonly ProfileIssue[]; readonly resolved: ResolvedProfile | null };
   };
-  /** The planner: from GGUF metadata alone, a local file or a remote model's address. */
+  /** The planner: from a local file's GGUF metadata alone. */
   plan: {
-    input: { readonly path?: string; readonly uri?: string; readonly contextSize: number; readonly slots: number };
+    input: { readonly path: string; readonly contextSize: number; readonly slots: number };
     output: KvPlan;
   };
   /** The quality meter: the loaded model's KV pair against F16 over `calibrationPath`'s text. */

@@ -184,17 +184,14 @@ export const callInputs = {
    */
   'models.setProfile': z.strictObject({ path: pathSchema, profile: modelProfilePatchSchema }),
   /**
-   * The planner: every K/V pair's memory and longest fitting context on this machine, from GGUF
-   * metadata alone (a local file, or a model's download address before downloading it).
+   * The planner: every K/V pair's memory and longest fitting context on this machine, from a
+   * local file's GGUF metadata alone (a file not downloaded yet gets `hub.fit`'s verdicts).
    */
-  'models.plan': z
-    .strictObject({
-      path: pathSchema.optional(),
-      uri: z.string().min(1).max(2048).optional(),
-      contextSize: z.number().int().min(1).max(1_048_576).optional(),
-      slots: z.number().int().min(1).max(8).optional(),
-    })
-    .refine((v) => (v.path === undefined) !== (v.uri === undefined), 'give either a path or a uri'),
+  'models.plan': z.strictObject({
+    path: pathSchema,
+    contextSize: z.number().int().min(1).max(1_048_576).optional(),
+    slots: z.number().int().min(1).max(8).optional(),
+  }),
   /** The quality meter: the loaded model's KV pair against F16 (cached per model and pair unless `fresh`). */
   'models.measureQuality': z.strictObject({ fresh: z.boolean().optional() }),
 

@@ -136,7 +136,7 @@ function appCalls({ version, host, dirs, db, supervisor, model, settings, kvStat
 
 type ModelCall = Extract<CallName, `models.${string}`>;
 
-function modelCalls({ supervisor, model, settings, profiles, modelFiles, quality }: CallDeps, guard: Guard): Calls<ModelCall> {
+function modelCalls({ supervisor, model, profiles, modelFiles, quality }: CallDeps, guard: Guard): Calls<ModelCall> {
   return {
     'models.list': guard('models.list', async () => ok(await modelFiles.list())),
     'models.recommended': guard('models.recommended', async () => ok({ models: recommendedModels })),
@@ -150,16 +150,16 @@ function modelCalls({ supervisor, model, settings, profiles, modelFiles, quality
     'models.getProfile': guard('models.getProfile', ({ path: file }) => profiles.get(file)),
     'models.setProfile': guard('models.setProfile', ({ path: file, profile }) => profiles.set(file, profile)),
     /**
-     * A local model defaults to its profile's context size and slots; a remote one (no profile
-     * yet) to Settings'. An automatic context (0) is planned at 4,096 tokens: the host does not
-     * read the trained length, and the table shows the longest fit anyway.
+     * A model defaults to its profile's context size and slots. An automatic context (0) is
+     * planned at 4,096 tokens: the host does not read the trained length, and the table shows
+     * the longest fit anyway.
      */
-    'models.plan': guard('models.plan', async ({ path: file, uri, contextSize, slots }) => {
-      const defaults = file !== undefined ? profiles.profileOf(file) : { contextSize: settings().contextSize, slots: settings().kvSlots };
+    'models.plan': guard('models.plan', async ({ path: file, contextSize, slots }) => {
+      const defaults = profiles.profileOf(file);
       return supervisor.request(
         'plan',
         {
-          ...(file !== undefined ? { path: profileKey(file) } : { uri: uri! }),
+          path: profileKey(file),
           contextSize: contextSize ?? (defaults.contextSize > 0 ? defaults.contextSize : PLAN_DEFAULT_CONTEXT),
           slots: slots ?? defaults.slots,
         },

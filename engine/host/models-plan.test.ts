@@ -37,17 +37,9 @@ describe('models.plan', () => {
     expect(call?.path).toMatch(/models[/\\]x\.gguf$/);
   });
 
-  it('plans a remote model from its address with the Settings defaults', async () => {
+  it('refuses through the contract a call without a path, with an address, or with a context out of range', async () => {
     const t = await start({ loadModel: false });
-    value(await t.hearth.api['settings.update']({ contextSize: 8192, kvSlots: 4 }));
-    const uri = 'https://example.org/models/tiny.gguf';
-    value(await t.hearth.api['models.plan']({ uri }));
-    expect(t.engine.callsOf('plan')).toEqual([{ uri, contextSize: 8192, slots: 4 }]);
-  });
-
-  it('refuses through the contract a call with both or neither of path and uri, and a context out of range', async () => {
-    const t = await start({ loadModel: false });
-    for (const payload of [{}, { path: 'a.gguf', uri: 'https://example.org/a.gguf' }, { path: 'a.gguf', contextSize: 0 }, { path: 'a.gguf', slots: 9 }]) {
+    for (const payload of [{}, { uri: 'https://example.org/a.gguf' }, { path: 'a.gguf', uri: 'https://example.org/a.gguf' }, { path: 'a.gguf', contextSize: 0 }, { path: 'a.gguf', slots: 9 }]) {
       const result = await t.hearth.call('models.plan', payload);
       expect(!result.ok && result.error.code).toBe('INVALID_INPUT');
     }

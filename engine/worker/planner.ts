@@ -166,13 +166,13 @@ export class Planner {
 
   /** The planner's table for a model (worker method `plan`). */
   async plan(input: WorkerMethods['plan']['input']): Promise<Result<KvPlan>> {
-    const { path, uri, contextSize, slots } = input ?? ({} as WorkerMethods['plan']['input']);
-    if ((typeof path === 'string') === (typeof uri === 'string') || (path ?? uri) === '') return err('INVALID_INPUT', 'plan needs either a path or a uri.');
+    const { path, contextSize, slots } = input ?? ({} as WorkerMethods['plan']['input']);
+    if (typeof path !== 'string' || path === '') return err('INVALID_INPUT', 'plan needs a path.');
     if (!Number.isInteger(contextSize) || contextSize < 1 || contextSize > MAX_PLAN_CONTEXT) return err('INVALID_INPUT', `plan needs a contextSize from 1 to ${MAX_PLAN_CONTEXT}.`);
     if (!Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS) return err('INVALID_INPUT', `plan needs 1 to ${MAX_SLOTS} slots.`);
     const llama = await this.#deps.llama();
     if (!llama.ok) return llama;
-    const insights = await this.#read(llama.value, path !== undefined ? { path } : { uri: uri! });
+    const insights = await this.#read(llama.value, { path });
     if (!insights.ok) return insights;
     try {
       const { device, reserve } = await readDevice(llama.value, await this.#reclaimable(llama.value));
@@ -254,12 +254,12 @@ export class Planner {
 
   /**
    * The model's metadata and estimator, cached by file identity (a changed file is read again;
-   * a remote one by its address). A remote source with `headers` (fitRemote) is read with those
+   * a remote one by its address and headers). A remote source (fitRemote) is read with its
    * headers alone: node-llama-cpp would otherwise retry a refused Hugging Face request with a
    * token of its own finding (HF_TOKEN, the huggingface-cli token file), so a verdict could
    * succeed where Hearth's download, which uses Hearth's token, fails.
    */
-  async #read(llama: Llama, source: { path: string } | { uri: string; headers?: Readonly<Record<string, string>> }): Promise<Result<GgufInsights>> {
+  async #read(llama: Llama, source: { path: string } | { uri: string; headers: Readonly<Record<string, string>> }): Promise<Result<GgufInsights>> {
     let key: string;
     if ('path' in source) {
       try {
@@ -271,7 +271,7 @@ export class Planner {
       }
     } else {
       // With headers, they are part of the key: a token added or removed reads the file again.
-      key = 'headers' in source ? `uri:${source.uri}#${createHash('sha256').update(JSON.stringify(Object.entries(source.headers ?? {}).sort())).digest('hex')}` : `uri:${source.uri}`;
+      key = `uri:${source.uri}#${createHash('sha256').update(JSON.stringify(Object.entries(source.headers).sort())).digest('hex')}`;
     }
     let pending = this.#insights.get(key);
     if (!pending) {
@@ -283,7 +283,9 @@ export class Planner {
                 logWarnings: false,
                 signal: AbortSignal.timeout(REMOTE_HEADER_TIMEOUT_MS),
                 fetchRetryOptions: { retries: 2 },
-                ...(source.headers ? { sourceType: 'network' as const, fetchHeaders: { ...source.headers }, tokens: noFoundToken } : {}),
+                sourceType: 'network',
+                fetchHeaders: { ...source.headers },
+                tokens: noFoundToken,
               });
         return GgufInsights.from(info, llama);
       })();
@@ -300,7 +302,7 @@ export class Planner {
     } catch (error) {
       this.#insights.delete(key);
       if ('path' in source) return err('MODEL_INVALID', `The GGUF header of ${source.path} cannot be read: ${errorText(error)}`);
-      return 'headers' in source ? remoteHeaderError(source.uri, error) : err('DOWNLOAD_FAILED', `The GGUF header at ${source.uri} cannot be read: ${errorText(error)}`, 'Check the address and the network connection.');
+      return remoteHeaderError(source.uri, error);
     }
   }
 }

@@ -300,10 +300,6 @@ export function malformedCases(name: CallName): FuzzCase[] {
     }
     if (!field.nested && !isOptional(name, field.path)) cases.push([`${field.path} is missing`, field.remove()]);
   }
-  // Calls whose refinements need one of two keys: both, and neither.
-  if (name === 'models.plan') {
-    cases.push(['both path and uri', { path: '/m.gguf', uri: 'hf:a/b:Q4' }], ['neither path nor uri', {}]);
-  }
   return cases.map(([label, payload]) => ({ label, payload, json: jsonOf(payload) }));
 }
 

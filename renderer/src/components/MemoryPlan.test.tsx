@@ -12,7 +12,7 @@ import { library, localModel } from '../state/models.fixtures.ts';
 import { ModelScreen } from './ModelScreen.tsx';
 
 const local: PlanTarget = { path: '/m/tiny.gguf' };
-const remote: PlanTarget = { uri: 'hf:org/repo/model.gguf' };
+const other: PlanTarget = { path: '/m/other.gguf' };
 
 function view(target: PlanTarget, entry: ModelPlanEntry | undefined): string {
   return renderToStaticMarkup(<MemoryPlanView id="p1" name="tiny.gguf" target={target} entry={entry} onRetry={() => {}} />);
@@ -39,13 +39,12 @@ describe('the memory plan disclosure', () => {
     expect(open).toContain('aria-expanded="true" aria-controls="p1"');
   });
 
-  it('busy while the plan runs; a download address says it fetches the header and takes seconds', () => {
+  it('busy while the plan runs', () => {
     const pending = { plan: null, error: null, pending: true };
-    const remoteHtml = view(remote, pending);
-    expect(remoteHtml).toMatch(/^<section id="p1" aria-label="Memory plan for tiny.gguf" aria-busy="true"/);
-    expect(remoteHtml).toContain('<p role="status"');
-    expect(remoteHtml).toContain("Reading the model&#x27;s header from its download address… This can take a few seconds.");
-    expect(view(local, pending)).toContain('Reading the model file…');
+    const html = view(local, pending);
+    expect(html).toMatch(/^<section id="p1" aria-label="Memory plan for tiny.gguf" aria-busy="true"/);
+    expect(html).toContain('<p role="status"');
+    expect(html).toContain('Reading the model file…');
     // Before the store has an entry (the first render after opening) it is busy too.
     expect(view(local, undefined)).toContain('aria-busy="true"');
   });
@@ -57,10 +56,10 @@ describe('the memory plan disclosure', () => {
     expect(done).toContain('Auto picks f16 / f16 at 4,096 tokens');
     expect(done).toContain('in RAM 131,072');
 
-    const offline = view(remote, { plan: null, error: { code: 'DOWNLOAD_FAILED', message: 'Could not reach huggingface.co.', hint: 'Check the connection.' }, pending: false });
+    const offline = view(other, { plan: null, error: { code: 'NOT_FOUND', message: 'There is no file at /m/other.gguf.', hint: 'Check the path.' }, pending: false });
     expect(offline).toContain('The memory plan could not be made.');
-    expect(offline).toContain('Could not reach huggingface.co.');
-    expect(offline).toContain('Check the connection.');
+    expect(offline).toContain('There is no file at /m/other.gguf.');
+    expect(offline).toContain('Check the path.');
     expect(offline).toMatch(/<button type="button"[^>]*>Try again<\/button>/);
     expect(offline).not.toContain('<table');
   });

@@ -28,13 +28,6 @@ export function MemoryPlanButton(props: { readonly name: string; readonly open: 
   );
 }
 
-/** The busy line while a plan runs: a remote one says why it takes a while. */
-export function busyText(target: PlanTarget): string {
-  return 'uri' in target
-    ? "Reading the model's header from its download address… This can take a few seconds."
-    : 'Reading the model file…';
-}
-
 export interface MemoryPlanViewProps {
   readonly id: string;
   readonly name: string;
@@ -53,7 +46,7 @@ export function MemoryPlanView(props: MemoryPlanViewProps) {
     <section id={props.id} aria-label={`Memory plan for ${props.name}`} aria-busy={pending || undefined} className="mt-2 space-y-2 rounded-md border border-stone-200 p-2 dark:border-stone-700">
       {pending && (
         <p role="status" className="text-xs text-stone-500 dark:text-stone-400">
-          {busyText(props.target)}
+          Reading the model file…
         </p>
       )}
       {error && (

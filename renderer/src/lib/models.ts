@@ -244,8 +244,3 @@ export function pickRecommended(rows: readonly RecommendationRow[]): Recommendat
 function rank(row: RecommendationRow): number {
   return row.fit ? verdictRank[row.fit.verdict] : -1;
 }
-
-/** The `hf:` address of a recommended model, for the memory planner (`models.plan` uri). */
-export function recommendedUri(model: Pick<RecommendedModel, 'repo' | 'quantization'>): string {
-  return `hf:${model.repo}:${model.quantization}`;
-}

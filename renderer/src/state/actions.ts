@@ -571,7 +571,7 @@ export function createActions(transport: Transport, store: HearthStore, options:
       const running = modelPlansInFlight.get(key);
       if (running) return running;
       state().setModelPlan(key, { plan: cached?.plan ?? null, error: null, pending: true });
-      const call = transport.call('models.plan', 'path' in target ? { path: target.path } : { uri: target.uri }).then((result) => {
+      const call = transport.call('models.plan', { path: target.path }).then((result) => {
         // Forgotten while it ran (its inputs changed): the answer is for the old ones.
         if (modelPlansInFlight.get(key) !== call) return result;
         modelPlansInFlight.delete(key);

@@ -128,25 +128,25 @@ describe('the model profile in the store', () => {
 
 describe("the Models screen's plans in the store", () => {
   const local = { path: '/m/a.gguf' };
-  const remote = { uri: 'hf:org/repo/model.gguf' };
+  const other = { path: '/m/b.gguf' };
 
-  it('planModel: pending while it runs, then kept per path or address; opening again asks nothing', async () => {
+  it('planModel: pending while it runs, then kept per path; opening again asks nothing', async () => {
     const t = setup();
     const header = deferred<Result<KvPlan>>();
-    t.transport.handlers['models.plan'] = (input) => (input.uri ? header.promise : ok(cpuPlan()));
-    const running = t.actions.planModel(remote);
-    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: null, error: null, pending: true });
-    // A second opening while the header is fetched joins the same call.
-    const joined = t.actions.planModel(remote);
-    expect(t.transport.calls).toEqual([{ name: 'models.plan', input: { uri: 'hf:org/repo/model.gguf' } }]);
+    t.transport.handlers['models.plan'] = (input) => (input.path === other.path ? header.promise : ok(cpuPlan()));
+    const running = t.actions.planModel(other);
+    expect(selectModelPlan(other)(t.s())).toEqual({ plan: null, error: null, pending: true });
+    // A second opening while the file is read joins the same call.
+    const joined = t.actions.planModel(other);
+    expect(t.transport.calls).toEqual([{ name: 'models.plan', input: { path: '/m/b.gguf' } }]);
     header.resolve(ok(cpuPlan({ contextSize: 8192 })));
     expect(await running).toEqual(await joined);
-    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: cpuPlan({ contextSize: 8192 }), error: null, pending: false });
+    expect(selectModelPlan(other)(t.s())).toEqual({ plan: cpuPlan({ contextSize: 8192 }), error: null, pending: false });
 
     expect((await t.actions.planModel(local)).ok).toBe(true);
     expect(selectModelPlan(local)(t.s())?.plan).toEqual(cpuPlan());
-    // The path and the address are cached apart; asking again answers from the store.
-    expect(await t.actions.planModel(remote)).toEqual({ ok: true, value: cpuPlan({ contextSize: 8192 }) });
+    // Each path is cached apart; asking again answers from the store.
+    expect(await t.actions.planModel(other)).toEqual({ ok: true, value: cpuPlan({ contextSize: 8192 }) });
     expect(await t.actions.planModel(local)).toEqual({ ok: true, value: cpuPlan() });
     expect(t.transport.calls).toHaveLength(2);
     // Nor does it touch the Settings planner's state.
@@ -156,20 +156,20 @@ describe("the Models screen's plans in the store", () => {
 
   it('a failure is kept as a message, and the next opening (or Try again) asks again', async () => {
     const t = setup();
-    const offline = { code: 'DOWNLOAD_FAILED' as const, message: 'Could not reach huggingface.co.' };
+    const offline = { code: 'NOT_FOUND' as const, message: 'There is no file at /m/b.gguf.' };
     t.transport.handlers['models.plan'] = () => ({ ok: false, error: offline });
-    expect(await t.actions.planModel(remote)).toEqual({ ok: false, error: offline });
-    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: null, error: offline, pending: false });
+    expect(await t.actions.planModel(other)).toEqual({ ok: false, error: offline });
+    expect(selectModelPlan(other)(t.s())).toEqual({ plan: null, error: offline, pending: false });
     t.transport.handlers['models.plan'] = () => ok(cpuPlan());
-    const retry = t.actions.planModel(remote);
+    const retry = t.actions.planModel(other);
     // The old message goes as the new try starts.
-    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: null, error: null, pending: true });
+    expect(selectModelPlan(other)(t.s())).toEqual({ plan: null, error: null, pending: true });
     await retry;
-    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: cpuPlan(), error: null, pending: false });
+    expect(selectModelPlan(other)(t.s())).toEqual({ plan: cpuPlan(), error: null, pending: false });
     // A fresh plan that fails keeps the last plan beside the error.
     t.transport.handlers['models.plan'] = () => ({ ok: false, error: offline });
-    await t.actions.planModel(remote, { fresh: true });
-    expect(selectModelPlan(remote)(t.s())).toEqual({ plan: cpuPlan(), error: offline, pending: false });
+    await t.actions.planModel(other, { fresh: true });
+    expect(selectModelPlan(other)(t.s())).toEqual({ plan: cpuPlan(), error: offline, pending: false });
     expect(t.transport.calls).toHaveLength(3);
   });
 
@@ -178,16 +178,16 @@ describe("the Models screen's plans in the store", () => {
     t.transport.handlers['models.plan'] = () => ok(cpuPlan());
     await t.actions.planModel(local);
     await t.actions.planModel({ path: '/m/b.gguf' });
-    await t.actions.planModel(remote);
+    await t.actions.planModel(other);
     t.transport.handlers['models.setProfile'] = () => ok(view);
     await t.actions.saveProfile('/m/a.gguf', profile);
     expect(selectModelPlan(local)(t.s())).toBeUndefined();
     expect(selectModelPlan({ path: '/m/b.gguf' })(t.s())).toBeDefined();
-    expect(selectModelPlan(remote)(t.s())).toBeDefined();
+    expect(selectModelPlan(other)(t.s())).toBeDefined();
 
     t.transport.handlers['settings.update'] = () => ok(appState().settings);
     await t.actions.updateSettings({ theme: 'dark' });
-    expect(selectModelPlan(remote)(t.s())).toBeDefined();
+    expect(selectModelPlan(other)(t.s())).toBeDefined();
 
     const late = deferred<Result<KvPlan>>();
     t.transport.handlers['models.plan'] = () => late.promise;

@@ -41,8 +41,8 @@ export interface ProfileSlice {
   forgetModelPlans(which?: (key: string) => boolean): void;
 }
 
-/** What the Models screen plans: a local file, or a recommended model's download address. */
-export type PlanTarget = { readonly path: string } | { readonly uri: string };
+/** What the Models screen plans: a local file (a file not downloaded yet gets `hub.fit`'s verdicts). */
+export type PlanTarget = { readonly path: string };
 
 /** One model's plan on the Models screen; `plan` stays beside a later failure to refresh it. */
 export interface ModelPlanEntry {
@@ -51,9 +51,9 @@ export interface ModelPlanEntry {
   readonly pending: boolean;
 }
 
-/** The cache key of a target: a path and an address never collide. */
+/** The cache key of a target. */
 export function planKey(target: PlanTarget): string {
-  return 'path' in target ? `path:${target.path}` : `uri:${target.uri}`;
+  return `path:${target.path}`;
 }
 
 export const createProfileSlice: SliceCreator<ProfileSlice> = (set) => ({
