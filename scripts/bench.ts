@@ -16,6 +16,8 @@ import { defaultSettings } from '../engine/host/settings.ts';
 import { KV_SHAPE_8B } from '../bench/kv-shape-8b.ts';
 import { apiModes, formatReport as formatApiReport, runApiBench } from '../bench/api.ts';
 import type { ApiMode } from '../bench/api-report.ts';
+import { fitQuants, formatReport as formatModelsReport, runModelsBench } from '../bench/models.ts';
+import { modelsParts, type ModelsPart } from '../bench/models-report.ts';
 import { repoRoot } from '../test/support/models.ts';
 import { errorText } from '../engine/contract/index.ts';
 
@@ -31,6 +33,9 @@ Benchmarks:
   overflow a scripted 60-turn chat that outgrows its context, per overflow policy × context × KV
            type, with an engine restart half way: what each turn re-reads, how much history the
            model sees, refusals, restore after the restart; and drop-oldest's step size sweep
+  models   Hearth's own model handling on loopback against the Hugging Face emulator: a large
+           download through the DownloadQueue vs a plain fetch, pause/resume and a restart
+           mid-download, hub.fit's header fetches through the host, and the library scan
 
 resume options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
@@ -124,6 +129,25 @@ api options (the defaults take about 17 minutes on the 2-core build machine, 14 
                        model's profile (default 6144)
   --modes LIST         ${apiModes.join(', ')} (default all)
   --dir DIR            where the data directories go, removed after each (default .cache/bench)
+
+models options (the defaults take about 5 minutes on the 2-core build machine):
+  --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
+  --size-mib N         the download's size in MiB (default 2048): a GGUF header, then pseudo-random
+                       bytes, written to --dir (so the disk needs about 3× this free)
+  --reps N             whole downloads per method, alternating plain fetch and queue (default 2)
+  --pause-at F         where the pause and the restart stop, a fraction of the file (default 0.5)
+  --fit-quants LIST    the fit repository's files, Llama-3.1-8B's shape: ${Object.keys(fitQuants).join(', ')}
+                       (default all)
+  --fit-size MODE      small (default): each fit file is its header and 64 MiB, sparse; published:
+                       the published sizes, sparse beyond the header, but the emulator hashes every
+                       byte before it answers (about 5 minutes for the 53 GB here)
+  --vocab on|off       give the fit headers a vocabulary of Llama 3's size, as a real file's has (default on)
+  --fit-repeats N      hub.fit calls after the first (default 3)
+  --scan-models N      small generated GGUFs in Hearth's folder for the library scan (default 200)
+  --scan-large N       GGUFs with a Llama 3 vocabulary header, sparse beyond it, beside them (default 20)
+  --scan-repeats N     scans after the first (default 3)
+  --parts LIST         ${modelsParts.join(', ')} (default all)
+  --dir DIR            where the files go, removed after (default .cache/bench; on the disk you want to measure)
 `;
 
 function fail(message: string): never {
@@ -364,6 +388,56 @@ async function api(args: string[]): Promise<void> {
   process.stdout.write(`${formatApiReport(report)}\n`);
 }
 
+async function models(args: string[]): Promise<void> {
+  const v = parse(args, {
+    json: { type: 'string' },
+    'size-mib': { type: 'string', default: '2048' },
+    reps: { type: 'string', default: '2' },
+    'pause-at': { type: 'string', default: '0.5' },
+    'fit-quants': { type: 'string', default: Object.keys(fitQuants).join(',') },
+    vocab: { type: 'string', default: 'on' },
+    'fit-size': { type: 'string', default: 'small' },
+    'fit-repeats': { type: 'string', default: '3' },
+    'scan-models': { type: 'string', default: '200' },
+    'scan-large': { type: 'string', default: '20' },
+    'scan-repeats': { type: 'string', default: '3' },
+    parts: { type: 'string', default: modelsParts.join(',') },
+    dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
+  }).values;
+  if (v.json === undefined || v.json === '') fail('models needs --json FILE.');
+  if (v.vocab !== 'on' && v.vocab !== 'off') fail(`--vocab: "${v.vocab}" is neither on nor off.`);
+  if (v['fit-size'] !== 'small' && v['fit-size'] !== 'published') fail(`--fit-size: "${v['fit-size']}" is neither small nor published.`);
+  const list = (value: string): string[] => value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const quants = list(v['fit-quants']);
+  for (const quant of quants) if (!(quant in fitQuants)) fail(`--fit-quants: unknown quantization "${quant}".`);
+  const parts = list(v.parts);
+  for (const part of parts) if (!(modelsParts as readonly string[]).includes(part)) fail(`--parts: unknown part "${part}".`);
+  const pauseAt = Number(v['pause-at']);
+  if (!(pauseAt > 0 && pauseAt < 1)) fail(`--pause-at must be between 0 and 1, got "${v['pause-at']}".`);
+  const whole = (name: string, value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) fail(`--${name} must be a whole number ≥ 0, got "${value}".`);
+    return n;
+  };
+  const report = await runModelsBench({
+    jsonPath: v.json,
+    dir: v.dir,
+    fileBytes: positiveInt('size-mib', v['size-mib']) * 2 ** 20,
+    pauseAt,
+    reps: positiveInt('reps', v.reps),
+    fitQuants: quants,
+    vocabulary: v.vocab === 'on',
+    fitSize: v['fit-size'],
+    fitRepeats: whole('fit-repeats', v['fit-repeats']),
+    scanModels: whole('scan-models', v['scan-models']),
+    scanLargeModels: whole('scan-large', v['scan-large']),
+    scanRepeats: whole('scan-repeats', v['scan-repeats']),
+    parts: parts as ModelsPart[],
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatModelsReport(report)}\n`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'resume':
@@ -380,6 +454,9 @@ switch (command) {
     break;
   case 'api':
     await api(rest);
+    break;
+  case 'models':
+    await models(rest);
     break;
   case undefined:
   case '-h':
