@@ -270,10 +270,17 @@ const bytesText = (bytes: number | null): string | null => {
   return mib(bytes);
 };
 
-function downloadColumns(baselineMs: number | null): Column<DownloadRun>[] {
+/** The median CPU time of the complete runs of one method. */
+export function medianCpuMs(runs: readonly DownloadRun[], method: DownloadRun['method']): number | null {
+  return median(runs.filter((r) => r.method === method && r.complete).map((r) => r.cpuMs));
+}
+
+function downloadColumns(baselineMs: number | null, baselineCpuMs: number | null): Column<DownloadRun>[] {
   return [
     { title: 'method', value: (r) => r.method },
     { title: 'time vs plain fetch (median)', value: (r) => (baselineMs === null || !r.complete ? null : x(r.ms / baselineMs)), numeric: true },
+    // CPU time is what this process spent, whatever else the shared machine ran meanwhile.
+    { title: 'CPU vs plain fetch (median)', value: (r) => (baselineCpuMs === null || !r.complete ? null : x(r.cpuMs / baselineCpuMs)), numeric: true },
     { title: 'disk writes / file (write_bytes)', value: (r) => x(ratioOrNull(deviceBytes(r.ioBefore, r.ioAfter), r.fileBytes)), numeric: true },
     { title: 'write() bytes / file (wchar)', value: (r) => x(ratioOrNull(syscallBytes(r.ioBefore, r.ioAfter), r.fileBytes)), numeric: true },
     { title: 'MB/s', value: (r) => mbPerSecond(r.fileBytes, r.ms), numeric: true },
@@ -343,7 +350,7 @@ export function formatReport(report: ModelsReport): string {
       '',
       `### Download of ${mib(m.fileBytes)} (a GGUF header, then pseudo-random bytes), ${m.reps} rep${m.reps === 1 ? '' : 's'} each, alternating`,
       '',
-      markdownTable(report.downloads, downloadColumns(baselineMs)),
+      markdownTable(report.downloads, downloadColumns(baselineMs, medianCpuMs(report.downloads, 'plain fetch'))),
     );
   }
   for (const kind of ['pause', 'restart'] as const) {
