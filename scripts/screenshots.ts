@@ -12,20 +12,36 @@
  * Use a small trained model, so the text is readable: the generated test model writes noise.
  * The model comes from `--model` or HEARTH_SCREENSHOT_MODEL; Chromium from CHROMIUM_PATH or
  * /usr/bin/chromium. Replies are sampled, so each run's text differs.
+ *
+ * The Models screens need no model (`--only models`): a loopback Hugging Face
+ * (test/support/hf-emulator.ts) hosts the recommended repositories, and a home folder holds
+ * models of several apps. Their files are real models' headers (published shapes, llama.cpp's
+ * quantization recipes) followed by a hole to the files' full sizes: the library's figures and the
+ * planner's verdicts, computed by the real engine on the machine that runs this, are those of the
+ * real files, without their weights on disk. It photographs first run's panel, the library, a
+ * repository's page with its verdicts and the download queue with one download running (slowed
+ * down) and one paused.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
-import { chromium, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { ggmlTypes } from '../engine/gguf/format.ts';
+import { referenceModels, type ReferenceModel } from '../engine/worker/fit-reference.ts';
+import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from '../test/support/gguf-writer.ts';
+import { startHubEmulator, type EmulatorRepo, type HubEmulator } from '../test/support/hf-emulator.ts';
 import { freePort, repoRoot, startHost, type Host } from '../test/support/host.ts';
 
-const usage = `Usage: npm run screenshots -- --model FILE.gguf [--out DIR] [--threads N]
+const usage = `Usage: npm run screenshots -- --model FILE.gguf [--out DIR] [--threads N] [--only chat|models]
 
   --model FILE.gguf   the model to chat with (or HEARTH_SCREENSHOT_MODEL); a small trained model
+                      (not needed with --only models)
   --out DIR           where the PNGs go (default docs/screenshots)
   --threads N         llama.cpp threads (default 2)
+  --only chat|models  take only the chat and cache screenshots, or only the Models screens'
 
 Run \`npm run build\` first. Chromium: CHROMIUM_PATH, else /usr/bin/chromium.
 `;
@@ -149,27 +165,10 @@ async function scrollToTop(target: Locator): Promise<void> {
   await target.page().waitForTimeout(300);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { model: { type: 'string' }, out: { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean' } },
-  });
-  if (values.help) {
-    process.stdout.write(usage);
-    return;
-  }
-  const model = values.model ?? process.env.HEARTH_SCREENSHOT_MODEL;
-  if (model === undefined || model === '') fail('give the model: --model FILE.gguf or HEARTH_SCREENSHOT_MODEL');
-  const threads = Number(values.threads ?? '2');
-  if (!Number.isInteger(threads) || threads < 1) fail(`--threads must be a positive integer, not ${values.threads}`);
-  const outDir = resolve(values.out ?? join(repoRoot, 'docs', 'screenshots'));
-  await mkdir(outDir, { recursive: true });
-
+/** The chat, the Server screen, the Cache view, the cache settings and the memory planner, from a real session with `model`. */
+async function chatScreens(browser: Browser, model: string, threads: number, outDir: string): Promise<string[]> {
   const dataDir = await mkdtemp(join(tmpdir(), 'hearth-screenshots-'));
   const hosts: Host[] = [];
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu'],
-  });
   try {
     const page = await browser.newPage({ viewport, colorScheme: 'light' });
 
@@ -227,14 +226,330 @@ async function main(): Promise<void> {
     await planner.getByRole('table').first().waitFor();
     await scrollToTop(planner);
     await page.screenshot({ path: join(outDir, 'memory-planner.png') });
-    process.stdout.write(`screenshots written to ${outDir}: chat-readout.png, server.png, cache-view.png, cache-settings.png, memory-planner.png\n`);
+    return ['chat-readout.png', 'server.png', 'cache-view.png', 'cache-settings.png', 'memory-planner.png'];
   } catch (e) {
     for (const host of hosts) process.stderr.write(host.output());
     throw e;
   } finally {
-    await browser.close();
     for (const host of hosts) await host.stop();
     await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** A model's shape for the header files below: the reference models' fields, and whether the output matrix is the embeddings'. */
+type Shape = Omit<ReferenceModel, 'source' | 'filesSource' | 'files'> & { readonly tiedEmbeddings?: boolean };
+
+const reference = (name: string): Shape => {
+  const model = referenceModels.find((m) => m.name === name);
+  if (!model) throw new Error(`no reference model ${name}`);
+  return model;
+};
+
+/** The small recommended models, from their config.json on Hugging Face (both tie their embeddings). */
+const smallShapes: Readonly<Record<string, Shape>> = {
+  'Qwen2.5-0.5B': {
+    name: 'Qwen2.5-0.5B-Instruct',
+    arch: 'qwen2',
+    layers: 24,
+    nEmbd: 896,
+    nFf: 4864,
+    nHead: 14,
+    nHeadKv: 2,
+    headDim: 64,
+    nVocab: 151936,
+    contextLength: 32768,
+    ropeBase: 1e6,
+    rmsEps: 1e-6,
+    qkvBias: true,
+    tiedEmbeddings: true,
+  },
+  'Llama-3.2-1B': {
+    name: 'Llama-3.2-1B-Instruct',
+    arch: 'llama',
+    layers: 16,
+    nEmbd: 2048,
+    nFf: 8192,
+    nHead: 32,
+    nHeadKv: 8,
+    headDim: 64,
+    nVocab: 128256,
+    contextLength: 131072,
+    ropeBase: 500000,
+    rmsEps: 1e-5,
+    qkvBias: false,
+    tiedEmbeddings: true,
+  },
+  'Llama-3.2-3B': {
+    name: 'Llama-3.2-3B-Instruct',
+    arch: 'llama',
+    layers: 28,
+    nEmbd: 3072,
+    nFf: 8192,
+    nHead: 24,
+    nHeadKv: 8,
+    headDim: 128,
+    nVocab: 128256,
+    contextLength: 131072,
+    ropeBase: 500000,
+    rmsEps: 1e-5,
+    qkvBias: false,
+    tiedEmbeddings: true,
+  },
+};
+
+type Quant = 'Q4_K_M' | 'Q5_K_M' | 'Q6_K' | 'Q8_0' | 'Q4_0';
+
+/** llama_ftype (llama.h) and ggml type codes (ggml.h). */
+const fileTypes: Readonly<Record<Quant, number>> = { Q4_0: 2, Q8_0: 7, Q4_K_M: 15, Q5_K_M: 17, Q6_K: 18 };
+const ggml = { F32: 0, Q4_0: 2, Q5_0: 6, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14 } as const;
+
+/**
+ * A tensor's type in a `quant` file, after llama.cpp's recipe (llama-quant.cpp) in outline: norms
+ * and biases F32; for the _M mixes Q6_K for the output matrix (the embeddings when tied) and for
+ * attn_v and ffn_down in some layers; a row that is not whole 256-blocks falls back to Q5_0.
+ */
+function tensorType(quant: Quant, name: string, layer: number | null, layers: number, rowLength: number, tied: boolean): number {
+  if (name.endsWith('norm.weight') || name.endsWith('.bias')) return ggml.F32;
+  if (quant === 'Q8_0') return ggml.Q8_0;
+  if (quant === 'Q4_0') return ggml.Q4_0;
+  const kQuant = (type: number) => (rowLength % 256 === 0 ? type : ggml.Q5_0);
+  if (quant === 'Q6_K') return kQuant(ggml.Q6_K);
+  const moreBits = (i: number) => i < layers / 8 || i >= (7 * layers) / 8 || (i - Math.floor(layers / 8)) % 3 === 2;
+  if (name === 'output.weight' || (tied && name === 'token_embd.weight')) return kQuant(ggml.Q6_K);
+  if (layer !== null && (name.endsWith('attn_v.weight') || name.endsWith('ffn_down.weight')) && moreBits(layer)) return kQuant(ggml.Q6_K);
+  return kQuant(quant === 'Q4_K_M' ? ggml.Q4_K : ggml.Q5_K);
+}
+
+/**
+ * Writes `path` as a `quant` file of `shape`: the real header, then a hole as long as the weights
+ * would be (a sparse file: its size is the real file's, its disk use the header's). Returns its size.
+ */
+async function writeShapeFile(path: string, shape: Shape, quant: Quant, title: string): Promise<number> {
+  const a = shape.arch;
+  const u32 = (value: number): GgufMetaValue => ({ type: 'uint32', value });
+  const f32 = (value: number): GgufMetaValue => ({ type: 'float32', value });
+  const metadata: Array<readonly [string, GgufMetaValue]> = [
+    ['general.architecture', { type: 'string', value: a }],
+    ['general.name', { type: 'string', value: title }],
+    ['general.alignment', u32(32)],
+    ['general.file_type', u32(fileTypes[quant])],
+    [`${a}.context_length`, u32(shape.contextLength)],
+    [`${a}.embedding_length`, u32(shape.nEmbd)],
+    [`${a}.block_count`, u32(shape.layers)],
+    [`${a}.feed_forward_length`, u32(shape.nFf)],
+    [`${a}.attention.head_count`, u32(shape.nHead)],
+    [`${a}.attention.head_count_kv`, u32(shape.nHeadKv)],
+    [`${a}.attention.layer_norm_rms_epsilon`, f32(shape.rmsEps)],
+    [`${a}.rope.dimension_count`, u32(shape.headDim)],
+    [`${a}.rope.freq_base`, f32(shape.ropeBase)],
+    [`${a}.vocab_size`, u32(shape.nVocab)],
+    ['tokenizer.ggml.model', { type: 'string', value: 'none' }],
+  ];
+  const tied = shape.tiedEmbeddings === true;
+  const tensors: GgufTensorInfoInput[] = [];
+  const add = (name: string, dims: number[], layer: number | null = null) =>
+    tensors.push({ name, dims, typeCode: tensorType(quant, name, layer, shape.layers, dims[0] ?? 0, tied) });
+  const qDim = shape.nHead * shape.headDim;
+  const kvDim = shape.nHeadKv * shape.headDim;
+  add('token_embd.weight', [shape.nEmbd, shape.nVocab]);
+  for (let l = 0; l < shape.layers; l++) {
+    const p = `blk.${l}.`;
+    add(`${p}attn_norm.weight`, [shape.nEmbd], l);
+    add(`${p}attn_q.weight`, [shape.nEmbd, qDim], l);
+    add(`${p}attn_k.weight`, [shape.nEmbd, kvDim], l);
+    add(`${p}attn_v.weight`, [shape.nEmbd, kvDim], l);
+    if (shape.qkvBias) {
+      add(`${p}attn_q.bias`, [qDim], l);
+      add(`${p}attn_k.bias`, [kvDim], l);
+      add(`${p}attn_v.bias`, [kvDim], l);
+    }
+    add(`${p}attn_output.weight`, [qDim, shape.nEmbd], l);
+    add(`${p}ffn_norm.weight`, [shape.nEmbd], l);
+    add(`${p}ffn_gate.weight`, [shape.nEmbd, shape.nFf], l);
+    add(`${p}ffn_up.weight`, [shape.nEmbd, shape.nFf], l);
+    add(`${p}ffn_down.weight`, [shape.nFf, shape.nEmbd], l);
+  }
+  add('output_norm.weight', [shape.nEmbd]);
+  if (!tied) add('output.weight', [shape.nEmbd, shape.nVocab]);
+  const header = encodeGgufHeader({ metadata, tensors });
+  let data = 0;
+  for (const tensor of tensors) {
+    const type = ggmlTypes.get(tensor.typeCode)!;
+    data += (tensor.dims.reduce((x, y) => x * y, 1) / type.blockSize) * type.typeSize;
+    data += (32 - (data % 32)) % 32;
+  }
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, header);
+  await truncate(path, header.length + data);
+  return header.length + data;
+}
+
+/** The recommended repositories (engine/host/models.ts) with their Q4_K_M files' real names; the 7B one has more quantizations, for its page. */
+async function hubRepos(dir: string): Promise<EmulatorRepo[]> {
+  const repo = async (id: string, shape: Shape, files: ReadonlyArray<readonly [string, Quant]>, downloads: number, likes: number, days: number): Promise<EmulatorRepo> => {
+    const written = [];
+    for (const [name, quant] of files) {
+      const source = join(dir, id, name);
+      await writeShapeFile(source, shape, quant, shape.name.replace(/-/g, ' '));
+      written.push({ path: name, source });
+    }
+    return { id, files: written, license: id.startsWith('Qwen/') || id.includes('Qwen') ? 'apache-2.0' : 'llama3.2', downloads, likes, lastModified: new Date(Date.now() - days * 86_400_000).toISOString() };
+  };
+  const q7 = { ...reference('Qwen2.5-7B'), name: 'Qwen2.5-7B-Instruct' };
+  return Promise.all([
+    repo('Qwen/Qwen2.5-0.5B-Instruct-GGUF', smallShapes['Qwen2.5-0.5B']!, [['qwen2.5-0.5b-instruct-q4_k_m.gguf', 'Q4_K_M']], 61_204, 138, 240),
+    repo('bartowski/Llama-3.2-1B-Instruct-GGUF', smallShapes['Llama-3.2-1B']!, [['Llama-3.2-1B-Instruct-Q4_K_M.gguf', 'Q4_K_M']], 148_770, 152, 200),
+    repo('bartowski/Llama-3.2-3B-Instruct-GGUF', smallShapes['Llama-3.2-3B']!, [['Llama-3.2-3B-Instruct-Q4_K_M.gguf', 'Q4_K_M']], 201_355, 187, 200),
+    repo(
+      'bartowski/Qwen2.5-7B-Instruct-GGUF',
+      q7,
+      [
+        ['Qwen2.5-7B-Instruct-Q4_K_M.gguf', 'Q4_K_M'],
+        ['Qwen2.5-7B-Instruct-Q5_K_M.gguf', 'Q5_K_M'],
+        ['Qwen2.5-7B-Instruct-Q8_0.gguf', 'Q8_0'],
+      ],
+      96_512,
+      113,
+      310,
+    ),
+    repo('bartowski/Meta-Llama-3.1-8B-Instruct-GGUF', { ...reference('Llama-3.1-8B'), name: 'Meta-Llama-3.1-8B-Instruct' }, [['Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf', 'Q4_K_M']], 183_904, 245, 290),
+    repo('bartowski/Qwen2.5-14B-Instruct-GGUF', { ...reference('Qwen2.5-14B'), name: 'Qwen2.5-14B-Instruct' }, [['Qwen2.5-14B-Instruct-Q4_K_M.gguf', 'Q4_K_M']], 54_310, 96, 310),
+  ]);
+}
+
+/** A home folder where LM Studio, Ollama and GPT4All left models, and Hearth's own folder beside it. */
+async function showcaseHome(root: string): Promise<{ env: NodeJS.ProcessEnv; modelsDir: string }> {
+  const home = join(root, 'home');
+  const data = join(home, '.local', 'share');
+  const modelsDir = join(home, 'Models');
+  await writeShapeFile(join(modelsDir, 'Llama-3.2-3B-Instruct-Q4_K_M.gguf'), smallShapes['Llama-3.2-3B']!, 'Q4_K_M', 'Llama 3.2 3B Instruct');
+  await writeShapeFile(join(modelsDir, 'qwen2.5-0.5b-instruct-q4_k_m.gguf'), smallShapes['Qwen2.5-0.5B']!, 'Q4_K_M', 'Qwen2.5 0.5B Instruct');
+  await writeShapeFile(
+    join(home, '.lmstudio', 'models', 'lmstudio-community', 'Meta-Llama-3.1-8B-Instruct-GGUF', 'Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf'),
+    reference('Llama-3.1-8B'),
+    'Q4_K_M',
+    'Meta Llama 3.1 8B Instruct',
+  );
+  // Ollama: a manifest naming its blob by digest (of the header here: the blob has no weights to hash).
+  const ollama = join(home, '.ollama', 'models');
+  const digest = createHash('sha256').update('qwen2.5:14b').digest('hex');
+  await writeShapeFile(join(ollama, 'blobs', `sha256-${digest}`), reference('Qwen2.5-14B'), 'Q4_K_M', 'Qwen2.5 14B Instruct');
+  const manifest = join(ollama, 'manifests', 'registry.ollama.ai', 'library', 'qwen2.5', '14b');
+  await mkdir(dirname(manifest), { recursive: true });
+  await writeFile(manifest, JSON.stringify({ schemaVersion: 2, layers: [{ mediaType: 'application/vnd.ollama.image.model', digest: `sha256:${digest}`, size: 1 }] }));
+  await writeShapeFile(join(data, 'nomic.ai', 'GPT4All', 'Meta-Llama-3-8B-Instruct.Q4_0.gguf'), { ...reference('Llama-3.1-8B'), contextLength: 8192 }, 'Q4_0', 'Meta Llama 3 8B Instruct');
+  return { env: { HOME: home, XDG_DATA_HOME: data, XDG_CONFIG_HOME: join(home, '.config'), OLLAMA_MODELS: '' }, modelsDir };
+}
+
+/** First run's panel, the library, a repository's page and the download queue. */
+async function modelsScreens(browser: Browser, threads: number, outDir: string): Promise<string[]> {
+  // A short name: the library shows the paths.
+  const root = await mkdtemp(join(tmpdir(), 'hearth-'));
+  const hosts: Host[] = [];
+  let hub: HubEmulator | null = null;
+  try {
+    const page = await browser.newPage({ viewport, colorScheme: 'light' });
+    hub = await startHubEmulator({ repos: [] });
+    // The emulator hashes every file (its holes too): the repositories side by side.
+    await Promise.all((await hubRepos(join(root, 'hub'))).map((repo) => hub!.addRepo(repo)));
+    const hubEnv = { HEARTH_HF_ENDPOINT: hub.endpoint };
+
+    // First run: a home with no model anywhere.
+    const emptyHome = join(root, 'empty-home');
+    await mkdir(emptyHome);
+    const first = await startHost({ dataDir: join(root, 'data-first'), threads, env: { ...hubEnv, HOME: emptyHome, XDG_DATA_HOME: join(emptyHome, '.local', 'share'), XDG_CONFIG_HOME: join(emptyHome, '.config'), OLLAMA_MODELS: '' } });
+    hosts.push(first);
+    await openApp(page, first);
+    const onboarding = page.getByTestId('onboarding');
+    await until('every verdict', async () => (await onboarding.getByTestId(/^onboarding-verdict-/).count()) === 6, 180_000);
+    await onboarding.getByTestId('recommended-marker').waitFor();
+    // Boot leads to the library when nothing is loaded: the screen down to the panel's end.
+    const panel = (await onboarding.boundingBox())!;
+    await page.setViewportSize({ width: viewport.width, height: Math.max(viewport.height, Math.ceil(panel.y + panel.height) + 24) });
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: join(outDir, 'onboarding.png') });
+    await page.setViewportSize(viewport);
+    await first.stop();
+
+    // Later: models of several apps on disk.
+    const home = await showcaseHome(root);
+    const later = await startHost({ dataDir: join(root, 'data-later'), threads, env: { ...hubEnv, ...home.env } });
+    hosts.push(later);
+    await call(later, 'settings.update', { modelsDir: home.modelsDir });
+    await openApp(page, later);
+    await page.goto(`${later.origin}/#/models`);
+    const library = page.getByRole('region', { name: 'Local files' });
+    await library.getByRole('region', { name: 'Ollama models' }).waitFor();
+    await page.getByTestId('model-folders').waitFor();
+    // The whole tab at once: a window as tall as it.
+    await page.setViewportSize({ width: viewport.width, height: Math.max(viewport.height, await paneHeight(library)) });
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: join(outDir, 'models-library.png') });
+    await page.setViewportSize(viewport);
+
+    const repo = 'bartowski/Qwen2.5-7B-Instruct-GGUF';
+    await page.goto(`${later.origin}/#/models/repo/${repo}`);
+    await until('the verdicts', async () => (await page.getByTestId(/^verdict-/).count()) === 3, 120_000);
+    await page.setViewportSize({ width: viewport.width, height: Math.max(viewport.height, await paneHeight(page.getByTestId('hub-device'))) });
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: join(outDir, 'models-repo.png') });
+    await page.setViewportSize(viewport);
+
+    // Two downloads, slowed down so they are under way: one paused after a few seconds, then the other.
+    hub.setRate(2 * 1024 * 1024);
+    await page.getByRole('button', { name: 'Download Qwen2.5-7B-Instruct-Q8_0' }).click();
+    await page.getByRole('navigation', { name: 'Models' }).getByRole('link', { name: /Downloads/ }).click();
+    const paused = page.getByRole('listitem', { name: 'Qwen2.5-7B-Instruct-Q8_0.gguf' });
+    await paused.getByText(/^Downloading/).waitFor();
+    await page.waitForTimeout(4000);
+    await paused.getByRole('button', { name: /^Pause / }).click();
+    await paused.getByText('Paused').waitFor();
+    await page.goto(`${later.origin}/#/models/repo/${repo}`);
+    await page.getByRole('button', { name: 'Download Qwen2.5-7B-Instruct-Q4_K_M' }).click();
+    await page.getByRole('navigation', { name: 'Models' }).getByRole('link', { name: /Downloads/ }).click();
+    await page.getByRole('listitem', { name: 'Qwen2.5-7B-Instruct-Q4_K_M.gguf' }).getByText(/^Downloading/).waitFor();
+    // A few seconds more, so the running one shows its speed and time left.
+    await page.waitForTimeout(4000);
+    await page.screenshot({ path: join(outDir, 'models-downloads.png') });
+    return ['onboarding.png', 'models-library.png', 'models-repo.png', 'models-downloads.png'];
+  } catch (e) {
+    for (const host of hosts) process.stderr.write(host.output());
+    throw e;
+  } finally {
+    for (const host of hosts) await host.stop();
+    await hub?.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { model: { type: 'string' }, out: { type: 'string' }, threads: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean' } },
+  });
+  if (values.help) {
+    process.stdout.write(usage);
+    return;
+  }
+  const only = values.only;
+  if (only !== undefined && only !== 'chat' && only !== 'models') fail(`--only takes chat or models, not ${only}`);
+  const model = values.model ?? process.env.HEARTH_SCREENSHOT_MODEL;
+  if (only !== 'models' && (model === undefined || model === '')) fail('give the model: --model FILE.gguf or HEARTH_SCREENSHOT_MODEL');
+  const threads = Number(values.threads ?? '2');
+  if (!Number.isInteger(threads) || threads < 1) fail(`--threads must be a positive integer, not ${values.threads}`);
+  const outDir = resolve(values.out ?? join(repoRoot, 'docs', 'screenshots'));
+  await mkdir(outDir, { recursive: true });
+
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu'],
+  });
+  try {
+    const written: string[] = [];
+    if (only !== 'models') written.push(...(await chatScreens(browser, model!, threads, outDir)));
+    if (only !== 'chat') written.push(...(await modelsScreens(browser, threads, outDir)));
+    process.stdout.write(`screenshots written to ${outDir}: ${written.join(', ')}\n`);
+  } finally {
+    await browser.close();
   }
 }
 

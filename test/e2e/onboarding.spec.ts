@@ -3,9 +3,10 @@
  * left one, and a loopback Hugging Face (test/support/hf-emulator.ts) hosting most of the
  * recommended repositories, each with a small generated model under its real file's name.
  *
- * - Home leads with the onboarding panel: each hosted entry has this machine's verdict, one is
- *   marked as the recommendation, the entries whose repository is missing say so each on its own,
- *   and "Download and chat" downloads, loads and opens a chat that answers.
+ * - The first screen (the library, with nothing loaded) and Home show the onboarding panel: each
+ *   hosted entry has this machine's verdict, one is marked as the recommendation, the entries
+ *   whose repository is missing say so each on its own, and "Download and chat" downloads, loads
+ *   and opens a chat that answers.
  * - A Hub answering 5xx gives the panel (and Discover's search) a retry that works once it recovers.
  * - The Models screens by keyboard alone: Discover, a search, a result opened with Enter, a
  *   file's Download button, and the delete dialog closed with Escape, focus back on its button.
@@ -67,6 +68,11 @@ it('first run: verdicts for this machine, one recommended, then Download and cha
   const host = await launchHost({ env: setup.env });
   await setDefaultSampling(host, { maxTokens: 8, temperature: 0 });
   await openApp(page, host);
+  // With nothing loaded, boot leads to the library, which shows the panel; Home shows it too.
+  await expect(page).toHaveURL(/#\/models$/);
+  await expect(onboarding(page)).toBeVisible();
+  await page.goto(`${host.origin}/#/`);
+  await expect(page.getByRole('heading', { level: 1, name: 'Hearth' })).toBeVisible();
 
   const panel = onboarding(page);
   await expect(panel.getByRole('heading', { name: 'Get a model to chat with' })).toBeVisible();
