@@ -171,7 +171,7 @@ function OnboardingRow(props: { row: RecommendationRow; best: boolean; download:
           {running || download?.status === 'done' ? null : (
             <button
               type="button"
-              aria-label={`Download ${model.name} and chat`}
+              aria-label={stopped ? `Try again: download ${model.name} and chat` : `Download ${model.name} and chat`}
               disabled={row.file === null || props.busy}
               onClick={() => props.onStart(stopped ? download : null)}
               className={props.best ? buttonStyles.primary : buttonStyles.secondary}
