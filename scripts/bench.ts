@@ -33,6 +33,8 @@ Benchmarks:
   overflow a scripted 60-turn chat that outgrows its context, per overflow policy × context × KV
            type, with an engine restart half way: what each turn re-reads, how much history the
            model sees, refusals, restore after the restart; and drop-oldest's step size sweep
+  api      an agent re-sending its history through the local API server across a restart of
+           Hearth, and several clients at once: time to first token, cache hits, peak memory
   models   Hearth's own model handling on loopback against the Hugging Face emulator: a large
            download through the DownloadQueue vs a plain fetch, pause/resume and a restart
            mid-download, hub.fit's header fetches through the host, and the library scan
