@@ -4,9 +4,9 @@
  * first, with the KV it left); and the models folder with the folders searched.
  */
 import { useEffect, useId, useState } from 'react';
-import type { HearthError, LocalModel, ModelFolder, ModelKvUsage, ModelLibrary } from '../contract.ts';
+import { modelSourceNames, type HearthError, type LocalModel, type ModelFolder, type ModelKvUsage, type ModelLibrary } from '../contract.ts';
 import { formatBytes } from '../lib/format.ts';
-import { groupBySource, modelFacts, sourceNames } from '../lib/models.ts';
+import { groupBySource, modelFacts } from '../lib/models.ts';
 import { useActions, useHearth } from '../state/react.tsx';
 import { selectLibrary, selectLibraryError, selectLoadedModelPath, selectLoadPending, selectSettings } from '../state/selectors.ts';
 import { RefreshIcon, TrashIcon } from './icons.tsx';
@@ -57,9 +57,9 @@ export function LibraryGroups(props: { library: ModelLibrary }) {
   return (
     <div className="space-y-4">
       {groups.map((group) => (
-        <section key={group.source} aria-label={`${sourceNames[group.source]} models`}>
+        <section key={group.source} aria-label={`${modelSourceNames[group.source]} models`}>
           <h3 className="mb-1 text-sm font-semibold text-stone-700 dark:text-stone-200">
-            {sourceNames[group.source]} <span className="font-normal text-stone-500 dark:text-stone-400">({group.models.length})</span>
+            {modelSourceNames[group.source]} <span className="font-normal text-stone-500 dark:text-stone-400">({group.models.length})</span>
           </h3>
           <ul className="divide-y divide-stone-200 dark:divide-stone-800">
             {group.models.map((m) => (
@@ -364,7 +364,7 @@ export function ModelsFolderView(props: ModelsFolderViewProps) {
           <ul data-testid="model-folders" className="space-y-1 text-xs">
             {props.folders.map((folder) => (
               <li key={`${folder.source}:${folder.dir}`} className="flex flex-wrap items-baseline gap-x-2">
-                <span className="w-20 shrink-0 font-medium">{sourceNames[folder.source]}</span>
+                <span className="w-20 shrink-0 font-medium">{modelSourceNames[folder.source]}</span>
                 <code className="min-w-0 flex-1 font-mono break-all text-stone-600 dark:text-stone-300">{folder.dir}</code>
                 <span className="text-stone-500 tabular-nums dark:text-stone-400">
                   {folder.exists ? `${folder.models} ${folder.models === 1 ? 'model' : 'models'}` : 'not found'}

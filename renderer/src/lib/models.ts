@@ -17,12 +17,9 @@ import type {
   RecommendedModel,
   RepoFit,
 } from '../contract.ts';
-import { modelSourceNames, modelSources } from '../contract.ts';
+import { modelSources } from '../contract.ts';
 import type { Remote } from '../state/hub-slice.ts';
 import { formatBytes, formatCount } from './format.ts';
-
-/** Where a model was found, as the library names it. */
-export const sourceNames = modelSourceNames;
 
 /** The library's order: Hearth's own first, then the other apps (the contract's order). */
 export const sourceOrder: readonly ModelSource[] = modelSources;
