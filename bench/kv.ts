@@ -14,14 +14,14 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { GgmlType, GgufInsights, getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
+import { GgufInsights, getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
 import type { DeviceMemory, KvPlan } from '../engine/contract/index.ts';
-import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from '../test/support/gguf-writer.ts';
 import { readDevice, readModelShape, v2Estimator } from '../engine/worker/planner.ts';
 import { buildPlan, formatBytes, kvBytesPerToken, memoizeEstimator, pairName, pairOrder, pairRefusal, resolveFlashAttention, type Reserve } from '../engine/worker/planner-core.ts';
 import { ggmlKvTypeName } from '../engine/worker/kv-types.ts';
 import { measureKvQuality } from '../engine/worker/quality.ts';
 import { repoRoot, testModelPath, trainedModelsDir } from '../test/support/models.ts';
+import { referenceHeader, type ReferenceGgufShape } from '../test/support/reference-gguf.ts';
 import { markdownTable, type Column } from './table.ts';
 import { machineInfo, round2, timed, writeReport, type MachineInfo } from './util.ts';
 import { errorText } from '../engine/contract/index.ts';
@@ -112,33 +112,18 @@ export interface AcceptanceLine {
 
 // --- Reference models -------------------------------------------------------------------------
 
-interface ReferenceShape {
-  readonly name: string;
+/** A reference model: its published shape, where it comes from, and its published Q4_K_M file's size. */
+interface ReferenceShape extends ReferenceGgufShape {
   /** Where the numbers come from. */
   readonly source: string;
-  /** llama.cpp's architecture name (the metadata key prefix). */
-  readonly arch: 'llama' | 'qwen3';
-  readonly layers: number;
-  readonly nEmbd: number;
-  readonly nFf: number;
-  readonly nHead: number;
-  readonly nHeadKv: number;
-  readonly headDim: number;
-  readonly nVocab: number;
-  readonly contextLength: number;
-  readonly ropeBase: number;
-  readonly rmsEps: number;
-  /** The output matrix is the token embedding (no output.weight). */
-  readonly tiedEmbeddings: boolean;
-  /** Per-head RMS norms of Q and K (Qwen3). */
-  readonly qkNorm: boolean;
   /** The size of a published Q4_K_M file, for a sanity check of the synthesized tensor types. */
   readonly publishedQ4KMBytes: number;
 }
 
 /**
  * Published shapes (each model's config.json on Hugging Face) and published Q4_K_M file sizes.
- * KV per token in F16: 128 KiB (Llama-3.1-8B), 144 (Qwen3-8B), 112 (Llama-3.2-3B).
+ * KV per token in F16: 128 KiB (Llama-3.1-8B), 144 (Qwen3-8B), 112 (Llama-3.2-3B). Their headers
+ * state the head size (`statesHeadDim`), as this benchmark's headers always have.
  */
 const referenceShapes: readonly ReferenceShape[] = [
   {
@@ -161,6 +146,7 @@ const referenceShapes: readonly ReferenceShape[] = [
     rmsEps: 1e-5,
     tiedEmbeddings: false,
     qkNorm: false,
+    statesHeadDim: true,
     publishedQ4KMBytes: 4.92e9,
   },
   {
@@ -183,6 +169,7 @@ const referenceShapes: readonly ReferenceShape[] = [
     rmsEps: 1e-6,
     tiedEmbeddings: false,
     qkNorm: true,
+    statesHeadDim: true,
     publishedQ4KMBytes: 5.03e9,
   },
   {
@@ -205,72 +192,10 @@ const referenceShapes: readonly ReferenceShape[] = [
     rmsEps: 1e-5,
     tiedEmbeddings: true,
     qkNorm: false,
+    statesHeadDim: true,
     publishedQ4KMBytes: 2.02e9,
   },
 ];
-
-/**
- * llama.cpp's Q4_K_M recipe (llama-quant.cpp, `llama_tensor_get_type`): Q4_K everywhere, Q6_K for
- * the output matrix (the token embedding when tied) and for attn_v and ffn_down in the layers
- * `use_more_bits` picks (the first and last eighth, and every third between).
- */
-function q4kmType(name: string, layer: number | null, shape: ReferenceShape): number {
-  const useMoreBits = (i: number, n: number) => i < n / 8 || i >= (7 * n) / 8 || (i - Math.floor(n / 8)) % 3 === 2;
-  if (name === 'output.weight' || (name === 'token_embd.weight' && shape.tiedEmbeddings)) return GgmlType.Q6_K;
-  if (layer !== null && (name.endsWith('attn_v.weight') || name.endsWith('ffn_down.weight')) && useMoreBits(layer, shape.layers)) return GgmlType.Q6_K;
-  return GgmlType.Q4_K;
-}
-
-/** The header of a Q4_K_M GGUF of `shape`, without weights and without a vocabulary (`tokenizer.ggml.model` "none"). */
-function referenceHeader(shape: ReferenceShape): Buffer {
-  const a = shape.arch;
-  const u32 = (value: number): GgufMetaValue => ({ type: 'uint32', value });
-  const f32 = (value: number): GgufMetaValue => ({ type: 'float32', value });
-  const metadata: Array<readonly [string, GgufMetaValue]> = [
-    ['general.architecture', { type: 'string', value: a }],
-    ['general.name', { type: 'string', value: `${shape.name} (shape only)` }],
-    ['general.alignment', u32(32)],
-    // llama_ftype 15: LLAMA_FTYPE_MOSTLY_Q4_K_M.
-    ['general.file_type', u32(15)],
-    [`${a}.context_length`, u32(shape.contextLength)],
-    [`${a}.embedding_length`, u32(shape.nEmbd)],
-    [`${a}.block_count`, u32(shape.layers)],
-    [`${a}.feed_forward_length`, u32(shape.nFf)],
-    [`${a}.attention.head_count`, u32(shape.nHead)],
-    [`${a}.attention.head_count_kv`, u32(shape.nHeadKv)],
-    [`${a}.attention.key_length`, u32(shape.headDim)],
-    [`${a}.attention.value_length`, u32(shape.headDim)],
-    [`${a}.attention.layer_norm_rms_epsilon`, f32(shape.rmsEps)],
-    [`${a}.rope.dimension_count`, u32(shape.headDim)],
-    [`${a}.rope.freq_base`, f32(shape.ropeBase)],
-    [`${a}.vocab_size`, u32(shape.nVocab)],
-    ['tokenizer.ggml.model', { type: 'string', value: 'none' }],
-  ];
-  const tensors: GgufTensorInfoInput[] = [];
-  const add = (name: string, dims: number[], layer: number | null = null, typeCode = q4kmType(name, layer, shape)) => tensors.push({ name, dims, typeCode });
-  const qDim = shape.nHead * shape.headDim;
-  const kvDim = shape.nHeadKv * shape.headDim;
-  add('token_embd.weight', [shape.nEmbd, shape.nVocab]);
-  for (let l = 0; l < shape.layers; l++) {
-    const p = `blk.${l}.`;
-    add(`${p}attn_norm.weight`, [shape.nEmbd], l, GgmlType.F32);
-    add(`${p}attn_q.weight`, [shape.nEmbd, qDim], l);
-    add(`${p}attn_k.weight`, [shape.nEmbd, kvDim], l);
-    add(`${p}attn_v.weight`, [shape.nEmbd, kvDim], l);
-    add(`${p}attn_output.weight`, [qDim, shape.nEmbd], l);
-    if (shape.qkNorm) {
-      add(`${p}attn_q_norm.weight`, [shape.headDim], l, GgmlType.F32);
-      add(`${p}attn_k_norm.weight`, [shape.headDim], l, GgmlType.F32);
-    }
-    add(`${p}ffn_norm.weight`, [shape.nEmbd], l, GgmlType.F32);
-    add(`${p}ffn_gate.weight`, [shape.nEmbd, shape.nFf], l);
-    add(`${p}ffn_up.weight`, [shape.nEmbd, shape.nFf], l);
-    add(`${p}ffn_down.weight`, [shape.nFf, shape.nEmbd], l);
-  }
-  add('output_norm.weight', [shape.nEmbd], null, GgmlType.F32);
-  if (!shape.tiedEmbeddings) add('output.weight', [shape.nEmbd, shape.nVocab]);
-  return encodeGgufHeader({ metadata, tensors });
-}
 
 /** A device the fit table plans for, with what node-llama-cpp would keep free on it. */
 export interface HypotheticalDevice {
@@ -311,7 +236,7 @@ async function referenceFitTable(llama: Llama, log: (line: string) => void): Pro
   try {
     for (const shape of referenceShapes) {
       const file = join(dir, `${shape.name}.gguf`);
-      await writeFile(file, referenceHeader(shape));
+      await writeFile(file, referenceHeader(shape, 'Q4_K_M'));
       const insights = await GgufInsights.from(await readGgufFileInfo(file, { logWarnings: false }), llama);
       const modelShape = readModelShape(insights);
       // One estimator for both devices: the estimate does not depend on the device's size.

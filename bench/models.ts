@@ -18,7 +18,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, open, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -32,9 +32,10 @@ import { scanLibrary } from '../engine/host/library/scan.ts';
 import { inspectGguf } from '../engine/gguf/reader.ts';
 import { referenceModels } from '../engine/worker/fit-reference.ts';
 import { makeFakeHome } from '../test/support/fake-homes.ts';
-import { encodeGguf, encodeGgufHeader, tinyLlamaModel, type GgufMetaValue, type GgufTensorInfoInput } from '../test/support/gguf-writer.ts';
+import { encodeGguf, tinyLlamaModel } from '../test/support/gguf-writer.ts';
 import { startHost } from '../test/support/host.ts';
 import { HostClient } from '../test/support/host-client.ts';
+import { referenceHeader, syntheticVocabulary, writeSparseModel } from '../test/support/reference-gguf.ts';
 import { startHubProcess, type HubProcess } from './models-hub.ts';
 import { bodyBytes, formatReport, rangeStart, type DownloadRun, type FitCall, type FitRun, type InterruptedRun, type IoCounters, type ModelsPart, type ModelsReport, type ScanFigures, type ScanRun } from './models-report.ts';
 import { evictFromPageCache, filesUnder, fsTypeOf, machineInfo, procStatusBytes, withPeakRssDelta, writeReport } from './util.ts';
@@ -93,84 +94,9 @@ export const fitQuants: Readonly<Record<string, { readonly type: number; readonl
   F16: { type: GgmlType.F16, ftype: 1, bytes: llama8b.files.find((f) => f.quant === 'F16')!.bytes },
 };
 
-/** Llama 3's tokenizer sizes: 128,256 tokens and 280,147 BPE merges. */
-const LLAMA3_TOKENS = llama8b.nVocab;
-const LLAMA3_MERGES = 280_147;
-
-/**
- * A synthetic vocabulary of Llama 3's size, deterministic: tokens of 3 to 10 ASCII bytes (about
- * the 6.5 B Llama 3's average), their types, and merges of two tokens each. Only its bytes matter:
- * the header reader has to fetch and parse them as it would a real one's.
- */
-function vocabularyMetadata(): Array<readonly [string, GgufMetaValue]> {
-  const tokens: string[] = [];
-  for (let i = 0; i < LLAMA3_TOKENS; i++) {
-    const id = i.toString(36);
-    tokens.push(`${id}${'abcdefghij'.slice(0, Math.max(0, 3 + (i % 8) - id.length))}`);
-  }
-  const merges: string[] = [];
-  for (let i = 0; i < LLAMA3_MERGES; i++) merges.push(`${tokens[i % LLAMA3_TOKENS]} ${tokens[(i * 7919) % LLAMA3_TOKENS]}`);
-  return [
-    ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: tokens }],
-    ['tokenizer.ggml.token_type', { type: 'array', itemType: 'int32', value: tokens.map(() => 1) }],
-    ['tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: merges }],
-  ];
-}
-
-/**
- * The header of a Llama-3.1-8B GGUF whose matrices are all `type` (norms F32), as
- * fit.model.test.ts builds the reference headers; `tokenizer.ggml.model` is "none" with or
- * without the vocabulary, so llama.cpp's estimate never loads one.
- */
-export function llama8bHeader(type: number, ftype: number, vocabulary: boolean): Buffer {
-  const m = llama8b;
-  const a = m.arch;
-  const u32 = (value: number): GgufMetaValue => ({ type: 'uint32', value });
-  const f32 = (value: number): GgufMetaValue => ({ type: 'float32', value });
-  const metadata: Array<readonly [string, GgufMetaValue]> = [
-    ['general.architecture', { type: 'string', value: a }],
-    ['general.name', { type: 'string', value: `${m.name} (shape only)` }],
-    ['general.alignment', u32(32)],
-    ['general.file_type', u32(ftype)],
-    [`${a}.context_length`, u32(m.contextLength)],
-    [`${a}.embedding_length`, u32(m.nEmbd)],
-    [`${a}.block_count`, u32(m.layers)],
-    [`${a}.feed_forward_length`, u32(m.nFf)],
-    [`${a}.attention.head_count`, u32(m.nHead)],
-    [`${a}.attention.head_count_kv`, u32(m.nHeadKv)],
-    [`${a}.attention.layer_norm_rms_epsilon`, f32(m.rmsEps)],
-    [`${a}.rope.dimension_count`, u32(m.headDim)],
-    [`${a}.rope.freq_base`, f32(m.ropeBase)],
-    [`${a}.vocab_size`, u32(m.nVocab)],
-    ['tokenizer.ggml.model', { type: 'string', value: 'none' }],
-    ...(vocabulary ? vocabularyMetadata() : []),
-  ];
-  const tensors: GgufTensorInfoInput[] = [];
-  const add = (name: string, dims: number[], typeCode = type): void => void tensors.push({ name, dims, typeCode });
-  const qDim = m.nHead * m.headDim;
-  const kvDim = m.nHeadKv * m.headDim;
-  add('token_embd.weight', [m.nEmbd, m.nVocab]);
-  for (let l = 0; l < m.layers; l++) {
-    const p = `blk.${l}.`;
-    add(`${p}attn_norm.weight`, [m.nEmbd], GgmlType.F32);
-    add(`${p}attn_q.weight`, [m.nEmbd, qDim]);
-    add(`${p}attn_k.weight`, [m.nEmbd, kvDim]);
-    add(`${p}attn_v.weight`, [m.nEmbd, kvDim]);
-    add(`${p}attn_output.weight`, [qDim, m.nEmbd]);
-    add(`${p}ffn_norm.weight`, [m.nEmbd], GgmlType.F32);
-    add(`${p}ffn_gate.weight`, [m.nEmbd, m.nFf]);
-    add(`${p}ffn_up.weight`, [m.nEmbd, m.nFf]);
-    add(`${p}ffn_down.weight`, [m.nFf, m.nEmbd]);
-  }
-  add('output_norm.weight', [m.nEmbd], GgmlType.F32);
-  add('output.weight', [m.nEmbd, m.nVocab]);
-  return encodeGgufHeader({ metadata, tensors });
-}
-
-/** Writes `header`, then makes the file `size` bytes long without writing the rest (a sparse file). */
-async function writeSparse(file: string, header: Buffer, size: number): Promise<void> {
-  await writeFile(file, header);
-  await truncate(file, size);
+/** The header of a Llama-3.1-8B GGUF whose matrices are all of `quant`'s type (norms F32), with or without a vocabulary of Llama 3's size. */
+export function llama8bHeader(quant: { readonly type: number; readonly ftype: number }, vocabulary: boolean): Buffer {
+  return referenceHeader(llama8b, { uniform: quant.type, fileType: quant.ftype }, { extraMetadata: vocabulary ? syntheticVocabulary() : [] });
 }
 
 /**
@@ -179,7 +105,7 @@ async function writeSparse(file: string, header: Buffer, size: number): Promise<
  * sparse or zeros: the hash and the disk see what a model's bytes would cost them.
  */
 async function writeSource(file: string, size: number): Promise<void> {
-  const header = llama8bHeader(GgmlType.Q4_K, 15, false);
+  const header = llama8bHeader(fitQuants.Q4_K_M!, false);
   const handle = await open(file, 'w');
   try {
     const chunk = Buffer.allocUnsafeSlow(8 * 2 ** 20);
@@ -508,12 +434,12 @@ async function fitPart(options: ModelsBenchOptions, root: string): Promise<FitRu
   let headerBytes = 0;
   for (const quant of options.fitQuants) {
     const q = fitQuants[quant]!;
-    const header = llama8bHeader(q.type, q.ftype, options.vocabulary);
+    const header = llama8bHeader(q, options.vocabulary);
     headerBytes = Math.max(headerBytes, header.length);
     const name = `Meta-Llama-3.1-8B-Instruct-${quant}.gguf`;
     const source = join(dir, name);
     const servedBytes = options.fitSize === 'published' ? q.bytes : header.length + SMALL_FIT_TAIL;
-    await writeSparse(source, header, servedBytes);
+    await writeSparseModel(source, header, servedBytes);
     files.push({ name, sizeBytes: q.bytes, servedBytes, source });
   }
   const sizes = new Map(files.map((f) => [f.name, f.servedBytes]));
@@ -575,9 +501,9 @@ async function scanPart(options: ModelsBenchOptions, root: string): Promise<Scan
   for (let i = 0; i < options.scanModels; i++) {
     await writeFile(join(fake.modelsDir, `bench-small-${String(i).padStart(4, '0')}-F16.gguf`), encodeGguf(tinyLlamaModel({ ...smallShape, name: `Bench small model ${i}`, seed: 1000 + i })));
   }
-  const largeHeader = llama8bHeader(GgmlType.Q4_K, 15, true);
+  const largeHeader = llama8bHeader(fitQuants.Q4_K_M!, true);
   for (let i = 0; i < options.scanLargeModels; i++) {
-    await writeSparse(join(fake.modelsDir, `bench-large-${String(i).padStart(3, '0')}-Q4_K_M.gguf`), largeHeader, fitQuants.Q4_K_M!.bytes);
+    await writeSparseModel(join(fake.modelsDir, `bench-large-${String(i).padStart(3, '0')}-Q4_K_M.gguf`), largeHeader, fitQuants.Q4_K_M!.bytes);
   }
   const input = { modelsDir: fake.modelsDir, home: fake.home, platform: 'linux' as const, env: fake.env };
   const runs: ScanRun[] = [];

@@ -23,17 +23,16 @@
  * down) and one paused.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
-import { ggmlTypes } from '../engine/gguf/format.ts';
-import { referenceModels, type ReferenceModel } from '../engine/worker/fit-reference.ts';
-import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from '../test/support/gguf-writer.ts';
+import { referenceModels } from '../engine/worker/fit-reference.ts';
 import { startHubEmulator, type EmulatorRepo, type HubEmulator } from '../test/support/hf-emulator.ts';
 import { freePort, repoRoot, startHost, type Host } from '../test/support/host.ts';
+import { referenceGguf, writeSparseModel, type ReferenceGgufQuant, type ReferenceGgufShape } from '../test/support/reference-gguf.ts';
 
 const usage = `Usage: npm run screenshots -- --model FILE.gguf [--out DIR] [--threads N] [--only chat|models]
 
@@ -236,17 +235,14 @@ async function chatScreens(browser: Browser, model: string, threads: number, out
   }
 }
 
-/** A model's shape for the header files below: the reference models' fields, and whether the output matrix is the embeddings'. */
-type Shape = Omit<ReferenceModel, 'source' | 'filesSource' | 'files'> & { readonly tiedEmbeddings?: boolean };
-
-const reference = (name: string): Shape => {
+const reference = (name: string): ReferenceGgufShape => {
   const model = referenceModels.find((m) => m.name === name);
   if (!model) throw new Error(`no reference model ${name}`);
   return model;
 };
 
 /** The small recommended models, from their config.json on Hugging Face (both tie their embeddings). */
-const smallShapes: Readonly<Record<string, Shape>> = {
+const smallShapes: Readonly<Record<string, ReferenceGgufShape>> = {
   'Qwen2.5-0.5B': {
     name: 'Qwen2.5-0.5B-Instruct',
     arch: 'qwen2',
@@ -297,96 +293,21 @@ const smallShapes: Readonly<Record<string, Shape>> = {
   },
 };
 
-type Quant = 'Q4_K_M' | 'Q5_K_M' | 'Q6_K' | 'Q8_0' | 'Q4_0';
-
-/** llama_ftype (llama.h) and ggml type codes (ggml.h). */
-const fileTypes: Readonly<Record<Quant, number>> = { Q4_0: 2, Q8_0: 7, Q4_K_M: 15, Q5_K_M: 17, Q6_K: 18 };
-const ggml = { F32: 0, Q4_0: 2, Q5_0: 6, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14 } as const;
-
-/**
- * A tensor's type in a `quant` file, after llama.cpp's recipe (llama-quant.cpp) in outline: norms
- * and biases F32; for the _M mixes Q6_K for the output matrix (the embeddings when tied) and for
- * attn_v and ffn_down in some layers; a row that is not whole 256-blocks falls back to Q5_0.
- */
-function tensorType(quant: Quant, name: string, layer: number | null, layers: number, rowLength: number, tied: boolean): number {
-  if (name.endsWith('norm.weight') || name.endsWith('.bias')) return ggml.F32;
-  if (quant === 'Q8_0') return ggml.Q8_0;
-  if (quant === 'Q4_0') return ggml.Q4_0;
-  const kQuant = (type: number) => (rowLength % 256 === 0 ? type : ggml.Q5_0);
-  if (quant === 'Q6_K') return kQuant(ggml.Q6_K);
-  const moreBits = (i: number) => i < layers / 8 || i >= (7 * layers) / 8 || (i - Math.floor(layers / 8)) % 3 === 2;
-  if (name === 'output.weight' || (tied && name === 'token_embd.weight')) return kQuant(ggml.Q6_K);
-  if (layer !== null && (name.endsWith('attn_v.weight') || name.endsWith('ffn_down.weight')) && moreBits(layer)) return kQuant(ggml.Q6_K);
-  return kQuant(quant === 'Q4_K_M' ? ggml.Q4_K : ggml.Q5_K);
-}
+type Quant = Extract<ReferenceGgufQuant, 'Q4_K_M' | 'Q5_K_M' | 'Q6_K' | 'Q8_0' | 'Q4_0'>;
 
 /**
  * Writes `path` as a `quant` file of `shape`: the real header, then a hole as long as the weights
  * would be (a sparse file: its size is the real file's, its disk use the header's). Returns its size.
  */
-async function writeShapeFile(path: string, shape: Shape, quant: Quant, title: string): Promise<number> {
-  const a = shape.arch;
-  const u32 = (value: number): GgufMetaValue => ({ type: 'uint32', value });
-  const f32 = (value: number): GgufMetaValue => ({ type: 'float32', value });
-  const metadata: Array<readonly [string, GgufMetaValue]> = [
-    ['general.architecture', { type: 'string', value: a }],
-    ['general.name', { type: 'string', value: title }],
-    ['general.alignment', u32(32)],
-    ['general.file_type', u32(fileTypes[quant])],
-    [`${a}.context_length`, u32(shape.contextLength)],
-    [`${a}.embedding_length`, u32(shape.nEmbd)],
-    [`${a}.block_count`, u32(shape.layers)],
-    [`${a}.feed_forward_length`, u32(shape.nFf)],
-    [`${a}.attention.head_count`, u32(shape.nHead)],
-    [`${a}.attention.head_count_kv`, u32(shape.nHeadKv)],
-    [`${a}.attention.layer_norm_rms_epsilon`, f32(shape.rmsEps)],
-    [`${a}.rope.dimension_count`, u32(shape.headDim)],
-    [`${a}.rope.freq_base`, f32(shape.ropeBase)],
-    [`${a}.vocab_size`, u32(shape.nVocab)],
-    ['tokenizer.ggml.model', { type: 'string', value: 'none' }],
-  ];
-  const tied = shape.tiedEmbeddings === true;
-  const tensors: GgufTensorInfoInput[] = [];
-  const add = (name: string, dims: number[], layer: number | null = null) =>
-    tensors.push({ name, dims, typeCode: tensorType(quant, name, layer, shape.layers, dims[0] ?? 0, tied) });
-  const qDim = shape.nHead * shape.headDim;
-  const kvDim = shape.nHeadKv * shape.headDim;
-  add('token_embd.weight', [shape.nEmbd, shape.nVocab]);
-  for (let l = 0; l < shape.layers; l++) {
-    const p = `blk.${l}.`;
-    add(`${p}attn_norm.weight`, [shape.nEmbd], l);
-    add(`${p}attn_q.weight`, [shape.nEmbd, qDim], l);
-    add(`${p}attn_k.weight`, [shape.nEmbd, kvDim], l);
-    add(`${p}attn_v.weight`, [shape.nEmbd, kvDim], l);
-    if (shape.qkvBias) {
-      add(`${p}attn_q.bias`, [qDim], l);
-      add(`${p}attn_k.bias`, [kvDim], l);
-      add(`${p}attn_v.bias`, [kvDim], l);
-    }
-    add(`${p}attn_output.weight`, [qDim, shape.nEmbd], l);
-    add(`${p}ffn_norm.weight`, [shape.nEmbd], l);
-    add(`${p}ffn_gate.weight`, [shape.nEmbd, shape.nFf], l);
-    add(`${p}ffn_up.weight`, [shape.nEmbd, shape.nFf], l);
-    add(`${p}ffn_down.weight`, [shape.nFf, shape.nEmbd], l);
-  }
-  add('output_norm.weight', [shape.nEmbd]);
-  if (!tied) add('output.weight', [shape.nEmbd, shape.nVocab]);
-  const header = encodeGgufHeader({ metadata, tensors });
-  let data = 0;
-  for (const tensor of tensors) {
-    const type = ggmlTypes.get(tensor.typeCode)!;
-    data += (tensor.dims.reduce((x, y) => x * y, 1) / type.blockSize) * type.typeSize;
-    data += (32 - (data % 32)) % 32;
-  }
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, header);
-  await truncate(path, header.length + data);
-  return header.length + data;
+async function writeShapeFile(path: string, shape: ReferenceGgufShape, quant: Quant, title: string): Promise<number> {
+  const file = referenceGguf(shape, quant, { name: title });
+  await writeSparseModel(path, file.header, file.fileBytes);
+  return file.fileBytes;
 }
 
 /** The recommended repositories (engine/host/models.ts) with their Q4_K_M files' real names; the 7B one has more quantizations, for its page. */
 async function hubRepos(dir: string): Promise<EmulatorRepo[]> {
-  const repo = async (id: string, shape: Shape, files: ReadonlyArray<readonly [string, Quant]>, downloads: number, likes: number, days: number): Promise<EmulatorRepo> => {
+  const repo = async (id: string, shape: ReferenceGgufShape, files: ReadonlyArray<readonly [string, Quant]>, downloads: number, likes: number, days: number): Promise<EmulatorRepo> => {
     const written = [];
     for (const [name, quant] of files) {
       const source = join(dir, id, name);

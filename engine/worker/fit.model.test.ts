@@ -10,84 +10,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GgmlType, GgufInsights, getLlama, LlamaLogLevel, readGgufFileInfo, type Llama } from 'node-llama-cpp';
+import { GgufInsights, getLlama, LlamaLogLevel, readGgufFileInfo, type Llama } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fitKvTypes } from '../contract/index.ts';
 import { fileFit } from './fit-core.ts';
 import { REFERENCE_ESTIMATE_TOLERANCE, referenceEstimator, referenceModels, type ReferenceModel, type ReferenceQuant } from './fit-reference.ts';
 import { readDevice, readModelShape, v2Estimator } from './planner.ts';
 import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
-import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from '../../test/support/gguf-writer.ts';
 import { startHubEmulator, type HubEmulator } from '../../test/support/hf-emulator.ts';
 import { brokenModelPath, testModelPath } from '../../test/support/models.ts';
-
-/** llama_ftype of each quantization (llama.h). */
-const fileType: Readonly<Record<ReferenceQuant, number>> = { F16: 1, Q8_0: 7, Q4_K_M: 15, Q5_K_M: 17 };
-
-/**
- * A tensor's type in a file of `quant`, after llama.cpp's quantization recipe (llama-quant.cpp,
- * `llama_tensor_get_type`): norms and biases stay F32; Q4_K_M and Q5_K_M use Q6_K for the output
- * matrix and for attn_v and ffn_down in the layers `use_more_bits` picks (the first and last
- * eighth, and every third between), Q4_K or Q5_K elsewhere.
- */
-function tensorType(quant: ReferenceQuant, name: string, layer: number | null, layers: number): number {
-  if (name.endsWith('norm.weight') || name.endsWith('.bias')) return GgmlType.F32;
-  if (quant === 'F16') return GgmlType.F16;
-  if (quant === 'Q8_0') return GgmlType.Q8_0;
-  const useMoreBits = (i: number, n: number) => i < n / 8 || i >= (7 * n) / 8 || (i - Math.floor(n / 8)) % 3 === 2;
-  if (name === 'output.weight') return GgmlType.Q6_K;
-  if (layer !== null && (name.endsWith('attn_v.weight') || name.endsWith('ffn_down.weight')) && useMoreBits(layer, layers)) return GgmlType.Q6_K;
-  return quant === 'Q4_K_M' ? GgmlType.Q4_K : GgmlType.Q5_K;
-}
-
-/** The header of a `quant` file of `model` (no weights, no vocabulary: `tokenizer.ggml.model` "none"). */
-function referenceHeader(model: ReferenceModel, quant: ReferenceQuant): Buffer {
-  const a = model.arch;
-  const u32 = (value: number): GgufMetaValue => ({ type: 'uint32', value });
-  const f32 = (value: number): GgufMetaValue => ({ type: 'float32', value });
-  const metadata: Array<readonly [string, GgufMetaValue]> = [
-    ['general.architecture', { type: 'string', value: a }],
-    ['general.name', { type: 'string', value: `${model.name} (shape only)` }],
-    ['general.alignment', u32(32)],
-    ['general.file_type', u32(fileType[quant])],
-    [`${a}.context_length`, u32(model.contextLength)],
-    [`${a}.embedding_length`, u32(model.nEmbd)],
-    [`${a}.block_count`, u32(model.layers)],
-    [`${a}.feed_forward_length`, u32(model.nFf)],
-    [`${a}.attention.head_count`, u32(model.nHead)],
-    [`${a}.attention.head_count_kv`, u32(model.nHeadKv)],
-    [`${a}.attention.layer_norm_rms_epsilon`, f32(model.rmsEps)],
-    [`${a}.rope.dimension_count`, u32(model.headDim)],
-    [`${a}.rope.freq_base`, f32(model.ropeBase)],
-    [`${a}.vocab_size`, u32(model.nVocab)],
-    ['tokenizer.ggml.model', { type: 'string', value: 'none' }],
-  ];
-  const tensors: GgufTensorInfoInput[] = [];
-  const add = (name: string, dims: number[], layer: number | null = null) => tensors.push({ name, dims, typeCode: tensorType(quant, name, layer, model.layers) });
-  const qDim = model.nHead * model.headDim;
-  const kvDim = model.nHeadKv * model.headDim;
-  add('token_embd.weight', [model.nEmbd, model.nVocab]);
-  for (let l = 0; l < model.layers; l++) {
-    const p = `blk.${l}.`;
-    add(`${p}attn_norm.weight`, [model.nEmbd], l);
-    add(`${p}attn_q.weight`, [model.nEmbd, qDim], l);
-    add(`${p}attn_k.weight`, [model.nEmbd, kvDim], l);
-    add(`${p}attn_v.weight`, [model.nEmbd, kvDim], l);
-    if (model.qkvBias) {
-      add(`${p}attn_q.bias`, [qDim], l);
-      add(`${p}attn_k.bias`, [kvDim], l);
-      add(`${p}attn_v.bias`, [kvDim], l);
-    }
-    add(`${p}attn_output.weight`, [qDim, model.nEmbd], l);
-    add(`${p}ffn_norm.weight`, [model.nEmbd], l);
-    add(`${p}ffn_gate.weight`, [model.nEmbd, model.nFf], l);
-    add(`${p}ffn_up.weight`, [model.nEmbd, model.nFf], l);
-    add(`${p}ffn_down.weight`, [model.nFf, model.nEmbd], l);
-  }
-  add('output_norm.weight', [model.nEmbd]);
-  add('output.weight', [model.nEmbd, model.nVocab]);
-  return encodeGgufHeader({ metadata, tensors });
-}
+import { referenceHeader } from '../../test/support/reference-gguf.ts';
 
 let dir: string;
 let llama: Llama;
