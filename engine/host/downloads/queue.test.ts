@@ -2,10 +2,11 @@
  * The download queue against the loopback Hugging Face emulator: whole downloads with progress,
  * pause and resume from the byte reached (the Range the CDN saw), a restart that resumes, cancel,
  * retries (cut bodies, 429, 5xx), refusals (gated, a wrong token), a damaged file, a full disk
- * before and while writing, split models and duplicates.
+ * before and while writing, split models and duplicates; the running hash kept across a stop in
+ * one process (the bytes read back from the `.part` are counted), and re-hashed after a restart.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
@@ -16,7 +17,7 @@ import { HubClient } from '../hub/client.ts';
 import { startHubEmulator, type HubEmulator } from '../../../test/support/hf-emulator.ts';
 import { tempDir } from '../../../test/support/host-fixture.ts';
 import { DownloadQueue, diskMarginBytes, type DownloadQueueDeps } from './queue.ts';
-import { appendToFile, maxAttempts, type PartWriter } from './transfer.ts';
+import { appendToFile, maxAttempts, readPrefix, type PartWriter, type ReadPrefix } from './transfer.ts';
 
 type Event = DownloadItem & { readonly removed?: true };
 
@@ -101,6 +102,15 @@ let queues: DownloadQueue[] = [];
 let waits: number[] = [];
 let logs: string[] = [];
 let storedToken: string | null = null;
+/** Bytes read back from part files to hash a prefix again (a file no kept hash covers). */
+let reread = 0;
+/** Counts what `readPrefix` reads. */
+const countingRead: ReadPrefix = async function* (file, bytes, signal) {
+  for await (const chunk of readPrefix(file, bytes, signal)) {
+    reread += chunk.length;
+    yield chunk;
+  }
+};
 
 beforeEach(() => {
   dir = tempDir();
@@ -110,6 +120,7 @@ beforeEach(() => {
   waits = [];
   logs = [];
   storedToken = null;
+  reread = 0;
   emulator.setRate(0);
 });
 
@@ -131,6 +142,7 @@ function makeQueue(recorder: Recorder, overrides: Partial<DownloadQueueDeps> = {
     freeBytes: async () => 100e9,
     delay: async (ms) => void waits.push(ms),
     backoffMs: (attempt) => 1000 * attempt,
+    readPrefix: countingRead,
     ...overrides,
   });
   queues.push(queue);
@@ -139,6 +151,16 @@ function makeQueue(recorder: Recorder, overrides: Partial<DownloadQueueDeps> = {
 
 const cdnRequests = (): typeof emulator.requests => emulator.requests.filter((request) => request.server === 'cdn');
 const modelsFolder = (): string[] => (existsSync(modelsDir) ? readdirSync(modelsDir).sort() : []);
+
+/** Starts the big file slowly and resolves once some (not all) bytes arrived. */
+async function startSlowly(recorder: Recorder, queue: DownloadQueue): Promise<DownloadItem> {
+  emulator.setRate(300_000);
+  const moving = recorder.next((item) => item.status === 'downloading' && item.downloadedBytes > 0);
+  const started = await queue.start({ repo: 'acme/tiny-GGUF', file: 'tiny-Q4_K_M.gguf' });
+  if (!started.ok) throw new Error(started.error.message);
+  await moving;
+  return started.value;
+}
 
 describe('a whole download', () => {
   it('downloads a Hub file into the models folder with progress, speed and ETA, checks its hash, and leaves no .part', async () => {
@@ -223,16 +245,6 @@ describe('a whole download', () => {
 });
 
 describe('pause, resume, restart, cancel', () => {
-  /** Starts the big file slowly and resolves once some (not all) bytes arrived. */
-  async function startSlowly(recorder: Recorder, queue: DownloadQueue): Promise<DownloadItem> {
-    emulator.setRate(300_000);
-    const moving = recorder.next((item) => item.status === 'downloading' && item.downloadedBytes > 0);
-    const started = await queue.start({ repo: 'acme/tiny-GGUF', file: 'tiny-Q4_K_M.gguf' });
-    if (!started.ok) throw new Error(started.error.message);
-    await moving;
-    return started.value;
-  }
-
   it('pauses keeping the bytes, and resumes from the byte it stopped at (the Range the CDN saw)', async () => {
     const recorder = new Recorder();
     const queue = makeQueue(recorder);
@@ -279,6 +291,8 @@ describe('pause, resume, restart, cancel', () => {
     expect(second.list()).toEqual([expect.objectContaining({ id: item.id, downloadedBytes: kept })]);
     expect((await done).status).toBe('done');
     expect(cdnRequests().slice(before)[0]?.range).toBe(`bytes=${kept}-`);
+    // A new process has no hash in memory: the prefix is read back once.
+    expect(reread).toBe(kept);
     expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
 
     // Finished downloads are not brought back by the next restart.
@@ -370,6 +384,7 @@ describe('retries', () => {
     expect(cdn[1]?.range).toMatch(/^bytes=\d+-$/);
     expect(Number(/\d+/.exec(cdn[1]?.range ?? '')?.[0])).toBeGreaterThan(0);
     expect(waits).toEqual([1000]);
+    expect(reread).toBe(0); // the retry went on from the running hash
     expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
   });
 
@@ -509,15 +524,21 @@ describe('refusals and damage', () => {
     const paused = await end;
     expect(paused.status).toBe('paused');
     expect(paused.error).toMatchObject({ code: 'DISK_FULL', hint: expect.stringMatching(/Free some space, then Resume/) });
+    // The chunk the disk tore is cut off again: the file ends where the kept hash does.
     const part = path.join(modelsDir, 'tiny-Q4_K_M.gguf.part');
-    expect(statSync(part).size).toBe(500_000);
+    const kept = statSync(part).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(500_000);
+    expect(paused.downloadedBytes).toBe(kept);
     expect(modelsFolder()).toEqual(['tiny-Q4_K_M.gguf.part']);
+    expect(queue.keptHashes).toBe(1);
 
     room = Infinity;
     const done = recorder.settled();
     expect((await queue.resume(started.ok ? started.value.id : '')).ok).toBe(true);
     expect((await done).status).toBe('done');
-    expect(cdnRequests().at(-1)?.range).toBe('bytes=500000-');
+    expect(cdnRequests().at(-1)?.range).toBe(`bytes=${kept}-`);
+    expect(reread).toBe(0);
     expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
   });
 
@@ -529,5 +550,175 @@ describe('refusals and damage', () => {
     }
     expect(queue.list()).toEqual([]);
     expect(diskMarginBytes).toBeGreaterThan(0);
+  });
+});
+
+describe('the hash across a stop', () => {
+  /** Starts the big file slowly, pauses it once some bytes arrived, and says how many the .part holds. */
+  async function startAndPause(recorder: Recorder, queue: DownloadQueue): Promise<{ id: string; part: string; kept: number }> {
+    const item = await startSlowly(recorder, queue);
+    const paused = await queue.pause(item.id);
+    expect(paused.ok && paused.value.status).toBe('paused');
+    const part = path.join(modelsDir, 'tiny-Q4_K_M.gguf.part');
+    const kept = statSync(part).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(big.length - 1000);
+    emulator.setRate(0);
+    return { id: item.id, part, kept };
+  }
+
+  async function resumeToEnd(recorder: Recorder, queue: DownloadQueue, id: string): Promise<Event> {
+    const end = recorder.settled(id);
+    expect((await queue.resume(id)).ok).toBe(true);
+    return end;
+  }
+
+  it('a pause and resume in one process go on from the kept hash: no byte of the prefix is read again, and the file is still checked whole', async () => {
+    const recorder = new Recorder();
+    const queue = makeQueue(recorder);
+    const { id, kept } = await startAndPause(recorder, queue);
+    expect(queue.keptHashes).toBe(1);
+    expect((await resumeToEnd(recorder, queue, id)).status).toBe('done');
+    expect(reread).toBe(0);
+    expect(cdnRequests().at(-1)?.range).toBe(`bytes=${kept}-`);
+    expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
+    // Done: nothing is kept for it any more.
+    expect(queue.keptHashes).toBe(0);
+  });
+
+  it('bytes that turn bad after the pause (a corrupted CDN) are caught at the end, without reading the prefix', async () => {
+    const recorder = new Recorder();
+    const queue = makeQueue(recorder);
+    // A repository of its own: the emulator keeps a file corrupted for good.
+    await emulator.addRepo({ id: 'acme/spoilt-GGUF', files: [{ path: 'spoilt-Q4_K_M.gguf', source: path.join(fixtures, 'big.gguf') }] });
+    emulator.setRate(300_000);
+    const moving = recorder.next((item) => item.status === 'downloading' && item.downloadedBytes > 0);
+    const started = await queue.start({ repo: 'acme/spoilt-GGUF', file: 'spoilt-Q4_K_M.gguf' });
+    if (!started.ok) throw new Error(started.error.message);
+    await moving;
+    expect((await queue.pause(started.value.id)).ok).toBe(true);
+    const kept = statSync(path.join(modelsDir, 'spoilt-Q4_K_M.gguf.part')).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(big.length);
+    emulator.setRate(0);
+    emulator.corrupt('acme/spoilt-GGUF', 'spoilt-Q4_K_M.gguf');
+    const end = await resumeToEnd(recorder, queue, started.value.id);
+    expect(end.status).toBe('error');
+    expect(end.error?.message).toMatch(/SHA-256 does not match/);
+    expect(cdnRequests().at(-1)?.range).toBe(`bytes=${kept}-`);
+    expect(reread).toBe(0);
+    expect(modelsFolder()).toEqual([]);
+    // The part was deleted: no hash is kept for it.
+    expect(queue.keptHashes).toBe(0);
+  });
+
+  it('a .part that grew while paused is hashed again from its first byte, and the download is right', async () => {
+    const recorder = new Recorder();
+    const queue = makeQueue(recorder);
+    const { id, part, kept } = await startAndPause(recorder, queue);
+    // The right next bytes, but not written by this download: the kept hash covers fewer.
+    appendFileSync(part, big.subarray(kept, kept + 1000));
+    expect((await resumeToEnd(recorder, queue, id)).status).toBe('done');
+    expect(reread).toBe(kept + 1000);
+    expect(cdnRequests().at(-1)?.range).toBe(`bytes=${kept + 1000}-`);
+    expect(logs.some((line) => line.includes(`holds ${kept + 1000} bytes, not the ${kept} hashed before`))).toBe(true);
+    expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
+  });
+
+  it('a .part that shrank while paused is hashed again from its first byte, and the download is right', async () => {
+    const recorder = new Recorder();
+    const queue = makeQueue(recorder);
+    const { id, part, kept } = await startAndPause(recorder, queue);
+    await truncate(part, kept - 1000);
+    expect((await resumeToEnd(recorder, queue, id)).status).toBe('done');
+    expect(reread).toBe(kept - 1000);
+    expect(cdnRequests().at(-1)?.range).toBe(`bytes=${kept - 1000}-`);
+    expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
+  });
+
+  it('a .part replaced by another file of the same size while paused is hashed again, and its bytes are caught', async () => {
+    const recorder = new Recorder();
+    const queue = makeQueue(recorder);
+    const { id, part, kept } = await startAndPause(recorder, queue);
+    const other = `${part}.other`;
+    writeFileSync(other, Buffer.concat([Buffer.from('GGUF'), randomBytes(kept - 4)]));
+    renameSync(other, part);
+    const end = await resumeToEnd(recorder, queue, id);
+    expect(reread).toBe(kept);
+    expect(logs.some((line) => line.includes('the partial file was replaced'))).toBe(true);
+    expect(end.status).toBe('error');
+    expect(end.error?.message).toMatch(/SHA-256 does not match/);
+    expect(modelsFolder()).toEqual([]);
+  });
+
+  it('a failed download keeps its hash for Resume, and cancel or clear drops it with the download', async () => {
+    const recorder = new Recorder();
+    const queue = makeQueue(recorder);
+    const cancelled = await startAndPause(recorder, queue);
+    expect(queue.keptHashes).toBe(1);
+    expect((await queue.cancel(cancelled.id)).ok).toBe(true);
+    expect(queue.keptHashes).toBe(0);
+
+    const failing = await startAndPause(recorder, queue);
+    emulator.failNext(/^\/cdn\//, { status: 500, count: maxAttempts });
+    const end = await resumeToEnd(recorder, queue, failing.id);
+    expect(end.status).toBe('error');
+    expect(statSync(failing.part).size).toBe(failing.kept);
+    expect(queue.keptHashes).toBe(1);
+    // The error event comes from inside the run; clear leaves a running download alone, so let it return.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(queue.clear()).toEqual({ ok: true, value: { removed: 2 } });
+    expect(queue.keptHashes).toBe(0);
+    expect(reread).toBe(0);
+  });
+
+  it('after a restart the prefix is read back once under `verifying`, its progress shown, then the download goes on and is right', async () => {
+    const recorder = new Recorder();
+    const first = makeQueue(recorder);
+    const item = await startSlowly(recorder, first);
+    await first.dispose();
+    const kept = statSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf.part')).size;
+    expect(kept).toBeGreaterThan(20_000);
+    emulator.setRate(0);
+
+    // The read back stops after its first slice until the test has looked at the queue.
+    const slice = 16 * 1024;
+    let reached!: () => void;
+    const atSlice = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const gatedRead: ReadPrefix = async function* (file, bytes, signal) {
+      let at = 0;
+      for await (const chunk of countingRead(file, bytes, signal)) {
+        for (let offset = 0; offset < chunk.length; offset += slice) {
+          const piece = chunk.subarray(offset, offset + slice);
+          yield piece;
+          at += piece.length;
+          if (at === slice) {
+            reached();
+            await gate;
+          }
+        }
+      }
+    };
+    const again = new Recorder();
+    const second = makeQueue(again, { readPrefix: gatedRead, verifyFromBytes: 1 });
+    const done = again.settled(item.id);
+    second.restore();
+    await atSlice;
+    expect(second.list()).toEqual([expect.objectContaining({ id: item.id, status: 'verifying', downloadedBytes: slice, bytesPerSecond: 0 })]);
+    release();
+    expect((await done).status).toBe('done');
+    expect(reread).toBe(kept);
+
+    // The spell: `verifying` from 0 up to the prefix, then `downloading` from there with a fresh speed.
+    const from = again.events.findIndex((event) => event.status === 'verifying');
+    const to = again.events.findIndex((event, index) => index > from && event.status !== 'verifying');
+    expect(again.events[from]?.downloadedBytes).toBe(0);
+    const spell = again.events.slice(from, to).map((event) => event.downloadedBytes);
+    expect([...spell].sort((a, b) => a - b)).toEqual(spell);
+    expect(again.events[to]).toMatchObject({ status: 'downloading', downloadedBytes: kept, bytesPerSecond: 0 });
+    expect(cdnRequests().at(-1)?.range).toBe(`bytes=${kept}-`);
+    expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
   });
 });

@@ -2,7 +2,8 @@
  * The download queue: Hearth's own model downloads, in the host process. One transfer at a time,
  * the others queued in order; pause, resume (also after a restart: rows live in hearth.db and the
  * bytes in `<name>.part` beside the final file), cancel; progress at most ~4 times a second with
- * a speed averaged over the last seconds. Free space is checked before a download starts or
+ * a speed averaged over the last seconds. A resume in the same process goes on from each part's
+ * running hash (hash-memory.ts), kept only while its download is in the queue. Free space is checked before a download starts or
  * resumes, and a full disk while writing pauses it instead of losing it.
  *
  * A file only gets its `.gguf` name once it is whole and checked: the SHA-256 the Hub lists (or,
@@ -28,11 +29,12 @@ import { freeBytes as diskFreeBytes } from '../disk.ts';
 import { hubHttpError } from '../hub/errors.ts';
 import { newId } from '../chat-store.ts';
 import { bytesOnDisk, bytesOnDiskSync, sizeOf, syncDir } from './files.ts';
+import { HashMemory } from './hash-memory.ts';
 import { partPath } from './names.ts';
 import { planHubFile, planUri, type HubAccess, type Plan } from './plan.ts';
 import { SpeedMeter, etaSeconds } from './speed.ts';
 import { DownloadStore, type DownloadRow, type PartRecord } from './store.ts';
-import { abortableDelay, appendToFile, defaultBackoffMs, defaultStallMs, transferPart, type OpenPart, type OriginAuth, type TransferEnv } from './transfer.ts';
+import { abortableDelay, appendToFile, defaultBackoffMs, defaultStallMs, defaultVerifyFromBytes, readPrefix, transferPart, type OpenPart, type OriginAuth, type ReadPrefix, type TransferEnv } from './transfer.ts';
 
 export type { HubAccess } from './plan.ts';
 
@@ -56,6 +58,10 @@ export interface DownloadQueueDeps {
   readonly backoffMs?: (attempt: number) => number;
   /** A connection without a byte for this long is given up and retried (60 s by default). */
   readonly stallMs?: number;
+  /** Reads a part's prefix to hash it again (a restart, a file changed while paused); tests count its bytes. */
+  readonly readPrefix?: ReadPrefix;
+  /** A prefix to re-hash at least this long shows as `verifying` with its progress (64 MiB by default). */
+  readonly verifyFromBytes?: number;
 }
 
 /** Free space a download leaves at least: the disk is not filled to the last byte. */
@@ -88,6 +94,8 @@ export class DownloadQueue {
   readonly #freeBytes: (dir: string) => Promise<number | null>;
   /** Every listed download, oldest first (insertion order is creation order). */
   readonly #rows = new Map<string, DownloadRow>();
+  /** Running hashes of stopped parts, by download: dropped with the download (cancel, clear, done). */
+  readonly #hashes = new HashMemory();
   #running: Run | null = null;
   /** Final paths of downloads `start` is still checking. */
   readonly #claimed = new Set<string>();
@@ -104,6 +112,8 @@ export class DownloadQueue {
       delay: deps.delay ?? abortableDelay,
       backoffMs: deps.backoffMs ?? defaultBackoffMs,
       stallMs: deps.stallMs ?? defaultStallMs,
+      readPrefix: deps.readPrefix ?? readPrefix,
+      verifyFromBytes: deps.verifyFromBytes ?? defaultVerifyFromBytes,
       log: deps.log,
     };
   }
@@ -116,6 +126,11 @@ export class DownloadQueue {
   /** Rows oldest first (a restore after a start puts older rows after newer ones in the map). */
   #ordered(): DownloadRow[] {
     return [...this.#rows.values()].sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /** Parts whose running hash is kept in memory for a resume (for tests: it stays bounded). */
+  get keptHashes(): number {
+    return this.#hashes.size;
   }
 
   /** Any download transferring now. */
@@ -279,6 +294,7 @@ export class DownloadQueue {
     for (const row of [...this.#rows.values()]) {
       if (!ended.has(row.status) || this.#running?.row === row) continue;
       if (row.status === 'error') void this.#deleteParts(row);
+      this.#hashes.forget(row.id);
       this.#rows.delete(row.id);
       this.#store.delete(row.id);
       this.#deps.emit({ type: 'download.progress', payload: { ...this.#view(row), removed: true } });
@@ -297,6 +313,7 @@ export class DownloadQueue {
       run.controller.abort();
       await run.done;
     }
+    for (const id of this.#rows.keys()) this.#hashes.forget(id);
   }
 
   /** The unfinished download that writes any of these files, if one does. */
@@ -401,6 +418,7 @@ export class DownloadQueue {
         auth,
         partFile: file,
         part,
+        hashes: this.#hashes.slot(row.id, file),
         signal,
         onBytes: (bytes) => this.#progress(run, base + bytes),
         onSized: async () => {
@@ -411,7 +429,10 @@ export class DownloadQueue {
         },
         onChanged: () => this.#store.save(row),
         onPhase: (phase) => {
-          if (row.status !== phase) this.#setStatus(row, phase, null);
+          if (row.status === phase) return;
+          // The speed after re-hashing a prefix is measured afresh, not from the reading.
+          if (phase === 'downloading') run.meter.reset();
+          this.#setStatus(row, phase, null);
         },
         refused: (answer, sentToken) => this.#refused(row, part, url, answer, sentToken),
       });
@@ -460,6 +481,7 @@ export class DownloadQueue {
     }
     row.totalBytes = row.parts.reduce((sum, part) => sum + (part.size ?? 0), 0);
     row.downloadedBytes = row.totalBytes;
+    this.#hashes.forget(row.id);
     this.#setStatus(row, 'done', null);
     this.#deps.log('info', `download ${row.id}: done, ${formatBytes(row.totalBytes)} in ${first.file}`);
   }
@@ -493,7 +515,8 @@ export class DownloadQueue {
     const { row } = run;
     row.downloadedBytes = bytes;
     const now = performance.now();
-    run.meter.add(now, bytes);
+    // While a prefix is re-hashed the bytes count what was read back, not what arrived.
+    if (row.status !== 'verifying') run.meter.add(now, bytes);
     if (now - run.lastEmit < progressIntervalMs) return;
     run.lastEmit = now;
     this.#emit(row);
@@ -556,6 +579,7 @@ export class DownloadQueue {
 
   /** Deletes what the download wrote: its `.part` files, and parts a cut-short finish had already renamed. */
   async #deleteParts(row: DownloadRow): Promise<void> {
+    this.#hashes.forget(row.id);
     for (const part of row.parts) {
       const hadPart = await unlink(partPath(part.file)).then(
         () => true,

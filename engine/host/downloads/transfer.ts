@@ -3,15 +3,19 @@
  * synced file: HTTP with `Range` / `If-Range` to resume, redirects followed by hand (so a token
  * only ever goes to the Hub's own origin, never to the CDN it redirects to), retries with backoff
  * for what passes (5xx, 429, a cut connection, a stall), and the SHA-256 computed while the bytes
- * arrive. A resume re-hashes the prefix already on disk rather than the whole file at the end.
+ * arrive. A resume in the same process goes on from the hash kept when the part stopped
+ * (hash-memory.ts) while its `.part` is still exactly the file hashed; otherwise (a restart, a file
+ * changed while stopped) it re-hashes the prefix already on disk, showing `verifying` with the
+ * bytes hashed so far when that takes a while.
  *
  * What is not retried comes back as data: refused (401/403), missing (404), a full disk (the
  * caller pauses), a file that does not match its hash (its part is deleted, never renamed).
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat, truncate, unlink } from 'node:fs/promises';
 import { errorText, formatBytes, hearthError, type HearthError } from '../../contract/index.ts';
+import type { HashSlot, HashState } from './hash-memory.ts';
 import { isAllowedAddress } from './names.ts';
 import type { PartRecord } from './store.ts';
 
@@ -66,10 +70,17 @@ export function defaultBackoffMs(attempt: number): number {
 export const maxAttempts = 6;
 /** The longest Retry-After waited for; a longer one ends the download (the user resumes later). */
 export const maxRetryAfterMs = 120_000;
-/** A resumed prefix at least this long is hashed under the `verifying` status. */
-const longPrefixBytes = 64 * 1024 * 1024;
+/** A resumed prefix at least this long is hashed under the `verifying` status, with its progress. */
+export const defaultVerifyFromBytes = 64 * 1024 * 1024;
 /** Without a byte for this long, the connection is given up and tried again. */
 export const defaultStallMs = 60_000;
+
+export type ReadPrefix = (file: string, bytes: number, signal: AbortSignal) => AsyncIterable<Uint8Array>;
+
+/** The default `ReadPrefix`: the file streamed from its first byte. */
+export function readPrefix(file: string, bytes: number, signal: AbortSignal): AsyncIterable<Uint8Array> {
+  return createReadStream(file, { start: 0, end: bytes - 1, signal, highWaterMark: 1024 * 1024 });
+}
 
 /** What the transfers of one queue share. */
 export interface TransferEnv {
@@ -78,6 +89,10 @@ export interface TransferEnv {
   readonly delay: (ms: number, signal: AbortSignal) => Promise<void>;
   readonly backoffMs: (attempt: number) => number;
   readonly stallMs: number;
+  /** Reads the first `bytes` of a part file, to hash a prefix no kept state covers; tests count its bytes. */
+  readonly readPrefix: ReadPrefix;
+  /** A prefix to re-hash at least this long is shown as `verifying` (64 MiB by default). */
+  readonly verifyFromBytes: number;
   readonly log: (level: 'error' | 'warn' | 'info' | 'debug', message: string) => void;
 }
 
@@ -96,8 +111,10 @@ export interface PartJob {
   readonly partFile: string;
   /** Its record: `size` and `validator` are filled in from responses. */
   readonly part: PartRecord;
+  /** Where the part's running hash waits while it is stopped, for a resume in this process. */
+  readonly hashes: HashSlot;
   readonly signal: AbortSignal;
-  /** Bytes of this part on disk, as they grow (or shrink, on a restart from zero). */
+  /** Bytes of this part on disk, as they grow (or shrink, on a restart from zero); while `verifying` a prefix, the bytes hashed so far. */
   readonly onBytes: (bytes: number) => void;
   /** The part's size became known: an error (a full disk) stops the part as paused. */
   readonly onSized: (size: number) => Promise<HearthError | null>;
@@ -130,12 +147,21 @@ async function sizeOnDisk(file: string): Promise<number> {
   }
 }
 
-/** A fresh SHA-256 over the first `bytes` of `file`. */
-async function hashPrefix(file: string, bytes: number, signal: AbortSignal): Promise<{ hash: Hash; bytes: number }> {
+/** A fresh SHA-256 over the first `bytes` of `file`; `progress` hears the bytes hashed so far. */
+async function hashPrefix(env: TransferEnv, file: string, bytes: number, signal: AbortSignal, progress?: (bytes: number) => void): Promise<HashState> {
   const hash = createHash('sha256');
+  let done = 0;
   if (bytes > 0) {
-    for await (const chunk of createReadStream(file, { start: 0, end: bytes - 1, signal })) hash.update(chunk as Buffer);
+    for await (const chunk of env.readPrefix(file, bytes, signal)) {
+      // A reader may hand back more than asked for; the hash covers exactly `bytes`.
+      const take = chunk.length <= bytes - done ? chunk : chunk.subarray(0, bytes - done);
+      hash.update(take);
+      done += take.length;
+      progress?.(done);
+      if (done >= bytes) break;
+    }
   }
+  if (done !== bytes) throw new Error(`the partial file ended after ${done} of ${bytes} bytes while it was hashed`);
   return { hash, bytes };
 }
 
@@ -224,13 +250,18 @@ async function get(env: TransferEnv, job: PartJob, headers: Record<string, strin
  */
 export async function transferPart(env: TransferEnv, job: PartJob): Promise<PartOutcome> {
   const transfer = new PartTransfer(env, job);
+  let outcome: PartOutcome;
   try {
-    return await transfer.run();
+    outcome = await transfer.run();
   } catch (error) {
-    if (job.signal.aborted) return stopped;
-    if (isDiskFull(error)) return failed(diskFullWhileWriting(job.label, transfer.have, job.part.size), true);
-    return failed(hearthError('DOWNLOAD_FAILED', `The download of ${job.label} failed: ${errorText(error)}.`, 'Resume to try again.'));
+    if (job.signal.aborted) outcome = stopped;
+    else if (isDiskFull(error)) outcome = failed(diskFullWhileWriting(job.label, transfer.have, job.part.size), true);
+    else outcome = failed(hearthError('DOWNLOAD_FAILED', `The download of ${job.label} failed: ${errorText(error)}.`, 'Resume to try again.'));
   }
+  // Every write has completed or failed by now: the state covers what the file holds, and the
+  // memory checks that again (its size) before keeping it.
+  if (outcome.kind !== 'complete') await transfer.keepHash();
+  return outcome;
 }
 
 /** What one request came to: the part's end, a failure worth another try, or a new start at once. */
@@ -245,7 +276,7 @@ class PartTransfer {
   /** Bytes in the part file. */
   have = 0;
   /** The hash of the bytes on disk, kept across tries so a retry does not re-read them. */
-  #hashed: { hash: Hash; bytes: number } | null = null;
+  #hashed: HashState | null = null;
   #attempts = 0;
   #bytesAtLastFailure = -1;
 
@@ -254,19 +285,35 @@ class PartTransfer {
     this.#job = job;
   }
 
+  /** Hands the running hash to the job's memory, for a resume in this process. */
+  async keepHash(): Promise<void> {
+    if (this.#hashed !== null && this.#hashed.bytes >= 0) await this.#job.hashes.keep(this.#hashed).catch(() => undefined);
+  }
+
   async run(): Promise<PartOutcome> {
     const { part, partFile, signal } = this.#job;
+    const kept = await this.#job.hashes.take();
+    this.#hashed = kept.state;
+    if (kept.why !== null) this.#env.log('info', `download ${this.#job.label}: ${kept.why} while it was stopped; hashing it again`);
     for (;;) {
       if (signal.aborted) return stopped;
       this.have = await sizeOnDisk(partFile);
       if (part.size !== null && this.have > part.size) await this.#startOver(`the partial file holds ${this.have} bytes, more than the file's ${part.size}`);
       this.#job.onBytes(this.have);
       if (this.#hashed?.bytes !== this.have) {
-        // Re-reading gigabytes takes a while: the download says so instead of standing still.
-        const long = this.have >= longPrefixBytes;
-        if (long) this.#job.onPhase('verifying');
-        this.#hashed = await hashPrefix(partFile, this.have, signal);
-        if (long) this.#job.onPhase('downloading');
+        // Re-reading gigabytes takes a while: the download says so, and how far it got, instead
+        // of standing still.
+        const long = this.have >= this.#env.verifyFromBytes && this.have > 0;
+        this.#hashed = null;
+        if (long) {
+          this.#job.onBytes(0);
+          this.#job.onPhase('verifying');
+        }
+        this.#hashed = await hashPrefix(this.#env, partFile, this.have, signal, long ? this.#job.onBytes : undefined);
+        if (long) {
+          this.#job.onBytes(this.have);
+          this.#job.onPhase('downloading');
+        }
       }
       if (part.size !== null && this.have === part.size && this.have > 0) return finish(this.#env, this.#job, this.#hashed);
 
@@ -310,7 +357,7 @@ class PartTransfer {
   }
 
   /** One request from the byte the file has reached, and its body into the file. */
-  async #attempt(hashed: { hash: Hash; bytes: number }): Promise<Step> {
+  async #attempt(hashed: HashState): Promise<Step> {
     const { part, signal: jobSignal } = this.#job;
     const headers: Record<string, string> = { 'accept-encoding': 'identity' };
     if (this.have > 0) {
@@ -439,7 +486,7 @@ async function receive(
   env: TransferEnv,
   job: PartJob,
   response: Response,
-  hashed: { hash: Hash; bytes: number },
+  hashed: HashState,
   stallTimer: ReturnType<typeof setTimeout>,
   progress: { have: number },
 ): Promise<BodyOutcome> {
@@ -453,12 +500,15 @@ async function receive(
     return { kind: 'failed', error: hearthError('DOWNLOAD_FAILED', `Hearth cannot write ${job.partFile}: ${errorText(error)}.`), pause: false };
   }
   let outcome: BodyOutcome = { kind: 'done' };
+  /** A write failed: the file may hold part of its chunk, which the hash does not cover. */
+  let torn = false;
   try {
     for await (const chunk of response.body) {
       stallTimer.refresh();
       try {
         await writer.write(chunk);
       } catch (error) {
+        torn = true;
         outcome = isDiskFull(error)
           ? { kind: 'failed', error: diskFullWhileWriting(job.label, progress.have, job.part.size), pause: true }
           : { kind: 'failed', error: hearthError('DOWNLOAD_FAILED', `Hearth cannot write ${job.partFile}: ${errorText(error)}.`, 'Resume to try again.'), pause: false };
@@ -478,6 +528,16 @@ async function receive(
   } finally {
     await writer.close().catch(() => undefined);
   }
+  if (torn) {
+    // Cut back to the bytes hashed (freeing space, never needing it): the file and the hash
+    // agree again, so a resume goes on from the hash. If that fails, the resume re-hashes.
+    await truncate(job.partFile, hashed.bytes).then(
+      () => job.onBytes(hashed.bytes),
+      () => {
+        hashed.bytes = -1;
+      },
+    );
+  }
   if (outcome.kind === 'retry' && job.part.size !== null && hashed.bytes > job.part.size) {
     await truncate(job.partFile, 0).catch(() => undefined);
     hashed.bytes = -1; // re-hashed from the truncated file on the next try
@@ -487,16 +547,18 @@ async function receive(
 }
 
 /** Checks the complete part (size, SHA-256 or GGUF magic), syncs it, and reports the outcome. */
-async function finish(env: TransferEnv, job: PartJob, hashed: { hash: Hash; bytes: number }): Promise<PartOutcome> {
+async function finish(env: TransferEnv, job: PartJob, hashed: HashState): Promise<PartOutcome> {
   const { part, partFile, label } = job;
   job.onPhase('verifying');
   const size = await sizeOnDisk(partFile);
   if (part.size !== null && size !== part.size) {
     return failed(hearthError('DOWNLOAD_FAILED', `${label} has ${size} bytes on disk, not ${part.size}.`, 'Resume to try again.'));
   }
-  const current = hashed.bytes === size ? hashed : await hashPrefix(partFile, size, job.signal);
-  const digest = current.hash.digest('hex');
+  const current = hashed.bytes === size ? hashed : await hashPrefix(env, partFile, size, job.signal);
+  // A copy is digested: the state stays usable (kept for a resume if a later step fails).
+  const digest = current.hash.copy().digest('hex');
   if (part.sha256 !== null && digest !== part.sha256) {
+    hashed.bytes = -1;
     await unlink(partFile).catch(() => undefined);
     part.validator = null;
     job.onChanged();
@@ -517,6 +579,7 @@ async function finish(env: TransferEnv, job: PartJob, hashed: { hash: Hash; byte
     // error page; with one, the hash says it all.
     if (part.sha256 === null && magic.toString('latin1') !== 'GGUF') {
       await handle.close().catch(() => undefined);
+      hashed.bytes = -1;
       await unlink(partFile).catch(() => undefined);
       part.validator = null;
       job.onChanged();
