@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectGguf, inspectGgufPart, metaBool, metaNumber, metaString, type GgufSummary } from './reader.ts';
-import { encodeGguf, tinyLlamaGguf, type GgufInput } from '../../test/support/gguf-writer.ts';
+import { encodeGguf, encodeGgufHeader, tinyLlamaGguf, type GgufInput, type GgufMetaValue } from '../../test/support/gguf-writer.ts';
 
 let dir: string;
 let model: Buffer;
@@ -250,5 +250,107 @@ describe('what the models library shows', () => {
     expect(!truncated.ok && truncated.error.message).toMatch(/truncated/);
     const notGguf = await inspectGgufPart(await file('not a model at all, just text'));
     expect(!notGguf.ok && notGguf.error.code).toBe('MODEL_INVALID');
+  });
+});
+
+describe("a header of Llama-3's size", () => {
+  // Llama-3's tokenizer: 128,256 tokens and 280,147 merges, ~8 MiB of strings. The reader walks
+  // them without keeping them; a 1024-string array of 2–3 KiB strings (kept) spans windows.
+  const TOKENS = 128_256;
+  const MERGES = 280_147;
+  let header: Buffer;
+  let kept: string[];
+
+  beforeAll(() => {
+    const tokens = Array.from({ length: TOKENS }, (_, i) => (i % 5 === 0 ? `\u0120${i.toString(36)}é` : `t${i.toString(36)}`));
+    const merges = Array.from({ length: MERGES }, (_, i) => `${tokens[i % TOKENS]} ${tokens[(i * 7919) % TOKENS]}`);
+    kept = Array.from({ length: 1024 }, (_, i) => `${i}:${'ü→'.repeat(400 + (i % 300))}`);
+    const strings = (value: string[]): GgufMetaValue => ({ type: 'array', itemType: 'string', value });
+    header = encodeGgufHeader({
+      metadata: [
+        ['general.architecture', { type: 'string', value: 'llama' }],
+        ['tokenizer.ggml.tokens', strings(tokens)],
+        ['tokenizer.ggml.token_type', { type: 'array', itemType: 'int32', value: tokens.map(() => 1) }],
+        ['tokenizer.ggml.merges', strings(merges)],
+        ['hearth.kept', strings(kept)],
+        // Read after the arrays: right only if each walk ended exactly where its array does.
+        ['general.name', { type: 'string', value: 'Vocabulary-sized' }],
+        ['llama.context_length', { type: 'uint32', value: 8192 }],
+      ],
+      tensors: [{ name: 'token_embd.weight', dims: [32, 4], typeCode: 0 }],
+    });
+  });
+
+  /** Where element `index` of the string array `key` starts in the header (its length prefix). */
+  function elementAt(key: string, index: number): number {
+    // After the key: the value type, the element type and the element count.
+    let at = after(header, key) + 4 + 4 + 8;
+    for (let i = 0; i < index; i++) at += 8 + Number(header.readBigUInt64LE(at));
+    return at;
+  }
+
+  async function failure(bytes: Buffer): Promise<{ message: string; hint?: string }> {
+    const result = await inspectGguf(await file(bytes));
+    if (result.ok) throw new Error('expected MODEL_INVALID, got ok');
+    expect(result.error.code).toBe('MODEL_INVALID');
+    return { message: result.error.message, ...(result.error.hint === undefined ? {} : { hint: result.error.hint }) };
+  }
+
+  it('summarizes it, keeping only the lengths of the long arrays', async () => {
+    expect(header.length).toBeGreaterThan(8 * 1024 * 1024);
+    const path = await file(header);
+    // The one F32 tensor's 32 × 4 values follow the header (sparse).
+    await truncate(path, header.length + 32 * 4 * 4);
+    const result = await inspectGguf(path);
+    if (!result.ok) throw new Error(result.error.message);
+    const s = result.value;
+    expect(s).toMatchObject({ architecture: 'llama', name: 'Vocabulary-sized', contextLength: 8192, tensorCount: 1, parameterCount: 128, dataOffset: header.length });
+    expect(s.metadata['tokenizer.ggml.tokens']).toEqual({ type: 'array', itemType: 'string', length: TOKENS });
+    expect(s.metadata['tokenizer.ggml.token_type']).toEqual({ type: 'array', itemType: 'int32', length: TOKENS });
+    expect(s.metadata['tokenizer.ggml.merges']).toEqual({ type: 'array', itemType: 'string', length: MERGES });
+    expect(s.metadata['hearth.kept']).toEqual({ type: 'array', itemType: 'string', length: 1024, values: kept });
+  });
+
+  it('reports truncation inside the vocabulary as it did one string at a time', async () => {
+    const while_ = 'while reading the value of metadata key';
+    const cases: Array<[key: string, index: number]> = [
+      ['tokenizer.ggml.tokens', 100_000],
+      ['tokenizer.ggml.merges', 200_000],
+      ['hearth.kept', 700],
+    ];
+    for (const [key, index] of cases) {
+      const at = elementAt(key, index);
+      const length = Number(header.readBigUInt64LE(at));
+      // Inside the length prefix: the file ends before the whole u64.
+      const inPrefix = at + 3;
+      expect(await failure(header.subarray(0, inPrefix))).toEqual({
+        message: `The file ends at ${inPrefix.toLocaleString('en-US')} bytes, inside its header (${while_} "${key}"): the file is truncated, probably an incomplete download.`,
+        hint: 'Download the model again.',
+      });
+      // Inside the string: its length is more than what is left.
+      const inString = at + 8 + Math.floor(length / 2);
+      expect(await failure(header.subarray(0, inString))).toEqual({
+        message: `The element ${index} of "${key}" is ${length.toLocaleString('en-US')} bytes long but the file ends ${(inString - at - 8).toLocaleString('en-US')} bytes later: the file is truncated or corrupt.`,
+        hint: 'Download the model again.',
+      });
+    }
+  });
+
+  it('checks every length prefix inside the vocabulary', async () => {
+    const index = 150_000;
+    const at = elementAt('tokenizer.ggml.merges', index);
+    const withLength = (length: bigint): Buffer => {
+      const copy = Buffer.from(header);
+      copy.writeBigUInt64LE(length, at);
+      return copy;
+    };
+    const element = `The element ${index} of "tokenizer.ggml.merges"`;
+    expect((await failure(withLength(1n << 40n))).message).toBe(`${element} is 1,099,511,627,776 bytes long, more than the 67,108,864 allowed: the file is corrupt.`);
+    expect((await failure(withLength(70_000_000n))).message).toBe(`${element} is 70,000,000 bytes long, more than the 67,108,864 allowed: the file is corrupt.`);
+    const left = header.length - at - 8;
+    expect(await failure(withLength(BigInt(left + 1)))).toEqual({
+      message: `${element} is ${(left + 1).toLocaleString('en-US')} bytes long but the file ends ${left.toLocaleString('en-US')} bytes later: the file is truncated or corrupt.`,
+      hint: 'Download the model again.',
+    });
   });
 });

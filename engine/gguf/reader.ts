@@ -122,10 +122,8 @@ async function readValue(r: Reader, key: string): Promise<GgufMetaEntry> {
   const keep = length <= MAX_KEPT_ARRAY_LENGTH;
   const values: (number | boolean | string)[] = [];
   if (itemType === 'string') {
-    for (let i = 0; i < length; i++) {
-      const s = await r.string(`element ${i} of ${shown(key)}`, limits.stringBytes);
-      if (keep) values.push(s);
-    }
+    // Every length prefix is still checked; the values of an array too long to keep are never decoded.
+    values.push(...(await r.strings(length, limits.stringBytes, (i) => `element ${i} of ${shown(key)}`, keep)));
   } else if (keep) {
     for (let i = 0; i < length; i++) values.push(await r.scalar(itemType, `element ${i} of ${shown(key)}`));
   } else {

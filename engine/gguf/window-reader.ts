@@ -56,6 +56,8 @@ export function num(n: number | bigint): string {
 export class Reader {
   private readonly handle: FileHandle;
   readonly fileSize: number;
+  /** Where the window's bytes live: reused by every refill that fits (see `need`). */
+  private buffer = Buffer.alloc(0);
   private window = Buffer.alloc(0);
   private windowStart = 0;
   position = 0;
@@ -84,7 +86,12 @@ export class Reader {
     const offset = this.position - this.windowStart;
     if (offset >= 0 && offset + n <= this.window.length) return;
     const size = Math.min(Math.max(n, WINDOW), this.remaining);
-    const buffer = Buffer.alloc(size);
+    // One buffer serves every refill that fits in it: fresh memory costs a page fault per 4 KiB
+    // on first touch, which made the allocations, not the reads, most of a large header's time.
+    // Not zeroed: only the bytes read are ever looked at (the window is cut to them below).
+    if (this.buffer.length < size) this.buffer = Buffer.allocUnsafe(size);
+    const buffer = this.buffer;
+    this.window = buffer.subarray(0, 0);
     let read = 0;
     while (read < size) {
       const { bytesRead } = await this.handle.read(buffer, read, size - read, this.position + read);
@@ -100,6 +107,7 @@ export class Reader {
     return this.position - this.windowStart;
   }
 
+  /** The next `n` bytes, as a view of the window: valid only until the next read refills it. */
   async bytes(n: number): Promise<Buffer> {
     await this.need(n);
     const b = this.window.subarray(this.at(), this.at() + n);
@@ -153,6 +161,51 @@ export class Reader {
     }
     const bytes = await this.bytes(Number(length));
     return bytes.toString('utf8');
+  }
+
+  /**
+   * `count` length-prefixed strings in a row, read as `string(what(i), maxBytes)` would read each
+   * one, returned when `keep` is true and skipped undecoded otherwise. A vocabulary is 100k+
+   * strings and its merges 200k+: awaiting each one made an 8 MiB header take half a second, so
+   * the strings that lie wholly inside the window (and below the header cap) are walked
+   * synchronously, and only the one that crosses the window's end, or breaks a rule, goes
+   * through `string`, which refills the window or raises the same error as before.
+   */
+  async strings(count: number, maxBytes: number, what: (i: number) => string, keep: boolean): Promise<string[]> {
+    const kept: string[] = [];
+    let i = this.walkStrings(0, count, maxBytes, keep ? kept : null);
+    while (i < count) {
+      const s = await this.string(what(i), maxBytes);
+      if (keep) kept.push(s);
+      i = this.walkStrings(i + 1, count, maxBytes, keep ? kept : null);
+    }
+    return kept;
+  }
+
+  /**
+   * Strings `from`… of `count`, walked while each lies wholly inside the window, within
+   * `maxBytes` and below the header cap; returns the index of the first that does not. A plain
+   * function rather than part of the async `strings`, so that V8 optimizes the loop on its own:
+   * inside the async function the first read of a large header was measurably slower.
+   */
+  private walkStrings(from: number, count: number, maxBytes: number, kept: string[] | null): number {
+    const w = this.window;
+    const start = this.windowStart;
+    const end = Math.min(w.length, limits.headerBytes - start);
+    let at = this.position - start;
+    let i = from;
+    while (i < count && at >= 0 && at + 8 <= end) {
+      // The u64 prefix as two u32 halves: a high half that is not zero is past any cap.
+      if (w.readUInt32LE(at + 4) !== 0) break;
+      const length = w.readUInt32LE(at);
+      const next = at + 8 + length;
+      if (length > maxBytes || next > end) break;
+      if (kept) kept.push(w.toString('utf8', at + 8, next));
+      at = next;
+      i++;
+    }
+    this.position = start + at;
+    return i;
   }
 
   async scalar(type: GgufScalarTypeName, what: string): Promise<number | boolean | string> {
