@@ -672,6 +672,46 @@ describe('the hash across a stop', () => {
     expect(reread).toBe(0);
   });
 
+  it('a download can be paused while it verifies what arrived before a restart, and resumed to a right file', async () => {
+    const recorder = new Recorder();
+    const first = makeQueue(recorder);
+    const item = await startSlowly(recorder, first);
+    await first.dispose();
+    emulator.setRate(0);
+    const slice = 16 * 1024;
+    let reached!: () => void;
+    const atSlice = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let at = 0;
+    const gatedRead: ReadPrefix = async function* (file, bytes, signal) {
+      for await (const chunk of countingRead(file, bytes, signal)) {
+        for (let offset = 0; offset < chunk.length; offset += slice) {
+          yield chunk.subarray(offset, offset + slice);
+          at += slice;
+          if (at === slice) {
+            reached();
+            await gate;
+          }
+        }
+      }
+    };
+    const again = new Recorder();
+    const second = makeQueue(again, { readPrefix: gatedRead, verifyFromBytes: 1 });
+    second.restore();
+    await atSlice;
+    expect(second.list()[0]?.status).toBe('verifying');
+    const pausing = second.pause(item.id);
+    release();
+    const paused = await pausing;
+    expect(paused.ok && paused.value.status).toBe('paused');
+    expect(second.active).toBe(false);
+    const done = again.settled(item.id);
+    expect((await second.resume(item.id)).ok).toBe(true);
+    expect((await done).status).toBe('done');
+    expect(readFileSync(path.join(modelsDir, 'tiny-Q4_K_M.gguf')).equals(big)).toBe(true);
+  });
+
   it('after a restart the prefix is read back once under `verifying`, its progress shown, then the download goes on and is right', async () => {
     const recorder = new Recorder();
     const first = makeQueue(recorder);

@@ -92,11 +92,12 @@ export interface DownloadRowProps {
 /** What a download may do in each status: the buttons its row shows. */
 export function downloadControls(status: DownloadItem['status']): readonly ('pause' | 'resume' | 'cancel' | 'load')[] {
   switch (status) {
+    // Verifying can take a minute on a large model (a resume after a restart reads back what
+    // arrived before it): it can be paused like a transfer.
     case 'queued':
     case 'downloading':
-      return ['pause', 'cancel'];
     case 'verifying':
-      return ['cancel'];
+      return ['pause', 'cancel'];
     case 'paused':
     case 'error':
       return ['resume', 'cancel'];

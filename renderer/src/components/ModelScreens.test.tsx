@@ -162,7 +162,7 @@ describe('download rows', () => {
 
   it('queued, verifying, paused, failed, done and cancelled each offer what can be done then', () => {
     expect(controls(download('d', { status: 'queued', downloadedBytes: 0, bytesPerSecond: 0, etaSeconds: null }))).toEqual(['Pause', 'Cancel']);
-    expect(controls(download('d', { status: 'verifying' }))).toEqual(['Cancel']);
+    expect(controls(download('d', { status: 'verifying' }))).toEqual(['Pause', 'Cancel']);
     expect(controls(download('d', { status: 'paused' }))).toEqual(['Resume', 'Cancel']);
     expect(controls(download('d', { status: 'error', error: { code: 'NETWORK_ERROR', message: 'Lost.' } }))).toEqual(['Resume', 'Cancel']);
     expect(controls(download('d', { status: 'done' }))).toEqual(['Load', 'Load and chat']);
