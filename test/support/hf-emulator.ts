@@ -75,7 +75,7 @@ export interface HubEmulator {
   setRate(bytesPerSecond: number): void;
   /** Serves other bytes than the listed hash for a file (a corrupted upload / CDN): every byte inverted, same size. */
   corrupt(repo: string, path: string): void;
-  /** Adds a repository, or replaces one with the same id (a new commit). */
+  /** Adds a repository, or replaces one with the same id (a new commit, which ends `corrupt` for its files). */
   addRepo(repo: EmulatorRepo): Promise<void>;
   close(): Promise<void>;
 }
@@ -555,6 +555,8 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
     },
     async addRepo(repo) {
       repos.set(repo.id, await storeRepo(repo));
+      // A new commit serves its files as they are: an earlier corruption of the old one is gone.
+      for (const key of [...corrupted]) if (key.startsWith(`${repo.id}/`)) corrupted.delete(key);
     },
     async close() {
       const closing = [hub.server, cdn.server].map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
