@@ -38,7 +38,7 @@ import { createBackend } from './api/backend.ts';
 import { ApiRuns } from './api/runs.ts';
 import { ApiServer, type ApiOverride } from './api/server.ts';
 import { defaultHubEndpoint, HubClient } from './hub/client.ts';
-import { HubService, HUB_TOKEN_SECRET } from './hub-service.ts';
+import { checkHubEndpoint, HubService, HUB_TOKEN_SECRET } from './hub-service.ts';
 import { ModelFiles } from './model-files.ts';
 
 export interface HearthOptions {
@@ -281,10 +281,8 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   );
   const secrets = options.secrets ?? fileSecretStore(path.join(dirs.root, 'secrets'));
   const modelsDir = (): string => settings().modelsDir ?? dirs.models;
-  const hub = new HubClient({
-    endpoint: options.hubEndpoint ?? process.env.HEARTH_HF_ENDPOINT ?? defaultHubEndpoint,
-    token: async () => secrets.read(HUB_TOKEN_SECRET),
-  });
+  // Checked by startHearth before anything opened.
+  const hub = new HubClient({ endpoint: options.hubEndpoint ?? defaultHubEndpoint, token: async () => secrets.read(HUB_TOKEN_SECRET) });
   const hubService = new HubService({ hub, secrets, engine: supervisor });
   const downloads = new DownloadQueue({ db, modelsDir, hub, emit, log });
   const otherApps = options.otherApps ?? { home: os.homedir(), env: process.env };
@@ -367,11 +365,13 @@ async function renderMetrics({ supervisor, model, metrics }: Parts, closing: boo
 
 /** Starts Hearth: see `createHearth` in engine/index.ts. */
 export async function startHearth(options: HearthOptions, wiring: HearthWiring): Promise<Hearth> {
+  const endpoint = checkHubEndpoint(options.hubEndpoint ?? (process.env.HEARTH_HF_ENDPOINT || defaultHubEndpoint));
+  if (!endpoint.ok) throw new HearthStartError(endpoint.error.message, endpoint.error.hint ?? '');
   const dirs = prepareDataDir(options.dataDir);
   const log = wiring.log ?? createLogger(dirs.logs, options.logLevel ?? 'info');
   const db = await openStoreDatabase(dirs.db, log);
   let disposed: Promise<void> | null = null;
-  const parts = assemble(options, wiring, dirs, db, log, () => disposed !== null);
+  const parts = assemble({ ...options, hubEndpoint: endpoint.value }, wiring, dirs, db, log, () => disposed !== null);
   const api = createCalls(parts);
   wiring.probe?.(() => parts.supervisor.listenerCount + parts.events.size);
 

@@ -8,6 +8,28 @@ import type { HubClient } from './hub/client.ts';
 import type { SecretStore } from './secrets.ts';
 import type { Supervisor } from './supervisor.ts';
 
+/**
+ * The Hub's address as configured (HearthOptions.hubEndpoint, HEARTH_HF_ENDPOINT): https, or plain
+ * http only to this machine (the tests' emulator, a local mirror), since the token travels with
+ * every request to it.
+ */
+export function checkHubEndpoint(value: string): Result<string> {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return err('INVALID_INPUT', `The Hugging Face address "${value.slice(0, 200)}" is not a URL.`, 'Set HEARTH_HF_ENDPOINT to an https:// address, or unset it.');
+  }
+  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+    return err('INVALID_INPUT', `The Hugging Face address ${url.origin} is not https: the token would travel in the clear.`, 'Set HEARTH_HF_ENDPOINT to an https:// address, or unset it.');
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    return err('INVALID_INPUT', 'The Hugging Face address may not carry credentials, a query or a fragment.', 'Set HEARTH_HF_ENDPOINT to the mirror’s base address.');
+  }
+  return ok(url.href.replace(/\/+$/, ''));
+}
+
 /** The secret's name in the store. */
 export const HUB_TOKEN_SECRET = 'hf-token';
 

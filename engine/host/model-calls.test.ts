@@ -11,7 +11,8 @@ import type { HearthEvent } from '../contract/index.ts';
 import type { WorkerMethods } from '../protocol.ts';
 import { makeFakeHome, type FakeHome } from '../../test/support/fake-homes.ts';
 import { startHubEmulator, type HubEmulator } from '../../test/support/hf-emulator.ts';
-import { tempDir, useTestHearths, value } from '../../test/support/host-fixture.ts';
+import { rejection, tempDir, useTestHearths, value } from '../../test/support/host-fixture.ts';
+import { HearthStartError } from './hearth.ts';
 import { testModelPath } from '../../test/support/models.ts';
 
 const start = useTestHearths();
@@ -103,6 +104,18 @@ describe('the library through the host', () => {
 });
 
 describe('Hugging Face through the host', () => {
+  it('refuses to start with a Hub address the token must not travel to: not a URL, plain http off this machine, credentials', async () => {
+    for (const hubEndpoint of ['not a url', 'ftp://mirror.example', 'http://mirror.example', 'https://user:pass@mirror.example', 'https://mirror.example/?x=1']) {
+      const failure = await rejection(start({ loadModel: false, hubEndpoint }), HearthStartError);
+      expect(failure.message, hubEndpoint).toMatch(/Hugging Face address/);
+      expect(failure.hint).toMatch(/HEARTH_HF_ENDPOINT/);
+    }
+    for (const hubEndpoint of ['https://mirror.example/hf/', 'http://127.0.0.1:9']) {
+      const t = await start({ loadModel: false, hubEndpoint });
+      expect(value(await t.hearth.api['hub.auth']({})).endpoint).toBe(hubEndpoint.replace(/\/$/, ''));
+    }
+  });
+
   async function hubWith(files: readonly string[], options: { gated?: 'manual' } = {}): Promise<HubEmulator> {
     const source = await testModelPath();
     const dir = tempDir('hearth-hub-');
