@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { bodyBytes, deviceBytes, formatReport, interruptedFigures, mbPerSecond, medianMs, rangeBytes, rangeStart, syscallBytes, type DownloadRun, type InterruptedRun, type IoCounters, type ModelsReport } from './models-report.ts';
+import { bodyBytes, deviceBytes, formatReport, interruptedFigures, mbPerSecond, medianMs, rangeBytes, rangeStart, rehashSpell, syscallBytes, type DownloadRun, type InterruptedRun, type IoCounters, type ModelsReport, type ProgressSeen } from './models-report.ts';
 
 const MiB = 2 ** 20;
 const size = 2048 * MiB;
-const io = (wchar: number, writeBytes: number, cancelledWriteBytes = 0): IoCounters => ({ wchar, writeBytes, cancelledWriteBytes });
+const io = (wchar: number, writeBytes: number, cancelledWriteBytes = 0, rchar = 0): IoCounters => ({ rchar, wchar, writeBytes, cancelledWriteBytes });
 
 const download = (method: DownloadRun['method'], ms: number, over: Partial<DownloadRun> = {}): DownloadRun => ({
   method,
@@ -32,7 +32,9 @@ const interrupted = (over: Partial<InterruptedRun> = {}): InterruptedRun => ({
   rehashMs: 1000,
   peakRssDeltaBytes: 20 * MiB,
   ioBefore: io(0, 0),
-  ioAfter: io(size, size + 8192, 8192),
+  // After the stop: the prefix read back, then the rest received, and 40 KiB of small reads.
+  ioResumed: io(1104 * MiB, 1104 * MiB, 0, 2000 * MiB),
+  ioAfter: io(size, size + 8192, 8192, 2000 * MiB + 1100 * MiB + 948 * MiB + 40 * 1024),
   complete: true,
   failure: null,
   ...over,
@@ -70,7 +72,7 @@ describe('models report figures', () => {
   it('takes disk bytes as write_bytes less cancelled, and says null when /proc was not there', () => {
     expect(deviceBytes(io(0, 100, 10), io(50, 1100, 60))).toBe(950);
     expect(syscallBytes(io(0, 100), io(50, 1100))).toBe(50);
-    expect(deviceBytes({ wchar: null, writeBytes: null, cancelledWriteBytes: null }, io(1, 1))).toBeNull();
+    expect(deviceBytes({ rchar: null, wchar: null, writeBytes: null, cancelledWriteBytes: null }, io(1, 1))).toBeNull();
     expect(mbPerSecond(200e6, 1000)).toBe(200);
     expect(mbPerSecond(1, 0)).toBeNull();
   });
@@ -91,6 +93,38 @@ describe('models report figures', () => {
     expect(f.rehashMBps).toBeCloseTo((1100 * MiB) / 1e6);
     expect(f.diskRatio).toBeCloseTo(1);
     expect(f.stoppedFraction).toBeCloseTo(1100 / 2048);
+    // rchar counts the received bytes too: what is left is the prefix and the small reads.
+    expect(f.readBackBytes).toBe(1100 * MiB + 40 * 1024);
+    expect(interruptedFigures(interrupted({ ioResumed: { rchar: null, wchar: null, writeBytes: null, cancelledWriteBytes: null } }), 10_000).readBackBytes).toBeNull();
+  });
+
+  const at = (ms: number, status: ProgressSeen['item']['status'], downloadedBytes: number): ProgressSeen => ({ at: ms, item: { status, downloadedBytes } });
+
+  it('measures a re-hash spell from its first `verifying` event to the `downloading` one that ends it, whose bytes are the prefix', () => {
+    const prefix = 1100 * MiB;
+    const seen = [
+      // Before the stop: not part of the resume.
+      at(100, 'downloading', 500 * MiB),
+      at(900, 'queued', prefix),
+      // A new queue: its events count the bytes read back from 0, then the transfer goes on at the prefix.
+      at(1000, 'verifying', 0),
+      at(1500, 'verifying', 300 * MiB),
+      at(2500, 'verifying', 900 * MiB),
+      at(3200, 'downloading', prefix),
+      at(9000, 'downloading', 2000 * MiB),
+      at(9500, 'verifying', size),
+      at(9600, 'done', size),
+    ];
+    expect(rehashSpell(seen, 950)).toEqual({ bytes: prefix, ms: 2200 });
+    // From a later moment the only `verifying` is the final check, which re-read no prefix.
+    expect(rehashSpell(seen, 3500)).toBeNull();
+  });
+
+  it('sees no re-hash when the transfer goes on from a kept hash, or stops while verifying', () => {
+    const kept = [at(1000, 'queued', 1100 * MiB), at(1010, 'downloading', 1100 * MiB), at(5000, 'downloading', 2000 * MiB), at(5100, 'verifying', size), at(5200, 'done', size)];
+    expect(rehashSpell(kept, 1000)).toBeNull();
+    expect(rehashSpell([at(1000, 'verifying', 0), at(1200, 'verifying', 200 * MiB), at(1300, 'paused', 1100 * MiB)], 0)).toBeNull();
+    expect(rehashSpell([], 0)).toBeNull();
   });
 
   it('counts a resume from an earlier byte, or from 0 without a Range, as a re-fetch; an incomplete run has no time ratio', () => {
@@ -103,7 +137,7 @@ describe('models report figures', () => {
   it('prints a table per part with the ratios first', () => {
     const report: ModelsReport = {
       downloads: [download('plain fetch', 10_000), download('DownloadQueue', 13_000)],
-      interrupted: [interrupted(), interrupted({ kind: 'restart', complete: false, failure: 'error: damaged' })],
+      interrupted: [interrupted({ rehashBytes: null, rehashMs: null, ioAfter: io(size, size + 8192, 8192, 2000 * MiB + 948 * MiB + 40 * 1024) }), interrupted({ kind: 'restart' }), interrupted({ kind: 'restart', complete: false, failure: 'error: damaged', rehashBytes: null, rehashMs: null })],
       fit: {
         repo: 'bench/R',
         files: [
@@ -144,6 +178,11 @@ describe('models report figures', () => {
     expect(text).toMatch(/\| DownloadQueue \| 1\.30× \| 1\.30× \| 1\.00× \|/);
     // 6 + 7 s against the queue's 13 s.
     expect(text).toMatch(/\| pause, resume \| 1\.00× \|/);
+    // No spell on the complete pause: none, no speed, and what it read back beside it; the restart's spell with its speed.
+    expect(text).toMatch(/\| 54% \(1100 MiB\) \| none \| — \| 40 KiB \|/);
+    expect(text).toMatch(/\| 1100 MiB in 1,000 ms \| 1,153 \| 1100 MiB \|/);
+    // A failed run's missing spell says nothing.
+    expect(text).toMatch(/\| 54% \(1100 MiB\) \| — \| — \| 1100 MiB \| 6,000 ms \+ 7,000 ms \| 20\.0 MiB \| NO: error: damaged \|/);
     expect(text).toContain('NO: error: damaged');
     // 12 MiB of 13.46 GB.
     expect(text).toMatch(/\| hub\.fit \(first\) \| 0\.0935% \| 1\.50× \| 12\.0 MiB \| 3 \/ 8 \|/);

@@ -4,6 +4,7 @@
  * Pure, so the arithmetic is unit-tested on synthetic data (models-report.test.ts); bench/models.ts
  * runs the downloads, the host and the scans.
  */
+import type { DownloadItem } from '../engine/contract/index.ts';
 import { markdownTable, type Column } from './table.ts';
 import type { MachineInfo } from './util.ts';
 
@@ -14,6 +15,8 @@ export const modelsParts: readonly ModelsPart[] = ['download', 'pause', 'restart
 
 /** This process's /proc/self/io counters at one moment (null fields where /proc is not available). */
 export interface IoCounters {
+  /** Bytes passed back by read()-like system calls: files (page cache or disk), sockets and pipes alike. */
+  readonly rchar: number | null;
   /** Bytes handed to write()-like system calls: files, sockets and pipes alike. */
   readonly wchar: number | null;
   /** Bytes of page cache this process dirtied (what the device will be sent). */
@@ -57,12 +60,17 @@ export interface InterruptedRun {
   /** Body bytes received before and after the stop (every response, a counter on each body). */
   readonly networkBytesBefore: number;
   readonly networkBytesAfter: number;
-  /** The prefix re-hashed on resume (the `verifying` spell before the transfer goes on), bytes and ms; null when no such spell was seen. */
+  /**
+   * The prefix re-hashed on resume (the `verifying` spell before the transfer goes on, see
+   * `rehashSpell`), bytes and ms; null when there was no such spell (the queue kept the hash).
+   */
   readonly rehashBytes: number | null;
   readonly rehashMs: number | null;
   /** Peak resident memory above its start, over the resumed half. */
   readonly peakRssDeltaBytes: number | null;
+  /** /proc/self/io at the start, at the resume (or the new queue) and at the end. */
   readonly ioBefore: IoCounters;
+  readonly ioResumed: IoCounters;
   readonly ioAfter: IoCounters;
   readonly complete: boolean;
   readonly failure: string | null;
@@ -234,6 +242,27 @@ export function bodyBytes(requests: readonly RequestSeen[], sizes: ReadonlyMap<s
   return { bytes, bodyRequests, unknown };
 }
 
+/** A download's progress event and when it came (performance.now()). */
+export interface ProgressSeen {
+  readonly at: number;
+  readonly item: Pick<DownloadItem, 'status' | 'downloadedBytes'>;
+}
+
+/**
+ * The `verifying` spell that re-read a prefix after `from`, or null when there was none (the
+ * queue went on from the hash it kept). Its events count the bytes read back so far, from 0, so
+ * the bytes re-read are those of the `downloading` event that ends it (the prefix), and its time
+ * runs from its first event to that one. A `verifying` that runs into anything else (`done`: the
+ * final check of the complete file) re-read no prefix.
+ */
+export function rehashSpell(seen: readonly ProgressSeen[], from: number): { bytes: number; ms: number } | null {
+  const after = seen.filter((e) => e.at >= from);
+  const start = after.findIndex((e) => e.item.status === 'verifying');
+  if (start < 0) return null;
+  const end = after.slice(start + 1).find((e) => e.item.status !== 'verifying');
+  return end?.item.status === 'downloading' ? { bytes: end.item.downloadedBytes, ms: end.at - after[start]!.at } : null;
+}
+
 /** Figures of an interrupted download, against the uninterrupted queue's median time. */
 export interface InterruptedFigures {
   /** (before + after) / the uninterrupted download's time. */
@@ -244,18 +273,25 @@ export interface InterruptedFigures {
   /** Every body byte received / the file's size (1.00: nothing fetched twice, nothing thrown away). */
   readonly networkRatio: number;
   readonly rehashMBps: number | null;
+  /**
+   * Bytes this process read after the stop beyond the body bytes it received (rchar − received):
+   * the prefix read back from the `.part`, plus small reads (SQLite, HTTP headers); null without /proc.
+   */
+  readonly readBackBytes: number | null;
   /** Bytes sent to the device over both halves / the file's size. */
   readonly diskRatio: number | null;
 }
 
 export function interruptedFigures(run: InterruptedRun, uninterruptedMs: number | null): InterruptedFigures {
   const disk = deviceBytes(run.ioBefore, run.ioAfter);
+  const read = delta(run.ioAfter.rchar, run.ioResumed.rchar);
   return {
     timeRatio: uninterruptedMs === null || !run.complete ? null : (run.beforeMs + run.afterMs) / uninterruptedMs,
     stoppedFraction: run.stoppedAtBytes / run.fileBytes,
     refetchedBytes: run.resumeRangeStart === null ? (run.stoppedAtBytes > 0 ? run.stoppedAtBytes : null) : run.stoppedAtBytes - run.resumeRangeStart,
     networkRatio: (run.networkBytesBefore + run.networkBytesAfter) / run.fileBytes,
     rehashMBps: run.rehashBytes === null ? null : mbPerSecond(run.rehashBytes, run.rehashMs),
+    readBackBytes: read === null ? null : read - run.networkBytesAfter,
     diskRatio: disk === null ? null : disk / run.fileBytes,
   };
 }
@@ -302,8 +338,10 @@ function interruptedColumns(uninterruptedMs: number | null): Column<InterruptedR
     { title: 're-fetched after resume', value: (r) => bytesText(f(r).refetchedBytes), numeric: true },
     { title: 'disk writes / file', value: (r) => x(f(r).diskRatio), numeric: true },
     { title: 'stopped at', value: (r) => `${(f(r).stoppedFraction * 100).toFixed(0)}% (${mib(r.stoppedAtBytes)})`, numeric: true },
-    { title: 're-hash of the prefix', value: (r) => (r.rehashBytes === null ? null : `${mib(r.rehashBytes)} in ${s(r.rehashMs)}`), numeric: true },
+    // No spell on a complete run: the queue went on from the hash it kept (the read-back says how much it re-read).
+    { title: 're-hash of the prefix', value: (r) => (r.rehashBytes !== null ? `${mib(r.rehashBytes)} in ${s(r.rehashMs)}` : r.complete ? 'none' : null), numeric: true },
     { title: 're-hash MB/s', value: (r) => f(r).rehashMBps, numeric: true },
+    { title: 'read after the stop − received', value: (r) => bytesText(f(r).readBackBytes), numeric: true },
     { title: 'before + after the stop', value: (r) => `${s(r.beforeMs)} + ${s(r.afterMs)}`, numeric: true },
     { title: 'peak RSS growth (after)', value: (r) => mib(r.peakRssDeltaBytes), numeric: true },
     { title: 'complete', value: (r) => (r.complete ? 'yes' : `NO: ${r.failure ?? 'incomplete'}`) },

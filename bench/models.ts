@@ -6,7 +6,8 @@
  *    rename) against a plain streamed `fetch` of the same address into a file, alternating: time,
  *    CPU, peak RSS growth and bytes written.
  * 2. Pause at about half, resume: what the resumed request asks for (its Range), what is received
- *    in all, the prefix re-hashed on resume, and the time against an uninterrupted download.
+ *    in all, the prefix re-hashed on resume (the `verifying` spell, and the bytes this process read
+ *    after the stop beyond those it received), and the time against an uninterrupted download.
  * 3. The same with a restart: `dispose()` (a quit), then a new queue on the same database and folder.
  * 4. `hub.fit` through the real browser host (`HEARTH_HF_ENDPOINT` at the emulator) for a
  *    repository of Llama-3.1-8B's shape in eight quantizations: file bytes fetched (from the
@@ -37,7 +38,7 @@ import { startHost } from '../test/support/host.ts';
 import { HostClient } from '../test/support/host-client.ts';
 import { referenceHeader, syntheticVocabulary, writeSparseModel } from '../test/support/reference-gguf.ts';
 import { startHubProcess, type HubProcess } from './models-hub.ts';
-import { bodyBytes, formatReport, rangeStart, type DownloadRun, type FitCall, type FitRun, type InterruptedRun, type IoCounters, type ModelsPart, type ModelsReport, type ScanFigures, type ScanRun } from './models-report.ts';
+import { bodyBytes, formatReport, rangeStart, rehashSpell, type DownloadRun, type FitCall, type FitRun, type InterruptedRun, type IoCounters, type ModelsPart, type ModelsReport, type ScanFigures, type ScanRun } from './models-report.ts';
 import { evictFromPageCache, filesUnder, fsTypeOf, machineInfo, procStatusBytes, withPeakRssDelta, writeReport } from './util.ts';
 
 export { formatReport, type ModelsReport } from './models-report.ts';
@@ -133,9 +134,9 @@ function ioNow(): IoCounters {
       const value = new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1];
       return value === undefined ? null : Number(value);
     };
-    return { wchar: field('wchar'), writeBytes: field('write_bytes'), cancelledWriteBytes: field('cancelled_write_bytes') };
+    return { rchar: field('rchar'), wchar: field('wchar'), writeBytes: field('write_bytes'), cancelledWriteBytes: field('cancelled_write_bytes') };
   } catch {
-    return { wchar: null, writeBytes: null, cancelledWriteBytes: null };
+    return { rchar: null, wchar: null, writeBytes: null, cancelledWriteBytes: null };
   }
 }
 
@@ -280,18 +281,6 @@ async function queueDownload(work: string, hub: HubProcess, size: number, log: (
   }
 }
 
-/** The `verifying` spell that re-hashed the prefix: the first one after `from` followed by `downloading`. */
-function rehashSpell(events: Events, from: number): { bytes: number; ms: number } | null {
-  const seen = events.seen.filter((e) => e.at >= from);
-  for (let i = 0; i < seen.length; i++) {
-    if (seen[i]!.item.status !== 'verifying') continue;
-    const next = seen.slice(i + 1).find((e) => e.item.status !== 'verifying');
-    if (next?.item.status === 'downloading') return { bytes: seen[i]!.item.downloadedBytes, ms: next.at - seen[i]!.at };
-    return null;
-  }
-  return null;
-}
-
 /** A download stopped at `pauseAt` (pause, or dispose as a quit) and finished after a resume (or a new queue). */
 async function interruptedDownload(kind: 'pause' | 'restart', work: string, hub: HubProcess, size: number, pauseAt: number, log: (line: string) => void): Promise<InterruptedRun> {
   await mkdir(work, { recursive: true });
@@ -321,6 +310,7 @@ async function interruptedDownload(kind: 'pause' | 'restart', work: string, hub:
     const networkBytesBefore = counter.bytes;
     const mark = (await hub.requests()).length;
 
+    const ioResumed = ioNow();
     const resumed = performance.now();
     let end: DownloadItem | null = null;
     const { peakDeltaBytes } = await withPeakRssDelta(async () => {
@@ -341,7 +331,7 @@ async function interruptedDownload(kind: 'pause' | 'restart', work: string, hub:
     const afterMs = performance.now() - resumed;
     const ioAfter = ioNow();
     const after = (await hub.requests(mark)).filter((r) => r.server === 'cdn' && r.method === 'GET');
-    const spell = rehashSpell(events, resumed);
+    const spell = rehashSpell(events.seen, resumed);
     const final = end as DownloadItem | null;
     const onDisk = await stat(join(modelsDir, FILE)).then((s) => s.size, () => -1);
     const complete = final?.status === 'done' && onDisk === size;
@@ -358,6 +348,7 @@ async function interruptedDownload(kind: 'pause' | 'restart', work: string, hub:
       rehashMs: spell?.ms ?? null,
       peakRssDeltaBytes: peakDeltaBytes,
       ioBefore,
+      ioResumed,
       ioAfter,
       complete,
       failure: complete ? null : `${final?.status ?? 'no end'}: ${final?.error?.message ?? `${onDisk} bytes on disk`}`,
@@ -418,8 +409,8 @@ async function downloadParts(options: ModelsBenchOptions, root: string): Promise
 }
 
 function failedInterrupted(kind: 'pause' | 'restart', size: number, failure: string): InterruptedRun {
-  const none: IoCounters = { wchar: null, writeBytes: null, cancelledWriteBytes: null };
-  return { kind, fileBytes: size, stoppedAtBytes: 0, beforeMs: 0, afterMs: 0, resumeRangeStart: null, networkBytesBefore: 0, networkBytesAfter: 0, rehashBytes: null, rehashMs: null, peakRssDeltaBytes: null, ioBefore: none, ioAfter: none, complete: false, failure };
+  const none: IoCounters = { rchar: null, wchar: null, writeBytes: null, cancelledWriteBytes: null };
+  return { kind, fileBytes: size, stoppedAtBytes: 0, beforeMs: 0, afterMs: 0, resumeRangeStart: null, networkBytesBefore: 0, networkBytesAfter: 0, rehashBytes: null, rehashMs: null, peakRssDeltaBytes: null, ioBefore: none, ioResumed: none, ioAfter: none, complete: false, failure };
 }
 
 const FIT_REPO = 'bench/Meta-Llama-3.1-8B-Instruct-GGUF';
