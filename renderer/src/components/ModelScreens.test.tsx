@@ -219,17 +219,19 @@ describe('onboarding', () => {
     expect(text(out)).toContain('Model large Partly on GPU');
   });
 
-  it('on a machine where only RAM works, the largest that runs; Download and chat starts it', () => {
+  it('on a machine where only RAM works, the largest that stays quick from RAM (not the 5 GB one that also fits); Download and chat starts it', () => {
     const fits = {
       'org/small-GGUF': { value: repoFit({ 'small-Q4_K_M.gguf': fileFit('ram') }), error: null, pending: false },
       'org/large-GGUF': { value: repoFit({ 'large-Q4_K_M.gguf': fileFit('ram') }), error: null, pending: false },
     };
     const rows = recommendationRows([small, large], repos, fits);
-    expect(html(<OnboardingView {...viewProps(rows)} />)).toContain('aria-label="Model large, recommended for this machine"');
+    const out = html(<OnboardingView {...viewProps(rows)} />);
+    expect(out).toContain('aria-label="Model small, recommended for this machine"');
+    expect(out).not.toContain('aria-label="Model large, recommended');
     const onStart = vi.fn();
-    const start = buttons(OnboardingView(viewProps(rows, { onStart }))).find((b) => b.props['aria-label'] === 'Download Model large and chat');
+    const start = buttons(OnboardingView(viewProps(rows, { onStart }))).find((b) => b.props['aria-label'] === 'Download Model small and chat');
     fire(start!, 'onClick');
-    expect(onStart).toHaveBeenCalledWith(rows[1], null);
+    expect(onStart).toHaveBeenCalledWith(rows[0], null);
   });
 
   it('a running download shows its progress and that a chat opens after it', () => {

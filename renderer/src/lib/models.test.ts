@@ -102,9 +102,14 @@ describe('the first-run recommendation', () => {
     expect(pickRecommended(rows)?.model.id).toBe('mid');
   });
 
-  it('without any on the GPU, the largest that runs at all; none when nothing fits', () => {
+  it('without any on the GPU, the largest that runs from RAM at a comfortable speed, else the smallest that runs; none when nothing fits', () => {
     const cpu = recommendationRows([small, mid, large], repos, fits([['org/small-GGUF', 'small-Q4_K_M.gguf', 'ram'], ['org/mid-GGUF', 'mid-Q4_K_M.gguf', 'ram'], ['org/large-GGUF', 'large-q4_k_m.gguf', 'too-large']]));
     expect(pickRecommended(cpu)?.model.id).toBe('mid');
+    // A 5 GB model that fits in RAM is still not the first one to offer a CPU: it would crawl.
+    const roomy = recommendationRows([small, mid, large], repos, fits([['org/small-GGUF', 'small-Q4_K_M.gguf', 'ram'], ['org/mid-GGUF', 'mid-Q4_K_M.gguf', 'partial'], ['org/large-GGUF', 'large-q4_k_m.gguf', 'ram']]));
+    expect(pickRecommended(roomy)?.model.id).toBe('mid');
+    const onlyLarge = recommendationRows([mid, large], repos, fits([['org/mid-GGUF', 'mid-Q4_K_M.gguf', 'too-large'], ['org/large-GGUF', 'large-q4_k_m.gguf', 'ram']]));
+    expect(pickRecommended(onlyLarge)?.model.id).toBe('large');
     const none = recommendationRows([mid, large], repos, fits([['org/mid-GGUF', 'mid-Q4_K_M.gguf', 'too-large'], ['org/large-GGUF', 'large-q4_k_m.gguf', 'too-large']]));
     expect(pickRecommended(none)).toBeNull();
   });

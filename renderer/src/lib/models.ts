@@ -226,16 +226,29 @@ export function recommendationRows(
 }
 
 /**
- * The recommendation for this machine: the largest model that runs fully on the GPU, else the
- * largest that runs at all (partly on the GPU or in RAM); null when none does or nothing is known yet.
+ * The most a first model should weigh when it runs from RAM: decoding reads every weight once per
+ * token, so a CPU's speed is its memory bandwidth over the weights' size. A laptop's ~40–60 GB/s
+ * gives about 20 tokens a second at 2.5 GB, a comfortable first chat; at 9 GB it is about 5, and
+ * the first impression is a slow one.
+ */
+export const ramComfortBytes = 2.5e9;
+
+/**
+ * The recommendation for this machine: the largest model that runs fully on the GPU; without
+ * one, the largest that runs from RAM within `ramComfortBytes` (the smallest that runs when none
+ * is that small); null when none runs or nothing is known yet.
  */
 export function pickRecommended(rows: readonly RecommendationRow[]): RecommendationRow | null {
   const size = (row: RecommendationRow) => row.file?.sizeBytes ?? row.model.approxSizeBytes;
+  const largest = (pool: readonly RecommendationRow[]) =>
+    pool.reduce((best, row) => (size(row) > size(best) || (size(row) === size(best) && rank(row) > rank(best)) ? row : best));
   const runs = rows.filter((row) => row.fit !== null && row.fit.verdict !== 'too-large');
   if (runs.length === 0) return null;
   const onGpu = runs.filter((row) => row.fit?.verdict === 'gpu');
-  const pool = onGpu.length > 0 ? onGpu : runs;
-  return pool.reduce((best, row) => (size(row) > size(best) || (size(row) === size(best) && rank(row) > rank(best)) ? row : best));
+  if (onGpu.length > 0) return largest(onGpu);
+  const comfortable = runs.filter((row) => size(row) <= ramComfortBytes);
+  if (comfortable.length > 0) return largest(comfortable);
+  return runs.reduce((best, row) => (size(row) < size(best) ? row : best));
 }
 
 function rank(row: RecommendationRow): number {
