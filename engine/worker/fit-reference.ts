@@ -21,15 +21,15 @@ export interface ReferenceFile {
   readonly bytes: number;
 }
 
-/** A model's shape, from its config.json, as llama.cpp converts it. */
-export interface ReferenceModel {
+/**
+ * A model's shape, from its config.json, as llama.cpp's converter writes it: what a GGUF header of
+ * the model states (test/support/reference-gguf.ts builds one from it).
+ */
+export interface PublishedShape {
+  /** The model's name. */
   readonly name: string;
-  /** Where the shape comes from. */
-  readonly source: string;
-  /** Where the file sizes come from. */
-  readonly filesSource: string;
   /** llama.cpp's architecture name (the metadata key prefix). */
-  readonly arch: 'llama' | 'qwen2';
+  readonly arch: 'llama' | 'qwen2' | 'qwen3';
   readonly layers: number;
   readonly nEmbd: number;
   readonly nFf: number;
@@ -42,6 +42,27 @@ export interface ReferenceModel {
   readonly ropeBase: number;
   readonly rmsEps: number;
   /** Q, K and V projections with biases (Qwen2). */
+  readonly qkvBias?: boolean;
+  /** The output matrix is the token embedding (no output.weight). */
+  readonly tiedEmbeddings?: boolean;
+  /** Per-head RMS norms of Q and K (Qwen3). */
+  readonly qkNorm?: boolean;
+  /**
+   * The header states the head size (`attention.key_length` and `value_length`), as the converter
+   * does when config.json gives head_dim. It is stated anyway where it is not nEmbd / nHead, the
+   * size llama.cpp assumes otherwise.
+   */
+  readonly statesHeadDim?: boolean;
+}
+
+/** A reference model: its published shape, and its published GGUF files. */
+export interface ReferenceModel extends PublishedShape {
+  /** Where the shape comes from. */
+  readonly source: string;
+  /** Where the file sizes come from. */
+  readonly filesSource: string;
+  /** The architectures the reference models use. */
+  readonly arch: 'llama' | 'qwen2';
   readonly qkvBias: boolean;
   readonly files: readonly ReferenceFile[];
 }

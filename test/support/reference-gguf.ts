@@ -12,41 +12,15 @@
 import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ggmlTypes } from '../../engine/gguf/format.ts';
+import type { PublishedShape } from '../../engine/worker/fit-reference.ts';
 import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from './gguf-writer.ts';
 
 /**
- * A model's shape as llama.cpp's converter writes it, from its config.json. fit-reference.ts's
- * `ReferenceModel` is one.
+ * A model's shape as llama.cpp's converter writes it, from its config.json (fit-reference.ts's
+ * `PublishedShape`; its `ReferenceModel` is one). `general.name` is "<name> (shape only)" unless
+ * the header is given another.
  */
-export interface ReferenceGgufShape {
-  /** The model's name; `general.name` is "<name> (shape only)" unless the header is given another. */
-  readonly name: string;
-  /** llama.cpp's architecture name (the metadata key prefix). */
-  readonly arch: 'llama' | 'qwen2' | 'qwen3';
-  readonly layers: number;
-  readonly nEmbd: number;
-  readonly nFf: number;
-  readonly nHead: number;
-  readonly nHeadKv: number;
-  readonly headDim: number;
-  readonly nVocab: number;
-  /** The trained context (GGUF `context_length`). */
-  readonly contextLength: number;
-  readonly ropeBase: number;
-  readonly rmsEps: number;
-  /** Q, K and V projections with biases (Qwen2). */
-  readonly qkvBias?: boolean;
-  /** The output matrix is the token embedding (no output.weight). */
-  readonly tiedEmbeddings?: boolean;
-  /** Per-head RMS norms of Q and K (Qwen3). */
-  readonly qkNorm?: boolean;
-  /**
-   * The header states the head size (`attention.key_length` and `value_length`), as the converter
-   * does when config.json gives head_dim. It is stated anyway where it is not nEmbd / nHead, the
-   * size llama.cpp assumes otherwise.
-   */
-  readonly statesHeadDim?: boolean;
-}
+export type ReferenceGgufShape = PublishedShape;
 
 /** The quantizations whose recipes `referenceTensorType` knows (llama.cpp's quantize names). */
 export type ReferenceGgufQuant = 'F16' | 'Q8_0' | 'Q6_K' | 'Q5_K_M' | 'Q4_K_M' | 'Q4_0';
