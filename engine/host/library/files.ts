@@ -3,7 +3,7 @@
  * named as llama.cpp's gguf-split names them, `<name>-00001-of-00003.gguf`; only a complete set
  * is a model (a set still downloading, or with a part deleted, cannot be loaded).
  */
-import { open } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { GGUF_MAGIC } from '../../gguf/format.ts';
 import type { WalkedFile } from './walk.ts';
 
@@ -79,5 +79,19 @@ export async function startsWithGgufMagic(file: string): Promise<boolean> {
     }
   } catch {
     return false;
+  }
+}
+
+/**
+ * A small text file another app wrote (settings, a model.yml, an Ollama manifest), or undefined
+ * when it cannot be read or is larger than `maxBytes`: checked before reading, so a huge file
+ * in its place is never loaded.
+ */
+export async function readSmallText(file: string, maxBytes: number): Promise<string | undefined> {
+  try {
+    if ((await stat(file)).size > maxBytes) return undefined;
+    return await readFile(file, 'utf8');
+  } catch {
+    return undefined;
   }
 }

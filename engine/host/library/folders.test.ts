@@ -94,6 +94,9 @@ describe('configuredFolders', () => {
     await writeFile(join(home, '.local', 'share', 'Jan', 'settings.json'), '{ not json');
     await writeFile(join(home, '.config', 'nomic.ai', 'GPT4All.ini'), 'modelPath=relative/path\n');
     expect(await configuredFolders(input)).toEqual([]);
+    // A settings file far larger than any real one is not read, whatever it says.
+    await writeFile(join(home, '.local', 'share', 'Jan', 'settings.json'), JSON.stringify({ data_folder: '/mnt/jan', padding: 'x'.repeat(300 * 1024) }));
+    expect(await configuredFolders(input)).toEqual([]);
   });
 });
 

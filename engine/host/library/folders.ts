@@ -21,9 +21,9 @@
  *   on Windows. A moved folder is `modelPath` in its settings (`GPT4All.ini` under
  *   `~/.config/nomic.ai`, `%APPDATA%\nomic.ai` on Windows).
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelSource } from '../../contract/index.ts';
+import { readSmallText } from './files.ts';
 
 /** A folder to look in, and whose models it holds. */
 export interface FolderCandidate {
@@ -97,6 +97,9 @@ export function modelFolders(input: FolderInput): FolderCandidate[] {
   return uniqueFolders(folders, input.platform);
 }
 
+/** Settings files are small; anything larger is not one and is not read. */
+const MAX_SETTINGS_BYTES = 256 * 1024;
+
 /**
  * Folders the apps' own settings name when the user moved them: Jan's `data_folder` and
  * GPT4All's `modelPath`. Unreadable or malformed settings name none. Reads two small files.
@@ -104,12 +107,12 @@ export function modelFolders(input: FolderInput): FolderCandidate[] {
 export async function configuredFolders(input: FolderInput): Promise<FolderCandidate[]> {
   const p = pathsFor(input.platform);
   const found: FolderCandidate[] = [];
-  const jan = await readSmallFile(p.join(dataDir(input), 'Jan', 'settings.json'));
+  const jan = await readSmallText(p.join(dataDir(input), 'Jan', 'settings.json'), MAX_SETTINGS_BYTES);
   if (jan !== undefined) {
     const folder = janDataFolder(jan);
     if (folder !== undefined && p.isAbsolute(folder)) found.push({ source: 'jan', dir: p.join(folder, 'llamacpp', 'models') });
   }
-  const gpt4all = await readSmallFile(p.join(qtConfigDir(input), 'nomic.ai', 'GPT4All.ini'));
+  const gpt4all = await readSmallText(p.join(qtConfigDir(input), 'nomic.ai', 'GPT4All.ini'), MAX_SETTINGS_BYTES);
   if (gpt4all !== undefined) {
     const folder = iniValue(gpt4all, 'modelPath');
     if (folder !== undefined && p.isAbsolute(folder)) found.push({ source: 'gpt4all', dir: folder });
@@ -130,18 +133,6 @@ export function uniqueFolders(folders: readonly FolderCandidate[], platform: Nod
     result.push(folder);
   }
   return result;
-}
-
-/** Settings files are small; anything larger is not one and is not read. */
-const MAX_SETTINGS_BYTES = 256 * 1024;
-
-async function readSmallFile(file: string): Promise<string | undefined> {
-  try {
-    const bytes = await readFile(file);
-    return bytes.length <= MAX_SETTINGS_BYTES ? bytes.toString('utf8') : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function janDataFolder(text: string): string | undefined {

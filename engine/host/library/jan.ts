@@ -7,9 +7,8 @@
  * `model.json`. Both are read: a folder with a model.yml gives the file it names, any other
  * folder its GGUF files.
  */
-import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { groupParts, isModelFileName, startsWithGgufMagic } from './files.ts';
+import { groupParts, isModelFileName, readSmallText, startsWithGgufMagic } from './files.ts';
 import { describeFile, walkFiles, type WalkedFile } from './walk.ts';
 
 const MODEL_YML = 'model.yml';
@@ -71,13 +70,8 @@ export async function scanJan(dir: string): Promise<JanModel[]> {
 }
 
 async function modelOfYml(yml: WalkedFile, dataFolder: string): Promise<{ file: WalkedFile; name: string | undefined } | undefined> {
-  let text: string;
-  try {
-    if ((await stat(yml.realPath)).size > MAX_YML_BYTES) return undefined;
-    text = await readFile(yml.realPath, 'utf8');
-  } catch {
-    return undefined;
-  }
+  const text = await readSmallText(yml.realPath, MAX_YML_BYTES);
+  if (text === undefined) return undefined;
   const modelPath = yamlValue(text, 'model_path');
   if (modelPath === undefined) return undefined;
   const file = path.isAbsolute(modelPath) ? modelPath : path.join(dataFolder, modelPath);

@@ -10,9 +10,8 @@
  * before it becomes part of a path, and the blob must start with the GGUF magic (old Ollama
  * models are GGML, which llama.cpp no longer reads). Tags that share a blob are one model.
  */
-import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { startsWithGgufMagic } from './files.ts';
+import { readSmallText, startsWithGgufMagic } from './files.ts';
 import { describeFile, walkFiles, type WalkedFile } from './walk.ts';
 
 const MODEL_MEDIA_TYPE = 'application/vnd.ollama.image.model';
@@ -56,7 +55,7 @@ export async function scanOllama(dir: string): Promise<OllamaModel[]> {
   const manifests = await walkFiles(path.join(dir, 'manifests'), { maxDepth: 3, accept: () => true });
   const byBlob = new Map<string, { blob: WalkedFile; names: string[] }>();
   for (const manifest of manifests) {
-    if (manifest.dirs.length !== 3 || manifest.size > MAX_MANIFEST_BYTES) continue;
+    if (manifest.dirs.length !== 3) continue;
     const [registry, namespace, name] = manifest.dirs as [string, string, string];
     const blobName = modelBlobName(await readJson(manifest.realPath));
     if (blobName === undefined) continue;
@@ -74,10 +73,9 @@ export async function scanOllama(dir: string): Promise<OllamaModel[]> {
 }
 
 async function readJson(file: string): Promise<unknown> {
+  const text = await readSmallText(file, MAX_MANIFEST_BYTES);
   try {
-    const info = await stat(file);
-    if (info.size > MAX_MANIFEST_BYTES) return undefined;
-    return JSON.parse(await readFile(file, 'utf8')) as unknown;
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
   } catch {
     return undefined;
   }
