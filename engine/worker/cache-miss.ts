@@ -21,7 +21,8 @@ import type { CacheMiss } from '../contract/index.ts';
 import { chunkMagic, chunkPath } from '../kv/chunk-file.ts';
 import { chainKey, chunkKeys } from '../kv/fingerprint.ts';
 import type { KvStore } from '../kv/store.ts';
-import type { Loaded, RuntimeState } from './runtime-state.ts';
+import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
+import type { Slot } from './slots.ts';
 
 /** The least of a cached conversation that must be lost for its miss to be worth reporting. */
 export const MIN_LOST_TOKENS = 16;
@@ -117,26 +118,24 @@ export function describeMiss(model: Pick<LlamaModel, 'detokenize'>, prompt: read
   };
 }
 
-/**
- * What each slot holds, compared with the prompt. Taken before the reply: the turn's own slot
- * then still holds what it had beyond the shared prefix, which the reply overwrites.
- */
-export function residentDivergences(current: Loaded, prompt: readonly Token[]): Divergence[] {
-  return current.slots.slots.map((slot) => {
-    const held = slot.resident.sequence.contextTokens;
-    const at = commonPrefix(held, prompt);
-    return { at, storedTokens: held.length, after: held.slice(at, at + MISS_TEXT_TOKENS) };
-  });
+/** What a slot's sequence holds, compared with the prompt. */
+export function slotDivergence(slot: Slot<Resident>, prompt: readonly Token[]): Divergence {
+  const held = slot.resident.sequence.contextTokens;
+  const at = commonPrefix(held, prompt);
+  return { at, storedTokens: held.length, after: held.slice(at, at + MISS_TEXT_TOKENS) };
 }
 
 /**
- * Where the prompt diverges from the longest cached conversation sharing its start (the slots'
- * `residents`, then the store's manifests), or undefined when nothing worth reporting was lost.
- * Runs after the reply, so the store's reads never delay its first token (the turn's own save
- * comes later still). Never fails the turn: a store it cannot read is left out.
+ * Where the prompt diverges from the longest cached conversation sharing its start (what the
+ * slots hold, then the store's manifests), or undefined when nothing worth reporting was lost.
+ * Runs after the reply, so none of it delays the first token (the turn's own save comes later
+ * still): only the turn's own slot is compared before the reply (`own.held`, by `slotDivergence`),
+ * which overwrites what it held beyond the shared prefix; the other slots are untouched by the
+ * turn (decoding is serial, under the engine lock). Never fails the turn: a store it cannot read
+ * is left out.
  */
-export async function diagnoseCacheMiss(state: RuntimeState, current: Loaded, prompt: readonly Token[], residents: readonly Divergence[]): Promise<CacheMiss | undefined> {
-  const candidates = [...residents];
+export async function diagnoseCacheMiss(state: RuntimeState, current: Loaded, prompt: readonly Token[], own: { readonly slot: Slot<Resident>; readonly held: Divergence }): Promise<CacheMiss | undefined> {
+  const candidates = current.slots.slots.map((slot) => (slot === own.slot ? own.held : slotDivergence(slot, prompt)));
   try {
     candidates.push(...(await storedDivergences(state, current, prompt, Math.max(0, ...candidates.map((c) => c.at)))));
   } catch (error) {

@@ -18,7 +18,7 @@ import { LlamaCompletion, LlamaVocabularyType, type LlamaModel, type Token } fro
 import { ok, type Result } from '../contract/index.ts';
 import type { GenerateInput, GenerateOutput } from '../protocol.ts';
 import { stopReasonOf, samplerOptions } from './api-options.ts';
-import { diagnoseCacheMiss, residentDivergences } from './cache-miss.ts';
+import { diagnoseCacheMiss, slotDivergence } from './cache-miss.ts';
 import { MIN_REPLY_TOKENS } from './constants.ts';
 import { replyTokens } from './context-view.ts';
 import { replyReserve } from './overflow.ts';
@@ -91,7 +91,8 @@ export async function runRawTurn(state: RuntimeState, current: Loaded, turn: Raw
   const reused = restored > 0 ? 0 : inMemory;
   if (restored > 0) current.slots.restored(slot, restored);
   else current.slots.kept(slot, inMemory);
-  const residents = input.diagnose === true ? residentDivergences(current, prompt) : null;
+  // Before the completion, which overwrites what the slot held beyond the shared prefix.
+  const held = input.diagnose === true ? slotDivergence(slot, prompt) : null;
 
   const stream = tokenStream(state, input.requestId);
   const inputTokensBefore = sequence.tokenMeter.usedInputTokens;
@@ -140,7 +141,7 @@ export async function runRawTurn(state: RuntimeState, current: Loaded, turn: Raw
     stopSequence = undefined;
   }
   if (stopReason === 'maxTokens' && fitted.value.effectiveMaxTokens < fitted.value.maxTokens) stopReason = 'context';
-  const cacheMiss = residents ? await diagnoseCacheMiss(state, current, prompt, residents) : undefined;
+  const cacheMiss = held ? await diagnoseCacheMiss(state, current, prompt, { slot, held }) : undefined;
   const contextSize = current.context.contextSize;
   const stats = turnReadout(state, 'raw prompt', {
     reused,

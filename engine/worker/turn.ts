@@ -20,7 +20,7 @@ import type { ChatHistoryItem, LLamaChatGenerateResponseOptions, LlamaContextSeq
 import { err, ok, type CacheMiss, type ContextView, type MessageStats, type OverflowPolicy, type Result } from '../contract/index.ts';
 import type { GenerateInput, GenerateOutput, WorkerMethods } from '../protocol.ts';
 import { checkApiOptions, samplerOptions, stopReasonOf, type ApiOptions } from './api-options.ts';
-import { diagnoseCacheMiss, residentDivergences } from './cache-miss.ts';
+import { diagnoseCacheMiss, slotDivergence } from './cache-miss.ts';
 import { MIN_REPLY_TOKENS } from './constants.ts';
 import { DROP_TARGET, dropOldestView, replyTokens, toChatHistory, type ViewRenderer } from './context-view.ts';
 import { viewRenderer } from './model-load.ts';
@@ -291,13 +291,14 @@ async function chatTurn(state: RuntimeState, current: Loaded, turn: ChatTurn): P
   // keeps the first `inMemory` tokens and evaluates the rest anew.
   if (restored > 0) current.slots.restored(slot, restored);
   else current.slots.kept(slot, inMemory);
-  const residents = turn.input.diagnose === true ? residentDivergences(current, prompt.tokens) : null;
+  // Before the reply, which overwrites what the slot held beyond the shared prefix.
+  const held = turn.input.diagnose === true ? slotDivergence(slot, prompt.tokens) : null;
   // A moved view is no cache failure: the readout says it from `view` ("dropped N older messages").
   const fallbackReason = rereadReason(state, fromStore.fallbackReason, Math.min(turn.lost, prompt.tokens.length - 1) - reused - restored);
   const reply = await chatReply(state, current, turn);
   if (!reply.ok) return reply;
   const { text, tokensGenerated, functionCalls, stopSequence } = reply.value;
-  const cacheMiss = residents ? await diagnoseCacheMiss(state, current, prompt.tokens, residents) : undefined;
+  const cacheMiss = held ? await diagnoseCacheMiss(state, current, prompt.tokens, { slot, held }) : undefined;
   // A reply that ran into the end of the context before its own limit was cut there.
   const stopReason = reply.value.stopReason === 'maxTokens' && prompt.effectiveMaxTokens < prompt.maxTokens ? 'context' : reply.value.stopReason;
   const stats = turnReadout(state, 'prompt', {
