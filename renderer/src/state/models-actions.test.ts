@@ -89,11 +89,12 @@ describe('Download and chat', () => {
       }),
     );
     t.store.getState().setChatAfterDownload('mine');
-    t.transport.emit({ type: 'download.progress', payload: download('other', { status: 'done' }) });
-    await called(t.transport, 'models.list');
-    expect(t.transport.calls.some((c) => c.name === 'models.load')).toBe(false);
-    t.transport.emit({ type: 'download.progress', payload: download('mine', { status: 'done' }) });
+    // Both end: the other's follow-up (list, then load if it were wrongly chosen) runs first, so a
+    // load of it would come before this one's.
+    t.transport.emit({ type: 'download.progress', payload: download('other', { status: 'done', path: '/d/models/other.gguf' }) });
+    t.transport.emit({ type: 'download.progress', payload: download('mine', { status: 'done', path: '/d/models/mine.gguf' }) });
     await called(t.transport, 'models.load');
+    expect(t.transport.calls.filter((c) => c.name === 'models.load').map((c) => c.input)).toEqual([{ path: '/d/models/mine.gguf' }]);
     await Promise.resolve();
     expect(t.transport.calls.some((c) => c.name === 'chats.create')).toBe(false);
     expect(t.store.getState().loadError?.code).toBe('OUT_OF_MEMORY');
