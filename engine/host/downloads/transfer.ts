@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat, truncate, unlink } from 'node:fs/promises';
 import { errorText, formatBytes, hearthError, type HearthError } from '../../contract/index.ts';
+import { GGUF_MAGIC } from '../../gguf/format.ts';
 import type { HashSlot, HashState } from './hash-memory.ts';
 import { isAllowedAddress } from './names.ts';
 import type { PartRecord } from './store.ts';
@@ -574,10 +575,11 @@ async function finish(env: TransferEnv, job: PartJob, hashed: HashState): Promis
   const magic = Buffer.alloc(4);
   const handle = await open(partFile, 'r+');
   try {
-    await handle.read(magic, 0, 4, 0);
+    const { bytesRead } = await handle.read(magic, 0, 4, 0);
     // Without a listed hash, the magic is the least proof that the bytes are a model and not an
     // error page; with one, the hash says it all.
-    if (part.sha256 === null && magic.toString('latin1') !== 'GGUF') {
+    if (part.sha256 === null && (bytesRead !== 4 || magic.readUInt32LE(0) !== GGUF_MAGIC)) {
+      // Closed before the unlink: Windows cannot delete an open file.
       await handle.close().catch(() => undefined);
       hashed.bytes = -1;
       await unlink(partFile).catch(() => undefined);
