@@ -26,12 +26,7 @@ export async function modelContentHash(ctx: StoreContext, path: string, options:
     return { ok: false, error: toHearthError(error, `Could not read the model file ${file}`) };
   }
   if (!stat.isFile()) return err('NOT_FOUND', `${file} is not a file.`);
-  const cached = readIndex(ctx, 'Could not read the model hash cache', () => {
-    const row = sql(ctx, 'SELECT hash FROM model_hashes WHERE path = ? AND size = ? AND mtime_ms = ?').get(file, stat.size, stat.mtimeMs) as
-      | { hash: string }
-      | undefined;
-    return ok(row?.hash ?? null);
-  });
+  const cached = cachedHash(ctx, file, stat);
   if (!cached.ok) return cached;
   if (cached.value !== null) return ok(cached.value);
   const id = `${file}\0${stat.size}\0${stat.mtimeMs}`;
@@ -62,11 +57,16 @@ export async function knownModelHash(ctx: StoreContext, path: string): Promise<R
     stat = null;
   }
   if (stat !== null && !stat.isFile()) return err('NOT_FOUND', `${file} is not a file.`);
+  return cachedHash(ctx, file, stat);
+}
+
+/** The hash cached for this version of the file (its size and mtime), or for its path whatever they were when `version` is null. */
+function cachedHash(ctx: StoreContext, file: string, version: { size: number; mtimeMs: number } | null): Result<string | null> {
   return readIndex(ctx, 'Could not read the model hash cache', () => {
     const row = (
-      stat === null
+      version === null
         ? sql(ctx, 'SELECT hash FROM model_hashes WHERE path = ?').get(file)
-        : sql(ctx, 'SELECT hash FROM model_hashes WHERE path = ? AND size = ? AND mtime_ms = ?').get(file, stat.size, stat.mtimeMs)
+        : sql(ctx, 'SELECT hash FROM model_hashes WHERE path = ? AND size = ? AND mtime_ms = ?').get(file, version.size, version.mtimeMs)
     ) as { hash: string } | undefined;
     return ok(row?.hash ?? null);
   });
