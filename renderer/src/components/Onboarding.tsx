@@ -7,6 +7,7 @@ import { useEffect, useState } from 'react';
 import type { DownloadItem, HearthError } from '../contract.ts';
 import { downloadFraction, formatBytes } from '../lib/format.ts';
 import { downloadBytesText, downloadStatusText, etaText, pickRecommended, recommendationRows, type RecommendationRow } from '../lib/models.ts';
+import { activeDownloadStatuses } from '../state/downloads-slice.ts';
 import { useActions, useHearth, useStoreActions } from '../state/react.tsx';
 import {
   newestDownloadOf,
@@ -139,7 +140,7 @@ export function OnboardingView(props: OnboardingViewProps) {
 function OnboardingRow(props: { row: RecommendationRow; best: boolean; download: DownloadItem | null; chatAfter: string | null; busy: boolean; onStart: (stopped: DownloadItem | null) => void }) {
   const { row, download } = props;
   const { model } = row;
-  const running = download !== null && (download.status === 'queued' || download.status === 'downloading' || download.status === 'verifying');
+  const running = download !== null && activeDownloadStatuses.includes(download.status);
   const stopped = download !== null && (download.status === 'paused' || download.status === 'error');
   const eta = download?.status === 'downloading' ? etaText(download.etaSeconds) : null;
   return (

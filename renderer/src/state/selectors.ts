@@ -2,10 +2,11 @@
  * Named selectors. Those that build a new array or object (active path, branch info) must be
  * read with `useHearthShallow`, so that an unchanged result does not re-render.
  */
-import { hubFileUri, type CacheMemory, type CacheSlot, type CacheStoreStats, type ChatCache, type ContextView, type DownloadItem, type HearthError, type LocalModel, type Message, type ModelInfo } from '../contract.ts';
+import { hubFileUri, type CacheMemory, type CacheSlot, type CacheStoreStats, type ChatCache, type ContextView, type DownloadItem, type HearthError, type Message, type ModelInfo } from '../contract.ts';
 import { hitRatioText } from '../lib/cache.ts';
 import { dividerAbove, latestView } from '../lib/context-view.ts';
 import { activePathIds, branchInfo, resolveLeaf, streamingMessageId, type BranchInfo } from '../lib/tree.ts';
+import { activeDownloadStatuses } from './downloads-slice.ts';
 import { planKey, type ModelPlanEntry, type PlanTarget } from './profile-slice.ts';
 import type { HearthState } from './types.ts';
 
@@ -19,7 +20,6 @@ export const selectConnection: Selector<HearthState['connection']> = (s) => s.co
 export const selectBooted: Selector<boolean> = (s) => s.booted;
 export const selectBootError: Selector<HearthError | null> = (s) => s.bootError;
 export const selectHost: Selector<'electron' | 'browser' | null> = (s) => s.app?.host ?? null;
-export const selectModelsDir: Selector<string | null> = (s) => s.app?.modelsDir ?? null;
 export const selectModel: Selector<HearthState['model']> = (s) => s.model;
 /** The loaded model's figures; null while none is ready. */
 export const selectLoadedModel: Selector<ModelInfo | null> = (s) => (s.model?.status === 'ready' ? (s.model.model ?? null) : null);
@@ -123,8 +123,6 @@ export const selectStreamingId = (chatId: string) => (s: HearthState): string | 
 
 export const selectLibrary: Selector<HearthState['library']> = (s) => s.library;
 export const selectLibraryError: Selector<HearthError | null> = (s) => s.libraryError;
-/** Every local model; null until the library was first listed. */
-export const selectLocalModels: Selector<readonly LocalModel[] | null> = (s) => s.library?.models ?? null;
 export const selectRecommended: Selector<HearthState['recommended']> = (s) => s.recommended;
 export const selectRecommendedError: Selector<HearthError | null> = (s) => s.recommendedError;
 export const selectLoadPending: Selector<boolean> = (s) => s.loadPending;
@@ -142,11 +140,10 @@ export const selectDownloads: Selector<HearthState['downloads']> = (s) => s.down
 export const selectDownloadsLoaded: Selector<boolean> = (s) => s.downloadsLoaded;
 export const selectDownloadsError: Selector<HearthError | null> = (s) => s.downloadsError;
 export const selectChatAfterDownload: Selector<string | null> = (s) => s.chatAfterDownload;
-export const selectDownload = (downloadId: string) => (s: HearthState): DownloadItem | undefined => s.downloads[downloadId];
 /** Downloads still moving (queued, downloading, verifying): the sidebar's badge. */
 export const selectActiveDownloadCount: Selector<number> = (s) => {
   let n = 0;
-  for (const item of Object.values(s.downloads)) if (item.status === 'queued' || item.status === 'downloading' || item.status === 'verifying') n += 1;
+  for (const item of Object.values(s.downloads)) if (activeDownloadStatuses.includes(item.status)) n += 1;
   return n;
 };
 /** The newest download of a repository's file (a cancelled one may be started again). */
