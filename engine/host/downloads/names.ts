@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { err, ok, type Result } from '../../contract/index.ts';
+import { splitPattern } from '../hub/files.ts';
 
 /** Hosts plain http may reach: the loopback addresses only (test servers, the Hub emulator). */
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -14,9 +15,6 @@ const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
 export function isAllowedAddress(url: URL): boolean {
   return url.protocol === 'https:' || (url.protocol === 'http:' && loopbackHosts.has(url.hostname));
 }
-
-/** `name-00001-of-00003.gguf`: llama.cpp's split naming. */
-const splitName = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/i;
 
 /** Device names Windows reserves whatever the extension (`nul.gguf` is the null device there). */
 const windowsReserved = /^(con|prn|aux|nul|com\d|lpt\d)(\.|$)/i;
@@ -56,7 +54,7 @@ export function partPath(finalPath: string): string {
 
 /** A label for a file, as the Hub client names its files: the name without the split suffix (`big-Q8_0.gguf`). */
 export function labelOf(fileName: string): string {
-  const split = splitName.exec(fileName);
+  const split = splitPattern.exec(fileName);
   return split ? `${split[1] as string}.gguf` : fileName;
 }
 
@@ -92,7 +90,7 @@ export function addressParts(address: string): Result<readonly AddressPart[]> {
   }
   const checked = checkModelFileName(name);
   if (!checked.ok) return err('INVALID_INPUT', `${checked.error.message} Give the address of a .gguf file.`);
-  const split = splitName.exec(name);
+  const split = splitPattern.exec(name);
   if (!split) return ok([{ url: url.href, name }]);
   const [, base, index, count] = split as unknown as [string, string, string, string];
   if (Number(index) !== 1) return err('INVALID_INPUT', `${name} is part ${Number(index)} of a split model.`, `Give the first part's address (…-00001-of-${count}.gguf); Hearth downloads every part.`);

@@ -29,8 +29,8 @@ const quantPattern = new RegExp(
   'g',
 );
 
-/** `name-00001-of-00003.gguf`: the stem, the part (1-based) and the count. */
-const splitPattern = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/i;
+/** `name-00001-of-00003.gguf`: llama.cpp's split naming; the stem, the part (1-based) and the count. */
+export const splitPattern = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/i;
 
 /** Vision projectors: not models on their own (the projector of a model is a separate load). */
 const projectorPattern = /(^|[^a-z])mmproj([^a-z]|$)/i;
