@@ -4,6 +4,7 @@
  * of a repository, which the engine computes from GGUF headers fetched over HTTP.
  */
 import { err, ok, type FileFit, type HearthError, type HubAuthState, type HubFile, type HubRepo, type HubRepoSummary, type HubSort, type RepoFit, type Result } from '../contract/index.ts';
+import { isAllowedAddress } from './downloads/names.ts';
 import type { HubClient } from './hub/client.ts';
 import type { SecretStore } from './secrets.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -20,8 +21,7 @@ export function checkHubEndpoint(value: string): Result<string> {
   } catch {
     return err('INVALID_INPUT', `The Hugging Face address "${value.slice(0, 200)}" is not a URL.`, 'Set HEARTH_HF_ENDPOINT to an https:// address, or unset it.');
   }
-  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+  if (!isAllowedAddress(url)) {
     return err('INVALID_INPUT', `The Hugging Face address ${url.origin} is not https: the token would travel in the clear.`, 'Set HEARTH_HF_ENDPOINT to an https:// address, or unset it.');
   }
   if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
