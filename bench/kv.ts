@@ -21,7 +21,8 @@ import { buildPlan, formatBytes, kvBytesPerToken, memoizeEstimator, pairName, pa
 import { ggmlKvTypeName } from '../engine/worker/kv-types.ts';
 import { measureKvQuality } from '../engine/worker/quality.ts';
 import { repoRoot, testModelPath, trainedModelsDir } from '../test/support/models.ts';
-import { referenceHeader, type ReferenceGgufShape } from '../test/support/reference-gguf.ts';
+import { referenceModels } from '../engine/worker/fit-reference.ts';
+import { LLAMA_3_2_3B, referenceHeader, type ReferenceGgufShape } from '../test/support/reference-gguf.ts';
 import { markdownTable, type Column } from './table.ts';
 import { machineInfo, round2, timed, writeReport, type MachineInfo } from './util.ts';
 import { errorText } from '../engine/contract/index.ts';
@@ -112,6 +113,8 @@ export interface AcceptanceLine {
 
 // --- Reference models -------------------------------------------------------------------------
 
+const llama31 = referenceModels.find((m) => m.name === 'Llama-3.1-8B')!;
+
 /** A reference model: its published shape, where it comes from, and its published Q4_K_M file's size. */
 interface ReferenceShape extends ReferenceGgufShape {
   /** Where the numbers come from. */
@@ -127,27 +130,12 @@ interface ReferenceShape extends ReferenceGgufShape {
  */
 const referenceShapes: readonly ReferenceShape[] = [
   {
-    name: 'Llama-3.1-8B',
-    // huggingface.co/meta-llama/Llama-3.1-8B config.json: hidden_size 4096, intermediate_size
-    // 14336, num_hidden_layers 32, num_attention_heads 32, num_key_value_heads 8, vocab_size
-    // 128256, max_position_embeddings 131072, rope_theta 500000, rms_norm_eps 1e-5, untied.
+    // fit-reference.ts's Llama-3.1-8B (the base model's config.json is the Instruct one's).
     // Q4_K_M: bartowski/Meta-Llama-3.1-8B-Instruct-GGUF, 4.92 GB.
+    ...llama31,
     source: 'huggingface.co/meta-llama/Llama-3.1-8B (config.json)',
-    arch: 'llama',
-    layers: 32,
-    nEmbd: 4096,
-    nFf: 14336,
-    nHead: 32,
-    nHeadKv: 8,
-    headDim: 128,
-    nVocab: 128256,
-    contextLength: 131072,
-    ropeBase: 500000,
-    rmsEps: 1e-5,
-    tiedEmbeddings: false,
-    qkNorm: false,
     statesHeadDim: true,
-    publishedQ4KMBytes: 4.92e9,
+    publishedQ4KMBytes: llama31.files.find((f) => f.quant === 'Q4_K_M')!.bytes,
   },
   {
     name: 'Qwen3-8B',
@@ -173,25 +161,9 @@ const referenceShapes: readonly ReferenceShape[] = [
     publishedQ4KMBytes: 5.03e9,
   },
   {
-    name: 'Llama-3.2-3B',
-    // huggingface.co/meta-llama/Llama-3.2-3B config.json: hidden_size 3072, intermediate_size
-    // 8192, num_hidden_layers 28, num_attention_heads 24, num_key_value_heads 8, head_dim 128,
-    // vocab_size 128256, max_position_embeddings 131072, rope_theta 500000, rms_norm_eps 1e-5,
-    // tie_word_embeddings true. Q4_K_M: bartowski/Llama-3.2-3B-Instruct-GGUF, 2.02 GB.
+    // Q4_K_M: bartowski/Llama-3.2-3B-Instruct-GGUF, 2.02 GB.
+    ...LLAMA_3_2_3B,
     source: 'huggingface.co/meta-llama/Llama-3.2-3B (config.json)',
-    arch: 'llama',
-    layers: 28,
-    nEmbd: 3072,
-    nFf: 8192,
-    nHead: 24,
-    nHeadKv: 8,
-    headDim: 128,
-    nVocab: 128256,
-    contextLength: 131072,
-    ropeBase: 500000,
-    rmsEps: 1e-5,
-    tiedEmbeddings: true,
-    qkNorm: false,
     statesHeadDim: true,
     publishedQ4KMBytes: 2.02e9,
   },

@@ -32,7 +32,7 @@ import { chromium, type Browser, type Locator, type Page } from 'playwright-core
 import { referenceModels } from '../engine/worker/fit-reference.ts';
 import { startHubEmulator, type EmulatorRepo, type HubEmulator } from '../test/support/hf-emulator.ts';
 import { freePort, repoRoot, startHost, type Host } from '../test/support/host.ts';
-import { referenceGguf, writeSparseModel, type ReferenceGgufQuant, type ReferenceGgufShape } from '../test/support/reference-gguf.ts';
+import { LLAMA_3_2_3B, referenceGguf, writeSparseModel, type ReferenceGgufQuant, type ReferenceGgufShape } from '../test/support/reference-gguf.ts';
 
 const usage = `Usage: npm run screenshots -- --model FILE.gguf [--out DIR] [--threads N] [--only chat|models]
 
@@ -275,22 +275,7 @@ const smallShapes: Readonly<Record<string, ReferenceGgufShape>> = {
     qkvBias: false,
     tiedEmbeddings: true,
   },
-  'Llama-3.2-3B': {
-    name: 'Llama-3.2-3B-Instruct',
-    arch: 'llama',
-    layers: 28,
-    nEmbd: 3072,
-    nFf: 8192,
-    nHead: 24,
-    nHeadKv: 8,
-    headDim: 128,
-    nVocab: 128256,
-    contextLength: 131072,
-    ropeBase: 500000,
-    rmsEps: 1e-5,
-    qkvBias: false,
-    tiedEmbeddings: true,
-  },
+  'Llama-3.2-3B': { ...LLAMA_3_2_3B, name: 'Llama-3.2-3B-Instruct' },
 };
 
 type Quant = Extract<ReferenceGgufQuant, 'Q4_K_M' | 'Q5_K_M' | 'Q6_K' | 'Q8_0' | 'Q4_0'>;

@@ -7,7 +7,8 @@
  * on disk; llama.cpp cannot run one.
  *
  * The shapes themselves live with their users (engine/worker/fit-reference.ts's reference models,
- * bench/kv.ts's, scripts/screenshots.ts's small models); this file only builds the bytes.
+ * bench/kv.ts's, scripts/screenshots.ts's small models), but for `LLAMA_3_2_3B`, which two of
+ * them use.
  */
 import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -21,6 +22,28 @@ import { encodeGgufHeader, type GgufMetaValue, type GgufTensorInfoInput } from '
  * the header is given another.
  */
 export type ReferenceGgufShape = PublishedShape;
+
+/**
+ * Llama 3.2 3B: huggingface.co/meta-llama/Llama-3.2-3B config.json: hidden_size 3072,
+ * intermediate_size 8192, num_hidden_layers 28, num_attention_heads 24, num_key_value_heads 8,
+ * head_dim 128, vocab_size 128256, max_position_embeddings 131072, rope_theta 500000,
+ * rms_norm_eps 1e-5, tie_word_embeddings true. bench/kv.ts and scripts/screenshots.ts use it.
+ */
+export const LLAMA_3_2_3B: ReferenceGgufShape = {
+  name: 'Llama-3.2-3B',
+  arch: 'llama',
+  layers: 28,
+  nEmbd: 3072,
+  nFf: 8192,
+  nHead: 24,
+  nHeadKv: 8,
+  headDim: 128,
+  nVocab: 128256,
+  contextLength: 131072,
+  ropeBase: 500000,
+  rmsEps: 1e-5,
+  tiedEmbeddings: true,
+};
 
 /** The quantizations whose recipes `referenceTensorType` knows (llama.cpp's quantize names). */
 export type ReferenceGgufQuant = 'F16' | 'Q8_0' | 'Q6_K' | 'Q5_K_M' | 'Q4_K_M' | 'Q4_0';
