@@ -21,9 +21,6 @@ import { modelSources } from '../contract.ts';
 import type { Remote } from '../state/hub-slice.ts';
 import { formatBytes, formatCount } from './format.ts';
 
-/** The library's order: Hearth's own first, then the other apps (the contract's order). */
-export const sourceOrder: readonly ModelSource[] = modelSources;
-
 /** "8.0B", "135M", "1.2T"; a model's size as people quote it. */
 export function formatParams(count: number | null): string | null {
   if (count === null || !Number.isFinite(count) || count <= 0) return null;
@@ -34,9 +31,9 @@ export function formatParams(count: number | null): string | null {
   return String(count);
 }
 
-/** Local models by source, in `sourceOrder`, each group newest first (the list's own order); empty groups left out. */
+/** Local models by source in the contract's order (Hearth's own first, then the other apps), each group newest first (the list's own order); empty groups left out. */
 export function groupBySource(models: readonly LocalModel[]): { readonly source: ModelSource; readonly models: readonly LocalModel[] }[] {
-  return sourceOrder.map((source) => ({ source, models: models.filter((m) => m.source === source) })).filter((g) => g.models.length > 0);
+  return modelSources.map((source) => ({ source, models: models.filter((m) => m.source === source) })).filter((g) => g.models.length > 0);
 }
 
 /** The facts of a local model on one line: "Q4_K_M · llama · 8.0B · 8,192 context". */
