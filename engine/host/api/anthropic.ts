@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { maxMessageChars } from '../../contract/index.ts';
 import type { GenerateOutput, PromptMessage } from '../../protocol.ts';
 import type { ApiTurn } from './runs.ts';
-import { ApiFailure, callId, hearthUsage, jsonObjectSchema, parseBody, PromptBuilder, reportTurn, usageOf, type ApiBackend, type EventStream, type Exchange } from './wire.ts';
+import { ApiFailure, callId, hearthUsage, jsonObjectSchema, parseBody, PromptBuilder, lazyStream, reportTurn, usageOf, type ApiBackend, type Exchange } from './wire.ts';
 
 const cacheControl = z.looseObject({ type: z.string() }).nullable().optional();
 const textBlock = z.strictObject({ type: z.literal('text'), text: z.string().max(maxMessageChars * 5), cache_control: cacheControl, citations: z.array(z.unknown()).nullable().optional() });
@@ -195,29 +195,22 @@ export async function messages(exchange: Exchange, backend: ApiBackend): Promise
     exchange.json(200, { id, type: 'message', role: 'assistant', model, content, stop_reason: stopReason(output), stop_sequence: output.stopSequence ?? null, usage: usage(output), hearth: hearthUsage(output.stats) });
     return;
   }
-  // The stream opens with the first token: a request refused before it (a prompt too long for
-  // the context) still gets its 4xx status, as it would without streaming.
-  // Assigned in `open` (a closure): typed so the catch below does not narrow it to null.
-  let opened = null as EventStream | null;
-  const open = (): EventStream => {
-    if (opened) return opened;
-    opened = exchange.stream();
-    opened.send({ type: 'message_start', message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 0, output_tokens: 0 } } }, 'message_start');
-    opened.send({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start');
-    opened.send({ type: 'ping' }, 'ping');
-    return opened;
-  };
+  const stream = lazyStream(exchange, (events) => {
+    events.send({ type: 'message_start', message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 0, output_tokens: 0 } } }, 'message_start');
+    events.send({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start');
+    events.send({ type: 'ping' }, 'ping');
+  });
   let output: GenerateOutput;
   try {
-    output = await backend.run(model, turn, (text) => open().send({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } }, 'content_block_delta'), exchange.signal);
+    output = await backend.run(model, turn, (text) => stream.open().send({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } }, 'content_block_delta'), exchange.signal);
   } catch (error) {
-    if (!opened) throw error;
+    if (!stream.isOpen) throw error;
     const failure = error instanceof ApiFailure ? error : new ApiFailure(500, 'The request failed.', 'internal_error');
-    opened.send(anthropicError(failure), 'error');
-    opened.end();
+    stream.open().send(anthropicError(failure), 'error');
+    stream.open().end();
     throw failure;
   }
-  const events = open();
+  const events = stream.open();
   reportTurn(exchange.report, output, startedAt);
   events.send({ type: 'content_block_stop', index: 0 }, 'content_block_stop');
   toolUses(output, id).forEach((use, i) => {

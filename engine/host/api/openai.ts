@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { maxMessageChars } from '../../contract/index.ts';
 import type { GenerateOutput, OutputFormat, PromptMessage } from '../../protocol.ts';
 import type { ApiTurn } from './runs.ts';
-import { ApiFailure, callId, hearthUsage, jsonObjectSchema, maxApiBodyDepth, parseBody, PromptBuilder, reportTurn, tooDeep, usageOf, type ApiBackend, type EventStream, type Exchange } from './wire.ts';
+import { ApiFailure, callId, hearthUsage, jsonObjectSchema, lazyStream, maxApiBodyDepth, parseBody, PromptBuilder, reportTurn, tooDeep, usageOf, type ApiBackend, type Exchange } from './wire.ts';
 
 const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
 const content = z.union([z.string().max(maxMessageChars * 5), z.array(z.union([textPart, z.looseObject({ type: z.string() })])).max(256)]);
@@ -253,33 +253,26 @@ async function serve(
     ...(options.includeUsage ? { usage: null } : {}),
     ...extra,
   });
-  // The stream opens with the first token: a request refused before it (a prompt too long for
-  // the context, a bad schema) still gets its 4xx status, as it would without streaming.
-  // Assigned in `open` (a closure): typed so the catch below does not narrow it to null.
-  let opened = null as EventStream | null;
-  const open = (): EventStream => {
-    if (opened) return opened;
-    opened = exchange.stream();
-    if (chat) opened.send(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
-    return opened;
-  };
+  const stream = lazyStream(exchange, (events) => {
+    if (chat) events.send(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+  });
   let output: GenerateOutput;
   try {
     output = await backend.run(
       model,
       turn,
-      (text) => open().send(chunk(chat ? { index: 0, delta: { content: text }, logprobs: null, finish_reason: null } : { index: 0, text, logprobs: null, finish_reason: null })),
+      (text) => stream.open().send(chunk(chat ? { index: 0, delta: { content: text }, logprobs: null, finish_reason: null } : { index: 0, text, logprobs: null, finish_reason: null })),
       exchange.signal,
     );
   } catch (error) {
-    if (!opened) throw error;
+    if (!stream.isOpen) throw error;
     // The status line is gone: the failure travels as an event, as OpenAI's own streams do.
     const failure = error instanceof ApiFailure ? error : new ApiFailure(500, 'The request failed.', 'internal_error');
-    opened.send(openAiError(failure));
-    opened.end();
+    stream.open().send(openAiError(failure));
+    stream.open().end();
     throw failure;
   }
-  const events = open();
+  const events = stream.open();
   reportTurn(exchange.report, output, startedAt);
   const toolCalls = toolCallsOf(output, id);
   if (toolCalls && chat) events.send(chunk({ index: 0, delta: { tool_calls: toolCalls.map((call, index) => ({ index, ...call })) }, logprobs: null, finish_reason: null }));

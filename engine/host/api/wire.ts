@@ -101,6 +101,33 @@ export interface Exchange {
   stream(): EventStream;
 }
 
+/** A streamed reply's event stream, opened at its first use. */
+export interface LazyStream {
+  /** The stream, opened now (its 200 status and `opening`'s events) unless it already is. */
+  open(): EventStream;
+  readonly isOpen: boolean;
+}
+
+/**
+ * The stream opens with the first token: a request refused before it (a prompt too long for the
+ * context, a bad schema) still gets its 4xx status, as it would without streaming. After it, a
+ * failure must travel as an event (the status line is gone).
+ */
+export function lazyStream(exchange: Pick<Exchange, 'stream'>, opening: (events: EventStream) => void): LazyStream {
+  let events: EventStream | null = null;
+  return {
+    open() {
+      if (events) return events;
+      events = exchange.stream();
+      opening(events);
+      return events;
+    },
+    get isOpen() {
+      return events !== null;
+    },
+  };
+}
+
 /** What the handlers need of the host: the models and the engine. */
 export interface ApiBackend {
   /** The local models' ids (file names without `.gguf`), the loaded one first. */
