@@ -46,9 +46,8 @@ export function ModelScreen() {
 }
 
 /** The sub-views as links (each is an address), the current one marked; a repository page belongs to Discover. */
-export function ModelTabs(props: { route: ModelsRoute; activeDownloads?: number }) {
-  const count = useHearth(selectActiveDownloadCount);
-  const active = props.activeDownloads ?? count;
+export function ModelTabs(props: { route: ModelsRoute }) {
+  const active = useHearth(selectActiveDownloadCount);
   const current = props.route.tab === 'repo' ? 'discover' : (props.route.tab ?? 'library');
   const tab = (key: 'library' | 'discover' | 'downloads', label: string, badge?: number) => (
     <a
