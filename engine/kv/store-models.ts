@@ -10,9 +10,8 @@ import { err, ok } from '../contract/index.ts';
 import type { Result } from '../contract/index.ts';
 import { isDigest } from './fingerprint.ts';
 import type { StoreContext } from './store-context.ts';
-import { collectUnreferenced, readIndex, sql, truncate, unlinkChunks, unlinkTails } from './store-context.ts';
-import { transaction } from './store-db.ts';
-import { locked } from './store-open.ts';
+import { readIndex, sql } from './store-context.ts';
+import { deleteManifests, type ManifestToDelete } from './store-write.ts';
 import type { ForgetModelResult, ModelUsage } from './store-types.ts';
 
 /** The manifests of a model: those whose fingerprint was recorded for it. Bind the model hash. */
@@ -60,26 +59,10 @@ export function modelUsage(ctx: StoreContext, modelHash: string): Result<ModelUs
 
 /**
  * Deletes the model's manifests and the chunks only they used: the same deletion as one
- * manifest's (store-write.ts `deleteManifest`), for all of them in one transaction, under the
- * store's lock (so never between a save's chunk files and its commit). Files go after the commit.
+ * manifest's (store-write.ts `deleteManifests`), for all of them in one transaction under the
+ * store's lock.
  */
 export function forgetModel(ctx: StoreContext, modelHash: string): Promise<Result<ForgetModelResult>> {
   if (!isDigest(modelHash)) return Promise.resolve(err('INVALID_INPUT', 'A model hash is a sha256 hex digest.'));
-  return locked<ForgetModelResult>(ctx, 'Could not forget the model\'s stored KV', async () => {
-    const plan = transaction(ctx.db, () => {
-      const manifests = sql(ctx, modelManifests).all(modelHash) as unknown as { id: string; tail: number }[];
-      const dropped: string[] = [];
-      let deleted = 0;
-      let tailBytes = 0;
-      for (const { id, tail } of manifests) {
-        if (truncate(ctx, id, 0, dropped) !== 'deleted') continue;
-        deleted++;
-        tailBytes += tail;
-      }
-      return { deleted, tailBytes, dropped, freed: deleted > 0 ? collectUnreferenced(ctx) : [] };
-    });
-    await unlinkChunks(ctx, plan.freed.map((r) => r.key));
-    await unlinkTails(ctx, plan.dropped);
-    return ok({ manifests: plan.deleted, chunksRemoved: plan.freed.length, bytesFreed: plan.freed.reduce((sum, r) => sum + r.bytes, 0) + plan.tailBytes });
-  });
+  return deleteManifests(ctx, 'Could not forget the model\'s stored KV', () => sql(ctx, modelManifests).all(modelHash) as unknown as ManifestToDelete[]);
 }

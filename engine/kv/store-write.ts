@@ -196,17 +196,46 @@ function commitManifest(
   return { freed: collectUnreferenced(ctx), dropped };
 }
 
-export function deleteManifest(ctx: StoreContext, id: string): Promise<Result<DeleteResult>> {
-  return locked<DeleteResult>(ctx, 'Could not delete the KV manifest', async () => {
+export async function deleteManifest(ctx: StoreContext, id: string): Promise<Result<DeleteResult>> {
+  const deleted = await deleteManifests(ctx, 'Could not delete the KV manifest', () =>
+    sql(ctx, 'SELECT id, coalesce(tail_bytes, 0) AS tail FROM manifests WHERE id = ?').all(id) as unknown as ManifestToDelete[],
+  );
+  if (!deleted.ok) return deleted;
+  const { manifests, chunksRemoved, bytesFreed } = deleted.value;
+  return ok({ deleted: manifests > 0, chunksRemoved, bytesFreed });
+}
+
+/** A manifest `deleteManifests` deletes, with its tail payload's bytes. */
+export interface ManifestToDelete {
+  readonly id: string;
+  readonly tail: number;
+}
+
+/**
+ * Deletes the manifests `select` lists (read inside the transaction) and the chunks only they
+ * used, in one transaction under the store's lock, so never between a save's chunk files and its
+ * commit. The files go after the commit. One manifest's delete and a model's forget both use it.
+ */
+export function deleteManifests(
+  ctx: StoreContext,
+  what: string,
+  select: () => readonly ManifestToDelete[],
+): Promise<Result<{ manifests: number; chunksRemoved: number; bytesFreed: number }>> {
+  return locked(ctx, what, async () => {
     const plan = transaction(ctx.db, () => {
-      const tail = sql(ctx, 'SELECT coalesce(tail_bytes, 0) AS bytes FROM manifests WHERE id = ?').get(id) as { bytes: number } | undefined;
       const dropped: string[] = [];
-      return tail === undefined || truncate(ctx, id, 0, dropped) === 'absent' ? null : { freed: collectUnreferenced(ctx), tailBytes: tail.bytes, dropped };
+      let manifests = 0;
+      let tailBytes = 0;
+      for (const { id, tail } of select()) {
+        if (truncate(ctx, id, 0, dropped) !== 'deleted') continue;
+        manifests++;
+        tailBytes += tail;
+      }
+      return { manifests, tailBytes, dropped, freed: manifests > 0 ? collectUnreferenced(ctx) : [] };
     });
-    if (plan === null) return ok({ deleted: false, chunksRemoved: 0, bytesFreed: 0 });
     await unlinkChunks(ctx, plan.freed.map((r) => r.key));
     await unlinkTails(ctx, plan.dropped);
-    return ok({ deleted: true, chunksRemoved: plan.freed.length, bytesFreed: plan.freed.reduce((sum, r) => sum + r.bytes, 0) + plan.tailBytes });
+    return ok({ manifests: plan.manifests, chunksRemoved: plan.freed.length, bytesFreed: plan.freed.reduce((sum, r) => sum + r.bytes, 0) + plan.tailBytes });
   });
 }
 
