@@ -320,7 +320,7 @@ const noFoundToken = { huggingFace: null } as unknown as { huggingFace?: string 
  * "fetch failed" (or an abort) when the server is not reached; anything else is the parser's,
  * a file that is not a GGUF.
  */
-export function remoteHeaderError(url: string, error: unknown): Result<never> {
+function remoteHeaderError(url: string, error: unknown): Result<never> {
   const text = errorText(error);
   const status = /Failed to fetch byte range: (\d{3})/.exec(text)?.[1];
   if (status === '401' || status === '403') {

@@ -65,7 +65,7 @@ function ggml(name: 'F32' | 'F16' | 'Q4_0' | 'Q5_0' | 'Q8_0' | 'Q4_K' | 'Q5_K' |
 }
 
 /** The `general.file_type` of a file made with `recipe`. */
-export function referenceFileType(recipe: ReferenceGgufRecipe): number {
+function referenceFileType(recipe: ReferenceGgufRecipe): number {
   return typeof recipe === 'string' ? fileTypes[recipe] : recipe.fileType;
 }
 
@@ -78,7 +78,7 @@ export function referenceFileType(recipe: ReferenceGgufRecipe): number {
  * rows (`rowLength`, ne0) are not whole 256-blocks falls back to Q5_0. `layer` is null outside
  * the blocks.
  */
-export function referenceTensorType(shape: Pick<ReferenceGgufShape, 'layers' | 'tiedEmbeddings'>, recipe: ReferenceGgufRecipe, name: string, layer: number | null, rowLength: number): number {
+function referenceTensorType(shape: Pick<ReferenceGgufShape, 'layers' | 'tiedEmbeddings'>, recipe: ReferenceGgufRecipe, name: string, layer: number | null, rowLength: number): number {
   if (name.endsWith('norm.weight') || name.endsWith('.bias')) return ggml('F32');
   if (typeof recipe !== 'string') return recipe.uniform;
   if (recipe === 'F16') return ggml('F16');
