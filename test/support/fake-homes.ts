@@ -49,7 +49,7 @@ export interface FakeHome {
 const small: TinyLlamaOptions = { layers: 1, nEmbd: 64, nHead: 2, nHeadKv: 1, nFf: 64 };
 
 /** Parameters of a generated model: its tensors' elements, as the writer makes them. */
-export function generatedParameters(input: GgufInput): number {
+function generatedParameters(input: GgufInput): number {
   return input.tensors.reduce((sum, t) => sum + t.dims.reduce((a, b) => a * b, 1), 0);
 }
 

@@ -8,7 +8,7 @@ import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Entries read at most per folder searched: a home folder the size of a disk is not walked whole. */
-export const MAX_ENTRIES_PER_FOLDER = 5000;
+const MAX_ENTRIES_PER_FOLDER = 5000;
 
 /** A file the walk found (symlinks resolved: size and identity are the target's). */
 export interface WalkedFile {
