@@ -24,15 +24,11 @@ function sizeOfSync(file: string): number | null {
   }
 }
 
-/** Bytes of a download on disk: each part's `.part` as far as it got, or its final file once a finish renamed it. */
-export async function bytesOnDisk(parts: readonly PartRecord[]): Promise<number> {
-  let total = 0;
-  for (const part of parts) total += (await sizeOf(partPath(part.file))) ?? (part.verified ? ((await sizeOf(part.file)) ?? 0) : 0);
-  return total;
-}
-
-/** `bytesOnDisk` for the queue's synchronous restore at startup (a few stat calls). */
-export function bytesOnDiskSync(parts: readonly PartRecord[]): number {
+/**
+ * Bytes of a download on disk: each part's `.part` as far as it got, or its final file once a
+ * finish renamed it. Synchronous: a few stat calls, and the queue's restore at startup is synchronous.
+ */
+export function bytesOnDisk(parts: readonly PartRecord[]): number {
   let total = 0;
   for (const part of parts) total += sizeOfSync(partPath(part.file)) ?? (part.verified ? (sizeOfSync(part.file) ?? 0) : 0);
   return total;

@@ -28,7 +28,7 @@ import {
 import { freeBytes as diskFreeBytes } from '../disk.ts';
 import { hubHttpError } from '../hub/errors.ts';
 import { newId } from '../chat-store.ts';
-import { bytesOnDisk, bytesOnDiskSync, sizeOf, syncDir } from './files.ts';
+import { bytesOnDisk, sizeOf, syncDir } from './files.ts';
 import { HashMemory } from './hash-memory.ts';
 import { partPath } from './names.ts';
 import { planHubFile, planUri, type HubAccess, type Plan } from './plan.ts';
@@ -155,7 +155,7 @@ export class DownloadQueue {
       }
       if (this.#rows.has(row.id)) continue;
       // The bytes on disk are the truth, not the count saved with the row.
-      row.downloadedBytes = bytesOnDiskSync(row.parts);
+      row.downloadedBytes = bytesOnDisk(row.parts);
       if (row.status === 'downloading' || row.status === 'verifying') {
         row.status = 'queued';
         this.#store.save(row);
@@ -254,7 +254,7 @@ export class DownloadQueue {
     if (row.status === 'queued' || row.status === 'downloading' || row.status === 'verifying') return ok(this.#view(row));
     if (row.status !== 'paused' && row.status !== 'error') return err('INVALID_INPUT', `${row.name} cannot be resumed: it is ${row.status}.`);
     const dir = path.dirname(row.parts[0]?.file ?? '');
-    const have = await bytesOnDisk(row.parts);
+    const have = bytesOnDisk(row.parts);
     const space = await this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - have), false);
     if (space) return { ok: false, error: space };
     // The row may have changed during the awaits (cancelled, resumed twice).
@@ -383,7 +383,7 @@ export class DownloadQueue {
       await this.#fail(run, 'error', hearthError('DOWNLOAD_FAILED', `Hearth cannot create the models folder ${dir}: ${errorText(error)}.`, 'Check the models folder in Settings, then Resume.'));
       return;
     }
-    row.downloadedBytes = await bytesOnDisk(row.parts);
+    row.downloadedBytes = bytesOnDisk(row.parts);
     const space = await this.#checkSpace(row.name, dir, Math.max(0, row.totalBytes - row.downloadedBytes), false);
     if (space) {
       await this.#fail(run, 'paused', { ...space, hint: 'Free some space, then Resume.' });
@@ -502,7 +502,7 @@ export class DownloadQueue {
       this.#setStatus(row, 'cancelled', null);
       this.#deps.log('info', `download ${row.id}: cancelled`);
     } else if (run.stop === 'pause') {
-      row.downloadedBytes = await bytesOnDisk(row.parts);
+      row.downloadedBytes = bytesOnDisk(row.parts);
       this.#setStatus(row, 'paused', null);
       this.#deps.log('info', `download ${row.id}: paused at ${formatBytes(row.downloadedBytes)}`);
     } else {
