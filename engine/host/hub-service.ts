@@ -47,7 +47,7 @@ export interface HubServiceDeps {
  * quantization are equal (`Llama-3.2-1B-Instruct-Q4_K_M` and `…-Q8_0`). Most repositories hold
  * one model; a few hold several sizes, which must not share a header.
  */
-export function modelGroups(files: readonly HubFile[]): HubFile[][] {
+function modelGroups(files: readonly HubFile[]): HubFile[][] {
   const groups = new Map<string, HubFile[]>();
   for (const file of files) {
     const base = file.name.split('/').at(-1) ?? file.name;

@@ -54,7 +54,7 @@ export async function planUri(hub: HubAccess, uri: string, dir: string): Promise
 }
 
 /** The parts of a Hub file, pinned to the repository's commit, with their LFS hashes. */
-export function planFromHub(repo: HubRepo, file: HubFile, dir: string): Result<Plan> {
+function planFromHub(repo: HubRepo, file: HubFile, dir: string): Result<Plan> {
   if (file.paths.length === 0) return err('INVALID_INPUT', `${repo.id}: ${file.id} lists no files.`);
   if (!repo.revision) return err('NETWORK_ERROR', `Hugging Face did not say which commit of ${repo.id} to download.`, 'Try again.');
   const parts: PartRecord[] = [];

@@ -70,7 +70,7 @@ export function defaultBackoffMs(attempt: number): number {
 /** Tries in a row that made no progress before a part ends in `error` (resumable). */
 export const maxAttempts = 6;
 /** The longest Retry-After waited for; a longer one ends the download (the user resumes later). */
-export const maxRetryAfterMs = 120_000;
+const maxRetryAfterMs = 120_000;
 /** A resumed prefix at least this long is hashed under the `verifying` status, with its progress. */
 export const defaultVerifyFromBytes = 64 * 1024 * 1024;
 /** Without a byte for this long, the connection is given up and tried again. */

@@ -7,7 +7,7 @@
 import { errorText, hearthError, type HearthError } from '../../contract/index.ts';
 
 /** Where the user manages the token, as the UI names it. */
-export const TOKEN_PLACE = 'Models → Hugging Face token';
+const TOKEN_PLACE = 'Models → Hugging Face token';
 
 /** What a failed request was about, for the message. */
 export interface HubFailureContext {
