@@ -7,7 +7,7 @@
 import { lstat, readdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { err, errorText, ok, type Result } from '../../contract/index.ts';
-import { splitPart } from './files.ts';
+import { splitPart, splitPartName } from './files.ts';
 import { isInside } from './walk.ts';
 
 const OTHERS_HINT = 'Hearth deletes only models in its own models folder; delete other apps’ models from those apps.';
@@ -90,7 +90,7 @@ async function partNames(root: string, split: { base: string; count: number }): 
   }
   const wanted = new Map<string, string>();
   for (let i = 1; i <= split.count; i++) {
-    const partName = `${split.base}-${String(i).padStart(5, '0')}-of-${String(split.count).padStart(5, '0')}.gguf`;
+    const partName = splitPartName(split.base, i, split.count);
     wanted.set(partName.toLowerCase(), partName);
   }
   // The names as they are on disk (a file system that ignores case may spell them otherwise).

@@ -29,6 +29,11 @@ export function splitPart(name: string): { readonly base: string; readonly part:
   return { base: match[1]!, part, count };
 }
 
+/** The file name gguf-split gives part `part` (from 1) of `count`: `<base>-00002-of-00003.gguf`. */
+export function splitPartName(base: string, part: number, count: number): string {
+  return `${base}-${String(part).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.gguf`;
+}
+
 /** A name for people from a file name: without `.gguf` and without a split part suffix. */
 export function baseName(name: string): string {
   return splitPart(name)?.base ?? name.replace(/\.gguf$/i, '');

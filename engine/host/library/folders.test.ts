@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseName, groupParts, isModelFileName, splitPart } from './files.ts';
+import { baseName, groupParts, isModelFileName, splitPart, splitPartName } from './files.ts';
 import { configuredFolders, iniValue, modelFolders } from './folders.ts';
 import { yamlValue } from './jan.ts';
 import { modelBlobName, ollamaName } from './ollama.ts';
@@ -133,6 +133,7 @@ describe('the apps’ file formats', () => {
     expect(splitPart('Qwen-Q4_K_M-00002-of-00003.gguf')).toEqual({ base: 'Qwen-Q4_K_M', part: 2, count: 3 });
     expect(splitPart('m-00004-of-00003.gguf')).toBeUndefined();
     expect(splitPart('m-00001-of-00001.gguf')).toBeUndefined();
+    expect(splitPartName('Qwen-Q4_K_M', 2, 3)).toBe('Qwen-Q4_K_M-00002-of-00003.gguf');
     expect(baseName('Qwen-00001-of-00002.gguf')).toBe('Qwen');
     expect(baseName('plain.gguf')).toBe('plain');
     const file = (name: string, dirs: string[] = []) => ({ path: name, name, dirs, realPath: name, size: 1, mtimeMs: 0, identity: name, isLink: false });
