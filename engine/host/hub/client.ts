@@ -12,8 +12,6 @@ import { err, hubRepoIdSchema, ok, type HubFile, type HubRepo, type HubRepoSumma
 import { hubHttpError, hubMalformedError, hubNetworkError, type HubFailureContext } from './errors.ts';
 import { groupGgufFiles, quantizationOf } from './files.ts';
 
-export { groupGgufFiles, quantizationOf } from './files.ts';
-
 export const defaultHubEndpoint = 'https://huggingface.co';
 
 export interface HubClientOptions {
@@ -24,18 +22,6 @@ export interface HubClientOptions {
   readonly fetch?: typeof fetch;
   /** Per request, body included (default 30 s). */
   readonly timeoutMs?: number;
-}
-
-/** What a HEAD on a file's `resolve` URL tells before downloading it. */
-export interface HubFileProbe {
-  /** Where the bytes are: the CDN URL the Hub redirected to (no token needed there), or the resolve URL itself for a small file served directly. */
-  readonly url: string;
-  /** The file's bytes; null when the Hub did not say. */
-  readonly sizeBytes: number | null;
-  /** The LFS SHA-256 (lowercase hex) from `X-Linked-Etag`; null for a file not in LFS. */
-  readonly sha256: string | null;
-  /** The commit the Hub resolved the revision to; null when it did not say. */
-  readonly commit: string | null;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -263,7 +249,7 @@ export class HubClient {
    * endpoint only. The Hub redirects file downloads to a CDN on another host, whose signed URL
    * needs no token, and the token must never reach it: fetch drops Authorization on a
    * cross-origin redirect (Fetch standard), and code that follows redirects itself must do the
-   * same (`authHeadersFor` decides by URL).
+   * same (the download transfer sends them to this origin only).
    */
   async authHeaders(): Promise<Record<string, string>> {
     let token: string | null;
@@ -273,49 +259,6 @@ export class HubClient {
       token = null; // A keychain that cannot be read behaves as no token: public repositories still work.
     }
     return token ? { Authorization: `Bearer ${token}` } : {};
-  }
-
-  /** The token headers for `url` when it is on the endpoint's origin, else `{}` (a CDN, another site). */
-  async authHeadersFor(url: string): Promise<Record<string, string>> {
-    let origin: string;
-    try {
-      origin = new URL(url).origin;
-    } catch {
-      return {};
-    }
-    return origin === this.#origin ? this.authHeaders() : {};
-  }
-
-  /**
-   * HEAD on a file's `resolve` URL, without following the redirect: whether this token may
-   * download it (gated repositories answer 401/403 here, not in their info), its size, hash and
-   * the CDN URL. `gated` (from the repository's info) makes the refusal's message precise.
-   */
-  async probeFile(repo: string, revision: string, path: string, gated?: false | 'auto' | 'manual'): Promise<Result<HubFileProbe>> {
-    const url = this.fileUrl(repo, revision, path);
-    const headers = await this.authHeaders();
-    const context: HubFailureContext = { endpoint: this.endpoint, repo, path, revision, hadToken: 'Authorization' in headers, ...(gated === undefined ? {} : { gated }) };
-    let response: Response;
-    try {
-      response = await this.#fetch(url, { method: 'HEAD', headers, redirect: 'manual', signal: AbortSignal.timeout(this.#timeoutMs) });
-    } catch (error) {
-      return { ok: false, error: hubNetworkError(error, this.#timeoutMs) };
-    }
-    const linkedSize = Number(response.headers.get('x-linked-size') ?? response.headers.get('content-length') ?? Number.NaN);
-    const linkedEtag = /^(?:W\/)?"?([0-9a-f]{64})"?$/i.exec(response.headers.get('x-linked-etag') ?? '');
-    const commit = response.headers.get('x-repo-commit');
-    const common = {
-      sizeBytes: Number.isFinite(linkedSize) && linkedSize >= 0 ? linkedSize : null,
-      sha256: linkedEtag ? linkedEtag[1]!.toLowerCase() : null,
-      commit: commit !== null && /^[0-9a-f]{40}$/i.test(commit) ? commit.toLowerCase() : null,
-    };
-    if (response.status >= 300 && response.status < 400) {
-      const location = response.headers.get('location');
-      if (location === null) return { ok: false, error: hubMalformedError(`a redirect without a destination for ${path}`) };
-      return ok({ url: new URL(location, url).toString(), ...common });
-    }
-    if (response.ok) return ok({ url, ...common });
-    return { ok: false, error: hubHttpError(response.status, response.headers, '', context) };
   }
 
   /**
