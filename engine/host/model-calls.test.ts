@@ -7,7 +7,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { appendFile, copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HearthEvent } from '../contract/index.ts';
+import { err, ok, type HearthEvent } from '../contract/index.ts';
+import { ModelFiles, type ModelFilesDeps } from './model-files.ts';
 import type { WorkerMethods } from '../protocol.ts';
 import { makeFakeHome, type FakeHome } from '../../test/support/fake-homes.ts';
 import { startHubEmulator, type HubEmulator } from '../../test/support/hf-emulator.ts';
@@ -99,6 +100,28 @@ describe('the library through the host', () => {
     t.engine.behaviour.modelKv = { [model]: { conversations: 1, bytes: 99 } };
     expect(value(await t.hearth.api['models.delete']({ path: model, deleteKv: false })).kvBytes).toBe(0);
     expect(t.engine.calls.some((c) => c.method === 'forgetModel')).toBe(false);
+    expect(existsSync(model)).toBe(false);
+  });
+});
+
+describe('the library while the engine is down', () => {
+  it('says it cannot tell a model’s stored KV, and deleting it with its KV keeps the model', async () => {
+    const modelsDir = tempDir('hearth-models-');
+    const model = path.join(modelsDir, 'mine.gguf');
+    await copyFile(await testModelPath(), model);
+    const down = err('ENGINE_UNAVAILABLE', 'The engine is restarting; try again in a moment.');
+    const files = new ModelFiles({
+      modelsDir: () => modelsDir,
+      home: tempDir('hearth-home-'),
+      env: {},
+      platform: 'linux',
+      engine: { request: async () => down } as unknown as ModelFilesDeps['engine'],
+      model: { status: { status: 'idle' }, unload: async () => ok({ status: 'idle' }) },
+    });
+    expect(await files.kvUsage(model)).toEqual(down);
+    expect(await files.delete(model, true)).toEqual(down);
+    expect(existsSync(model)).toBe(true);
+    expect((await files.delete(model, false)).ok).toBe(true);
     expect(existsSync(model)).toBe(false);
   });
 });

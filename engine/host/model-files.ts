@@ -23,7 +23,7 @@ export interface ModelFilesDeps {
   readonly home: string;
   readonly platform: NodeJS.Platform;
   readonly env: NodeJS.ProcessEnv;
-  readonly engine: Pick<Supervisor, 'request' | 'status'>;
+  readonly engine: Pick<Supervisor, 'request'>;
   readonly model: Pick<ModelManager, 'status' | 'unload'>;
 }
 
@@ -39,9 +39,8 @@ export class ModelFiles {
     return scanLibrary({ modelsDir: this.#deps.modelsDir(), home, platform, env });
   }
 
-  /** What the store holds for the model; zeros when the engine is not running (nothing can be said). */
-  async kvUsage(modelPath: string): Promise<Result<ModelKvUsage>> {
-    if (this.#deps.engine.status.state !== 'running') return ok({ conversations: 0, bytes: 0 });
+  /** What the store holds for the model (ENGINE_UNAVAILABLE while the engine is down: then nothing can be said). */
+  kvUsage(modelPath: string): Promise<Result<ModelKvUsage>> {
     return this.#deps.engine.request('modelKv', { path: modelPath }, { timeoutMs: KV_TIMEOUT_MS });
   }
 
@@ -59,9 +58,7 @@ export class ModelFiles {
     }
     let kvBytes = 0;
     if (deleteKv) {
-      if (this.#deps.engine.status.state !== 'running') {
-        return err('ENGINE_UNAVAILABLE', 'The engine is not running, so the model’s stored KV cannot be deleted now.', 'Try again in a moment, or delete the model without its KV.');
-      }
+      // While the engine is down this is ENGINE_UNAVAILABLE, and the model stays.
       const forgot = await this.#deps.engine.request('forgetModel', { path: modelPath }, { timeoutMs: KV_TIMEOUT_MS });
       if (!forgot.ok) return forgot;
       kvBytes = forgot.value.bytesFreed;
