@@ -137,11 +137,8 @@ function modelKvHandlers(state: RuntimeState): Pick<CacheHandlers, 'modelKv' | '
         const hash = await cache.store.knownModelHash(path);
         if (!hash.ok) return hash;
         if (hash.value === null) return ok({ bytesFreed: 0 });
-        if (loaded?.kvProfile) {
-          const { fingerprint } = await loaded.kvProfile;
-          const model = fingerprint === null ? null : cache.store.fingerprintModel(fingerprint);
-          if (model?.ok && model.value === hash.value) return busy;
-        }
+        // A copy of the file under another path has the same content hash, so the same KV.
+        if (loaded?.kvProfile && cache.modelHashOf(await loaded.kvProfile) === hash.value) return busy;
         const forgot = await cache.store.forgetModel(hash.value);
         if (!forgot.ok) return forgot;
         const { manifests, bytesFreed } = forgot.value;

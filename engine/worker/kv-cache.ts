@@ -162,6 +162,11 @@ export class KvCache {
     return profile;
   }
 
+  /** The content hash of the model file `profile` was prepared for; null when persistence is off for it. */
+  modelHashOf(profile: KvProfile): string | null {
+    return this.#profiles.get(profile)?.modelHash ?? null;
+  }
+
   /** How `profile`'s context moves sequence state (memory, or files with why). */
   transferOf(profile: KvProfile): StateTransferInfo {
     const state = this.#profiles.get(profile);
