@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateInput, KvActivity, PromptMessage } from '../protocol.ts';
-import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
+import { startEngine, type EngineClient, slotsSettled } from '../../test/support/engine-client.ts';
 import { testModelPath } from '../../test/support/models.ts';
 import { seededText } from '../../test/support/text.ts';
 import { FORGOTTEN_REASON } from './turn-kv.ts';
@@ -30,14 +30,6 @@ const chatA: PromptMessage[] = [
   { role: 'user', text: 'Tell me about the sea.' },
 ];
 
-/** A turn's KV save runs after its reply was answered: wait until every slot is idle. */
-async function settled(engine: EngineClient): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await engine.must('metrics', {})).slots.every((s) => s.state === 'idle')) {
-    if (Date.now() > deadline) throw new Error('a slot stayed busy');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 const activities = (engine: EngineClient, kind: KvActivity['kind']): KvActivity[] =>
   engine.events.flatMap((event) => (event.type === 'kvActivity' && event.activity.kind === kind ? [event.activity] : []));
@@ -74,7 +66,7 @@ describe('the Cache view in an engine process', () => {
     const e = engine!;
     await e.must('loadModel', { path: modelPath, contextSize: CONTEXT, threads: 1, slots: 1 });
     const a1 = await e.must('generate', request('A', 'a1', chatA));
-    await settled(e);
+    await slotsSettled(e);
     const metrics = await e.must('metrics', {});
     const memory = metrics.memory!;
     expect(memory.kvBytesPerCell).toBe(F16_BYTES_PER_CELL);
@@ -141,7 +133,7 @@ describe('the Cache view in an engine process', () => {
       if (metrics.slots[0]?.state === 'generating') seen.push(metrics.slots[0].cellsUsed);
     }
     await reply;
-    await settled(e);
+    await slotsSettled(e);
     expect(seen.length).toBeGreaterThan(1);
     expect(seen.at(-1)!).toBeGreaterThan(seen[0]!);
   });
@@ -163,12 +155,12 @@ describe('the Cache view in an engine process', () => {
     const again = await e.must('generate', request('A', 'a1', chatA));
     expect(again.stats).toMatchObject({ tokensReused: 0, tokensRestored: 0, cacheSource: 'none', fallbackReason: FORGOTTEN_REASON });
     expect(FORGOTTEN_REASON).toMatch(/cache was forgotten/);
-    await settled(e);
+    await slotsSettled(e);
     // Only that one turn: the next reuses what this one left in memory.
     const next = await e.must('generate', request('A', 'a1', chatA));
     expect(next.stats.tokensReused).toBeGreaterThan(0);
     expect(next.stats.fallbackReason).toBeUndefined();
-    await settled(e);
+    await slotsSettled(e);
   });
 
   it('deleting a chat (forget without reread) frees its bytes and reports it', async () => {
@@ -189,7 +181,7 @@ describe('the Cache view in an engine process', () => {
       await tight.must('init', { logLevel: 'warn', kvDir: join(dir, 'kv-tight'), kvBudgetBytes: 1000, kvChunkTokens: 64 });
       await tight.must('loadModel', { path: modelPath, contextSize: CONTEXT, threads: 1, slots: 1 });
       await tight.must('generate', request('T', 't1', chatA));
-      await settled(tight);
+      await slotsSettled(tight);
       const evictions = activities(tight, 'evict');
       expect(evictions).toHaveLength(1);
       expect(evictions[0]).toMatchObject({ kind: 'evict', chatId: 'T' });

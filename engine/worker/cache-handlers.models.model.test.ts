@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateInput, PromptMessage } from '../protocol.ts';
-import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
+import { startEngine, type EngineClient, slotsSettled } from '../../test/support/engine-client.ts';
 import { testModelPath } from '../../test/support/models.ts';
 import { seededText } from '../../test/support/text.ts';
 
@@ -26,18 +26,10 @@ const request = (chatId: string, branchId: string, messages: readonly PromptMess
 const system: PromptMessage = { role: 'system', text: `${seededText(61, 200)}. Answer briefly.` };
 const ask = (text: string): PromptMessage[] => [system, { role: 'user', text }];
 
-/** A turn's KV save runs after its reply was answered: wait until every slot is idle. */
-async function settled(engine: EngineClient): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await engine.must('metrics', {})).slots.every((s) => s.state === 'idle')) {
-    if (Date.now() > deadline) throw new Error('a slot stayed busy');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 async function turn(engine: EngineClient, input: GenerateInput) {
   const reply = await engine.must('generate', input);
-  await settled(engine);
+  await slotsSettled(engine);
   return reply;
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateInput, GenerateOutput, PromptMessage } from '../protocol.ts';
 import { openKvStore } from '../kv/store.ts';
-import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
+import { startEngine, type EngineClient, slotsSettled } from '../../test/support/engine-client.ts';
 import { testModelPath } from '../../test/support/models.ts';
 import { seededText } from '../../test/support/text.ts';
 
@@ -33,17 +33,6 @@ const next = (history: readonly PromptMessage[], reply: GenerateOutput, user: st
   { role: 'assistant', text: reply.text },
   { role: 'user', text: user },
 ];
-/**
- * Waits until every slot is idle: a turn's KV save runs after its reply was answered (a slot in
- * state 'saving' in the metrics), and the next call would otherwise race with it.
- */
-async function settled(engine: EngineClient): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await engine.must('metrics', {})).slots.every((s) => s.state === 'idle')) {
-    if (Date.now() > deadline) throw new Error('a slot stayed busy');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** The prompt's length in tokens, from its readout. */
 const promptTokens = (reply: GenerateOutput): number => reply.stats.tokensReused + reply.stats.tokensRestored + reply.stats.tokensPrefilled;
@@ -118,7 +107,7 @@ describe('slots in an engine process', () => {
     expect(a2.text).toBe(referenceA2.text);
     expect(b2.text).toBe(referenceB2.text);
 
-    await settled(engine);
+    await slotsSettled(engine);
     const metrics = await engine.must('metrics', {});
     expect(metrics.slots).toHaveLength(2);
     expect(metrics.slots.map((s) => [s.index, s.chatId, s.state, s.cellsCapacity])).toEqual([
@@ -184,12 +173,12 @@ describe('slots in an engine process', () => {
   it('a swap saves a dirty slot (its turn\'s save failed) before another chat takes it', async () => {
     const e = engine!;
     const d1 = await e.must('generate', request('D', 'd1', chatD));
-    await settled(e);
+    await slotsSettled(e);
     const repair = await breakChunkWrites();
     let d2: GenerateOutput;
     try {
       d2 = await e.must('generate', request('D', 'd2', next(chatD, d1, secondD)));
-      await settled(e);
+      await slotsSettled(e);
     } finally {
       await repair();
     }
@@ -212,13 +201,13 @@ describe('slots in an engine process', () => {
   it('the quit flush saves a dirty slot within its time bound', async () => {
     const e = engine!;
     const f1 = await e.must('generate', request('F', 'f1', opening(95, 'Tell me about the wind.')));
-    await settled(e);
+    await slotsSettled(e);
     const repair = await breakChunkWrites();
     const history = next(opening(95, 'Tell me about the wind.'), f1, `And the trees? ${seededText(96, 60)}`);
     let f2: GenerateOutput;
     try {
       f2 = await e.must('generate', request('F', 'f2', history));
-      await settled(e);
+      await slotsSettled(e);
     } finally {
       await repair();
     }

@@ -117,3 +117,15 @@ export async function startEngine(
   client.initOutput = await client.must('init', { logLevel: options.logLevel ?? 'warn', ...options.init });
   return client;
 }
+
+/**
+ * Waits until every slot is idle: a turn's KV save runs after its reply was answered (a slot in
+ * state 'saving' in the metrics), and the next call would otherwise race with it.
+ */
+export async function slotsSettled(engine: EngineClient): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await engine.must('metrics', {})).slots.every((s) => s.state === 'idle')) {
+    if (Date.now() > deadline) throw new Error('a slot stayed busy');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
