@@ -390,14 +390,15 @@ describe('retries', () => {
 
   it('429 waits as Retry-After says, 5xx backs off, then it succeeds', async () => {
     const recorder = new Recorder();
-    const queue = makeQueue(recorder);
+    // A backoff unlike the Retry-After, so that the first wait shows which one was taken.
+    const queue = makeQueue(recorder, { backoffMs: (attempt) => 5000 * attempt });
     emulator.failNext(/\/resolve\//, { status: 429 });
     emulator.failNext(/^\/cdn\//, { status: 503, count: 2 });
     const done = recorder.settled();
     await queue.start({ repo: 'acme/tiny-GGUF', file: 'tiny-Q2_K.gguf' });
     expect((await done).status).toBe('done');
-    // Retry-After: 1 (the emulator's), then the backoff of the 2nd and 3rd failure in a row (1 s per failure here).
-    expect(waits).toEqual([1000, 2000, 3000]);
+    // Retry-After: 1 (the emulator's), then the backoff of the 2nd and 3rd failure in a row (5 s per failure here).
+    expect(waits).toEqual([1000, 10_000, 15_000]);
   });
 
   it('a server that keeps failing ends in a resumable error', async () => {
