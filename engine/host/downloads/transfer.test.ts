@@ -16,7 +16,6 @@ import { err, type DownloadItem, type HearthEvent } from '../../contract/index.t
 import { openDatabase } from '../db.ts';
 import { tempDir } from '../../../test/support/host-fixture.ts';
 import { DownloadQueue } from './queue.ts';
-import { retryAfterMs } from './transfer.ts';
 
 /** What the server serves and how; tests change it between requests. */
 interface ServerState {
@@ -278,14 +277,5 @@ describe('plain-address edge cases', () => {
     expect((await done).status).toBe('done');
     expect(seen[0]?.range).toBeUndefined();
     expect(readFileSync(target()).equals(state.body)).toBe(true);
-  });
-});
-
-describe('Retry-After', () => {
-  it('reads seconds and HTTP dates', () => {
-    expect(retryAfterMs('3')).toBe(3000);
-    expect(retryAfterMs(new Date(10_000).toUTCString(), 4_000)).toBe(6000);
-    expect(retryAfterMs('soon')).toBeNull();
-    expect(retryAfterMs(null)).toBeNull();
   });
 });

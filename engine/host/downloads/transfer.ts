@@ -16,6 +16,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat, truncate, unlink } from 'node:fs/promises';
 import { errorText, formatBytes, hearthError, type HearthError } from '../../contract/index.ts';
 import { GGUF_MAGIC } from '../../gguf/format.ts';
+import { retryAfterSeconds } from '../hub/errors.ts';
 import type { HashSlot, HashState } from './hash-memory.ts';
 import { isAllowedAddress } from './names.ts';
 import type { PartRecord } from './store.ts';
@@ -178,14 +179,6 @@ function contentRange(value: string | null): { start: number; end: number; total
   const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value?.trim() ?? '');
   if (!match) return null;
   return { start: Number(match[1]), end: Number(match[2]), total: match[3] === '*' ? null : Number(match[3]) };
-}
-
-/** Retry-After in milliseconds (seconds or an HTTP date); null when absent or unreadable. */
-export function retryAfterMs(value: string | null, now = Date.now()): number | null {
-  if (value === null || value.trim() === '') return null;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
 /** The start of an error answer's body (the Hub explains a refusal there); the rest is dropped. */
@@ -408,7 +401,8 @@ class PartTransfer {
     }
     if (status !== 200 && status !== 206) await response.body?.cancel().catch(() => undefined);
     if (status === 429) {
-      const wait = retryAfterMs(response.headers.get('retry-after')) ?? this.#env.backoffMs(this.#attempts + 1);
+      const asked = retryAfterSeconds(response.headers.get('retry-after'));
+      const wait = asked === null ? this.#env.backoffMs(this.#attempts + 1) : asked * 1000;
       if (wait > maxRetryAfterMs) return end(failed(hearthError('NETWORK_ERROR', `The server limits downloads for now (429): it asks to wait ${Math.ceil(wait / 1000)} s.`, 'Resume later.')));
       return { kind: 'retry', reason: 'the server limits requests (429)', waitMs: wait };
     }
