@@ -196,7 +196,8 @@ describe('a whole download', () => {
     const queue = makeQueue(recorder);
     const done = recorder.settled();
     const started = await queue.start({ uri: 'hf:acme/tiny-GGUF:Q2_K' });
-    expect(started.ok && started.value.name).toBeTruthy();
+    // The address becomes the file it resolved to.
+    expect(started).toMatchObject({ ok: true, value: { name: 'tiny-Q2_K.gguf', uri: 'hf:acme/tiny-GGUF/tiny-Q2_K.gguf', totalBytes: small.length } });
     expect((await done).status).toBe('done');
     expect(readFileSync(path.join(modelsDir, 'tiny-Q2_K.gguf')).equals(small)).toBe(true);
     const resolve = emulator.requests.filter((request) => request.path.includes('/resolve/')).at(-1);
