@@ -6,6 +6,9 @@
 /** "GGUF" read as a little-endian u32. */
 export const GGUF_MAGIC = 0x46554747;
 
+/** llama.cpp's gguf-split file names, `<name>-00001-of-00003.gguf`: the stem, the part (1-based) and the count. */
+export const GGUF_SPLIT_NAME = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/i;
+
 /** The default alignment of the tensor data section and of each tensor in it. */
 export const GGUF_DEFAULT_ALIGNMENT = 32;
 

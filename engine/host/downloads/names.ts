@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { err, ok, type Result } from '../../contract/index.ts';
-import { splitPattern } from '../hub/files.ts';
+import { GGUF_SPLIT_NAME } from '../../gguf/format.ts';
 
 /** Hosts plain http may reach: the loopback addresses only (test servers, the Hub emulator). */
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -54,7 +54,7 @@ export function partPath(finalPath: string): string {
 
 /** A label for a file, as the Hub client names its files: the name without the split suffix (`big-Q8_0.gguf`). */
 export function labelOf(fileName: string): string {
-  const split = splitPattern.exec(fileName);
+  const split = GGUF_SPLIT_NAME.exec(fileName);
   return split ? `${split[1] as string}.gguf` : fileName;
 }
 
@@ -90,7 +90,7 @@ export function addressParts(address: string): Result<readonly AddressPart[]> {
   }
   const checked = checkModelFileName(name);
   if (!checked.ok) return err('INVALID_INPUT', `${checked.error.message} Give the address of a .gguf file.`);
-  const split = splitPattern.exec(name);
+  const split = GGUF_SPLIT_NAME.exec(name);
   if (!split) return ok([{ url: url.href, name }]);
   const [, base, index, count] = split as unknown as [string, string, string, string];
   if (Number(index) !== 1) return err('INVALID_INPUT', `${name} is part ${Number(index)} of a split model.`, `Give the first part's address (…-00001-of-${count}.gguf); Hearth downloads every part.`);

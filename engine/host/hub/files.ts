@@ -4,6 +4,7 @@
  * from the file (or folder) name. Pure functions of the tree the Hub lists; nothing is fetched.
  */
 import type { HubFile } from '../../contract/index.ts';
+import { GGUF_SPLIT_NAME } from '../../gguf/format.ts';
 
 /**
  * Quantization names as GGUF repositories write them, longest alternatives first (the regex
@@ -29,8 +30,6 @@ const quantPattern = new RegExp(
   'g',
 );
 
-/** `name-00001-of-00003.gguf`: llama.cpp's split naming; the stem, the part (1-based) and the count. */
-export const splitPattern = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/i;
 
 /** Vision projectors: not models on their own (the projector of a model is a separate load). */
 const projectorPattern = /(^|[^a-z])mmproj([^a-z]|$)/i;
@@ -85,7 +84,7 @@ export function groupGgufFiles(entries: readonly { path: string; size: number; l
   for (const entry of entries) {
     const { dir, base } = splitPath(entry.path);
     if (!base.toLowerCase().endsWith('.gguf') || isAuxiliary(base)) continue;
-    const split = splitPattern.exec(base);
+    const split = GGUF_SPLIT_NAME.exec(base);
     if (split === null) {
       files.push(makeFile(dir, base, [{ path: entry.path, size: entry.size, sha256: sha256Of(entry), index: 1 }]));
       continue;

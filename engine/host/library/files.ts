@@ -4,10 +4,9 @@
  * is a model (a set still downloading, or with a part deleted, cannot be loaded).
  */
 import { open, readFile, stat } from 'node:fs/promises';
-import { GGUF_MAGIC } from '../../gguf/format.ts';
+import { GGUF_MAGIC, GGUF_SPLIT_NAME } from '../../gguf/format.ts';
 import type { WalkedFile } from './walk.ts';
 
-const splitName = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/i;
 
 /**
  * A model file by its name: `.gguf`, not a dot-file, not an unfinished download (GPT4All's
@@ -21,7 +20,7 @@ export function isModelFileName(name: string): boolean {
 
 /** The part number and count of a split file's name; undefined for a single file. */
 export function splitPart(name: string): { readonly base: string; readonly part: number; readonly count: number } | undefined {
-  const match = splitName.exec(name);
+  const match = GGUF_SPLIT_NAME.exec(name);
   if (!match) return undefined;
   const part = Number(match[2]);
   const count = Number(match[3]);
