@@ -3,7 +3,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { err, ok, type KvStatus } from '../contract/index.ts';
 import type { EngineMetrics, StoreMetrics } from '../protocol.ts';
-import { appliedCompression, freeDiskBytes, readKvStats, type KvStatsDeps } from './kv-stats.ts';
+import { freeDiskBytes } from './disk.ts';
+import { appliedCompression, readKvStats, type KvStatsDeps } from './kv-stats.ts';
 import { defaultSettings } from './settings.ts';
 
 const store: StoreMetrics = {

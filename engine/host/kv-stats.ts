@@ -4,7 +4,6 @@
  * process, which owns the store; the budget and chunk size from the settings; the free disk from
  * the file system the store lives on.
  */
-import { statfs } from 'node:fs/promises';
 import {
   kvCompressionChoiceSchema,
   kvStateTransferSchema,
@@ -18,6 +17,7 @@ import {
   type Settings,
 } from '../contract/index.ts';
 import type { EngineMetrics, InitOutput, StoreMetrics } from '../protocol.ts';
+import { freeDiskBytes, type StatFs } from './disk.ts';
 
 /**
  * The running engine's disk encoding: how it resolved the compression its `init` carried, and
@@ -64,28 +64,7 @@ export interface KvStatsDeps {
   /** What the engine last answered `init` with; null before any engine did. */
   readonly applied?: () => AppliedKvCodec | null;
   /** Test seam: `fs.promises.statfs`. */
-  readonly statfs?: (path: string) => Promise<{ readonly bavail: number | bigint; readonly bsize: number | bigint }>;
-}
-
-/**
- * Free bytes for an unprivileged writer on the disk of the first path that can be read, or null
- * when none can (no statfs on this platform, or the paths are gone). Never throws.
- */
-export async function freeDiskBytes(
-  paths: readonly string[],
-  stat: NonNullable<KvStatsDeps['statfs']> = statfs,
-): Promise<number | null> {
-  for (const dir of paths) {
-    try {
-      const info = await stat(dir);
-      // bavail, not bfree: blocks reserved for root are not space the store can use.
-      const free = Number(info.bavail) * Number(info.bsize);
-      if (Number.isFinite(free) && free >= 0) return free;
-    } catch {
-      // Try the next path.
-    }
-  }
-  return null;
+  readonly statfs?: StatFs;
 }
 
 /**
