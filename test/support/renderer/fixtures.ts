@@ -22,6 +22,7 @@ export function chat(id = 'c1', extra: Partial<Chat> = {}): Chat {
     sampling: { temperature: 0.7, topP: 0.95, maxTokens: 512 },
     activeLeafId: null,
     overflowPolicy: null,
+    engine: null,
     ...extra,
   };
 }
