@@ -2,21 +2,22 @@
  * Words, figures and chart series for the Cache view and the chat's cache readouts.
  * Pure, so the components, the charts and their tests share one way of saying each thing.
  */
-import type {
-  CacheMemory,
-  CacheSnapshot,
-  CacheSource,
-  CacheStoreStats,
-  CacheTurn,
-  ChatCache,
-  KvCodecInfo,
-  KvCompressionChoice,
-  KvCompressionSetting,
-  KvStateTransfer,
-  MessageStats,
-  SlotState,
+import {
+  remoteEngineKindNames,
+  type CacheMemory,
+  type CacheSnapshot,
+  type CacheSource,
+  type CacheStoreStats,
+  type CacheTurn,
+  type ChatCache,
+  type KvCodecInfo,
+  type KvCompressionChoice,
+  type KvCompressionSetting,
+  type KvStateTransfer,
+  type MessageStats,
+  type SlotState,
 } from '../contract.ts';
-import { formatBytes, formatCount as count } from './format.ts';
+import { formatBytes, formatCount as count, isRemoteReply } from './format.ts';
 import { overflowPolicyText } from './kv.ts';
 import type { Ring } from './ring.ts';
 
@@ -212,16 +213,36 @@ export const stopReasonRowText: Readonly<Record<NonNullable<MessageStats['stopRe
 /** Every figure of a reply's readout, for its expanded view. */
 export function statsRows(stats: MessageStats): [label: string, value: string][] {
   const ms = (value: number | undefined) => (value === undefined ? '—' : `${msText(value)} ms`);
-  const rows: [string, string][] = [
-    ['Reused', `${count(stats.tokensReused)} tokens`],
-    ['Restored', `${count(stats.tokensRestored)} tokens`],
-    ['Prefilled', `${count(stats.tokensPrefilled)} tokens`],
-    ['Generated', `${count(stats.tokensGenerated)} tokens`],
-    ['Time to first token', ms(stats.ttftMs)],
-    ['Prefill', ms(stats.prefillMs)],
-    ['Restore', ms(stats.restoreMs)],
-    ['Cache source', sourceText[stats.cacheSource]],
-  ];
+  const rows: [string, string][] = [];
+  const engine = stats.engine;
+  if (engine) {
+    rows.push(['Engine', engine.kind === 'local' ? engine.name : `${engine.name} (${remoteEngineKindNames[engine.kind]})`], ['Model', engine.model]);
+  }
+  if (stats.movedFrom !== undefined) rows.push(['Moved from', stats.movedFrom]);
+  // A remote reply's prompt met the server's cache, not this computer's slots and disk store.
+  if (isRemoteReply(stats)) {
+    if (stats.server) {
+      rows.push(['Prompt (server count)', `${count(stats.server.promptTokens)} tokens`]);
+      rows.push(['Server cache', stats.server.cachedTokens === null ? 'not reported' : `${count(stats.server.cachedTokens)} tokens`]);
+    }
+    rows.push(
+      ['Prefilled', `${count(stats.tokensPrefilled)} tokens`],
+      ['Generated', `${count(stats.tokensGenerated)} tokens`],
+      ['Time to first token', ms(stats.ttftMs)],
+      ['Prefill', ms(stats.prefillMs)],
+    );
+  } else {
+    rows.push(
+      ['Reused', `${count(stats.tokensReused)} tokens`],
+      ['Restored', `${count(stats.tokensRestored)} tokens`],
+      ['Prefilled', `${count(stats.tokensPrefilled)} tokens`],
+      ['Generated', `${count(stats.tokensGenerated)} tokens`],
+      ['Time to first token', ms(stats.ttftMs)],
+      ['Prefill', ms(stats.prefillMs)],
+      ['Restore', ms(stats.restoreMs)],
+      ['Cache source', sourceText[stats.cacheSource]],
+    );
+  }
   if (stats.fallbackReason) rows.push(['Fallback reason', stats.fallbackReason]);
   if (stats.stopReason) rows.push(['Ended', stopReasonRowText[stats.stopReason]]);
   const view = stats.view;

@@ -1,4 +1,4 @@
-import { formatBytes, type DownloadItem, type MessageStats } from '../contract.ts';
+import { formatBytes, type DownloadItem, type MessageStats, type ReplyEngine, type ServerCacheStats } from '../contract.ts';
 
 export { formatBytes };
 
@@ -42,16 +42,43 @@ export function droppedText(stats: MessageStats): string | null {
   return `dropped ${count(dropped)} older ${dropped === 1 ? 'message' : 'messages'} · re-read ${count(stats.tokensPrefilled)} tokens`;
 }
 
+/** Where a reply was written, as its readout names it: "GPU box · Llama-3-70B", "This computer · tiny-model". */
+export function replyEngineText(engine: ReplyEngine): string {
+  return `${engine.name} · ${engine.model}`;
+}
+
+/** A remote reply's engine, not this computer's (older replies name none: they were local). */
+export function isRemoteReply(stats: MessageStats): stats is MessageStats & { readonly engine: ReplyEngine } {
+  return stats.engine !== undefined && stats.engine.kind !== 'local';
+}
+
+/** What the server's prefix cache did for a prompt: "Server cache: 1,536 of 1,600 prompt tokens". */
+export function serverCacheText(server: ServerCacheStats): string {
+  if (server.cachedTokens === null) return 'Server cache: the server did not report cached tokens';
+  return `Server cache: ${count(server.cachedTokens)} of ${count(server.promptTokens)} prompt tokens`;
+}
+
+/** The first reply after a move: "Moved from This computer · tiny-model: the history was read again here (1,840 tokens)". */
+export function movedText(stats: MessageStats): string | null {
+  if (stats.movedFrom === undefined) return null;
+  return `Moved from ${stats.movedFrom}: the history was read again here (${count(stats.tokensPrefilled)} tokens)`;
+}
+
 /**
  * The small readout under a reply, e.g. "reused 120 · prefilled 14 tokens · first token 35 ms",
  * or after a disk restore "restored 3,840 tokens from disk in 41 ms · prefilled 12 · …", or when
  * the reply moved the model's view "dropped 12 older messages · re-read 1,840 tokens · …", then
- * why the cache could not be used, when it could not.
+ * why the cache could not be used, when it could not. A remote engine's reply names the engine and
+ * model, and what its server's cache did: this computer's slots and disk store took no part.
  */
 export function formatStats(stats: MessageStats): string {
   const parts: string[] = [];
   const dropped = droppedText(stats);
-  if (dropped !== null) {
+  if (isRemoteReply(stats)) {
+    parts.push(replyEngineText(stats.engine));
+    if (dropped !== null) parts.push(dropped);
+    if (stats.server) parts.push(serverCacheText(stats.server));
+  } else if (dropped !== null) {
     parts.push(dropped);
     if (stats.tokensRestored > 0) parts.push(`restored ${count(stats.tokensRestored)} from disk`);
   } else if (stats.tokensRestored > 0) {

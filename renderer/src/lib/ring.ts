@@ -19,6 +19,9 @@ export interface Ring<T> {
 /** 60 s of Cache view ticks at 4 Hz. */
 export const cacheRingCapacity = 240;
 
+/** 5 minutes of a remote engine's `/metrics` readings at about 1 Hz. */
+export const remoteRingCapacity = 300;
+
 export function createRing<T>(capacity: number): Ring<T> {
   if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('a ring needs a capacity of at least 1');
   const items: (T | undefined)[] = new Array<T | undefined>(capacity);

@@ -49,3 +49,16 @@ describe('the Models routes', () => {
     expect(isHubRepoId('a/b/c')).toBe(false);
   });
 });
+
+describe('the engines routes', () => {
+  it("Settings' Engines section and a remote engine's Cache view round-trip", () => {
+    const routes: Route[] = [{ name: 'settings' }, { name: 'settings', section: 'engines' }, { name: 'cache' }, { name: 'cache', engineId: 'e_1-X' }];
+    for (const route of routes) expect(parseHash(routeHash(route))).toEqual(route);
+    expect(routeHash({ name: 'cache', engineId: 'abc' })).toBe('#/cache/engine/abc');
+    expect(routeHash({ name: 'settings', section: 'engines' })).toBe('#/settings/engines');
+  });
+
+  it('an engine id the contract would refuse falls back to this computer', () => {
+    for (const hash of ['#/cache/engine/a%2Fb', '#/cache/engine/..', `#/cache/engine/${'e'.repeat(65)}`, '#/cache/engine/%E0%A4%A']) expect(parseHash(hash)).toEqual({ name: 'cache' });
+  });
+});

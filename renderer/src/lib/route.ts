@@ -11,8 +11,10 @@ export type Route =
   | { readonly name: 'models'; readonly tab?: ModelsTab }
   /** A Hugging Face repository's page (`#/models/repo/owner/name`). */
   | { readonly name: 'models'; readonly tab: 'repo'; readonly repo: string }
-  | { readonly name: 'settings' }
-  | { readonly name: 'cache' }
+  /** `section` scrolls to one part of the screen (`#/settings/engines`). */
+  | { readonly name: 'settings'; readonly section?: 'engines' }
+  /** This computer's cache, or with `engineId` a remote engine's (`#/cache/engine/<id>`). */
+  | { readonly name: 'cache'; readonly engineId?: string }
   | { readonly name: 'server' };
 
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/;
@@ -32,6 +34,7 @@ export function parseHash(hash: string): Route {
   if (path === 'models/discover') return { name: 'models', tab: 'discover' };
   if (path === 'models/downloads') return { name: 'models', tab: 'downloads' };
   if (path === 'settings') return { name: 'settings' };
+  if (path === 'settings/engines') return { name: 'settings', section: 'engines' };
   if (path === 'cache') return { name: 'cache' };
   if (path === 'server') return { name: 'server' };
   // Each segment is decoded alone, so an encoded `/` cannot make a third one pass as a repo.
@@ -44,6 +47,11 @@ export function parseHash(hash: string): Route {
       if (isHubRepoId(id)) return { name: 'models', tab: 'repo', repo: id };
     }
     return { name: 'models', tab: 'discover' };
+  }
+  const engine = /^cache\/engine\/([^/]+)$/.exec(path);
+  if (engine) {
+    const id = decodeSegment(engine[1] ?? '');
+    return id !== null && idPattern.test(id) ? { name: 'cache', engineId: id } : { name: 'cache' };
   }
   const chat = /^chat\/([^/]+)$/.exec(path);
   if (chat) {
@@ -61,9 +69,9 @@ export function routeHash(route: Route): string {
       if (route.tab === 'repo') return `#/models/repo/${route.repo.split('/').map(encodeURIComponent).join('/')}`;
       return route.tab ? `#/models/${route.tab}` : '#/models';
     case 'settings':
-      return '#/settings';
+      return route.section ? `#/settings/${route.section}` : '#/settings';
     case 'cache':
-      return '#/cache';
+      return route.engineId === undefined ? '#/cache' : `#/cache/engine/${encodeURIComponent(route.engineId)}`;
     case 'server':
       return '#/server';
     case 'home':

@@ -10,6 +10,7 @@ import type {
   CallOutputs,
   Chat,
   ChatCache,
+  ChatEngineRef,
   ChatExport,
   DownloadItem,
   HearthError,
@@ -21,6 +22,8 @@ import type {
   ModelKvUsage,
   ModelProfileView,
   OverflowPolicy,
+  RemoteEngine,
+  RemoteEngineStatus,
   Result,
   Sampling,
   Settings,
@@ -36,7 +39,13 @@ export interface Actions {
   resync(): Promise<void>;
   navigate(route: Route): void;
   openChat(chatId: string, options?: { force?: boolean }): Promise<void>;
-  newChat(): Promise<Result<Chat>>;
+  /** A new chat, opened; on this computer unless `engine` names a remote engine's model. */
+  newChat(engine?: ChatEngineRef): Promise<Result<Chat>>;
+  /**
+   * Runs the chat's next replies elsewhere (`chats.move`; null: this computer). The history is not
+   * copied: the next reply reads it again there.
+   */
+  moveChat(chatId: string, engine: ChatEngineRef | null): Promise<Result<Chat>>;
   send(chatId: string, text: string): Promise<Result<unknown>>;
   stop(chatId: string): Promise<Result<unknown>>;
   regenerate(chatId: string, messageId: string): Promise<Result<unknown>>;
@@ -121,8 +130,11 @@ export interface Actions {
   planModel(target: PlanTarget, options?: { fresh?: boolean }): Promise<Result<KvPlan>>;
   /** The quality meter on the loaded model; `fresh` measures again instead of the cached result. */
   measureQuality(fresh?: boolean): Promise<Result<KvQuality>>;
-  /** Asks the host for Cache view ticks for its lease (`cache.watch`); the view renews it while visible. */
-  watchCache(): Promise<Result<CallOutputs['cache.watch']>>;
+  /**
+   * Asks the host for Cache view ticks for its lease (`cache.watch`); the view renews it while
+   * visible. With `engineId`, also that remote engine's `/metrics` readings (`cache.remote`).
+   */
+  watchCache(engineId?: string): Promise<Result<CallOutputs['cache.watch']>>;
   /** The Cache view's history (turns, events, largest chats) into the store. */
   loadCacheOverview(): Promise<Result<CallOutputs['cache.overview']>>;
   /** Only the largest chats (their sizes change with every save), leaving the history as it is. */
@@ -135,6 +147,18 @@ export interface Actions {
   verifyCache(repair: boolean): Promise<Result<CallOutputs['kv.verify']>>;
   /** The chat's active branch as Markdown or JSON, with a safe file name (`chats.export`); the caller saves it. */
   exportChat(chatId: string, format: 'markdown' | 'json'): Promise<Result<ChatExport>>;
+  /** The remote engines into the store (at start and after every reconnect). */
+  loadEngines(): Promise<Result<CallOutputs['engines.list']>>;
+  /** Adds a remote engine; the host checks it at once and keeps it even when the check fails. */
+  addEngine(input: CallInput<'engines.add'>): Promise<Result<RemoteEngine>>;
+  /** Changes an engine (`apiKey` null removes its key); the host checks it again. */
+  updateEngine(input: CallInput<'engines.update'>): Promise<Result<RemoteEngine>>;
+  /** Removes an engine; its chats keep their history and ask to be moved. */
+  removeEngine(engineId: string): Promise<Result<CallOutputs['engines.remove']>>;
+  /** Asks an engine again what it serves. */
+  checkEngine(engineId: string): Promise<Result<RemoteEngine>>;
+  /** Checks an address before it is saved (the dialog's Test); nothing is stored. */
+  testEngine(input: CallInput<'engines.test'>): Promise<Result<RemoteEngineStatus>>;
   /** The API server's state and request log into the store (`server.state`). */
   loadServer(): Promise<Result<ApiServerState>>;
   /** Changes the API server's settings; the host starts, restarts or stops it to match. */
@@ -200,6 +224,8 @@ export function createActions(transport: Transport, store: HearthStore, options:
       if (route.name === 'chat') await actions.openChat(route.chatId, { force: true });
       // The queue feeds the sidebar's badge on every screen; a reconnect may have missed changes.
       void actions.loadDownloads();
+      // The chat header names its engine, and the picker lists them, on every chat.
+      void actions.loadEngines();
       if (route.name === 'models') await actions.refreshModels();
       if (route.name === 'models' && route.tab === 'repo') void actions.openHubRepo(route.repo, { fresh: !first });
       if (route.name === 'cache') await actions.loadCacheOverview();
@@ -230,8 +256,8 @@ export function createActions(transport: Transport, store: HearthStore, options:
       state().setChatLoad(chatId, 'loaded');
     },
 
-    async newChat() {
-      const result = await transport.call('chats.create', {});
+    async newChat(engine) {
+      const result = await transport.call('chats.create', engine ? { engine } : {});
       if (result.ok) {
         const chat = result.value;
         state().setChatMessages(chat.id, []);
@@ -240,6 +266,12 @@ export function createActions(transport: Transport, store: HearthStore, options:
         actions.navigate({ name: 'chat', chatId: chat.id });
         state().requestComposerFocus();
       }
+      return result;
+    },
+
+    async moveChat(chatId, engine) {
+      const result = await transport.call('chats.move', { chatId, engine });
+      if (result.ok) applyChat(result.value);
       return result;
     },
 
@@ -603,8 +635,8 @@ export function createActions(transport: Transport, store: HearthStore, options:
       return result;
     },
 
-    watchCache() {
-      return transport.call('cache.watch', {});
+    watchCache(engineId) {
+      return transport.call('cache.watch', engineId === undefined ? {} : { engineId });
     },
 
     async loadCacheOverview() {
@@ -639,6 +671,41 @@ export function createActions(transport: Transport, store: HearthStore, options:
 
     exportChat(chatId, format) {
       return transport.call('chats.export', { chatId, format });
+    },
+
+    async loadEngines() {
+      const result = await transport.call('engines.list', {});
+      if (result.ok) state().setEngines(result.value.engines);
+      else state().setEnginesError(result.error);
+      return result;
+    },
+
+    async addEngine(input) {
+      const result = await transport.call('engines.add', input);
+      if (result.ok) state().upsertEngine(result.value);
+      return result;
+    },
+
+    async updateEngine(input) {
+      const result = await transport.call('engines.update', input);
+      if (result.ok) state().upsertEngine(result.value);
+      return result;
+    },
+
+    async removeEngine(engineId) {
+      const result = await transport.call('engines.remove', { engineId });
+      if (result.ok) state().dropEngine(engineId);
+      return result;
+    },
+
+    async checkEngine(engineId) {
+      const result = await transport.call('engines.check', { engineId });
+      if (result.ok) state().upsertEngine(result.value);
+      return result;
+    },
+
+    testEngine(input) {
+      return transport.call('engines.test', input);
     },
 
     async loadServer() {

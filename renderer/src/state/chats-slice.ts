@@ -43,9 +43,11 @@ export const createChatsSlice: SliceCreator<ChatsSlice> = (set) => ({
   upsertChatSummary: (summary) =>
     set((s) => {
       const chat = s.chats[summary.id];
+      // A summary that carries the engine (a whole Chat) moves the chat here too, as in the window that moved it.
+      const engine = 'engine' in summary ? (summary as Partial<Chat>).engine : undefined;
       return {
         chatList: withSummary(s.chatList, summary),
-        chats: chat ? { ...s.chats, [summary.id]: { ...chat, title: summary.title, updatedAt: summary.updatedAt } } : s.chats,
+        chats: chat ? { ...s.chats, [summary.id]: { ...chat, title: summary.title, updatedAt: summary.updatedAt, ...(engine !== undefined ? { engine } : {}) } } : s.chats,
       };
     }),
   removeChat: (chatId) =>

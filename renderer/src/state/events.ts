@@ -86,6 +86,12 @@ export function bindEvents(
         if (touches && route.name === 'cache') void actions.refreshCachedChats();
         break;
       }
+      case 'engines.changed':
+        state().setEngines(event.payload.engines);
+        break;
+      case 'cache.remote':
+        state().applyRemoteSample(event.payload);
+        break;
       case 'server.state':
         state().applyServerState(event.payload);
         break;

@@ -212,3 +212,11 @@ export const selectChatCache = (chatId: string) => (s: HearthState): ChatCache |
 export const selectServer: Selector<HearthState['server']> = (s) => s.server;
 export const selectServerRequests: Selector<HearthState['serverRequests']> = (s) => s.serverRequests;
 export const selectServerLoadError: Selector<HearthError | null> = (s) => s.serverLoadError;
+
+// Remote engines.
+export const selectEngines: Selector<HearthState['engines']> = (s) => s.engines;
+export const selectEnginesError: Selector<HearthError | null> = (s) => s.enginesError;
+export const selectEngineById = (engineId: string) => (s: HearthState) => s.engines?.find((e) => e.id === engineId);
+export const selectRemoteSample = (engineId: string) => (s: HearthState) => s.remoteSamples[engineId];
+/** Messages on the branch on screen: what a move reads again. */
+export const selectActivePathLength = (chatId: string) => (s: HearthState): number => selectActivePathIds(chatId)(s).length;

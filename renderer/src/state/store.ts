@@ -3,6 +3,7 @@ import { createAppSlice } from './app-slice.ts';
 import { createCacheSlice } from './cache-slice.ts';
 import { createChatsSlice } from './chats-slice.ts';
 import { createDownloadsSlice } from './downloads-slice.ts';
+import { createEnginesSlice } from './engines-slice.ts';
 import { createHubSlice } from './hub-slice.ts';
 import { createMessagesSlice } from './messages-slice.ts';
 import { createModelsSlice } from './models-slice.ts';
@@ -20,6 +21,7 @@ export function createHearthStore() {
     ...createCacheSlice(...a),
     ...createChatsSlice(...a),
     ...createDownloadsSlice(...a),
+    ...createEnginesSlice(...a),
     ...createHubSlice(...a),
     ...createMessagesSlice(...a),
     ...createModelsSlice(...a),

@@ -1,5 +1,5 @@
 /** Test data builders shared by the renderer's unit tests. */
-import type { ApiRequestLog, ApiServerState, AppState, CacheSnapshot, CacheTurn, Chat, KvPlan, KvPlanRow, Message, MessageStats } from '../../../renderer/src/contract.ts';
+import type { ApiRequestLog, ApiServerState, AppState, CacheSnapshot, CacheTurn, Chat, KvPlan, KvPlanRow, Message, MessageStats, RemoteCacheSample, RemoteEngine } from '../../../renderer/src/contract.ts';
 
 let clock = 1_000;
 
@@ -159,5 +159,31 @@ export const apiRequest = (id: number, extra: Partial<ApiRequestLog> = {}): ApiR
   cachedTokens: 30,
   ttftMs: 12,
   tokensPerSecond: 55.25,
+  ...extra,
+});
+
+/** A remote engine that answered its last check with two models and its /metrics. */
+export const remoteEngine = (id = 'e1', extra: Partial<RemoteEngine> = {}): RemoteEngine => ({
+  id,
+  name: 'GPU box',
+  baseUrl: 'http://gpu-box:8000',
+  kind: 'vllm',
+  hasApiKey: false,
+  createdAt: 1,
+  status: { state: 'online', checkedAt: 2, models: [{ id: 'llama-3-70b', contextLength: 32768 }, { id: 'qwen-7b' }], metrics: true },
+  ...extra,
+});
+
+/** One reading of a remote engine's /metrics with every figure reported. */
+export const remoteSample = (engineId = 'e1', extra: Partial<RemoteCacheSample> = {}): RemoteCacheSample => ({
+  engineId,
+  at: 1_700_000_000_000,
+  kvUsage: 0.42,
+  kvTokens: 12_345,
+  prefixHitRate: 0.8,
+  recentPrefixHitRate: 0.95,
+  requestsRunning: 2,
+  requestsWaiting: 0,
+  offload: null,
   ...extra,
 });
