@@ -12,6 +12,7 @@ import {
   selectSettings,
 } from '../state/selectors.ts';
 import { applyNote, CacheFields, cacheChanged, cacheFormFrom, cacheFromForm, type CacheForm } from './CacheSettings.tsx';
+import { EnginesSection } from './EnginesSettings.tsx';
 import { ModelSection } from './ModelSection.tsx';
 import { SamplingFields, samplingFormFrom, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, ErrorBox, inputStyles } from './ui.tsx';
@@ -26,6 +27,7 @@ export function SettingsScreen() {
           <div className="space-y-8">
             <SettingsForm settings={settings} />
             <ModelSection />
+            <EnginesSection />
           </div>
         ) : (
           <p className="text-sm text-stone-500">Loading…</p>
