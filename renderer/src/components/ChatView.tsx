@@ -3,6 +3,7 @@ import { dividerText } from '../lib/context-view.ts';
 import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
 import { selectActivePathIds, selectChatLoad, selectChatTitle, selectDividerAbove } from '../state/selectors.ts';
 import { ChatCacheBadge } from './ChatCacheBadge.tsx';
+import { ChatEnginePicker } from './ChatEnginePicker.tsx';
 import { ChatSettingsDialog } from './ChatSettingsDialog.tsx';
 import { ContextMeter } from './ContextMeter.tsx';
 import { Composer } from './Composer.tsx';
@@ -43,6 +44,7 @@ export function ChatView({ chatId }: { chatId: string }) {
         <h1 id="chat-title" className="min-w-0 flex-1 truncate text-base font-semibold">
           {title ?? 'Conversation'}
         </h1>
+        <ChatEnginePicker chatId={chatId} />
         <ContextMeter chatId={chatId} />
         <ChatCacheBadge chatId={chatId} />
         <ExportChat chatId={chatId} />

@@ -2,7 +2,7 @@ import { memo, useState } from 'react';
 import type { Message, MessageStats } from '../contract.ts';
 import { statsRows } from '../lib/cache.ts';
 import { isContextOverflow } from '../lib/context-view.ts';
-import { formatStats } from '../lib/format.ts';
+import { formatStats, movedText } from '../lib/format.ts';
 import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
 import { selectBranchInfo, selectMessage, selectStreamingId } from '../state/selectors.ts';
 import { ContinueOffer, StopAndAsk } from './ContextActions.tsx';
@@ -22,6 +22,7 @@ export const MessageItem = memo(function MessageItem({ chatId, messageId }: { ch
     <article
       aria-label={user ? 'User message' : 'Assistant message'}
       aria-busy={message.status === 'streaming' || undefined}
+      data-message-id={messageId}
       className={user ? 'ml-auto max-w-[85%] rounded-lg bg-amber-50 px-4 py-3 dark:bg-stone-800' : 'px-1 py-1'}
     >
       {editing ? (
@@ -41,8 +42,22 @@ export const MessageItem = memo(function MessageItem({ chatId, messageId }: { ch
 
 /** The one-line readout (kept as the summary: tests and users know it), expanding to every figure. */
 export function StatsReadout({ stats }: { stats: MessageStats }) {
+  const moved = movedText(stats);
   return (
-    <details className="mt-1 text-[11px] text-stone-500 dark:text-stone-400">
+    <>
+      {moved && (
+        <p data-testid="reply-moved" className="mt-1 text-[11px] text-amber-800 dark:text-amber-300">
+          {moved}
+        </p>
+      )}
+      <StatsDetails stats={stats} />
+    </>
+  );
+}
+
+function StatsDetails({ stats }: { stats: MessageStats }) {
+  return (
+    <details data-testid="reply-readout" className="mt-1 text-[11px] text-stone-500 dark:text-stone-400">
       <summary className="cursor-pointer hover:text-stone-700 dark:hover:text-stone-200">
         {formatStats(stats)}
       </summary>
