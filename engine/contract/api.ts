@@ -8,6 +8,7 @@ import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, EngineStatus,
 import type { CachedChat, CacheEvent, CacheSnapshot, CacheTurn, ChatCache, KvPlan, KvQuality, KvStatus, KvStoreInfo, KvVerifyReport } from './kv-types.ts';
 import type { Result } from './errors.ts';
 import type { ApiRequestLog, ApiServerState } from './server-types.ts';
+import { remoteEngineKinds, type ChatSearchHit, type RemoteCacheSample, type RemoteEngine, type RemoteEngineStatus } from './remote-types.ts';
 import { isHubRepoId, type DownloadItem, type HubAuthState, type HubRepo, type HubRepoSummary, type ModelKvUsage, type ModelLibrary, type RepoFit } from './models-types.ts';
 
 /** Largest message a user may send, in characters. */
@@ -109,6 +110,29 @@ export function defaultModelProfile(settings: Pick<Settings, 'contextSize' | 'kv
 const empty = z.strictObject({});
 const chatRef = z.strictObject({ chatId: idSchema });
 
+/**
+ * A remote engine's root URL (remote-types.ts RemoteEngine.baseUrl): http or https, with no
+ * credentials, query or fragment (a key goes in `apiKey`, never in the URL, where logs and
+ * screens would show it). The host normalizes it (no trailing `/` or `/v1`).
+ */
+export const remoteBaseUrlSchema = z
+  .string()
+  .trim()
+  .max(2000)
+  .refine((text) => {
+    if (!URL.canParse(text)) return false;
+    const url = new URL(text);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' && url.search === '' && url.hash === '';
+  }, 'not an http(s) address without credentials, query or fragment');
+
+/** An engine's API key: printable ASCII without spaces, as Authorization headers carry it. */
+const remoteApiKeySchema = z.string().trim().min(1).max(4096).regex(/^[\x21-\x7e]+$/, 'an API key is printable ASCII without spaces');
+const remoteEngineNameSchema = z.string().trim().min(1).max(80);
+/** A model id on a remote engine (`/v1/models` ids may hold slashes and colons). */
+const remoteModelIdSchema = z.string().min(1).max(500).regex(/^[\x20-\x7e]+$/, 'a model id is printable ASCII');
+/** Where a chat runs (remote-types.ts ChatEngineRef); null: this computer. */
+export const chatEngineRefSchema = z.strictObject({ engineId: idSchema, model: remoteModelIdSchema }).nullable();
+
 /** Input schema of every call. The key is the call's name. */
 export const callInputs = {
   /** Everything the UI needs at start. */
@@ -201,6 +225,8 @@ export const callInputs = {
   'chats.create': z.strictObject({
     title: z.string().max(200).optional(),
     systemPrompt: z.string().max(maxSystemPromptChars).optional(),
+    /** A remote engine and model to run on; default (null) this computer. */
+    engine: chatEngineRefSchema.optional(),
   }),
   /** A chat with every message of every branch. */
   'chats.get': chatRef,
@@ -240,6 +266,33 @@ export const callInputs = {
   'chats.stop': chatRef,
   /** The active branch as Markdown or JSON, with a safe file name; the UI offers it as a download. */
   'chats.export': z.strictObject({ chatId: idSchema, format: z.enum(['markdown', 'json']) }),
+  /**
+   * Runs the chat's next replies elsewhere: on a remote engine's model, or (null) on this
+   * computer. Nothing is copied: the next reply's engine reads the history again, and its
+   * readout says so. Refused while a reply is being written.
+   */
+  'chats.move': z.strictObject({ chatId: idSchema, engine: chatEngineRefSchema }),
+  /** Chats whose title or messages (any branch) contain `query`, case-insensitively; newest first, at most 50. */
+  'chats.search': z.strictObject({ query: z.string().trim().min(1).max(200) }),
+
+  /** The remote engines, with what the last check of each found. */
+  'engines.list': empty,
+  /** Adds a remote engine, then checks it (its models, its `/metrics`): it is kept even when the check fails. */
+  'engines.add': z.strictObject({ name: remoteEngineNameSchema, baseUrl: remoteBaseUrlSchema, kind: z.enum(remoteEngineKinds), apiKey: remoteApiKeySchema.optional() }),
+  /** Changes an engine; `apiKey` null removes the stored key. Checks it again. */
+  'engines.update': z.strictObject({
+    engineId: idSchema,
+    name: remoteEngineNameSchema.optional(),
+    baseUrl: remoteBaseUrlSchema.optional(),
+    kind: z.enum(remoteEngineKinds).optional(),
+    apiKey: remoteApiKeySchema.nullable().optional(),
+  }),
+  /** Removes an engine and its key. Its chats keep their history and ask to be moved. */
+  'engines.remove': z.strictObject({ engineId: idSchema }),
+  /** Asks an engine again what it serves. */
+  'engines.check': z.strictObject({ engineId: idSchema }),
+  /** Checks an address before it is saved (the add dialog's Test button); `engineId` lends that engine's stored key. */
+  'engines.test': z.strictObject({ baseUrl: remoteBaseUrlSchema, kind: z.enum(remoteEngineKinds), apiKey: remoteApiKeySchema.optional(), engineId: idSchema.optional() }),
 
   /** The disk KV store's size, budget and the free disk beside it. */
   'kv.stats': empty,
@@ -254,7 +307,10 @@ export const callInputs = {
    * again before the lease runs out, and a hidden or closed one simply stops, so nothing samples
    * for a view nobody sees.
    */
-  'cache.watch': empty,
+  'cache.watch': z.strictObject({
+    /** Also read this remote engine's `/metrics` (about 1 Hz) and send them as `cache.remote`. */
+    engineId: idSchema.optional(),
+  }),
   /** The Cache view's history: recent turns, the event log, and the chats with the most KV on disk. */
   'cache.overview': empty,
   /** One chat's cache: in a slot, on disk, or neither (the chat header's badge). */
@@ -348,6 +404,15 @@ export interface CallOutputs {
   'chats.stop': { readonly stopped: boolean };
   /** The file to save. */
   'chats.export': ChatExport;
+  'chats.move': Chat;
+  'chats.search': { readonly hits: readonly ChatSearchHit[] };
+  'engines.list': { readonly engines: readonly RemoteEngine[] };
+  'engines.add': RemoteEngine;
+  'engines.update': RemoteEngine;
+  /** `chats`: how many chats were running on it (they keep their history). */
+  'engines.remove': { readonly removed: boolean; readonly chats: number };
+  'engines.check': RemoteEngine;
+  'engines.test': RemoteEngineStatus;
   /** The store's figures now. */
   'kv.stats': KvStoreInfo;
   /** What the check found (and repaired). */
@@ -397,6 +462,10 @@ export interface EventPayloads {
   'cache.turn': CacheTurn;
   /** A line for the Cache view's event log. */
   'cache.event': CacheEvent;
+  /** One reading of the watched remote engine's `/metrics` (`cache.watch` with `engineId`). */
+  'cache.remote': RemoteCacheSample;
+  /** An engine was added, changed, checked or removed: every engine, as `engines.list` answers. */
+  'engines.changed': { readonly engines: readonly RemoteEngine[] };
   /** The API server started, stopped, failed, or its key changed (the log is not resent: see `server.request`). */
   'server.state': Omit<ApiServerState, 'requests'>;
   /** An API request finished: a row for the Server screen's log. */

@@ -7,6 +7,7 @@ export * from './types.ts';
 export * from './kv-types.ts';
 export * from './server-types.ts';
 export * from './models-types.ts';
+export * from './remote-types.ts';
 export * from './api.ts';
 export * from './validate.ts';
 export * from './format.ts';

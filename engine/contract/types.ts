@@ -7,6 +7,7 @@
 import type { CacheMiss } from './server-types.ts';
 import type { HearthError } from './errors.ts';
 import type { CacheSource, KvCacheType, KvCompressionSetting, KvStatus } from './kv-types.ts';
+import type { ChatEngineRef, ReplyEngine, ServerCacheStats } from './remote-types.ts';
 
 /** Lifecycle of one resource: one shape for everything that loads, so every view shows it alike. */
 export type ResourceState = 'idle' | 'loading' | 'ready' | 'error';
@@ -207,6 +208,11 @@ export interface Chat extends ChatSummary {
   readonly activeLeafId: string | null;
   /** This chat's overflow policy; null follows the loaded model's profile. */
   readonly overflowPolicy: OverflowPolicy | null;
+  /**
+   * The remote engine and model its replies run on; null: this computer's engine, with the
+   * loaded model. An engine that was removed still names its id here until the chat is moved.
+   */
+  readonly engine: ChatEngineRef | null;
 }
 
 export type Role = 'user' | 'assistant';
@@ -250,6 +256,15 @@ export interface MessageStats {
   readonly view?: ContextView;
   /** API requests: where the prompt diverged from the conversation the cache held, when it did. */
   readonly cacheMiss?: CacheMiss;
+  /** Where the reply was generated; absent from older replies. */
+  readonly engine?: ReplyEngine;
+  /** A remote engine's own account of the prompt (its prefix cache); remote replies only. */
+  readonly server?: ServerCacheStats;
+  /**
+   * Set on the first reply after the chat moved: where the branch's previous reply was
+   * generated ("vLLM box · Llama-3-70B"). Its history was read again here (`tokensPrefilled`).
+   */
+  readonly movedFrom?: string;
 }
 
 /** The model's view of a chat at one reply (MessageStats.view): the context meter and the divider. */

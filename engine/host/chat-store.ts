@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
-import { overflowPolicies, type CacheTurn, type Chat, type ChatSummary, type HearthError, type Message, type MessageStats, type MessageStatus, type OverflowPolicy, type Role, type Sampling } from '../contract/index.ts';
+import { overflowPolicies, type CacheTurn, type Chat, type ChatEngineRef, type ChatSummary, type HearthError, type Message, type MessageStats, type MessageStatus, type OverflowPolicy, type Role, type Sampling } from '../contract/index.ts';
 import { durably, isDatabaseLocked, transaction, withoutWaiting } from './db.ts';
 
 /** The title of a chat until its first user message names it. */
@@ -19,6 +19,8 @@ interface ChatRow {
   sampling: string;
   active_leaf_id: string | null;
   overflow_policy: string | null;
+  engine_id: string | null;
+  engine_model: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -60,6 +62,7 @@ function toChat(row: ChatRow): Chat {
     activeLeafId: row.active_leaf_id,
     // A value this build does not know (written by another version) follows the model's.
     overflowPolicy: (overflowPolicies as readonly string[]).includes(row.overflow_policy ?? '') ? (row.overflow_policy as OverflowPolicy) : null,
+    engine: row.engine_id !== null && row.engine_model !== null ? { engineId: row.engine_id, model: row.engine_model } : null,
   };
 }
 
@@ -129,7 +132,7 @@ export class ChatStore {
     return { ...rest, status: finish.status, content: finish.content, ...(finish.error ? { error: finish.error } : {}), ...(finish.stats ? { stats: finish.stats } : {}) };
   }
 
-  createChat(input: { title?: string | undefined; systemPrompt: string; sampling: Sampling }): Chat {
+  createChat(input: { title?: string | undefined; systemPrompt: string; sampling: Sampling; engine?: ChatEngineRef | null | undefined }): Chat {
     const now = Date.now();
     const title = input.title?.trim() ?? '';
     const row: ChatRow = {
@@ -140,13 +143,15 @@ export class ChatStore {
       sampling: JSON.stringify(input.sampling),
       active_leaf_id: null,
       overflow_policy: null,
+      engine_id: input.engine?.engineId ?? null,
+      engine_model: input.engine?.model ?? null,
       created_at: now,
       updated_at: now,
     };
     this.#db
       .prepare(
-        `INSERT INTO chats (id, title, title_pending, system_prompt, sampling, active_leaf_id, overflow_policy, created_at, updated_at)
-         VALUES (:id, :title, :title_pending, :system_prompt, :sampling, :active_leaf_id, :overflow_policy, :created_at, :updated_at)`,
+        `INSERT INTO chats (id, title, title_pending, system_prompt, sampling, active_leaf_id, overflow_policy, engine_id, engine_model, created_at, updated_at)
+         VALUES (:id, :title, :title_pending, :system_prompt, :sampling, :active_leaf_id, :overflow_policy, :engine_id, :engine_model, :created_at, :updated_at)`,
       )
       .run({ ...row });
     return toChat(row);
@@ -183,6 +188,17 @@ export class ChatStore {
         .run(systemPrompt, JSON.stringify(sampling), overflowPolicy, Date.now(), chatId);
       return this.getChat(chatId);
     });
+  }
+
+  /** Where the chat's next replies run (null: this computer). */
+  moveChat(chatId: string, engine: ChatEngineRef | null): Chat | undefined {
+    this.#db.prepare('UPDATE chats SET engine_id = ?, engine_model = ?, updated_at = ? WHERE id = ?').run(engine?.engineId ?? null, engine?.model ?? null, Date.now(), chatId);
+    return this.getChat(chatId);
+  }
+
+  /** How many chats run on the engine `engineId`. */
+  chatsOnEngine(engineId: string): number {
+    return Number((this.#db.prepare('SELECT count(*) AS n FROM chats WHERE engine_id = ?').get(engineId) as { n: number }).n);
   }
 
   /** Deletes the chat and, by cascade, all its messages. */

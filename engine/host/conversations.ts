@@ -7,7 +7,7 @@ import { err, ok, type CallInput, type CallOutputs, type Chat, type HearthEvent,
 import { buildPrompt, type Generations } from './generations.ts';
 import type { ModelManager } from './model-manager.ts';
 import type { ChatStore, Turn } from './chat-store.ts';
-import type { Settings } from '../contract/index.ts';
+import type { ChatEngineRef, RemoteEngine, Settings } from '../contract/index.ts';
 
 export interface ConversationsDeps {
   readonly store: ChatStore;
@@ -15,6 +15,8 @@ export interface ConversationsDeps {
   readonly model: Pick<ModelManager, 'ready' | 'notReadyError'>;
   readonly settings: () => Settings;
   readonly emit: (event: HearthEvent) => void;
+  /** The remote engines a chat may run on (remote/engines.ts). */
+  readonly engines: { get(engineId: string): RemoteEngine | undefined };
 }
 
 type Out<N extends keyof CallOutputs> = Promise<Result<CallOutputs[N]>>;
@@ -36,10 +38,15 @@ export class Conversations {
 
   async create(input: CallInput<'chats.create'>): Out<'chats.create'> {
     const settings = this.#deps.settings();
+    if (input.engine) {
+      const usable = this.#checkEngine(input.engine);
+      if (!usable.ok) return usable;
+    }
     const chat = this.#deps.store.createChat({
       title: input.title,
       systemPrompt: input.systemPrompt ?? settings.defaultSystemPrompt,
       sampling: settings.defaultSampling,
+      engine: input.engine ?? null,
     });
     this.#changed(chat);
     return ok(chat);
@@ -114,6 +121,7 @@ export class Conversations {
     if (original.role !== 'assistant') return err('INVALID_INPUT', 'Only replies can be continued.');
     if (chat.value.activeLeafId !== original.id) return err('INVALID_INPUT', 'Only the last reply of the branch you are looking at can be continued.');
     if (original.content.trim() === '') return err('INVALID_INPUT', 'This reply has no text to continue.', 'Regenerate it instead.');
+    if (chat.value.engine !== null) return err('NOT_SUPPORTED', "Continuing a reply works on this computer's engine only.", 'Regenerate the reply instead, or move the chat to this computer.');
     const reopened = this.#deps.store.reopenMessage(original.id);
     if (!reopened) return err('BUSY', 'This reply is still being written.', 'Wait for it to finish, or stop it.');
     this.#deps.emit({ type: 'message.updated', payload: { message: reopened } });
@@ -121,6 +129,32 @@ export class Conversations {
     const prompt = buildPrompt(chat.value.systemPrompt, [...path, reopened]);
     this.#deps.generations.start(chat.value, reopened, prompt, { text: original.content, stats: original.stats });
     return ok({ assistantMessage: reopened });
+  }
+
+  /** Runs the chat's next replies on another engine or model; the next reply reads the history there. */
+  async move(input: CallInput<'chats.move'>): Out<'chats.move'> {
+    const chat = this.#deps.store.getChat(input.chatId);
+    if (!chat) return notFound('chat', input.chatId);
+    if (this.#deps.generations.isStreaming(chat.id)) return err('BUSY', 'This chat is writing a reply.', 'Wait for it to finish, or stop it, then move the chat.');
+    if (input.engine !== null) {
+      const usable = this.#checkEngine(input.engine);
+      if (!usable.ok) return usable;
+    }
+    const moved = this.#deps.store.moveChat(chat.id, input.engine);
+    if (!moved) return notFound('chat', input.chatId);
+    this.#changed(moved);
+    return ok(moved);
+  }
+
+  /** An engine that exists and, when its last check listed models, serves this one. */
+  #checkEngine(ref: ChatEngineRef): Result<RemoteEngine> {
+    const engine = this.#deps.engines.get(ref.engineId);
+    if (!engine) return err('NOT_FOUND', 'There is no such engine: it may have been removed.', 'Pick another in the chat\'s model picker.');
+    const { models, state } = engine.status;
+    if (state === 'online' && !models.some((m) => m.id === ref.model)) {
+      return err('NOT_FOUND', `${engine.name} does not serve a model named ${ref.model}.`, 'Check the engine again in Settings → Engines, or pick one of its models.');
+    }
+    return ok(engine);
   }
 
   async switchBranch(input: CallInput<'chats.switchBranch'>): Out<'chats.switchBranch'> {
@@ -140,7 +174,12 @@ export class Conversations {
   #checkReady(chatId: string): Result<Chat> {
     const chat = this.#deps.store.getChat(chatId);
     if (!chat) return notFound('chat', chatId);
-    if (!this.#deps.model.ready) return { ok: false, error: this.#deps.model.notReadyError() };
+    if (chat.engine !== null) {
+      // Nothing is saved for a send that cannot go anywhere.
+      if (!this.#deps.engines.get(chat.engine.engineId)) {
+        return err('NOT_FOUND', 'The engine this chat runs on was removed.', 'Move the chat to another model with the picker in its header: its history is kept.');
+      }
+    } else if (!this.#deps.model.ready) return { ok: false, error: this.#deps.model.notReadyError() };
     if (this.#deps.generations.isStreaming(chatId)) {
       return err('BUSY', 'This chat is already writing a reply.', 'Wait for it to finish, or stop it.');
     }

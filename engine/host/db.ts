@@ -98,6 +98,23 @@ const migrations: readonly string[] = [
   );
   CREATE INDEX downloads_by_created ON downloads(created_at);
   `,
+  // Remote engines (remote/engines.ts): the address and kind the user gave, and what the last
+  // check found (`models` JSON, so the picker lists them before the first check of a run). Their
+  // API keys live in the SecretStore, never here. A chat names the engine and model its replies
+  // run on; NULL runs on this computer. No foreign key: a removed engine's chats keep naming it,
+  // so they can say so and ask to be moved.
+  `
+  CREATE TABLE remote_engines (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    models TEXT NOT NULL DEFAULT '[]',
+    created_at INTEGER NOT NULL
+  );
+  ALTER TABLE chats ADD COLUMN engine_id TEXT;
+  ALTER TABLE chats ADD COLUMN engine_model TEXT;
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -105,6 +105,7 @@ const chat: Chat = {
   sampling: { temperature: 0.7, topP: 0.9, maxTokens: 64 },
   activeLeafId: 'm3',
   overflowPolicy: null,
+      engine: null,
 };
 
 const path3: Message[] = [

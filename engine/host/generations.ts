@@ -3,10 +3,11 @@
  * bounded rate, and writes each reply's final state. One reply per chat; replies of different
  * chats queue in the engine (one generation at a time) but all show as streaming.
  */
-import { hearthError, type Chat, type HearthError, type HearthEvent, type Message, type MessageStats, type Result } from '../contract/index.ts';
+import { hearthError, type Chat, type ChatEngineRef, type HearthError, type HearthEvent, type Message, type MessageStats, type ReplyEngine, type Result } from '../contract/index.ts';
 import { DisposableStore, type Disposable } from '../base/disposable.ts';
 import { settlesWithin } from '../base/timeout.ts';
 import type { GenerateOutput, PromptMessage, WorkerEvent } from '../protocol.ts';
+import type { RemoteReplyInput } from './remote/replies.ts';
 import { errorDetail } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { newId, type ChatStore, type Finish } from './chat-store.ts';
@@ -26,14 +27,28 @@ interface Run {
   text: string;
   lastFlushAt: number;
   flushTimer: NodeJS.Timeout | null;
+  /** Runs on a remote engine (its abort goes there), or on this computer's (null). */
+  readonly remote: ChatEngineRef | null;
+  /** Where the branch's previous reply was generated: a different engine or model means the chat moved. */
+  readonly previous: ReplyEngine | undefined;
   /** Forgotten (chat deleted, or finished by dispose): its late result must not touch the store. */
   detached: boolean;
   done: Promise<void>;
 }
 
+/** Replies on remote engines (remote/replies.ts). */
+export interface RemoteReplyEngine {
+  generate(ref: ChatEngineRef, input: RemoteReplyInput, onDelta: (delta: string) => void): Promise<Result<GenerateOutput>>;
+  abort(requestId: string): boolean;
+}
+
 export interface GenerationsDeps {
   readonly store: ChatStore;
   readonly engine: Pick<Supervisor, 'request' | 'onEvent'>;
+  /** Where chats bound to a remote engine run; without it they fail with NOT_SUPPORTED. */
+  readonly remote?: RemoteReplyEngine;
+  /** This computer's engine as a reply's readout names it (the loaded model); null when none is loaded. */
+  readonly localEngine?: () => ReplyEngine | null;
   readonly emit: (event: HearthEvent) => void;
   readonly metrics: Metrics;
   /** A reply finished with stats (the Cache view's timeline: cache-view-log.ts). */
@@ -46,6 +61,8 @@ export interface GenerationsDeps {
 export interface Prompt {
   readonly messages: PromptMessage[];
   readonly ids: string[];
+  /** Where the branch's previous reply was generated (`previousEngine`). */
+  readonly previous?: ReplyEngine | undefined;
 }
 
 /** The prompt for a reply: the system prompt, then the branch, without failed or empty messages. */
@@ -58,7 +75,7 @@ export function buildPrompt(systemPrompt: string, path: readonly Message[]): Pro
     messages.push({ role: message.role, text: message.content });
     ids.push(message.id);
   }
-  return { messages, ids };
+  return { messages, ids, previous: previousEngine(path) };
 }
 
 /**
@@ -73,6 +90,21 @@ export function replyStats(stats: MessageStats, promptIds: readonly string[], be
     ...(before ? { tokensGenerated: before.tokensGenerated + stats.tokensGenerated } : {}),
     ...(view ? { view: { ...view, ...(firstMessageId !== undefined ? { firstMessageId } : {}) } } : {}),
   };
+}
+
+/** Where the last reply of `path` that says so was generated. */
+export function previousEngine(path: readonly Message[]): ReplyEngine | undefined {
+  for (let i = path.length - 1; i >= 0; i -= 1) {
+    const engine = path[i]!.stats?.engine;
+    if (engine) return engine;
+  }
+  return undefined;
+}
+
+/** "vLLM box · Llama-3-70B" when `previous` is another engine or model than `now`. */
+export function movedFrom(previous: ReplyEngine | undefined, now: ReplyEngine | undefined): string | undefined {
+  if (!previous || !now || (previous.id === now.id && previous.model === now.model)) return undefined;
+  return `${previous.name} · ${previous.model}`;
 }
 
 /** How a generate result ends the message. */
@@ -129,6 +161,8 @@ export class Generations implements Disposable {
    */
   start(chat: Chat, assistant: Message, prompt: Prompt, continued?: { readonly text: string; readonly stats: MessageStats | undefined }): void {
     const run: Run = {
+      remote: chat.engine,
+      previous: prompt.previous,
       chatId: chat.id,
       messageId: assistant.id,
       requestId: newId(),
@@ -150,10 +184,20 @@ export class Generations implements Disposable {
       sampling: chat.sampling,
       ...(chat.overflowPolicy !== null ? { overflowPolicy: chat.overflowPolicy } : {}),
     };
-    run.done = this.#deps.engine
-      .request('generate', input)
-      .then((result) => this.#finish(run, this.#finishOf(run, result)))
-      .catch((error: unknown) => this.#failed('finishing a reply', error));
+    const remote = this.#deps.remote;
+    const generated: Promise<Result<GenerateOutput>> =
+      chat.engine === null
+        ? this.#deps.engine.request('generate', input)
+        : remote
+          ? remote.generate(chat.engine, input, (delta) => this.#onDelta(run, delta))
+          : Promise.resolve({ ok: false, error: hearthError('NOT_SUPPORTED', 'This host cannot run chats on remote engines.') });
+    run.done = generated.then((result) => this.#finish(run, this.#finishOf(run, result))).catch((error: unknown) => this.#failed('finishing a reply', error));
+  }
+
+  /** Asks the run's engine to stop it. */
+  #abort(run: Run, timeoutMs: number): Promise<unknown> {
+    if (run.remote !== null) return Promise.resolve(this.#deps.remote?.abort(run.requestId) ?? false);
+    return this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs });
   }
 
   /** How `result` ends the run's message: a continued reply keeps its text from before. */
@@ -161,16 +205,24 @@ export class Generations implements Disposable {
     const finish = finishFor(result, run.text);
     const before = run.before;
     // A continuation that failed keeps the readout of what was written before it.
-    const stats = finish.stats ? replyStats(finish.stats, run.promptIds, before?.stats) : before?.stats;
+    const stats = finish.stats ? this.#withEngine(run, replyStats(finish.stats, run.promptIds, before?.stats)) : before?.stats;
     const content = before && result.ok ? before.text + finish.content : finish.content;
     return { ...finish, content, ...(stats ? { stats } : {}) };
+  }
+
+  /** Names where the reply ran, and whether the chat moved there since the branch's previous reply. */
+  #withEngine(run: Run, stats: MessageStats): MessageStats {
+    const engine = stats.engine ?? (run.remote === null ? (this.#deps.localEngine?.() ?? undefined) : undefined);
+    if (!engine) return stats;
+    const moved = movedFrom(run.previous, engine);
+    return { ...stats, engine, ...(moved !== undefined ? { movedFrom: moved } : {}) };
   }
 
   /** Stops the chat's reply; resolves once the message is written (or after `waitMs`). */
   async stop(chatId: string, waitMs = 5000): Promise<boolean> {
     const run = this.#byChat.get(chatId);
     if (!run) return false;
-    await this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: waitMs });
+    await this.#abort(run, waitMs);
     await settlesWithin(run.done, waitMs);
     return true;
   }
@@ -180,7 +232,7 @@ export class Generations implements Disposable {
     const run = this.#byChat.get(chatId);
     if (!run) return;
     this.#forget(run);
-    void this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: 5000 });
+    void this.#abort(run, 5000);
   }
 
   /**
@@ -189,7 +241,7 @@ export class Generations implements Disposable {
    */
   async stopAll(graceMs: number): Promise<void> {
     const runs = [...this.#byChat.values()];
-    for (const run of runs) void this.#deps.engine.request('abort', { requestId: run.requestId }, { timeoutMs: graceMs });
+    for (const run of runs) void this.#abort(run, graceMs);
     await settlesWithin(Promise.all(runs.map((r) => r.done)), graceMs);
     for (const run of runs) {
       if (run.detached) continue;
@@ -205,9 +257,14 @@ export class Generations implements Disposable {
   #onEvent(event: WorkerEvent): void {
     if (event.type !== 'token') return;
     const run = this.#byRequest.get(event.requestId);
-    if (!run || run.detached || event.delta === '') return;
-    run.text += event.delta;
-    this.#deps.emit({ type: 'message.delta', payload: { chatId: run.chatId, messageId: run.messageId, delta: event.delta } });
+    if (run) this.#onDelta(run, event.delta);
+  }
+
+  /** New text of a reply, from this computer's engine or a remote one. */
+  #onDelta(run: Run, delta: string): void {
+    if (run.detached || delta === '') return;
+    run.text += delta;
+    this.#deps.emit({ type: 'message.delta', payload: { chatId: run.chatId, messageId: run.messageId, delta } });
     const elapsed = Date.now() - run.lastFlushAt;
     if (elapsed >= this.#flushMs) this.#flush(run);
     else run.flushTimer ??= setTimeout(() => this.#flush(run), this.#flushMs - elapsed);

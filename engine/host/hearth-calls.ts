@@ -28,6 +28,9 @@ import type { QualityMeter } from './quality-results.ts';
 import { updateSettings } from './settings.ts';
 import type { Supervisor } from './supervisor.ts';
 import type { ApiServer } from './api/server.ts';
+import { searchChats } from './chat-search.ts';
+import type { RemoteEngines } from './remote/engines.ts';
+import type { RemoteCacheWatch } from './remote/watch.ts';
 
 /** The context 'models.plan' plans for when neither the call nor the profile names one. */
 const PLAN_DEFAULT_CONTEXT = 4096;
@@ -70,6 +73,8 @@ export interface CallDeps {
   readonly chats: Conversations;
   readonly quality: QualityMeter;
   readonly apiServer: ApiServer;
+  readonly engines: RemoteEngines;
+  readonly remoteWatch: RemoteCacheWatch;
   /** Whether Hearth is closing: calls then answer ENGINE_UNAVAILABLE. */
   readonly closing: () => boolean;
 }
@@ -102,6 +107,7 @@ export function createCalls(deps: CallDeps): HearthApi {
     ...chatCalls(deps, guard),
     ...cacheCalls(deps, guard),
     ...serverCalls(deps, guard),
+    ...engineCalls(deps, guard),
   };
 }
 
@@ -217,7 +223,7 @@ async function prepareModelsDir(input: string): Promise<Result<string>> {
 
 type ChatCall = Extract<CallName, `chats.${string}`>;
 
-function chatCalls({ log, store, supervisor, chats }: CallDeps, guard: Guard): Calls<ChatCall> {
+function chatCalls({ log, db, store, supervisor, chats }: CallDeps, guard: Guard): Calls<ChatCall> {
   return {
     'chats.list': guard('chats.list', () => chats.list()),
     'chats.create': guard('chats.create', (input) => chats.create(input)),
@@ -245,13 +251,35 @@ function chatCalls({ log, store, supervisor, chats }: CallDeps, guard: Guard): C
       if (!chat) return err('NOT_FOUND', `There is no chat with id ${chatId}.`);
       return ok(exportChat(chat, store.activePath(chatId), format));
     }),
+    'chats.move': guard('chats.move', (input) => chats.move(input)),
+    'chats.search': guard('chats.search', async ({ query }) => ok({ hits: searchChats(db, query) })),
+  };
+}
+
+type EngineCall = Extract<CallName, `engines.${string}`>;
+
+function engineCalls({ engines, store }: CallDeps, guard: Guard): Calls<EngineCall> {
+  const gone = () => err('NOT_FOUND', 'There is no such engine: it may have been removed.');
+  return {
+    'engines.list': guard('engines.list', async () => ok({ engines: engines.list() })),
+    'engines.add': guard('engines.add', (input) => engines.add(input)),
+    'engines.update': guard('engines.update', ({ engineId, ...patch }) => engines.update(engineId, patch)),
+    'engines.remove': guard('engines.remove', async ({ engineId }) => {
+      const chats = store.chatsOnEngine(engineId);
+      return ok({ removed: engines.remove(engineId), chats });
+    }),
+    'engines.check': guard('engines.check', async ({ engineId }) => {
+      const engine = await engines.check(engineId);
+      return engine ? ok(engine) : gone();
+    }),
+    'engines.test': guard('engines.test', async (input) => ok(await engines.test(input))),
   };
 }
 
 type CacheCall = Extract<CallName, `kv.${string}` | `cache.${string}`>;
 
 /** Settings' KV calls and the Cache view's. */
-function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec, viewLog, sampler }: CallDeps, guard: Guard): Calls<CacheCall> {
+function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec, viewLog, sampler, engines, remoteWatch }: CallDeps, guard: Guard): Calls<CacheCall> {
   const diskPaths = [path.join(dirs.root, 'kv'), dirs.root];
   return {
     'kv.stats': guard('kv.stats', async () =>
@@ -269,7 +297,12 @@ function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec,
       if (supervisor.status.state !== 'running') return err('ENGINE_UNAVAILABLE', 'The engine is not running, so the cache cannot be checked now.', 'Wait until the engine has started, then check again.');
       return supervisor.request('kvVerify', { repair: repair ?? false }, { timeoutMs: VERIFY_TIMEOUT_MS });
     }),
-    'cache.watch': guard('cache.watch', async () => ok(sampler.watch())),
+    'cache.watch': guard('cache.watch', async ({ engineId }) => {
+      if (engineId !== undefined && !engines.get(engineId)) return err('NOT_FOUND', 'There is no such engine: it may have been removed.');
+      const lease = sampler.watch();
+      if (engineId !== undefined) remoteWatch.watch(engineId, lease.leaseMs);
+      return ok(lease);
+    }),
     /**
      * Chats whose records are gone (nothing left to forget them by) are left out of the largest
      * chats; API conversations have no record and stay.

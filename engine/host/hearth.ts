@@ -11,7 +11,7 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { errorText, validateCall, type HearthApi, type HearthEvent, type MessageStats, type ModelProfile, type Result } from '../contract/index.ts';
+import { errorText, validateCall, type HearthApi, type HearthEvent, type MessageStats, type ModelProfile, type ReplyEngine, type Result } from '../contract/index.ts';
 import { DisposableStore } from '../base/disposable.ts';
 import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
 import { CacheViewLog, describeModelLoaded, describeProfileSaved, describeRestart, logTurnLimit } from './cache-view-log.ts';
@@ -40,6 +40,10 @@ import { ApiServer, type ApiOverride } from './api/server.ts';
 import { defaultHubEndpoint, HubClient } from './hub/client.ts';
 import { checkHubEndpoint, HubService, HUB_TOKEN_SECRET } from './hub-service.ts';
 import { ModelFiles } from './model-files.ts';
+import { RemoteClient } from './remote/client.ts';
+import { RemoteEngines } from './remote/engines.ts';
+import { RemoteReplies } from './remote/replies.ts';
+import { RemoteCacheWatch } from './remote/watch.ts';
 
 export interface HearthOptions {
   /** Where hearth.db, models/ and logs/ live; created if missing. */
@@ -225,6 +229,7 @@ function createViewLog(store: ChatStore, supervisor: Supervisor, emit: (event: H
 
 /** The assembled host: what the calls reach, and what `dispose` stops. */
 interface Parts extends CallDeps {
+  readonly remoteReplies: RemoteReplies;
   readonly events: Emitter<HearthEvent>;
   readonly metrics: Metrics;
   readonly generations: Generations;
@@ -255,7 +260,28 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   const kvStatus = subscriptions.add(new KvStatusTracker({ engine: supervisor, emit, log, enabled: settings().kvPersistence }));
   const metrics = new Metrics();
   const onTurn = (chatId: string, messageId: string, stats: MessageStats) => void viewLog.recordTurn(chatId, messageId, stats);
-  const generations = subscriptions.add(new Generations({ store, engine: supervisor, emit, metrics, log, onTurn, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) }));
+  const secrets = options.secrets ?? fileSecretStore(path.join(dirs.root, 'secrets'));
+  const remoteClient = new RemoteClient();
+  const engines = new RemoteEngines({ db, secrets, client: remoteClient, emit, log });
+  const remoteReplies = new RemoteReplies({ engines, client: remoteClient });
+  const remoteWatch = new RemoteCacheWatch({
+    client: remoteClient,
+    engine: (id) => {
+      const engine = engines.get(id);
+      const target = engines.target(id);
+      return engine && target ? { target, kind: engine.kind } : undefined;
+    },
+    emit,
+    log,
+  });
+  const localEngine = (): ReplyEngine | null => {
+    const loaded = model.status.status === 'ready' ? model.status.model : undefined;
+    // The file, not general.name: two quantizations of one model share a name but not their KV.
+    return loaded ? { id: 'local', name: 'This computer', model: path.basename(loaded.path), kind: 'local' } : null;
+  };
+  const generations = subscriptions.add(
+    new Generations({ store, engine: supervisor, remote: remoteReplies, localEngine, emit, metrics, log, onTurn, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) }),
+  );
   const loadedPath = (): string | null => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null);
   const profiles: ModelProfiles = new ModelProfiles({
     db,
@@ -279,7 +305,6 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
       log,
     }),
   );
-  const secrets = options.secrets ?? fileSecretStore(path.join(dirs.root, 'secrets'));
   const modelsDir = (): string => settings().modelsDir ?? dirs.models;
   // Checked by startHearth before anything opened.
   const hub = new HubClient({ endpoint: options.hubEndpoint ?? defaultHubEndpoint, token: async () => secrets.read(HUB_TOKEN_SECRET) });
@@ -287,7 +312,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   const downloads = new DownloadQueue({ db, modelsDir, hub, emit, log });
   const otherApps = options.otherApps ?? { home: os.homedir(), env: process.env };
   const modelFiles = new ModelFiles({ modelsDir, ...otherApps, platform: process.platform, engine: supervisor, model });
-  const chats = new Conversations({ store, generations, model, settings, emit });
+  const chats = new Conversations({ store, generations, model, settings, emit, engines });
   const kvApplier = new KvSettingsApplier({
     busy: () => generations.activeChatIds.length > 0 || model.status.status === 'loading',
     restartEngine: () => supervisor.restart(),
@@ -327,7 +352,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
     ...(options.api ? { override: options.api } : {}),
   });
   const { version, host } = options;
-  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, modelFiles, hubService, modelsDir, chats, quality, apiServer, closing, events, metrics, generations, apiRuns, subscriptions };
+  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, modelFiles, hubService, modelsDir, chats, quality, apiServer, engines, remoteWatch, remoteReplies, closing, events, metrics, generations, apiRuns, subscriptions };
 }
 
 /**
@@ -336,14 +361,17 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
  * host's own listeners and the log.
  */
 async function disposeParts(parts: Parts, stopGraceMs: number): Promise<void> {
-  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events, apiServer, downloads } = parts;
+  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events, apiServer, downloads, remoteWatch, remoteReplies } = parts;
   // No new API requests; those running are stopped with the engine below.
   await apiServer.dispose();
   // Transfers stop, their rows and partial files kept: the next start resumes them.
   await downloads.dispose();
   sampler.dispose();
+  remoteWatch.dispose();
   kvApplier.dispose();
   await generations.stopAll(stopGraceMs);
+  // Anything stopAll did not reach (a reply that finished meanwhile has nothing to abort).
+  remoteReplies.abortAll();
   await supervisor.dispose();
   subscriptions.dispose();
   // Replies' ends a locked database deferred (chat-store.ts): written now if the lock is gone.
@@ -382,6 +410,8 @@ export async function startHearth(options: HearthOptions, wiring: HearthWiring):
   await parts.apiServer.start();
   // Downloads a quit or crash cut off go on where they stopped; paused ones wait for the user.
   parts.downloads.restore();
+  // What each remote engine serves now, for the picker; in the background (a server may be slow or away).
+  parts.engines.checkAll();
 
   return {
     api,

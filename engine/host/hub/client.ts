@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { err, hubRepoIdSchema, ok, type HubFile, type HubRepo, type HubRepoSummary, type HubSort, type Result } from '../../contract/index.ts';
 import { hubHttpError, hubMalformedError, hubNetworkError, type HubFailureContext } from './errors.ts';
 import { groupGgufFiles, quantizationOf } from './files.ts';
+import { readCapped } from '../http-read.ts';
 
 export const defaultHubEndpoint = 'https://huggingface.co';
 
@@ -110,30 +111,6 @@ function nextLink(header: string | null): string | null {
     if (match) return match[1]!;
   }
   return null;
-}
-
-/** A body's text, or null when it is larger than `maxBytes` (the stream is cancelled then). */
-async function readCapped(response: Response, maxBytes: number): Promise<string | null> {
-  const declared = Number(response.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await response.body?.cancel();
-    return null;
-  }
-  if (response.body === null) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > maxBytes) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** The `hf:` address forms: a quantization of a repository, or a file in it, each at an optional revision. */

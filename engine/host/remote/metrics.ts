@@ -556,7 +556,7 @@ function recentRate(now: RemoteFigures, before: RemoteFigures | null): number | 
 }
 
 function tier(o: OffloadFigures | null): RemoteOffloadTier | null {
-  return o && { name: o.name, hitRate: ratio(o.hits, o.queries), usedBytes: o.usedBytes, hitTokens: o.hitTokens };
+  return o && { name: o.name, hitRate: ratio(o.hits, o.queries), usedBytes: o.usedBytes, usedTokens: o.usedTokens, capacityTokens: o.capacityTokens, hitTokens: o.hitTokens };
 }
 
 /** What the Cache view shows for one scrape, with the rates derived against the scrape before. */
