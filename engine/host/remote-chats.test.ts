@@ -2,9 +2,10 @@
  * Chats on a remote engine, through the host's calls: an OpenAI-compatible emulator stands in
  * for the server (the real llama-server runs in remote.model.test.ts and the end-to-end tests).
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ChatEngineRef } from '../contract/index.ts';
+import type { ChatEngineRef, HearthEvent, RemoteCacheSample } from '../contract/index.ts';
 import { startOpenAiEmulator, type OpenAiEmulator } from '../../test/support/openai-emulator.ts';
 import { finished, until, useTestHearths, value, type TestHearth } from '../../test/support/host-fixture.ts';
 
@@ -171,5 +172,38 @@ describe('remote engines', () => {
     const engines = value(await again.hearth.api['engines.list']({})).engines;
     expect(engines.map((e) => [e.id, e.name, e.status.models.length])).toEqual([[engine.id, 'GPU box', 2]]);
     expect(value(await again.hearth.api['chats.get']({ chatId: chat.id })).chat.engine).toEqual({ engineId: engine.id, model: 'other-model' });
+  });
+});
+
+describe("the Cache view's figures for a remote engine", () => {
+  const samples = (t: TestHearth): RemoteCacheSample[] =>
+    t.events.filter((e): e is Extract<HearthEvent, { type: 'cache.remote' }> => e.type === 'cache.remote').map((e) => e.payload);
+
+  it('reads its /metrics while watched, with the recent hit rate between readings', async () => {
+    const t = await start();
+    const vllm = readFileSync(path.join(import.meta.dirname, '../../test/fixtures/remote-metrics/vllm.txt'), 'utf8');
+    emulator.metricsText = vllm;
+    const engine = await withEngine(t);
+    expect(engine.status.metrics).toBe(true);
+    value(await t.hearth.api['cache.watch']({ engineId: engine.id }));
+    await until(() => samples(t).length >= 1);
+    expect(samples(t)[0]).toMatchObject({ engineId: engine.id, kvUsage: 0.25, prefixHitRate: 0.4, recentPrefixHitRate: null, requestsRunning: 5, requestsWaiting: 1 });
+    // 1,000 more looked-up tokens on engine 0, 900 of them hits: the last second's rate is 0.9.
+    emulator.metricsText = vllm.replace('prefix_cache_queries_total{engine="0",model_name="Qwen/Qwen3-8B"} 120000.0', 'prefix_cache_queries_total{engine="0",model_name="Qwen/Qwen3-8B"} 121000.0').replace('prefix_cache_hits_total{engine="0",model_name="Qwen/Qwen3-8B"} 45000.0', 'prefix_cache_hits_total{engine="0",model_name="Qwen/Qwen3-8B"} 45900.0');
+    await until(() => samples(t).length >= 2, 4000);
+    expect(samples(t)[1]?.recentPrefixHitRate).toBeCloseTo(0.9, 6);
+  });
+
+  it('says why there are no figures: nothing Hearth reads, or no /metrics at all', async () => {
+    const t = await start();
+    emulator.metricsText = '# TYPE go_goroutines gauge\ngo_goroutines 12\n';
+    const engine = await withEngine(t);
+    value(await t.hearth.api['cache.watch']({ engineId: engine.id }));
+    await until(() => samples(t).length >= 1);
+    expect(samples(t)[0]).toMatchObject({ kvUsage: null, requestsRunning: null, error: { code: 'NOT_SUPPORTED' } });
+    emulator.metricsText = null;
+    await until(() => samples(t).length >= 2, 4000);
+    expect(samples(t)[1]).toMatchObject({ kvUsage: null, error: { code: 'NOT_FOUND', message: 'GPU box publishes no /metrics.' } });
+    expect(await t.hearth.api['cache.watch']({ engineId: 'gone' })).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
   });
 });

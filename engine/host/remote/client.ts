@@ -10,7 +10,7 @@
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { z } from 'zod';
-import { errorText, ok, type HearthError, type RemoteModel, type Result } from '../../contract/index.ts';
+import { err, errorText, ok, type HearthError, type RemoteModel, type Result } from '../../contract/index.ts';
 import { readCapped } from '../http-read.ts';
 import { codeOf, remoteCutError, remoteHttpError, remoteMalformedError, remoteNetworkError, type RemoteFailureContext } from './errors.ts';
 
@@ -145,7 +145,11 @@ export class RemoteClient {
 
   /** The engine's Prometheus text. */
   async metrics(target: RemoteTarget): Promise<Result<string>> {
-    return this.#get(target, '/metrics', 'text/plain', MAX_METRICS_BYTES);
+    const text = await this.#get(target, '/metrics', 'text/plain', MAX_METRICS_BYTES);
+    if (!text.ok && text.error.code === 'NOT_FOUND') {
+      return err('NOT_FOUND', `${target.name} publishes no /metrics.`, 'Start llama-server with --metrics, or SGLang with --enable-metrics (vLLM publishes them by default).');
+    }
+    return text;
   }
 
   async #get(target: RemoteTarget, path: string, accept: string, maxBytes: number): Promise<Result<string>> {
