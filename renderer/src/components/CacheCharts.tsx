@@ -8,11 +8,12 @@
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import type { CacheSnapshot, CacheTurn } from '../contract.ts';
+import type { CacheSnapshot, CacheTurn, RemoteCacheSample } from '../contract.ts';
 import { clockText, memorySeries, turnSeries } from '../lib/cache.ts';
+import { remoteSeries } from '../lib/engines.ts';
 import { formatBytes } from '../lib/format.ts';
 import { measured } from '../lib/measure.ts';
-import { cacheRingCapacity, type Ring } from '../lib/ring.ts';
+import { cacheRingCapacity, remoteRingCapacity, type Ring } from '../lib/ring.ts';
 
 /** Mid-tone colours that read on both the light and the dark theme (a canvas takes no CSS classes). */
 export const chartColors = {
@@ -22,6 +23,7 @@ export const chartColors = {
   restored: '#22c55e',
   prefilled: '#0ea5e9',
   ttft: '#a8a29e',
+  hitRate: '#22c55e',
   axis: '#78716c',
   grid: 'rgba(120, 113, 108, 0.2)',
 } as const;
@@ -51,6 +53,28 @@ function memoryOptions(width: number): uPlot.Options {
       { label: 'KV in use', stroke: chartColors.kvUsed, fill: 'rgba(245, 158, 11, 0.15)', width: 1.5, points: { show: false } },
       { label: 'KV allocated', stroke: chartColors.kvAllocated, dash: [4, 3], width: 1.5, points: { show: false } },
       { label: 'Weights', stroke: chartColors.weights, width: 1.5, points: { show: false } },
+    ],
+  };
+}
+
+/** The remote ring's span: about one sample a second. */
+const remoteWindowSeconds = remoteRingCapacity;
+
+function remoteOptions(width: number): uPlot.Options {
+  return {
+    width,
+    height,
+    legend: { show: false },
+    cursor: { show: false },
+    // Shares from 0 to 100%, whatever the samples hold, so a rise reads as a rise.
+    scales: { x: { time: true, range: (_u, _min, max) => [max - remoteWindowSeconds, max] }, y: { range: () => [0, 1] } },
+    axes: [axis({ space: 80, values: (_u, splits) => splits.map((v) => clockText(v * 1000)) }), axis({ size: 48, values: (_u, splits) => splits.map((v) => `${Math.round(v * 100)}%`) })],
+    series: [
+      {},
+      { label: 'KV usage', stroke: chartColors.kvUsed, fill: 'rgba(245, 158, 11, 0.15)', width: 1.5, points: { show: false } },
+      { label: 'Prefix-cache hit rate', stroke: chartColors.hitRate, width: 1.5, points: { show: false } },
+      // Null between lookups: points, so a lone interval still shows.
+      { label: 'Recent hit rate', stroke: chartColors.prefilled, dash: [4, 3], width: 1, points: { show: true, size: 3 } },
     ],
   };
 }
@@ -131,6 +155,21 @@ export function MemoryChart({ ring }: { ring: Ring<CacheSnapshot> }) {
         <LegendLine color="bg-amber-500" label="KV in use" />
         <LegendLine color="border-t-2 border-dashed border-amber-700 bg-transparent" label="KV allocated" />
         <LegendLine color="bg-stone-500" label="Weights" />
+      </figcaption>
+    </figure>
+  );
+}
+
+/** A remote engine's KV usage and prefix-cache hit rates over the last minutes, from its ring. */
+export function RemoteCacheChart({ ring }: { ring: Ring<RemoteCacheSample> }) {
+  const ref = usePlot(remoteOptions, () => asData(remoteSeries(ring)), (redraw) => ring.subscribe(redraw));
+  return (
+    <figure className="space-y-1">
+      <div ref={ref} role="img" aria-label="KV usage and prefix-cache hit rate over the last minutes" className="w-full overflow-hidden" />
+      <figcaption className="flex flex-wrap gap-x-4 text-xs text-stone-600 dark:text-stone-300">
+        <LegendLine color="bg-amber-500" label="KV usage" />
+        <LegendLine color="bg-green-500" label="Prefix-cache hit rate (since start)" />
+        <LegendLine color="border-t-2 border-dashed border-sky-500 bg-transparent" label="Hit rate (recent)" />
       </figcaption>
     </figure>
   );

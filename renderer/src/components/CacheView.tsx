@@ -3,8 +3,8 @@
  * turns timeline and the event log. Numbers come from the latest tick through selectors that
  * re-render a section only when its figures change; the charts read the ring buffer themselves.
  */
-import { useEffect, useState, type ReactNode } from 'react';
-import { isApiConversation, type CachedChat, type CacheEvent, type CacheMemory, type CacheSlot, type CacheStoreStats, type CacheTurn, type HearthError, type KvStatus } from '../contract.ts';
+import { useEffect, useState } from 'react';
+import { isApiConversation, type RemoteEngine, type CachedChat, type CacheEvent, type CacheMemory, type CacheSlot, type CacheStoreStats, type CacheTurn, type HearthError, type KvStatus } from '../contract.ts';
 import {
   cellsText,
   clockText,
@@ -20,6 +20,7 @@ import {
   type MemoryPartKey,
 } from '../lib/cache.ts';
 import { watchWhileVisible } from '../lib/cache-watch.ts';
+import { localEngineName } from '../lib/engines.ts';
 import { formatBinaryBytes, formatBytes, formatTime } from '../lib/format.ts';
 import { pairText } from '../lib/kv.ts';
 import { useActions, useHearth, useHearthShallow } from '../state/react.tsx';
@@ -35,19 +36,81 @@ import {
   selectCacheStore,
   selectChatList,
   selectChatTitle,
+  selectEngines,
   selectHasSnapshot,
   selectHitRatioText,
   selectKv,
+  selectRoute,
   selectSlotCount,
   selectTurns,
 } from '../state/selectors.ts';
 import { MemoryChart, TurnsChart } from './CacheCharts.tsx';
-import { buttonStyles, ErrorBox } from './ui.tsx';
+import { RemoteCache } from './RemoteCacheView.tsx';
+import { buttonStyles, ErrorBox, Section } from './ui.tsx';
 
 /** The largest chats' sizes change with every save: refetched this often while the view is open. */
 const chatsRefreshMs = 5000;
 
 export function CacheView() {
+  const route = useHearth(selectRoute);
+  const engineId = route.name === 'cache' ? route.engineId : undefined;
+  return (
+    <div className="min-h-0 flex-1 overflow-y-auto">
+      <div className="mx-auto max-w-4xl space-y-8 px-4 py-6">
+        <div className="flex flex-wrap items-baseline justify-between gap-2">
+          <h1 className="text-xl font-semibold">Cache</h1>
+          <div className="flex flex-wrap items-baseline gap-4">
+            <CacheEngineSelect engineId={engineId} />
+            {engineId === undefined && (
+              <a href="#/settings" className="text-sm text-amber-700 underline hover:text-amber-800 dark:text-amber-400 dark:hover:text-amber-300">
+                Tune cache settings
+              </a>
+            )}
+          </div>
+        </div>
+        {/* Keyed: another engine's view starts its own lease and reads its own ring. */}
+        {engineId === undefined ? <LocalCache /> : <RemoteCache key={engineId} engineId={engineId} />}
+      </div>
+    </div>
+  );
+}
+
+/** Which engine's cache is shown; only offered once there is a remote engine to pick. */
+function CacheEngineSelect({ engineId }: { engineId: string | undefined }) {
+  const actions = useActions();
+  const engines = useHearth(selectEngines);
+  if ((engines === null || engines.length === 0) && engineId === undefined) return null;
+  return <EngineSelectView engines={engines ?? []} engineId={engineId} onSelect={(id) => actions.navigate(id === undefined ? { name: 'cache' } : { name: 'cache', engineId: id })} />;
+}
+
+/** The Cache view's engine choice: this computer, then each remote engine. */
+export function EngineSelectView(props: { engines: readonly RemoteEngine[]; engineId: string | undefined; onSelect: (engineId: string | undefined) => void }) {
+  const known = props.engineId === undefined || props.engines.some((e) => e.id === props.engineId);
+  return (
+    <span className="inline-flex items-baseline gap-2 text-sm">
+      <label htmlFor="cache-engine" className="font-medium">
+        Engine
+      </label>
+      <select
+        id="cache-engine"
+        value={props.engineId ?? ''}
+        onChange={(e) => props.onSelect(e.target.value === '' ? undefined : e.target.value)}
+        className="rounded-md border border-stone-300 bg-white px-2 py-1 text-sm dark:border-stone-600 dark:bg-stone-900"
+      >
+        <option value="">{localEngineName}</option>
+        {props.engines.map((engine) => (
+          <option key={engine.id} value={engine.id}>
+            {engine.name}
+          </option>
+        ))}
+        {!known && <option value={props.engineId}>Removed engine</option>}
+      </select>
+    </span>
+  );
+}
+
+/** This computer's engine: memory, slots, the disk store and the history of its turns. */
+function LocalCache() {
   const actions = useActions();
   useEffect(() => {
     void actions.loadCacheOverview();
@@ -62,35 +125,18 @@ export function CacheView() {
   }, [actions]);
 
   return (
-    <div className="min-h-0 flex-1 overflow-y-auto">
-      <div className="mx-auto max-w-4xl space-y-8 px-4 py-6">
-        <div className="flex flex-wrap items-baseline justify-between gap-2">
-          <h1 className="text-xl font-semibold">Cache</h1>
-          <a href="#/settings" className="text-sm text-amber-700 underline hover:text-amber-800 dark:text-amber-400 dark:hover:text-amber-300">
-            Tune cache settings
-          </a>
-        </div>
-        <DeviceMemorySection />
-        <SlotsSection />
-        <DiskStoreSection />
-        <LargestChatsSection />
-        <RecentTurnsSection />
-        <EventLogSection />
-      </div>
-    </div>
+    <>
+      <DeviceMemorySection />
+      <SlotsSection />
+      <DiskStoreSection />
+      <LargestChatsSection />
+      <RecentTurnsSection />
+      <EventLogSection />
+    </>
   );
 }
 
-export function Section(props: { id: string; title: string; children: ReactNode }) {
-  return (
-    <section aria-labelledby={`${props.id}-heading`} className="space-y-3 contain-content">
-      <h2 id={`${props.id}-heading`} className="text-base font-semibold">
-        {props.title}
-      </h2>
-      {props.children}
-    </section>
-  );
-}
+export { Section };
 
 const muted = 'text-sm text-stone-500 dark:text-stone-400';
 

@@ -97,3 +97,15 @@ export function Dialog(props: { open: boolean; onClose: () => void; title: strin
     </dialog>
   );
 }
+
+/** A titled region of a screen (the Cache view's, the Server screen's): its heading names it. */
+export function Section(props: { id: string; title: string; children: ReactNode }) {
+  return (
+    <section aria-labelledby={`${props.id}-heading`} className="space-y-3 contain-content">
+      <h2 id={`${props.id}-heading`} className="text-base font-semibold">
+        {props.title}
+      </h2>
+      {props.children}
+    </section>
+  );
+}

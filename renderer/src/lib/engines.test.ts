@@ -16,6 +16,7 @@ import {
   remoteSeries,
   shareText,
   figureText,
+  offloadHeldText,
 } from './engines.ts';
 import { formatStats, movedText, serverCacheText } from './format.ts';
 import { createRing } from './ring.ts';
@@ -183,5 +184,15 @@ describe("a remote reply's readout", () => {
       ['Model', 'tiny.gguf'],
       ['Reused', '120 tokens'],
     ]);
+  });
+});
+
+describe('an offload tier', () => {
+  it('holds bytes, tokens of its capacity, both, or says nothing', () => {
+    expect(offloadHeldText({ usedBytes: 2e9, usedTokens: null, capacityTokens: null })).toBe('2.00 GB');
+    expect(offloadHeldText({ usedBytes: null, usedTokens: 30_000, capacityTokens: 120_000 })).toBe('30,000 of 120,000 tokens');
+    expect(offloadHeldText({ usedBytes: null, usedTokens: 0, capacityTokens: null })).toBe('0 tokens');
+    expect(offloadHeldText({ usedBytes: 1e6, usedTokens: 10, capacityTokens: 20 })).toBe('1.00 MB · 10 of 20 tokens');
+    expect(offloadHeldText({ usedBytes: null, usedTokens: null, capacityTokens: 5 })).toBe('not reported');
   });
 });

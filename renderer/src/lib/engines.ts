@@ -3,8 +3,8 @@
  * picker and the Cache view's remote figures. Pure, so the components and their tests say each
  * thing one way.
  */
-import { remoteEngineKindNames, type ChatEngineRef, type HearthError, type ModelInfo, type RemoteCacheSample, type RemoteEngine, type RemoteEngineStatus } from '../contract.ts';
-import { formatCount, formatPercent } from './format.ts';
+import { remoteEngineKindNames, type ChatEngineRef, type HearthError, type ModelInfo, type RemoteCacheSample, type RemoteEngine, type RemoteEngineStatus, type RemoteOffloadTier } from '../contract.ts';
+import { formatBytes, formatCount, formatPercent } from './format.ts';
 import type { Ring } from './ring.ts';
 
 /** What the UI calls this computer's engine (the host's ReplyEngine name for local replies). */
@@ -177,6 +177,14 @@ export function shareText(value: number | null): string {
 
 export function figureText(value: number | null): string {
   return value === null ? notReported : formatCount(value);
+}
+
+/** What an offload tier holds: bytes (LMCache), or tokens of its capacity (HiCache), as the server counts it. */
+export function offloadHeldText(tier: Pick<RemoteOffloadTier, 'usedBytes' | 'usedTokens' | 'capacityTokens'>): string {
+  const parts: string[] = [];
+  if (tier.usedBytes !== null) parts.push(formatBytes(tier.usedBytes));
+  if (tier.usedTokens !== null) parts.push(`${formatCount(tier.usedTokens)}${tier.capacityTokens !== null ? ` of ${formatCount(tier.capacityTokens)}` : ''} tokens`);
+  return parts.length > 0 ? parts.join(' · ') : notReported;
 }
 
 /**

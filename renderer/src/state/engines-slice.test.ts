@@ -118,7 +118,7 @@ describe('the engines in the store', () => {
 
   it('the Cache view watches a remote engine by naming it; the local view sends nothing more', async () => {
     const t = setup();
-    t.transport.handlers['cache.watch'] = () => ok({ leaseMs: 10_000 });
+    t.transport.handlers['cache.watch'] = () => ok({ intervalMs: 250, leaseMs: 10_000 });
     await t.actions.watchCache();
     await t.actions.watchCache('e1');
     expect(t.transport.calls).toEqual([
