@@ -228,6 +228,8 @@ describe('interpretMetrics on recorded names', () => {
       name: 'LMCache',
       hitRate: 0.6,
       usedBytes: 12884901888,
+      usedTokens: null,
+      capacityTokens: null,
       hitTokens: 210000,
     });
   });
@@ -280,7 +282,7 @@ describe('interpretMetrics on recorded names', () => {
       recentPrefixHitRate: null,
       requestsRunning: 6,
       requestsWaiting: 3,
-      offload: { name: 'HiCache', hitRate: 0.2, usedBytes: null, hitTokens: 84000 },
+      offload: { name: 'HiCache', hitRate: 0.2, usedBytes: null, usedTokens: 300000, capacityTokens: 1000000, hitTokens: 84000 },
     });
   });
 
