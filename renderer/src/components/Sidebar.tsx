@@ -3,6 +3,7 @@ import type { ChatSummary, HearthError } from '../contract.ts';
 import { formatPercent } from '../lib/format.ts';
 import { useActions, useHearth } from '../state/react.tsx';
 import { selectActiveDownloadCount, selectChatList, selectChatListLoaded, selectModel, selectRoute } from '../state/selectors.ts';
+import { ChatSearch } from './ChatSearch.tsx';
 import { PencilIcon, PlusIcon, TrashIcon } from './icons.tsx';
 import { buttonStyles, Dialog, ErrorBox } from './ui.tsx';
 
@@ -27,7 +28,9 @@ export function Sidebar() {
           <ErrorBox error={error} />
         </div>
       )}
-      <ChatList />
+      <ChatSearch>
+        <ChatList />
+      </ChatSearch>
       <AppNav />
     </aside>
   );
