@@ -8,7 +8,7 @@ import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, EngineStatus,
 import type { CachedChat, CacheEvent, CacheSnapshot, CacheTurn, ChatCache, KvPlan, KvQuality, KvStatus, KvStoreInfo, KvVerifyReport } from './kv-types.ts';
 import type { Result } from './errors.ts';
 import type { ApiRequestLog, ApiServerState } from './server-types.ts';
-import { remoteEngineKinds, type ChatSearchHit, type RemoteCacheSample, type RemoteEngine, type RemoteEngineStatus } from './remote-types.ts';
+import { remoteEngineKinds, type ChatEngineRef, type ChatSearchHit, type RemoteCacheSample, type RemoteEngine, type RemoteEngineStatus } from './remote-types.ts';
 import { isHubRepoId, type DownloadItem, type HubAuthState, type HubRepo, type HubRepoSummary, type ModelKvUsage, type ModelLibrary, type RepoFit } from './models-types.ts';
 
 /** Largest message a user may send, in characters. */
@@ -449,7 +449,11 @@ export interface EventPayloads {
   /** A message was created or changed state (finished, stopped, failed, marked incomplete). */
   'message.updated': { readonly message: Message };
   /** A chat was created, renamed, reconfigured, got a message, or was deleted (then `chat` is null). */
-  'chats.changed': { readonly chatId: string; readonly chat: ChatSummary | null };
+  'chats.changed': {
+    readonly chatId: string;
+    /** The summary, and where the chat runs now (every window's header follows a move). */
+    readonly chat: (ChatSummary & { readonly engine?: ChatEngineRef | null }) | null;
+  };
   /** A download was queued, made progress, paused, resumed, ended or was cleared (then `removed`). */
   'download.progress': DownloadItem & { readonly removed?: true };
   /** A menu command from the desktop shell (Electron's app menu); the browser host never sends it. */

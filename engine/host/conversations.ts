@@ -206,7 +206,7 @@ export class Conversations {
   }
 
   #changed(chat: Chat): void {
-    const { id, title, createdAt, updatedAt } = chat;
-    this.#deps.emit({ type: 'chats.changed', payload: { chatId: id, chat: { id, title, createdAt, updatedAt } } });
+    const { id, title, createdAt, updatedAt, engine } = chat;
+    this.#deps.emit({ type: 'chats.changed', payload: { chatId: id, chat: { id, title, createdAt, updatedAt, engine } } });
   }
 }

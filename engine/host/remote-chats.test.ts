@@ -83,6 +83,9 @@ describe('remote engines', () => {
 
     const there: ChatEngineRef = { engineId: engine.id, model: 'big-model' };
     expect(value(await t.hearth.api['chats.move']({ chatId: chat.id, engine: there })).engine).toEqual(there);
+    // Every window's header follows the move.
+    const changed = t.events.filter((e): e is Extract<HearthEvent, { type: 'chats.changed' }> => e.type === 'chats.changed').at(-1);
+    expect(changed?.payload.chat?.engine).toEqual(there);
     const remote = await reply(t, chat.id, 'Two');
     expect(remote.stats?.movedFrom).toBe(`This computer · ${path.basename(t.modelFile)}`);
     // The whole branch went to the server: its history was read again there.

@@ -16,6 +16,7 @@ export function ChatView({ chatId }: { chatId: string }) {
   const actions = useActions();
   const load = useHearth(selectChatLoad(chatId));
   const title = useHearth(selectChatTitle(chatId));
+  const remote = useHearth((s) => (s.chats[chatId]?.engine ?? null) !== null);
   const [settingsOpen, setSettingsOpen] = useState(false);
 
   useEffect(() => {
@@ -46,7 +47,8 @@ export function ChatView({ chatId }: { chatId: string }) {
         </h1>
         <ChatEnginePicker chatId={chatId} />
         <ContextMeter chatId={chatId} />
-        <ChatCacheBadge chatId={chatId} />
+        {/* This computer's cache: a remote chat's is the server's (the Cache view shows it). */}
+        {remote ? null : <ChatCacheBadge chatId={chatId} />}
         <ExportChat chatId={chatId} />
         <button type="button" className={buttonStyles.ghost} onClick={() => setSettingsOpen(true)}>
           <SlidersIcon />

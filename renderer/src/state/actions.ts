@@ -225,14 +225,16 @@ export function createActions(transport: Transport, store: HearthStore, options:
       // The queue feeds the sidebar's badge on every screen; a reconnect may have missed changes.
       void actions.loadDownloads();
       // The chat header names its engine, and the picker lists them, on every chat.
-      void actions.loadEngines();
+      const engines = actions.loadEngines();
       if (route.name === 'models') await actions.refreshModels();
       if (route.name === 'models' && route.tab === 'repo') void actions.openHubRepo(route.repo, { fresh: !first });
       if (route.name === 'cache') await actions.loadCacheOverview();
       if (route.name === 'server') await actions.loadServer();
-      // First run, or nothing loaded: the model screen is where the user has to start.
+      // First run, or nothing loaded: the model screen is where the user has to start, unless
+      // a remote engine can take the chats.
       if (first && route.name === 'home' && (app.value.model.status === 'idle' || app.value.model.status === 'error')) {
-        actions.navigate({ name: 'models' });
+        const listed = await engines;
+        if (!listed.ok || listed.value.engines.length === 0) actions.navigate({ name: 'models' });
       }
       // Chats opened earlier may have changed while we were disconnected; refetch when next shown.
       if (!first) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineStatus, Message } from '../contract.ts';
 import type { Route } from '../lib/route.ts';
-import { appState, chat, msg } from '../../../test/support/renderer/fixtures.ts';
+import { appState, chat, msg, remoteEngine } from '../../../test/support/renderer/fixtures.ts';
 import { fakeTransport, ok, type FakeTransport } from '../../../test/support/renderer/fake-transport.ts';
 import { createActions } from './actions.ts';
 import { nextEngineBanner } from './app-slice.ts';
@@ -237,7 +237,22 @@ describe('actions', () => {
     const state = store.getState();
     expect(state.booted).toBe(true);
     expect(state.chatList.map((c) => c.id)).toEqual(['new', 'old']);
-    expect(routes).toContainEqual({ name: 'models' });
+    // The first resync (the open connection's) decides once the engines are listed.
+    await expect.poll(() => routes).toContainEqual({ name: 'models' });
+  });
+
+  it('resync keeps a first run without a local model at home when a remote engine can take the chats', async () => {
+    const transport = fakeTransport({
+      'app.state': () => ok(appState({ model: { status: 'idle' } })),
+      'chats.list': () => ok({ chats: [] }),
+      'downloads.list': () => ok({ downloads: [] }),
+      'engines.list': () => ok({ engines: [remoteEngine()] }),
+    });
+    const { store, actions, routes } = setup(transport);
+    await actions.resync();
+    await expect.poll(() => store.getState().engines?.length).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(routes).not.toContainEqual({ name: 'models' });
   });
 
   it('a failed app.state is a boot error', async () => {
