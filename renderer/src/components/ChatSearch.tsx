@@ -41,20 +41,6 @@ export function ChatSearch({ children }: { children: ReactNode }) {
   // A chat renamed, deleted or written to: the results shown may no longer be right.
   useEffect(() => searcher.current?.refresh(), [chatList]);
 
-  useEffect(() => {
-    // Capture, so that the app-wide Ctrl/Cmd+K (which focuses the chat list) gives way to the
-    // field at the top of that list.
-    const onKeyDown = (event: globalThis.KeyboardEvent) => {
-      if (!(event.ctrlKey || event.metaKey) || event.shiftKey || event.altKey || event.key.toLowerCase() !== 'k') return;
-      event.preventDefault();
-      event.stopPropagation();
-      field.current?.focus();
-      field.current?.select();
-    };
-    window.addEventListener('keydown', onKeyDown, { capture: true });
-    return () => window.removeEventListener('keydown', onKeyDown, { capture: true });
-  }, []);
-
   const [reveal, setReveal] = useState<Reveal | null>(null);
   const opened = useRef(0);
   useRevealMessage(reveal, setReveal);

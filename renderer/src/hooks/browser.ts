@@ -51,8 +51,15 @@ export function useTheme(theme: Theme): void {
   useEffect(() => applyTheme(theme), [theme]);
 }
 
-/** Focus the conversation list: the current chat's link, else the first, else New chat. */
+/** Ctrl/Cmd+K: focus the chat search field, else the current chat's link, else the first, else New chat. */
 export function focusChatList(): void {
+  // The search field heads the list: typing there is what Ctrl/Cmd+K is for.
+  const search = document.getElementById('chat-search');
+  if (search instanceof HTMLInputElement) {
+    search.focus();
+    search.select();
+    return;
+  }
   const nav = document.querySelector('nav[aria-label="Conversations"]');
   const target =
     nav?.querySelector<HTMLElement>('a[aria-current="page"]') ??

@@ -135,6 +135,8 @@ export interface Actions {
    * visible. With `engineId`, also that remote engine's `/metrics` readings (`cache.remote`).
    */
   watchCache(engineId?: string): Promise<Result<CallOutputs['cache.watch']>>;
+  /** Chats whose title or messages contain `query` (`chats.search`): the sidebar's search. */
+  searchChats(query: string): Promise<Result<CallOutputs['chats.search']>>;
   /** The Cache view's history (turns, events, largest chats) into the store. */
   loadCacheOverview(): Promise<Result<CallOutputs['cache.overview']>>;
   /** Only the largest chats (their sizes change with every save), leaving the history as it is. */
@@ -639,6 +641,10 @@ export function createActions(transport: Transport, store: HearthStore, options:
 
     watchCache(engineId) {
       return transport.call('cache.watch', engineId === undefined ? {} : { engineId });
+    },
+
+    searchChats(query) {
+      return transport.call('chats.search', { query });
     },
 
     async loadCacheOverview() {
