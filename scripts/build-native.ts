@@ -46,8 +46,12 @@ function headersDir(): string | null {
   return candidates.find((dir) => existsSync(join(dir, 'include', 'node', 'node_api.h'))) ?? null;
 }
 
-/** node-llama-cpp's package folder, version and bundled llama.cpp release, or null. */
-function nodeLlamaCpp(): { dir: string; version: string; release: string } | null {
+/**
+ * node-llama-cpp's package folder, version, bundled llama.cpp release and the git bundle of that
+ * release's source it ships (which may be missing), or null. scripts/build-llama-server.ts builds
+ * llama-server from the same bundle.
+ */
+export function nodeLlamaCpp(): { dir: string; version: string; release: string; bundle: string } | null {
   try {
     let dir = dirname(createRequire(join(root, 'package.json')).resolve('node-llama-cpp'));
     while (!existsSync(join(dir, 'package.json')) || JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name !== 'node-llama-cpp') {
@@ -56,7 +60,7 @@ function nodeLlamaCpp(): { dir: string; version: string; release: string } | nul
     }
     const version = String(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version);
     const release = String(JSON.parse(readFileSync(join(dir, 'llama', 'llama.cpp.info.json'), 'utf8')).tag);
-    return { dir, version, release };
+    return { dir, version, release, bundle: join(dir, 'llama', 'gitRelease.bundle') };
   } catch {
     return null;
   }
@@ -77,7 +81,7 @@ function stateBridgeHeaders(): { args: string[] } | { reason: string } {
   const args = [`--llama_headers=${dir}`, `--node_llama_cpp_version=${nlc.version}`, `--llama_cpp_release=${nlc.release}`];
   const done = join(dir, '.complete');
   if (existsSync(done)) return { args };
-  const bundle = join(nlc.dir, 'llama', 'gitRelease.bundle');
+  const bundle = nlc.bundle;
   if (!existsSync(bundle)) return { reason: `node-llama-cpp ${nlc.version} ships no llama.cpp source bundle` };
   const clone = mkdtempSync(join(tmpdir(), 'hearth-llama-'));
   try {
@@ -97,22 +101,25 @@ function stateBridgeHeaders(): { args: string[] } | { reason: string } {
   }
 }
 
-if (process.env.HEARTH_SKIP_NATIVE === '1' && !strict) fail('HEARTH_SKIP_NATIVE=1 is set');
-const gyp = nodeGypBin();
-if (!gyp) fail('node-gyp is not installed: it is a dev dependency');
-const args = [gyp, 'rebuild', '--directory', join(root, 'native')];
-const headers = headersDir();
-if (headers) args.push(`--nodedir=${headers}`);
-const bridge = stateBridgeHeaders();
-if ('args' in bridge) args.push(...bridge.args);
-else console.warn(`hearth: the state bridge is left out of the addon (${bridge.reason}); sequence state will move through scratch files.`);
-const started = Date.now();
-const run = spawnSync(process.execPath, args, { stdio: strict ? 'inherit' : ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-if (run.error) fail(run.error.message);
-if (run.status !== 0) {
-  // node-gyp's own "gyp ERR!" lines name the cause (no compiler, no Python, no headers…).
-  const lines = (run.stderr ?? '').split('\n').filter((line) => /ERR!|error/i.test(line));
-  if (!strict && lines.length > 0) console.warn(lines.slice(0, 12).join('\n'));
-  fail(`node-gyp exited with ${run.status ?? run.signal}; it needs a C++ toolchain and Python 3`);
+// Run as a script only: scripts/build-llama-server.ts imports the helpers above.
+if (import.meta.main) {
+  if (process.env.HEARTH_SKIP_NATIVE === '1' && !strict) fail('HEARTH_SKIP_NATIVE=1 is set');
+  const gyp = nodeGypBin();
+  if (!gyp) fail('node-gyp is not installed: it is a dev dependency');
+  const args = [gyp, 'rebuild', '--directory', join(root, 'native')];
+  const headers = headersDir();
+  if (headers) args.push(`--nodedir=${headers}`);
+  const bridge = stateBridgeHeaders();
+  if ('args' in bridge) args.push(...bridge.args);
+  else console.warn(`hearth: the state bridge is left out of the addon (${bridge.reason}); sequence state will move through scratch files.`);
+  const started = Date.now();
+  const run = spawnSync(process.execPath, args, { stdio: strict ? 'inherit' : ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (run.error) fail(run.error.message);
+  if (run.status !== 0) {
+    // node-gyp's own "gyp ERR!" lines name the cause (no compiler, no Python, no headers…).
+    const lines = (run.stderr ?? '').split('\n').filter((line) => /ERR!|error/i.test(line));
+    if (!strict && lines.length > 0) console.warn(lines.slice(0, 12).join('\n'));
+    fail(`node-gyp exited with ${run.status ?? run.signal}; it needs a C++ toolchain and Python 3`);
+  }
+  console.log(`hearth: built native/build/Release/hearth_kv.node in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
-console.log(`hearth: built native/build/Release/hearth_kv.node in ${((Date.now() - started) / 1000).toFixed(1)} s`);
