@@ -126,6 +126,20 @@ describe('remote engines', () => {
     await until(() => emulator.clientClosed === 1);
   });
 
+  it('passes a fast server\'s tokens on in batches that add up to the reply', async () => {
+    const t = await start();
+    const engine = await withEngine(t);
+    const pieces = Array.from({ length: 400 }, (_, i) => `w${i} `);
+    emulator.chat = { kind: 'stream', pieces };
+    const chat = value(await t.hearth.api['chats.create']({ engine: { engineId: engine.id, model: 'big-model' } }));
+    const message = await reply(t, chat.id, 'Go');
+    const deltas = t.events.filter((e): e is Extract<HearthEvent, { type: 'message.delta' }> => e.type === 'message.delta' && e.payload.messageId === message.id);
+    expect(deltas.map((e) => e.payload.delta).join('')).toBe(pieces.join(''));
+    expect(message.content).toBe(pieces.join(''));
+    // 400 events from the server, far fewer to the renderer.
+    expect(deltas.length).toBeLessThan(100);
+  });
+
   it('keeps a reply cut midway as incomplete, with why', async () => {
     const t = await start();
     const engine = await withEngine(t);

@@ -33,6 +33,37 @@ export function remoteStats(outcome: ChatOutcome, engine: { id: string; name: st
   };
 }
 
+/**
+ * How often, at most, a remote reply's text is passed on. A server sends one event per token; a
+ * fast one (a small model, a big GPU) sends a thousand a second, and one `message.delta` each
+ * would flood the renderer's connection (the browser host drops a socket that falls behind).
+ * The local engine batches its tokens at the same rate.
+ */
+export const REMOTE_DELTA_MS = 16;
+
+/** `push` gathers text; it reaches `onDelta` at most every REMOTE_DELTA_MS (the first at once). */
+function batchedDeltas(onDelta: (delta: string) => void): { push: (delta: string) => void; flush: () => void } {
+  let pending = '';
+  let last = 0;
+  let timer: NodeJS.Timeout | null = null;
+  const flush = (): void => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    if (pending === '') return;
+    const text = pending;
+    pending = '';
+    last = performance.now();
+    onDelta(text);
+  };
+  const push = (delta: string): void => {
+    pending += delta;
+    const wait = REMOTE_DELTA_MS - (performance.now() - last);
+    if (wait <= 0) flush();
+    else timer ??= setTimeout(flush, wait);
+  };
+  return { push, flush };
+}
+
 export class RemoteReplies {
   readonly #engines: RemoteEngines;
   readonly #client: RemoteClient;
@@ -56,6 +87,7 @@ export class RemoteReplies {
     const controller = new AbortController();
     this.#running.set(input.requestId, controller);
     const started = performance.now();
+    const deltas = batchedDeltas(onDelta);
     try {
       const outcome = await this.#client.chat(
         target,
@@ -67,13 +99,15 @@ export class RemoteReplies {
           maxTokens: input.sampling.maxTokens > 0 ? input.sampling.maxTokens : null,
         },
         controller.signal,
-        onDelta,
+        deltas.push,
       );
       if (outcome.error) return { ok: false, error: outcome.error };
       const stats = remoteStats(outcome, engine, ref.model, performance.now() - started);
       if (outcome.aborted) return ok({ text: outcome.text, stopReason: 'aborted', stats });
       return ok({ text: outcome.text, stopReason: outcome.finishReason === 'length' ? 'maxTokens' : 'eos', stats });
     } finally {
+      // Every delta is out before the result: the deltas add up to the saved text.
+      deltas.flush();
       this.#running.delete(input.requestId);
     }
   }

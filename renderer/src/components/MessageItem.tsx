@@ -104,8 +104,9 @@ function MessageStatus({ chatId, message }: { chatId: string; message: Message }
     case 'incomplete':
       return (
         <p className="mt-1 text-xs text-amber-800 dark:text-amber-300">
-          <span className={`${badge} bg-amber-200 text-amber-900 dark:bg-amber-900 dark:text-amber-100`}>Incomplete</span> — interrupted: the
-          engine stopped before the reply finished.
+          <span className={`${badge} bg-amber-200 text-amber-900 dark:bg-amber-900 dark:text-amber-100`}>Incomplete</span> —{' '}
+          {/* Why, when the host knows (a remote engine's cut connection names the engine); the text so far is kept either way. */}
+          {message.error?.message ?? 'interrupted: the engine stopped before the reply finished.'}
         </p>
       );
     case 'error':
