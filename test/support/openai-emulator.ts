@@ -26,7 +26,7 @@ export type ChatScript =
   /** Sends raw SSE text as is. */
   | { readonly kind: 'raw'; readonly text: string }
   /** Answers an HTTP error with `body`. */
-  | { readonly kind: 'status'; readonly status: number; readonly body: string; readonly contentType?: string };
+  | { readonly kind: 'status'; readonly status: number; readonly body: string; readonly contentType?: string; readonly headers?: Readonly<Record<string, string>> };
 
 export interface OpenAiEmulator {
   readonly baseUrl: string;
@@ -90,7 +90,7 @@ export async function startOpenAiEmulator(options: { tls?: { key: string; cert: 
       }
       const script = state.chat;
       if (script.kind === 'status') {
-        res.writeHead(script.status, { 'content-type': script.contentType ?? 'application/json' }).end(script.body);
+        res.writeHead(script.status, { 'content-type': script.contentType ?? 'application/json', ...script.headers }).end(script.body);
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });

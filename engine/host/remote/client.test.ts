@@ -141,6 +141,18 @@ describe('RemoteClient', () => {
     expect(await client.metrics(targetOf(emulator))).toEqual({ ok: true, value: '# TYPE x gauge\nx 1\n' });
   });
 
+  it('does not follow a redirect (the key would go wherever it points)', async () => {
+    const elsewhere = await startOpenAiEmulator();
+    try {
+      emulator.chat = { kind: 'status', status: 307, body: '', headers: { location: `${elsewhere.baseUrl}/v1/chat/completions` } };
+      const outcome = await client.chat(targetOf(emulator, 'sk-test'), request, new AbortController().signal, () => undefined);
+      expect(outcome.error?.code).toBe('NETWORK_ERROR');
+      expect(elsewhere.requests).toEqual([]);
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
   it('refuses a model list that is not one', async () => {
     emulator.models = [{ id: '' }];
     const models = await client.models(targetOf(emulator));
