@@ -21,6 +21,13 @@
  * real files, without their weights on disk. It photographs first run's panel, the library, a
  * repository's page with its verdicts and the download queue with one download running (slowed
  * down) and one paused.
+ *
+ * The remote engine's screens need no model either (`--only remote`): a real llama-server (the
+ * tests' build, test/support/llama-server.ts) serves the generated test model under the name
+ * "tiny-llama", greedy and to a fixed length (`--ignore-eos`), so each run writes the same noise.
+ * A host with no model adds it in Settings → Engines, runs a new chat on it for two turns, and it
+ * photographs the engine's row, the chat with the second reply's readout (the server's prefix cache
+ * held the first turn) and the Cache view of that engine.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -32,15 +39,18 @@ import { chromium, type Browser, type Locator, type Page } from 'playwright-core
 import { referenceModels } from '../engine/worker/fit-reference.ts';
 import { startHubEmulator, type EmulatorRepo, type HubEmulator } from '../test/support/hf-emulator.ts';
 import { freePort, repoRoot, startHost, type Host } from '../test/support/host.ts';
+import { startLlamaServer, type LlamaServer } from '../test/support/llama-server.ts';
+import { testModelPath } from '../test/support/models.ts';
 import { LLAMA_3_2_3B, referenceGguf, writeSparseModel, type ReferenceGgufQuant, type ReferenceGgufShape } from '../test/support/reference-gguf.ts';
 
-const usage = `Usage: npm run screenshots -- --model FILE.gguf [--out DIR] [--threads N] [--only chat|models]
+const usage = `Usage: npm run screenshots -- --model FILE.gguf [--out DIR] [--threads N] [--only chat|models|remote]
 
-  --model FILE.gguf   the model to chat with (or HEARTH_SCREENSHOT_MODEL); a small trained model
-                      (not needed with --only models)
-  --out DIR           where the PNGs go (default docs/screenshots)
-  --threads N         llama.cpp threads (default 2)
-  --only chat|models  take only the chat and cache screenshots, or only the Models screens'
+  --model FILE.gguf          the model to chat with (or HEARTH_SCREENSHOT_MODEL); a small trained
+                             model (not needed with --only models or --only remote)
+  --out DIR                  where the PNGs go (default docs/screenshots)
+  --threads N                llama.cpp threads (default 2)
+  --only chat|models|remote  take only the chat and cache screenshots, only the Models screens', or
+                             only the remote engine's (llama-server is built first if need be)
 
 Run \`npm run build\` first. Chromium: CHROMIUM_PATH, else /usr/bin/chromium.
 `;
@@ -231,6 +241,69 @@ async function chatScreens(browser: Browser, model: string, threads: number, out
     throw e;
   } finally {
     for (const host of hosts) await host.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** The remote chat's two turns: the second resends the first, which the server's prefix cache holds. */
+const remoteChat = ['Summarise last night\'s deploy log for the on-call channel.', 'And which services restarted?'];
+
+/** Settings → Engines with the engine online, a chat on it, and the Cache view of its /metrics, against a real llama-server. */
+async function remoteScreens(browser: Browser, outDir: string): Promise<string[]> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'hearth-screenshots-'));
+  let host: Host | null = null;
+  let server: LlamaServer | null = null;
+  try {
+    const page = await browser.newPage({ viewport, colorScheme: 'light' });
+    // The model id the server reports is the file's path unless it is given a name.
+    server = await startLlamaServer({ model: await testModelPath(), extraArgs: ['--ignore-eos', '--alias', 'tiny-llama'] });
+    host = await startHost({ dataDir });
+    // Greedy and a fixed length: the random test model writes the same noise on every run.
+    await call(host, 'settings.update', { defaultSampling: { temperature: 0, maxTokens: 40 } });
+    await openApp(page, host);
+
+    await appNav(page).getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('button', { name: 'Add engine' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Add engine' });
+    await dialog.getByLabel('Name').fill('GPU box');
+    await dialog.getByLabel('Base URL').fill(server.baseUrl);
+    await dialog.getByLabel('Kind').selectOption({ label: 'llama-server' });
+    await dialog.getByRole('button', { name: 'Test' }).click();
+    await dialog.getByTestId('engine-test-result').getByText(/model/).waitFor();
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    const row = page.getByRole('listitem', { name: 'GPU box' });
+    await row.getByTestId('engine-status').getByText(/^Online/).waitFor();
+    await scrollToTop(page.getByRole('heading', { level: 2, name: 'Engines' }));
+    await page.screenshot({ path: join(outDir, 'engines.png') });
+
+    await page.getByRole('button', { name: 'New chat', exact: true }).click();
+    await page.getByTestId('chat-engine').click();
+    await page.getByRole('dialog', { name: 'Where this chat runs' }).getByRole('button', { name: /^GPU box · / }).click();
+    await page.getByTestId('chat-engine').getByText(/^GPU box/).waitFor();
+    for (const text of remoteChat) await send(page, text);
+    const readout = assistantMessages(page).last().getByTestId('reply-readout');
+    await readout.locator('summary').getByText(/Server cache: [1-9]/).waitFor();
+    await readout.locator('summary').click();
+    await readout.scrollIntoViewIfNeeded();
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: join(outDir, 'remote-chat.png') });
+
+    await appNav(page).getByRole('link', { name: 'Cache' }).click();
+    await page.getByLabel('Engine').selectOption({ label: 'GPU box' });
+    await page.getByTestId('remote-hit-rate').waitFor();
+    // A few seconds of samples, so the chart has a line.
+    await page.waitForTimeout(8000);
+    await page.setViewportSize({ width: viewport.width, height: Math.max(viewport.height, await paneHeight(page.getByRole('heading', { level: 1, name: 'Cache' }))) });
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: join(outDir, 'remote-cache.png') });
+    return ['engines.png', 'remote-chat.png', 'remote-cache.png'];
+  } catch (e) {
+    if (host) process.stderr.write(host.output());
+    if (server) process.stderr.write(server.log());
+    throw e;
+  } finally {
+    await host?.stop();
+    await server?.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
 }
@@ -437,9 +510,10 @@ async function main(): Promise<void> {
     return;
   }
   const only = values.only;
-  if (only !== undefined && only !== 'chat' && only !== 'models') fail(`--only takes chat or models, not ${only}`);
+  if (only !== undefined && only !== 'chat' && only !== 'models' && only !== 'remote') fail(`--only takes chat, models or remote, not ${only}`);
   const model = values.model ?? process.env.HEARTH_SCREENSHOT_MODEL;
-  if (only !== 'models' && (model === undefined || model === '')) fail('give the model: --model FILE.gguf or HEARTH_SCREENSHOT_MODEL');
+  const wants = (part: 'chat' | 'models' | 'remote'): boolean => only === undefined || only === part;
+  if (wants('chat') && (model === undefined || model === '')) fail('give the model: --model FILE.gguf or HEARTH_SCREENSHOT_MODEL');
   const threads = Number(values.threads ?? '2');
   if (!Number.isInteger(threads) || threads < 1) fail(`--threads must be a positive integer, not ${values.threads}`);
   const outDir = resolve(values.out ?? join(repoRoot, 'docs', 'screenshots'));
@@ -451,8 +525,9 @@ async function main(): Promise<void> {
   });
   try {
     const written: string[] = [];
-    if (only !== 'models') written.push(...(await chatScreens(browser, model!, threads, outDir)));
-    if (only !== 'chat') written.push(...(await modelsScreens(browser, threads, outDir)));
+    if (wants('chat')) written.push(...(await chatScreens(browser, model!, threads, outDir)));
+    if (wants('models')) written.push(...(await modelsScreens(browser, threads, outDir)));
+    if (wants('remote')) written.push(...(await remoteScreens(browser, outDir)));
     process.stdout.write(`screenshots written to ${outDir}: ${written.join(', ')}\n`);
   } finally {
     await browser.close();

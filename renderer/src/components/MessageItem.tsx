@@ -13,6 +13,9 @@ import { buttonStyles, CopyButton, ErrorBox, inputStyles } from './ui.tsx';
 /** One message of the branch on screen. Re-renders only when this message (or its siblings) change. */
 export const MessageItem = memo(function MessageItem({ chatId, messageId }: { chatId: string; messageId: string }) {
   const message = useHearth(selectMessage(chatId, messageId));
+  // Continuing a reply works on this computer's engine only (the host refuses it elsewhere), so a
+  // chat on a remote engine is not offered a button that can only fail.
+  const remote = useHearth((s) => (s.chats[chatId]?.engine ?? null) !== null);
   const [editing, setEditing] = useState(false);
   if (!message) return null;
   const user = message.role === 'user';
@@ -34,7 +37,7 @@ export const MessageItem = memo(function MessageItem({ chatId, messageId }: { ch
       )}
       <MessageStatus chatId={chatId} message={message} />
       {!user && message.stats && <StatsReadout stats={message.stats} />}
-      {!user && !editing && <ContinueOffer chatId={chatId} message={message} />}
+      {!user && !editing && !remote && <ContinueOffer chatId={chatId} message={message} />}
       {!editing && <MessageActions chatId={chatId} message={message} onEdit={() => setEditing(true)} />}
     </article>
   );
