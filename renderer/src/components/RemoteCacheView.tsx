@@ -80,7 +80,6 @@ export function RemoteCacheBody(props: RemoteCacheBodyProps) {
           <>
             <KvUsage sample={sample} />
             <dl className="grid grid-cols-2 gap-x-6 gap-y-1 text-sm sm:grid-cols-3">
-              <Figure label="KV usage" testId="remote-kv-share" value={shareText(sample.kvUsage)} />
               <Figure label="Tokens in the KV cache" testId="remote-kv-tokens" value={figureText(sample.kvTokens)} />
               <Figure label="Prefix-cache hit rate (since start)" testId="remote-hit-rate" value={shareText(sample.prefixHitRate)} />
               <Figure label="Prefix-cache hit rate (recent)" testId="remote-hit-rate-recent" value={recentHitText(sample)} />

@@ -190,7 +190,8 @@ function AppNav() {
         ? `Model loading ${formatPercent(model.progress ?? 0)}`
         : model.status === 'error'
           ? 'Model error'
-          : 'No model';
+          : // Remote chats still run: this line is about this computer's engine only.
+            'No local model';
   return (
     <div className="border-t border-stone-200 px-2 py-2 dark:border-stone-800">
       <nav aria-label="App" className="flex flex-col">
