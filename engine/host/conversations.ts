@@ -7,6 +7,7 @@ import { err, ok, type CallInput, type CallOutputs, type Chat, type HearthEvent,
 import { buildPrompt, type Generations } from './generations.ts';
 import type { ModelManager } from './model-manager.ts';
 import type { ChatStore, Turn } from './chat-store.ts';
+import { engineRemovedError } from './remote/engines.ts';
 import type { ChatEngineRef, RemoteEngine, Settings } from '../contract/index.ts';
 
 export interface ConversationsDeps {
@@ -16,7 +17,7 @@ export interface ConversationsDeps {
   readonly settings: () => Settings;
   readonly emit: (event: HearthEvent) => void;
   /** The remote engines a chat may run on (remote/engines.ts). */
-  readonly engines: { get(engineId: string): RemoteEngine | undefined };
+  readonly engines: { get(engineId: string): RemoteEngine | undefined; has(engineId: string): boolean };
 }
 
 type Out<N extends keyof CallOutputs> = Promise<Result<CallOutputs[N]>>;
@@ -176,9 +177,7 @@ export class Conversations {
     if (!chat) return notFound('chat', chatId);
     if (chat.engine !== null) {
       // Nothing is saved for a send that cannot go anywhere.
-      if (!this.#deps.engines.get(chat.engine.engineId)) {
-        return err('NOT_FOUND', 'The engine this chat runs on was removed.', 'Move the chat to another model with the picker in its header: its history is kept.');
-      }
+      if (!this.#deps.engines.has(chat.engine.engineId)) return { ok: false, error: engineRemovedError() };
     } else if (!this.#deps.model.ready) return { ok: false, error: this.#deps.model.notReadyError() };
     if (this.#deps.generations.isStreaming(chatId)) {
       return err('BUSY', 'This chat is already writing a reply.', 'Wait for it to finish, or stop it.');

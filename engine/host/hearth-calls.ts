@@ -298,7 +298,7 @@ function cacheCalls({ dirs, store, supervisor, settings, kvStatus, appliedCodec,
       return supervisor.request('kvVerify', { repair: repair ?? false }, { timeoutMs: VERIFY_TIMEOUT_MS });
     }),
     'cache.watch': guard('cache.watch', async ({ engineId }) => {
-      if (engineId !== undefined && !engines.get(engineId)) return err('NOT_FOUND', 'There is no such engine: it may have been removed.');
+      if (engineId !== undefined && !engines.has(engineId)) return err('NOT_FOUND', 'There is no such engine: it may have been removed.');
       const lease = sampler.watch();
       if (engineId !== undefined) remoteWatch.watch(engineId, lease.leaseMs);
       return ok(lease);

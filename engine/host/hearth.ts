@@ -266,11 +266,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   const remoteReplies = new RemoteReplies({ engines, client: remoteClient });
   const remoteWatch = new RemoteCacheWatch({
     client: remoteClient,
-    engine: (id) => {
-      const engine = engines.get(id);
-      const target = engines.target(id);
-      return engine && target ? { target, kind: engine.kind } : undefined;
-    },
+    engine: (id) => engines.target(id),
     emit,
     log,
   });

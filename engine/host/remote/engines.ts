@@ -7,7 +7,7 @@
  * asks for the same answer. Every change is announced as `engines.changed` with the whole list.
  */
 import type { DatabaseSync } from 'node:sqlite';
-import { err, errorText, ok, remoteEngineKinds, type HearthEvent, type RemoteEngine, type RemoteEngineKind, type RemoteEngineStatus, type RemoteModel, type Result } from '../../contract/index.ts';
+import { err, errorText, hearthError, ok, remoteEngineKinds, type HearthError, type HearthEvent, type RemoteEngine, type RemoteEngineKind, type RemoteEngineStatus, type RemoteModel, type Result } from '../../contract/index.ts';
 import { newId } from '../chat-store.ts';
 import type { SecretStore } from '../secrets.ts';
 import { normalizeBaseUrl, type RemoteClient, type RemoteTarget } from './client.ts';
@@ -19,6 +19,17 @@ interface EngineRow {
   kind: string;
   models: string;
   created_at: number;
+}
+
+/** An engine as a request to it needs it: its address and key, with its id, name and kind. */
+export interface EngineConnection extends RemoteTarget {
+  readonly id: string;
+  readonly kind: RemoteEngineKind;
+}
+
+/** A chat names an engine that is gone: said alike before a send and at the reply. */
+export function engineRemovedError(): HearthError {
+  return hearthError('NOT_FOUND', 'The engine this chat runs on was removed.', 'Move the chat to another model with the picker in its header: its history is kept.');
 }
 
 /** The SecretStore name of an engine's API key. */
@@ -73,10 +84,15 @@ export class RemoteEngines {
     return row && this.#toEngine(row);
   }
 
-  /** What requests to the engine need: its name, address and key; undefined when it is gone. */
-  target(engineId: string): RemoteTarget | undefined {
+  /** Whether the engine exists (a check that reads no key). */
+  has(engineId: string): boolean {
+    return this.#row(engineId) !== undefined;
+  }
+
+  /** What requests to the engine need, and what a reply or a sample is labelled with; undefined when it is gone. */
+  target(engineId: string): EngineConnection | undefined {
     const row = this.#row(engineId);
-    return row && { name: row.name, baseUrl: row.base_url, apiKey: this.#deps.secrets.read(engineKeySecret(row.id)) };
+    return row && { id: row.id, name: row.name, kind: kindOf(row.kind), baseUrl: row.base_url, apiKey: this.#deps.secrets.read(engineKeySecret(row.id)) };
   }
 
   async add(input: EngineInput): Promise<Result<RemoteEngine>> {

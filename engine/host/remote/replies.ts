@@ -5,10 +5,10 @@
  * (`GenerateOutput`), so the rest of the host saves and shows it the same way, with the
  * server's own account of its prefix cache in `stats.server`.
  */
-import { err, ok, type ChatEngineRef, type MessageStats, type Result, type Sampling } from '../../contract/index.ts';
+import { ok, type ChatEngineRef, type MessageStats, type Result, type Sampling } from '../../contract/index.ts';
 import type { GenerateOutput, PromptMessage } from '../../protocol.ts';
 import type { ChatOutcome, RemoteClient } from './client.ts';
-import type { RemoteEngines } from './engines.ts';
+import { engineRemovedError, type RemoteEngines } from './engines.ts';
 
 export interface RemoteReplyInput {
   readonly requestId: string;
@@ -76,14 +76,9 @@ export class RemoteReplies {
 
   /** Streams the reply; `onDelta` gets its text as it arrives. Stopped by `abort(requestId)`. */
   async generate(ref: ChatEngineRef, input: RemoteReplyInput, onDelta: (delta: string) => void): Promise<Result<GenerateOutput>> {
-    const engine = this.#engines.get(ref.engineId);
+    // One read of the engine's row and key per reply; Conversations refused continuing (a last assistant message) already.
     const target = this.#engines.target(ref.engineId);
-    if (!engine || !target) {
-      return err('NOT_FOUND', 'The engine this chat runs on was removed.', 'Move the chat to another model with the picker in its header: its history is kept.');
-    }
-    if (input.messages.at(-1)?.role === 'assistant') {
-      return err('NOT_SUPPORTED', `Continuing a reply works on this computer's engine only, not on ${engine.name}.`, 'Regenerate the reply instead.');
-    }
+    if (!target) return { ok: false, error: engineRemovedError() };
     const controller = new AbortController();
     this.#running.set(input.requestId, controller);
     const started = performance.now();
@@ -102,7 +97,7 @@ export class RemoteReplies {
         deltas.push,
       );
       if (outcome.error) return { ok: false, error: outcome.error };
-      const stats = remoteStats(outcome, engine, ref.model, performance.now() - started);
+      const stats = remoteStats(outcome, target, ref.model, performance.now() - started);
       if (outcome.aborted) return ok({ text: outcome.text, stopReason: 'aborted', stats });
       return ok({ text: outcome.text, stopReason: outcome.finishReason === 'length' ? 'maxTokens' : 'eos', stats });
     } finally {

@@ -5,16 +5,17 @@
  * the servers' own gauges move no faster. One engine at a time (the one the view shows); a
  * reading still in flight skips the next tick rather than piling up requests on a slow server.
  */
-import { errorText, hearthError, type HearthError, type HearthEvent, type RemoteCacheSample, type RemoteEngineKind } from '../../contract/index.ts';
-import type { RemoteClient, RemoteTarget } from './client.ts';
+import { errorText, hearthError, type HearthError, type HearthEvent, type RemoteCacheSample } from '../../contract/index.ts';
+import type { RemoteClient } from './client.ts';
+import type { EngineConnection } from './engines.ts';
 import { interpretMetrics, parsePrometheusText, remoteCacheSample, type RemoteFigures } from './metrics.ts';
 
 export const remoteTickMs = 1000;
 
 export interface RemoteCacheWatchDeps {
   readonly client: Pick<RemoteClient, 'metrics'>;
-  /** The engine's target and kind; undefined when it was removed. */
-  readonly engine: (engineId: string) => { readonly target: RemoteTarget; readonly kind: RemoteEngineKind } | undefined;
+  /** The engine's address, key and kind; undefined when it was removed. */
+  readonly engine: (engineId: string) => EngineConnection | undefined;
   readonly emit: (event: HearthEvent) => void;
   readonly log?: (level: 'warn', message: string) => void;
   readonly intervalMs?: number;
@@ -78,7 +79,7 @@ export class RemoteCacheWatch {
   async #sample(engineId: string): Promise<void> {
     const engine = this.#deps.engine(engineId);
     if (!engine) return;
-    const read = await this.#deps.client.metrics(engine.target);
+    const read = await this.#deps.client.metrics(engine);
     if (this.#disposed) return;
     const at = this.#now();
     const failed = (error: HearthError): RemoteCacheSample => ({ engineId, at, error, kvUsage: null, kvTokens: null, prefixHitRate: null, recentPrefixHitRate: null, requestsRunning: null, requestsWaiting: null, offload: null });
@@ -89,9 +90,9 @@ export class RemoteCacheWatch {
       const parsed = parsePrometheusText(read.value);
       const figures = interpretMetrics(engine.kind, parsed);
       if (parsed.error) {
-        sample = failed(hearthError('NETWORK_ERROR', `${engine.target.name}'s /metrics is too large to read (${parsed.error.kind}).`));
+        sample = failed(hearthError('NETWORK_ERROR', `${engine.name}'s /metrics is too large to read (${parsed.error.kind}).`));
       } else if (figures.source === null) {
-        sample = failed(hearthError('NOT_SUPPORTED', `${engine.target.name}'s /metrics has none of the figures Hearth reads (llama-server's, vLLM's, LMCache's or SGLang's).`));
+        sample = failed(hearthError('NOT_SUPPORTED', `${engine.name}'s /metrics has none of the figures Hearth reads (llama-server's, vLLM's, LMCache's or SGLang's).`));
       } else {
         sample = remoteCacheSample(engineId, figures, this.#previous.get(engineId) ?? null, at);
         this.#previous.set(engineId, figures);
