@@ -1,7 +1,7 @@
 /**
  * Reading HTTP answers from servers Hearth does not control (the Hub, remote engines): a body is
  * read only up to a size that fits what the answer should be, so a hostile or broken server
- * cannot make the host buffer without bound.
+ * cannot make the host buffer without bound. And what a failed request's error says.
  */
 
 /** A body's text, or null when it is larger than `maxBytes` (the stream is cancelled then). */
@@ -26,4 +26,13 @@ export async function readCapped(response: Response, maxBytes: number): Promise<
     chunks.push(value);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The `code` of an error or of the cause fetch wraps it in. */
+export function codeOf(error: unknown): string | null {
+  for (let current: unknown = error, depth = 0; current !== null && current !== undefined && depth < 4; depth += 1) {
+    if (typeof current === 'object' && 'code' in current && typeof current.code === 'string') return current.code;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return null;
 }

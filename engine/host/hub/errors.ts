@@ -5,6 +5,7 @@
  * and must explain a gated file in the same words).
  */
 import { errorText, hearthError, type HearthError } from '../../contract/index.ts';
+import { codeOf } from '../http-read.ts';
 
 /** Where the user manages the token, as the UI names it. */
 const TOKEN_PLACE = 'Models → Hugging Face token';
@@ -115,7 +116,7 @@ export function hubNetworkError(error: unknown, timeoutMs: number): HearthError 
     return hearthError('NETWORK_ERROR', `Hugging Face did not answer within ${Math.ceil(timeoutMs / 1000)} s.`, 'Check your internet connection, or try again later.');
   }
   const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
-  const code = typeof cause === 'object' && cause !== null && 'code' in cause && typeof cause.code === 'string' ? cause.code : null;
+  const code = codeOf(error);
   return hearthError('NETWORK_ERROR', `Could not reach Hugging Face (${code ?? errorText(cause)}).`, 'Check your internet connection, proxy or firewall.');
 }
 

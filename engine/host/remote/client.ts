@@ -11,8 +11,8 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { z } from 'zod';
 import { err, errorText, ok, type HearthError, type RemoteModel, type Result } from '../../contract/index.ts';
-import { readCapped } from '../http-read.ts';
-import { codeOf, remoteCutError, remoteHttpError, remoteMalformedError, remoteNetworkError, type RemoteFailureContext } from './errors.ts';
+import { codeOf, readCapped } from '../http-read.ts';
+import { remoteCutError, remoteHttpError, remoteMalformedError, remoteNetworkError, type RemoteFailureContext } from './errors.ts';
 
 /** An engine as a request needs it. */
 export interface RemoteTarget {

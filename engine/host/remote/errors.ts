@@ -4,6 +4,7 @@
  * the engine and say what to do. The engine's own message is kept, shortened, where it helps.
  */
 import { errorText, hearthError, type HearthError } from '../../contract/index.ts';
+import { codeOf } from '../http-read.ts';
 
 /** Where the user fixes an engine's address or key, as the UI names it. */
 const ENGINES_PLACE = 'Settings → Engines';
@@ -84,15 +85,6 @@ const tlsProblems: Readonly<Record<string, string>> = {
   ERR_SSL_WRONG_VERSION_NUMBER: 'it does not speak TLS on that port (is it http://?)',
   EPROTO: 'the secure connection could not be set up (is it http://?)',
 };
-
-/** The `code` of an error or of the cause fetch wraps it in. */
-export function codeOf(error: unknown): string | null {
-  for (let current: unknown = error, depth = 0; current !== null && current !== undefined && depth < 4; depth += 1) {
-    if (typeof current === 'object' && 'code' in current && typeof current.code === 'string') return current.code;
-    current = current instanceof Error ? current.cause : undefined;
-  }
-  return null;
-}
 
 /** The error for a request that got no answer (or lost it): refused, unresolved, timed out, TLS, cut. */
 export function remoteNetworkError(error: unknown, context: RemoteFailureContext, timeoutMs: number): HearthError {
