@@ -5,7 +5,7 @@
  * at most once per animation frame, and destroyed on unmount, so a 4 Hz tick re-renders no React
  * component through it.
  */
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, type RefObject } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { CacheSnapshot, CacheTurn, RemoteCacheSample } from '../contract.ts';
@@ -149,14 +149,15 @@ const asData = (columns: readonly (readonly (number | null)[])[]) => columns as 
 export function MemoryChart({ ring }: { ring: Ring<CacheSnapshot> }) {
   const ref = usePlot(memoryOptions, () => asData(memorySeries(ring)), (redraw) => ring.subscribe(redraw));
   return (
-    <figure className="space-y-1">
-      <div ref={ref} role="img" aria-label="Memory over the last minute: KV in use, KV allocated and weights" className="w-full overflow-hidden" />
-      <figcaption className="flex flex-wrap gap-x-4 text-xs text-stone-600 dark:text-stone-300">
-        <LegendLine color="bg-amber-500" label="KV in use" />
-        <LegendLine color="border-t-2 border-dashed border-amber-700 bg-transparent" label="KV allocated" />
-        <LegendLine color="bg-stone-500" label="Weights" />
-      </figcaption>
-    </figure>
+    <ChartFigure
+      plotRef={ref}
+      label="Memory over the last minute: KV in use, KV allocated and weights"
+      legend={[
+        ['bg-amber-500', 'KV in use'],
+        ['border-t-2 border-dashed border-amber-700 bg-transparent', 'KV allocated'],
+        ['bg-stone-500', 'Weights'],
+      ]}
+    />
   );
 }
 
@@ -164,14 +165,15 @@ export function MemoryChart({ ring }: { ring: Ring<CacheSnapshot> }) {
 export function RemoteCacheChart({ ring }: { ring: Ring<RemoteCacheSample> }) {
   const ref = usePlot(remoteOptions, () => asData(remoteSeries(ring)), (redraw) => ring.subscribe(redraw));
   return (
-    <figure className="space-y-1">
-      <div ref={ref} role="img" aria-label="KV usage and prefix-cache hit rate over the last minutes" className="w-full overflow-hidden" />
-      <figcaption className="flex flex-wrap gap-x-4 text-xs text-stone-600 dark:text-stone-300">
-        <LegendLine color="bg-amber-500" label="KV usage" />
-        <LegendLine color="bg-green-500" label="Prefix-cache hit rate (since start)" />
-        <LegendLine color="border-t-2 border-dashed border-sky-500 bg-transparent" label="Hit rate (recent)" />
-      </figcaption>
-    </figure>
+    <ChartFigure
+      plotRef={ref}
+      label="KV usage and prefix-cache hit rate over the last minutes"
+      legend={[
+        ['bg-amber-500', 'KV usage'],
+        ['bg-green-500', 'Prefix-cache hit rate (since start)'],
+        ['border-t-2 border-dashed border-sky-500 bg-transparent', 'Hit rate (recent)'],
+      ]}
+    />
   );
 }
 
@@ -187,13 +189,28 @@ export function TurnsChart({ turns }: { turns: readonly CacheTurn[] }) {
     for (const redraw of listeners.current) redraw();
   }, [turns]);
   return (
+    <ChartFigure
+      plotRef={ref}
+      label="Prompt tokens per turn (reused, restored, prefilled) and time to first token"
+      legend={[
+        ['bg-amber-500', 'Reused'],
+        ['bg-green-500', 'Restored'],
+        ['bg-sky-500', 'Prefilled'],
+        ['bg-stone-400', 'Time to first token (right axis)'],
+      ]}
+    />
+  );
+}
+
+/** A chart with its legend: each line's colour class and name. */
+function ChartFigure({ plotRef, label, legend }: { plotRef: RefObject<HTMLDivElement | null>; label: string; legend: readonly (readonly [color: string, name: string])[] }) {
+  return (
     <figure className="space-y-1">
-      <div ref={ref} role="img" aria-label="Prompt tokens per turn (reused, restored, prefilled) and time to first token" className="w-full overflow-hidden" />
+      <div ref={plotRef} role="img" aria-label={label} className="w-full overflow-hidden" />
       <figcaption className="flex flex-wrap gap-x-4 text-xs text-stone-600 dark:text-stone-300">
-        <LegendLine color="bg-amber-500" label="Reused" />
-        <LegendLine color="bg-green-500" label="Restored" />
-        <LegendLine color="bg-sky-500" label="Prefilled" />
-        <LegendLine color="bg-stone-400" label="Time to first token (right axis)" />
+        {legend.map(([color, name]) => (
+          <LegendLine key={name} color={color} label={name} />
+        ))}
       </figcaption>
     </figure>
   );
