@@ -4,13 +4,14 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { kvConfigs, formatReport, runResume, type KvConfigName, type PageCache } from '../bench/resume.ts';
 import { formatKvReport, runKvBench } from '../bench/kv.ts';
 import { codecKvConfigs, formatCodecReport, runCodecBench, type CodecKvName } from '../bench/codec.ts';
 import { benchPolicies, engineLogLevels, formatReport as formatOverflowReport, overflowKvTypes, runOverflow, type EngineLogLevel, type OverflowKv } from '../bench/overflow.ts';
 import type { BenchPolicy } from '../bench/overflow-report.ts';
-import { kvCompressionSettings } from '../engine/contract/api.ts';
+import { kvCacheTypes, kvCompressionSettings } from '../engine/contract/api.ts';
 import type { KvCompressionSetting } from '../engine/contract/index.ts';
 import { defaultSettings } from '../engine/host/settings.ts';
 import { KV_SHAPE_8B } from '../bench/kv-shape-8b.ts';
@@ -18,6 +19,9 @@ import { apiModes, formatReport as formatApiReport, runApiBench } from '../bench
 import type { ApiMode } from '../bench/api-report.ts';
 import { fitQuants, formatReport as formatModelsReport, runModelsBench } from '../bench/models.ts';
 import { modelsParts, type ModelsPart } from '../bench/models-report.ts';
+import { defaultSpeedPairs, formatReport as formatSpeedReport, runSpeedBench } from '../bench/speed.ts';
+import { parsePair, type KvPairTypes } from '../bench/speed-report.ts';
+import { localLlamaModule } from '../bench/speed-engine.ts';
 import { repoRoot } from '../test/support/models.ts';
 import { errorText } from '../engine/contract/index.ts';
 
@@ -38,6 +42,9 @@ Benchmarks:
   models   Hearth's own model handling on loopback against the Hugging Face emulator: a large
            download through the DownloadQueue vs a plain fetch, pause/resume and a restart
            mid-download, hub.fit's header fetches through the host, and the library scan
+  speed    Hearth's first-load speed measurement (flash attention, threads, batch size) against
+           every alternative, measured deeper and in interleaved rounds; optionally a local
+           llama.cpp build beside the prebuilt one
 
 resume options:
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
@@ -150,6 +157,21 @@ models options (the defaults take about 5 minutes on the 2-core build machine):
   --scan-repeats N     scans after the first (default 3)
   --parts LIST         ${modelsParts.join(', ')} (default all)
   --dir DIR            where the files go, removed after (default .cache/bench; on the disk you want to measure)
+
+speed options (the defaults take about 15 minutes on the 2-core build machine, most of it ${KV_SHAPE_8B}'s):
+  --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
+  --model FILE.gguf    also measure this model (repeatable); the generated test model, ${KV_SHAPE_8B}
+                       and each GGUF in the trained-models folder (HEARTH_TRAINED_MODELS) always run
+  --kv LIST            K/V pairs of the alternatives (default ${defaultSpeedPairs.join(',')}); Hearth's own
+                       measurement always uses its default profile's f16/f16
+  --depth N            tokens read before decode is timed, per alternative (default 1024)
+  --decode N           tokens decoded one at a time after them (default 64)
+  --reps N             interleaved rounds over every alternative; the best is reported (default 3)
+  --seed N             seeds each round's order (default 1)
+  --shape8b on|off     measure ${KV_SHAPE_8B}, generated into DIR/models on first use (default on)
+  --dir DIR            where ${KV_SHAPE_8B} is generated (default .cache/bench)
+  --local-engine DIR   also run every measurement on the llama.cpp built in DIR
+                       (engine/worker/local-llama.ts), in a process of its own, and compare
 `;
 
 function fail(message: string): never {
@@ -440,6 +462,51 @@ async function models(args: string[]): Promise<void> {
   process.stdout.write(`${formatModelsReport(report)}\n`);
 }
 
+async function speed(args: string[]): Promise<void> {
+  const v = parse(args, {
+    json: { type: 'string' },
+    model: { type: 'string', multiple: true },
+    kv: { type: 'string', default: defaultSpeedPairs.join(',') },
+    depth: { type: 'string', default: '1024' },
+    decode: { type: 'string', default: '64' },
+    reps: { type: 'string', default: '3' },
+    seed: { type: 'string', default: '1' },
+    shape8b: { type: 'string', default: 'on' },
+    dir: { type: 'string', default: join(repoRoot, '.cache', 'bench') },
+    'local-engine': { type: 'string' },
+  }).values;
+  if (v.json === undefined || v.json === '') fail('speed needs --json FILE.');
+  if (v.shape8b !== 'on' && v.shape8b !== 'off') fail(`--shape8b: "${v.shape8b}" is neither on nor off.`);
+  const localEngine = v['local-engine'] ?? null;
+  if (localEngine !== null) {
+    if (!existsSync(localLlamaModule)) fail(`--local-engine: this checkout has no ${relative(repoRoot, localLlamaModule)} (loadLocalLlama) yet, so a local build cannot be loaded.`);
+    if (localEngine === '' || !existsSync(localEngine)) fail(`--local-engine: no build directory "${localEngine}".`);
+  }
+  const pairs: KvPairTypes[] = [];
+  for (const name of v.kv.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const pair = parsePair(name, kvCacheTypes);
+    if (pair === null) fail(`--kv: "${name}" is not K/V of ${kvCacheTypes.join(', ')}, e.g. q8_0/f16.`);
+    pairs.push(pair);
+  }
+  if (pairs.length === 0) fail('--kv needs at least one pair.');
+  const seed = Number(v.seed);
+  if (!Number.isInteger(seed) || seed < 0) fail(`--seed must be a whole number ≥ 0, got "${v.seed}".`);
+  const report = await runSpeedBench({
+    jsonPath: v.json,
+    models: v.model ?? [],
+    pairs,
+    depth: positiveInt('depth', v.depth),
+    decodeTokens: positiveInt('decode', v.decode),
+    reps: positiveInt('reps', v.reps),
+    seed,
+    shape8b: v.shape8b === 'on',
+    dir: v.dir,
+    localEngine,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatSpeedReport(report)}\n`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'resume':
@@ -459,6 +526,9 @@ switch (command) {
     break;
   case 'models':
     await models(rest);
+    break;
+  case 'speed':
+    await speed(rest);
     break;
   case undefined:
   case '-h':
