@@ -12,3 +12,4 @@ export { formatBytes } from '../../engine/contract/format.ts';
 export { apiModelId, isApiConversation } from '../../engine/contract/server-types.ts';
 export { FIT_MIN_CONTEXT, fitKvTypes, hubFileUri, isHubRepoId, modelSourceNames, modelSources } from '../../engine/contract/models-types.ts';
 export { remoteEngineKindNames, remoteEngineKinds } from '../../engine/contract/remote-types.ts';
+export { SPEED_TURN } from '../../engine/contract/speed-types.ts';
