@@ -19,6 +19,7 @@ import type {
   KvPlan,
   KvQuality,
   KvStoreInfo,
+  LocalEngineState,
   ModelKvUsage,
   ModelProfileView,
   OverflowPolicy,
@@ -27,6 +28,7 @@ import type {
   Result,
   Sampling,
   Settings,
+  SpeedProfile,
 } from '../contract.ts';
 import { latestLeafUnder, resolveLeaf } from '../lib/tree.ts';
 import type { Route } from '../lib/route.ts';
@@ -131,6 +133,18 @@ export interface Actions {
   /** The quality meter on the loaded model; `fresh` measures again instead of the cached result. */
   measureQuality(fresh?: boolean): Promise<Result<KvQuality>>;
   /**
+   * Measures the speed of the model at `path` on this computer again (the host reloads it to,
+   * with progress in `model.status`), and keeps the answer in its profile.
+   */
+  measureSpeed(path: string): Promise<Result<SpeedProfile>>;
+  /** The engine built for this computer into the store. */
+  loadLocalEngine(): Promise<Result<LocalEngineState>>;
+  /** Starts building an engine for this computer; progress arrives as `engine.local` events. */
+  buildLocalEngine(): Promise<Result<LocalEngineState>>;
+  cancelLocalBuild(): Promise<Result<LocalEngineState>>;
+  /** Deletes the local build: the prebuilt engine runs again. */
+  removeLocalEngine(): Promise<Result<LocalEngineState>>;
+  /**
    * Asks the host for Cache view ticks for its lease (`cache.watch`); the view renews it while
    * visible. With `engineId`, also that remote engine's `/metrics` readings (`cache.remote`).
    */
@@ -209,6 +223,14 @@ export function createActions(transport: Transport, store: HearthStore, options:
     return result;
   };
 
+  /** A local engine call's answer, unless an `engine.local` event (newer) came while it ran. */
+  const localEngineCall = async (name: 'engine.buildLocal' | 'engine.cancelBuild' | 'engine.removeLocal'): Promise<Result<LocalEngineState>> => {
+    const seen = state().localEngineEvents;
+    const result = await transport.call(name, {});
+    if (result.ok && state().localEngineEvents === seen) state().setLocalEngine(result.value);
+    return result;
+  };
+
   const actions: Actions = {
     navigate: options.navigate,
 
@@ -232,6 +254,8 @@ export function createActions(transport: Transport, store: HearthStore, options:
       if (route.name === 'models' && route.tab === 'repo') void actions.openHubRepo(route.repo, { fresh: !first });
       if (route.name === 'cache') await actions.loadCacheOverview();
       if (route.name === 'server') await actions.loadServer();
+      // A build may have ended, or been removed, while the connection was down.
+      if (route.name === 'settings') void actions.loadLocalEngine();
       // First run, or nothing loaded: the model screen is where the user has to start, unless
       // a remote engine can take the chats.
       if (first && route.name === 'home' && (app.value.model.status === 'idle' || app.value.model.status === 'error')) {
@@ -638,6 +662,26 @@ export function createActions(transport: Transport, store: HearthStore, options:
       else state().setKvQuality(null, result.error);
       return result;
     },
+
+    async measureSpeed(path) {
+      state().setSpeedPending(path);
+      const result = await transport.call('models.measureSpeed', { path });
+      if (result.ok) state().setSpeed(path, result.value);
+      else state().setSpeed(path, null, result.error);
+      return result;
+    },
+
+    async loadLocalEngine() {
+      const seen = state().localEngineEvents;
+      const result = await transport.call('engine.local', {});
+      if (result.ok && state().localEngineEvents === seen) state().setLocalEngine(result.value);
+      else if (!result.ok) state().setLocalEngineError(result.error);
+      return result;
+    },
+
+    buildLocalEngine: () => localEngineCall('engine.buildLocal'),
+    cancelLocalBuild: () => localEngineCall('engine.cancelBuild'),
+    removeLocalEngine: () => localEngineCall('engine.removeLocal'),
 
     watchCache(engineId) {
       return transport.call('cache.watch', engineId === undefined ? {} : { engineId });

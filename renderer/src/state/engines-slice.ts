@@ -1,4 +1,4 @@
-import type { HearthError, RemoteCacheSample, RemoteEngine } from '../contract.ts';
+import type { HearthError, LocalEngineState, RemoteCacheSample, RemoteEngine } from '../contract.ts';
 import { createRing, remoteRingCapacity, type Ring } from '../lib/ring.ts';
 import type { SliceCreator } from './types.ts';
 
@@ -6,6 +6,7 @@ import type { SliceCreator } from './types.ts';
  * The remote engines as the host last listed them (`engines.list` at start and after each
  * reconnect, then every `engines.changed`), and what the Cache view read of their `/metrics`
  * (`cache.remote`): the latest sample per engine, and a ring per engine that its chart reads.
+ * Beside them, the engine built for this computer (`engine.local`, then its events).
  */
 export interface EnginesSlice {
   /** null until the first `engines.list` answered. */
@@ -30,6 +31,19 @@ export interface EnginesSlice {
   applyRemoteSample(sample: RemoteCacheSample): void;
   /** The engine's ring, made on first use (a chart mounts before the first sample). */
   remoteRing(engineId: string): Ring<RemoteCacheSample>;
+
+  /** The local engine's build and comparison; null until `engine.local` first answered. */
+  readonly localEngine: LocalEngineState | null;
+  /** The last `engine.local` failed; `localEngine` (if any) is older. */
+  readonly localEngineError: HearthError | null;
+  /**
+   * `engine.local` events seen so far: a call's answer is applied only when no event came while
+   * it ran, since an event that overtook it is newer.
+   */
+  readonly localEngineEvents: number;
+  /** `fromEvent` counts it as an event (see `localEngineEvents`). */
+  setLocalEngine(state: LocalEngineState, fromEvent?: boolean): void;
+  setLocalEngineError(error: HearthError | null): void;
 }
 
 export const createEnginesSlice: SliceCreator<EnginesSlice> = (set) => {
@@ -71,5 +85,11 @@ export const createEnginesSlice: SliceCreator<EnginesSlice> = (set) => {
       set((s) => ({ remoteSamples: { ...s.remoteSamples, [sample.engineId]: sample } }));
     },
     remoteRing: ringOf,
+    localEngine: null,
+    localEngineError: null,
+    localEngineEvents: 0,
+    setLocalEngine: (localEngine, fromEvent = false) =>
+      set((s) => ({ localEngine, localEngineError: null, localEngineEvents: fromEvent ? s.localEngineEvents + 1 : s.localEngineEvents })),
+    setLocalEngineError: (error) => set({ localEngineError: error }),
   };
 };

@@ -19,6 +19,9 @@ export function bindEvents(
   const state = () => store.getState();
   const batcher = createDeltaBatcher((batch) => state().applyDeltas(batch), schedule);
 
+  /** The load under way reported a speed measurement. */
+  let measuredDuringLoad = false;
+
   const onScreen = (chatId: string) => {
     const route = state().route;
     return route.name === 'chat' && route.chatId === chatId;
@@ -34,9 +37,20 @@ export function bindEvents(
       case 'engine.status':
         state().setEngine(event.payload);
         break;
-      case 'model.status':
-        state().setModel(event.payload);
+      case 'model.status': {
+        const status = event.payload;
+        state().setModel(status);
+        if (status.status === 'loading') {
+          if (status.measuring) measuredDuringLoad = true;
+          break;
+        }
+        // A load that measured the speed (a model's first on this computer) changed its profile;
+        // a measurement asked for from the UI brings its own answer.
+        const path = status.model?.path;
+        if (measuredDuringLoad && status.status === 'ready' && path !== undefined && state().profile?.path === path && state().speedPendingPath !== path) void actions.loadProfile(path);
+        measuredDuringLoad = false;
         break;
+      }
       case 'message.updated': {
         const { message } = event.payload;
         state().upsertMessages([message], 'event');
@@ -88,6 +102,9 @@ export function bindEvents(
       }
       case 'engines.changed':
         state().setEngines(event.payload.engines);
+        break;
+      case 'engine.local':
+        state().setLocalEngine(event.payload, true);
         break;
       case 'cache.remote':
         state().applyRemoteSample(event.payload);

@@ -1,4 +1,4 @@
-import type { CallInput, HearthError, KvPlan, KvQuality, ModelProfileView } from '../contract.ts';
+import type { CallInput, HearthError, KvPlan, KvQuality, ModelProfileView, SpeedProfile } from '../contract.ts';
 import type { SliceCreator } from './types.ts';
 
 /**
@@ -30,6 +30,15 @@ export interface ProfileSlice {
   setKvPlan(plan: { plan: KvPlan; input: CallInput<'models.plan'> } | null, error?: HearthError | null): void;
   setKvQualityPending(): void;
   setKvQuality(quality: { quality: KvQuality; path: string | null } | null, error?: HearthError | null): void;
+
+  /** The model a speed measurement (`models.measureSpeed`) runs for; null when none does. */
+  readonly speedPendingPath: string | null;
+  /** The last measurement asked for failed, on the model `speedErrorPath`. */
+  readonly speedError: HearthError | null;
+  readonly speedErrorPath: string | null;
+  setSpeedPending(path: string): void;
+  /** A measurement's answer: its profile goes into `profile` when that is the same model's. */
+  setSpeed(path: string, speed: SpeedProfile | null, error?: HearthError | null): void;
 
   /**
    * The Models screen's plans, by `planKey`: each asked for when the user opens a row's memory
@@ -67,6 +76,9 @@ export const createProfileSlice: SliceCreator<ProfileSlice> = (set) => ({
   kvQualityPath: null,
   kvQualityError: null,
   kvQualityPending: false,
+  speedPendingPath: null,
+  speedError: null,
+  speedErrorPath: null,
   modelPlans: {},
 
   setProfile: (view, error = null) => set((s) => ({ profile: view ?? s.profile, profileError: error })),
@@ -80,6 +92,14 @@ export const createProfileSlice: SliceCreator<ProfileSlice> = (set) => ({
       kvQualityPath: quality ? quality.path : s.kvQualityPath,
       kvQualityError: error,
       kvQualityPending: false,
+    })),
+  setSpeedPending: (path) => set({ speedPendingPath: path, speedError: null, speedErrorPath: null }),
+  setSpeed: (path, speed, error = null) =>
+    set((s) => ({
+      profile: speed && s.profile?.path === path ? { ...s.profile, speed } : s.profile,
+      speedPendingPath: s.speedPendingPath === path ? null : s.speedPendingPath,
+      speedError: error,
+      speedErrorPath: error ? path : null,
     })),
   setModelPlan: (key, entry) => set((s) => ({ modelPlans: { ...s.modelPlans, [key]: entry } })),
   forgetModelPlans: (which) =>

@@ -180,6 +180,10 @@ export const selectKvQuality: Selector<HearthState['kvQuality']> = (s) => s.kvQu
 export const selectKvQualityPath: Selector<string | null> = (s) => s.kvQualityPath;
 export const selectKvQualityError: Selector<HearthError | null> = (s) => s.kvQualityError;
 export const selectKvQualityPending: Selector<boolean> = (s) => s.kvQualityPending;
+/** The measured speed of the model at `path`, from its profile: null before the first measurement, undefined while the store holds another model's profile. */
+export const selectSpeed = (path: string) => (s: HearthState) => (s.profile?.path === path ? (s.profile.speed ?? null) : undefined);
+export const selectSpeedPending = (path: string) => (s: HearthState): boolean => s.speedPendingPath === path;
+export const selectSpeedError = (path: string) => (s: HearthState): HearthError | null => (s.speedErrorPath === path ? s.speedError : null);
 /** A model's cached plan on the Models screen; undefined before it is first asked for. */
 export const selectModelPlan = (target: PlanTarget) => (s: HearthState): ModelPlanEntry | undefined => s.modelPlans[planKey(target)];
 
@@ -217,6 +221,8 @@ export const selectServerLoadError: Selector<HearthError | null> = (s) => s.serv
 export const selectEngines: Selector<HearthState['engines']> = (s) => s.engines;
 export const selectEnginesError: Selector<HearthError | null> = (s) => s.enginesError;
 export const selectEngineById = (engineId: string) => (s: HearthState) => s.engines?.find((e) => e.id === engineId);
+export const selectLocalEngine: Selector<HearthState['localEngine']> = (s) => s.localEngine;
+export const selectLocalEngineError: Selector<HearthError | null> = (s) => s.localEngineError;
 export const selectRemoteSample = (engineId: string) => (s: HearthState) => s.remoteSamples[engineId];
 /** Messages on the branch on screen: what a move reads again. */
 export const selectActivePathLength = (chatId: string) => (s: HearthState): number => selectActivePathIds(chatId)(s).length;

@@ -1,5 +1,21 @@
 /** Test data builders shared by the renderer's unit tests. */
-import type { ApiRequestLog, ApiServerState, AppState, CacheSnapshot, CacheTurn, Chat, KvPlan, KvPlanRow, Message, MessageStats, RemoteCacheSample, RemoteEngine } from '../../../renderer/src/contract.ts';
+import type {
+  ApiRequestLog,
+  ApiServerState,
+  AppState,
+  CacheSnapshot,
+  CacheTurn,
+  Chat,
+  KvPlan,
+  KvPlanRow,
+  LocalEngineState,
+  Message,
+  MessageStats,
+  RemoteCacheSample,
+  RemoteEngine,
+  SpeedProfile,
+  SpeedTrial,
+} from '../../../renderer/src/contract.ts';
 
 let clock = 1_000;
 
@@ -187,3 +203,32 @@ export const remoteSample = (engineId = 'e1', extra: Partial<RemoteCacheSample> 
   offload: null,
   ...extra,
 });
+
+/** A measured trial: figures unless `error` says it could not run. */
+export const speedTrial = (flashAttention: boolean, threads: number, batchSize: number, figures: { prefill: number; decode: number; turn: number } | { error: string }): SpeedTrial =>
+  'error' in figures
+    ? { flashAttention, threads, batchSize, prefillTokPerS: null, decodeTokPerS: null, turnSeconds: null, error: figures.error }
+    : { flashAttention, threads, batchSize, prefillTokPerS: figures.prefill, decodeTokPerS: figures.decode, turnSeconds: figures.turn };
+
+/** A CPU model's speed profile: four trials (one failed), the second chosen. */
+export const speedProfile = (extra: Partial<SpeedProfile> = {}): SpeedProfile => ({
+  kType: 'f16',
+  vType: 'f16',
+  engine: 'prebuilt',
+  device: 'AMD EPYC 9B14, 2 cores, CPU',
+  depth: 512,
+  decodeTokens: 32,
+  trials: [
+    speedTrial(true, 2, 512, { prefill: 180.4, decode: 21.3, turn: 12.73 }),
+    speedTrial(false, 2, 512, { prefill: 212.9, decode: 24.06, turn: 11.24 }),
+    speedTrial(false, 1, 512, { prefill: 118.2, decode: 15.5, turn: 17.6 }),
+    speedTrial(false, 2, 2048, { error: 'llama.cpp refused the context' }),
+  ],
+  chosen: { flashAttention: false, threads: 2, batchSize: 512 },
+  measuredAt: new Date(2026, 10, 3, 14, 2).getTime(),
+  durationMs: 42_300,
+  ...extra,
+});
+
+/** The local engine as `engine.local` answers: idle, available, the prebuilt engine in use. */
+export const localEngine = (extra: Partial<LocalEngineState> = {}): LocalEngineState => ({ available: true, status: 'idle', inUse: 'prebuilt', ...extra });
