@@ -3,6 +3,7 @@
  * loaded, no model on disk) the onboarding panel leads: one click downloads a model and chats.
  */
 import { useEffect } from 'react';
+import { measuringText } from '../lib/speed.ts';
 import { useActions, useHearth } from '../state/react.tsx';
 import { selectChatList, selectLibrary, selectModel, selectNeedsOnboarding } from '../state/selectors.ts';
 import { Onboarding } from './Onboarding.tsx';
@@ -36,7 +37,7 @@ export function HomeView() {
               </a>
             </p>
           )}
-          {model.status === 'loading' && <p className="mt-4 text-sm text-stone-500">The model is loading…</p>}
+          {model.status === 'loading' && <p className="mt-4 text-sm text-stone-500">{model.measuring ? measuringText(model.measuring) : 'The model is loading…'}</p>}
         </div>
         {onboarding && (
           <div className="mt-6 text-left">

@@ -6,9 +6,10 @@
  */
 import { useEffect, useState } from 'react';
 import type { ModelStatus } from '../contract.ts';
-import { formatBytes, formatPercent } from '../lib/format.ts';
+import { formatBytes, formatCount } from '../lib/format.ts';
 import { loadedKvText, memoryText } from '../lib/kv.ts';
 import { routeHash, type Route } from '../lib/route.ts';
+import { loadProgressBar, loadProgressText } from '../lib/speed.ts';
 import { useActions, useHearth } from '../state/react.tsx';
 import { selectActiveDownloadCount, selectHost, selectLoadError, selectLoadPending, selectModel, selectNeedsOnboarding, selectRoute } from '../state/selectors.ts';
 import { DownloadsView } from './DownloadsView.tsx';
@@ -112,17 +113,15 @@ function CurrentModelBody({ model, showError, onUnload }: { model: ModelStatus; 
   switch (model.status) {
     case 'idle':
       return <p className="text-sm text-stone-600 dark:text-stone-300">No model is loaded. Open a GGUF file or download one below.</p>;
-    case 'loading': {
-      const progress = model.progress ?? 0;
+    case 'loading':
       return (
         <div className="space-y-2 text-sm">
           <p>
-            Loading {model.model?.name ?? 'the model'}… <span className="tabular-nums">{formatPercent(progress)}</span>
+            Loading {model.model?.name ?? 'the model'}… <span className="tabular-nums">{loadProgressText(model)}</span>
           </p>
-          <ProgressBar label="Model loading progress" value={progress} />
+          <ProgressBar {...loadProgressBar(model)} />
         </div>
       );
-    }
     case 'ready': {
       const info = model.model;
       return (
@@ -147,6 +146,14 @@ function CurrentModelBody({ model, showError, onUnload }: { model: ModelStatus; 
                 <>
                   <dt className="text-stone-500">Context memory</dt>
                   <dd>{memoryText(info.memory, info.gpuLayers)}</dd>
+                </>
+              )}
+              {info.threads !== undefined && info.batchSize !== undefined && (
+                <>
+                  <dt className="text-stone-500">Speed settings</dt>
+                  <dd>
+                    {formatCount(info.threads)} {info.threads === 1 ? 'thread' : 'threads'}, batch {formatCount(info.batchSize)}
+                  </dd>
                 </>
               )}
               <dt className="text-stone-500">Size</dt>

@@ -242,6 +242,16 @@ describe('onboarding', () => {
     expect(out).not.toContain('Download Model small and chat');
   });
 
+  it('once downloaded, the row says the model is loading, or the speed measurement of its first load', () => {
+    const rows = recommendationRows([small], repos, {});
+    const item = download('d1', { repo: 'org/small-GGUF', uri: 'hf:org/small-GGUF/small-Q4_K_M.gguf', status: 'done', totalBytes: 0.4e9, downloadedBytes: 0.4e9 });
+    const loading = text(html(<OnboardingView {...viewProps(rows, { downloads: { d1: item }, busy: true })} />));
+    expect(loading).toContain('Loading the model…');
+    const measuring = text(html(<OnboardingView {...viewProps(rows, { downloads: { d1: item }, busy: true, measuring: { done: 4, total: 9 } })} />));
+    expect(measuring).toContain('Measuring speed on this computer (4 of 9)…');
+    expect(measuring).not.toContain('Loading the model…');
+  });
+
   it('network failures offer a retry instead of a blank panel', () => {
     const failed = recommendationRows([small], { 'org/small-GGUF': { value: null, error: { code: 'NETWORK_ERROR', message: 'Hugging Face could not be reached.' }, pending: false } }, {});
     const onRetry = vi.fn();

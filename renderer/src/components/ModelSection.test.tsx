@@ -36,6 +36,8 @@ describe('the Model section', () => {
       'Loaded with q8_0 / q8_0, flash attention on, 0 GPU layers and a context of 4,096 tokens per slot.',
       'Context memory: planned 2.00 MB · measured 2.10 MB (not a check without a GPU).',
     ]);
+    expect(loadedLines({ ...info, threads: 2, batchSize: 512 })).toEqual(['Loaded with a context of 4,096 tokens per slot.', 'Runs with 2 threads and a batch of 512 tokens.']);
+    expect(loadedLines({ ...info, threads: 1, batchSize: 2048 })[1]).toBe('Runs with 1 thread and a batch of 2,048 tokens.');
     expect(loadedLines({ ...info, gpuLayers: 33, memory: { plannedBytes: 2_000_000, measuredBytes: 2_100_000 } })).toContain('Context memory: planned 2.00 MB · measured 2.10 MB (+5%).');
   });
 

@@ -1,12 +1,13 @@
 /**
  * Settings' "Model" section: the loaded (or last) model's own settings with Apply,
- * the planner beside them, updated as the user types, and the quality meter. Everything here is
+ * the planner beside them, updated as the user types, the quality meter and the speed measured here. Everything here is
  * per model and saved on its own, so it sits outside the Settings form and its Save button.
  */
 import { useEffect, useState } from 'react';
 import type { CallInput, HearthError, ModelInfo, ModelProfile, ProfileIssue } from '../contract.ts';
-import { formatPercent } from '../lib/format.ts';
+import { formatCount } from '../lib/format.ts';
 import { chosenPair, loadedKvText, memoryText } from '../lib/kv.ts';
+import { loadProgressBar, loadProgressText } from '../lib/speed.ts';
 import { useActions, useHearth } from '../state/react.tsx';
 import {
   selectKvPlan,
@@ -34,6 +35,7 @@ import {
   type ProfileForm,
 } from './ModelProfile.tsx';
 import { QualityMeter } from './QualityMeter.tsx';
+import { SpeedSection } from './SpeedProfile.tsx';
 import { buttonStyles, ErrorBox, ProgressBar } from './ui.tsx';
 
 /** How long typing must pause before the planner runs again. */
@@ -66,6 +68,9 @@ export function loadedLines(info: ModelInfo): string[] {
   const kv = loadedKvText(info);
   const context = `a context of ${info.contextSize.toLocaleString('en-US')} tokens per slot`;
   lines.push(kv ? `Loaded with ${kv} and ${context}.` : `Loaded with ${context}.`);
+  if (info.threads !== undefined && info.batchSize !== undefined) {
+    lines.push(`Runs with ${formatCount(info.threads)} ${info.threads === 1 ? 'thread' : 'threads'} and a batch of ${formatCount(info.batchSize)} tokens.`);
+  }
   if (info.memory) lines.push(`Context memory: ${memoryText(info.memory, info.gpuLayers)}.`);
   return lines;
 }
@@ -196,9 +201,10 @@ function ProfileEditor({ path }: { path: string }) {
       {loading && (
         <div className="space-y-1 text-sm">
           <p>
-            Loading the model… <span className="tabular-nums">{formatPercent(model.progress ?? 0)}</span>
+            {model.measuring ? '' : 'Loading the model… '}
+            <span className="tabular-nums">{loadProgressText(model)}</span>
           </p>
-          <ProgressBar label="Model loading progress" value={model.progress ?? 0} />
+          <ProgressBar {...loadProgressBar(model)} />
         </div>
       )}
       {loadFailed && profileError && (
@@ -253,6 +259,7 @@ function ProfileEditor({ path }: { path: string }) {
         loadedPair={info?.kvType ?? null}
         onMeasure={(fresh) => void actions.measureQuality(fresh)}
       />
+      <SpeedSection path={path} />
     </>
   );
 }

@@ -4,9 +4,10 @@
  * and opens a new chat (the store remembers that, so leaving this panel does not stop it).
  */
 import { useEffect, useState } from 'react';
-import type { DownloadItem, HearthError } from '../contract.ts';
+import type { DownloadItem, HearthError, SpeedProgress } from '../contract.ts';
 import { downloadFraction, formatBytes } from '../lib/format.ts';
 import { downloadBytesText, downloadStatusText, etaText, pickRecommended, recommendationRows, type RecommendationRow } from '../lib/models.ts';
+import { measuringText } from '../lib/speed.ts';
 import { activeDownloadStatuses } from '../state/downloads-slice.ts';
 import { useActions, useHearth, useStoreActions } from '../state/react.tsx';
 import {
@@ -32,7 +33,8 @@ export function Onboarding() {
   const downloads = useHearth(selectDownloads);
   const chatAfter = useHearth(selectChatAfterDownload);
   const loadPending = useHearth(selectLoadPending);
-  const modelLoading = useHearth(selectModel).status === 'loading';
+  const model = useHearth(selectModel);
+  const modelLoading = model.status === 'loading';
   const store = useStoreActions();
   const [error, setError] = useState<HearthError | null>(null);
   useEffect(() => {
@@ -53,6 +55,7 @@ export function Onboarding() {
       downloads={downloads}
       chatAfter={chatAfter}
       busy={loadPending || modelLoading}
+      measuring={modelLoading ? (model.measuring ?? null) : null}
       error={error}
       onStart={(row, stopped) => void start(row, stopped)}
       onRetry={() => void actions.loadRecommendations({ fresh: true })}
@@ -68,6 +71,8 @@ export interface OnboardingViewProps {
   readonly chatAfter: string | null;
   /** A model is loading (the download finished): the buttons wait. */
   readonly busy: boolean;
+  /** The loading model's speed measurement (its first load here), shown in place of "Loading the model…". */
+  readonly measuring?: SpeedProgress | null;
   readonly error: HearthError | null;
   /** `stopped`: the row's paused or failed download, to resume. */
   onStart(row: RecommendationRow, stopped: DownloadItem | null): void;
@@ -111,6 +116,7 @@ export function OnboardingView(props: OnboardingViewProps) {
                 download={downloadOf(row, props.downloads)}
                 chatAfter={props.chatAfter}
                 busy={props.busy}
+                measuring={props.measuring ?? null}
                 onStart={(stopped) => props.onStart(row, stopped)}
               />
             ))}
@@ -137,7 +143,7 @@ export function OnboardingView(props: OnboardingViewProps) {
   );
 }
 
-function OnboardingRow(props: { row: RecommendationRow; best: boolean; download: DownloadItem | null; chatAfter: string | null; busy: boolean; onStart: (stopped: DownloadItem | null) => void }) {
+function OnboardingRow(props: { row: RecommendationRow; best: boolean; download: DownloadItem | null; chatAfter: string | null; busy: boolean; measuring: SpeedProgress | null; onStart: (stopped: DownloadItem | null) => void }) {
   const { row, download } = props;
   const { model } = row;
   const running = download !== null && activeDownloadStatuses.includes(download.status);
@@ -190,7 +196,7 @@ function OnboardingRow(props: { row: RecommendationRow; best: boolean; download:
             <span>{downloadBytesText(download)}</span>
             {eta && <span>{eta}</span>}
             {props.chatAfter === download.id && <span>A new chat opens when it is done.</span>}
-            {download.status === 'done' && props.busy && <span>Loading the model…</span>}
+            {download.status === 'done' && props.busy && <span>{props.measuring ? measuringText(props.measuring) : 'Loading the model…'}</span>}
           </p>
           {download.error && <ErrorBox error={download.error} />}
         </div>

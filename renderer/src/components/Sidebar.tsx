@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from 'react';
 import type { ChatSummary, HearthError } from '../contract.ts';
-import { formatPercent } from '../lib/format.ts';
+import { loadProgressText } from '../lib/speed.ts';
 import { useActions, useHearth } from '../state/react.tsx';
 import { selectActiveDownloadCount, selectChatList, selectChatListLoaded, selectModel, selectRoute } from '../state/selectors.ts';
 import { ChatSearch } from './ChatSearch.tsx';
@@ -187,7 +187,9 @@ function AppNav() {
     model.status === 'ready'
       ? `Model: ${model.model?.name ?? 'ready'}`
       : model.status === 'loading'
-        ? `Model loading ${formatPercent(model.progress ?? 0)}`
+        ? model.measuring
+          ? loadProgressText(model)
+          : `Model loading ${loadProgressText(model)}`
         : model.status === 'error'
           ? 'Model error'
           : // Remote chats still run: this line is about this computer's engine only.
