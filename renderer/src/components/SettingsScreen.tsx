@@ -13,6 +13,7 @@ import {
 } from '../state/selectors.ts';
 import { applyNote, CacheFields, cacheChanged, cacheFormFrom, cacheFromForm, type CacheForm } from './CacheSettings.tsx';
 import { EnginesSection } from './EnginesSettings.tsx';
+import { LocalEngineSection } from './LocalEngineSettings.tsx';
 import { ModelSection } from './ModelSection.tsx';
 import { SamplingFields, samplingFormFrom, samplingFromForm, type SamplingForm } from './SamplingFields.tsx';
 import { buttonStyles, ErrorBox, inputStyles } from './ui.tsx';
@@ -27,6 +28,7 @@ export function SettingsScreen() {
           <div className="space-y-8">
             <SettingsForm settings={settings} />
             <ModelSection />
+            <LocalEngineSection />
             <EnginesSection />
           </div>
         ) : (
