@@ -7,7 +7,7 @@
  * process never answers with a thrown error. A request left unanswered when the process dies
  * is failed by the host with ENGINE_CRASHED.
  */
-import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompressionChoice, KvCompressionSetting, KvStateTransfer, DeviceMemory, FileFit, HearthError, ModelKvUsage, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, OverflowPolicy, ProfileIssue, Result, Sampling } from './contract/index.ts';
+import type { CachedChat, CacheSlot, KvVerifyReport, KvCodecInfo, KvCompressionChoice, KvCompressionSetting, KvStateTransfer, DeviceMemory, FileFit, HearthError, ModelKvUsage, KvCacheType, KvPlan, KvQuality, MessageStats, ModelInfo, ModelProfile, OverflowPolicy, ProfileIssue, Result, Sampling, SpeedProfile, SpeedSettings, SpeedTrial, EngineBuildKind } from './contract/index.ts';
 
 export type { SlotState } from './contract/index.ts';
 
@@ -193,6 +193,12 @@ export interface InitInput {
   readonly kvChunkTokens?: number;
   /** How new chunks are encoded; `auto` is resolved by the engine (worker/compression-choice.ts); absent = `lossless`. */
   readonly kvCompression?: KvCompressionSetting;
+  /**
+   * A finished engine build for this computer (`<dataDir>/engines/<name>/`, host/local-engine/):
+   * llama.cpp is loaded from it (worker/local-llama.ts). Null or absent: node-llama-cpp's
+   * prebuilt binaries.
+   */
+  readonly engineDir?: string | null;
 }
 
 /** `init`'s answer. */
@@ -203,6 +209,28 @@ export interface InitOutput {
   readonly codec: KvCodecInfo;
   /** How `kvCompression` was resolved: what new chunks are written with, and for `auto` why. */
   readonly compression: KvCompressionChoice;
+  /** This computer and the backend llama.cpp runs on, in words (speed measurements are kept per device and build). */
+  readonly device: string;
+  /**
+   * Which llama.cpp libraries run: `local` when `engineDir`'s build loaded, else `prebuilt`, with
+   * `fallback` saying why the build asked for did not load. `backend`: 'cpu', 'metal', 'cuda' or
+   * 'vulkan'.
+   */
+  readonly engine: { readonly kind: EngineBuildKind; readonly backend: string; readonly fallback?: string };
+}
+
+/**
+ * `loadModel`'s context settings: the ones measured before on this device (the host keeps
+ * them), or a request to measure the candidates now and load with the fastest
+ * (worker/speed-choice.ts).
+ */
+export interface SpeedRequest {
+  /** Settings measured before: the context is created with them and nothing is measured. */
+  readonly known?: SpeedSettings;
+  /** The profile's flash attention setting (`checkProfile` resolved `auto` away). */
+  readonly flashAttention: 'auto' | 'on' | 'off';
+  /** Thread counts to try, the default first. */
+  readonly threads: readonly number[];
 }
 
 /** Requests the host makes of the engine process: input and output of each. */
@@ -223,8 +251,11 @@ export interface WorkerMethods {
       readonly slots?: number;
       /** The model's profile as `checkProfile` resolved it; without it, F16 K/V and the defaults. */
       readonly profile?: ResolvedProfile;
+      /** Measured context settings, or a measurement to make; without it, `threads` and the defaults. */
+      readonly speed?: SpeedRequest;
     };
-    output: ModelInfo;
+    /** `speed`: the measurement made for this load, when one was. */
+    output: ModelInfo & { readonly speed?: SpeedProfile };
   };
   /**
    * Validates a model's profile on this machine before anything is loaded: a quantized
@@ -240,6 +271,14 @@ export interface WorkerMethods {
   plan: {
     input: { readonly path: string; readonly contextSize: number; readonly slots: number };
     output: KvPlan;
+  };
+  /**
+   * One speed measurement of the loaded model with its K/V pair and these settings, in a context
+   * of its own (worker/speed.ts): comparing engines, and the speed benchmark.
+   */
+  measureTrial: {
+    input: { readonly settings: SpeedSettings; readonly depth?: number; readonly decodeTokens?: number };
+    output: SpeedTrial;
   };
   /** The quality meter: the loaded model's KV pair against F16 over `calibrationPath`'s text. */
   measureQuality: { input: { readonly calibrationPath: string }; output: KvQuality };
@@ -300,6 +339,8 @@ export type WorkerMethod = keyof WorkerMethods;
 /** Pushed by the engine process at any time. */
 export type WorkerEvent =
   | { readonly type: 'loadProgress'; readonly progress: number }
+  /** A load's speed measurement finished a candidate (`done` of `total`). */
+  | { readonly type: 'speedProgress'; readonly done: number; readonly total: number }
   | { readonly type: 'token'; readonly requestId: string; readonly delta: string }
   | { readonly type: 'log'; readonly level: 'error' | 'warn' | 'info' | 'debug'; readonly message: string }
   /**

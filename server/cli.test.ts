@@ -6,7 +6,7 @@ describe('parseCli', () => {
     const r = parseCli(['--data-dir', 'data', '--model', 'm.gguf', '--port', '0', '--threads', '1'], '/home/u');
     expect(r).toEqual({
       ok: true,
-      options: { dataDir: '/home/u/data', modelPath: '/home/u/m.gguf', port: 0, portExplicit: true, threads: 1, help: false },
+      options: { dataDir: '/home/u/data', modelPath: '/home/u/m.gguf', port: 0, portExplicit: true, threads: 1, help: false, measureSpeed: true },
     });
   });
 
@@ -18,6 +18,12 @@ describe('parseCli', () => {
     expect(r.options.dataDir).toBe(defaultDataDir());
     expect(r.options.modelPath).toBeUndefined();
     expect(r.options.threads).toBeUndefined();
+    expect(r.options.measureSpeed).toBe(true);
+  });
+
+  it('turns the first-load speed measurement off with --no-measure-speed', () => {
+    const r = parseCli(['--no-measure-speed']);
+    expect(r.ok && r.options.measureSpeed).toBe(false);
   });
 
   it.each([
@@ -40,7 +46,7 @@ describe('parseCli', () => {
     const key = 'abcDEF123._~+/=-xyz';
     expect(parseCli(['--data-dir', 'd', '--api-port', '0', '--api-key', key], '/h')).toEqual({
       ok: true,
-      options: { dataDir: '/h/d', port: defaultPort, portExplicit: false, help: false, apiPort: 0, apiKey: key },
+      options: { dataDir: '/h/d', port: defaultPort, portExplicit: false, help: false, measureSpeed: true, apiPort: 0, apiKey: key },
     });
     const portOnly = parseCli(['--api-port', '65535']);
     expect(portOnly.ok && portOnly.options.apiPort).toBe(65535);

@@ -14,6 +14,8 @@ export interface CliOptions {
   /** True when `--port` was given: then a taken port is an error, not a fallback. */
   readonly portExplicit: boolean;
   readonly threads?: number;
+  /** `--no-measure-speed`: a model's first load uses the defaults instead of measuring. */
+  readonly measureSpeed: boolean;
   /** `--api-port`: the local API server listens on this port for this run. */
   readonly apiPort?: number;
   /** `--api-key`: the key API clients must send, for this run (else the stored one). */
@@ -31,6 +33,8 @@ Options:
   --model FILE.gguf  load this model at start
   --port N           port to listen on, 0 for any free port (default: ${defaultPort})
   --threads N        llama.cpp threads (default: the setting, or the physical core count)
+  --no-measure-speed load a model the first time with the default settings instead of measuring
+                     which run fastest here (the Model profile can still measure)
   --api-port N       also serve the OpenAI- and Anthropic-compatible API on 127.0.0.1:N for this run
                      (0: any free port; the address is printed)
   --api-key KEY      the key API clients send (Authorization: Bearer KEY); default: the stored one
@@ -55,7 +59,7 @@ function parseInteger(flag: string, raw: string, min: number, max: number): numb
 
 /** Parses the arguments after `node server/main.ts`. Never throws: a bad argument is a message. */
 export function parseCli(argv: readonly string[], cwd: string = process.cwd()): { ok: true; options: CliOptions } | { ok: false; message: string } {
-  let values: { 'data-dir'?: string; model?: string; port?: string; threads?: string; 'api-port'?: string; 'api-key'?: string; help?: boolean };
+  let values: { 'data-dir'?: string; model?: string; port?: string; threads?: string; 'no-measure-speed'?: boolean; 'api-port'?: string; 'api-key'?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -64,6 +68,7 @@ export function parseCli(argv: readonly string[], cwd: string = process.cwd()): 
         model: { type: 'string' },
         port: { type: 'string' },
         threads: { type: 'string' },
+        'no-measure-speed': { type: 'boolean' },
         'api-port': { type: 'string' },
         'api-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -105,6 +110,7 @@ export function parseCli(argv: readonly string[], cwd: string = process.cwd()): 
     port,
     portExplicit: values.port !== undefined,
     help: values.help === true,
+    measureSpeed: values['no-measure-speed'] !== true,
     ...(values.model !== undefined ? { modelPath: resolve(cwd, values.model) } : {}),
     ...(threads !== undefined ? { threads } : {}),
     ...(apiPort !== undefined ? { apiPort } : {}),

@@ -1,5 +1,5 @@
 /**
- * The browser host: `node server/main.ts [--data-dir DIR] [--model FILE.gguf] [--port N] [--threads N] [--api-port N [--api-key KEY]]`.
+ * The browser host: `node server/main.ts [--data-dir DIR] [--model FILE.gguf] [--port N] [--threads N] [--no-measure-speed] [--api-port N [--api-key KEY]]`.
  * Argument parsing and wiring only; the HTTP app is `app.ts`. Stdout carries the address to
  * open, one line (and with `--api-port` a second line, the API's address), so scripts and tests
  * can read it; everything else goes to stderr.
@@ -74,6 +74,7 @@ async function main(): Promise<void> {
       host: 'browser',
       version: await readVersion(),
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      measureSpeed: options.measureSpeed,
       ...(options.modelPath !== undefined ? { modelPath: options.modelPath } : {}),
       ...(options.apiPort !== undefined ? { api: { port: options.apiPort, ...(options.apiKey !== undefined ? { key: options.apiKey } : {}) } } : {}),
     });

@@ -61,7 +61,7 @@ beforeAll(async () => {
   await writeFile(join(outside, 'secret.gguf'), `${secret}\n`.repeat(10));
   await writeFile(join(outside, 'secret.txt'), secret);
   modelPath = await testModelPath();
-  hearth = await createHearth({ dataDir, host: 'browser', version: '0.0.0-test', threads: 1, logLevel: 'error' });
+  hearth = await createHearth({ dataDir, host: 'browser', version: '0.0.0-test', threads: 1, measureSpeed: false, logLevel: 'error' });
   hearth.onEvent((event) => events.push(event));
   server = await createServer({ hearth, port: 0, staticDir, log: () => undefined });
 });

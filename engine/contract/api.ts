@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { AppState, Chat, ChatDetail, ChatExport, ChatSummary, EngineStatus, Message, ModelInfo, ModelProfile, ModelProfileView, ModelStatus, RecommendedModel, Settings } from './types.ts';
 import type { CachedChat, CacheEvent, CacheSnapshot, CacheTurn, ChatCache, KvPlan, KvQuality, KvStatus, KvStoreInfo, KvVerifyReport } from './kv-types.ts';
 import type { Result } from './errors.ts';
+import type { LocalEngineState, SpeedProfile } from './speed-types.ts';
 import type { ApiRequestLog, ApiServerState } from './server-types.ts';
 import { remoteEngineKinds, type ChatEngineRef, type ChatSearchHit, type RemoteCacheSample, type RemoteEngine, type RemoteEngineStatus } from './remote-types.ts';
 import { isHubRepoId, type DownloadItem, type HubAuthState, type HubRepo, type HubRepoSummary, type ModelKvUsage, type ModelLibrary, type RepoFit } from './models-types.ts';
@@ -218,6 +219,12 @@ export const callInputs = {
   }),
   /** The quality meter: the loaded model's KV pair against F16 (cached per model and pair unless `fresh`). */
   'models.measureQuality': z.strictObject({ fresh: z.boolean().optional() }),
+  /**
+   * Measures the model's speed on this computer again (flash attention, threads, batch size) and
+   * loads it with the fastest settings: the model at `path` is loaded (again) for it, as a
+   * profile change does. Progress arrives as `model.status` (`measuring`).
+   */
+  'models.measureSpeed': z.strictObject({ path: pathSchema }),
 
   /** Every chat, most recently updated first. */
   'chats.list': empty,
@@ -293,6 +300,18 @@ export const callInputs = {
   'engines.check': z.strictObject({ engineId: idSchema }),
   /** Checks an address before it is saved (the add dialog's Test button); `engineId` lends that engine's stored key. */
   'engines.test': z.strictObject({ baseUrl: remoteBaseUrlSchema, kind: z.enum(remoteEngineKinds), apiKey: remoteApiKeySchema.optional(), engineId: idSchema.optional() }),
+
+  /** The engine built for this computer: whether one can be built, its build and its comparison. */
+  'engine.local': empty,
+  /**
+   * Builds an engine for this computer in the background (progress as `engine.local`), then
+   * compares it with the prebuilt one on the loaded model and uses it only if it is faster.
+   */
+  'engine.buildLocal': empty,
+  /** Stops a build in progress; nothing changes. */
+  'engine.cancelBuild': empty,
+  /** Deletes the local build; the engine goes back to the prebuilt one. */
+  'engine.removeLocal': empty,
 
   /** The disk KV store's size, budget and the free disk beside it. */
   'kv.stats': empty,
@@ -378,6 +397,8 @@ export interface CallOutputs {
   'models.plan': KvPlan;
   /** The measurement, fresh or cached. */
   'models.measureQuality': KvQuality;
+  /** The new measurement (the model is loaded with its choice). */
+  'models.measureSpeed': SpeedProfile;
   /** Most recently updated first. */
   'chats.list': { readonly chats: readonly ChatSummary[] };
   /** The new chat. */
@@ -413,6 +434,11 @@ export interface CallOutputs {
   'engines.remove': { readonly removed: boolean; readonly chats: number };
   'engines.check': RemoteEngine;
   'engines.test': RemoteEngineStatus;
+  'engine.local': LocalEngineState;
+  /** The state as the build starts. */
+  'engine.buildLocal': LocalEngineState;
+  'engine.cancelBuild': LocalEngineState;
+  'engine.removeLocal': LocalEngineState;
   /** The store's figures now. */
   'kv.stats': KvStoreInfo;
   /** What the check found (and repaired). */
@@ -470,6 +496,8 @@ export interface EventPayloads {
   'cache.remote': RemoteCacheSample;
   /** An engine was added, changed, checked or removed: every engine, as `engines.list` answers. */
   'engines.changed': { readonly engines: readonly RemoteEngine[] };
+  /** The local engine's build or comparison made progress, ended, or it was removed. */
+  'engine.local': LocalEngineState;
   /** The API server started, stopped, failed, or its key changed (the log is not resent: see `server.request`). */
   'server.state': Omit<ApiServerState, 'requests'>;
   /** An API request finished: a row for the Server screen's log. */

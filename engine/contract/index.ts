@@ -8,6 +8,7 @@ export * from './kv-types.ts';
 export * from './server-types.ts';
 export * from './models-types.ts';
 export * from './remote-types.ts';
+export * from './speed-types.ts';
 export * from './api.ts';
 export * from './validate.ts';
 export * from './format.ts';

@@ -8,6 +8,7 @@ import type { CacheMiss } from './server-types.ts';
 import type { HearthError } from './errors.ts';
 import type { CacheSource, KvCacheType, KvCompressionSetting, KvStatus } from './kv-types.ts';
 import type { ChatEngineRef, ReplyEngine, ServerCacheStats } from './remote-types.ts';
+import type { SpeedProfile, SpeedProgress } from './speed-types.ts';
 
 /** Lifecycle of one resource: one shape for everything that loads, so every view shows it alike. */
 export type ResourceState = 'idle' | 'loading' | 'ready' | 'error';
@@ -34,6 +35,9 @@ export interface ModelInfo {
   readonly flashAttention?: boolean;
   /** Layers offloaded to the GPU (0 on CPU). */
   readonly gpuLayers?: number;
+  /** The llama.cpp threads and prompt batch size the context runs with (measured, or the defaults); absent until loaded. */
+  readonly threads?: number;
+  readonly batchSize?: number;
   /** The planner's estimate of the context's memory beside what llama.cpp really allocated, in bytes. */
   readonly memory?: { readonly plannedBytes: number; readonly measuredBytes: number };
 }
@@ -89,6 +93,8 @@ export interface ModelProfileView {
   readonly profile: ModelProfile;
   /** Empty when the profile is valid here. */
   readonly issues: readonly ProfileIssue[];
+  /** The speed measured on this computer for the profile's K/V pair and the engine in use; null before the first. */
+  readonly speed?: SpeedProfile | null;
 }
 
 /** The model's status: `{status, progress?, error?}`. */
@@ -101,6 +107,8 @@ export interface ModelStatus {
   readonly error?: HearthError;
   /** The model being loaded or loaded. */
   readonly model?: ModelInfo;
+  /** While loading: the speed measurement under way (the model's first load on this computer, or a re-run). */
+  readonly measuring?: SpeedProgress;
 }
 
 /** The engine process, as the host supervising it sees it. */

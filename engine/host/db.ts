@@ -115,6 +115,21 @@ const migrations: readonly string[] = [
   ALTER TABLE chats ADD COLUMN engine_id TEXT;
   ALTER TABLE chats ADD COLUMN engine_model TEXT;
   `,
+  // Speed measurements (speed-profiles.ts): one row per device (with its llama.cpp build), model
+  // file and KV pair; the file's size and mtime and what was measured are checked on read.
+  `
+  CREATE TABLE speed_profiles (
+    device TEXT NOT NULL,
+    model_path TEXT NOT NULL,
+    k_type TEXT NOT NULL,
+    v_type TEXT NOT NULL,
+    model_size INTEGER NOT NULL,
+    model_mtime_ms INTEGER NOT NULL,
+    space TEXT NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (device, model_path, k_type, v_type)
+  );
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -173,6 +173,7 @@ function modelCalls({ supervisor, model, profiles, modelFiles, quality }: CallDe
       );
     }),
     'models.measureQuality': guard('models.measureQuality', (input) => quality.measure(input)),
+    'models.measureSpeed': guard('models.measureSpeed', ({ path: file }) => model.measureSpeed(file)),
   };
 }
 

@@ -53,6 +53,7 @@ beforeAll(async () => {
     host: 'browser',
     version: 'test',
     threads: 1,
+    measureSpeed: false,
     modelPath,
     logLevel: 'warn',
     spawnEngine: () => forkEngine({ stdio: 'ignore' }),

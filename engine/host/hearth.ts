@@ -30,6 +30,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { ModelManager, type InspectGguf } from './model-manager.ts';
 import { ModelProfiles } from './model-profiles.ts';
+import { SpeedDefaults, SpeedStore } from './speed-profiles.ts';
 import { QualityMeter, QualityResults } from './quality-results.ts';
 import { readSettings, updateSettings } from './settings.ts';
 import { Supervisor, type LogLevel } from './supervisor.ts';
@@ -55,6 +56,12 @@ export interface HearthOptions {
   readonly spawnEngine?: SpawnEngine;
   /** Overrides settings.threads (CLI --threads). */
   readonly threads?: number;
+  /**
+   * Whether a model's first load on this device measures its speed and loads with the fastest
+   * settings (default true; CLI --no-measure-speed). Off, a model loads with the defaults until
+   * the Model profile's "Measure now"; stored measurements are used either way.
+   */
+  readonly measureSpeed?: boolean;
   /**
    * A model to load at start (CLI --model): `createHearth` then resolves once it is loaded or
    * has failed (status 'error', the app runs). Without it the remembered model
@@ -173,6 +180,8 @@ interface EngineHooks {
   starting(kvPersistence: boolean): void;
   /** It answered `init` with the KV codec it runs and the compression it applies (null: not known). */
   applied(codec: AppliedKvCodec | null): void;
+  /** Its llama.cpp build and device, what speed measurements are filed under (null: not said). */
+  device(device: string | null): void;
 }
 
 function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, db: DatabaseSync, log: Logger, hooks: EngineHooks): Supervisor {
@@ -194,6 +203,7 @@ function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: Da
       const compression = appliedCompression(input.kvCompression ?? 'lossless', output.compression);
       if (compression === null) log('warn', 'the engine did not say which KV compression it chose');
       hooks.applied(compression ? { compression, codec: output.codec } : null);
+      hooks.device(typeof output.device === 'string' && output.device !== '' ? `${output.build}; ${output.device}` : null);
       // Every restart answers the same: one line says it, not one per restart.
       if (output.codec.kernels === 'fallback' && !warnedFallback) {
         warnedFallback = true;
@@ -254,7 +264,9 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   /** The running engine's disk encoding (kv.stats, the Cache view): kept across restarts until the next init answers. */
   let appliedCodec: AppliedKvCodec | null = null;
   // initInput first runs at supervisor.start(), once kvStatus exists.
-  const supervisor = createSupervisor(options, wiring, dirs, db, log, { starting: (on) => kvStatus.engineStarting(on), applied: (codec) => (appliedCodec = codec) });
+  let engineDevice: string | null = null;
+  const hooks: EngineHooks = { starting: (on) => kvStatus.engineStarting(on), applied: (codec) => (appliedCodec = codec), device: (device) => (engineDevice = device) };
+  const supervisor = createSupervisor(options, wiring, dirs, db, log, hooks);
   subscriptions.add(supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status })));
   const viewLog = createViewLog(store, supervisor, emit, log, subscriptions);
   const kvStatus = subscriptions.add(new KvStatusTracker({ engine: supervisor, emit, log, enabled: settings().kvPersistence }));
@@ -279,9 +291,16 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
     new Generations({ store, engine: supervisor, remote: remoteReplies, localEngine, emit, metrics, log, onTurn, ...(wiring.flushIntervalMs ? { flushIntervalMs: wiring.flushIntervalMs } : {}) }),
   );
   const loadedPath = (): string | null => (model.status.status === 'ready' ? (model.status.model?.path ?? null) : null);
+  const speed = new SpeedDefaults({
+    store: new SpeedStore(db),
+    device: () => engineDevice,
+    fixedThreads: () => options.threads ?? (settings().threads > 0 ? settings().threads : null),
+    measureOnFirstLoad: options.measureSpeed ?? true,
+  });
   const profiles: ModelProfiles = new ModelProfiles({
     db,
     settings,
+    speed,
     engine: supervisor,
     loadedModel: loadedPath,
     reload: (file) => model.load(file),
@@ -298,6 +317,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
       stopReplies: async () => void (await Promise.all(generations.activeChatIds.map((id) => generations.stop(id)))),
       emit,
       threadsOverride: options.threads,
+      speed,
       log,
     }),
   );

@@ -8,11 +8,12 @@ import { DisposableStore, type Disposable } from '../base/disposable.ts';
 import { Lock } from '../base/lock.ts';
 import os from 'node:os';
 import path from 'node:path';
-import { err, errorText, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelProfile, type ModelStatus, type Result, type Settings } from '../contract/index.ts';
+import { err, errorText, hearthError, ok, type HearthError, type HearthEvent, type ModelInfo, type ModelProfile, type ModelStatus, type Result, type Settings, type SpeedProfile } from '../contract/index.ts';
 import type { ResolvedProfile } from '../protocol.ts';
 import type { GgufSummary } from '../gguf/reader.ts';
 import { describeIssues } from './model-profiles.ts';
 import { physicalCoreCount } from './models.ts';
+import type { SpeedDefaults } from './speed-profiles.ts';
 import type { LogLevel, Supervisor } from './supervisor.ts';
 
 /** The GGUF reader's check (engine/gguf/reader.ts `inspectGguf`). */
@@ -43,6 +44,8 @@ export interface ModelManagerDeps {
   readonly emit: (event: HearthEvent) => void;
   /** HearthOptions.threads: overrides the setting (CLI --threads). */
   readonly threadsOverride?: number | undefined;
+  /** Measured context settings (speed-profiles.ts); without it, loads use `threads()` and the defaults. */
+  readonly speed?: SpeedDefaults;
   readonly log: (level: LogLevel, message: string) => void;
 }
 
@@ -77,6 +80,7 @@ export class ModelManager implements Disposable {
     this.#subscriptions.add(
       deps.engine.onEvent((event) => {
         if (event.type === 'loadProgress' && this.#status.status === 'loading') this.#progress(event.progress);
+        if (event.type === 'speedProgress' && this.#status.status === 'loading') this.#set({ ...this.#status, measuring: { done: event.done, total: event.total } });
       }),
     );
     this.#subscriptions.add(
@@ -108,6 +112,21 @@ export class ModelManager implements Disposable {
    * fails validation leaves a loaded model loaded.
    */
   async load(input: string): Promise<Result<ModelInfo>> {
+    const loaded = await this.#load(input, false);
+    return loaded.ok ? ok(loaded.value.info) : loaded;
+  }
+
+  /**
+   * Loads the model at `input` (again) and measures its speed on this computer first, even when
+   * a measurement is stored: the Model profile's "Measure again".
+   */
+  async measureSpeed(input: string): Promise<Result<SpeedProfile>> {
+    const loaded = await this.#load(input, true);
+    if (!loaded.ok) return loaded;
+    return loaded.value.speed ? ok(loaded.value.speed) : err('INTERNAL', 'The engine loaded the model without measuring its speed.');
+  }
+
+  async #load(input: string, measure: boolean): Promise<Result<{ readonly info: ModelInfo; readonly speed?: SpeedProfile }>> {
     const file = await resolveModelFile(input);
     if (!file.ok) return this.#rejected(file.error);
     const checked = await this.#deps.inspect(file.value);
@@ -126,12 +145,14 @@ export class ModelManager implements Disposable {
       this.#lastProgress = -1;
       this.#set({ status: 'loading', progress: 0, model: { ...previewOf(checked.value), path: file.value } });
       const resolved = profile.value;
+      const speed = await this.#deps.speed?.plan(file.value, this.#deps.profileOf(file.value), resolved, measure);
       const result = await this.#deps.engine.request('loadModel', {
         path: file.value,
         contextSize: resolved.contextSize,
         threads: this.threads(),
         slots: resolved.slots,
         profile: resolved,
+        ...(speed ? { speed: speed.request } : {}),
       });
       if (!result.ok) {
         // A model whose load kills the engine must not be reloaded in a loop.
@@ -140,9 +161,11 @@ export class ModelManager implements Disposable {
         this.#set({ status: 'error', error: result.error });
         return result;
       }
-      this.#set({ status: 'ready', model: result.value });
+      const { speed: measured, ...info } = result.value;
+      this.#deps.speed?.record(speed, measured);
+      this.#set({ status: 'ready', model: info });
       this.#deps.rememberModel(file.value);
-      return result;
+      return ok(measured ? { info, speed: measured } : { info });
     });
   }
 

@@ -86,7 +86,8 @@ describe('models.getProfile and models.setProfile', () => {
     engine.behaviour.profileIssues = [warningIssue];
     const t = await start({ engine, loadModel: false });
     const view = value(await t.hearth.api['models.getProfile']({ path: t.modelFile }));
-    expect(view).toEqual({ path: t.modelFile, profile: defaultModelProfile(defaultSettings), issues: [warningIssue] });
+    // Nothing was measured on this device yet.
+    expect(view).toEqual({ path: t.modelFile, profile: defaultModelProfile(defaultSettings), issues: [warningIssue], speed: null });
     expect(engine.callsOf('checkProfile').at(-1)).toEqual({ path: t.modelFile, profile: defaultModelProfile(defaultSettings) });
   });
 

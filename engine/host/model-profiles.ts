@@ -30,6 +30,7 @@ import {
 import type { ResolvedProfile } from '../protocol.ts';
 import { transaction } from './db.ts';
 import { definedOnly } from './chat-store.ts';
+import type { SpeedDefaults } from './speed-profiles.ts';
 import type { LogLevel, Supervisor } from './supervisor.ts';
 
 /** A change to a profile: the fields to set (the contract's modelProfilePatchSchema). */
@@ -120,6 +121,8 @@ export interface ModelProfilesDeps {
   readonly db: DatabaseSync;
   readonly settings: () => Settings;
   readonly engine: Pick<Supervisor, 'request'>;
+  /** The speed measured for a model on this device (the view's `speed`). */
+  readonly speed?: Pick<SpeedDefaults, 'current'>;
   /** The path of the model loaded now (ready), or null. */
   readonly loadedModel: () => string | null;
   /** `ModelManager.load`: it checks the profile again and loads with it. */
@@ -159,7 +162,9 @@ export class ModelProfiles {
       const issues = engineDown(checked.error) ? [pendingWarning] : [{ field: 'model', severity: 'error', message: checked.error.message } satisfies ProfileIssue];
       return ok({ path: key, profile, issues });
     }
-    return ok({ path: key, profile, issues: checked.value.issues });
+    const { issues, resolved } = checked.value;
+    const speed = resolved && this.#deps.speed ? await this.#deps.speed.current(key, profile, resolved) : null;
+    return ok({ path: key, profile, issues, speed });
   }
 
   /**
@@ -195,6 +200,8 @@ export class ModelProfiles {
         issues.push({ field: 'model', severity: 'warning', message: `The settings were saved, but the model could not be reloaded with them: ${reloaded.error.message}` });
       }
     }
-    return ok({ path: key, profile: saved, issues });
+    const resolved = checked.ok ? checked.value.resolved : null;
+    const speed = resolved && this.#deps.speed ? await this.#deps.speed.current(key, saved, resolved) : null;
+    return ok({ path: key, profile: saved, issues, speed });
   }
 }

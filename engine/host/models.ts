@@ -83,6 +83,17 @@ export function physicalCoreCount(): number {
   return Math.max(1, Math.min(physical, logical));
 }
 
+/**
+ * The thread counts a model's speed measurement tries, the default first: a count the user fixed
+ * (Settings or --threads) alone; else every physical core, and half of them, which decodes
+ * faster where memory bandwidth, not compute, limits decoding, and where half the cores are
+ * efficiency cores (docs/decisions/speed-defaults.md).
+ */
+export function speedThreadCandidates(fixed: number | null, physical = physicalCoreCount()): number[] {
+  if (fixed !== null && fixed > 0) return [fixed];
+  return [...new Set([physical, Math.max(1, Math.ceil(physical / 2))])];
+}
+
 function linuxPhysicalCores(): number | undefined {
   let text: string;
   try {

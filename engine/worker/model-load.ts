@@ -8,8 +8,8 @@
 import { basename, extname } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { LlamaChat, type ChatModelFunctions, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel } from 'node-llama-cpp';
-import { err, ok, type ModelInfo, type Result, errorText } from '../contract/index.ts';
-import type { ResolvedProfile, WorkerMethods } from '../protocol.ts';
+import { err, ok, type ModelInfo, type Result, type SpeedProfile, type SpeedSettings, errorText } from '../contract/index.ts';
+import type { ResolvedProfile, SpeedRequest, WorkerMethods } from '../protocol.ts';
 import { AUTO_CONTEXT_CAP, MAX_CONTEXT_SIZE } from './constants.ts';
 import { callItems, toChatHistory, ViewCosts, type ViewRenderer } from './context-view.ts';
 import { checkResolvedProfile, ggmlKvTypeName, kvTypeFromGgml } from './kv-types.ts';
@@ -21,6 +21,8 @@ import type { Loaded, Resident, RuntimeState } from './runtime-state.ts';
 import { SlotTable } from './slots.ts';
 import { saveResident } from './turn-kv.ts';
 import { StateTransfer } from './state-transfer.ts';
+import { measureSpeed } from './speed.ts';
+import { speedSpace, trialCount } from './speed-choice.ts';
 
 /** How long an unload or model change may spend saving dirty slots first. */
 export const UNLOAD_SAVE_MS = 2000;
@@ -34,6 +36,21 @@ interface LoadRequest {
   readonly requested: ResolvedProfile | undefined;
   readonly contextSize: number;
   readonly slotCount: number;
+  readonly speed: SpeedRequest | undefined;
+}
+
+/** A checked `loadModel` speed request (it comes from another process), or why it is not one. */
+function checkSpeed(speed: SpeedRequest | undefined): string | null {
+  if (speed === undefined) return null;
+  const positive = (value: unknown): boolean => Number.isInteger(value) && (value as number) > 0;
+  if (!['auto', 'on', 'off'].includes(speed.flashAttention) || !Array.isArray(speed.threads) || !speed.threads.every(positive)) {
+    return 'speed needs a flash attention setting and thread counts ≥ 1';
+  }
+  const known = speed.known;
+  if (known !== undefined && (typeof known.flashAttention !== 'boolean' || !positive(known.threads) || !positive(known.batchSize))) {
+    return "speed's known settings need flashAttention, threads ≥ 1 and batchSize ≥ 1";
+  }
+  return null;
 }
 
 function checkLoadInput(input: LoadInput): Result<LoadRequest> {
@@ -46,6 +63,8 @@ function checkLoadInput(input: LoadInput): Result<LoadRequest> {
   // The host sends both the same.
   const contextSize = requested?.contextSize ?? input.contextSize;
   const slotCount = requested?.slots ?? input.slots ?? 1;
+  const speedProblem = checkSpeed(input.speed);
+  if (speedProblem !== null) return err('INVALID_INPUT', `loadModel's ${speedProblem}.`);
   if (typeof path !== 'string' || !Number.isInteger(contextSize) || contextSize < 0 || !Number.isInteger(threads) || threads < 0) {
     return err('INVALID_INPUT', 'loadModel needs a path, a contextSize ≥ 0 and threads ≥ 0.');
   }
@@ -59,11 +78,11 @@ function checkLoadInput(input: LoadInput): Result<LoadRequest> {
       slotCount > 1 ? 'Lower the context size or the number of slots in Settings.' : 'Lower the context size in Settings.',
     );
   }
-  return ok({ path, threads, requested, contextSize, slotCount });
+  return ok({ path, threads, requested, contextSize, slotCount, speed: input.speed });
 }
 
 /** Unloads the current model (aborting its running reply), then loads this one, under the lock. */
-export async function loadModel(state: RuntimeState, ensureLlama: () => Promise<Result<Llama>>, input: LoadInput): Promise<Result<ModelInfo>> {
+export async function loadModel(state: RuntimeState, ensureLlama: () => Promise<Result<Llama>>, input: LoadInput): Promise<Result<WorkerMethods['loadModel']['output']>> {
   const request = checkLoadInput(input);
   if (!request.ok) return request;
   const bindings = await ensureLlama();
@@ -96,7 +115,7 @@ export async function disposeLoaded(state: RuntimeState, saveTimeoutMs: number):
   state.kvCache?.releaseMemory();
 }
 
-async function loadUnderLock(state: RuntimeState, llama: Llama, request: LoadRequest, fileSize: number): Promise<Result<ModelInfo>> {
+async function loadUnderLock(state: RuntimeState, llama: Llama, request: LoadRequest, fileSize: number): Promise<Result<WorkerMethods['loadModel']['output']>> {
   const { path, requested } = request;
   const mark = state.logRing.mark();
   let model: LlamaModel | null = null;
@@ -117,10 +136,11 @@ async function loadUnderLock(state: RuntimeState, llama: Llama, request: LoadReq
         }
       },
     });
-    context = await createContext(llama, model, request);
+    const { settings, speed } = await contextSettings(state, llama, model, request);
+    context = await createContextFalling(state, llama, model, request, settings);
     state.loaded = await assemble(state, model, context, request, fileSize);
     state.emit({ type: 'loadProgress', progress: 1 });
-    return ok(state.loaded.info);
+    return ok(speed ? { ...state.loaded.info, speed } : state.loaded.info);
   } catch (error) {
     await context?.dispose().catch(() => undefined);
     await model?.dispose().catch(() => undefined);
@@ -140,8 +160,52 @@ async function loadUnderLock(state: RuntimeState, llama: Llama, request: LoadReq
   }
 }
 
-function createContext(llama: Llama, model: LlamaModel, request: LoadRequest): Promise<LlamaContext> {
-  const { contextSize, requested, threads } = request;
+/** The context's settings: without a speed request, `threads` and the profile's; else measured before, or measured now. */
+async function contextSettings(state: RuntimeState, llama: Llama, model: LlamaModel, request: LoadRequest): Promise<{ settings: ContextSettings; speed?: SpeedProfile }> {
+  const { requested, speed } = request;
+  const flashAttention = requested ? requested.flashAttention : model.defaultContextFlashAttention === true;
+  const vType = requested?.vType ?? 'f16';
+  if (speed === undefined) return { settings: { flashAttention, threads: request.threads === 0 ? llama.cpuMathCores : request.threads } };
+  // A quantized V runs only with flash attention, whatever the request says.
+  if (speed.known) return { settings: { ...speed.known, flashAttention: speed.known.flashAttention || vType !== 'f16' } };
+  const space = speedSpace({ setting: speed.flashAttention, supported: readModelShape(model.fileInsights).flashAttentionSupported, vType, threads: speed.threads });
+  state.emit({ type: 'speedProgress', done: 0, total: trialCount(space) });
+  const profile = await measureSpeed(model, {
+    kType: requested?.kType ?? 'f16',
+    vType,
+    engine: llama.buildType === 'localBuild' ? 'local' : 'prebuilt',
+    device: state.device,
+    space,
+    onTrial: (trial, done, total) => {
+      if (trial.error !== undefined) state.log('warn', `speed measurement: flash attention ${trial.flashAttention ? 'on' : 'off'}, ${trial.threads} threads, batch ${trial.batchSize} could not run: ${trial.error}`);
+      state.emit({ type: 'speedProgress', done, total });
+    },
+  });
+  state.log('info', `speed measured in ${profile.durationMs} ms: flash attention ${profile.chosen.flashAttention ? 'on' : 'off'}, ${profile.chosen.threads} threads, batch ${profile.chosen.batchSize}`);
+  return { settings: profile.chosen, speed: profile };
+}
+
+/** What a context is created with besides its size and K/V types; no batch size is node-llama-cpp's default. */
+type ContextSettings = Omit<SpeedSettings, 'batchSize'> & { readonly batchSize?: number };
+
+/**
+ * The context with measured settings; if llama.cpp refuses them at the full context size (the
+ * measurement's small context fitted where this one does not, say with flash attention off and
+ * its larger compute buffer), with the profile's own flash attention and the default batch.
+ */
+async function createContextFalling(state: RuntimeState, llama: Llama, model: LlamaModel, request: LoadRequest, settings: ContextSettings): Promise<LlamaContext> {
+  const plain: ContextSettings = { flashAttention: request.requested ? request.requested.flashAttention : model.defaultContextFlashAttention === true, threads: settings.threads };
+  if (request.speed === undefined || (settings.flashAttention === plain.flashAttention && settings.batchSize === undefined)) return createContext(model, request, settings);
+  try {
+    return await createContext(model, request, settings);
+  } catch (error) {
+    state.log('warn', `the context could not be created with the measured settings (${errorText(error)}); using flash attention ${plain.flashAttention ? 'on' : 'off'} and the default batch size`);
+    return createContext(model, request, plain);
+  }
+}
+
+function createContext(model: LlamaModel, request: LoadRequest, settings: ContextSettings): Promise<LlamaContext> {
+  const { contextSize, requested } = request;
   const trained = model.trainContextSize;
   // A file without a trained length (0) gets the cap: llama.cpp would read 0 as "the trained length".
   const size = contextSize !== 0 ? contextSize : trained > 0 ? Math.min(trained, AUTO_CONTEXT_CAP) : AUTO_CONTEXT_CAP;
@@ -149,9 +213,10 @@ function createContext(llama: Llama, model: LlamaModel, request: LoadRequest): P
     // Per sequence: every slot holds a whole conversation of `size` tokens (see the module comment).
     contextSize: size,
     sequences: request.slotCount,
-    threads: threads === 0 ? llama.cpuMathCores : threads,
+    threads: settings.threads,
+    ...(settings.batchSize !== undefined ? { batchSize: Math.min(settings.batchSize, size * request.slotCount) } : {}),
     // Explicit, never "auto": the stored KV layout depends on it (kv-shape.ts: V is transposed without it).
-    flashAttention: requested ? requested.flashAttention : model.defaultContextFlashAttention === true,
+    flashAttention: settings.flashAttention,
     experimentalKvCacheKeyType: ggmlKvTypeName(requested?.kType ?? 'f16'),
     experimentalKvCacheValueType: ggmlKvTypeName(requested?.vType ?? 'f16'),
   });
@@ -191,6 +256,8 @@ async function assemble(state: RuntimeState, model: LlamaModel, context: LlamaCo
     ...(kType && vType ? { kvType: { k: kType, v: vType } } : {}),
     flashAttention: context.flashAttention === true,
     gpuLayers: model.gpuLayers,
+    threads: context.currentThreads,
+    batchSize: context.batchSize,
     ...(memory ? { memory } : {}),
   };
   // Hashing a large model file takes a while the first time (cached after): it runs in the

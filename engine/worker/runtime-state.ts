@@ -92,6 +92,8 @@ export class RuntimeState {
   llama: Llama | null = null;
   /** The llama.cpp build, as `init` describes it. */
   build = '';
+  /** This computer and the backend llama.cpp runs on, in words (speed.ts describeDevice). */
+  device = '';
   logLevel: LogLevel = 'warn';
   loaded: Loaded | null = null;
   kvCache: KvCache | null = null;

@@ -20,6 +20,7 @@ import { LlamaInit } from './llama-init.ts';
 import { disposeLoaded, loadModel, UNLOAD_SAVE_MS } from './model-load.ts';
 import { createPlanHandlers } from './planner.ts';
 import { measureLoadedQuality } from './quality.ts';
+import { measureLoadedTrial } from './speed.ts';
 import { RuntimeState } from './runtime-state.ts';
 import type { WorkerHandlers } from './serve.ts';
 import { countTokens, generate } from './turn.ts';
@@ -59,6 +60,13 @@ export function createRuntime(emit: (event: WorkerEvent) => void): Runtime {
         const loaded = state.loaded;
         if (!loaded) return err('MODEL_NOT_LOADED', 'No model is loaded.', 'Load a model to measure its KV cache quality.');
         return measureLoadedQuality(loaded.model, loaded.context, input, { kernels: setup.codecKernels().kernels, log: (message) => state.log('warn', message) });
+      }),
+    // Under the lock, like the quality meter: a measurement shares the CPU with nothing.
+    measureTrial: (input) =>
+      state.lock.run(async () => {
+        const loaded = state.loaded;
+        if (!loaded) return err('MODEL_NOT_LOADED', 'No model is loaded.', 'Load a model to measure its speed.');
+        return measureLoadedTrial(loaded.model, loaded.profile, input);
       }),
     async abort({ requestId }) {
       const controller = state.generations.get(requestId);

@@ -2,7 +2,7 @@
  * An in-memory engine process for unit tests: it speaks protocol.ts, streams scripted tokens,
  * fails on request, and "crashes". Not used by the app.
  */
-import { err, ok, type CachedChat, type FileFit, type HearthError, type KvCodecInfo, type KvCompressionChoice, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ModelKvUsage, type ProfileIssue, type Result } from '../../engine/contract/index.ts';
+import { err, ok, type CachedChat, type FileFit, type HearthError, type KvCodecInfo, type KvCompressionChoice, type KvPlan, type KvQuality, type MessageStats, type ModelInfo, type ModelKvUsage, type ProfileIssue, type Result, type SpeedProfile } from '../../engine/contract/index.ts';
 import type { EngineMetrics, EnginePort, GenerateInput, GenerateOutput, HostToWorker, SpawnEngine, WorkerEvent, WorkerMethods, WorkerToHost } from '../../engine/protocol.ts';
 
 export interface FakeBehaviour {
@@ -44,6 +44,10 @@ export interface FakeBehaviour {
   stopSequence: string | null;
   /** The stored KV of each model path (`modelKv`); `forgetModel` reports it freed and removes it. */
   modelKv: Record<string, ModelKvUsage>;
+  /** What `measureTrial` measures, whatever the settings. */
+  trialSpeed: { prefillTokPerS: number; decodeTokPerS: number };
+  /** What a load that is asked to measure its speed measures (its chosen settings are what the context runs with). */
+  measuredSpeed: SpeedProfile;
   /** `fitRemote`'s answer for each file (by its bytes); an error fails the whole call. */
   fit: ((file: { id: string; sizeBytes: number }) => FileFit) | HearthError;
 }
@@ -136,6 +140,22 @@ export class FakeEngine {
     functionCalls: null,
     stopSequence: null,
     modelKv: {},
+    trialSpeed: { prefillTokPerS: 250, decodeTokPerS: 25 },
+    measuredSpeed: {
+      kType: 'f16',
+      vType: 'f16',
+      engine: 'prebuilt',
+      device: 'fake device',
+      depth: 256,
+      decodeTokens: 16,
+      trials: [
+        { flashAttention: true, threads: 1, batchSize: 512, prefillTokPerS: 300, decodeTokPerS: 20, turnSeconds: 128 / 300 + 256 / 20 },
+        { flashAttention: false, threads: 1, batchSize: 512, prefillTokPerS: 200, decodeTokPerS: 30, turnSeconds: 128 / 200 + 256 / 30 },
+      ],
+      chosen: { flashAttention: false, threads: 1, batchSize: 512 },
+      measuredAt: 1_700_000_000_000,
+      durationMs: 1200,
+    },
     fit: fakeFit,
   };
   readonly ports: FakePort[] = [];
@@ -252,13 +272,19 @@ export class FakePort implements EnginePort {
         if (b.initError) return { ok: false, error: b.initError };
         const setting = message.input.kvCompression ?? 'lossless';
         const compression: KvCompressionChoice = setting === 'auto' ? { setting, ...b.autoCompression } : { setting, applied: setting };
-        return ok<WorkerMethods['init']['output']>({ build: 'fake', codec: b.codec, compression });
+        // A build for this computer "loads" when the host names one.
+        const engine = typeof message.input.engineDir === 'string' ? { kind: 'local' as const, backend: 'cpu' } : { kind: 'prebuilt' as const, backend: 'cpu' };
+        return ok<WorkerMethods['init']['output']>({ build: 'fake', codec: b.codec, compression, device: 'fake device', engine });
       }
       case 'loadModel': {
         this.event({ type: 'loadProgress', progress: 0.5 });
         await delay(2);
         this.event({ type: 'loadProgress', progress: 1 });
         if (b.loadError) return { ok: false, error: b.loadError };
+        const speed = message.input.speed;
+        const measured = speed !== undefined && speed.known === undefined ? b.measuredSpeed : undefined;
+        if (measured) for (let done = 0; done <= measured.trials.length; done++) this.event({ type: 'speedProgress', done, total: measured.trials.length });
+        const settings = speed?.known ?? measured?.chosen;
         this.#model = {
           path: message.input.path,
           name: 'fake model',
@@ -267,8 +293,9 @@ export class FakePort implements EnginePort {
           trainedContextLength: 8192,
           contextSize: message.input.contextSize || 4096,
           layerCount: 4,
+          ...(settings ? { flashAttention: settings.flashAttention, threads: settings.threads, batchSize: settings.batchSize } : {}),
         };
-        return ok(this.#model);
+        return ok(measured ? { ...this.#model, speed: measured } : this.#model);
       }
       case 'unloadModel':
         this.#model = null;
@@ -347,6 +374,11 @@ export class FakePort implements EnginePort {
         return ok({ ...b.plan, contextSize: message.input.contextSize, slots: message.input.slots });
       case 'measureQuality':
         return this.#model ? ok(b.quality) : err('MODEL_NOT_LOADED', 'No model is loaded.');
+      case 'measureTrial': {
+        if (!this.#model) return err('MODEL_NOT_LOADED', 'No model is loaded.');
+        const { prefillTokPerS, decodeTokPerS } = b.trialSpeed;
+        return ok({ ...message.input.settings, prefillTokPerS, decodeTokPerS, turnSeconds: 128 / prefillTokPerS + 256 / decodeTokPerS });
+      }
       case 'countTokens':
         // One token per character, as `generate` below counts its prefill.
         return this.#model ? ok({ tokens: message.input.messages.reduce((n, m) => n + m.text.length, 0), contextSize: this.#model.contextSize }) : err('MODEL_NOT_LOADED', 'No model is loaded.');

@@ -73,7 +73,7 @@ export async function startTestHearth(
   const modelFile = path.join(dataDir, 'models', 'fake.gguf');
   const log = memoryLogger();
   const hearth = await startHearth(
-    { dataDir, host: 'browser', version: '0.0.0-test', ...options },
+    { dataDir, host: 'browser', version: '0.0.0-test', measureSpeed: false, ...options },
     {
       spawnEngine: engine.spawn,
       inspect: acceptAll,

@@ -26,6 +26,11 @@ export interface HostOptions {
   /** A GGUF to load at start (`--model`). */
   readonly model?: string;
   readonly threads?: number;
+  /**
+   * Whether a model's first load measures its speed (default false: the tests' expectations
+   * assume the default settings; the speed tests turn it on).
+   */
+  readonly measureSpeed?: boolean;
   /** Extra environment for the host (and so its engine process). */
   readonly env?: NodeJS.ProcessEnv;
   /** Turns the API server on for this run (`--api-port`, `--api-key`); port 0 picks a free one. */
@@ -100,10 +105,11 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Starts `node server/main.ts --data-dir DIR --port 0 --threads 1 [--model FILE]` and waits for its address. */
+/** Starts `node server/main.ts --data-dir DIR --port 0 --threads 1 --no-measure-speed [--model FILE]` and waits for its address. */
 export async function startHost(options: HostOptions): Promise<Host> {
   const args = ['server/main.ts', '--data-dir', options.dataDir, '--port', '0', '--threads', String(options.threads ?? 1)];
   if (options.model !== undefined) args.push('--model', options.model);
+  if (options.measureSpeed !== true) args.push('--no-measure-speed');
   if (options.api) {
     args.push('--api-port', String(options.api.port));
     if (options.api.key !== undefined) args.push('--api-key', options.api.key);

@@ -21,7 +21,7 @@ afterEach(async () => {
 
 async function start(dataDir: string, settings: { kvPersistence?: boolean; kvSlots?: number } = {}): Promise<{ hearth: Hearth; client: OpenAI; model: string }> {
   const modelPath = await testModelPath();
-  const hearth = await createHearth({ dataDir, host: 'browser', version: 'test', threads: 1, modelPath, logLevel: 'warn', spawnEngine: () => forkEngine({ stdio: 'ignore' }), api: { port: 0, key } });
+  const hearth = await createHearth({ dataDir, host: 'browser', version: 'test', threads: 1, measureSpeed: false, modelPath, logLevel: 'warn', spawnEngine: () => forkEngine({ stdio: 'ignore' }), api: { port: 0, key } });
   running.push(hearth);
   if (Object.keys(settings).length > 0) {
     const updated = await hearth.api['settings.update'](settings);

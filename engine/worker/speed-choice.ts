@@ -1,0 +1,104 @@
+/**
+ * Which context settings (flash attention, threads, batch size) a model runs fastest with on
+ * this computer, as rules over measurements, with no llama.cpp: the candidates a profile allows,
+ * the score of a measurement, and the staged search that measures few candidates
+ * (docs/decisions/speed-defaults.md). `speed.ts` measures; tests give a fake measurement.
+ */
+import { SPEED_TURN, type KvCacheType, type SpeedSettings, type SpeedTrial } from '../contract/index.ts';
+
+/** Prompt batch sizes tried, the first being node-llama-cpp's default. */
+export const BATCH_SIZES: readonly number[] = [512, 256];
+
+/** What a model's load may vary, each list's first entry being the default. */
+export interface SpeedSpace {
+  readonly flashAttention: readonly boolean[];
+  readonly threads: readonly number[];
+  readonly batchSizes: readonly number[];
+}
+
+/** The inputs of the candidate rule. */
+export interface SpaceInput {
+  /** The profile's flash attention setting. */
+  readonly setting: 'auto' | 'on' | 'off';
+  /** Whether the architecture can run flash attention at all. */
+  readonly supported: boolean;
+  readonly vType: KvCacheType;
+  /** Thread counts to try (the host's: the fixed count, or counts around the physical cores); deduplicated here. */
+  readonly threads: readonly number[];
+}
+
+/**
+ * The candidates: an explicit `on` or `off` is kept, and `auto` tries both where the
+ * architecture allows, on first. A quantized V only runs with flash attention, so it is never
+ * turned off for one, whatever the setting says (checkProfile refuses such a profile anyway).
+ */
+export function speedSpace(input: SpaceInput): SpeedSpace {
+  const quantizedV = input.vType !== 'f16';
+  let flashAttention: boolean[];
+  if (quantizedV) flashAttention = [true];
+  else if (input.setting === 'on') flashAttention = [true];
+  else if (input.setting === 'off' || !input.supported) flashAttention = [false];
+  else flashAttention = [true, false];
+  const threads = [...new Set(input.threads.filter((count) => Number.isInteger(count) && count > 0))];
+  return { flashAttention, threads: threads.length > 0 ? threads : [1], batchSizes: BATCH_SIZES };
+}
+
+/** How many candidates `chooseSpeed` measures in `space`. */
+export function trialCount(space: SpeedSpace): number {
+  return space.flashAttention.length + space.threads.length - 1 + space.batchSizes.length - 1;
+}
+
+/** Seconds of the reference turn (SPEED_TURN) at these speeds. */
+export function turnSeconds(prefillTokPerS: number, decodeTokPerS: number): number {
+  return SPEED_TURN.promptTokens / prefillTokPerS + SPEED_TURN.replyTokens / decodeTokPerS;
+}
+
+/** A measured candidate: its speeds, or why it could not run. */
+export type Measured = { readonly prefillTokPerS: number; readonly decodeTokPerS: number } | { readonly error: string };
+
+/** A trial from a measurement of `settings`. */
+export function trialOf(settings: SpeedSettings, measured: Measured): SpeedTrial {
+  if ('error' in measured) return { ...settings, prefillTokPerS: null, decodeTokPerS: null, turnSeconds: null, error: measured.error };
+  const { prefillTokPerS, decodeTokPerS } = measured;
+  return { ...settings, prefillTokPerS, decodeTokPerS, turnSeconds: turnSeconds(prefillTokPerS, decodeTokPerS) };
+}
+
+/** The fastest trial that ran (the earliest of equals), or null when none did. */
+export function fastest(trials: readonly SpeedTrial[]): SpeedTrial | null {
+  let best: SpeedTrial | null = null;
+  for (const trial of trials) {
+    if (trial.turnSeconds === null) continue;
+    if (best === null || trial.turnSeconds < (best.turnSeconds ?? Infinity)) best = trial;
+  }
+  return best;
+}
+
+const settingsOf = (trial: SpeedSettings): SpeedSettings => ({ flashAttention: trial.flashAttention, threads: trial.threads, batchSize: trial.batchSize });
+
+/**
+ * The staged search: flash attention first (at the default threads and batch size), then
+ * threads with the faster setting, then batch sizes with the faster of those. Each dimension is
+ * decided once rather than measuring every combination, which keeps a first load to a few
+ * candidates (`trialCount`). When no candidate runs, the defaults are chosen and every trial
+ * says why it failed.
+ */
+export async function chooseSpeed(
+  space: SpeedSpace,
+  measure: (settings: SpeedSettings) => Promise<Measured>,
+  onTrial?: (trial: SpeedTrial, done: number, total: number) => void,
+): Promise<{ readonly trials: readonly SpeedTrial[]; readonly chosen: SpeedSettings }> {
+  const total = trialCount(space);
+  const trials: SpeedTrial[] = [];
+  const run = async (settings: SpeedSettings): Promise<void> => {
+    const trial = trialOf(settings, await measure(settings));
+    trials.push(trial);
+    onTrial?.(trial, trials.length, total);
+  };
+  const defaults: SpeedSettings = { flashAttention: space.flashAttention[0] ?? false, threads: space.threads[0] ?? 1, batchSize: space.batchSizes[0] ?? 512 };
+  for (const flashAttention of space.flashAttention) await run({ ...defaults, flashAttention });
+  const afterFlash = settingsOf(fastest(trials) ?? defaults);
+  for (const threads of space.threads.slice(1)) await run({ ...afterFlash, threads });
+  const afterThreads = settingsOf(fastest(trials) ?? defaults);
+  for (const batchSize of space.batchSizes.slice(1)) await run({ ...afterThreads, batchSize });
+  return { trials, chosen: settingsOf(fastest(trials) ?? defaults) };
+}
