@@ -154,7 +154,10 @@ export interface Sampling {
 }
 
 export interface Settings {
-  /** llama.cpp threads; 0 = the physical core count. Never llama.cpp's default (docs/decisions/threads.md). */
+  /**
+   * llama.cpp threads; 0 = automatic: measured per model where its speed is measured, else the
+   * physical core count. Never llama.cpp's default (docs/decisions/threads.md).
+   */
   readonly threads: number;
   /** Context size per slot in tokens; 0 = automatic (the smaller of the trained length and 8192). */
   readonly contextSize: number;

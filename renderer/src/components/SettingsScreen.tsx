@@ -128,7 +128,7 @@ function SettingsForm({ settings }: { settings: Settings }) {
             </label>
             <input id="settings-threads" type="number" min={0} max={256} step={1} value={threads} onChange={(e) => setThreads(e.target.value)} aria-describedby="settings-threads-help" className={inputStyles} />
             <p id="settings-threads-help" className="mt-0.5 text-xs text-stone-500 dark:text-stone-400">
-              0 = one per physical core.
+              0 = measured per model (all physical cores or half of them, whichever runs faster).
             </p>
           </div>
           <div>
