@@ -213,8 +213,8 @@ export interface InitOutput {
   readonly device: string;
   /**
    * Which llama.cpp libraries run: `local` when `engineDir`'s build loaded, else `prebuilt`, with
-   * `fallback` saying why the build asked for did not load. `backend`: 'cpu', 'metal', 'cuda' or
-   * 'vulkan'.
+   * `fallback` saying why the build asked for did not load (a sentence). `backend`: 'cpu',
+   * 'metal', 'cuda' or 'vulkan'.
    */
   readonly engine: { readonly kind: EngineBuildKind; readonly backend: string; readonly fallback?: string };
 }

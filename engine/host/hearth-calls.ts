@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { err, errorText, isApiConversation, ok, type CallName, type HearthApi, type Result, type Settings } from '../contract/index.ts';
+import { err, errorText, isApiConversation, ok, type CallName, type HearthApi, type LocalEngineState, type Result, type Settings } from '../contract/index.ts';
 import type { ChatStore } from './chat-store.ts';
 import { describeKvSettings, type CacheViewLog } from './cache-view-log.ts';
 import type { CacheViewSampler } from './cache-view-sampler.ts';
@@ -31,6 +31,7 @@ import type { ApiServer } from './api/server.ts';
 import { searchChats } from './chat-search.ts';
 import type { RemoteEngines } from './remote/engines.ts';
 import type { RemoteCacheWatch } from './remote/watch.ts';
+import type { LocalEngine } from './local-engine/local-engine.ts';
 
 /** The context 'models.plan' plans for when neither the call nor the profile names one. */
 const PLAN_DEFAULT_CONTEXT = 4096;
@@ -74,6 +75,8 @@ export interface CallDeps {
   readonly quality: QualityMeter;
   readonly apiServer: ApiServer;
   readonly engines: RemoteEngines;
+  /** The engine built for this computer (local-engine/). */
+  readonly engineBuild: LocalEngine;
   readonly remoteWatch: RemoteCacheWatch;
   /** Whether Hearth is closing: calls then answer ENGINE_UNAVAILABLE. */
   readonly closing: () => boolean;
@@ -108,6 +111,7 @@ export function createCalls(deps: CallDeps): HearthApi {
     ...cacheCalls(deps, guard),
     ...serverCalls(deps, guard),
     ...engineCalls(deps, guard),
+    ...engineBuildCalls(deps, guard),
   };
 }
 
@@ -274,6 +278,19 @@ function engineCalls({ engines, store }: CallDeps, guard: Guard): Calls<EngineCa
       return engine ? ok(engine) : gone();
     }),
     'engines.test': guard('engines.test', async (input) => ok(await engines.test(input))),
+  };
+}
+
+type EngineBuildCall = Extract<CallName, `engine.${string}`>;
+
+/** The engine built for this computer: each call answers the state after it (progress follows as `engine.local` events). */
+function engineBuildCalls({ engineBuild }: CallDeps, guard: Guard): Calls<EngineBuildCall> {
+  const after = async <T>(done: Result<T>): Promise<Result<LocalEngineState>> => (done.ok ? ok(await engineBuild.state()) : done);
+  return {
+    'engine.local': guard('engine.local', async () => ok(await engineBuild.state())),
+    'engine.buildLocal': guard('engine.buildLocal', () => engineBuild.build()),
+    'engine.cancelBuild': guard('engine.cancelBuild', async () => after(engineBuild.cancel())),
+    'engine.removeLocal': guard('engine.removeLocal', async () => after(await engineBuild.remove())),
   };
 }
 

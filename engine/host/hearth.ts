@@ -11,9 +11,9 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { errorText, validateCall, type HearthApi, type HearthEvent, type MessageStats, type ModelProfile, type ReplyEngine, type Result } from '../contract/index.ts';
+import { errorText, validateCall, type HearthApi, type HearthEvent, type MessageStats, type ModelProfile, type ReplyEngine, type Result, type Settings } from '../contract/index.ts';
 import { DisposableStore } from '../base/disposable.ts';
-import type { EngineMetrics, SpawnEngine } from '../protocol.ts';
+import type { EngineMetrics, InitInput, InitOutput, SpawnEngine } from '../protocol.ts';
 import { CacheViewLog, describeModelLoaded, describeProfileSaved, describeRestart, logTurnLimit } from './cache-view-log.ts';
 import { CacheViewSampler } from './cache-view-sampler.ts';
 import { ChatStore } from './chat-store.ts';
@@ -45,6 +45,7 @@ import { RemoteClient } from './remote/client.ts';
 import { RemoteEngines } from './remote/engines.ts';
 import { RemoteReplies } from './remote/replies.ts';
 import { RemoteCacheWatch } from './remote/watch.ts';
+import { defaultTrialSettings, LocalEngine, TRIAL_TIMEOUT_MS } from './local-engine/local-engine.ts';
 
 export interface HearthOptions {
   /** Where hearth.db, models/ and logs/ live; created if missing. */
@@ -182,6 +183,9 @@ interface EngineHooks {
   applied(codec: AppliedKvCodec | null): void;
   /** Its llama.cpp build and device, what speed measurements are filed under (null: not said). */
   device(device: string | null): void;
+  /** The engine build for this computer it starts with, if any (local-engine/), and which engine it loaded. */
+  engineBuild(): Pick<InitInput, 'engineDir'>;
+  engineStarted(input: InitInput, output: InitOutput): void;
 }
 
 function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, db: DatabaseSync, log: Logger, hooks: EngineHooks): Supervisor {
@@ -195,15 +199,17 @@ function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: Da
     initInput: () => {
       const s = readSettings(db);
       hooks.starting(s.kvPersistence);
-      return s.kvPersistence
+      const kv = s.kvPersistence
         ? { kvDir: path.join(dirs.root, 'kv'), kvBudgetBytes: s.kvBudgetBytes, kvChunkTokens: s.kvChunkTokens, kvCompression: s.kvCompression }
         : { kvDir: null, kvCompression: s.kvCompression };
+      return { ...kv, ...hooks.engineBuild() };
     },
     onInit: (input, output) => {
       const compression = appliedCompression(input.kvCompression ?? 'lossless', output.compression);
       if (compression === null) log('warn', 'the engine did not say which KV compression it chose');
       hooks.applied(compression ? { compression, codec: output.codec } : null);
       hooks.device(typeof output.device === 'string' && output.device !== '' ? `${output.build}; ${output.device}` : null);
+      hooks.engineStarted(input, output);
       // Every restart answers the same: one line says it, not one per restart.
       if (output.codec.kernels === 'fallback' && !warnedFallback) {
         warnedFallback = true;
@@ -211,6 +217,28 @@ function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: Da
       }
     },
   });
+}
+
+/** The engine built for this computer: its choice is read now, before the first engine process starts. */
+function createEngineBuild(dirs: DataDirs, supervisor: Supervisor, model: ModelManager, settings: () => Settings, emit: (event: HearthEvent) => void, log: Logger, subscriptions: DisposableStore, events: Emitter<HearthEvent>): LocalEngine {
+  const engineBuild = new LocalEngine({
+    root: path.join(dirs.root, 'engines'),
+    engine: {
+      restart: () => supervisor.restart(),
+      measureTrial: (speedSettings) => supervisor.request('measureTrial', { settings: speedSettings }, { timeoutMs: TRIAL_TIMEOUT_MS }),
+    },
+    modelStatus: () => model.status,
+    defaults: () => defaultTrialSettings(settings().threads),
+    emit: (state) => emit({ type: 'engine.local', payload: state }),
+    log,
+  });
+  subscriptions.add(supervisor.onStatus((status) => engineBuild.onEngineStatus(status)));
+  subscriptions.add(
+    events.on((event) => {
+      if (event.type === 'model.status') engineBuild.onModelStatus(event.payload);
+    }),
+  );
+  return engineBuild;
 }
 
 /** The Cache view's history, seeded from the store and fed by engine restarts and KV activity. */
@@ -265,7 +293,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
   let appliedCodec: AppliedKvCodec | null = null;
   // initInput first runs at supervisor.start(), once kvStatus exists.
   let engineDevice: string | null = null;
-  const hooks: EngineHooks = { starting: (on) => kvStatus.engineStarting(on), applied: (codec) => (appliedCodec = codec), device: (device) => (engineDevice = device) };
+  const hooks: EngineHooks = { starting: (on) => kvStatus.engineStarting(on), applied: (codec) => (appliedCodec = codec), device: (device) => (engineDevice = device), engineBuild: () => engineBuild.initInput(), engineStarted: (input, output) => engineBuild.onInit(input, output) };
   const supervisor = createSupervisor(options, wiring, dirs, db, log, hooks);
   subscriptions.add(supervisor.onStatus((status) => emit({ type: 'engine.status', payload: status })));
   const viewLog = createViewLog(store, supervisor, emit, log, subscriptions);
@@ -321,6 +349,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
       log,
     }),
   );
+  const engineBuild = createEngineBuild(dirs, supervisor, model, settings, emit, log, subscriptions, events);
   const modelsDir = (): string => settings().modelsDir ?? dirs.models;
   // Checked by startHearth before anything opened.
   const hub = new HubClient({ endpoint: options.hubEndpoint ?? defaultHubEndpoint, token: async () => secrets.read(HUB_TOKEN_SECRET) });
@@ -368,7 +397,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
     ...(options.api ? { override: options.api } : {}),
   });
   const { version, host } = options;
-  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, modelFiles, hubService, modelsDir, chats, quality, apiServer, engines, remoteWatch, remoteReplies, closing, events, metrics, generations, apiRuns, subscriptions };
+  return { version, host, dirs, db, log, store, supervisor, settings, kvStatus, appliedCodec: applied, viewLog, sampler, kvApplier, model, profiles, downloads, modelFiles, hubService, modelsDir, chats, quality, apiServer, engines, engineBuild, remoteWatch, remoteReplies, closing, events, metrics, generations, apiRuns, subscriptions };
 }
 
 /**
@@ -377,7 +406,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
  * host's own listeners and the log.
  */
 async function disposeParts(parts: Parts, stopGraceMs: number): Promise<void> {
-  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events, apiServer, downloads, remoteWatch, remoteReplies } = parts;
+  const { sampler, kvApplier, generations, supervisor, subscriptions, store, log, db, events, apiServer, downloads, remoteWatch, remoteReplies, engineBuild } = parts;
   // No new API requests; those running are stopped with the engine below.
   await apiServer.dispose();
   // Transfers stop, their rows and partial files kept: the next start resumes them.
@@ -388,6 +417,8 @@ async function disposeParts(parts: Parts, stopGraceMs: number): Promise<void> {
   await generations.stopAll(stopGraceMs);
   // Anything stopAll did not reach (a reply that finished meanwhile has nothing to abort).
   remoteReplies.abortAll();
+  // A build in progress stops (its work folder stays for the next one).
+  await engineBuild.dispose();
   await supervisor.dispose();
   subscriptions.dispose();
   // Replies' ends a locked database deferred (chat-store.ts): written now if the lock is gone.

@@ -203,9 +203,9 @@ export class LlamaInit {
       this.#engine = { kind: 'local', backend: 'cpu', build: path.basename(engineDir) };
       return ok(llama);
     } catch (error) {
-      const reason = `the engine built for this computer did not load: ${errorText(error)}`;
-      if (error instanceof LocalLlamaError && error.loaded) return err('INTERNAL', `${reason}. Hearth starts the engine again with the prebuilt one.`);
-      this.#state.log('warn', `${reason}; the prebuilt engine runs instead`);
+      const reason = errorText(error);
+      if (error instanceof LocalLlamaError && error.loaded) return err('INTERNAL', `The engine built for this computer did not load: ${reason}. Hearth starts the engine again with the prebuilt one.`);
+      this.#state.log('warn', `The engine built for this computer did not load (${reason}); the prebuilt engine runs instead.`);
       this.#engine = { kind: 'prebuilt', backend: 'cpu', fallback: reason };
       return null;
     }
