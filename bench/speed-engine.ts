@@ -12,14 +12,13 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from 'node-llama-cpp';
 import { errorText, type EngineBuildKind, type KvCacheType, type SpeedProfile } from '../engine/contract/index.ts';
+import { readModelShape } from '../engine/worker/planner.ts';
 import { speedSpace, type Measured } from '../engine/worker/speed-choice.ts';
 import { describeDevice, measureSpeed, measureTrial, type TrialOptions } from '../engine/worker/speed.ts';
 import type { EngineInfo } from './speed-report.ts';
 
 /** The local engine's loader, by the path bench/speed.ts checks before it starts anything. */
 export const localLlamaModule = fileURLToPath(new URL('../engine/worker/local-llama.ts', import.meta.url));
-
-type LoadLocalLlama = (buildDir: string, options: { logLevel?: LlamaLogLevel; logger?: (level: LlamaLogLevel, message: string) => void }) => Promise<Llama>;
 
 /** Which engine a child runs. */
 export type EngineSpec = { readonly engine: 'prebuilt' } | { readonly engine: 'local'; readonly buildDir: string };
@@ -104,9 +103,9 @@ export async function startSpeedEngine(spec: EngineSpec): Promise<SpeedEngine> {
 
 async function openLlama(spec: EngineSpec): Promise<Llama> {
   if (spec.engine === 'prebuilt') return getLlama({ gpu: 'auto', build: 'never', progressLogs: false, logLevel: LlamaLogLevel.error });
-  const loader = (await import(localLlamaModule)) as { loadLocalLlama?: LoadLocalLlama };
-  if (typeof loader.loadLocalLlama !== 'function') throw new Error(`${localLlamaModule} does not export loadLocalLlama`);
-  return loader.loadLocalLlama(spec.buildDir, { logLevel: LlamaLogLevel.error });
+  // Imported only here: a checkout without the module still runs the prebuilt engine.
+  const { loadLocalLlama } = await import('../engine/worker/local-llama.ts');
+  return loadLocalLlama(spec.buildDir, { logLevel: LlamaLogLevel.error, logger: (level, message) => void process.stderr.write(`[local llama.cpp ${level}] ${message.trimEnd()}\n`) });
 }
 
 /** The child's side: one engine, at most one model, answering the parent's requests in order. */
@@ -143,12 +142,13 @@ async function serve(): Promise<void> {
         await unload();
         // As model-load.ts loads it under a default profile (gpuLayers auto).
         model = await llama.loadModel({ modelPath: request.modelPath });
-        return { flashAttentionSupported: model.fileInsights.flashAttentionSupported };
+        return { flashAttentionSupported: readModelShape(model.fileInsights).flashAttentionSupported };
       }
       case 'hearth': {
         const current = loaded();
         const { kType, vType } = request;
-        const space = speedSpace({ setting: 'auto', supported: current.fileInsights.flashAttentionSupported, vType, threads: request.threads });
+        // As model-load.ts builds it for a default profile (flash attention auto).
+        const space = speedSpace({ setting: 'auto', supported: readModelShape(current.fileInsights).flashAttentionSupported, vType, threads: request.threads });
         return measureSpeed(current, { kType, vType, engine, device, space });
       }
       case 'trial':
@@ -177,8 +177,9 @@ async function serve(): Promise<void> {
       if (request.op === 'close') process.disconnect?.();
     });
   });
-  // The parent gone (a crash, Ctrl-C): nothing is left running.
-  process.on('disconnect', () => void queue.finally(() => process.exit(0)));
+  // The parent gone (a crash, Ctrl-C): a measurement under way is abandoned, not finished (a
+  // 2-thread trial on a busy machine can take minutes). After `close` everything is disposed.
+  process.on('disconnect', () => process.exit(0));
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.send !== undefined) await serve();
