@@ -13,10 +13,13 @@
  * `llamaServerBinary()`, which builds on first use.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { chmod, copyFile, mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { availableParallelism, homedir, hostname } from 'node:os';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
+import { acquireBuildLock } from '../engine/host/local-engine/build-lock.ts';
+import { parseBuildStep } from '../engine/host/local-engine/progress.ts';
+import { bundleCommit } from '../engine/host/local-engine/source.ts';
 import { nodeLlamaCpp } from './build-native.ts';
 
 /**
@@ -68,8 +71,6 @@ const buildTools: ReadonlyArray<{ command: string; versionArg: string; apt: stri
   { command: process.env.CXX || 'g++', versionArg: '--version', apt: 'g++' },
 ];
 
-/** A lock older than this whose owner cannot be checked (another host) is taken as abandoned. */
-const foreignLockMaxAgeMs = 2 * 60 * 60 * 1000;
 /** How long to wait for another process's build before giving up. */
 const waitForOtherBuildMs = 60 * 60 * 1000;
 
@@ -91,33 +92,6 @@ export function testCacheDir(): string {
   if (process.env.HEARTH_TEST_CACHE) return process.env.HEARTH_TEST_CACHE;
   if (process.env.XDG_CACHE_HOME) return join(process.env.XDG_CACHE_HOME, 'hearth-tests');
   return join(homedir(), '.cache', 'hearth-tests');
-}
-
-/**
- * The commit a git bundle holds, read from its plain-text header (a signature line, optional
- * capability and prerequisite lines, then one "<sha> <ref>" line per ref, then an empty line), so
- * that finding a finished build needs no git.
- */
-export function bundleCommit(bundle: string): string {
-  const fd = openSync(bundle, 'r');
-  let header: string;
-  try {
-    const bytes = Buffer.alloc(8192);
-    header = bytes.subarray(0, readSync(fd, bytes, 0, bytes.length, 0)).toString('latin1');
-  } finally {
-    closeSync(fd);
-  }
-  const lines = header.split('\n');
-  if (!/^# v[23] git bundle$/.test(lines[0] ?? '')) throw new Error(`${bundle} is not a git bundle`);
-  const refs = new Map<string, string>();
-  for (const line of lines.slice(1)) {
-    if (line === '') break;
-    const [, sha, name] = /^([0-9a-f]{40}|[0-9a-f]{64}) (\S+)$/.exec(line) ?? [];
-    if (sha && name) refs.set(name, sha);
-  }
-  const commit = refs.get('HEAD') ?? [...refs.values()][0];
-  if (!commit) throw new Error(`${bundle} names no commit`);
-  return commit;
 }
 
 /** Which llama-server this checkout's node-llama-cpp calls for, and where it is cached. */
@@ -158,102 +132,6 @@ export function checkBuildTools(): void {
   );
 }
 
-interface LockOwner {
-  readonly pid: number;
-  readonly host: string;
-  readonly started: number;
-  /** The build command running now: it may outlive a killed owner. */
-  readonly child?: number;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether a lock file's owner is gone: its processes are dead, or it was never finished being written long ago. */
-function abandoned(lockPath: string): { stale: boolean; owner?: LockOwner; text?: string } {
-  const text = readText(lockPath);
-  let modified: number;
-  try {
-    modified = statSync(lockPath).mtimeMs;
-  } catch {
-    return { stale: false }; // released meanwhile: the next attempt takes it
-  }
-  if (text === undefined) return { stale: false };
-  let owner: LockOwner;
-  try {
-    owner = JSON.parse(text) as LockOwner;
-  } catch {
-    // The owner writes the file as soon as it creates it; an unreadable one that stays is a crash.
-    return { stale: Date.now() - modified > 60_000, text };
-  }
-  if (owner.host !== hostname()) return { stale: Date.now() - owner.started > foreignLockMaxAgeMs, owner, text };
-  return { stale: !alive(owner.pid) && (owner.child === undefined || !alive(owner.child)), owner, text };
-}
-
-/**
- * Takes the build's lock file (created with O_EXCL), waiting while another live process holds it.
- * Two waiters that find the same abandoned lock could both remove it, and the later removal would
- * drop the earlier one's new lock; the re-read just before removing narrows that to a moment
- * after a crash, and the worst outcome is two builds into one folder, whose marker is written last.
- */
-async function acquireLock(lockPath: string, log: (line: string) => void): Promise<{ setChild(pid: number | undefined): void; release(): void }> {
-  const deadline = Date.now() + waitForOtherBuildMs;
-  let lastNotice = 0;
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      const owner = { pid: process.pid, host: hostname(), started: Date.now() };
-      await handle.writeFile(JSON.stringify(owner));
-      await handle.close();
-      const releaseOnExit = (): void => {
-        try {
-          unlinkSync(lockPath);
-        } catch {
-          // already gone
-        }
-      };
-      process.once('exit', releaseOnExit);
-      return {
-        setChild(pid) {
-          writeFileSync(lockPath, JSON.stringify(pid === undefined ? owner : { ...owner, child: pid }));
-        },
-        release() {
-          process.removeListener('exit', releaseOnExit);
-          releaseOnExit();
-        },
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const { stale, owner, text } = abandoned(lockPath);
-    if (stale) {
-      log(`llama-server: removing an abandoned build lock${owner ? ` (process ${owner.pid} on ${owner.host})` : ''}`);
-      if (readText(lockPath) === text) await unlink(lockPath).catch(() => undefined);
-      continue;
-    }
-    if (Date.now() > deadline) throw new Error(`llama-server: another process has been building it for over ${waitForOtherBuildMs / 60_000} minutes (lock ${lockPath})`);
-    if (Date.now() - lastNotice > 60_000) {
-      log(`llama-server: waiting for the build in process ${owner?.pid ?? '?'}${owner?.host && owner.host !== hostname() ? ` on ${owner.host}` : ''}`);
-      lastNotice = Date.now();
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-}
-
 class StepFailed extends Error {}
 
 /** Runs one build command, appending its output to the log; ninja's "[n/total]" lines become progress lines. */
@@ -271,12 +149,12 @@ function runStep(step: string, command: string, args: readonly string[], logPath
       const lines = partial.split('\n');
       partial = lines.pop() ?? '';
       for (const line of lines) {
-        const progress = /^\[(\d+)\/(\d+)\]/.exec(line);
-        if (!progress) continue;
-        const tenth = Math.floor((Number(progress[1]) / Number(progress[2])) * 10);
+        const progress = parseBuildStep(line);
+        if (progress?.total === undefined) continue;
+        const tenth = Math.floor(progress.fraction * 10);
         if (tenth > shownTenth) {
           shownTenth = tenth;
-          log(`llama-server: ${step} ${progress[1]}/${progress[2]}`);
+          log(`llama-server: ${step} ${progress.done}/${progress.total}`);
         }
       }
     };
@@ -373,7 +251,7 @@ export async function llamaServerBinary(log: (line: string) => void = stderrLog)
   if (finished(target)) return target.binary;
   checkBuildTools();
   await mkdir(target.dir, { recursive: true });
-  const lock = await acquireLock(`${target.dir}.lock`, log);
+  const lock = await acquireBuildLock(`${target.dir}.lock`, { waitMs: waitForOtherBuildMs, log, label: 'llama-server' });
   try {
     if (!finished(target)) await build(target, log, (pid) => lock.setChild(pid));
   } finally {

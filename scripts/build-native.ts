@@ -10,11 +10,12 @@
  * are preferred: npm's `nodedir` setting, then those beside the Node binary, then the system's.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findNodeLlamaCpp } from '../engine/host/local-engine/source.ts';
 
 const strict = process.argv.includes('--strict');
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -49,21 +50,12 @@ function headersDir(): string | null {
 /**
  * node-llama-cpp's package folder, version, bundled llama.cpp release and the git bundle of that
  * release's source it ships (which may be missing), or null. scripts/build-llama-server.ts builds
- * llama-server from the same bundle.
+ * llama-server from the same bundle, and the app builds its engine for this computer from it
+ * (engine/host/local-engine/source.ts, which finds it).
  */
 export function nodeLlamaCpp(): { dir: string; version: string; release: string; bundle: string } | null {
-  try {
-    let dir = dirname(createRequire(join(root, 'package.json')).resolve('node-llama-cpp'));
-    while (!existsSync(join(dir, 'package.json')) || JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name !== 'node-llama-cpp') {
-      if (dirname(dir) === dir) return null;
-      dir = dirname(dir);
-    }
-    const version = String(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version);
-    const release = String(JSON.parse(readFileSync(join(dir, 'llama', 'llama.cpp.info.json'), 'utf8')).tag);
-    return { dir, version, release, bundle: join(dir, 'llama', 'gitRelease.bundle') };
-  } catch {
-    return null;
-  }
+  const found = findNodeLlamaCpp(join(root, 'package.json'));
+  return found === null ? null : { dir: found.dir, version: found.version, release: found.release, bundle: found.bundle };
 }
 
 /**
