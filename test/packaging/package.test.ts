@@ -138,6 +138,24 @@ describe.skipIf(process.platform !== 'linux')('the desktop package (electron-bui
     expect(nativeInArchive, 'native libraries inside the archive (the OS loader cannot read them)').toEqual([]);
   });
 
+  it('unpacks what building an engine for this computer reads: the addon project, the llama.cpp source bundle and the Node-API headers', () => {
+    const unpackedRequired = [
+      'node_modules/node-llama-cpp/llama/CMakeLists.txt',
+      'node_modules/node-llama-cpp/llama/addon/addon.cpp',
+      'node_modules/node-llama-cpp/llama/addon/AddonContext.h',
+      'node_modules/node-llama-cpp/llama/cmake/addVariantSuffix.cmake',
+      'node_modules/node-llama-cpp/llama/gitRelease.bundle',
+      'node_modules/node-llama-cpp/llama/llama.cpp.info.json',
+      'node_modules/node-api-headers/package.json',
+      'node_modules/node-api-headers/include/node_api.h',
+      'node_modules/node-addon-api/package.json',
+      'node_modules/node-addon-api/napi.h',
+      'node_modules/node-addon-api/napi-inl.h',
+    ];
+    const notUnpacked = unpackedRequired.filter((f) => byPath.get(f)?.unpacked !== true || !existsSync(join(resources, 'app.asar.unpacked', f)));
+    expect(notUnpacked, 'files the engine build reads from disk').toEqual([]);
+  });
+
   it('puts the calibration text in the resources directory', () => {
     const shipped = join(resources, 'calibration.txt');
     expect(existsSync(shipped), `${shipped} exists`).toBe(true);
