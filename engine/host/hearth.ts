@@ -220,7 +220,7 @@ function createSupervisor(options: HearthOptions, wiring: HearthWiring, dirs: Da
 }
 
 /** The engine built for this computer: its choice is read now, before the first engine process starts. */
-function createEngineBuild(dirs: DataDirs, supervisor: Supervisor, model: ModelManager, settings: () => Settings, emit: (event: HearthEvent) => void, log: Logger, subscriptions: DisposableStore, events: Emitter<HearthEvent>): LocalEngine {
+function createEngineBuild(dirs: DataDirs, supervisor: Supervisor, model: ModelManager, busy: () => boolean, settings: () => Settings, emit: (event: HearthEvent) => void, log: Logger, subscriptions: DisposableStore, events: Emitter<HearthEvent>): LocalEngine {
   const engineBuild = new LocalEngine({
     root: path.join(dirs.root, 'engines'),
     engine: {
@@ -228,6 +228,7 @@ function createEngineBuild(dirs: DataDirs, supervisor: Supervisor, model: ModelM
       measureTrial: (speedSettings) => supervisor.request('measureTrial', { settings: speedSettings }, { timeoutMs: TRIAL_TIMEOUT_MS }),
     },
     modelStatus: () => model.status,
+    busy,
     defaults: () => defaultTrialSettings(settings().threads),
     emit: (state) => emit({ type: 'engine.local', payload: state }),
     log,
@@ -349,7 +350,7 @@ function assemble(options: HearthOptions, wiring: HearthWiring, dirs: DataDirs, 
       log,
     }),
   );
-  const engineBuild = createEngineBuild(dirs, supervisor, model, settings, emit, log, subscriptions, events);
+  const engineBuild = createEngineBuild(dirs, supervisor, model, () => generations.activeChatIds.length > 0, settings, emit, log, subscriptions, events);
   const modelsDir = (): string => settings().modelsDir ?? dirs.models;
   // Checked by startHearth before anything opened.
   const hub = new HubClient({ endpoint: options.hubEndpoint ?? defaultHubEndpoint, token: async () => secrets.read(HUB_TOKEN_SECRET) });

@@ -28,6 +28,8 @@ class FakeHost {
   /** How a start with the build ends: it loads, the worker falls back, or the process dies. */
   localStart: 'loads' | 'falls back' | 'dies' = 'loads';
   tools: BuildTools = fakeTools();
+  /** A reply is running: a comparison waits for it. */
+  replying = false;
   engine!: LocalEngine;
   #lastCrash = 0;
 
@@ -43,6 +45,7 @@ class FakeHost {
       root: this.root,
       engine: { restart: () => this.restart(), measureTrial: async (settings) => ok(this.trial(settings)) },
       modelStatus: () => this.status,
+      busy: () => this.replying,
       defaults: () => ({ flashAttention: false, threads: 2, batchSize: 512 }),
       emit: (state) => void this.events.push(state),
       log: (_level, message) => void this.log.push(message),
@@ -194,6 +197,16 @@ describe('LocalEngine', () => {
     expect(state.error?.message).toMatch(/the engine process stopped while loading it \(signal SIGSEGV\)/);
     host.open();
     expect(host.restarts.at(-1)).toBeUndefined();
+  });
+
+  it('waits for a reply in progress before it restarts the engine to compare', async () => {
+    host.replying = true;
+    await host.engine.build();
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(await host.engine.state()).toMatchObject({ status: 'measuring', step: 'Waiting for replies in progress to finish' });
+    expect(host.restarts).toHaveLength(1);
+    host.replying = false;
+    expect(await host.settled()).toMatchObject({ inUse: 'local', comparison: { faster: true } });
   });
 
   it('a cancel stops the build; nothing changes', async () => {

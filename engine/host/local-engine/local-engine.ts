@@ -13,6 +13,7 @@ import path from 'node:path';
 import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { err, errorText, hearthError, ok, type EngineBuildKind, type EngineStatus, type HearthError, type LocalEngineState, type ModelInfo, type ModelStatus, type Result, type SpeedSettings, type SpeedTrial } from '../../contract/index.ts';
 import type { InitInput, InitOutput } from '../../protocol.ts';
+import { settlesWithin } from '../../base/timeout.ts';
 import { acquireBuildLock, BuildLockBusy } from './build-lock.ts';
 import { BuildCancelled, buildEngine, BuildFailed } from './builder.ts';
 import { compareEngines } from './compare.ts';
@@ -28,6 +29,11 @@ const RELOAD_TIMEOUT_MS = 10 * 60_000;
 export const TRIAL_TIMEOUT_MS = 10 * 60_000;
 /** Progress events at most this often: a compile prints thousands of lines. */
 const PROGRESS_STEP = 0.01;
+/** How often a comparison looks whether the replies it waits for have ended, and for how long at most. */
+const IDLE_POLL_MS = 500;
+const IDLE_WAIT_MS = 10 * 60_000;
+/** How long closing Hearth waits for a comparison to notice (it restarts the engine, which closing stops anyway). */
+const DISPOSE_WAIT_MS = 5000;
 
 export interface LocalEngineDeps {
   /** `<dataDir>/engines`. */
@@ -38,6 +44,8 @@ export interface LocalEngineDeps {
   };
   /** The model manager's status now. */
   readonly modelStatus: () => ModelStatus;
+  /** Whether a reply or a load is running: a comparison restarts the engine, so it waits until nothing is. */
+  readonly busy: () => boolean;
   /** The settings a comparison measures with where the loaded model does not report its own. */
   readonly defaults: () => SpeedSettings;
   readonly emit: (state: LocalEngineState) => void;
@@ -332,6 +340,12 @@ export class LocalEngine {
   async compare(): Promise<void> {
     const build = this.#usableBuild();
     if (build === null) return;
+    this.#set('measuring', 'Waiting for replies in progress to finish');
+    if (!(await this.#idle())) {
+      this.#error = hearthError('BUSY', 'The engines were not compared: replies kept running for ten minutes.', 'Build again when Hearth is idle; the build is kept.');
+      this.#set('failed');
+      return;
+    }
     this.#set('measuring', 'Comparing with the prebuilt engine');
     const result = await compareEngines({
       loaded: () => this.#loadedModel(),
@@ -351,6 +365,8 @@ export class LocalEngine {
     this.#choice = { use: comparison.faster ? 'local' : 'prebuilt', build: build.name, comparison };
     this.#wanted = this.#choice.use;
     this.#persist();
+    // The build the engine ran before this one, if any, is not needed any more.
+    pruneBuilds(this.#deps.root, [build.name]);
     this.#deps.log('info', `engine comparison on ${comparison.model}: prebuilt ${comparison.prebuilt.turnSeconds ?? '—'} s, local ${comparison.local.turnSeconds ?? '—'} s per turn; ${comparison.faster ? 'the local build is used' : 'the prebuilt engine stays'}`);
     this.#set('idle');
   }
@@ -417,11 +433,22 @@ export class LocalEngine {
     return ok(undefined);
   }
 
-  /** Stops a build (its work folder stays for the next one). */
+  /** Whether nothing runs that a restart would cut off, waiting for it up to IDLE_WAIT_MS. */
+  async #idle(): Promise<boolean> {
+    const deadline = Date.now() + IDLE_WAIT_MS;
+    while (this.#deps.busy()) {
+      if (this.#disposed || Date.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, IDLE_POLL_MS));
+    }
+    return !this.#disposed;
+  }
+
+  /** Stops a build (its work folder stays for the next one) and releases a comparison waiting for a reload. */
   async dispose(): Promise<void> {
     this.#disposed = true;
     this.#abort?.abort();
-    await this.#job;
+    for (const waiter of this.#modelWaiters.splice(0)) waiter({ status: 'idle' });
+    if (this.#job) await settlesWithin(this.#job, DISPOSE_WAIT_MS);
   }
 }
 
