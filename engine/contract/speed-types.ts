@@ -21,7 +21,10 @@ export interface SpeedSettings {
 export interface SpeedTrial extends SpeedSettings {
   /** Prompt tokens per second, reading `depth` tokens; null when the candidate could not run. */
   readonly prefillTokPerS: number | null;
-  /** Reply tokens per second, one at a time after `depth` tokens; null when the candidate could not run. */
+  /**
+   * Reply tokens per second, one at a time after `depth` tokens (from the median token's time);
+   * null when the candidate could not run.
+   */
   readonly decodeTokPerS: number | null;
   /**
    * Seconds a reference turn takes with these settings (SPEED_TURN: its prompt read, its reply
@@ -49,7 +52,7 @@ export interface SpeedProfile {
   readonly device: string;
   /** Tokens read before the reply's tokens were timed. */
   readonly depth: number;
-  /** Reply tokens timed per candidate. */
+  /** Reply tokens timed per candidate (fewer where a candidate ran past the time allowed). */
   readonly decodeTokens: number;
   /** In the order they were measured. */
   readonly trials: readonly SpeedTrial[];

@@ -19,11 +19,28 @@ export const SPEED_DECODE_TOKENS = 16;
 /** Tokens evaluated (and then cleared) before timing: weights paged in, buffers allocated. */
 const WARMUP_TOKENS = 8;
 
+/**
+ * How long the in-app measurement times one candidate's reply tokens at most: a candidate that
+ * crawls (too many threads on a busy computer) is known to be slow after a few tokens, and a first
+ * load must not wait on it. At least MIN_DECODE_TOKENS are timed.
+ */
+export const SPEED_DECODE_BUDGET_MS = 4000;
+const MIN_DECODE_TOKENS = 4;
+
 export interface TrialOptions extends SpeedSettings {
   readonly kType: KvCacheType;
   readonly vType: KvCacheType;
   readonly depth: number;
   readonly decodeTokens: number;
+  /** Stop timing reply tokens after this long (at least MIN_DECODE_TOKENS are timed); default: time them all. */
+  readonly decodeBudgetMs?: number;
+}
+
+/** The middle value: one token slowed by another process does not move it, as it moves a mean. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /**
@@ -39,7 +56,11 @@ export function filler(model: LlamaModel, count: number): Token[] {
   return tokens.slice(0, count);
 }
 
-/** Prefill and decode tokens per second with `options`, or why the context could not run them. */
+/**
+ * Prefill and decode tokens per second with `options`, or why the context could not run them.
+ * Decode is the median of the reply tokens' own times: on a shared computer a burst of other work
+ * lands on a few tokens, and a mean would charge them to the settings.
+ */
 export async function measureTrial(model: LlamaModel, options: TrialOptions): Promise<Measured> {
   const { depth, decodeTokens, batchSize } = options;
   const tokens = filler(model, WARMUP_TOKENS + depth + decodeTokens);
@@ -62,9 +83,14 @@ export async function measureTrial(model: LlamaModel, options: TrialOptions): Pr
     await sequence.evaluateWithoutGeneratingNewTokens(prompt);
     const prefillMs = performance.now() - prefillStart;
     const decodeStart = performance.now();
-    for (const token of tokens.slice(WARMUP_TOKENS + depth)) await sequence.evaluateWithoutGeneratingNewTokens([token]);
-    const decodeMs = performance.now() - decodeStart;
-    return { prefillTokPerS: (depth * 1000) / Math.max(prefillMs, 1e-3), decodeTokPerS: (decodeTokens * 1000) / Math.max(decodeMs, 1e-3) };
+    const tokenMs: number[] = [];
+    for (const token of tokens.slice(WARMUP_TOKENS + depth)) {
+      const start = performance.now();
+      await sequence.evaluateWithoutGeneratingNewTokens([token]);
+      tokenMs.push(performance.now() - start);
+      if (tokenMs.length >= MIN_DECODE_TOKENS && performance.now() - decodeStart > (options.decodeBudgetMs ?? Infinity)) break;
+    }
+    return { prefillTokPerS: (depth * 1000) / Math.max(prefillMs, 1e-3), decodeTokPerS: 1000 / Math.max(median(tokenMs), 1e-3) };
   } catch (error) {
     return { error: errorText(error) };
   } finally {
@@ -109,7 +135,11 @@ export async function measureSpeed(model: LlamaModel, options: MeasureSpeedOptio
   const decodeTokens = options.decodeTokens ?? SPEED_DECODE_TOKENS;
   const started = performance.now();
   const { kType, vType } = options;
-  const { trials, chosen } = await chooseSpeed(options.space, (settings) => measureTrial(model, { ...settings, kType, vType, depth, decodeTokens }), options.onTrial);
+  const { trials, chosen } = await chooseSpeed(
+    options.space,
+    (settings) => measureTrial(model, { ...settings, kType, vType, depth, decodeTokens, decodeBudgetMs: SPEED_DECODE_BUDGET_MS }),
+    options.onTrial,
+  );
   return {
     kType,
     vType,
