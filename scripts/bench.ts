@@ -158,7 +158,8 @@ models options (the defaults take about 5 minutes on the 2-core build machine):
   --parts LIST         ${modelsParts.join(', ')} (default all)
   --dir DIR            where the files go, removed after (default .cache/bench; on the disk you want to measure)
 
-speed options (the defaults take about 15 minutes on the 2-core build machine, most of it ${KV_SHAPE_8B}'s):
+speed options (the defaults take about 12 minutes on the 2-core build machine, most of it ${KV_SHAPE_8B}'s;
+               twice that with --local-engine, longer while the machine is busy):
   --json FILE          write the JSON report here (required); a markdown copy goes to FILE.md
   --model FILE.gguf    also measure this model (repeatable); the generated test model, ${KV_SHAPE_8B}
                        and each GGUF in the trained-models folder (HEARTH_TRAINED_MODELS) always run
