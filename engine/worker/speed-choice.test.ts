@@ -20,7 +20,10 @@ const space = speedSpace({ setting: 'auto', supported: true, vType: 'f16', threa
 describe('speedSpace', () => {
   it('tries flash attention on and off for auto with an F16 V, on first', () => {
     expect(space).toEqual({ flashAttention: [true, false], threads: [2, 1], batchSizes: BATCH_SIZES });
-    expect(trialCount(space)).toBe(2 + 1 + (BATCH_SIZES.length - 1));
+    // Flash attention twice, the other thread count, flash attention again at it, the other batch size.
+    expect(trialCount(space)).toBe(2 + 1 + 1 + (BATCH_SIZES.length - 1));
+    expect(trialCount(speedSpace({ setting: 'auto', supported: true, vType: 'f16', threads: [2] }))).toBe(2 + (BATCH_SIZES.length - 1));
+    expect(trialCount(speedSpace({ setting: 'auto', supported: true, vType: 'q8_0', threads: [2, 1] }))).toBe(1 + 1 + (BATCH_SIZES.length - 1));
   });
 
   it('keeps an explicit setting, and off where the architecture cannot run it', () => {
@@ -66,8 +69,9 @@ describe('chooseSpeed', () => {
     const result = await chooseSpeed(space, measure, (_trial, count, total) => done.push(count * 100 + total));
     expect(result.chosen).toEqual({ flashAttention: false, threads: 2, batchSize: 512 });
     // Staged: flash attention at the defaults, then threads with it off, then batch with 2 threads.
+    // The thread count stayed, so flash attention needs no second look: the total drops by one.
     expect(asked).toEqual(['fa/2/512', 'nofa/2/512', 'nofa/1/512', 'nofa/2/256']);
-    expect(done).toEqual([104, 204, 304, 404]);
+    expect(done).toEqual([105, 205, 305, 404]);
     expect(result.trials.map((trial) => trial.turnSeconds)).toEqual([
       turnSeconds(145, 21),
       turnSeconds(101, 33.6),
@@ -81,11 +85,28 @@ describe('chooseSpeed', () => {
       'fa/2/512': { prefillTokPerS: 1000, decodeTokPerS: 50 },
       'nofa/2/512': { prefillTokPerS: 100, decodeTokPerS: 51 },
       'fa/1/512': { prefillTokPerS: 1000, decodeTokPerS: 60 },
+      'nofa/1/512': { prefillTokPerS: 100, decodeTokPerS: 62 },
       'fa/1/256': { prefillTokPerS: 2000, decodeTokPerS: 60 },
     });
     const result = await chooseSpeed(space, measure);
-    expect(asked).toEqual(['fa/2/512', 'nofa/2/512', 'fa/1/512', 'fa/1/256']);
+    expect(asked).toEqual(['fa/2/512', 'nofa/2/512', 'fa/1/512', 'nofa/1/512', 'fa/1/256']);
     expect(result.chosen).toEqual({ flashAttention: true, threads: 1, batchSize: 256 });
+  });
+
+  it('looks at flash attention again when another thread count wins, and turns it off where that is faster there', async () => {
+    // A small model on a 2-core machine: at 2 threads both settings crawl alike; at 1 thread flash attention costs decode 3×.
+    const { measure, asked } = fakeMeasure({
+      'fa/2/512': { prefillTokPerS: 9700, decodeTokPerS: 66 },
+      'nofa/2/512': { prefillTokPerS: 5500, decodeTokPerS: 61 },
+      'fa/1/512': { prefillTokPerS: 5500, decodeTokPerS: 130 },
+      'nofa/1/512': { prefillTokPerS: 2300, decodeTokPerS: 420 },
+      'nofa/1/256': { prefillTokPerS: 3200, decodeTokPerS: 390 },
+    });
+    const totals: number[] = [];
+    const result = await chooseSpeed(space, measure, (_trial, _done, total) => totals.push(total));
+    expect(asked).toEqual(['fa/2/512', 'nofa/2/512', 'fa/1/512', 'nofa/1/512', 'nofa/1/256']);
+    expect(totals).toEqual([5, 5, 5, 5, 5]);
+    expect(result.chosen).toEqual({ flashAttention: false, threads: 1, batchSize: 512 });
   });
 
   it('skips a candidate that fails and says why', async () => {
@@ -104,7 +125,8 @@ describe('chooseSpeed', () => {
     const { measure } = fakeMeasure({});
     const result = await chooseSpeed(space, measure);
     expect(result.chosen).toEqual({ flashAttention: true, threads: 2, batchSize: BATCH_SIZES[0] });
-    expect(result.trials).toHaveLength(trialCount(space));
+    // The thread count stays the default, so flash attention gets no second look.
+    expect(result.trials).toHaveLength(trialCount(space) - 1);
     expect(result.trials.every((trial) => trial.error !== undefined)).toBe(true);
   });
 

@@ -43,9 +43,13 @@ export function speedSpace(input: SpaceInput): SpeedSpace {
   return { flashAttention, threads: threads.length > 0 ? threads : [1], batchSizes: BATCH_SIZES };
 }
 
-/** How many candidates `chooseSpeed` measures in `space`. */
+/**
+ * How many candidates `chooseSpeed` measures in `space` at most: one fewer when the thread
+ * stage keeps the first thread count (flash attention then needs no second look).
+ */
 export function trialCount(space: SpeedSpace): number {
-  return space.flashAttention.length + space.threads.length - 1 + space.batchSizes.length - 1;
+  const revisit = space.flashAttention.length > 1 && space.threads.length > 1 ? 1 : 0;
+  return space.flashAttention.length + space.threads.length - 1 + revisit + space.batchSizes.length - 1;
 }
 
 /** Seconds of the reference turn (SPEED_TURN) at these speeds. */
@@ -77,17 +81,19 @@ const settingsOf = (trial: SpeedSettings): SpeedSettings => ({ flashAttention: t
 
 /**
  * The staged search: flash attention first (at the default threads and batch size), then
- * threads with the faster setting, then batch sizes with the faster of those. Each dimension is
- * decided once rather than measuring every combination, which keeps a first load to a few
- * candidates (`trialCount`). When no candidate runs, the defaults are chosen and every trial
- * says why it failed.
+ * threads with the faster setting, flash attention again when another thread count won (the two
+ * interact: on a CPU, flash attention's cost in decode differs between 1 thread and several),
+ * then batch sizes with the fastest so far. Each dimension is decided with few trials rather
+ * than measuring every combination, which keeps a first load to a handful of candidates
+ * (`trialCount`; `onTrial`'s total drops by one when the second look is not needed). When no
+ * candidate runs, the defaults are chosen and every trial says why it failed.
  */
 export async function chooseSpeed(
   space: SpeedSpace,
   measure: (settings: SpeedSettings) => Promise<Measured>,
   onTrial?: (trial: SpeedTrial, done: number, total: number) => void,
 ): Promise<{ readonly trials: readonly SpeedTrial[]; readonly chosen: SpeedSettings }> {
-  const total = trialCount(space);
+  let total = trialCount(space);
   const trials: SpeedTrial[] = [];
   const run = async (settings: SpeedSettings): Promise<void> => {
     const trial = trialOf(settings, await measure(settings));
@@ -95,10 +101,19 @@ export async function chooseSpeed(
     onTrial?.(trial, trials.length, total);
   };
   const defaults: SpeedSettings = { flashAttention: space.flashAttention[0] ?? false, threads: space.threads[0] ?? 1, batchSize: space.batchSizes[0] ?? 512 };
+  const best = (): SpeedSettings => settingsOf(fastest(trials) ?? defaults);
   for (const flashAttention of space.flashAttention) await run({ ...defaults, flashAttention });
-  const afterFlash = settingsOf(fastest(trials) ?? defaults);
+  const afterFlash = best();
   for (const threads of space.threads.slice(1)) await run({ ...afterFlash, threads });
-  const afterThreads = settingsOf(fastest(trials) ?? defaults);
-  for (const batchSize of space.batchSizes.slice(1)) await run({ ...afterThreads, batchSize });
-  return { trials, chosen: settingsOf(fastest(trials) ?? defaults) };
+  const afterThreads = best();
+  if (space.flashAttention.length > 1 && space.threads.length > 1) {
+    if (afterThreads.threads !== defaults.threads) {
+      for (const flashAttention of space.flashAttention.filter((value) => value !== afterThreads.flashAttention)) await run({ ...afterThreads, flashAttention });
+    } else {
+      total -= 1;
+    }
+  }
+  const afterSecondLook = best();
+  for (const batchSize of space.batchSizes.slice(1)) await run({ ...afterSecondLook, batchSize });
+  return { trials, chosen: best() };
 }
