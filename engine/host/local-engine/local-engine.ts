@@ -340,13 +340,13 @@ export class LocalEngine {
   async compare(): Promise<void> {
     const build = this.#usableBuild();
     if (build === null) return;
-    this.#set('measuring', 'Waiting for replies in progress to finish');
+    if (this.#deps.busy()) this.#set('measuring', 'Waiting for replies in progress to finish');
     if (!(await this.#idle())) {
       this.#error = hearthError('BUSY', 'The engines were not compared: replies kept running for ten minutes.', 'Build again when Hearth is idle; the build is kept.');
       this.#set('failed');
       return;
     }
-    this.#set('measuring', 'Comparing with the prebuilt engine');
+    if (this.#step !== 'Comparing with the prebuilt engine') this.#set('measuring', 'Comparing with the prebuilt engine');
     const result = await compareEngines({
       loaded: () => this.#loadedModel(),
       switchTo: (kind) => this.#switchTo(kind),
