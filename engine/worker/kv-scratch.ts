@@ -9,6 +9,7 @@ import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { constants as fsConstants, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { err, errorText, ok, type Result } from '../contract/index.ts';
+import { isProcessAlive } from '../base/process.ts';
 
 async function ramScratch(): Promise<string | null> {
   if (process.platform !== 'linux') return null;
@@ -18,15 +19,6 @@ async function ramScratch(): Promise<string | null> {
     return `/dev/shm/hearth-kv-${process.getuid?.() ?? 'user'}`;
   } catch {
     return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -43,7 +35,7 @@ async function removeStaleScratch(scratchDir: string): Promise<void> {
   }
   for (const name of names) {
     const m = /^state-(\d+)-\d+\.bin$/.exec(name);
-    if (m && Number(m[1]) !== process.pid && !isAlive(Number(m[1]))) await rm(join(scratchDir, name), { force: true }).catch(() => undefined);
+    if (m && Number(m[1]) !== process.pid && !isProcessAlive(Number(m[1]))) await rm(join(scratchDir, name), { force: true }).catch(() => undefined);
   }
 }
 

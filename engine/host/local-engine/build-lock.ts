@@ -8,6 +8,7 @@
 import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { isProcessAlive } from '../../base/process.ts';
 
 export interface LockOwner {
   readonly pid: number;
@@ -46,15 +47,6 @@ export class BuildLockBusy extends Error {
 /** A lock older than this whose owner cannot be checked (another host) is taken as abandoned. */
 const foreignLockMaxAgeMs = 2 * 60 * 60 * 1000;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function readText(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
@@ -81,7 +73,7 @@ function abandoned(lockPath: string): { stale: boolean; owner?: LockOwner; text?
     return { stale: Date.now() - modified > 60_000, text };
   }
   if (owner.host !== hostname()) return { stale: Date.now() - owner.started > foreignLockMaxAgeMs, owner, text };
-  return { stale: !alive(owner.pid) && (owner.child === undefined || !alive(owner.child)), owner, text };
+  return { stale: !isProcessAlive(owner.pid) && (owner.child === undefined || !isProcessAlive(owner.child)), owner, text };
 }
 
 function describeOwner(owner: LockOwner | undefined): string {

@@ -10,6 +10,7 @@ import { byTestId, fire, hostElements } from '../../../test/support/renderer/ele
 import { fakeTransport, ok } from '../../../test/support/renderer/fake-transport.ts';
 import { ChatSearchView, type ChatSearchViewProps } from './ChatSearch.tsx';
 import { Sidebar } from './Sidebar.tsx';
+import { visibleText } from '../../../test/support/renderer/markup.ts';
 
 const hit = (chatId: string, extra: Partial<ChatSearchHit> = {}): ChatSearchHit => ({
   chatId,
@@ -153,16 +154,6 @@ const viewProps = (state: SearchState, extra: Partial<ChatSearchViewProps> = {})
 
 const done = (query: string, hits: ChatSearchHit[]): SearchState => ({ query, status: 'done', hits, error: null });
 
-/** The text a reader sees: tags dropped, entities read. */
-function text(html: string): string {
-  return html
-    .replace(/<[^>]*>/g, '')
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&#x27;/g, "'")
-    .replace(/&amp;/g, '&');
-}
 
 describe('the search field and its results', () => {
   it('has a labelled field, and shows the chat list while it is empty', () => {
@@ -181,7 +172,7 @@ describe('the search field and its results', () => {
     expect(html).toMatch(/<section[^>]*aria-label="Search results"/);
     const links = [...html.matchAll(/<a [^>]*href="([^"]*)"[^>]*>(.*?)<\/a>/g)];
     expect(links.map((l) => l[1])).toEqual(['#/chat/c1', '#/chat/c2']);
-    expect(text(links[0]?.[2] ?? '')).toBe('Otter factsReply: …they hold hands when they sleep…');
+    expect(visibleText(links[0]?.[2] ?? '')).toBe('Otter factsReply: …they hold hands when they sleep…');
     expect(links[0]?.[2]).toContain('<mark class="rounded-sm bg-amber-200 text-inherit dark:bg-amber-700/70">hands</mark>');
     // A title-only hit shows the title, marked, and no snippet line.
     expect(links[1]?.[2]).toContain('<mark class="rounded-sm bg-amber-200 text-inherit dark:bg-amber-700/70">Hands</mark> on');
@@ -198,7 +189,7 @@ describe('the search field and its results', () => {
     expect(html).not.toContain('<script');
     expect(html).not.toContain('<b>');
     expect(html).toContain('&lt;<mark');
-    expect(text(html)).toContain(`You: ${hostile}`);
+    expect(visibleText(html)).toContain(`You: ${hostile}`);
   });
 
   it('says when nothing matches, while it searches, and shows a failure inline', () => {
@@ -208,7 +199,7 @@ describe('the search field and its results', () => {
     expect(pending).toContain('aria-busy="true"');
     expect(pending).toContain('href="#/chat/c1"');
     const failed = renderToStaticMarkup(<ChatSearchView {...viewProps({ query: 'zebra', status: 'error', hits: [], error: failure })} />);
-    expect(text(failed)).toContain('The search failed.The database is locked.Close the other program.');
+    expect(visibleText(failed)).toContain('The search failed.The database is locked.Close the other program.');
     expect(failed).not.toContain('No chats match');
   });
 });

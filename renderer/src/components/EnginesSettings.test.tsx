@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { RemoteEngine } from '../contract.ts';
 import { byTestId, fire, hostElements } from '../../../test/support/renderer/element-tree.ts';
 import { remoteEngine } from '../../../test/support/renderer/fixtures.ts';
+import { visibleText } from '../../../test/support/renderer/markup.ts';
 import {
   addInput,
   EngineFormView,
@@ -19,16 +20,6 @@ import {
   type EngineListProps,
 } from './EnginesSettings.tsx';
 
-/** The text a reader sees: tags dropped, entities read. */
-function text(html: string): string {
-  return html
-    .replace(/<[^>]*>/g, '')
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&#x27;/g, "'")
-    .replace(/&amp;/g, '&');
-}
 
 const gpu = remoteEngine('e1');
 const lab = remoteEngine('e2', {
@@ -57,13 +48,13 @@ describe('the Engines list', () => {
     expect(html).toContain('<ul aria-label="Remote engines"');
     const r = rows(html);
     expect(Object.keys(r)).toEqual(['GPU box', 'Lab', 'New']);
-    expect(text(r['GPU box'] ?? '')).toContain('GPU boxvLLMhttp://gpu-box:8000');
+    expect(visibleText(r['GPU box'] ?? '')).toContain('GPU boxvLLMhttp://gpu-box:8000');
     expect(r['GPU box']).toMatch(/data-testid="engine-status" data-state="online"[^>]*><p[^>]*>Online · 2 models<\/p>/);
-    expect(text(r['GPU box'] ?? '')).toContain('llama-3-70b, qwen-7b');
+    expect(visibleText(r['GPU box'] ?? '')).toContain('llama-3-70b, qwen-7b');
     expect(r.Lab).toContain('data-state="error"');
-    expect(text(r.Lab ?? '')).toContain('The server refused the API key.Check the key in Edit.');
-    expect(text(r.Lab ?? '')).toContain('key stored');
-    expect(text(r.New ?? '')).toContain('Not checked yet');
+    expect(visibleText(r.Lab ?? '')).toContain('The server refused the API key.Check the key in Edit.');
+    expect(visibleText(r.Lab ?? '')).toContain('key stored');
+    expect(visibleText(r.New ?? '')).toContain('Not checked yet');
     for (const name of ['GPU box', 'Lab', 'New']) {
       for (const action of [`Check again: ${name}`, `Edit ${name}`, `Remove ${name}`]) expect(r[name]).toContain(`aria-label="${action}"`);
       expect(r[name]).toContain(`aria-label="Cache view: ${name}"`);
@@ -73,7 +64,7 @@ describe('the Engines list', () => {
 
   it('says when /metrics did not answer, and that nothing is listed yet', () => {
     const html = renderToStaticMarkup(<EngineList {...listProps({ engines: [remoteEngine('e1', { status: { ...gpu.status, metrics: false } })] })} />);
-    expect(text(html)).toContain('Online · 2 models · its /metrics did not answer, so the Cache view has no figures for it');
+    expect(visibleText(html)).toContain('Online · 2 models · its /metrics did not answer, so the Cache view has no figures for it');
     expect(renderToStaticMarkup(<EngineList {...listProps({ engines: [] })} />)).toContain('No remote engines yet.');
   });
 
@@ -92,8 +83,8 @@ describe('the Engines list', () => {
     expect(onRemove).toHaveBeenCalledWith(fresh);
     expect(named('Check again: Lab').props.disabled).toBe(true);
     const html = renderToStaticMarkup(tree);
-    expect(text(rows(html).Lab ?? '')).toContain('Checking…');
-    expect(text(rows(html).New ?? '')).toContain('The check could not run.No such engine.');
+    expect(visibleText(rows(html).Lab ?? '')).toContain('Checking…');
+    expect(visibleText(rows(html).New ?? '')).toContain('The check could not run.No such engine.');
   });
 
   it('after a removal, the status says its chats keep their history', () => {
@@ -101,7 +92,7 @@ describe('the Engines list', () => {
     expect(removedText('GPU box', 1)).toBe('Removed GPU box. 1 chat ran on it: it keeps its history and will ask to be moved.');
     expect(removedText('GPU box', 3)).toBe('Removed GPU box. 3 chats ran on it: they keep their history and will ask to be moved.');
     const html = renderToStaticMarkup(<RemoveEngineView name="GPU box" error={null} removing={false} onCancel={() => undefined} onRemove={() => undefined} />);
-    expect(text(html)).toContain('Its chats keep their history and will ask to be moved');
+    expect(visibleText(html)).toContain('Its chats keep their history and will ask to be moved');
   });
 });
 
@@ -143,7 +134,7 @@ describe('the Add/Edit engine dialog', () => {
       ['openai-compatible', 'OpenAI-compatible'],
     ]);
     expect(html).not.toContain('Remove the stored key');
-    expect(text(html)).toContain('Leave empty if the server needs none.');
+    expect(visibleText(html)).toContain('Leave empty if the server needs none.');
   });
 
   it('editing an engine with a key: empty keeps it, and "Remove the stored key" clears it', () => {
@@ -171,7 +162,7 @@ describe('the Add/Edit engine dialog', () => {
     expect(html).toContain(`<p id="engine-name-problem" class="mt-0.5 text-xs text-red-700 dark:text-red-300">Give the engine a name.</p>`);
     expect(html).toMatch(/<input id="engine-url"[^>]*aria-invalid="true" aria-describedby="engine-url-problem engine-url-help"/);
     expect(html).toMatch(/<input id="engine-key"[^>]*aria-invalid="true"/);
-    expect(text(html)).toContain('An API key is printable ASCII without spaces.');
+    expect(visibleText(html)).toContain('An API key is printable ASCII without spaces.');
     expect(html).toMatch(/role="alert"[^>]*><p class="font-semibold">The engine could not be added.<\/p><p>An engine has this name already.<\/p><p[^>]*>Choose another name.<\/p>/);
     // The Test button checks the address only: a missing name is no reason to refuse it.
     expect(engineFormProblems(form({ name: '' }), 'address')).toEqual({});
@@ -209,15 +200,15 @@ describe('the Add/Edit engine dialog', () => {
   it("Test's answer: the models found, the server's error with its hint, or a refused call", () => {
     const found = renderToStaticMarkup(<TestResult test={{ pending: false, result: { ok: true, value: gpu.status } }} />);
     expect(found).toMatch(/^<div role="status" data-testid="engine-test-result"/);
-    expect(text(found)).toContain('It answered: 2 models.');
-    expect(text(found)).toContain('llama-3-70b (32,768 tokens of context)');
-    expect(text(found)).toContain('qwen-7b');
-    expect(text(found)).toContain('Its /metrics answered');
+    expect(visibleText(found)).toContain('It answered: 2 models.');
+    expect(visibleText(found)).toContain('llama-3-70b (32,768 tokens of context)');
+    expect(visibleText(found)).toContain('qwen-7b');
+    expect(visibleText(found)).toContain('Its /metrics answered');
     const failed = renderToStaticMarkup(<TestResult test={{ pending: false, result: { ok: true, value: lab.status } }} />);
-    expect(text(failed)).toBe('The server did not pass the test.The server refused the API key.Check the key in Edit.');
+    expect(visibleText(failed)).toBe('The server did not pass the test.The server refused the API key.Check the key in Edit.');
     const refused = renderToStaticMarkup(<TestResult test={{ pending: false, result: { ok: false, error: { code: 'INVALID_INPUT', message: 'not an http(s) address' } } }} />);
-    expect(text(refused)).toBe('The test could not run.not an http(s) address');
-    expect(text(renderToStaticMarkup(<TestResult test={{ pending: true }} />))).toBe('Testing…');
+    expect(visibleText(refused)).toBe('The test could not run.not an http(s) address');
+    expect(visibleText(renderToStaticMarkup(<TestResult test={{ pending: true }} />))).toBe('Testing…');
     expect(byTestId(TestResult({ test: null }), 'engine-test-result').props.children).toBeNull();
   });
 });

@@ -13,6 +13,7 @@ import { fakeTransport, ok } from '../../../test/support/renderer/fake-transport
 import { apiRequest, cacheTurn, serverState } from '../../../test/support/renderer/fixtures.ts';
 import { TurnsTable } from './CacheView.tsx';
 import { RequestLog, ServerScreen, ServerView, type ServerViewProps } from './ServerScreen.tsx';
+import { visibleText } from '../../../test/support/renderer/markup.ts';
 
 const key = 'hk-test-0123456789abcdef';
 
@@ -35,16 +36,6 @@ function viewProps(state: ApiServerState = serverState(), extra: Partial<ServerV
   };
 }
 
-/** The text a reader sees: tags dropped, entities read. */
-function text(html: string): string {
-  return html
-    .replace(/<[^>]*>/g, '')
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&#x27;/g, "'")
-    .replace(/&amp;/g, '&');
-}
 
 /** The markup of the element with `data-testid`, up to its closing tag (no nesting of the same tag inside); an input's tag alone. */
 function testIdMarkup(html: string, testId: string): string {
@@ -68,14 +59,14 @@ describe('the Server screen', () => {
     const html = renderToStaticMarkup(<ServerView {...viewProps()} />);
     expect(testIdMarkup(html, 'server-toggle')).toMatch(/role="switch" aria-checked="true" aria-labelledby="server-toggle-label"/);
     expect(html).toMatch(/id="server-toggle-label"[^>]*>Serve the API</);
-    expect(text(testIdMarkup(html, 'server-url'))).toBe('http://127.0.0.1:4724/v1');
-    expect(text(testIdMarkup(html, 'server-status'))).toBe('Listening');
+    expect(visibleText(testIdMarkup(html, 'server-url'))).toBe('http://127.0.0.1:4724/v1');
+    expect(visibleText(testIdMarkup(html, 'server-status'))).toBe('Listening');
     expect(testIdMarkup(html, 'server-port')).toMatch(/id="server-port"[^>]*value="4724"/);
     expect(html).toMatch(/<label for="server-port"/);
     for (const endpoint of ['GET /v1/models', 'POST /v1/chat/completions', 'POST /v1/messages']) expect(html).toContain(`>${endpoint}</code>`);
     // Hidden means hidden everywhere: in the key's own place and in the snippets on screen.
     expect(html).not.toContain(key);
-    expect(text(testIdMarkup(html, 'server-key'))).toBe('••••••••••••••••••••••••hidden');
+    expect(visibleText(testIdMarkup(html, 'server-key'))).toBe('••••••••••••••••••••••••hidden');
     expect(html).not.toContain('The command line set');
     expect(testIdMarkup(html, 'server-lan')).not.toContain('checked=""');
     expect(html).toContain('Off: only programs on this computer (127.0.0.1) can connect.');
@@ -86,12 +77,12 @@ describe('the Server screen', () => {
   it('off, in error, overridden, on the network, with origins: each says so', () => {
     const off = renderToStaticMarkup(<ServerView {...viewProps(serverState({ settings: { enabled: false, port: 4724, lan: false, corsOrigins: [] }, status: 'off', url: null }))} />);
     expect(testIdMarkup(off, 'server-toggle')).toContain('aria-checked="false"');
-    expect(text(testIdMarkup(off, 'server-status'))).toBe('Off: nothing listens');
+    expect(visibleText(testIdMarkup(off, 'server-status'))).toBe('Off: nothing listens');
     expect(off).not.toContain('data-testid="server-url"');
     expect(off).toContain('Not listening');
     expect(off).toContain('Turn the server on to use these.');
     // The snippets still show where it would listen.
-    expect(text(testIdMarkup(off, 'server-snippet-curl'))).toContain('curl http://127.0.0.1:4724/v1/chat/completions');
+    expect(visibleText(testIdMarkup(off, 'server-snippet-curl'))).toContain('curl http://127.0.0.1:4724/v1/chat/completions');
 
     const failed = renderToStaticMarkup(
       <ServerView
@@ -100,7 +91,7 @@ describe('the Server screen', () => {
         )}
       />,
     );
-    expect(text(testIdMarkup(failed, 'server-status'))).toBe('Not listening: an error stopped it');
+    expect(visibleText(testIdMarkup(failed, 'server-status'))).toBe('Not listening: an error stopped it');
     expect(failed).toContain('Port 4724 is already in use.');
     expect(failed).toContain('Choose another port.');
     expect(failed).toContain('The command line set the port and key for this run.');
@@ -136,8 +127,8 @@ describe('the Server screen', () => {
     fire(show!, 'onClick');
     expect(keyShown).toBe(true);
     const html = renderToStaticMarkup(<ServerView {...props()} />);
-    expect(text(testIdMarkup(html, 'server-key'))).toBe(key);
-    expect(text(testIdMarkup(html, 'server-snippet-python'))).toContain(`api_key="${key}"`);
+    expect(visibleText(testIdMarkup(html, 'server-key'))).toBe(key);
+    expect(visibleText(testIdMarkup(html, 'server-snippet-python'))).toContain(`api_key="${key}"`);
     expect(hostElements(ServerView(props())).some((e) => e.type === 'button' && e.props.children === 'Hide')).toBe(true);
   });
 
@@ -185,7 +176,7 @@ describe('the Server screen', () => {
     expect(modelIdFromPath(null)).toBe('MODEL');
 
     const html = renderToStaticMarkup(<ServerView {...viewProps(serverState(), { keyShown: true })} />);
-    for (const kind of ['curl', 'python', 'js', 'anthropic']) expect(text(testIdMarkup(html, `server-snippet-${kind}`))).toBe(snippet(kind as 'curl', url, key, 'tiny-model'));
+    for (const kind of ['curl', 'python', 'js', 'anthropic']) expect(visibleText(testIdMarkup(html, `server-snippet-${kind}`))).toBe(snippet(kind as 'curl', url, key, 'tiny-model'));
   });
 
   it('checks ports and origins as the host does', () => {
@@ -261,11 +252,11 @@ describe('the request log', () => {
     );
     const details = testIdMarkup(html, 'server-cache-miss');
     expect(details).toMatch(/^<details data-testid="server-cache-miss"[^>]*><summary[^>]*>cache miss<\/summary>/);
-    expect(text(details)).toContain('The prompt diverged from a cached conversation at token 1,204 of 1,530 (1,400 cached).');
+    expect(visibleText(details)).toContain('The prompt diverged from a cached conversation at token 1,204 of 1,530 (1,400 cached).');
     // Whitespace is drawn: · a space, → a tab, ↵ a line break.
-    expect(text(details)).toContain('…You·are·a·helpful·assistant.↵\nToday·is');
-    expect(text(testIdMarkup(details, 'cache-miss-sent'))).toBe('·<b>Monday</b>·<img·src=x·onerror=alert(1)>·**bold**');
-    expect(text(testIdMarkup(details, 'cache-miss-cached'))).toBe('·Sunday→noon');
+    expect(visibleText(details)).toContain('…You·are·a·helpful·assistant.↵\nToday·is');
+    expect(visibleText(testIdMarkup(details, 'cache-miss-sent'))).toBe('·<b>Monday</b>·<img·src=x·onerror=alert(1)>·**bold**');
+    expect(visibleText(testIdMarkup(details, 'cache-miss-cached'))).toBe('·Sunday→noon');
     // Literal: escaped, never an element, never Markdown.
     expect(details).toContain('&lt;b&gt;Monday&lt;/b&gt;');
     expect(details).not.toMatch(/<b>|<img|<strong>/);
@@ -292,7 +283,7 @@ describe('API turns in the Cache view', () => {
     expect(rows[0]).toContain('api-3f2a');
     expect(rows[0]).not.toContain('Untitled chat');
     expect(html).not.toContain('href=');
-    expect(text(testIdMarkup(html, 'cache-miss'))).toContain('The prompt diverged from a cached conversation at token 7 of 20 (18 cached).');
+    expect(visibleText(testIdMarkup(html, 'cache-miss'))).toContain('The prompt diverged from a cached conversation at token 7 of 20 (18 cached).');
     expect(rows.at(-1)).toContain('>Orchard</td>');
     expect(rows.at(-1)).not.toContain('>API<');
   });
