@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { kvCacheTypes, SPEED_TURN, type SpeedSettings } from '../contract/index.ts';
-import { BATCH_SIZES, chooseSpeed, fastest, speedSpace, trialCount, trialOf, turnSeconds, type Measured } from './speed-choice.ts';
+import { BATCH_SIZES, chooseSpeed, fastest, PREFILL_BUDGET_MS, SPEED_MAX_DEPTH, SPEED_MIN_DEPTH, speedDepth, speedSpace, trialCount, trialOf, turnSeconds, type Measured } from './speed-choice.ts';
 
 /** A fake measurement: speeds from a table keyed by the settings; unlisted settings fail. */
 function fakeMeasure(table: Record<string, Measured>): { measure: (s: SpeedSettings) => Promise<Measured>; asked: string[] } {
@@ -45,6 +45,19 @@ describe('speedSpace', () => {
   it('drops duplicate and invalid thread counts, keeping one', () => {
     expect(speedSpace({ setting: 'auto', supported: true, vType: 'f16', threads: [4, 4, 0, -1, 2.5, 2] }).threads).toEqual([4, 2]);
     expect(speedSpace({ setting: 'auto', supported: true, vType: 'f16', threads: [] }).threads).toEqual([1]);
+  });
+});
+
+describe('speedDepth', () => {
+  it('reads as deep as the prefill budget allows at the probed speed, in steps of 64, within its bounds', () => {
+    // 200 tok/s for 5 s is 1,000 tokens: 960 in steps of 64.
+    expect(PREFILL_BUDGET_MS).toBe(5000);
+    expect(speedDepth(200)).toBe(960);
+    expect(speedDepth(150)).toBe(704);
+    expect(speedDepth(10)).toBe(SPEED_MIN_DEPTH);
+    expect(speedDepth(1e6)).toBe(SPEED_MAX_DEPTH);
+    expect(speedDepth(null)).toBe(SPEED_MIN_DEPTH);
+    expect(speedDepth(Number.NaN)).toBe(SPEED_MIN_DEPTH);
   });
 });
 

@@ -44,6 +44,23 @@ export function speedSpace(input: SpaceInput): SpeedSpace {
 }
 
 /**
+ * How deep the in-app measurement reads before it times decode: as deep as about
+ * PREFILL_BUDGET_MS of prompt reading at the probe's speed, between SPEED_MIN_DEPTH and
+ * SPEED_MAX_DEPTH tokens, in steps of 64. Flash attention's cost in decode moves with depth, and
+ * chats are read at thousands of tokens, so deeper is truer; a slow computer stays shallow so a
+ * first load does not wait minutes (docs/decisions/speed-defaults.md).
+ */
+export const SPEED_MIN_DEPTH = 256;
+export const SPEED_MAX_DEPTH = 1024;
+export const PREFILL_BUDGET_MS = 5000;
+
+export function speedDepth(probePrefillTokPerS: number | null): number {
+  if (probePrefillTokPerS === null || !Number.isFinite(probePrefillTokPerS)) return SPEED_MIN_DEPTH;
+  const affordable = Math.floor((probePrefillTokPerS * PREFILL_BUDGET_MS) / 1000 / 64) * 64;
+  return Math.min(SPEED_MAX_DEPTH, Math.max(SPEED_MIN_DEPTH, affordable));
+}
+
+/**
  * How many candidates `chooseSpeed` measures in `space` at most: one fewer when the thread
  * stage keeps the first thread count (flash attention then needs no second look).
  */

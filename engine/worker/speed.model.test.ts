@@ -9,7 +9,7 @@ import type { ModelProfile, SpeedProfile } from '../contract/index.ts';
 import type { ResolvedProfile } from '../protocol.ts';
 import { startEngine, type EngineClient } from '../../test/support/engine-client.ts';
 import { testModelPath } from '../../test/support/models.ts';
-import { BATCH_SIZES, fastest } from './speed-choice.ts';
+import { BATCH_SIZES, fastest, SPEED_MAX_DEPTH, SPEED_MIN_DEPTH } from './speed-choice.ts';
 
 let modelPath: string;
 let engine: EngineClient;
@@ -52,6 +52,10 @@ describe('a load that measures its speed', () => {
     expect(info).toMatchObject({ flashAttention: speed.chosen.flashAttention, threads: speed.chosen.threads, batchSize: Math.min(speed.chosen.batchSize, 512) });
     expect(speed).toMatchObject({ kType: 'f16', vType: 'f16', engine: 'prebuilt', device: engine.initOutput?.device });
     expect(speed.device).toMatch(/CPU/);
+    // Probed: as deep as its prompt speed affords, within the bounds.
+    expect(speed.depth % 64).toBe(0);
+    expect(speed.depth).toBeGreaterThanOrEqual(SPEED_MIN_DEPTH);
+    expect(speed.depth).toBeLessThanOrEqual(SPEED_MAX_DEPTH);
     const progress = progressEvents().slice(before);
     expect(progress.map((event) => event.done)).toEqual([0, 1, 2, 3].slice(0, speed.trials.length + 1));
     // The model answers with the chosen settings.

@@ -9,12 +9,15 @@ import os from 'node:os';
 import type { LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 import { err, errorText, ok, type EngineBuildKind, type KvCacheType, type Result, type SpeedProfile, type SpeedSettings, type SpeedTrial } from '../contract/index.ts';
 import type { ResolvedProfile, WorkerMethods } from '../protocol.ts';
-import { chooseSpeed, trialOf, type Measured, type SpeedSpace } from './speed-choice.ts';
+import { chooseSpeed, speedDepth, trialOf, type Measured, type SpeedSpace } from './speed-choice.ts';
 import { ggmlKvTypeName } from './kv-types.ts';
 
-/** How deep and how long the in-app measurement is: a few seconds per candidate on a laptop CPU with an 8B model. */
+/** A `measureTrial` request's depth when it names none; the in-app measurement picks its own (speedDepth). */
 export const SPEED_DEPTH = 256;
+/** Reply tokens timed per candidate. */
 export const SPEED_DECODE_TOKENS = 16;
+/** The probe that sets the in-app measurement's depth: this many prompt tokens with the first candidate's settings. */
+const PROBE_TOKENS = 64;
 
 /** Tokens evaluated (and then cleared) before timing: weights paged in, buffers allocated. */
 const WARMUP_TOKENS = 8;
@@ -124,6 +127,7 @@ export interface MeasureSpeedOptions {
   readonly engine: EngineBuildKind;
   readonly device: string;
   readonly space: SpeedSpace;
+  /** Default: probed (speedDepth). */
   readonly depth?: number;
   readonly decodeTokens?: number;
   readonly onTrial?: (trial: SpeedTrial, done: number, total: number) => void;
@@ -131,12 +135,12 @@ export interface MeasureSpeedOptions {
 
 /** Measures the staged candidates on the loaded model and says which settings to load it with. */
 export async function measureSpeed(model: LlamaModel, options: MeasureSpeedOptions): Promise<SpeedProfile> {
-  const depth = options.depth ?? SPEED_DEPTH;
   const decodeTokens = options.decodeTokens ?? SPEED_DECODE_TOKENS;
   const started = performance.now();
-  const { kType, vType } = options;
+  const { kType, vType, space } = options;
+  const depth = options.depth ?? (await probeDepth(model, space, kType, vType));
   const { trials, chosen } = await chooseSpeed(
-    options.space,
+    space,
     (settings) => measureTrial(model, { ...settings, kType, vType, depth, decodeTokens, decodeBudgetMs: SPEED_DECODE_BUDGET_MS }),
     options.onTrial,
   );
@@ -152,6 +156,13 @@ export async function measureSpeed(model: LlamaModel, options: MeasureSpeedOptio
     measuredAt: Date.now(),
     durationMs: Math.round(performance.now() - started),
   };
+}
+
+/** The depth speedDepth gives for a short prompt read with the first candidate's settings (the shallowest when it fails). */
+async function probeDepth(model: LlamaModel, space: SpeedSpace, kType: KvCacheType, vType: KvCacheType): Promise<number> {
+  const first = { flashAttention: space.flashAttention[0] ?? false, threads: space.threads[0] ?? 1, batchSize: space.batchSizes[0] ?? 512 };
+  const probe = await measureTrial(model, { ...first, kType, vType, depth: PROBE_TOKENS, decodeTokens: 1 });
+  return speedDepth('error' in probe ? null : probe.prefillTokPerS);
 }
 
 /** This computer and its llama.cpp backend, in words: the speed measurements are kept per device (with the build). */
