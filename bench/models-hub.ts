@@ -6,13 +6,13 @@
  *
  * Run as a child (`fork`), this file answers messages; imported, it gives the parent's side.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { forkRpc, type RpcReply } from './child-rpc.ts';
 import { fileURLToPath } from 'node:url';
 import { startHubEmulator, type EmulatorRepo, type EmulatorRequest, type HubEmulator } from '../test/support/hf-emulator.ts';
 
 type Request = { readonly id: number } & ({ readonly op: 'start'; readonly repos: readonly EmulatorRepo[] } | { readonly op: 'addRepo'; readonly repo: EmulatorRepo } | { readonly op: 'requests'; readonly from: number } | { readonly op: 'close' });
 
-type Reply = { readonly id: number } & ({ readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: string });
+type RequestBody = Request extends infer R ? (R extends { readonly id: number } ? Omit<R, 'id'> : never) : never;
 
 /** The emulator as the parent sees it. */
 export interface HubProcess {
@@ -28,45 +28,21 @@ export interface HubProcess {
 
 /** Starts the emulator in a child process with `repos` (hashed before it answers). */
 export async function startHubProcess(repos: readonly EmulatorRepo[]): Promise<HubProcess & { readonly setupMs: number }> {
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
-  let next = 0;
-  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
-  child.on('message', (message: Reply) => {
-    const waiter = pending.get(message.id);
-    if (!waiter) return;
-    pending.delete(message.id);
-    if (message.ok) waiter.resolve(message.value);
-    else waiter.reject(new Error(`the Hub emulator process: ${message.error}`));
-  });
-  child.once('exit', (code, signal) => {
-    for (const waiter of pending.values()) waiter.reject(new Error(`the Hub emulator process exited (${code ?? signal})`));
-    pending.clear();
-  });
-  const ask = <T>(request: Omit<Request, 'id'> & { op: Request['op'] }): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const id = next++;
-      pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      child.send({ ...request, id });
-    });
-  const started = await ask<{ endpoint: string; cdnEndpoint: string; setupMs: number }>({ op: 'start', repos } as Omit<Request, 'id'> & { op: 'start' });
+  const { child, ask, close } = forkRpc<RequestBody>(fileURLToPath(import.meta.url), 'Hub emulator', 'inherit');
+  const started = await ask<{ endpoint: string; cdnEndpoint: string; setupMs: number }>({ op: 'start', repos });
   return {
     ...started,
     pid: child.pid ?? -1,
-    addRepo: (repo) => ask<number>({ op: 'addRepo', repo } as Omit<Request, 'id'> & { op: 'addRepo' }),
-    requests: (from = 0) => ask<EmulatorRequest[]>({ op: 'requests', from } as Omit<Request, 'id'> & { op: 'requests' }),
-    async close() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      await ask({ op: 'close' } as Omit<Request, 'id'> & { op: 'close' }).catch(() => undefined);
-      await exited;
-    },
+    addRepo: (repo) => ask<number>({ op: 'addRepo', repo }),
+    requests: (from = 0) => ask<EmulatorRequest[]>({ op: 'requests', from }),
+    close,
   };
 }
 
 /** The child's side: one emulator, answering the parent's requests in order. */
 async function serve(): Promise<void> {
   let hub: HubEmulator | null = null;
-  const reply = (message: Reply): void => void process.send?.(message);
+  const reply = (message: RpcReply): void => void process.send?.(message);
   process.on('message', (request: Request) => {
     void (async () => {
       try {

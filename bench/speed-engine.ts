@@ -7,7 +7,7 @@
  *
  * Run as a child (`fork`), this file answers messages; imported, it gives the parent's side.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { forkRpc, type RpcReply } from './child-rpc.ts';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from 'node-llama-cpp';
@@ -32,7 +32,6 @@ type Request = { readonly id: number } & (
   | { readonly op: 'close' }
 );
 
-type Reply = { readonly id: number } & ({ readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: string });
 
 type RequestBody = Request extends infer R ? (R extends { readonly id: number } ? Omit<R, 'id'> : never) : never;
 
@@ -54,36 +53,7 @@ export async function startSpeedEngine(spec: EngineSpec): Promise<SpeedEngine> {
     throw new Error(`--local-engine needs ${localLlamaModule} (loadLocalLlama), which this checkout does not have yet.`);
   }
   // stdout to stderr as well: the benchmark's stdout is its report.
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), [], { stdio: ['ignore', 2, 2, 'ipc'], serialization: 'advanced' });
-  let next = 0;
-  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
-  child.on('message', (message: Reply) => {
-    const waiter = pending.get(message.id);
-    if (!waiter) return;
-    pending.delete(message.id);
-    if (message.ok) waiter.resolve(message.value);
-    else waiter.reject(new Error(`the ${spec.engine} engine process: ${message.error}`));
-  });
-  child.once('exit', (code, signal) => {
-    for (const waiter of pending.values()) waiter.reject(new Error(`the ${spec.engine} engine process exited (${code ?? signal})`));
-    pending.clear();
-  });
-  const ask = <T>(request: RequestBody): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        reject(new Error(`the ${spec.engine} engine process has exited`));
-        return;
-      }
-      const id = next++;
-      pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      child.send({ ...request, id });
-    });
-  const close = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    await ask({ op: 'close' }).catch(() => undefined);
-    await exited;
-  };
+  const { ask, close } = forkRpc<RequestBody>(fileURLToPath(import.meta.url), `${spec.engine} engine`, 2);
   let info: EngineInfo;
   try {
     info = await ask<EngineInfo>({ op: 'open', spec });
@@ -167,7 +137,7 @@ async function serve(): Promise<void> {
   let queue: Promise<void> = Promise.resolve();
   process.on('message', (request: Request) => {
     queue = queue.then(async () => {
-      let reply: Reply;
+      let reply: RpcReply;
       try {
         reply = { id: request.id, ok: true, value: await handle(request) };
       } catch (error) {

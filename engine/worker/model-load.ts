@@ -22,7 +22,7 @@ import { SlotTable } from './slots.ts';
 import { saveResident } from './turn-kv.ts';
 import { StateTransfer } from './state-transfer.ts';
 import { measureSpeed } from './speed.ts';
-import { speedSpace, trialCount } from './speed-choice.ts';
+import { allPositiveIntegers, isSpeedSettings, needsFlashAttention, speedSpace, trialCount } from './speed-choice.ts';
 
 /** How long an unload or model change may spend saving dirty slots first. */
 export const UNLOAD_SAVE_MS = 2000;
@@ -42,15 +42,16 @@ interface LoadRequest {
 /** A checked `loadModel` speed request (it comes from another process), or why it is not one. */
 function checkSpeed(speed: SpeedRequest | undefined): string | null {
   if (speed === undefined) return null;
-  const positive = (value: unknown): boolean => Number.isInteger(value) && (value as number) > 0;
-  if (!['auto', 'on', 'off'].includes(speed.flashAttention) || !Array.isArray(speed.threads) || !speed.threads.every(positive)) {
+  if (!['auto', 'on', 'off'].includes(speed.flashAttention) || !Array.isArray(speed.threads) || !allPositiveIntegers(speed.threads)) {
     return 'speed needs a flash attention setting and thread counts ≥ 1';
   }
-  const known = speed.known;
-  if (known !== undefined && (typeof known.flashAttention !== 'boolean' || !positive(known.threads) || !positive(known.batchSize))) {
-    return "speed's known settings need flashAttention, threads ≥ 1 and batchSize ≥ 1";
-  }
+  if (speed.known !== undefined && !isSpeedSettings(speed.known)) return "speed's known settings need flashAttention, threads ≥ 1 and batchSize ≥ 1";
   return null;
+}
+
+/** The flash attention a load has without a measurement: the profile's, else the model's default. */
+function profileFlashAttention(model: LlamaModel, request: LoadRequest): boolean {
+  return request.requested ? request.requested.flashAttention : model.defaultContextFlashAttention === true;
 }
 
 function checkLoadInput(input: LoadInput): Result<LoadRequest> {
@@ -163,11 +164,10 @@ async function loadUnderLock(state: RuntimeState, llama: Llama, request: LoadReq
 /** The context's settings: without a speed request, `threads` and the profile's; else measured before, or measured now. */
 async function contextSettings(state: RuntimeState, llama: Llama, model: LlamaModel, request: LoadRequest): Promise<{ settings: ContextSettings; speed?: SpeedProfile }> {
   const { requested, speed } = request;
-  const flashAttention = requested ? requested.flashAttention : model.defaultContextFlashAttention === true;
   const vType = requested?.vType ?? 'f16';
-  if (speed === undefined) return { settings: { flashAttention, threads: request.threads === 0 ? llama.cpuMathCores : request.threads } };
-  // A quantized V runs only with flash attention, whatever the request says.
-  if (speed.known) return { settings: { ...speed.known, flashAttention: speed.known.flashAttention || vType !== 'f16' } };
+  if (speed === undefined) return { settings: { flashAttention: profileFlashAttention(model, request), threads: request.threads === 0 ? llama.cpuMathCores : request.threads } };
+  // Whatever the request says.
+  if (speed.known) return { settings: { ...speed.known, flashAttention: speed.known.flashAttention || needsFlashAttention(vType) } };
   const space = speedSpace({ setting: speed.flashAttention, supported: readModelShape(model.fileInsights).flashAttentionSupported, vType, threads: speed.threads });
   state.emit({ type: 'speedProgress', done: 0, total: trialCount(space) });
   const profile = await measureSpeed(model, {
@@ -194,7 +194,7 @@ type ContextSettings = Omit<SpeedSettings, 'batchSize'> & { readonly batchSize?:
  * its larger compute buffer), with the profile's own flash attention and the default batch.
  */
 async function createContextFalling(state: RuntimeState, llama: Llama, model: LlamaModel, request: LoadRequest, settings: ContextSettings): Promise<LlamaContext> {
-  const plain: ContextSettings = { flashAttention: request.requested ? request.requested.flashAttention : model.defaultContextFlashAttention === true, threads: settings.threads };
+  const plain: ContextSettings = { flashAttention: profileFlashAttention(model, request), threads: settings.threads };
   if (request.speed === undefined || (settings.flashAttention === plain.flashAttention && settings.batchSize === undefined)) return createContext(model, request, settings);
   try {
     return await createContext(model, request, settings);

@@ -16,6 +16,25 @@ export interface SpeedSpace {
   readonly batchSizes: readonly number[];
 }
 
+/** A quantized V only runs with flash attention (docs/decisions/flash-attention-auto.md): the one rule every speed path keeps. */
+export function needsFlashAttention(vType: KvCacheType): boolean {
+  return vType !== 'f16';
+}
+
+const positiveInteger = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0;
+
+/** Whether a value from another process is speed settings: flash attention, threads ≥ 1, batch size ≥ 1. */
+export function isSpeedSettings(value: unknown): value is SpeedSettings {
+  if (typeof value !== 'object' || value === null) return false;
+  const settings = value as Partial<SpeedSettings>;
+  return typeof settings.flashAttention === 'boolean' && positiveInteger(settings.threads) && positiveInteger(settings.batchSize);
+}
+
+/** Whether every entry is a whole number ≥ 1 (thread counts, token counts). */
+export function allPositiveIntegers(values: readonly unknown[]): boolean {
+  return values.every(positiveInteger);
+}
+
 /** The inputs of the candidate rule. */
 export interface SpaceInput {
   /** The profile's flash attention setting. */
@@ -33,9 +52,8 @@ export interface SpaceInput {
  * turned off for one, whatever the setting says (checkProfile refuses such a profile anyway).
  */
 export function speedSpace(input: SpaceInput): SpeedSpace {
-  const quantizedV = input.vType !== 'f16';
   let flashAttention: boolean[];
-  if (quantizedV) flashAttention = [true];
+  if (needsFlashAttention(input.vType)) flashAttention = [true];
   else if (input.setting === 'on') flashAttention = [true];
   else if (input.setting === 'off' || !input.supported) flashAttention = [false];
   else flashAttention = [true, false];

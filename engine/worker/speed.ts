@@ -9,7 +9,7 @@ import os from 'node:os';
 import type { LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 import { err, errorText, ok, type EngineBuildKind, type KvCacheType, type Result, type SpeedProfile, type SpeedSettings, type SpeedTrial } from '../contract/index.ts';
 import type { ResolvedProfile, WorkerMethods } from '../protocol.ts';
-import { chooseSpeed, speedDepth, trialOf, type Measured, type SpeedSpace } from './speed-choice.ts';
+import { allPositiveIntegers, chooseSpeed, isSpeedSettings, needsFlashAttention, speedDepth, trialOf, type Measured, type SpeedSpace } from './speed-choice.ts';
 import { ggmlKvTypeName } from './kv-types.ts';
 
 /** A `measureTrial` request's depth when it names none; the in-app measurement picks its own (speedDepth). */
@@ -109,14 +109,11 @@ export async function measureLoadedTrial(model: LlamaModel, profile: ResolvedPro
   const settings = input?.settings;
   const depth = input?.depth ?? SPEED_DEPTH;
   const decodeTokens = input?.decodeTokens ?? SPEED_DECODE_TOKENS;
-  const positive = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0;
-  if (typeof settings !== 'object' || settings === null || typeof settings.flashAttention !== 'boolean' || !positive(settings.threads) || !positive(settings.batchSize)) {
-    return err('INVALID_INPUT', 'measureTrial needs settings: flashAttention, threads ≥ 1 and batchSize ≥ 1.');
-  }
-  if (!positive(depth) || !positive(decodeTokens) || depth + decodeTokens > MAX_TRIAL_TOKENS) {
+  if (!isSpeedSettings(settings)) return err('INVALID_INPUT', 'measureTrial needs settings: flashAttention, threads ≥ 1 and batchSize ≥ 1.');
+  if (!allPositiveIntegers([depth, decodeTokens]) || depth + decodeTokens > MAX_TRIAL_TOKENS) {
     return err('INVALID_INPUT', `measureTrial needs a depth and decodeTokens ≥ 1, together at most ${MAX_TRIAL_TOKENS}.`);
   }
-  if (profile.vType !== 'f16' && !settings.flashAttention) return err('INVALID_INPUT', 'A quantized V cache needs flash attention.');
+  if (needsFlashAttention(profile.vType) && !settings.flashAttention) return err('INVALID_INPUT', 'A quantized V cache needs flash attention.');
   const chosen: SpeedSettings = { flashAttention: settings.flashAttention, threads: settings.threads, batchSize: settings.batchSize };
   return ok(trialOf(chosen, await measureTrial(model, { ...chosen, kType: profile.kType, vType: profile.vType, depth, decodeTokens })));
 }
