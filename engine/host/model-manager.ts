@@ -133,7 +133,9 @@ export class ModelManager implements Disposable {
     if (!checked.ok) return this.#rejected(checked.error);
     return this.#lock.run(async () => {
       // Checked here, in turn with other loads, so it sees the profile as it is when this load runs.
-      const profile = await this.#resolveProfile(file.value, checked.value.name);
+      // The stored profile, read once: what the engine resolves and what the speed plan keys on.
+      const stored = this.#deps.profileOf(file.value);
+      const profile = await this.#resolveProfile(file.value, stored, checked.value.name);
       if (!profile.ok) {
         // 'loading' here is the placeholder of a reload after an engine restart: show why it failed.
         if (this.#status.status === 'loading') this.#set({ status: 'error', error: profile.error });
@@ -145,7 +147,7 @@ export class ModelManager implements Disposable {
       this.#lastProgress = -1;
       this.#set({ status: 'loading', progress: 0, model: { ...previewOf(checked.value), path: file.value } });
       const resolved = profile.value;
-      const speed = await this.#deps.speed?.plan(file.value, this.#deps.profileOf(file.value), resolved, measure);
+      const speed = await this.#deps.speed?.plan(file.value, stored, resolved, measure);
       const result = await this.#deps.engine.request('loadModel', {
         path: file.value,
         contextSize: resolved.contextSize,
@@ -192,8 +194,8 @@ export class ModelManager implements Disposable {
   }
 
   /** The model's profile as the engine resolved it, or why it must not be loaded. */
-  async #resolveProfile(file: string, name: string): Promise<Result<ResolvedProfile>> {
-    const checked = await this.#deps.engine.request('checkProfile', { path: file, profile: this.#deps.profileOf(file) }, { timeoutMs: 15_000 });
+  async #resolveProfile(file: string, profile: ModelProfile, name: string): Promise<Result<ResolvedProfile>> {
+    const checked = await this.#deps.engine.request('checkProfile', { path: file, profile }, { timeoutMs: 15_000 });
     if (!checked.ok) return checked;
     const { issues, resolved } = checked.value;
     if (resolved === null || issues.some((issue) => issue.severity === 'error')) {
